@@ -1,0 +1,137 @@
+//! The shard's inputs and outputs: what the IO driver and the control plane exchange with it.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+
+/// What the driver feeds into [`crate::Shard::handle_input`].
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A UDP datagram received on the shard's socket.
+    Datagram { source: SocketAddr, contents: &'a [u8] },
+    /// A request from the control plane.
+    Command(Command),
+    /// Time passed; no other input.
+    Timeout,
+}
+
+/// What [`crate::Shard::poll_output`] hands back, until `Timeout`.
+#[derive(Debug)]
+pub enum Output {
+    /// Send `contents` to `destination` from the shard's socket.
+    Transmit(Transmit),
+    /// Something for the control plane.
+    Event(Event),
+    /// Call `handle_input(_, Input::Timeout)` at this instant at the latest.
+    Timeout(Instant),
+}
+
+#[derive(Debug)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// Requests from the control plane. Each names the participant it is about; failures
+/// come back as [`Event::CommandFailed`].
+#[derive(Debug, Clone)]
+pub enum Command {
+    Join {
+        room: RoomId,
+        participant: ParticipantId,
+        can_publish: bool,
+        can_subscribe: bool,
+    },
+    /// An SDP offer for the participant's publisher connection (first or renegotiation).
+    PublishOffer { participant: ParticipantId, sdp: String },
+    /// The SDP answer to the last [`Event::SubscribeOffer`].
+    SubscribeAnswer { participant: ParticipantId, sdp: String },
+    /// A trickled remote ICE candidate (`candidate:…` line) for one of the connections.
+    Candidate { participant: ParticipantId, pc: PcKind, candidate: String },
+    Leave { participant: ParticipantId },
+}
+
+/// A track as offered to a subscriber: which m-line carries whose media.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfferedTrack {
+    pub mid: String,
+    pub track: TrackId,
+    pub publisher: ParticipantId,
+    pub kind: TrackKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoneReason {
+    /// The control plane asked (the participant left or was removed).
+    Left,
+    /// ICE connectivity was lost (the client vanished).
+    IceTimeout,
+    /// Its connection failed (DTLS failure, internal error).
+    Failed,
+}
+
+/// Notifications for the control plane.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    PublishAnswer { participant: ParticipantId, sdp: String },
+    SubscribeOffer { participant: ParticipantId, sdp: String, tracks: Vec<OfferedTrack> },
+    Connected { participant: ParticipantId, pc: PcKind },
+    TrackPublished {
+        room: RoomId,
+        participant: ParticipantId,
+        track: TrackId,
+        kind: TrackKind,
+        mid: String,
+        rids: Vec<String>,
+    },
+    TrackUnpublished { room: RoomId, participant: ParticipantId, track: TrackId },
+    /// The participant no longer exists in the shard.
+    ParticipantGone { room: RoomId, participant: ParticipantId, reason: GoneReason },
+    CommandFailed { participant: ParticipantId, error: CommandError },
+}
+
+/// Why a command failed, sorted by who is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "code", content = "detail", rename_all = "snake_case")]
+pub enum CommandError {
+    // The client sent something wrong.
+    #[error("the SDP could not be parsed: {0}")]
+    BadSdp(String),
+    #[error("no codec in common: the server takes Opus, VP8, H.264, VP9 and AV1")]
+    NoCommonCodec,
+    #[error("the ICE candidate could not be parsed: {0}")]
+    BadCandidate(String),
+    #[error("no subscriber offer is waiting for an answer")]
+    NoPendingOffer,
+    // The control plane asked for something impossible.
+    #[error("unknown participant")]
+    UnknownParticipant,
+    #[error("participant already joined")]
+    AlreadyJoined,
+    #[error("the participant may not publish")]
+    PublishNotAllowed,
+    // Our fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Counters of the shard, for metrics and tests. All monotonic.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShardStats {
+    pub datagrams_in: u64,
+    /// From an address no peer uses, and not a STUN request naming one of ours.
+    pub dropped_unknown_source: u64,
+    /// Not parseable as STUN/DTLS/RTP, or refused by the peer's stack.
+    pub dropped_malformed: u64,
+    pub rtp_in: u64,
+    pub rtp_forwarded: u64,
+    /// Forwarding refused (waiting for a keyframe, stale source, no common codec).
+    pub rtp_not_forwarded: u64,
+    pub keyframe_requests: u64,
+    /// Peer stacks that panicked and were dropped.
+    pub peer_panics: u64,
+}

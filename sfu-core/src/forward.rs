@@ -1,0 +1,365 @@
+//! The forwarding graph: published tracks with their simulcast layers, and subscriptions
+//! that feed one outgoing stream each.
+//!
+//! Per packet: find its track and layer from the SSRC, decide per subscriber (forward,
+//! drop, or switch to this layer on a keyframe), rewrite the header for continuity
+//! ([`crate::rewrite`]) and write it into the subscriber's str0m send stream, which keeps
+//! it for answering NACKs (RFC 4585) from its RTX cache. The payload is shared (`Arc`),
+//! never copied per subscriber.
+
+use std::time::{Duration, Instant};
+
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Mid, Pt, Rid};
+use str0m::rtp::Vp8Descriptor;
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+use crate::keyframe::starts_keyframe;
+use crate::rewrite::{InHeader, Rewriter};
+use crate::shard::{failure_reason, Shard};
+
+/// A layer counts as active while packets arrived within this window.
+const LAYER_ACTIVE: Duration = Duration::from_millis(1_000);
+
+#[derive(Debug)]
+pub(crate) struct Layer {
+    pub rid: Option<Rid>,
+    pub ssrc: Option<u32>,
+    /// Quality order: higher is better.
+    pub rank: u8,
+    pub last_seen: Option<Instant>,
+    pub highest_seq: Option<u64>,
+    pub paused: bool,
+}
+
+pub(crate) struct Track {
+    pub room: RoomId,
+    pub publisher: ParticipantId,
+    pub mid: Mid,
+    pub kind: TrackKind,
+    pub layers: Vec<Layer>,
+    /// The publisher's payload types seen so far, with their parameters.
+    pub codecs: Vec<(Pt, PayloadParams)>,
+    pub subscribers: Vec<ParticipantId>,
+}
+
+/// Rank of a simulcast rid: the names browsers and our web client use, else list order.
+fn rid_rank(rid: &str, index: usize) -> u8 {
+    match rid {
+        "q" | "l" | "low" | "0" => 0,
+        "h" | "m" | "mid" | "1" => 1,
+        "f" | "high" | "2" => 2,
+        _ => index.min(250) as u8,
+    }
+}
+
+impl Track {
+    pub fn new(_id: TrackId, room: RoomId, publisher: ParticipantId, mid: Mid, kind: TrackKind, rids: &[String]) -> Self {
+        let layers = rids
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Layer {
+                rid: Some(Rid::from(r.as_str())),
+                ssrc: None,
+                rank: rid_rank(r, i),
+                last_seen: None,
+                highest_seq: None,
+                paused: false,
+            })
+            .collect();
+        Self { room, publisher, mid, kind, layers, codecs: Vec::new(), subscribers: Vec::new() }
+    }
+
+    /// The layer a packet of `ssrc` (with `rid`, from str0m) belongs to; created if new.
+    pub fn layer_index(&mut self, rid: Option<Rid>, ssrc: u32) -> usize {
+        let found = match rid {
+            Some(r) => self.layers.iter().position(|l| l.rid == Some(r)),
+            None => self.layers.iter().position(|l| l.rid.is_none()),
+        };
+        let i = found.unwrap_or_else(|| {
+            let index = self.layers.len();
+            let rank = rid.map_or(0, |r| rid_rank(&r, index));
+            self.layers.push(Layer { rid, ssrc: None, rank, last_seen: None, highest_seq: None, paused: false });
+            index
+        });
+        if self.layers[i].ssrc != Some(ssrc) {
+            // A new SSRC on the layer (encoder restart): its sequence space starts afresh.
+            self.layers[i].ssrc = Some(ssrc);
+            self.layers[i].highest_seq = None;
+        }
+        i
+    }
+
+    pub fn layer_of_ssrc(&self, ssrc: u32) -> Option<usize> {
+        self.layers.iter().position(|l| l.ssrc == Some(ssrc))
+    }
+
+    pub fn set_paused(&mut self, rid: Option<Rid>, paused: bool) {
+        if let Some(l) = self.layers.iter_mut().find(|l| l.rid == rid) {
+            l.paused = paused;
+        }
+    }
+
+    /// The best layer currently flowing.
+    pub fn target_layer(&self, now: Instant) -> Option<usize> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.paused && l.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE))
+            .max_by_key(|(_, l)| l.rank)
+            .map(|(i, _)| i)
+    }
+}
+
+/// One outgoing stream: a track as one subscriber receives it.
+pub(crate) struct Subscription {
+    pub track: TrackId,
+    pub mid: Mid,
+    /// Set once the subscriber answered the offer that added this m-line.
+    pub ready: bool,
+    rewriter: Rewriter,
+    /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
+    pt_map: Vec<(Pt, Option<Pt>)>,
+}
+
+impl Subscription {
+    pub fn new(track: TrackId, mid: Mid, kind: TrackKind, initial_seq: u16, initial_ts: u32) -> Self {
+        let clock = match kind {
+            TrackKind::Audio => 48_000,
+            TrackKind::Video => 90_000,
+        };
+        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), pt_map: Vec::new() }
+    }
+
+    /// The SSRC currently feeding this subscription.
+    pub fn source_layer(&self) -> Option<u32> {
+        self.rewriter.source_ssrc()
+    }
+}
+
+/// What to do with one packet for one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerDecision {
+    Drop,
+    Forward,
+    SwitchTo,
+}
+
+/// The per-subscriber decision. `current` is the SSRC feeding the subscription; the packet
+/// is of `ssrc`, on the target layer or not. Video switches only on an in-order keyframe
+/// (so that no frame that depends on a missed one is ever sent); audio on any packet.
+pub(crate) fn decide(kind: TrackKind, current: Option<u32>, ssrc: u32, is_target: bool, keyframe: bool, in_order: bool) -> LayerDecision {
+    if current == Some(ssrc) {
+        LayerDecision::Forward
+    } else if is_target && (kind == TrackKind::Audio || (keyframe && in_order)) {
+        LayerDecision::SwitchTo
+    } else {
+        LayerDecision::Drop
+    }
+}
+
+fn same_codec(a: &PayloadParams, b: &PayloadParams) -> bool {
+    let (sa, sb) = (a.spec(), b.spec());
+    if sa.codec != sb.codec {
+        return false;
+    }
+    if sa.codec == Codec::H264 {
+        return sa.format.packetization_mode.unwrap_or(0) == sb.format.packetization_mode.unwrap_or(0);
+    }
+    true
+}
+
+impl Shard {
+    pub(crate) fn forward(&mut self, now: Instant, pid: ParticipantId, pkt: RtpPacket) {
+        let ssrc: u32 = *pkt.header.ssrc;
+        let Some(publisher) = self.participants.get_mut(&pid) else { return };
+        let (tid, li) = match publisher.ssrcs.get(&ssrc) {
+            Some(x) => *x,
+            None => {
+                let Some(pc) = publisher.publisher.as_mut() else { return };
+                let Some((mid, rid)) = pc.rtc.direct_api().stream_rx(&pkt.header.ssrc).map(|s| (s.mid(), s.rid())) else {
+                    self.stats.rtp_not_forwarded += 1;
+                    return;
+                };
+                let Some(tid) = publisher.published.get(&mid).copied() else {
+                    self.stats.rtp_not_forwarded += 1;
+                    return;
+                };
+                let Some(track) = self.tracks.get_mut(&tid) else { return };
+                let li = track.layer_index(rid, ssrc);
+                publisher.ssrcs.insert(ssrc, (tid, li));
+                (tid, li)
+            }
+        };
+        let Some(track) = self.tracks.get_mut(&tid) else { return };
+        let pt = pkt.header.payload_type;
+        let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
+            Some((_, params)) => params.clone(),
+            None => {
+                let Some(pc) = publisher.publisher.as_ref() else { return };
+                let Some(params) = pc.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
+                    self.stats.rtp_not_forwarded += 1;
+                    return;
+                };
+                track.codecs.push((pt, params.clone()));
+                params
+            }
+        };
+        let codec = params.spec().codec;
+        if track.layers[li].ssrc != Some(ssrc) {
+            track.layer_index(track.layers[li].rid, ssrc);
+        }
+        let seq: u64 = *pkt.seq_no;
+        let layer = &mut track.layers[li];
+        let in_order = layer.highest_seq.is_none_or(|h| seq > h);
+        if in_order {
+            layer.highest_seq = Some(seq);
+        }
+        layer.last_seen = Some(now);
+        layer.paused = false;
+        let video = track.kind == TrackKind::Video;
+        let keyframe = video && starts_keyframe(codec, &pkt.payload);
+        let target = track.target_layer(now);
+        let is_target = target == Some(li);
+        let vp8 = (codec == Codec::Vp8).then(|| Vp8Descriptor::parse(&pkt.payload).ok()).flatten();
+        let inh = InHeader {
+            ssrc,
+            seq,
+            ts: pkt.header.timestamp,
+            pic: vp8.and_then(|d| d.picture_id()),
+            tl0: vp8.and_then(|d| d.tl0_pic_idx()),
+        };
+        let ext = ExtensionValues {
+            audio_level: pkt.header.ext_vals.audio_level,
+            voice_activity: pkt.header.ext_vals.voice_activity,
+            ..Default::default()
+        };
+        let mut want_keyframe = None;
+        let track = &*track;
+        for &sid in &track.subscribers {
+            let Some(sp) = self.participants.get_mut(&sid) else { continue };
+            let Some(sub) = sp.subs.get_mut(&tid) else { continue };
+            let Some(spc) = sp.subscriber.as_mut() else { continue };
+            if !sub.ready || !spc.connected {
+                continue;
+            }
+            let current = sub.rewriter.source_ssrc();
+            if video && target.is_some() && current != target.and_then(|t| track.layers[t].ssrc) {
+                want_keyframe = target;
+            }
+            let out = match decide(track.kind, current, ssrc, is_target, keyframe, in_order) {
+                LayerDecision::Drop => None,
+                LayerDecision::Forward => sub.rewriter.rewrite(&inh, now).ok(),
+                LayerDecision::SwitchTo => Some(sub.rewriter.switch_to(&inh, now)),
+            };
+            let Some(out) = out else {
+                self.stats.rtp_not_forwarded += 1;
+                continue;
+            };
+            let out_pt = match sub.pt_map.iter().find(|(p, _)| *p == pt) {
+                Some((_, o)) => *o,
+                None => {
+                    let o = spc.rtc.media(sub.mid).and_then(|m| {
+                        m.remote_pts().iter().copied().find(|rp| {
+                            spc.rtc.codec_config().find(|c| c.pt() == *rp).is_some_and(|c| same_codec(c, &params))
+                        })
+                    });
+                    sub.pt_map.push((pt, o));
+                    o
+                }
+            };
+            let Some(out_pt) = out_pt else {
+                self.stats.rtp_not_forwarded += 1;
+                continue;
+            };
+            let mut w = RtpWrite::new(out_pt, out.seq.into(), out.ts, pkt.timestamp, pkt.payload.clone())
+                .marker(pkt.header.marker)
+                .nackable(video)
+                .ext_vals(ext.clone());
+            if let Some(d) = vp8 {
+                if out.pic != inh.pic || out.tl0 != inh.tl0 {
+                    let mut b = d.patch();
+                    if let Some(p) = out.pic {
+                        b = b.picture_id(if d.picture_id().is_some_and(|x| x > 0x7f) || p > 0x7f { p } else { p & 0x7f });
+                    }
+                    if let Some(t) = out.tl0 {
+                        b = b.tl0_pic_idx(t);
+                    }
+                    match b.build().or_else(|_| {
+                        let mut b = d.patch();
+                        if let Some(p) = out.pic {
+                            b = b.picture_id(p & 0x7f);
+                        }
+                        b.build()
+                    }) {
+                        Ok(patch) => w = w.vp8_patch(patch),
+                        Err(_) => {}
+                    }
+                }
+            }
+            let mid = sub.mid;
+            let wrote = spc
+                .guarded(|rtc| rtc.direct_api().stream_tx_by_mid(mid, None).map(|tx| tx.write_rtp(w)).is_some())
+                .unwrap_or(false);
+            if wrote {
+                self.stats.rtp_forwarded += 1;
+            } else {
+                self.stats.rtp_not_forwarded += 1;
+            }
+            if let Err(f) = spc.drain((sid, PcKind::Subscriber), &mut self.out, &mut self.pending) {
+                self.failed.push((sid, failure_reason(f)));
+            }
+        }
+        if let Some(li) = want_keyframe {
+            self.request_keyframe(now, tid, li);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decide_table() {
+        use LayerDecision::*;
+        use TrackKind::*;
+        // (kind, current, ssrc, is_target, keyframe, in_order, expected)
+        let table = [
+            (Video, None, 1, true, true, true, SwitchTo),
+            (Video, None, 1, true, false, true, Drop),   // wait for a keyframe
+            (Video, None, 1, true, true, false, Drop),   // late keyframe: later packets already dropped
+            (Video, None, 1, false, true, true, Drop),   // not the layer we want
+            (Video, Some(1), 1, true, false, true, Forward),
+            (Video, Some(1), 1, false, false, false, Forward), // keep the current layer until the switch
+            (Video, Some(1), 2, true, false, true, Drop),
+            (Video, Some(1), 2, true, true, true, SwitchTo),
+            (Audio, None, 5, true, false, true, SwitchTo),
+            (Audio, Some(5), 6, true, false, true, SwitchTo), // new SSRC: continue the stream
+            (Audio, Some(5), 5, true, false, false, Forward),
+        ];
+        for (i, (k, cur, ssrc, tgt, kf, ord, want)) in table.into_iter().enumerate() {
+            assert_eq!(decide(k, cur, ssrc, tgt, kf, ord), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn target_is_best_active_layer() {
+        let t0 = Instant::now();
+        let mut t = Track::new(TrackId(1), RoomId::from("r"), ParticipantId(1), Mid::from("1"), TrackKind::Video, &["q".into(), "h".into(), "f".into()]);
+        assert_eq!(t.target_layer(t0), None);
+        let q = t.layer_index(Some(Rid::from("q")), 10);
+        t.layers[q].last_seen = Some(t0);
+        assert_eq!(t.target_layer(t0), Some(q));
+        let f = t.layer_index(Some(Rid::from("f")), 30);
+        t.layers[f].last_seen = Some(t0);
+        assert_eq!(t.target_layer(t0), Some(f));
+        t.set_paused(Some(Rid::from("f")), true);
+        assert_eq!(t.target_layer(t0), Some(q));
+        // q goes stale after a second without packets
+        assert_eq!(t.target_layer(t0 + Duration::from_millis(1_500)), None);
+        // unknown rid names rank by order
+        assert_eq!(rid_rank("zz", 1), 1);
+    }
+}

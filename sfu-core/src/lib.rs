@@ -1,0 +1,31 @@
+//! # sfu-core — Switchboard's sans-IO media core
+//!
+//! A [`Shard`] holds the peer connections (one str0m `Rtc` each, RTP mode, ICE-lite,
+//! DTLS-SRTP), rooms and forwarding graph of one worker thread. It is driven like str0m
+//! itself: feed [`Input`]s with [`Shard::handle_input`] (a datagram, a control-plane
+//! [`Command`], or a timeout), then drain [`Shard::poll_output`] until it returns
+//! [`Output::Timeout`]. See [`shard`] for the loop.
+//!
+//! Modules: [`rewrite`] (sequence number / timestamp / VP8 picture-id continuity),
+//! [`keyframe`] (detection and request throttling), [`demux`] (which peer a datagram is
+//! for), `forward` (layer choice and forwarding), and with the `testkit` feature a
+//! simulated network and simulated str0m clients on a virtual clock.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod demux;
+mod forward;
+pub mod ids;
+pub mod keyframe;
+mod pc;
+pub mod rewrite;
+pub mod shard;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use api::{Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats, Transmit};
+pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+pub use shard::{Shard, ShardConfig};
+pub use str0m;

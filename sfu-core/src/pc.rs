@@ -1,0 +1,98 @@
+//! One str0m peer connection and how the shard drives it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use str0m::{Candidate, IceConnectionState, Rtc, RtcConfig};
+
+use crate::api::{Output, Transmit};
+use crate::ids::{ParticipantId, PcKind};
+
+/// A str0m `Rtc` in RTP mode, ICE-lite, with the shard's bookkeeping around it.
+pub(crate) struct Pc {
+    pub rtc: Rtc,
+    pub ufrag: String,
+    pub addrs: Vec<SocketAddr>,
+    pub timeout: Instant,
+    pub connected: bool,
+}
+
+/// Why a peer connection must be dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PcFailure {
+    Disconnected,
+    Error,
+    Panicked,
+}
+
+impl Pc {
+    pub fn new(now: Instant, public_addr: SocketAddr, rng: &mut impl Rng) -> Self {
+        let ufrag: String = (0..16).map(|_| rng.sample(Alphanumeric) as char).collect();
+        let pass: String = (0..32).map(|_| rng.sample(Alphanumeric) as char).collect();
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(str0m::IceCreds { ufrag: ufrag.clone(), pass })
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .enable_vp9(true)
+            .enable_av1(true)
+            .build(now);
+        if let Ok(c) = Candidate::host(public_addr, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        Self { rtc, ufrag, addrs: Vec::new(), timeout: now, connected: false }
+    }
+
+    /// Poll the Rtc until it wants a timeout: transmits go to `out`, events to `events`.
+    /// Any str0m panic is contained here and reported as a failure of this connection.
+    pub fn drain(
+        &mut self,
+        who: (ParticipantId, PcKind),
+        out: &mut VecDeque<Output>,
+        events: &mut VecDeque<(ParticipantId, PcKind, str0m::Event)>,
+    ) -> Result<(), PcFailure> {
+        let rtc = &mut self.rtc;
+        let result = catch_unwind(AssertUnwindSafe(|| loop {
+            match rtc.poll_output() {
+                Ok(str0m::Output::Timeout(t)) => return Ok(t),
+                Ok(str0m::Output::Transmit(t)) => out.push_back(Output::Transmit(Transmit {
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                })),
+                Ok(str0m::Output::Event(e)) => {
+                    if let str0m::Event::IceConnectionStateChange(IceConnectionState::Disconnected) = e {
+                        return Err(PcFailure::Disconnected);
+                    }
+                    events.push_back((who.0, who.1, e));
+                }
+                Err(e) => {
+                    tracing::debug!(participant = %who.0, pc = ?who.1, error = %e, "peer connection failed");
+                    return Err(PcFailure::Error);
+                }
+            }
+        }));
+        match result {
+            Ok(Ok(t)) => {
+                self.timeout = t;
+                if !self.rtc.is_alive() {
+                    return Err(PcFailure::Disconnected);
+                }
+                Ok(())
+            }
+            Ok(Err(f)) => Err(f),
+            Err(_) => Err(PcFailure::Panicked),
+        }
+    }
+
+    /// Run `f` on the Rtc with panics contained.
+    pub fn guarded<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, PcFailure> {
+        catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))).map_err(|_| PcFailure::Panicked)
+    }
+}

@@ -1,0 +1,649 @@
+//! The shard: every peer connection, room and forwarding path of one worker thread.
+//!
+//! Run loop (the same shape as str0m's `Rtc`):
+//!
+//! ```text
+//! loop {
+//!     let deadline = loop {
+//!         match shard.poll_output() {
+//!             Output::Transmit(t) => socket.send_to(&t.contents, t.destination),
+//!             Output::Event(e) => control_plane.send(e),
+//!             Output::Timeout(t) => break t,
+//!         }
+//!     };
+//!     // wait for a datagram, a command, or the deadline; then:
+//!     shard.handle_input(now, input);
+//! }
+//! ```
+//!
+//! Nothing here reads the clock, touches a socket or draws unseeded randomness: time comes
+//! in with every input and randomness comes from a generator seeded by the config. That is
+//! what makes whole calls simulable in a unit test (see the `testkit` feature).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, KeyframeRequestKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::Candidate;
+
+use crate::api::{Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats};
+use crate::demux::{classify, stun_local_ufrag, DatagramKind};
+use crate::forward::{Subscription, Track};
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+use crate::keyframe::KeyframeThrottle;
+use crate::pc::{Pc, PcFailure};
+
+/// Settings of one shard.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The address put in ICE candidates: where clients send their packets. Also used as
+    /// the destination of every received datagram (the socket may be bound to 0.0.0.0 or
+    /// sit behind NAT).
+    pub public_addr: SocketAddr,
+    /// Seed for ICE credentials and initial RTP sequence numbers / timestamps.
+    pub seed: u64,
+    /// At most one keyframe request per publisher layer in this interval.
+    pub keyframe_interval: Duration,
+}
+
+impl ShardConfig {
+    pub fn new(public_addr: SocketAddr) -> Self {
+        Self { public_addr, seed: 0, keyframe_interval: Duration::from_millis(300) }
+    }
+}
+
+pub(crate) struct Room {
+    pub participants: Vec<ParticipantId>,
+    pub tracks: Vec<TrackId>,
+}
+
+pub(crate) struct Participant {
+    pub room: RoomId,
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub publisher: Option<Pc>,
+    pub subscriber: Option<Pc>,
+    /// Publisher m-lines → tracks.
+    pub published: BTreeMap<Mid, TrackId>,
+    /// Publisher SSRCs → (track, layer index): a cache of str0m's stream lookup.
+    pub ssrcs: HashMap<u32, (TrackId, usize)>,
+    /// What this participant receives.
+    pub subs: BTreeMap<TrackId, Subscription>,
+    /// Subscriber-side negotiation: an offer out, changes waiting, m-lines to stop.
+    pub pending_offer: Option<str0m::change::SdpPendingOffer>,
+    pub renegotiate: bool,
+    pub to_stop: Vec<Mid>,
+}
+
+impl Participant {
+    pub fn pc_mut(&mut self, kind: PcKind) -> Option<&mut Pc> {
+        match kind {
+            PcKind::Publisher => self.publisher.as_mut(),
+            PcKind::Subscriber => self.subscriber.as_mut(),
+        }
+    }
+}
+
+/// One worker's media state. See the module docs for the run loop.
+pub struct Shard {
+    pub(crate) cfg: ShardConfig,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) rooms: BTreeMap<RoomId, Room>,
+    pub(crate) participants: BTreeMap<ParticipantId, Participant>,
+    pub(crate) tracks: BTreeMap<TrackId, Track>,
+    by_addr: HashMap<SocketAddr, (ParticipantId, PcKind)>,
+    by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
+    pub(crate) out: VecDeque<Output>,
+    pub(crate) pending: VecDeque<(ParticipantId, PcKind, str0m::Event)>,
+    pub(crate) failed: Vec<(ParticipantId, GoneReason)>,
+    pub(crate) throttle: KeyframeThrottle<(TrackId, usize)>,
+    next_track: u64,
+    pub(crate) stats: ShardStats,
+    last_now: Instant,
+}
+
+pub(crate) fn failure_reason(f: PcFailure) -> GoneReason {
+    match f {
+        PcFailure::Disconnected => GoneReason::IceTimeout,
+        PcFailure::Error | PcFailure::Panicked => GoneReason::Failed,
+    }
+}
+
+impl Shard {
+    /// `now` is the shard's start time (the driver reads the clock, not the shard).
+    pub fn new(cfg: ShardConfig, now: Instant) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let throttle = KeyframeThrottle::new(cfg.keyframe_interval);
+        Self {
+            cfg,
+            rng,
+            rooms: BTreeMap::new(),
+            participants: BTreeMap::new(),
+            tracks: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            out: VecDeque::new(),
+            pending: VecDeque::new(),
+            failed: Vec::new(),
+            throttle,
+            next_track: 1,
+            stats: ShardStats::default(),
+            last_now: now,
+        }
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    /// Number of participants (the load measure used to place rooms).
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        // Time never goes backwards inside the shard, whatever the caller passes.
+        let now = now.max(self.last_now);
+        self.last_now = now;
+        match input {
+            Input::Datagram { source, contents } => self.on_datagram(now, source, contents),
+            Input::Command(c) => self.on_command(now, c),
+            Input::Timeout => self.on_timeout(now),
+        }
+        self.pump(now);
+    }
+
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        let idle = self.last_now + Duration::from_secs(1);
+        let next = self
+            .participants
+            .values()
+            .flat_map(|p| p.publisher.iter().chain(p.subscriber.iter()))
+            .map(|pc| pc.timeout)
+            .fold(idle, Instant::min);
+        Output::Timeout(next)
+    }
+
+    fn on_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        self.stats.datagrams_in += 1;
+        let kind = classify(contents);
+        let who = match self.by_addr.get(&source) {
+            Some(w) => *w,
+            None => {
+                let found = (kind == DatagramKind::Stun)
+                    .then(|| stun_local_ufrag(contents))
+                    .flatten()
+                    .and_then(|u| self.by_ufrag.get(u).copied());
+                match found {
+                    Some(w) => w,
+                    None => {
+                        self.stats.dropped_unknown_source += 1;
+                        tracing::trace!("datagram from unknown source dropped");
+                        return;
+                    }
+                }
+            }
+        };
+        if kind == DatagramKind::Unknown {
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        let Ok(recv) = Receive::new(Protocol::Udp, source, self.cfg.public_addr, contents) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let Some(pc) = self.participants.get_mut(&who.0).and_then(|p| p.pc_mut(who.1)) else {
+            self.stats.dropped_unknown_source += 1;
+            return;
+        };
+        let input = str0m::Input::Receive(now, recv);
+        if !pc.rtc.accepts(&input) {
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        if kind == DatagramKind::Rtp {
+            self.stats.rtp_in += 1;
+        }
+        match pc.guarded(|rtc| rtc.handle_input(input)) {
+            Ok(Ok(())) => {
+                if !pc.addrs.contains(&source) {
+                    pc.addrs.push(source);
+                    self.by_addr.insert(source, who);
+                }
+            }
+            Ok(Err(e)) => {
+                self.stats.dropped_malformed += 1;
+                tracing::trace!(error = %e, "datagram refused by peer connection");
+            }
+            Err(f) => {
+                self.stats.peer_panics += 1;
+                self.failed.push((who.0, failure_reason(f)));
+                return;
+            }
+        }
+        if let Err(f) = pc.drain(who, &mut self.out, &mut self.pending) {
+            if f == PcFailure::Panicked {
+                self.stats.peer_panics += 1;
+            }
+            self.failed.push((who.0, failure_reason(f)));
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        for (&id, p) in self.participants.iter_mut() {
+            for (kind, pc) in [(PcKind::Publisher, p.publisher.as_mut()), (PcKind::Subscriber, p.subscriber.as_mut())] {
+                let Some(pc) = pc else { continue };
+                if pc.timeout > now {
+                    continue;
+                }
+                let r = match pc.guarded(|rtc| rtc.handle_input(str0m::Input::Timeout(now))) {
+                    Ok(Ok(())) => pc.drain((id, kind), &mut self.out, &mut self.pending),
+                    Ok(Err(_)) => Err(PcFailure::Error),
+                    Err(f) => Err(f),
+                };
+                if let Err(f) = r {
+                    if f == PcFailure::Panicked {
+                        self.stats.peer_panics += 1;
+                    }
+                    self.failed.push((id, failure_reason(f)));
+                }
+            }
+        }
+    }
+
+    /// Process str0m events and failures until nothing is left.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            if let Some((id, kind, ev)) = self.pending.pop_front() {
+                self.on_rtc_event(now, id, kind, ev);
+            } else if let Some((id, reason)) = self.failed.pop() {
+                self.remove_participant(now, id, reason);
+            } else {
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn drain_pc(&mut self, id: ParticipantId, kind: PcKind) {
+        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else { return };
+        if let Err(f) = pc.drain((id, kind), &mut self.out, &mut self.pending) {
+            if f == PcFailure::Panicked {
+                self.stats.peer_panics += 1;
+            }
+            self.failed.push((id, failure_reason(f)));
+        }
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn fail(&mut self, participant: ParticipantId, error: CommandError) {
+        self.emit(Event::CommandFailed { participant, error });
+    }
+
+    fn on_command(&mut self, now: Instant, c: Command) {
+        match c {
+            Command::Join { room, participant, can_publish, can_subscribe } => {
+                if self.participants.contains_key(&participant) {
+                    return self.fail(participant, CommandError::AlreadyJoined);
+                }
+                let subscriber = can_subscribe.then(|| self.new_pc(now, participant, PcKind::Subscriber));
+                self.participants.insert(
+                    participant,
+                    Participant {
+                        room: room.clone(),
+                        can_publish,
+                        can_subscribe,
+                        publisher: None,
+                        subscriber,
+                        published: BTreeMap::new(),
+                        ssrcs: HashMap::new(),
+                        subs: BTreeMap::new(),
+                        pending_offer: None,
+                        renegotiate: false,
+                        to_stop: Vec::new(),
+                    },
+                );
+                let r = self.rooms.entry(room).or_insert_with(|| Room { participants: vec![], tracks: vec![] });
+                r.participants.push(participant);
+                self.sync_subscriptions(participant);
+            }
+            Command::PublishOffer { participant, sdp } => self.on_publish_offer(now, participant, &sdp),
+            Command::SubscribeAnswer { participant, sdp } => self.on_subscribe_answer(participant, &sdp),
+            Command::Candidate { participant, pc, candidate } => {
+                let line = candidate.trim().trim_start_matches("a=");
+                let parsed = Candidate::from_sdp_string(line);
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return self.fail(participant, CommandError::UnknownParticipant);
+                };
+                match (parsed, p.pc_mut(pc)) {
+                    (Ok(c), Some(pc_ref)) => {
+                        let _ = pc_ref.guarded(|rtc| rtc.add_remote_candidate(c));
+                        self.drain_pc(participant, pc);
+                    }
+                    // A candidate for a connection that does not exist yet is harmless.
+                    (Ok(_), None) => {}
+                    (Err(e), _) => self.fail(participant, CommandError::BadCandidate(e.to_string())),
+                }
+            }
+            Command::Leave { participant } => {
+                if self.participants.contains_key(&participant) {
+                    self.remove_participant(now, participant, GoneReason::Left);
+                } else {
+                    self.fail(participant, CommandError::UnknownParticipant);
+                }
+            }
+        }
+    }
+
+    fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
+        let pc = Pc::new(now, self.cfg.public_addr, &mut self.rng);
+        self.by_ufrag.insert(pc.ufrag.clone(), (id, kind));
+        pc
+    }
+
+    fn on_publish_offer(&mut self, now: Instant, id: ParticipantId, sdp: &str) {
+        let Some(p) = self.participants.get(&id) else {
+            return self.fail(id, CommandError::UnknownParticipant);
+        };
+        if !p.can_publish {
+            return self.fail(id, CommandError::PublishNotAllowed);
+        }
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
+        };
+        let first = p.publisher.is_none();
+        if first {
+            let pc = self.new_pc(now, id, PcKind::Publisher);
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.publisher = Some(pc);
+            }
+        }
+        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.publisher.as_mut()) else { return };
+        let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                if first {
+                    self.drop_publisher(id);
+                }
+                return self.fail(id, CommandError::BadSdp(e.to_string()));
+            }
+            Err(_) => {
+                self.stats.peer_panics += 1;
+                if first {
+                    self.drop_publisher(id);
+                }
+                return self.fail(id, CommandError::Internal("offer handling panicked".into()));
+            }
+        };
+        // Media the client offered that we cannot take comes back rejected (no payload
+        // types in common). If nothing at all is left, the call would be broken: say so.
+        let usable = answer
+            .to_sdp_string()
+            .lines()
+            .filter(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
+            .any(|l| !l.split(' ').nth(1).is_some_and(|port| port == "0"));
+        if !usable && sdp.lines().any(|l| l.starts_with("m=audio") || l.starts_with("m=video")) {
+            if first {
+                self.drop_publisher(id);
+            }
+            return self.fail(id, CommandError::NoCommonCodec);
+        }
+        self.emit(Event::PublishAnswer { participant: id, sdp: answer.to_sdp_string() });
+        self.drain_pc(id, PcKind::Publisher);
+    }
+
+    fn drop_publisher(&mut self, id: ParticipantId) {
+        if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.publisher.take()) {
+            self.by_ufrag.remove(&pc.ufrag);
+            for a in pc.addrs {
+                self.by_addr.remove(&a);
+            }
+        }
+    }
+
+    fn on_subscribe_answer(&mut self, id: ParticipantId, sdp: &str) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return self.fail(id, CommandError::UnknownParticipant);
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
+        };
+        let (Some(pending), Some(pc)) = (p.pending_offer.take(), p.subscriber.as_mut()) else {
+            return self.fail(id, CommandError::NoPendingOffer);
+        };
+        match pc.guarded(|rtc| rtc.sdp_api().accept_answer(pending, answer)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // The offer is spent; try again with a fresh one.
+                p.renegotiate = true;
+                self.fail(id, CommandError::BadSdp(e.to_string()));
+            }
+            Err(_) => {
+                self.stats.peer_panics += 1;
+                self.failed.push((id, GoneReason::Failed));
+                return;
+            }
+        }
+        if let Some(p) = self.participants.get_mut(&id) {
+            for sub in p.subs.values_mut() {
+                sub.ready = true;
+            }
+            if std::mem::take(&mut p.renegotiate) {
+                self.sync_subscriptions(id);
+            }
+        }
+        self.drain_pc(id, PcKind::Subscriber);
+    }
+
+    /// Bring a subscriber's connection in line with its room: offer new tracks, stop gone
+    /// ones. One offer at a time; changes meanwhile wait for the answer.
+    pub(crate) fn sync_subscriptions(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        if !p.can_subscribe || p.subscriber.is_none() {
+            return;
+        }
+        if p.pending_offer.is_some() {
+            p.renegotiate = true;
+            return;
+        }
+        let Some(room) = self.rooms.get(&p.room) else { return };
+        let new: Vec<TrackId> = room
+            .tracks
+            .iter()
+            .copied()
+            .filter(|t| !p.subs.contains_key(t) && self.tracks.get(t).is_some_and(|tr| tr.publisher != id))
+            .collect();
+        if new.is_empty() && p.to_stop.is_empty() {
+            return;
+        }
+        let to_stop = std::mem::take(&mut p.to_stop);
+        let Some(pc) = p.subscriber.as_mut() else { return };
+        let mut api = pc.rtc.sdp_api();
+        for mid in to_stop {
+            api.stop_media(mid);
+        }
+        let mut added = Vec::new();
+        for t in new {
+            let Some(track) = self.tracks.get_mut(&t) else { continue };
+            let mid = api.add_media(
+                track.kind.into(),
+                Direction::SendOnly,
+                Some(format!("p{}", track.publisher)),
+                Some(format!("t{t}")),
+                None,
+            );
+            track.subscribers.push(id);
+            let seq: u16 = self.rng.gen_range(0..16_384);
+            let ts: u32 = self.rng.gen();
+            added.push((t, Subscription::new(t, mid, track.kind, seq, ts)));
+        }
+        let applied = api.apply();
+        for (t, s) in added {
+            p.subs.insert(t, s);
+        }
+        if let Some((offer, pending)) = applied {
+            p.pending_offer = Some(pending);
+            let tracks = p
+                .subs
+                .values()
+                .filter_map(|s| {
+                    let tr = self.tracks.get(&s.track)?;
+                    Some(OfferedTrack { mid: s.mid.to_string(), track: s.track, publisher: tr.publisher, kind: tr.kind })
+                })
+                .collect();
+            self.emit(Event::SubscribeOffer { participant: id, sdp: offer.to_sdp_string(), tracks });
+        }
+    }
+
+    fn on_rtc_event(&mut self, now: Instant, id: ParticipantId, kind: PcKind, ev: str0m::Event) {
+        use str0m::Event as E;
+        match ev {
+            E::Connected => {
+                if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) {
+                    pc.connected = true;
+                }
+                self.emit(Event::Connected { participant: id, pc: kind });
+            }
+            E::MediaAdded(m) if kind == PcKind::Publisher && m.direction.is_receiving() => {
+                let rids: Vec<String> = m
+                    .simulcast
+                    .iter()
+                    .flat_map(|s| s.recv.iter().chain(s.send.iter()))
+                    .map(|l| l.rid.to_string())
+                    .collect();
+                self.publish(id, m.mid, m.kind.into(), rids);
+            }
+            E::MediaChanged(m) if kind == PcKind::Publisher && !m.direction.is_receiving() => {
+                let tid = self.participants.get(&id).and_then(|p| p.published.get(&m.mid).copied());
+                if let Some(tid) = tid {
+                    self.unpublish(tid);
+                }
+            }
+            E::RtpPacket(pkt) if kind == PcKind::Publisher => self.forward(now, id, pkt),
+            E::StreamPaused(sp) if kind == PcKind::Publisher => {
+                let tid = self.participants.get(&id).and_then(|p| p.published.get(&sp.mid).copied());
+                if let Some(track) = tid.and_then(|t| self.tracks.get_mut(&t)) {
+                    track.set_paused(sp.rid, sp.paused);
+                }
+            }
+            E::KeyframeRequest(req) if kind == PcKind::Subscriber => {
+                let found = self.participants.get(&id).and_then(|p| {
+                    p.subs.values().find(|s| s.mid == req.mid).map(|s| (s.track, s.source_layer()))
+                });
+                if let Some((tid, Some(ssrc))) = found {
+                    let layer = self.tracks.get(&tid).and_then(|t| t.layer_of_ssrc(ssrc));
+                    if let Some(li) = layer {
+                        self.request_keyframe(now, tid, li);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn publish(&mut self, id: ParticipantId, mid: Mid, kind: TrackKind, rids: Vec<String>) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        if p.published.contains_key(&mid) {
+            return;
+        }
+        let tid = TrackId(self.next_track);
+        self.next_track += 1;
+        p.published.insert(mid, tid);
+        let room = p.room.clone();
+        self.tracks.insert(tid, Track::new(tid, room.clone(), id, mid, kind, &rids));
+        let others = match self.rooms.get_mut(&room) {
+            Some(r) => {
+                r.tracks.push(tid);
+                r.participants.clone()
+            }
+            None => vec![],
+        };
+        self.emit(Event::TrackPublished { room, participant: id, track: tid, kind, mid: mid.to_string(), rids });
+        for o in others.into_iter().filter(|o| *o != id) {
+            self.sync_subscriptions(o);
+        }
+    }
+
+    fn unpublish(&mut self, tid: TrackId) {
+        let Some(track) = self.tracks.remove(&tid) else { return };
+        if let Some(r) = self.rooms.get_mut(&track.room) {
+            r.tracks.retain(|t| *t != tid);
+        }
+        if let Some(p) = self.participants.get_mut(&track.publisher) {
+            p.published.remove(&track.mid);
+            p.ssrcs.retain(|_, (t, _)| *t != tid);
+        }
+        self.throttle.forget(|(t, _)| *t == tid);
+        for sid in &track.subscribers {
+            if let Some(sp) = self.participants.get_mut(sid) {
+                if let Some(sub) = sp.subs.remove(&tid) {
+                    sp.to_stop.push(sub.mid);
+                }
+            }
+            self.sync_subscriptions(*sid);
+        }
+        self.emit(Event::TrackUnpublished { room: track.room, participant: track.publisher, track: tid });
+    }
+
+    fn remove_participant(&mut self, _now: Instant, id: ParticipantId, reason: GoneReason) {
+        let Some(p) = self.participants.remove(&id) else { return };
+        for pc in p.publisher.iter().chain(p.subscriber.iter()) {
+            self.by_ufrag.remove(&pc.ufrag);
+            for a in &pc.addrs {
+                self.by_addr.remove(a);
+            }
+        }
+        for tid in p.published.values() {
+            self.unpublish(*tid);
+        }
+        for tid in p.subs.keys() {
+            if let Some(t) = self.tracks.get_mut(tid) {
+                t.subscribers.retain(|s| *s != id);
+            }
+        }
+        if let Some(r) = self.rooms.get_mut(&p.room) {
+            r.participants.retain(|x| *x != id);
+            if r.participants.is_empty() {
+                self.rooms.remove(&p.room);
+            }
+        }
+        self.failed.retain(|(x, _)| *x != id);
+        self.emit(Event::ParticipantGone { room: p.room, participant: id, reason });
+    }
+
+    /// Ask a publisher for a keyframe on one layer, at most once per throttle interval.
+    pub(crate) fn request_keyframe(&mut self, now: Instant, tid: TrackId, layer: usize) {
+        if !self.throttle.allow((tid, layer), now) {
+            return;
+        }
+        let Some(track) = self.tracks.get(&tid) else { return };
+        let (pid, mid, rid) = (track.publisher, track.mid, track.layers.get(layer).and_then(|l| l.rid));
+        let Some(pc) = self.participants.get_mut(&pid).and_then(|p| p.publisher.as_mut()) else { return };
+        let sent = pc
+            .guarded(|rtc| {
+                rtc.direct_api().stream_rx_by_mid(mid, rid).map(|s| s.request_keyframe(KeyframeRequestKind::Pli)).is_some()
+            })
+            .unwrap_or(false);
+        if sent {
+            self.stats.keyframe_requests += 1;
+            self.drain_pc(pid, PcKind::Publisher);
+        }
+    }
+}
+
