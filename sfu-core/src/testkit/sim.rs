@@ -1,0 +1,223 @@
+//! The simulation driver: steps the shard, the clients and the network on a virtual clock.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::client::{ClientSpec, SimClient};
+use super::net::{LinkConfig, Packet, SimNet};
+use crate::api::{Command, Event, Input, Output};
+use crate::ids::{ParticipantId, RoomId};
+use crate::shard::{Shard, ShardConfig};
+
+/// Index of a client in the simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIdx(pub usize);
+
+pub struct Sim {
+    pub now: Instant,
+    pub start: Instant,
+    pub shard: Shard,
+    pub net: SimNet,
+    server: SocketAddr,
+    shard_timeout: Instant,
+    clients: Vec<Option<SimClient>>,
+    /// Every event the shard emitted, with its time.
+    pub events: Vec<(Instant, Event)>,
+    rng: ChaCha8Rng,
+    next_id: u64,
+}
+
+impl Sim {
+    /// `start` is the virtual clock's origin (tests pass `Instant::now()`).
+    pub fn new(start: Instant, seed: u64) -> Self {
+        let server: SocketAddr = (Ipv4Addr::new(127, 0, 0, 1), 5000).into();
+        let mut cfg = ShardConfig::new(server);
+        cfg.seed = seed;
+        Self {
+            now: start,
+            start,
+            shard: Shard::new(cfg, start),
+            net: SimNet::new(seed ^ 0x5eed, server.ip()),
+            server,
+            shard_timeout: start,
+            clients: Vec::new(),
+            events: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0xc11e),
+            next_id: 1,
+        }
+    }
+
+    fn host_of(i: usize) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8))
+    }
+
+    /// The IP address of a client (for link settings).
+    pub fn host(&self, c: ClientIdx) -> IpAddr {
+        Self::host_of(c.0)
+    }
+
+    pub fn set_link(&mut self, c: ClientIdx, up: LinkConfig, down: LinkConfig) {
+        self.net.set_link(Self::host_of(c.0), up, down);
+    }
+
+    /// A new participant joins `room` and (as its spec says) publishes and subscribes.
+    pub fn join(&mut self, room: &str, spec: ClientSpec) -> ClientIdx {
+        let idx = self.clients.len();
+        let ip = Self::host_of(idx);
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        let can_publish = spec.audio || spec.video != super::client::VideoSpec::None;
+        let can_subscribe = spec.subscribe;
+        let mut c = SimClient::new(self.now, id, spec, (ip, 40_000).into(), (ip, 40_001).into(), &mut self.rng);
+        let offer = c.make_offer();
+        self.clients.push(Some(c));
+        self.command(Command::Join { room: RoomId::from(room), participant: id, can_publish, can_subscribe });
+        if let Some(sdp) = offer {
+            self.command(Command::PublishOffer { participant: id, sdp });
+        }
+        ClientIdx(idx)
+    }
+
+    /// The participant leaves cleanly (the control plane sends Leave).
+    pub fn leave(&mut self, c: ClientIdx) {
+        if let Some(client) = self.clients[c.0].take() {
+            self.command(Command::Leave { participant: client.id });
+        }
+    }
+
+    /// The participant's machine vanishes: no Leave, no more packets.
+    pub fn vanish(&mut self, c: ClientIdx) {
+        self.clients[c.0] = None;
+    }
+
+    pub fn client(&self, c: ClientIdx) -> &SimClient {
+        self.clients[c.0].as_ref().expect("client is gone")
+    }
+
+    pub fn client_mut(&mut self, c: ClientIdx) -> &mut SimClient {
+        self.clients[c.0].as_mut().expect("client is gone")
+    }
+
+    pub fn command(&mut self, c: Command) {
+        self.shard.handle_input(self.now, Input::Command(c));
+        self.drain_shard();
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(end);
+    }
+
+    pub fn run_until(&mut self, end: Instant) {
+        while self.now < end {
+            // Deliver everything due now.
+            while let Some((at, p)) = self.net.pop_due(self.now) {
+                self.deliver(at, p);
+            }
+            if self.shard_timeout <= self.now {
+                self.shard.handle_input(self.now, Input::Timeout);
+                self.drain_shard();
+            }
+            let now = self.now;
+            for i in 0..self.clients.len() {
+                let Some(c) = self.clients[i].as_mut() else { continue };
+                if c.next_wake().is_some_and(|t| t <= now) {
+                    c.timeout(now);
+                    c.produce(now);
+                    self.drain_client(i);
+                }
+            }
+            // Jump to the next thing that is due.
+            let mut next = end.min(self.shard_timeout);
+            if let Some(t) = self.net.next_arrival() {
+                next = next.min(t);
+            }
+            for c in self.clients.iter().flatten() {
+                if let Some(t) = c.next_wake() {
+                    next = next.min(t);
+                }
+            }
+            // Never stand still: the smallest step is 100 µs.
+            self.now = next.max(self.now + Duration::from_micros(100)).min(end.max(self.now));
+            if self.now == end {
+                break;
+            }
+        }
+    }
+
+    fn deliver(&mut self, at: Instant, p: Packet) {
+        if p.destination == self.server {
+            self.shard.handle_input(at, Input::Datagram { source: p.source, contents: &p.contents });
+            self.drain_shard();
+        } else if let Some(i) = self.clients.iter().position(|c| c.as_ref().is_some_and(|c| c.owns(p.destination))) {
+            if let Some(c) = self.clients[i].as_mut() {
+                c.receive(at, p.source, p.destination, &p.contents);
+            }
+            self.drain_client(i);
+        }
+    }
+
+    fn drain_client(&mut self, i: usize) {
+        let now = self.now;
+        let Some(c) = self.clients[i].as_mut() else { return };
+        let net = &mut self.net;
+        c.drain(now, |source, destination, contents| net.send(now, Packet { source, destination, contents }));
+    }
+
+    fn drain_shard(&mut self) {
+        loop {
+            match self.shard.poll_output() {
+                Output::Timeout(t) => {
+                    self.shard_timeout = t;
+                    break;
+                }
+                Output::Transmit(t) => self.net.send(
+                    self.now,
+                    Packet { source: self.server, destination: t.destination, contents: t.contents },
+                ),
+                Output::Event(e) => {
+                    self.events.push((self.now, e.clone()));
+                    self.route(e);
+                }
+            }
+        }
+    }
+
+    /// Play the control plane: hand SDP to the client it is for.
+    fn route(&mut self, e: Event) {
+        let find = |clients: &mut Vec<Option<SimClient>>, id: ParticipantId| clients.iter().position(|c| c.as_ref().is_some_and(|c| c.id == id));
+        match e {
+            Event::PublishAnswer { participant, sdp } => {
+                if let Some(i) = find(&mut self.clients, participant) {
+                    if let Some(c) = self.clients[i].as_mut() {
+                        c.accept_publish_answer(&sdp);
+                    }
+                    self.drain_client(i);
+                }
+            }
+            Event::SubscribeOffer { participant, sdp, tracks } => {
+                if let Some(i) = find(&mut self.clients, participant) {
+                    let answer = self.clients[i].as_mut().and_then(|c| c.accept_subscribe_offer(&sdp, tracks));
+                    self.drain_client(i);
+                    if let Some(sdp) = answer {
+                        self.shard.handle_input(self.now, Input::Command(Command::SubscribeAnswer { participant, sdp }));
+                        // drained by the caller's loop
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Events of one kind, for assertions.
+    pub fn events_matching(&self, f: impl Fn(&Event) -> bool) -> Vec<&Event> {
+        self.events.iter().map(|(_, e)| e).filter(|e| f(e)).collect()
+    }
+}

@@ -1,0 +1,166 @@
+//! Deterministic simulations of whole calls through one shard (the `testkit`).
+
+use std::time::{Duration, Instant};
+
+use sfu_core::testkit::{ClientIdx, ClientSpec, LinkConfig, Sim};
+use sfu_core::{Event, GoneReason, TrackKind};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn three_party(seed: u64) -> (Sim, [ClientIdx; 3]) {
+    let mut sim = Sim::new(Instant::now(), seed);
+    let a = sim.join("room", ClientSpec::av());
+    let b = sim.join("room", ClientSpec::av());
+    let c = sim.join("room", ClientSpec::av());
+    (sim, [a, b, c])
+}
+
+#[test]
+fn three_participants_each_receive_the_other_two() {
+    let (mut sim, all) = three_party(1);
+    sim.run_for(secs(5));
+    for &me in &all {
+        for &other in all.iter().filter(|o| **o != me) {
+            let from = sim.client(other).id;
+            let c = sim.client(me);
+            let audio = c.stream_from(from, TrackKind::Audio).unwrap_or_else(|| panic!("{me:?} gets no audio from {other:?}: {:?}", c.received));
+            let video = c.stream_from(from, TrackKind::Video).expect("video");
+            // 5 s minus connection setup: ~50 audio packets/s, ~60 video packets/s.
+            assert!(audio.packets > 150, "audio packets {}", audio.packets);
+            assert!(video.packets > 200, "video packets {}", video.packets);
+            assert!(video.keyframes >= 1);
+            eprintln!("{me:?} <- {other:?}: audio {} pkts, video {} pkts {} kf", audio.packets, video.packets, video.keyframes);
+            assert_eq!(audio.gaps(), 0);
+            assert_eq!(video.gaps(), 0);
+        }
+        // Nobody receives themselves.
+        let id = sim.client(me).id;
+        assert!(sim.client(me).received.values().all(|r| r.publisher != Some(id)));
+    }
+    assert_eq!(sim.shard.stats().dropped_unknown_source, 0);
+}
+
+#[test]
+fn one_leaves_others_are_told_and_stop_receiving_it() {
+    let (mut sim, [a, b, c]) = three_party(2);
+    sim.run_for(secs(3));
+    let gone = sim.client(c).id;
+    let before_b = sim.client(b).stream_from(gone, TrackKind::Video).unwrap().packets;
+    let offers_b = sim.client(b).offers_received;
+    sim.leave(c);
+    sim.run_for(secs(3));
+    // The shard says so: participant gone, both its tracks unpublished.
+    assert_eq!(
+        sim.events_matching(|e| matches!(e, Event::ParticipantGone { participant, reason: GoneReason::Left, .. } if *participant == gone)).len(),
+        1
+    );
+    assert_eq!(sim.events_matching(|e| matches!(e, Event::TrackUnpublished { participant, .. } if *participant == gone)).len(), 2);
+    for me in [a, b] {
+        let cl = sim.client(me);
+        // A renegotiation removed its m-lines from the track map.
+        assert!(cl.offered.iter().all(|t| t.publisher != gone), "{:?}", cl.offered);
+        let v = cl.stream_from(gone, TrackKind::Video).unwrap();
+        assert!(v.last_at.unwrap() < sim.start + secs(3) + Duration::from_millis(100), "still receiving after leave");
+    }
+    assert!(sim.client(b).offers_received > offers_b);
+    assert!(sim.client(b).stream_from(gone, TrackKind::Video).unwrap().packets >= before_b);
+    // The two who stayed still hear and see each other.
+    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
+    let later = sim.start + secs(5);
+    assert!(sim.client(a).stream_from(idb, TrackKind::Video).unwrap().last_at.unwrap() > later);
+    assert!(sim.client(b).stream_from(ida, TrackKind::Audio).unwrap().last_at.unwrap() > later);
+}
+
+#[test]
+fn a_vanished_client_is_removed_after_the_ice_timeout() {
+    let (mut sim, [a, _b, c]) = three_party(3);
+    sim.run_for(secs(3));
+    let gone = sim.client(c).id;
+    sim.vanish(c);
+    sim.run_for(secs(40));
+    let ev = sim.events.iter().find(|(_, e)| matches!(e, Event::ParticipantGone { participant, .. } if *participant == gone));
+    let (at, e) = ev.expect("vanished participant removed");
+    assert!(matches!(e, Event::ParticipantGone { reason: GoneReason::IceTimeout, .. }), "{e:?}");
+    eprintln!("removed {:?} after vanishing", *at - (sim.start + secs(3)));
+    assert!(sim.client(a).offered.iter().all(|t| t.publisher != gone));
+    assert_eq!(sim.shard.participant_count(), 2);
+}
+
+#[test]
+fn five_percent_loss_is_repaired_with_no_gap_reaching_subscribers() {
+    let mut sim = Sim::new(Instant::now(), 4);
+    let lossy = LinkConfig { loss: 0.05, delay: Duration::from_millis(20), ..Default::default() };
+    let a = sim.join("room", ClientSpec::av());
+    let b = sim.join("room", ClientSpec::av());
+    let c = sim.join("room", ClientSpec::av());
+    for x in [a, b, c] {
+        sim.set_link(x, lossy, lossy);
+    }
+    sim.run_for(secs(12));
+    // Stop sending, then give the last retransmissions time to land.
+    for x in [a, b, c] {
+        sim.set_link(x, LinkConfig::default(), LinkConfig::default());
+    }
+    sim.run_for(secs(2));
+    assert!(sim.net.lost > 500, "the network lost only {} packets", sim.net.lost);
+    for me in [a, b, c] {
+        for other in [a, b, c].into_iter().filter(|o| *o != me) {
+            let v = sim.client(me).stream_from(sim.client(other).id, TrackKind::Video).unwrap();
+            eprintln!("{me:?} <- {other:?}: {} video packets, gaps {}", v.packets, v.gaps());
+            assert!(v.packets > 400);
+            assert_eq!(v.gaps(), 0, "a gap reached the subscriber");
+        }
+    }
+}
+
+#[test]
+fn encoder_restart_with_new_ssrc_keeps_the_outgoing_stream_continuous() {
+    let mut sim = Sim::new(Instant::now(), 5);
+    let a = sim.join("room", ClientSpec::av());
+    let b = sim.join("room", ClientSpec::av());
+    sim.run_for(secs(2));
+    sim.client_mut(a).restart_video(30_000);
+    sim.run_for(secs(2));
+    let v = sim.client(b).stream_from(sim.client(a).id, TrackKind::Video).unwrap();
+    assert_eq!(v.ssrcs.len(), 1, "the subscriber sees one stream");
+    assert_eq!(v.gaps(), 0, "sequence numbers continue across the restart");
+    assert!(v.keyframes >= 2, "the new source starts on a keyframe");
+    assert!(v.last_at.unwrap() > sim.start + secs(3));
+    // picture ids continue too: each frame's is the previous + 1
+    assert!(v.picture_ids.windows(2).all(|w| w[1] == (w[0] + 1) & 0x7fff), "picture ids jump");
+}
+
+#[test]
+fn a_late_subscriber_gets_a_keyframe_at_once() {
+    let mut sim = Sim::new(Instant::now(), 6);
+    let mut spec = ClientSpec::av();
+    spec.keyframe_every = secs(1000); // no periodic keyframes: only requested ones
+    let a = sim.join("room", spec);
+    sim.run_for(secs(5));
+    let joined = sim.now;
+    let b = sim.join("room", ClientSpec::av());
+    sim.run_for(secs(2));
+    assert!(sim.client(a).keyframe_requests_received >= 1);
+    let v = sim.client(b).stream_from(sim.client(a).id, TrackKind::Video).unwrap();
+    let wait = v.first_at.unwrap() - joined;
+    eprintln!("first video {:?} after join", wait);
+    assert!(wait < Duration::from_millis(500), "first video after {wait:?}");
+    assert!(v.keyframes >= 1);
+    assert!(v.packets > 60);
+}
+
+#[test]
+fn simulcast_publisher_forwards_one_layer_continuously() {
+    let mut sim = Sim::new(Instant::now(), 7);
+    let a = sim.join("room", ClientSpec::simulcast());
+    let b = sim.join("room", ClientSpec::av());
+    sim.run_for(secs(4));
+    let v = sim.client(b).stream_from(sim.client(a).id, TrackKind::Video).unwrap();
+    assert_eq!(v.ssrcs.len(), 1);
+    assert_eq!(v.gaps(), 0);
+    // The top layer (full size packets) is the one forwarded.
+    let avg = v.bytes / v.packets;
+    assert!(avg > 900, "average payload {avg} bytes: not the top layer");
+}
