@@ -1,1 +1,26 @@
-pub fn x(){}
+//! # signaling — Switchboard's control plane
+//!
+//! axum routes and the WebSocket signaling protocol ([`protocol`], documented in
+//! `docs/protocol.md`), access tokens ([`auth`]), and the room directory ([`Hub`]). It
+//! drives the media plane only through the [`MediaPlane`] trait, so it is tested with an
+//! in-memory fake and run with the server's worker threads.
+//!
+//! Flow: a client opens `/ws` and sends `join` with a JWT. The hub verifies it, registers
+//! the participant and sends `Command::Join` to the media plane; after that client
+//! messages become commands (`publish_offer`, `subscribe_answer`, `candidate`) and
+//! media-plane events become server messages (`publish_answer`, `subscribe_offer`,
+//! `track_published`, …), routed by participant.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod http;
+pub mod hub;
+pub mod plane;
+pub mod protocol;
+pub mod ws;
+
+pub use auth::{Claims, KeyStore, VideoGrant};
+pub use http::{router, AppState};
+pub use hub::Hub;
+pub use plane::{MediaPlane, PlaneError};

@@ -1,0 +1,80 @@
+//! HTTP routes of the control plane: the WebSocket endpoint, health, and the development
+//! token route.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::{unix_now, Claims, VideoGrant};
+use crate::hub::{clean_name, valid_room_name, Hub};
+use crate::ws::{session, MAX_MESSAGE};
+
+/// Settings of the HTTP side.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    /// In development mode: the API key whose secret signs tokens handed out by
+    /// `/api/dev/token`. `None` turns that route off.
+    pub dev_key: Option<String>,
+}
+
+pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "code": code, "message": message.into() }))).into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/dev/token", get(dev_token))
+        .with_state(state)
+}
+
+async fn ws(State(s): State<AppState>, up: WebSocketUpgrade) -> Response {
+    let hub = s.hub.clone();
+    up.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(hub, socket))
+}
+
+#[derive(Deserialize)]
+struct DevTokenQuery {
+    room: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DevToken {
+    token: String,
+    room: String,
+    identity: String,
+}
+
+async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) -> Response {
+    let Some(key) = s.dev_key.as_deref() else {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "development tokens are off (the server is not in dev mode)");
+    };
+    let room = q.room.unwrap_or_default();
+    if !valid_room_name(&room) {
+        return json_error(StatusCode::BAD_REQUEST, "invalid_room", "room: 1-128 characters of A-Z a-z 0-9 _ . -");
+    }
+    let name = clean_name(q.name.as_deref().unwrap_or(""), "guest");
+    // Identities are unique per session in dev mode: the name plus a random suffix.
+    let identity = format!("{}-{:08x}", name.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect::<String>(), rand::random::<u32>());
+    let claims = Claims {
+        iss: key.to_string(),
+        sub: identity.clone(),
+        exp: unix_now() + 6 * 3600,
+        nbf: None,
+        name: Some(name),
+        video: VideoGrant { room: room.clone(), room_join: true, can_publish: true, can_subscribe: true },
+    };
+    match s.hub.keys().mint(key, &claims) {
+        Some(token) => Json(DevToken { token, room, identity }).into_response(),
+        None => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the dev key is not configured"),
+    }
+}

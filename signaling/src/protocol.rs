@@ -1,0 +1,123 @@
+//! The signaling protocol: JSON messages over WebSocket, tagged by `type`. See
+//! `docs/protocol.md` for the conversation and examples.
+
+use serde::{Deserialize, Serialize};
+use sfu_core::{OfferedTrack, ParticipantId, PcKind, TrackId, TrackKind};
+
+/// The protocol version this server speaks. A client sends it in `join`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Messages from the client.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Must be the first message.
+    Join {
+        token: String,
+        #[serde(default)]
+        version: Option<u32>,
+    },
+    /// Offer for the publisher connection (first or renegotiation).
+    PublishOffer { sdp: String },
+    /// Answer to the latest `subscribe_offer`.
+    SubscribeAnswer { sdp: String },
+    /// A trickled ICE candidate; an empty string ends gathering.
+    Candidate { pc: PcKind, candidate: String },
+    /// The client muted or unmuted its microphone or camera.
+    Mute { kind: TrackKind, muted: bool },
+    Ping,
+    Leave,
+}
+
+/// A participant as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub identity: String,
+    pub name: String,
+    pub tracks: Vec<TrackInfo>,
+    pub audio_muted: bool,
+    pub video_muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub id: TrackId,
+    pub kind: TrackKind,
+    pub simulcast: Vec<String>,
+}
+
+/// Messages from the server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined {
+        version: u32,
+        room: String,
+        participant: ParticipantInfo,
+        others: Vec<ParticipantInfo>,
+    },
+    PublishAnswer { sdp: String },
+    SubscribeOffer { sdp: String, tracks: Vec<OfferedTrack> },
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { participant: ParticipantId, reason: String },
+    TrackPublished { participant: ParticipantId, track: TrackInfo },
+    TrackUnpublished { participant: ParticipantId, track: TrackId },
+    MuteChanged { participant: ParticipantId, kind: TrackKind, muted: bool },
+    Error { code: ErrorCode, message: String },
+    Pong,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The message was not valid JSON or not a known message.
+    BadMessage,
+    /// The token was missing, malformed, forged, expired or lacked the grant.
+    Unauthorized,
+    /// A message that needs `join` first, or a second `join`.
+    BadState,
+    /// The client's protocol version is not supported.
+    UnsupportedVersion,
+    /// The media plane refused the request (SDP, codecs, candidates).
+    Media,
+    /// The server is overloaded; try again.
+    Busy,
+    /// The participant was removed (ICE timeout, failure).
+    Removed,
+}
+
+/// WebSocket close codes (4000–4999 are the application's, RFC 6455 §7.4.2).
+pub mod close_code {
+    pub const UNAUTHORIZED: u16 = 4001;
+    pub const BAD_STATE: u16 = 4002;
+    pub const UNSUPPORTED_VERSION: u16 = 4003;
+    pub const REMOVED: u16 = 4004;
+    pub const BUSY: u16 = 4005;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse() {
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"join","token":"t","version":1}"#).unwrap();
+        assert_eq!(m, ClientMessage::Join { token: "t".into(), version: Some(1) });
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"candidate","pc":"subscriber","candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host"}"#).unwrap();
+        assert!(matches!(m, ClientMessage::Candidate { pc: PcKind::Subscriber, .. }));
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"mute","kind":"audio","muted":true}"#).unwrap();
+        assert_eq!(m, ClientMessage::Mute { kind: TrackKind::Audio, muted: true });
+        for bad in [r#"{"type":"nope"}"#, r#"{"type":"join"}"#, r#"{"sdp":"x"}"#, "[]", "", r#"{"type":"ping","extra":1}"#] {
+            assert!(serde_json::from_str::<ClientMessage>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_messages_are_tagged() {
+        let s = serde_json::to_string(&ServerMessage::Error { code: ErrorCode::BadMessage, message: "x".into() }).unwrap();
+        assert_eq!(s, r#"{"type":"error","code":"bad_message","message":"x"}"#);
+        let s = serde_json::to_string(&ServerMessage::Pong).unwrap();
+        assert_eq!(s, r#"{"type":"pong"}"#);
+    }
+}

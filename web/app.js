@@ -1,0 +1,130 @@
+// The demo app: join form, local preview, a grid of remote participants, mute, leave.
+import { SwitchboardClient } from './client.js';
+
+const $ = (s) => document.querySelector(s);
+const params = new URLSearchParams(location.search);
+const state = (window.sb = { client: null, joined: false, errors: [] });
+
+$('#room').value = params.get('room') || 'lobby';
+$('#name').value = params.get('name') || '';
+
+function status(text) {
+  $('#status').textContent = text;
+}
+
+function tileFor(id, name) {
+  let tile = document.querySelector(`.tile[data-participant="${id}"]`);
+  if (!tile) {
+    tile = document.createElement('div');
+    tile.className = 'tile';
+    tile.dataset.participant = id;
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    const label = document.createElement('div');
+    label.className = 'label';
+    tile.append(video, label);
+    $('#grid').append(tile);
+  }
+  if (name !== undefined) tile.querySelector('.label').textContent = name;
+  return tile;
+}
+
+function showMute(id, kind, muted) {
+  const tile = document.querySelector(`.tile[data-participant="${id}"]`);
+  if (tile) tile.classList.toggle(kind === 'audio' ? 'mic-off' : 'cam-off', muted);
+}
+
+async function getToken(room, name) {
+  const given = $('#token').value.trim() || params.get('token');
+  if (given) return given;
+  const r = await fetch(`/api/dev/token?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.message || 'no token');
+  return body.token;
+}
+
+async function join() {
+  const room = $('#room').value.trim();
+  const name = $('#name').value.trim() || 'guest';
+  $('#join').disabled = true;
+  try {
+    status('getting camera and microphone…');
+    const small = params.get('quality') === 'low';
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: true,
+      video: small ? { width: 640, height: 360, frameRate: 15 } : { width: 1280, height: 720, frameRate: 30 },
+    });
+    const token = await getToken(room, name);
+    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+    const client = new SwitchboardClient(`${proto}://${location.host}/ws`);
+    state.client = client;
+    client.addEventListener('participant_joined', (e) => tileFor(e.detail.id, e.detail.name));
+    client.addEventListener('participant_left', (e) => {
+      document.querySelector(`.tile[data-participant="${e.detail.participant}"]`)?.remove();
+    });
+    client.addEventListener('track', (e) => {
+      const { publisher, stream: s, track } = e.detail;
+      const p = client.participants.get(publisher);
+      const tile = tileFor(publisher, p ? p.name : undefined);
+      const video = tile.querySelector('video');
+      if (!video.srcObject) video.srcObject = s || new MediaStream();
+      if (!video.srcObject.getTracks().includes(track)) video.srcObject.addTrack(track);
+      video.play().catch(() => {});
+      if (p) {
+        showMute(publisher, 'audio', p.audio_muted);
+        showMute(publisher, 'video', p.video_muted);
+      }
+    });
+    client.addEventListener('mute_changed', (e) => showMute(e.detail.participant, e.detail.kind, e.detail.muted));
+    client.addEventListener('error', (e) => {
+      state.errors.push(e.detail);
+      status(`error: ${e.detail.message}`);
+    });
+    client.addEventListener('closed', (e) => {
+      state.joined = false;
+      status(`disconnected (${e.detail.code}${e.detail.reason ? ': ' + e.detail.reason : ''})`);
+    });
+    const joined = await client.connect(token);
+    state.joined = true;
+    $('#local').srcObject = stream;
+    $('#join-form').hidden = true;
+    $('#controls').hidden = false;
+    status(`in room ${joined.room} as ${joined.participant.name}`);
+    await client.publish(stream, { simulcast: params.get('simulcast') !== '0' });
+  } catch (e) {
+    status(`could not join: ${e.message}`);
+    state.errors.push({ code: 'join', message: e.message });
+    $('#join').disabled = false;
+  }
+}
+
+$('#join-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  join();
+});
+
+$('#mic').addEventListener('click', () => {
+  const muted = $('#mic').classList.toggle('off');
+  state.client.setMuted('audio', muted);
+  $('#mic').textContent = muted ? 'Unmute mic' : 'Mute mic';
+});
+
+$('#cam').addEventListener('click', () => {
+  const muted = $('#cam').classList.toggle('off');
+  state.client.setMuted('video', muted);
+  $('#cam').textContent = muted ? 'Camera on' : 'Camera off';
+});
+
+$('#leave').addEventListener('click', () => {
+  state.client.leave();
+  state.joined = false;
+  for (const t of $('#local').srcObject?.getTracks() || []) t.stop();
+  $('#grid').replaceChildren();
+  $('#controls').hidden = true;
+  $('#join-form').hidden = false;
+  $('#join').disabled = false;
+  status('left the room');
+});
+
+if (params.get('autojoin') === '1') join();

@@ -1,0 +1,150 @@
+// Switchboard browser client: the signaling protocol (docs/protocol.md) over WebSocket,
+// a publisher RTCPeerConnection (we offer) and a subscriber one (the server offers).
+// No dependencies; usable on its own by any page.
+
+export const PROTOCOL_VERSION = 1;
+
+export class SwitchboardClient extends EventTarget {
+  constructor(wsUrl) {
+    super();
+    this.wsUrl = wsUrl;
+    this.ws = null;
+    this.pubPc = null;
+    this.subPc = null;
+    this.me = null;
+    this.participants = new Map(); // id -> info
+    this.tracksByMid = new Map(); // subscriber mid -> {track, publisher, kind}
+    this.subChain = Promise.resolve();
+    this.localTracks = {};
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  // Open the WebSocket and join with `token`. Resolves with the `joined` message.
+  connect(token) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.wsUrl);
+      this.ws = ws;
+      let joined = false;
+      ws.onopen = () => this.send({ type: 'join', token, version: PROTOCOL_VERSION });
+      ws.onclose = (ev) => {
+        this.emit('closed', { code: ev.code, reason: ev.reason });
+        if (!joined) reject(new Error(`closed ${ev.code} ${ev.reason}`));
+      };
+      ws.onerror = () => {};
+      ws.onmessage = (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch { return; }
+        if (msg.type === 'joined') {
+          joined = true;
+          this.me = msg.participant;
+          for (const p of msg.others) this.participants.set(p.id, p);
+          resolve(msg);
+        }
+        if (msg.type === 'error' && !joined) reject(new Error(`${msg.code}: ${msg.message}`));
+        this.onMessage(msg);
+      };
+    });
+  }
+
+  onMessage(msg) {
+    switch (msg.type) {
+      case 'joined':
+        for (const p of msg.others) this.emit('participant_joined', p);
+        break;
+      case 'participant_joined':
+        this.participants.set(msg.participant.id, msg.participant);
+        this.emit('participant_joined', msg.participant);
+        break;
+      case 'participant_left':
+        this.participants.delete(msg.participant);
+        this.emit('participant_left', msg);
+        break;
+      case 'publish_answer':
+        this.pubPc.setRemoteDescription({ type: 'answer', sdp: msg.sdp }).catch((e) => this.emit('error', { code: 'sdp', message: String(e) }));
+        break;
+      case 'subscribe_offer':
+        this.subChain = this.subChain.then(() => this.onSubscribeOffer(msg)).catch((e) => this.emit('error', { code: 'sdp', message: String(e) }));
+        break;
+      case 'mute_changed': {
+        const p = this.participants.get(msg.participant);
+        if (p) p[msg.kind === 'audio' ? 'audio_muted' : 'video_muted'] = msg.muted;
+        this.emit('mute_changed', msg);
+        break;
+      }
+      case 'track_published':
+      case 'track_unpublished':
+      case 'error':
+        this.emit(msg.type, msg);
+        break;
+    }
+  }
+
+  async onSubscribeOffer(msg) {
+    this.tracksByMid = new Map(msg.tracks.map((t) => [t.mid, t]));
+    if (!this.subPc) {
+      this.subPc = new RTCPeerConnection();
+      this.subPc.onicecandidate = (e) => {
+        if (e.candidate) this.send({ type: 'candidate', pc: 'subscriber', candidate: e.candidate.candidate });
+      };
+      this.subPc.ontrack = (e) => {
+        const info = this.tracksByMid.get(e.transceiver.mid);
+        const publisher = info ? info.publisher : Number((e.streams[0]?.id || 'p0').slice(1));
+        this.emit('track', { publisher, kind: e.track.kind, track: e.track, stream: e.streams[0], mid: e.transceiver.mid });
+      };
+    }
+    await this.subPc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    const answer = await this.subPc.createAnswer();
+    await this.subPc.setLocalDescription(answer);
+    this.send({ type: 'subscribe_answer', sdp: this.subPc.localDescription.sdp });
+  }
+
+  // Publish a camera/mic stream; video goes out as three simulcast encodings
+  // (rid q/h/f at 1/4, 1/2 and full size).
+  async publish(stream, { simulcast = true } = {}) {
+    const pc = new RTCPeerConnection();
+    this.pubPc = pc;
+    pc.onicecandidate = (e) => {
+      if (e.candidate) this.send({ type: 'candidate', pc: 'publisher', candidate: e.candidate.candidate });
+    };
+    const audio = stream.getAudioTracks()[0];
+    const video = stream.getVideoTracks()[0];
+    if (audio) {
+      pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
+      this.localTracks.audio = audio;
+    }
+    if (video) {
+      const sendEncodings = simulcast
+        ? [
+            { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+            { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+            { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_700_000 },
+          ]
+        : undefined;
+      pc.addTransceiver(video, { direction: 'sendonly', streams: [stream], sendEncodings });
+      this.localTracks.video = video;
+    }
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp });
+  }
+
+  setMuted(kind, muted) {
+    const t = this.localTracks[kind];
+    if (t) t.enabled = !muted;
+    this.send({ type: 'mute', kind, muted });
+  }
+
+  leave() {
+    this.send({ type: 'leave' });
+    for (const pc of [this.pubPc, this.subPc]) if (pc) pc.close();
+    this.pubPc = this.subPc = null;
+    if (this.ws) this.ws.close(1000, 'leave');
+  }
+}
