@@ -19,5 +19,6 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
         .route("/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
         .route("/client.js", get(|| async { asset(CLIENT_JS, "text/javascript; charset=utf-8") }))
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route("/style.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test of the project. Installs what the tests need (Chromium from Debian,
+# npm packages) if it is missing; safe to run again. Used by `.ci/run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== installing npm packages for the browser tests"
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
+echo "== cargo test (unit, simulation, loopback integration)"
+cargo build --workspace --all-targets
+cargo test --workspace
+
+echo "== browser end-to-end tests (headless Chromium)"
+# Inside a private network namespace with only loopback when we may create one, so that
+# every packet provably stays on 127.0.0.1.
+run_browser_tests() { (cd tests/browser && npm test); }
+if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
+  export -f run_browser_tests
+  unshare -n bash -c 'ip link set lo up && run_browser_tests'
+else
+  run_browser_tests
+fi

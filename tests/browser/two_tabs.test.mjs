@@ -1,0 +1,39 @@
+// Two headless Chromium instances join one room through the web app, see and hear each
+// other through the SFU, and one leaves.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, openParticipant, inbound, waitFor, sleep } from './lib.mjs';
+
+test('two browsers see and hear each other; a leaver disappears', async () => {
+  const server = await startServer();
+  const room = `r${Date.now()}`;
+  const a = await openParticipant(`${server.base}/?room=${room}&name=alice&autojoin=1&quality=low`);
+  const b = await openParticipant(`${server.base}/?room=${room}&name=bob&autojoin=1&quality=low`);
+  try {
+    for (const [p, other] of [[a, 'bob'], [b, 'alice']]) {
+      // The other's tile appears with its name and plays video.
+      await waitFor(() => p.page.evaluate((name) => {
+        const tile = [...document.querySelectorAll('#grid .tile')].find((t) => t.querySelector('.label').textContent === name);
+        return tile && tile.querySelector('video').videoWidth > 0;
+      }, other), { what: `${other}'s video playing`, timeout: 45000 });
+    }
+    for (const p of [a, b]) {
+      const s1 = await inbound(p.page);
+      await sleep(2000);
+      const s2 = await inbound(p.page);
+      console.log('inbound', JSON.stringify(s1), '->', JSON.stringify(s2));
+      assert.ok(s2.video.framesDecoded > s1.video.framesDecoded + 10, 'video frames decoded keep rising');
+      assert.ok(s2.video.frameWidth > 0, 'video has a size');
+      assert.ok(s2.audio.packetsReceived > s1.audio.packetsReceived + 50, 'audio packets keep arriving');
+      assert.ok(s2.audio.totalSamplesReceived > s1.audio.totalSamplesReceived, 'audio is decoded');
+      assert.deepEqual(await p.page.evaluate(() => window.sb.errors), []);
+    }
+    // Bob leaves: his tile disappears from Alice's page.
+    await b.page.click('#leave');
+    await waitFor(() => a.page.evaluate(() => document.querySelectorAll('#grid .tile').length === 0), { what: "bob's tile removed", timeout: 10000 });
+  } finally {
+    await a.close();
+    await b.close();
+    server.stop();
+  }
+});
