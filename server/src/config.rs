@@ -21,8 +21,15 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the server (the default).
     Serve,
-    /// Print an access token.
-    Token(TokenArgs),
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Print a signed access token for joining a room.
+    Create(TokenArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use signaling::{AppState, Claims, Hub, KeyStore, VideoGrant};
 
-use crate::config::{parse_keys, Cli, Cmd, ServeArgs, TokenArgs, DEV_KEY, DEV_SECRET};
+use crate::config::{parse_keys, Cli, Cmd, ServeArgs, TokenArgs, TokenCmd, DEV_KEY, DEV_SECRET};
 use crate::plane::WorkerPool;
 
 fn main() -> anyhow::Result<()> {
@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Cmd::Token(t)) => token(t),
+        Some(Cmd::Token(TokenCmd::Create(t))) => token(t),
         Some(Cmd::Serve) | None => serve(cli.serve),
     }
 }
@@ -87,7 +87,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 h.on_media_event(e);
             }
         });
-        let app = web::router().merge(signaling::router(AppState { hub: hub.clone(), dev_key }));
+        let stats_pool = pool.clone();
+        let app = web::router()
+            .route(
+                "/debug/stats",
+                axum::routing::get(move || {
+                    let p = stats_pool.clone();
+                    async move { axum::Json(p.workers.iter().map(|w| *w.stats.lock()).collect::<Vec<_>>()) }
+                }),
+            )
+            .merge(signaling::router(AppState { hub: hub.clone(), dev_key }));
         let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding HTTP {}", args.http))?;
         let local = listener.local_addr()?;
         for w in &pool.workers {

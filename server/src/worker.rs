@@ -73,7 +73,7 @@ fn run(
     let socket = spec.socket;
     let mut buf = vec![0u8; 2048];
     let mut last_timeout = Duration::ZERO;
-    let mut polls = 0u32;
+    let mut stats_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let deadline = loop {
             match shard.poll_output() {
@@ -117,8 +117,8 @@ fn run(
             }
             Err(e) => tracing::debug!(error = %e, "recv failed"),
         }
-        polls = polls.wrapping_add(1);
-        if polls % 256 == 0 {
+        if stats_at.elapsed() >= Duration::from_millis(100) {
+            stats_at = Instant::now();
             *stats.lock() = shard.stats();
             load.store(shard.participant_count(), Ordering::Relaxed);
         }

@@ -509,6 +509,7 @@ impl Shard {
                 .collect();
             self.emit(Event::SubscribeOffer { participant: id, sdp: offer.to_sdp_string(), tracks });
         }
+        self.drain_pc(id, PcKind::Subscriber);
     }
 
     fn on_rtc_event(&mut self, now: Instant, id: ParticipantId, kind: PcKind, ev: str0m::Event) {

@@ -43,7 +43,7 @@ pub struct Claims {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("no access token")]
+    #[error("missing access token")]
     Missing,
     #[error("the access token is malformed")]
     Malformed,

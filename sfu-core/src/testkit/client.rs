@@ -139,10 +139,12 @@ pub struct SimClient {
     pub offers_received: u32,
     pub keyframe_requests_received: u32,
     pub connected: bool,
+    /// Datagrams produced and not yet handed to the network: (source, destination, bytes).
+    outbox: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 impl SimClient {
-    pub(crate) fn new(now: Instant, id: ParticipantId, spec: ClientSpec, pub_addr: SocketAddr, sub_addr: SocketAddr, rng: &mut ChaCha8Rng) -> Self {
+    pub fn new(now: Instant, id: ParticipantId, spec: ClientSpec, pub_addr: SocketAddr, sub_addr: SocketAddr, rng: &mut ChaCha8Rng) -> Self {
         let publishes = spec.audio || spec.video != VideoSpec::None;
         Self {
             id,
@@ -159,11 +161,12 @@ impl SimClient {
             offers_received: 0,
             keyframe_requests_received: 0,
             connected: false,
+            outbox: Vec::new(),
         }
     }
 
     /// The publisher offer (audio and video m-lines as the spec says).
-    pub(crate) fn make_offer(&mut self) -> Option<String> {
+    pub fn make_offer(&mut self) -> Option<String> {
         let pc = self.publisher.as_mut()?;
         let mut api = pc.rtc.sdp_api();
         if self.spec.audio {
@@ -194,14 +197,14 @@ impl SimClient {
         Some(offer.to_sdp_string())
     }
 
-    pub(crate) fn accept_publish_answer(&mut self, sdp: &str) {
+    pub fn accept_publish_answer(&mut self, sdp: &str) {
         let (Some(pc), Ok(answer)) = (self.publisher.as_mut(), SdpAnswer::from_sdp_string(sdp)) else { return };
         if let Some(pending) = pc.pending.take() {
             pc.rtc.sdp_api().accept_answer(pending, answer).expect("publish answer accepted");
         }
     }
 
-    pub(crate) fn accept_subscribe_offer(&mut self, sdp: &str, tracks: Vec<OfferedTrack>) -> Option<String> {
+    pub fn accept_subscribe_offer(&mut self, sdp: &str, tracks: Vec<OfferedTrack>) -> Option<String> {
         self.offers_received += 1;
         self.offered = tracks;
         let pc = self.subscriber.as_mut()?;
@@ -214,12 +217,12 @@ impl SimClient {
         self.publisher.iter_mut().chain(self.subscriber.iter_mut())
     }
 
-    pub(crate) fn owns(&self, addr: SocketAddr) -> bool {
+    pub fn owns(&self, addr: SocketAddr) -> bool {
         self.publisher.as_ref().is_some_and(|p| p.addr == addr) || self.subscriber.as_ref().is_some_and(|p| p.addr == addr)
     }
 
     /// When this client next wants to act.
-    pub(crate) fn next_wake(&self) -> Option<Instant> {
+    pub fn next_wake(&self) -> Option<Instant> {
         let media = self.connected.then(|| {
             let mut t = self.next_video.max(self.next_audio);
             if self.audio.is_some() {
@@ -239,7 +242,7 @@ impl SimClient {
     }
 
     /// Deliver one datagram to the connection owning `dest`.
-    pub(crate) fn receive(&mut self, now: Instant, source: SocketAddr, dest: SocketAddr, data: &[u8]) {
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, dest: SocketAddr, data: &[u8]) {
         for pc in self.pcs_mut() {
             if pc.addr == dest {
                 if let Ok(r) = Receive::new(Protocol::Udp, source, dest, data) {
@@ -247,18 +250,20 @@ impl SimClient {
                 }
             }
         }
+        self.pump(now);
     }
 
-    pub(crate) fn timeout(&mut self, now: Instant) {
+    pub fn timeout(&mut self, now: Instant) {
         for pc in self.pcs_mut() {
             if pc.timeout <= now {
                 let _ = pc.rtc.handle_input(str0m::Input::Timeout(now));
             }
         }
+        self.pump(now);
     }
 
     /// Write audio/video due at `now`.
-    pub(crate) fn produce(&mut self, now: Instant) {
+    pub fn produce(&mut self, now: Instant) {
         if !self.connected {
             return;
         }
@@ -275,6 +280,8 @@ impl SimClient {
                 self.next_audio += Duration::from_millis(20);
             }
         }
+        self.pump(now);
+        let Some(pc) = self.publisher.as_mut() else { return };
         if !self.video.is_empty() && now >= self.next_video {
             let periodic = now.saturating_duration_since(self.last_keyframe) >= self.spec.keyframe_every;
             if periodic {
@@ -306,11 +313,22 @@ impl SimClient {
             }
             self.next_video += Duration::from_micros(1_000_000 / self.spec.fps.max(1) as u64);
         }
+        self.pump(now);
     }
 
-    /// Poll both connections: datagrams go to `send`.
-    pub(crate) fn drain(&mut self, now: Instant, mut send: impl FnMut(SocketAddr, SocketAddr, Vec<u8>)) {
+    /// Hand every datagram produced so far to `send` as (source, destination, bytes).
+    pub fn drain(&mut self, now: Instant, mut send: impl FnMut(SocketAddr, SocketAddr, Vec<u8>)) {
+        self.pump(now);
+        for (s, d, b) in self.outbox.drain(..) {
+            send(s, d, b);
+        }
+    }
+
+    /// Poll both connections until they want a timeout (str0m's rule: after every change);
+    /// datagrams go to the outbox, events are handled.
+    fn pump(&mut self, now: Instant) {
         let mut events = Vec::new();
+        let outbox = &mut self.outbox;
         for (is_pub, pc) in [(true, self.publisher.as_mut()), (false, self.subscriber.as_mut())] {
             let Some(pc) = pc else { continue };
             loop {
@@ -319,7 +337,7 @@ impl SimClient {
                         pc.timeout = t;
                         break;
                     }
-                    Ok(str0m::Output::Transmit(t)) => send(t.source, t.destination, t.contents.into()),
+                    Ok(str0m::Output::Transmit(t)) => outbox.push((t.source, t.destination, t.contents.into())),
                     Ok(str0m::Output::Event(e)) => events.push((is_pub, e)),
                     Err(_) => {
                         pc.timeout = now + Duration::from_secs(3600);

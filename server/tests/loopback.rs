@@ -1,0 +1,307 @@
+//! Integration over real UDP and WebSocket on loopback: the `switchboard` binary against
+//! str0m clients (the sfu-core testkit's participants driven by real sockets).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use sfu_core::testkit::{ClientSpec, SimClient};
+use sfu_core::{OfferedTrack, ParticipantId, TrackKind};
+use signaling::{Claims, KeyStore, VideoGrant};
+use std::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "itest";
+const SECRET: &str = "integration-test-secret-0123456789";
+
+struct Server {
+    child: Child,
+    http: String,
+    rtc_port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let rtc_port = 20_000 + (std::process::id() % 4_000) as u16 * 10 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--http", "127.0.0.1:0", "--rtc-port", &rtc_port.to_string(), "--workers", "1"])
+        .env("SWITCHBOARD_KEYS", format!("{KEY}:{SECRET}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("switchboard starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let http = line.split("open http://").nth(1).expect("start line").trim().trim_end_matches('/').to_string();
+    Server { child, http, rtc_port }
+}
+
+fn token(room: &str, identity: &str, exp_in: i64) -> String {
+    let ks = KeyStore::new([(KEY.to_string(), SECRET.to_string())]);
+    let claims = Claims {
+        iss: KEY.into(),
+        sub: identity.into(),
+        exp: (signaling::auth::unix_now() as i64 + exp_in) as u64,
+        nbf: None,
+        name: Some(identity.into()),
+        video: VideoGrant { room: room.into(), room_join: true, can_publish: true, can_subscribe: true },
+    };
+    ks.mint(KEY, &claims).unwrap()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws(server: &Server) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http)).await.expect("ws connects").0
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Next text message as JSON, or the close frame as {"close": code}.
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("message in time");
+        match m {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Close(f))) => return json!({ "close": f.map(|f| u16::from(f.code)) }),
+            Some(Ok(_)) => continue,
+            other => return json!({ "ended": format!("{other:?}") }),
+        }
+    }
+}
+
+/// A participant: a testkit str0m client on two real UDP sockets plus a WebSocket.
+struct Participant {
+    client: SimClient,
+    pub_sock: UdpSocket,
+    sub_sock: UdpSocket,
+    ws: Ws,
+    id: ParticipantId,
+    datagrams: [u64; 2],
+}
+
+impl Participant {
+    async fn join(server: &Server, room: &str, name: &str) -> Self {
+        let mut ws = ws(server).await;
+        send(&mut ws, json!({"type": "join", "token": token(room, name, 600), "version": 1})).await;
+        let joined = recv(&mut ws).await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        let id = ParticipantId(joined["participant"]["id"].as_u64().unwrap());
+        let pub_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sub_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        pub_sock.set_nonblocking(true).unwrap();
+        sub_sock.set_nonblocking(true).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(id.0);
+        let mut client = SimClient::new(Instant::now(), id, ClientSpec::av(), pub_sock.local_addr().unwrap(), sub_sock.local_addr().unwrap(), &mut rng);
+        let offer = client.make_offer().unwrap();
+        send(&mut ws, json!({"type": "publish_offer", "sdp": offer})).await;
+        Self { client, pub_sock, sub_sock, ws, id, datagrams: [0, 0] }
+    }
+
+    /// Run the client's IO for `d`: sockets, signaling and str0m timers.
+    async fn run(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        let mut buf = vec![0u8; 2048];
+        while Instant::now() < end {
+            let now = Instant::now();
+            for k in 0..2 {
+                loop {
+                    let sock = if k == 0 { &self.pub_sock } else { &self.sub_sock };
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else { break };
+                    self.datagrams[k] += 1;
+                    let to = sock.local_addr().unwrap();
+                    self.client.receive(now, from, to, &buf[..n]);
+                    // str0m's rule: drain after every input.
+                    self.flush(now);
+                }
+            }
+            while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_micros(1), self.ws.next()).await {
+                let m: Value = serde_json::from_str(&t).unwrap();
+                match m["type"].as_str() {
+                    Some("publish_answer") => self.client.accept_publish_answer(m["sdp"].as_str().unwrap()),
+                    Some("subscribe_offer") => {
+                        let tracks: Vec<OfferedTrack> = m["tracks"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|t| OfferedTrack {
+                                mid: t["mid"].as_str().unwrap().into(),
+                                track: sfu_core::TrackId(t["track"].as_u64().unwrap()),
+                                publisher: ParticipantId(t["publisher"].as_u64().unwrap()),
+                                kind: if t["kind"] == "audio" { TrackKind::Audio } else { TrackKind::Video },
+                            })
+                            .collect();
+                        if let Some(answer) = self.client.accept_subscribe_offer(m["sdp"].as_str().unwrap(), tracks) {
+                            send(&mut self.ws, json!({"type": "subscribe_answer", "sdp": answer})).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.client.timeout(now);
+            self.flush(now);
+            self.client.produce(now);
+            self.flush(now);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn flush(&mut self, now: Instant) {
+        let mut out = Vec::new();
+        self.client.drain(now, |src, dst, data| out.push((src, dst, data)));
+        for (src, dst, data) in out {
+            let sock = if src == self.pub_sock.local_addr().unwrap() { &self.pub_sock } else { &self.sub_sock };
+            let _ = sock.send_to(&data, dst);
+        }
+    }
+}
+
+async fn run_all(ps: &mut [Participant], d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        for p in ps.iter_mut() {
+            p.run(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn stats(server: &Server) -> Value {
+    // A tiny HTTP GET without another client dependency.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&server.http).await.unwrap();
+    s.write_all(format!("GET /debug/stats HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes()).await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
+    let server = start_server();
+    let a = Participant::join(&server, "itest", "a").await;
+    let b = Participant::join(&server, "itest", "b").await;
+    let mut ps = [a, b];
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    // Garbage from an unknown address while the call runs.
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target: SocketAddr = format!("127.0.0.1:{}", server.rtc_port).parse().unwrap();
+    for i in 0..200u32 {
+        let len = (i as usize * 37) % 1_400;
+        let payload: Vec<u8> = (0..len).map(|j| ((j as u32).wrapping_mul(2_654_435_761) ^ i) as u8).collect();
+        junk.send_to(&payload, target).unwrap();
+    }
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    let (ida, idb) = (ps[0].id, ps[1].id);
+    eprintln!("server stats: {}", stats(&server).await);
+    for (me, other) in [(0, idb), (1, ida)] {
+        let c = &ps[me].client;
+        eprintln!("client {me} datagrams {:?}", ps[me].datagrams);
+        let audio = c.stream_from(other, TrackKind::Audio).expect("audio arrives");
+        let video = c.stream_from(other, TrackKind::Video).expect("video arrives");
+        eprintln!("client {me}: audio {} packets, video {} packets, {} keyframes, kf requests {} offered {:?} video {:?}", audio.packets, video.packets, video.keyframes, c.keyframe_requests_received, c.offered, (video.seqs.first(), video.seqs.last(), &video.ssrcs, video.picture_ids.len()));
+        assert!(audio.packets > 100 && video.packets > 100);
+        assert!(video.keyframes >= 1);
+        assert_eq!(video.gaps(), 0);
+        // Media kept flowing after the garbage.
+        assert!(video.last_at.unwrap().elapsed() < Duration::from_millis(500));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = stats(&server).await;
+    eprintln!("{s}");
+    assert!(s[0]["dropped_unknown_source"].as_u64().unwrap() >= 200, "{s}");
+    assert!(s[0]["rtp_forwarded"].as_u64().unwrap() > 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_with_an_error_and_close_code() {
+    let server = start_server();
+    let forged = KeyStore::new([(KEY.to_string(), "not-the-secret-0123456789".to_string())])
+        .mint(KEY, &Claims {
+            iss: KEY.into(),
+            sub: "mallory".into(),
+            exp: signaling::auth::unix_now() + 600,
+            nbf: None,
+            name: None,
+            video: VideoGrant { room: "r".into(), room_join: true, can_publish: true, can_subscribe: true },
+        })
+        .unwrap();
+    for (tok, why) in [(String::new(), "missing"), (token("r", "late", -10), "expired"), (forged, "signature"), ("x.y.z".into(), "malformed")] {
+        let mut w = ws(&server).await;
+        send(&mut w, json!({"type": "join", "token": tok})).await;
+        let e = recv(&mut w).await;
+        assert_eq!(e["type"], "error", "{why}: {e}");
+        assert_eq!(e["code"], "unauthorized", "{why}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(why), "{why}: {e}");
+        assert_eq!(recv(&mut w).await["close"], 4001, "{why}");
+    }
+    // A bad room name in an otherwise valid token.
+    let mut w = ws(&server).await;
+    send(&mut w, json!({"type": "join", "token": token("bad room!", "x", 60)})).await;
+    assert_eq!(recv(&mut w).await["code"], "unauthorized");
+    // Unsupported protocol version.
+    let mut w = ws(&server).await;
+    send(&mut w, json!({"type": "join", "token": token("r", "v", 60), "version": 99})).await;
+    assert_eq!(recv(&mut w).await["code"], "unsupported_version");
+    assert_eq!(recv(&mut w).await["close"], 4003);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_get_errors_and_the_session_stays_up() {
+    let server = start_server();
+    let mut w = ws(&server).await;
+    // Before join: anything but join is refused, the socket stays open.
+    send(&mut w, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut w).await["code"], "bad_state");
+    send(&mut w, json!({"type": "join", "token": token("room", "m", 60)})).await;
+    assert_eq!(recv(&mut w).await["type"], "joined");
+    for bad in ["garbage", "{}", r#"{"type":"nope"}"#, r#"{"type":"publish_offer"}"#, r#"{"type":"candidate","pc":"publisher","candidate":"nonsense"}"#] {
+        w.send(Message::Text(bad.into())).await.unwrap();
+        let e = recv(&mut w).await;
+        assert_eq!(e["type"], "error", "{bad}: {e}");
+    }
+    w.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(recv(&mut w).await["code"], "bad_message");
+    // A subscribe answer with no offer out, an unparseable offer, a second join.
+    send(&mut w, json!({"type": "subscribe_answer", "sdp": "v=0"})).await;
+    assert_eq!(recv(&mut w).await["code"], "media");
+    send(&mut w, json!({"type": "publish_offer", "sdp": "not sdp"})).await;
+    assert_eq!(recv(&mut w).await["code"], "media");
+    send(&mut w, json!({"type": "join", "token": token("room", "m", 60)})).await;
+    assert_eq!(recv(&mut w).await["code"], "bad_state");
+    // Still up.
+    send(&mut w, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut w).await["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_with_no_codec_in_common_gets_an_error() {
+    let server = start_server();
+    let mut w = ws(&server).await;
+    send(&mut w, json!({"type": "join", "token": token("room", "pcmu", 60)})).await;
+    assert_eq!(recv(&mut w).await["type"], "joined");
+    // An offer with only G.722 audio, which the server does not take.
+    let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 \
+        00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 9\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=ice-ufrag:abcd\r\n\
+        a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:9 G722/8000\r\n";
+    send(&mut w, json!({"type": "publish_offer", "sdp": sdp})).await;
+    let e = recv(&mut w).await;
+    assert_eq!(e["code"], "media", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("no codec in common"), "{e}");
+    send(&mut w, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut w).await["type"], "pong");
+}
