@@ -141,8 +141,8 @@ impl Hub {
             ClientMessage::Join { .. } => {
                 return self.send_to(id, ServerMessage::Error { code: ErrorCode::BadState, message: "already joined".into() });
             }
-            ClientMessage::Ping => return self.send_to(id, ServerMessage::Pong),
-            ClientMessage::Leave => return self.leave(id),
+            ClientMessage::Ping {} => return self.send_to(id, ServerMessage::Pong),
+            ClientMessage::Leave {} => return self.leave(id),
             ClientMessage::Mute { kind, muted } => return self.set_mute(id, &room, kind, muted),
             ClientMessage::PublishOffer { sdp } => {
                 let allowed = self.with_member(id, |m| m.can_publish).unwrap_or(false);

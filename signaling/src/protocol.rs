@@ -25,8 +25,8 @@ pub enum ClientMessage {
     Candidate { pc: PcKind, candidate: String },
     /// The client muted or unmuted its microphone or camera.
     Mute { kind: TrackKind, muted: bool },
-    Ping,
-    Leave,
+    Ping {},
+    Leave {},
 }
 
 /// A participant as others see it.

@@ -86,7 +86,7 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
     while let Some(Ok(msg)) = stream.next().await {
         match msg {
             Message::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
-                Ok(ClientMessage::Leave) => break,
+                Ok(ClientMessage::Leave {}) => break,
                 Ok(m) => hub.handle(id, m),
                 Err(e) => hub.reply_error(id, ErrorCode::BadMessage, format!("invalid message: {e}")),
             },

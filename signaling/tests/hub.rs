@@ -1,0 +1,147 @@
+//! The control plane against an in-memory media plane.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackId, TrackKind};
+use signaling::hub::{JoinError, Outbound};
+use signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
+use signaling::{Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
+use tokio::sync::mpsc::Receiver;
+
+#[derive(Default)]
+struct FakePlane {
+    commands: Mutex<Vec<Command>>,
+    busy: Mutex<bool>,
+    closed: Mutex<Vec<RoomId>>,
+}
+
+impl MediaPlane for FakePlane {
+    fn send(&self, _room: &RoomId, cmd: Command) -> Result<(), PlaneError> {
+        if *self.busy.lock() {
+            return Err(PlaneError::Busy);
+        }
+        self.commands.lock().push(cmd);
+        Ok(())
+    }
+    fn room_closed(&self, room: &RoomId) {
+        self.closed.lock().push(room.clone());
+    }
+}
+
+const NOW: u64 = 1_700_000_000;
+
+fn setup() -> (Arc<FakePlane>, Hub, KeyStore) {
+    let keys = KeyStore::new([("k".to_string(), "0123456789abcdef-secret".to_string())]);
+    let plane = Arc::new(FakePlane::default());
+    (plane.clone(), Hub::new(keys.clone(), plane), keys)
+}
+
+fn tok(keys: &KeyStore, room: &str, who: &str) -> String {
+    keys.mint(
+        "k",
+        &Claims {
+            iss: "k".into(),
+            sub: who.into(),
+            exp: NOW + 60,
+            nbf: None,
+            name: Some(format!("  {who}  ")),
+            video: VideoGrant { room: room.into(), room_join: true, can_publish: true, can_subscribe: true },
+        },
+    )
+    .unwrap()
+}
+
+fn drain(rx: &mut Receiver<Outbound>) -> Vec<Outbound> {
+    let mut v = vec![];
+    while let Ok(m) = rx.try_recv() {
+        v.push(m);
+    }
+    v
+}
+
+fn msgs(rx: &mut Receiver<Outbound>) -> Vec<ServerMessage> {
+    drain(rx).into_iter().filter_map(|o| if let Outbound::Message(m) = o { Some(m) } else { None }).collect()
+}
+
+#[test]
+fn join_announces_and_routes_media_events() {
+    let (plane, hub, keys) = setup();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), Some(1), NOW).unwrap();
+    let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let first = msgs(&mut ra);
+    assert!(matches!(&first[0], ServerMessage::Joined { others, participant, .. } if others.is_empty() && participant.name == "alice"));
+    assert!(matches!(&first[1], ServerMessage::ParticipantJoined { participant } if participant.id == b));
+    assert!(matches!(&msgs(&mut rb)[0], ServerMessage::Joined { others, .. } if others.len() == 1 && others[0].id == a));
+    assert_eq!(plane.commands.lock().len(), 2);
+
+    // Client message → command; media event → message to the right client.
+    hub.handle(a, ClientMessage::PublishOffer { sdp: "x".into() });
+    assert!(matches!(plane.commands.lock().last(), Some(Command::PublishOffer { participant, .. }) if *participant == a));
+    hub.on_media_event(Event::PublishAnswer { participant: a, sdp: "ans".into() });
+    assert_eq!(msgs(&mut ra), vec![ServerMessage::PublishAnswer { sdp: "ans".into() }]);
+    assert!(msgs(&mut rb).is_empty());
+    hub.on_media_event(Event::TrackPublished {
+        room: RoomId::from("r"),
+        participant: a,
+        track: TrackId(7),
+        kind: TrackKind::Video,
+        mid: "1".into(),
+        rids: vec!["q".into()],
+    });
+    assert!(matches!(&msgs(&mut rb)[0], ServerMessage::TrackPublished { participant, track } if *participant == a && track.id == TrackId(7)));
+    assert_eq!(hub.room_members("r").iter().find(|p| p.id == a).unwrap().tracks.len(), 1);
+
+    // Mute goes to the others.
+    hub.handle(a, ClientMessage::Mute { kind: TrackKind::Audio, muted: true });
+    assert_eq!(msgs(&mut rb), vec![ServerMessage::MuteChanged { participant: a, kind: TrackKind::Audio, muted: true }]);
+
+    // The media plane lost bob: alice is told, bob is closed with `removed`.
+    hub.on_media_event(Event::ParticipantGone { room: RoomId::from("r"), participant: b, reason: GoneReason::IceTimeout });
+    assert!(matches!(&msgs(&mut ra)[0], ServerMessage::ParticipantLeft { participant, reason } if *participant == b && reason.contains("ICE")));
+    let out = drain(&mut rb);
+    assert!(matches!(out.last(), Some(Outbound::Close { code: 4004, .. })), "{out:?}");
+
+    // Alice leaves: the room is empty and released.
+    hub.leave(a);
+    assert_eq!(plane.closed.lock().as_slice(), &[RoomId::from("r")]);
+    assert!(matches!(plane.commands.lock().last(), Some(Command::Leave { participant }) if *participant == a));
+}
+
+#[test]
+fn errors_reach_only_the_client_concerned() {
+    let (_plane, hub, keys) = setup();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
+    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    drain(&mut ra);
+    drain(&mut rb);
+    hub.on_media_event(Event::CommandFailed { participant: a, error: sfu_core::CommandError::NoCommonCodec });
+    assert!(matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::Media, message } if message.contains("no codec")));
+    assert!(msgs(&mut rb).is_empty());
+    hub.handle(a, ClientMessage::Join { token: "t".into(), version: None });
+    assert!(matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::BadState, .. }));
+}
+
+#[test]
+fn a_second_session_of_an_identity_replaces_the_first() {
+    let (_plane, hub, keys) = setup();
+    let (_a1, mut r1) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
+    let (a2, _r2) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
+    let out = drain(&mut r1);
+    assert!(matches!(out.last(), Some(Outbound::Close { code: 4004, .. })), "{out:?}");
+    let members = hub.room_members("r");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].id, a2);
+}
+
+#[test]
+fn refusals() {
+    let (plane, hub, keys) = setup();
+    assert!(matches!(hub.join(&tok(&keys, "bad room", "x"), None, NOW), Err(JoinError::BadRoomName)));
+    assert!(matches!(hub.join(&tok(&keys, "r", "x"), Some(2), NOW), Err(JoinError::UnsupportedVersion(2))));
+    assert!(matches!(hub.join(&tok(&keys, "r", "x"), None, NOW + 3600), Err(JoinError::Auth(_))));
+    *plane.busy.lock() = true;
+    assert!(matches!(hub.join(&tok(&keys, "r", "x"), None, NOW), Err(JoinError::Plane(PlaneError::Busy))));
+    assert!(hub.room_members("r").is_empty(), "a refused join leaves nothing behind");
+    let _ = ParticipantId(0);
+}
