@@ -179,14 +179,30 @@ async fn run_all(ps: &mut [Participant], d: Duration) {
     }
 }
 
-async fn stats(server: &Server) -> Value {
-    // A tiny HTTP GET without another client dependency.
+/// A tiny HTTP GET without another client dependency: (status line, body).
+async fn get(server: &Server, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(&server.http).await.unwrap();
-    s.write_all(format!("GET /debug/stats HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes()).await.unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+async fn stats(server: &Server) -> Value {
+    serde_json::from_str(&get(server, "/debug/stats").await.1).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_configured_keys_the_dev_token_route_is_off() {
+    let server = start_server();
+    let (status, body) = get(&server, "/api/dev/token?room=r&name=x").await;
+    assert!(status.contains("404"), "{status}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "not_found");
+    let (status, _) = get(&server, "/").await;
+    assert!(status.contains("200"), "the web app is served: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,14 +6,24 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::format::{detect_av1_keyframe, detect_h264_keyframe, detect_vp8_keyframe, detect_vp9_keyframe};
+use str0m::format::{detect_av1_keyframe, detect_h264_nalu, detect_vp8_keyframe, detect_vp9_keyframe};
 
-/// Whether an RTP payload of `codec` starts a keyframe (the first packet of it).
+const H264_IDR: u8 = 5;
+const H264_SPS: u8 = 7;
+
+/// Whether an RTP payload of `codec` starts a keyframe: the packet a subscriber can start
+/// decoding from.
+///
+/// - VP8 (RFC 7741): S=1, PID=0 and the P bit of the VP8 header clear.
+/// - VP9 (RFC 9628): P=0 (not inter-predicted) and B=1 (first packet of the frame).
+/// - H.264 (RFC 6184): a packet carrying the SPS (browsers send SPS/PPS in a STAP-A right
+///   before the IDR), or else the IDR itself (single NAL, STAP-A or FU-A start).
+/// - AV1: a new coded video sequence (str0m's detector).
 pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
     match codec {
         Codec::Vp8 => detect_vp8_keyframe(payload),
-        Codec::Vp9 => detect_vp9_keyframe(payload),
-        Codec::H264 => detect_h264_keyframe(payload),
+        Codec::Vp9 => detect_vp9_keyframe(payload) && payload[0] & 0x08 != 0,
+        Codec::H264 => detect_h264_nalu(payload, H264_SPS) || detect_h264_nalu(payload, H264_IDR),
         Codec::Av1 => detect_av1_keyframe(payload),
         _ => false,
     }
@@ -89,5 +99,23 @@ mod tests {
         assert!(!starts_keyframe(Codec::Vp8, &[]));
         assert!(!starts_keyframe(Codec::Vp8, &[0x90]));
         assert!(!starts_keyframe(Codec::Opus, &[0x90, 0x80, 0x80, 0x01, 0x10]));
+    }
+
+    #[test]
+    fn h264_and_vp9_keyframe_detection() {
+        // STAP-A with SPS and PPS
+        assert!(starts_keyframe(Codec::H264, &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]));
+        // single IDR NAL; FU-A start of an IDR
+        assert!(starts_keyframe(Codec::H264, &[0x65, 1, 2]));
+        assert!(starts_keyframe(Codec::H264, &[0x7c, 0x85, 1, 2]));
+        // FU-A middle of an IDR, and a non-IDR slice
+        assert!(!starts_keyframe(Codec::H264, &[0x7c, 0x05, 1, 2]));
+        assert!(!starts_keyframe(Codec::H264, &[0x41, 1, 2]));
+        assert!(!starts_keyframe(Codec::H264, &[]));
+        // VP9: P=0 and B=1; P=0 but not the first packet; P=1
+        assert!(starts_keyframe(Codec::Vp9, &[0x88, 0x80, 1]));
+        assert!(!starts_keyframe(Codec::Vp9, &[0x84, 0x80, 1]));
+        assert!(!starts_keyframe(Codec::Vp9, &[0xc8, 0x80, 1]));
+        assert!(!starts_keyframe(Codec::Vp9, &[]));
     }
 }

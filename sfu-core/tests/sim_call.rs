@@ -165,3 +165,20 @@ fn simulcast_publisher_forwards_one_layer_continuously() {
     let avg = v.bytes / v.packets;
     assert!(avg > 900, "average payload {avg} bytes: not the top layer");
 }
+
+#[test]
+fn h264_and_vp9_are_forwarded_starting_on_keyframes() {
+    use sfu_core::str0m::format::Codec;
+    for codec in [Codec::H264, Codec::Vp9] {
+        let mut sim = Sim::new(Instant::now(), 8);
+        let a = sim.join("room", ClientSpec { codec, ..ClientSpec::av() });
+        sim.run_for(secs(1));
+        let b = sim.join("room", ClientSpec::av());
+        sim.run_for(secs(3));
+        let v = sim.client(b).stream_from(sim.client(a).id, TrackKind::Video).unwrap_or_else(|| panic!("{codec:?} video"));
+        assert_eq!(v.codec, Some(codec));
+        assert!(v.packets > 150, "{codec:?}: {} packets", v.packets);
+        assert!(v.keyframes >= 1, "{codec:?}: the late subscriber starts on a keyframe");
+        assert_eq!(v.gaps(), 0);
+    }
+}

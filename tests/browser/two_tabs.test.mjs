@@ -28,6 +28,11 @@ test('two browsers see and hear each other; a leaver disappears', async () => {
       assert.ok(s2.audio.totalSamplesReceived > s1.audio.totalSamplesReceived, 'audio is decoded');
       assert.deepEqual(await p.page.evaluate(() => window.sb.errors), []);
     }
+    // Alice mutes her microphone: Bob's page shows it on her tile; then unmutes.
+    await a.page.click('#mic');
+    await waitFor(() => b.page.evaluate(() => document.querySelector('#grid .tile')?.classList.contains('mic-off')), { what: 'mute shown', timeout: 5000 });
+    await a.page.click('#mic');
+    await waitFor(() => b.page.evaluate(() => !document.querySelector('#grid .tile')?.classList.contains('mic-off')), { what: 'unmute shown', timeout: 5000 });
     // Bob leaves: his tile disappears from Alice's page.
     await b.page.click('#leave');
     await waitFor(() => a.page.evaluate(() => document.querySelectorAll('#grid .tile').length === 0), { what: "bob's tile removed", timeout: 10000 });

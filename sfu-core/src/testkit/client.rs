@@ -40,6 +40,8 @@ pub struct ClientSpec {
     pub packets_per_frame: u32,
     /// A periodic keyframe besides those asked for by PLI/FIR.
     pub keyframe_every: Duration,
+    /// Video codec: VP8, H.264 or VP9 (payloads with valid descriptors / NAL headers).
+    pub codec: Codec,
 }
 
 impl ClientSpec {
@@ -52,6 +54,7 @@ impl ClientSpec {
             fps: 30,
             packets_per_frame: 2,
             keyframe_every: Duration::from_secs(10),
+            codec: Codec::Vp8,
         }
     }
 
@@ -74,6 +77,7 @@ pub struct RecvStream {
     pub first_at: Option<Instant>,
     pub last_at: Option<Instant>,
     pub picture_ids: Vec<u16>,
+    pub codec: Option<Codec>,
 }
 
 impl RecvStream {
@@ -94,15 +98,19 @@ pub(crate) struct ClientPc {
 }
 
 impl ClientPc {
-    fn new(now: Instant, addr: SocketAddr, rng: &mut ChaCha8Rng) -> Self {
+    /// `video`: the one video codec to offer, or None to accept all we know.
+    fn new(now: Instant, addr: SocketAddr, rng: &mut ChaCha8Rng, video: Option<Codec>) -> Self {
         let ufrag: String = (0..8).map(|_| rng.sample(Alphanumeric) as char).collect();
         let pass: String = (0..24).map(|_| rng.sample(Alphanumeric) as char).collect();
+        let all = video.is_none();
         let mut rtc = RtcConfig::new()
             .set_rtp_mode(true)
             .set_local_ice_credentials(IceCreds { ufrag, pass })
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
+            .enable_vp8(all || video == Some(Codec::Vp8))
+            .enable_h264(all || video == Some(Codec::H264))
+            .enable_vp9(all || video == Some(Codec::Vp9))
             .build(now);
         if let Ok(c) = Candidate::host(addr, "udp") {
             rtc.add_local_candidate(c);
@@ -119,6 +127,39 @@ struct VideoOut {
     ts: u32,
     pic: u16,
     keyframe_due: bool,
+}
+
+/// A synthetic but well-formed video payload: VP8 (RFC 7741 descriptor + header byte),
+/// H.264 (RFC 6184: STAP-A with SPS/PPS then FU-A IDR on keyframes, FU-A slices
+/// otherwise) or VP9 (RFC 9628 descriptor with picture id).
+fn video_payload(codec: Codec, key: bool, index: u32, last: bool, pic: u16, size: usize) -> Vec<u8> {
+    let first = index == 0;
+    let mut p = Vec::with_capacity(size);
+    match codec {
+        Codec::H264 if key && first => {
+            p.extend_from_slice(&[0x78, 0, 4, 0x67, 0x42, 0xc0, 0x1f, 0, 3, 0x68, 0xce, 0x3c]);
+            return p;
+        }
+        Codec::H264 => {
+            // On keyframes packet 0 is the STAP-A and the IDR's FU-A starts at packet 1.
+            let (nal, start) = if key { (5, index == 1) } else { (1, first) };
+            p.push(0x60 | 28); // FU-A indicator, NRI=3
+            p.push(nal | if start { 0x80 } else { 0 } | if last { 0x40 } else { 0 });
+        }
+        Codec::Vp9 => {
+            let b0 = 0x80 | if key { 0 } else { 0x40 } | if first { 0x08 } else { 0 } | if last { 0x04 } else { 0 };
+            p.extend_from_slice(&[b0, 0x80 | (pic >> 8) as u8, pic as u8]);
+        }
+        _ => {
+            p.push(if first { 0x90 } else { 0x80 }); // X=1, S=1 on a frame's first packet
+            p.push(0x80); // I: picture id present
+            p.push(0x80 | (pic >> 8) as u8); // 15-bit picture id
+            p.push(pic as u8);
+            p.push(if key { 0x10 } else { 0x11 }); // VP8 header: P=0 keyframe
+        }
+    }
+    p.resize(size, 0xAB);
+    p
 }
 
 /// One simulated participant. Its fields are what tests read.
@@ -148,8 +189,8 @@ impl SimClient {
         let publishes = spec.audio || spec.video != VideoSpec::None;
         Self {
             id,
-            publisher: publishes.then(|| ClientPc::new(now, pub_addr, rng)),
-            subscriber: spec.subscribe.then(|| ClientPc::new(now, sub_addr, rng)),
+            publisher: publishes.then(|| ClientPc::new(now, pub_addr, rng, Some(spec.codec))),
+            subscriber: spec.subscribe.then(|| ClientPc::new(now, sub_addr, rng, None)),
             spec,
             audio: None,
             video: Vec::new(),
@@ -287,7 +328,8 @@ impl SimClient {
             if periodic {
                 self.last_keyframe = now;
             }
-            let pt = pc.rtc.codec_config().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt());
+            let codec = self.spec.codec;
+            let pt = pc.rtc.codec_config().find(|p| p.spec().codec == codec).map(|p| p.pt());
             for v in &mut self.video {
                 let Some(pt) = pt else { break };
                 let mut api = pc.rtc.direct_api();
@@ -297,14 +339,8 @@ impl SimClient {
                 let per_frame = (self.spec.packets_per_frame * if key { 4 } else { 1 }).max(1);
                 let size = (1_000 / v.scale as usize).max(120);
                 for i in 0..per_frame {
-                    let mut p = Vec::with_capacity(size);
-                    p.push(if i == 0 { 0x90 } else { 0x80 }); // X=1, S=1 on a frame's first packet
-                    p.push(0x80); // I: picture id present
-                    p.push(0x80 | (v.pic >> 8) as u8); // 15-bit picture id
-                    p.push(v.pic as u8);
-                    p.push(if key { 0x10 } else { 0x11 }); // VP8 header: P=0 keyframe
-                    p.resize(size, 0xAB);
                     let last = i + 1 == per_frame;
+                    let p = video_payload(codec, key, i, last, v.pic, size);
                     tx.write_rtp(RtpWrite::new(pt, SeqNo::from(v.seq), v.ts, now, p).marker(last).nackable(true));
                     v.seq += 1;
                 }
@@ -374,7 +410,12 @@ impl SimClient {
                 let Some(mid) = mid else { return };
                 let key = mid.to_string();
                 let offered = self.offered.iter().find(|t| t.mid == key).cloned();
+                let codec = self
+                    .subscriber
+                    .as_ref()
+                    .and_then(|pc| pc.rtc.codec_config().find(|c| c.pt() == p.header.payload_type).map(|c| c.spec().codec));
                 let r = self.received.entry(key).or_default();
+                r.codec = codec;
                 if let Some(o) = offered {
                     r.kind = Some(o.kind);
                     r.publisher = Some(o.publisher);
@@ -387,10 +428,11 @@ impl SimClient {
                 r.first_at.get_or_insert(now);
                 r.last_at = Some(now);
                 if r.kind == Some(TrackKind::Video) {
-                    if starts_keyframe(Codec::Vp8, &p.payload) {
+                    if codec.is_some_and(|c| starts_keyframe(c, &p.payload)) {
                         r.keyframes += 1;
                     }
-                    if let Some(pic) = str0m::rtp::Vp8Descriptor::parse(&p.payload).ok().and_then(|d| d.picture_id()) {
+                    let vp8 = codec == Some(Codec::Vp8);
+                    if let Some(pic) = str0m::rtp::Vp8Descriptor::parse(&p.payload).ok().and_then(|d| d.picture_id()).filter(|_| vp8) {
                         if p.payload[0] & 0x10 != 0 {
                             r.picture_ids.push(pic);
                         }
