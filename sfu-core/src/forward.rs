@@ -195,14 +195,14 @@ impl Shard {
         let Some(track) = self.tracks.get_mut(&tid) else { return };
         let pt = pkt.header.payload_type;
         let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
-            Some((_, params)) => params.clone(),
+            Some((_, params)) => *params,
             None => {
                 let Some(pc) = publisher.publisher.as_ref() else { return };
                 let Some(params) = pc.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
                     self.stats.rtp_not_forwarded += 1;
                     return;
                 };
-                track.codecs.push((pt, params.clone()));
+                track.codecs.push((pt, params));
                 params
             }
         };
@@ -281,20 +281,21 @@ impl Shard {
                 if out.pic != inh.pic || out.tl0 != inh.tl0 {
                     let mut b = d.patch();
                     if let Some(p) = out.pic {
-                        b = b.picture_id(if d.picture_id().is_some_and(|x| x > 0x7f) || p > 0x7f { p } else { p & 0x7f });
+                        b = b.picture_id(p);
                     }
                     if let Some(t) = out.tl0 {
                         b = b.tl0_pic_idx(t);
                     }
-                    match b.build().or_else(|_| {
+                    // A 7-bit picture id field keeps the low bits (RFC 7741 §4.2 M=0).
+                    let built = b.build().or_else(|_| {
                         let mut b = d.patch();
                         if let Some(p) = out.pic {
                             b = b.picture_id(p & 0x7f);
                         }
                         b.build()
-                    }) {
-                        Ok(patch) => w = w.vp8_patch(patch),
-                        Err(_) => {}
+                    });
+                    if let Ok(patch) = built {
+                        w = w.vp8_patch(patch);
                     }
                 }
             }
@@ -346,7 +347,7 @@ mod tests {
 
     #[test]
     fn target_is_best_active_layer() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::origin();
         let mut t = Track::new(TrackId(1), RoomId::from("r"), ParticipantId(1), Mid::from("1"), TrackKind::Video, &["q".into(), "h".into(), "f".into()]);
         assert_eq!(t.target_layer(t0), None);
         let q = t.layer_index(Some(Rid::from("q")), 10);

@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn throttle_table() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::origin();
         let ms = Duration::from_millis;
         let mut th = KeyframeThrottle::new(ms(300));
         // (key, offset ms, expected)

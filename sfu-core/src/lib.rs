@@ -21,6 +21,8 @@ pub mod keyframe;
 mod pc;
 pub mod rewrite;
 pub mod shard;
+#[cfg(test)]
+mod test_clock;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -179,12 +179,13 @@ mod tests {
 
     #[test]
     fn table_switch_and_forward() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::origin();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut r = Rewriter::new(90_000, 100, 5_000);
         assert_eq!(r.rewrite(&h(1, 10, 0), ms(0)), Err(Refused::NoSource));
         // (ssrc, seq, ts, at ms, switch?, expected seq, expected ts) — None = refused
-        let table: &[(u32, u64, u32, u64, bool, Option<(u64, u32)>)] = &[
+        type Row = (u32, u64, u32, u64, bool, Option<(u64, u32)>);
+        let table: &[Row] = &[
             (1, 10, 1_000, 0, true, Some((100, 5_000))),
             (1, 11, 1_000, 1, false, Some((101, 5_000))),
             (1, 13, 4_000, 33, false, Some((103, 8_000))),
@@ -208,7 +209,7 @@ mod tests {
 
     #[test]
     fn vp8_picture_id_and_tl0_follow_on_across_switch() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::origin();
         let mut r = Rewriter::new(90_000, 0, 0);
         let a = |seq, pic, tl0| InHeader { ssrc: 1, seq, ts: 0, pic: Some(pic), tl0: Some(tl0) };
         let b = |seq, pic, tl0| InHeader { ssrc: 2, seq, ts: 0, pic: Some(pic), tl0: Some(tl0) };
@@ -229,7 +230,7 @@ mod tests {
             steps in proptest::collection::vec((0u32..4, 1u64..5, 0u32..6000, 0u64..80, any::<bool>()), 1..200),
             start_seq in 0u16..u16::MAX, start_ts in any::<u32>(),
         ) {
-            let t0 = Instant::now();
+            let t0 = crate::test_clock::origin();
             let mut r = Rewriter::new(90_000, start_seq, start_ts);
             let mut seqs = [1_000u64, 70_000, 5, 65_530];
             let mut tss = [0u32, u32::MAX - 10_000, 77, 1 << 31];

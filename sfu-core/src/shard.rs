@@ -396,7 +396,7 @@ impl Shard {
             .to_sdp_string()
             .lines()
             .filter(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
-            .any(|l| !l.split(' ').nth(1).is_some_and(|port| port == "0"));
+            .any(|l| l.split(' ').nth(1) != Some("0"));
         if !usable && sdp.lines().any(|l| l.starts_with("m=audio") || l.starts_with("m=video")) {
             if first {
                 self.drop_publisher(id);

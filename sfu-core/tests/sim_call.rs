@@ -1,4 +1,6 @@
 //! Deterministic simulations of whole calls through one shard (the `testkit`).
+//! `Instant::now()` only gives each simulation an origin for its virtual clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 

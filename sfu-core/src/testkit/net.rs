@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn delay_rate_and_queue_limit() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::origin();
         let server: IpAddr = "127.0.0.1".parse().unwrap();
         let mut n = SimNet::new(1, server);
         let host: IpAddr = "127.0.1.1".parse().unwrap();
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn loss_rate_is_close_to_configured() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::origin();
         let server: IpAddr = "127.0.0.1".parse().unwrap();
         let mut n = SimNet::new(9, server);
         let host: IpAddr = "127.0.1.1".parse().unwrap();
