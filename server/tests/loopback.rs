@@ -106,7 +106,7 @@ impl Participant {
         pub_sock.set_nonblocking(true).unwrap();
         sub_sock.set_nonblocking(true).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(id.0);
-        let mut client = SimClient::new(Instant::now(), id, ClientSpec::av(), pub_sock.local_addr().unwrap(), sub_sock.local_addr().unwrap(), &mut rng);
+        let mut client = SimClient::new(Instant::now(), Instant::now(), id, ClientSpec::av(), pub_sock.local_addr().unwrap(), sub_sock.local_addr().unwrap(), &mut rng);
         let offer = client.make_offer().unwrap();
         send(&mut ws, json!({"type": "publish_offer", "sdp": offer})).await;
         Self { client, pub_sock, sub_sock, ws, id, datagrams: [0, 0] }

@@ -29,7 +29,7 @@ fn three_participants_each_receive_the_other_two() {
             let c = sim.client(me);
             let audio = c.stream_from(from, TrackKind::Audio).unwrap_or_else(|| panic!("{me:?} gets no audio from {other:?}: {:?}", c.received));
             let video = c.stream_from(from, TrackKind::Video).expect("video");
-            // 5 s minus connection setup: ~50 audio packets/s, ~60 video packets/s.
+            // 5 s minus connection setup: 50 audio packets/s, 2 video packets × 30 fps.
             assert!(audio.packets > 150, "audio packets {}", audio.packets);
             assert!(video.packets > 200, "video packets {}", video.packets);
             assert!(video.keyframes >= 1);
@@ -163,9 +163,10 @@ fn simulcast_publisher_forwards_one_layer_continuously() {
     let v = sim.client(b).stream_from(sim.client(a).id, TrackKind::Video).unwrap();
     assert_eq!(v.ssrcs.len(), 1);
     assert_eq!(v.gaps(), 0);
-    // The top layer (full size packets) is the one forwarded.
-    let avg = v.bytes / v.packets;
-    assert!(avg > 900, "average payload {avg} bytes: not the top layer");
+    // The top layer (index 2, f) is the one forwarded, and only it.
+    assert_eq!(v.layers.keys().copied().collect::<Vec<_>>(), vec![2], "{:?}", v.layers);
+    // 1.7 Mbps at 30 fps: about 210 packets/s
+    assert!(v.packets > 500, "{} packets", v.packets);
 }
 
 #[test]
@@ -183,4 +184,63 @@ fn h264_and_vp9_are_forwarded_starting_on_keyframes() {
         assert!(v.keyframes >= 1, "{codec:?}: the late subscriber starts on a keyframe");
         assert_eq!(v.gaps(), 0);
     }
+}
+
+#[test]
+fn one_way_latency_is_the_path_delay() {
+    let mut sim = Sim::new(Instant::now(), 9);
+    let a = sim.join("room", ClientSpec::av());
+    let b = sim.join("room", ClientSpec::av());
+    let up = LinkConfig { delay: Duration::from_millis(15), ..Default::default() };
+    let down = LinkConfig { delay: Duration::from_millis(25), ..Default::default() };
+    sim.set_link(a, up, down);
+    sim.set_link(b, up, down);
+    sim.run_for(secs(3));
+    let from_a = sim.client(a).id;
+    for kind in [TrackKind::Audio, TrackKind::Video] {
+        let s = sim.client(b).stream_from(from_a, kind).unwrap();
+        assert!(s.latencies_us.len() as u64 >= s.packets * 9 / 10, "{kind:?}: stamps read from most packets");
+        let mut l = s.latencies_us.clone();
+        l.sort_unstable();
+        let median = l[l.len() / 2];
+        // a's uplink 15 ms + b's downlink 25 ms; the virtual clock's 100 µs step at most
+        assert!((40_000..41_000).contains(&median), "{kind:?}: median one-way latency {median} µs");
+    }
+}
+
+#[test]
+fn synthetic_media_rates_match_the_configuration() {
+    let mut sim = Sim::new(Instant::now(), 10);
+    let mut spec = ClientSpec::simulcast();
+    spec.keyframe_every = secs(1_000);
+    let a = sim.join("room", spec.clone());
+    sim.run_for(secs(1));
+    let before = sim.client(a).video_sent();
+    sim.run_for(secs(10));
+    let after = sim.client(a).video_sent();
+    for (i, layer) in spec.video.iter().enumerate() {
+        let kbps = (after[i].0 - before[i].0) as f64 * 8.0 / 10.0 / 1000.0;
+        let fps = (after[i].1 - before[i].1) as f64 / 10.0;
+        eprintln!("layer {i}: {kbps:.1} kbps, {fps:.2} fps");
+        assert!((kbps / layer.kbps as f64 - 1.0).abs() < 0.05, "layer {i}: {kbps} kbps vs {}", layer.kbps);
+        assert!((fps / layer.fps as f64 - 1.0).abs() < 0.05, "layer {i}: {fps} fps vs {}", layer.fps);
+    }
+}
+
+#[test]
+fn a_keyframe_request_gets_a_keyframe_from_the_synthetic_publisher() {
+    let mut sim = Sim::new(Instant::now(), 11);
+    let mut spec = ClientSpec::av();
+    spec.keyframe_every = secs(1_000);
+    let a = sim.join("room", spec);
+    let b = sim.join("room", ClientSpec::av());
+    sim.run_for(secs(2));
+    let id = sim.client(a).id;
+    let k0 = sim.client(b).stream_from(id, TrackKind::Video).unwrap().keyframes;
+    let r0 = sim.client(a).keyframe_requests_received;
+    // A third participant joins: the SFU asks a for a keyframe, which reaches b too.
+    sim.join("room", ClientSpec::av());
+    sim.run_for(secs(1));
+    assert!(sim.client(a).keyframe_requests_received > r0);
+    assert!(sim.client(b).stream_from(id, TrackKind::Video).unwrap().keyframes > k0);
 }

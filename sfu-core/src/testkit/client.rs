@@ -16,28 +16,18 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceCreds, Rtc, RtcConfig};
 
+use super::media::{audio_payload, packetize, read_stamp, video_payload, LayerSpec, Stamp, KEYFRAME_FACTOR};
 use crate::api::OfferedTrack;
 use crate::ids::{ParticipantId, TrackId, TrackKind};
 use crate::keyframe::starts_keyframe;
 
-/// What a simulated client publishes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VideoSpec {
-    None,
-    /// One VP8 stream.
-    Single,
-    /// VP8 simulcast with these rids, lowest first (sizes scale 1, 2, 4…).
-    Simulcast(Vec<String>),
-}
-
+/// What a simulated client publishes and receives.
 #[derive(Debug, Clone)]
 pub struct ClientSpec {
     pub audio: bool,
-    pub video: VideoSpec,
+    /// Video encodings, lowest first; empty for no video; several = simulcast (with rids).
+    pub video: Vec<LayerSpec>,
     pub subscribe: bool,
-    /// Video frames per second and packets per delta frame (keyframes are 4× bigger).
-    pub fps: u32,
-    pub packets_per_frame: u32,
     /// A periodic keyframe besides those asked for by PLI/FIR.
     pub keyframe_every: Duration,
     /// Video codec: VP8, H.264 or VP9 (payloads with valid descriptors / NAL headers).
@@ -45,21 +35,42 @@ pub struct ClientSpec {
 }
 
 impl ClientSpec {
-    /// Audio and single-stream VP8 video, subscribing to everyone.
+    /// Audio and one VP8 stream of 500 kbps at 30 fps, subscribing to everyone.
     pub fn av() -> Self {
         Self {
             audio: true,
-            video: VideoSpec::Single,
+            video: vec![LayerSpec { rid: None, kbps: 500, fps: 30.0 }],
             subscribe: true,
-            fps: 30,
-            packets_per_frame: 2,
             keyframe_every: Duration::from_secs(10),
             codec: Codec::Vp8,
         }
     }
 
+    /// Audio and three simulcast layers q/h/f at 150/500/1,700 kbps and 7.5/15/30 fps.
     pub fn simulcast() -> Self {
-        Self { video: VideoSpec::Simulcast(vec!["q".into(), "h".into(), "f".into()]), ..Self::av() }
+        Self::simulcast_with([150, 500, 1_700], [7.5, 15.0, 30.0])
+    }
+
+    pub fn simulcast_with(kbps: [u32; 3], fps: [f32; 3]) -> Self {
+        let video = ["q", "h", "f"]
+            .iter()
+            .zip(kbps.iter().zip(fps.iter()))
+            .map(|(r, (k, f))| LayerSpec { rid: Some(r.to_string()), kbps: *k, fps: *f })
+            .collect();
+        Self { video, ..Self::av() }
+    }
+
+    pub fn audio_only() -> Self {
+        Self { video: vec![], ..Self::av() }
+    }
+
+    /// Subscribes only.
+    pub fn viewer() -> Self {
+        Self { audio: false, video: vec![], ..Self::av() }
+    }
+
+    pub fn publishes(&self) -> bool {
+        self.audio || !self.video.is_empty()
     }
 }
 
@@ -78,6 +89,10 @@ pub struct RecvStream {
     pub last_at: Option<Instant>,
     pub picture_ids: Vec<u16>,
     pub codec: Option<Codec>,
+    /// One-way latencies (µs) of stamped packets not yet taken by the reader.
+    pub latencies_us: Vec<u64>,
+    /// Packets per publisher layer index (255 = audio).
+    pub layers: BTreeMap<u8, u64>,
 }
 
 impl RecvStream {
@@ -122,44 +137,15 @@ impl ClientPc {
 struct VideoOut {
     mid: Mid,
     rid: Option<Rid>,
-    scale: u32,
+    layer: u8,
+    spec: LayerSpec,
+    next_frame: Instant,
     seq: u64,
     ts: u32,
     pic: u16,
     keyframe_due: bool,
-}
-
-/// A synthetic but well-formed video payload: VP8 (RFC 7741 descriptor + header byte),
-/// H.264 (RFC 6184: STAP-A with SPS/PPS then FU-A IDR on keyframes, FU-A slices
-/// otherwise) or VP9 (RFC 9628 descriptor with picture id).
-fn video_payload(codec: Codec, key: bool, index: u32, last: bool, pic: u16, size: usize) -> Vec<u8> {
-    let first = index == 0;
-    let mut p = Vec::with_capacity(size);
-    match codec {
-        Codec::H264 if key && first => {
-            p.extend_from_slice(&[0x78, 0, 4, 0x67, 0x42, 0xc0, 0x1f, 0, 3, 0x68, 0xce, 0x3c]);
-            return p;
-        }
-        Codec::H264 => {
-            // On keyframes packet 0 is the STAP-A and the IDR's FU-A starts at packet 1.
-            let (nal, start) = if key { (5, index == 1) } else { (1, first) };
-            p.push(0x60 | 28); // FU-A indicator, NRI=3
-            p.push(nal | if start { 0x80 } else { 0 } | if last { 0x40 } else { 0 });
-        }
-        Codec::Vp9 => {
-            let b0 = 0x80 | if key { 0 } else { 0x40 } | if first { 0x08 } else { 0 } | if last { 0x04 } else { 0 };
-            p.extend_from_slice(&[b0, 0x80 | (pic >> 8) as u8, pic as u8]);
-        }
-        _ => {
-            p.push(if first { 0x90 } else { 0x80 }); // X=1, S=1 on a frame's first packet
-            p.push(0x80); // I: picture id present
-            p.push(0x80 | (pic >> 8) as u8); // 15-bit picture id
-            p.push(pic as u8);
-            p.push(if key { 0x10 } else { 0x11 }); // VP8 header: P=0 keyframe
-        }
-    }
-    p.resize(size, 0xAB);
-    p
+    bytes_sent: u64,
+    frames_sent: u64,
 }
 
 /// One simulated participant. Its fields are what tests read.
@@ -171,8 +157,9 @@ pub struct SimClient {
     audio: Option<(Mid, u64, u32)>,
     video: Vec<VideoOut>,
     next_audio: Instant,
-    next_video: Instant,
     last_keyframe: Instant,
+    /// Origin of the shared clock that stamps and latencies are measured on.
+    origin: Instant,
     /// m-line → stream received on it.
     pub received: BTreeMap<String, RecvStream>,
     /// The latest track map from the server's offers.
@@ -185,8 +172,17 @@ pub struct SimClient {
 }
 
 impl SimClient {
-    pub fn new(now: Instant, id: ParticipantId, spec: ClientSpec, pub_addr: SocketAddr, sub_addr: SocketAddr, rng: &mut ChaCha8Rng) -> Self {
-        let publishes = spec.audio || spec.video != VideoSpec::None;
+    /// `origin` is the clock origin shared by every client whose latencies are compared.
+    pub fn new(
+        now: Instant,
+        origin: Instant,
+        id: ParticipantId,
+        spec: ClientSpec,
+        pub_addr: SocketAddr,
+        sub_addr: SocketAddr,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let publishes = spec.publishes();
         Self {
             id,
             publisher: publishes.then(|| ClientPc::new(now, pub_addr, rng, Some(spec.codec))),
@@ -195,8 +191,8 @@ impl SimClient {
             audio: None,
             video: Vec::new(),
             next_audio: now,
-            next_video: now,
             last_keyframe: now,
+            origin,
             received: BTreeMap::new(),
             offered: Vec::new(),
             offers_received: 0,
@@ -214,23 +210,31 @@ impl SimClient {
             let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, Some("s".into()), Some("a".into()), None);
             self.audio = Some((mid, 1, 0));
         }
-        match &self.spec.video {
-            VideoSpec::None => {}
-            VideoSpec::Single => {
-                let mid = api.add_media(MediaKind::Video, Direction::SendOnly, Some("s".into()), Some("v".into()), None);
-                self.video.push(VideoOut { mid, rid: None, scale: 1, seq: 1, ts: 0, pic: 0, keyframe_due: true });
-            }
-            VideoSpec::Simulcast(rids) => {
+        let layers = self.spec.video.clone();
+        if !layers.is_empty() {
+            let simulcast = (layers.len() > 1).then(|| {
                 let mut sc = Simulcast::new();
-                for r in rids {
-                    sc.add_send_layer(SimulcastLayer::new(r));
+                for l in &layers {
+                    sc.add_send_layer(SimulcastLayer::new(l.rid.as_deref().unwrap_or("")));
                 }
-                let mid = api.add_media(MediaKind::Video, Direction::SendOnly, Some("s".into()), Some("v".into()), Some(sc));
-                let n = rids.len() as u32;
-                for (i, r) in rids.iter().enumerate() {
-                    let scale = 1 << (n - 1 - i as u32);
-                    self.video.push(VideoOut { mid, rid: Some(Rid::from(r.as_str())), scale, seq: 1, ts: 0, pic: 100 * i as u16, keyframe_due: true });
-                }
+                sc
+            });
+            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, Some("s".into()), Some("v".into()), simulcast);
+            for (i, l) in layers.into_iter().enumerate() {
+                let rid = if self.spec.video.len() > 1 { l.rid.as_deref().map(Rid::from) } else { None };
+                self.video.push(VideoOut {
+                    mid,
+                    rid,
+                    layer: i as u8,
+                    spec: l,
+                    next_frame: self.next_audio,
+                    seq: 1,
+                    ts: 0,
+                    pic: 100 * i as u16,
+                    keyframe_due: true,
+                    bytes_sent: 0,
+                    frames_sent: 0,
+                });
             }
         }
         let (offer, pending) = api.apply()?;
@@ -264,22 +268,13 @@ impl SimClient {
 
     /// When this client next wants to act.
     pub fn next_wake(&self) -> Option<Instant> {
-        let media = self.connected.then(|| {
-            let mut t = self.next_video.max(self.next_audio);
-            if self.audio.is_some() {
-                t = t.min(self.next_audio);
-            }
-            if !self.video.is_empty() {
-                t = t.min(self.next_video);
-            }
-            t
-        });
-        self.publisher
-            .iter()
-            .chain(self.subscriber.iter())
-            .map(|p| p.timeout)
-            .chain(media.filter(|_| self.audio.is_some() || !self.video.is_empty()))
-            .min()
+        let media = if self.connected {
+            let audio = self.audio.as_ref().map(|_| self.next_audio);
+            self.video.iter().map(|v| v.next_frame).chain(audio).min()
+        } else {
+            None
+        };
+        self.publisher.iter().chain(self.subscriber.iter()).map(|p| p.timeout).chain(media).min()
     }
 
     /// Deliver one datagram to the connection owning `dest`.
@@ -303,53 +298,66 @@ impl SimClient {
         self.pump(now);
     }
 
-    /// Write audio/video due at `now`.
+    fn stamp(&self, now: Instant, layer: u8) -> Stamp {
+        Stamp { sent_us: now.saturating_duration_since(self.origin).as_micros() as u64, layer }
+    }
+
+    /// Write the audio packets and video frames due at `now`.
     pub fn produce(&mut self, now: Instant) {
         if !self.connected {
             return;
         }
-        let Some(pc) = self.publisher.as_mut() else { return };
-        if let Some((mid, seq, ts)) = self.audio.as_mut() {
-            if now >= self.next_audio {
-                let pt = pc.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
-                if let (Some(pt), Some(tx)) = (pt, pc.rtc.direct_api().stream_tx_by_mid(*mid, None)) {
-                    let ext = ExtensionValues { audio_level: Some(-30), voice_activity: Some(true), ..Default::default() };
-                    tx.write_rtp(RtpWrite::new(pt, SeqNo::from(*seq), *ts, now, vec![0xF8; 80]).ext_vals(ext));
-                    *seq += 1;
-                    *ts = ts.wrapping_add(960);
-                }
-                self.next_audio += Duration::from_millis(20);
+        if self.audio.is_some() && now >= self.next_audio {
+            let stamp = self.stamp(now, 255);
+            let (Some(pc), Some((mid, seq, ts))) = (self.publisher.as_mut(), self.audio.as_mut()) else { return };
+            let pt = pc.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
+            if let (Some(pt), Some(tx)) = (pt, pc.rtc.direct_api().stream_tx_by_mid(*mid, None)) {
+                let ext = ExtensionValues { audio_level: Some(-30), voice_activity: Some(true), ..Default::default() };
+                tx.write_rtp(RtpWrite::new(pt, SeqNo::from(*seq), *ts, now, audio_payload(stamp)).ext_vals(ext));
+                *seq += 1;
+                *ts = ts.wrapping_add(960);
             }
+            self.next_audio += Duration::from_millis(20);
+            self.pump(now);
         }
-        self.pump(now);
-        let Some(pc) = self.publisher.as_mut() else { return };
-        if !self.video.is_empty() && now >= self.next_video {
-            let periodic = now.saturating_duration_since(self.last_keyframe) >= self.spec.keyframe_every;
-            if periodic {
-                self.last_keyframe = now;
+        let periodic = now.saturating_duration_since(self.last_keyframe) >= self.spec.keyframe_every;
+        if periodic {
+            self.last_keyframe = now;
+        }
+        let codec = self.spec.codec;
+        for i in 0..self.video.len() {
+            if now < self.video[i].next_frame {
+                continue;
             }
-            let codec = self.spec.codec;
+            let stamp = self.stamp(now, self.video[i].layer);
+            let Some(pc) = self.publisher.as_mut() else { return };
+            let v = &mut self.video[i];
+            if periodic {
+                v.keyframe_due = true;
+            }
             let pt = pc.rtc.codec_config().find(|p| p.spec().codec == codec).map(|p| p.pt());
-            for v in &mut self.video {
-                let Some(pt) = pt else { break };
-                let mut api = pc.rtc.direct_api();
-                let Some(tx) = api.stream_tx_by_mid(v.mid, v.rid) else { continue };
-                let key = v.keyframe_due || periodic;
-                v.keyframe_due = false;
-                let per_frame = (self.spec.packets_per_frame * if key { 4 } else { 1 }).max(1);
-                let size = (1_000 / v.scale as usize).max(120);
-                for i in 0..per_frame {
-                    let last = i + 1 == per_frame;
-                    let p = video_payload(codec, key, i, last, v.pic, size);
+            let mut api = pc.rtc.direct_api();
+            if let (Some(pt), Some(tx)) = (pt, api.stream_tx_by_mid(v.mid, v.rid)) {
+                let key = std::mem::take(&mut v.keyframe_due);
+                let bytes = v.spec.frame_bytes() * if key { KEYFRAME_FACTOR } else { 1 };
+                let (count, size) = packetize(bytes);
+                // An H.264 keyframe opens with an extra STAP-A (SPS, PPS).
+                let count = if key && codec == Codec::H264 { count + 1 } else { count };
+                for k in 0..count {
+                    let p = video_payload(codec, key, k, count, v.pic, size, stamp);
+                    v.bytes_sent += p.len() as u64;
+                    let last = k + 1 == count;
                     tx.write_rtp(RtpWrite::new(pt, SeqNo::from(v.seq), v.ts, now, p).marker(last).nackable(true));
                     v.seq += 1;
                 }
-                v.ts = v.ts.wrapping_add(90_000 / self.spec.fps.max(1));
-                v.pic = (v.pic + 1) & 0x7fff;
             }
-            self.next_video += Duration::from_micros(1_000_000 / self.spec.fps.max(1) as u64);
+            let step = Duration::from_secs_f64(1.0 / v.spec.fps.max(0.1) as f64);
+            v.ts = v.ts.wrapping_add((90_000.0 * step.as_secs_f64()) as u32);
+            v.pic = (v.pic + 1) & 0x7fff;
+            v.frames_sent += 1;
+            v.next_frame += step;
+            self.pump(now);
         }
-        self.pump(now);
     }
 
     /// Hand every datagram produced so far to `send` as (source, destination, bytes).
@@ -392,7 +400,9 @@ impl SimClient {
             Event::Connected if is_pub => {
                 self.connected = true;
                 self.next_audio = now;
-                self.next_video = now;
+                for v in &mut self.video {
+                    v.next_frame = now;
+                }
             }
             Event::KeyframeRequest(req) if is_pub => {
                 self.keyframe_requests_received += 1;
@@ -414,6 +424,7 @@ impl SimClient {
                     .subscriber
                     .as_ref()
                     .and_then(|pc| pc.rtc.codec_config().find(|c| c.pt() == p.header.payload_type).map(|c| c.spec().codec));
+                let now_us = now.saturating_duration_since(self.origin).as_micros() as u64;
                 let r = self.received.entry(key).or_default();
                 r.codec = codec;
                 if let Some(o) = offered {
@@ -427,6 +438,10 @@ impl SimClient {
                 r.ssrcs.insert(*p.header.ssrc);
                 r.first_at.get_or_insert(now);
                 r.last_at = Some(now);
+                if let Some(st) = codec.and_then(|c| read_stamp(c, &p.payload)) {
+                    r.latencies_us.push(now_us.saturating_sub(st.sent_us));
+                    *r.layers.entry(st.layer).or_default() += 1;
+                }
                 if r.kind == Some(TrackKind::Video) {
                     if codec.is_some_and(|c| starts_keyframe(c, &p.payload)) {
                         r.keyframes += 1;
@@ -441,6 +456,11 @@ impl SimClient {
             }
             _ => {}
         }
+    }
+
+    /// Per video layer (lowest first): payload bytes and frames written so far.
+    pub fn video_sent(&self) -> Vec<(u64, u64)> {
+        self.video.iter().map(|v| (v.bytes_sent, v.frames_sent)).collect()
     }
 
     /// The stream received from `publisher` of `kind`, if any.

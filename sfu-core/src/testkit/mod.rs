@@ -15,9 +15,11 @@
 //! ```
 
 mod client;
+pub mod media;
 mod net;
 mod sim;
 
-pub use client::{ClientSpec, RecvStream, SimClient, VideoSpec};
+pub use client::{ClientSpec, RecvStream, SimClient};
+pub use media::{LayerSpec, Stamp};
 pub use net::{LinkConfig, SimNet};
 pub use sim::{ClientIdx, Sim};

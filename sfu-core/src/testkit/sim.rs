@@ -69,9 +69,9 @@ impl Sim {
         let ip = Self::host_of(idx);
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
-        let can_publish = spec.audio || spec.video != super::client::VideoSpec::None;
+        let can_publish = spec.publishes();
         let can_subscribe = spec.subscribe;
-        let mut c = SimClient::new(self.now, id, spec, (ip, 40_000).into(), (ip, 40_001).into(), &mut self.rng);
+        let mut c = SimClient::new(self.now, self.start, id, spec, (ip, 40_000).into(), (ip, 40_001).into(), &mut self.rng);
         let offer = c.make_offer();
         self.clients.push(Some(c));
         self.command(Command::Join { room: RoomId::from(room), participant: id, can_publish, can_subscribe });
