@@ -126,6 +126,7 @@ impl ClientPc {
             .enable_vp8(all || video == Some(Codec::Vp8))
             .enable_h264(all || video == Some(Codec::H264))
             .enable_vp9(all || video == Some(Codec::Vp9))
+            .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         if let Ok(c) = Candidate::host(addr, "udp") {
             rtc.add_local_candidate(c);
@@ -167,6 +168,10 @@ pub struct SimClient {
     pub offers_received: u32,
     pub keyframe_requests_received: u32,
     pub connected: bool,
+    /// NACKs this client's subscriber connection sent, per (mid, rid) (cumulative).
+    nacks_sent: BTreeMap<(String, Option<String>), u64>,
+    /// NACKs its publisher connection received from the server, per (mid, rid).
+    nacks_received: BTreeMap<(String, Option<String>), u64>,
     /// Datagrams produced and not yet handed to the network: (source, destination, bytes).
     outbox: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
@@ -199,6 +204,8 @@ impl SimClient {
             keyframe_requests_received: 0,
             connected: false,
             outbox: Vec::new(),
+            nacks_sent: BTreeMap::new(),
+            nacks_received: BTreeMap::new(),
         }
     }
 
@@ -412,6 +419,12 @@ impl SimClient {
                     }
                 }
             }
+            Event::MediaIngressStats(st) if !is_pub => {
+                self.nacks_sent.insert((st.mid.to_string(), st.rid.map(|r| r.to_string())), st.nacks);
+            }
+            Event::MediaEgressStats(st) if is_pub => {
+                self.nacks_received.insert((st.mid.to_string(), st.rid.map(|r| r.to_string())), st.nacks);
+            }
             Event::RtpPacket(p) if !is_pub => {
                 let mid = self
                     .subscriber
@@ -456,6 +469,12 @@ impl SimClient {
             }
             _ => {}
         }
+    }
+
+    /// NACKs sent by the subscriber connection and received by the publisher connection
+    /// (from str0m's 1-second stats, so up to a second behind).
+    pub fn nacks(&self) -> (u64, u64) {
+        (self.nacks_sent.values().sum(), self.nacks_received.values().sum())
     }
 
     /// Per video layer (lowest first): payload bytes and frames written so far.

@@ -1,0 +1,351 @@
+//! `switchboard-loadtest`: simulated participants (str0m clients over real UDP) against a
+//! running SFU, with a report of joins, throughput, one-way latency, loss, layers and the
+//! server's CPU per forwarded packet. See `docs/benchmarks.md`.
+
+#![forbid(unsafe_code)]
+
+mod chart;
+mod driver;
+mod guard;
+mod metrics;
+mod procstat;
+mod scenario;
+mod target;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+use signaling::KeyStore;
+
+use crate::driver::Ctx;
+use crate::guard::Allowed;
+use crate::metrics::{Agg, JoinReport, LossReport, Percentiles, ReceiveReport, Report, ServerReport};
+use crate::scenario::ScenarioArgs;
+
+#[derive(Parser)]
+#[command(name = "switchboard-loadtest", version, about = "Load tests for Switchboard (and rival SFUs)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario and report.
+    Run(RunArgs),
+    /// Raise the load step by step until loss > 1 % or p99 latency > 50 ms.
+    Capacity(CapacityArgs),
+}
+
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// A running server's base URL (loopback only). Without it the harness spawns one.
+    #[arg(long)]
+    url: Option<String>,
+    /// `key:secret` of the running server (with --url).
+    #[arg(long, env = "SWITCHBOARD_KEYS")]
+    keys: Option<String>,
+    /// The running server's pid, for CPU and memory (with --url).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The server binary to spawn (default: `switchboard` next to this binary).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Worker threads of a spawned server.
+    #[arg(long)]
+    server_workers: Option<usize>,
+    /// First UDP port of a spawned server.
+    #[arg(long, default_value_t = 47_000)]
+    rtc_port: u16,
+}
+
+#[derive(Args, Clone)]
+struct OutputArgs {
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG chart of throughput and latency over time.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+    /// Harness threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args)]
+struct CapacityArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+    /// Rooms added per step (conference, webinar, audio-only alike).
+    #[arg(long, default_value_t = 1)]
+    step_rooms: usize,
+    #[arg(long, default_value_t = 8)]
+    max_steps: usize,
+    /// Loss threshold (%).
+    #[arg(long, default_value_t = 1.0)]
+    max_loss: f64,
+    /// p99 one-way latency threshold (ms).
+    #[arg(long, default_value_t = 50.0)]
+    max_p99: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Run(a) => {
+            a.scenario.validate()?;
+            let report = run_once(&a.scenario, &a.target, &a.out)?;
+            println!("{}", report.table());
+            write_outputs(&report, &a.out)?;
+        }
+        Cmd::Capacity(a) => capacity(a)?,
+    }
+    Ok(())
+}
+
+fn write_outputs(report: &Report, out: &OutputArgs) -> anyhow::Result<()> {
+    if let Some(p) = &out.json {
+        std::fs::write(p, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &out.svg {
+        chart::write_svg(p, &report.target, &report.timeline)?;
+    }
+    Ok(())
+}
+
+/// A target ready to take participants.
+struct Resolved {
+    name: String,
+    ws_url: String,
+    keys: KeyStore,
+    key: String,
+    pid: Option<u32>,
+    _spawned: Option<target::Spawned>,
+}
+
+fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
+    match &t.url {
+        Some(url) => {
+            let addr = allowed.check_url(url)?;
+            let pairs = signaling_keys(t.keys.as_deref().context("--keys key:secret is needed with --url")?)?;
+            let key = pairs[0].0.clone();
+            Ok(Resolved { name: format!("switchboard at {addr}"), ws_url: format!("ws://{addr}/ws"), keys: KeyStore::new(pairs), key, pid: t.server_pid, _spawned: None })
+        }
+        None => {
+            let bin = t.server_bin.clone().unwrap_or_else(target::default_server_bin);
+            let ip: IpAddr = "127.0.0.1".parse()?;
+            let s = target::spawn_switchboard(&bin, ip, t.rtc_port, t.server_workers)?;
+            let pid = s.child.id();
+            Ok(Resolved {
+                name: "switchboard (spawned)".into(),
+                ws_url: format!("ws://{}/ws", s.http),
+                keys: KeyStore::new([(target::SPAWN_KEY.to_string(), target::SPAWN_SECRET.to_string())]),
+                key: target::SPAWN_KEY.into(),
+                pid: Some(pid),
+                _spawned: Some(s),
+            })
+        }
+    }
+}
+
+fn signaling_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let pairs: Vec<(String, String)> = s
+        .split(',')
+        .filter_map(|p| p.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect();
+    anyhow::ensure!(!pairs.is_empty(), "--keys must be key:secret");
+    Ok(pairs)
+}
+
+fn run_once(s: &ScenarioArgs, t: &TargetArgs, out: &OutputArgs) -> anyhow::Result<Report> {
+    let allowed = Allowed::default();
+    let target = resolve(t, &allowed)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(out.threads.max(1)).enable_all().build()?;
+    rt.block_on(drive(s, &target, allowed, out.quiet))
+}
+
+async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, quiet: bool) -> anyhow::Result<Report> {
+    let plans = s.plans();
+    let last_join = plans.last().map(|p| p.join_at).unwrap_or_default();
+    let origin = Instant::now();
+    let start = origin + Duration::from_millis(300);
+    let produce_until = start + last_join + Duration::from_secs_f64(s.duration);
+    let leave_at = produce_until + Duration::from_secs(1);
+    // Measure once everyone is in and media has settled.
+    let warmup = Duration::from_secs_f64((s.duration / 3.0).min(2.0));
+    let window_start = start + last_join + warmup;
+    let ctx = Arc::new(Ctx {
+        origin,
+        agg: Mutex::new(Agg { streams_expected: s.subscribed_tracks() as u64, ..Agg::default() }),
+        allowed,
+        ws_url: target.ws_url.clone(),
+        keys: target.keys.clone(),
+        key: target.key.clone(),
+        produce_until,
+        leave_at,
+        bind_ip: "127.0.0.1".parse()?,
+        seed: s.seed,
+    });
+    let harness0 = procstat::own().unwrap_or_default();
+    let mut tasks = Vec::new();
+    for plan in plans {
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until((start + plan.join_at).into()).await;
+            driver::run(plan, ctx).await;
+        }));
+    }
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
+    let mut timeline = Vec::new();
+    let mut prev = target.pid.and_then(procstat::sample);
+    let mut window: Option<(Instant, procstat::ProcSample, u64)> = None;
+    let mut window_end: Option<(Instant, procstat::ProcSample, u64)> = None;
+    let mut peak_rss = 0u64;
+    let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    while Instant::now() < leave_at {
+        tick.tick().await;
+        let now = Instant::now();
+        let sample = target.pid.and_then(procstat::sample);
+        let server = match (sample, prev) {
+            (Some(a), Some(b)) => Some(((a.cpu.as_secs_f64() - b.cpu.as_secs_f64()).max(0.0), a.rss)),
+            _ => None,
+        };
+        prev = sample;
+        if let Some(sm) = sample {
+            peak_rss = peak_rss.max(sm.rss);
+        }
+        let (point, packets) = {
+            let mut a = ctx.agg.lock();
+            let p = a.tick(now - start, server);
+            (p, a.packets)
+        };
+        if window.is_none() && now >= window_start {
+            window = Some((now, sample.unwrap_or_default(), packets));
+        }
+        if window_end.is_none() && now >= produce_until {
+            window_end = Some((now, sample.unwrap_or_default(), packets));
+        }
+        bar.set_message(format!(
+            "joined {} | {:.2} Mbps | p50 {:.1} ms p99 {:.1} ms | server CPU {}",
+            point.joined,
+            point.mbps,
+            point.p50_ms,
+            point.p99_ms,
+            point.server_cpu.map_or("-".into(), |c| format!("{:.0} %", c * 100.0))
+        ));
+        bar.tick();
+        timeline.push(point);
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
+    bar.finish_and_clear();
+    let harness1 = procstat::own().unwrap_or_default();
+    let a = ctx.agg.lock();
+    let (w0, w1) = match (window, window_end) {
+        (Some(w0), Some(w1)) => (w0, w1),
+        (Some(w0), None) => (w0, (Instant::now(), prev.unwrap_or_default(), a.packets)),
+        _ => ((start, Default::default(), 0), (Instant::now(), prev.unwrap_or_default(), a.packets)),
+    };
+    let measured = (w1.0 - w0.0).as_secs_f64().max(0.001);
+    let forwarded = w1.2.saturating_sub(w0.2);
+    let server = target.pid.map(|pid| {
+        let cpu = (w1.1.cpu.as_secs_f64() - w0.1.cpu.as_secs_f64()).max(0.0);
+        ServerReport {
+            pid,
+            cpu_seconds: cpu,
+            cpu_us_per_forwarded_packet: if forwarded > 0 { cpu * 1e6 / forwarded as f64 } else { 0.0 },
+            rss_mb: peak_rss as f64 / 1e6,
+            rss_kb_per_subscribed_track: peak_rss as f64 / 1024.0 / (s.subscribed_tracks().max(1) as f64),
+        }
+    });
+    let layer_names = ["q", "h", "f"];
+    Ok(Report {
+        target: target.name.clone(),
+        scenario: s.clone(),
+        measured_seconds: measured,
+        joins: JoinReport { attempted: a.joins_attempted, succeeded: a.joins_ok, failed: a.join_failures.clone(), time_ms: Percentiles::of(&a.join_ms) },
+        received: ReceiveReport {
+            packets: a.packets,
+            bytes: a.bytes,
+            audio_packets: a.audio_packets,
+            video_packets: a.video_packets,
+            mbps: a.bytes as f64 * 8.0 / 1e6 / (produce_until - start).as_secs_f64(),
+            streams_expected: a.streams_expected,
+            streams_with_media: a.streams_with_media,
+        },
+        latency_ms: Percentiles::of(&a.latency),
+        loss: LossReport {
+            missing_packets: a.missing,
+            loss_pct: if a.packets + a.missing > 0 { a.missing as f64 * 100.0 / (a.packets + a.missing) as f64 } else { 0.0 },
+            nacks_sent_by_subscribers: a.nacks_sent,
+            nacks_received_by_publishers: a.nacks_received,
+        },
+        layers: a.layers.iter().map(|(l, n)| (layer_names.get(*l as usize).map_or(l.to_string(), |s| s.to_string()), *n)).collect(),
+        server,
+        harness_cpu_seconds: (harness1.cpu.as_secs_f64() - harness0.cpu.as_secs_f64()).max(0.0),
+        timeline,
+    })
+}
+
+fn capacity(a: CapacityArgs) -> anyhow::Result<()> {
+    a.scenario.validate()?;
+    let mut last_ok: Option<Report> = None;
+    for step in 0..a.max_steps {
+        let mut s = a.scenario.clone();
+        s.rooms = a.scenario.rooms + step * a.step_rooms;
+        s.seed = a.scenario.seed + step as u64;
+        let r = run_once(&s, &a.target, &a.out)?;
+        let held = r.loss.loss_pct <= a.max_loss && r.latency_ms.p99 <= a.max_p99 && r.joins.succeeded == r.joins.attempted;
+        println!(
+            "step {step}: {} rooms, {} participants: loss {:.3} %, p99 {:.2} ms, joins {}/{}, server {:.2} µs/packet -> {}",
+            s.rooms,
+            r.joins.attempted,
+            r.loss.loss_pct,
+            r.latency_ms.p99,
+            r.joins.succeeded,
+            r.joins.attempted,
+            r.server.as_ref().map_or(0.0, |x| x.cpu_us_per_forwarded_packet),
+            if held { "held" } else { "FAILED" }
+        );
+        if !held {
+            break;
+        }
+        last_ok = Some(r);
+    }
+    match last_ok {
+        Some(r) => {
+            println!("capacity: the last step that held:\n{}", r.table());
+            write_outputs(&r, &a.out)?;
+        }
+        None => println!("capacity: even the first step failed"),
+    }
+    Ok(())
+}

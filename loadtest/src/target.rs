@@ -1,0 +1,61 @@
+//! The server under test: spawned by the harness (loopback, known keys, known pid) or
+//! given by URL.
+
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub const SPAWN_KEY: &str = "loadtest";
+pub const SPAWN_SECRET: &str = "switchboard-loadtest-secret-0123456789";
+
+pub struct Spawned {
+    pub child: Child,
+    pub http: String,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `switchboard` binary next to this one, unless given.
+pub fn default_server_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("switchboard")))
+        .unwrap_or_else(|| PathBuf::from("switchboard"))
+}
+
+/// Start `switchboard` bound to `ip` with the load-test key; wait for its start line.
+pub fn spawn_switchboard(bin: &PathBuf, ip: IpAddr, rtc_port: u16, workers: Option<usize>) -> anyhow::Result<Spawned> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--http", &format!("{ip}:0"), "--rtc-bind", &ip.to_string(), "--rtc-port", &rtc_port.to_string()])
+        .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(w) = workers {
+        cmd.args(["--workers", &w.to_string()]);
+    }
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).context("the server did not start within 20 s")?;
+    let http = line
+        .split("open http://")
+        .nth(1)
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .with_context(|| format!("unexpected start line: {line:?}"))?;
+    Ok(Spawned { child, http })
+}
