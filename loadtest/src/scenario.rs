@@ -80,7 +80,7 @@ impl ScenarioArgs {
             Kind::Conference => (0..self.participants)
                 .map(|i| (format!("p{i}"), ClientSpec { video: self.video(), ..ClientSpec::av() }))
                 .collect(),
-            Kind::Webinar => std::iter::once(("host".to_string(), ClientSpec { video: self.video(), ..ClientSpec::av() }))
+            Kind::Webinar => std::iter::once(("host".to_string(), ClientSpec { video: self.video(), subscribe: false, ..ClientSpec::av() }))
                 .chain((0..self.viewers).map(|i| (format!("v{i}"), ClientSpec::viewer())))
                 .collect(),
             Kind::AudioOnly => (0..self.participants)

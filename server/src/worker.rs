@@ -103,7 +103,9 @@ fn run(
             load.store(shard.participant_count(), Ordering::Relaxed);
             continue;
         }
-        let wait = (deadline - now).clamp(Duration::from_micros(200), MAX_IDLE);
+        // Changing the socket timeout is a syscall: only do it when the wait moves to
+        // another bucket (1 ms or MAX_IDLE), never per packet.
+        let wait = if deadline - now <= Duration::from_millis(1) { Duration::from_millis(1) } else { MAX_IDLE };
         if wait != last_timeout {
             let _ = socket.set_read_timeout(Some(wait));
             last_timeout = wait;
