@@ -1,33 +1,38 @@
-//! One simulated participant against a Switchboard server: the WebSocket signaling
-//! protocol, and a testkit str0m client on two real UDP sockets.
+//! Switchboard as a target: its WebSocket signaling protocol (docs/protocol.md).
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
-use rand::SeedableRng;
 use serde_json::{json, Value};
 use sfu_core::testkit::SimClient;
 use sfu_core::{OfferedTrack, ParticipantId, TrackId, TrackKind};
 use signaling::{Claims, KeyStore, VideoGrant};
-use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::guard::Allowed;
 use crate::metrics::Agg;
 use crate::scenario::Plan;
+use crate::session::{Media, Signal};
+
+/// Which kind of server the participants talk to.
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    Switchboard { ws_url: String, keys: KeyStore, key: String },
+    /// Janus VideoRoom over its HTTP API at this base URL (`http://IP:8088/janus`).
+    Janus { base: String },
+}
 
 /// What every participant task shares.
 pub struct Ctx {
     pub origin: Instant,
     pub agg: Mutex<Agg>,
     pub allowed: Allowed,
-    pub ws_url: String,
-    pub keys: KeyStore,
-    pub key: String,
+    pub target: TargetKind,
     /// Publishers stop sending at this instant…
     pub produce_until: Instant,
     /// …and everyone leaves at this one (the gap lets retransmissions land).
@@ -35,25 +40,34 @@ pub struct Ctx {
     /// Local address for the media sockets.
     pub bind_ip: IpAddr,
     pub seed: u64,
+    /// Publishers expected per room (Janus subscribers wait for all of them).
+    pub publishers_per_room: usize,
 }
 
-impl Ctx {
-    fn token(&self, room: &str, identity: &str) -> Option<String> {
-        let claims = Claims {
-            iss: self.key.clone(),
-            sub: identity.to_string(),
-            exp: signaling::auth::unix_now() + 3_600,
-            nbf: None,
-            name: Some(identity.to_string()),
-            video: VideoGrant { room: room.to_string(), room_join: true, can_publish: true, can_subscribe: true },
-        };
-        self.keys.mint(&self.key, &claims)
+type WsSink = SplitSink<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, Message>;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn short(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Run one participant from join to leave. Failures are counted in the aggregate, never
+/// returned: a load test reports them.
+pub async fn run(plan: Plan, ctx: Arc<Ctx>) {
+    ctx.agg.lock().joins_attempted += 1;
+    let r = match &ctx.target {
+        TargetKind::Switchboard { ws_url, keys, key } => run_switchboard(&plan, &ctx, ws_url, keys, key).await,
+        TargetKind::Janus { base } => crate::janus::run(&plan, &ctx, base).await,
+    };
+    if let Err(reason) = r {
+        ctx.agg.lock().fail_join(reason);
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+struct SwitchboardSignal {
+    sink: WsSink,
+}
 
 fn offered_tracks(v: &Value) -> Vec<OfferedTrack> {
     v.as_array()
@@ -72,173 +86,86 @@ fn offered_tracks(v: &Value) -> Vec<OfferedTrack> {
         .unwrap_or_default()
 }
 
-/// Totals already flushed into the shared aggregate.
-#[derive(Default)]
-struct Flushed {
-    packets: BTreeMap<String, (u64, u64)>,
-}
-
-fn flush(client: &mut SimClient, flushed: &mut Flushed, agg: &mut Agg) {
-    for (mid, r) in client.received.iter_mut() {
-        for us in r.latencies_us.drain(..) {
-            agg.record_latency_us(us);
-        }
-        let prev = flushed.packets.entry(mid.clone()).or_default();
-        let (dp, db) = (r.packets - prev.0, r.bytes - prev.1);
-        *prev = (r.packets, r.bytes);
-        agg.packets += dp;
-        agg.bytes += db;
-        agg.window_packets += dp;
-        agg.window_bytes += db;
-        match r.kind {
-            Some(TrackKind::Audio) => agg.audio_packets += dp,
-            Some(TrackKind::Video) => agg.video_packets += dp,
-            None => {}
-        }
+impl SwitchboardSignal {
+    async fn send(&mut self, v: Value) -> Result<(), String> {
+        self.sink.send(Message::Text(v.to_string().into())).await.map_err(|e| format!("signaling send: {}", short(&e.to_string())))
     }
 }
 
-/// Run one participant from join to leave. Failures are counted in the aggregate, never
-/// returned: a load test reports them.
-pub async fn run(plan: Plan, ctx: Arc<Ctx>) {
-    ctx.agg.lock().joins_attempted += 1;
-    if let Err(reason) = run_inner(&plan, &ctx).await {
-        ctx.agg.lock().fail_join(reason);
+impl Signal for SwitchboardSignal {
+    async fn on_message(&mut self, v: Value, client: &mut SimClient, ctx: &Ctx) -> Result<(), String> {
+        match v["type"].as_str() {
+            Some("publish_answer") => {
+                let sdp = v["sdp"].as_str().unwrap_or("");
+                ctx.allowed.check_sdp(sdp).map_err(|e| e.to_string())?;
+                client.accept_publish_answer(sdp);
+            }
+            Some("subscribe_offer") => {
+                let sdp = v["sdp"].as_str().unwrap_or("");
+                ctx.allowed.check_sdp(sdp).map_err(|e| e.to_string())?;
+                if let Some(answer) = client.accept_subscribe_offer(sdp, offered_tracks(&v["tracks"])) {
+                    self.send(json!({"type": "subscribe_answer", "sdp": answer})).await?;
+                }
+            }
+            Some("error") => tracing::debug!("server error: {v}"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn tick(&mut self, _client: &mut SimClient, _ctx: &Ctx) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn leave(&mut self) {
+        let _ = self.send(json!({"type": "leave"})).await;
     }
 }
 
-async fn run_inner(plan: &Plan, ctx: &Ctx) -> Result<(), String> {
+fn token(keys: &KeyStore, key: &str, room: &str, identity: &str) -> Option<String> {
+    let claims = Claims {
+        iss: key.to_string(),
+        sub: identity.to_string(),
+        exp: signaling::auth::unix_now() + 3_600,
+        nbf: None,
+        name: Some(identity.to_string()),
+        video: VideoGrant { room: room.to_string(), room_join: true, can_publish: true, can_subscribe: true },
+    };
+    keys.mint(key, &claims)
+}
+
+async fn run_switchboard(plan: &Plan, ctx: &Ctx, ws_url: &str, keys: &KeyStore, key: &str) -> Result<(), String> {
     let started = Instant::now();
-    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(ctx.ws_url.as_str()))
+    let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(ws_url))
         .await
         .map_err(|_| "signaling connect timeout".to_string())?
         .map_err(|e| format!("signaling connect: {}", short(&e.to_string())))?;
-    let token = ctx.token(&plan.room, &plan.name).ok_or("token minting failed")?;
-    send(&mut ws, json!({"type": "join", "token": token, "version": 1})).await?;
-    let joined = tokio::time::timeout(CONNECT_TIMEOUT, next_json(&mut ws))
+    let (sink, mut stream) = ws.split();
+    let (tx, mut events) = mpsc::channel::<Value>(256);
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                if tx.send(v).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut sig = SwitchboardSignal { sink };
+    let token = token(keys, key, &plan.room, &plan.name).ok_or("token minting failed")?;
+    sig.send(json!({"type": "join", "token": token, "version": 1})).await?;
+    let joined = tokio::time::timeout(CONNECT_TIMEOUT, events.recv())
         .await
-        .map_err(|_| "join timeout".to_string())??;
+        .map_err(|_| "join timeout".to_string())?
+        .ok_or("signaling closed during join")?;
     if joined["type"] != "joined" {
         return Err(format!("join refused: {}", joined["code"].as_str().unwrap_or("?")));
     }
     let id = ParticipantId(joined["participant"]["id"].as_u64().ok_or("joined without id")?);
-    let pub_sock = UdpSocket::bind(SocketAddr::new(ctx.bind_ip, 0)).await.map_err(|e| format!("udp bind: {e}"))?;
-    let sub_sock = UdpSocket::bind(SocketAddr::new(ctx.bind_ip, 0)).await.map_err(|e| format!("udp bind: {e}"))?;
-    let (pub_addr, sub_addr) = (pub_sock.local_addr().map_err(|e| e.to_string())?, sub_sock.local_addr().map_err(|e| e.to_string())?);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.seed ^ id.0);
-    let mut client = SimClient::new(Instant::now(), ctx.origin, id, plan.spec.clone(), pub_addr, sub_addr, &mut rng);
-    if let Some(offer) = client.make_offer() {
-        send(&mut ws, json!({"type": "publish_offer", "sdp": offer})).await?;
+    let mut media = Media::bind(ctx, plan, id).await?;
+    if let Some(offer) = media.client.make_offer() {
+        sig.send(json!({"type": "publish_offer", "sdp": offer})).await?;
     }
-    let mut flushed = Flushed::default();
-    let mut joined_at: Option<Instant> = None;
-    let mut next_flush = Instant::now() + Duration::from_millis(250);
-    let (mut b1, mut b2) = (vec![0u8; 2048], vec![0u8; 2048]);
-    let mut out = Vec::new();
-    let wants_media = plan.spec.subscribe;
-    loop {
-        let now = Instant::now();
-        if now >= ctx.leave_at {
-            break;
-        }
-        let wake = client.next_wake().unwrap_or(now + Duration::from_millis(20)).min(next_flush).min(ctx.leave_at).max(now);
-        tokio::select! {
-            r = pub_sock.recv_from(&mut b1) => if let Ok((n, from)) = r {
-                client.receive(Instant::now(), from, pub_addr, &b1[..n]);
-            },
-            r = sub_sock.recv_from(&mut b2) => if let Ok((n, from)) = r {
-                client.receive(Instant::now(), from, sub_addr, &b2[..n]);
-            },
-            m = ws.next() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                    match v["type"].as_str() {
-                        Some("publish_answer") => {
-                            let sdp = v["sdp"].as_str().unwrap_or("");
-                            ctx.allowed.check_sdp(sdp).map_err(|e| e.to_string())?;
-                            client.accept_publish_answer(sdp);
-                        }
-                        Some("subscribe_offer") => {
-                            let sdp = v["sdp"].as_str().unwrap_or("");
-                            ctx.allowed.check_sdp(sdp).map_err(|e| e.to_string())?;
-                            if let Some(answer) = client.accept_subscribe_offer(sdp, offered_tracks(&v["tracks"])) {
-                                send(&mut ws, json!({"type": "subscribe_answer", "sdp": answer})).await?;
-                            }
-                        }
-                        Some("error") => tracing::debug!(participant = %plan.name, "server error: {v}"),
-                        _ => {}
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => return Err("signaling closed by the server".into()),
-            },
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-        let now = Instant::now();
-        client.timeout(now);
-        if now < ctx.produce_until {
-            client.produce(now);
-        }
-        client.drain(now, |src, dst, data| out.push((src, dst, data)));
-        for (src, dst, data) in out.drain(..) {
-            if ctx.allowed.check_addr(dst).is_err() {
-                continue; // never send anywhere else, whatever the server says
-            }
-            let sock = if src == pub_addr { &pub_sock } else { &sub_sock };
-            let _ = sock.send_to(&data, dst).await;
-        }
-        if joined_at.is_none() {
-            let done = if wants_media { client.received.values().any(|r| r.packets > 0) } else { client.connected };
-            if done {
-                joined_at = Some(now);
-                let mut a = ctx.agg.lock();
-                a.joins_ok += 1;
-                let _ = a.join_ms.record((now - started).as_micros().max(1) as u64);
-            }
-        }
-        if now >= next_flush {
-            next_flush = now + Duration::from_millis(250);
-            flush(&mut client, &mut flushed, &mut ctx.agg.lock());
-        }
-    }
-    let _ = send(&mut ws, json!({"type": "leave"})).await;
-    let mut a = ctx.agg.lock();
-    flush(&mut client, &mut flushed, &mut a);
-    for r in client.received.values() {
-        a.missing += r.gaps();
-        if r.packets > 0 {
-            a.streams_with_media += 1;
-        }
-        if r.kind == Some(TrackKind::Video) {
-            for (l, n) in &r.layers {
-                *a.layers.entry(*l).or_default() += n;
-            }
-        }
-    }
-    let (sent, received) = client.nacks();
-    a.nacks_sent += sent;
-    a.nacks_received += received;
-    if joined_at.is_none() {
-        drop(a);
-        return Err(if client.connected || !plan.spec.publishes() { "no media received" } else { "media connection not established" }.into());
-    }
-    Ok(())
-}
-
-fn short(s: &str) -> String {
-    s.chars().take(80).collect()
-}
-
-async fn send(ws: &mut Ws, v: Value) -> Result<(), String> {
-    ws.send(Message::Text(v.to_string().into())).await.map_err(|e| format!("signaling send: {}", short(&e.to_string())))
-}
-
-async fn next_json(ws: &mut Ws) -> Result<Value, String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).map_err(|e| e.to_string()),
-            Some(Ok(_)) => continue,
-            _ => return Err("signaling closed during join".into()),
-        }
-    }
+    media.run(&mut sig, &mut events, ctx, plan, started).await
 }

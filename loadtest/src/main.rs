@@ -5,11 +5,15 @@
 #![forbid(unsafe_code)]
 
 mod chart;
+mod compare;
 mod driver;
 mod guard;
+mod janus;
 mod metrics;
+mod netns;
 mod procstat;
 mod scenario;
+mod session;
 mod target;
 
 use std::net::IpAddr;
@@ -23,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use signaling::KeyStore;
 
-use crate::driver::Ctx;
+use crate::driver::{Ctx, TargetKind};
 use crate::guard::Allowed;
 use crate::metrics::{Agg, JoinReport, LossReport, Percentiles, ReceiveReport, Report, ServerReport};
 use crate::scenario::ScenarioArgs;
@@ -41,13 +45,25 @@ enum Cmd {
     Run(RunArgs),
     /// Raise the load step by step until loss > 1 % or p99 latency > 50 ms.
     Capacity(CapacityArgs),
+    /// Run the same scenario against Switchboard and Janus (as root: it creates two
+    /// network namespaces joined by a veth pair) and print the ratios.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Args, Clone)]
-struct TargetArgs {
+pub struct TargetArgs {
     /// A running server's base URL (loopback only). Without it the harness spawns one.
     #[arg(long)]
     url: Option<String>,
+    /// The kind of server at --url.
+    #[arg(long, value_enum, default_value = "switchboard")]
+    server: ServerKind,
+    /// Local IP for the simulated clients' media sockets.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_ip: IpAddr,
+    /// Internal (set by `compare`): an address in the namespace pair this harness created.
+    #[arg(long, hide = true)]
+    ns_addr: Option<IpAddr>,
     /// `key:secret` of the running server (with --url).
     #[arg(long, env = "SWITCHBOARD_KEYS")]
     keys: Option<String>,
@@ -65,8 +81,14 @@ struct TargetArgs {
     rtc_port: u16,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerKind {
+    Switchboard,
+    Janus,
+}
+
 #[derive(Args, Clone)]
-struct OutputArgs {
+pub struct OutputArgs {
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -125,6 +147,7 @@ fn main() -> anyhow::Result<()> {
             write_outputs(&report, &a.out)?;
         }
         Cmd::Capacity(a) => capacity(a)?,
+        Cmd::Compare(a) => compare::compare(a)?,
     }
     Ok(())
 }
@@ -142,20 +165,27 @@ fn write_outputs(report: &Report, out: &OutputArgs) -> anyhow::Result<()> {
 /// A target ready to take participants.
 struct Resolved {
     name: String,
-    ws_url: String,
-    keys: KeyStore,
-    key: String,
+    kind: TargetKind,
     pid: Option<u32>,
     _spawned: Option<target::Spawned>,
 }
 
 fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
     match &t.url {
+        Some(url) if t.server == ServerKind::Janus => {
+            let addr = allowed.check_url(url)?;
+            Ok(Resolved { name: format!("janus at {addr}"), kind: TargetKind::Janus { base: format!("http://{addr}/janus") }, pid: t.server_pid, _spawned: None })
+        }
         Some(url) => {
             let addr = allowed.check_url(url)?;
             let pairs = signaling_keys(t.keys.as_deref().context("--keys key:secret is needed with --url")?)?;
             let key = pairs[0].0.clone();
-            Ok(Resolved { name: format!("switchboard at {addr}"), ws_url: format!("ws://{addr}/ws"), keys: KeyStore::new(pairs), key, pid: t.server_pid, _spawned: None })
+            Ok(Resolved {
+                name: format!("switchboard at {addr}"),
+                kind: TargetKind::Switchboard { ws_url: format!("ws://{addr}/ws"), keys: KeyStore::new(pairs), key },
+                pid: t.server_pid,
+                _spawned: None,
+            })
         }
         None => {
             let bin = t.server_bin.clone().unwrap_or_else(target::default_server_bin);
@@ -164,9 +194,11 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
             let pid = s.child.id();
             Ok(Resolved {
                 name: "switchboard (spawned)".into(),
-                ws_url: format!("ws://{}/ws", s.http),
-                keys: KeyStore::new([(target::SPAWN_KEY.to_string(), target::SPAWN_SECRET.to_string())]),
-                key: target::SPAWN_KEY.into(),
+                kind: TargetKind::Switchboard {
+                    ws_url: format!("ws://{}/ws", s.http),
+                    keys: KeyStore::new([(target::SPAWN_KEY.to_string(), target::SPAWN_SECRET.to_string())]),
+                    key: target::SPAWN_KEY.into(),
+                },
                 pid: Some(pid),
                 _spawned: Some(s),
             })
@@ -183,14 +215,19 @@ fn signaling_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(pairs)
 }
 
-fn run_once(s: &ScenarioArgs, t: &TargetArgs, out: &OutputArgs) -> anyhow::Result<Report> {
-    let allowed = Allowed::default();
+pub fn run_once(s: &ScenarioArgs, t: &TargetArgs, out: &OutputArgs) -> anyhow::Result<Report> {
+    let mut allowed = Allowed::default();
+    if let Some(a) = t.ns_addr {
+        anyhow::ensure!(netns::in_own_namespace(), "--ns-addr is only for runs inside the namespaces `compare` creates");
+        allowed.namespace_addrs.push(a);
+    }
+    anyhow::ensure!(t.bind_ip.is_loopback() || netns::in_own_namespace(), "--bind-ip must be a loopback address");
     let target = resolve(t, &allowed)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(out.threads.max(1)).enable_all().build()?;
-    rt.block_on(drive(s, &target, allowed, out.quiet))
+    rt.block_on(drive(s, &target, allowed, t.bind_ip, out.quiet))
 }
 
-async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, quiet: bool) -> anyhow::Result<Report> {
+async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: IpAddr, quiet: bool) -> anyhow::Result<Report> {
     let plans = s.plans();
     let last_join = plans.last().map(|p| p.join_at).unwrap_or_default();
     let origin = Instant::now();
@@ -204,15 +241,15 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, quiet: boo
         origin,
         agg: Mutex::new(Agg { streams_expected: s.subscribed_tracks() as u64, ..Agg::default() }),
         allowed,
-        ws_url: target.ws_url.clone(),
-        keys: target.keys.clone(),
-        key: target.key.clone(),
+        target: target.kind.clone(),
         produce_until,
         leave_at,
-        bind_ip: "127.0.0.1".parse()?,
+        bind_ip,
         seed: s.seed,
+        publishers_per_room: s.publishers_per_room(),
     });
     let harness0 = procstat::own().unwrap_or_default();
+    let baseline_rss = target.pid.and_then(procstat::sample).map_or(0, |p| p.rss);
     let mut tasks = Vec::new();
     for plan in plans {
         let ctx = ctx.clone();
@@ -283,7 +320,8 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, quiet: boo
             cpu_seconds: cpu,
             cpu_us_per_forwarded_packet: if forwarded > 0 { cpu * 1e6 / forwarded as f64 } else { 0.0 },
             rss_mb: peak_rss as f64 / 1e6,
-            rss_kb_per_subscribed_track: peak_rss as f64 / 1024.0 / (s.subscribed_tracks().max(1) as f64),
+            baseline_rss_mb: baseline_rss as f64 / 1e6,
+            rss_kb_per_subscribed_track: peak_rss.saturating_sub(baseline_rss) as f64 / 1024.0 / (s.subscribed_tracks().max(1) as f64),
         }
     });
     let layer_names = ["q", "h", "f"];

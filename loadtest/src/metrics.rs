@@ -166,7 +166,11 @@ pub struct ServerReport {
     /// Server CPU time divided by the packets the subscribers received in the measured
     /// window (each forwarded packet reaches one subscriber).
     pub cpu_us_per_forwarded_packet: f64,
+    /// Peak RSS during the run.
     pub rss_mb: f64,
+    /// RSS before the first participant joined.
+    pub baseline_rss_mb: f64,
+    /// (peak − baseline) / subscribed tracks.
     pub rss_kb_per_subscribed_track: f64,
 }
 
@@ -208,7 +212,7 @@ impl Report {
         if let Some(sv) = &self.server {
             row(&mut s, "server CPU s", format!("{:.2}", sv.cpu_seconds));
             row(&mut s, "server CPU µs / forwarded packet", format!("{:.2}", sv.cpu_us_per_forwarded_packet));
-            row(&mut s, "server RSS MB (KB / subscribed track)", format!("{:.1} ({:.1})", sv.rss_mb, sv.rss_kb_per_subscribed_track));
+            row(&mut s, "server RSS MB (baseline; KB / sub. track)", format!("{:.1} ({:.1}; {:.1})", sv.rss_mb, sv.baseline_rss_mb, sv.rss_kb_per_subscribed_track));
         }
         row(&mut s, "harness CPU s", format!("{:.2}", self.harness_cpu_seconds));
         s

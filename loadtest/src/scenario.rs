@@ -103,6 +103,34 @@ impl ScenarioArgs {
         out
     }
 
+    pub fn publishers_per_room(&self) -> usize {
+        match self.scenario {
+            Kind::Conference | Kind::AudioOnly => self.participants,
+            Kind::Webinar => 1,
+        }
+    }
+
+    /// The same scenario as command-line arguments (for a child run).
+    pub fn to_args(&self) -> Vec<String> {
+        let kind = match self.scenario {
+            Kind::Conference => "conference",
+            Kind::Webinar => "webinar",
+            Kind::AudioOnly => "audio-only",
+        };
+        let join = |v: Vec<String>| v.join(",");
+        vec![
+            "--scenario".into(), kind.into(),
+            "--rooms".into(), self.rooms.to_string(),
+            "--participants".into(), self.participants.to_string(),
+            "--viewers".into(), self.viewers.to_string(),
+            "--duration".into(), self.duration.to_string(),
+            "--ramp".into(), self.ramp.to_string(),
+            "--seed".into(), self.seed.to_string(),
+            "--kbps".into(), join(self.kbps.iter().map(|k| k.to_string()).collect()),
+            "--fps".into(), join(self.fps.iter().map(|k| k.to_string()).collect()),
+        ]
+    }
+
     /// Subscribed tracks once everyone is in (for per-track memory and completeness).
     pub fn subscribed_tracks(&self) -> usize {
         let per_room = match self.scenario {
@@ -150,6 +178,9 @@ mod tests {
         assert!(p.iter().all(|x| x.spec.video.is_empty()));
         assert_eq!(a.subscribed_tracks(), 4 * 5);
         assert!(parse(&["--kbps", "100,200", "--fps", "10"]).validate().is_err());
+        let round: Vec<String> = a.to_args();
+        let back = parse(&round.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert_eq!(back.to_args(), round);
         assert!(parse(&["--duration", "0"]).validate().is_err());
     }
 }

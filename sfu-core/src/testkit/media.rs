@@ -28,6 +28,10 @@ pub const MAX_PAYLOAD: usize = 1_100;
 /// Keyframes are this many times a delta frame.
 pub const KEYFRAME_FACTOR: usize = 3;
 const MAGIC: u8 = 0x5B;
+/// Bytes of VP8 frame header written after the descriptor: the 3-byte frame tag, and on
+/// keyframes the start code and dimensions (RFC 6386 §9.1); zero padding otherwise, so
+/// the stamp sits at one offset. Rivals that parse keyframes (Janus) accept these.
+const VP8_HEADER: usize = 10;
 pub const STAMP_LEN: usize = 10;
 
 /// What a subscriber reads back from a payload.
@@ -47,7 +51,7 @@ fn put_stamp(p: &mut Vec<u8>, s: Stamp) {
 
 fn stamp_offset(codec: Codec, payload: &[u8]) -> Option<usize> {
     match codec {
-        Codec::Vp8 => Some(5),
+        Codec::Vp8 => Some(4 + VP8_HEADER),
         Codec::Vp9 => Some(3),
         Codec::H264 => (payload.first()? & 0x1f == 28).then_some(2),
         Codec::Opus => Some(0),
@@ -82,6 +86,7 @@ pub fn audio_payload(stamp: Stamp) -> Vec<u8> {
 /// - H.264 (RFC 6184): keyframes open with a STAP-A carrying SPS and PPS, then FU-A
 ///   fragments of the IDR; delta frames are FU-A fragments of a non-IDR slice.
 /// - VP9 (RFC 9628): descriptor with I, P (clear on keyframes), B and E, 15-bit picture id.
+#[allow(clippy::too_many_arguments)]
 pub fn video_payload(codec: Codec, key: bool, index: usize, count: usize, pic: u16, size: usize, stamp: Stamp) -> Vec<u8> {
     let first = index == 0;
     let last = index + 1 == count;
@@ -105,12 +110,31 @@ pub fn video_payload(codec: Codec, key: bool, index: usize, count: usize, pic: u
             p.push(0x80);
             p.push(0x80 | (pic >> 8) as u8);
             p.push(pic as u8);
-            p.push(if key { 0x10 } else { 0x11 });
+            // frame tag: P (0 = key), version 0, show_frame, first partition size 64
+            let tag: u32 = (64 << 5) | (1 << 4) | u32::from(!key);
+            p.extend_from_slice(&tag.to_le_bytes()[..3]);
+            if key && first {
+                let (w, h) = vp8_size(stamp.layer);
+                p.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+                p.extend_from_slice(&w.to_le_bytes());
+                p.extend_from_slice(&h.to_le_bytes());
+            } else {
+                p.extend_from_slice(&[0; VP8_HEADER - 3]);
+            }
         }
     }
     put_stamp(&mut p, stamp);
     p.resize(size.max(p.len()), 0xAB);
     p
+}
+
+/// Picture size written in synthetic VP8 keyframes per layer: 320×180, 640×360, 1280×720.
+fn vp8_size(layer: u8) -> (u16, u16) {
+    match layer {
+        0 => (320, 180),
+        1 => (640, 360),
+        _ => (1280, 720),
+    }
 }
 
 /// How a frame of `bytes` is cut: (packets, bytes per packet).
@@ -147,6 +171,8 @@ mod tests {
         let v = video_payload(Codec::Vp8, true, 0, 1, 0x1234, 500, st);
         let d = str0m::rtp::Vp8Descriptor::parse(&v).unwrap();
         assert_eq!(d.picture_id(), Some(0x1234));
+        // RFC 6386 keyframe: start code and 1280×720 (layer 2) after the frame tag
+        assert_eq!(&v[7..14], &[0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02]);
         assert_eq!(read_stamp(Codec::Opus, &audio_payload(st)), Some(st));
         assert_eq!(read_stamp(Codec::Opus, &[0; 80]), None, "no magic, no stamp");
         assert_eq!(read_stamp(Codec::Vp8, &[0x90, 0x80]), None, "short payloads never panic");
