@@ -4,6 +4,7 @@
 
 mod config;
 mod plane;
+mod udp;
 mod web;
 mod worker;
 
@@ -111,6 +112,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     stop.store(true, Ordering::Relaxed);
+    for w in &pool.workers {
+        w.wake();
+    }
     if let Ok(mut pool) = Arc::try_unwrap(pool) {
         for w in &mut pool.workers {
             if let Some(t) = w.thread.take() {

@@ -43,7 +43,7 @@ impl WorkerPool {
 impl MediaPlane for WorkerPool {
     fn send(&self, room: &RoomId, cmd: Command) -> Result<(), PlaneError> {
         let i = self.place(room);
-        match self.workers[i].commands.try_send(cmd) {
+        match self.workers[i].try_send(cmd) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(PlaneError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(PlaneError::Stopped),
