@@ -134,6 +134,21 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         s["joins"]["succeeded"], s["joins"]["attempted"], j["joins"]["succeeded"], j["joins"]["attempted"],
         s["received"]["streams_with_media"], s["received"]["streams_expected"], j["received"]["streams_with_media"], j["received"]["streams_expected"],
     ));
+    // The floor, measured in the same run with the scenario's fan-out.
+    let fanout = match a.scenario.scenario {
+        crate::scenario::Kind::Conference => a.scenario.participants.saturating_sub(1).max(1),
+        crate::scenario::Kind::Webinar => a.scenario.viewers.max(1),
+        crate::scenario::Kind::AudioOnly => (a.scenario.participants + a.scenario.viewers).saturating_sub(1).max(1),
+    };
+    let floor = crate::floor::measure(fanout, 100_000)?;
+    let f = floor.cpu_us_per_forwarded_packet;
+    md.push_str(&format!(
+        "\nFloor (receive, AES-256-GCM per subscriber, GSO send; {fanout} subscribers, same run): {f:.2} µs per forwarded packet.\n\n\
+         | | switchboard | janus |\n|---|---:|---:|\n| CPU per forwarded packet ÷ floor | {:.2} | {:.2} |\n",
+        metric(s, &["server", "cpu_us_per_forwarded_packet"]) / f,
+        metric(j, &["server", "cpu_us_per_forwarded_packet"]) / f,
+    ));
+    std::fs::write(out_dir.join("floor.json"), serde_json::to_string_pretty(&floor)?)?;
     println!("{md}");
     std::fs::write(out_dir.join("compare.md"), &md)?;
     eprintln!("reports, charts and the Janus configuration are in {}", out_dir.display());

@@ -7,6 +7,7 @@
 mod chart;
 mod compare;
 mod driver;
+mod floor;
 mod guard;
 mod janus;
 mod metrics;
@@ -45,6 +46,13 @@ enum Cmd {
     Run(RunArgs),
     /// Raise the load step by step until loss > 1 % or p99 latency > 50 ms.
     Capacity(CapacityArgs),
+    /// The floor: receive, encrypt per subscriber and send, and nothing else.
+    Floor {
+        #[arg(long, default_value_t = 10)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 100_000)]
+        packets: u64,
+    },
     /// Run the same scenario against Switchboard and Janus (as root: it creates two
     /// network namespaces joined by a veth pair) and print the ratios.
     Compare(compare::CompareArgs),
@@ -148,6 +156,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Capacity(a) => capacity(a)?,
         Cmd::Compare(a) => compare::compare(a)?,
+        Cmd::Floor { subscribers, packets } => {
+            let r = floor::measure(subscribers, packets)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
     }
     Ok(())
 }
