@@ -129,7 +129,7 @@ fn token(keys: &KeyStore, key: &str, room: &str, identity: &str) -> Option<Strin
         exp: signaling::auth::unix_now() + 3_600,
         nbf: None,
         name: Some(identity.to_string()),
-        video: VideoGrant { room: room.to_string(), room_join: true, can_publish: true, can_subscribe: true },
+        video: VideoGrant::join(room),
     };
     keys.mint(key, &claims)
 }

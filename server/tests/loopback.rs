@@ -56,7 +56,7 @@ fn token(room: &str, identity: &str, exp_in: i64) -> String {
         exp: (signaling::auth::unix_now() as i64 + exp_in) as u64,
         nbf: None,
         name: Some(identity.into()),
-        video: VideoGrant { room: room.into(), room_join: true, can_publish: true, can_subscribe: true },
+        video: VideoGrant::join(room),
     };
     ks.mint(KEY, &claims).unwrap()
 }
@@ -252,7 +252,7 @@ async fn bad_tokens_are_refused_with_an_error_and_close_code() {
             exp: signaling::auth::unix_now() + 600,
             nbf: None,
             name: None,
-            video: VideoGrant { room: "r".into(), room_join: true, can_publish: true, can_subscribe: true },
+            video: VideoGrant::join("r"),
         })
         .unwrap();
     for (tok, why) in [(String::new(), "missing"), (token("r", "late", -10), "expired"), (forged, "signature"), ("x.y.z".into(), "malformed")] {

@@ -52,6 +52,13 @@ pub enum Command {
     /// A trickled remote ICE candidate (`candidate:…` line) for one of the connections.
     Candidate { participant: ParticipantId, pc: PcKind, candidate: String },
     Leave { participant: ParticipantId },
+    /// Grants changed live: revoking publish unpublishes the participant's tracks and
+    /// refuses new ones; revoking subscribe removes its subscriptions; granting again
+    /// restores them.
+    SetPermissions { participant: ParticipantId, can_publish: bool, can_subscribe: bool },
+    /// Stop (or resume) forwarding the participant's tracks of one kind (an admin mute).
+    /// Resuming video asks the publisher for a keyframe.
+    SetMuted { participant: ParticipantId, kind: TrackKind, muted: bool },
 }
 
 /// A track as offered to a subscriber: which m-line carries whose media.

@@ -42,6 +42,12 @@ pub(crate) struct Track {
     /// The publisher's payload types seen so far, with their parameters.
     pub codecs: Vec<(Pt, PayloadParams)>,
     pub subscribers: Vec<ParticipantId>,
+    /// Muted by an admin: nothing is forwarded.
+    pub muted: bool,
+    /// Bumped when forwarding resumes after a mute: subscriptions of an older epoch
+    /// switch afresh (keyframe for video), so that the dropped stretch leaves no
+    /// sequence-number gap.
+    pub epoch: u32,
 }
 
 /// Rank of a simulcast rid: the names browsers and our web client use, else list order.
@@ -68,7 +74,7 @@ impl Track {
                 paused: false,
             })
             .collect();
-        Self { room, publisher, mid, kind, layers, codecs: Vec::new(), subscribers: Vec::new() }
+        Self { room, publisher, mid, kind, layers, codecs: Vec::new(), subscribers: Vec::new(), muted: false, epoch: 0 }
     }
 
     /// The layer a packet of `ssrc` (with `rid`, from str0m) belongs to; created if new.
@@ -119,6 +125,8 @@ pub(crate) struct Subscription {
     /// Set once the subscriber answered the offer that added this m-line.
     pub ready: bool,
     rewriter: Rewriter,
+    /// The track epoch this subscription's source belongs to.
+    epoch: u32,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
     pt_map: Vec<(Pt, Option<Pt>)>,
 }
@@ -129,7 +137,7 @@ impl Subscription {
             TrackKind::Audio => 48_000,
             TrackKind::Video => 90_000,
         };
-        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), pt_map: Vec::new() }
+        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, pt_map: Vec::new() }
     }
 
     /// The SSRC currently feeding this subscription.
@@ -193,6 +201,10 @@ impl Shard {
             }
         };
         let Some(track) = self.tracks.get_mut(&tid) else { return };
+        if track.muted {
+            self.stats.rtp_not_forwarded += 1;
+            return;
+        }
         let pt = pkt.header.payload_type;
         let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
             Some((_, params)) => *params,
@@ -244,14 +256,17 @@ impl Shard {
             if !sub.ready || !spc.connected {
                 continue;
             }
-            let current = sub.rewriter.source_ssrc();
+            let current = if sub.epoch == track.epoch { sub.rewriter.source_ssrc() } else { None };
             if video && target.is_some() && current != target.and_then(|t| track.layers[t].ssrc) {
                 want_keyframe = target;
             }
             let out = match decide(track.kind, current, ssrc, is_target, keyframe, in_order) {
                 LayerDecision::Drop => None,
                 LayerDecision::Forward => sub.rewriter.rewrite(&inh, now).ok(),
-                LayerDecision::SwitchTo => Some(sub.rewriter.switch_to(&inh, now)),
+                LayerDecision::SwitchTo => {
+                    sub.epoch = track.epoch;
+                    Some(sub.rewriter.switch_to(&inh, now))
+                }
             };
             let Some(out) = out else {
                 self.stats.rtp_not_forwarded += 1;

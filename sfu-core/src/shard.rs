@@ -339,11 +339,72 @@ impl Shard {
                     (Err(e), _) => self.fail(participant, CommandError::BadCandidate(e.to_string())),
                 }
             }
+            Command::SetPermissions { participant, can_publish, can_subscribe } => {
+                self.set_permissions(now, participant, can_publish, can_subscribe)
+            }
+            Command::SetMuted { participant, kind, muted } => self.set_muted(now, participant, kind, muted),
             Command::Leave { participant } => {
                 if self.participants.contains_key(&participant) {
                     self.remove_participant(now, participant, GoneReason::Left);
                 } else {
                     self.fail(participant, CommandError::UnknownParticipant);
+                }
+            }
+        }
+    }
+
+    fn set_permissions(&mut self, now: Instant, id: ParticipantId, can_publish: bool, can_subscribe: bool) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return self.fail(id, CommandError::UnknownParticipant);
+        };
+        p.can_publish = can_publish;
+        let was_subscribing = p.can_subscribe;
+        p.can_subscribe = can_subscribe;
+        if !can_publish {
+            let tracks: Vec<TrackId> = p.published.values().copied().collect();
+            for t in tracks {
+                self.unpublish(t);
+            }
+        }
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        if !can_subscribe && was_subscribing {
+            let subs = std::mem::take(&mut p.subs);
+            for (tid, sub) in subs {
+                p.to_stop.push(sub.mid);
+                if let Some(t) = self.tracks.get_mut(&tid) {
+                    t.subscribers.retain(|s| *s != id);
+                }
+            }
+            self.sync_subscriptions(id);
+        } else if can_subscribe && !was_subscribing {
+            if p.subscriber.is_none() {
+                let pc = self.new_pc(now, id, PcKind::Subscriber);
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.subscriber = Some(pc);
+                }
+            }
+            self.sync_subscriptions(id);
+        }
+    }
+
+    fn set_muted(&mut self, now: Instant, id: ParticipantId, kind: TrackKind, muted: bool) {
+        let Some(p) = self.participants.get(&id) else {
+            return self.fail(id, CommandError::UnknownParticipant);
+        };
+        let tracks: Vec<TrackId> = p.published.values().copied().collect();
+        for t in tracks {
+            let Some(track) = self.tracks.get_mut(&t) else { continue };
+            if track.kind != kind || track.muted == muted {
+                continue;
+            }
+            track.muted = muted;
+            if !muted {
+                track.epoch = track.epoch.wrapping_add(1);
+            }
+            if !muted && kind == TrackKind::Video {
+                // Subscribers restart on a keyframe of the best layer.
+                if let Some(li) = track.target_layer(now) {
+                    self.request_keyframe(now, t, li);
                 }
             }
         }
@@ -455,7 +516,7 @@ impl Shard {
     /// ones. One offer at a time; changes meanwhile wait for the answer.
     pub(crate) fn sync_subscriptions(&mut self, id: ParticipantId) {
         let Some(p) = self.participants.get_mut(&id) else { return };
-        if !p.can_subscribe || p.subscriber.is_none() {
+        if p.subscriber.is_none() {
             return;
         }
         if p.pending_offer.is_some() {
@@ -467,7 +528,7 @@ impl Shard {
             .tracks
             .iter()
             .copied()
-            .filter(|t| !p.subs.contains_key(t) && self.tracks.get(t).is_some_and(|tr| tr.publisher != id))
+            .filter(|t| p.can_subscribe && !p.subs.contains_key(t) && self.tracks.get(t).is_some_and(|tr| tr.publisher != id))
             .collect();
         if new.is_empty() && p.to_stop.is_empty() {
             return;
@@ -521,7 +582,11 @@ impl Shard {
                 }
                 self.emit(Event::Connected { participant: id, pc: kind });
             }
-            E::MediaAdded(m) if kind == PcKind::Publisher && m.direction.is_receiving() => {
+            E::MediaAdded(m)
+                if kind == PcKind::Publisher
+                    && m.direction.is_receiving()
+                    && self.participants.get(&id).is_some_and(|p| p.can_publish) =>
+            {
                 let rids: Vec<String> = m
                     .simulcast
                     .iter()

@@ -244,3 +244,45 @@ fn a_keyframe_request_gets_a_keyframe_from_the_synthetic_publisher() {
     assert!(sim.client(a).keyframe_requests_received > r0);
     assert!(sim.client(b).stream_from(id, TrackKind::Video).unwrap().keyframes > k0);
 }
+
+#[test]
+fn permissions_and_mutes_apply_live() {
+    use sfu_core::Command;
+    let mut sim = Sim::new(Instant::now(), 12);
+    let a = sim.join("room", ClientSpec::av());
+    let b = sim.join("room", ClientSpec::av());
+    sim.run_for(secs(2));
+    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
+    let count = |sim: &Sim, me, from, kind| sim.client(me).stream_from(from, kind).map_or(0, |s| s.packets);
+
+    // An admin mutes a's audio: b stops getting it; video goes on.
+    sim.command(Command::SetMuted { participant: ida, kind: TrackKind::Audio, muted: true });
+    sim.run_for(Duration::from_millis(200));
+    let (au, vi) = (count(&sim, b, ida, TrackKind::Audio), count(&sim, b, ida, TrackKind::Video));
+    sim.run_for(secs(1));
+    assert_eq!(count(&sim, b, ida, TrackKind::Audio), au, "muted audio still forwarded");
+    assert!(count(&sim, b, ida, TrackKind::Video) > vi + 30);
+    // Unmuted: audio flows again with no gap in the outgoing sequence.
+    sim.command(Command::SetMuted { participant: ida, kind: TrackKind::Audio, muted: false });
+    sim.run_for(secs(1));
+    let audio = sim.client(b).stream_from(ida, TrackKind::Audio).unwrap();
+    assert!(audio.packets > au + 30);
+    assert_eq!(audio.gaps(), 0);
+
+    // Revoke a's publish grant: its tracks are unpublished and b is told by renegotiation.
+    sim.command(Command::SetPermissions { participant: ida, can_publish: false, can_subscribe: true });
+    sim.run_for(secs(1));
+    assert_eq!(sim.events_matching(|e| matches!(e, Event::TrackUnpublished { participant, .. } if *participant == ida)).len(), 2);
+    assert!(sim.client(b).offered.iter().all(|t| t.publisher != ida));
+    // Revoke b's subscribe grant: a's... b no longer receives anything, a still gets b.
+    sim.command(Command::SetPermissions { participant: idb, can_publish: true, can_subscribe: false });
+    sim.run_for(secs(1));
+    assert!(sim.client(b).offered.is_empty(), "{:?}", sim.client(b).offered);
+    let from_b = count(&sim, a, idb, TrackKind::Video);
+    sim.run_for(secs(1));
+    assert!(count(&sim, a, idb, TrackKind::Video) > from_b + 30);
+    // Grant subscribe again: b gets what is published (nothing from a, which cannot publish).
+    sim.command(Command::SetPermissions { participant: idb, can_publish: true, can_subscribe: true });
+    sim.run_for(secs(1));
+    assert_eq!(sim.shard.participant_count(), 2);
+}

@@ -8,8 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-/// What a token allows in one room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// What a token allows. Participant grants (`roomJoin` and what follows) apply to `room`;
+/// admin grants apply to `room` or, when it is empty, to every room (`roomCreate`,
+/// `roomList`) — LiveKit's grant names, so existing tooling maps over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoGrant {
     #[serde(default)]
@@ -20,6 +22,58 @@ pub struct VideoGrant {
     pub can_publish: bool,
     #[serde(default = "yes")]
     pub can_subscribe: bool,
+    #[serde(default = "yes")]
+    pub can_publish_data: bool,
+    /// Limit publishing to these sources (`camera`, `microphone`, `screen_share`); empty:
+    /// any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub can_publish_sources: Vec<String>,
+    /// Invisible to other participants (recorders, bots).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hidden: bool,
+    /// REST: create rooms (any name).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub room_create: bool,
+    /// REST: list all rooms.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub room_list: bool,
+    /// REST: administer `room` (participants, mutes, metadata, data, deletion); with an
+    /// empty `room`, every room.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub room_admin: bool,
+}
+
+impl Default for VideoGrant {
+    fn default() -> Self {
+        Self {
+            room: String::new(),
+            room_join: false,
+            can_publish: true,
+            can_subscribe: true,
+            can_publish_data: true,
+            can_publish_sources: vec![],
+            hidden: false,
+            room_create: false,
+            room_list: false,
+            room_admin: false,
+        }
+    }
+}
+
+impl VideoGrant {
+    /// A participant grant for `room`.
+    pub fn join(room: &str) -> Self {
+        Self { room: room.to_string(), room_join: true, ..Self::default() }
+    }
+
+    /// May administer `room` (a room-scoped or global admin grant).
+    pub fn admin_of(&self, room: &str) -> bool {
+        self.room_admin && (self.room.is_empty() || self.room == room)
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn yes() -> bool {
@@ -84,14 +138,41 @@ impl KeyStore {
         self.secrets.contains_key(key)
     }
 
+    /// Sign arbitrary JSON claims (tests, tools).
+    pub fn mint_json(&self, key: &str, claims: &serde_json::Value) -> Option<String> {
+        let secret = self.secrets.get(key)?;
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).ok()
+    }
+
+    /// The secret of a key (webhook signing).
+    pub fn secret(&self, key: &str) -> Option<&str> {
+        self.secrets.get(key).map(String::as_str)
+    }
+
+    /// The first configured key (webhooks are signed with it).
+    pub fn first_key(&self) -> Option<&str> {
+        let mut keys: Vec<&String> = self.secrets.keys().collect();
+        keys.sort();
+        keys.first().map(|s| s.as_str())
+    }
+
     /// Sign claims with the named key.
     pub fn mint(&self, key: &str, claims: &Claims) -> Option<String> {
         let secret = self.secrets.get(key)?;
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).ok()
     }
 
-    /// Verify a token at `now` (seconds since the epoch) and return its claims.
+    /// Verify a participant token (one with `roomJoin` for a room) at `now`.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let c = self.verify_any(token, now)?;
+        if !c.video.room_join || c.video.room.is_empty() {
+            return Err(AuthError::NoJoinGrant);
+        }
+        Ok(c)
+    }
+
+    /// Verify signature and validity times only (REST callers check their grants).
+    pub fn verify_any(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -114,9 +195,6 @@ impl KeyStore {
         if c.nbf.is_some_and(|nbf| nbf > now) {
             return Err(AuthError::NotYetValid);
         }
-        if !c.video.room_join || c.video.room.is_empty() {
-            return Err(AuthError::NoJoinGrant);
-        }
         Ok(c)
     }
 }
@@ -132,7 +210,7 @@ mod tests {
             exp,
             nbf: None,
             name: Some("Alice".into()),
-            video: VideoGrant { room: "r".into(), room_join: true, can_publish: true, can_subscribe: true },
+            video: VideoGrant::join("r"),
         }
     }
 
@@ -158,6 +236,15 @@ mod tests {
         for (tok, want) in cases {
             assert_eq!(ks.verify(&tok, now), Err(want.clone()), "{want:?}");
         }
+        // Old tokens without the newer grant fields still parse, with their defaults.
+        let old = ks.mint_json("k1", &serde_json::json!({"iss": "k1", "sub": "x", "exp": now + 60, "video": {"room": "r", "roomJoin": true}})).unwrap();
+        let c = ks.verify(&old, now).unwrap();
+        assert!(c.video.can_publish && c.video.can_subscribe && c.video.can_publish_data && !c.video.room_admin);
+        // Admin scope
+        assert!(VideoGrant { room_admin: true, ..VideoGrant::join("") }.admin_of("any"));
+        assert!(VideoGrant { room_admin: true, ..VideoGrant::join("a") }.admin_of("a"));
+        assert!(!VideoGrant { room_admin: true, ..VideoGrant::join("a") }.admin_of("b"));
+        assert!(!VideoGrant::join("a").admin_of("a"));
         // A token signed by k2's secret but claiming k1 is forged.
         let forged = KeyStore::new([("k1".into(), "secret-two".into())]).mint("k1", &claims(now + 60)).unwrap();
         assert_eq!(ks.verify(&forged, now), Err(AuthError::BadSignature));

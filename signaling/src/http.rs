@@ -71,7 +71,7 @@ async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) ->
         exp: unix_now() + 6 * 3600,
         nbf: None,
         name: Some(name),
-        video: VideoGrant { room: room.clone(), room_join: true, can_publish: true, can_subscribe: true },
+        video: VideoGrant::join(&room),
     };
     match s.hub.keys().mint(key, &claims) {
         Some(token) => Json(DevToken { token, room, identity }).into_response(),

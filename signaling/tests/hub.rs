@@ -46,7 +46,7 @@ fn tok(keys: &KeyStore, room: &str, who: &str) -> String {
             exp: NOW + 60,
             nbf: None,
             name: Some(format!("  {who}  ")),
-            video: VideoGrant { room: room.into(), room_join: true, can_publish: true, can_subscribe: true },
+            video: VideoGrant::join(room),
         },
     )
     .unwrap()
