@@ -63,14 +63,51 @@ pub struct ServeArgs {
     /// Seed for the shards' generators (ICE credentials, initial sequence numbers).
     #[arg(long, env = "SWITCHBOARD_SEED")]
     pub seed: Option<u64>,
+    /// Webhook receivers (comma separated). Events are signed with the first API key.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_url: Vec<String>,
+    /// Refuse joins to rooms that were not created through the API.
+    #[arg(long, env = "SWITCHBOARD_NO_AUTO_CREATE")]
+    pub no_auto_create: bool,
+    /// Seconds an empty room lives before it is closed (default for new rooms).
+    #[arg(long, env = "SWITCHBOARD_EMPTY_TIMEOUT", default_value_t = 300)]
+    pub empty_timeout: u64,
+    /// Participant limit for new rooms (0: none).
+    #[arg(long, env = "SWITCHBOARD_MAX_PARTICIPANTS", default_value_t = 0)]
+    pub max_participants: u32,
+    /// REST requests per second per API key (sustained).
+    #[arg(long, env = "SWITCHBOARD_API_RATE", default_value_t = 50.0)]
+    pub api_rate: f64,
+    /// REST request burst per API key.
+    #[arg(long, env = "SWITCHBOARD_API_BURST", default_value_t = 100.0)]
+    pub api_burst: f64,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    #[arg(long)]
+    /// The room to join (and, with --admin, to administer; without --room an admin token
+    /// covers every room).
+    #[arg(long, default_value = "")]
     pub room: String,
     #[arg(long)]
     pub identity: String,
+    /// Only API grants, no room join.
+    #[arg(long)]
+    pub no_join: bool,
+    /// roomAdmin: manage participants, mutes, metadata and data of --room (or all rooms).
+    #[arg(long)]
+    pub admin: bool,
+    /// roomCreate: create and delete rooms.
+    #[arg(long)]
+    pub room_create: bool,
+    /// roomList: list rooms.
+    #[arg(long)]
+    pub room_list: bool,
+    /// Invisible to other participants.
+    #[arg(long)]
+    pub hidden: bool,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub can_publish_data: bool,
     #[arg(long)]
     pub name: Option<String>,
     /// Lifetime in seconds.

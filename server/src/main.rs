@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use signaling::{AppState, Claims, Hub, KeyStore, VideoGrant};
+use signaling::webhook::{WebhookConfig, Webhooks};
+use signaling::{AppState, Claims, Hub, HubConfig, KeyStore, VideoGrant};
 
 use crate::config::{parse_keys, Cli, Cmd, ServeArgs, TokenArgs, TokenCmd, DEV_KEY, DEV_SECRET};
 use crate::plane::WorkerPool;
@@ -38,13 +39,25 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
     };
     let (key, _) = pairs[0].clone();
     let keys = KeyStore::new(pairs);
+    anyhow::ensure!(t.no_join || !t.room.is_empty(), "--room is needed for a join token (or pass --no-join)");
     let claims = Claims {
         iss: key.clone(),
         sub: t.identity.clone(),
         exp: signaling::auth::unix_now() + t.ttl,
         nbf: None,
         name: t.name.clone(),
-        video: VideoGrant { room: t.room.clone(), room_join: true, can_publish: t.can_publish, can_subscribe: t.can_subscribe },
+        video: VideoGrant {
+            room: t.room.clone(),
+            room_join: !t.no_join,
+            can_publish: t.can_publish,
+            can_subscribe: t.can_subscribe,
+            can_publish_data: t.can_publish_data,
+            can_publish_sources: vec![],
+            hidden: t.hidden,
+            room_create: t.room_create,
+            room_list: t.room_list,
+            room_admin: t.admin,
+        },
     };
     println!("{}", keys.mint(&key, &claims).context("signing failed")?);
     Ok(())
@@ -78,7 +91,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     drop(ev_tx);
     let pool = Arc::new(WorkerPool::new(workers));
-    let hub = Arc::new(Hub::new(keys, pool.clone()));
+    let (webhooks, webhook_worker) = if args.webhook_url.is_empty() {
+        (None, None)
+    } else {
+        let key = keys.first_key().context("webhooks need an API key")?.to_string();
+        let secret = keys.secret(&key).context("webhook key secret")?.to_string();
+        let cfg = WebhookConfig {
+            urls: args.webhook_url.clone(),
+            key,
+            secret,
+            attempts: 5,
+            backoff: std::time::Duration::from_millis(500),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let (w, worker) = Webhooks::new(cfg);
+        (Some(w), Some(worker))
+    };
+    let hub_cfg = HubConfig { auto_create: !args.no_auto_create, empty_timeout: args.empty_timeout, max_participants: args.max_participants };
+    let hub = Arc::new(Hub::with_config(keys, pool.clone(), hub_cfg, webhooks));
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
@@ -86,6 +116,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
                 h.on_media_event(e);
+            }
+        });
+        if let Some(w) = webhook_worker {
+            tokio::spawn(w.run());
+        }
+        let h = hub.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                h.reap(std::time::Instant::now());
             }
         });
         let stats_pool = pool.clone();
@@ -97,7 +138,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     async move { axum::Json(p.workers.iter().map(|w| *w.stats.lock()).collect::<Vec<_>>()) }
                 }),
             )
-            .merge(signaling::router(AppState { hub: hub.clone(), dev_key }));
+            .merge(signaling::router(AppState { hub: hub.clone(), dev_key, rate: (args.api_rate, args.api_burst) }));
         let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding HTTP {}", args.http))?;
         let local = listener.local_addr()?;
         for w in &pool.workers {

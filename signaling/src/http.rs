@@ -22,6 +22,8 @@ pub struct AppState {
     /// In development mode: the API key whose secret signs tokens handed out by
     /// `/api/dev/token`. `None` turns that route off.
     pub dev_key: Option<String>,
+    /// REST requests per second and burst, per API key.
+    pub rate: (f64, f64),
 }
 
 pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -29,11 +31,16 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
 }
 
 pub fn router(state: AppState) -> Router {
+    let api = crate::api::router(crate::api::ApiState {
+        hub: state.hub.clone(),
+        limiter: Arc::new(crate::api::RateLimiter::new(state.rate.0, state.rate.1)),
+    });
     Router::new()
         .route("/ws", get(ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/dev/token", get(dev_token))
         .with_state(state)
+        .merge(api)
 }
 
 async fn ws(State(s): State<AppState>, up: WebSocketUpgrade) -> Response {

@@ -1,18 +1,21 @@
-//! The room directory of the control plane: who is in which room with which tracks, and
-//! the outbound queue of every signaling session. Turns client messages into media-plane
-//! commands and media-plane events into client messages.
+//! The room directory of the control plane: rooms (created by the API or on first join),
+//! who is in them with which tracks, and the outbound queue of every signaling session.
+//! Turns client messages and API calls into media-plane commands, and media-plane events
+//! into client messages and webhooks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackKind};
 use tokio::sync::mpsc;
 
-use crate::auth::{AuthError, Claims, KeyStore};
+use crate::auth::{unix_now, AuthError, Claims, KeyStore};
 use crate::plane::{MediaPlane, PlaneError};
-use crate::protocol::{close_code, ClientMessage, ErrorCode, ParticipantInfo, ServerMessage, TrackInfo, PROTOCOL_VERSION};
+use crate::protocol::{close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, ServerMessage, TrackInfo, PROTOCOL_VERSION};
+use crate::webhook::{WebhookEvent, Webhooks};
 
 /// What a session's writer task sends on the WebSocket.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,16 +27,58 @@ pub enum Outbound {
 /// Capacity of a session's outbound queue. A client that falls this far behind is cut off
 /// rather than allowed to grow memory without bound.
 pub const OUTBOUND_QUEUE: usize = 512;
+/// Largest data message payload, in bytes.
+pub const MAX_DATA: usize = 15 * 1024;
+/// Largest metadata string, in bytes.
+pub const MAX_METADATA: usize = 16 * 1024;
+
+/// Directory-wide settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// A join to a room that does not exist creates it.
+    pub auto_create: bool,
+    /// Default seconds an empty room lives before it is closed.
+    pub empty_timeout: u64,
+    /// Default participant limit (0: none).
+    pub max_participants: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self { auto_create: true, empty_timeout: 300, max_participants: 0 }
+    }
+}
+
+/// A room's settings and state, as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct RoomInfo {
+    pub name: String,
+    /// Unique per incarnation of the name.
+    pub sid: String,
+    pub empty_timeout: u64,
+    pub max_participants: u32,
+    pub metadata: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub num_participants: usize,
+}
 
 struct Member {
     info: ParticipantInfo,
-    can_publish: bool,
+    hidden: bool,
+    admin_muted: [bool; 2],
     tx: mpsc::Sender<Outbound>,
+}
+
+struct Room {
+    info: RoomInfo,
+    members: BTreeMap<ParticipantId, Member>,
+    empty_since: Option<Instant>,
 }
 
 #[derive(Default)]
 struct Directory {
-    rooms: HashMap<String, BTreeMap<ParticipantId, Member>>,
+    rooms: HashMap<String, Room>,
     room_of: HashMap<ParticipantId, String>,
 }
 
@@ -46,6 +91,23 @@ pub enum JoinError {
     BadRoomName,
     #[error("unsupported protocol version {0}; this server speaks {PROTOCOL_VERSION}")]
     UnsupportedVersion(u32),
+    #[error("the room is full ({0} participants)")]
+    RoomFull(u32),
+    #[error("no such room, and rooms are not created on join")]
+    NoSuchRoom,
+    #[error(transparent)]
+    Plane(#[from] PlaneError),
+}
+
+/// Why an API call failed, by HTTP meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Plane(#[from] PlaneError),
 }
@@ -64,20 +126,62 @@ pub fn clean_name(s: &str, fallback: &str) -> String {
     }
 }
 
+fn kind_index(k: TrackKind) -> usize {
+    match k {
+        TrackKind::Audio => 0,
+        TrackKind::Video => 1,
+    }
+}
+
 pub struct Hub {
     keys: KeyStore,
     plane: Arc<dyn MediaPlane>,
+    config: HubConfig,
     dir: Mutex<Directory>,
     next_id: AtomicU64,
+    next_sid: AtomicU64,
+    webhooks: Option<Webhooks>,
 }
 
 impl Hub {
     pub fn new(keys: KeyStore, plane: Arc<dyn MediaPlane>) -> Self {
-        Self { keys, plane, dir: Mutex::new(Directory::default()), next_id: AtomicU64::new(1) }
+        Self::with_config(keys, plane, HubConfig::default(), None)
+    }
+
+    pub fn with_config(keys: KeyStore, plane: Arc<dyn MediaPlane>, config: HubConfig, webhooks: Option<Webhooks>) -> Self {
+        Self {
+            keys,
+            plane,
+            config,
+            dir: Mutex::new(Directory::default()),
+            next_id: AtomicU64::new(1),
+            next_sid: AtomicU64::new(1),
+            webhooks,
+        }
     }
 
     pub fn keys(&self) -> &KeyStore {
         &self.keys
+    }
+
+    fn hook(&self, e: WebhookEvent) {
+        if let Some(w) = &self.webhooks {
+            w.send(e);
+        }
+    }
+
+    fn new_room(&self, name: &str, empty_timeout: Option<u64>, max_participants: Option<u32>, metadata: String) -> Room {
+        let info = RoomInfo {
+            name: name.to_string(),
+            sid: format!("RM_{}", self.next_sid.fetch_add(1, Ordering::Relaxed)),
+            empty_timeout: empty_timeout.unwrap_or(self.config.empty_timeout),
+            max_participants: max_participants.unwrap_or(self.config.max_participants),
+            metadata,
+            created_at: unix_now(),
+            num_participants: 0,
+        };
+        self.hook(WebhookEvent::room("room_started", &info));
+        Room { info, members: BTreeMap::new(), empty_since: Some(Instant::now()) }
     }
 
     /// Verify a token and admit its holder to the room.
@@ -88,11 +192,12 @@ impl Hub {
             }
         }
         let claims: Claims = self.keys.verify(token, now)?;
-        if !valid_room_name(&claims.video.room) {
+        let g = &claims.video;
+        if !valid_room_name(&g.room) {
             return Err(JoinError::BadRoomName);
         }
         let id = ParticipantId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let room = RoomId(claims.video.room.clone());
+        let room = RoomId(g.room.clone());
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let info = ParticipantInfo {
             id,
@@ -101,31 +206,49 @@ impl Hub {
             tracks: vec![],
             audio_muted: false,
             video_muted: false,
+            metadata: String::new(),
+            permissions: Permissions { can_publish: g.can_publish, can_subscribe: g.can_subscribe, can_publish_data: g.can_publish_data },
+            joined_at: unix_now(),
         };
         // Registered before the media plane hears of it, so that no event for it is lost.
         let replaced = {
-            let mut dir = self.dir.lock();
-            let members = dir.rooms.entry(room.0.clone()).or_default();
+            let mut guard = self.dir.lock();
+            let dir = &mut *guard;
+            if !dir.rooms.contains_key(&room.0) {
+                if !self.config.auto_create {
+                    return Err(JoinError::NoSuchRoom);
+                }
+                let r = self.new_room(&room.0, None, None, String::new());
+                dir.rooms.insert(room.0.clone(), r);
+            }
+            let r = dir.rooms.get_mut(&room.0).expect("inserted above");
             // One session per identity and room: a new join replaces the old session.
-            let replaced = members.values().find(|m| m.info.identity == info.identity).map(|m| m.info.id);
+            let replaced = r.members.values().find(|m| m.info.identity == info.identity).map(|m| m.info.id);
+            let max = r.info.max_participants;
+            let counted = r.members.len() - usize::from(replaced.is_some());
+            if max > 0 && counted >= max as usize {
+                return Err(JoinError::RoomFull(max));
+            }
             let others: Vec<ParticipantInfo> =
-                members.values().filter(|m| Some(m.info.id) != replaced).map(|m| m.info.clone()).collect();
+                r.members.values().filter(|m| Some(m.info.id) != replaced && !m.hidden).map(|m| m.info.clone()).collect();
             let joined = ServerMessage::Joined { version: PROTOCOL_VERSION, room: room.0.clone(), participant: info.clone(), others };
             let _ = tx.try_send(Outbound::Message(joined));
-            broadcast(members, None, ServerMessage::ParticipantJoined { participant: info.clone() });
-            members.insert(id, Member { info, can_publish: claims.video.can_publish, tx });
+            if !g.hidden {
+                broadcast(&r.members, None, ServerMessage::ParticipantJoined { participant: info.clone() });
+            }
+            r.members.insert(id, Member { info: info.clone(), hidden: g.hidden, admin_muted: [false; 2], tx });
+            r.empty_since = None;
+            r.info.num_participants = r.members.len();
             dir.room_of.insert(id, room.0.clone());
+            let event = WebhookEvent::participant("participant_joined", &r.info, &info);
+            drop(guard);
+            self.hook(event);
             replaced
         };
         if let Some(old) = replaced {
             self.remove(old, "replaced by a new session of the same identity", true);
         }
-        let join = Command::Join {
-            room: room.clone(),
-            participant: id,
-            can_publish: claims.video.can_publish,
-            can_subscribe: claims.video.can_subscribe,
-        };
+        let join = Command::Join { room: room.clone(), participant: id, can_publish: g.can_publish, can_subscribe: g.can_subscribe };
         if let Err(e) = self.plane.send(&room, join) {
             self.remove(id, "the media plane is busy", false);
             return Err(e.into());
@@ -138,16 +261,22 @@ impl Hub {
     pub fn handle(&self, id: ParticipantId, msg: ClientMessage) {
         let Some(room) = self.dir.lock().room_of.get(&id).cloned().map(RoomId) else { return };
         let cmd = match msg {
-            ClientMessage::Join { .. } => {
-                return self.send_to(id, ServerMessage::Error { code: ErrorCode::BadState, message: "already joined".into() });
-            }
+            ClientMessage::Join { .. } => return self.reply_error(id, ErrorCode::BadState, "already joined"),
             ClientMessage::Ping {} => return self.send_to(id, ServerMessage::Pong),
             ClientMessage::Leave {} => return self.leave(id),
-            ClientMessage::Mute { kind, muted } => return self.set_mute(id, &room, kind, muted),
+            ClientMessage::Mute { kind, muted } => return self.client_mute(id, &room, kind, muted),
+            ClientMessage::Data { payload, topic, destination } => {
+                if !self.with_member(id, |m| m.info.permissions.can_publish_data).unwrap_or(false) {
+                    return self.reply_error(id, ErrorCode::NotAllowed, "the token does not grant publishing data");
+                }
+                if payload.len() > MAX_DATA {
+                    return self.reply_error(id, ErrorCode::BadMessage, format!("data payload over {MAX_DATA} bytes"));
+                }
+                return self.deliver_data(&room.0, Some(id), topic, payload, |p| destination.is_empty() || destination.contains(&p.id));
+            }
             ClientMessage::PublishOffer { sdp } => {
-                let allowed = self.with_member(id, |m| m.can_publish).unwrap_or(false);
-                if !allowed {
-                    return self.send_to(id, ServerMessage::Error { code: ErrorCode::Media, message: "the token does not grant publishing".into() });
+                if !self.with_member(id, |m| m.info.permissions.can_publish).unwrap_or(false) {
+                    return self.reply_error(id, ErrorCode::NotAllowed, "the token does not grant publishing");
                 }
                 Command::PublishOffer { participant: id, sdp }
             }
@@ -160,26 +289,29 @@ impl Hub {
             }
         };
         if let Err(e) = self.plane.send(&room, cmd) {
-            self.send_to(id, ServerMessage::Error { code: ErrorCode::Busy, message: e.to_string() });
+            self.reply_error(id, ErrorCode::Busy, e.to_string());
         }
     }
 
     fn with_member<T>(&self, id: ParticipantId, f: impl FnOnce(&mut Member) -> T) -> Option<T> {
         let mut dir = self.dir.lock();
         let room = dir.room_of.get(&id)?.clone();
-        dir.rooms.get_mut(&room)?.get_mut(&id).map(f)
+        dir.rooms.get_mut(&room)?.members.get_mut(&id).map(f)
     }
 
-    fn set_mute(&self, id: ParticipantId, room: &RoomId, kind: TrackKind, muted: bool) {
+    fn client_mute(&self, id: ParticipantId, room: &RoomId, kind: TrackKind, muted: bool) {
         let mut dir = self.dir.lock();
-        let Some(members) = dir.rooms.get_mut(&room.0) else { return };
-        if let Some(m) = members.get_mut(&id) {
-            match kind {
-                TrackKind::Audio => m.info.audio_muted = muted,
-                TrackKind::Video => m.info.video_muted = muted,
-            }
+        let Some(r) = dir.rooms.get_mut(&room.0) else { return };
+        let Some(m) = r.members.get_mut(&id) else { return };
+        if !muted && m.admin_muted[kind_index(kind)] {
+            let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error {
+                code: ErrorCode::NotAllowed,
+                message: "muted by an administrator".into(),
+            }));
+            return;
         }
-        broadcast(members, Some(id), ServerMessage::MuteChanged { participant: id, kind, muted });
+        set_muted_flag(&mut m.info, kind, muted);
+        broadcast(&r.members, Some(id), ServerMessage::MuteChanged { participant: id, kind, muted, by_admin: false });
     }
 
     /// The client left or its WebSocket closed.
@@ -188,27 +320,31 @@ impl Hub {
     }
 
     fn remove(&self, id: ParticipantId, reason: &str, close: bool) {
-        let (room, member, empty) = {
-            let mut dir = self.dir.lock();
+        let (room, member, hook) = {
+            let mut guard = self.dir.lock();
+            let dir = &mut *guard;
             let Some(room) = dir.room_of.remove(&id) else { return };
-            let Some(members) = dir.rooms.get_mut(&room) else { return };
-            let member = members.remove(&id);
-            broadcast(members, None, ServerMessage::ParticipantLeft { participant: id, reason: reason.to_string() });
-            let empty = members.is_empty();
-            if empty {
-                dir.rooms.remove(&room);
+            let Some(r) = dir.rooms.get_mut(&room) else { return };
+            let member = r.members.remove(&id);
+            if member.as_ref().is_some_and(|m| !m.hidden) {
+                broadcast(&r.members, None, ServerMessage::ParticipantLeft { participant: id, reason: reason.to_string() });
             }
-            (RoomId(room), member, empty)
+            if r.members.is_empty() {
+                r.empty_since = Some(Instant::now());
+            }
+            r.info.num_participants = r.members.len();
+            let hook = member.as_ref().map(|m| WebhookEvent::participant("participant_left", &r.info, &m.info));
+            (RoomId(room), member, hook)
         };
+        if let Some(h) = hook {
+            self.hook(h);
+        }
         let _ = self.plane.send(&room, Command::Leave { participant: id });
         if close {
             if let Some(m) = member {
                 let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error { code: ErrorCode::Removed, message: reason.to_string() }));
                 let _ = m.tx.try_send(Outbound::Close { code: close_code::REMOVED, reason: reason.to_string() });
             }
-        }
-        if empty {
-            self.plane.room_closed(&room);
         }
         tracing::info!(participant = %id, room = %room, reason, "left");
     }
@@ -237,21 +373,30 @@ impl Hub {
             Event::TrackPublished { room, participant, track, kind, rids, .. } => {
                 let info = TrackInfo { id: track, kind, simulcast: rids };
                 let mut dir = self.dir.lock();
-                if let Some(members) = dir.rooms.get_mut(&room.0) {
-                    if let Some(m) = members.get_mut(&participant) {
-                        m.info.tracks.push(info.clone());
-                    }
-                    broadcast(members, Some(participant), ServerMessage::TrackPublished { participant, track: info });
+                let Some(r) = dir.rooms.get_mut(&room.0) else { return };
+                let Some(m) = r.members.get_mut(&participant) else { return };
+                m.info.tracks.push(info.clone());
+                let hidden = m.hidden;
+                let hook = WebhookEvent::track("track_published", &r.info, &m.info, &info);
+                if !hidden {
+                    broadcast(&r.members, Some(participant), ServerMessage::TrackPublished { participant, track: info });
                 }
+                drop(dir);
+                self.hook(hook);
             }
             Event::TrackUnpublished { room, participant, track } => {
                 let mut dir = self.dir.lock();
-                if let Some(members) = dir.rooms.get_mut(&room.0) {
-                    if let Some(m) = members.get_mut(&participant) {
-                        m.info.tracks.retain(|t| t.id != track);
-                    }
-                    broadcast(members, Some(participant), ServerMessage::TrackUnpublished { participant, track });
+                let Some(r) = dir.rooms.get_mut(&room.0) else { return };
+                let Some(m) = r.members.get_mut(&participant) else { return };
+                let Some(pos) = m.info.tracks.iter().position(|t| t.id == track) else { return };
+                let info = m.info.tracks.remove(pos);
+                let hidden = m.hidden;
+                let hook = WebhookEvent::track("track_unpublished", &r.info, &m.info, &info);
+                if !hidden {
+                    broadcast(&r.members, Some(participant), ServerMessage::TrackUnpublished { participant, track });
                 }
+                drop(dir);
+                self.hook(hook);
             }
             Event::ParticipantGone { participant, reason, .. } => {
                 if reason != GoneReason::Left {
@@ -268,9 +413,186 @@ impl Hub {
         }
     }
 
-    /// Participants of a room (for tests and the REST API later).
+    /// Close rooms that have been empty longer than their timeout. Call periodically.
+    pub fn reap(&self, now: Instant) -> usize {
+        let gone: Vec<RoomInfo> = {
+            let mut dir = self.dir.lock();
+            let expired: Vec<String> = dir
+                .rooms
+                .iter()
+                .filter(|(_, r)| r.members.is_empty() && r.empty_since.is_some_and(|t| now.saturating_duration_since(t) >= Duration::from_secs(r.info.empty_timeout)))
+                .map(|(n, _)| n.clone())
+                .collect();
+            expired.iter().filter_map(|n| dir.rooms.remove(n)).map(|r| r.info).collect()
+        };
+        for info in &gone {
+            self.plane.room_closed(&RoomId(info.name.clone()));
+            self.hook(WebhookEvent::room("room_finished", info));
+        }
+        gone.len()
+    }
+
+    /// Participants of a room (tests, API).
     pub fn room_members(&self, room: &str) -> Vec<ParticipantInfo> {
-        self.dir.lock().rooms.get(room).map(|m| m.values().map(|m| m.info.clone()).collect()).unwrap_or_default()
+        self.dir.lock().rooms.get(room).map(|r| r.members.values().map(|m| m.info.clone()).collect()).unwrap_or_default()
+    }
+
+    // ---- the REST API's operations ----
+
+    pub fn create_room(&self, name: &str, empty_timeout: Option<u64>, max_participants: Option<u32>, metadata: String) -> Result<RoomInfo, HubError> {
+        if !valid_room_name(name) {
+            return Err(HubError::Invalid("name: 1-128 characters of A-Z a-z 0-9 _ . -".into()));
+        }
+        if metadata.len() > MAX_METADATA {
+            return Err(HubError::Invalid(format!("metadata: at most {MAX_METADATA} bytes")));
+        }
+        if empty_timeout.is_some_and(|t| t > 7 * 24 * 3600) {
+            return Err(HubError::Invalid("empty_timeout: at most 604800 seconds".into()));
+        }
+        let mut dir = self.dir.lock();
+        if dir.rooms.contains_key(name) {
+            return Err(HubError::Conflict(format!("room {name} exists")));
+        }
+        let r = self.new_room(name, empty_timeout, max_participants, metadata);
+        let info = r.info.clone();
+        dir.rooms.insert(name.to_string(), r);
+        Ok(info)
+    }
+
+    pub fn list_rooms(&self) -> Vec<RoomInfo> {
+        let mut v: Vec<RoomInfo> = self.dir.lock().rooms.values().map(|r| r.info.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn get_room(&self, name: &str) -> Result<RoomInfo, HubError> {
+        self.dir.lock().rooms.get(name).map(|r| r.info.clone()).ok_or(HubError::NotFound("room"))
+    }
+
+    /// Close a room now: everyone is disconnected with `reason`.
+    pub fn delete_room(&self, name: &str, reason: &str) -> Result<(), HubError> {
+        let ids: Vec<ParticipantId> = {
+            let dir = self.dir.lock();
+            let r = dir.rooms.get(name).ok_or(HubError::NotFound("room"))?;
+            r.members.keys().copied().collect()
+        };
+        for id in ids {
+            self.remove(id, reason, true);
+        }
+        let gone = self.dir.lock().rooms.remove(name);
+        if let Some(r) = gone {
+            self.plane.room_closed(&RoomId(name.to_string()));
+            self.hook(WebhookEvent::room("room_finished", &r.info));
+        }
+        Ok(())
+    }
+
+    fn find(&self, room: &str, identity: &str) -> Result<ParticipantId, HubError> {
+        let dir = self.dir.lock();
+        let r = dir.rooms.get(room).ok_or(HubError::NotFound("room"))?;
+        r.members.values().find(|m| m.info.identity == identity).map(|m| m.info.id).ok_or(HubError::NotFound("participant"))
+    }
+
+    pub fn get_participant(&self, room: &str, identity: &str) -> Result<ParticipantInfo, HubError> {
+        let id = self.find(room, identity)?;
+        self.with_member(id, |m| m.info.clone()).ok_or(HubError::NotFound("participant"))
+    }
+
+    pub fn list_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, HubError> {
+        let dir = self.dir.lock();
+        let r = dir.rooms.get(room).ok_or(HubError::NotFound("room"))?;
+        Ok(r.members.values().map(|m| m.info.clone()).collect())
+    }
+
+    pub fn remove_participant(&self, room: &str, identity: &str, reason: &str) -> Result<(), HubError> {
+        let id = self.find(room, identity)?;
+        self.remove(id, reason, true);
+        Ok(())
+    }
+
+    /// An admin mute: enforced by the media plane (nothing is forwarded) and shown to all.
+    pub fn admin_mute(&self, room: &str, identity: &str, kind: TrackKind, muted: bool) -> Result<ParticipantInfo, HubError> {
+        let id = self.find(room, identity)?;
+        self.plane.send(&RoomId(room.to_string()), Command::SetMuted { participant: id, kind, muted })?;
+        let mut dir = self.dir.lock();
+        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        let m = r.members.get_mut(&id).ok_or(HubError::NotFound("participant"))?;
+        m.admin_muted[kind_index(kind)] = muted;
+        set_muted_flag(&mut m.info, kind, muted);
+        let info = m.info.clone();
+        broadcast(&r.members, None, ServerMessage::MuteChanged { participant: id, kind, muted, by_admin: true });
+        Ok(info)
+    }
+
+    pub fn update_participant(&self, room: &str, identity: &str, metadata: Option<String>, permissions: Option<Permissions>) -> Result<ParticipantInfo, HubError> {
+        if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA) {
+            return Err(HubError::Invalid(format!("metadata: at most {MAX_METADATA} bytes")));
+        }
+        let id = self.find(room, identity)?;
+        if let Some(p) = permissions {
+            self.plane.send(
+                &RoomId(room.to_string()),
+                Command::SetPermissions { participant: id, can_publish: p.can_publish, can_subscribe: p.can_subscribe },
+            )?;
+        }
+        let mut dir = self.dir.lock();
+        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        let m = r.members.get_mut(&id).ok_or(HubError::NotFound("participant"))?;
+        if let Some(md) = metadata {
+            m.info.metadata = md;
+        }
+        if let Some(p) = permissions {
+            m.info.permissions = p;
+            if !p.can_publish {
+                m.info.tracks.clear();
+            }
+        }
+        let info = m.info.clone();
+        let hidden = m.hidden;
+        let _ = m.tx.try_send(Outbound::Message(ServerMessage::ParticipantUpdated { participant: info.clone() }));
+        if !hidden {
+            broadcast(&r.members, Some(id), ServerMessage::ParticipantUpdated { participant: info.clone() });
+        }
+        Ok(info)
+    }
+
+    pub fn update_room(&self, room: &str, metadata: String) -> Result<RoomInfo, HubError> {
+        if metadata.len() > MAX_METADATA {
+            return Err(HubError::Invalid(format!("metadata: at most {MAX_METADATA} bytes")));
+        }
+        let mut dir = self.dir.lock();
+        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        r.info.metadata = metadata.clone();
+        broadcast(&r.members, None, ServerMessage::RoomUpdated { metadata });
+        Ok(r.info.clone())
+    }
+
+    /// A data message from the API (to everyone, or to the listed identities).
+    pub fn send_data(&self, room: &str, payload: String, topic: Option<String>, identities: &[String]) -> Result<(), HubError> {
+        if payload.len() > MAX_DATA {
+            return Err(HubError::Invalid(format!("payload: at most {MAX_DATA} bytes")));
+        }
+        if !self.dir.lock().rooms.contains_key(room) {
+            return Err(HubError::NotFound("room"));
+        }
+        self.deliver_data(room, None, topic, payload, |p| identities.is_empty() || identities.contains(&p.identity));
+        Ok(())
+    }
+
+    fn deliver_data(&self, room: &str, from: Option<ParticipantId>, topic: Option<String>, payload: String, to: impl Fn(&ParticipantInfo) -> bool) {
+        let dir = self.dir.lock();
+        let Some(r) = dir.rooms.get(room) else { return };
+        let msg = ServerMessage::Data { from, topic, payload };
+        for m in r.members.values().filter(|m| Some(m.info.id) != from && to(&m.info)) {
+            let _ = m.tx.try_send(Outbound::Message(msg.clone()));
+        }
+    }
+}
+
+fn set_muted_flag(info: &mut ParticipantInfo, kind: TrackKind, muted: bool) {
+    match kind {
+        TrackKind::Audio => info.audio_muted = muted,
+        TrackKind::Video => info.video_muted = muted,
     }
 }
 

@@ -13,14 +13,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod http;
 pub mod hub;
 pub mod plane;
 pub mod protocol;
+pub mod webhook;
 pub mod ws;
 
 pub use auth::{Claims, KeyStore, VideoGrant};
 pub use http::{router, AppState};
-pub use hub::Hub;
+pub use hub::{Hub, HubConfig};
 pub use plane::{MediaPlane, PlaneError};

@@ -25,24 +25,47 @@ pub enum ClientMessage {
     Candidate { pc: PcKind, candidate: String },
     /// The client muted or unmuted its microphone or camera.
     Mute { kind: TrackKind, muted: bool },
+    /// A data message to the room, or to the listed participants.
+    Data {
+        payload: String,
+        #[serde(default)]
+        topic: Option<String>,
+        #[serde(default)]
+        destination: Vec<ParticipantId>,
+    },
     Ping {},
     Leave {},
 }
 
 /// A participant as others see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ParticipantInfo {
+    #[schema(value_type = u64)]
     pub id: ParticipantId,
     pub identity: String,
     pub name: String,
     pub tracks: Vec<TrackInfo>,
     pub audio_muted: bool,
     pub video_muted: bool,
+    pub metadata: String,
+    pub permissions: Permissions,
+    /// Unix seconds.
+    pub joined_at: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a participant may do; changed live by the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Permissions {
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub can_publish_data: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrackInfo {
+    #[schema(value_type = u64)]
     pub id: TrackId,
+    #[schema(value_type = String, example = "video")]
     pub kind: TrackKind,
     pub simulcast: Vec<String>,
 }
@@ -63,7 +86,18 @@ pub enum ServerMessage {
     ParticipantLeft { participant: ParticipantId, reason: String },
     TrackPublished { participant: ParticipantId, track: TrackInfo },
     TrackUnpublished { participant: ParticipantId, track: TrackId },
-    MuteChanged { participant: ParticipantId, kind: TrackKind, muted: bool },
+    MuteChanged { participant: ParticipantId, kind: TrackKind, muted: bool, by_admin: bool },
+    /// Metadata or permissions of a participant changed (sent to everyone, itself too).
+    ParticipantUpdated { participant: ParticipantInfo },
+    RoomUpdated { metadata: String },
+    /// A data message from a participant (`from`) or from the server API (`from` absent).
+    Data {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<ParticipantId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        payload: String,
+    },
     Error { code: ErrorCode, message: String },
     Pong,
 }
@@ -83,8 +117,14 @@ pub enum ErrorCode {
     Media,
     /// The server is overloaded; try again.
     Busy,
-    /// The participant was removed (ICE timeout, failure).
+    /// The participant was removed (by the API, ICE timeout, failure, room deleted).
     Removed,
+    /// The room is at its participant limit.
+    RoomFull,
+    /// The room does not exist and rooms are not created on join.
+    NoSuchRoom,
+    /// The token does not grant this (publishing, data).
+    NotAllowed,
 }
 
 /// WebSocket close codes (4000–4999 are the application's, RFC 6455 §7.4.2).
@@ -94,6 +134,8 @@ pub mod close_code {
     pub const UNSUPPORTED_VERSION: u16 = 4003;
     pub const REMOVED: u16 = 4004;
     pub const BUSY: u16 = 4005;
+    pub const ROOM_FULL: u16 = 4006;
+    pub const NO_SUCH_ROOM: u16 = 4007;
 }
 
 #[cfg(test)]

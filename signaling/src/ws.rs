@@ -45,6 +45,8 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
                         let (code, close_with) = match &e {
                             JoinError::UnsupportedVersion(_) => (ErrorCode::UnsupportedVersion, close_code::UNSUPPORTED_VERSION),
                             JoinError::Plane(_) => (ErrorCode::Busy, close_code::BUSY),
+                            JoinError::RoomFull(_) => (ErrorCode::RoomFull, close_code::ROOM_FULL),
+                            JoinError::NoSuchRoom => (ErrorCode::NoSuchRoom, close_code::NO_SUCH_ROOM),
                             _ => (ErrorCode::Unauthorized, close_code::UNAUTHORIZED),
                         };
                         let _ = sink.send(error(code, e.to_string())).await;

@@ -94,7 +94,7 @@ fn join_announces_and_routes_media_events() {
 
     // Mute goes to the others.
     hub.handle(a, ClientMessage::Mute { kind: TrackKind::Audio, muted: true });
-    assert_eq!(msgs(&mut rb), vec![ServerMessage::MuteChanged { participant: a, kind: TrackKind::Audio, muted: true }]);
+    assert_eq!(msgs(&mut rb), vec![ServerMessage::MuteChanged { participant: a, kind: TrackKind::Audio, muted: true, by_admin: false }]);
 
     // The media plane lost bob: alice is told, bob is closed with `removed`.
     hub.on_media_event(Event::ParticipantGone { room: RoomId::from("r"), participant: b, reason: GoneReason::IceTimeout });
@@ -102,9 +102,13 @@ fn join_announces_and_routes_media_events() {
     let out = drain(&mut rb);
     assert!(matches!(out.last(), Some(Outbound::Close { code: 4004, .. })), "{out:?}");
 
-    // Alice leaves: the room is empty and released.
+    // Alice leaves: the room is empty, and closed once its empty timeout (300 s) passed.
     hub.leave(a);
+    assert!(plane.closed.lock().is_empty());
+    assert_eq!(hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(10)), 0);
+    assert_eq!(hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(301)), 1);
     assert_eq!(plane.closed.lock().as_slice(), &[RoomId::from("r")]);
+    assert!(hub.list_rooms().is_empty());
     assert!(matches!(plane.commands.lock().last(), Some(Command::Leave { participant }) if *participant == a));
 }
 

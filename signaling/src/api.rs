@@ -1,0 +1,385 @@
+//! The REST API under `/api/v1`: room and participant management for application
+//! servers, authorized by bearer JWTs with admin grants (see `docs/api.md`; the OpenAPI 3
+//! document is generated from this file and served at `/api/v1/openapi.json`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sfu_core::TrackKind;
+use utoipa::OpenApi;
+
+use crate::auth::{unix_now, AuthError, Claims};
+use crate::hub::{valid_room_name, Hub, HubError, RoomInfo};
+use crate::protocol::{ParticipantInfo, Permissions};
+
+/// Largest request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Every error: `{code, message}` with the matching status.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ApiErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub &'static str, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiErrorBody { code: self.1.to_string(), message: self.2 })).into_response()
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, "invalid", m),
+            HubError::NotFound(what) => ApiError(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            HubError::Conflict(m) => ApiError(StatusCode::CONFLICT, "conflict", m),
+            HubError::Plane(p) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy", p.to_string()),
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are our JSON errors (400, 413, 415).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => {
+                let status = r.status();
+                let code = match &r {
+                    JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+                    _ if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                    _ => "invalid_body",
+                };
+                Err(ApiError(status, code, r.body_text()))
+            }
+        }
+    }
+}
+
+/// Per-API-key token bucket.
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        Self { per_second, burst, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn allow(&self, key: &str, now: Instant) -> bool {
+        let mut b = self.buckets.lock();
+        let (tokens, at) = b.entry(key.to_string()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub hub: Arc<Hub>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// The caller, authenticated.
+struct Caller(Claims);
+
+impl Caller {
+    fn from(s: &ApiState, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token".into()))?;
+        let claims = s.hub.keys().verify_any(token.trim(), unix_now()).map_err(|e: AuthError| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
+        if !s.limiter.allow(&claims.iss, Instant::now()) {
+            return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this API key".into()));
+        }
+        Ok(Caller(claims))
+    }
+
+    fn need(&self, ok: bool, what: &str) -> Result<(), ApiError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError(StatusCode::FORBIDDEN, "forbidden", format!("the token lacks the grant: {what}")))
+        }
+    }
+
+    fn admin(&self, room: &str) -> Result<(), ApiError> {
+        self.need(self.0.video.admin_of(room), "roomAdmin for this room")
+    }
+}
+
+fn room_name(name: &str) -> Result<(), ApiError> {
+    if valid_room_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::BAD_REQUEST, "invalid", "room: 1-128 characters of A-Z a-z 0-9 _ . -".into()))
+    }
+}
+
+fn identity(id: &str) -> Result<(), ApiError> {
+    if !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::BAD_REQUEST, "invalid", "identity: 1-256 characters, no control characters".into()))
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    pub name: String,
+    /// Seconds an empty room lives (default 300).
+    pub empty_timeout: Option<u64>,
+    /// 0: unlimited.
+    pub max_participants: Option<u32>,
+    #[serde(default)]
+    pub metadata: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRoom {
+    pub metadata: String,
+}
+
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRoom {
+    /// Shown to the disconnected participants.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParticipant {
+    pub metadata: Option<String>,
+    pub permissions: Option<Permissions>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MuteTrack {
+    /// `audio` or `video`.
+    #[schema(value_type = String, example = "audio")]
+    pub kind: TrackKind,
+    pub muted: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendData {
+    pub payload: String,
+    pub topic: Option<String>,
+    /// Identities to deliver to; empty or absent: everyone in the room.
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoomList {
+    pub rooms: Vec<RoomInfo>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ParticipantList {
+    pub participants: Vec<ParticipantInfo>,
+}
+
+type R<T> = Result<T, ApiError>;
+
+#[utoipa::path(post, path = "/api/v1/rooms", request_body = CreateRoom, security(("bearer" = [])),
+    responses((status = 201, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 413, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
+async fn create_room(State(s): State<ApiState>, headers: HeaderMap, ApiJson(b): ApiJson<CreateRoom>) -> R<(StatusCode, Json<RoomInfo>)> {
+    let c = Caller::from(&s, &headers)?;
+    c.need(c.0.video.room_create, "roomCreate")?;
+    Ok((StatusCode::CREATED, Json(s.hub.create_room(&b.name, b.empty_timeout, b.max_participants, b.metadata)?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/rooms", security(("bearer" = [])),
+    responses((status = 200, body = RoomList), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
+async fn list_rooms(State(s): State<ApiState>, headers: HeaderMap) -> R<Json<RoomList>> {
+    let c = Caller::from(&s, &headers)?;
+    c.need(c.0.video.room_list, "roomList")?;
+    Ok(Json(RoomList { rooms: s.hub.list_rooms() }))
+}
+
+#[utoipa::path(get, path = "/api/v1/rooms/{room}", params(("room" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn get_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>) -> R<Json<RoomInfo>> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    c.need(c.0.video.room_list || c.0.video.admin_of(&room), "roomList or roomAdmin")?;
+    Ok(Json(s.hub.get_room(&room)?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/rooms/{room}", params(("room" = String, Path)), request_body = UpdateRoom, security(("bearer" = [])),
+    responses((status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn update_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, ApiJson(b): ApiJson<UpdateRoom>) -> R<Json<RoomInfo>> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    c.admin(&room)?;
+    Ok(Json(s.hub.update_room(&room, b.metadata)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}", params(("room" = String, Path)), request_body(content = Option<DeleteRoom>), security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn delete_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, body: axum::body::Bytes) -> R<StatusCode> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    c.need(c.0.video.room_create || c.0.video.admin_of(&room), "roomCreate or roomAdmin")?;
+    let b: DeleteRoom = if body.is_empty() {
+        DeleteRoom::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
+    };
+    s.hub.delete_room(&room, b.reason.as_deref().unwrap_or("the room was closed"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/rooms/{room}/participants", params(("room" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ParticipantList), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn list_participants(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>) -> R<Json<ParticipantList>> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    c.admin(&room)?;
+    Ok(Json(ParticipantList { participants: s.hub.list_participants(&room)? }))
+}
+
+#[utoipa::path(get, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path), ("identity" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn get_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>) -> R<Json<ParticipantInfo>> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    identity(&id)?;
+    c.admin(&room)?;
+    Ok(Json(s.hub.get_participant(&room, &id)?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path), ("identity" = String, Path)), request_body = UpdateParticipant, security(("bearer" = [])),
+    responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn update_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>, ApiJson(b): ApiJson<UpdateParticipant>) -> R<Json<ParticipantInfo>> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    identity(&id)?;
+    c.admin(&room)?;
+    Ok(Json(s.hub.update_participant(&room, &id, b.metadata, b.permissions)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path), ("identity" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn remove_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>) -> R<StatusCode> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    identity(&id)?;
+    c.admin(&room)?;
+    s.hub.remove_participant(&room, &id, "removed by the room's administrator")?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/participants/{identity}/mute", params(("room" = String, Path), ("identity" = String, Path)), request_body = MuteTrack, security(("bearer" = [])),
+    responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn mute(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>, ApiJson(b): ApiJson<MuteTrack>) -> R<Json<ParticipantInfo>> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    identity(&id)?;
+    c.admin(&room)?;
+    Ok(Json(s.hub.admin_mute(&room, &id, b.kind, b.muted)?))
+}
+
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/data", params(("room" = String, Path)), request_body = SendData, security(("bearer" = [])),
+    responses((status = 202), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn send_data(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, ApiJson(b): ApiJson<SendData>) -> R<StatusCode> {
+    let c = Caller::from(&s, &headers)?;
+    room_name(&room)?;
+    c.admin(&room)?;
+    s.hub.send_data(&room, b.payload, b.topic, &b.identities)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard REST API", version = "1", description = "Room and participant management. See docs/api.md."),
+    paths(create_room, list_rooms, get_room, update_room, delete_room, list_participants, get_participant, update_participant, remove_participant, mute, send_data),
+    components(schemas(ApiErrorBody, CreateRoom, UpdateRoom, DeleteRoom, UpdateParticipant, MuteTrack, SendData, RoomList, ParticipantList, RoomInfo, ParticipantInfo, Permissions, crate::protocol::TrackInfo, crate::webhook::WebhookEvent)),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "not_found", "no such API route".into())
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/rooms", post(create_room).get(list_rooms))
+        .route("/api/v1/rooms/{room}", get(get_room).patch(update_room).delete(delete_room))
+        .route("/api/v1/rooms/{room}/participants", get(list_participants))
+        .route("/api/v1/rooms/{room}/participants/{identity}", get(get_participant).patch(update_participant).delete(remove_participant))
+        .route("/api/v1/rooms/{room}/participants/{identity}/mute", post(mute))
+        .route("/api/v1/rooms/{room}/data", post(send_data))
+        .route("/api/v1/{*rest}", axum::routing::any(not_found))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rate_limiter_refills() {
+        let l = RateLimiter::new(10.0, 2.0);
+        let t = Instant::now();
+        assert!(l.allow("k", t));
+        assert!(l.allow("k", t));
+        assert!(!l.allow("k", t));
+        assert!(l.allow("other", t), "buckets are per key");
+        assert!(l.allow("k", t + Duration::from_millis(100)));
+    }
+}

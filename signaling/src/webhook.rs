@@ -1,0 +1,215 @@
+//! Webhooks: room and participant events POSTed as JSON to configured URLs, signed so the
+//! receiver can check body and sender, delivered asynchronously with retries from a
+//! bounded queue that never blocks media or signaling (a full queue drops and counts).
+//!
+//! Signature scheme (documented in docs/api.md): headers
+//! `X-Switchboard-Key: <api key>` and
+//! `X-Switchboard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
+//! where `secret` is that API key's secret. Receivers recompute the HMAC over the exact
+//! body bytes, compare in constant time, and reject stale `t` (replays).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::auth::unix_now;
+use crate::hub::RoomInfo;
+use crate::protocol::{ParticipantInfo, TrackInfo};
+
+/// Events waiting for delivery before new ones are dropped.
+pub const QUEUE: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct WebhookEvent {
+    /// Unique per event; receivers may use it to drop duplicates after retries.
+    pub id: String,
+    /// `room_started`, `room_finished`, `participant_joined`, `participant_left`,
+    /// `track_published`, `track_unpublished`.
+    pub event: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub room: RoomInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participant: Option<ParticipantInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track: Option<TrackInfo>,
+}
+
+static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
+
+impl WebhookEvent {
+    fn new(event: &str, room: &RoomInfo) -> Self {
+        Self {
+            id: format!("EV_{:x}_{}", unix_now(), NEXT_EVENT.fetch_add(1, Ordering::Relaxed)),
+            event: event.to_string(),
+            created_at: unix_now(),
+            room: room.clone(),
+            participant: None,
+            track: None,
+        }
+    }
+
+    pub fn room(event: &str, room: &RoomInfo) -> Self {
+        Self::new(event, room)
+    }
+
+    pub fn participant(event: &str, room: &RoomInfo, p: &ParticipantInfo) -> Self {
+        Self { participant: Some(p.clone()), ..Self::new(event, room) }
+    }
+
+    pub fn track(event: &str, room: &RoomInfo, p: &ParticipantInfo, t: &TrackInfo) -> Self {
+        Self { participant: Some(p.clone()), track: Some(t.clone()), ..Self::new(event, room) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub urls: Vec<String>,
+    pub key: String,
+    pub secret: String,
+    /// Delivery attempts per URL (first try included).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled after each failure.
+    pub backoff: Duration,
+    pub timeout: Duration,
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The sending side, held by the hub.
+#[derive(Clone)]
+pub struct Webhooks {
+    tx: mpsc::Sender<WebhookEvent>,
+    pub stats: Arc<WebhookStats>,
+}
+
+/// The delivery task; run it on the control plane's runtime.
+pub struct WebhookWorker {
+    rx: mpsc::Receiver<WebhookEvent>,
+    cfg: WebhookConfig,
+    stats: Arc<WebhookStats>,
+}
+
+impl Webhooks {
+    pub fn new(cfg: WebhookConfig) -> (Self, WebhookWorker) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(WebhookStats::default());
+        (Self { tx, stats: stats.clone() }, WebhookWorker { rx, cfg, stats })
+    }
+
+    /// Queue an event; never blocks. A full queue drops it (counted and logged).
+    pub fn send(&self, e: WebhookEvent) {
+        if self.tx.try_send(e).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("webhook queue full: event dropped");
+        }
+    }
+}
+
+/// `t=<t>,v1=<hex>` for `body` at time `t`.
+pub fn sign(secret: &str, t: u64, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(t.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    format!("t={t},v1={}", hex::encode(ctx.sign().as_ref()))
+}
+
+/// Check a signature header against `body` (constant-time), accepting timestamps within
+/// `tolerance` seconds of `now`.
+pub fn verify(secret: &str, header: &str, body: &[u8], now: u64, tolerance: u64) -> bool {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = x.parse::<u64>().ok(),
+            Some(("v1", x)) => v1 = hex::decode(x).ok(),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(sig)) = (t, v1) else { return false };
+    if t.abs_diff(now) > tolerance {
+        return false;
+    }
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut msg = t.to_string().into_bytes();
+    msg.push(b'.');
+    msg.extend_from_slice(body);
+    hmac::verify(&key, &msg, &sig).is_ok()
+}
+
+impl WebhookWorker {
+    pub async fn run(mut self) {
+        let client = match reqwest::Client::builder().timeout(self.cfg.timeout).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "webhook client");
+                return;
+            }
+        };
+        while let Some(e) = self.rx.recv().await {
+            let Ok(body) = serde_json::to_vec(&e) else { continue };
+            for url in &self.cfg.urls {
+                let mut wait = self.cfg.backoff;
+                let mut ok = false;
+                for attempt in 0..self.cfg.attempts.max(1) {
+                    if attempt > 0 {
+                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    let sig = sign(&self.cfg.secret, unix_now(), &body);
+                    let r = client
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .header("x-switchboard-key", &self.cfg.key)
+                        .header("x-switchboard-signature", sig)
+                        .header("x-switchboard-event-id", &e.id)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if r.as_ref().is_ok_and(|r| r.status().is_success()) {
+                        ok = true;
+                        break;
+                    }
+                }
+                if ok {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(event = %e.event, id = %e.id, "webhook delivery failed after retries");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify() {
+        let body = br#"{"event":"room_started"}"#;
+        let h = sign("s3cret", 1_000, body);
+        assert!(h.starts_with("t=1000,v1="));
+        assert!(verify("s3cret", &h, body, 1_010, 300));
+        assert!(!verify("other", &h, body, 1_010, 300), "wrong secret");
+        assert!(!verify("s3cret", &h, b"{}", 1_010, 300), "tampered body");
+        assert!(!verify("s3cret", &h, body, 2_000, 300), "stale timestamp");
+        assert!(!verify("s3cret", "garbage", body, 1_000, 300));
+        assert!(!verify("s3cret", "t=1000,v1=zz", body, 1_000, 300));
+    }
+}
