@@ -60,11 +60,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(r) => {
-                let status = r.status();
-                let code = match &r {
-                    JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-                    _ if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-                    _ => "invalid_body",
+                let (status, code) = match &r {
+                    JsonRejection::MissingJsonContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+                    _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                    // Syntax and data errors alike (axum says 422 for the latter) are 400.
+                    _ => (StatusCode::BAD_REQUEST, "invalid_body"),
                 };
                 Err(ApiError(status, code, r.body_text()))
             }

@@ -542,10 +542,9 @@ impl Hub {
             m.info.metadata = md;
         }
         if let Some(p) = permissions {
+            // Tracks leave `info.tracks` as the media plane unpublishes them (and everyone
+            // is told then).
             m.info.permissions = p;
-            if !p.can_publish {
-                m.info.tracks.clear();
-            }
         }
         let info = m.info.clone();
         let hidden = m.hidden;
