@@ -23,6 +23,9 @@ echo "== cargo test (unit, simulation, loopback integration)"
 cargo build --workspace --all-targets
 cargo test --workspace
 
+echo "== REST API against its OpenAPI document (schemathesis, bounded)"
+bash tests/api-fuzz/run.sh "$PWD/target/debug/switchboard"
+
 echo "== browser end-to-end tests (headless Chromium)"
 # Inside a private network namespace with only loopback when we may create one, so that
 # every packet provably stays on 127.0.0.1.

@@ -30,6 +30,19 @@ function tileFor(id, name) {
   return tile;
 }
 
+function notice(text) {
+  const n = document.createElement('div');
+  n.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  $('#notices').prepend(n);
+  while ($('#notices').children.length > 8) $('#notices').lastChild.remove();
+}
+
+function nameOf(id) {
+  const c = state.client;
+  if (c && c.me && c.me.id === id) return 'you';
+  return c?.participants.get(id)?.name || `participant ${id}`;
+}
+
 function showMute(id, kind, muted) {
   const tile = document.querySelector(`.tile[data-participant="${id}"]`);
   if (tile) tile.classList.toggle(kind === 'audio' ? 'mic-off' : 'cam-off', muted);
@@ -76,10 +89,28 @@ async function join() {
         showMute(publisher, 'video', p.video_muted);
       }
     });
-    client.addEventListener('mute_changed', (e) => showMute(e.detail.participant, e.detail.kind, e.detail.muted));
+    client.addEventListener('mute_changed', (e) => {
+      const { participant, kind, muted, by_admin } = e.detail;
+      showMute(participant, kind, muted);
+      if (client.me && participant === client.me.id) {
+        const btn = kind === 'audio' ? $('#mic') : $('#cam');
+        btn.classList.toggle('off', muted);
+        btn.textContent = kind === 'audio' ? (muted ? 'Unmute mic' : 'Mute mic') : (muted ? 'Camera on' : 'Camera off');
+      }
+      if (by_admin) notice(`an administrator ${muted ? 'muted' : 'unmuted'} ${nameOf(participant)} (${kind})`);
+    });
+    client.addEventListener('participant_updated', (e) => {
+      const p = e.detail;
+      if (p.id !== client.me?.id) document.querySelector(`.tile[data-participant="${p.id}"] .label`).textContent = p.metadata ? `${p.name} — ${p.metadata}` : p.name;
+      const perms = p.permissions;
+      notice(`${nameOf(p.id)}: ${p.metadata ? `“${p.metadata}”, ` : ''}publish ${perms.can_publish ? 'on' : 'off'}, subscribe ${perms.can_subscribe ? 'on' : 'off'}`);
+    });
+    client.addEventListener('room_updated', (e) => notice(`room: ${e.detail.metadata}`));
+    client.addEventListener('data', (e) => notice(`${e.detail.from ? nameOf(e.detail.from) : 'server'}${e.detail.topic ? ` [${e.detail.topic}]` : ''}: ${e.detail.payload}`));
     client.addEventListener('error', (e) => {
       state.errors.push(e.detail);
       status(`error: ${e.detail.message}`);
+      if (e.detail.code === 'removed') notice(`removed: ${e.detail.message}`);
     });
     client.addEventListener('closed', (e) => {
       state.joined = false;

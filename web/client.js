@@ -75,9 +75,21 @@ export class SwitchboardClient extends EventTarget {
       case 'mute_changed': {
         const p = this.participants.get(msg.participant);
         if (p) p[msg.kind === 'audio' ? 'audio_muted' : 'video_muted'] = msg.muted;
+        // An administrator muted us: stop sending from this side too.
+        if (this.me && msg.participant === this.me.id) {
+          const t = this.localTracks[msg.kind];
+          if (t) t.enabled = !msg.muted;
+        }
         this.emit('mute_changed', msg);
         break;
       }
+      case 'participant_updated':
+        if (this.me && msg.participant.id === this.me.id) this.me = msg.participant;
+        else this.participants.set(msg.participant.id, msg.participant);
+        this.emit('participant_updated', msg.participant);
+        break;
+      case 'room_updated':
+      case 'data':
       case 'track_published':
       case 'track_unpublished':
       case 'error':
@@ -133,6 +145,10 @@ export class SwitchboardClient extends EventTarget {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp });
+  }
+
+  sendData(payload, topic) {
+    this.send({ type: 'data', payload, topic });
   }
 
   setMuted(kind, muted) {

@@ -353,3 +353,17 @@ async fn permission_changes_and_mutes_apply_live_to_media_clients() {
     run_all(&mut ps, Duration::from_secs(1)).await;
     assert!(count(&ps, 0, idb, TrackKind::Video) > v + 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_api_md_covers_every_openapi_route() {
+    let server = start_server();
+    let api = Api::new(&server);
+    let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let line = format!("`{} {}`", method.to_uppercase(), path);
+            assert!(md.contains(&line), "docs/api.md does not document {line}");
+        }
+    }
+}

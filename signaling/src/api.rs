@@ -143,7 +143,7 @@ fn room_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn identity(id: &str) -> Result<(), ApiError> {
-    if !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control) {
+    if !id.is_empty() && id.chars().count() <= 256 && !id.chars().any(|c| c.is_ascii_control()) {
         Ok(())
     } else {
         Err(ApiError(StatusCode::BAD_REQUEST, "invalid", "identity: 1-256 characters, no control characters".into()))
@@ -153,18 +153,22 @@ fn identity(id: &str) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")]
     pub name: String,
     /// Seconds an empty room lives (default 300).
+    #[schema(maximum = 604800)]
     pub empty_timeout: Option<u64>,
     /// 0: unlimited.
     pub max_participants: Option<u32>,
     #[serde(default)]
+    #[schema(max_length = 16384)]
     pub metadata: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoom {
+    #[schema(max_length = 16384)]
     pub metadata: String,
 }
 
@@ -178,6 +182,7 @@ pub struct DeleteRoom {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParticipant {
+    #[schema(max_length = 16384)]
     pub metadata: Option<String>,
     pub permissions: Option<Permissions>,
 }
@@ -194,6 +199,7 @@ pub struct MuteTrack {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendData {
+    #[schema(max_length = 15360)]
     pub payload: String,
     pub topic: Option<String>,
     /// Identities to deliver to; empty or absent: everyone in the room.
@@ -214,8 +220,8 @@ pub struct ParticipantList {
 type R<T> = Result<T, ApiError>;
 
 #[utoipa::path(post, path = "/api/v1/rooms", request_body = CreateRoom, security(("bearer" = [])),
-    responses((status = 201, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
-        (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 413, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
+    responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 201, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn create_room(State(s): State<ApiState>, headers: HeaderMap, ApiJson(b): ApiJson<CreateRoom>) -> R<(StatusCode, Json<RoomInfo>)> {
     let c = Caller::from(&s, &headers)?;
     c.need(c.0.video.room_create, "roomCreate")?;
@@ -223,15 +229,15 @@ async fn create_room(State(s): State<ApiState>, headers: HeaderMap, ApiJson(b): 
 }
 
 #[utoipa::path(get, path = "/api/v1/rooms", security(("bearer" = [])),
-    responses((status = 200, body = RoomList), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
+    responses((status = 200, body = RoomList), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn list_rooms(State(s): State<ApiState>, headers: HeaderMap) -> R<Json<RoomList>> {
     let c = Caller::from(&s, &headers)?;
     c.need(c.0.video.room_list, "roomList")?;
     Ok(Json(RoomList { rooms: s.hub.list_rooms() }))
 }
 
-#[utoipa::path(get, path = "/api/v1/rooms/{room}", params(("room" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/rooms/{room}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), security(("bearer" = [])),
+    responses((status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn get_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>) -> R<Json<RoomInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
@@ -239,8 +245,8 @@ async fn get_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Pat
     Ok(Json(s.hub.get_room(&room)?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/rooms/{room}", params(("room" = String, Path)), request_body = UpdateRoom, security(("bearer" = [])),
-    responses((status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/rooms/{room}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), request_body = UpdateRoom, security(("bearer" = [])),
+    responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn update_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, ApiJson(b): ApiJson<UpdateRoom>) -> R<Json<RoomInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
@@ -248,13 +254,13 @@ async fn update_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): 
     Ok(Json(s.hub.update_room(&room, b.metadata)?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/rooms/{room}", params(("room" = String, Path)), request_body(content = Option<DeleteRoom>), security(("bearer" = [])),
-    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), request_body(content = Option<DeleteRoom>), security(("bearer" = [])),
+    responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn delete_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, body: axum::body::Bytes) -> R<StatusCode> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     c.need(c.0.video.room_create || c.0.video.admin_of(&room), "roomCreate or roomAdmin")?;
-    let b: DeleteRoom = if body.is_empty() {
+    let b: DeleteRoom = if body.is_empty() || body.as_ref() == b"null" {
         DeleteRoom::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
@@ -263,8 +269,8 @@ async fn delete_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): 
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/rooms/{room}/participants", params(("room" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ParticipantList), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/rooms/{room}/participants", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), security(("bearer" = [])),
+    responses((status = 200, body = ParticipantList), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn list_participants(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>) -> R<Json<ParticipantList>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
@@ -272,8 +278,8 @@ async fn list_participants(State(s): State<ApiState>, headers: HeaderMap, Path(r
     Ok(Json(ParticipantList { participants: s.hub.list_participants(&room)? }))
 }
 
-#[utoipa::path(get, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path), ("identity" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), security(("bearer" = [])),
+    responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn get_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>) -> R<Json<ParticipantInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
@@ -282,8 +288,8 @@ async fn get_participant(State(s): State<ApiState>, headers: HeaderMap, Path((ro
     Ok(Json(s.hub.get_participant(&room, &id)?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path), ("identity" = String, Path)), request_body = UpdateParticipant, security(("bearer" = [])),
-    responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), request_body = UpdateParticipant, security(("bearer" = [])),
+    responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn update_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>, ApiJson(b): ApiJson<UpdateParticipant>) -> R<Json<ParticipantInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
@@ -292,8 +298,8 @@ async fn update_participant(State(s): State<ApiState>, headers: HeaderMap, Path(
     Ok(Json(s.hub.update_participant(&room, &id, b.metadata, b.permissions)?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path), ("identity" = String, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn remove_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>) -> R<StatusCode> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
@@ -303,8 +309,8 @@ async fn remove_participant(State(s): State<ApiState>, headers: HeaderMap, Path(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/rooms/{room}/participants/{identity}/mute", params(("room" = String, Path), ("identity" = String, Path)), request_body = MuteTrack, security(("bearer" = [])),
-    responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/participants/{identity}/mute", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), request_body = MuteTrack, security(("bearer" = [])),
+    responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn mute(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>, ApiJson(b): ApiJson<MuteTrack>) -> R<Json<ParticipantInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
@@ -313,8 +319,8 @@ async fn mute(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): P
     Ok(Json(s.hub.admin_mute(&room, &id, b.kind, b.muted)?))
 }
 
-#[utoipa::path(post, path = "/api/v1/rooms/{room}/data", params(("room" = String, Path)), request_body = SendData, security(("bearer" = [])),
-    responses((status = 202), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/data", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), request_body = SendData, security(("bearer" = [])),
+    responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 202), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn send_data(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, ApiJson(b): ApiJson<SendData>) -> R<StatusCode> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;

@@ -81,4 +81,13 @@ export async function waitFor(fn, { timeout = 30000, interval = 250, what = 'con
   throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
 }
 
+// An HS256 JWT signed with the development key the server prints in dev mode.
+import { createHmac } from 'node:crypto';
+export function devToken(video, ttl = 600) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'devkey', sub: 'test-admin', exp: Math.floor(Date.now() / 1000) + ttl, video })}`;
+  const sig = createHmac('sha256', 'switchboard-development-secret-do-not-use-in-production').update(body).digest('base64url');
+  return `${body}.${sig}`;
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -2,7 +2,7 @@
 // other through the SFU, and one leaves.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openParticipant, inbound, waitFor, sleep } from './lib.mjs';
+import { startServer, openParticipant, inbound, waitFor, sleep, devToken } from './lib.mjs';
 
 test('two browsers see and hear each other; a leaver disappears', async () => {
   const server = await startServer();
@@ -33,6 +33,18 @@ test('two browsers see and hear each other; a leaver disappears', async () => {
     await waitFor(() => b.page.evaluate(() => document.querySelector('#grid .tile')?.classList.contains('mic-off')), { what: 'mute shown', timeout: 5000 });
     await a.page.click('#mic');
     await waitFor(() => b.page.evaluate(() => !document.querySelector('#grid .tile')?.classList.contains('mic-off')), { what: 'unmute shown', timeout: 5000 });
+    // An administrator mutes Alice through the REST API: her page shows it and her
+    // microphone button turns off; Bob sees her muted.
+    const admin = devToken({ room, roomAdmin: true });
+    const identity = await a.page.evaluate(() => window.sb.client.me.identity);
+    const r = await fetch(`${server.base}/api/v1/rooms/${room}/participants/${identity}/mute`, {
+      method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'audio', muted: true }),
+    });
+    assert.equal(r.status, 200, await r.text());
+    await waitFor(() => a.page.evaluate(() => document.querySelector('#mic').classList.contains('off')
+      && document.querySelector('#notices').textContent.includes('administrator muted you')), { what: 'admin mute shown', timeout: 5000 });
+    await waitFor(() => b.page.evaluate(() => document.querySelector('#grid .tile')?.classList.contains('mic-off')), { what: 'admin mute seen by bob', timeout: 5000 });
     // Bob leaves: his tile disappears from Alice's page.
     await b.page.click('#leave');
     await waitFor(() => a.page.evaluate(() => document.querySelectorAll('#grid .tile').length === 0), { what: "bob's tile removed", timeout: 10000 });
