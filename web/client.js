@@ -144,7 +144,12 @@ export class SwitchboardClient extends EventTarget {
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp });
+    // Declare what each m-line carries (the server checks it against the token's grant).
+    const sources = {};
+    for (const t of pc.getTransceivers()) {
+      if (t.mid && t.sender.track) sources[t.mid] = t.sender.track.kind === 'audio' ? 'microphone' : 'camera';
+    }
+    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources });
   }
 
   sendData(payload, topic) {

@@ -63,9 +63,16 @@ pub struct RoomInfo {
     pub num_participants: usize,
 }
 
+/// The sources a client may declare for its m-lines.
+pub const SOURCES: [&str; 4] = ["camera", "microphone", "screen_share", "screen_share_audio"];
+
 struct Member {
     info: ParticipantInfo,
     hidden: bool,
+    /// `canPublishSources` of the token (empty: any).
+    allowed_sources: Vec<String>,
+    /// Declared source per publisher m-line.
+    sources: HashMap<String, String>,
     admin_muted: [bool; 2],
     tx: mpsc::Sender<Outbound>,
 }
@@ -236,7 +243,17 @@ impl Hub {
             if !g.hidden {
                 broadcast(&r.members, None, ServerMessage::ParticipantJoined { participant: info.clone() });
             }
-            r.members.insert(id, Member { info: info.clone(), hidden: g.hidden, admin_muted: [false; 2], tx });
+            r.members.insert(
+                id,
+                Member {
+                    info: info.clone(),
+                    hidden: g.hidden,
+                    allowed_sources: g.can_publish_sources.clone(),
+                    sources: HashMap::new(),
+                    admin_muted: [false; 2],
+                    tx,
+                },
+            );
             r.empty_since = None;
             r.info.num_participants = r.members.len();
             dir.room_of.insert(id, room.0.clone());
@@ -274,11 +291,20 @@ impl Hub {
                 }
                 return self.deliver_data(&room.0, Some(id), topic, payload, |p| destination.is_empty() || destination.contains(&p.id));
             }
-            ClientMessage::PublishOffer { sdp } => {
-                if !self.with_member(id, |m| m.info.permissions.can_publish).unwrap_or(false) {
-                    return self.reply_error(id, ErrorCode::NotAllowed, "the token does not grant publishing");
+            ClientMessage::PublishOffer { sdp, sources } => {
+                let checked = self.with_member(id, |m| {
+                    if !m.info.permissions.can_publish {
+                        return Err("the token does not grant publishing".to_string());
+                    }
+                    check_sources(&sdp, &sources, &m.allowed_sources)?;
+                    m.sources.extend(sources.clone());
+                    Ok(())
+                });
+                match checked {
+                    Some(Ok(())) => Command::PublishOffer { participant: id, sdp },
+                    Some(Err(why)) => return self.reply_error(id, ErrorCode::NotAllowed, why),
+                    None => return,
                 }
-                Command::PublishOffer { participant: id, sdp }
             }
             ClientMessage::SubscribeAnswer { sdp } => Command::SubscribeAnswer { participant: id, sdp },
             ClientMessage::Candidate { pc, candidate } => {
@@ -370,11 +396,12 @@ impl Hub {
                 self.send_to(participant, ServerMessage::SubscribeOffer { sdp, tracks })
             }
             Event::Connected { .. } => {}
-            Event::TrackPublished { room, participant, track, kind, rids, .. } => {
-                let info = TrackInfo { id: track, kind, simulcast: rids };
+            Event::TrackPublished { room, participant, track, kind, rids, mid } => {
                 let mut dir = self.dir.lock();
                 let Some(r) = dir.rooms.get_mut(&room.0) else { return };
                 let Some(m) = r.members.get_mut(&participant) else { return };
+                let source = m.sources.get(&mid).cloned().unwrap_or_default();
+                let info = TrackInfo { id: track, kind, simulcast: rids, source };
                 m.info.tracks.push(info.clone());
                 let hidden = m.hidden;
                 let hook = WebhookEvent::track("track_published", &r.info, &m.info, &info);
@@ -586,6 +613,27 @@ impl Hub {
             let _ = m.tx.try_send(Outbound::Message(msg.clone()));
         }
     }
+}
+
+/// Every m-line of `sdp` must be declared with a known source, and one the token allows
+/// when it limits sources.
+fn check_sources(sdp: &str, declared: &std::collections::BTreeMap<String, String>, allowed: &[String]) -> Result<(), String> {
+    for (mid, src) in declared {
+        if !SOURCES.contains(&src.as_str()) {
+            return Err(format!("m-line {mid}: unknown source {src:?} (camera, microphone, screen_share, screen_share_audio)"));
+        }
+    }
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    for mid in sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")) {
+        match declared.get(mid) {
+            None => return Err(format!("m-line {mid}: the token limits sources, so each m-line needs one")),
+            Some(s) if !allowed.iter().any(|a| a == s) => return Err(format!("the token does not grant publishing {s}")),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn set_muted_flag(info: &mut ParticipantInfo, kind: TrackKind, muted: bool) {

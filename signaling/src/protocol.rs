@@ -17,8 +17,14 @@ pub enum ClientMessage {
         #[serde(default)]
         version: Option<u32>,
     },
-    /// Offer for the publisher connection (first or renegotiation).
-    PublishOffer { sdp: String },
+    /// Offer for the publisher connection (first or renegotiation), with what each m-line
+    /// carries (`mid` → `camera` | `microphone` | `screen_share` | `screen_share_audio`).
+    /// Required for every m-line when the token limits `canPublishSources`.
+    PublishOffer {
+        sdp: String,
+        #[serde(default)]
+        sources: std::collections::BTreeMap<String, String>,
+    },
     /// Answer to the latest `subscribe_offer`.
     SubscribeAnswer { sdp: String },
     /// A trickled ICE candidate; an empty string ends gathering.
@@ -68,6 +74,10 @@ pub struct TrackInfo {
     #[schema(value_type = String, example = "video")]
     pub kind: TrackKind,
     pub simulcast: Vec<String>,
+    /// As the publisher declared it: `camera`, `microphone`, `screen_share`,
+    /// `screen_share_audio`, or empty.
+    #[serde(default)]
+    pub source: String,
 }
 
 /// Messages from the server.

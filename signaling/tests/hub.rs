@@ -76,7 +76,7 @@ fn join_announces_and_routes_media_events() {
     assert_eq!(plane.commands.lock().len(), 2);
 
     // Client message → command; media event → message to the right client.
-    hub.handle(a, ClientMessage::PublishOffer { sdp: "x".into() });
+    hub.handle(a, ClientMessage::PublishOffer { sdp: "x".into(), sources: Default::default() });
     assert!(matches!(plane.commands.lock().last(), Some(Command::PublishOffer { participant, .. }) if *participant == a));
     hub.on_media_event(Event::PublishAnswer { participant: a, sdp: "ans".into() });
     assert_eq!(msgs(&mut ra), vec![ServerMessage::PublishAnswer { sdp: "ans".into() }]);
@@ -148,4 +148,38 @@ fn refusals() {
     assert!(matches!(hub.join(&tok(&keys, "r", "x"), None, NOW), Err(JoinError::Plane(PlaneError::Busy))));
     assert!(hub.room_members("r").is_empty(), "a refused join leaves nothing behind");
     let _ = ParticipantId(0);
+}
+
+#[test]
+fn publish_sources_are_enforced_when_the_token_limits_them() {
+    let (plane, hub, keys) = setup();
+    let limited = keys
+        .mint(
+            "k",
+            &Claims {
+                iss: "k".into(),
+                sub: "mic-only".into(),
+                exp: NOW + 60,
+                nbf: None,
+                name: None,
+                video: VideoGrant { can_publish_sources: vec!["microphone".into()], ..VideoGrant::join("r") },
+            },
+        )
+        .unwrap();
+    let (a, mut ra) = hub.join(&limited, None, NOW).unwrap();
+    drain(&mut ra);
+    let offer = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n";
+    let sent = |plane: &FakePlane| plane.commands.lock().iter().filter(|c| matches!(c, Command::PublishOffer { .. })).count();
+    let src = |pairs: &[(&str, &str)]| pairs.iter().map(|(m, s)| (m.to_string(), s.to_string())).collect();
+    // camera not granted; an undeclared m-line; an unknown source name
+    for sources in [src(&[("0", "microphone"), ("1", "camera")]), src(&[("0", "microphone")]), src(&[("0", "microphone"), ("1", "hologram")])] {
+        hub.handle(a, ClientMessage::PublishOffer { sdp: offer.into(), sources });
+        assert!(matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::NotAllowed, .. }));
+    }
+    assert_eq!(sent(&plane), 0);
+    hub.handle(a, ClientMessage::PublishOffer { sdp: "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\n".into(), sources: src(&[("0", "microphone")]) });
+    assert_eq!(sent(&plane), 1);
+    // The declared source shows on the published track.
+    hub.on_media_event(Event::TrackPublished { room: RoomId::from("r"), participant: a, track: TrackId(1), kind: TrackKind::Audio, mid: "0".into(), rids: vec![] });
+    assert_eq!(hub.room_members("r")[0].tracks[0].source, "microphone");
 }
