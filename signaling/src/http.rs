@@ -35,12 +35,14 @@ pub fn router(state: AppState) -> Router {
         hub: state.hub.clone(),
         limiter: Arc::new(crate::api::RateLimiter::new(state.rate.0, state.rate.1)),
     });
+    let whip = crate::whip::router(crate::whip::WhipState::new(state.hub.clone()));
     Router::new()
         .route("/ws", get(ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/dev/token", get(dev_token))
         .with_state(state)
         .merge(api)
+        .merge(whip)
 }
 
 async fn ws(State(s): State<AppState>, up: WebSocketUpgrade) -> Response {

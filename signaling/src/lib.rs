@@ -20,6 +20,7 @@ pub mod hub;
 pub mod plane;
 pub mod protocol;
 pub mod webhook;
+pub mod whip;
 pub mod ws;
 
 pub use auth::{Claims, KeyStore, VideoGrant};

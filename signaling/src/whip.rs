@@ -1,0 +1,245 @@
+//! WHIP (RFC 9725): standard WebRTC ingest. `POST /whip/{room}` with an SDP offer and a
+//! bearer access token creates a publishing participant (identity from the token) and
+//! answers `201 Created` with the SDP answer, a `Location` for the session and an `ETag`.
+//! `PATCH` on the session trickles ICE candidates (`application/trickle-ice-sdpfrag`),
+//! `DELETE` ends it, `OPTIONS` answers CORS preflight. See `docs/whip-whep.md`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::Router;
+use dashmap::DashMap;
+use sfu_core::{ParticipantId, PcKind};
+
+use crate::auth::unix_now;
+use crate::hub::{Hub, JoinError, Outbound};
+use crate::protocol::{ClientMessage, ServerMessage};
+
+/// How long a WHIP client waits for the media plane's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest SDP accepted.
+const MAX_SDP: usize = 64 * 1024;
+
+struct Session {
+    participant: ParticipantId,
+    room: String,
+    etag: String,
+}
+
+#[derive(Clone)]
+pub struct WhipState {
+    pub hub: Arc<Hub>,
+    sessions: Arc<DashMap<String, Session>>,
+}
+
+impl WhipState {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub, sessions: Arc::new(DashMap::new()) }
+    }
+}
+
+fn cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert("access-control-allow-methods", HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"));
+    h.insert("access-control-allow-headers", HeaderValue::from_static("authorization, content-type, if-match"));
+    h.insert("access-control-expose-headers", HeaderValue::from_static("location, etag, link"));
+    r
+}
+
+fn err(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    cors(crate::http::json_error(status, code, message))
+}
+
+fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(want)))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// The source each m-line carries, inferred from its kind (a WHIP client cannot declare
+/// it): audio is the microphone, video the camera.
+fn inferred_sources(sdp: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut kind = None;
+    for l in sdp.lines().map(str::trim) {
+        if let Some(m) = l.strip_prefix("m=") {
+            kind = m.split(' ').next().map(str::to_string);
+        } else if let Some(mid) = l.strip_prefix("a=mid:") {
+            let src = match kind.as_deref() {
+                Some("audio") => "microphone",
+                _ => "camera",
+            };
+            out.insert(mid.to_string(), src.to_string());
+        }
+    }
+    out
+}
+
+async fn options() -> Response {
+    cors(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if !content_type_is(&headers, "application/sdp") {
+        return err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the offer must be application/sdp");
+    }
+    let Some(token) = bearer(&headers) else {
+        return err(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token");
+    };
+    let claims = match s.hub.keys().verify(token, unix_now()) {
+        Ok(c) => c,
+        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+    };
+    if claims.video.room != room {
+        return err(StatusCode::FORBIDDEN, "forbidden", "the token is for another room");
+    }
+    if !claims.video.can_publish {
+        return err(StatusCode::FORBIDDEN, "forbidden", "the token does not grant publishing");
+    }
+    if body.len() > MAX_SDP {
+        return err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "SDP over 64 KiB");
+    }
+    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
+        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8");
+    };
+    if !sdp.starts_with("v=0") || !sdp.contains("m=") {
+        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not an SDP offer");
+    }
+    let (id, mut rx) = match s.hub.join(token, None, unix_now()) {
+        Ok(ok) => ok,
+        Err(JoinError::RoomFull(n)) => return err(StatusCode::SERVICE_UNAVAILABLE, "room_full", format!("the room is full ({n})")),
+        Err(JoinError::NoSuchRoom) => return err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
+        Err(JoinError::Plane(e)) => return err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+    };
+    let sources = inferred_sources(&sdp);
+    s.hub.handle(id, ClientMessage::PublishOffer { sdp, sources });
+    // Wait for the answer (or the refusal) on the participant's own queue.
+    let outcome = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        while let Some(o) = rx.recv().await {
+            match o {
+                Outbound::Message(ServerMessage::PublishAnswer { sdp }) => return Ok(sdp),
+                Outbound::Message(ServerMessage::Error { message, .. }) => return Err(message),
+                Outbound::Close { reason, .. } => return Err(reason),
+                _ => {}
+            }
+        }
+        Err("the session ended".to_string())
+    })
+    .await;
+    let answer = match outcome {
+        Ok(Ok(a)) => a,
+        Ok(Err(why)) => {
+            s.hub.leave(id);
+            let (status, code) = if why.contains("no codec in common") {
+                (StatusCode::UNPROCESSABLE_ENTITY, "no_common_codec")
+            } else if why.contains("not grant") {
+                (StatusCode::FORBIDDEN, "forbidden")
+            } else {
+                (StatusCode::BAD_REQUEST, "bad_sdp")
+            };
+            return err(status, code, why);
+        }
+        Err(_) => {
+            s.hub.leave(id);
+            return err(StatusCode::SERVICE_UNAVAILABLE, "timeout", "no answer from the media plane");
+        }
+    };
+    // Keep the participant's queue drained while the session lives (room events are of no
+    // use to a WHIP client); a removal by the API ends the session.
+    let session = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let etag = format!("\"{:08x}\"", rand::random::<u32>());
+    s.sessions.insert(session.clone(), Session { participant: id, room: room.clone(), etag: etag.clone() });
+    let sessions = s.sessions.clone();
+    let sid = session.clone();
+    tokio::spawn(async move {
+        while let Some(o) = rx.recv().await {
+            if matches!(o, Outbound::Close { .. }) {
+                break;
+            }
+        }
+        sessions.remove(&sid);
+    });
+    let mut r = (StatusCode::CREATED, answer).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    if let Ok(v) = HeaderValue::from_str(&format!("/whip/{room}/{session}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    cors(r)
+}
+
+async fn patch(State(s): State<WhipState>, Path((room, session)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(entry) = s.sessions.get(&session).filter(|e| e.room == room).map(|e| (e.participant, e.etag.clone())) else {
+        return err(StatusCode::NOT_FOUND, "not_found", "no such session");
+    };
+    if !content_type_is(&headers, "application/trickle-ice-sdpfrag") {
+        return err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "use application/trickle-ice-sdpfrag");
+    }
+    if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        if m != "*" && m != entry.1 {
+            return err(StatusCode::PRECONDITION_FAILED, "precondition_failed", "ETag mismatch");
+        }
+    }
+    let frag = String::from_utf8_lossy(&body);
+    let mut n = 0;
+    for line in frag.lines().map(str::trim) {
+        if let Some(c) = line.strip_prefix("a=") {
+            if c.starts_with("candidate:") {
+                s.hub.handle(entry.0, ClientMessage::Candidate { pc: PcKind::Publisher, candidate: c.to_string() });
+                n += 1;
+            }
+        }
+    }
+    let _ = n;
+    cors(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn remove(State(s): State<WhipState>, Path((room, session)): Path<(String, String)>) -> Response {
+    match s.sessions.remove(&session) {
+        Some((_, sess)) if sess.room == room => {
+            s.hub.leave(sess.participant);
+            cors(StatusCode::OK.into_response())
+        }
+        Some((k, sess)) => {
+            s.sessions.insert(k, sess);
+            err(StatusCode::NOT_FOUND, "not_found", "no such session")
+        }
+        None => err(StatusCode::NOT_FOUND, "not_found", "no such session (already ended?)"),
+    }
+}
+
+pub fn router(state: WhipState) -> Router {
+    let _ = Method::OPTIONS;
+    Router::new()
+        .route("/whip/{room}", post(create).options(options))
+        .route("/whip/{room}/{session}", delete(remove).patch(patch).options(options))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_follow_kinds() {
+        let s = inferred_sources("v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n");
+        assert_eq!(s.get("0").map(String::as_str), Some("microphone"));
+        assert_eq!(s.get("1").map(String::as_str), Some("camera"));
+    }
+}
