@@ -83,9 +83,9 @@ export async function waitFor(fn, { timeout = 30000, interval = 250, what = 'con
 
 // An HS256 JWT signed with the development key the server prints in dev mode.
 import { createHmac } from 'node:crypto';
-export function devToken(video, ttl = 600) {
+export function devToken(video, ttl = 600, sub = 'test-admin') {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'devkey', sub: 'test-admin', exp: Math.floor(Date.now() / 1000) + ttl, video })}`;
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'devkey', sub, exp: Math.floor(Date.now() / 1000) + ttl, video })}`;
   const sig = createHmac('sha256', 'switchboard-development-secret-do-not-use-in-production').update(body).digest('base64url');
   return `${body}.${sig}`;
 }

@@ -1,0 +1,63 @@
+// A page that uses nothing but fetch and RTCPeerConnection publishes through WHIP; a
+// participant who joined through the web app sees and hears it; DELETE ends it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, openParticipant, waitFor, sleep, devToken } from './lib.mjs';
+
+test('WHIP publisher from a plain page is seen in the web app', async () => {
+  const server = await startServer();
+  const room = `whip${Date.now()}`;
+  const token = devToken({ room, roomJoin: true, canPublish: true, canSubscribe: false }, 600, 'whip-publisher');
+  const pub = await openParticipant(`${server.base}/`);
+  const viewer = await openParticipant(`${server.base}/?room=${room}&name=viewer&autojoin=1&quality=low`);
+  try {
+    const { location, status } = await pub.page.evaluate(async ({ room, token }) => {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360, frameRate: 15 } });
+      const pc = new RTCPeerConnection();
+      for (const t of stream.getTracks()) pc.addTransceiver(t, { direction: 'sendonly' });
+      await pc.setLocalDescription(await pc.createOffer());
+      await new Promise((resolve) => {
+        if (pc.iceGatheringState === 'complete') return resolve();
+        pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
+        setTimeout(resolve, 2000);
+      });
+      const res = await fetch(`/whip/${room}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
+        body: pc.localDescription.sdp,
+      });
+      if (res.status !== 201) return { status: res.status, error: await res.text() };
+      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+      window.whipPc = pc;
+      return { status: res.status, location: res.headers.get('location') };
+    }, { room, token });
+    assert.equal(status, 201);
+    assert.match(location, new RegExp(`^/whip/${room}/`));
+    // The viewer's page shows the WHIP publisher's tile, playing video.
+    await waitFor(() => viewer.page.evaluate(() => {
+      const v = document.querySelector('#grid .tile video');
+      return v && v.videoWidth > 0;
+    }), { what: 'WHIP video in the web app', timeout: 45000 });
+    const frames = () => viewer.page.evaluate(async () => {
+      let f = 0, a = 0;
+      for (const s of (await window.sb.client.subPc.getStats()).values()) {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') f += s.framesDecoded || 0;
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') a += s.packetsReceived || 0;
+      }
+      return { f, a };
+    });
+    const s1 = await frames();
+    await sleep(2000);
+    const s2 = await frames();
+    assert.ok(s2.f > s1.f + 10, `frames decoded rise: ${JSON.stringify([s1, s2])}`);
+    assert.ok(s2.a > s1.a + 50, 'audio arrives');
+    // DELETE ends the session: the tile goes away.
+    const del = await fetch(`${server.base}${location}`, { method: 'DELETE' });
+    assert.equal(del.status, 200);
+    await waitFor(() => viewer.page.evaluate(() => document.querySelectorAll('#grid .tile').length === 0), { what: 'WHIP tile removed', timeout: 10000 });
+  } finally {
+    await pub.close();
+    await viewer.close();
+    server.stop();
+  }
+});
