@@ -147,3 +147,35 @@ async fn whip_errors_leave_nothing_behind() {
     assert!(r.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
     assert!(r.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_errors() {
+    let server = start_server();
+    let base = format!("http://{}", server.http);
+    let mut someone = ws(&server).await;
+    common::send(&mut someone, serde_json::json!({"type": "join", "token": token("w", "alice", 60)})).await;
+    assert_eq!(recv(&mut someone).await["type"], "joined");
+    let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n".to_string();
+    let good = tok(VideoGrant::join("w"), SECRET);
+    let no_sub = tok(VideoGrant { can_subscribe: false, ..VideoGrant::join("w") }, SECRET);
+    let client = reqwest::Client::new();
+    let send = |path: &str, token: Option<&str>, ctype: &str, body: String| {
+        let mut r = client.post(format!("{base}{path}")).header("content-type", ctype).body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t.to_string());
+        }
+        r.send()
+    };
+    for (path, token, ctype, body, want) in [
+        ("/whep/w/alice", Some(good.as_str()), "text/plain", offer.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("/whep/w/alice", None, "application/sdp", offer.clone(), StatusCode::UNAUTHORIZED),
+        ("/whep/w/alice", Some(no_sub.as_str()), "application/sdp", offer.clone(), StatusCode::FORBIDDEN),
+        ("/whep/w/nobody", Some(good.as_str()), "application/sdp", offer.clone(), StatusCode::NOT_FOUND),
+        ("/whep/w/alice", Some(good.as_str()), "application/sdp", "nonsense".to_string(), StatusCode::BAD_REQUEST),
+        ("/whep/w/alice", Some(good.as_str()), "application/sdp", offer.clone(), StatusCode::BAD_REQUEST), // no ICE/DTLS attributes
+    ] {
+        let r = send(path, token, ctype, body).await.unwrap();
+        assert_eq!(r.status(), want, "{path}");
+    }
+    assert_eq!(members(&server, "w").await, 1, "no half-created viewers");
+}

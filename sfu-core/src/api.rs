@@ -56,6 +56,10 @@ pub enum Command {
     /// refuses new ones; revoking subscribe removes its subscriptions; granting again
     /// restores them.
     SetPermissions { participant: ParticipantId, can_publish: bool, can_subscribe: bool },
+    /// WHEP: the client offers receive-only m-lines for its subscriber connection; the
+    /// answer comes back as [`Event::PublishAnswer`]. The m-lines carry `target`'s tracks
+    /// (one per kind, bound as they are published) and are never renegotiated.
+    WhepOffer { participant: ParticipantId, target: ParticipantId, sdp: String },
     /// Stop (or resume) forwarding the participant's tracks of one kind (an admin mute).
     /// Resuming video asks the publisher for a keyframe.
     SetMuted { participant: ParticipantId, kind: TrackKind, muted: bool },

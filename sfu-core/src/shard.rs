@@ -78,6 +78,10 @@ pub(crate) struct Participant {
     pub pending_offer: Option<str0m::change::SdpPendingOffer>,
     pub renegotiate: bool,
     pub to_stop: Vec<Mid>,
+    /// WHEP viewers: whose tracks the client-offered m-lines carry.
+    pub whep_target: Option<ParticipantId>,
+    /// WHEP viewers: the client-offered m-lines, by kind.
+    pub whep_slots: Vec<(Mid, TrackKind)>,
 }
 
 impl Participant {
@@ -315,6 +319,8 @@ impl Shard {
                         pending_offer: None,
                         renegotiate: false,
                         to_stop: Vec::new(),
+                        whep_target: None,
+                        whep_slots: Vec::new(),
                     },
                 );
                 let r = self.rooms.entry(room).or_insert_with(|| Room { participants: vec![], tracks: vec![] });
@@ -343,6 +349,7 @@ impl Shard {
                 self.set_permissions(now, participant, can_publish, can_subscribe)
             }
             Command::SetMuted { participant, kind, muted } => self.set_muted(now, participant, kind, muted),
+            Command::WhepOffer { participant, target, sdp } => self.on_whep_offer(now, participant, target, &sdp),
             Command::Leave { participant } => {
                 if self.participants.contains_key(&participant) {
                     self.remove_participant(now, participant, GoneReason::Left);
@@ -384,6 +391,71 @@ impl Shard {
                 }
             }
             self.sync_subscriptions(id);
+        }
+    }
+
+    fn on_whep_offer(&mut self, now: Instant, id: ParticipantId, target: ParticipantId, sdp: &str) {
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
+        };
+        let Some(p) = self.participants.get(&id) else {
+            return self.fail(id, CommandError::UnknownParticipant);
+        };
+        if p.subscriber.is_none() {
+            let pc = self.new_pc(now, id, PcKind::Subscriber);
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.subscriber = Some(pc);
+            }
+        }
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        p.whep_target = Some(target);
+        let Some(pc) = p.subscriber.as_mut() else { return };
+        let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return self.fail(id, CommandError::BadSdp(e.to_string())),
+            Err(_) => {
+                self.stats.peer_panics += 1;
+                return self.fail(id, CommandError::Internal("offer handling panicked".into()));
+            }
+        };
+        let sdp = answer.to_sdp_string();
+        if !sdp.lines().any(|l| (l.starts_with("m=audio") || l.starts_with("m=video")) && l.split(' ').nth(1) != Some("0")) {
+            return self.fail(id, CommandError::NoCommonCodec);
+        }
+        self.emit(Event::PublishAnswer { participant: id, sdp });
+        self.drain_pc(id, PcKind::Subscriber);
+    }
+
+    /// WHEP: put the target's tracks on free client-offered m-lines of the same kind.
+    fn bind_whep(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else { return };
+        let Some(target) = p.whep_target else { return };
+        let Some(room) = self.rooms.get(&p.room) else { return };
+        let mut binds = Vec::new();
+        for (mid, kind) in &p.whep_slots {
+            if p.subs.values().any(|s| s.mid == *mid) || binds.iter().any(|(_, m)| m == mid) {
+                continue;
+            }
+            let t = room.tracks.iter().copied().find(|t| {
+                self.tracks.get(t).is_some_and(|tr| tr.publisher == target && tr.kind == *kind)
+                    && !p.subs.contains_key(t)
+                    && !binds.iter().any(|(b, _)| b == t)
+            });
+            if let Some(t) = t {
+                binds.push((t, *mid));
+            }
+        }
+        for (t, mid) in binds {
+            let seq: u16 = self.rng.gen_range(0..16_384);
+            let ts: u32 = self.rng.gen();
+            let Some(track) = self.tracks.get_mut(&t) else { continue };
+            track.subscribers.push(id);
+            let mut sub = Subscription::new(t, mid, track.kind, seq, ts);
+            sub.ready = true;
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.subs.insert(t, sub);
+            }
         }
     }
 
@@ -516,7 +588,7 @@ impl Shard {
     /// ones. One offer at a time; changes meanwhile wait for the answer.
     pub(crate) fn sync_subscriptions(&mut self, id: ParticipantId) {
         let Some(p) = self.participants.get_mut(&id) else { return };
-        if p.subscriber.is_none() {
+        if p.subscriber.is_none() || p.whep_target.is_some() {
             return;
         }
         if p.pending_offer.is_some() {
@@ -595,6 +667,14 @@ impl Shard {
                     .collect();
                 self.publish(id, m.mid, m.kind.into(), rids);
             }
+            E::MediaAdded(m) if kind == PcKind::Subscriber && m.direction.is_sending() => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    if p.whep_target.is_some() {
+                        p.whep_slots.push((m.mid, m.kind.into()));
+                    }
+                }
+                self.bind_whep(id);
+            }
             E::MediaChanged(m) if kind == PcKind::Publisher && !m.direction.is_receiving() => {
                 let tid = self.participants.get(&id).and_then(|p| p.published.get(&m.mid).copied());
                 if let Some(tid) = tid {
@@ -643,6 +723,7 @@ impl Shard {
         self.emit(Event::TrackPublished { room, participant: id, track: tid, kind, mid: mid.to_string(), rids });
         for o in others.into_iter().filter(|o| *o != id) {
             self.sync_subscriptions(o);
+            self.bind_whep(o);
         }
     }
 
@@ -659,7 +740,9 @@ impl Shard {
         for sid in &track.subscribers {
             if let Some(sp) = self.participants.get_mut(sid) {
                 if let Some(sub) = sp.subs.remove(&tid) {
-                    sp.to_stop.push(sub.mid);
+                    if sp.whep_target.is_none() {
+                        sp.to_stop.push(sub.mid);
+                    }
                 }
             }
             self.sync_subscriptions(*sid);

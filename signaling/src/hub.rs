@@ -193,12 +193,34 @@ impl Hub {
 
     /// Verify a token and admit its holder to the room.
     pub fn join(&self, token: &str, version: Option<u32>, now: u64) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+        self.join_inner(token, version, now, false)
+    }
+
+    /// A WHEP viewer: hidden, publishes nothing, and receives over m-lines it offers
+    /// itself (see [`Hub::whep_offer`]).
+    pub fn join_viewer(&self, token: &str, now: u64) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+        self.join_inner(token, None, now, true)
+    }
+
+    /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`.
+    pub fn whep_offer(&self, id: ParticipantId, target_identity: &str, sdp: String) -> Result<(), HubError> {
+        let room = self.dir.lock().room_of.get(&id).cloned().ok_or(HubError::NotFound("participant"))?;
+        let target = self.find(&room, target_identity)?;
+        self.plane.send(&RoomId(room), Command::WhepOffer { participant: id, target, sdp })?;
+        Ok(())
+    }
+
+    fn join_inner(&self, token: &str, version: Option<u32>, now: u64, viewer: bool) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
         if let Some(v) = version {
             if v != PROTOCOL_VERSION {
                 return Err(JoinError::UnsupportedVersion(v));
             }
         }
-        let claims: Claims = self.keys.verify(token, now)?;
+        let mut claims: Claims = self.keys.verify(token, now)?;
+        if viewer {
+            claims.video.can_publish = false;
+            claims.video.hidden = true;
+        }
         let g = &claims.video;
         if !valid_room_name(&g.room) {
             return Err(JoinError::BadRoomName);
@@ -265,7 +287,9 @@ impl Hub {
         if let Some(old) = replaced {
             self.remove(old, "replaced by a new session of the same identity", true);
         }
-        let join = Command::Join { room: room.clone(), participant: id, can_publish: g.can_publish, can_subscribe: g.can_subscribe };
+        // A viewer's subscriber connection is made by its own offer, not by the server's.
+        let can_subscribe = g.can_subscribe && !viewer;
+        let join = Command::Join { room: room.clone(), participant: id, can_publish: g.can_publish, can_subscribe };
         if let Err(e) = self.plane.send(&room, join) {
             self.remove(id, "the media plane is busy", false);
             return Err(e.into());

@@ -2,7 +2,11 @@
 //! bearer access token creates a publishing participant (identity from the token) and
 //! answers `201 Created` with the SDP answer, a `Location` for the session and an `ETag`.
 //! `PATCH` on the session trickles ICE candidates (`application/trickle-ice-sdpfrag`),
-//! `DELETE` ends it, `OPTIONS` answers CORS preflight. See `docs/whip-whep.md`.
+//! `DELETE` ends it, `OPTIONS` answers CORS preflight.
+//!
+//! WHEP (draft-ietf-wish-whep): `POST /whep/{room}/{participant}` with the viewer's
+//! receive-only offer plays that participant's audio and video; same session resource,
+//! trickle and CORS. See `docs/whip-whep.md`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,7 +121,7 @@ async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: H
     if !sdp.starts_with("v=0") || !sdp.contains("m=") {
         return err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not an SDP offer");
     }
-    let (id, mut rx) = match s.hub.join(token, None, unix_now()) {
+    let (id, rx) = match s.hub.join(token, None, unix_now()) {
         Ok(ok) => ok,
         Err(JoinError::RoomFull(n)) => return err(StatusCode::SERVICE_UNAVAILABLE, "room_full", format!("the room is full ({n})")),
         Err(JoinError::NoSuchRoom) => return err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
@@ -126,7 +130,55 @@ async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: H
     };
     let sources = inferred_sources(&sdp);
     s.hub.handle(id, ClientMessage::PublishOffer { sdp, sources });
-    // Wait for the answer (or the refusal) on the participant's own queue.
+    finish(s, "whip", &room.clone(), room, id, rx).await
+}
+
+async fn whep_create(State(s): State<WhipState>, Path((room, target)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+    if !content_type_is(&headers, "application/sdp") {
+        return err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the offer must be application/sdp");
+    }
+    let Some(token) = bearer(&headers) else {
+        return err(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token");
+    };
+    let claims = match s.hub.keys().verify(token, unix_now()) {
+        Ok(c) => c,
+        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+    };
+    if claims.video.room != room {
+        return err(StatusCode::FORBIDDEN, "forbidden", "the token is for another room");
+    }
+    if !claims.video.can_subscribe {
+        return err(StatusCode::FORBIDDEN, "forbidden", "the token does not grant subscribing");
+    }
+    if body.len() > MAX_SDP {
+        return err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "SDP over 64 KiB");
+    }
+    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
+        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8");
+    };
+    if !sdp.starts_with("v=0") || !sdp.contains("m=") {
+        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not an SDP offer");
+    }
+    if s.hub.room_members(&room).iter().all(|p| p.identity != target) {
+        return err(StatusCode::NOT_FOUND, "not_found", "no such participant in the room");
+    }
+    let (id, rx) = match s.hub.join_viewer(token, unix_now()) {
+        Ok(ok) => ok,
+        Err(JoinError::RoomFull(n)) => return err(StatusCode::SERVICE_UNAVAILABLE, "room_full", format!("the room is full ({n})")),
+        Err(JoinError::NoSuchRoom) => return err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
+        Err(JoinError::Plane(e)) => return err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+    };
+    if let Err(e) = s.hub.whep_offer(id, &target, sdp) {
+        s.hub.leave(id);
+        return err(StatusCode::NOT_FOUND, "not_found", e.to_string());
+    }
+    finish(s, "whep", &format!("{room}/{target}"), room, id, rx).await
+}
+
+/// Wait for the media plane's answer on the participant's queue and answer the HTTP
+/// request: 201 with the SDP, `Location` and `ETag`; or an error, leaving nothing behind.
+async fn finish(s: WhipState, kind: &str, path: &str, room: String, id: ParticipantId, mut rx: tokio::sync::mpsc::Receiver<Outbound>) -> Response {
     let outcome = tokio::time::timeout(ANSWER_TIMEOUT, async {
         while let Some(o) = rx.recv().await {
             match o {
@@ -158,10 +210,10 @@ async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: H
         }
     };
     // Keep the participant's queue drained while the session lives (room events are of no
-    // use to a WHIP client); a removal by the API ends the session.
+    // use to a WHIP/WHEP client); a removal by the API ends the session.
     let session = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
     let etag = format!("\"{:08x}\"", rand::random::<u32>());
-    s.sessions.insert(session.clone(), Session { participant: id, room: room.clone(), etag: etag.clone() });
+    s.sessions.insert(session.clone(), Session { participant: id, room, etag: etag.clone() });
     let sessions = s.sessions.clone();
     let sid = session.clone();
     tokio::spawn(async move {
@@ -175,7 +227,7 @@ async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: H
     let mut r = (StatusCode::CREATED, answer).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
-    if let Ok(v) = HeaderValue::from_str(&format!("/whip/{room}/{session}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("/{kind}/{path}/{session}")) {
         h.insert(header::LOCATION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -184,7 +236,8 @@ async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: H
     cors(r)
 }
 
-async fn patch(State(s): State<WhipState>, Path((room, session)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+async fn patch(State(s): State<WhipState>, Path(parts): Path<Vec<(String, String)>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (room, session) = room_and_session(&parts);
     let Some(entry) = s.sessions.get(&session).filter(|e| e.room == room).map(|e| (e.participant, e.etag.clone())) else {
         return err(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -210,7 +263,13 @@ async fn patch(State(s): State<WhipState>, Path((room, session)): Path<(String, 
     cors(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn remove(State(s): State<WhipState>, Path((room, session)): Path<(String, String)>) -> Response {
+fn room_and_session(parts: &[(String, String)]) -> (String, String) {
+    let get = |k: &str| parts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    (get("room"), get("session"))
+}
+
+async fn remove(State(s): State<WhipState>, Path(parts): Path<Vec<(String, String)>>) -> Response {
+    let (room, session) = room_and_session(&parts);
     match s.sessions.remove(&session) {
         Some((_, sess)) if sess.room == room => {
             s.hub.leave(sess.participant);
@@ -229,6 +288,8 @@ pub fn router(state: WhipState) -> Router {
     Router::new()
         .route("/whip/{room}", post(create).options(options))
         .route("/whip/{room}/{session}", delete(remove).patch(patch).options(options))
+        .route("/whep/{room}/{participant}", post(whep_create).options(options))
+        .route("/whep/{room}/{participant}/{session}", delete(remove).patch(patch).options(options))
         .with_state(state)
 }
 

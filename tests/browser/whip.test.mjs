@@ -51,6 +51,46 @@ test('WHIP publisher from a plain page is seen in the web app', async () => {
     const s2 = await frames();
     assert.ok(s2.f > s1.f + 10, `frames decoded rise: ${JSON.stringify([s1, s2])}`);
     assert.ok(s2.a > s1.a + 50, 'audio arrives');
+    // WHEP: a third plain page plays the WHIP publisher by identity.
+    const player = await openParticipant(`${server.base}/`);
+    try {
+      const watch = devToken({ room, roomJoin: true, canSubscribe: true }, 600, 'whep-player');
+      const played = await player.page.evaluate(async ({ room, watch }) => {
+        const pc = new RTCPeerConnection();
+        pc.addTransceiver('audio', { direction: 'recvonly' });
+        pc.addTransceiver('video', { direction: 'recvonly' });
+        const video = document.createElement('video');
+        video.autoplay = true; video.muted = true; document.body.append(video);
+        const ms = new MediaStream();
+        pc.ontrack = (e) => { ms.addTrack(e.track); video.srcObject = ms; };
+        await pc.setLocalDescription(await pc.createOffer());
+        await new Promise((resolve) => {
+          if (pc.iceGatheringState === 'complete') return resolve();
+          pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
+          setTimeout(resolve, 2000);
+        });
+        const res = await fetch(`/whep/${room}/whip-publisher`, {
+          method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${watch}` }, body: pc.localDescription.sdp,
+        });
+        if (res.status !== 201) return { status: res.status, error: await res.text() };
+        await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+        window.whepPc = pc;
+        return { status: res.status, location: res.headers.get('location') };
+      }, { room, watch });
+      assert.equal(played.status, 201, JSON.stringify(played));
+      const decoded = () => player.page.evaluate(async () => {
+        let f = 0;
+        for (const s of (await window.whepPc.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') f += s.framesDecoded || 0;
+        return f;
+      });
+      await waitFor(async () => (await decoded()) > 0, { what: 'WHEP frames decoded', timeout: 30000 });
+      const f1 = await decoded();
+      await sleep(2000);
+      assert.ok((await decoded()) > f1 + 10, 'WHEP frames keep decoding');
+      assert.equal((await fetch(`${server.base}${played.location}`, { method: 'DELETE' })).status, 200);
+    } finally {
+      await player.close();
+    }
     // DELETE ends the session: the tile goes away.
     const del = await fetch(`${server.base}${location}`, { method: 'DELETE' });
     assert.equal(del.status, 200);
