@@ -316,7 +316,13 @@ impl Shard {
             }
             let mid = sub.mid;
             let wrote = spc
-                .guarded(|rtc| rtc.direct_api().stream_tx_by_mid(mid, None).map(|tx| tx.write_rtp(w)).is_some())
+                .guarded(|rtc| {
+                    // Bring the subscriber's clock to now first: str0m stamps send times
+                    // (TWCC, RTCP) with its last input's time, and a stale one reads as
+                    // growing network delay to a bandwidth estimator.
+                    let _ = rtc.handle_input(str0m::Input::Timeout(now));
+                    rtc.direct_api().stream_tx_by_mid(mid, None).map(|tx| tx.write_rtp(w)).is_some()
+                })
                 .unwrap_or(false);
             if wrote {
                 self.stats.rtp_forwarded += 1;
