@@ -95,79 +95,75 @@ async fn options() -> Response {
     cors(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    if !content_type_is(&headers, "application/sdp") {
-        return err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the offer must be application/sdp");
+/// What a WHIP or WHEP POST needs: the SDP offer, and a token for `room` with the grant.
+enum Grant {
+    Publish,
+    Subscribe,
+}
+
+/// Check content type, token, room, grant and body; the token and the offer, or the
+/// error response.
+fn check_offer<'h>(s: &WhipState, room: &str, headers: &'h HeaderMap, body: &Bytes, grant: Grant) -> Result<(&'h str, String), Response> {
+    if !content_type_is(headers, "application/sdp") {
+        return Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the offer must be application/sdp"));
     }
-    let Some(token) = bearer(&headers) else {
-        return err(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token");
-    };
-    let claims = match s.hub.keys().verify(token, unix_now()) {
-        Ok(c) => c,
-        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
-    };
+    let token = bearer(headers).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token"))?;
+    let claims = s.hub.keys().verify(token, unix_now()).map_err(|e| err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
     if claims.video.room != room {
-        return err(StatusCode::FORBIDDEN, "forbidden", "the token is for another room");
+        return Err(err(StatusCode::FORBIDDEN, "forbidden", "the token is for another room"));
     }
-    if !claims.video.can_publish {
-        return err(StatusCode::FORBIDDEN, "forbidden", "the token does not grant publishing");
+    let (granted, what) = match grant {
+        Grant::Publish => (claims.video.can_publish, "publishing"),
+        Grant::Subscribe => (claims.video.can_subscribe, "subscribing"),
+    };
+    if !granted {
+        return Err(err(StatusCode::FORBIDDEN, "forbidden", format!("the token does not grant {what}")));
     }
     if body.len() > MAX_SDP {
-        return err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "SDP over 64 KiB");
+        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "SDP over 64 KiB"));
     }
-    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
-        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8");
-    };
+    let sdp = String::from_utf8(body.to_vec()).map_err(|_| err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8"))?;
     if !sdp.starts_with("v=0") || !sdp.contains("m=") {
-        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not an SDP offer");
+        return Err(err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not an SDP offer"));
     }
+    Ok((token, sdp))
+}
+
+fn join_error(e: JoinError) -> Response {
+    match e {
+        JoinError::RoomFull(n) => err(StatusCode::SERVICE_UNAVAILABLE, "room_full", format!("the room is full ({n})")),
+        JoinError::NoSuchRoom => err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
+        JoinError::Plane(e) => err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+        e => err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+    }
+}
+
+async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let (token, sdp) = match check_offer(&s, &room, &headers, &body, Grant::Publish) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
     let (id, rx) = match s.hub.join(token, None, unix_now()) {
         Ok(ok) => ok,
-        Err(JoinError::RoomFull(n)) => return err(StatusCode::SERVICE_UNAVAILABLE, "room_full", format!("the room is full ({n})")),
-        Err(JoinError::NoSuchRoom) => return err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
-        Err(JoinError::Plane(e)) => return err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+        Err(e) => return join_error(e),
     };
     let sources = inferred_sources(&sdp);
     s.hub.handle(id, ClientMessage::PublishOffer { sdp, sources });
     finish(s, "whip", &room.clone(), room, id, rx).await
 }
 
+/// WHEP: `POST /whep/{room}/{participant}` plays that participant (by identity).
 async fn whep_create(State(s): State<WhipState>, Path((room, target)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    if !content_type_is(&headers, "application/sdp") {
-        return err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the offer must be application/sdp");
-    }
-    let Some(token) = bearer(&headers) else {
-        return err(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token");
+    let (token, sdp) = match check_offer(&s, &room, &headers, &body, Grant::Subscribe) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let claims = match s.hub.keys().verify(token, unix_now()) {
-        Ok(c) => c,
-        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
-    };
-    if claims.video.room != room {
-        return err(StatusCode::FORBIDDEN, "forbidden", "the token is for another room");
-    }
-    if !claims.video.can_subscribe {
-        return err(StatusCode::FORBIDDEN, "forbidden", "the token does not grant subscribing");
-    }
-    if body.len() > MAX_SDP {
-        return err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "SDP over 64 KiB");
-    }
-    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
-        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8");
-    };
-    if !sdp.starts_with("v=0") || !sdp.contains("m=") {
-        return err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not an SDP offer");
-    }
     if s.hub.room_members(&room).iter().all(|p| p.identity != target) {
         return err(StatusCode::NOT_FOUND, "not_found", "no such participant in the room");
     }
     let (id, rx) = match s.hub.join_viewer(token, unix_now()) {
         Ok(ok) => ok,
-        Err(JoinError::RoomFull(n)) => return err(StatusCode::SERVICE_UNAVAILABLE, "room_full", format!("the room is full ({n})")),
-        Err(JoinError::NoSuchRoom) => return err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
-        Err(JoinError::Plane(e)) => return err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-        Err(e) => return err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+        Err(e) => return join_error(e),
     };
     if let Err(e) = s.hub.whep_offer(id, &target, sdp) {
         s.hub.leave(id);
