@@ -58,8 +58,9 @@ pub enum Command {
     SetPermissions { participant: ParticipantId, can_publish: bool, can_subscribe: bool },
     /// WHEP: the client offers receive-only m-lines for its subscriber connection; the
     /// answer comes back as [`Event::PublishAnswer`]. The m-lines carry `target`'s tracks
-    /// (one per kind, bound as they are published) and are never renegotiated.
-    WhepOffer { participant: ParticipantId, target: ParticipantId, sdp: String },
+    /// (one per kind, bound as they are published) and are never renegotiated. Without a
+    /// target they follow the room's active speaker, switching on keyframes.
+    WhepOffer { participant: ParticipantId, target: Option<ParticipantId>, sdp: String },
     /// Stop (or resume) forwarding the participant's tracks of one kind (an admin mute).
     /// Resuming video asks the publisher for a keyframe.
     SetMuted { participant: ParticipantId, kind: TrackKind, muted: bool },
@@ -100,6 +101,8 @@ pub enum Event {
         rids: Vec<String>,
     },
     TrackUnpublished { room: RoomId, participant: ParticipantId, track: TrackId },
+    /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
+    ActiveSpeaker { room: RoomId, participant: ParticipantId },
     /// The participant no longer exists in the shard.
     ParticipantGone { room: RoomId, participant: ParticipantId, reason: GoneReason },
     CommandFailed { participant: ParticipantId, error: CommandError },

@@ -140,6 +140,14 @@ impl Subscription {
         Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, pt_map: Vec::new() }
     }
 
+    /// Feed this outgoing stream from another track (WHEP speaker following): the next
+    /// packet it takes starts a new source (on a keyframe), continuing the numbering.
+    pub fn retarget(&mut self, track: TrackId, track_epoch: u32) {
+        self.track = track;
+        self.epoch = track_epoch.wrapping_sub(1);
+        self.pt_map.clear();
+    }
+
     /// The SSRC currently feeding this subscription.
     pub fn source_layer(&self) -> Option<u32> {
         self.rewriter.source_ssrc()
@@ -247,6 +255,11 @@ impl Shard {
             voice_activity: pkt.header.ext_vals.voice_activity,
             ..Default::default()
         };
+        if let (TrackKind::Audio, Some(level)) = (track.kind, pkt.header.ext_vals.audio_level) {
+            if let Some(r) = self.rooms.get_mut(&track.room) {
+                r.speaker.observe(tid, track.publisher, level, now);
+            }
+        }
         let mut want_keyframe = None;
         let track = &*track;
         for &sid in &track.subscribers {

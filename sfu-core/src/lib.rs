@@ -21,6 +21,7 @@ pub mod keyframe;
 mod pc;
 pub mod rewrite;
 pub mod shard;
+pub mod speaker;
 #[cfg(test)]
 mod test_clock;
 

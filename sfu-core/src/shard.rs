@@ -60,7 +60,19 @@ impl ShardConfig {
 pub(crate) struct Room {
     pub participants: Vec<ParticipantId>,
     pub tracks: Vec<TrackId>,
+    pub speaker: crate::speaker::SpeakerDetector,
 }
+
+/// What a WHEP viewer's m-lines carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhepTarget {
+    Participant(ParticipantId),
+    /// Whoever is the room's active speaker.
+    Speaker,
+}
+
+/// How often rooms' active speakers are re-evaluated.
+const SPEAKER_INTERVAL: Duration = Duration::from_millis(100);
 
 pub(crate) struct Participant {
     pub room: RoomId,
@@ -79,7 +91,7 @@ pub(crate) struct Participant {
     pub renegotiate: bool,
     pub to_stop: Vec<Mid>,
     /// WHEP viewers: whose tracks the client-offered m-lines carry.
-    pub whep_target: Option<ParticipantId>,
+    pub whep_target: Option<WhepTarget>,
     /// WHEP viewers: the client-offered m-lines, by kind.
     pub whep_slots: Vec<(Mid, TrackKind)>,
 }
@@ -109,6 +121,7 @@ pub struct Shard {
     next_track: u64,
     pub(crate) stats: ShardStats,
     last_now: Instant,
+    last_speaker_check: Instant,
 }
 
 pub(crate) fn failure_reason(f: PcFailure) -> GoneReason {
@@ -138,6 +151,7 @@ impl Shard {
             next_track: 1,
             stats: ShardStats::default(),
             last_now: now,
+            last_speaker_check: now,
         }
     }
 
@@ -162,6 +176,10 @@ impl Shard {
             Input::Datagram { source, contents } => self.on_datagram(now, source, contents),
             Input::Command(c) => self.on_command(now, c),
             Input::Timeout => self.on_timeout(now),
+        }
+        if now.saturating_duration_since(self.last_speaker_check) >= SPEAKER_INTERVAL {
+            self.last_speaker_check = now;
+            self.update_speakers(now);
         }
         self.pump(now);
     }
@@ -323,7 +341,7 @@ impl Shard {
                         whep_slots: Vec::new(),
                     },
                 );
-                let r = self.rooms.entry(room).or_insert_with(|| Room { participants: vec![], tracks: vec![] });
+                let r = self.rooms.entry(room).or_insert_with(|| Room { participants: vec![], tracks: vec![], speaker: Default::default() });
                 r.participants.push(participant);
                 self.sync_subscriptions(participant);
             }
@@ -394,7 +412,64 @@ impl Shard {
         }
     }
 
-    fn on_whep_offer(&mut self, now: Instant, id: ParticipantId, target: ParticipantId, sdp: &str) {
+    fn update_speakers(&mut self, now: Instant) {
+        let mut changed = Vec::new();
+        for (name, room) in self.rooms.iter_mut() {
+            if let Some(p) = room.speaker.update(now) {
+                changed.push((name.clone(), p));
+            }
+        }
+        for (room, participant) in changed {
+            self.emit(Event::ActiveSpeaker { room: room.clone(), participant });
+            let viewers: Vec<ParticipantId> = self
+                .rooms
+                .get(&room)
+                .map(|r| r.participants.iter().copied().filter(|v| self.participants.get(v).is_some_and(|p| p.whep_target == Some(WhepTarget::Speaker))).collect())
+                .unwrap_or_default();
+            for v in viewers {
+                self.retarget_whep(now, v, participant);
+            }
+        }
+    }
+
+    /// A speaker-following WHEP viewer: move its m-lines to `speaker`'s tracks; each
+    /// restarts on a keyframe, continuing its sequence numbers.
+    fn retarget_whep(&mut self, now: Instant, id: ParticipantId, speaker: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else { return };
+        let Some(room) = self.rooms.get(&p.room) else { return };
+        let moves: Vec<(TrackId, TrackId)> = p
+            .subs
+            .keys()
+            .filter_map(|old| {
+                let kind = self.tracks.get(old)?.kind;
+                if self.tracks.get(old)?.publisher == speaker {
+                    return None;
+                }
+                let new = room.tracks.iter().copied().find(|t| self.tracks.get(t).is_some_and(|tr| tr.publisher == speaker && tr.kind == kind))?;
+                Some((*old, new))
+            })
+            .collect();
+        for (old, new) in moves {
+            if let Some(t) = self.tracks.get_mut(&old) {
+                t.subscribers.retain(|s| *s != id);
+            }
+            let Some(epoch) = self.tracks.get(&new).map(|t| t.epoch) else { continue };
+            let Some(p) = self.participants.get_mut(&id) else { return };
+            let Some(mut sub) = p.subs.remove(&old) else { continue };
+            sub.retarget(new, epoch);
+            p.subs.insert(new, sub);
+            let layer = self.tracks.get_mut(&new).map(|t| {
+                t.subscribers.push(id);
+                t.target_layer(now)
+            });
+            if let Some(Some(li)) = layer {
+                self.request_keyframe(now, new, li);
+            }
+        }
+        self.bind_whep(id);
+    }
+
+    fn on_whep_offer(&mut self, now: Instant, id: ParticipantId, target: Option<ParticipantId>, sdp: &str) {
         let offer = match SdpOffer::from_sdp_string(sdp) {
             Ok(o) => o,
             Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
@@ -409,7 +484,10 @@ impl Shard {
             }
         }
         let Some(p) = self.participants.get_mut(&id) else { return };
-        p.whep_target = Some(target);
+        p.whep_target = Some(match target {
+            Some(t) => WhepTarget::Participant(t),
+            None => WhepTarget::Speaker,
+        });
         let Some(pc) = p.subscriber.as_mut() else { return };
         let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
             Ok(Ok(a)) => a,
@@ -430,8 +508,16 @@ impl Shard {
     /// WHEP: put the target's tracks on free client-offered m-lines of the same kind.
     fn bind_whep(&mut self, id: ParticipantId) {
         let Some(p) = self.participants.get(&id) else { return };
-        let Some(target) = p.whep_target else { return };
         let Some(room) = self.rooms.get(&p.room) else { return };
+        let target = match p.whep_target {
+            None => return,
+            Some(WhepTarget::Participant(t)) => t,
+            // Before anyone spoke: the first participant who publishes.
+            Some(WhepTarget::Speaker) => match room.speaker.current().or_else(|| room.tracks.first().and_then(|t| self.tracks.get(t)).map(|t| t.publisher)) {
+                Some(t) => t,
+                None => return,
+            },
+        };
         let mut binds = Vec::new();
         for (mid, kind) in &p.whep_slots {
             if p.subs.values().any(|s| s.mid == *mid) || binds.iter().any(|(_, m)| m == mid) {
@@ -737,6 +823,9 @@ impl Shard {
             p.ssrcs.retain(|_, (t, _)| *t != tid);
         }
         self.throttle.forget(|(t, _)| *t == tid);
+        if let Some(r) = self.rooms.get_mut(&track.room) {
+            r.speaker.forget(tid);
+        }
         for sid in &track.subscribers {
             if let Some(sp) = self.participants.get_mut(sid) {
                 if let Some(sub) = sp.subs.remove(&tid) {

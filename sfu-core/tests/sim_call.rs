@@ -286,3 +286,59 @@ fn permissions_and_mutes_apply_live() {
     sim.run_for(secs(1));
     assert_eq!(sim.shard.participant_count(), 2);
 }
+
+#[test]
+fn the_active_speaker_follows_the_audio_levels() {
+    let mut sim = Sim::new(Instant::now(), 13);
+    let a = sim.join("room", ClientSpec { audio_level: -20, ..ClientSpec::av() });
+    let b = sim.join("room", ClientSpec { audio_level: -90, ..ClientSpec::av() });
+    sim.run_for(secs(2));
+    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
+    let speakers = |sim: &Sim| -> Vec<(Instant, sfu_core::ParticipantId)> {
+        sim.events.iter().filter_map(|(t, e)| if let Event::ActiveSpeaker { participant, .. } = e { Some((*t, *participant)) } else { None }).collect()
+    };
+    assert_eq!(speakers(&sim).iter().map(|s| s.1).collect::<Vec<_>>(), vec![ida]);
+    let switch_at = sim.now;
+    sim.client_mut(a).spec.audio_level = -100;
+    sim.client_mut(b).spec.audio_level = -25;
+    sim.run_for(secs(2));
+    let s = speakers(&sim);
+    assert_eq!(s.iter().map(|s| s.1).collect::<Vec<_>>(), vec![ida, idb], "exactly one change");
+    let took = s[1].0 - switch_at;
+    eprintln!("speaker change took {took:?}");
+    assert!(took < Duration::from_millis(1_000), "speaker change took {took:?}");
+}
+
+#[test]
+fn whep_viewers_play_a_participant_or_follow_the_speaker() {
+    use sfu_core::str0m::format::Codec;
+    let mut sim = Sim::new(Instant::now(), 14);
+    // a: loud, VP8; b: quiet, H.264 — the codec tells the viewer whose video it gets.
+    let a = sim.join("room", ClientSpec { audio_level: -20, ..ClientSpec::av() });
+    let b = sim.join("room", ClientSpec { audio_level: -90, codec: Codec::H264, ..ClientSpec::av() });
+    sim.run_for(secs(1));
+    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
+    let fixed = sim.join_whep("room", Some(idb));
+    let follower = sim.join_whep("room", None);
+    sim.run_for(secs(3));
+    let v = sim.client(fixed).stream_from(idb, TrackKind::Video).expect("fixed viewer gets b's video");
+    assert_eq!(v.codec, Some(Codec::H264));
+    assert!(v.packets > 100 && v.keyframes >= 1);
+    let f = sim.client(follower).received.values().find(|r| r.kind == Some(TrackKind::Video)).expect("follower video").clone();
+    assert_eq!(f.codec, Some(Codec::Vp8), "the follower shows the speaker, a");
+    let before = f.packets;
+    // b starts talking, a stops: the follower's m-lines switch to b, continuously.
+    sim.client_mut(a).spec.audio_level = -100;
+    sim.client_mut(b).spec.audio_level = -20;
+    sim.run_for(secs(3));
+    let f = sim.client(follower).received.values().find(|r| r.kind == Some(TrackKind::Video)).unwrap();
+    assert_eq!(f.codec, Some(Codec::H264), "the follower switched to b");
+    assert!(f.packets > before + 100);
+    assert_eq!(f.ssrcs.len(), 1, "one outgoing stream");
+    assert_eq!(f.gaps(), 0, "sequence numbers continue across the switch");
+    let audio = sim.client(follower).received.values().find(|r| r.kind == Some(TrackKind::Audio)).unwrap();
+    assert_eq!(audio.gaps(), 0);
+    // WHEP viewers are no subscribers of the server's offers: none were made to them.
+    assert_eq!(sim.client(fixed).offers_received, 0);
+    let _ = ida;
+}

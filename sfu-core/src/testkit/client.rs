@@ -32,6 +32,8 @@ pub struct ClientSpec {
     pub keyframe_every: Duration,
     /// Video codec: VP8, H.264 or VP9 (payloads with valid descriptors / NAL headers).
     pub codec: Codec,
+    /// RFC 6464 level of the synthetic audio, dBov (0 loudest, −127 silent).
+    pub audio_level: i8,
 }
 
 impl ClientSpec {
@@ -43,6 +45,7 @@ impl ClientSpec {
             subscribe: true,
             keyframe_every: Duration::from_secs(10),
             codec: Codec::Vp8,
+            audio_level: -30,
         }
     }
 
@@ -256,6 +259,30 @@ impl SimClient {
         }
     }
 
+    /// WHEP: a receive-only offer (one audio, one video m-line) on the subscriber
+    /// connection; received media is attributed to `publisher` in `received`.
+    pub fn make_recv_offer(&mut self, publisher: ParticipantId) -> Option<String> {
+        let pc = self.subscriber.as_mut()?;
+        let mut api = pc.rtc.sdp_api();
+        let a = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let v = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply()?;
+        pc.pending = Some(pending);
+        self.offered = vec![
+            OfferedTrack { mid: a.to_string(), track: TrackId(0), publisher, kind: TrackKind::Audio },
+            OfferedTrack { mid: v.to_string(), track: TrackId(0), publisher, kind: TrackKind::Video },
+        ];
+        Some(offer.to_sdp_string())
+    }
+
+    pub fn accept_recv_answer(&mut self, sdp: &str) -> bool {
+        let (Some(pc), Ok(answer)) = (self.subscriber.as_mut(), SdpAnswer::from_sdp_string(sdp)) else { return false };
+        match pc.pending.take() {
+            Some(pending) => pc.rtc.sdp_api().accept_answer(pending, answer).is_ok(),
+            None => false,
+        }
+    }
+
     pub fn accept_subscribe_offer(&mut self, sdp: &str, tracks: Vec<OfferedTrack>) -> Option<String> {
         self.offers_received += 1;
         self.offered = tracks;
@@ -316,10 +343,11 @@ impl SimClient {
         }
         if self.audio.is_some() && now >= self.next_audio {
             let stamp = self.stamp(now, 255);
+            let level = self.spec.audio_level;
             let (Some(pc), Some((mid, seq, ts))) = (self.publisher.as_mut(), self.audio.as_mut()) else { return };
             let pt = pc.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
             if let (Some(pt), Some(tx)) = (pt, pc.rtc.direct_api().stream_tx_by_mid(*mid, None)) {
-                let ext = ExtensionValues { audio_level: Some(-30), voice_activity: Some(true), ..Default::default() };
+                let ext = ExtensionValues { audio_level: Some(level), voice_activity: Some(level > -50), ..Default::default() };
                 tx.write_rtp(RtpWrite::new(pt, SeqNo::from(*seq), *ts, now, audio_payload(stamp)).ext_vals(ext));
                 *seq += 1;
                 *ts = ts.wrapping_add(960);

@@ -81,6 +81,25 @@ impl Sim {
         ClientIdx(idx)
     }
 
+    /// A WHEP viewer: joins without a subscriber offer from the server and offers its own
+    /// receive-only m-lines, for `target` (None: the active speaker).
+    pub fn join_whep(&mut self, room: &str, target: Option<ParticipantId>) -> ClientIdx {
+        let idx = self.clients.len();
+        let ip = Self::host_of(idx);
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        let spec = ClientSpec { audio: false, video: vec![], subscribe: true, ..ClientSpec::av() };
+        let mut c = SimClient::new(self.now, self.start, id, spec, (ip, 40_000).into(), (ip, 40_001).into(), &mut self.rng);
+        let offer = c.make_recv_offer(target.unwrap_or(ParticipantId(0)));
+        c.connected = true; // nothing to publish; lets the client's timers run
+        self.clients.push(Some(c));
+        self.command(Command::Join { room: RoomId::from(room), participant: id, can_publish: false, can_subscribe: false });
+        if let Some(sdp) = offer {
+            self.command(Command::WhepOffer { participant: id, target, sdp });
+        }
+        ClientIdx(idx)
+    }
+
     /// The participant leaves cleanly (the control plane sends Leave).
     pub fn leave(&mut self, c: ClientIdx) {
         if let Some(client) = self.clients[c.0].take() {
@@ -197,7 +216,10 @@ impl Sim {
             Event::PublishAnswer { participant, sdp } => {
                 if let Some(i) = find(&mut self.clients, participant) {
                     if let Some(c) = self.clients[i].as_mut() {
-                        c.accept_publish_answer(&sdp);
+                        // A WHEP viewer's answer is for its subscriber connection.
+                        if !c.accept_recv_answer(&sdp) {
+                            c.accept_publish_answer(&sdp);
+                        }
                     }
                     self.drain_client(i);
                 }
