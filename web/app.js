@@ -106,6 +106,14 @@ async function join() {
       notice(`${nameOf(p.id)}: ${p.metadata ? `“${p.metadata}”, ` : ''}publish ${perms.can_publish ? 'on' : 'off'}, subscribe ${perms.can_subscribe ? 'on' : 'off'}`);
     });
     client.addEventListener('room_updated', (e) => notice(`room: ${e.detail.metadata}`));
+    client.addEventListener('active_speaker', (e) => {
+      const me = client.me && e.detail.participant === client.me.id;
+      for (const t of document.querySelectorAll('.tile')) {
+        const id = t.classList.contains('local') ? (me ? 'me' : null) : Number(t.dataset.participant);
+        t.classList.toggle('speaking', me ? t.classList.contains('local') : id === e.detail.participant);
+      }
+      state.speaker = e.detail.participant;
+    });
     client.addEventListener('data', (e) => notice(`${e.detail.from ? nameOf(e.detail.from) : 'server'}${e.detail.topic ? ` [${e.detail.topic}]` : ''}: ${e.detail.payload}`));
     client.addEventListener('error', (e) => {
       state.errors.push(e.detail);

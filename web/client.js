@@ -89,6 +89,7 @@ export class SwitchboardClient extends EventTarget {
         this.emit('participant_updated', msg.participant);
         break;
       case 'room_updated':
+      case 'active_speaker':
       case 'data':
       case 'track_published':
       case 'track_unpublished':

@@ -202,10 +202,14 @@ impl Hub {
         self.join_inner(token, None, now, true)
     }
 
-    /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`.
-    pub fn whep_offer(&self, id: ParticipantId, target_identity: &str, sdp: String) -> Result<(), HubError> {
+    /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`, or
+    /// the room's active speaker when None.
+    pub fn whep_offer(&self, id: ParticipantId, target_identity: Option<&str>, sdp: String) -> Result<(), HubError> {
         let room = self.dir.lock().room_of.get(&id).cloned().ok_or(HubError::NotFound("participant"))?;
-        let target = self.find(&room, target_identity)?;
+        let target = match target_identity {
+            Some(t) => Some(self.find(&room, t)?),
+            None => None,
+        };
         self.plane.send(&RoomId(room), Command::WhepOffer { participant: id, target, sdp })?;
         Ok(())
     }
@@ -448,6 +452,14 @@ impl Hub {
                 }
                 drop(dir);
                 self.hook(hook);
+            }
+            Event::ActiveSpeaker { room, participant } => {
+                let dir = self.dir.lock();
+                if let Some(r) = dir.rooms.get(&room.0) {
+                    if r.members.get(&participant).is_some_and(|m| !m.hidden) {
+                        broadcast(&r.members, None, ServerMessage::ActiveSpeaker { participant });
+                    }
+                }
             }
             Event::ParticipantGone { participant, reason, .. } => {
                 if reason != GoneReason::Left {

@@ -100,6 +100,8 @@ pub enum ServerMessage {
     /// Metadata or permissions of a participant changed (sent to everyone, itself too).
     ParticipantUpdated { participant: ParticipantInfo },
     RoomUpdated { metadata: String },
+    /// The room's active speaker changed.
+    ActiveSpeaker { participant: ParticipantId },
     /// A data message from a participant (`from`) or from the server API (`from` absent).
     Data {
         #[serde(skip_serializing_if = "Option::is_none")]

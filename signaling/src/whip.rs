@@ -152,24 +152,39 @@ async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: H
     finish(s, "whip", &room.clone(), room, id, rx).await
 }
 
+/// WHEP: `POST /whep/{room}` plays the room's active speaker.
+async fn whep_speaker(state: State<WhipState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    whep(state, room, None, headers, body).await
+}
+
 /// WHEP: `POST /whep/{room}/{participant}` plays that participant (by identity).
-async fn whep_create(State(s): State<WhipState>, Path((room, target)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+async fn whep_create(state: State<WhipState>, Path((room, target)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+    whep(state, room, Some(target), headers, body).await
+}
+
+async fn whep(State(s): State<WhipState>, room: String, target: Option<String>, headers: HeaderMap, body: Bytes) -> Response {
     let (token, sdp) = match check_offer(&s, &room, &headers, &body, Grant::Subscribe) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if s.hub.room_members(&room).iter().all(|p| p.identity != target) {
-        return err(StatusCode::NOT_FOUND, "not_found", "no such participant in the room");
+    if let Some(t) = &target {
+        if s.hub.room_members(&room).iter().all(|p| &p.identity != t) {
+            return err(StatusCode::NOT_FOUND, "not_found", "no such participant in the room");
+        }
     }
     let (id, rx) = match s.hub.join_viewer(token, unix_now()) {
         Ok(ok) => ok,
         Err(e) => return join_error(e),
     };
-    if let Err(e) = s.hub.whep_offer(id, &target, sdp) {
+    if let Err(e) = s.hub.whep_offer(id, target.as_deref(), sdp) {
         s.hub.leave(id);
         return err(StatusCode::NOT_FOUND, "not_found", e.to_string());
     }
-    finish(s, "whep", &format!("{room}/{target}"), room, id, rx).await
+    let path = match &target {
+        Some(t) => format!("{room}/{t}"),
+        None => format!("{room}/-"),
+    };
+    finish(s, "whep", &path, room, id, rx).await
 }
 
 /// Wait for the media plane's answer on the participant's queue and answer the HTTP
@@ -284,6 +299,7 @@ pub fn router(state: WhipState) -> Router {
     Router::new()
         .route("/whip/{room}", post(create).options(options))
         .route("/whip/{room}/{session}", delete(remove).patch(patch).options(options))
+        .route("/whep/{room}", post(whep_speaker).options(options))
         .route("/whep/{room}/{participant}", post(whep_create).options(options))
         .route("/whep/{room}/{participant}/{session}", delete(remove).patch(patch).options(options))
         .with_state(state)

@@ -69,7 +69,8 @@ test('WHIP publisher from a plain page is seen in the web app', async () => {
           pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
           setTimeout(resolve, 2000);
         });
-        const res = await fetch(`/whep/${room}/whip-publisher`, {
+        // The room's active speaker: the WHIP publisher is the only one with audio.
+        const res = await fetch(`/whep/${room}`, {
           method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${watch}` }, body: pc.localDescription.sdp,
         });
         if (res.status !== 201) return { status: res.status, error: await res.text() };
