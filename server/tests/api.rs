@@ -186,10 +186,13 @@ async fn limits_rate_room_full_and_no_auto_create() {
     assert_eq!(recv(&mut c).await["close"], 4007);
 }
 
+/// (API key header, signature header, body) of each delivered webhook.
+type Deliveries = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
 /// A webhook receiver: records (headers, body); the first attempt of every event fails.
-async fn receiver() -> (String, Arc<Mutex<Vec<(String, String, Vec<u8>)>>>, Arc<Mutex<u32>>) {
+async fn receiver() -> (String, Deliveries, Arc<Mutex<u32>>) {
     use axum::http::HeaderMap;
-    let got: Arc<Mutex<Vec<(String, String, Vec<u8>)>>> = Arc::default();
+    let got: Deliveries = Arc::default();
     let failures: Arc<Mutex<u32>> = Arc::default();
     let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let (g, f, s) = (got.clone(), failures.clone(), seen.clone());

@@ -103,6 +103,7 @@ enum Grant {
 
 /// Check content type, token, room, grant and body; the token and the offer, or the
 /// error response.
+#[allow(clippy::result_large_err)] // the error is the HTTP response itself, built once
 fn check_offer<'h>(s: &WhipState, room: &str, headers: &'h HeaderMap, body: &Bytes, grant: Grant) -> Result<(&'h str, String), Response> {
     if !content_type_is(headers, "application/sdp") {
         return Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the offer must be application/sdp"));
