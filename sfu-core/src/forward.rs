@@ -19,6 +19,9 @@ use crate::keyframe::starts_keyframe;
 use crate::rewrite::{InHeader, Rewriter};
 use crate::shard::{failure_reason, Shard};
 
+/// How long after a step down a subscription may step up again.
+const UPGRADE_HOLD: Duration = Duration::from_secs(3);
+
 /// A layer counts as active while packets arrived within this window.
 const LAYER_ACTIVE: Duration = Duration::from_millis(1_000);
 
@@ -31,6 +34,33 @@ pub(crate) struct Layer {
     pub last_seen: Option<Instant>,
     pub highest_seq: Option<u64>,
     pub paused: bool,
+    /// Measured bitrate (EWMA over 500 ms windows), bits per second.
+    pub bps: u64,
+    window_bytes: u64,
+    window_start: Option<Instant>,
+}
+
+impl Layer {
+    fn new(rid: Option<Rid>, rank: u8) -> Self {
+        Self { rid, ssrc: None, rank, last_seen: None, highest_seq: None, paused: false, bps: 0, window_bytes: 0, window_start: None }
+    }
+
+    fn active(&self, now: Instant) -> bool {
+        !self.paused && self.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE)
+    }
+
+    /// Count `bytes` of payload arriving at `now` into the bitrate measurement.
+    fn measure(&mut self, now: Instant, bytes: usize) {
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += bytes as u64;
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Duration::from_millis(500) {
+            let inst = self.window_bytes * 8 * 1_000_000 / elapsed.as_micros().max(1) as u64;
+            self.bps = if self.bps == 0 { inst } else { (self.bps * 3 + inst) / 4 };
+            self.window_bytes = 0;
+            self.window_start = Some(now);
+        }
+    }
 }
 
 pub(crate) struct Track {
@@ -65,14 +95,7 @@ impl Track {
         let layers = rids
             .iter()
             .enumerate()
-            .map(|(i, r)| Layer {
-                rid: Some(Rid::from(r.as_str())),
-                ssrc: None,
-                rank: rid_rank(r, i),
-                last_seen: None,
-                highest_seq: None,
-                paused: false,
-            })
+            .map(|(i, r)| Layer::new(Some(Rid::from(r.as_str())), rid_rank(r, i)))
             .collect();
         Self { room, publisher, mid, kind, layers, codecs: Vec::new(), subscribers: Vec::new(), muted: false, epoch: 0 }
     }
@@ -86,7 +109,7 @@ impl Track {
         let i = found.unwrap_or_else(|| {
             let index = self.layers.len();
             let rank = rid.map_or(0, |r| rid_rank(&r, index));
-            self.layers.push(Layer { rid, ssrc: None, rank, last_seen: None, highest_seq: None, paused: false });
+            self.layers.push(Layer::new(rid, rank));
             index
         });
         if self.layers[i].ssrc != Some(ssrc) {
@@ -109,12 +132,25 @@ impl Track {
 
     /// The best layer currently flowing.
     pub fn target_layer(&self, now: Instant) -> Option<usize> {
+        self.target_within(now, Some(u8::MAX))
+    }
+
+    /// The best layer flowing whose rank is at most `max_rank` (None: paused).
+    pub fn target_within(&self, now: Instant, max_rank: Option<u8>) -> Option<usize> {
+        let max = max_rank?;
         self.layers
             .iter()
             .enumerate()
-            .filter(|(_, l)| !l.paused && l.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE))
+            .filter(|(_, l)| l.active(now) && l.rank <= max)
             .max_by_key(|(_, l)| l.rank)
             .map(|(i, _)| i)
+    }
+
+    /// What the allocator needs: the flowing layers with measured rates.
+    pub fn demand(&self, now: Instant, current: Option<u8>) -> crate::allocator::VideoDemand {
+        let mut layers: Vec<(u8, u64)> = self.layers.iter().filter(|l| l.active(now) && l.bps > 0).map(|l| (l.rank, l.bps)).collect();
+        layers.sort_unstable();
+        crate::allocator::VideoDemand { layers, current, priority: 0 }
     }
 }
 
@@ -127,6 +163,10 @@ pub(crate) struct Subscription {
     rewriter: Rewriter,
     /// The track epoch this subscription's source belongs to.
     epoch: u32,
+    /// The highest layer rank the allocator lets through; None = paused.
+    pub max_rank: Option<u8>,
+    /// When the allocator last lowered `max_rank` (upgrades wait [`UPGRADE_HOLD`] after).
+    pub lowered_at: Option<Instant>,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
     pt_map: Vec<(Pt, Option<Pt>)>,
 }
@@ -137,7 +177,7 @@ impl Subscription {
             TrackKind::Audio => 48_000,
             TrackKind::Video => 90_000,
         };
-        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, pt_map: Vec::new() }
+        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, max_rank: Some(u8::MAX), lowered_at: None, pt_map: Vec::new() }
     }
 
     /// Feed this outgoing stream from another track (WHEP speaker following): the next
@@ -238,10 +278,9 @@ impl Shard {
         }
         layer.last_seen = Some(now);
         layer.paused = false;
+        layer.measure(now, pkt.payload.len());
         let video = track.kind == TrackKind::Video;
         let keyframe = video && starts_keyframe(codec, &pkt.payload);
-        let target = track.target_layer(now);
-        let is_target = target == Some(li);
         let vp8 = (codec == Codec::Vp8).then(|| Vp8Descriptor::parse(&pkt.payload).ok()).flatten();
         let inh = InHeader {
             ssrc,
@@ -260,7 +299,7 @@ impl Shard {
                 r.speaker.observe(tid, track.publisher, level, now);
             }
         }
-        let mut want_keyframe = None;
+        let mut want_keyframe: Vec<usize> = Vec::new();
         let track = &*track;
         for &sid in &track.subscribers {
             let Some(sp) = self.participants.get_mut(&sid) else { continue };
@@ -269,9 +308,18 @@ impl Shard {
             if !sub.ready || !spc.connected {
                 continue;
             }
+            let target = if video { track.target_within(now, sub.max_rank) } else { track.target_layer(now) };
+            if video && target.is_none() && sub.epoch == track.epoch && sub.rewriter.source_ssrc().is_some() {
+                // Paused: what is dropped now would leave a sequence gap, so resuming
+                // starts afresh (on a keyframe), as after a mute.
+                sub.epoch = track.epoch.wrapping_sub(1);
+            }
             let current = if sub.epoch == track.epoch { sub.rewriter.source_ssrc() } else { None };
-            if video && target.is_some() && current != target.and_then(|t| track.layers[t].ssrc) {
-                want_keyframe = target;
+            let is_target = target == Some(li);
+            if let Some(t) = target.filter(|_| video) {
+                if current != track.layers[t].ssrc && !want_keyframe.contains(&t) {
+                    want_keyframe.push(t);
+                }
             }
             let out = match decide(track.kind, current, ssrc, is_target, keyframe, in_order) {
                 LayerDecision::Drop => None,
@@ -330,11 +378,19 @@ impl Shard {
             let mid = sub.mid;
             let wrote = spc
                 .guarded(|rtc| {
-                    // Bring the subscriber's clock to now first: str0m stamps send times
-                    // (TWCC, RTCP) with its last input's time, and a stale one reads as
-                    // growing network delay to a bandwidth estimator.
+                    // Bring the subscriber's clock to now first: str0m stamps the send time
+                    // (TWCC, pacing, RTCP) with its last input's time, and a stale one reads
+                    // as growing network delay to the bandwidth estimator.
                     let _ = rtc.handle_input(str0m::Input::Timeout(now));
-                    rtc.direct_api().stream_tx_by_mid(mid, None).map(|tx| tx.write_rtp(w)).is_some()
+                    rtc.direct_api()
+                        .stream_tx_by_mid(mid, None)
+                        .map(|tx| {
+                            // Forwarded media keeps the publisher's pacing; the allocator,
+                            // not a queue, keeps it within the estimate.
+                            tx.set_unpaced(true);
+                            tx.write_rtp(w)
+                        })
+                        .is_some()
                 })
                 .unwrap_or(false);
             if wrote {
@@ -346,9 +402,77 @@ impl Shard {
                 self.failed.push((sid, failure_reason(f)));
             }
         }
-        if let Some(li) = want_keyframe {
+        for li in want_keyframe {
             self.request_keyframe(now, tid, li);
         }
+    }
+}
+
+impl Shard {
+    /// Divide subscriber `sid`'s bandwidth estimate among its tracks (see
+    /// [`crate::allocator`]) and steer its probing toward what it would take.
+    pub(crate) fn allocate(&mut self, now: Instant, sid: ParticipantId) {
+        let Some(p) = self.participants.get(&sid) else { return };
+        let Some(estimate) = p.estimate else { return };
+        let falling = p.falling >= 2;
+        let mut audio = 0;
+        let mut keys = Vec::new();
+        let mut demands = Vec::new();
+        for (tid, sub) in &p.subs {
+            let Some(track) = self.tracks.get(tid) else { continue };
+            match track.kind {
+                TrackKind::Audio => audio += 1,
+                TrackKind::Video => {
+                    let current = sub.rewriter.source_ssrc().and_then(|s| track.layer_of_ssrc(s)).map(|i| track.layers[i].rank);
+                    keys.push(*tid);
+                    demands.push(track.demand(now, current));
+                }
+            }
+        }
+        // GCC steps down multiplicatively after congestion; while it keeps falling, allocate
+        // ahead of it (so the subscriber reaches a layer that fits in one or two steps), but
+        // never so far ahead that a video is paused for it: pausing waits for the estimate.
+        let budget = if falling {
+            let keep: u64 = demands
+                .iter()
+                .filter(|d| d.current.is_some())
+                .filter_map(|d| d.layers.first())
+                .map(|l| (l.1 as f64 * crate::allocator::KEEP_LOWEST) as u64)
+                .sum::<u64>()
+                + crate::allocator::AUDIO_BPS * audio as u64;
+            (estimate * 6 / 10).max(keep.min(estimate))
+        } else {
+            estimate
+        };
+        let a = crate::allocator::allocate(budget, audio, &demands);
+        let Some(p) = self.participants.get_mut(&sid) else { return };
+        for (tid, max) in keys.iter().zip(a.video.iter()) {
+            if let Some(sub) = p.subs.get_mut(tid) {
+                // Layers not measured yet are not withheld: before the first measurement
+                // the allocation cannot know their cost.
+                let flowing = self.tracks.get(tid).is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
+                let new = if flowing { *max } else { Some(u8::MAX) };
+                let (old_rank, new_rank) = (sub.max_rank.map_or(-1, i32::from), new.map_or(-1, i32::from));
+                if new_rank < old_rank {
+                    sub.lowered_at = Some(now);
+                    sub.max_rank = new;
+                } else if new_rank > old_rank {
+                    // After a step down, an estimate that bounces back is not trusted at
+                    // once: upgrades wait, so the subscriber does not flap.
+                    if sub.lowered_at.is_none_or(|t| now.saturating_duration_since(t) >= UPGRADE_HOLD) {
+                        sub.max_rank = new;
+                    }
+                }
+            }
+        }
+        if let Some(pc) = p.subscriber.as_mut() {
+            // The estimator does not look past `desired`: leave room above the top layers.
+            // Padding keeps the rate up toward the next layer, but never past the estimate:
+            // above it, probes (driven by `desired`) find out whether the link has more.
+            let (min, desired) = (a.next.min(budget), (a.desired * 3 / 2).max(a.next).max(budget));
+            let _ = pc.guarded(|rtc| rtc.bwe().set_bitrate(str0m::bwe::Bitrate::bps(min), str0m::bwe::Bitrate::bps(desired)));
+        }
+        self.drain_pc(sid, PcKind::Subscriber);
     }
 }
 

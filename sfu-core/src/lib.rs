@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod api;
 pub mod demux;
 mod forward;

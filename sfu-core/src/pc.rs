@@ -12,6 +12,10 @@ use str0m::{Candidate, IceConnectionState, Rtc, RtcConfig};
 use crate::api::{Output, Transmit};
 use crate::ids::{ParticipantId, PcKind};
 
+/// Where a subscriber's bandwidth estimate starts: enough for the middle layer of a
+/// typical simulcast camera; GCC probes up from there.
+pub const INITIAL_ESTIMATE_KBPS: u64 = 2_500;
+
 /// A str0m `Rtc` in RTP mode, ICE-lite, with the shard's bookkeeping around it.
 pub(crate) struct Pc {
     pub rtc: Rtc,
@@ -30,7 +34,9 @@ pub(crate) enum PcFailure {
 }
 
 impl Pc {
-    pub fn new(now: Instant, public_addr: SocketAddr, rng: &mut impl Rng) -> Self {
+    /// `bwe`: estimate the downstream bandwidth (subscriber connections), starting from
+    /// [`INITIAL_ESTIMATE_KBPS`].
+    pub fn new(now: Instant, public_addr: SocketAddr, rng: &mut impl Rng, bwe: bool) -> Self {
         let ufrag: String = (0..16).map(|_| rng.sample(Alphanumeric) as char).collect();
         let pass: String = (0..32).map(|_| rng.sample(Alphanumeric) as char).collect();
         let mut rtc = RtcConfig::new()
@@ -46,6 +52,7 @@ impl Pc {
             // The RTX cache answers NACKs: 300 packets is 1.4 s of a 1.7 Mbps layer, far more
             // than any useful retransmission delay, and a third of str0m's default.
             .set_send_buffer_video(300)
+            .enable_bwe(bwe.then_some(str0m::bwe::Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
             .build(now);
         if let Ok(c) = Candidate::host(public_addr, "udp") {
             rtc.add_local_candidate(c);

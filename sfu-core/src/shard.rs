@@ -94,6 +94,10 @@ pub(crate) struct Participant {
     pub whep_target: Option<WhepTarget>,
     /// WHEP viewers: the client-offered m-lines, by kind.
     pub whep_slots: Vec<(Mid, TrackKind)>,
+    /// The subscriber connection's latest bandwidth estimate (bits per second).
+    pub estimate: Option<u64>,
+    /// How many estimates in a row have fallen (a falling trend is met early).
+    pub falling: u32,
 }
 
 impl Participant {
@@ -122,7 +126,11 @@ pub struct Shard {
     pub(crate) stats: ShardStats,
     last_now: Instant,
     last_speaker_check: Instant,
+    last_allocation: Instant,
 }
+
+/// How often every subscriber's allocation is recomputed (besides on each new estimate).
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(crate) fn failure_reason(f: PcFailure) -> GoneReason {
     match f {
@@ -152,6 +160,7 @@ impl Shard {
             stats: ShardStats::default(),
             last_now: now,
             last_speaker_check: now,
+            last_allocation: now,
         }
     }
 
@@ -180,6 +189,13 @@ impl Shard {
         if now.saturating_duration_since(self.last_speaker_check) >= SPEAKER_INTERVAL {
             self.last_speaker_check = now;
             self.update_speakers(now);
+        }
+        if now.saturating_duration_since(self.last_allocation) >= ALLOCATION_INTERVAL {
+            self.last_allocation = now;
+            let ids: Vec<ParticipantId> = self.participants.iter().filter(|(_, p)| p.estimate.is_some()).map(|(id, _)| *id).collect();
+            for id in ids {
+                self.allocate(now, id);
+            }
         }
         self.pump(now);
     }
@@ -339,6 +355,8 @@ impl Shard {
                         to_stop: Vec::new(),
                         whep_target: None,
                         whep_slots: Vec::new(),
+                        estimate: None,
+                        falling: 0,
                     },
                 );
                 let r = self.rooms.entry(room).or_insert_with(|| Room { participants: vec![], tracks: vec![], speaker: Default::default() });
@@ -569,7 +587,7 @@ impl Shard {
     }
 
     fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
-        let pc = Pc::new(now, self.cfg.public_addr, &mut self.rng);
+        let pc = Pc::new(now, self.cfg.public_addr, &mut self.rng, kind == PcKind::Subscriber);
         self.by_ufrag.insert(pc.ufrag.clone(), (id, kind));
         pc
     }
@@ -773,6 +791,17 @@ impl Shard {
                 if let Some(track) = tid.and_then(|t| self.tracks.get_mut(&t)) {
                     track.set_paused(sp.rid, sp.paused);
                 }
+            }
+            E::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) if kind == PcKind::Subscriber => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    let e = estimate.as_u64();
+                    p.falling = match p.estimate {
+                        Some(prev) if e < prev => p.falling + 1,
+                        _ => 0,
+                    };
+                    p.estimate = Some(e);
+                }
+                self.allocate(now, id);
             }
             E::KeyframeRequest(req) if kind == PcKind::Subscriber => {
                 let found = self.participants.get(&id).and_then(|p| {

@@ -163,8 +163,10 @@ fn simulcast_publisher_forwards_one_layer_continuously() {
     let v = sim.client(b).stream_from(sim.client(a).id, TrackKind::Video).unwrap();
     assert_eq!(v.ssrcs.len(), 1);
     assert_eq!(v.gaps(), 0);
-    // The top layer (index 2, f) is the one forwarded, and only it.
-    assert_eq!(v.layers.keys().copied().collect::<Vec<_>>(), vec![2], "{:?}", v.layers);
+    // Bandwidth estimation starts at 1 Mbps: the subscriber starts low and climbs to the
+    // top layer (index 2, f), where it stays.
+    assert_eq!(v.layer_runs.last().map(|r| r.0), Some(2), "{:?}", v.layer_runs);
+    assert!(v.layers[&2] > v.packets / 2, "{:?}", v.layers);
     // 1.7 Mbps at 30 fps: about 210 packets/s
     assert!(v.packets > 500, "{} packets", v.packets);
 }
@@ -341,4 +343,63 @@ fn whep_viewers_play_a_participant_or_follow_the_speaker() {
     // WHEP viewers are no subscribers of the server's offers: none were made to them.
     assert_eq!(sim.client(fixed).offers_received, 0);
     let _ = ida;
+}
+
+/// When the subscriber's video first arrives on `layer` at or after `from`.
+fn reached(v: &sfu_core::testkit::RecvStream, layer: u8, from: Instant) -> Option<Duration> {
+    v.layer_runs.iter().find(|(l, t)| *l == layer && *t >= from).map(|(_, t)| *t - from).or_else(|| (v.layer_at(from) == Some(layer)).then_some(Duration::ZERO))
+}
+
+#[test]
+fn a_downlink_drop_moves_the_subscriber_down_and_back_up() {
+    let mut sim = Sim::new(Instant::now(), 15);
+    let a = sim.join("room", ClientSpec::simulcast());
+    let b = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+
+    let cap = |kbps: u64| LinkConfig { rate_bps: Some(kbps * 1000), max_queue: Duration::from_millis(200), ..Default::default() };
+    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.run_for(secs(10));
+    let id = sim.client(a).id;
+    let v = sim.client(b).stream_from(id, TrackKind::Video).unwrap().clone();
+    assert_eq!(v.layer_at(sim.now), Some(2), "on the top layer at 3 Mbps: {:?}", v.layer_runs);
+    let k0 = sim.client(a).keyframe_requests_received;
+    // t = 10 s: the downlink drops to 400 kbps.
+    let drop_at = sim.now;
+    sim.set_link(b, LinkConfig::default(), cap(400));
+    sim.run_for(secs(20));
+    let v = sim.client(b).stream_from(id, TrackKind::Video).unwrap().clone();
+    let down = reached(&v, 0, drop_at).expect("reaches the low layer");
+    let gap = v.max_video_gap(drop_at, drop_at + secs(20));
+    let k1 = sim.client(a).keyframe_requests_received;
+    eprintln!("down to q in {down:?}; longest video gap {gap:?}; keyframe requests {}; runs {:?}", k1 - k0, v.layer_runs.iter().map(|r| (r.0, (r.1 - sim.start).as_millis())).collect::<Vec<_>>());
+    assert!(down < secs(2), "took {down:?} to reach the low layer");
+    assert!(gap < Duration::from_millis(500), "video stalled {gap:?}");
+    let steps_down = v.layer_runs.iter().filter(|(_, t)| *t >= drop_at).count() as u32;
+    assert_eq!(k1 - k0, steps_down, "one keyframe request per switch");
+    // t = 30 s: the link recovers.
+    let up_at = sim.now;
+    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.run_for(secs(15));
+    let v = sim.client(b).stream_from(id, TrackKind::Video).unwrap().clone();
+    let up = reached(&v, 2, up_at).expect("climbs back to the top layer");
+    eprintln!("back to f in {up:?}; runs {:?}", v.layer_runs.iter().map(|r| (r.0, (r.1 - sim.start).as_millis())).collect::<Vec<_>>());
+    assert!(up < secs(10), "took {up:?} to recover");
+    eprintln!("gaps overall {}, after the recovery {}", v.gaps(), v.video_gaps_after(up_at + secs(1)));
+    assert_eq!(v.video_gaps_after(up_at + secs(1)), 0, "the upgrade caused no loss");
+}
+
+#[test]
+fn subscribers_with_different_caps_get_different_layers() {
+    let mut sim = Sim::new(Instant::now(), 16);
+    let a = sim.join("room", ClientSpec::simulcast());
+    let viewer = || ClientSpec { audio: false, video: vec![], ..ClientSpec::av() };
+    let subs = [sim.join("room", viewer()), sim.join("room", viewer()), sim.join("room", viewer())];
+    for (s, kbps) in subs.iter().zip([300u64, 900, 4_000]) {
+        sim.set_link(*s, LinkConfig::default(), LinkConfig { rate_bps: Some(kbps * 1000), max_queue: Duration::from_millis(200), ..Default::default() });
+    }
+    sim.run_for(secs(15));
+    let id = sim.client(a).id;
+    let layers: Vec<Option<u8>> = subs.iter().map(|s| sim.client(*s).stream_from(id, TrackKind::Video).and_then(|v| v.layer_at(sim.now))).collect();
+    eprintln!("layers at 300 / 900 / 4000 kbps: {layers:?}");
+    assert_eq!(layers, vec![Some(0), Some(1), Some(2)]);
 }

@@ -96,9 +96,44 @@ pub struct RecvStream {
     pub latencies_us: Vec<u64>,
     /// Packets per publisher layer index (255 = audio).
     pub layers: BTreeMap<u8, u64>,
+    /// Layers in the order they were received, each run once: `[1, 2]` = h, then f.
+    pub layer_runs: Vec<(u8, Instant)>,
+    /// Arrival time of each video packet (for frame-gap checks).
+    pub video_arrivals: Vec<Instant>,
+    /// Sequence number of each video packet, in arrival order (parallel to the above).
+    pub video_seqs: Vec<u64>,
 }
 
 impl RecvStream {
+    /// The longest time between two video packets arriving within [from, to].
+    pub fn max_video_gap(&self, from: Instant, to: Instant) -> Duration {
+        self.video_arrivals
+            .iter()
+            .filter(|t| **t >= from && **t <= to)
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1].saturating_duration_since(*w[0]))
+            .max()
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Sequence numbers missing among the video packets sent after `t`: from the first
+    /// that arrived after `t` to the last received.
+    pub fn video_gaps_after(&self, t: Instant) -> u64 {
+        let Some(i) = self.video_arrivals.iter().position(|a| *a >= t) else { return 0 };
+        let first = self.video_seqs[i..].iter().min().copied().unwrap_or(0);
+        let seen: std::collections::BTreeSet<u64> = self.video_seqs.iter().copied().filter(|s| *s >= first).collect();
+        match (seen.first(), seen.last()) {
+            (Some(a), Some(b)) => (b - a + 1) - seen.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// The layer received at `t` (the last run started at or before `t`).
+    pub fn layer_at(&self, t: Instant) -> Option<u8> {
+        self.layer_runs.iter().take_while(|(_, at)| *at <= t).last().map(|(l, _)| *l)
+    }
+
     /// Sequence numbers missing between the first and the last received.
     pub fn gaps(&self) -> u64 {
         match (self.seqs.first(), self.seqs.last()) {
@@ -482,8 +517,15 @@ impl SimClient {
                 if let Some(st) = codec.and_then(|c| read_stamp(c, &p.payload)) {
                     r.latencies_us.push(now_us.saturating_sub(st.sent_us));
                     *r.layers.entry(st.layer).or_default() += 1;
+                    // Only new packets (retransmissions of older ones come late) mark a run.
+                    let newest = r.seqs.last().is_none_or(|m| *p.seq_no >= *m);
+                    if newest && r.layer_runs.last().is_none_or(|(l, _)| *l != st.layer) {
+                        r.layer_runs.push((st.layer, now));
+                    }
                 }
                 if r.kind == Some(TrackKind::Video) {
+                    r.video_arrivals.push(now);
+                    r.video_seqs.push(*p.seq_no);
                     if codec.is_some_and(|c| starts_keyframe(c, &p.payload)) {
                         r.keyframes += 1;
                     }

@@ -1,0 +1,171 @@
+//! Bandwidth allocation: divide one subscriber's estimated downstream bandwidth (str0m's
+//! TWCC-based GCC estimate, draft-ietf-rmcat-gcc) among the tracks it receives.
+//!
+//! Rules, in order:
+//! 1. Audio always: each audio track is reserved [`AUDIO_BPS`].
+//! 2. Video by priority (higher first): every video first gets its lowest layer if it
+//!    fits; what does not fit is paused.
+//! 3. Then upgrades while they fit: higher priorities are served fully first; videos of
+//!    equal priority take turns, one layer at a time.
+//! 4. A video already forwarded keeps its lowest layer down to [`KEEP_LOWEST`] of its
+//!    rate: pausing is the last resort.
+//! 5. Hysteresis: a layer above the one currently forwarded costs [`UPGRADE_HEADROOM`]
+//!    times its bitrate, so that an estimate hovering at a layer's rate does not make the
+//!    subscriber flap between layers; a downgrade happens as soon as the current layer no
+//!    longer fits.
+
+/// Reserved per audio track (Opus with headers).
+pub const AUDIO_BPS: u64 = 48_000;
+/// Extra room an upgrade needs above the layer's measured rate.
+pub const UPGRADE_HEADROOM: f64 = 1.15;
+
+/// One video track as the allocator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoDemand {
+    /// (rank, measured bits per second) of the layers flowing now, lowest rank first.
+    pub layers: Vec<(u8, u64)>,
+    /// Rank currently forwarded, if any.
+    pub current: Option<u8>,
+    /// Higher goes first (screen share > active speaker > the rest).
+    pub priority: u32,
+}
+
+/// A video being forwarded keeps its lowest layer down to this share of the layer's rate:
+/// pausing is the last resort (GCC undershoots for a moment after congestion).
+pub const KEEP_LOWEST: f64 = 0.5;
+
+fn cost(d: &VideoDemand, i: usize) -> u64 {
+    let (rank, bps) = d.layers[i];
+    if d.current.is_none_or(|c| rank > c) {
+        (bps as f64 * UPGRADE_HEADROOM) as u64
+    } else if i == 0 {
+        (bps as f64 * KEEP_LOWEST) as u64
+    } else {
+        bps
+    }
+}
+
+/// The result for one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// Per video (same order as the input): the highest rank allowed, None = paused.
+    pub video: Vec<Option<u8>>,
+    /// Bits per second the allocation uses (audio included).
+    pub used: u64,
+    /// What the subscriber would take with unlimited bandwidth: the rate to probe for.
+    pub desired: u64,
+    /// The rate that would let the next layer in (the cheapest step up from this
+    /// allocation): the sender keeps at least this much flowing, padding if need be, so
+    /// that the estimate can grow to it.
+    pub next: u64,
+}
+
+pub fn allocate(budget: u64, audio_tracks: usize, videos: &[VideoDemand]) -> Allocation {
+    let audio = AUDIO_BPS * audio_tracks as u64;
+    let mut left = budget.saturating_sub(audio);
+    let mut order: Vec<usize> = (0..videos.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(videos[i].priority));
+    // index into each video's layers, None = paused
+    let mut pick: Vec<Option<usize>> = vec![None; videos.len()];
+    for &i in &order {
+        if videos[i].layers.is_empty() {
+            continue;
+        }
+        let c = cost(&videos[i], 0);
+        if c <= left {
+            pick[i] = Some(0);
+            left -= c;
+        }
+    }
+    // Upgrades: a higher priority is served fully before a lower one; videos of equal
+    // priority take turns, one layer at a time.
+    let mut start = 0;
+    while start < order.len() {
+        let prio = videos[order[start]].priority;
+        let end = order[start..].iter().position(|&i| videos[i].priority != prio).map_or(order.len(), |n| start + n);
+        loop {
+            let mut changed = false;
+            for &i in &order[start..end] {
+                let Some(cur) = pick[i] else { continue };
+                if cur + 1 >= videos[i].layers.len() {
+                    continue;
+                }
+                let extra = cost(&videos[i], cur + 1).saturating_sub(cost(&videos[i], cur));
+                if extra <= left {
+                    left -= extra;
+                    pick[i] = Some(cur + 1);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        start = end;
+    }
+    let video: Vec<Option<u8>> = pick.iter().zip(videos).map(|(p, v)| p.map(|i| v.layers[i].0)).collect();
+    let used = budget.saturating_sub(audio).saturating_sub(left) + audio;
+    let desired = audio + videos.iter().map(|v| v.layers.last().map_or(0, |l| l.1)).sum::<u64>();
+    let step = pick
+        .iter()
+        .zip(videos)
+        .filter_map(|(p, v)| match p {
+            None => (!v.layers.is_empty()).then(|| cost(v, 0)),
+            Some(i) if i + 1 < v.layers.len() => Some(cost(v, i + 1).saturating_sub(cost(v, *i))),
+            Some(_) => None,
+        })
+        .min()
+        .unwrap_or(0);
+    let used = used.min(budget.max(audio));
+    Allocation { video, used, desired, next: used + step }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim(current: Option<u8>, priority: u32) -> VideoDemand {
+        VideoDemand { layers: vec![(0, 150_000), (1, 500_000), (2, 1_700_000)], current, priority }
+    }
+
+    #[test]
+    fn table() {
+        // (budget, audio, videos, expected)
+        let cases: Vec<(u64, usize, Vec<VideoDemand>, Vec<Option<u8>>)> = vec![
+            (5_000_000, 1, vec![sim(None, 0)], vec![Some(2)]),
+            (1_000_000, 1, vec![sim(None, 0)], vec![Some(1)]),
+            (400_000, 1, vec![sim(None, 0)], vec![Some(0)]),
+            (100_000, 1, vec![sim(None, 0)], vec![None]), // paused: audio only
+            (170_000, 0, vec![sim(Some(0), 0)], vec![Some(0)]), // kept: 113 % of q
+            (80_000, 0, vec![sim(Some(1), 0)], vec![Some(0)]), // kept at 53 %, stepping down
+            (70_000, 0, vec![sim(Some(0), 0)], vec![None]),     // 47 %: paused
+            (100_000, 0, vec![sim(None, 0)], vec![None]),
+            // two videos share: both get h before either gets f
+            (1_400_000, 0, vec![sim(None, 0), sim(None, 0)], vec![Some(1), Some(1)]),
+            // priority first: the screen share gets f, the camera what is left
+            (2_500_000, 0, vec![sim(None, 0), sim(None, 10)], vec![Some(0), Some(2)]),
+            (2_700_000, 0, vec![sim(None, 0), sim(None, 10)], vec![Some(1), Some(2)]),
+            // the lower priority is paused when only one lowest layer fits
+            (200_000, 0, vec![sim(None, 0), sim(None, 10)], vec![None, Some(0)]),
+            // hysteresis: f is kept at 1.75 Mbps once forwarded, not reached from h
+            (1_800_000, 0, vec![sim(Some(2), 0)], vec![Some(2)]),
+            (1_800_000, 0, vec![sim(Some(1), 0)], vec![Some(1)]),
+            // a single-layer video
+            (800_000, 0, vec![VideoDemand { layers: vec![(0, 600_000)], current: None, priority: 0 }], vec![Some(0)]),
+            // nothing flowing yet
+            (800_000, 0, vec![VideoDemand { layers: vec![], current: None, priority: 0 }], vec![None]),
+        ];
+        for (i, (budget, audio, videos, want)) in cases.into_iter().enumerate() {
+            let a = allocate(budget, audio, &videos);
+            assert_eq!(a.video, want, "case {i}");
+            assert!(a.used <= budget.max(AUDIO_BPS * audio as u64), "case {i}: used {} of {budget}", a.used);
+        }
+        assert_eq!(allocate(0, 2, &[sim(None, 0)]).desired, 2 * AUDIO_BPS + 1_700_000);
+        // the next step: from h (575 kbps with headroom) to f needs 1,955 − 575 kbps more
+        let a = allocate(1_000_000, 0, &[sim(None, 0)]);
+        assert!((a.next as i64 - (a.used + 1_955_000 - 575_000) as i64).abs() <= 1, "{a:?}"); // float rounding
+        // paused: the lowest layer is the next step
+        let a = allocate(100_000, 1, &[sim(None, 0)]);
+        assert_eq!((a.used, a.next), (48_000, 48_000 + 172_500));
+    }
+}
