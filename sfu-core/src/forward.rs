@@ -469,7 +469,12 @@ impl Shard {
             // The estimator does not look past `desired`: leave room above the top layers.
             // Padding keeps the rate up toward the next layer, but never past the estimate:
             // above it, probes (driven by `desired`) find out whether the link has more.
-            let (min, desired) = (a.next.min(budget), (a.desired * 3 / 2).max(a.next).max(budget));
+            // `desired` is what the estimator tries to discover. Asking for less than the
+            // current estimate lets GCC's estimate decay while the link is application
+            // limited (then a subscriber slides off its layer on an idle 3 Mbps link), so
+            // it is at least the estimate: str0m keeps probing upward as the estimate grows.
+            // That probing costs padding; see docs/simulcast-and-bwe.md.
+            let (min, desired) = (a.next.min(budget), (a.desired * 5 / 4).max(a.next).max(estimate));
             let _ = pc.guarded(|rtc| rtc.bwe().set_bitrate(str0m::bwe::Bitrate::bps(min), str0m::bwe::Bitrate::bps(desired)));
         }
         self.drain_pc(sid, PcKind::Subscriber);
