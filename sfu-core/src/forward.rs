@@ -167,6 +167,8 @@ pub(crate) struct Subscription {
     pub max_rank: Option<u8>,
     /// When the allocator last lowered `max_rank` (upgrades wait [`UPGRADE_HOLD`] after).
     pub lowered_at: Option<Instant>,
+    /// The outgoing str0m stream has been set up (pacing, RTX cache).
+    configured: bool,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
     pt_map: Vec<(Pt, Option<Pt>)>,
 }
@@ -177,7 +179,7 @@ impl Subscription {
             TrackKind::Audio => 48_000,
             TrackKind::Video => 90_000,
         };
-        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, max_rank: Some(u8::MAX), lowered_at: None, pt_map: Vec::new() }
+        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, max_rank: Some(u8::MAX), lowered_at: None, configured: false, pt_map: Vec::new() }
     }
 
     /// Feed this outgoing stream from another track (WHEP speaker following): the next
@@ -376,6 +378,7 @@ impl Shard {
                 }
             }
             let mid = sub.mid;
+            let first_write = !std::mem::replace(&mut sub.configured, true);
             let wrote = spc
                 .guarded(|rtc| {
                     // Bring the subscriber's clock to now first: str0m stamps the send time
@@ -385,9 +388,15 @@ impl Shard {
                     rtc.direct_api()
                         .stream_tx_by_mid(mid, None)
                         .map(|tx| {
-                            // Forwarded media keeps the publisher's pacing; the allocator,
-                            // not a queue, keeps it within the estimate.
-                            tx.set_unpaced(true);
+                            if first_write {
+                                // Forwarded media keeps the publisher's pacing; the
+                                // allocator, not a queue, keeps it within the estimate.
+                                tx.set_unpaced(true);
+                                // str0m drops queued resends once they pass 15 % of the
+                                // stream; a lossy link (5 % each way, retried NACKs) needs
+                                // more, and the allocator lowers the layer if it hurts.
+                                tx.set_rtx_cache(300, Duration::from_secs(3), Some(0.5));
+                            }
                             tx.write_rtp(w)
                         })
                         .is_some()

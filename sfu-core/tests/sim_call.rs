@@ -111,6 +111,12 @@ fn five_percent_loss_is_repaired_with_no_gap_reaching_subscribers() {
         for other in [a, b, c].into_iter().filter(|o| *o != me) {
             let v = sim.client(me).stream_from(sim.client(other).id, TrackKind::Video).unwrap();
             eprintln!("{me:?} <- {other:?}: {} video packets, gaps {}", v.packets, v.gaps());
+            if v.gaps() > 0 {
+                let (a, b) = (*v.seqs.first().unwrap(), *v.seqs.last().unwrap());
+                let missing: Vec<u64> = (a..=b).filter(|s| !v.seqs.contains(s)).collect();
+                let i = v.video_seqs.iter().position(|s| *s > missing[0]).unwrap_or(0);
+                eprintln!("missing {missing:?} of {a}..{b}; next arrival at {:?}; keyframes received {}; publisher keyframe requests {}", v.video_arrivals[i] - sim.start, v.keyframes, sim.client(other).keyframe_requests_received);
+            }
             assert!(v.packets > 400);
             assert_eq!(v.gaps(), 0, "a gap reached the subscriber");
         }
