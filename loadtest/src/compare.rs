@@ -2,9 +2,8 @@
 //! on the same network path (two namespaces joined by a veth pair that this command
 //! creates and removes), and the ratios.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,25 +44,6 @@ impl Drop for Killed {
     }
 }
 
-fn spawn_switchboard(pair: &Pair, bin: &Path, workers: Option<usize>) -> anyhow::Result<(Killed, String)> {
-    let ip = pair.server_ip.to_string();
-    let mut cmd = Pair::command_in(&pair.servers_ns, &bin.to_string_lossy());
-    cmd.args(["--http", &format!("{ip}:7880"), "--rtc-bind", &ip, "--rtc-port", "47000"])
-        .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(w) = workers {
-        cmd.args(["--workers", &w.to_string()]);
-    }
-    let mut child = cmd.spawn().context("starting switchboard in the namespace")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    anyhow::ensure!(line.contains("open http://"), "switchboard did not start: {line:?}");
-    Ok((Killed(child), format!("http://{ip}:7880")))
-}
-
 fn metric(r: &Value, path: &[&str]) -> f64 {
     let mut v = r;
     for p in path {
@@ -82,11 +62,12 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     crate::janus::write_config(&jdir, &server_ip)?;
     let janus = Killed(crate::janus::spawn(&pair.servers_ns, &jdir)?);
     let bin = a.server_bin.clone().unwrap_or_else(default_server_bin);
-    let (sb, sb_url) = spawn_switchboard(&pair, &bin, a.server_workers)?;
+    let sb = crate::target::spawn_switchboard(&bin, pair.server_ip, 7880, 47000, a.server_workers, Some(&pair.servers_ns))?;
+    let sb_url = format!("http://{}", sb.http);
     std::thread::sleep(Duration::from_millis(500));
     let me = std::env::current_exe()?;
     let targets = [
-        ("switchboard", sb_url.clone(), sb.0.id(), "switchboard"),
+        ("switchboard", sb_url.clone(), sb.child.id(), "switchboard"),
         ("janus", format!("http://{server_ip}:8088"), janus.0.id(), "janus"),
     ];
     let mut reports = Vec::new();

@@ -202,7 +202,7 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
         None => {
             let bin = t.server_bin.clone().unwrap_or_else(target::default_server_bin);
             let ip: IpAddr = "127.0.0.1".parse()?;
-            let s = target::spawn_switchboard(&bin, ip, t.rtc_port, t.server_workers)?;
+            let s = target::spawn_switchboard(&bin, ip, 0, t.rtc_port, t.server_workers, None)?;
             let pid = s.child.id();
             Ok(Resolved {
                 name: "switchboard (spawned)".into(),

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -32,10 +32,14 @@ pub fn default_server_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("switchboard"))
 }
 
-/// Start `switchboard` bound to `ip` with the load-test key; wait for its start line.
-pub fn spawn_switchboard(bin: &PathBuf, ip: IpAddr, rtc_port: u16, workers: Option<usize>) -> anyhow::Result<Spawned> {
-    let mut cmd = Command::new(bin);
-    cmd.args(["--http", &format!("{ip}:0"), "--rtc-bind", &ip.to_string(), "--rtc-port", &rtc_port.to_string()])
+/// Start `switchboard` bound to `ip` (HTTP on `http_port`, 0 for any) with the load-test
+/// key, inside network namespace `netns` if given; wait for its start line.
+pub fn spawn_switchboard(bin: &Path, ip: IpAddr, http_port: u16, rtc_port: u16, workers: Option<usize>, netns: Option<&str>) -> anyhow::Result<Spawned> {
+    let mut cmd = match netns {
+        Some(ns) => crate::netns::Pair::command_in(ns, &bin.to_string_lossy()),
+        None => Command::new(bin),
+    };
+    cmd.args(["--http", &format!("{ip}:{http_port}"), "--rtc-bind", &ip.to_string(), "--rtc-port", &rtc_port.to_string()])
         .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

@@ -7,7 +7,7 @@
 //! byte-identical.
 //!
 //! ```ignore
-//! let mut sim = Sim::new(Instant::now(), 7);
+//! let mut sim = Sim::new(start, 7); // `start`: any Instant, the virtual clock's origin
 //! let a = sim.join("room", ClientSpec::av());
 //! let b = sim.join("room", ClientSpec::av());
 //! sim.run_for(Duration::from_secs(5));

@@ -31,7 +31,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// `start` is the virtual clock's origin (tests pass `Instant::now()`).
+    /// `start` is the virtual clock's origin (tests pass the wall clock's current instant).
     pub fn new(start: Instant, seed: u64) -> Self {
         let server: SocketAddr = (Ipv4Addr::new(127, 0, 0, 1), 5000).into();
         let mut cfg = ShardConfig::new(server);
