@@ -106,6 +106,13 @@ async function join() {
       notice(`${nameOf(p.id)}: ${p.metadata ? `“${p.metadata}”, ` : ''}publish ${perms.can_publish ? 'on' : 'off'}, subscribe ${perms.can_subscribe ? 'on' : 'off'}`);
     });
     client.addEventListener('room_updated', (e) => notice(`room: ${e.detail.metadata}`));
+    client.addEventListener('subscription_changed', (e) => {
+      // Which participant's track: from the subscriber offers' track map.
+      const t = [...client.tracksByMid.values()].find((x) => x.track === e.detail.track);
+      const tile = t && document.querySelector(`.tile[data-participant="${t.publisher}"]`);
+      if (tile) tile.classList.toggle('bw-paused', e.detail.paused);
+      if (e.detail.paused) notice(`video of ${t ? nameOf(t.publisher) : 'a participant'} paused: not enough bandwidth`);
+    });
     client.addEventListener('active_speaker', (e) => {
       const me = client.me && e.detail.participant === client.me.id;
       for (const t of document.querySelectorAll('.tile')) {

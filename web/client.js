@@ -90,6 +90,7 @@ export class SwitchboardClient extends EventTarget {
         break;
       case 'room_updated':
       case 'active_speaker':
+      case 'subscription_changed':
       case 'data':
       case 'track_published':
       case 'track_unpublished':

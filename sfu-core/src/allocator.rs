@@ -131,7 +131,8 @@ mod tests {
     #[test]
     fn table() {
         // (budget, audio, videos, expected)
-        let cases: Vec<(u64, usize, Vec<VideoDemand>, Vec<Option<u8>>)> = vec![
+        type Case = (u64, usize, Vec<VideoDemand>, Vec<Option<u8>>);
+        let cases: Vec<Case> = vec![
             (5_000_000, 1, vec![sim(None, 0)], vec![Some(2)]),
             (1_000_000, 1, vec![sim(None, 0)], vec![Some(1)]),
             (400_000, 1, vec![sim(None, 0)], vec![Some(0)]),

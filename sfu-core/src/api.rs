@@ -101,6 +101,9 @@ pub enum Event {
         rids: Vec<String>,
     },
     TrackUnpublished { room: RoomId, participant: ParticipantId, track: TrackId },
+    /// What a subscriber receives of a video track changed: another simulcast layer
+    /// (`layer`: its rid, empty without simulcast), or paused / resumed by the allocator.
+    SubscriptionChanged { participant: ParticipantId, track: TrackId, layer: Option<String>, paused: bool },
     /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
     ActiveSpeaker { room: RoomId, participant: ParticipantId },
     /// The participant no longer exists in the shard.

@@ -328,6 +328,15 @@ impl Shard {
                 LayerDecision::Forward => sub.rewriter.rewrite(&inh, now).ok(),
                 LayerDecision::SwitchTo => {
                     sub.epoch = track.epoch;
+                    if video && current != Some(ssrc) {
+                        let layer = track.layers[li].rid.map(|r| r.to_string()).unwrap_or_default();
+                        self.out.push_back(crate::api::Output::Event(crate::api::Event::SubscriptionChanged {
+                            participant: sid,
+                            track: tid,
+                            layer: Some(layer),
+                            paused: false,
+                        }));
+                    }
                     Some(sub.rewriter.switch_to(&inh, now))
                 }
             };
@@ -455,6 +464,7 @@ impl Shard {
         };
         let a = crate::allocator::allocate(budget, audio, &demands);
         let Some(p) = self.participants.get_mut(&sid) else { return };
+        let mut paused = Vec::new();
         for (tid, max) in keys.iter().zip(a.video.iter()) {
             if let Some(sub) = p.subs.get_mut(tid) {
                 // Layers not measured yet are not withheld: before the first measurement
@@ -462,6 +472,9 @@ impl Shard {
                 let flowing = self.tracks.get(tid).is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
                 let new = if flowing { *max } else { Some(u8::MAX) };
                 let (old_rank, new_rank) = (sub.max_rank.map_or(-1, i32::from), new.map_or(-1, i32::from));
+                if new.is_none() && sub.max_rank.is_some() {
+                    paused.push(*tid);
+                }
                 if new_rank < old_rank {
                     sub.lowered_at = Some(now);
                     sub.max_rank = new;
@@ -485,6 +498,14 @@ impl Shard {
             // That probing costs padding; see docs/simulcast-and-bwe.md.
             let (min, desired) = (a.next.min(budget), (a.desired * 5 / 4).max(a.next).max(estimate));
             let _ = pc.guarded(|rtc| rtc.bwe().set_bitrate(str0m::bwe::Bitrate::bps(min), str0m::bwe::Bitrate::bps(desired)));
+        }
+        for track in paused {
+            self.out.push_back(crate::api::Output::Event(crate::api::Event::SubscriptionChanged {
+                participant: sid,
+                track,
+                layer: None,
+                paused: true,
+            }));
         }
         self.drain_pc(sid, PcKind::Subscriber);
     }

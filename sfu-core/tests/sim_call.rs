@@ -409,3 +409,34 @@ fn subscribers_with_different_caps_get_different_layers() {
     eprintln!("layers at 300 / 900 / 4000 kbps: {layers:?}");
     assert_eq!(layers, vec![Some(0), Some(1), Some(2)]);
 }
+
+#[test]
+fn subscribers_are_told_of_layer_changes_and_pauses() {
+    let mut sim = Sim::new(Instant::now(), 17);
+    sim.join("room", ClientSpec::simulcast());
+    let b = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+    let cap = |kbps: u64| LinkConfig { rate_bps: Some(kbps * 1000), max_queue: Duration::from_millis(200), ..Default::default() };
+    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.run_for(secs(8));
+    let idb = sim.client(b).id;
+    let changes = |sim: &Sim| -> Vec<(Option<String>, bool)> {
+        sim.events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::SubscriptionChanged { participant, layer, paused, .. } if *participant == idb => Some((layer.clone(), *paused)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(changes(&sim).last(), Some(&(Some("f".to_string()), false)), "{:?}", changes(&sim));
+    // Far too little for even the lowest layer: paused (audio would go on), then resumed.
+    sim.set_link(b, LinkConfig::default(), cap(60));
+    sim.run_for(secs(10));
+    assert!(changes(&sim).contains(&(None, true)), "paused: {:?}", changes(&sim));
+    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.run_for(secs(15));
+    let c = changes(&sim);
+    let after_pause = c.iter().rposition(|x| x.1).unwrap();
+    assert!(c[after_pause + 1..].iter().any(|x| x.0.is_some() && !x.1), "resumed: {c:?}");
+    eprintln!("{c:?}");
+}

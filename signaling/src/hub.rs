@@ -453,6 +453,9 @@ impl Hub {
                 drop(dir);
                 self.hook(hook);
             }
+            Event::SubscriptionChanged { participant, track, layer, paused } => {
+                self.send_to(participant, ServerMessage::SubscriptionChanged { track, layer, paused })
+            }
             Event::ActiveSpeaker { room, participant } => {
                 let dir = self.dir.lock();
                 if let Some(r) = dir.rooms.get(&room.0) {

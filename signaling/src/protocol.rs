@@ -102,6 +102,14 @@ pub enum ServerMessage {
     RoomUpdated { metadata: String },
     /// The room's active speaker changed.
     ActiveSpeaker { participant: ParticipantId },
+    /// What this client receives of a video track changed: another simulcast layer, or
+    /// paused for lack of bandwidth (`paused: true`), or resumed.
+    SubscriptionChanged {
+        track: TrackId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        layer: Option<String>,
+        paused: bool,
+    },
     /// A data message from a participant (`from`) or from the server API (`from` absent).
     Data {
         #[serde(skip_serializing_if = "Option::is_none")]
