@@ -25,6 +25,8 @@ function tileFor(id, name) {
     label.className = 'label';
     tile.append(video, label);
     $('#grid').append(tile);
+    if (params.get('tile')) tile.style.width = `${Number(params.get('tile'))}px`;
+    sizes.observe(tile);
   }
   if (name !== undefined) tile.querySelector('.label').textContent = name;
   return tile;
@@ -41,6 +43,22 @@ function nameOf(id) {
   const c = state.client;
   if (c && c.me && c.me.id === id) return 'you';
   return c?.participants.get(id)?.name || `participant ${id}`;
+}
+
+// Report each remote video's displayed size and visibility (the server sends the layer
+// that fits; params: ?tile=WIDTH forces a tile width, for tests and small screens).
+const sizes = new ResizeObserver((entries) => {
+  for (const e of entries) reportViewport(e.target.closest('.tile'));
+});
+function reportViewport(tile) {
+  const c = state.client;
+  if (!c || !tile || !tile.dataset.participant) return;
+  const publisher = Number(tile.dataset.participant);
+  const video = [...c.tracksByMid.values()].find((t) => t.publisher === publisher && t.kind === 'video');
+  if (!video) return;
+  const r = tile.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  c.setViewport(video.track, r.width * dpr, r.height * dpr, document.visibilityState === 'visible' && r.width > 0);
 }
 
 function showMute(id, kind, muted) {
@@ -84,6 +102,7 @@ async function join() {
       if (!video.srcObject) video.srcObject = s || new MediaStream();
       if (!video.srcObject.getTracks().includes(track)) video.srcObject.addTrack(track);
       video.play().catch(() => {});
+      if (track.kind === 'video') reportViewport(tile);
       if (p) {
         showMute(publisher, 'audio', p.audio_muted);
         showMute(publisher, 'video', p.video_muted);

@@ -154,6 +154,11 @@ export class SwitchboardClient extends EventTarget {
     this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources });
   }
 
+  // Tell the server how big a remote video is shown (it picks the layer to match).
+  setViewport(track, width, height, visible) {
+    this.send({ type: 'viewport', track, width: Math.round(width), height: Math.round(height), visible });
+  }
+
   sendData(payload, topic) {
     this.send({ type: 'data', payload, topic });
   }

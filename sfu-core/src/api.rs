@@ -61,6 +61,10 @@ pub enum Command {
     /// (one per kind, bound as they are published) and are never renegotiated. Without a
     /// target they follow the room's active speaker, switching on keyframes.
     WhepOffer { participant: ParticipantId, target: Option<ParticipantId>, sdp: String },
+    /// How big the subscriber shows a video track (CSS pixels × device pixel ratio), and
+    /// whether it is visible: the layer is capped to what the tile needs; a hidden tile
+    /// gets no video.
+    SetViewport { participant: ParticipantId, track: TrackId, width: u32, height: u32, visible: bool },
     /// Stop (or resume) forwarding the participant's tracks of one kind (an admin mute).
     /// Resuming video asks the publisher for a keyframe.
     SetMuted { participant: ParticipantId, kind: TrackKind, muted: bool },

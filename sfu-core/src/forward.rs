@@ -36,13 +36,15 @@ pub(crate) struct Layer {
     pub paused: bool,
     /// Measured bitrate (EWMA over 500 ms windows), bits per second.
     pub bps: u64,
+    /// Picture size from the layer's last VP8 keyframe (RFC 6386 §9.1), if seen.
+    pub size: Option<(u16, u16)>,
     window_bytes: u64,
     window_start: Option<Instant>,
 }
 
 impl Layer {
     fn new(rid: Option<Rid>, rank: u8) -> Self {
-        Self { rid, ssrc: None, rank, last_seen: None, highest_seq: None, paused: false, bps: 0, window_bytes: 0, window_start: None }
+        Self { rid, ssrc: None, rank, last_seen: None, highest_seq: None, paused: false, bps: 0, size: None, window_bytes: 0, window_start: None }
     }
 
     fn active(&self, now: Instant) -> bool {
@@ -78,6 +80,43 @@ pub(crate) struct Track {
     /// switch afresh (keyframe for video), so that the dropped stretch leaves no
     /// sequence-number gap.
     pub epoch: u32,
+}
+
+/// Width assumed for a layer whose size is unknown (no VP8 keyframe seen): browsers'
+/// usual q/h/f of a 720p camera.
+fn nominal_width(rank: u8) -> u32 {
+    match rank {
+        0 => 320,
+        1 => 640,
+        _ => 1280,
+    }
+}
+
+/// The picture size in a VP8 keyframe's first packet (RFC 7741 descriptor, then the
+/// RFC 6386 frame tag, start code 9d 01 2a, 14-bit width and height).
+pub(crate) fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let b0 = *payload.first()?;
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let x = *payload.get(i)?;
+        i += 1;
+        if x & 0x80 != 0 {
+            i += if payload.get(i)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    let h = payload.get(i..i + 10)?;
+    if h[0] & 0x01 != 0 || h[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u16::from_le_bytes([h[6], h[7]]) & 0x3fff;
+    let ht = u16::from_le_bytes([h[8], h[9]]) & 0x3fff;
+    Some((w, ht))
 }
 
 /// Rank of a simulcast rid: the names browsers and our web client use, else list order.
@@ -146,11 +185,24 @@ impl Track {
             .map(|(i, _)| i)
     }
 
-    /// What the allocator needs: the flowing layers with measured rates.
-    pub fn demand(&self, now: Instant, current: Option<u8>) -> crate::allocator::VideoDemand {
-        let mut layers: Vec<(u8, u64)> = self.layers.iter().filter(|l| l.active(now) && l.bps > 0).map(|l| (l.rank, l.bps)).collect();
+    /// What the allocator needs: the flowing layers with measured rates, up to the first
+    /// one at least as wide as the subscriber's tile (`viewport`; none when hidden).
+    pub fn demand(&self, now: Instant, current: Option<u8>, viewport: Option<(u32, u32, bool)>) -> crate::allocator::VideoDemand {
+        let mut layers: Vec<(u8, u64, u32)> = self
+            .layers
+            .iter()
+            .filter(|l| l.active(now) && l.bps > 0)
+            .map(|l| (l.rank, l.bps, l.size.map_or_else(|| nominal_width(l.rank), |s| u32::from(s.0))))
+            .collect();
         layers.sort_unstable();
-        crate::allocator::VideoDemand { layers, current, priority: 0 }
+        if let Some((w, _, visible)) = viewport {
+            if !visible {
+                layers.clear();
+            } else if let Some(i) = layers.iter().position(|l| l.2 * 10 >= w * 9) {
+                layers.truncate(i + 1); // the smallest layer that covers the tile (10 % slack)
+            }
+        }
+        crate::allocator::VideoDemand { layers: layers.into_iter().map(|l| (l.0, l.1)).collect(), current, priority: 0 }
     }
 }
 
@@ -169,6 +221,8 @@ pub(crate) struct Subscription {
     pub lowered_at: Option<Instant>,
     /// The outgoing str0m stream has been set up (pacing, RTX cache).
     configured: bool,
+    /// The subscriber's tile for this track: (width, height, visible).
+    pub viewport: Option<(u32, u32, bool)>,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
     pt_map: Vec<(Pt, Option<Pt>)>,
 }
@@ -179,7 +233,7 @@ impl Subscription {
             TrackKind::Audio => 48_000,
             TrackKind::Video => 90_000,
         };
-        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, max_rank: Some(u8::MAX), lowered_at: None, configured: false, pt_map: Vec::new() }
+        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, max_rank: Some(u8::MAX), lowered_at: None, configured: false, viewport: None, pt_map: Vec::new() }
     }
 
     /// Feed this outgoing stream from another track (WHEP speaker following): the next
@@ -283,6 +337,11 @@ impl Shard {
         layer.measure(now, pkt.payload.len());
         let video = track.kind == TrackKind::Video;
         let keyframe = video && starts_keyframe(codec, &pkt.payload);
+        if keyframe && codec == Codec::Vp8 {
+            if let Some(size) = vp8_keyframe_size(&pkt.payload) {
+                track.layers[li].size = Some(size);
+            }
+        }
         let vp8 = (codec == Codec::Vp8).then(|| Vp8Descriptor::parse(&pkt.payload).ok()).flatten();
         let inh = InHeader {
             ssrc,
@@ -443,7 +502,7 @@ impl Shard {
                 TrackKind::Video => {
                     let current = sub.rewriter.source_ssrc().and_then(|s| track.layer_of_ssrc(s)).map(|i| track.layers[i].rank);
                     keys.push(*tid);
-                    demands.push(track.demand(now, current));
+                    demands.push(track.demand(now, current, sub.viewport));
                 }
             }
         }
@@ -536,6 +595,20 @@ mod tests {
         for (i, (k, cur, ssrc, tgt, kf, ord, want)) in table.into_iter().enumerate() {
             assert_eq!(decide(k, cur, ssrc, tgt, kf, ord), want, "row {i}");
         }
+    }
+
+    #[test]
+    fn vp8_keyframe_sizes() {
+        // X, I (15-bit picture id), then tag (P=0), start code, 1280 × 720
+        let p = [0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02, 0xAB];
+        assert_eq!(vp8_keyframe_size(&p), Some((1280, 720)));
+        // an interframe, a short payload, garbage
+        let mut q = p;
+        q[4] |= 1;
+        assert_eq!(vp8_keyframe_size(&q), None);
+        assert_eq!(vp8_keyframe_size(&p[..9]), None);
+        assert_eq!(vp8_keyframe_size(&[0xff; 3]), None);
+        assert_eq!(vp8_keyframe_size(&[]), None);
     }
 
     #[test]

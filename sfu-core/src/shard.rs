@@ -385,6 +385,15 @@ impl Shard {
                 self.set_permissions(now, participant, can_publish, can_subscribe)
             }
             Command::SetMuted { participant, kind, muted } => self.set_muted(now, participant, kind, muted),
+            Command::SetViewport { participant, track, width, height, visible } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return self.fail(participant, CommandError::UnknownParticipant);
+                };
+                if let Some(sub) = p.subs.get_mut(&track) {
+                    sub.viewport = Some((width.min(16_384), height.min(16_384), visible));
+                }
+                self.allocate(now, participant);
+            }
             Command::WhepOffer { participant, target, sdp } => self.on_whep_offer(now, participant, target, &sdp),
             Command::Leave { participant } => {
                 if self.participants.contains_key(&participant) {

@@ -440,3 +440,31 @@ fn subscribers_are_told_of_layer_changes_and_pauses() {
     assert!(c[after_pause + 1..].iter().any(|x| x.0.is_some() && !x.1), "resumed: {c:?}");
     eprintln!("{c:?}");
 }
+
+#[test]
+fn the_tile_size_caps_the_layer_and_a_hidden_tile_gets_no_video() {
+    use sfu_core::Command;
+    let mut sim = Sim::new(Instant::now(), 18);
+    let a = sim.join("room", ClientSpec::simulcast());
+    let b = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+    sim.run_for(secs(6));
+    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
+    let video = sim.client(b).offered.iter().find(|t| t.kind == TrackKind::Video).unwrap().track;
+    let layer = |sim: &Sim| sim.client(b).stream_from(ida, TrackKind::Video).and_then(|v| v.layer_at(sim.now));
+    assert_eq!(layer(&sim), Some(2), "no viewport: the best layer");
+    let set = |sim: &mut Sim, w, h, visible| sim.command(Command::SetViewport { participant: idb, track: video, width: w, height: h, visible });
+    set(&mut sim, 320, 180, true);
+    sim.run_for(secs(2));
+    assert_eq!(layer(&sim), Some(0), "a 320×180 tile gets the 320×180 layer");
+    set(&mut sim, 600, 338, true);
+    sim.run_for(secs(5));
+    assert_eq!(layer(&sim), Some(1), "a 600 px tile gets the 640 px layer");
+    set(&mut sim, 1280, 720, false);
+    sim.run_for(secs(2));
+    let before = sim.client(b).stream_from(ida, TrackKind::Video).unwrap().packets;
+    sim.run_for(secs(2));
+    assert_eq!(sim.client(b).stream_from(ida, TrackKind::Video).unwrap().packets, before, "hidden: no video");
+    set(&mut sim, 1280, 720, true);
+    sim.run_for(secs(5));
+    assert_eq!(layer(&sim), Some(2), "visible and large again: the top layer");
+}

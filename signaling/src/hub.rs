@@ -335,6 +335,9 @@ impl Hub {
                 }
             }
             ClientMessage::SubscribeAnswer { sdp } => Command::SubscribeAnswer { participant: id, sdp },
+            ClientMessage::Viewport { track, width, height, visible } => {
+                Command::SetViewport { participant: id, track, width, height, visible }
+            }
             ClientMessage::Candidate { pc, candidate } => {
                 if candidate.trim().is_empty() {
                     return; // end of candidates

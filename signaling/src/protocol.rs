@@ -31,6 +31,9 @@ pub enum ClientMessage {
     Candidate { pc: PcKind, candidate: String },
     /// The client muted or unmuted its microphone or camera.
     Mute { kind: TrackKind, muted: bool },
+    /// How big this client shows a video track (device pixels) and whether it is visible:
+    /// the server sends the smallest simulcast layer that covers it, nothing when hidden.
+    Viewport { track: TrackId, width: u32, height: u32, visible: bool },
     /// A data message to the room, or to the listed participants.
     Data {
         payload: String,
