@@ -502,7 +502,12 @@ impl Shard {
                 TrackKind::Video => {
                     let current = sub.rewriter.source_ssrc().and_then(|s| track.layer_of_ssrc(s)).map(|i| track.layers[i].rank);
                     keys.push(*tid);
-                    demands.push(track.demand(now, current, sub.viewport));
+                    let mut d = track.demand(now, current, sub.viewport);
+                    // The active speaker's video first, then larger tiles first.
+                    let speaker = self.rooms.get(&track.room).and_then(|r| r.speaker.current()) == Some(track.publisher);
+                    let area = sub.viewport.map_or(0, |(w, h, _)| (w as u64 * h as u64 / 1_000).min(1_000_000) as u32);
+                    d.priority = if speaker { 2_000_000 } else { 0 } + area;
+                    demands.push(d);
                 }
             }
         }

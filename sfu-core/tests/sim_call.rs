@@ -468,3 +468,25 @@ fn the_tile_size_caps_the_layer_and_a_hidden_tile_gets_no_video() {
     sim.run_for(secs(5));
     assert_eq!(layer(&sim), Some(2), "visible and large again: the top layer");
 }
+
+#[test]
+fn the_speakers_video_gets_the_bandwidth_first() {
+    let mut sim = Sim::new(Instant::now(), 19);
+    let loud = sim.join("room", ClientSpec { audio_level: -20, ..ClientSpec::simulcast() });
+    let quiet = sim.join("room", ClientSpec { audio_level: -90, ..ClientSpec::simulcast() });
+    let v = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+    // Room for the top layer of one video, not of both (1.7 Mbps each).
+    sim.set_link(v, LinkConfig::default(), LinkConfig { rate_bps: Some(3_000_000), max_queue: Duration::from_millis(200), ..Default::default() });
+    sim.run_for(secs(12));
+    let layer = |sim: &Sim, who| sim.client(v).stream_from(sim.client(who).id, TrackKind::Video).and_then(|s| s.layer_at(sim.now));
+    eprintln!("speaker {:?}, other {:?}", layer(&sim, loud), layer(&sim, quiet));
+    assert_eq!(layer(&sim, loud), Some(2), "the speaker's video on the top layer");
+    assert!(layer(&sim, quiet) < Some(2), "the other below it");
+    // The other one speaks now: the roles swap.
+    sim.client_mut(loud).spec.audio_level = -90;
+    sim.client_mut(quiet).spec.audio_level = -20;
+    sim.run_for(secs(12));
+    eprintln!("speaker {:?}, other {:?}", layer(&sim, quiet), layer(&sim, loud));
+    assert_eq!(layer(&sim, quiet), Some(2));
+    assert!(layer(&sim, loud) < Some(2));
+}
