@@ -15,6 +15,7 @@
 
 pub mod allocator;
 pub mod api;
+mod control;
 pub mod demux;
 mod forward;
 pub mod ids;

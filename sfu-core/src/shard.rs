@@ -324,11 +324,11 @@ impl Shard {
         }
     }
 
-    fn emit(&mut self, e: Event) {
+    pub(crate) fn emit(&mut self, e: Event) {
         self.out.push_back(Output::Event(e));
     }
 
-    fn fail(&mut self, participant: ParticipantId, error: CommandError) {
+    pub(crate) fn fail(&mut self, participant: ParticipantId, error: CommandError) {
         self.emit(Event::CommandFailed { participant, error });
     }
 
@@ -405,197 +405,7 @@ impl Shard {
         }
     }
 
-    fn set_permissions(&mut self, now: Instant, id: ParticipantId, can_publish: bool, can_subscribe: bool) {
-        let Some(p) = self.participants.get_mut(&id) else {
-            return self.fail(id, CommandError::UnknownParticipant);
-        };
-        p.can_publish = can_publish;
-        let was_subscribing = p.can_subscribe;
-        p.can_subscribe = can_subscribe;
-        if !can_publish {
-            let tracks: Vec<TrackId> = p.published.values().copied().collect();
-            for t in tracks {
-                self.unpublish(t);
-            }
-        }
-        let Some(p) = self.participants.get_mut(&id) else { return };
-        if !can_subscribe && was_subscribing {
-            let subs = std::mem::take(&mut p.subs);
-            for (tid, sub) in subs {
-                p.to_stop.push(sub.mid);
-                if let Some(t) = self.tracks.get_mut(&tid) {
-                    t.subscribers.retain(|s| *s != id);
-                }
-            }
-            self.sync_subscriptions(id);
-        } else if can_subscribe && !was_subscribing {
-            if p.subscriber.is_none() {
-                let pc = self.new_pc(now, id, PcKind::Subscriber);
-                if let Some(p) = self.participants.get_mut(&id) {
-                    p.subscriber = Some(pc);
-                }
-            }
-            self.sync_subscriptions(id);
-        }
-    }
-
-    fn update_speakers(&mut self, now: Instant) {
-        let mut changed = Vec::new();
-        for (name, room) in self.rooms.iter_mut() {
-            if let Some(p) = room.speaker.update(now) {
-                changed.push((name.clone(), p));
-            }
-        }
-        for (room, participant) in changed {
-            self.emit(Event::ActiveSpeaker { room: room.clone(), participant });
-            let viewers: Vec<ParticipantId> = self
-                .rooms
-                .get(&room)
-                .map(|r| r.participants.iter().copied().filter(|v| self.participants.get(v).is_some_and(|p| p.whep_target == Some(WhepTarget::Speaker))).collect())
-                .unwrap_or_default();
-            for v in viewers {
-                self.retarget_whep(now, v, participant);
-            }
-        }
-    }
-
-    /// A speaker-following WHEP viewer: move its m-lines to `speaker`'s tracks; each
-    /// restarts on a keyframe, continuing its sequence numbers.
-    fn retarget_whep(&mut self, now: Instant, id: ParticipantId, speaker: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else { return };
-        let Some(room) = self.rooms.get(&p.room) else { return };
-        let moves: Vec<(TrackId, TrackId)> = p
-            .subs
-            .keys()
-            .filter_map(|old| {
-                let kind = self.tracks.get(old)?.kind;
-                if self.tracks.get(old)?.publisher == speaker {
-                    return None;
-                }
-                let new = room.tracks.iter().copied().find(|t| self.tracks.get(t).is_some_and(|tr| tr.publisher == speaker && tr.kind == kind))?;
-                Some((*old, new))
-            })
-            .collect();
-        for (old, new) in moves {
-            if let Some(t) = self.tracks.get_mut(&old) {
-                t.subscribers.retain(|s| *s != id);
-            }
-            let Some(epoch) = self.tracks.get(&new).map(|t| t.epoch) else { continue };
-            let Some(p) = self.participants.get_mut(&id) else { return };
-            let Some(mut sub) = p.subs.remove(&old) else { continue };
-            sub.retarget(new, epoch);
-            p.subs.insert(new, sub);
-            let layer = self.tracks.get_mut(&new).map(|t| {
-                t.subscribers.push(id);
-                t.target_layer(now)
-            });
-            if let Some(Some(li)) = layer {
-                self.request_keyframe(now, new, li);
-            }
-        }
-        self.bind_whep(id);
-    }
-
-    fn on_whep_offer(&mut self, now: Instant, id: ParticipantId, target: Option<ParticipantId>, sdp: &str) {
-        let offer = match SdpOffer::from_sdp_string(sdp) {
-            Ok(o) => o,
-            Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
-        };
-        let Some(p) = self.participants.get(&id) else {
-            return self.fail(id, CommandError::UnknownParticipant);
-        };
-        if p.subscriber.is_none() {
-            let pc = self.new_pc(now, id, PcKind::Subscriber);
-            if let Some(p) = self.participants.get_mut(&id) {
-                p.subscriber = Some(pc);
-            }
-        }
-        let Some(p) = self.participants.get_mut(&id) else { return };
-        p.whep_target = Some(match target {
-            Some(t) => WhepTarget::Participant(t),
-            None => WhepTarget::Speaker,
-        });
-        let Some(pc) = p.subscriber.as_mut() else { return };
-        let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return self.fail(id, CommandError::BadSdp(e.to_string())),
-            Err(_) => {
-                self.stats.peer_panics += 1;
-                return self.fail(id, CommandError::Internal("offer handling panicked".into()));
-            }
-        };
-        let sdp = answer.to_sdp_string();
-        if !sdp.lines().any(|l| (l.starts_with("m=audio") || l.starts_with("m=video")) && l.split(' ').nth(1) != Some("0")) {
-            return self.fail(id, CommandError::NoCommonCodec);
-        }
-        self.emit(Event::PublishAnswer { participant: id, sdp });
-        self.drain_pc(id, PcKind::Subscriber);
-    }
-
-    /// WHEP: put the target's tracks on free client-offered m-lines of the same kind.
-    fn bind_whep(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else { return };
-        let Some(room) = self.rooms.get(&p.room) else { return };
-        let target = match p.whep_target {
-            None => return,
-            Some(WhepTarget::Participant(t)) => t,
-            // Before anyone spoke: the first participant who publishes.
-            Some(WhepTarget::Speaker) => match room.speaker.current().or_else(|| room.tracks.first().and_then(|t| self.tracks.get(t)).map(|t| t.publisher)) {
-                Some(t) => t,
-                None => return,
-            },
-        };
-        let mut binds = Vec::new();
-        for (mid, kind) in &p.whep_slots {
-            if p.subs.values().any(|s| s.mid == *mid) || binds.iter().any(|(_, m)| m == mid) {
-                continue;
-            }
-            let t = room.tracks.iter().copied().find(|t| {
-                self.tracks.get(t).is_some_and(|tr| tr.publisher == target && tr.kind == *kind)
-                    && !p.subs.contains_key(t)
-                    && !binds.iter().any(|(b, _)| b == t)
-            });
-            if let Some(t) = t {
-                binds.push((t, *mid));
-            }
-        }
-        for (t, mid) in binds {
-            let seq: u16 = self.rng.gen_range(0..16_384);
-            let ts: u32 = self.rng.gen();
-            let Some(track) = self.tracks.get_mut(&t) else { continue };
-            track.subscribers.push(id);
-            let mut sub = Subscription::new(t, mid, track.kind, seq, ts);
-            sub.ready = true;
-            if let Some(p) = self.participants.get_mut(&id) {
-                p.subs.insert(t, sub);
-            }
-        }
-    }
-
-    fn set_muted(&mut self, now: Instant, id: ParticipantId, kind: TrackKind, muted: bool) {
-        let Some(p) = self.participants.get(&id) else {
-            return self.fail(id, CommandError::UnknownParticipant);
-        };
-        let tracks: Vec<TrackId> = p.published.values().copied().collect();
-        for t in tracks {
-            let Some(track) = self.tracks.get_mut(&t) else { continue };
-            if track.kind != kind || track.muted == muted {
-                continue;
-            }
-            track.muted = muted;
-            if !muted {
-                track.epoch = track.epoch.wrapping_add(1);
-            }
-            if !muted && kind == TrackKind::Video {
-                // Subscribers restart on a keyframe of the best layer.
-                if let Some(li) = track.target_layer(now) {
-                    self.request_keyframe(now, t, li);
-                }
-            }
-        }
-    }
-
-    fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
+    pub(crate) fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
         let pc = Pc::new(now, self.cfg.public_addr, &mut self.rng, kind == PcKind::Subscriber);
         self.by_ufrag.insert(pc.ufrag.clone(), (id, kind));
         pc
@@ -851,7 +661,7 @@ impl Shard {
         }
     }
 
-    fn unpublish(&mut self, tid: TrackId) {
+    pub(crate) fn unpublish(&mut self, tid: TrackId) {
         let Some(track) = self.tracks.remove(&tid) else { return };
         if let Some(r) = self.rooms.get_mut(&track.room) {
             r.tracks.retain(|t| *t != tid);
