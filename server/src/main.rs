@@ -4,6 +4,7 @@
 
 mod config;
 mod plane;
+mod telemetry;
 mod udp;
 mod web;
 mod worker;
@@ -110,6 +111,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let hub_cfg = HubConfig { auto_create: !args.no_auto_create, empty_timeout: args.empty_timeout, max_participants: args.max_participants };
     let hub = Arc::new(Hub::with_config(keys, pool.clone(), hub_cfg, webhooks));
 
+    let prometheus = telemetry::install()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         let h = hub.clone();
@@ -129,8 +131,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 h.reap(std::time::Instant::now());
             }
         });
+        tokio::spawn(telemetry::publish(pool.clone(), hub.clone()));
         let stats_pool = pool.clone();
         let app = web::router()
+            .route("/metrics", axum::routing::get(move || std::future::ready(prometheus.render())))
             .route(
                 "/debug/stats",
                 axum::routing::get(move || {

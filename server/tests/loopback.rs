@@ -74,6 +74,21 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
     eprintln!("{s}");
     assert!(s[0]["dropped_unknown_source"].as_u64().unwrap() >= 200, "{s}");
     assert!(s[0]["rtp_forwarded"].as_u64().unwrap() > 400);
+    // The same figures for Prometheus.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (status, text) = get(&server, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    assert!(value("switchboard_rtp_forwarded_total{worker=\"0\"}") > 400.0);
+    assert!(value("switchboard_datagrams_dropped_total{worker=\"0\",reason=\"unknown_source\"}") >= 200.0);
+    assert_eq!(value("switchboard_participants"), 2.0);
+    assert_eq!(value("switchboard_rooms"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,6 +171,11 @@ impl Hub {
         &self.keys
     }
 
+    /// Webhook delivery counters, when webhooks are configured.
+    pub fn webhook_stats(&self) -> Option<Arc<crate::webhook::WebhookStats>> {
+        self.webhooks.as_ref().map(|w| w.stats.clone())
+    }
+
     fn hook(&self, e: WebhookEvent) {
         if let Some(w) = &self.webhooks {
             w.send(e);
