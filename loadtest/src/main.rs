@@ -124,11 +124,7 @@ struct RunArgs {
 #[derive(Args)]
 struct CapacityArgs {
     #[command(flatten)]
-    scenario: ScenarioArgs,
-    #[command(flatten)]
-    target: TargetArgs,
-    #[command(flatten)]
-    out: OutputArgs,
+    run: RunArgs,
     /// Rooms added per step (conference, webinar, audio-only alike).
     #[arg(long, default_value_t = 1)]
     step_rooms: usize,
@@ -366,13 +362,13 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
 }
 
 fn capacity(a: CapacityArgs) -> anyhow::Result<()> {
-    a.scenario.validate()?;
+    a.run.scenario.validate()?;
     let mut last_ok: Option<Report> = None;
     for step in 0..a.max_steps {
-        let mut s = a.scenario.clone();
-        s.rooms = a.scenario.rooms + step * a.step_rooms;
-        s.seed = a.scenario.seed + step as u64;
-        let r = run_once(&s, &a.target, &a.out)?;
+        let mut s = a.run.scenario.clone();
+        s.rooms = a.run.scenario.rooms + step * a.step_rooms;
+        s.seed = a.run.scenario.seed + step as u64;
+        let r = run_once(&s, &a.run.target, &a.run.out)?;
         let held = r.loss.loss_pct <= a.max_loss && r.latency_ms.p99 <= a.max_p99 && r.joins.succeeded == r.joins.attempted;
         println!(
             "step {step}: {} rooms, {} participants: loss {:.3} %, p99 {:.2} ms, joins {}/{}, server {:.2} µs/packet -> {}",
@@ -393,7 +389,7 @@ fn capacity(a: CapacityArgs) -> anyhow::Result<()> {
     match last_ok {
         Some(r) => {
             println!("capacity: the last step that held:\n{}", r.table());
-            write_outputs(&r, &a.out)?;
+            write_outputs(&r, &a.run.out)?;
         }
         None => println!("capacity: even the first step failed"),
     }

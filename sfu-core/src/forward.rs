@@ -362,6 +362,8 @@ impl Shard {
         }
         let mut want_keyframe: Vec<usize> = Vec::new();
         let track = &*track;
+        // Audio has one target for every subscriber; video's depends on each allocation.
+        let audio_target = if video { None } else { track.target_layer(now) };
         for &sid in &track.subscribers {
             let Some(sp) = self.participants.get_mut(&sid) else { continue };
             let Some(sub) = sp.subs.get_mut(&tid) else { continue };
@@ -369,7 +371,7 @@ impl Shard {
             if !sub.ready || !spc.connected {
                 continue;
             }
-            let target = if video { track.target_within(now, sub.max_rank) } else { track.target_layer(now) };
+            let target = if video { track.target_within(now, sub.max_rank) } else { audio_target };
             if video && target.is_none() && sub.epoch == track.epoch && sub.rewriter.source_ssrc().is_some() {
                 // Paused: what is dropped now would leave a sequence gap, so resuming
                 // starts afresh (on a keyframe), as after a mute.

@@ -173,10 +173,6 @@ impl Shard {
         self.participants.len()
     }
 
-    pub fn room_count(&self) -> usize {
-        self.rooms.len()
-    }
-
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         // Time never goes backwards inside the shard, whatever the caller passes.
         let now = now.max(self.last_now);
@@ -465,10 +461,15 @@ impl Shard {
 
     fn drop_publisher(&mut self, id: ParticipantId) {
         if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.publisher.take()) {
-            self.by_ufrag.remove(&pc.ufrag);
-            for a in pc.addrs {
-                self.by_addr.remove(&a);
-            }
+            self.forget_demux(&pc);
+        }
+    }
+
+    /// Datagrams for a connection that is gone are no longer routed to it.
+    fn forget_demux(&mut self, pc: &Pc) {
+        self.by_ufrag.remove(&pc.ufrag);
+        for a in &pc.addrs {
+            self.by_addr.remove(a);
         }
     }
 
@@ -690,10 +691,7 @@ impl Shard {
     fn remove_participant(&mut self, _now: Instant, id: ParticipantId, reason: GoneReason) {
         let Some(p) = self.participants.remove(&id) else { return };
         for pc in p.publisher.iter().chain(p.subscriber.iter()) {
-            self.by_ufrag.remove(&pc.ufrag);
-            for a in &pc.addrs {
-                self.by_addr.remove(a);
-            }
+            self.forget_demux(pc);
         }
         for tid in p.published.values() {
             self.unpublish(*tid);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::Router;
@@ -262,16 +262,13 @@ async fn patch(State(s): State<WhipState>, Path(parts): Path<Vec<(String, String
         }
     }
     let frag = String::from_utf8_lossy(&body);
-    let mut n = 0;
     for line in frag.lines().map(str::trim) {
         if let Some(c) = line.strip_prefix("a=") {
             if c.starts_with("candidate:") {
                 s.hub.handle(entry.0, ClientMessage::Candidate { pc: PcKind::Publisher, candidate: c.to_string() });
-                n += 1;
             }
         }
     }
-    let _ = n;
     cors(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -296,7 +293,6 @@ async fn remove(State(s): State<WhipState>, Path(parts): Path<Vec<(String, Strin
 }
 
 pub fn router(state: WhipState) -> Router {
-    let _ = Method::OPTIONS;
     Router::new()
         .route("/whip/{room}", post(create).options(options))
         .route("/whip/{room}/{session}", delete(remove).patch(patch).options(options))

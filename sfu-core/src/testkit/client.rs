@@ -557,13 +557,6 @@ impl SimClient {
         self.received.values().find(|r| r.publisher == Some(publisher) && r.kind == Some(kind))
     }
 
-    /// Write an in-band marker: the next frame of every video layer is a keyframe.
-    pub fn force_keyframe(&mut self) {
-        for v in &mut self.video {
-            v.keyframe_due = true;
-        }
-    }
-
     /// Restart the video encoder with fresh SSRCs (as a browser does on a new track):
     /// the sequence numbers of the new streams start anywhere.
     pub fn restart_video(&mut self, new_seq_base: u64) {

@@ -100,14 +100,6 @@ impl SimNet {
         self.down.insert(host, Link { cfg: down, busy_until: None });
     }
 
-    pub fn set_downlink(&mut self, host: IpAddr, down: LinkConfig) {
-        self.down.entry(host).or_insert(Link { cfg: down, busy_until: None }).cfg = down;
-    }
-
-    pub fn set_uplink(&mut self, host: IpAddr, up: LinkConfig) {
-        self.up.entry(host).or_insert(Link { cfg: up, busy_until: None }).cfg = up;
-    }
-
     pub fn send(&mut self, now: Instant, p: Packet) {
         self.sent += 1;
         let link = if p.source.ip() == self.server {

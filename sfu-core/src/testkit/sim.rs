@@ -54,11 +54,6 @@ impl Sim {
         IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8))
     }
 
-    /// The IP address of a client (for link settings).
-    pub fn host(&self, c: ClientIdx) -> IpAddr {
-        Self::host_of(c.0)
-    }
-
     pub fn set_link(&mut self, c: ClientIdx, up: LinkConfig, down: LinkConfig) {
         self.net.set_link(Self::host_of(c.0), up, down);
     }
