@@ -88,6 +88,15 @@ export class SwitchboardClient extends EventTarget {
         else this.participants.set(msg.participant.id, msg.participant);
         this.emit('participant_updated', msg.participant);
         break;
+      case 'publisher_layers':
+        // Dynacast: encode only the layers someone receives.
+        this.applyLayers(msg).catch((e) => this.emit('error', { code: 'dynacast', message: String(e) }));
+        this.emit(msg.type, msg);
+        break;
+      case 'subscription_stats':
+        this.lastStats = msg;
+        this.emit(msg.type, msg);
+        break;
       case 'room_updated':
       case 'active_speaker':
       case 'subscription_changed':
@@ -152,6 +161,23 @@ export class SwitchboardClient extends EventTarget {
       if (t.mid && t.sender.track) sources[t.mid] = t.sender.track.kind === 'audio' ? 'microphone' : 'camera';
     }
     this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources });
+  }
+
+  async applyLayers(msg) {
+    const t = this.pubPc?.getTransceivers().find((x) => x.mid === msg.mid);
+    if (!t) return;
+    const params = t.sender.getParameters();
+    let changed = false;
+    for (const e of params.encodings || []) {
+      const l = msg.layers.find((x) => x.rid === e.rid);
+      if (l && e.active !== l.active) { e.active = l.active; changed = true; }
+    }
+    if (changed) await t.sender.setParameters(params);
+  }
+
+  // The most we want of a remote video: 'low', 'medium', 'high', or null for no cap.
+  setPreferredQuality(track, quality) {
+    this.send({ type: 'preferred_quality', track, quality });
   }
 
   // Tell the server how big a remote video is shown (it picks the layer to match).

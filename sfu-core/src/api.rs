@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 
 /// What the driver feeds into [`crate::Shard::handle_input`].
 #[derive(Debug)]
@@ -68,6 +68,12 @@ pub enum Command {
     /// Stop (or resume) forwarding the participant's tracks of one kind (an admin mute).
     /// Resuming video asks the publisher for a keyframe.
     SetMuted { participant: ParticipantId, kind: TrackKind, muted: bool },
+    /// What the participant's m-lines (by mid) carry; sent before or after the offer
+    /// that adds them. A screen share goes first in every subscriber's allocation.
+    SetSources { participant: ParticipantId, sources: Vec<(String, TrackSource)> },
+    /// The subscriber asks for at most this layer of a video track (rank: 0 lowest);
+    /// None lifts the cap. The allocator may still choose less.
+    SetPreferredLayer { participant: ParticipantId, track: TrackId, max_rank: Option<u8> },
 }
 
 /// A track as offered to a subscriber: which m-line carries whose media.
@@ -77,6 +83,34 @@ pub struct OfferedTrack {
     pub track: TrackId,
     pub publisher: ParticipantId,
     pub kind: TrackKind,
+}
+
+/// One simulcast layer in a [`Event::PublisherLayers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerState {
+    pub rid: String,
+    pub active: bool,
+}
+
+/// One video subscription in a [`Event::SubscriptionStats`]. Layers are rids (empty
+/// without simulcast).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionStat {
+    pub track: TrackId,
+    pub publisher: ParticipantId,
+    /// The layer forwarded now (None: nothing yet, or paused).
+    pub current: Option<String>,
+    /// The highest layer the allocation allows, among those flowing (None: paused).
+    pub target: Option<String>,
+    /// The layers the publisher sends now.
+    pub available: Vec<String>,
+    /// Bits per second the allocator gave this track (the chosen layer's measured rate).
+    pub allocated_bps: u64,
+    /// Bits per second actually forwarded (payload, measured over the last period).
+    pub used_bps: u64,
+    /// Since the subscription began.
+    pub switches: u32,
+    pub pauses: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +142,12 @@ pub enum Event {
     /// What a subscriber receives of a video track changed: another simulcast layer
     /// (`layer`: its rid, empty without simulcast), or paused / resumed by the allocator.
     SubscriptionChanged { participant: ParticipantId, track: TrackId, layer: Option<String>, paused: bool },
+    /// Dynacast: which simulcast layers (rids) of a video track the publisher should
+    /// encode. Sent when it changes: a layer no subscriber needs is switched off (after
+    /// a few seconds unneeded), and back on as soon as one does.
+    PublisherLayers { participant: ParticipantId, track: TrackId, mid: String, layers: Vec<LayerState> },
+    /// Every few seconds per subscriber: what each of its video subscriptions gets.
+    SubscriptionStats { participant: ParticipantId, estimate_bps: Option<u64>, subscriptions: Vec<SubscriptionStat> },
     /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
     ActiveSpeaker { room: RoomId, participant: ParticipantId },
     /// The participant no longer exists in the shard.

@@ -38,21 +38,45 @@ pub(crate) struct Layer {
     pub bps: u64,
     /// Picture size from the layer's last VP8 keyframe (RFC 6386 §9.1), if seen.
     pub size: Option<(u16, u16)>,
+    /// Dynacast: the publisher was told to stop encoding this layer. It still counts for
+    /// allocation (at its last measured rate), so that a subscriber can ask for it back.
+    pub suspended: bool,
+    /// Dynacast: since when no subscriber needs this layer.
+    pub unneeded_since: Option<Instant>,
     window_bytes: u64,
     window_start: Option<Instant>,
 }
 
 impl Layer {
     fn new(rid: Option<Rid>, rank: u8) -> Self {
-        Self { rid, ssrc: None, rank, last_seen: None, highest_seq: None, paused: false, bps: 0, size: None, window_bytes: 0, window_start: None }
+        Self {
+            rid,
+            ssrc: None,
+            rank,
+            last_seen: None,
+            highest_seq: None,
+            paused: false,
+            bps: 0,
+            size: None,
+            suspended: false,
+            unneeded_since: None,
+            window_bytes: 0,
+            window_start: None,
+        }
     }
 
-    fn active(&self, now: Instant) -> bool {
+    pub fn active(&self, now: Instant) -> bool {
         !self.paused && self.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE)
     }
 
     /// Count `bytes` of payload arriving at `now` into the bitrate measurement.
     fn measure(&mut self, now: Instant, bytes: usize) {
+        // After a silence (the layer was paused) the measurement restarts rather than
+        // averaging the silence in: the rate is the layer's rate while it flows.
+        if self.window_start.is_some_and(|s| now.saturating_duration_since(s) > Duration::from_secs(2)) {
+            self.window_start = None;
+            self.window_bytes = 0;
+        }
         let start = *self.window_start.get_or_insert(now);
         self.window_bytes += bytes as u64;
         let elapsed = now.saturating_duration_since(start);
@@ -70,6 +94,8 @@ pub(crate) struct Track {
     pub publisher: ParticipantId,
     pub mid: Mid,
     pub kind: TrackKind,
+    /// What the publisher says it is (sets its allocation priority).
+    pub source: crate::ids::TrackSource,
     pub layers: Vec<Layer>,
     /// The publisher's payload types seen so far, with their parameters.
     pub codecs: Vec<(Pt, PayloadParams)>,
@@ -136,7 +162,18 @@ impl Track {
             .enumerate()
             .map(|(i, r)| Layer::new(Some(Rid::from(r.as_str())), rid_rank(r, i)))
             .collect();
-        Self { room, publisher, mid, kind, layers, codecs: Vec::new(), subscribers: Vec::new(), muted: false, epoch: 0 }
+        Self {
+            room,
+            publisher,
+            mid,
+            kind,
+            source: crate::ids::TrackSource::Unknown,
+            layers,
+            codecs: Vec::new(),
+            subscribers: Vec::new(),
+            muted: false,
+            epoch: 0,
+        }
     }
 
     /// The layer a packet of `ssrc` (with `rid`, from str0m) belongs to; created if new.
@@ -185,16 +222,42 @@ impl Track {
             .map(|(i, _)| i)
     }
 
-    /// What the allocator needs: the flowing layers with measured rates, up to the first
-    /// one at least as wide as the subscriber's tile (`viewport`; none when hidden).
-    pub fn demand(&self, now: Instant, current: Option<u8>, viewport: Option<(u32, u32, bool)>) -> crate::allocator::VideoDemand {
+    /// The layer a subscriber allowed up to `max_rank` needs sent: the best one the
+    /// publisher has declared or sent (flowing or not). Dynacast keeps it on.
+    pub fn needed_within(&self, max_rank: Option<u8>) -> Option<usize> {
+        let max = max_rank?;
+        let lowest = self.layers.iter().map(|l| l.rank).min()?;
+        self.layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.rank <= max.max(lowest))
+            .max_by_key(|(_, l)| l.rank)
+            .map(|(i, _)| i)
+    }
+
+    /// What the allocator needs: the layers with measured rates that flow (or that
+    /// dynacast switched off and can switch back on), no higher than the subscriber's
+    /// `preferred` cap, and up to the first one at least as wide as its tile (`viewport`;
+    /// none when hidden).
+    pub fn demand(
+        &self,
+        now: Instant,
+        current: Option<u8>,
+        viewport: Option<(u32, u32, bool)>,
+        preferred: Option<u8>,
+    ) -> crate::allocator::VideoDemand {
         let mut layers: Vec<(u8, u64, u32)> = self
             .layers
             .iter()
-            .filter(|l| l.active(now) && l.bps > 0)
+            .filter(|l| (l.active(now) || l.suspended) && l.bps > 0)
             .map(|l| (l.rank, l.bps, l.size.map_or_else(|| nominal_width(l.rank), |s| u32::from(s.0))))
             .collect();
         layers.sort_unstable();
+        if let Some(p) = preferred {
+            // The cap keeps at least the lowest layer.
+            let keep = layers.iter().filter(|l| l.0 <= p).count().max(1);
+            layers.truncate(keep);
+        }
         if let Some((w, _, visible)) = viewport {
             if !visible {
                 layers.clear();
@@ -225,6 +288,14 @@ pub(crate) struct Subscription {
     pub viewport: Option<(u32, u32, bool)>,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
     pt_map: Vec<(Pt, Option<Pt>)>,
+    /// The subscriber's own cap on the layer rank (None: no cap).
+    pub preferred: Option<u8>,
+    /// For stats: layer switches and pauses so far, the allocated rate, and payload
+    /// bytes forwarded since the last stats period.
+    pub switches: u32,
+    pub pauses: u32,
+    pub allocated_bps: u64,
+    pub sent_bytes: u64,
 }
 
 impl Subscription {
@@ -233,7 +304,23 @@ impl Subscription {
             TrackKind::Audio => 48_000,
             TrackKind::Video => 90_000,
         };
-        Self { track, mid, ready: false, rewriter: Rewriter::new(clock, initial_seq, initial_ts), epoch: 0, max_rank: Some(u8::MAX), lowered_at: None, configured: false, viewport: None, pt_map: Vec::new() }
+        Self {
+            track,
+            mid,
+            ready: false,
+            rewriter: Rewriter::new(clock, initial_seq, initial_ts),
+            epoch: 0,
+            max_rank: Some(u8::MAX),
+            lowered_at: None,
+            configured: false,
+            viewport: None,
+            pt_map: Vec::new(),
+            preferred: None,
+            switches: 0,
+            pauses: 0,
+            allocated_bps: 0,
+            sent_bytes: 0,
+        }
     }
 
     /// Feed this outgoing stream from another track (WHEP speaker following): the next
@@ -390,6 +477,9 @@ impl Shard {
                 LayerDecision::SwitchTo => {
                     sub.epoch = track.epoch;
                     if video && current != Some(ssrc) {
+                        if sub.rewriter.source_ssrc().is_some() {
+                            sub.switches += 1;
+                        }
                         let layer = track.layers[li].rid.map(|r| r.to_string()).unwrap_or_default();
                         self.out.push_back(crate::api::Output::Event(crate::api::Event::SubscriptionChanged {
                             participant: sid,
@@ -473,6 +563,7 @@ impl Shard {
                 })
                 .unwrap_or(false);
             if wrote {
+                sub.sent_bytes += pkt.payload.len() as u64;
                 self.stats.rtp_forwarded += 1;
             } else {
                 self.stats.rtp_not_forwarded += 1;
@@ -488,6 +579,21 @@ impl Shard {
 }
 
 impl Shard {
+    /// A video's place in one subscriber's allocation: screen shares first, then the
+    /// room's active speaker, then the rest; larger tiles first within each.
+    fn priority(&self, track: &Track, sub: &Subscription) -> u32 {
+        let speaker = self.rooms.get(&track.room).and_then(|r| r.speaker.current()) == Some(track.publisher);
+        let area = sub.viewport.map_or(0, |(w, h, _)| (w as u64 * h as u64 / 1_000).min(1_000_000) as u32);
+        let class = if track.source == crate::ids::TrackSource::ScreenShare {
+            4_000_000
+        } else if speaker {
+            2_000_000
+        } else {
+            0
+        };
+        class + area
+    }
+
     /// Divide subscriber `sid`'s bandwidth estimate among its tracks (see
     /// [`crate::allocator`]) and steer its probing toward what it would take.
     pub(crate) fn allocate(&mut self, now: Instant, sid: ParticipantId) {
@@ -504,11 +610,8 @@ impl Shard {
                 TrackKind::Video => {
                     let current = sub.rewriter.source_ssrc().and_then(|s| track.layer_of_ssrc(s)).map(|i| track.layers[i].rank);
                     keys.push(*tid);
-                    let mut d = track.demand(now, current, sub.viewport);
-                    // The active speaker's video first, then larger tiles first.
-                    let speaker = self.rooms.get(&track.room).and_then(|r| r.speaker.current()) == Some(track.publisher);
-                    let area = sub.viewport.map_or(0, |(w, h, _)| (w as u64 * h as u64 / 1_000).min(1_000_000) as u32);
-                    d.priority = if speaker { 2_000_000 } else { 0 } + area;
+                    let mut d = track.demand(now, current, sub.viewport, sub.preferred);
+                    d.priority = self.priority(track, sub);
                     demands.push(d);
                 }
             }
@@ -531,14 +634,16 @@ impl Shard {
         let a = crate::allocator::allocate(budget, audio, &demands);
         let Some(p) = self.participants.get_mut(&sid) else { return };
         let mut paused = Vec::new();
-        for (tid, max) in keys.iter().zip(a.video.iter()) {
+        for ((tid, max), d) in keys.iter().zip(a.video.iter()).zip(&demands) {
             if let Some(sub) = p.subs.get_mut(tid) {
+                sub.allocated_bps = max.and_then(|m| d.layers.iter().rev().find(|l| l.0 <= m)).map_or(0, |l| l.1);
                 // Layers not measured yet are not withheld: before the first measurement
                 // the allocation cannot know their cost.
                 let flowing = self.tracks.get(tid).is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
                 let new = if flowing { *max } else { Some(u8::MAX) };
                 let (old_rank, new_rank) = (sub.max_rank.map_or(-1, i32::from), new.map_or(-1, i32::from));
                 if new.is_none() && sub.max_rank.is_some() {
+                    sub.pauses += 1;
                     paused.push(*tid);
                 }
                 if new_rank < old_rank {

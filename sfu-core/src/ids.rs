@@ -78,3 +78,29 @@ impl From<TrackKind> for str0m::media::MediaKind {
         }
     }
 }
+
+/// What a published track carries, as its publisher declared it: it sets the track's
+/// priority in every subscriber's bandwidth allocation (screen share first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Camera,
+    Microphone,
+    ScreenShare,
+    ScreenShareAudio,
+    #[default]
+    Unknown,
+}
+
+impl TrackSource {
+    /// The names of the signaling protocol and of access-token grants.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "camera" => Self::Camera,
+            "microphone" => Self::Microphone,
+            "screen_share" => Self::ScreenShare,
+            "screen_share_audio" => Self::ScreenShareAudio,
+            _ => Self::Unknown,
+        }
+    }
+}

@@ -16,6 +16,7 @@
 pub mod allocator;
 pub mod api;
 mod control;
+mod dynacast;
 pub mod demux;
 mod forward;
 pub mod ids;
@@ -30,7 +31,7 @@ mod test_clock;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use api::{Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats, Transmit};
-pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+pub use api::{Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output, ShardStats, SubscriptionStat, Transmit};
+pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 pub use shard::{Shard, ShardConfig};
 pub use str0m;

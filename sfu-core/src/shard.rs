@@ -98,6 +98,8 @@ pub(crate) struct Participant {
     pub estimate: Option<u64>,
     /// How many estimates in a row have fallen (a falling trend is met early).
     pub falling: u32,
+    /// What the publisher's m-lines carry, as declared ([`Command::SetSources`]).
+    pub sources: HashMap<Mid, crate::ids::TrackSource>,
 }
 
 impl Participant {
@@ -127,6 +129,7 @@ pub struct Shard {
     last_now: Instant,
     last_speaker_check: Instant,
     last_allocation: Instant,
+    last_report: Instant,
 }
 
 /// How often every subscriber's allocation is recomputed (besides on each new estimate).
@@ -161,6 +164,7 @@ impl Shard {
             last_now: now,
             last_speaker_check: now,
             last_allocation: now,
+            last_report: now,
         }
     }
 
@@ -192,6 +196,12 @@ impl Shard {
             for id in ids {
                 self.allocate(now, id);
             }
+            self.dynacast(now);
+        }
+        let since_report = now.saturating_duration_since(self.last_report);
+        if since_report >= crate::dynacast::STATS_INTERVAL {
+            self.last_report = now;
+            self.report_subscriptions(now, since_report);
         }
         self.pump(now);
     }
@@ -353,6 +363,7 @@ impl Shard {
                         whep_slots: Vec::new(),
                         estimate: None,
                         falling: 0,
+                        sources: HashMap::new(),
                     },
                 );
                 let r = self.rooms.entry(room).or_insert_with(|| Room { participants: vec![], tracks: vec![], speaker: Default::default() });
@@ -387,6 +398,27 @@ impl Shard {
                 };
                 if let Some(sub) = p.subs.get_mut(&track) {
                     sub.viewport = Some((width.min(16_384), height.min(16_384), visible));
+                }
+                self.allocate(now, participant);
+            }
+            Command::SetSources { participant, sources } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return self.fail(participant, CommandError::UnknownParticipant);
+                };
+                for (mid, source) in sources.into_iter().take(64) {
+                    let mid = Mid::from(mid.as_str());
+                    p.sources.insert(mid, source);
+                    if let Some(t) = p.published.get(&mid).and_then(|t| self.tracks.get_mut(t)) {
+                        t.source = source;
+                    }
+                }
+            }
+            Command::SetPreferredLayer { participant, track, max_rank } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return self.fail(participant, CommandError::UnknownParticipant);
+                };
+                if let Some(sub) = p.subs.get_mut(&track) {
+                    sub.preferred = max_rank;
                 }
                 self.allocate(now, participant);
             }
@@ -647,7 +679,9 @@ impl Shard {
         self.next_track += 1;
         p.published.insert(mid, tid);
         let room = p.room.clone();
-        self.tracks.insert(tid, Track::new(tid, room.clone(), id, mid, kind, &rids));
+        let mut track = Track::new(tid, room.clone(), id, mid, kind, &rids);
+        track.source = p.sources.get(&mid).copied().unwrap_or_default();
+        self.tracks.insert(tid, track);
         let others = match self.rooms.get_mut(&room) {
             Some(r) => {
                 r.tracks.push(tid);

@@ -219,6 +219,7 @@ fn one_way_latency_is_the_path_delay() {
 #[test]
 fn synthetic_media_rates_match_the_configuration() {
     let mut sim = Sim::new(Instant::now(), 10);
+    sim.dynacast = false; // alone in its room, the publisher would be told to stop
     let mut spec = ClientSpec::simulcast();
     spec.keyframe_every = secs(1_000);
     let a = sim.join("room", spec.clone());
@@ -489,4 +490,140 @@ fn the_speakers_video_gets_the_bandwidth_first() {
     eprintln!("speaker {:?}, other {:?}", layer(&sim, quiet), layer(&sim, loud));
     assert_eq!(layer(&sim, quiet), Some(2));
     assert!(layer(&sim, loud) < Some(2));
+}
+
+/// Frames the publisher sent per layer during `d`.
+fn frames_during(sim: &mut Sim, c: ClientIdx, d: Duration) -> Vec<u64> {
+    let before = sim.client(c).video_sent();
+    sim.run_for(d);
+    sim.client(c).video_sent().iter().zip(before).map(|(a, b)| a.1 - b.1).collect()
+}
+
+#[test]
+fn dynacast_stops_the_layers_nobody_needs_and_restarts_them() {
+    use sfu_core::Command;
+    let mut sim = Sim::new(Instant::now(), 20);
+    let a = sim.join("room", ClientSpec::simulcast());
+    // Alone in the room: after a few seconds the publisher is told to stop every layer.
+    sim.run_for(secs(6));
+    assert_eq!(frames_during(&mut sim, a, secs(2)), vec![0, 0, 0], "nobody subscribes: nothing encoded");
+    // A viewer joins: the layers come back at once and the viewer gets video.
+    let joined = sim.now;
+    let b = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+    sim.run_for(secs(4));
+    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
+    let v = sim.client(b).stream_from(ida, TrackKind::Video).expect("video reaches the late viewer").clone();
+    let first = v.video_arrivals.first().copied().unwrap();
+    eprintln!("first video {:?} after the join", first - joined);
+    assert!(first - joined < secs(3));
+    // A 320 px tile: after a few seconds h and f are switched off, q keeps flowing.
+    let video = sim.client(b).offered.iter().find(|t| t.kind == TrackKind::Video).unwrap().track;
+    sim.command(Command::SetViewport { participant: idb, track: video, width: 320, height: 180, visible: true });
+    sim.run_for(secs(5));
+    let sent = frames_during(&mut sim, a, secs(2));
+    eprintln!("frames per layer in 2 s with a 320 px tile: {sent:?}");
+    assert!(sent[0] > 10 && sent[1] == 0 && sent[2] == 0, "{sent:?}");
+    let told: Vec<_> = sim.events_matching(|e| matches!(e, Event::PublisherLayers { .. })).into_iter().cloned().collect();
+    eprintln!("publisher told: {told:?}");
+    // The tile grows: f is switched back on and the viewer climbs to it without a gap.
+    let grown = sim.now;
+    sim.command(Command::SetViewport { participant: idb, track: video, width: 1280, height: 720, visible: true });
+    sim.run_for(secs(6));
+    let v = sim.client(b).stream_from(ida, TrackKind::Video).unwrap().clone();
+    let up = reached(&v, 2, grown).expect("the top layer again");
+    eprintln!("back on f {up:?} after the tile grew; longest gap {:?}", v.max_video_gap(grown, sim.now));
+    assert!(up < secs(3), "{up:?}");
+    assert!(v.max_video_gap(grown, sim.now) < Duration::from_millis(300));
+    assert_eq!(v.gaps(), 0, "sequence numbers stay continuous");
+    // The viewer leaves: everything goes off again.
+    sim.leave(b);
+    sim.run_for(secs(5));
+    assert_eq!(frames_during(&mut sim, a, secs(2)), vec![0, 0, 0]);
+}
+
+#[test]
+fn a_preferred_layer_caps_what_the_subscriber_gets() {
+    use sfu_core::Command;
+    let mut sim = Sim::new(Instant::now(), 21);
+    let a = sim.join("room", ClientSpec::simulcast());
+    let b = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+    sim.run_for(secs(6));
+    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
+    let video = sim.client(b).offered.iter().find(|t| t.kind == TrackKind::Video).unwrap().track;
+    let layer = |sim: &Sim| sim.client(b).stream_from(ida, TrackKind::Video).and_then(|v| v.layer_at(sim.now));
+    assert_eq!(layer(&sim), Some(2));
+    sim.command(Command::SetPreferredLayer { participant: idb, track: video, max_rank: Some(1) });
+    sim.run_for(secs(2));
+    assert_eq!(layer(&sim), Some(1), "asked for at most h");
+    sim.command(Command::SetPreferredLayer { participant: idb, track: video, max_rank: Some(0) });
+    sim.run_for(secs(2));
+    assert_eq!(layer(&sim), Some(0), "asked for q");
+    sim.command(Command::SetPreferredLayer { participant: idb, track: video, max_rank: None });
+    sim.run_for(secs(6));
+    assert_eq!(layer(&sim), Some(2), "the cap lifted");
+    // An unknown track or participant is harmless.
+    sim.command(Command::SetPreferredLayer { participant: idb, track: sfu_core::TrackId(999), max_rank: Some(0) });
+    sim.command(Command::SetPreferredLayer { participant: sfu_core::ParticipantId(999), track: video, max_rank: Some(0) });
+    sim.run_for(secs(1));
+    assert_eq!(layer(&sim), Some(2));
+}
+
+#[test]
+fn a_screen_share_goes_before_the_speakers_camera() {
+    use sfu_core::{Command, TrackSource};
+    let mut sim = Sim::new(Instant::now(), 22);
+    let cam = sim.join("room", ClientSpec { audio_level: -20, ..ClientSpec::simulcast() });
+    let screen = sim.join("room", ClientSpec { audio_level: -90, ..ClientSpec::simulcast() });
+    let idscreen = sim.client(screen).id;
+    sim.run_for(secs(1));
+    // The screen sharer declares its video m-line.
+    let mid = sim
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::TrackPublished { participant, kind: TrackKind::Video, mid, .. } if *participant == idscreen => Some(mid.clone()),
+            _ => None,
+        })
+        .unwrap();
+    sim.command(Command::SetSources { participant: idscreen, sources: vec![(mid, TrackSource::ScreenShare)] });
+    let v = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+    sim.set_link(v, LinkConfig::default(), LinkConfig { rate_bps: Some(2_600_000), max_queue: Duration::from_millis(200), ..Default::default() });
+    sim.run_for(secs(14));
+    let layer = |sim: &Sim, who| sim.client(v).stream_from(sim.client(who).id, TrackKind::Video).and_then(|s| s.layer_at(sim.now));
+    eprintln!("screen {:?}, speaker's camera {:?}", layer(&sim, screen), layer(&sim, cam));
+    assert_eq!(layer(&sim, screen), Some(2), "the screen share on the top layer");
+    assert!(layer(&sim, cam) < Some(2), "the speaker's camera below it");
+}
+
+#[test]
+fn subscription_stats_report_layers_rates_and_switches() {
+    use sfu_core::Command;
+    let mut sim = Sim::new(Instant::now(), 23);
+    let a = sim.join("room", ClientSpec::simulcast());
+    let b = sim.join("room", ClientSpec { audio: false, video: vec![], ..ClientSpec::av() });
+    sim.run_for(secs(8));
+    let idb = sim.client(b).id;
+    let video = sim.client(b).offered.iter().find(|t| t.kind == TrackKind::Video).unwrap().track;
+    let last = |sim: &Sim| {
+        sim.events.iter().rev().find_map(|(_, e)| match e {
+            Event::SubscriptionStats { participant, estimate_bps, subscriptions } if *participant == idb => Some((*estimate_bps, subscriptions[0].clone())),
+            _ => None,
+        })
+    };
+    let (estimate, s) = last(&sim).expect("stats reported");
+    eprintln!("estimate {estimate:?}: {s:?}");
+    assert_eq!(s.publisher, sim.client(a).id);
+    assert_eq!((s.current.as_deref(), s.target.as_deref()), (Some("f"), Some("f")));
+    // h is switched off by dynacast: nobody needs it.
+    assert_eq!(s.available, vec!["q", "f"]);
+    assert!((s.used_bps as f64 / 1_700_000.0 - 1.0).abs() < 0.3, "used {} bps of f", s.used_bps);
+    assert!(s.allocated_bps > 1_000_000);
+    assert!(estimate.unwrap_or(0) > 1_700_000);
+    sim.command(Command::SetViewport { participant: idb, track: video, width: 320, height: 180, visible: true });
+    sim.run_for(secs(4));
+    let (_, s) = last(&sim).unwrap();
+    eprintln!("{s:?}");
+    assert_eq!(s.current.as_deref(), Some("q"));
+    assert!(s.switches >= 1);
+    assert!(s.used_bps < 300_000, "{}", s.used_bps);
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackKind};
+use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackKind, TrackSource};
 use tokio::sync::mpsc;
 
 use crate::auth::{unix_now, AuthError, Claims, KeyStore};
 use crate::plane::{MediaPlane, PlaneError};
-use crate::protocol::{close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, ServerMessage, TrackInfo, PROTOCOL_VERSION};
+use crate::protocol::{close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage, TrackInfo, PROTOCOL_VERSION};
 use crate::webhook::{WebhookEvent, Webhooks};
 
 /// What a session's writer task sends on the WebSocket.
@@ -334,7 +334,15 @@ impl Hub {
                     Ok(())
                 });
                 match checked {
-                    Some(Ok(())) => Command::PublishOffer { participant: id, sdp },
+                    Some(Ok(())) => {
+                        // What each m-line carries sets its priority at subscribers (screen
+                        // share first); the shard takes it before the offer.
+                        let declared = sources.iter().map(|(mid, s)| (mid.clone(), TrackSource::parse(s))).collect();
+                        if let Err(e) = self.plane.send(&room, Command::SetSources { participant: id, sources: declared }) {
+                            return self.reply_error(id, ErrorCode::Busy, e.to_string());
+                        }
+                        Command::PublishOffer { participant: id, sdp }
+                    }
                     Some(Err(why)) => return self.reply_error(id, ErrorCode::NotAllowed, why),
                     None => return,
                 }
@@ -342,6 +350,9 @@ impl Hub {
             ClientMessage::SubscribeAnswer { sdp } => Command::SubscribeAnswer { participant: id, sdp },
             ClientMessage::Viewport { track, width, height, visible } => {
                 Command::SetViewport { participant: id, track, width, height, visible }
+            }
+            ClientMessage::PreferredQuality { track, quality } => {
+                Command::SetPreferredLayer { participant: id, track, max_rank: quality.map(Quality::max_rank) }
             }
             ClientMessage::Candidate { pc, candidate } => {
                 if candidate.trim().is_empty() {
@@ -463,6 +474,12 @@ impl Hub {
             }
             Event::SubscriptionChanged { participant, track, layer, paused } => {
                 self.send_to(participant, ServerMessage::SubscriptionChanged { track, layer, paused })
+            }
+            Event::PublisherLayers { participant, track, mid, layers } => {
+                self.send_to(participant, ServerMessage::PublisherLayers { track, mid, layers })
+            }
+            Event::SubscriptionStats { participant, estimate_bps, subscriptions } => {
+                self.send_to(participant, ServerMessage::SubscriptionStats { estimate_bps, subscriptions })
             }
             Event::ActiveSpeaker { room, participant } => {
                 let dir = self.dir.lock();

@@ -2,7 +2,7 @@
 //! `docs/protocol.md` for the conversation and examples.
 
 use serde::{Deserialize, Serialize};
-use sfu_core::{OfferedTrack, ParticipantId, PcKind, TrackId, TrackKind};
+use sfu_core::{LayerState, OfferedTrack, ParticipantId, PcKind, SubscriptionStat, TrackId, TrackKind};
 
 /// The protocol version this server speaks. A client sends it in `join`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -34,6 +34,13 @@ pub enum ClientMessage {
     /// How big this client shows a video track (device pixels) and whether it is visible:
     /// the server sends the smallest simulcast layer that covers it, nothing when hidden.
     Viewport { track: TrackId, width: u32, height: u32, visible: bool },
+    /// The most this client wants of a video track (`low`, `medium`, `high`; absent or
+    /// null: no cap). The server may still send less when bandwidth is short.
+    PreferredQuality {
+        track: TrackId,
+        #[serde(default)]
+        quality: Option<Quality>,
+    },
     /// A data message to the room, or to the listed participants.
     Data {
         payload: String,
@@ -44,6 +51,26 @@ pub enum ClientMessage {
     },
     Ping {},
     Leave {},
+}
+
+/// A simulcast quality a subscriber can ask for: the lowest, middle and highest layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    Low,
+    Medium,
+    High,
+}
+
+impl Quality {
+    /// The layer rank it caps at.
+    pub fn max_rank(self) -> u8 {
+        match self {
+            Quality::Low => 0,
+            Quality::Medium => 1,
+            Quality::High => u8::MAX,
+        }
+    }
 }
 
 /// A participant as others see it.
@@ -112,6 +139,16 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         layer: Option<String>,
         paused: bool,
+    },
+    /// Dynacast, to a publisher: encode only the `active` simulcast layers of the video
+    /// m-line `mid` (nobody needs the others); apply with `RTCRtpSender.setParameters`.
+    PublisherLayers { track: TrackId, mid: String, layers: Vec<LayerState> },
+    /// Every few seconds: what this client receives of each video (layers, rates,
+    /// switches), and its estimated downstream bandwidth. For debugging and statistics.
+    SubscriptionStats {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        estimate_bps: Option<u64>,
+        subscriptions: Vec<SubscriptionStat>,
     },
     /// A data message from a participant (`from`) or from the server API (`from` absent).
     Data {

@@ -183,3 +183,39 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
     hub.on_media_event(Event::TrackPublished { room: RoomId::from("r"), participant: a, track: TrackId(1), kind: TrackKind::Audio, mid: "0".into(), rids: vec![] });
     assert_eq!(hub.room_members("r")[0].tracks[0].source, "microphone");
 }
+
+#[test]
+fn layer_messages_reach_the_media_plane_and_the_publisher() {
+    use sfu_core::{LayerState, TrackSource};
+    let (plane, hub, keys) = setup();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), Some(1), NOW).unwrap();
+    let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    drain(&mut ra);
+    drain(&mut rb);
+    // Declared sources go to the shard ahead of the offer (screen share priority).
+    let sources = [("0".to_string(), "microphone".to_string()), ("1".to_string(), "screen_share".to_string())].into_iter().collect();
+    hub.handle(a, ClientMessage::PublishOffer { sdp: "x".into(), sources });
+    {
+        let cmds = plane.commands.lock();
+        let n = cmds.len();
+        assert!(matches!(&cmds[n - 2], Command::SetSources { participant, sources } if *participant == a && sources.contains(&("1".to_string(), TrackSource::ScreenShare))), "{cmds:?}");
+        assert!(matches!(&cmds[n - 1], Command::PublishOffer { .. }));
+    }
+    // A preferred quality becomes a layer cap; null lifts it; an unknown quality is refused.
+    let msg: ClientMessage = serde_json::from_str(r#"{"type":"preferred_quality","track":7,"quality":"medium"}"#).unwrap();
+    hub.handle(b, msg);
+    assert!(matches!(plane.commands.lock().last(), Some(Command::SetPreferredLayer { participant, track: TrackId(7), max_rank: Some(1) }) if *participant == b));
+    let msg: ClientMessage = serde_json::from_str(r#"{"type":"preferred_quality","track":7,"quality":null}"#).unwrap();
+    hub.handle(b, msg);
+    assert!(matches!(plane.commands.lock().last(), Some(Command::SetPreferredLayer { max_rank: None, .. })));
+    assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"preferred_quality","track":7,"quality":"ultra"}"#).is_err());
+    // Dynacast goes to the publisher only; stats to the subscriber only.
+    let layers = vec![LayerState { rid: "q".into(), active: true }, LayerState { rid: "f".into(), active: false }];
+    hub.on_media_event(Event::PublisherLayers { participant: a, track: TrackId(7), mid: "1".into(), layers: layers.clone() });
+    assert_eq!(msgs(&mut ra), vec![ServerMessage::PublisherLayers { track: TrackId(7), mid: "1".into(), layers }]);
+    assert!(msgs(&mut rb).is_empty());
+    hub.on_media_event(Event::SubscriptionStats { participant: b, estimate_bps: Some(1_000_000), subscriptions: vec![] });
+    assert!(matches!(&msgs(&mut rb)[..], [ServerMessage::SubscriptionStats { estimate_bps: Some(1_000_000), .. }]));
+    let json = serde_json::to_string(&ServerMessage::PublisherLayers { track: TrackId(7), mid: "1".into(), layers: vec![LayerState { rid: "f".into(), active: false }] }).unwrap();
+    assert_eq!(json, r#"{"type":"publisher_layers","track":7,"mid":"1","layers":[{"rid":"f","active":false}]}"#);
+}

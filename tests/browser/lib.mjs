@@ -1,7 +1,8 @@
 // Helpers for browser end-to-end tests: start the switchboard binary, launch Debian's
 // headless Chromium with a fake camera and microphone, read WebRTC stats.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,11 +11,14 @@ import { chromium } from 'playwright-core';
 const here = dirname(fileURLToPath(import.meta.url));
 export const BIN = process.env.SWITCHBOARD_BIN || join(here, '../../target/debug/switchboard');
 
-// Start the server on a free HTTP port; resolves with { base, proc, stop() }.
-export function startServer(extraArgs = [], env = {}) {
+// Start the server on a free HTTP port; resolves with { base, proc, stop() }. With
+// `netns`, it runs inside that network namespace, listening on `addr`.
+export function startServer(extraArgs = [], env = {}, { netns, addr } = {}) {
   const rtcPort = 20000 + Math.floor(Math.random() * 20000);
-  const args = ['--http', '127.0.0.1:0', '--rtc-port', String(rtcPort), '--workers', '2', ...extraArgs];
-  const proc = spawn(BIN, args, { env: { ...process.env, RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const where = addr ? ['--http', `${addr}:0`, '--rtc-bind', addr] : ['--http', '127.0.0.1:0'];
+  const args = [...where, '--rtc-port', String(rtcPort), '--workers', '2', ...extraArgs];
+  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, BIN, ...args]] : [BIN, args];
+  const proc = spawn(cmd, argv, { env: { ...process.env, RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
   return new Promise((resolve, reject) => {
@@ -40,14 +44,19 @@ export const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
-// One Chromium instance (a separate process tree), one page.
-export async function openParticipant(url) {
+// One Chromium instance (a separate process tree), one page. With `netns`, Chromium runs
+// inside that network namespace; `secureOrigin` lets a page served from a non-loopback
+// address use the camera and WebRTC.
+export async function openParticipant(url, { netns, secureOrigin } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sb-chromium-'));
-  const ctx = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
+  let executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+  if (netns) {
+    const wrapper = join(dir, 'chromium-in-netns');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${netns} ${executablePath} "$@"\n`, { mode: 0o755 });
+    executablePath = wrapper;
+  }
+  const args = secureOrigin ? [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`] : CHROMIUM_ARGS;
+  const ctx = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath, headless: true, args });
   const page = ctx.pages()[0] || (await ctx.newPage());
   page.on('console', (m) => { if (m.type() === 'error') console.log(`[page] ${m.text()}`); });
   await page.goto(url);
@@ -91,3 +100,45 @@ export function devToken(video, ttl = 600, sub = 'test-admin') {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Can this process create network namespaces and shape links (root, iproute2, tbf)?
+export function canShapeLinks() {
+  if (process.getuid?.() !== 0) return false;
+  try { execFileSync('tc', ['-V'], { stdio: 'ignore' }); execFileSync('ip', ['-V'], { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+// Two network namespaces made for one test: `srv` (the server) and `view` (a viewer),
+// each joined to the test's own namespace by a veth pair. The server's address on the
+// first pair is `addr`; the viewer reaches it through the second pair, whose server-side
+// end is where its downlink is shaped. Every address is private to these namespaces.
+export function shapedNet(tag = String(process.pid % 10000)) {
+  const ip = (...a) => execFileSync('ip', a, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const srv = `sbsrv${tag}`, view = `sbview${tag}`;
+  const [p0, p1, v0, v1] = [`sbp${tag}a`, `sbp${tag}b`, `sbv${tag}a`, `sbv${tag}b`];
+  const cleanup = () => {
+    for (const ns of [srv, view]) { try { ip('netns', 'del', ns); } catch {} }
+    try { ip('link', 'del', p0); } catch {}
+  };
+  cleanup();
+  ip('netns', 'add', srv);
+  ip('netns', 'add', view);
+  ip('link', 'add', p0, 'type', 'veth', 'peer', 'name', p1, 'netns', srv);
+  ip('link', 'add', v0, 'netns', view, 'type', 'veth', 'peer', 'name', v1, 'netns', srv);
+  ip('addr', 'add', '10.201.1.2/24', 'dev', p0);
+  ip('link', 'set', p0, 'up');
+  const inNs = (ns, ...a) => ip('netns', 'exec', ns, 'ip', ...a);
+  inNs(srv, 'addr', 'add', '10.201.1.1/24', 'dev', p1);
+  inNs(srv, 'addr', 'add', '10.201.2.1/24', 'dev', v1);
+  for (const d of ['lo', p1, v1]) inNs(srv, 'link', 'set', d, 'up');
+  inNs(view, 'addr', 'add', '10.201.2.2/24', 'dev', v0);
+  for (const d of ['lo', v0]) inNs(view, 'link', 'set', d, 'up');
+  inNs(view, 'route', 'add', '10.201.1.0/24', 'via', '10.201.2.1');
+  const tc = (...a) => execFileSync('ip', ['netns', 'exec', srv, 'tc', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return {
+    srv, view, addr: '10.201.1.1',
+    // Cap what the server sends to the viewer (a token bucket: no netem on this kernel).
+    capViewer: (rate) => tc('qdisc', 'replace', 'dev', v1, 'root', 'tbf', 'rate', rate, 'burst', '20kb', 'latency', '60ms'),
+    uncapViewer: () => tc('qdisc', 'del', 'dev', v1, 'root'),
+    cleanup,
+  };
+}

@@ -183,6 +183,8 @@ struct VideoOut {
     ts: u32,
     pic: u16,
     keyframe_due: bool,
+    /// Encoding on (dynacast may switch it off, as `setParameters` does in browsers).
+    active: bool,
     bytes_sent: u64,
     frames_sent: u64,
 }
@@ -277,6 +279,7 @@ impl SimClient {
                     ts: 0,
                     pic: 100 * i as u16,
                     keyframe_due: true,
+                    active: true,
                     bytes_sent: 0,
                     frames_sent: 0,
                 });
@@ -402,6 +405,10 @@ impl SimClient {
             let stamp = self.stamp(now, self.video[i].layer);
             let Some(pc) = self.publisher.as_mut() else { return };
             let v = &mut self.video[i];
+            if !v.active {
+                v.next_frame += Duration::from_secs_f64(1.0 / v.spec.fps.max(0.1) as f64);
+                continue;
+            }
             if periodic {
                 v.keyframe_due = true;
             }
@@ -427,6 +434,20 @@ impl SimClient {
             v.frames_sent += 1;
             v.next_frame += step;
             self.pump(now);
+        }
+    }
+
+    /// Switch simulcast encodings (by rid) of the video m-line `mid` off or on, as a
+    /// browser's `setParameters` does: an encoding switched on starts with a keyframe.
+    pub fn set_layers_active(&mut self, mid: &str, layers: &[(String, bool)]) {
+        for v in self.video.iter_mut().filter(|v| v.mid.to_string() == mid) {
+            let Some(rid) = v.rid else { continue };
+            if let Some((_, on)) = layers.iter().find(|(r, _)| r.as_str() == &*rid) {
+                if *on && !v.active {
+                    v.keyframe_due = true;
+                }
+                v.active = *on;
+            }
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Sim {
     pub events: Vec<(Instant, Event)>,
     rng: ChaCha8Rng,
     next_id: u64,
+    /// Publishers follow [`Event::PublisherLayers`] (on by default, as browsers do).
+    pub dynacast: bool,
 }
 
 impl Sim {
@@ -47,6 +49,7 @@ impl Sim {
             events: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0xc11e),
             next_id: 1,
+            dynacast: true,
         }
     }
 
@@ -226,6 +229,15 @@ impl Sim {
                     if let Some(sdp) = answer {
                         self.shard.handle_input(self.now, Input::Command(Command::SubscribeAnswer { participant, sdp }));
                         // drained by the caller's loop
+                    }
+                }
+            }
+            // Dynacast: the publisher applies it, as the web client does.
+            Event::PublisherLayers { participant, mid, layers, .. } if self.dynacast => {
+                if let Some(i) = find(&mut self.clients, participant) {
+                    let layers: Vec<(String, bool)> = layers.into_iter().map(|l| (l.rid, l.active)).collect();
+                    if let Some(c) = self.clients[i].as_mut() {
+                        c.set_layers_active(&mid, &layers);
                     }
                 }
             }
