@@ -145,9 +145,11 @@ export class SwitchboardClient extends EventTarget {
     if (video) {
       const sendEncodings = simulcast
         ? [
-            { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-            { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-            { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_700_000 },
+            // Three temporal layers each (VP8 L1T3): the server drops frame rate
+            // before resolution when a subscriber's bandwidth is short.
+            { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000, scalabilityMode: 'L1T3' },
+            { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000, scalabilityMode: 'L1T3' },
+            { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_700_000, scalabilityMode: 'L1T3' },
           ]
         : undefined;
       pc.addTransceiver(video, { direction: 'sendonly', streams: [stream], sendEncodings });

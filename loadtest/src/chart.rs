@@ -19,7 +19,9 @@ pub fn write_svg(path: &Path, title: &str, points: &[TimelinePoint]) -> anyhow::
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..t_max, 0.0..mbps_max)?;
     c.configure_mesh().x_desc("seconds").y_desc("Mbps").draw()?;
-    c.draw_series(LineSeries::new(points.iter().map(|p| (p.t, p.mbps)), &BLUE))?.label("Mbps").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+    c.draw_series(LineSeries::new(points.iter().map(|p| (p.t, p.mbps)), &BLUE))?
+        .label("Mbps")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
     c.configure_series_labels().border_style(BLACK).draw()?;
 
     let lat_max = points.iter().map(|p| p.p99_ms).fold(0.1, f64::max) * 1.1;
@@ -30,8 +32,18 @@ pub fn write_svg(path: &Path, title: &str, points: &[TimelinePoint]) -> anyhow::
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..t_max, 0.0..lat_max)?;
     c.configure_mesh().x_desc("seconds").y_desc("ms").draw()?;
-    c.draw_series(LineSeries::new(points.iter().map(|p| (p.t, p.p50_ms)), &GREEN))?.label("p50").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN));
-    c.draw_series(LineSeries::new(points.iter().map(|p| (p.t, p.p99_ms)), &RED))?.label("p99").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+    c.draw_series(LineSeries::new(
+        points.iter().map(|p| (p.t, p.p50_ms)),
+        &GREEN,
+    ))?
+    .label("p50")
+    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN));
+    c.draw_series(LineSeries::new(
+        points.iter().map(|p| (p.t, p.p99_ms)),
+        &RED,
+    ))?
+    .label("p99")
+    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
     c.configure_series_labels().border_style(BLACK).draw()?;
     root.present()?;
     Ok(())

@@ -62,13 +62,25 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     crate::janus::write_config(&jdir, &server_ip)?;
     let janus = Killed(crate::janus::spawn(&pair.servers_ns, &jdir)?);
     let bin = a.server_bin.clone().unwrap_or_else(default_server_bin);
-    let sb = crate::target::spawn_switchboard(&bin, pair.server_ip, 7880, 47000, a.server_workers, Some(&pair.servers_ns))?;
+    let sb = crate::target::spawn_switchboard(
+        &bin,
+        pair.server_ip,
+        7880,
+        47000,
+        a.server_workers,
+        Some(&pair.servers_ns),
+    )?;
     let sb_url = format!("http://{}", sb.http);
     std::thread::sleep(Duration::from_millis(500));
     let me = std::env::current_exe()?;
     let targets = [
         ("switchboard", sb_url.clone(), sb.child.id(), "switchboard"),
-        ("janus", format!("http://{server_ip}:8088"), janus.0.id(), "janus"),
+        (
+            "janus",
+            format!("http://{server_ip}:8088"),
+            janus.0.id(),
+            "janus",
+        ),
     ];
     let mut reports = Vec::new();
     for (name, url, pid, kind) in &targets {
@@ -78,28 +90,53 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         let mut cmd = Pair::command_in(&pair.clients_ns, &me.to_string_lossy());
         cmd.arg("run")
             .args(a.scenario.to_args())
-            .args(["--url", url, "--server", kind, "--server-pid", &pid.to_string()])
-            .args(["--bind-ip", &pair.client_ip.to_string(), "--ns-addr", &server_ip, "--threads", &a.threads.to_string(), "--quiet"])
+            .args([
+                "--url",
+                url,
+                "--server",
+                kind,
+                "--server-pid",
+                &pid.to_string(),
+            ])
+            .args([
+                "--bind-ip",
+                &pair.client_ip.to_string(),
+                "--ns-addr",
+                &server_ip,
+                "--threads",
+                &a.threads.to_string(),
+                "--quiet",
+            ])
             .arg("--json")
             .arg(&json)
             .arg("--svg")
             .arg(&svg)
             .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"));
-        let status = cmd.status().context("running the harness in the client namespace")?;
+        let status = cmd
+            .status()
+            .context("running the harness in the client namespace")?;
         anyhow::ensure!(status.success(), "the run against {name} failed");
         let r: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
         reports.push((name.to_string(), r));
     }
     let (s, j) = (&reports[0].1, &reports[1].1);
     let rows: [(&str, &[&str], bool); 9] = [
-        ("server CPU µs / forwarded packet", &["server", "cpu_us_per_forwarded_packet"], true),
+        (
+            "server CPU µs / forwarded packet",
+            &["server", "cpu_us_per_forwarded_packet"],
+            true,
+        ),
         ("server CPU seconds", &["server", "cpu_seconds"], true),
         ("received Mbps", &["received", "mbps"], false),
         ("latency p50 ms", &["latency_ms", "p50"], true),
         ("latency p99 ms", &["latency_ms", "p99"], true),
         ("loss %", &["loss", "loss_pct"], true),
         ("server RSS MB (peak)", &["server", "rss_mb"], true),
-        ("server RSS KB / subscribed track", &["server", "rss_kb_per_subscribed_track"], true),
+        (
+            "server RSS KB / subscribed track",
+            &["server", "rss_kb_per_subscribed_track"],
+            true,
+        ),
         ("join time p50 ms", &["joins", "time_ms", "p50"], true),
     ];
     let mut md = String::new();
@@ -107,7 +144,11 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         a.scenario.scenario, a.scenario.rooms, a.scenario.participants, a.scenario.viewers, a.scenario.duration));
     for (label, path, _lower_is_better) in rows {
         let (x, y) = (metric(s, path), metric(j, path));
-        let ratio = if y.abs() > 1e-12 { format!("{:.2}", x / y) } else { "-".into() };
+        let ratio = if y.abs() > 1e-12 {
+            format!("{:.2}", x / y)
+        } else {
+            "-".into()
+        };
         md.push_str(&format!("| {label} | {x:.2} | {y:.2} | {ratio} |\n"));
     }
     md.push_str(&format!(
@@ -119,7 +160,9 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let fanout = match a.scenario.scenario {
         crate::scenario::Kind::Conference => a.scenario.participants.saturating_sub(1).max(1),
         crate::scenario::Kind::Webinar => a.scenario.viewers.max(1),
-        crate::scenario::Kind::AudioOnly => (a.scenario.participants + a.scenario.viewers).saturating_sub(1).max(1),
+        crate::scenario::Kind::AudioOnly => (a.scenario.participants + a.scenario.viewers)
+            .saturating_sub(1)
+            .max(1),
     };
     let floor = crate::floor::measure(fanout, 100_000)?;
     let f = floor.cpu_us_per_forwarded_packet;
@@ -129,10 +172,16 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         metric(s, &["server", "cpu_us_per_forwarded_packet"]) / f,
         metric(j, &["server", "cpu_us_per_forwarded_packet"]) / f,
     ));
-    std::fs::write(out_dir.join("floor.json"), serde_json::to_string_pretty(&floor)?)?;
+    std::fs::write(
+        out_dir.join("floor.json"),
+        serde_json::to_string_pretty(&floor)?,
+    )?;
     println!("{md}");
     std::fs::write(out_dir.join("compare.md"), &md)?;
-    eprintln!("reports, charts and the Janus configuration are in {}", out_dir.display());
+    eprintln!(
+        "reports, charts and the Janus configuration are in {}",
+        out_dir.display()
+    );
     drop(sb);
     drop(janus);
     drop(pair);

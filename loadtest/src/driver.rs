@@ -22,7 +22,11 @@ use crate::session::{Media, Signal};
 /// Which kind of server the participants talk to.
 #[derive(Debug, Clone)]
 pub enum TargetKind {
-    Switchboard { ws_url: String, keys: KeyStore, key: String },
+    Switchboard {
+        ws_url: String,
+        keys: KeyStore,
+        key: String,
+    },
     /// Janus VideoRoom over its HTTP API at this base URL (`http://IP:8088/janus`).
     Janus { base: String },
 }
@@ -44,7 +48,10 @@ pub struct Ctx {
     pub publishers_per_room: usize,
 }
 
-type WsSink = SplitSink<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, Message>;
+type WsSink = SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,7 +64,9 @@ pub fn short(s: &str) -> String {
 pub async fn run(plan: Plan, ctx: Arc<Ctx>) {
     ctx.agg.lock().joins_attempted += 1;
     let r = match &ctx.target {
-        TargetKind::Switchboard { ws_url, keys, key } => run_switchboard(&plan, &ctx, ws_url, keys, key).await,
+        TargetKind::Switchboard { ws_url, keys, key } => {
+            run_switchboard(&plan, &ctx, ws_url, keys, key).await
+        }
         TargetKind::Janus { base } => crate::janus::run(&plan, &ctx, base).await,
     };
     if let Err(reason) = r {
@@ -78,7 +87,11 @@ fn offered_tracks(v: &Value) -> Vec<OfferedTrack> {
                         mid: t["mid"].as_str()?.to_string(),
                         track: TrackId(t["track"].as_u64()?),
                         publisher: ParticipantId(t["publisher"].as_u64()?),
-                        kind: if t["kind"] == "audio" { TrackKind::Audio } else { TrackKind::Video },
+                        kind: if t["kind"] == "audio" {
+                            TrackKind::Audio
+                        } else {
+                            TrackKind::Video
+                        },
                     })
                 })
                 .collect()
@@ -88,12 +101,20 @@ fn offered_tracks(v: &Value) -> Vec<OfferedTrack> {
 
 impl SwitchboardSignal {
     async fn send(&mut self, v: Value) -> Result<(), String> {
-        self.sink.send(Message::Text(v.to_string().into())).await.map_err(|e| format!("signaling send: {}", short(&e.to_string())))
+        self.sink
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .map_err(|e| format!("signaling send: {}", short(&e.to_string())))
     }
 }
 
 impl Signal for SwitchboardSignal {
-    async fn on_message(&mut self, v: Value, client: &mut SimClient, ctx: &Ctx) -> Result<(), String> {
+    async fn on_message(
+        &mut self,
+        v: Value,
+        client: &mut SimClient,
+        ctx: &Ctx,
+    ) -> Result<(), String> {
         match v["type"].as_str() {
             Some("publish_answer") => {
                 let sdp = v["sdp"].as_str().unwrap_or("");
@@ -103,8 +124,11 @@ impl Signal for SwitchboardSignal {
             Some("subscribe_offer") => {
                 let sdp = v["sdp"].as_str().unwrap_or("");
                 ctx.allowed.check_sdp(sdp).map_err(|e| e.to_string())?;
-                if let Some(answer) = client.accept_subscribe_offer(sdp, offered_tracks(&v["tracks"])) {
-                    self.send(json!({"type": "subscribe_answer", "sdp": answer})).await?;
+                if let Some(answer) =
+                    client.accept_subscribe_offer(sdp, offered_tracks(&v["tracks"]))
+                {
+                    self.send(json!({"type": "subscribe_answer", "sdp": answer}))
+                        .await?;
                 }
             }
             Some("error") => tracing::debug!("server error: {v}"),
@@ -134,7 +158,13 @@ fn token(keys: &KeyStore, key: &str, room: &str, identity: &str) -> Option<Strin
     keys.mint(key, &claims)
 }
 
-async fn run_switchboard(plan: &Plan, ctx: &Ctx, ws_url: &str, keys: &KeyStore, key: &str) -> Result<(), String> {
+async fn run_switchboard(
+    plan: &Plan,
+    ctx: &Ctx,
+    ws_url: &str,
+    keys: &KeyStore,
+    key: &str,
+) -> Result<(), String> {
     let started = Instant::now();
     let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(ws_url))
         .await
@@ -154,18 +184,27 @@ async fn run_switchboard(plan: &Plan, ctx: &Ctx, ws_url: &str, keys: &KeyStore, 
     });
     let mut sig = SwitchboardSignal { sink };
     let token = token(keys, key, &plan.room, &plan.name).ok_or("token minting failed")?;
-    sig.send(json!({"type": "join", "token": token, "version": 1})).await?;
+    sig.send(json!({"type": "join", "token": token, "version": 1}))
+        .await?;
     let joined = tokio::time::timeout(CONNECT_TIMEOUT, events.recv())
         .await
         .map_err(|_| "join timeout".to_string())?
         .ok_or("signaling closed during join")?;
     if joined["type"] != "joined" {
-        return Err(format!("join refused: {}", joined["code"].as_str().unwrap_or("?")));
+        return Err(format!(
+            "join refused: {}",
+            joined["code"].as_str().unwrap_or("?")
+        ));
     }
-    let id = ParticipantId(joined["participant"]["id"].as_u64().ok_or("joined without id")?);
+    let id = ParticipantId(
+        joined["participant"]["id"]
+            .as_u64()
+            .ok_or("joined without id")?,
+    );
     let mut media = Media::bind(ctx, plan, id).await?;
     if let Some(offer) = media.client.make_offer() {
-        sig.send(json!({"type": "publish_offer", "sdp": offer})).await?;
+        sig.send(json!({"type": "publish_offer", "sdp": offer}))
+            .await?;
     }
     media.run(&mut sig, &mut events, ctx, plan, started).await
 }

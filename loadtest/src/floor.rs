@@ -33,10 +33,21 @@ fn thread_cpu() -> Duration {
 
 /// Forward `packets` packets of 1,100 bytes to `subscribers` loopback sockets.
 pub fn measure(subscribers: usize, packets: u64) -> anyhow::Result<FloorReport> {
-    anyhow::ensure!((1..=1000).contains(&subscribers), "subscribers must be 1..=1000");
-    anyhow::ensure!((1..=10_000_000).contains(&packets), "packets must be 1..=10,000,000");
-    let sinks: Vec<UdpSocket> = (0..subscribers).map(|_| UdpSocket::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-    let dests: Vec<_> = sinks.iter().map(|s| s.local_addr()).collect::<Result<_, _>>()?;
+    anyhow::ensure!(
+        (1..=1000).contains(&subscribers),
+        "subscribers must be 1..=1000"
+    );
+    anyhow::ensure!(
+        (1..=10_000_000).contains(&packets),
+        "packets must be 1..=10,000,000"
+    );
+    let sinks: Vec<UdpSocket> = (0..subscribers)
+        .map(|_| UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let dests: Vec<_> = sinks
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<_, _>>()?;
     let fwd = UdpSocket::bind("127.0.0.1:0")?;
     let fwd_addr = fwd.local_addr()?;
     let state = UdpSocketState::new(UdpSockRef::from(&fwd))?;
@@ -76,7 +87,8 @@ pub fn measure(subscribers: usize, packets: u64) -> anyhow::Result<FloorReport> 
     // server's worker does (one syscall per batch).
     let mut poll = mio::Poll::new()?;
     let mut registered = mio::net::UdpSocket::from_std(fwd.try_clone()?);
-    poll.registry().register(&mut registered, mio::Token(0), mio::Interest::READABLE)?;
+    poll.registry()
+        .register(&mut registered, mio::Token(0), mio::Interest::READABLE)?;
     let mut events = mio::Events::with_capacity(4);
     let mut readable = false;
     while got < packets && Instant::now() < deadline {
@@ -85,7 +97,10 @@ pub fn measure(subscribers: usize, packets: u64) -> anyhow::Result<FloorReport> 
             readable = true;
         }
         let n = {
-            let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(&mut b[..])).collect();
+            let mut slices: Vec<IoSliceMut<'_>> = bufs
+                .iter_mut()
+                .map(|b| IoSliceMut::new(&mut b[..]))
+                .collect();
             match state.recv(UdpSockRef::from(&fwd), &mut slices, &mut meta) {
                 Ok(n) => n,
                 Err(_) => {
@@ -94,7 +109,12 @@ pub fn measure(subscribers: usize, packets: u64) -> anyhow::Result<FloorReport> 
                 }
             }
         };
-        let batch: Vec<&[u8]> = meta.iter().zip(bufs.iter()).take(n).map(|(m, b)| &b[..m.len]).collect();
+        let batch: Vec<&[u8]> = meta
+            .iter()
+            .zip(bufs.iter())
+            .take(n)
+            .map(|(m, b)| &b[..m.len])
+            .collect();
         got += batch.len() as u64;
         for (key, dest) in keys.iter().zip(dests.iter()) {
             for chunk in batch.chunks(max_gso) {
@@ -103,18 +123,41 @@ pub fn measure(subscribers: usize, packets: u64) -> anyhow::Result<FloorReport> 
                 for p in chunk {
                     seq += 1;
                     let start = out.len();
-                    out.extend_from_slice(&[0x80, 96, (seq >> 8) as u8, seq as u8, 0, 0, 0, 0, 0, 0, 0, 1]); // RTP header
+                    out.extend_from_slice(&[
+                        0x80,
+                        96,
+                        (seq >> 8) as u8,
+                        seq as u8,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        1,
+                    ]); // RTP header
                     out.extend_from_slice(p);
                     let mut iv = [0u8; 12];
                     iv[4..].copy_from_slice(&seq.to_be_bytes());
                     let (hdr, body) = out[start..].split_at_mut(12);
                     let tag = key
-                        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(&hdr[..]), body)
+                        .seal_in_place_separate_tag(
+                            Nonce::assume_unique_for_key(iv),
+                            Aad::from(&hdr[..]),
+                            body,
+                        )
                         .map_err(|_| anyhow::anyhow!("seal failed"))?;
                     out.extend_from_slice(tag.as_ref());
                     seg = seg.max(out.len() - start);
                 }
-                let t = Transmit { destination: *dest, ecn: None, contents: &out, segment_size: (chunk.len() > 1).then_some(seg), src_ip: None };
+                let t = Transmit {
+                    destination: *dest,
+                    ecn: None,
+                    contents: &out,
+                    segment_size: (chunk.len() > 1).then_some(seg),
+                    src_ip: None,
+                };
                 if state.try_send(UdpSockRef::from(&fwd), &t).is_ok() {
                     sent_out += chunk.len() as u64;
                 }
@@ -129,7 +172,11 @@ pub fn measure(subscribers: usize, packets: u64) -> anyhow::Result<FloorReport> 
         packets_in: got,
         packets_out: sent_out,
         cpu_seconds: cpu,
-        cpu_us_per_forwarded_packet: if sent_out > 0 { cpu * 1e6 / sent_out as f64 } else { 0.0 },
+        cpu_us_per_forwarded_packet: if sent_out > 0 {
+            cpu * 1e6 / sent_out as f64
+        } else {
+            0.0
+        },
     })
 }
 

@@ -31,7 +31,10 @@ impl Allowed {
     /// send media there.
     pub fn check_sdp(&self, sdp: &str) -> anyhow::Result<()> {
         for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
-            let ip = line.split_whitespace().nth(4).and_then(|s| s.parse::<IpAddr>().ok());
+            let ip = line
+                .split_whitespace()
+                .nth(4)
+                .and_then(|s| s.parse::<IpAddr>().ok());
             match ip {
                 Some(ip) => self.check_ip(ip)?,
                 None => anyhow::bail!("refusing an SDP with an unparseable candidate: {line}"),
@@ -43,12 +46,15 @@ impl Allowed {
     /// Host part of an `http://host:port` URL, resolved only if it is a literal or
     /// `localhost`.
     pub fn check_url(&self, url: &str) -> anyhow::Result<SocketAddr> {
-        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("ws://")).unwrap_or(url);
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("ws://"))
+            .unwrap_or(url);
         let hostport = rest.split('/').next().unwrap_or(rest);
         let hostport = hostport.replace("localhost", "127.0.0.1");
-        let addr: SocketAddr = hostport
-            .parse()
-            .map_err(|_| anyhow::anyhow!("the target must be an IP address and port (got {hostport})"))?;
+        let addr: SocketAddr = hostport.parse().map_err(|_| {
+            anyhow::anyhow!("the target must be an IP address and port (got {hostport})")
+        })?;
         self.check_addr(addr)?;
         Ok(addr)
     }
@@ -67,7 +73,9 @@ mod tests {
         assert!(a.check_url("http://10.0.0.1:7880").is_err());
         assert!(a.check_url("http://192.168.1.10:80").is_err());
         assert!(a.check_url("http://example.com:80").is_err());
-        let ns = Allowed { namespace_addrs: vec!["10.99.0.1".parse().unwrap()] };
+        let ns = Allowed {
+            namespace_addrs: vec!["10.99.0.1".parse().unwrap()],
+        };
         assert!(ns.check_url("http://10.99.0.1:8088").is_ok());
         assert!(ns.check_url("http://10.99.0.2:8088").is_err());
         let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host\r\n";

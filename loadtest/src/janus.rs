@@ -31,7 +31,17 @@ pub fn write_config(dir: &Path, ip: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let lib = "/usr/lib/x86_64-linux-gnu/janus";
     let disable_plugins = [
-        "audiobridge", "duktape", "echotest", "lua", "nosip", "recordplay", "sip", "streaming", "textroom", "videocall", "voicemail",
+        "audiobridge",
+        "duktape",
+        "echotest",
+        "lua",
+        "nosip",
+        "recordplay",
+        "sip",
+        "streaming",
+        "textroom",
+        "videocall",
+        "voicemail",
     ]
     .map(|p| format!("libjanus_{p}.so"))
     .join(",");
@@ -90,7 +100,10 @@ pub fn spawn(ns: &str, dir: &Path) -> anyhow::Result<Child> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("HTTP webserver started") || text.contains("Sessions watchdog started") && text.contains("JANUS VideoRoom plugin initialized") {
+        if text.contains("HTTP webserver started")
+            || text.contains("Sessions watchdog started")
+                && text.contains("JANUS VideoRoom plugin initialized")
+        {
             std::thread::sleep(Duration::from_millis(300));
             return Ok(child);
         }
@@ -164,7 +177,10 @@ impl Api {
             .send()
             .await
             .map_err(|e| format!("janus http: {}", short(&e.to_string())))?;
-        let v: Value = r.json().await.map_err(|e| format!("janus reply: {}", short(&e.to_string())))?;
+        let v: Value = r
+            .json()
+            .await
+            .map_err(|e| format!("janus reply: {}", short(&e.to_string())))?;
         if v["janus"] == "error" {
             return Err(format!("janus error {}", v["error"]["code"]));
         }
@@ -186,17 +202,29 @@ struct JanusSignal {
 }
 
 impl JanusSignal {
-    async fn message(&self, handle: u64, body: Value, jsep: Option<Value>) -> Result<Value, String> {
+    async fn message(
+        &self,
+        handle: u64,
+        body: Value,
+        jsep: Option<Value>,
+    ) -> Result<Value, String> {
         let mut m = json!({"janus": "message", "body": body});
         if let Some(j) = jsep {
             m["jsep"] = j;
         }
-        self.api.post(&format!("/{}/{}", self.session, handle), m).await
+        self.api
+            .post(&format!("/{}/{}", self.session, handle), m)
+            .await
     }
 }
 
 impl Signal for JanusSignal {
-    async fn on_message(&mut self, v: Value, client: &mut SimClient, ctx: &Ctx) -> Result<(), String> {
+    async fn on_message(
+        &mut self,
+        v: Value,
+        client: &mut SimClient,
+        ctx: &Ctx,
+    ) -> Result<(), String> {
         if v["janus"] != "event" {
             return Ok(());
         }
@@ -238,8 +266,15 @@ impl Signal for JanusSignal {
                     })
                     .unwrap_or_default();
                 if let (Some(sdp), Some(h)) = (sdp, self.subscriber) {
-                    let answer = client.accept_subscribe_offer(sdp, tracks).ok_or("could not answer the Janus offer")?;
-                    self.message(h, json!({"request": "start"}), Some(json!({"type": "answer", "sdp": answer}))).await?;
+                    let answer = client
+                        .accept_subscribe_offer(sdp, tracks)
+                        .ok_or("could not answer the Janus offer")?;
+                    self.message(
+                        h,
+                        json!({"request": "start"}),
+                        Some(json!({"type": "answer", "sdp": answer})),
+                    )
+                    .await?;
                 }
             }
             _ => {}
@@ -250,13 +285,24 @@ impl Signal for JanusSignal {
     async fn tick(&mut self, _client: &mut SimClient, _ctx: &Ctx) -> Result<(), String> {
         if self.last_keepalive.elapsed() > Duration::from_secs(20) {
             self.last_keepalive = Instant::now();
-            self.api.post(&format!("/{}", self.session), json!({"janus": "keepalive"})).await?;
+            self.api
+                .post(&format!("/{}", self.session), json!({"janus": "keepalive"}))
+                .await?;
         }
-        if !self.wants_subscribe || self.subscriber.is_some() || (self.publishes && self.own_feed.is_none()) {
+        if !self.wants_subscribe
+            || self.subscriber.is_some()
+            || (self.publishes && self.own_feed.is_none())
+        {
             return Ok(());
         }
         // Janus subscriptions name feeds: wait until every publisher of the room is in.
-        let r = self.message(self.publisher, json!({"request": "listparticipants", "room": self.room}), None).await?;
+        let r = self
+            .message(
+                self.publisher,
+                json!({"request": "listparticipants", "room": self.room}),
+                None,
+            )
+            .await?;
         let feeds: Vec<u64> = r["plugindata"]["data"]["participants"]
             .as_array()
             .map(|a| {
@@ -273,26 +319,47 @@ impl Signal for JanusSignal {
         }
         let h = attach(&self.api, self.session).await?;
         self.subscriber = Some(h);
-        let streams: Vec<Value> = feeds.iter().map(|f| json!({"feed": f, "substream": JANUS_TOP_SUBSTREAM})).collect();
+        let streams: Vec<Value> = feeds
+            .iter()
+            .map(|f| json!({"feed": f, "substream": JANUS_TOP_SUBSTREAM}))
+            .collect();
         self.message(h, json!({"request": "join", "ptype": "subscriber", "room": self.room, "streams": streams}), None).await?;
         Ok(())
     }
 
     async fn leave(&mut self) {
-        let _ = self.api.post(&format!("/{}", self.session), json!({"janus": "destroy"})).await;
+        let _ = self
+            .api
+            .post(&format!("/{}", self.session), json!({"janus": "destroy"}))
+            .await;
     }
 }
 
 async fn attach(api: &Api, session: u64) -> Result<u64, String> {
-    let v = api.post(&format!("/{session}"), json!({"janus": "attach", "plugin": "janus.plugin.videoroom"})).await?;
-    v["data"]["id"].as_u64().ok_or_else(|| "attach without id".into())
+    let v = api
+        .post(
+            &format!("/{session}"),
+            json!({"janus": "attach", "plugin": "janus.plugin.videoroom"}),
+        )
+        .await?;
+    v["data"]["id"]
+        .as_u64()
+        .ok_or_else(|| "attach without id".into())
 }
 
 pub async fn run(plan: &Plan, ctx: &Ctx, base: &str) -> Result<(), String> {
     let started = Instant::now();
-    let http = reqwest::Client::builder().build().map_err(|e| e.to_string())?;
-    let api = Api { http: http.clone(), base: base.to_string() };
-    let v = api.post("", json!({"janus": "create"})).await.map_err(|e| format!("signaling connect: {e}"))?;
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let api = Api {
+        http: http.clone(),
+        base: base.to_string(),
+    };
+    let v = api
+        .post("", json!({"janus": "create"}))
+        .await
+        .map_err(|e| format!("signaling connect: {e}"))?;
     let session = v["data"]["id"].as_u64().ok_or("create without id")?;
     let publisher = attach(&api, session).await?;
     let room = room_number(&plan.room);
@@ -306,9 +373,15 @@ pub async fn run(plan: &Plan, ctx: &Ctx, base: &str) -> Result<(), String> {
     let poll_url = format!("{base}/{session}?maxev=10");
     tokio::spawn(async move {
         loop {
-            let r = http.get(&poll_url).timeout(Duration::from_secs(40)).send().await;
+            let r = http
+                .get(&poll_url)
+                .timeout(Duration::from_secs(40))
+                .send()
+                .await;
             let Ok(r) = r else { break };
-            let Ok(v) = r.json::<Value>().await else { break };
+            let Ok(v) = r.json::<Value>().await else {
+                break;
+            };
             let list = if let Value::Array(a) = v { a } else { vec![v] };
             for e in list {
                 if tx.send(e).await.is_err() {

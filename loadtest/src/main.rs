@@ -30,11 +30,17 @@ use signaling::KeyStore;
 
 use crate::driver::{Ctx, TargetKind};
 use crate::guard::Allowed;
-use crate::metrics::{Agg, JoinReport, LossReport, Percentiles, ReceiveReport, Report, ServerReport};
+use crate::metrics::{
+    Agg, JoinReport, LossReport, Percentiles, ReceiveReport, Report, ServerReport,
+};
 use crate::scenario::ScenarioArgs;
 
 #[derive(Parser)]
-#[command(name = "switchboard-loadtest", version, about = "Load tests for Switchboard (and rival SFUs)")]
+#[command(
+    name = "switchboard-loadtest",
+    version,
+    about = "Load tests for Switchboard (and rival SFUs)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -140,7 +146,9 @@ struct CapacityArgs {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().cmd {
@@ -152,7 +160,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Capacity(a) => capacity(a)?,
         Cmd::Compare(a) => compare::compare(a)?,
-        Cmd::Floor { subscribers, packets } => {
+        Cmd::Floor {
+            subscribers,
+            packets,
+        } => {
             let r = floor::measure(subscribers, packets)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
@@ -162,7 +173,8 @@ fn main() -> anyhow::Result<()> {
 
 fn write_outputs(report: &Report, out: &OutputArgs) -> anyhow::Result<()> {
     if let Some(p) = &out.json {
-        std::fs::write(p, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &out.svg {
         chart::write_svg(p, &report.target, &report.timeline)?;
@@ -182,21 +194,39 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
     match &t.url {
         Some(url) if t.server == ServerKind::Janus => {
             let addr = allowed.check_url(url)?;
-            Ok(Resolved { name: format!("janus at {addr}"), kind: TargetKind::Janus { base: format!("http://{addr}/janus") }, pid: t.server_pid, _spawned: None })
+            Ok(Resolved {
+                name: format!("janus at {addr}"),
+                kind: TargetKind::Janus {
+                    base: format!("http://{addr}/janus"),
+                },
+                pid: t.server_pid,
+                _spawned: None,
+            })
         }
         Some(url) => {
             let addr = allowed.check_url(url)?;
-            let pairs = signaling_keys(t.keys.as_deref().context("--keys key:secret is needed with --url")?)?;
+            let pairs = signaling_keys(
+                t.keys
+                    .as_deref()
+                    .context("--keys key:secret is needed with --url")?,
+            )?;
             let key = pairs[0].0.clone();
             Ok(Resolved {
                 name: format!("switchboard at {addr}"),
-                kind: TargetKind::Switchboard { ws_url: format!("ws://{addr}/ws"), keys: KeyStore::new(pairs), key },
+                kind: TargetKind::Switchboard {
+                    ws_url: format!("ws://{addr}/ws"),
+                    keys: KeyStore::new(pairs),
+                    key,
+                },
                 pid: t.server_pid,
                 _spawned: None,
             })
         }
         None => {
-            let bin = t.server_bin.clone().unwrap_or_else(target::default_server_bin);
+            let bin = t
+                .server_bin
+                .clone()
+                .unwrap_or_else(target::default_server_bin);
             let ip: IpAddr = "127.0.0.1".parse()?;
             let s = target::spawn_switchboard(&bin, ip, 0, t.rtc_port, t.server_workers, None)?;
             let pid = s.child.id();
@@ -204,7 +234,10 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
                 name: "switchboard (spawned)".into(),
                 kind: TargetKind::Switchboard {
                     ws_url: format!("ws://{}/ws", s.http),
-                    keys: KeyStore::new([(target::SPAWN_KEY.to_string(), target::SPAWN_SECRET.to_string())]),
+                    keys: KeyStore::new([(
+                        target::SPAWN_KEY.to_string(),
+                        target::SPAWN_SECRET.to_string(),
+                    )]),
                     key: target::SPAWN_KEY.into(),
                 },
                 pid: Some(pid),
@@ -217,7 +250,10 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
 fn signaling_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
     let pairs: Vec<(String, String)> = s
         .split(',')
-        .filter_map(|p| p.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|p| {
+            p.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     anyhow::ensure!(!pairs.is_empty(), "--keys must be key:secret");
     Ok(pairs)
@@ -226,16 +262,31 @@ fn signaling_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
 pub fn run_once(s: &ScenarioArgs, t: &TargetArgs, out: &OutputArgs) -> anyhow::Result<Report> {
     let mut allowed = Allowed::default();
     if let Some(a) = t.ns_addr {
-        anyhow::ensure!(netns::in_own_namespace(), "--ns-addr is only for runs inside the namespaces `compare` creates");
+        anyhow::ensure!(
+            netns::in_own_namespace(),
+            "--ns-addr is only for runs inside the namespaces `compare` creates"
+        );
         allowed.namespace_addrs.push(a);
     }
-    anyhow::ensure!(t.bind_ip.is_loopback() || netns::in_own_namespace(), "--bind-ip must be a loopback address");
+    anyhow::ensure!(
+        t.bind_ip.is_loopback() || netns::in_own_namespace(),
+        "--bind-ip must be a loopback address"
+    );
     let target = resolve(t, &allowed)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(out.threads.max(1)).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(out.threads.max(1))
+        .enable_all()
+        .build()?;
     rt.block_on(drive(s, &target, allowed, t.bind_ip, out.quiet))
 }
 
-async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: IpAddr, quiet: bool) -> anyhow::Result<Report> {
+async fn drive(
+    s: &ScenarioArgs,
+    target: &Resolved,
+    allowed: Allowed,
+    bind_ip: IpAddr,
+    quiet: bool,
+) -> anyhow::Result<Report> {
     let plans = s.plans();
     let last_join = plans.last().map(|p| p.join_at).unwrap_or_default();
     let origin = Instant::now();
@@ -247,7 +298,10 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
     let window_start = start + last_join + warmup;
     let ctx = Arc::new(Ctx {
         origin,
-        agg: Mutex::new(Agg { streams_expected: s.subscribed_tracks() as u64, ..Agg::default() }),
+        agg: Mutex::new(Agg {
+            streams_expected: s.subscribed_tracks() as u64,
+            ..Agg::default()
+        }),
         allowed,
         target: target.kind.clone(),
         produce_until,
@@ -266,20 +320,29 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
             driver::run(plan, ctx).await;
         }));
     }
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
     let mut timeline = Vec::new();
     let mut prev = target.pid.and_then(procstat::sample);
     let mut window: Option<(Instant, procstat::ProcSample, u64)> = None;
     let mut window_end: Option<(Instant, procstat::ProcSample, u64)> = None;
     let mut peak_rss = 0u64;
-    let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(
+        (start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
     while Instant::now() < leave_at {
         tick.tick().await;
         let now = Instant::now();
         let sample = target.pid.and_then(procstat::sample);
         let server = match (sample, prev) {
-            (Some(a), Some(b)) => Some(((a.cpu.as_secs_f64() - b.cpu.as_secs_f64()).max(0.0), a.rss)),
+            (Some(a), Some(b)) => {
+                Some(((a.cpu.as_secs_f64() - b.cpu.as_secs_f64()).max(0.0), a.rss))
+            }
             _ => None,
         };
         prev = sample;
@@ -303,7 +366,9 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
             point.mbps,
             point.p50_ms,
             point.p99_ms,
-            point.server_cpu.map_or("-".into(), |c| format!("{:.0} %", c * 100.0))
+            point
+                .server_cpu
+                .map_or("-".into(), |c| format!("{:.0} %", c * 100.0))
         ));
         bar.tick();
         timeline.push(point);
@@ -317,7 +382,10 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
     let (w0, w1) = match (window, window_end) {
         (Some(w0), Some(w1)) => (w0, w1),
         (Some(w0), None) => (w0, (Instant::now(), prev.unwrap_or_default(), a.packets)),
-        _ => ((start, Default::default(), 0), (Instant::now(), prev.unwrap_or_default(), a.packets)),
+        _ => (
+            (start, Default::default(), 0),
+            (Instant::now(), prev.unwrap_or_default(), a.packets),
+        ),
     };
     let measured = (w1.0 - w0.0).as_secs_f64().max(0.001);
     let forwarded = w1.2.saturating_sub(w0.2);
@@ -326,10 +394,16 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
         ServerReport {
             pid,
             cpu_seconds: cpu,
-            cpu_us_per_forwarded_packet: if forwarded > 0 { cpu * 1e6 / forwarded as f64 } else { 0.0 },
+            cpu_us_per_forwarded_packet: if forwarded > 0 {
+                cpu * 1e6 / forwarded as f64
+            } else {
+                0.0
+            },
             rss_mb: peak_rss as f64 / 1e6,
             baseline_rss_mb: baseline_rss as f64 / 1e6,
-            rss_kb_per_subscribed_track: peak_rss.saturating_sub(baseline_rss) as f64 / 1024.0 / (s.subscribed_tracks().max(1) as f64),
+            rss_kb_per_subscribed_track: peak_rss.saturating_sub(baseline_rss) as f64
+                / 1024.0
+                / (s.subscribed_tracks().max(1) as f64),
         }
     });
     let layer_names = ["q", "h", "f"];
@@ -337,7 +411,12 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
         target: target.name.clone(),
         scenario: s.clone(),
         measured_seconds: measured,
-        joins: JoinReport { attempted: a.joins_attempted, succeeded: a.joins_ok, failed: a.join_failures.clone(), time_ms: Percentiles::of(&a.join_ms) },
+        joins: JoinReport {
+            attempted: a.joins_attempted,
+            succeeded: a.joins_ok,
+            failed: a.join_failures.clone(),
+            time_ms: Percentiles::of(&a.join_ms),
+        },
         received: ReceiveReport {
             packets: a.packets,
             bytes: a.bytes,
@@ -350,11 +429,26 @@ async fn drive(s: &ScenarioArgs, target: &Resolved, allowed: Allowed, bind_ip: I
         latency_ms: Percentiles::of(&a.latency),
         loss: LossReport {
             missing_packets: a.missing,
-            loss_pct: if a.packets + a.missing > 0 { a.missing as f64 * 100.0 / (a.packets + a.missing) as f64 } else { 0.0 },
+            loss_pct: if a.packets + a.missing > 0 {
+                a.missing as f64 * 100.0 / (a.packets + a.missing) as f64
+            } else {
+                0.0
+            },
             nacks_sent_by_subscribers: a.nacks_sent,
             nacks_received_by_publishers: a.nacks_received,
         },
-        layers: a.layers.iter().map(|(l, n)| (layer_names.get(*l as usize).map_or(l.to_string(), |s| s.to_string()), *n)).collect(),
+        layers: a
+            .layers
+            .iter()
+            .map(|(l, n)| {
+                (
+                    layer_names
+                        .get(*l as usize)
+                        .map_or(l.to_string(), |s| s.to_string()),
+                    *n,
+                )
+            })
+            .collect(),
         server,
         harness_cpu_seconds: (harness1.cpu.as_secs_f64() - harness0.cpu.as_secs_f64()).max(0.0),
         timeline,
@@ -369,7 +463,9 @@ fn capacity(a: CapacityArgs) -> anyhow::Result<()> {
         s.rooms = a.run.scenario.rooms + step * a.step_rooms;
         s.seed = a.run.scenario.seed + step as u64;
         let r = run_once(&s, &a.run.target, &a.run.out)?;
-        let held = r.loss.loss_pct <= a.max_loss && r.latency_ms.p99 <= a.max_p99 && r.joins.succeeded == r.joins.attempted;
+        let held = r.loss.loss_pct <= a.max_loss
+            && r.latency_ms.p99 <= a.max_p99
+            && r.joins.succeeded == r.joins.attempted;
         println!(
             "step {step}: {} rooms, {} participants: loss {:.3} %, p99 {:.2} ms, joins {}/{}, server {:.2} µs/packet -> {}",
             s.rooms,

@@ -196,25 +196,90 @@ impl Report {
         let mut s = String::new();
         let l = &self.latency_ms;
         let row = |s: &mut String, k: &str, v: String| s.push_str(&format!("  {k:<34} {v}\n"));
-        s.push_str(&format!("== {} — {:?}, {:.1} s measured\n", self.target, self.scenario.scenario, self.measured_seconds));
-        row(&mut s, "joins (ok / attempted)", format!("{} / {}", self.joins.succeeded, self.joins.attempted));
+        s.push_str(&format!(
+            "== {} — {:?}, {:.1} s measured\n",
+            self.target, self.scenario.scenario, self.measured_seconds
+        ));
+        row(
+            &mut s,
+            "joins (ok / attempted)",
+            format!("{} / {}", self.joins.succeeded, self.joins.attempted),
+        );
         for (why, n) in &self.joins.failed {
             row(&mut s, &format!("  failed: {why}"), n.to_string());
         }
-        row(&mut s, "join time p50 / p95 / max (ms)", format!("{:.1} / {:.1} / {:.1}", self.joins.time_ms.p50, self.joins.time_ms.p95, self.joins.time_ms.max));
-        row(&mut s, "streams with media / expected", format!("{} / {}", self.received.streams_with_media, self.received.streams_expected));
-        row(&mut s, "received packets (audio / video)", format!("{} ({} / {})", self.received.packets, self.received.audio_packets, self.received.video_packets));
-        row(&mut s, "received Mbps", format!("{:.2}", self.received.mbps));
-        row(&mut s, "one-way latency p50/p95/p99/max ms", format!("{:.2} / {:.2} / {:.2} / {:.2}", l.p50, l.p95, l.p99, l.max));
-        row(&mut s, "missing packets (loss %)", format!("{} ({:.3} %)", self.loss.missing_packets, self.loss.loss_pct));
-        row(&mut s, "NACKs sent / received", format!("{} / {}", self.loss.nacks_sent_by_subscribers, self.loss.nacks_received_by_publishers));
+        row(
+            &mut s,
+            "join time p50 / p95 / max (ms)",
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                self.joins.time_ms.p50, self.joins.time_ms.p95, self.joins.time_ms.max
+            ),
+        );
+        row(
+            &mut s,
+            "streams with media / expected",
+            format!(
+                "{} / {}",
+                self.received.streams_with_media, self.received.streams_expected
+            ),
+        );
+        row(
+            &mut s,
+            "received packets (audio / video)",
+            format!(
+                "{} ({} / {})",
+                self.received.packets, self.received.audio_packets, self.received.video_packets
+            ),
+        );
+        row(
+            &mut s,
+            "received Mbps",
+            format!("{:.2}", self.received.mbps),
+        );
+        row(
+            &mut s,
+            "one-way latency p50/p95/p99/max ms",
+            format!("{:.2} / {:.2} / {:.2} / {:.2}", l.p50, l.p95, l.p99, l.max),
+        );
+        row(
+            &mut s,
+            "missing packets (loss %)",
+            format!(
+                "{} ({:.3} %)",
+                self.loss.missing_packets, self.loss.loss_pct
+            ),
+        );
+        row(
+            &mut s,
+            "NACKs sent / received",
+            format!(
+                "{} / {}",
+                self.loss.nacks_sent_by_subscribers, self.loss.nacks_received_by_publishers
+            ),
+        );
         row(&mut s, "layers received", format!("{:?}", self.layers));
         if let Some(sv) = &self.server {
             row(&mut s, "server CPU s", format!("{:.2}", sv.cpu_seconds));
-            row(&mut s, "server CPU µs / forwarded packet", format!("{:.2}", sv.cpu_us_per_forwarded_packet));
-            row(&mut s, "server RSS MB (baseline; KB / sub. track)", format!("{:.1} ({:.1}; {:.1})", sv.rss_mb, sv.baseline_rss_mb, sv.rss_kb_per_subscribed_track));
+            row(
+                &mut s,
+                "server CPU µs / forwarded packet",
+                format!("{:.2}", sv.cpu_us_per_forwarded_packet),
+            );
+            row(
+                &mut s,
+                "server RSS MB (baseline; KB / sub. track)",
+                format!(
+                    "{:.1} ({:.1}; {:.1})",
+                    sv.rss_mb, sv.baseline_rss_mb, sv.rss_kb_per_subscribed_track
+                ),
+            );
         }
-        row(&mut s, "harness CPU s", format!("{:.2}", self.harness_cpu_seconds));
+        row(
+            &mut s,
+            "harness CPU s",
+            format!("{:.2}", self.harness_cpu_seconds),
+        );
         s
     }
 }
@@ -246,6 +311,9 @@ mod tests {
         a.record_latency_us(0);
         a.record_latency_us(u64::MAX);
         assert_eq!(Percentiles::of(&a.latency).samples, 1002);
-        assert_eq!(Percentiles::of(&latency_histogram()), Percentiles::default());
+        assert_eq!(
+            Percentiles::of(&latency_histogram()),
+            Percentiles::default()
+        );
     }
 }

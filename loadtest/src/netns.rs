@@ -19,24 +19,43 @@ pub struct Pair {
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip").args(args).output().context("running `ip` (iproute2)")?;
-    anyhow::ensure!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running `ip` (iproute2)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     Ok(())
 }
 
 impl Pair {
     /// Create `sbltA-<tag>` and `sbltB-<tag>` with 10.99.<n>.1 and 10.99.<n>.2.
     pub fn create(tag: u8) -> anyhow::Result<Self> {
-        anyhow::ensure!(rustix_is_root(), "compare creates network namespaces: run it as root");
+        anyhow::ensure!(
+            rustix_is_root(),
+            "compare creates network namespaces: run it as root"
+        );
         let a = format!("{IFACE_PREFIX}A{tag}");
         let b = format!("{IFACE_PREFIX}B{tag}");
-        let (va, vb) = (format!("{IFACE_PREFIX}a{tag}"), format!("{IFACE_PREFIX}b{tag}"));
+        let (va, vb) = (
+            format!("{IFACE_PREFIX}a{tag}"),
+            format!("{IFACE_PREFIX}b{tag}"),
+        );
         let (ipa, ipb) = (format!("10.99.{tag}.1"), format!("10.99.{tag}.2"));
         let _ = ip(&["netns", "del", &a]);
         let _ = ip(&["netns", "del", &b]);
         ip(&["netns", "add", &a])?;
         ip(&["netns", "add", &b])?;
-        let pair = Pair { servers_ns: a.clone(), clients_ns: b.clone(), server_ip: ipa.parse()?, client_ip: ipb.parse()? };
+        let pair = Pair {
+            servers_ns: a.clone(),
+            clients_ns: b.clone(),
+            server_ip: ipa.parse()?,
+            client_ip: ipb.parse()?,
+        };
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
         ip(&["link", "set", &va, "netns", &a])?;
         ip(&["link", "set", &vb, "netns", &b])?;
@@ -67,7 +86,11 @@ impl Drop for Pair {
 fn rustix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -78,7 +101,10 @@ pub fn in_own_namespace() -> bool {
     let init = std::fs::read_link("/proc/1/ns/net").ok();
     let separate = mine.is_some() && mine != init;
     let ours = std::fs::read_dir("/sys/class/net")
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(IFACE_PREFIX)))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(IFACE_PREFIX))
+        })
         .unwrap_or(false);
     separate && ours
 }

@@ -35,7 +35,10 @@ pub fn parse_status_rss(status: &str) -> Option<u64> {
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some(ProcSample { cpu: parse_stat_cpu(&stat)?, rss: parse_status_rss(&status)? })
+    Some(ProcSample {
+        cpu: parse_stat_cpu(&stat)?,
+        rss: parse_status_rss(&status)?,
+    })
 }
 
 /// CPU time of this process (the harness itself).

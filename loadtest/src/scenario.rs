@@ -61,16 +61,35 @@ impl ScenarioArgs {
             .zip(self.fps.iter())
             .take(3)
             .enumerate()
-            .map(|(i, (k, f))| LayerSpec { rid: Some(rids[i].to_string()), kbps: *k, fps: *f })
+            .map(|(i, (k, f))| LayerSpec {
+                rid: Some(rids[i].to_string()),
+                kbps: *k,
+                fps: *f,
+            })
             .collect()
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.rooms >= 1 && self.rooms <= 1_000, "--rooms must be 1..=1000");
-        anyhow::ensure!(self.participants <= 1_000 && self.viewers <= 10_000, "too many participants");
-        anyhow::ensure!(self.duration > 0.0 && self.duration <= 3_600.0, "--duration must be in (0, 3600] s");
-        anyhow::ensure!(self.ramp > 0.0 && self.ramp <= 1_000.0, "--ramp must be in (0, 1000] joins/s");
-        anyhow::ensure!(!self.kbps.is_empty() && self.kbps.len() == self.fps.len() && self.kbps.len() <= 3, "--kbps and --fps need 1-3 matching values");
+        anyhow::ensure!(
+            self.rooms >= 1 && self.rooms <= 1_000,
+            "--rooms must be 1..=1000"
+        );
+        anyhow::ensure!(
+            self.participants <= 1_000 && self.viewers <= 10_000,
+            "too many participants"
+        );
+        anyhow::ensure!(
+            self.duration > 0.0 && self.duration <= 3_600.0,
+            "--duration must be in (0, 3600] s"
+        );
+        anyhow::ensure!(
+            self.ramp > 0.0 && self.ramp <= 1_000.0,
+            "--ramp must be in (0, 1000] joins/s"
+        );
+        anyhow::ensure!(
+            !self.kbps.is_empty() && self.kbps.len() == self.fps.len() && self.kbps.len() <= 3,
+            "--kbps and --fps need 1-3 matching values"
+        );
         Ok(())
     }
 
@@ -78,11 +97,26 @@ impl ScenarioArgs {
     pub fn plans(&self) -> Vec<Plan> {
         let per_room: Vec<(String, ClientSpec)> = match self.scenario {
             Kind::Conference => (0..self.participants)
-                .map(|i| (format!("p{i}"), ClientSpec { video: self.video(), ..ClientSpec::av() }))
+                .map(|i| {
+                    (
+                        format!("p{i}"),
+                        ClientSpec {
+                            video: self.video(),
+                            ..ClientSpec::av()
+                        },
+                    )
+                })
                 .collect(),
-            Kind::Webinar => std::iter::once(("host".to_string(), ClientSpec { video: self.video(), subscribe: false, ..ClientSpec::av() }))
-                .chain((0..self.viewers).map(|i| (format!("v{i}"), ClientSpec::viewer())))
-                .collect(),
+            Kind::Webinar => std::iter::once((
+                "host".to_string(),
+                ClientSpec {
+                    video: self.video(),
+                    subscribe: false,
+                    ..ClientSpec::av()
+                },
+            ))
+            .chain((0..self.viewers).map(|i| (format!("v{i}"), ClientSpec::viewer())))
+            .collect(),
             Kind::AudioOnly => (0..self.participants)
                 .map(|i| (format!("a{i}"), ClientSpec::audio_only()))
                 .chain((0..self.viewers).map(|i| (format!("l{i}"), ClientSpec::viewer())))
@@ -119,15 +153,24 @@ impl ScenarioArgs {
         };
         let join = |v: Vec<String>| v.join(",");
         vec![
-            "--scenario".into(), kind.into(),
-            "--rooms".into(), self.rooms.to_string(),
-            "--participants".into(), self.participants.to_string(),
-            "--viewers".into(), self.viewers.to_string(),
-            "--duration".into(), self.duration.to_string(),
-            "--ramp".into(), self.ramp.to_string(),
-            "--seed".into(), self.seed.to_string(),
-            "--kbps".into(), join(self.kbps.iter().map(|k| k.to_string()).collect()),
-            "--fps".into(), join(self.fps.iter().map(|k| k.to_string()).collect()),
+            "--scenario".into(),
+            kind.into(),
+            "--rooms".into(),
+            self.rooms.to_string(),
+            "--participants".into(),
+            self.participants.to_string(),
+            "--viewers".into(),
+            self.viewers.to_string(),
+            "--duration".into(),
+            self.duration.to_string(),
+            "--ramp".into(),
+            self.ramp.to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--kbps".into(),
+            join(self.kbps.iter().map(|k| k.to_string()).collect()),
+            "--fps".into(),
+            join(self.fps.iter().map(|k| k.to_string()).collect()),
         ]
     }
 
@@ -136,7 +179,9 @@ impl ScenarioArgs {
         let per_room = match self.scenario {
             Kind::Conference => self.participants * self.participants.saturating_sub(1) * 2,
             Kind::Webinar => self.viewers * 2,
-            Kind::AudioOnly => self.participants * (self.participants.saturating_sub(1) + self.viewers),
+            Kind::AudioOnly => {
+                self.participants * (self.participants.saturating_sub(1) + self.viewers)
+            }
         };
         per_room * self.rooms
     }
@@ -173,11 +218,20 @@ mod tests {
         assert_eq!(p.iter().filter(|x| x.spec.publishes()).count(), 1);
         assert_eq!(w.subscribed_tracks(), 10);
 
-        let a = parse(&["--scenario", "audio-only", "--participants", "4", "--viewers", "2"]);
+        let a = parse(&[
+            "--scenario",
+            "audio-only",
+            "--participants",
+            "4",
+            "--viewers",
+            "2",
+        ]);
         let p = a.plans();
         assert!(p.iter().all(|x| x.spec.video.is_empty()));
         assert_eq!(a.subscribed_tracks(), 4 * 5);
-        assert!(parse(&["--kbps", "100,200", "--fps", "10"]).validate().is_err());
+        assert!(parse(&["--kbps", "100,200", "--fps", "10"])
+            .validate()
+            .is_err());
         let round: Vec<String> = a.to_args();
         let back = parse(&round.iter().map(|s| s.as_str()).collect::<Vec<_>>());
         assert_eq!(back.to_args(), round);

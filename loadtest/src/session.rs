@@ -19,7 +19,12 @@ use crate::scenario::Plan;
 /// A target's signaling, as the media loop sees it.
 pub trait Signal {
     /// A message from the server (WebSocket message, Janus event).
-    async fn on_message(&mut self, v: Value, client: &mut SimClient, ctx: &Ctx) -> Result<(), String>;
+    async fn on_message(
+        &mut self,
+        v: Value,
+        client: &mut SimClient,
+        ctx: &Ctx,
+    ) -> Result<(), String>;
     /// Called about every 250 ms (keepalives, deferred subscriptions).
     async fn tick(&mut self, client: &mut SimClient, ctx: &Ctx) -> Result<(), String>;
     /// Leave cleanly.
@@ -63,17 +68,42 @@ pub struct Media {
 impl Media {
     pub async fn bind(ctx: &Ctx, plan: &Plan, id: ParticipantId) -> Result<Self, String> {
         use rand::SeedableRng;
-        let pub_sock = UdpSocket::bind(SocketAddr::new(ctx.bind_ip, 0)).await.map_err(|e| format!("udp bind: {e}"))?;
-        let sub_sock = UdpSocket::bind(SocketAddr::new(ctx.bind_ip, 0)).await.map_err(|e| format!("udp bind: {e}"))?;
+        let pub_sock = UdpSocket::bind(SocketAddr::new(ctx.bind_ip, 0))
+            .await
+            .map_err(|e| format!("udp bind: {e}"))?;
+        let sub_sock = UdpSocket::bind(SocketAddr::new(ctx.bind_ip, 0))
+            .await
+            .map_err(|e| format!("udp bind: {e}"))?;
         let pub_addr = pub_sock.local_addr().map_err(|e| e.to_string())?;
         let sub_addr = sub_sock.local_addr().map_err(|e| e.to_string())?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.seed ^ id.0);
-        let client = SimClient::new(Instant::now(), ctx.origin, id, plan.spec.clone(), pub_addr, sub_addr, &mut rng);
-        Ok(Self { client, pub_sock, sub_sock, pub_addr, sub_addr })
+        let client = SimClient::new(
+            Instant::now(),
+            ctx.origin,
+            id,
+            plan.spec.clone(),
+            pub_addr,
+            sub_addr,
+            &mut rng,
+        );
+        Ok(Self {
+            client,
+            pub_sock,
+            sub_sock,
+            pub_addr,
+            sub_addr,
+        })
     }
 
     /// Run until the context's leave time. `started` is when joining began.
-    pub async fn run<S: Signal>(&mut self, sig: &mut S, events: &mut mpsc::Receiver<Value>, ctx: &Ctx, plan: &Plan, started: Instant) -> Result<(), String> {
+    pub async fn run<S: Signal>(
+        &mut self,
+        sig: &mut S,
+        events: &mut mpsc::Receiver<Value>,
+        ctx: &Ctx,
+        plan: &Plan,
+        started: Instant,
+    ) -> Result<(), String> {
         let mut flushed = Flushed::default();
         let mut joined_at: Option<Instant> = None;
         let mut next_tick = Instant::now() + Duration::from_millis(250);
@@ -86,7 +116,13 @@ impl Media {
             if now >= ctx.leave_at {
                 break;
             }
-            let wake = self.client.next_wake().unwrap_or(now + Duration::from_millis(20)).min(next_tick).min(ctx.leave_at).max(now);
+            let wake = self
+                .client
+                .next_wake()
+                .unwrap_or(now + Duration::from_millis(20))
+                .min(next_tick)
+                .min(ctx.leave_at)
+                .max(now);
             tokio::select! {
                 r = self.pub_sock.recv_from(&mut b1) => if let Ok((n, from)) = r {
                     self.client.receive(Instant::now(), from, self.pub_addr, &b1[..n]);
@@ -111,16 +147,25 @@ impl Media {
             if now < ctx.produce_until {
                 self.client.produce(now);
             }
-            self.client.drain(now, |src, dst, data| out.push((src, dst, data)));
+            self.client
+                .drain(now, |src, dst, data| out.push((src, dst, data)));
             for (src, dst, data) in out.drain(..) {
                 if ctx.allowed.check_addr(dst).is_err() {
                     continue; // never send anywhere else, whatever a server says
                 }
-                let sock = if src == self.pub_addr { &self.pub_sock } else { &self.sub_sock };
+                let sock = if src == self.pub_addr {
+                    &self.pub_sock
+                } else {
+                    &self.sub_sock
+                };
                 let _ = sock.send_to(&data, dst).await;
             }
             if joined_at.is_none() {
-                let done = if wants_media { self.client.received.values().any(|r| r.packets > 0) } else { self.client.connected };
+                let done = if wants_media {
+                    self.client.received.values().any(|r| r.packets > 0)
+                } else {
+                    self.client.connected
+                };
                 if done {
                     joined_at = Some(now);
                     let mut a = ctx.agg.lock();
@@ -156,7 +201,12 @@ impl Media {
         a.nacks_received += received;
         result?;
         if joined_at.is_none() {
-            return Err(if self.client.connected || !plan.spec.publishes() { "no media received" } else { "media connection not established" }.into());
+            return Err(if self.client.connected || !plan.spec.publishes() {
+                "no media received"
+            } else {
+                "media connection not established"
+            }
+            .into());
         }
         Ok(())
     }

@@ -34,20 +34,36 @@ pub fn default_server_bin() -> PathBuf {
 
 /// Start `switchboard` bound to `ip` (HTTP on `http_port`, 0 for any) with the load-test
 /// key, inside network namespace `netns` if given; wait for its start line.
-pub fn spawn_switchboard(bin: &Path, ip: IpAddr, http_port: u16, rtc_port: u16, workers: Option<usize>, netns: Option<&str>) -> anyhow::Result<Spawned> {
+pub fn spawn_switchboard(
+    bin: &Path,
+    ip: IpAddr,
+    http_port: u16,
+    rtc_port: u16,
+    workers: Option<usize>,
+    netns: Option<&str>,
+) -> anyhow::Result<Spawned> {
     let mut cmd = match netns {
         Some(ns) => crate::netns::Pair::command_in(ns, &bin.to_string_lossy()),
         None => Command::new(bin),
     };
-    cmd.args(["--http", &format!("{ip}:{http_port}"), "--rtc-bind", &ip.to_string(), "--rtc-port", &rtc_port.to_string()])
-        .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "--http",
+        &format!("{ip}:{http_port}"),
+        "--rtc-bind",
+        &ip.to_string(),
+        "--rtc-port",
+        &rtc_port.to_string(),
+    ])
+    .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"))
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     if let Some(w) = workers {
         cmd.args(["--workers", &w.to_string()]);
     }
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
     let stdout = child.stdout.take().context("server stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -55,7 +71,9 @@ pub fn spawn_switchboard(bin: &Path, ip: IpAddr, http_port: u16, rtc_port: u16, 
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(20)).context("the server did not start within 20 s")?;
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .context("the server did not start within 20 s")?;
     let http = line
         .split("open http://")
         .nth(1)

@@ -7,14 +7,32 @@ use std::process::Command;
 fn smoke_conference_against_the_real_server() {
     let exe = env!("CARGO_BIN_EXE_switchboard-loadtest");
     let server = std::path::Path::new(exe).with_file_name("switchboard");
-    assert!(server.exists(), "build the workspace first (cargo build --workspace): {} is missing", server.display());
+    assert!(
+        server.exists(),
+        "build the workspace first (cargo build --workspace): {} is missing",
+        server.display()
+    );
     let dir = std::env::temp_dir().join(format!("sb-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
     let svg = dir.join("report.svg");
     let out = Command::new(exe)
-        .args(["run", "--scenario", "conference", "--rooms", "2", "--participants", "3", "--duration", "4", "--quiet"])
-        .args(["--rtc-port", &(40_000 + std::process::id() % 5_000).to_string()])
+        .args([
+            "run",
+            "--scenario",
+            "conference",
+            "--rooms",
+            "2",
+            "--participants",
+            "3",
+            "--duration",
+            "4",
+            "--quiet",
+        ])
+        .args([
+            "--rtc-port",
+            &(40_000 + std::process::id() % 5_000).to_string(),
+        ])
         .arg("--json")
         .arg(&json)
         .arg("--svg")
@@ -24,7 +42,8 @@ fn smoke_conference_against_the_real_server() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success());
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["joins"]["attempted"], 6);
     assert_eq!(r["joins"]["succeeded"], 6, "{}", r["joins"]);
     // Every subscriber got every track: 2 rooms × 3 × 2 others × (audio + video).
@@ -37,7 +56,10 @@ fn smoke_conference_against_the_real_server() {
     }
     assert!(r["latency_ms"]["p50"].as_f64().unwrap() < 50.0);
     assert!(r["loss"]["loss_pct"].as_f64().is_some());
-    assert!(r["layers"]["f"].as_u64().unwrap() > 0, "the top layer is forwarded");
+    assert!(
+        r["layers"]["f"].as_u64().unwrap() > 0,
+        "the top layer is forwarded"
+    );
     let server = &r["server"];
     assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0);
     assert!(server["cpu_us_per_forwarded_packet"].as_f64().unwrap() > 0.0);
@@ -51,7 +73,16 @@ fn smoke_conference_against_the_real_server() {
 fn refuses_non_loopback_targets() {
     let exe = env!("CARGO_BIN_EXE_switchboard-loadtest");
     let out = Command::new(exe)
-        .args(["run", "--url", "http://10.1.2.3:7880", "--keys", "k:0123456789abcdef", "--duration", "1", "--quiet"])
+        .args([
+            "run",
+            "--url",
+            "http://10.1.2.3:7880",
+            "--keys",
+            "k:0123456789abcdef",
+            "--duration",
+            "1",
+            "--quiet",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -66,16 +97,39 @@ fn an_unreachable_server_is_reported_not_hung() {
     let json = dir.join("r.json");
     // Nothing listens on port 9 of loopback.
     let out = Command::new(exe)
-        .args(["run", "--url", "http://127.0.0.1:9", "--keys", "k:0123456789abcdef", "--participants", "2", "--duration", "1", "--quiet"])
+        .args([
+            "run",
+            "--url",
+            "http://127.0.0.1:9",
+            "--keys",
+            "k:0123456789abcdef",
+            "--participants",
+            "2",
+            "--duration",
+            "1",
+            "--quiet",
+        ])
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["joins"]["succeeded"], 0);
     let failed = r["joins"]["failed"].as_object().unwrap();
-    assert_eq!(failed.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 2, "{failed:?}");
-    assert!(failed.keys().any(|k| k.starts_with("signaling connect")), "{failed:?}");
+    assert_eq!(
+        failed.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        2,
+        "{failed:?}"
+    );
+    assert!(
+        failed.keys().any(|k| k.starts_with("signaling connect")),
+        "{failed:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,7 +9,11 @@ pub const DEV_KEY: &str = "devkey";
 pub const DEV_SECRET: &str = "switchboard-development-secret-do-not-use-in-production";
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "Switchboard: a WebRTC selective forwarding unit")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: a WebRTC selective forwarding unit"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -126,7 +130,9 @@ pub struct TokenArgs {
 pub fn parse_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once(':').ok_or_else(|| anyhow::anyhow!("keys: `{pair}` is not key:secret"))?;
+        let (k, v) = pair
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("keys: `{pair}` is not key:secret"))?;
         if k.is_empty() || v.len() < 16 {
             anyhow::bail!("keys: key `{k}` needs a name and a secret of at least 16 characters");
         }
@@ -154,8 +160,16 @@ mod tests {
 
     #[test]
     fn keys_parse() {
-        assert_eq!(parse_keys("a:0123456789abcdef").unwrap(), vec![("a".into(), "0123456789abcdef".into())]);
-        assert_eq!(parse_keys("a:0123456789abcdef, b:0123456789abcdefX").unwrap().len(), 2);
+        assert_eq!(
+            parse_keys("a:0123456789abcdef").unwrap(),
+            vec![("a".into(), "0123456789abcdef".into())]
+        );
+        assert_eq!(
+            parse_keys("a:0123456789abcdef, b:0123456789abcdefX")
+                .unwrap()
+                .len(),
+            2
+        );
         for bad in ["", "a", "a:short", ":0123456789abcdef"] {
             assert!(parse_keys(bad).is_err(), "{bad}");
         }

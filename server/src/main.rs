@@ -23,7 +23,9 @@ use crate::plane::WorkerPool;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -40,7 +42,10 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
     };
     let (key, _) = pairs[0].clone();
     let keys = KeyStore::new(pairs);
-    anyhow::ensure!(t.no_join || !t.room.is_empty(), "--room is needed for a join token (or pass --no-join)");
+    anyhow::ensure!(
+        t.no_join || !t.room.is_empty(),
+        "--room is needed for a join token (or pass --no-join)"
+    );
     let claims = Claims {
         iss: key.clone(),
         sub: t.identity.clone(),
@@ -83,19 +88,40 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut workers = Vec::with_capacity(n);
     for i in 0..n {
-        let port = args.rtc_port.checked_add(i as u16).context("rtc port range overflows")?;
+        let port = args
+            .rtc_port
+            .checked_add(i as u16)
+            .context("rtc port range overflows")?;
         let bind = SocketAddr::new(args.rtc_bind, port);
-        let socket = UdpSocket::bind(bind).with_context(|| format!("binding UDP {bind} for worker {i}"))?;
+        let socket =
+            UdpSocket::bind(bind).with_context(|| format!("binding UDP {bind} for worker {i}"))?;
         let public_addr = SocketAddr::new(args.advertise_ip(), port);
-        let core = if args.pin && !cores.is_empty() { Some(cores[i % cores.len()]) } else { None };
-        workers.push(worker::spawn(worker::WorkerSpec { index: i, socket, public_addr, core, seed }, ev_tx.clone(), stop.clone())?);
+        let core = if args.pin && !cores.is_empty() {
+            Some(cores[i % cores.len()])
+        } else {
+            None
+        };
+        workers.push(worker::spawn(
+            worker::WorkerSpec {
+                index: i,
+                socket,
+                public_addr,
+                core,
+                seed,
+            },
+            ev_tx.clone(),
+            stop.clone(),
+        )?);
     }
     drop(ev_tx);
     let pool = Arc::new(WorkerPool::new(workers));
     let (webhooks, webhook_worker) = if args.webhook_url.is_empty() {
         (None, None)
     } else {
-        let key = keys.first_key().context("webhooks need an API key")?.to_string();
+        let key = keys
+            .first_key()
+            .context("webhooks need an API key")?
+            .to_string();
         let secret = keys.secret(&key).context("webhook key secret")?.to_string();
         let cfg = WebhookConfig {
             urls: args.webhook_url.clone(),
@@ -108,11 +134,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (w, worker) = Webhooks::new(cfg);
         (Some(w), Some(worker))
     };
-    let hub_cfg = HubConfig { auto_create: !args.no_auto_create, empty_timeout: args.empty_timeout, max_participants: args.max_participants };
+    let hub_cfg = HubConfig {
+        auto_create: !args.no_auto_create,
+        empty_timeout: args.empty_timeout,
+        max_participants: args.max_participants,
+    };
     let hub = Arc::new(Hub::with_config(keys, pool.clone(), hub_cfg, webhooks));
 
     let prometheus = telemetry::install()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let h = hub.clone();
         tokio::spawn(async move {
@@ -134,16 +167,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(telemetry::publish(pool.clone(), hub.clone()));
         let stats_pool = pool.clone();
         let app = web::router()
-            .route("/metrics", axum::routing::get(move || std::future::ready(prometheus.render())))
+            .route(
+                "/metrics",
+                axum::routing::get(move || std::future::ready(prometheus.render())),
+            )
             .route(
                 "/debug/stats",
                 axum::routing::get(move || {
                     let p = stats_pool.clone();
-                    async move { axum::Json(p.workers.iter().map(|w| *w.stats.lock()).collect::<Vec<_>>()) }
+                    async move {
+                        axum::Json(
+                            p.workers
+                                .iter()
+                                .map(|w| *w.stats.lock())
+                                .collect::<Vec<_>>(),
+                        )
+                    }
                 }),
             )
-            .merge(signaling::router(AppState { hub: hub.clone(), dev_key, rate: (args.api_rate, args.api_burst) }));
-        let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding HTTP {}", args.http))?;
+            .merge(signaling::router(AppState {
+                hub: hub.clone(),
+                dev_key,
+                rate: (args.api_rate, args.api_burst),
+            }));
+        let listener = tokio::net::TcpListener::bind(args.http)
+            .await
+            .with_context(|| format!("binding HTTP {}", args.http))?;
         let local = listener.local_addr()?;
         for w in &pool.workers {
             eprintln!("media worker {} on udp {}", w.index, w.addr);

@@ -16,7 +16,10 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     pub fn new(workers: Vec<WorkerHandle>) -> Self {
-        Self { workers, placement: DashMap::new() }
+        Self {
+            workers,
+            placement: DashMap::new(),
+        }
     }
 
     /// The worker hosting `room`, placing a new room on the least-loaded worker (by
@@ -34,7 +37,13 @@ impl WorkerPool {
             }
         }
         let best = (0..self.workers.len())
-            .min_by_key(|&i| (self.workers[i].load.load(Ordering::Relaxed), rooms_per[i], i))
+            .min_by_key(|&i| {
+                (
+                    self.workers[i].load.load(Ordering::Relaxed),
+                    rooms_per[i],
+                    i,
+                )
+            })
             .unwrap_or(0);
         *self.placement.entry(room.clone()).or_insert(best)
     }

@@ -45,7 +45,11 @@ pub fn plan_runs(batch: &mut [Pending], max_segments: usize) -> Vec<Run> {
         {
             n += 1;
         }
-        runs.push(Run { start: i, count: n, segment: seg });
+        runs.push(Run {
+            start: i,
+            count: n,
+            segment: seg,
+        });
         i += n;
     }
     runs
@@ -80,8 +84,15 @@ impl BatchSocket {
     /// Read what is queued (one recvmmsg) and hand every datagram to `f`. Returns the
     /// number of datagrams, 0 when nothing was waiting.
     pub fn recv_batch(&mut self, mut f: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
-        let mut slices: Vec<IoSliceMut<'_>> = self.bufs.iter_mut().map(|b| IoSliceMut::new(&mut b[..])).collect();
-        let n = match self.state.recv(UdpSockRef::from(&self.socket), &mut slices, &mut self.meta) {
+        let mut slices: Vec<IoSliceMut<'_>> = self
+            .bufs
+            .iter_mut()
+            .map(|b| IoSliceMut::new(&mut b[..]))
+            .collect();
+        let n = match self
+            .state
+            .recv(UdpSockRef::from(&self.socket), &mut slices, &mut self.meta)
+        {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
             Err(e) => return Err(e),
@@ -117,8 +128,18 @@ impl BatchSocket {
                 }
                 (&self.scratch[..], Some(run.segment))
             };
-            let t = Transmit { destination: items[0].destination, ecn: None, contents, segment_size, src_ip: None };
-            if self.state.try_send(UdpSockRef::from(&self.socket), &t).is_err() {
+            let t = Transmit {
+                destination: items[0].destination,
+                ecn: None,
+                contents,
+                segment_size,
+                src_ip: None,
+            };
+            if self
+                .state
+                .try_send(UdpSockRef::from(&self.socket), &t)
+                .is_err()
+            {
                 self.send_errors += run.count as u64;
             }
         }
@@ -131,22 +152,49 @@ mod tests {
     use super::*;
 
     fn p(dest: u16, len: usize) -> Pending {
-        Pending { destination: SocketAddr::from(([127, 0, 0, 1], dest)), contents: vec![0; len] }
+        Pending {
+            destination: SocketAddr::from(([127, 0, 0, 1], dest)),
+            contents: vec![0; len],
+        }
     }
 
     #[test]
     fn runs_group_by_destination_and_size() {
-        let mut b = vec![p(2, 100), p(1, 100), p(2, 100), p(1, 100), p(2, 60), p(1, 120), p(3, 10)];
+        let mut b = vec![
+            p(2, 100),
+            p(1, 100),
+            p(2, 100),
+            p(1, 100),
+            p(2, 60),
+            p(1, 120),
+            p(3, 10),
+        ];
         let runs = plan_runs(&mut b, 64);
         let dests: Vec<u16> = b.iter().map(|x| x.destination.port()).collect();
         assert_eq!(dests, vec![1, 1, 1, 2, 2, 2, 3]);
         assert_eq!(
             runs,
             vec![
-                Run { start: 0, count: 2, segment: 100 }, // 120 is larger: a new run
-                Run { start: 2, count: 1, segment: 120 },
-                Run { start: 3, count: 3, segment: 100 }, // shorter last segment allowed
-                Run { start: 6, count: 1, segment: 10 },
+                Run {
+                    start: 0,
+                    count: 2,
+                    segment: 100
+                }, // 120 is larger: a new run
+                Run {
+                    start: 2,
+                    count: 1,
+                    segment: 120
+                },
+                Run {
+                    start: 3,
+                    count: 3,
+                    segment: 100
+                }, // shorter last segment allowed
+                Run {
+                    start: 6,
+                    count: 1,
+                    segment: 10
+                },
             ]
         );
         // a shorter packet ends a run even if more of the same size follow
@@ -154,7 +202,13 @@ mod tests {
         assert_eq!(plan_runs(&mut b, 64).len(), 2);
         // the segment limit
         let mut b: Vec<Pending> = (0..10).map(|_| p(1, 100)).collect();
-        assert_eq!(plan_runs(&mut b, 4).iter().map(|r| r.count).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            plan_runs(&mut b, 4)
+                .iter()
+                .map(|r| r.count)
+                .collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
         assert!(plan_runs(&mut [], 4).is_empty());
     }
 
@@ -164,8 +218,16 @@ mod tests {
         let mut a = a.unwrap();
         let mut b = BatchSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
         let dest = b.socket.local_addr().unwrap();
-        let mut batch: Vec<Pending> = (0..5u8).map(|i| Pending { destination: dest, contents: vec![i; 300] }).collect();
-        batch.push(Pending { destination: dest, contents: vec![9; 100] });
+        let mut batch: Vec<Pending> = (0..5u8)
+            .map(|i| Pending {
+                destination: dest,
+                contents: vec![i; 300],
+            })
+            .collect();
+        batch.push(Pending {
+            destination: dest,
+            contents: vec![9; 100],
+        });
         a.send_batch(&mut batch);
         assert!(batch.is_empty());
         std::thread::sleep(std::time::Duration::from_millis(50));

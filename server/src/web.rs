@@ -11,14 +11,35 @@ const CLIENT_JS: &str = include_str!("../../web/client.js");
 const STYLE: &str = include_str!("../../web/style.css");
 
 fn asset(body: &'static str, mime: &'static str) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], body)
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
 }
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
-        .route("/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/client.js", get(|| async { asset(CLIENT_JS, "text/javascript; charset=utf-8") }))
-        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
-        .route("/style.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/client.js",
+            get(|| async { asset(CLIENT_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+        )
 }

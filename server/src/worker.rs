@@ -65,7 +65,11 @@ pub struct WorkerSpec {
     pub seed: u64,
 }
 
-pub fn spawn(spec: WorkerSpec, events: UnboundedSender<Event>, stop: Arc<AtomicBool>) -> std::io::Result<WorkerHandle> {
+pub fn spawn(
+    spec: WorkerSpec,
+    events: UnboundedSender<Event>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -74,12 +78,22 @@ pub fn spawn(spec: WorkerSpec, events: UnboundedSender<Event>, stop: Arc<AtomicB
     let addr = spec.public_addr;
     let index = spec.index;
     let (l, s) = (load.clone(), stats.clone());
-    let thread = std::thread::Builder::new().name(format!("sb-worker-{index}")).spawn(move || {
-        if let Err(e) = run(spec, poll, rx, events, l, s, stop) {
-            tracing::error!(worker = index, error = %e, "worker stopped");
-        }
-    })?;
-    Ok(WorkerHandle { index, addr, commands: tx, waker, load, stats, thread: Some(thread) })
+    let thread = std::thread::Builder::new()
+        .name(format!("sb-worker-{index}"))
+        .spawn(move || {
+            if let Err(e) = run(spec, poll, rx, events, l, s, stop) {
+                tracing::error!(worker = index, error = %e, "worker stopped");
+            }
+        })?;
+    Ok(WorkerHandle {
+        index,
+        addr,
+        commands: tx,
+        waker,
+        load,
+        stats,
+        thread: Some(thread),
+    })
 }
 
 fn run(
@@ -102,7 +116,8 @@ fn run(
     let mut shard = Shard::new(cfg, Instant::now());
     let mut sock = BatchSocket::new(spec.socket)?;
     let mut registered = mio::net::UdpSocket::from_std(sock.socket.try_clone()?);
-    poll.registry().register(&mut registered, SOCKET, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut registered, SOCKET, Interest::READABLE)?;
     let mut mio_events = Events::with_capacity(16);
     let mut out: Vec<Pending> = Vec::with_capacity(1024);
     let mut stats_at = Instant::now();
@@ -112,7 +127,11 @@ fn run(
     let mut more = false;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let wait = if more { Duration::ZERO } else { deadline.saturating_duration_since(now).min(MAX_IDLE) };
+        let wait = if more {
+            Duration::ZERO
+        } else {
+            deadline.saturating_duration_since(now).min(MAX_IDLE)
+        };
         if let Err(e) = poll.poll(&mut mio_events, Some(wait)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(e);
@@ -130,7 +149,9 @@ fn run(
         more = true;
         for _ in 0..MAX_RECV_ROUNDS {
             let now = Instant::now();
-            match sock.recv_batch(|source, contents| shard.handle_input(now, Input::Datagram { source, contents })) {
+            match sock.recv_batch(|source, contents| {
+                shard.handle_input(now, Input::Datagram { source, contents })
+            }) {
                 Ok(0) => {
                     more = false;
                     break;
@@ -149,7 +170,10 @@ fn run(
         }
         deadline = loop {
             match shard.poll_output() {
-                Output::Transmit(t) => out.push(Pending { destination: t.destination, contents: t.contents }),
+                Output::Transmit(t) => out.push(Pending {
+                    destination: t.destination,
+                    contents: t.contents,
+                }),
                 Output::Event(e) => {
                     let _ = events.send(e);
                 }

@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::Message;
 async fn get(server: &Server, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(&server.http).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", server.http).as_bytes())
+        .await
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap();
@@ -51,7 +53,9 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
     let target: SocketAddr = format!("127.0.0.1:{}", server.rtc_port).parse().unwrap();
     for i in 0..200u32 {
         let len = (i as usize * 37) % 1_400;
-        let payload: Vec<u8> = (0..len).map(|j| ((j as u32).wrapping_mul(2_654_435_761) ^ i) as u8).collect();
+        let payload: Vec<u8> = (0..len)
+            .map(|j| ((j as u32).wrapping_mul(2_654_435_761) ^ i) as u8)
+            .collect();
         junk.send_to(&payload, target).unwrap();
     }
     run_all(&mut ps, Duration::from_secs(3)).await;
@@ -60,8 +64,12 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
     for (me, other) in [(0, idb), (1, ida)] {
         let c = &ps[me].client;
         eprintln!("client {me} datagrams {:?}", ps[me].datagrams);
-        let audio = c.stream_from(other, TrackKind::Audio).expect("audio arrives");
-        let video = c.stream_from(other, TrackKind::Video).expect("video arrives");
+        let audio = c
+            .stream_from(other, TrackKind::Audio)
+            .expect("audio arrives");
+        let video = c
+            .stream_from(other, TrackKind::Video)
+            .expect("video arrives");
         eprintln!("client {me}: audio {} packets, video {} packets, {} keyframes, kf requests {} offered {:?} video {:?}", audio.packets, video.packets, video.keyframes, c.keyframe_requests_received, c.offered, (video.seqs.first(), video.seqs.last(), &video.ssrcs, video.picture_ids.len()));
         assert!(audio.packets > 100 && video.packets > 100);
         assert!(video.keyframes >= 1);
@@ -72,7 +80,10 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = stats(&server).await;
     eprintln!("{s}");
-    assert!(s[0]["dropped_unknown_source"].as_u64().unwrap() >= 200, "{s}");
+    assert!(
+        s[0]["dropped_unknown_source"].as_u64().unwrap() >= 200,
+        "{s}"
+    );
     assert!(s[0]["rtp_forwarded"].as_u64().unwrap() > 400);
     // The same figures for Prometheus.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -86,7 +97,10 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
             .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
     };
     assert!(value("switchboard_rtp_forwarded_total{worker=\"0\"}") > 400.0);
-    assert!(value("switchboard_datagrams_dropped_total{worker=\"0\",reason=\"unknown_source\"}") >= 200.0);
+    assert!(
+        value("switchboard_datagrams_dropped_total{worker=\"0\",reason=\"unknown_source\"}")
+            >= 200.0
+    );
     assert_eq!(value("switchboard_participants"), 2.0);
     assert_eq!(value("switchboard_rooms"), 1.0);
 }
@@ -95,16 +109,24 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
 async fn bad_tokens_are_refused_with_an_error_and_close_code() {
     let server = start_server();
     let forged = KeyStore::new([(KEY.to_string(), "not-the-secret-0123456789".to_string())])
-        .mint(KEY, &Claims {
-            iss: KEY.into(),
-            sub: "mallory".into(),
-            exp: signaling::auth::unix_now() + 600,
-            nbf: None,
-            name: None,
-            video: VideoGrant::join("r"),
-        })
+        .mint(
+            KEY,
+            &Claims {
+                iss: KEY.into(),
+                sub: "mallory".into(),
+                exp: signaling::auth::unix_now() + 600,
+                nbf: None,
+                name: None,
+                video: VideoGrant::join("r"),
+            },
+        )
         .unwrap();
-    for (tok, why) in [(String::new(), "missing"), (token("r", "late", -10), "expired"), (forged, "signature"), ("x.y.z".into(), "malformed")] {
+    for (tok, why) in [
+        (String::new(), "missing"),
+        (token("r", "late", -10), "expired"),
+        (forged, "signature"),
+        ("x.y.z".into(), "malformed"),
+    ] {
         let mut w = ws(&server).await;
         send(&mut w, json!({"type": "join", "token": tok})).await;
         let e = recv(&mut w).await;
@@ -115,11 +137,19 @@ async fn bad_tokens_are_refused_with_an_error_and_close_code() {
     }
     // A bad room name in an otherwise valid token.
     let mut w = ws(&server).await;
-    send(&mut w, json!({"type": "join", "token": token("bad room!", "x", 60)})).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("bad room!", "x", 60)}),
+    )
+    .await;
     assert_eq!(recv(&mut w).await["code"], "unauthorized");
     // Unsupported protocol version.
     let mut w = ws(&server).await;
-    send(&mut w, json!({"type": "join", "token": token("r", "v", 60), "version": 99})).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("r", "v", 60), "version": 99}),
+    )
+    .await;
     assert_eq!(recv(&mut w).await["code"], "unsupported_version");
     assert_eq!(recv(&mut w).await["close"], 4003);
 }
@@ -131,9 +161,19 @@ async fn malformed_messages_get_errors_and_the_session_stays_up() {
     // Before join: anything but join is refused, the socket stays open.
     send(&mut w, json!({"type": "ping"})).await;
     assert_eq!(recv(&mut w).await["code"], "bad_state");
-    send(&mut w, json!({"type": "join", "token": token("room", "m", 60)})).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("room", "m", 60)}),
+    )
+    .await;
     assert_eq!(recv(&mut w).await["type"], "joined");
-    for bad in ["garbage", "{}", r#"{"type":"nope"}"#, r#"{"type":"publish_offer"}"#, r#"{"type":"candidate","pc":"publisher","candidate":"nonsense"}"#] {
+    for bad in [
+        "garbage",
+        "{}",
+        r#"{"type":"nope"}"#,
+        r#"{"type":"publish_offer"}"#,
+        r#"{"type":"candidate","pc":"publisher","candidate":"nonsense"}"#,
+    ] {
         w.send(Message::Text(bad.into())).await.unwrap();
         let e = recv(&mut w).await;
         assert_eq!(e["type"], "error", "{bad}: {e}");
@@ -145,7 +185,11 @@ async fn malformed_messages_get_errors_and_the_session_stays_up() {
     assert_eq!(recv(&mut w).await["code"], "media");
     send(&mut w, json!({"type": "publish_offer", "sdp": "not sdp"})).await;
     assert_eq!(recv(&mut w).await["code"], "media");
-    send(&mut w, json!({"type": "join", "token": token("room", "m", 60)})).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("room", "m", 60)}),
+    )
+    .await;
     assert_eq!(recv(&mut w).await["code"], "bad_state");
     // Still up.
     send(&mut w, json!({"type": "ping"})).await;
@@ -156,7 +200,11 @@ async fn malformed_messages_get_errors_and_the_session_stays_up() {
 async fn an_offer_with_no_codec_in_common_gets_an_error() {
     let server = start_server();
     let mut w = ws(&server).await;
-    send(&mut w, json!({"type": "join", "token": token("room", "pcmu", 60)})).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("room", "pcmu", 60)}),
+    )
+    .await;
     assert_eq!(recv(&mut w).await["type"], "joined");
     // An offer with only G.722 audio, which the server does not take.
     let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 \
@@ -166,7 +214,13 @@ async fn an_offer_with_no_codec_in_common_gets_an_error() {
     send(&mut w, json!({"type": "publish_offer", "sdp": sdp})).await;
     let e = recv(&mut w).await;
     assert_eq!(e["code"], "media", "{e}");
-    assert!(e["message"].as_str().unwrap().contains("no codec in common"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("no codec in common"),
+        "{e}"
+    );
     send(&mut w, json!({"type": "ping"})).await;
     assert_eq!(recv(&mut w).await["type"], "pong");
 }

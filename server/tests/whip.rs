@@ -17,12 +17,31 @@ use signaling::{Claims, KeyStore, VideoGrant};
 
 fn tok(video: VideoGrant, secret: &str) -> String {
     KeyStore::new([(KEY.to_string(), secret.to_string())])
-        .mint(KEY, &Claims { iss: KEY.into(), sub: "obs".into(), exp: signaling::auth::unix_now() + 600, nbf: None, name: Some("OBS".into()), video })
+        .mint(
+            KEY,
+            &Claims {
+                iss: KEY.into(),
+                sub: "obs".into(),
+                exp: signaling::auth::unix_now() + 600,
+                nbf: None,
+                name: Some("OBS".into()),
+                video,
+            },
+        )
         .unwrap()
 }
 
-async fn post(base: &str, room: &str, token: Option<&str>, ctype: &str, body: String) -> reqwest::Response {
-    let mut r = reqwest::Client::new().post(format!("{base}/whip/{room}")).header("content-type", ctype).body(body);
+async fn post(
+    base: &str,
+    room: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: String,
+) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .post(format!("{base}/whip/{room}"))
+        .header("content-type", ctype)
+        .body(body);
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
@@ -30,9 +49,19 @@ async fn post(base: &str, room: &str, token: Option<&str>, ctype: &str, body: St
 }
 
 async fn members(server: &Server, room: &str) -> usize {
-    let admin = tok(VideoGrant { room_admin: true, room_join: false, ..VideoGrant::default() }, SECRET);
+    let admin = tok(
+        VideoGrant {
+            room_admin: true,
+            room_join: false,
+            ..VideoGrant::default()
+        },
+        SECRET,
+    );
     let r = reqwest::Client::new()
-        .get(format!("http://{}/api/v1/rooms/{room}/participants", server.http))
+        .get(format!(
+            "http://{}/api/v1/rooms/{room}/participants",
+            server.http
+        ))
         .bearer_auth(admin)
         .send()
         .await
@@ -40,7 +69,10 @@ async fn members(server: &Server, room: &str) -> usize {
     if r.status() == StatusCode::NOT_FOUND {
         return 0;
     }
-    r.json::<Value>().await.unwrap()["participants"].as_array().unwrap().len()
+    r.json::<Value>().await.unwrap()["participants"]
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,8 +83,19 @@ async fn a_whip_publisher_is_seen_by_a_signaling_participant() {
     sock.set_nonblocking(true).unwrap();
     let addr = sock.local_addr().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-    let spec = ClientSpec { subscribe: false, ..ClientSpec::av() };
-    let mut whip = SimClient::new(Instant::now(), Instant::now(), ParticipantId(0), spec, addr, addr, &mut rng);
+    let spec = ClientSpec {
+        subscribe: false,
+        ..ClientSpec::av()
+    };
+    let mut whip = SimClient::new(
+        Instant::now(),
+        Instant::now(),
+        ParticipantId(0),
+        spec,
+        addr,
+        addr,
+        &mut rng,
+    );
     let offer = whip.make_offer().unwrap();
     let token = tok(VideoGrant::join("studio"), SECRET);
     let r = post(&base, "studio", Some(&token), "application/sdp", offer).await;
@@ -81,28 +124,89 @@ async fn a_whip_publisher_is_seen_by_a_signaling_participant() {
         }
         viewer.run(Duration::from_millis(3)).await;
     }
-    let from = viewer.messages.iter().find(|m| m["type"] == "participant_joined" || m["type"] == "track_published");
+    let from = viewer
+        .messages
+        .iter()
+        .find(|m| m["type"] == "participant_joined" || m["type"] == "track_published");
     assert!(from.is_some(), "{:?}", viewer.messages);
-    let publisher = viewer.client.offered.first().map(|t| t.publisher).expect("tracks offered to the viewer");
-    let video = viewer.client.stream_from(publisher, TrackKind::Video).expect("WHIP video reaches the viewer");
-    let audio = viewer.client.stream_from(publisher, TrackKind::Audio).expect("WHIP audio reaches the viewer");
-    assert!(video.packets > 100 && audio.packets > 50, "video {} audio {}", video.packets, audio.packets);
+    let publisher = viewer
+        .client
+        .offered
+        .first()
+        .map(|t| t.publisher)
+        .expect("tracks offered to the viewer");
+    let video = viewer
+        .client
+        .stream_from(publisher, TrackKind::Video)
+        .expect("WHIP video reaches the viewer");
+    let audio = viewer
+        .client
+        .stream_from(publisher, TrackKind::Audio)
+        .expect("WHIP audio reaches the viewer");
+    assert!(
+        video.packets > 100 && audio.packets > 50,
+        "video {} audio {}",
+        video.packets,
+        audio.packets
+    );
     assert_eq!(video.gaps(), 0);
 
     // Trickle (ETag checked), then DELETE twice.
     let client = reqwest::Client::new();
     let frag = "a=ice-ufrag:abcd\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n";
-    let patch = |m: &str| client.patch(format!("{base}{location}")).header("content-type", "application/trickle-ice-sdpfrag").header("if-match", m.to_string()).body(frag).send();
+    let patch = |m: &str| {
+        client
+            .patch(format!("{base}{location}"))
+            .header("content-type", "application/trickle-ice-sdpfrag")
+            .header("if-match", m.to_string())
+            .body(frag)
+            .send()
+    };
     assert_eq!(patch(&etag).await.unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(patch("\"nope\"").await.unwrap().status(), StatusCode::PRECONDITION_FAILED);
-    let r = client.patch(format!("{base}{location}")).header("content-type", "text/plain").body(frag).send().await.unwrap();
+    assert_eq!(
+        patch("\"nope\"").await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+    let r = client
+        .patch(format!("{base}{location}"))
+        .header("content-type", "text/plain")
+        .body(frag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(members(&server, "studio").await, 2);
-    assert_eq!(client.delete(format!("{base}{location}")).send().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(client.delete(format!("{base}{location}")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        client
+            .delete(format!("{base}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client
+            .delete(format!("{base}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(members(&server, "studio").await, 1, "the WHIP participant is gone");
-    let r = client.patch(format!("{base}{location}")).header("content-type", "application/trickle-ice-sdpfrag").body(frag).send().await.unwrap();
+    assert_eq!(
+        members(&server, "studio").await,
+        1,
+        "the WHIP participant is gone"
+    );
+    let r = client
+        .patch(format!("{base}{location}"))
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .body(frag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -114,24 +218,80 @@ async fn whip_errors_leave_nothing_behind() {
     let offer = {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let a = "127.0.0.1:9".parse().unwrap();
-        SimClient::new(Instant::now(), Instant::now(), ParticipantId(0), ClientSpec::av(), a, a, &mut rng).make_offer().unwrap()
+        SimClient::new(
+            Instant::now(),
+            Instant::now(),
+            ParticipantId(0),
+            ClientSpec::av(),
+            a,
+            a,
+            &mut rng,
+        )
+        .make_offer()
+        .unwrap()
     };
     let g722 = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 \
         00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 9\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=ice-ufrag:abcd\r\n\
         a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:9 G722/8000\r\n";
-    let no_publish = tok(VideoGrant { can_publish: false, ..VideoGrant::join("r") }, SECRET);
+    let no_publish = tok(
+        VideoGrant {
+            can_publish: false,
+            ..VideoGrant::join("r")
+        },
+        SECRET,
+    );
     let other_room = tok(VideoGrant::join("elsewhere"), SECRET);
     let forged = tok(VideoGrant::join("r"), "forged-secret-0123456789abc");
     let cases: Vec<(Option<&str>, &str, String, StatusCode)> = vec![
-        (Some(&good), "text/plain", offer.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (None, "application/sdp", offer.clone(), StatusCode::UNAUTHORIZED),
-        (Some(&forged), "application/sdp", offer.clone(), StatusCode::UNAUTHORIZED),
-        (Some(&other_room), "application/sdp", offer.clone(), StatusCode::FORBIDDEN),
-        (Some(&no_publish), "application/sdp", offer.clone(), StatusCode::FORBIDDEN),
-        (Some(&good), "application/sdp", "hello".into(), StatusCode::BAD_REQUEST),
-        (Some(&good), "application/sdp", "v=0\r\nm=garbage\r\n".into(), StatusCode::BAD_REQUEST),
-        (Some(&good), "application/sdp", g722.into(), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            Some(&good),
+            "text/plain",
+            offer.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            None,
+            "application/sdp",
+            offer.clone(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some(&forged),
+            "application/sdp",
+            offer.clone(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some(&other_room),
+            "application/sdp",
+            offer.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Some(&no_publish),
+            "application/sdp",
+            offer.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Some(&good),
+            "application/sdp",
+            "hello".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Some(&good),
+            "application/sdp",
+            "v=0\r\nm=garbage\r\n".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Some(&good),
+            "application/sdp",
+            g722.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (token, ctype, body, want) in cases {
         let r = post(&base, "r", token, ctype, body).await;
@@ -140,12 +300,26 @@ async fn whip_errors_leave_nothing_behind() {
         assert_eq!(status, want, "{v}");
         assert!(v["code"].is_string(), "JSON error body: {v}");
     }
-    assert_eq!(members(&server, "r").await, 0, "no half-created participants");
+    assert_eq!(
+        members(&server, "r").await,
+        0,
+        "no half-created participants"
+    );
     // CORS preflight
-    let r = reqwest::Client::new().request(reqwest::Method::OPTIONS, format!("{base}/whip/r")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{base}/whip/r"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert!(r.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
-    assert!(r.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    assert!(r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert!(r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,26 +327,75 @@ async fn whep_errors() {
     let server = start_server();
     let base = format!("http://{}", server.http);
     let mut someone = ws(&server).await;
-    common::send(&mut someone, serde_json::json!({"type": "join", "token": token("w", "alice", 60)})).await;
+    common::send(
+        &mut someone,
+        serde_json::json!({"type": "join", "token": token("w", "alice", 60)}),
+    )
+    .await;
     assert_eq!(recv(&mut someone).await["type"], "joined");
     let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n".to_string();
     let good = tok(VideoGrant::join("w"), SECRET);
-    let no_sub = tok(VideoGrant { can_subscribe: false, ..VideoGrant::join("w") }, SECRET);
+    let no_sub = tok(
+        VideoGrant {
+            can_subscribe: false,
+            ..VideoGrant::join("w")
+        },
+        SECRET,
+    );
     let client = reqwest::Client::new();
     let send = |path: &str, token: Option<&str>, ctype: &str, body: String| {
-        let mut r = client.post(format!("{base}{path}")).header("content-type", ctype).body(body);
+        let mut r = client
+            .post(format!("{base}{path}"))
+            .header("content-type", ctype)
+            .body(body);
         if let Some(t) = token {
             r = r.bearer_auth(t.to_string());
         }
         r.send()
     };
     for (path, token, ctype, body, want) in [
-        ("/whep/w/alice", Some(good.as_str()), "text/plain", offer.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        ("/whep/w/alice", None, "application/sdp", offer.clone(), StatusCode::UNAUTHORIZED),
-        ("/whep/w/alice", Some(no_sub.as_str()), "application/sdp", offer.clone(), StatusCode::FORBIDDEN),
-        ("/whep/w/nobody", Some(good.as_str()), "application/sdp", offer.clone(), StatusCode::NOT_FOUND),
-        ("/whep/w/alice", Some(good.as_str()), "application/sdp", "nonsense".to_string(), StatusCode::BAD_REQUEST),
-        ("/whep/w/alice", Some(good.as_str()), "application/sdp", offer.clone(), StatusCode::BAD_REQUEST), // no ICE/DTLS attributes
+        (
+            "/whep/w/alice",
+            Some(good.as_str()),
+            "text/plain",
+            offer.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "/whep/w/alice",
+            None,
+            "application/sdp",
+            offer.clone(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/whep/w/alice",
+            Some(no_sub.as_str()),
+            "application/sdp",
+            offer.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/whep/w/nobody",
+            Some(good.as_str()),
+            "application/sdp",
+            offer.clone(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/whep/w/alice",
+            Some(good.as_str()),
+            "application/sdp",
+            "nonsense".to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/whep/w/alice",
+            Some(good.as_str()),
+            "application/sdp",
+            offer.clone(),
+            StatusCode::BAD_REQUEST,
+        ), // no ICE/DTLS attributes
     ] {
         let r = send(path, token, ctype, body).await.unwrap();
         assert_eq!(r.status(), want, "{path}");

@@ -16,11 +16,25 @@ use sfu_core::testkit::{ClientSpec, Sim};
 use sfu_core::TrackKind;
 
 fn parse(c: &mut Criterion) {
-    let p = video_payload(Codec::Vp8, false, 1, 3, 1234, 1_100, Stamp { sent_us: 1, layer: 2 });
+    let p = video_payload(
+        Codec::Vp8,
+        false,
+        1,
+        3,
+        1234,
+        1_100,
+        Stamp {
+            sent_us: 1,
+            layer: 2,
+        },
+    );
     c.bench_function("parse: VP8 descriptor + keyframe check", |b| {
         b.iter(|| {
             let d = Vp8Descriptor::parse(black_box(&p)).ok();
-            (d.and_then(|d| d.picture_id()), starts_keyframe(Codec::Vp8, black_box(&p)))
+            (
+                d.and_then(|d| d.picture_id()),
+                starts_keyframe(Codec::Vp8, black_box(&p)),
+            )
         })
     });
 }
@@ -28,7 +42,13 @@ fn parse(c: &mut Criterion) {
 fn rewrite(c: &mut Criterion) {
     let t0 = Instant::now();
     let mut r = Rewriter::new(90_000, 100, 5);
-    let mut h = InHeader { ssrc: 7, seq: 1_000, ts: 90_000, pic: Some(10), tl0: Some(3) };
+    let mut h = InHeader {
+        ssrc: 7,
+        seq: 1_000,
+        ts: 90_000,
+        pic: Some(10),
+        tl0: Some(3),
+    };
     r.switch_to(&h, t0);
     c.bench_function("rewrite: seq/ts/picture id", |b| {
         b.iter(|| {
@@ -46,25 +66,33 @@ fn call(c: &mut Criterion) {
     let mut g = c.benchmark_group("simulated call");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     for n in [1usize, 4, 16] {
-        g.bench_function(format!("1 publisher, {n} subscribers, per forwarded packet"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for i in 0..iters {
-                    let mut sim = Sim::new(Instant::now(), i);
-                    let a = sim.join("r", ClientSpec::simulcast());
-                    let subs: Vec<_> = (0..n).map(|_| sim.join("r", ClientSpec::viewer())).collect();
-                    sim.run_for(Duration::from_secs(2));
-                    let before = sim.shard.stats().rtp_forwarded;
-                    let t = Instant::now();
-                    sim.run_for(Duration::from_secs(2));
-                    let spent = t.elapsed();
-                    let fwd = (sim.shard.stats().rtp_forwarded - before).max(1);
-                    assert!(subs.iter().all(|s| sim.client(*s).stream_from(sim.client(a).id, TrackKind::Video).is_some()));
-                    total += spent / fwd as u32;
-                }
-                total
-            })
-        });
+        g.bench_function(
+            format!("1 publisher, {n} subscribers, per forwarded packet"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for i in 0..iters {
+                        let mut sim = Sim::new(Instant::now(), i);
+                        let a = sim.join("r", ClientSpec::simulcast());
+                        let subs: Vec<_> = (0..n)
+                            .map(|_| sim.join("r", ClientSpec::viewer()))
+                            .collect();
+                        sim.run_for(Duration::from_secs(2));
+                        let before = sim.shard.stats().rtp_forwarded;
+                        let t = Instant::now();
+                        sim.run_for(Duration::from_secs(2));
+                        let spent = t.elapsed();
+                        let fwd = (sim.shard.stats().rtp_forwarded - before).max(1);
+                        assert!(subs.iter().all(|s| sim
+                            .client(*s)
+                            .stream_from(sim.client(a).id, TrackKind::Video)
+                            .is_some()));
+                        total += spent / fwd as u32;
+                    }
+                    total
+                })
+            },
+        );
     }
     g.finish();
 }

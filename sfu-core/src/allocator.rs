@@ -82,7 +82,10 @@ pub fn allocate(budget: u64, audio_tracks: usize, videos: &[VideoDemand]) -> All
     let mut start = 0;
     while start < order.len() {
         let prio = videos[order[start]].priority;
-        let end = order[start..].iter().position(|&i| videos[i].priority != prio).map_or(order.len(), |n| start + n);
+        let end = order[start..]
+            .iter()
+            .position(|&i| videos[i].priority != prio)
+            .map_or(order.len(), |n| start + n);
         loop {
             let mut changed = false;
             for &i in &order[start..end] {
@@ -103,9 +106,17 @@ pub fn allocate(budget: u64, audio_tracks: usize, videos: &[VideoDemand]) -> All
         }
         start = end;
     }
-    let video: Vec<Option<u8>> = pick.iter().zip(videos).map(|(p, v)| p.map(|i| v.layers[i].0)).collect();
+    let video: Vec<Option<u8>> = pick
+        .iter()
+        .zip(videos)
+        .map(|(p, v)| p.map(|i| v.layers[i].0))
+        .collect();
     let used = budget.saturating_sub(audio).saturating_sub(left) + audio;
-    let desired = audio + videos.iter().map(|v| v.layers.last().map_or(0, |l| l.1)).sum::<u64>();
+    let desired = audio
+        + videos
+            .iter()
+            .map(|v| v.layers.last().map_or(0, |l| l.1))
+            .sum::<u64>();
     let step = pick
         .iter()
         .zip(videos)
@@ -117,7 +128,12 @@ pub fn allocate(budget: u64, audio_tracks: usize, videos: &[VideoDemand]) -> All
         .min()
         .unwrap_or(0);
     let used = used.min(budget.max(audio));
-    Allocation { video, used, desired, next: used + step }
+    Allocation {
+        video,
+        used,
+        desired,
+        next: used + step,
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +141,11 @@ mod tests {
     use super::*;
 
     fn sim(current: Option<u8>, priority: u32) -> VideoDemand {
-        VideoDemand { layers: vec![(0, 150_000), (1, 500_000), (2, 1_700_000)], current, priority }
+        VideoDemand {
+            layers: vec![(0, 150_000), (1, 500_000), (2, 1_700_000)],
+            current,
+            priority,
+        }
     }
 
     #[test]
@@ -139,33 +159,81 @@ mod tests {
             (100_000, 1, vec![sim(None, 0)], vec![None]), // paused: audio only
             (170_000, 0, vec![sim(Some(0), 0)], vec![Some(0)]), // kept: 113 % of q
             (80_000, 0, vec![sim(Some(1), 0)], vec![Some(0)]), // kept at 53 %, stepping down
-            (70_000, 0, vec![sim(Some(0), 0)], vec![None]),     // 47 %: paused
+            (70_000, 0, vec![sim(Some(0), 0)], vec![None]), // 47 %: paused
             (100_000, 0, vec![sim(None, 0)], vec![None]),
             // two videos share: both get h before either gets f
-            (1_400_000, 0, vec![sim(None, 0), sim(None, 0)], vec![Some(1), Some(1)]),
+            (
+                1_400_000,
+                0,
+                vec![sim(None, 0), sim(None, 0)],
+                vec![Some(1), Some(1)],
+            ),
             // priority first: the screen share gets f, the camera what is left
-            (2_500_000, 0, vec![sim(None, 0), sim(None, 10)], vec![Some(0), Some(2)]),
-            (2_700_000, 0, vec![sim(None, 0), sim(None, 10)], vec![Some(1), Some(2)]),
+            (
+                2_500_000,
+                0,
+                vec![sim(None, 0), sim(None, 10)],
+                vec![Some(0), Some(2)],
+            ),
+            (
+                2_700_000,
+                0,
+                vec![sim(None, 0), sim(None, 10)],
+                vec![Some(1), Some(2)],
+            ),
             // the lower priority is paused when only one lowest layer fits
-            (200_000, 0, vec![sim(None, 0), sim(None, 10)], vec![None, Some(0)]),
+            (
+                200_000,
+                0,
+                vec![sim(None, 0), sim(None, 10)],
+                vec![None, Some(0)],
+            ),
             // hysteresis: f is kept at 1.75 Mbps once forwarded, not reached from h
             (1_800_000, 0, vec![sim(Some(2), 0)], vec![Some(2)]),
             (1_800_000, 0, vec![sim(Some(1), 0)], vec![Some(1)]),
             // a single-layer video
-            (800_000, 0, vec![VideoDemand { layers: vec![(0, 600_000)], current: None, priority: 0 }], vec![Some(0)]),
+            (
+                800_000,
+                0,
+                vec![VideoDemand {
+                    layers: vec![(0, 600_000)],
+                    current: None,
+                    priority: 0,
+                }],
+                vec![Some(0)],
+            ),
             // nothing flowing yet
-            (800_000, 0, vec![VideoDemand { layers: vec![], current: None, priority: 0 }], vec![None]),
+            (
+                800_000,
+                0,
+                vec![VideoDemand {
+                    layers: vec![],
+                    current: None,
+                    priority: 0,
+                }],
+                vec![None],
+            ),
         ];
         for (i, (budget, audio, videos, want)) in cases.into_iter().enumerate() {
             let a = allocate(budget, audio, &videos);
             assert_eq!(a.video, want, "case {i}");
-            assert!(a.used <= budget.max(AUDIO_BPS * audio as u64), "case {i}: used {} of {budget}", a.used);
+            assert!(
+                a.used <= budget.max(AUDIO_BPS * audio as u64),
+                "case {i}: used {} of {budget}",
+                a.used
+            );
         }
-        assert_eq!(allocate(0, 2, &[sim(None, 0)]).desired, 2 * AUDIO_BPS + 1_700_000);
+        assert_eq!(
+            allocate(0, 2, &[sim(None, 0)]).desired,
+            2 * AUDIO_BPS + 1_700_000
+        );
         // the next step: from h (575 kbps with headroom) to f needs 1,955 − 575 kbps more
         let a = allocate(1_000_000, 0, &[sim(None, 0)]);
-        assert!((a.next as i64 - (a.used + 1_955_000 - 575_000) as i64).abs() <= 1, "{a:?}"); // float rounding
-        // paused: the lowest layer is the next step
+        assert!(
+            (a.next as i64 - (a.used + 1_955_000 - 575_000) as i64).abs() <= 1,
+            "{a:?}"
+        ); // float rounding
+           // paused: the lowest layer is the next step
         let a = allocate(100_000, 1, &[sim(None, 0)]);
         assert_eq!((a.used, a.next), (48_000, 48_000 + 172_500));
     }

@@ -11,7 +11,10 @@ use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource}
 #[derive(Debug)]
 pub enum Input<'a> {
     /// A UDP datagram received on the shard's socket.
-    Datagram { source: SocketAddr, contents: &'a [u8] },
+    Datagram {
+        source: SocketAddr,
+        contents: &'a [u8],
+    },
     /// A request from the control plane.
     Command(Command),
     /// Time passed; no other input.
@@ -46,34 +49,71 @@ pub enum Command {
         can_subscribe: bool,
     },
     /// An SDP offer for the participant's publisher connection (first or renegotiation).
-    PublishOffer { participant: ParticipantId, sdp: String },
+    PublishOffer {
+        participant: ParticipantId,
+        sdp: String,
+    },
     /// The SDP answer to the last [`Event::SubscribeOffer`].
-    SubscribeAnswer { participant: ParticipantId, sdp: String },
+    SubscribeAnswer {
+        participant: ParticipantId,
+        sdp: String,
+    },
     /// A trickled remote ICE candidate (`candidate:…` line) for one of the connections.
-    Candidate { participant: ParticipantId, pc: PcKind, candidate: String },
-    Leave { participant: ParticipantId },
+    Candidate {
+        participant: ParticipantId,
+        pc: PcKind,
+        candidate: String,
+    },
+    Leave {
+        participant: ParticipantId,
+    },
     /// Grants changed live: revoking publish unpublishes the participant's tracks and
     /// refuses new ones; revoking subscribe removes its subscriptions; granting again
     /// restores them.
-    SetPermissions { participant: ParticipantId, can_publish: bool, can_subscribe: bool },
+    SetPermissions {
+        participant: ParticipantId,
+        can_publish: bool,
+        can_subscribe: bool,
+    },
     /// WHEP: the client offers receive-only m-lines for its subscriber connection; the
     /// answer comes back as [`Event::PublishAnswer`]. The m-lines carry `target`'s tracks
     /// (one per kind, bound as they are published) and are never renegotiated. Without a
     /// target they follow the room's active speaker, switching on keyframes.
-    WhepOffer { participant: ParticipantId, target: Option<ParticipantId>, sdp: String },
+    WhepOffer {
+        participant: ParticipantId,
+        target: Option<ParticipantId>,
+        sdp: String,
+    },
     /// How big the subscriber shows a video track (CSS pixels × device pixel ratio), and
     /// whether it is visible: the layer is capped to what the tile needs; a hidden tile
     /// gets no video.
-    SetViewport { participant: ParticipantId, track: TrackId, width: u32, height: u32, visible: bool },
+    SetViewport {
+        participant: ParticipantId,
+        track: TrackId,
+        width: u32,
+        height: u32,
+        visible: bool,
+    },
     /// Stop (or resume) forwarding the participant's tracks of one kind (an admin mute).
     /// Resuming video asks the publisher for a keyframe.
-    SetMuted { participant: ParticipantId, kind: TrackKind, muted: bool },
+    SetMuted {
+        participant: ParticipantId,
+        kind: TrackKind,
+        muted: bool,
+    },
     /// What the participant's m-lines (by mid) carry; sent before or after the offer
     /// that adds them. A screen share goes first in every subscriber's allocation.
-    SetSources { participant: ParticipantId, sources: Vec<(String, TrackSource)> },
+    SetSources {
+        participant: ParticipantId,
+        sources: Vec<(String, TrackSource)>,
+    },
     /// The subscriber asks for at most this layer of a video track (rank: 0 lowest);
     /// None lifts the cap. The allocator may still choose less.
-    SetPreferredLayer { participant: ParticipantId, track: TrackId, max_rank: Option<u8> },
+    SetPreferredLayer {
+        participant: ParticipantId,
+        track: TrackId,
+        max_rank: Option<u8>,
+    },
 }
 
 /// A track as offered to a subscriber: which m-line carries whose media.
@@ -127,9 +167,19 @@ pub enum GoneReason {
 /// Notifications for the control plane.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    PublishAnswer { participant: ParticipantId, sdp: String },
-    SubscribeOffer { participant: ParticipantId, sdp: String, tracks: Vec<OfferedTrack> },
-    Connected { participant: ParticipantId, pc: PcKind },
+    PublishAnswer {
+        participant: ParticipantId,
+        sdp: String,
+    },
+    SubscribeOffer {
+        participant: ParticipantId,
+        sdp: String,
+        tracks: Vec<OfferedTrack>,
+    },
+    Connected {
+        participant: ParticipantId,
+        pc: PcKind,
+    },
     TrackPublished {
         room: RoomId,
         participant: ParticipantId,
@@ -138,21 +188,49 @@ pub enum Event {
         mid: String,
         rids: Vec<String>,
     },
-    TrackUnpublished { room: RoomId, participant: ParticipantId, track: TrackId },
+    TrackUnpublished {
+        room: RoomId,
+        participant: ParticipantId,
+        track: TrackId,
+    },
     /// What a subscriber receives of a video track changed: another simulcast layer
     /// (`layer`: its rid, empty without simulcast), or paused / resumed by the allocator.
-    SubscriptionChanged { participant: ParticipantId, track: TrackId, layer: Option<String>, paused: bool },
+    SubscriptionChanged {
+        participant: ParticipantId,
+        track: TrackId,
+        layer: Option<String>,
+        paused: bool,
+    },
     /// Dynacast: which simulcast layers (rids) of a video track the publisher should
     /// encode. Sent when it changes: a layer no subscriber needs is switched off (after
     /// a few seconds unneeded), and back on as soon as one does.
-    PublisherLayers { participant: ParticipantId, track: TrackId, mid: String, layers: Vec<LayerState> },
+    PublisherLayers {
+        participant: ParticipantId,
+        track: TrackId,
+        mid: String,
+        layers: Vec<LayerState>,
+    },
     /// Every few seconds per subscriber: what each of its video subscriptions gets.
-    SubscriptionStats { participant: ParticipantId, estimate_bps: Option<u64>, subscriptions: Vec<SubscriptionStat> },
+    SubscriptionStats {
+        participant: ParticipantId,
+        estimate_bps: Option<u64>,
+        subscriptions: Vec<SubscriptionStat>,
+    },
     /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
-    ActiveSpeaker { room: RoomId, participant: ParticipantId },
+    ActiveSpeaker {
+        room: RoomId,
+        participant: ParticipantId,
+    },
     /// The participant no longer exists in the shard.
-    ParticipantGone { room: RoomId, participant: ParticipantId, reason: GoneReason },
-    CommandFailed { participant: ParticipantId, error: CommandError },
+    ParticipantGone {
+        room: RoomId,
+        participant: ParticipantId,
+        reason: GoneReason,
+    },
+    CommandFailed {
+        participant: ParticipantId,
+        error: CommandError,
+    },
 }
 
 /// Why a command failed, sorted by who is at fault.

@@ -13,7 +13,13 @@ use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
 use crate::shard::{Shard, WhepTarget};
 
 impl Shard {
-    pub(crate) fn set_permissions(&mut self, now: Instant, id: ParticipantId, can_publish: bool, can_subscribe: bool) {
+    pub(crate) fn set_permissions(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        can_publish: bool,
+        can_subscribe: bool,
+    ) {
         let Some(p) = self.participants.get_mut(&id) else {
             return self.fail(id, CommandError::UnknownParticipant);
         };
@@ -26,7 +32,9 @@ impl Shard {
                 self.unpublish(t);
             }
         }
-        let Some(p) = self.participants.get_mut(&id) else { return };
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
         if !can_subscribe && was_subscribing {
             let subs = std::mem::take(&mut p.subs);
             for (tid, sub) in subs {
@@ -55,11 +63,24 @@ impl Shard {
             }
         }
         for (room, participant) in changed {
-            self.emit(Event::ActiveSpeaker { room: room.clone(), participant });
+            self.emit(Event::ActiveSpeaker {
+                room: room.clone(),
+                participant,
+            });
             let viewers: Vec<ParticipantId> = self
                 .rooms
                 .get(&room)
-                .map(|r| r.participants.iter().copied().filter(|v| self.participants.get(v).is_some_and(|p| p.whep_target == Some(WhepTarget::Speaker))).collect())
+                .map(|r| {
+                    r.participants
+                        .iter()
+                        .copied()
+                        .filter(|v| {
+                            self.participants
+                                .get(v)
+                                .is_some_and(|p| p.whep_target == Some(WhepTarget::Speaker))
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             for v in viewers {
                 self.retarget_whep(now, v, participant);
@@ -69,9 +90,18 @@ impl Shard {
 
     /// A speaker-following WHEP viewer: move its m-lines to `speaker`'s tracks; each
     /// restarts on a keyframe, continuing its sequence numbers.
-    pub(crate) fn retarget_whep(&mut self, now: Instant, id: ParticipantId, speaker: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else { return };
-        let Some(room) = self.rooms.get(&p.room) else { return };
+    pub(crate) fn retarget_whep(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        speaker: ParticipantId,
+    ) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(&p.room) else {
+            return;
+        };
         let moves: Vec<(TrackId, TrackId)> = p
             .subs
             .keys()
@@ -80,7 +110,11 @@ impl Shard {
                 if self.tracks.get(old)?.publisher == speaker {
                     return None;
                 }
-                let new = room.tracks.iter().copied().find(|t| self.tracks.get(t).is_some_and(|tr| tr.publisher == speaker && tr.kind == kind))?;
+                let new = room.tracks.iter().copied().find(|t| {
+                    self.tracks
+                        .get(t)
+                        .is_some_and(|tr| tr.publisher == speaker && tr.kind == kind)
+                })?;
                 Some((*old, new))
             })
             .collect();
@@ -88,9 +122,15 @@ impl Shard {
             if let Some(t) = self.tracks.get_mut(&old) {
                 t.subscribers.retain(|s| *s != id);
             }
-            let Some(epoch) = self.tracks.get(&new).map(|t| t.epoch) else { continue };
-            let Some(p) = self.participants.get_mut(&id) else { return };
-            let Some(mut sub) = p.subs.remove(&old) else { continue };
+            let Some(epoch) = self.tracks.get(&new).map(|t| t.epoch) else {
+                continue;
+            };
+            let Some(p) = self.participants.get_mut(&id) else {
+                return;
+            };
+            let Some(mut sub) = p.subs.remove(&old) else {
+                continue;
+            };
             sub.retarget(new, epoch);
             p.subs.insert(new, sub);
             let layer = self.tracks.get_mut(&new).map(|t| {
@@ -104,7 +144,13 @@ impl Shard {
         self.bind_whep(id);
     }
 
-    pub(crate) fn on_whep_offer(&mut self, now: Instant, id: ParticipantId, target: Option<ParticipantId>, sdp: &str) {
+    pub(crate) fn on_whep_offer(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        target: Option<ParticipantId>,
+        sdp: &str,
+    ) {
         let offer = match SdpOffer::from_sdp_string(sdp) {
             Ok(o) => o,
             Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
@@ -118,12 +164,16 @@ impl Shard {
                 p.subscriber = Some(pc);
             }
         }
-        let Some(p) = self.participants.get_mut(&id) else { return };
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
         p.whep_target = Some(match target {
             Some(t) => WhepTarget::Participant(t),
             None => WhepTarget::Speaker,
         });
-        let Some(pc) = p.subscriber.as_mut() else { return };
+        let Some(pc) = p.subscriber.as_mut() else {
+            return;
+        };
         let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return self.fail(id, CommandError::BadSdp(e.to_string())),
@@ -133,22 +183,37 @@ impl Shard {
             }
         };
         let sdp = answer.to_sdp_string();
-        if !sdp.lines().any(|l| (l.starts_with("m=audio") || l.starts_with("m=video")) && l.split(' ').nth(1) != Some("0")) {
+        if !sdp.lines().any(|l| {
+            (l.starts_with("m=audio") || l.starts_with("m=video"))
+                && l.split(' ').nth(1) != Some("0")
+        }) {
             return self.fail(id, CommandError::NoCommonCodec);
         }
-        self.emit(Event::PublishAnswer { participant: id, sdp });
+        self.emit(Event::PublishAnswer {
+            participant: id,
+            sdp,
+        });
         self.drain_pc(id, PcKind::Subscriber);
     }
 
     /// WHEP: put the target's tracks on free client-offered m-lines of the same kind.
     pub(crate) fn bind_whep(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else { return };
-        let Some(room) = self.rooms.get(&p.room) else { return };
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(&p.room) else {
+            return;
+        };
         let target = match p.whep_target {
             None => return,
             Some(WhepTarget::Participant(t)) => t,
             // Before anyone spoke: the first participant who publishes.
-            Some(WhepTarget::Speaker) => match room.speaker.current().or_else(|| room.tracks.first().and_then(|t| self.tracks.get(t)).map(|t| t.publisher)) {
+            Some(WhepTarget::Speaker) => match room.speaker.current().or_else(|| {
+                room.tracks
+                    .first()
+                    .and_then(|t| self.tracks.get(t))
+                    .map(|t| t.publisher)
+            }) {
                 Some(t) => t,
                 None => return,
             },
@@ -159,7 +224,9 @@ impl Shard {
                 continue;
             }
             let t = room.tracks.iter().copied().find(|t| {
-                self.tracks.get(t).is_some_and(|tr| tr.publisher == target && tr.kind == *kind)
+                self.tracks
+                    .get(t)
+                    .is_some_and(|tr| tr.publisher == target && tr.kind == *kind)
                     && !p.subs.contains_key(t)
                     && !binds.iter().any(|(b, _)| b == t)
             });
@@ -170,7 +237,9 @@ impl Shard {
         for (t, mid) in binds {
             let seq: u16 = self.rng.gen_range(0..16_384);
             let ts: u32 = self.rng.gen();
-            let Some(track) = self.tracks.get_mut(&t) else { continue };
+            let Some(track) = self.tracks.get_mut(&t) else {
+                continue;
+            };
             track.subscribers.push(id);
             let mut sub = Subscription::new(t, mid, track.kind, seq, ts);
             sub.ready = true;
@@ -180,13 +249,21 @@ impl Shard {
         }
     }
 
-    pub(crate) fn set_muted(&mut self, now: Instant, id: ParticipantId, kind: TrackKind, muted: bool) {
+    pub(crate) fn set_muted(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        kind: TrackKind,
+        muted: bool,
+    ) {
         let Some(p) = self.participants.get(&id) else {
             return self.fail(id, CommandError::UnknownParticipant);
         };
         let tracks: Vec<TrackId> = p.published.values().copied().collect();
         for t in tracks {
-            let Some(track) = self.tracks.get_mut(&t) else { continue };
+            let Some(track) = self.tracks.get_mut(&t) else {
+                continue;
+            };
             if track.kind != kind || track.muted == muted {
                 continue;
             }
@@ -202,5 +279,4 @@ impl Shard {
             }
         }
     }
-
 }

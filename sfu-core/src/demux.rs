@@ -73,7 +73,10 @@ mod tests {
 
     #[test]
     fn finds_local_ufrag() {
-        assert_eq!(stun_local_ufrag(&stun_with_username("abcd:wxyz")), Some("abcd"));
+        assert_eq!(
+            stun_local_ufrag(&stun_with_username("abcd:wxyz")),
+            Some("abcd")
+        );
         assert_eq!(stun_local_ufrag(&stun_with_username("odd")), Some("odd"));
     }
 

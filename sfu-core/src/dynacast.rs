@@ -30,13 +30,18 @@ impl Shard {
     pub(crate) fn dynacast(&mut self, now: Instant) {
         let mut events = Vec::new();
         for (tid, track) in self.tracks.iter_mut() {
-            if track.kind != TrackKind::Video || track.layers.len() < 2 || track.layers.iter().any(|l| l.rid.is_none()) {
+            if track.kind != TrackKind::Video
+                || track.layers.len() < 2
+                || track.layers.iter().any(|l| l.rid.is_none())
+            {
                 continue;
             }
             let mut needed = vec![false; track.layers.len()];
             let mut any = false;
             for sid in &track.subscribers {
-                let Some(sub) = self.participants.get(sid).and_then(|p| p.subs.get(tid)) else { continue };
+                let Some(sub) = self.participants.get(sid).and_then(|p| p.subs.get(tid)) else {
+                    continue;
+                };
                 any = true;
                 if let Some(i) = sub.source_layer().and_then(|s| track.layer_of_ssrc(s)) {
                     needed[i] = true;
@@ -67,9 +72,19 @@ impl Shard {
                 let layers = track
                     .layers
                     .iter()
-                    .filter_map(|l| l.rid.map(|r| LayerState { rid: r.to_string(), active: !l.suspended }))
+                    .filter_map(|l| {
+                        l.rid.map(|r| LayerState {
+                            rid: r.to_string(),
+                            active: !l.suspended,
+                        })
+                    })
                     .collect();
-                events.push(Event::PublisherLayers { participant: track.publisher, track: *tid, mid: track.mid.to_string(), layers });
+                events.push(Event::PublisherLayers {
+                    participant: track.publisher,
+                    track: *tid,
+                    mid: track.mid.to_string(),
+                    layers,
+                });
             }
         }
         for e in events {
@@ -83,19 +98,36 @@ impl Shard {
         let mut events = Vec::new();
         let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
         for id in ids {
-            let Some(p) = self.participants.get_mut(&id) else { continue };
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
             let mut subscriptions = Vec::new();
             for (tid, sub) in p.subs.iter_mut() {
-                let Some(track) = self.tracks.get(tid).filter(|t| t.kind == TrackKind::Video) else { continue };
-                let rid = |i: usize| track.layers[i].rid.map(|r| r.to_string()).unwrap_or_default();
+                let Some(track) = self.tracks.get(tid).filter(|t| t.kind == TrackKind::Video)
+                else {
+                    continue;
+                };
+                let rid = |i: usize| {
+                    track.layers[i]
+                        .rid
+                        .map(|r| r.to_string())
+                        .unwrap_or_default()
+                };
                 let used_bps = sub.sent_bytes * 8 * 1_000 / period.as_millis().max(1) as u64;
                 sub.sent_bytes = 0;
                 subscriptions.push(SubscriptionStat {
                     track: *tid,
                     publisher: track.publisher,
-                    current: sub.source_layer().and_then(|s| track.layer_of_ssrc(s)).filter(|_| sub.max_rank.is_some()).map(rid),
+                    current: sub
+                        .source_layer()
+                        .and_then(|s| track.layer_of_ssrc(s))
+                        .filter(|_| sub.max_rank.is_some())
+                        .map(rid),
                     target: track.target_within(now, sub.max_rank).map(rid),
-                    available: (0..track.layers.len()).filter(|&i| track.layers[i].active(now)).map(rid).collect(),
+                    available: (0..track.layers.len())
+                        .filter(|&i| track.layers[i].active(now))
+                        .map(rid)
+                        .collect(),
                     allocated_bps: sub.allocated_bps,
                     used_bps,
                     switches: sub.switches,
@@ -103,7 +135,11 @@ impl Shard {
                 });
             }
             if !subscriptions.is_empty() {
-                events.push(Event::SubscriptionStats { participant: id, estimate_bps: p.estimate, subscriptions });
+                events.push(Event::SubscriptionStats {
+                    participant: id,
+                    estimate_bps: p.estimate,
+                    subscriptions,
+                });
             }
         }
         for e in events {

@@ -25,6 +25,50 @@ const UPGRADE_HOLD: Duration = Duration::from_secs(3);
 /// A layer counts as active while packets arrived within this window.
 const LAYER_ACTIVE: Duration = Duration::from_millis(1_000);
 
+/// Allocation ranks combine a spatial layer (simulcast rank) with the VP8 temporal layers
+/// up to one: `spatial * 4 + tid`, where tid 3 means every frame (also a layer without
+/// temporal layers). So frame rate is dropped before resolution, and `u8::MAX` allows
+/// everything.
+pub(crate) const ALL_FRAMES: u8 = 3;
+pub(crate) fn compose(spatial: u8, tid: u8) -> u8 {
+    spatial.min(62) * 4 + tid.min(ALL_FRAMES)
+}
+pub(crate) fn spatial_of(rank: u8) -> u8 {
+    rank / 4
+}
+pub(crate) fn temporal_of(rank: u8) -> u8 {
+    rank % 4
+}
+
+/// The VP8 temporal layer of a packet (RFC 7741 §4.2: TID and the layer-sync bit Y), when
+/// its descriptor carries one.
+pub(crate) fn vp8_temporal(payload: &[u8]) -> Option<(u8, bool)> {
+    let b0 = *payload.first()?;
+    if b0 & 0x80 == 0 {
+        return None;
+    }
+    let x = *payload.get(1)?;
+    if x & 0x20 == 0 {
+        return None; // no T bit
+    }
+    let mut i = 2;
+    if x & 0x80 != 0 {
+        i += if payload.get(i)? & 0x80 != 0 { 2 } else { 1 };
+    }
+    if x & 0x40 != 0 {
+        i += 1;
+    }
+    let t = *payload.get(i)?;
+    Some((t >> 6, t & 0x20 != 0))
+}
+
+/// Whether a VP8 packet starts a frame (S bit with partition index 0).
+fn vp8_frame_start(payload: &[u8]) -> bool {
+    payload
+        .first()
+        .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0)
+}
+
 #[derive(Debug)]
 pub(crate) struct Layer {
     pub rid: Option<Rid>,
@@ -43,6 +87,11 @@ pub(crate) struct Layer {
     pub suspended: bool,
     /// Dynacast: since when no subscriber needs this layer.
     pub unneeded_since: Option<Instant>,
+    /// VP8 temporal layers: the highest TID seen (None: no temporal layers), and the
+    /// measured rate of each temporal layer alone.
+    pub max_tid: Option<u8>,
+    pub tid_bps: [u64; 3],
+    tid_window: [u64; 3],
     window_bytes: u64,
     window_start: Option<Instant>,
 }
@@ -60,20 +109,34 @@ impl Layer {
             size: None,
             suspended: false,
             unneeded_since: None,
+            max_tid: None,
+            tid_bps: [0; 3],
+            tid_window: [0; 3],
             window_bytes: 0,
             window_start: None,
         }
     }
 
     pub fn active(&self, now: Instant) -> bool {
-        !self.paused && self.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE)
+        !self.paused
+            && self
+                .last_seen
+                .is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE)
     }
 
-    /// Count `bytes` of payload arriving at `now` into the bitrate measurement.
-    fn measure(&mut self, now: Instant, bytes: usize) {
+    /// Count `bytes` of payload of temporal layer `tid` (if marked) arriving at `now`
+    /// into the bitrate measurement.
+    fn measure(&mut self, now: Instant, bytes: usize, tid: Option<u8>) {
+        if let Some(t) = tid.filter(|t| *t < 3) {
+            self.max_tid = Some(self.max_tid.map_or(t, |m| m.max(t)));
+            self.tid_window[t as usize] += bytes as u64;
+        }
         // After a silence (the layer was paused) the measurement restarts rather than
         // averaging the silence in: the rate is the layer's rate while it flows.
-        if self.window_start.is_some_and(|s| now.saturating_duration_since(s) > Duration::from_secs(2)) {
+        if self
+            .window_start
+            .is_some_and(|s| now.saturating_duration_since(s) > Duration::from_secs(2))
+        {
             self.window_start = None;
             self.window_bytes = 0;
         }
@@ -82,7 +145,20 @@ impl Layer {
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= Duration::from_millis(500) {
             let inst = self.window_bytes * 8 * 1_000_000 / elapsed.as_micros().max(1) as u64;
-            self.bps = if self.bps == 0 { inst } else { (self.bps * 3 + inst) / 4 };
+            self.bps = if self.bps == 0 {
+                inst
+            } else {
+                (self.bps * 3 + inst) / 4
+            };
+            for (bps, w) in self.tid_bps.iter_mut().zip(self.tid_window.iter_mut()) {
+                let inst = *w * 8 * 1_000_000 / elapsed.as_micros().max(1) as u64;
+                *bps = if *bps == 0 {
+                    inst
+                } else {
+                    (*bps * 3 + inst) / 4
+                };
+                *w = 0;
+            }
             self.window_bytes = 0;
             self.window_start = Some(now);
         }
@@ -151,12 +227,19 @@ fn rid_rank(rid: &str, index: usize) -> u8 {
         "q" | "l" | "low" | "0" => 0,
         "h" | "m" | "mid" | "1" => 1,
         "f" | "high" | "2" => 2,
-        _ => index.min(250) as u8,
+        _ => index.min(62) as u8,
     }
 }
 
 impl Track {
-    pub fn new(_id: TrackId, room: RoomId, publisher: ParticipantId, mid: Mid, kind: TrackKind, rids: &[String]) -> Self {
+    pub fn new(
+        _id: TrackId,
+        room: RoomId,
+        publisher: ParticipantId,
+        mid: Mid,
+        kind: TrackKind,
+        rids: &[String],
+    ) -> Self {
         let layers = rids
             .iter()
             .enumerate()
@@ -211,9 +294,10 @@ impl Track {
         self.target_within(now, Some(u8::MAX))
     }
 
-    /// The best layer flowing whose rank is at most `max_rank` (None: paused).
+    /// The best layer flowing whose spatial rank is at most that of the allocation rank
+    /// `max_rank` (None: paused).
     pub fn target_within(&self, now: Instant, max_rank: Option<u8>) -> Option<usize> {
-        let max = max_rank?;
+        let max = spatial_of(max_rank?);
         self.layers
             .iter()
             .enumerate()
@@ -225,7 +309,7 @@ impl Track {
     /// The layer a subscriber allowed up to `max_rank` needs sent: the best one the
     /// publisher has declared or sent (flowing or not). Dynacast keeps it on.
     pub fn needed_within(&self, max_rank: Option<u8>) -> Option<usize> {
-        let max = max_rank?;
+        let max = spatial_of(max_rank?);
         let lowest = self.layers.iter().map(|l| l.rank).min()?;
         self.layers
             .iter()
@@ -246,26 +330,52 @@ impl Track {
         viewport: Option<(u32, u32, bool)>,
         preferred: Option<u8>,
     ) -> crate::allocator::VideoDemand {
-        let mut layers: Vec<(u8, u64, u32)> = self
+        // (allocation rank, rate, width): each spatial layer with temporal layers offers
+        // its frame-rate steps first (T0, T0+T1), then all its frames.
+        let mut layers: Vec<(u8, u64, u32)> = Vec::new();
+        for l in self
             .layers
             .iter()
             .filter(|l| (l.active(now) || l.suspended) && l.bps > 0)
-            .map(|l| (l.rank, l.bps, l.size.map_or_else(|| nominal_width(l.rank), |s| u32::from(s.0))))
-            .collect();
+        {
+            let width = l
+                .size
+                .map_or_else(|| nominal_width(l.rank), |s| u32::from(s.0));
+            if let Some(m) = l.max_tid.filter(|m| *m > 0) {
+                let mut sum = 0;
+                for t in 0..m {
+                    sum += l.tid_bps[t as usize];
+                    if sum > 0 {
+                        layers.push((compose(l.rank, t), sum, width));
+                    }
+                }
+            }
+            layers.push((compose(l.rank, ALL_FRAMES), l.bps, width));
+        }
         layers.sort_unstable();
         if let Some(p) = preferred {
             // The cap keeps at least the lowest layer.
-            let keep = layers.iter().filter(|l| l.0 <= p).count().max(1);
+            let keep = layers
+                .iter()
+                .filter(|l| spatial_of(l.0) <= p)
+                .count()
+                .max(1);
             layers.truncate(keep);
         }
         if let Some((w, _, visible)) = viewport {
             if !visible {
                 layers.clear();
             } else if let Some(i) = layers.iter().position(|l| l.2 * 10 >= w * 9) {
-                layers.truncate(i + 1); // the smallest layer that covers the tile (10 % slack)
+                // The smallest layer that covers the tile (10 % slack), all its frames.
+                let s = spatial_of(layers[i].0);
+                layers.retain(|l| spatial_of(l.0) <= s);
             }
         }
-        crate::allocator::VideoDemand { layers: layers.into_iter().map(|l| (l.0, l.1)).collect(), current, priority: 0 }
+        crate::allocator::VideoDemand {
+            layers: layers.into_iter().map(|l| (l.0, l.1)).collect(),
+            current,
+            priority: 0,
+        }
     }
 }
 
@@ -288,8 +398,12 @@ pub(crate) struct Subscription {
     pub viewport: Option<(u32, u32, bool)>,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
     pt_map: Vec<(Pt, Option<Pt>)>,
-    /// The subscriber's own cap on the layer rank (None: no cap).
+    /// The subscriber's own cap on the spatial layer rank (None: no cap).
     pub preferred: Option<u8>,
+    /// The highest VP8 temporal layer forwarded now ([`ALL_FRAMES`]: every frame). It
+    /// moves toward the allocation's at frame starts: down at once, up on a layer-sync
+    /// frame or a keyframe.
+    pub tid_cap: u8,
     /// For stats: layer switches and pauses so far, the allocated rate, and payload
     /// bytes forwarded since the last stats period.
     pub switches: u32,
@@ -299,7 +413,13 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    pub fn new(track: TrackId, mid: Mid, kind: TrackKind, initial_seq: u16, initial_ts: u32) -> Self {
+    pub fn new(
+        track: TrackId,
+        mid: Mid,
+        kind: TrackKind,
+        initial_seq: u16,
+        initial_ts: u32,
+    ) -> Self {
         let clock = match kind {
             TrackKind::Audio => 48_000,
             TrackKind::Video => 90_000,
@@ -316,6 +436,7 @@ impl Subscription {
             viewport: None,
             pt_map: Vec::new(),
             preferred: None,
+            tid_cap: ALL_FRAMES,
             switches: 0,
             pauses: 0,
             allocated_bps: 0,
@@ -348,7 +469,14 @@ pub(crate) enum LayerDecision {
 /// The per-subscriber decision. `current` is the SSRC feeding the subscription; the packet
 /// is of `ssrc`, on the target layer or not. Video switches only on an in-order keyframe
 /// (so that no frame that depends on a missed one is ever sent); audio on any packet.
-pub(crate) fn decide(kind: TrackKind, current: Option<u32>, ssrc: u32, is_target: bool, keyframe: bool, in_order: bool) -> LayerDecision {
+pub(crate) fn decide(
+    kind: TrackKind,
+    current: Option<u32>,
+    ssrc: u32,
+    is_target: bool,
+    keyframe: bool,
+    in_order: bool,
+) -> LayerDecision {
     if current == Some(ssrc) {
         LayerDecision::Forward
     } else if is_target && (kind == TrackKind::Audio || (keyframe && in_order)) {
@@ -364,7 +492,8 @@ fn same_codec(a: &PayloadParams, b: &PayloadParams) -> bool {
         return false;
     }
     if sa.codec == Codec::H264 {
-        return sa.format.packetization_mode.unwrap_or(0) == sb.format.packetization_mode.unwrap_or(0);
+        return sa.format.packetization_mode.unwrap_or(0)
+            == sb.format.packetization_mode.unwrap_or(0);
     }
     true
 }
@@ -372,12 +501,21 @@ fn same_codec(a: &PayloadParams, b: &PayloadParams) -> bool {
 impl Shard {
     pub(crate) fn forward(&mut self, now: Instant, pid: ParticipantId, pkt: RtpPacket) {
         let ssrc: u32 = *pkt.header.ssrc;
-        let Some(publisher) = self.participants.get_mut(&pid) else { return };
+        let Some(publisher) = self.participants.get_mut(&pid) else {
+            return;
+        };
         let (tid, li) = match publisher.ssrcs.get(&ssrc) {
             Some(x) => *x,
             None => {
-                let Some(pc) = publisher.publisher.as_mut() else { return };
-                let Some((mid, rid)) = pc.rtc.direct_api().stream_rx(&pkt.header.ssrc).map(|s| (s.mid(), s.rid())) else {
+                let Some(pc) = publisher.publisher.as_mut() else {
+                    return;
+                };
+                let Some((mid, rid)) = pc
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&pkt.header.ssrc)
+                    .map(|s| (s.mid(), s.rid()))
+                else {
                     self.stats.rtp_not_forwarded += 1;
                     return;
                 };
@@ -385,13 +523,17 @@ impl Shard {
                     self.stats.rtp_not_forwarded += 1;
                     return;
                 };
-                let Some(track) = self.tracks.get_mut(&tid) else { return };
+                let Some(track) = self.tracks.get_mut(&tid) else {
+                    return;
+                };
                 let li = track.layer_index(rid, ssrc);
                 publisher.ssrcs.insert(ssrc, (tid, li));
                 (tid, li)
             }
         };
-        let Some(track) = self.tracks.get_mut(&tid) else { return };
+        let Some(track) = self.tracks.get_mut(&tid) else {
+            return;
+        };
         if track.muted {
             self.stats.rtp_not_forwarded += 1;
             return;
@@ -400,7 +542,9 @@ impl Shard {
         let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
             Some((_, params)) => *params,
             None => {
-                let Some(pc) = publisher.publisher.as_ref() else { return };
+                let Some(pc) = publisher.publisher.as_ref() else {
+                    return;
+                };
                 let Some(params) = pc.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
                     self.stats.rtp_not_forwarded += 1;
                     return;
@@ -421,7 +565,13 @@ impl Shard {
         }
         layer.last_seen = Some(now);
         layer.paused = false;
-        layer.measure(now, pkt.payload.len());
+        let temporal = if codec == Codec::Vp8 {
+            vp8_temporal(&pkt.payload)
+        } else {
+            None
+        };
+        layer.measure(now, pkt.payload.len(), temporal.map(|t| t.0));
+        let frame_start = codec == Codec::Vp8 && vp8_frame_start(&pkt.payload);
         let video = track.kind == TrackKind::Video;
         let keyframe = video && starts_keyframe(codec, &pkt.payload);
         if keyframe && codec == Codec::Vp8 {
@@ -429,7 +579,9 @@ impl Shard {
                 track.layers[li].size = Some(size);
             }
         }
-        let vp8 = (codec == Codec::Vp8).then(|| Vp8Descriptor::parse(&pkt.payload).ok()).flatten();
+        let vp8 = (codec == Codec::Vp8)
+            .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
+            .flatten();
         let inh = InHeader {
             ssrc,
             seq,
@@ -452,26 +604,78 @@ impl Shard {
         // Audio has one target for every subscriber; video's depends on each allocation.
         let audio_target = if video { None } else { track.target_layer(now) };
         for &sid in &track.subscribers {
-            let Some(sp) = self.participants.get_mut(&sid) else { continue };
-            let Some(sub) = sp.subs.get_mut(&tid) else { continue };
-            let Some(spc) = sp.subscriber.as_mut() else { continue };
+            let Some(sp) = self.participants.get_mut(&sid) else {
+                continue;
+            };
+            let Some(sub) = sp.subs.get_mut(&tid) else {
+                continue;
+            };
+            let Some(spc) = sp.subscriber.as_mut() else {
+                continue;
+            };
             if !sub.ready || !spc.connected {
                 continue;
             }
-            let target = if video { track.target_within(now, sub.max_rank) } else { audio_target };
-            if video && target.is_none() && sub.epoch == track.epoch && sub.rewriter.source_ssrc().is_some() {
+            let target = if video {
+                track.target_within(now, sub.max_rank)
+            } else {
+                audio_target
+            };
+            if video
+                && target.is_none()
+                && sub.epoch == track.epoch
+                && sub.rewriter.source_ssrc().is_some()
+            {
                 // Paused: what is dropped now would leave a sequence gap, so resuming
                 // starts afresh (on a keyframe), as after a mute.
                 sub.epoch = track.epoch.wrapping_sub(1);
             }
-            let current = if sub.epoch == track.epoch { sub.rewriter.source_ssrc() } else { None };
+            let current = if sub.epoch == track.epoch {
+                sub.rewriter.source_ssrc()
+            } else {
+                None
+            };
             let is_target = target == Some(li);
             if let Some(t) = target.filter(|_| video) {
                 if current != track.layers[t].ssrc && !want_keyframe.contains(&t) {
                     want_keyframe.push(t);
                 }
             }
-            let out = match decide(track.kind, current, ssrc, is_target, keyframe, in_order) {
+            let decision = decide(track.kind, current, ssrc, is_target, keyframe, in_order);
+            if let (Some((tid, sync)), Some(t)) =
+                (temporal, target.filter(|_| decision != LayerDecision::Drop))
+            {
+                // The temporal layers this subscriber's allocation allows of the layer it
+                // gets: all frames of a layer below the allowed one.
+                let max = sub.max_rank.unwrap_or(0);
+                let want = if track.layers[t].rank < spatial_of(max) {
+                    ALL_FRAMES
+                } else {
+                    temporal_of(max)
+                };
+                if decision == LayerDecision::SwitchTo && keyframe {
+                    sub.tid_cap = want;
+                } else if frame_start && in_order {
+                    if want < sub.tid_cap {
+                        sub.tid_cap = want;
+                    } else if want > sub.tid_cap && tid == sub.tid_cap + 1 && sync {
+                        // One layer up, on a frame that references only the base layer.
+                        sub.tid_cap = if tid >= track.layers[t].max_tid.unwrap_or(0) {
+                            want
+                        } else {
+                            tid
+                        };
+                    }
+                }
+                if tid > sub.tid_cap && decision == LayerDecision::Forward {
+                    // A frame of a temporal layer this subscriber does not get: leave no
+                    // hole in its sequence numbers.
+                    sub.rewriter.skip(&inh);
+                    self.stats.rtp_not_forwarded += 1;
+                    continue;
+                }
+            }
+            let out = match decision {
                 LayerDecision::Drop => None,
                 LayerDecision::Forward => sub.rewriter.rewrite(&inh, now).ok(),
                 LayerDecision::SwitchTo => {
@@ -480,13 +684,18 @@ impl Shard {
                         if sub.rewriter.source_ssrc().is_some() {
                             sub.switches += 1;
                         }
-                        let layer = track.layers[li].rid.map(|r| r.to_string()).unwrap_or_default();
-                        self.out.push_back(crate::api::Output::Event(crate::api::Event::SubscriptionChanged {
-                            participant: sid,
-                            track: tid,
-                            layer: Some(layer),
-                            paused: false,
-                        }));
+                        let layer = track.layers[li]
+                            .rid
+                            .map(|r| r.to_string())
+                            .unwrap_or_default();
+                        self.out.push_back(crate::api::Output::Event(
+                            crate::api::Event::SubscriptionChanged {
+                                participant: sid,
+                                track: tid,
+                                layer: Some(layer),
+                                paused: false,
+                            },
+                        ));
                     }
                     Some(sub.rewriter.switch_to(&inh, now))
                 }
@@ -500,7 +709,10 @@ impl Shard {
                 None => {
                     let o = spc.rtc.media(sub.mid).and_then(|m| {
                         m.remote_pts().iter().copied().find(|rp| {
-                            spc.rtc.codec_config().find(|c| c.pt() == *rp).is_some_and(|c| same_codec(c, &params))
+                            spc.rtc
+                                .codec_config()
+                                .find(|c| c.pt() == *rp)
+                                .is_some_and(|c| same_codec(c, &params))
                         })
                     });
                     sub.pt_map.push((pt, o));
@@ -511,10 +723,16 @@ impl Shard {
                 self.stats.rtp_not_forwarded += 1;
                 continue;
             };
-            let mut w = RtpWrite::new(out_pt, out.seq.into(), out.ts, pkt.timestamp, pkt.payload.clone())
-                .marker(pkt.header.marker)
-                .nackable(video)
-                .ext_vals(ext.clone());
+            let mut w = RtpWrite::new(
+                out_pt,
+                out.seq.into(),
+                out.ts,
+                pkt.timestamp,
+                pkt.payload.clone(),
+            )
+            .marker(pkt.header.marker)
+            .nackable(video)
+            .ext_vals(ext.clone());
             if let Some(d) = vp8 {
                 if out.pic != inh.pic || out.tl0 != inh.tl0 {
                     let mut b = d.patch();
@@ -582,8 +800,14 @@ impl Shard {
     /// A video's place in one subscriber's allocation: screen shares first, then the
     /// room's active speaker, then the rest; larger tiles first within each.
     fn priority(&self, track: &Track, sub: &Subscription) -> u32 {
-        let speaker = self.rooms.get(&track.room).and_then(|r| r.speaker.current()) == Some(track.publisher);
-        let area = sub.viewport.map_or(0, |(w, h, _)| (w as u64 * h as u64 / 1_000).min(1_000_000) as u32);
+        let speaker = self
+            .rooms
+            .get(&track.room)
+            .and_then(|r| r.speaker.current())
+            == Some(track.publisher);
+        let area = sub.viewport.map_or(0, |(w, h, _)| {
+            (w as u64 * h as u64 / 1_000).min(1_000_000) as u32
+        });
         let class = if track.source == crate::ids::TrackSource::ScreenShare {
             4_000_000
         } else if speaker {
@@ -597,18 +821,36 @@ impl Shard {
     /// Divide subscriber `sid`'s bandwidth estimate among its tracks (see
     /// [`crate::allocator`]) and steer its probing toward what it would take.
     pub(crate) fn allocate(&mut self, now: Instant, sid: ParticipantId) {
-        let Some(p) = self.participants.get(&sid) else { return };
+        let Some(p) = self.participants.get(&sid) else {
+            return;
+        };
         let Some(estimate) = p.estimate else { return };
         let falling = p.falling >= 2;
         let mut audio = 0;
         let mut keys = Vec::new();
         let mut demands = Vec::new();
         for (tid, sub) in &p.subs {
-            let Some(track) = self.tracks.get(tid) else { continue };
+            let Some(track) = self.tracks.get(tid) else {
+                continue;
+            };
             match track.kind {
                 TrackKind::Audio => audio += 1,
                 TrackKind::Video => {
-                    let current = sub.rewriter.source_ssrc().and_then(|s| track.layer_of_ssrc(s)).map(|i| track.layers[i].rank);
+                    let current = sub
+                        .rewriter
+                        .source_ssrc()
+                        .and_then(|s| track.layer_of_ssrc(s))
+                        .map(|i| {
+                            let l = &track.layers[i];
+                            compose(
+                                l.rank,
+                                if l.max_tid.is_some() {
+                                    sub.tid_cap
+                                } else {
+                                    ALL_FRAMES
+                                },
+                            )
+                        });
                     keys.push(*tid);
                     let mut d = track.demand(now, current, sub.viewport, sub.preferred);
                     d.priority = self.priority(track, sub);
@@ -632,16 +874,26 @@ impl Shard {
             estimate
         };
         let a = crate::allocator::allocate(budget, audio, &demands);
-        let Some(p) = self.participants.get_mut(&sid) else { return };
+        let Some(p) = self.participants.get_mut(&sid) else {
+            return;
+        };
         let mut paused = Vec::new();
         for ((tid, max), d) in keys.iter().zip(a.video.iter()).zip(&demands) {
             if let Some(sub) = p.subs.get_mut(tid) {
-                sub.allocated_bps = max.and_then(|m| d.layers.iter().rev().find(|l| l.0 <= m)).map_or(0, |l| l.1);
+                sub.allocated_bps = max
+                    .and_then(|m| d.layers.iter().rev().find(|l| l.0 <= m))
+                    .map_or(0, |l| l.1);
                 // Layers not measured yet are not withheld: before the first measurement
                 // the allocation cannot know their cost.
-                let flowing = self.tracks.get(tid).is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
+                let flowing = self
+                    .tracks
+                    .get(tid)
+                    .is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
                 let new = if flowing { *max } else { Some(u8::MAX) };
-                let (old_rank, new_rank) = (sub.max_rank.map_or(-1, i32::from), new.map_or(-1, i32::from));
+                let (old_rank, new_rank) = (
+                    sub.max_rank.map_or(-1, i32::from),
+                    new.map_or(-1, i32::from),
+                );
                 if new.is_none() && sub.max_rank.is_some() {
                     sub.pauses += 1;
                     paused.push(*tid);
@@ -652,7 +904,10 @@ impl Shard {
                 } else if new_rank > old_rank {
                     // After a step down, an estimate that bounces back is not trusted at
                     // once: upgrades wait, so the subscriber does not flap.
-                    if sub.lowered_at.is_none_or(|t| now.saturating_duration_since(t) >= UPGRADE_HOLD) {
+                    if sub
+                        .lowered_at
+                        .is_none_or(|t| now.saturating_duration_since(t) >= UPGRADE_HOLD)
+                    {
                         sub.max_rank = new;
                     }
                 }
@@ -667,16 +922,26 @@ impl Shard {
             // limited (then a subscriber slides off its layer on an idle 3 Mbps link), so
             // it is at least the estimate: str0m keeps probing upward as the estimate grows.
             // That probing costs padding; see docs/simulcast-and-bwe.md.
-            let (min, desired) = (a.next.min(budget), (a.desired * 5 / 4).max(a.next).max(estimate));
-            let _ = pc.guarded(|rtc| rtc.bwe().set_bitrate(str0m::bwe::Bitrate::bps(min), str0m::bwe::Bitrate::bps(desired)));
+            let (min, desired) = (
+                a.next.min(budget),
+                (a.desired * 5 / 4).max(a.next).max(estimate),
+            );
+            let _ = pc.guarded(|rtc| {
+                rtc.bwe().set_bitrate(
+                    str0m::bwe::Bitrate::bps(min),
+                    str0m::bwe::Bitrate::bps(desired),
+                )
+            });
         }
         for track in paused {
-            self.out.push_back(crate::api::Output::Event(crate::api::Event::SubscriptionChanged {
-                participant: sid,
-                track,
-                layer: None,
-                paused: true,
-            }));
+            self.out.push_back(crate::api::Output::Event(
+                crate::api::Event::SubscriptionChanged {
+                    participant: sid,
+                    track,
+                    layer: None,
+                    paused: true,
+                },
+            ));
         }
         self.drain_pc(sid, PcKind::Subscriber);
     }
@@ -693,9 +958,9 @@ mod tests {
         // (kind, current, ssrc, is_target, keyframe, in_order, expected)
         let table = [
             (Video, None, 1, true, true, true, SwitchTo),
-            (Video, None, 1, true, false, true, Drop),   // wait for a keyframe
-            (Video, None, 1, true, true, false, Drop),   // late keyframe: later packets already dropped
-            (Video, None, 1, false, true, true, Drop),   // not the layer we want
+            (Video, None, 1, true, false, true, Drop), // wait for a keyframe
+            (Video, None, 1, true, true, false, Drop), // late keyframe: later packets already dropped
+            (Video, None, 1, false, true, true, Drop), // not the layer we want
             (Video, Some(1), 1, true, false, true, Forward),
             (Video, Some(1), 1, false, false, false, Forward), // keep the current layer until the switch
             (Video, Some(1), 2, true, false, true, Drop),
@@ -712,7 +977,10 @@ mod tests {
     #[test]
     fn vp8_keyframe_sizes() {
         // X, I (15-bit picture id), then tag (P=0), start code, 1280 × 720
-        let p = [0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02, 0xAB];
+        let p = [
+            0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02,
+            0xAB,
+        ];
         assert_eq!(vp8_keyframe_size(&p), Some((1280, 720)));
         // an interframe, a short payload, garbage
         let mut q = p;
@@ -726,7 +994,14 @@ mod tests {
     #[test]
     fn target_is_best_active_layer() {
         let t0 = crate::test_clock::origin();
-        let mut t = Track::new(TrackId(1), RoomId::from("r"), ParticipantId(1), Mid::from("1"), TrackKind::Video, &["q".into(), "h".into(), "f".into()]);
+        let mut t = Track::new(
+            TrackId(1),
+            RoomId::from("r"),
+            ParticipantId(1),
+            Mid::from("1"),
+            TrackKind::Video,
+            &["q".into(), "h".into(), "f".into()],
+        );
         assert_eq!(t.target_layer(t0), None);
         let q = t.layer_index(Some(Rid::from("q")), 10);
         t.layers[q].last_seen = Some(t0);

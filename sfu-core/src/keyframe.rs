@@ -6,7 +6,9 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::format::{detect_av1_keyframe, detect_h264_nalu, detect_vp8_keyframe, detect_vp9_keyframe};
+use str0m::format::{
+    detect_av1_keyframe, detect_h264_nalu, detect_vp8_keyframe, detect_vp9_keyframe,
+};
 
 const H264_IDR: u8 = 5;
 const H264_SPS: u8 = 7;
@@ -41,7 +43,10 @@ pub struct KeyframeThrottle<K> {
 
 impl<K: Hash + Eq> KeyframeThrottle<K> {
     pub fn new(interval: Duration) -> Self {
-        Self { interval, last: HashMap::new() }
+        Self {
+            interval,
+            last: HashMap::new(),
+        }
     }
 
     /// True if a request for `key` may be sent now (and records it).
@@ -90,21 +95,36 @@ mod tests {
     #[test]
     fn vp8_keyframe_detection() {
         // X=1 S=1 PID=0, I=1 with 15-bit picture id, then P=0 (keyframe).
-        assert!(starts_keyframe(Codec::Vp8, &[0x90, 0x80, 0x80, 0x01, 0x10, 0, 0]));
+        assert!(starts_keyframe(
+            Codec::Vp8,
+            &[0x90, 0x80, 0x80, 0x01, 0x10, 0, 0]
+        ));
         // Same but P=1 (interframe).
-        assert!(!starts_keyframe(Codec::Vp8, &[0x90, 0x80, 0x80, 0x01, 0x11, 0, 0]));
+        assert!(!starts_keyframe(
+            Codec::Vp8,
+            &[0x90, 0x80, 0x80, 0x01, 0x11, 0, 0]
+        ));
         // Continuation packet (S=0).
-        assert!(!starts_keyframe(Codec::Vp8, &[0x80, 0x80, 0x80, 0x01, 0x10, 0, 0]));
+        assert!(!starts_keyframe(
+            Codec::Vp8,
+            &[0x80, 0x80, 0x80, 0x01, 0x10, 0, 0]
+        ));
         // Garbage and empty payloads never count.
         assert!(!starts_keyframe(Codec::Vp8, &[]));
         assert!(!starts_keyframe(Codec::Vp8, &[0x90]));
-        assert!(!starts_keyframe(Codec::Opus, &[0x90, 0x80, 0x80, 0x01, 0x10]));
+        assert!(!starts_keyframe(
+            Codec::Opus,
+            &[0x90, 0x80, 0x80, 0x01, 0x10]
+        ));
     }
 
     #[test]
     fn h264_and_vp9_keyframe_detection() {
         // STAP-A with SPS and PPS
-        assert!(starts_keyframe(Codec::H264, &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]));
+        assert!(starts_keyframe(
+            Codec::H264,
+            &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]
+        ));
         // single IDR NAL; FU-A start of an IDR
         assert!(starts_keyframe(Codec::H264, &[0x65, 1, 2]));
         assert!(starts_keyframe(Codec::H264, &[0x7c, 0x85, 1, 2]));

@@ -16,8 +16,8 @@
 pub mod allocator;
 pub mod api;
 mod control;
-mod dynacast;
 pub mod demux;
+mod dynacast;
 mod forward;
 pub mod ids;
 pub mod keyframe;
@@ -31,7 +31,10 @@ mod test_clock;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use api::{Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output, ShardStats, SubscriptionStat, Transmit};
+pub use api::{
+    Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output, ShardStats,
+    SubscriptionStat, Transmit,
+};
 pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 pub use shard::{Shard, ShardConfig};
 pub use str0m;

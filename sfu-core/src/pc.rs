@@ -42,7 +42,10 @@ impl Pc {
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
-            .set_local_ice_credentials(str0m::IceCreds { ufrag: ufrag.clone(), pass })
+            .set_local_ice_credentials(str0m::IceCreds {
+                ufrag: ufrag.clone(),
+                pass,
+            })
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -57,7 +60,13 @@ impl Pc {
         if let Ok(c) = Candidate::host(public_addr, "udp") {
             rtc.add_local_candidate(c);
         }
-        Self { rtc, ufrag, addrs: Vec::new(), timeout: now, connected: false }
+        Self {
+            rtc,
+            ufrag,
+            addrs: Vec::new(),
+            timeout: now,
+            connected: false,
+        }
     }
 
     /// Poll the Rtc until it wants a timeout: transmits go to `out`, events to `events`.
@@ -77,7 +86,10 @@ impl Pc {
                     contents: t.contents.into(),
                 })),
                 Ok(str0m::Output::Event(e)) => {
-                    if let str0m::Event::IceConnectionStateChange(IceConnectionState::Disconnected) = e {
+                    if let str0m::Event::IceConnectionStateChange(
+                        IceConnectionState::Disconnected,
+                    ) = e
+                    {
                         return Err(PcFailure::Disconnected);
                     }
                     events.push_back((who.0, who.1, e));

@@ -12,6 +12,12 @@
 //! same offset, so they fill the hole they left. Packets of an earlier source, or of the
 //! current source from before the switch point, would collide with numbers already used
 //! and are refused.
+//!
+//! Packets dropped on purpose within a source (frames of a VP8 temporal layer the
+//! subscriber does not get) are [`Rewriter::skip`]ped: later packets move down by one
+//! sequence number per dropped packet and one picture id per dropped frame, so the
+//! subscriber sees no hole. Late packets map through the offsets in force at their
+//! sequence number (a short history of them is kept).
 
 use std::time::Instant;
 
@@ -46,18 +52,42 @@ pub enum Refused {
     OtherSource,
     /// The packet is from the current source but precedes the switch point.
     BeforeSwitch,
+    /// A late packet older than the offset history.
+    TooOld,
 }
+
+/// How many offset changes (skips) are remembered for late packets.
+const HISTORY: usize = 128;
 
 const PIC_MOD: u16 = 1 << 15;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Source {
     ssrc: u32,
     first_seq: u64,
-    seq_offset: u64, // out = in + offset (wrapping)
-    ts_offset: u32,  // out = in + offset (wrapping)
-    pic_offset: u16, // out = in + offset (mod 2^15)
-    tl0_offset: u8,  // out = in + offset (wrapping)
+    ts_offset: u32, // out = in + offset (wrapping)
+    tl0_offset: u8, // out = in + offset (wrapping)
+    /// Sequence-number and picture-id offsets, piecewise by incoming sequence number:
+    /// (from_seq, seq_offset: out = in + offset wrapping, pic_offset: mod 2^15). The last
+    /// segment is in force; earlier ones serve late packets. Starts with one segment.
+    segments: std::collections::VecDeque<(u64, u64, u16)>,
+    /// The newest incoming sequence number seen (forwarded or skipped).
+    highest: u64,
+    /// The picture id of the last skipped frame (a frame's packets share it).
+    skipped_pic: Option<u16>,
+}
+
+impl Source {
+    /// The offsets in force for incoming `seq`.
+    fn offsets(&self, seq: u64) -> Result<(u64, u16), Refused> {
+        if seq < self.first_seq {
+            return Err(Refused::BeforeSwitch);
+        }
+        match self.segments.iter().rev().find(|s| s.0 <= seq) {
+            Some(&(_, so, po)) => Ok((so, po)),
+            None => Err(Refused::TooOld),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +125,43 @@ impl Rewriter {
 
     /// The SSRC of the current source, if any.
     pub fn source_ssrc(&self) -> Option<u32> {
-        self.source.map(|s| s.ssrc)
+        self.source.as_ref().map(|s| s.ssrc)
+    }
+
+    /// Drop a packet of the current source on purpose, without leaving a hole. Only
+    /// packets newer than any seen can be skipped (false otherwise: a late packet of a
+    /// dropped layer is simply not forwarded).
+    pub fn skip(&mut self, h: &InHeader) -> bool {
+        let Some(src) = self.source.as_mut() else {
+            return false;
+        };
+        if src.ssrc != h.ssrc || h.seq <= src.highest {
+            return false;
+        }
+        let Some(&(from, so, po)) = src.segments.back() else {
+            return false;
+        };
+        let po = match h.pic {
+            Some(p) if src.skipped_pic != Some(p) => {
+                src.skipped_pic = Some(p);
+                (po + PIC_MOD - 1) % PIC_MOD
+            }
+            _ => po,
+        };
+        let seg = (h.seq + 1, so.wrapping_sub(1), po);
+        if from == h.seq {
+            // Consecutive skips (one frame's packets): no packet lies in between.
+            if let Some(last) = src.segments.back_mut() {
+                *last = seg;
+            }
+        } else {
+            if src.segments.len() == HISTORY {
+                src.segments.pop_front();
+            }
+            src.segments.push_back(seg);
+        }
+        src.highest = h.seq;
+        true
     }
 
     /// Make `h` (arriving at `now`) the first packet of a new current source.
@@ -104,7 +170,8 @@ impl Rewriter {
             None => (self.initial_seq, self.initial_ts, h.pic, h.tl0),
             Some(last) => {
                 let elapsed = now.saturating_duration_since(last.at);
-                let ticks = (elapsed.as_micros() as u64 * self.clock_rate as u64 / 1_000_000).max(1);
+                let ticks =
+                    (elapsed.as_micros() as u64 * self.clock_rate as u64 / 1_000_000).max(1);
                 (
                     last.seq + 1,
                     last.ts.wrapping_add(ticks as u32),
@@ -113,39 +180,49 @@ impl Rewriter {
                 )
             }
         };
+        let pic_offset = match (h.pic, out_pic) {
+            (Some(i), Some(o)) => (o + PIC_MOD - i % PIC_MOD) % PIC_MOD,
+            _ => 0,
+        };
         self.source = Some(Source {
             ssrc: h.ssrc,
             first_seq: h.seq,
-            seq_offset: out_seq.wrapping_sub(h.seq),
             ts_offset: out_ts.wrapping_sub(h.ts),
-            pic_offset: match (h.pic, out_pic) {
-                (Some(i), Some(o)) => (o + PIC_MOD - i % PIC_MOD) % PIC_MOD,
-                _ => 0,
-            },
             tl0_offset: match (h.tl0, out_tl0) {
                 (Some(i), Some(o)) => o.wrapping_sub(i),
                 _ => 0,
             },
+            segments: std::collections::VecDeque::from([(
+                h.seq,
+                out_seq.wrapping_sub(h.seq),
+                pic_offset,
+            )]),
+            highest: h.seq,
+            skipped_pic: None,
         });
         self.last = None; // re-seeded below
-        let out = OutHeader { seq: out_seq, ts: out_ts, pic: out_pic, tl0: out_tl0 };
+        let out = OutHeader {
+            seq: out_seq,
+            ts: out_ts,
+            pic: out_pic,
+            tl0: out_tl0,
+        };
         self.note(out, now);
         out
     }
 
     /// Rewrite a packet of the current source.
     pub fn rewrite(&mut self, h: &InHeader, now: Instant) -> Result<OutHeader, Refused> {
-        let src = self.source.ok_or(Refused::NoSource)?;
+        let src = self.source.as_mut().ok_or(Refused::NoSource)?;
         if src.ssrc != h.ssrc {
             return Err(Refused::OtherSource);
         }
-        if h.seq < src.first_seq {
-            return Err(Refused::BeforeSwitch);
-        }
+        let (seq_offset, pic_offset) = src.offsets(h.seq)?;
+        src.highest = src.highest.max(h.seq);
         let out = OutHeader {
-            seq: h.seq.wrapping_add(src.seq_offset),
+            seq: h.seq.wrapping_add(seq_offset),
             ts: h.ts.wrapping_add(src.ts_offset),
-            pic: h.pic.map(|p| (p % PIC_MOD + src.pic_offset) % PIC_MOD),
+            pic: h.pic.map(|p| (p % PIC_MOD + pic_offset) % PIC_MOD),
             tl0: h.tl0.map(|t| t.wrapping_add(src.tl0_offset)),
         };
         self.note(out, now);
@@ -174,7 +251,13 @@ mod tests {
     use std::time::Duration;
 
     fn h(ssrc: u32, seq: u64, ts: u32) -> InHeader {
-        InHeader { ssrc, seq, ts, pic: None, tl0: None }
+        InHeader {
+            ssrc,
+            seq,
+            ts,
+            pic: None,
+            tl0: None,
+        }
     }
 
     #[test]
@@ -190,8 +273,8 @@ mod tests {
             (1, 11, 1_000, 1, false, Some((101, 5_000))),
             (1, 13, 4_000, 33, false, Some((103, 8_000))),
             (1, 12, 1_000, 40, false, Some((102, 5_000))), // late retransmission fills the hole
-            (1, 9, 1_000, 41, false, None),                 // before the switch point
-            (2, 500, 77, 50, false, None),                  // other source, no switch
+            (1, 9, 1_000, 41, false, None),                // before the switch point
+            (2, 500, 77, 50, false, None),                 // other source, no switch
             // switch 100 ms after the last newest packet (at 33 ms): ts advances 9,000 - 1,530
             (2, 500, 77, 133, true, Some((104, 17_000))),
             (2, 501, 3_077, 166, false, Some((105, 20_000))),
@@ -211,18 +294,119 @@ mod tests {
     fn vp8_picture_id_and_tl0_follow_on_across_switch() {
         let t0 = crate::test_clock::origin();
         let mut r = Rewriter::new(90_000, 0, 0);
-        let a = |seq, pic, tl0| InHeader { ssrc: 1, seq, ts: 0, pic: Some(pic), tl0: Some(tl0) };
-        let b = |seq, pic, tl0| InHeader { ssrc: 2, seq, ts: 0, pic: Some(pic), tl0: Some(tl0) };
+        let a = |seq, pic, tl0| InHeader {
+            ssrc: 1,
+            seq,
+            ts: 0,
+            pic: Some(pic),
+            tl0: Some(tl0),
+        };
+        let b = |seq, pic, tl0| InHeader {
+            ssrc: 2,
+            seq,
+            ts: 0,
+            pic: Some(pic),
+            tl0: Some(tl0),
+        };
         assert_eq!(r.switch_to(&a(1, 32_766, 255), t0).pic, Some(32_766));
         let o = r.rewrite(&a(2, 32_767, 0), t0).unwrap();
         assert_eq!((o.pic, o.tl0), (Some(32_767), Some(0)));
         let o = r.switch_to(&b(90, 7, 40), t0);
-        assert_eq!((o.pic, o.tl0), (Some(0), Some(1)), "picture id wraps at 2^15");
+        assert_eq!(
+            (o.pic, o.tl0),
+            (Some(0), Some(1)),
+            "picture id wraps at 2^15"
+        );
         let o = r.rewrite(&b(91, 8, 41), t0).unwrap();
         assert_eq!((o.pic, o.tl0), (Some(1), Some(2)));
     }
 
+    #[test]
+    fn skipped_packets_leave_no_hole() {
+        let t0 = crate::test_clock::origin();
+        let mut r = Rewriter::new(90_000, 1_000, 0);
+        let p = |seq, pic| InHeader {
+            ssrc: 1,
+            seq,
+            ts: 0,
+            pic: Some(pic),
+            tl0: Some(0),
+        };
+        assert!(!r.skip(&p(9, 1)), "no source yet");
+        assert_eq!(r.switch_to(&p(10, 100), t0).seq, 1_000);
+        assert!(r.skip(&p(11, 101)));
+        assert!(r.skip(&p(12, 101))); // the same frame: one picture id
+        let o = r.rewrite(&p(13, 102), t0).unwrap();
+        assert_eq!((o.seq, o.pic), (1_001, Some(101)));
+        assert!(!r.skip(&p(12, 101)), "not newer than what was seen");
+        assert!(r.skip(&p(15, 103)));
+        // 14 arrives late: the offsets before the skip of 15 apply.
+        assert_eq!(r.rewrite(&p(14, 102), t0).unwrap().seq, 1_002);
+        assert_eq!(r.rewrite(&p(16, 104), t0).unwrap().seq, 1_003);
+        assert_eq!(r.rewrite(&p(16, 104), t0).unwrap().pic, Some(102)); // frames 101 and 103 dropped
+        assert_eq!(r.rewrite(&p(9, 99), t0), Err(Refused::BeforeSwitch));
+    }
+
     proptest! {
+        /// Frames of temporal layers above a cap are skipped while the others are
+        /// forwarded, some of them late: the forwarded packets get exactly consecutive
+        /// sequence numbers and the forwarded frames consecutive picture ids.
+        #[test]
+        fn skips_keep_sequence_and_picture_ids_dense(
+            frames in proptest::collection::vec((1usize..4, 0u8..3), 1..150),
+            cap in 0u8..3,
+            delays in proptest::collection::vec(0usize..4, 600),
+            start_pic in 0u16..0x7fff,
+        ) {
+            let t0 = crate::test_clock::origin();
+            let mut r = Rewriter::new(90_000, 500, 0);
+            // (seq, pic, keep) in send order; the first frame is always kept (T0).
+            let mut pkts = Vec::new();
+            let mut seq = 100u64;
+            for (i, (n, tid)) in frames.iter().enumerate() {
+                let tid = if i == 0 { 0 } else { *tid };
+                let pic = (start_pic + i as u16) % PIC_MOD;
+                for _ in 0..*n {
+                    pkts.push((seq, pic, tid <= cap));
+                    seq += 1;
+                }
+            }
+            // Forwarded packets (not the first) may arrive up to 3 places late.
+            let mut order: Vec<(usize, (u64, u16, bool))> = pkts.iter().enumerate().map(|(i, p)| {
+                let d = if p.2 && i > 0 { delays[i % delays.len()] } else { 0 };
+                (i + d, *p)
+            }).collect();
+            order.sort_by_key(|(k, p)| (*k, p.0));
+            let mut outs = Vec::new();
+            let mut pics = std::collections::BTreeSet::new();
+            for (_, (seq, pic, keep)) in order {
+                let h = InHeader { ssrc: 7, seq, ts: 0, pic: Some(pic), tl0: None };
+                if r.source_ssrc().is_none() {
+                    let o = r.switch_to(&h, t0);
+                    outs.push(o.seq);
+                    pics.insert(o.pic.unwrap());
+                } else if keep {
+                    let o = r.rewrite(&h, t0).unwrap();
+                    outs.push(o.seq);
+                    pics.insert(o.pic.unwrap());
+                } else {
+                    // A dropped packet arriving after a later one cannot be skipped; the
+                    // generator never delays dropped ones, so every skip succeeds.
+                    prop_assert!(r.skip(&h));
+                }
+            }
+            outs.sort_unstable();
+            let want: Vec<u64> = (500..500 + outs.len() as u64).collect();
+            prop_assert_eq!(outs, want);
+            let kept_frames = frames.iter().enumerate().filter(|(i, (_, t))| *i == 0 || *t <= cap).count();
+            prop_assert_eq!(pics.len(), kept_frames);
+            let first = *pics.iter().next().unwrap();
+            for (k, p) in pics.iter().enumerate() {
+                // dense modulo the wrap
+                prop_assert!(pics.contains(&((first + k as u16) % PIC_MOD)) || *p < first);
+            }
+        }
+
         /// Whatever series of sources and switches, every packet that is forwarded in
         /// order gets the next sequence number, and timestamps never go backwards.
         #[test]

@@ -31,7 +31,9 @@ use str0m::media::{Direction, KeyframeRequestKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::Candidate;
 
-use crate::api::{Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats};
+use crate::api::{
+    Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats,
+};
 use crate::demux::{classify, stun_local_ufrag, DatagramKind};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
@@ -53,7 +55,11 @@ pub struct ShardConfig {
 
 impl ShardConfig {
     pub fn new(public_addr: SocketAddr) -> Self {
-        Self { public_addr, seed: 0, keyframe_interval: Duration::from_millis(300) }
+        Self {
+            public_addr,
+            seed: 0,
+            keyframe_interval: Duration::from_millis(300),
+        }
     }
 }
 
@@ -192,7 +198,12 @@ impl Shard {
         }
         if now.saturating_duration_since(self.last_allocation) >= ALLOCATION_INTERVAL {
             self.last_allocation = now;
-            let ids: Vec<ParticipantId> = self.participants.iter().filter(|(_, p)| p.estimate.is_some()).map(|(id, _)| *id).collect();
+            let ids: Vec<ParticipantId> = self
+                .participants
+                .iter()
+                .filter(|(_, p)| p.estimate.is_some())
+                .map(|(id, _)| *id)
+                .collect();
             for id in ids {
                 self.allocate(now, id);
             }
@@ -248,7 +259,11 @@ impl Shard {
             self.stats.dropped_malformed += 1;
             return;
         };
-        let Some(pc) = self.participants.get_mut(&who.0).and_then(|p| p.pc_mut(who.1)) else {
+        let Some(pc) = self
+            .participants
+            .get_mut(&who.0)
+            .and_then(|p| p.pc_mut(who.1))
+        else {
             self.stats.dropped_unknown_source += 1;
             return;
         };
@@ -287,7 +302,10 @@ impl Shard {
 
     fn on_timeout(&mut self, now: Instant) {
         for (&id, p) in self.participants.iter_mut() {
-            for (kind, pc) in [(PcKind::Publisher, p.publisher.as_mut()), (PcKind::Subscriber, p.subscriber.as_mut())] {
+            for (kind, pc) in [
+                (PcKind::Publisher, p.publisher.as_mut()),
+                (PcKind::Subscriber, p.subscriber.as_mut()),
+            ] {
                 let Some(pc) = pc else { continue };
                 if pc.timeout > now {
                     continue;
@@ -321,7 +339,9 @@ impl Shard {
     }
 
     pub(crate) fn drain_pc(&mut self, id: ParticipantId, kind: PcKind) {
-        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else { return };
+        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
+            return;
+        };
         if let Err(f) = pc.drain((id, kind), &mut self.out, &mut self.pending) {
             if f == PcFailure::Panicked {
                 self.stats.peer_panics += 1;
@@ -340,11 +360,17 @@ impl Shard {
 
     fn on_command(&mut self, now: Instant, c: Command) {
         match c {
-            Command::Join { room, participant, can_publish, can_subscribe } => {
+            Command::Join {
+                room,
+                participant,
+                can_publish,
+                can_subscribe,
+            } => {
                 if self.participants.contains_key(&participant) {
                     return self.fail(participant, CommandError::AlreadyJoined);
                 }
-                let subscriber = can_subscribe.then(|| self.new_pc(now, participant, PcKind::Subscriber));
+                let subscriber =
+                    can_subscribe.then(|| self.new_pc(now, participant, PcKind::Subscriber));
                 self.participants.insert(
                     participant,
                     Participant {
@@ -366,13 +392,25 @@ impl Shard {
                         sources: HashMap::new(),
                     },
                 );
-                let r = self.rooms.entry(room).or_insert_with(|| Room { participants: vec![], tracks: vec![], speaker: Default::default() });
+                let r = self.rooms.entry(room).or_insert_with(|| Room {
+                    participants: vec![],
+                    tracks: vec![],
+                    speaker: Default::default(),
+                });
                 r.participants.push(participant);
                 self.sync_subscriptions(participant);
             }
-            Command::PublishOffer { participant, sdp } => self.on_publish_offer(now, participant, &sdp),
-            Command::SubscribeAnswer { participant, sdp } => self.on_subscribe_answer(participant, &sdp),
-            Command::Candidate { participant, pc, candidate } => {
+            Command::PublishOffer { participant, sdp } => {
+                self.on_publish_offer(now, participant, &sdp)
+            }
+            Command::SubscribeAnswer { participant, sdp } => {
+                self.on_subscribe_answer(participant, &sdp)
+            }
+            Command::Candidate {
+                participant,
+                pc,
+                candidate,
+            } => {
                 let line = candidate.trim().trim_start_matches("a=");
                 let parsed = Candidate::from_sdp_string(line);
                 let Some(p) = self.participants.get_mut(&participant) else {
@@ -385,14 +423,28 @@ impl Shard {
                     }
                     // A candidate for a connection that does not exist yet is harmless.
                     (Ok(_), None) => {}
-                    (Err(e), _) => self.fail(participant, CommandError::BadCandidate(e.to_string())),
+                    (Err(e), _) => {
+                        self.fail(participant, CommandError::BadCandidate(e.to_string()))
+                    }
                 }
             }
-            Command::SetPermissions { participant, can_publish, can_subscribe } => {
-                self.set_permissions(now, participant, can_publish, can_subscribe)
-            }
-            Command::SetMuted { participant, kind, muted } => self.set_muted(now, participant, kind, muted),
-            Command::SetViewport { participant, track, width, height, visible } => {
+            Command::SetPermissions {
+                participant,
+                can_publish,
+                can_subscribe,
+            } => self.set_permissions(now, participant, can_publish, can_subscribe),
+            Command::SetMuted {
+                participant,
+                kind,
+                muted,
+            } => self.set_muted(now, participant, kind, muted),
+            Command::SetViewport {
+                participant,
+                track,
+                width,
+                height,
+                visible,
+            } => {
                 let Some(p) = self.participants.get_mut(&participant) else {
                     return self.fail(participant, CommandError::UnknownParticipant);
                 };
@@ -401,7 +453,10 @@ impl Shard {
                 }
                 self.allocate(now, participant);
             }
-            Command::SetSources { participant, sources } => {
+            Command::SetSources {
+                participant,
+                sources,
+            } => {
                 let Some(p) = self.participants.get_mut(&participant) else {
                     return self.fail(participant, CommandError::UnknownParticipant);
                 };
@@ -413,7 +468,11 @@ impl Shard {
                     }
                 }
             }
-            Command::SetPreferredLayer { participant, track, max_rank } => {
+            Command::SetPreferredLayer {
+                participant,
+                track,
+                max_rank,
+            } => {
                 let Some(p) = self.participants.get_mut(&participant) else {
                     return self.fail(participant, CommandError::UnknownParticipant);
                 };
@@ -422,7 +481,11 @@ impl Shard {
                 }
                 self.allocate(now, participant);
             }
-            Command::WhepOffer { participant, target, sdp } => self.on_whep_offer(now, participant, target, &sdp),
+            Command::WhepOffer {
+                participant,
+                target,
+                sdp,
+            } => self.on_whep_offer(now, participant, target, &sdp),
             Command::Leave { participant } => {
                 if self.participants.contains_key(&participant) {
                     self.remove_participant(now, participant, GoneReason::Left);
@@ -434,7 +497,12 @@ impl Shard {
     }
 
     pub(crate) fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
-        let pc = Pc::new(now, self.cfg.public_addr, &mut self.rng, kind == PcKind::Subscriber);
+        let pc = Pc::new(
+            now,
+            self.cfg.public_addr,
+            &mut self.rng,
+            kind == PcKind::Subscriber,
+        );
         self.by_ufrag.insert(pc.ufrag.clone(), (id, kind));
         pc
     }
@@ -457,7 +525,13 @@ impl Shard {
                 p.publisher = Some(pc);
             }
         }
-        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.publisher.as_mut()) else { return };
+        let Some(pc) = self
+            .participants
+            .get_mut(&id)
+            .and_then(|p| p.publisher.as_mut())
+        else {
+            return;
+        };
         let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
@@ -481,18 +555,29 @@ impl Shard {
             .lines()
             .filter(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
             .any(|l| l.split(' ').nth(1) != Some("0"));
-        if !usable && sdp.lines().any(|l| l.starts_with("m=audio") || l.starts_with("m=video")) {
+        if !usable
+            && sdp
+                .lines()
+                .any(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
+        {
             if first {
                 self.drop_publisher(id);
             }
             return self.fail(id, CommandError::NoCommonCodec);
         }
-        self.emit(Event::PublishAnswer { participant: id, sdp: answer.to_sdp_string() });
+        self.emit(Event::PublishAnswer {
+            participant: id,
+            sdp: answer.to_sdp_string(),
+        });
         self.drain_pc(id, PcKind::Publisher);
     }
 
     fn drop_publisher(&mut self, id: ParticipantId) {
-        if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.publisher.take()) {
+        if let Some(pc) = self
+            .participants
+            .get_mut(&id)
+            .and_then(|p| p.publisher.take())
+        {
             self.forget_demux(&pc);
         }
     }
@@ -543,7 +628,9 @@ impl Shard {
     /// Bring a subscriber's connection in line with its room: offer new tracks, stop gone
     /// ones. One offer at a time; changes meanwhile wait for the answer.
     pub(crate) fn sync_subscriptions(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get_mut(&id) else { return };
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
         if p.subscriber.is_none() || p.whep_target.is_some() {
             return;
         }
@@ -551,25 +638,35 @@ impl Shard {
             p.renegotiate = true;
             return;
         }
-        let Some(room) = self.rooms.get(&p.room) else { return };
+        let Some(room) = self.rooms.get(&p.room) else {
+            return;
+        };
         let new: Vec<TrackId> = room
             .tracks
             .iter()
             .copied()
-            .filter(|t| p.can_subscribe && !p.subs.contains_key(t) && self.tracks.get(t).is_some_and(|tr| tr.publisher != id))
+            .filter(|t| {
+                p.can_subscribe
+                    && !p.subs.contains_key(t)
+                    && self.tracks.get(t).is_some_and(|tr| tr.publisher != id)
+            })
             .collect();
         if new.is_empty() && p.to_stop.is_empty() {
             return;
         }
         let to_stop = std::mem::take(&mut p.to_stop);
-        let Some(pc) = p.subscriber.as_mut() else { return };
+        let Some(pc) = p.subscriber.as_mut() else {
+            return;
+        };
         let mut api = pc.rtc.sdp_api();
         for mid in to_stop {
             api.stop_media(mid);
         }
         let mut added = Vec::new();
         for t in new {
-            let Some(track) = self.tracks.get_mut(&t) else { continue };
+            let Some(track) = self.tracks.get_mut(&t) else {
+                continue;
+            };
             let mid = api.add_media(
                 track.kind.into(),
                 Direction::SendOnly,
@@ -593,10 +690,19 @@ impl Shard {
                 .values()
                 .filter_map(|s| {
                     let tr = self.tracks.get(&s.track)?;
-                    Some(OfferedTrack { mid: s.mid.to_string(), track: s.track, publisher: tr.publisher, kind: tr.kind })
+                    Some(OfferedTrack {
+                        mid: s.mid.to_string(),
+                        track: s.track,
+                        publisher: tr.publisher,
+                        kind: tr.kind,
+                    })
                 })
                 .collect();
-            self.emit(Event::SubscribeOffer { participant: id, sdp: offer.to_sdp_string(), tracks });
+            self.emit(Event::SubscribeOffer {
+                participant: id,
+                sdp: offer.to_sdp_string(),
+                tracks,
+            });
         }
         self.drain_pc(id, PcKind::Subscriber);
     }
@@ -608,7 +714,10 @@ impl Shard {
                 if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) {
                     pc.connected = true;
                 }
-                self.emit(Event::Connected { participant: id, pc: kind });
+                self.emit(Event::Connected {
+                    participant: id,
+                    pc: kind,
+                });
             }
             E::MediaAdded(m)
                 if kind == PcKind::Publisher
@@ -632,19 +741,27 @@ impl Shard {
                 self.bind_whep(id);
             }
             E::MediaChanged(m) if kind == PcKind::Publisher && !m.direction.is_receiving() => {
-                let tid = self.participants.get(&id).and_then(|p| p.published.get(&m.mid).copied());
+                let tid = self
+                    .participants
+                    .get(&id)
+                    .and_then(|p| p.published.get(&m.mid).copied());
                 if let Some(tid) = tid {
                     self.unpublish(tid);
                 }
             }
             E::RtpPacket(pkt) if kind == PcKind::Publisher => self.forward(now, id, pkt),
             E::StreamPaused(sp) if kind == PcKind::Publisher => {
-                let tid = self.participants.get(&id).and_then(|p| p.published.get(&sp.mid).copied());
+                let tid = self
+                    .participants
+                    .get(&id)
+                    .and_then(|p| p.published.get(&sp.mid).copied());
                 if let Some(track) = tid.and_then(|t| self.tracks.get_mut(&t)) {
                     track.set_paused(sp.rid, sp.paused);
                 }
             }
-            E::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) if kind == PcKind::Subscriber => {
+            E::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. })
+                if kind == PcKind::Subscriber =>
+            {
                 if let Some(p) = self.participants.get_mut(&id) {
                     let e = estimate.as_u64();
                     p.falling = match p.estimate {
@@ -657,7 +774,10 @@ impl Shard {
             }
             E::KeyframeRequest(req) if kind == PcKind::Subscriber => {
                 let found = self.participants.get(&id).and_then(|p| {
-                    p.subs.values().find(|s| s.mid == req.mid).map(|s| (s.track, s.source_layer()))
+                    p.subs
+                        .values()
+                        .find(|s| s.mid == req.mid)
+                        .map(|s| (s.track, s.source_layer()))
                 });
                 if let Some((tid, Some(ssrc))) = found {
                     let layer = self.tracks.get(&tid).and_then(|t| t.layer_of_ssrc(ssrc));
@@ -671,7 +791,9 @@ impl Shard {
     }
 
     fn publish(&mut self, id: ParticipantId, mid: Mid, kind: TrackKind, rids: Vec<String>) {
-        let Some(p) = self.participants.get_mut(&id) else { return };
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
         if p.published.contains_key(&mid) {
             return;
         }
@@ -689,7 +811,14 @@ impl Shard {
             }
             None => vec![],
         };
-        self.emit(Event::TrackPublished { room, participant: id, track: tid, kind, mid: mid.to_string(), rids });
+        self.emit(Event::TrackPublished {
+            room,
+            participant: id,
+            track: tid,
+            kind,
+            mid: mid.to_string(),
+            rids,
+        });
         for o in others.into_iter().filter(|o| *o != id) {
             self.sync_subscriptions(o);
             self.bind_whep(o);
@@ -697,7 +826,9 @@ impl Shard {
     }
 
     pub(crate) fn unpublish(&mut self, tid: TrackId) {
-        let Some(track) = self.tracks.remove(&tid) else { return };
+        let Some(track) = self.tracks.remove(&tid) else {
+            return;
+        };
         if let Some(r) = self.rooms.get_mut(&track.room) {
             r.tracks.retain(|t| *t != tid);
         }
@@ -719,11 +850,17 @@ impl Shard {
             }
             self.sync_subscriptions(*sid);
         }
-        self.emit(Event::TrackUnpublished { room: track.room, participant: track.publisher, track: tid });
+        self.emit(Event::TrackUnpublished {
+            room: track.room,
+            participant: track.publisher,
+            track: tid,
+        });
     }
 
     fn remove_participant(&mut self, _now: Instant, id: ParticipantId, reason: GoneReason) {
-        let Some(p) = self.participants.remove(&id) else { return };
+        let Some(p) = self.participants.remove(&id) else {
+            return;
+        };
         for pc in p.publisher.iter().chain(p.subscriber.iter()) {
             self.forget_demux(pc);
         }
@@ -742,7 +879,11 @@ impl Shard {
             }
         }
         self.failed.retain(|(x, _)| *x != id);
-        self.emit(Event::ParticipantGone { room: p.room, participant: id, reason });
+        self.emit(Event::ParticipantGone {
+            room: p.room,
+            participant: id,
+            reason,
+        });
     }
 
     /// Ask a publisher for a keyframe on one layer, at most once per throttle interval.
@@ -750,12 +891,27 @@ impl Shard {
         if !self.throttle.allow((tid, layer), now) {
             return;
         }
-        let Some(track) = self.tracks.get(&tid) else { return };
-        let (pid, mid, rid) = (track.publisher, track.mid, track.layers.get(layer).and_then(|l| l.rid));
-        let Some(pc) = self.participants.get_mut(&pid).and_then(|p| p.publisher.as_mut()) else { return };
+        let Some(track) = self.tracks.get(&tid) else {
+            return;
+        };
+        let (pid, mid, rid) = (
+            track.publisher,
+            track.mid,
+            track.layers.get(layer).and_then(|l| l.rid),
+        );
+        let Some(pc) = self
+            .participants
+            .get_mut(&pid)
+            .and_then(|p| p.publisher.as_mut())
+        else {
+            return;
+        };
         let sent = pc
             .guarded(|rtc| {
-                rtc.direct_api().stream_rx_by_mid(mid, rid).map(|s| s.request_keyframe(KeyframeRequestKind::Pli)).is_some()
+                rtc.direct_api()
+                    .stream_rx_by_mid(mid, rid)
+                    .map(|s| s.request_keyframe(KeyframeRequestKind::Pli))
+                    .is_some()
             })
             .unwrap_or(false);
         if sent {
@@ -764,4 +920,3 @@ impl Shard {
         }
     }
 }
-

@@ -39,14 +39,20 @@ impl SpeakerDetector {
     /// One audio packet's level, in dBov (str0m's `audio_level`: 0 loudest, −127 silent).
     pub fn observe(&mut self, track: TrackId, participant: ParticipantId, dbov: i8, now: Instant) {
         let v = f32::from(dbov.clamp(-127, 0));
-        let l = self.levels.entry(track).or_insert(Level { participant, smoothed: -127.0, last: now });
+        let l = self.levels.entry(track).or_insert(Level {
+            participant,
+            smoothed: -127.0,
+            last: now,
+        });
         l.smoothed = 0.8 * l.smoothed + 0.2 * v;
         l.last = now;
     }
 
     pub fn forget(&mut self, track: TrackId) {
         if let Some(l) = self.levels.remove(&track) {
-            if self.current == Some(l.participant) && !self.levels.values().any(|x| x.participant == l.participant) {
+            if self.current == Some(l.participant)
+                && !self.levels.values().any(|x| x.participant == l.participant)
+            {
                 self.current = None;
             }
         }

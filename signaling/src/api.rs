@@ -36,7 +36,14 @@ pub struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiErrorBody { code: self.1.to_string(), message: self.2 })).into_response()
+        (
+            self.0,
+            Json(ApiErrorBody {
+                code: self.1.to_string(),
+                message: self.2,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -44,7 +51,11 @@ impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
         match e {
             HubError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, "invalid", m),
-            HubError::NotFound(what) => ApiError(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            HubError::NotFound(what) => ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
             HubError::Conflict(m) => ApiError(StatusCode::CONFLICT, "conflict", m),
             HubError::Plane(p) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy", p.to_string()),
         }
@@ -61,8 +72,12 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(r) => {
                 let (status, code) = match &r {
-                    JsonRejection::MissingJsonContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-                    _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                    JsonRejection::MissingJsonContentType(_) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    }
+                    _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+                    }
                     // Syntax and data errors alike (axum says 422 for the latter) are 400.
                     _ => (StatusCode::BAD_REQUEST, "invalid_body"),
                 };
@@ -81,13 +96,18 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_second: f64, burst: f64) -> Self {
-        Self { per_second, burst, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_second,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn allow(&self, key: &str, now: Instant) -> bool {
         let mut b = self.buckets.lock();
         let (tokens, at) = b.entry(key.to_string()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -112,11 +132,30 @@ impl Caller {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token".into()))?;
-        let claims = s.hub.keys().verify_any(token.trim(), unix_now()).map_err(|e: AuthError| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing bearer token".into(),
+                )
+            })?;
+        let claims =
+            s.hub
+                .keys()
+                .verify_any(token.trim(), unix_now())
+                .map_err(|e: AuthError| {
+                    ApiError(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+                })?;
         if !s.limiter.allow(&claims.iss, Instant::now()) {
-            return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this API key".into()));
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this API key".into(),
+            ));
         }
         Ok(Caller(claims))
     }
@@ -125,7 +164,11 @@ impl Caller {
         if ok {
             Ok(())
         } else {
-            Err(ApiError(StatusCode::FORBIDDEN, "forbidden", format!("the token lacks the grant: {what}")))
+            Err(ApiError(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("the token lacks the grant: {what}"),
+            ))
         }
     }
 
@@ -138,7 +181,11 @@ fn room_name(name: &str) -> Result<(), ApiError> {
     if valid_room_name(name) {
         Ok(())
     } else {
-        Err(ApiError(StatusCode::BAD_REQUEST, "invalid", "room: 1-128 characters of A-Z a-z 0-9 _ . -".into()))
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "room: 1-128 characters of A-Z a-z 0-9 _ . -".into(),
+        ))
     }
 }
 
@@ -146,7 +193,11 @@ fn identity(id: &str) -> Result<(), ApiError> {
     if !id.is_empty() && id.chars().count() <= 256 && !id.chars().any(|c| c.is_ascii_control()) {
         Ok(())
     } else {
-        Err(ApiError(StatusCode::BAD_REQUEST, "invalid", "identity: 1-256 characters, no control characters".into()))
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "identity: 1-256 characters, no control characters".into(),
+        ))
     }
 }
 
@@ -222,10 +273,20 @@ type R<T> = Result<T, ApiError>;
 #[utoipa::path(post, path = "/api/v1/rooms", request_body = CreateRoom, security(("bearer" = [])),
     responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 201, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
         (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn create_room(State(s): State<ApiState>, headers: HeaderMap, ApiJson(b): ApiJson<CreateRoom>) -> R<(StatusCode, Json<RoomInfo>)> {
+async fn create_room(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<CreateRoom>,
+) -> R<(StatusCode, Json<RoomInfo>)> {
     let c = Caller::from(&s, &headers)?;
     c.need(c.0.video.room_create, "roomCreate")?;
-    Ok((StatusCode::CREATED, Json(s.hub.create_room(&b.name, b.empty_timeout, b.max_participants, b.metadata)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.hub
+                .create_room(&b.name, b.empty_timeout, b.max_participants, b.metadata)?,
+        ),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/rooms", security(("bearer" = [])),
@@ -233,21 +294,35 @@ async fn create_room(State(s): State<ApiState>, headers: HeaderMap, ApiJson(b): 
 async fn list_rooms(State(s): State<ApiState>, headers: HeaderMap) -> R<Json<RoomList>> {
     let c = Caller::from(&s, &headers)?;
     c.need(c.0.video.room_list, "roomList")?;
-    Ok(Json(RoomList { rooms: s.hub.list_rooms() }))
+    Ok(Json(RoomList {
+        rooms: s.hub.list_rooms(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/rooms/{room}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn get_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>) -> R<Json<RoomInfo>> {
+async fn get_room(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> R<Json<RoomInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
-    c.need(c.0.video.room_list || c.0.video.admin_of(&room), "roomList or roomAdmin")?;
+    c.need(
+        c.0.video.room_list || c.0.video.admin_of(&room),
+        "roomList or roomAdmin",
+    )?;
     Ok(Json(s.hub.get_room(&room)?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/rooms/{room}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), request_body = UpdateRoom, security(("bearer" = [])),
     responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 200, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn update_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, ApiJson(b): ApiJson<UpdateRoom>) -> R<Json<RoomInfo>> {
+async fn update_room(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    ApiJson(b): ApiJson<UpdateRoom>,
+) -> R<Json<RoomInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     c.admin(&room)?;
@@ -256,31 +331,51 @@ async fn update_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): 
 
 #[utoipa::path(delete, path = "/api/v1/rooms/{room}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), request_body(content = Option<DeleteRoom>), security(("bearer" = [])),
     responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn delete_room(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, body: axum::body::Bytes) -> R<StatusCode> {
+async fn delete_room(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> R<StatusCode> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
-    c.need(c.0.video.room_create || c.0.video.admin_of(&room), "roomCreate or roomAdmin")?;
+    c.need(
+        c.0.video.room_create || c.0.video.admin_of(&room),
+        "roomCreate or roomAdmin",
+    )?;
     let b: DeleteRoom = if body.is_empty() || body.as_ref() == b"null" {
         DeleteRoom::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
     };
-    s.hub.delete_room(&room, b.reason.as_deref().unwrap_or("the room was closed"))?;
+    s.hub
+        .delete_room(&room, b.reason.as_deref().unwrap_or("the room was closed"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/participants", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, body = ParticipantList), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn list_participants(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>) -> R<Json<ParticipantList>> {
+async fn list_participants(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> R<Json<ParticipantList>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     c.admin(&room)?;
-    Ok(Json(ParticipantList { participants: s.hub.list_participants(&room)? }))
+    Ok(Json(ParticipantList {
+        participants: s.hub.list_participants(&room)?,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), security(("bearer" = [])),
     responses((status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn get_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>) -> R<Json<ParticipantInfo>> {
+async fn get_participant(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, id)): Path<(String, String)>,
+) -> R<Json<ParticipantInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     identity(&id)?;
@@ -290,28 +385,48 @@ async fn get_participant(State(s): State<ApiState>, headers: HeaderMap, Path((ro
 
 #[utoipa::path(patch, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), request_body = UpdateParticipant, security(("bearer" = [])),
     responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn update_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>, ApiJson(b): ApiJson<UpdateParticipant>) -> R<Json<ParticipantInfo>> {
+async fn update_participant(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<UpdateParticipant>,
+) -> R<Json<ParticipantInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     identity(&id)?;
     c.admin(&room)?;
-    Ok(Json(s.hub.update_participant(&room, &id, b.metadata, b.permissions)?))
+    Ok(Json(s.hub.update_participant(
+        &room,
+        &id,
+        b.metadata,
+        b.permissions,
+    )?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), security(("bearer" = [])),
     responses((status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn remove_participant(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>) -> R<StatusCode> {
+async fn remove_participant(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, id)): Path<(String, String)>,
+) -> R<StatusCode> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     identity(&id)?;
     c.admin(&room)?;
-    s.hub.remove_participant(&room, &id, "removed by the room's administrator")?;
+    s.hub
+        .remove_participant(&room, &id, "removed by the room's administrator")?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/participants/{identity}/mute", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), request_body = MuteTrack, security(("bearer" = [])),
     responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 200, body = ParticipantInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn mute(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): Path<(String, String)>, ApiJson(b): ApiJson<MuteTrack>) -> R<Json<ParticipantInfo>> {
+async fn mute(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<MuteTrack>,
+) -> R<Json<ParticipantInfo>> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     identity(&id)?;
@@ -321,7 +436,12 @@ async fn mute(State(s): State<ApiState>, headers: HeaderMap, Path((room, id)): P
 
 #[utoipa::path(post, path = "/api/v1/rooms/{room}/data", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$")), request_body = SendData, security(("bearer" = [])),
     responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 202), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
-async fn send_data(State(s): State<ApiState>, headers: HeaderMap, Path(room): Path<String>, ApiJson(b): ApiJson<SendData>) -> R<StatusCode> {
+async fn send_data(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    ApiJson(b): ApiJson<SendData>,
+) -> R<StatusCode> {
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     c.admin(&room)?;
@@ -337,7 +457,12 @@ impl utoipa::Modify for Bearer {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -356,17 +481,32 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "not_found", "no such API route".into())
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such API route".into(),
+    )
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/rooms", post(create_room).get(list_rooms))
-        .route("/api/v1/rooms/{room}", get(get_room).patch(update_room).delete(delete_room))
+        .route(
+            "/api/v1/rooms/{room}",
+            get(get_room).patch(update_room).delete(delete_room),
+        )
         .route("/api/v1/rooms/{room}/participants", get(list_participants))
-        .route("/api/v1/rooms/{room}/participants/{identity}", get(get_participant).patch(update_participant).delete(remove_participant))
-        .route("/api/v1/rooms/{room}/participants/{identity}/mute", post(mute))
+        .route(
+            "/api/v1/rooms/{room}/participants/{identity}",
+            get(get_participant)
+                .patch(update_participant)
+                .delete(remove_participant),
+        )
+        .route(
+            "/api/v1/rooms/{room}/participants/{identity}/mute",
+            post(mute),
+        )
         .route("/api/v1/rooms/{room}/data", post(send_data))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
         .layer(DefaultBodyLimit::max(MAX_BODY))

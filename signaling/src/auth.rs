@@ -63,7 +63,11 @@ impl Default for VideoGrant {
 impl VideoGrant {
     /// A participant grant for `room`.
     pub fn join(room: &str) -> Self {
-        Self { room: room.to_string(), room_join: true, ..Self::default() }
+        Self {
+            room: room.to_string(),
+            room_join: true,
+            ..Self::default()
+        }
     }
 
     /// May administer `room` (a room-scoped or global admin grant).
@@ -121,17 +125,24 @@ pub struct KeyStore {
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyStore").field("keys", &self.secrets.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("KeyStore")
+            .field("keys", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl KeyStore {
     pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { secrets: pairs.into_iter().collect() }
+        Self {
+            secrets: pairs.into_iter().collect(),
+        }
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -141,7 +152,12 @@ impl KeyStore {
     /// Sign arbitrary JSON claims (tests, tools).
     pub fn mint_json(&self, key: &str, claims: &serde_json::Value) -> Option<String> {
         let secret = self.secrets.get(key)?;
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).ok()
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .ok()
     }
 
     /// The secret of a key (webhook signing).
@@ -159,7 +175,12 @@ impl KeyStore {
     /// Sign claims with the named key.
     pub fn mint(&self, key: &str, claims: &Claims) -> Option<String> {
         let secret = self.secrets.get(key)?;
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).ok()
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .ok()
     }
 
     /// Verify a participant token (one with `roomJoin` for a room) at `now`.
@@ -176,18 +197,22 @@ impl KeyStore {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let unverified: Claims =
-            jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| AuthError::Malformed)?;
-        let secret = self.secrets.get(&unverified.iss).ok_or(AuthError::UnknownKey)?;
+        let unverified: Claims = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| AuthError::Malformed)?;
+        let secret = self
+            .secrets
+            .get(&unverified.iss)
+            .ok_or(AuthError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::HS256);
         v.validate_exp = false; // checked below against the caller's clock
         v.validate_nbf = false;
         v.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
-                _ => AuthError::Malformed,
-            })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
+                    _ => AuthError::Malformed,
+                })?;
         let c = data.claims;
         if c.exp <= now {
             return Err(AuthError::Expired);
@@ -216,7 +241,10 @@ mod tests {
 
     #[test]
     fn verify_table() {
-        let ks = KeyStore::new([("k1".into(), "secret-one".into()), ("k2".into(), "secret-two".into())]);
+        let ks = KeyStore::new([
+            ("k1".into(), "secret-one".into()),
+            ("k2".into(), "secret-two".into()),
+        ]);
         let other = KeyStore::new([("k1".into(), "forged".into())]);
         let now = 1_000_000;
         let good = ks.mint("k1", &claims(now + 60)).unwrap();
@@ -225,11 +253,44 @@ mod tests {
             (String::new(), AuthError::Missing),
             ("garbage".into(), AuthError::Malformed),
             (ks.mint("k1", &claims(now - 1)).unwrap(), AuthError::Expired),
-            (other.mint("k1", &claims(now + 60)).unwrap(), AuthError::BadSignature),
-            (ks.mint("k1", &Claims { iss: "k9".into(), ..claims(now + 60) }).unwrap(), AuthError::UnknownKey),
-            (ks.mint("k1", &Claims { nbf: Some(now + 30), ..claims(now + 60) }).unwrap(), AuthError::NotYetValid),
             (
-                ks.mint("k1", &Claims { video: VideoGrant { room_join: false, ..claims(0).video }, ..claims(now + 60) }).unwrap(),
+                other.mint("k1", &claims(now + 60)).unwrap(),
+                AuthError::BadSignature,
+            ),
+            (
+                ks.mint(
+                    "k1",
+                    &Claims {
+                        iss: "k9".into(),
+                        ..claims(now + 60)
+                    },
+                )
+                .unwrap(),
+                AuthError::UnknownKey,
+            ),
+            (
+                ks.mint(
+                    "k1",
+                    &Claims {
+                        nbf: Some(now + 30),
+                        ..claims(now + 60)
+                    },
+                )
+                .unwrap(),
+                AuthError::NotYetValid,
+            ),
+            (
+                ks.mint(
+                    "k1",
+                    &Claims {
+                        video: VideoGrant {
+                            room_join: false,
+                            ..claims(0).video
+                        },
+                        ..claims(now + 60)
+                    },
+                )
+                .unwrap(),
                 AuthError::NoJoinGrant,
             ),
         ];
@@ -239,14 +300,33 @@ mod tests {
         // Old tokens without the newer grant fields still parse, with their defaults.
         let old = ks.mint_json("k1", &serde_json::json!({"iss": "k1", "sub": "x", "exp": now + 60, "video": {"room": "r", "roomJoin": true}})).unwrap();
         let c = ks.verify(&old, now).unwrap();
-        assert!(c.video.can_publish && c.video.can_subscribe && c.video.can_publish_data && !c.video.room_admin);
+        assert!(
+            c.video.can_publish
+                && c.video.can_subscribe
+                && c.video.can_publish_data
+                && !c.video.room_admin
+        );
         // Admin scope
-        assert!(VideoGrant { room_admin: true, ..VideoGrant::join("") }.admin_of("any"));
-        assert!(VideoGrant { room_admin: true, ..VideoGrant::join("a") }.admin_of("a"));
-        assert!(!VideoGrant { room_admin: true, ..VideoGrant::join("a") }.admin_of("b"));
+        assert!(VideoGrant {
+            room_admin: true,
+            ..VideoGrant::join("")
+        }
+        .admin_of("any"));
+        assert!(VideoGrant {
+            room_admin: true,
+            ..VideoGrant::join("a")
+        }
+        .admin_of("a"));
+        assert!(!VideoGrant {
+            room_admin: true,
+            ..VideoGrant::join("a")
+        }
+        .admin_of("b"));
         assert!(!VideoGrant::join("a").admin_of("a"));
         // A token signed by k2's secret but claiming k1 is forged.
-        let forged = KeyStore::new([("k1".into(), "secret-two".into())]).mint("k1", &claims(now + 60)).unwrap();
+        let forged = KeyStore::new([("k1".into(), "secret-two".into())])
+            .mint("k1", &claims(now + 60))
+            .unwrap();
         assert_eq!(ks.verify(&forged, now), Err(AuthError::BadSignature));
     }
 }

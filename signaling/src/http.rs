@@ -27,7 +27,11 @@ pub struct AppState {
 }
 
 pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "code": code, "message": message.into() }))).into_response()
+    (
+        status,
+        Json(json!({ "code": code, "message": message.into() })),
+    )
+        .into_response()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -47,7 +51,8 @@ pub fn router(state: AppState) -> Router {
 
 async fn ws(State(s): State<AppState>, up: WebSocketUpgrade) -> Response {
     let hub = s.hub.clone();
-    up.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(hub, socket))
+    up.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session(hub, socket))
 }
 
 #[derive(Deserialize)]
@@ -65,15 +70,30 @@ struct DevToken {
 
 async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) -> Response {
     let Some(key) = s.dev_key.as_deref() else {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "development tokens are off (the server is not in dev mode)");
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "development tokens are off (the server is not in dev mode)",
+        );
     };
     let room = q.room.unwrap_or_default();
     if !valid_room_name(&room) {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_room", "room: 1-128 characters of A-Z a-z 0-9 _ . -");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_room",
+            "room: 1-128 characters of A-Z a-z 0-9 _ . -",
+        );
     }
     let name = clean_name(q.name.as_deref().unwrap_or(""), "guest");
     // Identities are unique per session in dev mode: the name plus a random suffix.
-    let identity = format!("{}-{:08x}", name.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect::<String>(), rand::random::<u32>());
+    let identity = format!(
+        "{}-{:08x}",
+        name.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(32)
+            .collect::<String>(),
+        rand::random::<u32>()
+    );
     let claims = Claims {
         iss: key.to_string(),
         sub: identity.clone(),
@@ -83,7 +103,16 @@ async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) ->
         video: VideoGrant::join(&room),
     };
     match s.hub.keys().mint(key, &claims) {
-        Some(token) => Json(DevToken { token, room, identity }).into_response(),
-        None => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the dev key is not configured"),
+        Some(token) => Json(DevToken {
+            token,
+            room,
+            identity,
+        })
+        .into_response(),
+        None => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the dev key is not configured",
+        ),
     }
 }

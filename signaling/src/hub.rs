@@ -14,7 +14,10 @@ use tokio::sync::mpsc;
 
 use crate::auth::{unix_now, AuthError, Claims, KeyStore};
 use crate::plane::{MediaPlane, PlaneError};
-use crate::protocol::{close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage, TrackInfo, PROTOCOL_VERSION};
+use crate::protocol::{
+    close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage,
+    TrackInfo, PROTOCOL_VERSION,
+};
 use crate::webhook::{WebhookEvent, Webhooks};
 
 /// What a session's writer task sends on the WebSocket.
@@ -45,7 +48,11 @@ pub struct HubConfig {
 
 impl Default for HubConfig {
     fn default() -> Self {
-        Self { auto_create: true, empty_timeout: 300, max_participants: 0 }
+        Self {
+            auto_create: true,
+            empty_timeout: 300,
+            max_participants: 0,
+        }
     }
 }
 
@@ -120,12 +127,20 @@ pub enum HubError {
 }
 
 pub fn valid_room_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Display names: trimmed, at most 64 characters, never empty.
 pub fn clean_name(s: &str, fallback: &str) -> String {
-    let t: String = s.trim().chars().filter(|c| !c.is_control()).take(64).collect();
+    let t: String = s
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
     if t.is_empty() {
         fallback.chars().take(64).collect()
     } else {
@@ -155,7 +170,12 @@ impl Hub {
         Self::with_config(keys, plane, HubConfig::default(), None)
     }
 
-    pub fn with_config(keys: KeyStore, plane: Arc<dyn MediaPlane>, config: HubConfig, webhooks: Option<Webhooks>) -> Self {
+    pub fn with_config(
+        keys: KeyStore,
+        plane: Arc<dyn MediaPlane>,
+        config: HubConfig,
+        webhooks: Option<Webhooks>,
+    ) -> Self {
         Self {
             keys,
             plane,
@@ -182,7 +202,13 @@ impl Hub {
         }
     }
 
-    fn new_room(&self, name: &str, empty_timeout: Option<u64>, max_participants: Option<u32>, metadata: String) -> Room {
+    fn new_room(
+        &self,
+        name: &str,
+        empty_timeout: Option<u64>,
+        max_participants: Option<u32>,
+        metadata: String,
+    ) -> Room {
         let info = RoomInfo {
             name: name.to_string(),
             sid: format!("RM_{}", self.next_sid.fetch_add(1, Ordering::Relaxed)),
@@ -193,33 +219,70 @@ impl Hub {
             num_participants: 0,
         };
         self.hook(WebhookEvent::room("room_started", &info));
-        Room { info, members: BTreeMap::new(), empty_since: Some(Instant::now()) }
+        Room {
+            info,
+            members: BTreeMap::new(),
+            empty_since: Some(Instant::now()),
+        }
     }
 
     /// Verify a token and admit its holder to the room.
-    pub fn join(&self, token: &str, version: Option<u32>, now: u64) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+    pub fn join(
+        &self,
+        token: &str,
+        version: Option<u32>,
+        now: u64,
+    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
         self.join_inner(token, version, now, false)
     }
 
     /// A WHEP viewer: hidden, publishes nothing, and receives over m-lines it offers
     /// itself (see [`Hub::whep_offer`]).
-    pub fn join_viewer(&self, token: &str, now: u64) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+    pub fn join_viewer(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
         self.join_inner(token, None, now, true)
     }
 
     /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`, or
     /// the room's active speaker when None.
-    pub fn whep_offer(&self, id: ParticipantId, target_identity: Option<&str>, sdp: String) -> Result<(), HubError> {
-        let room = self.dir.lock().room_of.get(&id).cloned().ok_or(HubError::NotFound("participant"))?;
+    pub fn whep_offer(
+        &self,
+        id: ParticipantId,
+        target_identity: Option<&str>,
+        sdp: String,
+    ) -> Result<(), HubError> {
+        let room = self
+            .dir
+            .lock()
+            .room_of
+            .get(&id)
+            .cloned()
+            .ok_or(HubError::NotFound("participant"))?;
         let target = match target_identity {
             Some(t) => Some(self.find(&room, t)?),
             None => None,
         };
-        self.plane.send(&RoomId(room), Command::WhepOffer { participant: id, target, sdp })?;
+        self.plane.send(
+            &RoomId(room),
+            Command::WhepOffer {
+                participant: id,
+                target,
+                sdp,
+            },
+        )?;
         Ok(())
     }
 
-    fn join_inner(&self, token: &str, version: Option<u32>, now: u64, viewer: bool) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+    fn join_inner(
+        &self,
+        token: &str,
+        version: Option<u32>,
+        now: u64,
+        viewer: bool,
+    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
         if let Some(v) = version {
             if v != PROTOCOL_VERSION {
                 return Err(JoinError::UnsupportedVersion(v));
@@ -245,7 +308,11 @@ impl Hub {
             audio_muted: false,
             video_muted: false,
             metadata: String::new(),
-            permissions: Permissions { can_publish: g.can_publish, can_subscribe: g.can_subscribe, can_publish_data: g.can_publish_data },
+            permissions: Permissions {
+                can_publish: g.can_publish,
+                can_subscribe: g.can_subscribe,
+                can_publish_data: g.can_publish_data,
+            },
             joined_at: unix_now(),
         };
         // Registered before the media plane hears of it, so that no event for it is lost.
@@ -261,18 +328,37 @@ impl Hub {
             }
             let r = dir.rooms.get_mut(&room.0).expect("inserted above");
             // One session per identity and room: a new join replaces the old session.
-            let replaced = r.members.values().find(|m| m.info.identity == info.identity).map(|m| m.info.id);
+            let replaced = r
+                .members
+                .values()
+                .find(|m| m.info.identity == info.identity)
+                .map(|m| m.info.id);
             let max = r.info.max_participants;
             let counted = r.members.len() - usize::from(replaced.is_some());
             if max > 0 && counted >= max as usize {
                 return Err(JoinError::RoomFull(max));
             }
-            let others: Vec<ParticipantInfo> =
-                r.members.values().filter(|m| Some(m.info.id) != replaced && !m.hidden).map(|m| m.info.clone()).collect();
-            let joined = ServerMessage::Joined { version: PROTOCOL_VERSION, room: room.0.clone(), participant: info.clone(), others };
+            let others: Vec<ParticipantInfo> = r
+                .members
+                .values()
+                .filter(|m| Some(m.info.id) != replaced && !m.hidden)
+                .map(|m| m.info.clone())
+                .collect();
+            let joined = ServerMessage::Joined {
+                version: PROTOCOL_VERSION,
+                room: room.0.clone(),
+                participant: info.clone(),
+                others,
+            };
             let _ = tx.try_send(Outbound::Message(joined));
             if !g.hidden {
-                broadcast(&r.members, None, ServerMessage::ParticipantJoined { participant: info.clone() });
+                broadcast(
+                    &r.members,
+                    None,
+                    ServerMessage::ParticipantJoined {
+                        participant: info.clone(),
+                    },
+                );
             }
             r.members.insert(
                 id,
@@ -298,7 +384,12 @@ impl Hub {
         }
         // A viewer's subscriber connection is made by its own offer, not by the server's.
         let can_subscribe = g.can_subscribe && !viewer;
-        let join = Command::Join { room: room.clone(), participant: id, can_publish: g.can_publish, can_subscribe };
+        let join = Command::Join {
+            room: room.clone(),
+            participant: id,
+            can_publish: g.can_publish,
+            can_subscribe,
+        };
         if let Err(e) = self.plane.send(&room, join) {
             self.remove(id, "the media plane is busy", false);
             return Err(e.into());
@@ -309,20 +400,41 @@ impl Hub {
 
     /// A message from a joined client. Errors go back to that client only.
     pub fn handle(&self, id: ParticipantId, msg: ClientMessage) {
-        let Some(room) = self.dir.lock().room_of.get(&id).cloned().map(RoomId) else { return };
+        let Some(room) = self.dir.lock().room_of.get(&id).cloned().map(RoomId) else {
+            return;
+        };
         let cmd = match msg {
-            ClientMessage::Join { .. } => return self.reply_error(id, ErrorCode::BadState, "already joined"),
+            ClientMessage::Join { .. } => {
+                return self.reply_error(id, ErrorCode::BadState, "already joined")
+            }
             ClientMessage::Ping {} => return self.send_to(id, ServerMessage::Pong),
             ClientMessage::Leave {} => return self.leave(id),
             ClientMessage::Mute { kind, muted } => return self.client_mute(id, &room, kind, muted),
-            ClientMessage::Data { payload, topic, destination } => {
-                if !self.with_member(id, |m| m.info.permissions.can_publish_data).unwrap_or(false) {
-                    return self.reply_error(id, ErrorCode::NotAllowed, "the token does not grant publishing data");
+            ClientMessage::Data {
+                payload,
+                topic,
+                destination,
+            } => {
+                if !self
+                    .with_member(id, |m| m.info.permissions.can_publish_data)
+                    .unwrap_or(false)
+                {
+                    return self.reply_error(
+                        id,
+                        ErrorCode::NotAllowed,
+                        "the token does not grant publishing data",
+                    );
                 }
                 if payload.len() > MAX_DATA {
-                    return self.reply_error(id, ErrorCode::BadMessage, format!("data payload over {MAX_DATA} bytes"));
+                    return self.reply_error(
+                        id,
+                        ErrorCode::BadMessage,
+                        format!("data payload over {MAX_DATA} bytes"),
+                    );
                 }
-                return self.deliver_data(&room.0, Some(id), topic, payload, |p| destination.is_empty() || destination.contains(&p.id));
+                return self.deliver_data(&room.0, Some(id), topic, payload, |p| {
+                    destination.is_empty() || destination.contains(&p.id)
+                });
             }
             ClientMessage::PublishOffer { sdp, sources } => {
                 let checked = self.with_member(id, |m| {
@@ -337,28 +449,58 @@ impl Hub {
                     Some(Ok(())) => {
                         // What each m-line carries sets its priority at subscribers (screen
                         // share first); the shard takes it before the offer.
-                        let declared = sources.iter().map(|(mid, s)| (mid.clone(), TrackSource::parse(s))).collect();
-                        if let Err(e) = self.plane.send(&room, Command::SetSources { participant: id, sources: declared }) {
+                        let declared = sources
+                            .iter()
+                            .map(|(mid, s)| (mid.clone(), TrackSource::parse(s)))
+                            .collect();
+                        if let Err(e) = self.plane.send(
+                            &room,
+                            Command::SetSources {
+                                participant: id,
+                                sources: declared,
+                            },
+                        ) {
                             return self.reply_error(id, ErrorCode::Busy, e.to_string());
                         }
-                        Command::PublishOffer { participant: id, sdp }
+                        Command::PublishOffer {
+                            participant: id,
+                            sdp,
+                        }
                     }
                     Some(Err(why)) => return self.reply_error(id, ErrorCode::NotAllowed, why),
                     None => return,
                 }
             }
-            ClientMessage::SubscribeAnswer { sdp } => Command::SubscribeAnswer { participant: id, sdp },
-            ClientMessage::Viewport { track, width, height, visible } => {
-                Command::SetViewport { participant: id, track, width, height, visible }
-            }
-            ClientMessage::PreferredQuality { track, quality } => {
-                Command::SetPreferredLayer { participant: id, track, max_rank: quality.map(Quality::max_rank) }
-            }
+            ClientMessage::SubscribeAnswer { sdp } => Command::SubscribeAnswer {
+                participant: id,
+                sdp,
+            },
+            ClientMessage::Viewport {
+                track,
+                width,
+                height,
+                visible,
+            } => Command::SetViewport {
+                participant: id,
+                track,
+                width,
+                height,
+                visible,
+            },
+            ClientMessage::PreferredQuality { track, quality } => Command::SetPreferredLayer {
+                participant: id,
+                track,
+                max_rank: quality.map(Quality::max_rank),
+            },
             ClientMessage::Candidate { pc, candidate } => {
                 if candidate.trim().is_empty() {
                     return; // end of candidates
                 }
-                Command::Candidate { participant: id, pc, candidate }
+                Command::Candidate {
+                    participant: id,
+                    pc,
+                    candidate,
+                }
             }
         };
         if let Err(e) = self.plane.send(&room, cmd) {
@@ -374,8 +516,12 @@ impl Hub {
 
     fn client_mute(&self, id: ParticipantId, room: &RoomId, kind: TrackKind, muted: bool) {
         let mut dir = self.dir.lock();
-        let Some(r) = dir.rooms.get_mut(&room.0) else { return };
-        let Some(m) = r.members.get_mut(&id) else { return };
+        let Some(r) = dir.rooms.get_mut(&room.0) else {
+            return;
+        };
+        let Some(m) = r.members.get_mut(&id) else {
+            return;
+        };
         if !muted && m.admin_muted[kind_index(kind)] {
             let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error {
                 code: ErrorCode::NotAllowed,
@@ -384,7 +530,16 @@ impl Hub {
             return;
         }
         set_muted_flag(&mut m.info, kind, muted);
-        broadcast(&r.members, Some(id), ServerMessage::MuteChanged { participant: id, kind, muted, by_admin: false });
+        broadcast(
+            &r.members,
+            Some(id),
+            ServerMessage::MuteChanged {
+                participant: id,
+                kind,
+                muted,
+                by_admin: false,
+            },
+        );
     }
 
     /// The client left or its WebSocket closed.
@@ -396,17 +551,30 @@ impl Hub {
         let (room, member, hook) = {
             let mut guard = self.dir.lock();
             let dir = &mut *guard;
-            let Some(room) = dir.room_of.remove(&id) else { return };
-            let Some(r) = dir.rooms.get_mut(&room) else { return };
+            let Some(room) = dir.room_of.remove(&id) else {
+                return;
+            };
+            let Some(r) = dir.rooms.get_mut(&room) else {
+                return;
+            };
             let member = r.members.remove(&id);
             if member.as_ref().is_some_and(|m| !m.hidden) {
-                broadcast(&r.members, None, ServerMessage::ParticipantLeft { participant: id, reason: reason.to_string() });
+                broadcast(
+                    &r.members,
+                    None,
+                    ServerMessage::ParticipantLeft {
+                        participant: id,
+                        reason: reason.to_string(),
+                    },
+                );
             }
             if r.members.is_empty() {
                 r.empty_since = Some(Instant::now());
             }
             r.info.num_participants = r.members.len();
-            let hook = member.as_ref().map(|m| WebhookEvent::participant("participant_left", &r.info, &m.info));
+            let hook = member
+                .as_ref()
+                .map(|m| WebhookEvent::participant("participant_left", &r.info, &m.info));
             (RoomId(room), member, hook)
         };
         if let Some(h) = hook {
@@ -415,8 +583,14 @@ impl Hub {
         let _ = self.plane.send(&room, Command::Leave { participant: id });
         if close {
             if let Some(m) = member {
-                let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error { code: ErrorCode::Removed, message: reason.to_string() }));
-                let _ = m.tx.try_send(Outbound::Close { code: close_code::REMOVED, reason: reason.to_string() });
+                let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error {
+                    code: ErrorCode::Removed,
+                    message: reason.to_string(),
+                }));
+                let _ = m.tx.try_send(Outbound::Close {
+                    code: close_code::REMOVED,
+                    reason: reason.to_string(),
+                });
             }
         }
         tracing::info!(participant = %id, room = %room, reason, "left");
@@ -424,11 +598,19 @@ impl Hub {
 
     /// Tell one client its message was refused; the session stays up.
     pub fn reply_error(&self, id: ParticipantId, code: ErrorCode, message: impl Into<String>) {
-        self.send_to(id, ServerMessage::Error { code, message: message.into() });
+        self.send_to(
+            id,
+            ServerMessage::Error {
+                code,
+                message: message.into(),
+            },
+        );
     }
 
     fn send_to(&self, id: ParticipantId, msg: ServerMessage) {
-        let full = self.with_member(id, |m| m.tx.try_send(Outbound::Message(msg)).is_err()).unwrap_or(false);
+        let full = self
+            .with_member(id, |m| m.tx.try_send(Outbound::Message(msg)).is_err())
+            .unwrap_or(false);
         if full {
             tracing::warn!(participant = %id, "signaling queue full: disconnecting");
             self.remove(id, "signaling queue overflow", true);
@@ -438,58 +620,131 @@ impl Hub {
     /// An event from the media plane.
     pub fn on_media_event(&self, ev: Event) {
         match ev {
-            Event::PublishAnswer { participant, sdp } => self.send_to(participant, ServerMessage::PublishAnswer { sdp }),
-            Event::SubscribeOffer { participant, sdp, tracks } => {
-                self.send_to(participant, ServerMessage::SubscribeOffer { sdp, tracks })
+            Event::PublishAnswer { participant, sdp } => {
+                self.send_to(participant, ServerMessage::PublishAnswer { sdp })
             }
+            Event::SubscribeOffer {
+                participant,
+                sdp,
+                tracks,
+            } => self.send_to(participant, ServerMessage::SubscribeOffer { sdp, tracks }),
             Event::Connected { .. } => {}
-            Event::TrackPublished { room, participant, track, kind, rids, mid } => {
+            Event::TrackPublished {
+                room,
+                participant,
+                track,
+                kind,
+                rids,
+                mid,
+            } => {
                 let mut dir = self.dir.lock();
-                let Some(r) = dir.rooms.get_mut(&room.0) else { return };
-                let Some(m) = r.members.get_mut(&participant) else { return };
+                let Some(r) = dir.rooms.get_mut(&room.0) else {
+                    return;
+                };
+                let Some(m) = r.members.get_mut(&participant) else {
+                    return;
+                };
                 let source = m.sources.get(&mid).cloned().unwrap_or_default();
-                let info = TrackInfo { id: track, kind, simulcast: rids, source };
+                let info = TrackInfo {
+                    id: track,
+                    kind,
+                    simulcast: rids,
+                    source,
+                };
                 m.info.tracks.push(info.clone());
                 let hidden = m.hidden;
                 let hook = WebhookEvent::track("track_published", &r.info, &m.info, &info);
                 if !hidden {
-                    broadcast(&r.members, Some(participant), ServerMessage::TrackPublished { participant, track: info });
+                    broadcast(
+                        &r.members,
+                        Some(participant),
+                        ServerMessage::TrackPublished {
+                            participant,
+                            track: info,
+                        },
+                    );
                 }
                 drop(dir);
                 self.hook(hook);
             }
-            Event::TrackUnpublished { room, participant, track } => {
+            Event::TrackUnpublished {
+                room,
+                participant,
+                track,
+            } => {
                 let mut dir = self.dir.lock();
-                let Some(r) = dir.rooms.get_mut(&room.0) else { return };
-                let Some(m) = r.members.get_mut(&participant) else { return };
-                let Some(pos) = m.info.tracks.iter().position(|t| t.id == track) else { return };
+                let Some(r) = dir.rooms.get_mut(&room.0) else {
+                    return;
+                };
+                let Some(m) = r.members.get_mut(&participant) else {
+                    return;
+                };
+                let Some(pos) = m.info.tracks.iter().position(|t| t.id == track) else {
+                    return;
+                };
                 let info = m.info.tracks.remove(pos);
                 let hidden = m.hidden;
                 let hook = WebhookEvent::track("track_unpublished", &r.info, &m.info, &info);
                 if !hidden {
-                    broadcast(&r.members, Some(participant), ServerMessage::TrackUnpublished { participant, track });
+                    broadcast(
+                        &r.members,
+                        Some(participant),
+                        ServerMessage::TrackUnpublished { participant, track },
+                    );
                 }
                 drop(dir);
                 self.hook(hook);
             }
-            Event::SubscriptionChanged { participant, track, layer, paused } => {
-                self.send_to(participant, ServerMessage::SubscriptionChanged { track, layer, paused })
-            }
-            Event::PublisherLayers { participant, track, mid, layers } => {
-                self.send_to(participant, ServerMessage::PublisherLayers { track, mid, layers })
-            }
-            Event::SubscriptionStats { participant, estimate_bps, subscriptions } => {
-                self.send_to(participant, ServerMessage::SubscriptionStats { estimate_bps, subscriptions })
-            }
+            Event::SubscriptionChanged {
+                participant,
+                track,
+                layer,
+                paused,
+            } => self.send_to(
+                participant,
+                ServerMessage::SubscriptionChanged {
+                    track,
+                    layer,
+                    paused,
+                },
+            ),
+            Event::PublisherLayers {
+                participant,
+                track,
+                mid,
+                layers,
+            } => self.send_to(
+                participant,
+                ServerMessage::PublisherLayers { track, mid, layers },
+            ),
+            Event::SubscriptionStats {
+                participant,
+                estimate_bps,
+                subscriptions,
+            } => self.send_to(
+                participant,
+                ServerMessage::SubscriptionStats {
+                    estimate_bps,
+                    subscriptions,
+                },
+            ),
             Event::ActiveSpeaker { room, participant } => {
                 let dir = self.dir.lock();
                 if let Some(r) = dir.rooms.get(&room.0) {
                     if r.members.get(&participant).is_some_and(|m| !m.hidden) {
-                        broadcast(&r.members, None, ServerMessage::ActiveSpeaker { participant });
+                        broadcast(
+                            &r.members,
+                            None,
+                            ServerMessage::ActiveSpeaker { participant },
+                        );
                     }
                 }
             }
-            Event::ParticipantGone { participant, reason, .. } => {
+            Event::ParticipantGone {
+                participant,
+                reason,
+                ..
+            } => {
                 if reason != GoneReason::Left {
                     let why = match reason {
                         GoneReason::IceTimeout => "connection lost (ICE timeout)",
@@ -498,9 +753,13 @@ impl Hub {
                     self.remove(participant, why, true);
                 }
             }
-            Event::CommandFailed { participant, error } => {
-                self.send_to(participant, ServerMessage::Error { code: ErrorCode::Media, message: error.to_string() })
-            }
+            Event::CommandFailed { participant, error } => self.send_to(
+                participant,
+                ServerMessage::Error {
+                    code: ErrorCode::Media,
+                    message: error.to_string(),
+                },
+            ),
         }
     }
 
@@ -511,10 +770,20 @@ impl Hub {
             let expired: Vec<String> = dir
                 .rooms
                 .iter()
-                .filter(|(_, r)| r.members.is_empty() && r.empty_since.is_some_and(|t| now.saturating_duration_since(t) >= Duration::from_secs(r.info.empty_timeout)))
+                .filter(|(_, r)| {
+                    r.members.is_empty()
+                        && r.empty_since.is_some_and(|t| {
+                            now.saturating_duration_since(t)
+                                >= Duration::from_secs(r.info.empty_timeout)
+                        })
+                })
                 .map(|(n, _)| n.clone())
                 .collect();
-            expired.iter().filter_map(|n| dir.rooms.remove(n)).map(|r| r.info).collect()
+            expired
+                .iter()
+                .filter_map(|n| dir.rooms.remove(n))
+                .map(|r| r.info)
+                .collect()
         };
         for info in &gone {
             self.plane.room_closed(&RoomId(info.name.clone()));
@@ -525,20 +794,37 @@ impl Hub {
 
     /// Participants of a room (tests, API).
     pub fn room_members(&self, room: &str) -> Vec<ParticipantInfo> {
-        self.dir.lock().rooms.get(room).map(|r| r.members.values().map(|m| m.info.clone()).collect()).unwrap_or_default()
+        self.dir
+            .lock()
+            .rooms
+            .get(room)
+            .map(|r| r.members.values().map(|m| m.info.clone()).collect())
+            .unwrap_or_default()
     }
 
     // ---- the REST API's operations ----
 
-    pub fn create_room(&self, name: &str, empty_timeout: Option<u64>, max_participants: Option<u32>, metadata: String) -> Result<RoomInfo, HubError> {
+    pub fn create_room(
+        &self,
+        name: &str,
+        empty_timeout: Option<u64>,
+        max_participants: Option<u32>,
+        metadata: String,
+    ) -> Result<RoomInfo, HubError> {
         if !valid_room_name(name) {
-            return Err(HubError::Invalid("name: 1-128 characters of A-Z a-z 0-9 _ . -".into()));
+            return Err(HubError::Invalid(
+                "name: 1-128 characters of A-Z a-z 0-9 _ . -".into(),
+            ));
         }
         if metadata.len() > MAX_METADATA {
-            return Err(HubError::Invalid(format!("metadata: at most {MAX_METADATA} bytes")));
+            return Err(HubError::Invalid(format!(
+                "metadata: at most {MAX_METADATA} bytes"
+            )));
         }
         if empty_timeout.is_some_and(|t| t > 7 * 24 * 3600) {
-            return Err(HubError::Invalid("empty_timeout: at most 604800 seconds".into()));
+            return Err(HubError::Invalid(
+                "empty_timeout: at most 604800 seconds".into(),
+            ));
         }
         let mut dir = self.dir.lock();
         if dir.rooms.contains_key(name) {
@@ -551,13 +837,24 @@ impl Hub {
     }
 
     pub fn list_rooms(&self) -> Vec<RoomInfo> {
-        let mut v: Vec<RoomInfo> = self.dir.lock().rooms.values().map(|r| r.info.clone()).collect();
+        let mut v: Vec<RoomInfo> = self
+            .dir
+            .lock()
+            .rooms
+            .values()
+            .map(|r| r.info.clone())
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
     pub fn get_room(&self, name: &str) -> Result<RoomInfo, HubError> {
-        self.dir.lock().rooms.get(name).map(|r| r.info.clone()).ok_or(HubError::NotFound("room"))
+        self.dir
+            .lock()
+            .rooms
+            .get(name)
+            .map(|r| r.info.clone())
+            .ok_or(HubError::NotFound("room"))
     }
 
     /// Close a room now: everyone is disconnected with `reason`.
@@ -581,12 +878,17 @@ impl Hub {
     fn find(&self, room: &str, identity: &str) -> Result<ParticipantId, HubError> {
         let dir = self.dir.lock();
         let r = dir.rooms.get(room).ok_or(HubError::NotFound("room"))?;
-        r.members.values().find(|m| m.info.identity == identity).map(|m| m.info.id).ok_or(HubError::NotFound("participant"))
+        r.members
+            .values()
+            .find(|m| m.info.identity == identity)
+            .map(|m| m.info.id)
+            .ok_or(HubError::NotFound("participant"))
     }
 
     pub fn get_participant(&self, room: &str, identity: &str) -> Result<ParticipantInfo, HubError> {
         let id = self.find(room, identity)?;
-        self.with_member(id, |m| m.info.clone()).ok_or(HubError::NotFound("participant"))
+        self.with_member(id, |m| m.info.clone())
+            .ok_or(HubError::NotFound("participant"))
     }
 
     pub fn list_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, HubError> {
@@ -595,40 +897,85 @@ impl Hub {
         Ok(r.members.values().map(|m| m.info.clone()).collect())
     }
 
-    pub fn remove_participant(&self, room: &str, identity: &str, reason: &str) -> Result<(), HubError> {
+    pub fn remove_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        reason: &str,
+    ) -> Result<(), HubError> {
         let id = self.find(room, identity)?;
         self.remove(id, reason, true);
         Ok(())
     }
 
     /// An admin mute: enforced by the media plane (nothing is forwarded) and shown to all.
-    pub fn admin_mute(&self, room: &str, identity: &str, kind: TrackKind, muted: bool) -> Result<ParticipantInfo, HubError> {
+    pub fn admin_mute(
+        &self,
+        room: &str,
+        identity: &str,
+        kind: TrackKind,
+        muted: bool,
+    ) -> Result<ParticipantInfo, HubError> {
         let id = self.find(room, identity)?;
-        self.plane.send(&RoomId(room.to_string()), Command::SetMuted { participant: id, kind, muted })?;
+        self.plane.send(
+            &RoomId(room.to_string()),
+            Command::SetMuted {
+                participant: id,
+                kind,
+                muted,
+            },
+        )?;
         let mut dir = self.dir.lock();
         let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
-        let m = r.members.get_mut(&id).ok_or(HubError::NotFound("participant"))?;
+        let m = r
+            .members
+            .get_mut(&id)
+            .ok_or(HubError::NotFound("participant"))?;
         m.admin_muted[kind_index(kind)] = muted;
         set_muted_flag(&mut m.info, kind, muted);
         let info = m.info.clone();
-        broadcast(&r.members, None, ServerMessage::MuteChanged { participant: id, kind, muted, by_admin: true });
+        broadcast(
+            &r.members,
+            None,
+            ServerMessage::MuteChanged {
+                participant: id,
+                kind,
+                muted,
+                by_admin: true,
+            },
+        );
         Ok(info)
     }
 
-    pub fn update_participant(&self, room: &str, identity: &str, metadata: Option<String>, permissions: Option<Permissions>) -> Result<ParticipantInfo, HubError> {
+    pub fn update_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        metadata: Option<String>,
+        permissions: Option<Permissions>,
+    ) -> Result<ParticipantInfo, HubError> {
         if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA) {
-            return Err(HubError::Invalid(format!("metadata: at most {MAX_METADATA} bytes")));
+            return Err(HubError::Invalid(format!(
+                "metadata: at most {MAX_METADATA} bytes"
+            )));
         }
         let id = self.find(room, identity)?;
         if let Some(p) = permissions {
             self.plane.send(
                 &RoomId(room.to_string()),
-                Command::SetPermissions { participant: id, can_publish: p.can_publish, can_subscribe: p.can_subscribe },
+                Command::SetPermissions {
+                    participant: id,
+                    can_publish: p.can_publish,
+                    can_subscribe: p.can_subscribe,
+                },
             )?;
         }
         let mut dir = self.dir.lock();
         let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
-        let m = r.members.get_mut(&id).ok_or(HubError::NotFound("participant"))?;
+        let m = r
+            .members
+            .get_mut(&id)
+            .ok_or(HubError::NotFound("participant"))?;
         if let Some(md) = metadata {
             m.info.metadata = md;
         }
@@ -639,16 +986,27 @@ impl Hub {
         }
         let info = m.info.clone();
         let hidden = m.hidden;
-        let _ = m.tx.try_send(Outbound::Message(ServerMessage::ParticipantUpdated { participant: info.clone() }));
+        let _ =
+            m.tx.try_send(Outbound::Message(ServerMessage::ParticipantUpdated {
+                participant: info.clone(),
+            }));
         if !hidden {
-            broadcast(&r.members, Some(id), ServerMessage::ParticipantUpdated { participant: info.clone() });
+            broadcast(
+                &r.members,
+                Some(id),
+                ServerMessage::ParticipantUpdated {
+                    participant: info.clone(),
+                },
+            );
         }
         Ok(info)
     }
 
     pub fn update_room(&self, room: &str, metadata: String) -> Result<RoomInfo, HubError> {
         if metadata.len() > MAX_METADATA {
-            return Err(HubError::Invalid(format!("metadata: at most {MAX_METADATA} bytes")));
+            return Err(HubError::Invalid(format!(
+                "metadata: at most {MAX_METADATA} bytes"
+            )));
         }
         let mut dir = self.dir.lock();
         let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
@@ -658,22 +1016,47 @@ impl Hub {
     }
 
     /// A data message from the API (to everyone, or to the listed identities).
-    pub fn send_data(&self, room: &str, payload: String, topic: Option<String>, identities: &[String]) -> Result<(), HubError> {
+    pub fn send_data(
+        &self,
+        room: &str,
+        payload: String,
+        topic: Option<String>,
+        identities: &[String],
+    ) -> Result<(), HubError> {
         if payload.len() > MAX_DATA {
-            return Err(HubError::Invalid(format!("payload: at most {MAX_DATA} bytes")));
+            return Err(HubError::Invalid(format!(
+                "payload: at most {MAX_DATA} bytes"
+            )));
         }
         if !self.dir.lock().rooms.contains_key(room) {
             return Err(HubError::NotFound("room"));
         }
-        self.deliver_data(room, None, topic, payload, |p| identities.is_empty() || identities.contains(&p.identity));
+        self.deliver_data(room, None, topic, payload, |p| {
+            identities.is_empty() || identities.contains(&p.identity)
+        });
         Ok(())
     }
 
-    fn deliver_data(&self, room: &str, from: Option<ParticipantId>, topic: Option<String>, payload: String, to: impl Fn(&ParticipantInfo) -> bool) {
+    fn deliver_data(
+        &self,
+        room: &str,
+        from: Option<ParticipantId>,
+        topic: Option<String>,
+        payload: String,
+        to: impl Fn(&ParticipantInfo) -> bool,
+    ) {
         let dir = self.dir.lock();
         let Some(r) = dir.rooms.get(room) else { return };
-        let msg = ServerMessage::Data { from, topic, payload };
-        for m in r.members.values().filter(|m| Some(m.info.id) != from && to(&m.info)) {
+        let msg = ServerMessage::Data {
+            from,
+            topic,
+            payload,
+        };
+        for m in r
+            .members
+            .values()
+            .filter(|m| Some(m.info.id) != from && to(&m.info))
+        {
             let _ = m.tx.try_send(Outbound::Message(msg.clone()));
         }
     }
@@ -681,7 +1064,11 @@ impl Hub {
 
 /// Every m-line of `sdp` must be declared with a known source, and one the token allows
 /// when it limits sources.
-fn check_sources(sdp: &str, declared: &std::collections::BTreeMap<String, String>, allowed: &[String]) -> Result<(), String> {
+fn check_sources(
+    sdp: &str,
+    declared: &std::collections::BTreeMap<String, String>,
+    allowed: &[String],
+) -> Result<(), String> {
     for (mid, src) in declared {
         if !SOURCES.contains(&src.as_str()) {
             return Err(format!("m-line {mid}: unknown source {src:?} (camera, microphone, screen_share, screen_share_audio)"));
@@ -692,8 +1079,14 @@ fn check_sources(sdp: &str, declared: &std::collections::BTreeMap<String, String
     }
     for mid in sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")) {
         match declared.get(mid) {
-            None => return Err(format!("m-line {mid}: the token limits sources, so each m-line needs one")),
-            Some(s) if !allowed.iter().any(|a| a == s) => return Err(format!("the token does not grant publishing {s}")),
+            None => {
+                return Err(format!(
+                    "m-line {mid}: the token limits sources, so each m-line needs one"
+                ))
+            }
+            Some(s) if !allowed.iter().any(|a| a == s) => {
+                return Err(format!("the token does not grant publishing {s}"))
+            }
             Some(_) => {}
         }
     }
@@ -707,7 +1100,11 @@ fn set_muted_flag(info: &mut ParticipantInfo, kind: TrackKind, muted: bool) {
     }
 }
 
-fn broadcast(members: &BTreeMap<ParticipantId, Member>, except: Option<ParticipantId>, msg: ServerMessage) {
+fn broadcast(
+    members: &BTreeMap<ParticipantId, Member>,
+    except: Option<ParticipantId>,
+    msg: ServerMessage,
+) {
     for m in members.values().filter(|m| Some(m.info.id) != except) {
         let _ = m.tx.try_send(Outbound::Message(msg.clone()));
     }

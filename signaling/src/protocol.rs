@@ -2,7 +2,9 @@
 //! `docs/protocol.md` for the conversation and examples.
 
 use serde::{Deserialize, Serialize};
-use sfu_core::{LayerState, OfferedTrack, ParticipantId, PcKind, SubscriptionStat, TrackId, TrackKind};
+use sfu_core::{
+    LayerState, OfferedTrack, ParticipantId, PcKind, SubscriptionStat, TrackId, TrackKind,
+};
 
 /// The protocol version this server speaks. A client sends it in `join`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -26,14 +28,27 @@ pub enum ClientMessage {
         sources: std::collections::BTreeMap<String, String>,
     },
     /// Answer to the latest `subscribe_offer`.
-    SubscribeAnswer { sdp: String },
+    SubscribeAnswer {
+        sdp: String,
+    },
     /// A trickled ICE candidate; an empty string ends gathering.
-    Candidate { pc: PcKind, candidate: String },
+    Candidate {
+        pc: PcKind,
+        candidate: String,
+    },
     /// The client muted or unmuted its microphone or camera.
-    Mute { kind: TrackKind, muted: bool },
+    Mute {
+        kind: TrackKind,
+        muted: bool,
+    },
     /// How big this client shows a video track (device pixels) and whether it is visible:
     /// the server sends the smallest simulcast layer that covers it, nothing when hidden.
-    Viewport { track: TrackId, width: u32, height: u32, visible: bool },
+    Viewport {
+        track: TrackId,
+        width: u32,
+        height: u32,
+        visible: bool,
+    },
     /// The most this client wants of a video track (`low`, `medium`, `high`; absent or
     /// null: no cap). The server may still send less when bandwidth is short.
     PreferredQuality {
@@ -120,18 +135,45 @@ pub enum ServerMessage {
         participant: ParticipantInfo,
         others: Vec<ParticipantInfo>,
     },
-    PublishAnswer { sdp: String },
-    SubscribeOffer { sdp: String, tracks: Vec<OfferedTrack> },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant: ParticipantId, reason: String },
-    TrackPublished { participant: ParticipantId, track: TrackInfo },
-    TrackUnpublished { participant: ParticipantId, track: TrackId },
-    MuteChanged { participant: ParticipantId, kind: TrackKind, muted: bool, by_admin: bool },
+    PublishAnswer {
+        sdp: String,
+    },
+    SubscribeOffer {
+        sdp: String,
+        tracks: Vec<OfferedTrack>,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: ParticipantId,
+        reason: String,
+    },
+    TrackPublished {
+        participant: ParticipantId,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant: ParticipantId,
+        track: TrackId,
+    },
+    MuteChanged {
+        participant: ParticipantId,
+        kind: TrackKind,
+        muted: bool,
+        by_admin: bool,
+    },
     /// Metadata or permissions of a participant changed (sent to everyone, itself too).
-    ParticipantUpdated { participant: ParticipantInfo },
-    RoomUpdated { metadata: String },
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
+    RoomUpdated {
+        metadata: String,
+    },
     /// The room's active speaker changed.
-    ActiveSpeaker { participant: ParticipantId },
+    ActiveSpeaker {
+        participant: ParticipantId,
+    },
     /// What this client receives of a video track changed: another simulcast layer, or
     /// paused for lack of bandwidth (`paused: true`), or resumed.
     SubscriptionChanged {
@@ -142,7 +184,11 @@ pub enum ServerMessage {
     },
     /// Dynacast, to a publisher: encode only the `active` simulcast layers of the video
     /// m-line `mid` (nobody needs the others); apply with `RTCRtpSender.setParameters`.
-    PublisherLayers { track: TrackId, mid: String, layers: Vec<LayerState> },
+    PublisherLayers {
+        track: TrackId,
+        mid: String,
+        layers: Vec<LayerState>,
+    },
     /// Every few seconds: what this client receives of each video (layers, rates,
     /// switches), and its estimated downstream bandwidth. For debugging and statistics.
     SubscriptionStats {
@@ -158,7 +204,10 @@ pub enum ServerMessage {
         topic: Option<String>,
         payload: String,
     },
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
     Pong,
 }
 
@@ -204,20 +253,51 @@ mod tests {
 
     #[test]
     fn client_messages_parse() {
-        let m: ClientMessage = serde_json::from_str(r#"{"type":"join","token":"t","version":1}"#).unwrap();
-        assert_eq!(m, ClientMessage::Join { token: "t".into(), version: Some(1) });
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"join","token":"t","version":1}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Join {
+                token: "t".into(),
+                version: Some(1)
+            }
+        );
         let m: ClientMessage = serde_json::from_str(r#"{"type":"candidate","pc":"subscriber","candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host"}"#).unwrap();
-        assert!(matches!(m, ClientMessage::Candidate { pc: PcKind::Subscriber, .. }));
-        let m: ClientMessage = serde_json::from_str(r#"{"type":"mute","kind":"audio","muted":true}"#).unwrap();
-        assert_eq!(m, ClientMessage::Mute { kind: TrackKind::Audio, muted: true });
-        for bad in [r#"{"type":"nope"}"#, r#"{"type":"join"}"#, r#"{"sdp":"x"}"#, "[]", "", r#"{"type":"ping","extra":1}"#] {
+        assert!(matches!(
+            m,
+            ClientMessage::Candidate {
+                pc: PcKind::Subscriber,
+                ..
+            }
+        ));
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"mute","kind":"audio","muted":true}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Mute {
+                kind: TrackKind::Audio,
+                muted: true
+            }
+        );
+        for bad in [
+            r#"{"type":"nope"}"#,
+            r#"{"type":"join"}"#,
+            r#"{"sdp":"x"}"#,
+            "[]",
+            "",
+            r#"{"type":"ping","extra":1}"#,
+        ] {
             assert!(serde_json::from_str::<ClientMessage>(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn server_messages_are_tagged() {
-        let s = serde_json::to_string(&ServerMessage::Error { code: ErrorCode::BadMessage, message: "x".into() }).unwrap();
+        let s = serde_json::to_string(&ServerMessage::Error {
+            code: ErrorCode::BadMessage,
+            message: "x".into(),
+        })
+        .unwrap();
         assert_eq!(s, r#"{"type":"error","code":"bad_message","message":"x"}"#);
         let s = serde_json::to_string(&ServerMessage::Pong).unwrap();
         assert_eq!(s, r#"{"type":"pong"}"#);

@@ -44,7 +44,11 @@ static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
 impl WebhookEvent {
     fn new(event: &str, room: &RoomInfo) -> Self {
         Self {
-            id: format!("EV_{:x}_{}", unix_now(), NEXT_EVENT.fetch_add(1, Ordering::Relaxed)),
+            id: format!(
+                "EV_{:x}_{}",
+                unix_now(),
+                NEXT_EVENT.fetch_add(1, Ordering::Relaxed)
+            ),
             event: event.to_string(),
             created_at: unix_now(),
             room: room.clone(),
@@ -58,11 +62,18 @@ impl WebhookEvent {
     }
 
     pub fn participant(event: &str, room: &RoomInfo, p: &ParticipantInfo) -> Self {
-        Self { participant: Some(p.clone()), ..Self::new(event, room) }
+        Self {
+            participant: Some(p.clone()),
+            ..Self::new(event, room)
+        }
     }
 
     pub fn track(event: &str, room: &RoomInfo, p: &ParticipantInfo, t: &TrackInfo) -> Self {
-        Self { participant: Some(p.clone()), track: Some(t.clone()), ..Self::new(event, room) }
+        Self {
+            participant: Some(p.clone()),
+            track: Some(t.clone()),
+            ..Self::new(event, room)
+        }
     }
 }
 
@@ -105,7 +116,13 @@ impl Webhooks {
     pub fn new(cfg: WebhookConfig) -> (Self, WebhookWorker) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WebhookStats::default());
-        (Self { tx, stats: stats.clone() }, WebhookWorker { rx, cfg, stats })
+        (
+            Self {
+                tx,
+                stats: stats.clone(),
+            },
+            WebhookWorker { rx, cfg, stats },
+        )
     }
 
     /// Queue an event; never blocks. A full queue drops it (counted and logged).
@@ -139,7 +156,9 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: u64, tolerance: u64)
             _ => {}
         }
     }
-    let (Some(t), Some(sig)) = (t, v1) else { return false };
+    let (Some(t), Some(sig)) = (t, v1) else {
+        return false;
+    };
     if t.abs_diff(now) > tolerance {
         return false;
     }
@@ -160,7 +179,9 @@ impl WebhookWorker {
             }
         };
         while let Some(e) = self.rx.recv().await {
-            let Ok(body) = serde_json::to_vec(&e) else { continue };
+            let Ok(body) = serde_json::to_vec(&e) else {
+                continue;
+            };
             for url in &self.cfg.urls {
                 let mut wait = self.cfg.backoff;
                 let mut ok = false;

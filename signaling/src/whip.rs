@@ -44,16 +44,28 @@ pub struct WhipState {
 
 impl WhipState {
     pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub, sessions: Arc::new(DashMap::new()) }
+        Self {
+            hub,
+            sessions: Arc::new(DashMap::new()),
+        }
     }
 }
 
 fn cors(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    h.insert("access-control-allow-methods", HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"));
-    h.insert("access-control-allow-headers", HeaderValue::from_static("authorization, content-type, if-match"));
-    h.insert("access-control-expose-headers", HeaderValue::from_static("location, etag, link"));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("authorization, content-type, if-match"),
+    );
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("location, etag, link"),
+    );
     r
 }
 
@@ -65,11 +77,20 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(want)))
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(want))
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 /// The source each m-line carries, inferred from its kind (a WHIP client cannot declare
@@ -104,42 +125,88 @@ enum Grant {
 /// Check content type, token, room, grant and body; the token and the offer, or the
 /// error response.
 #[allow(clippy::result_large_err)] // the error is the HTTP response itself, built once
-fn check_offer<'h>(s: &WhipState, room: &str, headers: &'h HeaderMap, body: &Bytes, grant: Grant) -> Result<(&'h str, String), Response> {
+fn check_offer<'h>(
+    s: &WhipState,
+    room: &str,
+    headers: &'h HeaderMap,
+    body: &Bytes,
+    grant: Grant,
+) -> Result<(&'h str, String), Response> {
     if !content_type_is(headers, "application/sdp") {
-        return Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the offer must be application/sdp"));
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the offer must be application/sdp",
+        ));
     }
-    let token = bearer(headers).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer token"))?;
-    let claims = s.hub.keys().verify(token, unix_now()).map_err(|e| err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
+    let token = bearer(headers).ok_or_else(|| {
+        err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing bearer token",
+        )
+    })?;
+    let claims = s
+        .hub
+        .keys()
+        .verify(token, unix_now())
+        .map_err(|e| err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
     if claims.video.room != room {
-        return Err(err(StatusCode::FORBIDDEN, "forbidden", "the token is for another room"));
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token is for another room",
+        ));
     }
     let (granted, what) = match grant {
         Grant::Publish => (claims.video.can_publish, "publishing"),
         Grant::Subscribe => (claims.video.can_subscribe, "subscribing"),
     };
     if !granted {
-        return Err(err(StatusCode::FORBIDDEN, "forbidden", format!("the token does not grant {what}")));
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token does not grant {what}"),
+        ));
     }
     if body.len() > MAX_SDP {
-        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "SDP over 64 KiB"));
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "SDP over 64 KiB",
+        ));
     }
-    let sdp = String::from_utf8(body.to_vec()).map_err(|_| err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8"))?;
+    let sdp = String::from_utf8(body.to_vec())
+        .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8"))?;
     if !sdp.starts_with("v=0") || !sdp.contains("m=") {
-        return Err(err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not an SDP offer"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_sdp",
+            "the body is not an SDP offer",
+        ));
     }
     Ok((token, sdp))
 }
 
 fn join_error(e: JoinError) -> Response {
     match e {
-        JoinError::RoomFull(n) => err(StatusCode::SERVICE_UNAVAILABLE, "room_full", format!("the room is full ({n})")),
+        JoinError::RoomFull(n) => err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "room_full",
+            format!("the room is full ({n})"),
+        ),
         JoinError::NoSuchRoom => err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
         JoinError::Plane(e) => err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
         e => err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
     }
 }
 
-async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(
+    State(s): State<WhipState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (token, sdp) = match check_offer(&s, &room, &headers, &body, Grant::Publish) {
         Ok(x) => x,
         Err(r) => return r,
@@ -149,28 +216,49 @@ async fn create(State(s): State<WhipState>, Path(room): Path<String>, headers: H
         Err(e) => return join_error(e),
     };
     let sources = inferred_sources(&sdp);
-    s.hub.handle(id, ClientMessage::PublishOffer { sdp, sources });
+    s.hub
+        .handle(id, ClientMessage::PublishOffer { sdp, sources });
     finish(s, "whip", &room.clone(), room, id, rx).await
 }
 
 /// WHEP: `POST /whep/{room}` plays the room's active speaker.
-async fn whep_speaker(state: State<WhipState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn whep_speaker(
+    state: State<WhipState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     whep(state, room, None, headers, body).await
 }
 
 /// WHEP: `POST /whep/{room}/{participant}` plays that participant (by identity).
-async fn whep_create(state: State<WhipState>, Path((room, target)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+async fn whep_create(
+    state: State<WhipState>,
+    Path((room, target)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     whep(state, room, Some(target), headers, body).await
 }
 
-async fn whep(State(s): State<WhipState>, room: String, target: Option<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn whep(
+    State(s): State<WhipState>,
+    room: String,
+    target: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (token, sdp) = match check_offer(&s, &room, &headers, &body, Grant::Subscribe) {
         Ok(x) => x,
         Err(r) => return r,
     };
     if let Some(t) = &target {
         if s.hub.room_members(&room).iter().all(|p| &p.identity != t) {
-            return err(StatusCode::NOT_FOUND, "not_found", "no such participant in the room");
+            return err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such participant in the room",
+            );
         }
     }
     let (id, rx) = match s.hub.join_viewer(token, unix_now()) {
@@ -190,7 +278,14 @@ async fn whep(State(s): State<WhipState>, room: String, target: Option<String>, 
 
 /// Wait for the media plane's answer on the participant's queue and answer the HTTP
 /// request: 201 with the SDP, `Location` and `ETag`; or an error, leaving nothing behind.
-async fn finish(s: WhipState, kind: &str, path: &str, room: String, id: ParticipantId, mut rx: tokio::sync::mpsc::Receiver<Outbound>) -> Response {
+async fn finish(
+    s: WhipState,
+    kind: &str,
+    path: &str,
+    room: String,
+    id: ParticipantId,
+    mut rx: tokio::sync::mpsc::Receiver<Outbound>,
+) -> Response {
     let outcome = tokio::time::timeout(ANSWER_TIMEOUT, async {
         while let Some(o) = rx.recv().await {
             match o {
@@ -218,14 +313,29 @@ async fn finish(s: WhipState, kind: &str, path: &str, room: String, id: Particip
         }
         Err(_) => {
             s.hub.leave(id);
-            return err(StatusCode::SERVICE_UNAVAILABLE, "timeout", "no answer from the media plane");
+            return err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "no answer from the media plane",
+            );
         }
     };
     // Keep the participant's queue drained while the session lives (room events are of no
     // use to a WHIP/WHEP client); a removal by the API ends the session.
-    let session = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let session = format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
     let etag = format!("\"{:08x}\"", rand::random::<u32>());
-    s.sessions.insert(session.clone(), Session { participant: id, room, etag: etag.clone() });
+    s.sessions.insert(
+        session.clone(),
+        Session {
+            participant: id,
+            room,
+            etag: etag.clone(),
+        },
+    );
     let sessions = s.sessions.clone();
     let sid = session.clone();
     tokio::spawn(async move {
@@ -238,7 +348,10 @@ async fn finish(s: WhipState, kind: &str, path: &str, room: String, id: Particip
     });
     let mut r = (StatusCode::CREATED, answer).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("/{kind}/{path}/{session}")) {
         h.insert(header::LOCATION, v);
     }
@@ -248,24 +361,48 @@ async fn finish(s: WhipState, kind: &str, path: &str, room: String, id: Particip
     cors(r)
 }
 
-async fn patch(State(s): State<WhipState>, Path(parts): Path<Vec<(String, String)>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn patch(
+    State(s): State<WhipState>,
+    Path(parts): Path<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (room, session) = room_and_session(&parts);
-    let Some(entry) = s.sessions.get(&session).filter(|e| e.room == room).map(|e| (e.participant, e.etag.clone())) else {
+    let Some(entry) = s
+        .sessions
+        .get(&session)
+        .filter(|e| e.room == room)
+        .map(|e| (e.participant, e.etag.clone()))
+    else {
         return err(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
     if !content_type_is(&headers, "application/trickle-ice-sdpfrag") {
-        return err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "use application/trickle-ice-sdpfrag");
+        return err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "use application/trickle-ice-sdpfrag",
+        );
     }
     if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         if m != "*" && m != entry.1 {
-            return err(StatusCode::PRECONDITION_FAILED, "precondition_failed", "ETag mismatch");
+            return err(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "ETag mismatch",
+            );
         }
     }
     let frag = String::from_utf8_lossy(&body);
     for line in frag.lines().map(str::trim) {
         if let Some(c) = line.strip_prefix("a=") {
             if c.starts_with("candidate:") {
-                s.hub.handle(entry.0, ClientMessage::Candidate { pc: PcKind::Publisher, candidate: c.to_string() });
+                s.hub.handle(
+                    entry.0,
+                    ClientMessage::Candidate {
+                        pc: PcKind::Publisher,
+                        candidate: c.to_string(),
+                    },
+                );
             }
         }
     }
@@ -273,7 +410,13 @@ async fn patch(State(s): State<WhipState>, Path(parts): Path<Vec<(String, String
 }
 
 fn room_and_session(parts: &[(String, String)]) -> (String, String) {
-    let get = |k: &str| parts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        parts
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     (get("room"), get("session"))
 }
 
@@ -288,17 +431,30 @@ async fn remove(State(s): State<WhipState>, Path(parts): Path<Vec<(String, Strin
             s.sessions.insert(k, sess);
             err(StatusCode::NOT_FOUND, "not_found", "no such session")
         }
-        None => err(StatusCode::NOT_FOUND, "not_found", "no such session (already ended?)"),
+        None => err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such session (already ended?)",
+        ),
     }
 }
 
 pub fn router(state: WhipState) -> Router {
     Router::new()
         .route("/whip/{room}", post(create).options(options))
-        .route("/whip/{room}/{session}", delete(remove).patch(patch).options(options))
+        .route(
+            "/whip/{room}/{session}",
+            delete(remove).patch(patch).options(options),
+        )
         .route("/whep/{room}", post(whep_speaker).options(options))
-        .route("/whep/{room}/{participant}", post(whep_create).options(options))
-        .route("/whep/{room}/{participant}/{session}", delete(remove).patch(patch).options(options))
+        .route(
+            "/whep/{room}/{participant}",
+            post(whep_create).options(options),
+        )
+        .route(
+            "/whep/{room}/{participant}/{session}",
+            delete(remove).patch(patch).options(options),
+        )
         .with_state(state)
 }
 
@@ -308,7 +464,8 @@ mod tests {
 
     #[test]
     fn sources_follow_kinds() {
-        let s = inferred_sources("v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n");
+        let s =
+            inferred_sources("v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n");
         assert_eq!(s.get("0").map(String::as_str), Some("microphone"));
         assert_eq!(s.get("1").map(String::as_str), Some("camera"));
     }

@@ -16,15 +16,23 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn text(msg: &ServerMessage) -> Message {
-    Message::Text(Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default()))
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(msg).unwrap_or_default(),
+    ))
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Message {
-    text(&ServerMessage::Error { code, message: message.into() })
+    text(&ServerMessage::Error {
+        code,
+        message: message.into(),
+    })
 }
 
 fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.chars().take(100).collect::<String>()) }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason.chars().take(100).collect::<String>()),
+    }))
 }
 
 pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
@@ -39,26 +47,42 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
                 continue;
             };
             match serde_json::from_str::<ClientMessage>(&t) {
-                Ok(ClientMessage::Join { token, version }) => match hub.join(&token, version, unix_now()) {
-                    Ok(ok) => return Some(ok),
-                    Err(e) => {
-                        let (code, close_with) = match &e {
-                            JoinError::UnsupportedVersion(_) => (ErrorCode::UnsupportedVersion, close_code::UNSUPPORTED_VERSION),
-                            JoinError::Plane(_) => (ErrorCode::Busy, close_code::BUSY),
-                            JoinError::RoomFull(_) => (ErrorCode::RoomFull, close_code::ROOM_FULL),
-                            JoinError::NoSuchRoom => (ErrorCode::NoSuchRoom, close_code::NO_SUCH_ROOM),
-                            _ => (ErrorCode::Unauthorized, close_code::UNAUTHORIZED),
-                        };
-                        let _ = sink.send(error(code, e.to_string())).await;
-                        let _ = sink.send(close(close_with, &e.to_string())).await;
-                        return None;
+                Ok(ClientMessage::Join { token, version }) => {
+                    match hub.join(&token, version, unix_now()) {
+                        Ok(ok) => return Some(ok),
+                        Err(e) => {
+                            let (code, close_with) = match &e {
+                                JoinError::UnsupportedVersion(_) => (
+                                    ErrorCode::UnsupportedVersion,
+                                    close_code::UNSUPPORTED_VERSION,
+                                ),
+                                JoinError::Plane(_) => (ErrorCode::Busy, close_code::BUSY),
+                                JoinError::RoomFull(_) => {
+                                    (ErrorCode::RoomFull, close_code::ROOM_FULL)
+                                }
+                                JoinError::NoSuchRoom => {
+                                    (ErrorCode::NoSuchRoom, close_code::NO_SUCH_ROOM)
+                                }
+                                _ => (ErrorCode::Unauthorized, close_code::UNAUTHORIZED),
+                            };
+                            let _ = sink.send(error(code, e.to_string())).await;
+                            let _ = sink.send(close(close_with, &e.to_string())).await;
+                            return None;
+                        }
                     }
-                },
+                }
                 Ok(_) => {
-                    let _ = sink.send(error(ErrorCode::BadState, "send join first")).await;
+                    let _ = sink
+                        .send(error(ErrorCode::BadState, "send join first"))
+                        .await;
                 }
                 Err(e) => {
-                    let _ = sink.send(error(ErrorCode::BadMessage, format!("invalid message: {e}"))).await;
+                    let _ = sink
+                        .send(error(
+                            ErrorCode::BadMessage,
+                            format!("invalid message: {e}"),
+                        ))
+                        .await;
                 }
             }
         }
@@ -90,9 +114,15 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
             Message::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
                 Ok(ClientMessage::Leave {}) => break,
                 Ok(m) => hub.handle(id, m),
-                Err(e) => hub.reply_error(id, ErrorCode::BadMessage, format!("invalid message: {e}")),
+                Err(e) => {
+                    hub.reply_error(id, ErrorCode::BadMessage, format!("invalid message: {e}"))
+                }
             },
-            Message::Binary(_) => hub.reply_error(id, ErrorCode::BadMessage, "binary messages are not part of the protocol"),
+            Message::Binary(_) => hub.reply_error(
+                id,
+                ErrorCode::BadMessage,
+                "binary messages are not part of the protocol",
+            ),
             Message::Close(_) => break,
             _ => {}
         }

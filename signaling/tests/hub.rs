@@ -61,7 +61,16 @@ fn drain(rx: &mut Receiver<Outbound>) -> Vec<Outbound> {
 }
 
 fn msgs(rx: &mut Receiver<Outbound>) -> Vec<ServerMessage> {
-    drain(rx).into_iter().filter_map(|o| if let Outbound::Message(m) = o { Some(m) } else { None }).collect()
+    drain(rx)
+        .into_iter()
+        .filter_map(|o| {
+            if let Outbound::Message(m) = o {
+                Some(m)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -70,16 +79,36 @@ fn join_announces_and_routes_media_events() {
     let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), Some(1), NOW).unwrap();
     let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
     let first = msgs(&mut ra);
-    assert!(matches!(&first[0], ServerMessage::Joined { others, participant, .. } if others.is_empty() && participant.name == "alice"));
-    assert!(matches!(&first[1], ServerMessage::ParticipantJoined { participant } if participant.id == b));
-    assert!(matches!(&msgs(&mut rb)[0], ServerMessage::Joined { others, .. } if others.len() == 1 && others[0].id == a));
+    assert!(
+        matches!(&first[0], ServerMessage::Joined { others, participant, .. } if others.is_empty() && participant.name == "alice")
+    );
+    assert!(
+        matches!(&first[1], ServerMessage::ParticipantJoined { participant } if participant.id == b)
+    );
+    assert!(
+        matches!(&msgs(&mut rb)[0], ServerMessage::Joined { others, .. } if others.len() == 1 && others[0].id == a)
+    );
     assert_eq!(plane.commands.lock().len(), 2);
 
     // Client message → command; media event → message to the right client.
-    hub.handle(a, ClientMessage::PublishOffer { sdp: "x".into(), sources: Default::default() });
-    assert!(matches!(plane.commands.lock().last(), Some(Command::PublishOffer { participant, .. }) if *participant == a));
-    hub.on_media_event(Event::PublishAnswer { participant: a, sdp: "ans".into() });
-    assert_eq!(msgs(&mut ra), vec![ServerMessage::PublishAnswer { sdp: "ans".into() }]);
+    hub.handle(
+        a,
+        ClientMessage::PublishOffer {
+            sdp: "x".into(),
+            sources: Default::default(),
+        },
+    );
+    assert!(
+        matches!(plane.commands.lock().last(), Some(Command::PublishOffer { participant, .. }) if *participant == a)
+    );
+    hub.on_media_event(Event::PublishAnswer {
+        participant: a,
+        sdp: "ans".into(),
+    });
+    assert_eq!(
+        msgs(&mut ra),
+        vec![ServerMessage::PublishAnswer { sdp: "ans".into() }]
+    );
     assert!(msgs(&mut rb).is_empty());
     hub.on_media_event(Event::TrackPublished {
         room: RoomId::from("r"),
@@ -89,27 +118,68 @@ fn join_announces_and_routes_media_events() {
         mid: "1".into(),
         rids: vec!["q".into()],
     });
-    assert!(matches!(&msgs(&mut rb)[0], ServerMessage::TrackPublished { participant, track } if *participant == a && track.id == TrackId(7)));
-    assert_eq!(hub.room_members("r").iter().find(|p| p.id == a).unwrap().tracks.len(), 1);
+    assert!(
+        matches!(&msgs(&mut rb)[0], ServerMessage::TrackPublished { participant, track } if *participant == a && track.id == TrackId(7))
+    );
+    assert_eq!(
+        hub.room_members("r")
+            .iter()
+            .find(|p| p.id == a)
+            .unwrap()
+            .tracks
+            .len(),
+        1
+    );
 
     // Mute goes to the others.
-    hub.handle(a, ClientMessage::Mute { kind: TrackKind::Audio, muted: true });
-    assert_eq!(msgs(&mut rb), vec![ServerMessage::MuteChanged { participant: a, kind: TrackKind::Audio, muted: true, by_admin: false }]);
+    hub.handle(
+        a,
+        ClientMessage::Mute {
+            kind: TrackKind::Audio,
+            muted: true,
+        },
+    );
+    assert_eq!(
+        msgs(&mut rb),
+        vec![ServerMessage::MuteChanged {
+            participant: a,
+            kind: TrackKind::Audio,
+            muted: true,
+            by_admin: false
+        }]
+    );
 
     // The media plane lost bob: alice is told, bob is closed with `removed`.
-    hub.on_media_event(Event::ParticipantGone { room: RoomId::from("r"), participant: b, reason: GoneReason::IceTimeout });
-    assert!(matches!(&msgs(&mut ra)[0], ServerMessage::ParticipantLeft { participant, reason } if *participant == b && reason.contains("ICE")));
+    hub.on_media_event(Event::ParticipantGone {
+        room: RoomId::from("r"),
+        participant: b,
+        reason: GoneReason::IceTimeout,
+    });
+    assert!(
+        matches!(&msgs(&mut ra)[0], ServerMessage::ParticipantLeft { participant, reason } if *participant == b && reason.contains("ICE"))
+    );
     let out = drain(&mut rb);
-    assert!(matches!(out.last(), Some(Outbound::Close { code: 4004, .. })), "{out:?}");
+    assert!(
+        matches!(out.last(), Some(Outbound::Close { code: 4004, .. })),
+        "{out:?}"
+    );
 
     // Alice leaves: the room is empty, and closed once its empty timeout (300 s) passed.
     hub.leave(a);
     assert!(plane.closed.lock().is_empty());
-    assert_eq!(hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(10)), 0);
-    assert_eq!(hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(301)), 1);
+    assert_eq!(
+        hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(10)),
+        0
+    );
+    assert_eq!(
+        hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(301)),
+        1
+    );
     assert_eq!(plane.closed.lock().as_slice(), &[RoomId::from("r")]);
     assert!(hub.list_rooms().is_empty());
-    assert!(matches!(plane.commands.lock().last(), Some(Command::Leave { participant }) if *participant == a));
+    assert!(
+        matches!(plane.commands.lock().last(), Some(Command::Leave { participant }) if *participant == a)
+    );
 }
 
 #[test]
@@ -119,11 +189,28 @@ fn errors_reach_only_the_client_concerned() {
     let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
     drain(&mut ra);
     drain(&mut rb);
-    hub.on_media_event(Event::CommandFailed { participant: a, error: sfu_core::CommandError::NoCommonCodec });
-    assert!(matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::Media, message } if message.contains("no codec")));
+    hub.on_media_event(Event::CommandFailed {
+        participant: a,
+        error: sfu_core::CommandError::NoCommonCodec,
+    });
+    assert!(
+        matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::Media, message } if message.contains("no codec"))
+    );
     assert!(msgs(&mut rb).is_empty());
-    hub.handle(a, ClientMessage::Join { token: "t".into(), version: None });
-    assert!(matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::BadState, .. }));
+    hub.handle(
+        a,
+        ClientMessage::Join {
+            token: "t".into(),
+            version: None,
+        },
+    );
+    assert!(matches!(
+        &msgs(&mut ra)[0],
+        ServerMessage::Error {
+            code: ErrorCode::BadState,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -132,7 +219,10 @@ fn a_second_session_of_an_identity_replaces_the_first() {
     let (_a1, mut r1) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
     let (a2, _r2) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
     let out = drain(&mut r1);
-    assert!(matches!(out.last(), Some(Outbound::Close { code: 4004, .. })), "{out:?}");
+    assert!(
+        matches!(out.last(), Some(Outbound::Close { code: 4004, .. })),
+        "{out:?}"
+    );
     let members = hub.room_members("r");
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].id, a2);
@@ -141,12 +231,27 @@ fn a_second_session_of_an_identity_replaces_the_first() {
 #[test]
 fn refusals() {
     let (plane, hub, keys) = setup();
-    assert!(matches!(hub.join(&tok(&keys, "bad room", "x"), None, NOW), Err(JoinError::BadRoomName)));
-    assert!(matches!(hub.join(&tok(&keys, "r", "x"), Some(2), NOW), Err(JoinError::UnsupportedVersion(2))));
-    assert!(matches!(hub.join(&tok(&keys, "r", "x"), None, NOW + 3600), Err(JoinError::Auth(_))));
+    assert!(matches!(
+        hub.join(&tok(&keys, "bad room", "x"), None, NOW),
+        Err(JoinError::BadRoomName)
+    ));
+    assert!(matches!(
+        hub.join(&tok(&keys, "r", "x"), Some(2), NOW),
+        Err(JoinError::UnsupportedVersion(2))
+    ));
+    assert!(matches!(
+        hub.join(&tok(&keys, "r", "x"), None, NOW + 3600),
+        Err(JoinError::Auth(_))
+    ));
     *plane.busy.lock() = true;
-    assert!(matches!(hub.join(&tok(&keys, "r", "x"), None, NOW), Err(JoinError::Plane(PlaneError::Busy))));
-    assert!(hub.room_members("r").is_empty(), "a refused join leaves nothing behind");
+    assert!(matches!(
+        hub.join(&tok(&keys, "r", "x"), None, NOW),
+        Err(JoinError::Plane(PlaneError::Busy))
+    ));
+    assert!(
+        hub.room_members("r").is_empty(),
+        "a refused join leaves nothing behind"
+    );
     let _ = ParticipantId(0);
 }
 
@@ -162,25 +267,69 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
                 exp: NOW + 60,
                 nbf: None,
                 name: None,
-                video: VideoGrant { can_publish_sources: vec!["microphone".into()], ..VideoGrant::join("r") },
+                video: VideoGrant {
+                    can_publish_sources: vec!["microphone".into()],
+                    ..VideoGrant::join("r")
+                },
             },
         )
         .unwrap();
     let (a, mut ra) = hub.join(&limited, None, NOW).unwrap();
     drain(&mut ra);
     let offer = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n";
-    let sent = |plane: &FakePlane| plane.commands.lock().iter().filter(|c| matches!(c, Command::PublishOffer { .. })).count();
-    let src = |pairs: &[(&str, &str)]| pairs.iter().map(|(m, s)| (m.to_string(), s.to_string())).collect();
+    let sent = |plane: &FakePlane| {
+        plane
+            .commands
+            .lock()
+            .iter()
+            .filter(|c| matches!(c, Command::PublishOffer { .. }))
+            .count()
+    };
+    let src = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(m, s)| (m.to_string(), s.to_string()))
+            .collect()
+    };
     // camera not granted; an undeclared m-line; an unknown source name
-    for sources in [src(&[("0", "microphone"), ("1", "camera")]), src(&[("0", "microphone")]), src(&[("0", "microphone"), ("1", "hologram")])] {
-        hub.handle(a, ClientMessage::PublishOffer { sdp: offer.into(), sources });
-        assert!(matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::NotAllowed, .. }));
+    for sources in [
+        src(&[("0", "microphone"), ("1", "camera")]),
+        src(&[("0", "microphone")]),
+        src(&[("0", "microphone"), ("1", "hologram")]),
+    ] {
+        hub.handle(
+            a,
+            ClientMessage::PublishOffer {
+                sdp: offer.into(),
+                sources,
+            },
+        );
+        assert!(matches!(
+            &msgs(&mut ra)[0],
+            ServerMessage::Error {
+                code: ErrorCode::NotAllowed,
+                ..
+            }
+        ));
     }
     assert_eq!(sent(&plane), 0);
-    hub.handle(a, ClientMessage::PublishOffer { sdp: "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\n".into(), sources: src(&[("0", "microphone")]) });
+    hub.handle(
+        a,
+        ClientMessage::PublishOffer {
+            sdp: "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\n".into(),
+            sources: src(&[("0", "microphone")]),
+        },
+    );
     assert_eq!(sent(&plane), 1);
     // The declared source shows on the published track.
-    hub.on_media_event(Event::TrackPublished { room: RoomId::from("r"), participant: a, track: TrackId(1), kind: TrackKind::Audio, mid: "0".into(), rids: vec![] });
+    hub.on_media_event(Event::TrackPublished {
+        room: RoomId::from("r"),
+        participant: a,
+        track: TrackId(1),
+        kind: TrackKind::Audio,
+        mid: "0".into(),
+        rids: vec![],
+    });
     assert_eq!(hub.room_members("r")[0].tracks[0].source, "microphone");
 }
 
@@ -193,29 +342,96 @@ fn layer_messages_reach_the_media_plane_and_the_publisher() {
     drain(&mut ra);
     drain(&mut rb);
     // Declared sources go to the shard ahead of the offer (screen share priority).
-    let sources = [("0".to_string(), "microphone".to_string()), ("1".to_string(), "screen_share".to_string())].into_iter().collect();
-    hub.handle(a, ClientMessage::PublishOffer { sdp: "x".into(), sources });
+    let sources = [
+        ("0".to_string(), "microphone".to_string()),
+        ("1".to_string(), "screen_share".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    hub.handle(
+        a,
+        ClientMessage::PublishOffer {
+            sdp: "x".into(),
+            sources,
+        },
+    );
     {
         let cmds = plane.commands.lock();
         let n = cmds.len();
-        assert!(matches!(&cmds[n - 2], Command::SetSources { participant, sources } if *participant == a && sources.contains(&("1".to_string(), TrackSource::ScreenShare))), "{cmds:?}");
+        assert!(
+            matches!(&cmds[n - 2], Command::SetSources { participant, sources } if *participant == a && sources.contains(&("1".to_string(), TrackSource::ScreenShare))),
+            "{cmds:?}"
+        );
         assert!(matches!(&cmds[n - 1], Command::PublishOffer { .. }));
     }
     // A preferred quality becomes a layer cap; null lifts it; an unknown quality is refused.
-    let msg: ClientMessage = serde_json::from_str(r#"{"type":"preferred_quality","track":7,"quality":"medium"}"#).unwrap();
+    let msg: ClientMessage =
+        serde_json::from_str(r#"{"type":"preferred_quality","track":7,"quality":"medium"}"#)
+            .unwrap();
     hub.handle(b, msg);
-    assert!(matches!(plane.commands.lock().last(), Some(Command::SetPreferredLayer { participant, track: TrackId(7), max_rank: Some(1) }) if *participant == b));
-    let msg: ClientMessage = serde_json::from_str(r#"{"type":"preferred_quality","track":7,"quality":null}"#).unwrap();
+    assert!(
+        matches!(plane.commands.lock().last(), Some(Command::SetPreferredLayer { participant, track: TrackId(7), max_rank: Some(1) }) if *participant == b)
+    );
+    let msg: ClientMessage =
+        serde_json::from_str(r#"{"type":"preferred_quality","track":7,"quality":null}"#).unwrap();
     hub.handle(b, msg);
-    assert!(matches!(plane.commands.lock().last(), Some(Command::SetPreferredLayer { max_rank: None, .. })));
-    assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"preferred_quality","track":7,"quality":"ultra"}"#).is_err());
+    assert!(matches!(
+        plane.commands.lock().last(),
+        Some(Command::SetPreferredLayer { max_rank: None, .. })
+    ));
+    assert!(serde_json::from_str::<ClientMessage>(
+        r#"{"type":"preferred_quality","track":7,"quality":"ultra"}"#
+    )
+    .is_err());
     // Dynacast goes to the publisher only; stats to the subscriber only.
-    let layers = vec![LayerState { rid: "q".into(), active: true }, LayerState { rid: "f".into(), active: false }];
-    hub.on_media_event(Event::PublisherLayers { participant: a, track: TrackId(7), mid: "1".into(), layers: layers.clone() });
-    assert_eq!(msgs(&mut ra), vec![ServerMessage::PublisherLayers { track: TrackId(7), mid: "1".into(), layers }]);
+    let layers = vec![
+        LayerState {
+            rid: "q".into(),
+            active: true,
+        },
+        LayerState {
+            rid: "f".into(),
+            active: false,
+        },
+    ];
+    hub.on_media_event(Event::PublisherLayers {
+        participant: a,
+        track: TrackId(7),
+        mid: "1".into(),
+        layers: layers.clone(),
+    });
+    assert_eq!(
+        msgs(&mut ra),
+        vec![ServerMessage::PublisherLayers {
+            track: TrackId(7),
+            mid: "1".into(),
+            layers
+        }]
+    );
     assert!(msgs(&mut rb).is_empty());
-    hub.on_media_event(Event::SubscriptionStats { participant: b, estimate_bps: Some(1_000_000), subscriptions: vec![] });
-    assert!(matches!(&msgs(&mut rb)[..], [ServerMessage::SubscriptionStats { estimate_bps: Some(1_000_000), .. }]));
-    let json = serde_json::to_string(&ServerMessage::PublisherLayers { track: TrackId(7), mid: "1".into(), layers: vec![LayerState { rid: "f".into(), active: false }] }).unwrap();
-    assert_eq!(json, r#"{"type":"publisher_layers","track":7,"mid":"1","layers":[{"rid":"f","active":false}]}"#);
+    hub.on_media_event(Event::SubscriptionStats {
+        participant: b,
+        estimate_bps: Some(1_000_000),
+        subscriptions: vec![],
+    });
+    assert!(matches!(
+        &msgs(&mut rb)[..],
+        [ServerMessage::SubscriptionStats {
+            estimate_bps: Some(1_000_000),
+            ..
+        }]
+    ));
+    let json = serde_json::to_string(&ServerMessage::PublisherLayers {
+        track: TrackId(7),
+        mid: "1".into(),
+        layers: vec![LayerState {
+            rid: "f".into(),
+            active: false,
+        }],
+    })
+    .unwrap();
+    assert_eq!(
+        json,
+        r#"{"type":"publisher_layers","track":7,"mid":"1","layers":[{"rid":"f","active":false}]}"#
+    );
 }

@@ -42,7 +42,7 @@ test('a capped downlink lowers the layer, video keeps decoding, and it climbs ba
     await sleep(4000);
     const under = await inbound(viewer.page);
     console.log(`capped at 450 kbit/s: ${under.video.frameWidth} px after ${down} ms; ${under.video.framesDecoded - f0} frames decoded in 4 s`);
-    assert.ok(under.video.framesDecoded - f0 >= 20, 'video keeps decoding under the cap');
+    assert.ok(under.video.framesDecoded - f0 >= 12, 'video keeps decoding under the cap (at a lower frame rate too)');
     assert.ok(under.video.frameWidth < 1280);
 
     // Lift the cap: back to the top layer.

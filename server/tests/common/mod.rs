@@ -37,9 +37,18 @@ pub fn start_server() -> Server {
 
 pub fn start_server_with(extra: &[&str]) -> Server {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let rtc_port = 20_000 + (std::process::id() % 4_000) as u16 * 10 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let rtc_port = 20_000
+        + (std::process::id() % 4_000) as u16 * 10
+        + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--http", "127.0.0.1:0", "--rtc-port", &rtc_port.to_string(), "--workers", "1"])
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--rtc-port",
+            &rtc_port.to_string(),
+            "--workers",
+            "1",
+        ])
         .args(extra)
         .env("SWITCHBOARD_KEYS", format!("{KEY}:{SECRET}"))
         .env("RUST_LOG", "warn")
@@ -48,9 +57,21 @@ pub fn start_server_with(extra: &[&str]) -> Server {
         .spawn()
         .expect("switchboard starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let http = line.split("open http://").nth(1).expect("start line").trim().trim_end_matches('/').to_string();
-    Server { child, http, rtc_port }
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let http = line
+        .split("open http://")
+        .nth(1)
+        .expect("start line")
+        .trim()
+        .trim_end_matches('/')
+        .to_string();
+    Server {
+        child,
+        http,
+        rtc_port,
+    }
 }
 
 pub fn token(room: &str, identity: &str, exp_in: i64) -> String {
@@ -66,10 +87,14 @@ pub fn token(room: &str, identity: &str, exp_in: i64) -> String {
     ks.mint(KEY, &claims).unwrap()
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn ws(server: &Server) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http)).await.expect("ws connects").0
+    tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+        .await
+        .expect("ws connects")
+        .0
 }
 
 pub async fn send(ws: &mut Ws, v: Value) {
@@ -79,7 +104,9 @@ pub async fn send(ws: &mut Ws, v: Value) {
 /// Next text message as JSON, or the close frame as {"close": code}.
 pub async fn recv(ws: &mut Ws) -> Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("message in time");
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("message in time");
         match m {
             Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
             Some(Ok(Message::Close(f))) => return json!({ "close": f.map(|f| u16::from(f.code)) }),
@@ -104,7 +131,11 @@ pub struct Participant {
 impl Participant {
     pub async fn join(server: &Server, room: &str, name: &str) -> Self {
         let mut ws = ws(server).await;
-        send(&mut ws, json!({"type": "join", "token": token(room, name, 600), "version": 1})).await;
+        send(
+            &mut ws,
+            json!({"type": "join", "token": token(room, name, 600), "version": 1}),
+        )
+        .await;
         let joined = recv(&mut ws).await;
         assert_eq!(joined["type"], "joined", "{joined}");
         let id = ParticipantId(joined["participant"]["id"].as_u64().unwrap());
@@ -113,10 +144,26 @@ impl Participant {
         pub_sock.set_nonblocking(true).unwrap();
         sub_sock.set_nonblocking(true).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(id.0);
-        let mut client = SimClient::new(Instant::now(), Instant::now(), id, ClientSpec::av(), pub_sock.local_addr().unwrap(), sub_sock.local_addr().unwrap(), &mut rng);
+        let mut client = SimClient::new(
+            Instant::now(),
+            Instant::now(),
+            id,
+            ClientSpec::av(),
+            pub_sock.local_addr().unwrap(),
+            sub_sock.local_addr().unwrap(),
+            &mut rng,
+        );
         let offer = client.make_offer().unwrap();
         send(&mut ws, json!({"type": "publish_offer", "sdp": offer})).await;
-        Self { client, pub_sock, sub_sock, ws, id, datagrams: [0, 0], messages: Vec::new() }
+        Self {
+            client,
+            pub_sock,
+            sub_sock,
+            ws,
+            id,
+            datagrams: [0, 0],
+            messages: Vec::new(),
+        }
     }
 
     /// Run the client's IO for `d`: sockets, signaling and str0m timers.
@@ -127,8 +174,14 @@ impl Participant {
             let now = Instant::now();
             for k in 0..2 {
                 loop {
-                    let sock = if k == 0 { &self.pub_sock } else { &self.sub_sock };
-                    let Ok((n, from)) = sock.recv_from(&mut buf) else { break };
+                    let sock = if k == 0 {
+                        &self.pub_sock
+                    } else {
+                        &self.sub_sock
+                    };
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        break;
+                    };
                     self.datagrams[k] += 1;
                     let to = sock.local_addr().unwrap();
                     self.client.receive(now, from, to, &buf[..n]);
@@ -136,10 +189,14 @@ impl Participant {
                     self.flush(now);
                 }
             }
-            while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_micros(1), self.ws.next()).await {
+            while let Ok(Some(Ok(Message::Text(t)))) =
+                tokio::time::timeout(Duration::from_micros(1), self.ws.next()).await
+            {
                 let m: Value = serde_json::from_str(&t).unwrap();
                 match m["type"].as_str() {
-                    Some("publish_answer") => self.client.accept_publish_answer(m["sdp"].as_str().unwrap()),
+                    Some("publish_answer") => self
+                        .client
+                        .accept_publish_answer(m["sdp"].as_str().unwrap()),
                     Some("subscribe_offer") => {
                         let tracks: Vec<OfferedTrack> = m["tracks"]
                             .as_array()
@@ -149,11 +206,22 @@ impl Participant {
                                 mid: t["mid"].as_str().unwrap().into(),
                                 track: sfu_core::TrackId(t["track"].as_u64().unwrap()),
                                 publisher: ParticipantId(t["publisher"].as_u64().unwrap()),
-                                kind: if t["kind"] == "audio" { TrackKind::Audio } else { TrackKind::Video },
+                                kind: if t["kind"] == "audio" {
+                                    TrackKind::Audio
+                                } else {
+                                    TrackKind::Video
+                                },
                             })
                             .collect();
-                        if let Some(answer) = self.client.accept_subscribe_offer(m["sdp"].as_str().unwrap(), tracks) {
-                            send(&mut self.ws, json!({"type": "subscribe_answer", "sdp": answer})).await;
+                        if let Some(answer) = self
+                            .client
+                            .accept_subscribe_offer(m["sdp"].as_str().unwrap(), tracks)
+                        {
+                            send(
+                                &mut self.ws,
+                                json!({"type": "subscribe_answer", "sdp": answer}),
+                            )
+                            .await;
                         }
                     }
                     _ => self.messages.push(m),
@@ -169,9 +237,14 @@ impl Participant {
 
     fn flush(&mut self, now: Instant) {
         let mut out = Vec::new();
-        self.client.drain(now, |src, dst, data| out.push((src, dst, data)));
+        self.client
+            .drain(now, |src, dst, data| out.push((src, dst, data)));
         for (src, dst, data) in out {
-            let sock = if src == self.pub_sock.local_addr().unwrap() { &self.pub_sock } else { &self.sub_sock };
+            let sock = if src == self.pub_sock.local_addr().unwrap() {
+                &self.pub_sock
+            } else {
+                &self.sub_sock
+            };
             let _ = sock.send_to(&data, dst);
         }
     }

@@ -16,7 +16,10 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceCreds, Rtc, RtcConfig};
 
-use super::media::{audio_payload, packetize, read_stamp, video_payload, LayerSpec, Stamp, KEYFRAME_FACTOR};
+use super::media::{
+    audio_payload, l1t3, packetize, read_stamp, video_payload_temporal, LayerSpec, Stamp,
+    KEYFRAME_FACTOR,
+};
 use crate::api::OfferedTrack;
 use crate::ids::{ParticipantId, TrackId, TrackKind};
 use crate::keyframe::starts_keyframe;
@@ -34,6 +37,8 @@ pub struct ClientSpec {
     pub codec: Codec,
     /// RFC 6464 level of the synthetic audio, dBov (0 loudest, −127 silent).
     pub audio_level: i8,
+    /// VP8 temporal layers per encoding: 1 (none) or 3 (L1T3, as browsers send).
+    pub temporal_layers: u8,
 }
 
 impl ClientSpec {
@@ -41,11 +46,16 @@ impl ClientSpec {
     pub fn av() -> Self {
         Self {
             audio: true,
-            video: vec![LayerSpec { rid: None, kbps: 500, fps: 30.0 }],
+            video: vec![LayerSpec {
+                rid: None,
+                kbps: 500,
+                fps: 30.0,
+            }],
             subscribe: true,
             keyframe_every: Duration::from_secs(10),
             codec: Codec::Vp8,
             audio_level: -30,
+            temporal_layers: 1,
         }
     }
 
@@ -58,18 +68,32 @@ impl ClientSpec {
         let video = ["q", "h", "f"]
             .iter()
             .zip(kbps.iter().zip(fps.iter()))
-            .map(|(r, (k, f))| LayerSpec { rid: Some(r.to_string()), kbps: *k, fps: *f })
+            .map(|(r, (k, f))| LayerSpec {
+                rid: Some(r.to_string()),
+                kbps: *k,
+                fps: *f,
+            })
             .collect();
-        Self { video, ..Self::av() }
+        Self {
+            video,
+            ..Self::av()
+        }
     }
 
     pub fn audio_only() -> Self {
-        Self { video: vec![], ..Self::av() }
+        Self {
+            video: vec![],
+            ..Self::av()
+        }
     }
 
     /// Subscribes only.
     pub fn viewer() -> Self {
-        Self { audio: false, video: vec![], ..Self::av() }
+        Self {
+            audio: false,
+            video: vec![],
+            ..Self::av()
+        }
     }
 
     pub fn publishes(&self) -> bool {
@@ -102,6 +126,8 @@ pub struct RecvStream {
     pub video_arrivals: Vec<Instant>,
     /// Sequence number of each video packet, in arrival order (parallel to the above).
     pub video_seqs: Vec<u64>,
+    /// VP8 frames received (first packets): arrival time and temporal layer, if marked.
+    pub frames: Vec<(Instant, Option<u8>)>,
 }
 
 impl RecvStream {
@@ -120,18 +146,39 @@ impl RecvStream {
     /// Sequence numbers missing among the video packets sent after `t`: from the first
     /// that arrived after `t` to the last received.
     pub fn video_gaps_after(&self, t: Instant) -> u64 {
-        let Some(i) = self.video_arrivals.iter().position(|a| *a >= t) else { return 0 };
+        let Some(i) = self.video_arrivals.iter().position(|a| *a >= t) else {
+            return 0;
+        };
         let first = self.video_seqs[i..].iter().min().copied().unwrap_or(0);
-        let seen: std::collections::BTreeSet<u64> = self.video_seqs.iter().copied().filter(|s| *s >= first).collect();
+        let seen: std::collections::BTreeSet<u64> = self
+            .video_seqs
+            .iter()
+            .copied()
+            .filter(|s| *s >= first)
+            .collect();
         match (seen.first(), seen.last()) {
             (Some(a), Some(b)) => (b - a + 1) - seen.len() as u64,
             _ => 0,
         }
     }
 
+    /// VP8 frames per second received within [from, to].
+    pub fn fps(&self, from: Instant, to: Instant) -> f64 {
+        let n = self
+            .frames
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .count();
+        n as f64 / to.saturating_duration_since(from).as_secs_f64().max(1e-3)
+    }
+
     /// The layer received at `t` (the last run started at or before `t`).
     pub fn layer_at(&self, t: Instant) -> Option<u8> {
-        self.layer_runs.iter().take_while(|(_, at)| *at <= t).last().map(|(l, _)| *l)
+        self.layer_runs
+            .iter()
+            .take_while(|(_, at)| *at <= t)
+            .last()
+            .map(|(l, _)| *l)
     }
 
     /// Sequence numbers missing between the first and the last received.
@@ -169,7 +216,12 @@ impl ClientPc {
         if let Ok(c) = Candidate::host(addr, "udp") {
             rtc.add_local_candidate(c);
         }
-        Self { rtc, addr, timeout: now, pending: None }
+        Self {
+            rtc,
+            addr,
+            timeout: now,
+            pending: None,
+        }
     }
 }
 
@@ -185,6 +237,10 @@ struct VideoOut {
     keyframe_due: bool,
     /// Encoding on (dynacast may switch it off, as `setParameters` does in browsers).
     active: bool,
+    /// Temporal layers: the frame count at the last keyframe (cycles restart there), and
+    /// the TL0PICIDX of the last T0 frame.
+    cycle_start: u64,
+    tl0: u8,
     bytes_sent: u64,
     frames_sent: u64,
 }
@@ -231,7 +287,9 @@ impl SimClient {
         Self {
             id,
             publisher: publishes.then(|| ClientPc::new(now, pub_addr, rng, Some(spec.codec))),
-            subscriber: spec.subscribe.then(|| ClientPc::new(now, sub_addr, rng, None)),
+            subscriber: spec
+                .subscribe
+                .then(|| ClientPc::new(now, sub_addr, rng, None)),
             spec,
             audio: None,
             video: Vec::new(),
@@ -254,7 +312,13 @@ impl SimClient {
         let pc = self.publisher.as_mut()?;
         let mut api = pc.rtc.sdp_api();
         if self.spec.audio {
-            let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, Some("s".into()), Some("a".into()), None);
+            let mid = api.add_media(
+                MediaKind::Audio,
+                Direction::SendOnly,
+                Some("s".into()),
+                Some("a".into()),
+                None,
+            );
             self.audio = Some((mid, 1, 0));
         }
         let layers = self.spec.video.clone();
@@ -266,9 +330,19 @@ impl SimClient {
                 }
                 sc
             });
-            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, Some("s".into()), Some("v".into()), simulcast);
+            let mid = api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some("s".into()),
+                Some("v".into()),
+                simulcast,
+            );
             for (i, l) in layers.into_iter().enumerate() {
-                let rid = if self.spec.video.len() > 1 { l.rid.as_deref().map(Rid::from) } else { None };
+                let rid = if self.spec.video.len() > 1 {
+                    l.rid.as_deref().map(Rid::from)
+                } else {
+                    None
+                };
                 self.video.push(VideoOut {
                     mid,
                     rid,
@@ -280,6 +354,8 @@ impl SimClient {
                     pic: 100 * i as u16,
                     keyframe_due: true,
                     active: true,
+                    cycle_start: 0,
+                    tl0: 0,
                     bytes_sent: 0,
                     frames_sent: 0,
                 });
@@ -291,9 +367,15 @@ impl SimClient {
     }
 
     pub fn accept_publish_answer(&mut self, sdp: &str) {
-        let (Some(pc), Ok(answer)) = (self.publisher.as_mut(), SdpAnswer::from_sdp_string(sdp)) else { return };
+        let (Some(pc), Ok(answer)) = (self.publisher.as_mut(), SdpAnswer::from_sdp_string(sdp))
+        else {
+            return;
+        };
         if let Some(pending) = pc.pending.take() {
-            pc.rtc.sdp_api().accept_answer(pending, answer).expect("publish answer accepted");
+            pc.rtc
+                .sdp_api()
+                .accept_answer(pending, answer)
+                .expect("publish answer accepted");
         }
     }
 
@@ -307,21 +389,38 @@ impl SimClient {
         let (offer, pending) = api.apply()?;
         pc.pending = Some(pending);
         self.offered = vec![
-            OfferedTrack { mid: a.to_string(), track: TrackId(0), publisher, kind: TrackKind::Audio },
-            OfferedTrack { mid: v.to_string(), track: TrackId(0), publisher, kind: TrackKind::Video },
+            OfferedTrack {
+                mid: a.to_string(),
+                track: TrackId(0),
+                publisher,
+                kind: TrackKind::Audio,
+            },
+            OfferedTrack {
+                mid: v.to_string(),
+                track: TrackId(0),
+                publisher,
+                kind: TrackKind::Video,
+            },
         ];
         Some(offer.to_sdp_string())
     }
 
     pub fn accept_recv_answer(&mut self, sdp: &str) -> bool {
-        let (Some(pc), Ok(answer)) = (self.subscriber.as_mut(), SdpAnswer::from_sdp_string(sdp)) else { return false };
+        let (Some(pc), Ok(answer)) = (self.subscriber.as_mut(), SdpAnswer::from_sdp_string(sdp))
+        else {
+            return false;
+        };
         match pc.pending.take() {
             Some(pending) => pc.rtc.sdp_api().accept_answer(pending, answer).is_ok(),
             None => false,
         }
     }
 
-    pub fn accept_subscribe_offer(&mut self, sdp: &str, tracks: Vec<OfferedTrack>) -> Option<String> {
+    pub fn accept_subscribe_offer(
+        &mut self,
+        sdp: &str,
+        tracks: Vec<OfferedTrack>,
+    ) -> Option<String> {
         self.offers_received += 1;
         self.offered = tracks;
         let pc = self.subscriber.as_mut()?;
@@ -335,7 +434,8 @@ impl SimClient {
     }
 
     pub fn owns(&self, addr: SocketAddr) -> bool {
-        self.publisher.as_ref().is_some_and(|p| p.addr == addr) || self.subscriber.as_ref().is_some_and(|p| p.addr == addr)
+        self.publisher.as_ref().is_some_and(|p| p.addr == addr)
+            || self.subscriber.as_ref().is_some_and(|p| p.addr == addr)
     }
 
     /// When this client next wants to act.
@@ -346,7 +446,12 @@ impl SimClient {
         } else {
             None
         };
-        self.publisher.iter().chain(self.subscriber.iter()).map(|p| p.timeout).chain(media).min()
+        self.publisher
+            .iter()
+            .chain(self.subscriber.iter())
+            .map(|p| p.timeout)
+            .chain(media)
+            .min()
     }
 
     /// Deliver one datagram to the connection owning `dest`.
@@ -371,7 +476,10 @@ impl SimClient {
     }
 
     fn stamp(&self, now: Instant, layer: u8) -> Stamp {
-        Stamp { sent_us: now.saturating_duration_since(self.origin).as_micros() as u64, layer }
+        Stamp {
+            sent_us: now.saturating_duration_since(self.origin).as_micros() as u64,
+            layer,
+        }
     }
 
     /// Write the audio packets and video frames due at `now`.
@@ -382,28 +490,46 @@ impl SimClient {
         if self.audio.is_some() && now >= self.next_audio {
             let stamp = self.stamp(now, 255);
             let level = self.spec.audio_level;
-            let (Some(pc), Some((mid, seq, ts))) = (self.publisher.as_mut(), self.audio.as_mut()) else { return };
-            let pt = pc.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
+            let (Some(pc), Some((mid, seq, ts))) = (self.publisher.as_mut(), self.audio.as_mut())
+            else {
+                return;
+            };
+            let pt = pc
+                .rtc
+                .codec_config()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .map(|p| p.pt());
             if let (Some(pt), Some(tx)) = (pt, pc.rtc.direct_api().stream_tx_by_mid(*mid, None)) {
-                let ext = ExtensionValues { audio_level: Some(level), voice_activity: Some(level > -50), ..Default::default() };
-                tx.write_rtp(RtpWrite::new(pt, SeqNo::from(*seq), *ts, now, audio_payload(stamp)).ext_vals(ext));
+                let ext = ExtensionValues {
+                    audio_level: Some(level),
+                    voice_activity: Some(level > -50),
+                    ..Default::default()
+                };
+                tx.write_rtp(
+                    RtpWrite::new(pt, SeqNo::from(*seq), *ts, now, audio_payload(stamp))
+                        .ext_vals(ext),
+                );
                 *seq += 1;
                 *ts = ts.wrapping_add(960);
             }
             self.next_audio += Duration::from_millis(20);
             self.pump(now);
         }
-        let periodic = now.saturating_duration_since(self.last_keyframe) >= self.spec.keyframe_every;
+        let periodic =
+            now.saturating_duration_since(self.last_keyframe) >= self.spec.keyframe_every;
         if periodic {
             self.last_keyframe = now;
         }
         let codec = self.spec.codec;
+        let temporal_layers = self.spec.temporal_layers;
         for i in 0..self.video.len() {
             if now < self.video[i].next_frame {
                 continue;
             }
             let stamp = self.stamp(now, self.video[i].layer);
-            let Some(pc) = self.publisher.as_mut() else { return };
+            let Some(pc) = self.publisher.as_mut() else {
+                return;
+            };
             let v = &mut self.video[i];
             if !v.active {
                 v.next_frame += Duration::from_secs_f64(1.0 / v.spec.fps.max(0.1) as f64);
@@ -412,19 +538,44 @@ impl SimClient {
             if periodic {
                 v.keyframe_due = true;
             }
-            let pt = pc.rtc.codec_config().find(|p| p.spec().codec == codec).map(|p| p.pt());
+            let pt = pc
+                .rtc
+                .codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt());
             let mut api = pc.rtc.direct_api();
             if let (Some(pt), Some(tx)) = (pt, api.stream_tx_by_mid(v.mid, v.rid)) {
                 let key = std::mem::take(&mut v.keyframe_due);
+                let temporal = (codec == Codec::Vp8 && temporal_layers == 3).then(|| {
+                    // A keyframe starts a new cycle (it is a T0 frame).
+                    if key {
+                        v.cycle_start = v.frames_sent;
+                    }
+                    let mut t = l1t3(v.frames_sent - v.cycle_start);
+                    if t.tid == 0 {
+                        v.tl0 = v.tl0.wrapping_add(1);
+                    }
+                    t.tl0 = v.tl0;
+                    t
+                });
                 let bytes = v.spec.frame_bytes() * if key { KEYFRAME_FACTOR } else { 1 };
                 let (count, size) = packetize(bytes);
                 // An H.264 keyframe opens with an extra STAP-A (SPS, PPS).
-                let count = if key && codec == Codec::H264 { count + 1 } else { count };
+                let count = if key && codec == Codec::H264 {
+                    count + 1
+                } else {
+                    count
+                };
                 for k in 0..count {
-                    let p = video_payload(codec, key, k, count, v.pic, size, stamp);
+                    let p =
+                        video_payload_temporal(codec, key, k, count, v.pic, size, stamp, temporal);
                     v.bytes_sent += p.len() as u64;
                     let last = k + 1 == count;
-                    tx.write_rtp(RtpWrite::new(pt, SeqNo::from(v.seq), v.ts, now, p).marker(last).nackable(true));
+                    tx.write_rtp(
+                        RtpWrite::new(pt, SeqNo::from(v.seq), v.ts, now, p)
+                            .marker(last)
+                            .nackable(true),
+                    );
                     v.seq += 1;
                 }
             }
@@ -464,7 +615,10 @@ impl SimClient {
     fn pump(&mut self, now: Instant) {
         let mut events = Vec::new();
         let outbox = &mut self.outbox;
-        for (is_pub, pc) in [(true, self.publisher.as_mut()), (false, self.subscriber.as_mut())] {
+        for (is_pub, pc) in [
+            (true, self.publisher.as_mut()),
+            (false, self.subscriber.as_mut()),
+        ] {
             let Some(pc) = pc else { continue };
             loop {
                 match pc.rtc.poll_output() {
@@ -472,7 +626,9 @@ impl SimClient {
                         pc.timeout = t;
                         break;
                     }
-                    Ok(str0m::Output::Transmit(t)) => outbox.push((t.source, t.destination, t.contents.into())),
+                    Ok(str0m::Output::Transmit(t)) => {
+                        outbox.push((t.source, t.destination, t.contents.into()))
+                    }
                     Ok(str0m::Output::Event(e)) => events.push((is_pub, e)),
                     Err(_) => {
                         pc.timeout = now + Duration::from_secs(3600);
@@ -504,23 +660,33 @@ impl SimClient {
                 }
             }
             Event::MediaIngressStats(st) if !is_pub => {
-                self.nacks_sent.insert((st.mid.to_string(), st.rid.map(|r| r.to_string())), st.nacks);
+                self.nacks_sent.insert(
+                    (st.mid.to_string(), st.rid.map(|r| r.to_string())),
+                    st.nacks,
+                );
             }
             Event::MediaEgressStats(st) if is_pub => {
-                self.nacks_received.insert((st.mid.to_string(), st.rid.map(|r| r.to_string())), st.nacks);
+                self.nacks_received.insert(
+                    (st.mid.to_string(), st.rid.map(|r| r.to_string())),
+                    st.nacks,
+                );
             }
             Event::RtpPacket(p) if !is_pub => {
-                let mid = self
-                    .subscriber
-                    .as_mut()
-                    .and_then(|pc| pc.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid()));
+                let mid = self.subscriber.as_mut().and_then(|pc| {
+                    pc.rtc
+                        .direct_api()
+                        .stream_rx(&p.header.ssrc)
+                        .map(|s| s.mid())
+                });
                 let Some(mid) = mid else { return };
                 let key = mid.to_string();
                 let offered = self.offered.iter().find(|t| t.mid == key).cloned();
-                let codec = self
-                    .subscriber
-                    .as_ref()
-                    .and_then(|pc| pc.rtc.codec_config().find(|c| c.pt() == p.header.payload_type).map(|c| c.spec().codec));
+                let codec = self.subscriber.as_ref().and_then(|pc| {
+                    pc.rtc
+                        .codec_config()
+                        .find(|c| c.pt() == p.header.payload_type)
+                        .map(|c| c.spec().codec)
+                });
                 let now_us = now.saturating_duration_since(self.origin).as_micros() as u64;
                 let r = self.received.entry(key).or_default();
                 r.codec = codec;
@@ -551,9 +717,15 @@ impl SimClient {
                         r.keyframes += 1;
                     }
                     let vp8 = codec == Some(Codec::Vp8);
-                    if let Some(pic) = str0m::rtp::Vp8Descriptor::parse(&p.payload).ok().and_then(|d| d.picture_id()).filter(|_| vp8) {
+                    if let Some(pic) = str0m::rtp::Vp8Descriptor::parse(&p.payload)
+                        .ok()
+                        .and_then(|d| d.picture_id())
+                        .filter(|_| vp8)
+                    {
                         if p.payload[0] & 0x10 != 0 {
                             r.picture_ids.push(pic);
+                            r.frames
+                                .push((now, crate::forward::vp8_temporal(&p.payload).map(|t| t.0)));
                         }
                     }
                 }
@@ -565,26 +737,38 @@ impl SimClient {
     /// NACKs sent by the subscriber connection and received by the publisher connection
     /// (from str0m's 1-second stats, so up to a second behind).
     pub fn nacks(&self) -> (u64, u64) {
-        (self.nacks_sent.values().sum(), self.nacks_received.values().sum())
+        (
+            self.nacks_sent.values().sum(),
+            self.nacks_received.values().sum(),
+        )
     }
 
     /// Per video layer (lowest first): payload bytes and frames written so far.
     pub fn video_sent(&self) -> Vec<(u64, u64)> {
-        self.video.iter().map(|v| (v.bytes_sent, v.frames_sent)).collect()
+        self.video
+            .iter()
+            .map(|v| (v.bytes_sent, v.frames_sent))
+            .collect()
     }
 
     /// The stream received from `publisher` of `kind`, if any.
     pub fn stream_from(&self, publisher: ParticipantId, kind: TrackKind) -> Option<&RecvStream> {
-        self.received.values().find(|r| r.publisher == Some(publisher) && r.kind == Some(kind))
+        self.received
+            .values()
+            .find(|r| r.publisher == Some(publisher) && r.kind == Some(kind))
     }
 
     /// Restart the video encoder with fresh SSRCs (as a browser does on a new track):
     /// the sequence numbers of the new streams start anywhere.
     pub fn restart_video(&mut self, new_seq_base: u64) {
-        let Some(pc) = self.publisher.as_mut() else { return };
+        let Some(pc) = self.publisher.as_mut() else {
+            return;
+        };
         for v in &mut self.video {
             let mut api = pc.rtc.direct_api();
-            let old = api.stream_tx_by_mid(v.mid, v.rid).map(|s| (s.ssrc(), s.rtx()));
+            let old = api
+                .stream_tx_by_mid(v.mid, v.rid)
+                .map(|s| (s.ssrc(), s.rtx()));
             if let Some((ssrc, rtx)) = old {
                 let new_ssrc = (*ssrc).wrapping_add(7_777).into();
                 let new_rtx = rtx.map(|r| (*r).wrapping_add(7_777).into());

@@ -19,7 +19,9 @@ pub struct LayerSpec {
 impl LayerSpec {
     /// Bytes per delta frame at the target rate.
     pub fn frame_bytes(&self) -> usize {
-        ((self.kbps as f64 * 1000.0 / 8.0) / self.fps.max(0.1) as f64).round().max(64.0) as usize
+        ((self.kbps as f64 * 1000.0 / 8.0) / self.fps.max(0.1) as f64)
+            .round()
+            .max(64.0) as usize
     }
 }
 
@@ -51,7 +53,8 @@ fn put_stamp(p: &mut Vec<u8>, s: Stamp) {
 
 fn stamp_offset(codec: Codec, payload: &[u8]) -> Option<usize> {
     match codec {
-        Codec::Vp8 => Some(4 + VP8_HEADER),
+        // 4 descriptor bytes, 2 more with temporal fields (L and T set)
+        Codec::Vp8 => Some(if payload.get(1)? & 0x60 == 0x60 { 6 } else { 4 } + VP8_HEADER),
         Codec::Vp9 => Some(3),
         Codec::H264 => (payload.first()? & 0x1f == 28).then_some(2),
         Codec::Opus => Some(0),
@@ -68,7 +71,10 @@ pub fn read_stamp(codec: Codec, payload: &[u8]) -> Option<Stamp> {
     }
     let mut t = [0u8; 8];
     t.copy_from_slice(&s[1..9]);
-    Some(Stamp { sent_us: u64::from_be_bytes(t), layer: s[9] })
+    Some(Stamp {
+        sent_us: u64::from_be_bytes(t),
+        layer: s[9],
+    })
 }
 
 /// An Opus-sized audio payload (80 bytes, about 32 kbps at 50 packets/s).
@@ -87,7 +93,54 @@ pub fn audio_payload(stamp: Stamp) -> Vec<u8> {
 ///   fragments of the IDR; delta frames are FU-A fragments of a non-IDR slice.
 /// - VP9 (RFC 9628): descriptor with I, P (clear on keyframes), B and E, 15-bit picture id.
 #[allow(clippy::too_many_arguments)]
-pub fn video_payload(codec: Codec, key: bool, index: usize, count: usize, pic: u16, size: usize, stamp: Stamp) -> Vec<u8> {
+pub fn video_payload(
+    codec: Codec,
+    key: bool,
+    index: usize,
+    count: usize,
+    pic: u16,
+    size: usize,
+    stamp: Stamp,
+) -> Vec<u8> {
+    video_payload_temporal(codec, key, index, count, pic, size, stamp, None)
+}
+
+/// A VP8 temporal layer mark (RFC 7741 §4.2): TL0PICIDX, TID and the layer sync bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Temporal {
+    pub tl0: u8,
+    pub tid: u8,
+    pub sync: bool,
+}
+
+/// The L1T3 pattern libwebrtc uses: frame i of a cycle of 4 is T0, T2, T1, T2; the first
+/// T1 and T2 frames after a T0 are sync frames (they reference only T0). `tl0` counts T0
+/// frames.
+pub fn l1t3(frame: u64) -> Temporal {
+    let tid = match frame % 4 {
+        0 => 0,
+        2 => 1,
+        _ => 2,
+    };
+    Temporal {
+        tl0: (frame / 4) as u8,
+        tid,
+        sync: frame % 4 == 1 || frame % 4 == 2,
+    }
+}
+
+/// [`video_payload`] with VP8 temporal-layer fields in the descriptor.
+#[allow(clippy::too_many_arguments)]
+pub fn video_payload_temporal(
+    codec: Codec,
+    key: bool,
+    index: usize,
+    count: usize,
+    pic: u16,
+    size: usize,
+    stamp: Stamp,
+    temporal: Option<Temporal>,
+) -> Vec<u8> {
     let first = index == 0;
     let last = index + 1 == count;
     let mut p = Vec::with_capacity(size.max(16));
@@ -102,14 +155,21 @@ pub fn video_payload(codec: Codec, key: bool, index: usize, count: usize, pic: u
             p.push(nal | if start { 0x80 } else { 0 } | if last { 0x40 } else { 0 });
         }
         Codec::Vp9 => {
-            let b0 = 0x80 | if key { 0 } else { 0x40 } | if first { 0x08 } else { 0 } | if last { 0x04 } else { 0 };
+            let b0 = 0x80
+                | if key { 0 } else { 0x40 }
+                | if first { 0x08 } else { 0 }
+                | if last { 0x04 } else { 0 };
             p.extend_from_slice(&[b0, 0x80 | (pic >> 8) as u8, pic as u8]);
         }
         _ => {
             p.push(if first { 0x90 } else { 0x80 });
-            p.push(0x80);
+            p.push(if temporal.is_some() { 0xe0 } else { 0x80 }); // I, and L + T
             p.push(0x80 | (pic >> 8) as u8);
             p.push(pic as u8);
+            if let Some(t) = temporal {
+                p.push(t.tl0);
+                p.push((t.tid << 6) | if t.sync { 0x20 } else { 0 });
+            }
             // frame tag: P (0 = key), version 0, show_frame, first partition size 64
             let tag: u32 = (64 << 5) | (1 << 4) | u32::from(!key);
             p.extend_from_slice(&tag.to_le_bytes()[..3]);
@@ -150,7 +210,10 @@ mod tests {
 
     #[test]
     fn payloads_are_well_formed_and_stamped() {
-        let st = Stamp { sent_us: 123_456_789, layer: 2 };
+        let st = Stamp {
+            sent_us: 123_456_789,
+            layer: 2,
+        };
         for codec in [Codec::Vp8, Codec::Vp9, Codec::H264] {
             for key in [true, false] {
                 let n = 3;
@@ -161,7 +224,11 @@ mod tests {
                     let want = key && (i == 0 || (codec == Codec::H264 && i == 1));
                     assert_eq!(starts, want, "{codec:?} key={key} packet {i}");
                     let is_stap = codec == Codec::H264 && key && i == 0;
-                    assert_eq!(read_stamp(codec, &p), (!is_stap).then_some(st), "{codec:?} key={key} packet {i}");
+                    assert_eq!(
+                        read_stamp(codec, &p),
+                        (!is_stap).then_some(st),
+                        "{codec:?} key={key} packet {i}"
+                    );
                     if !is_stap {
                         assert_eq!(p.len(), 900);
                     }
@@ -174,17 +241,33 @@ mod tests {
         // RFC 6386 keyframe: start code and 1280×720 (layer 2) after the frame tag
         assert_eq!(&v[7..14], &[0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02]);
         assert_eq!(read_stamp(Codec::Opus, &audio_payload(st)), Some(st));
-        assert_eq!(read_stamp(Codec::Opus, &[0; 80]), None, "no magic, no stamp");
-        assert_eq!(read_stamp(Codec::Vp8, &[0x90, 0x80]), None, "short payloads never panic");
+        assert_eq!(
+            read_stamp(Codec::Opus, &[0; 80]),
+            None,
+            "no magic, no stamp"
+        );
+        assert_eq!(
+            read_stamp(Codec::Vp8, &[0x90, 0x80]),
+            None,
+            "short payloads never panic"
+        );
     }
 
     #[test]
     fn frame_sizes_follow_the_bitrate() {
-        let l = LayerSpec { rid: Some("f".into()), kbps: 1_700, fps: 30.0 };
+        let l = LayerSpec {
+            rid: Some("f".into()),
+            kbps: 1_700,
+            fps: 30.0,
+        };
         assert_eq!(l.frame_bytes(), 7_083);
         assert_eq!(packetize(7_083), (7, 1_012));
         assert_eq!(packetize(100), (1, 100));
-        let q = LayerSpec { rid: Some("q".into()), kbps: 150, fps: 7.5 };
+        let q = LayerSpec {
+            rid: Some("q".into()),
+            kbps: 150,
+            fps: 7.5,
+        };
         assert_eq!(q.frame_bytes(), 2_500);
     }
 }

@@ -23,7 +23,12 @@ pub struct LinkConfig {
 
 impl Default for LinkConfig {
     fn default() -> Self {
-        Self { delay: Duration::from_millis(10), loss: 0.0, rate_bps: None, max_queue: Duration::from_millis(300) }
+        Self {
+            delay: Duration::from_millis(10),
+            loss: 0.0,
+            rate_bps: None,
+            max_queue: Duration::from_millis(300),
+        }
     }
 }
 
@@ -96,8 +101,20 @@ impl SimNet {
 
     /// Set the conditions of a host's uplink (host → server) and downlink.
     pub fn set_link(&mut self, host: IpAddr, up: LinkConfig, down: LinkConfig) {
-        self.up.insert(host, Link { cfg: up, busy_until: None });
-        self.down.insert(host, Link { cfg: down, busy_until: None });
+        self.up.insert(
+            host,
+            Link {
+                cfg: up,
+                busy_until: None,
+            },
+        );
+        self.down.insert(
+            host,
+            Link {
+                cfg: down,
+                busy_until: None,
+            },
+        );
     }
 
     pub fn send(&mut self, now: Instant, p: Packet) {
@@ -107,12 +124,16 @@ impl SimNet {
         } else {
             self.up.entry(p.source.ip())
         }
-        .or_insert(Link { cfg: LinkConfig::default(), busy_until: None });
+        .or_insert(Link {
+            cfg: LinkConfig::default(),
+            busy_until: None,
+        });
         match link.pass(now, p.contents.len(), &mut self.rng) {
             Some(at) => {
                 self.counter += 1;
                 self.packets.insert(self.counter, p);
-                self.queue.push(Reverse((at, self.counter, PacketKey(self.counter))));
+                self.queue
+                    .push(Reverse((at, self.counter, PacketKey(self.counter))));
             }
             None => self.lost += 1,
         }
@@ -139,7 +160,11 @@ mod tests {
     use super::*;
 
     fn pkt(from: &str, to: &str, len: usize) -> Packet {
-        Packet { source: from.parse().unwrap(), destination: to.parse().unwrap(), contents: vec![0; len] }
+        Packet {
+            source: from.parse().unwrap(),
+            destination: to.parse().unwrap(),
+            contents: vec![0; len],
+        }
     }
 
     #[test]
@@ -176,7 +201,14 @@ mod tests {
         let server: IpAddr = "127.0.0.1".parse().unwrap();
         let mut n = SimNet::new(9, server);
         let host: IpAddr = "127.0.1.1".parse().unwrap();
-        n.set_link(host, LinkConfig { loss: 0.05, ..Default::default() }, LinkConfig::default());
+        n.set_link(
+            host,
+            LinkConfig {
+                loss: 0.05,
+                ..Default::default()
+            },
+            LinkConfig::default(),
+        );
         for _ in 0..10_000 {
             n.send(t0, pkt("127.0.1.1:2", "127.0.0.1:1", 10));
         }

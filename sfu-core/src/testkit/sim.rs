@@ -54,7 +54,12 @@ impl Sim {
     }
 
     fn host_of(i: usize) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8))
+        IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            1 + (i / 250) as u8,
+            1 + (i % 250) as u8,
+        ))
     }
 
     pub fn set_link(&mut self, c: ClientIdx, up: LinkConfig, down: LinkConfig) {
@@ -69,12 +74,28 @@ impl Sim {
         self.next_id += 1;
         let can_publish = spec.publishes();
         let can_subscribe = spec.subscribe;
-        let mut c = SimClient::new(self.now, self.start, id, spec, (ip, 40_000).into(), (ip, 40_001).into(), &mut self.rng);
+        let mut c = SimClient::new(
+            self.now,
+            self.start,
+            id,
+            spec,
+            (ip, 40_000).into(),
+            (ip, 40_001).into(),
+            &mut self.rng,
+        );
         let offer = c.make_offer();
         self.clients.push(Some(c));
-        self.command(Command::Join { room: RoomId::from(room), participant: id, can_publish, can_subscribe });
+        self.command(Command::Join {
+            room: RoomId::from(room),
+            participant: id,
+            can_publish,
+            can_subscribe,
+        });
         if let Some(sdp) = offer {
-            self.command(Command::PublishOffer { participant: id, sdp });
+            self.command(Command::PublishOffer {
+                participant: id,
+                sdp,
+            });
         }
         ClientIdx(idx)
     }
@@ -86,14 +107,36 @@ impl Sim {
         let ip = Self::host_of(idx);
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
-        let spec = ClientSpec { audio: false, video: vec![], subscribe: true, ..ClientSpec::av() };
-        let mut c = SimClient::new(self.now, self.start, id, spec, (ip, 40_000).into(), (ip, 40_001).into(), &mut self.rng);
+        let spec = ClientSpec {
+            audio: false,
+            video: vec![],
+            subscribe: true,
+            ..ClientSpec::av()
+        };
+        let mut c = SimClient::new(
+            self.now,
+            self.start,
+            id,
+            spec,
+            (ip, 40_000).into(),
+            (ip, 40_001).into(),
+            &mut self.rng,
+        );
         let offer = c.make_recv_offer(target.unwrap_or(ParticipantId(0)));
         c.connected = true; // nothing to publish; lets the client's timers run
         self.clients.push(Some(c));
-        self.command(Command::Join { room: RoomId::from(room), participant: id, can_publish: false, can_subscribe: false });
+        self.command(Command::Join {
+            room: RoomId::from(room),
+            participant: id,
+            can_publish: false,
+            can_subscribe: false,
+        });
         if let Some(sdp) = offer {
-            self.command(Command::WhepOffer { participant: id, target, sdp });
+            self.command(Command::WhepOffer {
+                participant: id,
+                target,
+                sdp,
+            });
         }
         ClientIdx(idx)
     }
@@ -101,7 +144,9 @@ impl Sim {
     /// The participant leaves cleanly (the control plane sends Leave).
     pub fn leave(&mut self, c: ClientIdx) {
         if let Some(client) = self.clients[c.0].take() {
-            self.command(Command::Leave { participant: client.id });
+            self.command(Command::Leave {
+                participant: client.id,
+            });
         }
     }
 
@@ -144,7 +189,9 @@ impl Sim {
             }
             let now = self.now;
             for i in 0..self.clients.len() {
-                let Some(c) = self.clients[i].as_mut() else { continue };
+                let Some(c) = self.clients[i].as_mut() else {
+                    continue;
+                };
                 if c.next_wake().is_some_and(|t| t <= now) {
                     c.timeout(now);
                     c.produce(now);
@@ -162,7 +209,9 @@ impl Sim {
                 }
             }
             // Never stand still: the smallest step is 100 µs.
-            self.now = next.max(self.now + Duration::from_micros(100)).min(end.max(self.now));
+            self.now = next
+                .max(self.now + Duration::from_micros(100))
+                .min(end.max(self.now));
             if self.now == end {
                 break;
             }
@@ -171,9 +220,19 @@ impl Sim {
 
     fn deliver(&mut self, at: Instant, p: Packet) {
         if p.destination == self.server {
-            self.shard.handle_input(at, Input::Datagram { source: p.source, contents: &p.contents });
+            self.shard.handle_input(
+                at,
+                Input::Datagram {
+                    source: p.source,
+                    contents: &p.contents,
+                },
+            );
             self.drain_shard();
-        } else if let Some(i) = self.clients.iter().position(|c| c.as_ref().is_some_and(|c| c.owns(p.destination))) {
+        } else if let Some(i) = self
+            .clients
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.owns(p.destination)))
+        {
             if let Some(c) = self.clients[i].as_mut() {
                 c.receive(at, p.source, p.destination, &p.contents);
             }
@@ -183,9 +242,20 @@ impl Sim {
 
     fn drain_client(&mut self, i: usize) {
         let now = self.now;
-        let Some(c) = self.clients[i].as_mut() else { return };
+        let Some(c) = self.clients[i].as_mut() else {
+            return;
+        };
         let net = &mut self.net;
-        c.drain(now, |source, destination, contents| net.send(now, Packet { source, destination, contents }));
+        c.drain(now, |source, destination, contents| {
+            net.send(
+                now,
+                Packet {
+                    source,
+                    destination,
+                    contents,
+                },
+            )
+        });
     }
 
     fn drain_shard(&mut self) {
@@ -197,7 +267,11 @@ impl Sim {
                 }
                 Output::Transmit(t) => self.net.send(
                     self.now,
-                    Packet { source: self.server, destination: t.destination, contents: t.contents },
+                    Packet {
+                        source: self.server,
+                        destination: t.destination,
+                        contents: t.contents,
+                    },
                 ),
                 Output::Event(e) => {
                     self.events.push((self.now, e.clone()));
@@ -209,7 +283,11 @@ impl Sim {
 
     /// Play the control plane: hand SDP to the client it is for.
     fn route(&mut self, e: Event) {
-        let find = |clients: &mut Vec<Option<SimClient>>, id: ParticipantId| clients.iter().position(|c| c.as_ref().is_some_and(|c| c.id == id));
+        let find = |clients: &mut Vec<Option<SimClient>>, id: ParticipantId| {
+            clients
+                .iter()
+                .position(|c| c.as_ref().is_some_and(|c| c.id == id))
+        };
         match e {
             Event::PublishAnswer { participant, sdp } => {
                 if let Some(i) = find(&mut self.clients, participant) {
@@ -222,20 +300,35 @@ impl Sim {
                     self.drain_client(i);
                 }
             }
-            Event::SubscribeOffer { participant, sdp, tracks } => {
+            Event::SubscribeOffer {
+                participant,
+                sdp,
+                tracks,
+            } => {
                 if let Some(i) = find(&mut self.clients, participant) {
-                    let answer = self.clients[i].as_mut().and_then(|c| c.accept_subscribe_offer(&sdp, tracks));
+                    let answer = self.clients[i]
+                        .as_mut()
+                        .and_then(|c| c.accept_subscribe_offer(&sdp, tracks));
                     self.drain_client(i);
                     if let Some(sdp) = answer {
-                        self.shard.handle_input(self.now, Input::Command(Command::SubscribeAnswer { participant, sdp }));
+                        self.shard.handle_input(
+                            self.now,
+                            Input::Command(Command::SubscribeAnswer { participant, sdp }),
+                        );
                         // drained by the caller's loop
                     }
                 }
             }
             // Dynacast: the publisher applies it, as the web client does.
-            Event::PublisherLayers { participant, mid, layers, .. } if self.dynacast => {
+            Event::PublisherLayers {
+                participant,
+                mid,
+                layers,
+                ..
+            } if self.dynacast => {
                 if let Some(i) = find(&mut self.clients, participant) {
-                    let layers: Vec<(String, bool)> = layers.into_iter().map(|l| (l.rid, l.active)).collect();
+                    let layers: Vec<(String, bool)> =
+                        layers.into_iter().map(|l| (l.rid, l.active)).collect();
                     if let Some(c) = self.clients[i].as_mut() {
                         c.set_layers_active(&mid, &layers);
                     }
@@ -247,6 +340,10 @@ impl Sim {
 
     /// Events of one kind, for assertions.
     pub fn events_matching(&self, f: impl Fn(&Event) -> bool) -> Vec<&Event> {
-        self.events.iter().map(|(_, e)| e).filter(|e| f(e)).collect()
+        self.events
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| f(e))
+            .collect()
     }
 }
