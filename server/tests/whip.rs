@@ -402,3 +402,168 @@ async fn whep_errors() {
     }
     assert_eq!(members(&server, "w").await, 1, "no half-created viewers");
 }
+
+/// Pump a WHIP client over one of two sockets (the one `active` names), for `d`, while a
+/// viewer runs. Datagrams the client sends from the other address are lost: that
+/// interface is gone.
+async fn pump(
+    whip: &mut SimClient,
+    socks: &[UdpSocket; 2],
+    active: usize,
+    viewer: &mut Participant,
+    d: Duration,
+) {
+    let end = Instant::now() + d;
+    let mut buf = vec![0u8; 2048];
+    let addrs = [
+        socks[0].local_addr().unwrap(),
+        socks[1].local_addr().unwrap(),
+    ];
+    while Instant::now() < end {
+        let now = Instant::now();
+        while let Ok((n, from)) = socks[active].recv_from(&mut buf) {
+            whip.receive(now, from, addrs[active], &buf[..n]);
+        }
+        while socks[1 - active].recv_from(&mut buf).is_ok() {}
+        whip.timeout(now);
+        whip.produce(now);
+        let mut out = Vec::new();
+        whip.drain(now, |src, dst, d| out.push((src, dst, d)));
+        for (src, dst, d) in out {
+            if src == addrs[active] {
+                let _ = socks[active].send_to(&d, dst);
+            }
+        }
+        viewer.run(Duration::from_millis(3)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_over_patch_moves_the_publisher_to_a_new_address() {
+    let server = start_server();
+    let base = format!("http://{}", server.http);
+    let socks = [
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    ];
+    for s in &socks {
+        s.set_nonblocking(true).unwrap();
+    }
+    let first = socks[0].local_addr().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let spec = ClientSpec {
+        subscribe: false,
+        ..ClientSpec::av()
+    };
+    let mut whip = SimClient::new(
+        Instant::now(),
+        Instant::now(),
+        ParticipantId(0),
+        spec,
+        first,
+        first,
+        &mut rng,
+    );
+    let offer = whip.make_offer().unwrap();
+    let r = post(
+        &base,
+        "moving",
+        Some(&tok(VideoGrant::join("moving"), SECRET)),
+        "application/sdp",
+        offer,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    whip.accept_publish_answer(&r.text().await.unwrap());
+    let mut viewer = Participant::join(&server, "moving", "viewer").await;
+    pump(&mut whip, &socks, 0, &mut viewer, Duration::from_secs(3)).await;
+    let publisher = viewer
+        .client
+        .offered
+        .first()
+        .map(|t| t.publisher)
+        .expect("tracks offered");
+    let before = viewer
+        .client
+        .stream_from(publisher, TrackKind::Video)
+        .map_or(0, |v| v.packets);
+    assert!(before > 50, "video flows before the restart: {before}");
+
+    // The network changes: new address, new credentials, signalled with PATCH.
+    let second = socks[1].local_addr().unwrap();
+    let (ufrag, pwd) = whip.restart_publisher_ice(second).unwrap();
+    let frag = format!(
+        "a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 {} {} typ host\r\n",
+        second.ip(),
+        second.port()
+    );
+    let client = reqwest::Client::new();
+    let patch = |etag: &str, frag: &str| {
+        client
+            .patch(format!("{base}{location}"))
+            .header("content-type", "application/trickle-ice-sdpfrag")
+            .header("if-match", etag.to_string())
+            .body(frag.to_string())
+            .send()
+    };
+    let r = patch(&etag, &frag).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "an ICE restart is answered with the server's credentials"
+    );
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/trickle-ice-sdpfrag"
+    );
+    let new_etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(new_etag, etag, "a restart changes the ETag");
+    let answer = r.text().await.unwrap();
+    let attr = |name: &str| {
+        answer
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("a={name}:"))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no {name} in {answer}"))
+    };
+    assert!(
+        answer.contains("a=candidate:") && answer.contains("a=ice-lite"),
+        "{answer}"
+    );
+    whip.set_publisher_remote_ice(&attr("ice-ufrag"), &attr("ice-pwd"));
+    // The old ETag no longer matches; a bad password is refused.
+    assert_eq!(
+        patch(&etag, "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+    let bad = patch("*", "a=ice-ufrag:zzzz\r\na=ice-pwd:short\r\n")
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // From now on only the new address works: media flows again through it.
+    pump(&mut whip, &socks, 1, &mut viewer, Duration::from_secs(4)).await;
+    let mid = viewer
+        .client
+        .stream_from(publisher, TrackKind::Video)
+        .map_or(0, |v| v.packets);
+    pump(&mut whip, &socks, 1, &mut viewer, Duration::from_secs(2)).await;
+    let after = viewer
+        .client
+        .stream_from(publisher, TrackKind::Video)
+        .map_or(0, |v| v.packets);
+    eprintln!("video packets: {before} before the restart, {mid} 4 s after it, {after} 2 s later");
+    assert!(
+        after - mid > 50,
+        "video flows from the new address after the restart: {} packets in 2 s",
+        after - mid
+    );
+}

@@ -114,6 +114,15 @@ pub enum Command {
         track: TrackId,
         max_rank: Option<u8>,
     },
+    /// An ICE restart (RFC 8445 §2.4; WHIP/WHEP `PATCH`, RFC 9725 §4.3.2): the client's
+    /// new credentials for one connection. The shard takes new local credentials and
+    /// answers with [`Event::IceRestarted`].
+    IceRestart {
+        participant: ParticipantId,
+        pc: PcKind,
+        ufrag: String,
+        pwd: String,
+    },
 }
 
 /// A track as offered to a subscriber: which m-line carries whose media.
@@ -215,6 +224,15 @@ pub enum Event {
         participant: ParticipantId,
         estimate_bps: Option<u64>,
         subscriptions: Vec<SubscriptionStat>,
+    },
+    /// The answer to [`Command::IceRestart`]: the server's new credentials and its
+    /// candidate (an `a=candidate:` value).
+    IceRestarted {
+        participant: ParticipantId,
+        pc: PcKind,
+        ufrag: String,
+        pwd: String,
+        candidate: String,
     },
     /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
     ActiveSpeaker {

@@ -16,6 +16,13 @@ use crate::ids::{ParticipantId, PcKind};
 /// typical simulcast camera; GCC probes up from there.
 pub const INITIAL_ESTIMATE_KBPS: u64 = 2_500;
 
+/// Fresh local ICE credentials: a 16-character ufrag and a 32-character password.
+pub(crate) fn new_credentials(rng: &mut impl Rng) -> (String, String) {
+    let ufrag: String = (0..16).map(|_| rng.sample(Alphanumeric) as char).collect();
+    let pass: String = (0..32).map(|_| rng.sample(Alphanumeric) as char).collect();
+    (ufrag, pass)
+}
+
 /// A str0m `Rtc` in RTP mode, ICE-lite, with the shard's bookkeeping around it.
 pub(crate) struct Pc {
     pub rtc: Rtc,
@@ -37,8 +44,7 @@ impl Pc {
     /// `bwe`: estimate the downstream bandwidth (subscriber connections), starting from
     /// [`INITIAL_ESTIMATE_KBPS`].
     pub fn new(now: Instant, public_addr: SocketAddr, rng: &mut impl Rng, bwe: bool) -> Self {
-        let ufrag: String = (0..16).map(|_| rng.sample(Alphanumeric) as char).collect();
-        let pass: String = (0..32).map(|_| rng.sample(Alphanumeric) as char).collect();
+        let (ufrag, pass) = new_credentials(rng);
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)

@@ -502,6 +502,12 @@ impl Hub {
                     candidate,
                 }
             }
+            ClientMessage::IceRestart { pc, ufrag, pwd } => Command::IceRestart {
+                participant: id,
+                pc,
+                ufrag,
+                pwd,
+            },
         };
         if let Err(e) = self.plane.send(&room, cmd) {
             self.reply_error(id, ErrorCode::Busy, e.to_string());
@@ -753,6 +759,21 @@ impl Hub {
                     self.remove(participant, why, true);
                 }
             }
+            Event::IceRestarted {
+                participant,
+                pc,
+                ufrag,
+                pwd,
+                candidate,
+            } => self.send_to(
+                participant,
+                ServerMessage::IceRestarted {
+                    pc,
+                    ufrag,
+                    pwd,
+                    candidate,
+                },
+            ),
             Event::CommandFailed { participant, error } => self.send_to(
                 participant,
                 ServerMessage::Error {

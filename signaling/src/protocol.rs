@@ -36,6 +36,13 @@ pub enum ClientMessage {
         pc: PcKind,
         candidate: String,
     },
+    /// An ICE restart of one connection with the client's new credentials; answered by
+    /// `ice_restarted` with the server's.
+    IceRestart {
+        pc: PcKind,
+        ufrag: String,
+        pwd: String,
+    },
     /// The client muted or unmuted its microphone or camera.
     Mute {
         kind: TrackKind,
@@ -209,6 +216,13 @@ pub enum ServerMessage {
         message: String,
     },
     Pong,
+    /// The answer to an ICE restart: the server's new credentials and its candidate.
+    IceRestarted {
+        pc: PcKind,
+        ufrag: String,
+        pwd: String,
+        candidate: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,6 +34,22 @@ struct Session {
     participant: ParticipantId,
     room: String,
     etag: String,
+    /// The connection the client's offer set up: the publisher one for WHIP, the
+    /// subscriber one for WHEP.
+    pc: PcKind,
+    /// The client's current ICE ufrag: a PATCH with another one is an ICE restart.
+    remote_ufrag: String,
+    /// Answers to ICE restarts, from the session's message queue; and errors.
+    restarts: Arc<
+        tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<(String, String, String), String>>>,
+    >,
+}
+
+/// The value of the first `a=NAME:` line of an SDP or SDP fragment.
+fn sdp_attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
+    sdp.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("a=")?.strip_prefix(name)?.strip_prefix(':'))
 }
 
 #[derive(Clone)]
@@ -216,9 +232,20 @@ async fn create(
         Err(e) => return join_error(e),
     };
     let sources = inferred_sources(&sdp);
+    let ufrag = sdp_attr(&sdp, "ice-ufrag").unwrap_or_default().to_string();
     s.hub
         .handle(id, ClientMessage::PublishOffer { sdp, sources });
-    finish(s, "whip", &room.clone(), room, id, rx).await
+    finish(
+        s,
+        "whip",
+        &room.clone(),
+        room,
+        id,
+        rx,
+        PcKind::Publisher,
+        ufrag,
+    )
+    .await
 }
 
 /// WHEP: `POST /whep/{room}` plays the room's active speaker.
@@ -265,6 +292,7 @@ async fn whep(
         Ok(ok) => ok,
         Err(e) => return join_error(e),
     };
+    let ufrag = sdp_attr(&sdp, "ice-ufrag").unwrap_or_default().to_string();
     if let Err(e) = s.hub.whep_offer(id, target.as_deref(), sdp) {
         s.hub.leave(id);
         return err(StatusCode::NOT_FOUND, "not_found", e.to_string());
@@ -273,11 +301,12 @@ async fn whep(
         Some(t) => format!("{room}/{t}"),
         None => format!("{room}/-"),
     };
-    finish(s, "whep", &path, room, id, rx).await
+    finish(s, "whep", &path, room, id, rx, PcKind::Subscriber, ufrag).await
 }
 
 /// Wait for the media plane's answer on the participant's queue and answer the HTTP
 /// request: 201 with the SDP, `Location` and `ETag`; or an error, leaving nothing behind.
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     s: WhipState,
     kind: &str,
@@ -285,6 +314,8 @@ async fn finish(
     room: String,
     id: ParticipantId,
     mut rx: tokio::sync::mpsc::Receiver<Outbound>,
+    pc: PcKind,
+    remote_ufrag: String,
 ) -> Response {
     let outcome = tokio::time::timeout(ANSWER_TIMEOUT, async {
         while let Some(o) = rx.recv().await {
@@ -321,27 +352,44 @@ async fn finish(
         }
     };
     // Keep the participant's queue drained while the session lives (room events are of no
-    // use to a WHIP/WHEP client); a removal by the API ends the session.
+    // use to a WHIP/WHEP client, answers to ICE restarts are); a removal by the API ends
+    // the session.
     let session = format!(
         "{:016x}{:016x}",
         rand::random::<u64>(),
         rand::random::<u64>()
     );
     let etag = format!("\"{:08x}\"", rand::random::<u32>());
+    let (restart_tx, restart_rx) = tokio::sync::mpsc::channel(4);
     s.sessions.insert(
         session.clone(),
         Session {
             participant: id,
             room,
             etag: etag.clone(),
+            pc,
+            remote_ufrag,
+            restarts: Arc::new(tokio::sync::Mutex::new(restart_rx)),
         },
     );
     let sessions = s.sessions.clone();
     let sid = session.clone();
     tokio::spawn(async move {
         while let Some(o) = rx.recv().await {
-            if matches!(o, Outbound::Close { .. }) {
-                break;
+            match o {
+                Outbound::Close { .. } => break,
+                Outbound::Message(ServerMessage::IceRestarted {
+                    ufrag,
+                    pwd,
+                    candidate,
+                    ..
+                }) => {
+                    let _ = restart_tx.try_send(Ok((ufrag, pwd, candidate)));
+                }
+                Outbound::Message(ServerMessage::Error { message, .. }) => {
+                    let _ = restart_tx.try_send(Err(message));
+                }
+                _ => {}
             }
         }
         sessions.remove(&sid);
@@ -368,11 +416,19 @@ async fn patch(
     body: Bytes,
 ) -> Response {
     let (room, session) = room_and_session(&parts);
-    let Some(entry) = s
+    let Some((participant, etag, pc, remote_ufrag, restarts)) = s
         .sessions
         .get(&session)
         .filter(|e| e.room == room)
-        .map(|e| (e.participant, e.etag.clone()))
+        .map(|e| {
+            (
+                e.participant,
+                e.etag.clone(),
+                e.pc,
+                e.remote_ufrag.clone(),
+                e.restarts.clone(),
+            )
+        })
     else {
         return err(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -384,7 +440,7 @@ async fn patch(
         );
     }
     if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        if m != "*" && m != entry.1 {
+        if m != "*" && m != etag {
             return err(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
@@ -392,21 +448,80 @@ async fn patch(
             );
         }
     }
+    if body.len() > MAX_SDP {
+        return err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "fragment over 64 KiB",
+        );
+    }
     let frag = String::from_utf8_lossy(&body);
+    // New credentials: an ICE restart (RFC 9725 §4.3.2), answered with the server's.
+    let restart = match (sdp_attr(&frag, "ice-ufrag"), sdp_attr(&frag, "ice-pwd")) {
+        (Some(u), Some(p)) if u != remote_ufrag => Some((u.to_string(), p.to_string())),
+        _ => None,
+    };
+    let mut answer = None;
+    if let Some((ufrag, pwd)) = restart {
+        let mut rx = restarts.lock().await;
+        while rx.try_recv().is_ok() {} // nothing stale answers this one
+        s.hub.handle(
+            participant,
+            ClientMessage::IceRestart {
+                pc,
+                ufrag: ufrag.clone(),
+                pwd,
+            },
+        );
+        match tokio::time::timeout(ANSWER_TIMEOUT, rx.recv()).await {
+            Ok(Some(Ok(creds))) => answer = Some(creds),
+            Ok(Some(Err(why))) => return err(StatusCode::BAD_REQUEST, "bad_request", why),
+            _ => {
+                return err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "no answer from the media plane",
+                )
+            }
+        }
+        if let Some(mut e) = s.sessions.get_mut(&session) {
+            e.remote_ufrag = ufrag;
+        }
+    }
     for line in frag.lines().map(str::trim) {
         if let Some(c) = line.strip_prefix("a=") {
             if c.starts_with("candidate:") {
                 s.hub.handle(
-                    entry.0,
+                    participant,
                     ClientMessage::Candidate {
-                        pc: PcKind::Publisher,
+                        pc,
                         candidate: c.to_string(),
                     },
                 );
             }
         }
     }
-    cors(StatusCode::NO_CONTENT.into_response())
+    let Some((ufrag, pwd, candidate)) = answer else {
+        return cors(StatusCode::NO_CONTENT.into_response());
+    };
+    let etag = format!("\"{:08x}\"", rand::random::<u32>());
+    if let Some(mut e) = s.sessions.get_mut(&session) {
+        e.etag = etag.clone();
+    }
+    let mid = sdp_attr(&frag, "mid").unwrap_or("0");
+    let body = format!(
+        "a=ice-lite\r\na=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:{mid}\r\na={candidate}\r\na=end-of-candidates\r\n"
+    );
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    cors(r)
 }
 
 fn room_and_session(parts: &[(String, String)]) -> (String, String) {

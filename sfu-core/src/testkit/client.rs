@@ -588,6 +588,33 @@ impl SimClient {
         }
     }
 
+    /// ICE restart of the publisher connection onto a new local address (the network
+    /// changed): new local credentials, the old host candidate withdrawn, one for
+    /// `new_addr` added. Returns the new (ufrag, password) to signal; apply the server's
+    /// with [`SimClient::set_publisher_remote_ice`].
+    pub fn restart_publisher_ice(&mut self, new_addr: SocketAddr) -> Option<(String, String)> {
+        let pc = self.publisher.as_mut()?;
+        let creds = IceCreds::new();
+        let old = Candidate::host(pc.addr, "udp").ok()?;
+        let mut api = pc.rtc.direct_api();
+        api.invalidate_candidate(&old);
+        api.set_local_ice_credentials(creds.clone());
+        pc.rtc
+            .add_local_candidate(Candidate::host(new_addr, "udp").ok()?);
+        pc.addr = new_addr;
+        Some((creds.ufrag, creds.pass))
+    }
+
+    /// The server's credentials after an ICE restart of the publisher connection.
+    pub fn set_publisher_remote_ice(&mut self, ufrag: &str, pwd: &str) {
+        if let Some(pc) = self.publisher.as_mut() {
+            pc.rtc.direct_api().set_remote_ice_credentials(IceCreds {
+                ufrag: ufrag.into(),
+                pass: pwd.into(),
+            });
+        }
+    }
+
     /// Switch simulcast encodings (by rid) of the video m-line `mid` off or on, as a
     /// browser's `setParameters` does: an encoding switched on starts with a keyframe.
     pub fn set_layers_active(&mut self, mid: &str, layers: &[(String, bool)]) {
