@@ -40,10 +40,11 @@ struct Session {
     /// The client's current ICE ufrag: a PATCH with another one is an ICE restart.
     remote_ufrag: String,
     /// Answers to ICE restarts, from the session's message queue; and errors.
-    restarts: Arc<
-        tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<(String, String, String), String>>>,
-    >,
+    restarts: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<RestartAnswer>>>,
 }
+
+/// The server's (ufrag, password, candidate) after an ICE restart, or why it failed.
+type RestartAnswer = Result<(String, String, String), String>;
 
 /// The value of the first `a=NAME:` line of an SDP or SDP fragment.
 fn sdp_attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
