@@ -26,6 +26,9 @@ cargo test --workspace
 echo "== REST API against its OpenAPI document (schemathesis, bounded)"
 bash tests/api-fuzz/run.sh "$PWD/target/debug/switchboard"
 
+echo "== WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
+bash tests/interop/run.sh "$PWD/target/debug/switchboard"
+
 echo "== browser end-to-end tests (headless Chromium)"
 # Inside a private network namespace with only loopback when we may create one, so that
 # every packet provably stays on 127.0.0.1.

@@ -1,20 +1,24 @@
 // A page that uses nothing but fetch and RTCPeerConnection publishes through WHIP; a
-// participant who joined through the web app sees and hears it; DELETE ends it.
+// participant who joined through the web app sees and hears it; a third page plays it
+// through WHEP; DELETE ends it. Once with VP8 and once with H.264 + Opus, as OBS sends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, openParticipant, waitFor, sleep, devToken } from './lib.mjs';
 
-test('WHIP publisher from a plain page is seen in the web app', async () => {
+for (const codec of ['VP8', 'H264']) test(`WHIP publisher (${codec} + Opus) from a plain page is seen in the web app and played through WHEP`, async () => {
   const server = await startServer();
-  const room = `whip${Date.now()}`;
+  const room = `whip${codec}${Date.now()}`;
   const token = devToken({ room, roomJoin: true, canPublish: true, canSubscribe: false }, 600, 'whip-publisher');
   const pub = await openParticipant(`${server.base}/`);
   const viewer = await openParticipant(`${server.base}/?room=${room}&name=viewer&autojoin=1&quality=low`);
   try {
-    const { location, status } = await pub.page.evaluate(async ({ room, token }) => {
+    const { location, status } = await pub.page.evaluate(async ({ room, token, codec }) => {
       const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360, frameRate: 15 } });
       const pc = new RTCPeerConnection();
-      for (const t of stream.getTracks()) pc.addTransceiver(t, { direction: 'sendonly' });
+      for (const t of stream.getTracks()) {
+        const tr = pc.addTransceiver(t, { direction: 'sendonly' });
+        if (t.kind === 'video') tr.setCodecPreferences(RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType === `video/${codec}`));
+      }
       await pc.setLocalDescription(await pc.createOffer());
       await new Promise((resolve) => {
         if (pc.iceGatheringState === 'complete') return resolve();
@@ -30,7 +34,7 @@ test('WHIP publisher from a plain page is seen in the web app', async () => {
       await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
       window.whipPc = pc;
       return { status: res.status, location: res.headers.get('location') };
-    }, { room, token });
+    }, { room, token, codec });
     assert.equal(status, 201);
     assert.match(location, new RegExp(`^/whip/${room}/`));
     // The viewer's page shows the WHIP publisher's tile, playing video.
@@ -69,8 +73,9 @@ test('WHIP publisher from a plain page is seen in the web app', async () => {
           pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
           setTimeout(resolve, 2000);
         });
-        // The room's active speaker: the WHIP publisher is the only one with audio.
-        const res = await fetch(`/whep/${room}`, {
+        // The WHIP publisher, by identity (the web-app viewer publishes too, so the
+        // active speaker could be either; speaker following is simulated in sfu-core).
+        const res = await fetch(`/whep/${room}/whip-publisher`, {
           method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${watch}` }, body: pc.localDescription.sdp,
         });
         if (res.status !== 201) return { status: res.status, error: await res.text() };
@@ -85,6 +90,11 @@ test('WHIP publisher from a plain page is seen in the web app', async () => {
         return f;
       });
       await waitFor(async () => (await decoded()) > 0, { what: 'WHEP frames decoded', timeout: 30000 });
+      const played_codec = await player.page.evaluate(async () => {
+        const stats = await window.whepPc.getStats();
+        for (const s of stats.values()) if (s.type === 'inbound-rtp' && s.kind === 'video') return stats.get(s.codecId)?.mimeType;
+      });
+      assert.equal(played_codec, `video/${codec}`, 'WHEP plays the codec the publisher sent');
       const f1 = await decoded();
       await sleep(2000);
       assert.ok((await decoded()) > f1 + 10, 'WHEP frames keep decoding');
