@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 /// The development API key pair used when no keys are configured. Printed at start.
 pub const DEV_KEY: &str = "devkey";
@@ -28,6 +29,18 @@ pub enum Cmd {
     /// Access tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective configuration (file, environment and flags applied) as TOML,
+    /// secrets redacted.
+    Print,
+    /// Print the table of every key with its default (docs/configuration.md).
+    Docs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,55 +49,304 @@ pub enum TokenCmd {
     Create(TokenArgs),
 }
 
-#[derive(Debug, Clone, Args)]
+/// Command-line flags of `serve`. Every one is optional: what is not given comes from the
+/// environment (`SWITCHBOARD_<KEY>`), then the TOML file (`--config`), then the default.
+/// See [`KEYS`] and `docs/configuration.md`.
+#[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct ServeArgs {
-    /// HTTP listen address (web app, WebSocket signaling, API).
-    #[arg(long, env = "SWITCHBOARD_HTTP", default_value = "127.0.0.1:7880")]
-    pub http: SocketAddr,
-    /// IP the media UDP sockets bind to.
-    #[arg(long, env = "SWITCHBOARD_RTC_BIND", default_value = "127.0.0.1")]
-    pub rtc_bind: IpAddr,
-    /// First UDP port; worker i uses base + i.
-    #[arg(long, env = "SWITCHBOARD_RTC_PORT", default_value_t = 7882)]
-    pub rtc_port: u16,
-    /// IP advertised in ICE candidates (the address clients reach; set it behind NAT or in
-    /// containers). Defaults to the bind address, or 127.0.0.1 if that is unspecified.
-    #[arg(long, env = "SWITCHBOARD_RTC_ADVERTISE")]
+    /// TOML configuration file (also `SWITCHBOARD_CONFIG`).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<std::path::PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<SocketAddr>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_http: Option<SocketAddr>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtc_bind: Option<IpAddr>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtc_port: Option<u16>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rtc_advertise: Option<IpAddr>,
-    /// Media worker threads (default: one per core).
-    #[arg(long, env = "SWITCHBOARD_WORKERS")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
-    /// Pin worker threads to cores.
-    #[arg(long, env = "SWITCHBOARD_PIN", default_value_t = true, action = clap::ArgAction::Set)]
-    pub pin: bool,
-    /// API key pairs, `key:secret` separated by commas. Without any, the server runs in
-    /// development mode with a printed development key.
-    #[arg(long, env = "SWITCHBOARD_KEYS")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<bool>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<String>,
-    /// Serve `/api/dev/token` even with configured keys (signs with the first key).
-    #[arg(long, env = "SWITCHBOARD_DEV")]
-    pub dev: bool,
-    /// Seed for the shards' generators (ICE credentials, initial sequence numbers).
-    #[arg(long, env = "SWITCHBOARD_SEED")]
+    /// Serve `/api/dev/token` even with configured keys.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev: Option<bool>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Webhook receivers (comma separated). Events are signed with the first API key.
-    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URLS", value_delimiter = ',')]
+    /// Repeatable, or comma separated.
+    #[arg(long = "webhook-url", value_delimiter = ',')]
+    #[serde(rename = "webhook_urls", skip_serializing_if = "Vec::is_empty")]
     pub webhook_url: Vec<String>,
-    /// Refuse joins to rooms that were not created through the API.
-    #[arg(long, env = "SWITCHBOARD_NO_AUTO_CREATE")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_create: Option<bool>,
+    /// The same as `--auto-create false`.
+    #[arg(long)]
+    #[serde(skip)]
     pub no_auto_create: bool,
-    /// Seconds an empty room lives before it is closed (default for new rooms).
-    #[arg(long, env = "SWITCHBOARD_EMPTY_TIMEOUT", default_value_t = 300)]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub empty_timeout: Option<u64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_participants: Option<u32>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tracks: Option<u32>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_worker_packet_rate: Option<u64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_rate: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_burst: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<u64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// The effective configuration of `serve`: defaults, then the TOML file, then the
+/// environment, then flags (later wins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: SocketAddr,
+    pub metrics_http: Option<SocketAddr>,
+    pub rtc_bind: IpAddr,
+    pub rtc_port: u16,
+    pub rtc_advertise: Option<IpAddr>,
+    pub workers: Option<usize>,
+    pub pin: bool,
+    pub keys: Option<String>,
+    pub dev: bool,
+    pub seed: Option<u64>,
+    #[serde(deserialize_with = "list_or_commas")]
+    pub webhook_urls: Vec<String>,
+    pub auto_create: bool,
     pub empty_timeout: u64,
-    /// Participant limit for new rooms (0: none).
-    #[arg(long, env = "SWITCHBOARD_MAX_PARTICIPANTS", default_value_t = 0)]
     pub max_participants: u32,
-    /// REST requests per second per API key (sustained).
-    #[arg(long, env = "SWITCHBOARD_API_RATE", default_value_t = 50.0)]
+    pub max_tracks: u32,
+    pub max_worker_packet_rate: u64,
     pub api_rate: f64,
-    /// REST request burst per API key.
-    #[arg(long, env = "SWITCHBOARD_API_BURST", default_value_t = 100.0)]
     pub api_burst: f64,
+    pub drain_timeout: u64,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            metrics_http: None,
+            rtc_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rtc_port: 7882,
+            rtc_advertise: None,
+            workers: None,
+            pin: true,
+            keys: None,
+            dev: false,
+            seed: None,
+            webhook_urls: Vec::new(),
+            auto_create: true,
+            empty_timeout: 300,
+            max_participants: 0,
+            max_tracks: 0,
+            max_worker_packet_rate: 0,
+            api_rate: 50.0,
+            api_burst: 100.0,
+            drain_timeout: 300,
+            log: "info".into(),
+        }
+    }
+}
+
+/// A list in TOML, or a comma-separated string (environment variables).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum L {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match L::deserialize(d)? {
+        L::List(v) => v,
+        L::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+/// One documented configuration key. `docs/configuration.md` is this table (a test
+/// checks it).
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc { key: "http", default: "127.0.0.1:7880", doc: "HTTP listen address: web app, WebSocket signaling, REST API, WHIP/WHEP, health and (unless `metrics_http` is set) `/metrics`." },
+    KeyDoc { key: "metrics_http", default: "(none)", doc: "A separate listen address for `/metrics`; when set, `/metrics` is served only there." },
+    KeyDoc { key: "rtc_bind", default: "127.0.0.1", doc: "IP the media UDP sockets bind to (`0.0.0.0` for every interface)." },
+    KeyDoc { key: "rtc_port", default: "7882", doc: "First media UDP port; worker *i* uses `rtc_port + i`." },
+    KeyDoc { key: "rtc_advertise", default: "(bind address)", doc: "IP put in ICE candidates: the address clients reach (set it behind NAT, in containers and on Kubernetes). Defaults to `rtc_bind`, or 127.0.0.1 when that is unspecified." },
+    KeyDoc { key: "workers", default: "(one per core)", doc: "Media worker threads, each with its own UDP port." },
+    KeyDoc { key: "pin", default: "true", doc: "Pin each worker thread to a core." },
+    KeyDoc { key: "keys", default: "(none: development mode)", doc: "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode with a printed development key." },
+    KeyDoc { key: "dev", default: "false", doc: "Serve `/api/dev/token` even with configured keys (signs with the first key)." },
+    KeyDoc { key: "seed", default: "(random)", doc: "Seed for ICE credentials and initial RTP sequence numbers (reproducible runs)." },
+    KeyDoc { key: "webhook_urls", default: "[]", doc: "Webhook receivers (a TOML list, or comma separated in the environment and flags). Events are signed with the first API key." },
+    KeyDoc { key: "auto_create", default: "true", doc: "Create a room on its first join; `false` refuses joins to rooms not created through the API (`--no-auto-create`)." },
+    KeyDoc { key: "empty_timeout", default: "300", doc: "Seconds an empty room lives before it is closed (default for new rooms)." },
+    KeyDoc { key: "max_participants", default: "0", doc: "Participant limit per room for new rooms (0: none). Joins over it are refused (`room_full`)." },
+    KeyDoc { key: "max_tracks", default: "0", doc: "Published tracks per node (0: none). Over it, joins that may publish are refused (`server_full`, HTTP 503)." },
+    KeyDoc { key: "max_worker_packet_rate", default: "0", doc: "Received packets per second per worker above which the node stops taking new rooms and participants (`server_full`; `/readyz` turns false) (0: none)." },
+    KeyDoc { key: "api_rate", default: "50", doc: "REST requests per second per API key (sustained)." },
+    KeyDoc { key: "api_burst", default: "100", doc: "REST request burst per API key." },
+    KeyDoc { key: "drain_timeout", default: "300", doc: "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin)." },
+    KeyDoc { key: "log", default: "info", doc: "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it." },
+];
+
+impl Config {
+    /// Layer defaults, the TOML file, the environment and the flags; then validate.
+    pub fn load(flags: &ServeArgs) -> anyhow::Result<Self> {
+        use figment::providers::{Env, Format, Serialized, Toml};
+        let mut f = figment::Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &flags.config {
+            anyhow::ensure!(
+                path.is_file(),
+                "config: the file {} does not exist",
+                path.display()
+            );
+            f = f.merge(Toml::file_exact(path));
+        }
+        let keys: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+        f = f.merge(Env::prefixed("SWITCHBOARD_").only(&keys));
+        let mut flags = flags.clone();
+        if flags.no_auto_create {
+            flags.auto_create = Some(false);
+        }
+        f = f.merge(Serialized::defaults(&flags));
+        let cfg: Config = f
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {}", describe(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that need more than a type: each error names its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let workers = self.workers.unwrap_or(1);
+        anyhow::ensure!(
+            self.workers != Some(0),
+            "workers: must be at least 1 (leave it unset for one per core)"
+        );
+        anyhow::ensure!(
+            self.workers.is_none_or(|w| w <= 1024),
+            "workers: at most 1024"
+        );
+        anyhow::ensure!(
+            (self.rtc_port as usize) + workers <= 65_536 && self.rtc_port > 0,
+            "rtc_port: {} + {workers} worker ports do not fit below 65536",
+            self.rtc_port
+        );
+        if let Some(k) = &self.keys {
+            parse_keys(k)?;
+        }
+        anyhow::ensure!(
+            self.api_rate > 0.0 && self.api_rate.is_finite(),
+            "api_rate: must be a positive number, not {}",
+            self.api_rate
+        );
+        anyhow::ensure!(
+            self.api_burst >= 1.0 && self.api_burst.is_finite(),
+            "api_burst: must be at least 1, not {}",
+            self.api_burst
+        );
+        anyhow::ensure!(
+            self.drain_timeout <= 86_400,
+            "drain_timeout: at most 86400 seconds"
+        );
+        for u in &self.webhook_urls {
+            anyhow::ensure!(
+                u.starts_with("http://") || u.starts_with("https://"),
+                "webhook_urls: `{u}` is not an http(s) URL"
+            );
+        }
+        if let Some(ip) = self.rtc_advertise {
+            anyhow::ensure!(
+                !ip.is_unspecified(),
+                "rtc_advertise: {ip} cannot be reached; give the address clients use"
+            );
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| anyhow::anyhow!("log: {e}"))?;
+        Ok(())
+    }
+
+    pub fn advertise_ip(&self) -> IpAddr {
+        match self.rtc_advertise {
+            Some(ip) => ip,
+            None if self.rtc_bind.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => self.rtc_bind,
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn print(&self) -> String {
+        let mut shown = self.clone();
+        shown.keys = self.keys.as_ref().map(|k| {
+            k.split(',')
+                .map(|p| format!("{}:<redacted>", p.split(':').next().unwrap_or("").trim()))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+}
+
+/// A figment error as one line: the key, where the value came from, and what is wrong.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                "(file)".to_string()
+            } else {
+                e.path.join(".")
+            };
+            let from = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            format!("{key}: {} ({from})", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,16 +406,6 @@ pub fn parse_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-impl ServeArgs {
-    pub fn advertise_ip(&self) -> IpAddr {
-        match self.rtc_advertise {
-            Some(ip) => ip,
-            None if self.rtc_bind.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            None => self.rtc_bind,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,4 +426,26 @@ mod tests {
             assert!(parse_keys(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// The key table of `docs/configuration.md` (`switchboard config docs` prints it; a test
+/// checks the file).
+pub fn docs_table() -> String {
+    let mut s =
+        String::from("| key | environment | flag | default | meaning |\n|---|---|---|---|---|\n");
+    for k in KEYS {
+        s.push_str(&format!(
+            "| `{}` | `SWITCHBOARD_{}` | `--{}` | {} | {} |\n",
+            k.key,
+            k.key.to_uppercase(),
+            if k.key == "webhook_urls" {
+                "webhook-url".to_string()
+            } else {
+                k.key.replace('_', "-")
+            },
+            k.default,
+            k.doc
+        ));
+    }
+    s
 }

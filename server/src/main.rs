@@ -18,21 +18,53 @@ use clap::Parser;
 use signaling::webhook::{WebhookConfig, Webhooks};
 use signaling::{AppState, Claims, Hub, HubConfig, KeyStore, VideoGrant};
 
-use crate::config::{parse_keys, Cli, Cmd, ServeArgs, TokenArgs, TokenCmd, DEV_KEY, DEV_SECRET};
+use crate::config::{
+    parse_keys, Cli, Cmd, Config, ConfigCmd, TokenArgs, TokenCmd, DEV_KEY, DEV_SECRET,
+};
 use crate::plane::WorkerPool;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message and its causes on one line; no backtrace for a user's mistake.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::Token(TokenCmd::Create(t))) => {
+            init_logs("info");
+            token(t)
+        }
+        Some(Cmd::Config(ConfigCmd::Print)) => {
+            print!("{}", Config::load(&cli.serve)?.print());
+            Ok(())
+        }
+        Some(Cmd::Config(ConfigCmd::Docs)) => {
+            print!("{}", config::docs_table());
+            Ok(())
+        }
+        Some(Cmd::Serve) | None => {
+            let cfg = Config::load(&cli.serve)?;
+            init_logs(&cfg.log);
+            serve(cfg)
+        }
+    }
+}
+
+fn init_logs(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Cmd::Token(TokenCmd::Create(t))) => token(t),
-        Some(Cmd::Serve) | None => serve(cli.serve),
-    }
 }
 
 fn token(t: TokenArgs) -> anyhow::Result<()> {
@@ -69,7 +101,7 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: Config) -> anyhow::Result<()> {
     let (pairs, dev_mode) = match &args.keys {
         Some(k) => (parse_keys(k)?, args.dev),
         None => (vec![(DEV_KEY.to_string(), DEV_SECRET.to_string())], true),
@@ -80,6 +112,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("Tokens are handed out at /api/dev/token. Set SWITCHBOARD_KEYS=key:secret for production.");
     }
     let keys = KeyStore::new(pairs);
+    // Before the workers: they register their metric handles at start.
+    let prometheus = telemetry::install()?;
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let n = args.workers.unwrap_or_else(|| cores.len().max(1)).max(1);
@@ -91,10 +125,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let port = args
             .rtc_port
             .checked_add(i as u16)
-            .context("rtc port range overflows")?;
+            .context("rtc_port: the worker port range overflows")?;
         let bind = SocketAddr::new(args.rtc_bind, port);
-        let socket =
-            UdpSocket::bind(bind).with_context(|| format!("binding UDP {bind} for worker {i}"))?;
+        let socket = UdpSocket::bind(bind)
+            .with_context(|| format!("rtc_bind/rtc_port: binding UDP {bind} for worker {i}"))?;
         let public_addr = SocketAddr::new(args.advertise_ip(), port);
         let core = if args.pin && !cores.is_empty() {
             Some(cores[i % cores.len()])
@@ -115,7 +149,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     drop(ev_tx);
     let pool = Arc::new(WorkerPool::new(workers));
-    let (webhooks, webhook_worker) = if args.webhook_url.is_empty() {
+    let (webhooks, webhook_worker) = if args.webhook_urls.is_empty() {
         (None, None)
     } else {
         let key = keys
@@ -124,7 +158,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .to_string();
         let secret = keys.secret(&key).context("webhook key secret")?.to_string();
         let cfg = WebhookConfig {
-            urls: args.webhook_url.clone(),
+            urls: args.webhook_urls.clone(),
             key,
             secret,
             attempts: 5,
@@ -135,13 +169,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(w), Some(worker))
     };
     let hub_cfg = HubConfig {
-        auto_create: !args.no_auto_create,
+        auto_create: args.auto_create,
         empty_timeout: args.empty_timeout,
         max_participants: args.max_participants,
     };
     let hub = Arc::new(Hub::with_config(keys, pool.clone(), hub_cfg, webhooks));
+    hub.set_admission(admission(
+        pool.clone(),
+        args.max_tracks,
+        args.max_worker_packet_rate,
+    ));
 
-    let prometheus = telemetry::install()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -150,6 +188,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let h = hub.clone();
         tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
+                telemetry::observe(&e);
                 h.on_media_event(e);
             }
         });
@@ -166,10 +205,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
         tokio::spawn(telemetry::publish(pool.clone(), hub.clone()));
         let stats_pool = pool.clone();
-        let app = web::router()
+        let metrics_route = {
+            let prometheus = prometheus.clone();
+            axum::routing::get(move || std::future::ready(prometheus.render()))
+        };
+        let ready = readiness(hub.clone(), pool.clone(), args.max_worker_packet_rate);
+        let mut app = web::router()
             .route(
-                "/metrics",
-                axum::routing::get(move || std::future::ready(prometheus.render())),
+                "/readyz",
+                axum::routing::get(move || std::future::ready(ready())),
             )
             .route(
                 "/debug/stats",
@@ -184,27 +228,45 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         )
                     }
                 }),
-            )
-            .merge(signaling::router(AppState {
-                hub: hub.clone(),
-                dev_key,
-                rate: (args.api_rate, args.api_burst),
-            }));
+            );
+        if let Some(addr) = args.metrics_http {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics_http: binding {addr}"))?;
+            eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+            let m = axum::Router::new().route("/metrics", metrics_route);
+            tokio::spawn(async move { axum::serve(listener, m).await });
+        } else {
+            app = app.route("/metrics", metrics_route);
+        }
+        let app = app.merge(signaling::router(AppState {
+            hub: hub.clone(),
+            dev_key,
+            rate: (args.api_rate, args.api_burst),
+        }));
         let listener = tokio::net::TcpListener::bind(args.http)
             .await
-            .with_context(|| format!("binding HTTP {}", args.http))?;
+            .with_context(|| format!("http: binding {}", args.http))?;
         let local = listener.local_addr()?;
         for w in &pool.workers {
             eprintln!("media worker {} on udp {}", w.index, w.addr);
         }
         println!("Switchboard is running: open http://{local}/");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(drain_on_signals(hub.clone(), args.drain_timeout, done_tx));
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = done_rx.await;
+        });
+        // Upgraded connections (WebSockets) are closed by the drain; this bounds the wait.
+        tokio::select! {
+            r = serve => r?,
+            _ = async {
+                tokio::time::sleep(std::time::Duration::from_secs(args.drain_timeout + 10)).await
+            } => {}
+        }
         anyhow::Ok(())
     })?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     for w in &pool.workers {
         w.wake();
@@ -216,5 +278,110 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    eprintln!("stopped");
     Ok(())
+}
+
+/// The node's admission limits: tracks per node, received packets per second per worker.
+fn admission(pool: Arc<WorkerPool>, max_tracks: u32, max_rate: u64) -> signaling::hub::Admission {
+    Arc::new(move |publishing| {
+        if max_tracks > 0 && publishing {
+            let tracks: u64 = pool.workers.iter().map(|w| w.stats.lock().tracks).sum();
+            if tracks >= u64::from(max_tracks) {
+                return Some(format!(
+                    "the node carries {tracks} published tracks (max_tracks = {max_tracks})"
+                ));
+            }
+        }
+        overloaded(&pool, max_rate)
+    })
+}
+
+/// A worker over the packet-rate limit, if any.
+fn overloaded(pool: &WorkerPool, max_rate: u64) -> Option<String> {
+    if max_rate == 0 {
+        return None;
+    }
+    pool.workers.iter().find_map(|w| {
+        let rate = w.tel.packet_rate.load(Ordering::Relaxed);
+        (rate > max_rate).then(|| {
+            format!(
+                "worker {} receives {rate} packets/s (max_worker_packet_rate = {max_rate})",
+                w.index
+            )
+        })
+    })
+}
+
+/// `/readyz`: 200 while the node takes participants; 503 with the reason while draining
+/// or over a load limit.
+fn readiness(
+    hub: Arc<Hub>,
+    pool: Arc<WorkerPool>,
+    max_rate: u64,
+) -> impl Fn() -> axum::response::Response + Clone + Send + 'static {
+    move || {
+        use axum::response::IntoResponse;
+        let reason = if hub.is_draining() {
+            Some("draining".to_string())
+        } else {
+            overloaded(&pool, max_rate)
+        };
+        match reason {
+            None => axum::Json(serde_json::json!({ "ready": true })).into_response(),
+            Some(r) => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "ready": false, "reason": r })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// SIGTERM or SIGINT: drain (not ready, no new joins), wait until every room is empty or
+/// `timeout` seconds passed, tell the remaining participants the server is shutting
+/// down, then stop. A second signal stops at once.
+async fn drain_on_signals(hub: Arc<Hub>, timeout: u64, done: tokio::sync::oneshot::Sender<()>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    let signal = async {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        }
+    };
+    let first = signal.await;
+    hub.start_drain();
+    let n = hub.participant_count();
+    eprintln!(
+        "{first}: draining ({n} participants; up to {timeout} s; a second signal stops at once)"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let emptied = async {
+        while hub.participant_count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let second = async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    tokio::select! {
+        _ = emptied => eprintln!("drained: no participants left"),
+        _ = tokio::time::sleep_until(deadline) => eprintln!("drain timeout: closing the remaining sessions"),
+        _ = second => eprintln!("second signal: stopping now"),
+    }
+    let closed = hub.shutdown_all();
+    if closed > 0 {
+        // Let the "server shutting down" messages and close frames go out.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let _ = done.send(());
 }

@@ -9,7 +9,7 @@
 //! back on an unbounded channel that only carries signaling-rate traffic.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,6 +32,20 @@ const MAX_RECV_ROUNDS: usize = 8;
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
 
+/// Figures a worker keeps for metrics and admission, besides its shard's counters.
+#[derive(Debug, Default)]
+pub struct WorkerTelemetry {
+    /// Nanoseconds spent handling input and output (not waiting).
+    pub busy_ns: AtomicU64,
+    /// Commands sent and not yet taken by the worker.
+    pub queued: AtomicUsize,
+    pub datagrams_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Datagrams received per second over the last second (set by the telemetry task).
+    pub packet_rate: AtomicU64,
+}
+
 /// The control plane's handle on one worker.
 pub struct WorkerHandle {
     pub index: usize,
@@ -41,13 +55,18 @@ pub struct WorkerHandle {
     /// Participants on this worker (written by the worker).
     pub load: Arc<AtomicUsize>,
     pub stats: Arc<parking_lot::Mutex<ShardStats>>,
+    pub tel: Arc<WorkerTelemetry>,
     pub thread: Option<JoinHandle<()>>,
 }
 
 impl WorkerHandle {
     /// Queue a command without blocking; wake the worker.
     pub fn try_send(&self, c: Command) -> Result<(), std::sync::mpsc::TrySendError<Command>> {
-        self.commands.try_send(c)?;
+        self.tel.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.commands.try_send(c) {
+            self.tel.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(e);
+        }
         let _ = self.waker.wake();
         Ok(())
     }
@@ -77,11 +96,12 @@ pub fn spawn(
     let stats = Arc::new(parking_lot::Mutex::new(ShardStats::default()));
     let addr = spec.public_addr;
     let index = spec.index;
-    let (l, s) = (load.clone(), stats.clone());
+    let tel = Arc::new(WorkerTelemetry::default());
+    let (l, s, t) = (load.clone(), stats.clone(), tel.clone());
     let thread = std::thread::Builder::new()
         .name(format!("sb-worker-{index}"))
         .spawn(move || {
-            if let Err(e) = run(spec, poll, rx, events, l, s, stop) {
+            if let Err(e) = run(spec, poll, rx, events, l, s, t, stop) {
                 tracing::error!(worker = index, error = %e, "worker stopped");
             }
         })?;
@@ -92,10 +112,12 @@ pub fn spawn(
         waker,
         load,
         stats,
+        tel,
         thread: Some(thread),
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     spec: WorkerSpec,
     mut poll: Poll,
@@ -103,8 +125,11 @@ fn run(
     events: UnboundedSender<Event>,
     load: Arc<AtomicUsize>,
     stats: Arc<parking_lot::Mutex<ShardStats>>,
+    tel: Arc<WorkerTelemetry>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
+    // Registered once: recording is then an atomic update, once per loop turn.
+    let forwarding = metrics::histogram!("switchboard_forwarding_latency_seconds", "worker" => spec.index.to_string());
     if let Some(core) = spec.core {
         if !core_affinity::set_for_current(core) {
             tracing::warn!(worker = spec.index, "could not pin to core {}", core.id);
@@ -137,10 +162,16 @@ fn run(
                 return Err(e);
             }
         }
+        let woke = Instant::now();
+        let mut first_datagram: Option<Instant> = None;
+        let mut bytes_in = 0u64;
         // Commands first: they are rare and a join should not wait behind media.
         loop {
             match commands.try_recv() {
-                Ok(c) => shard.handle_input(Instant::now(), Input::Command(c)),
+                Ok(c) => {
+                    tel.queued.fetch_sub(1, Ordering::Relaxed);
+                    shard.handle_input(Instant::now(), Input::Command(c))
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Ok(()),
             }
@@ -150,13 +181,16 @@ fn run(
         for _ in 0..MAX_RECV_ROUNDS {
             let now = Instant::now();
             match sock.recv_batch(|source, contents| {
+                bytes_in += contents.len() as u64;
                 shard.handle_input(now, Input::Datagram { source, contents })
             }) {
                 Ok(0) => {
                     more = false;
                     break;
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    first_datagram.get_or_insert(now);
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "recv failed");
                     more = false;
@@ -181,8 +215,22 @@ fn run(
             }
         };
         if !out.is_empty() {
+            tel.datagrams_out
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            let bytes: usize = out.iter().map(|p| p.contents.len()).sum();
+            tel.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
             sock.send_batch(&mut out);
         }
+        let done = Instant::now();
+        if let Some(t) = first_datagram {
+            // Receipt to send: the oldest datagram of this turn waited this long.
+            forwarding.record(done.saturating_duration_since(t).as_secs_f64());
+        }
+        tel.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        tel.busy_ns.fetch_add(
+            done.saturating_duration_since(woke).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
         load.store(shard.participant_count(), Ordering::Relaxed);
         if now.saturating_duration_since(stats_at) >= Duration::from_millis(100) {
             stats_at = now;

@@ -291,4 +291,30 @@ pub struct ShardStats {
     pub keyframe_requests: u64,
     /// Peer stacks that panicked and were dropped.
     pub peer_panics: u64,
+    /// Media received from publishers and written to subscribers, by kind: packets and
+    /// payload bytes.
+    pub audio_packets_in: u64,
+    pub audio_bytes_in: u64,
+    pub video_packets_in: u64,
+    pub video_bytes_in: u64,
+    pub audio_packets_out: u64,
+    pub audio_bytes_out: u64,
+    pub video_packets_out: u64,
+    pub video_bytes_out: u64,
+    /// Why packets were not forwarded to a subscriber (the rest of `rtp_not_forwarded`:
+    /// unknown stream, no common codec, a refused write).
+    pub dropped_layer: u64,
+    pub dropped_temporal: u64,
+    pub dropped_muted: u64,
+    /// Feedback from subscribers (from str0m's egress stats, every 2 s): NACKs (answered
+    /// from the resend cache), PLIs and FIRs.
+    pub nacks_received: u64,
+    pub plis_received: u64,
+    pub firs_received: u64,
+    /// Simulcast layer switches and allocator pauses across all subscriptions.
+    pub layer_switches: u64,
+    pub subscription_pauses: u64,
+    /// Now (gauges, not monotonic): published tracks and subscriptions in the shard.
+    pub tracks: u64,
+    pub subscriptions: u64,
 }

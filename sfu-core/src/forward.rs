@@ -536,6 +536,7 @@ impl Shard {
         };
         if track.muted {
             self.stats.rtp_not_forwarded += 1;
+            self.stats.dropped_muted += 1;
             return;
         }
         let pt = pkt.header.payload_type;
@@ -573,6 +574,13 @@ impl Shard {
         layer.measure(now, pkt.payload.len(), temporal.map(|t| t.0));
         let frame_start = codec == Codec::Vp8 && vp8_frame_start(&pkt.payload);
         let video = track.kind == TrackKind::Video;
+        if video {
+            self.stats.video_packets_in += 1;
+            self.stats.video_bytes_in += pkt.payload.len() as u64;
+        } else {
+            self.stats.audio_packets_in += 1;
+            self.stats.audio_bytes_in += pkt.payload.len() as u64;
+        }
         let keyframe = video && starts_keyframe(codec, &pkt.payload);
         if keyframe && codec == Codec::Vp8 {
             if let Some(size) = vp8_keyframe_size(&pkt.payload) {
@@ -672,17 +680,22 @@ impl Shard {
                     // hole in its sequence numbers.
                     sub.rewriter.skip(&inh);
                     self.stats.rtp_not_forwarded += 1;
+                    self.stats.dropped_temporal += 1;
                     continue;
                 }
             }
             let out = match decision {
-                LayerDecision::Drop => None,
+                LayerDecision::Drop => {
+                    self.stats.dropped_layer += 1;
+                    None
+                }
                 LayerDecision::Forward => sub.rewriter.rewrite(&inh, now).ok(),
                 LayerDecision::SwitchTo => {
                     sub.epoch = track.epoch;
                     if video && current != Some(ssrc) {
                         if sub.rewriter.source_ssrc().is_some() {
                             sub.switches += 1;
+                            self.stats.layer_switches += 1;
                         }
                         let layer = track.layers[li]
                             .rid
@@ -783,6 +796,13 @@ impl Shard {
             if wrote {
                 sub.sent_bytes += pkt.payload.len() as u64;
                 self.stats.rtp_forwarded += 1;
+                if video {
+                    self.stats.video_packets_out += 1;
+                    self.stats.video_bytes_out += pkt.payload.len() as u64;
+                } else {
+                    self.stats.audio_packets_out += 1;
+                    self.stats.audio_bytes_out += pkt.payload.len() as u64;
+                }
             } else {
                 self.stats.rtp_not_forwarded += 1;
             }
@@ -896,6 +916,7 @@ impl Shard {
                 );
                 if new.is_none() && sub.max_rank.is_some() {
                     sub.pauses += 1;
+                    self.stats.subscription_pauses += 1;
                     paused.push(*tid);
                 }
                 if new_rank < old_rank {

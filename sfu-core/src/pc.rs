@@ -62,6 +62,8 @@ impl Pc {
             // than any useful retransmission delay, and a third of str0m's default.
             .set_send_buffer_video(300)
             .enable_bwe(bwe.then_some(str0m::bwe::Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
+            // Subscriber connections report NACK / PLI / FIR counts (for metrics).
+            .set_stats_interval(bwe.then_some(std::time::Duration::from_secs(2)))
             .build(now);
         if let Ok(c) = Candidate::host(public_addr, "udp") {
             rtc.add_local_candidate(c);

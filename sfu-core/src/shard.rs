@@ -106,6 +106,8 @@ pub(crate) struct Participant {
     pub falling: u32,
     /// What the publisher's m-lines carry, as declared ([`Command::SetSources`]).
     pub sources: HashMap<Mid, crate::ids::TrackSource>,
+    /// The subscriber connection's last cumulative (NACK, PLI, FIR) counts per stream.
+    pub feedback: HashMap<Mid, [u64; 3]>,
 }
 
 impl Participant {
@@ -175,7 +177,14 @@ impl Shard {
     }
 
     pub fn stats(&self) -> ShardStats {
-        self.stats
+        let mut s = self.stats;
+        s.tracks = self.tracks.len() as u64;
+        s.subscriptions = self
+            .participants
+            .values()
+            .map(|p| p.subs.len() as u64)
+            .sum();
+        s
     }
 
     /// Number of participants (the load measure used to place rooms).
@@ -390,6 +399,7 @@ impl Shard {
                         estimate: None,
                         falling: 0,
                         sources: HashMap::new(),
+                        feedback: HashMap::new(),
                     },
                 );
                 let r = self.rooms.entry(room).or_insert_with(|| Room {
@@ -826,6 +836,16 @@ impl Shard {
                     p.estimate = Some(e);
                 }
                 self.allocate(now, id);
+            }
+            E::MediaEgressStats(st) if kind == PcKind::Subscriber => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    let now_counts = [st.nacks, st.plis, st.firs];
+                    let last = p.feedback.insert(st.mid, now_counts).unwrap_or([0; 3]);
+                    let d = |i: usize| now_counts[i].saturating_sub(last[i]);
+                    self.stats.nacks_received += d(0);
+                    self.stats.plis_received += d(1);
+                    self.stats.firs_received += d(2);
+                }
             }
             E::KeyframeRequest(req) if kind == PcKind::Subscriber => {
                 let found = self.participants.get(&id).and_then(|p| {

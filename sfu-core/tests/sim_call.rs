@@ -42,6 +42,21 @@ fn three_participants_each_receive_the_other_two() {
             assert_eq!(audio.gaps(), 0);
             assert_eq!(video.gaps(), 0);
         }
+        let st = sim.shard.stats();
+        assert_eq!(
+            (st.tracks, st.subscriptions),
+            (6, 12),
+            "gauges: 3 × (audio, video) tracks, each received by 2"
+        );
+        assert!(
+            st.video_packets_in > 0
+                && st.audio_packets_in > 0
+                && st.video_bytes_out > st.video_packets_out * 100
+        );
+        assert_eq!(
+            st.video_packets_out + st.audio_packets_out,
+            st.rtp_forwarded
+        );
         // Nobody receives themselves.
         let id = sim.client(me).id;
         assert!(sim
@@ -197,6 +212,14 @@ fn five_percent_loss_is_repaired_with_no_gap_reaching_subscribers() {
             assert_eq!(v.gaps(), 0, "a gap reached the subscriber");
         }
     }
+    // The repairs show in the shard's counters (for metrics).
+    let st = sim.shard.stats();
+    eprintln!("{st:?}");
+    assert!(
+        st.nacks_received > 10,
+        "NACKs from subscribers counted: {}",
+        st.nacks_received
+    );
 }
 
 #[test]

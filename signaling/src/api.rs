@@ -58,6 +58,7 @@ impl From<HubError> for ApiError {
             ),
             HubError::Conflict(m) => ApiError(StatusCode::CONFLICT, "conflict", m),
             HubError::Plane(p) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy", p.to_string()),
+            HubError::Unavailable(m) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
         }
     }
 }

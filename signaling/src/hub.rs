@@ -82,6 +82,8 @@ struct Member {
     sources: HashMap<String, String>,
     admin_muted: [bool; 2],
     tx: mpsc::Sender<Outbound>,
+    /// When it joined, until its first connection is up (join latency).
+    joined_at: Option<Instant>,
 }
 
 struct Room {
@@ -109,9 +111,17 @@ pub enum JoinError {
     RoomFull(u32),
     #[error("no such room, and rooms are not created on join")]
     NoSuchRoom,
+    #[error("server draining: it takes no new participants; join another node")]
+    Draining,
+    #[error("server full: {0}")]
+    ServerFull(String),
     #[error(transparent)]
     Plane(#[from] PlaneError),
 }
+
+/// Decides whether the node takes one more participant (`publishing`: it may publish);
+/// `Some(reason)` refuses. Set by the server from its limits and worker load.
+pub type Admission = Arc<dyn Fn(bool) -> Option<String> + Send + Sync>;
 
 /// Why an API call failed, by HTTP meaning.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +134,9 @@ pub enum HubError {
     Conflict(String),
     #[error(transparent)]
     Plane(#[from] PlaneError),
+    /// Draining or full: try another node.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub fn valid_room_name(s: &str) -> bool {
@@ -163,6 +176,8 @@ pub struct Hub {
     next_id: AtomicU64,
     next_sid: AtomicU64,
     webhooks: Option<Webhooks>,
+    draining: std::sync::atomic::AtomicBool,
+    admission: parking_lot::RwLock<Option<Admission>>,
 }
 
 impl Hub {
@@ -184,7 +199,50 @@ impl Hub {
             next_id: AtomicU64::new(1),
             next_sid: AtomicU64::new(1),
             webhooks,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            admission: parking_lot::RwLock::new(None),
         }
+    }
+
+    /// Limits checked at every join (see [`Admission`]).
+    pub fn set_admission(&self, a: Admission) {
+        *self.admission.write() = Some(a);
+    }
+
+    /// Stop taking participants and rooms: joins and room creation are refused with
+    /// "server draining"; running rooms go on.
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Participants on this node.
+    pub fn participant_count(&self) -> usize {
+        self.dir.lock().room_of.len()
+    }
+
+    /// Tell every participant the server is shutting down and close its session; they
+    /// leave the media plane. Returns how many there were.
+    pub fn shutdown_all(&self) -> usize {
+        let ids: Vec<ParticipantId> = self.dir.lock().room_of.keys().copied().collect();
+        for id in &ids {
+            if let Some(tx) = self.with_member(*id, |m| m.tx.clone()) {
+                let why = "server shutting down".to_string();
+                let _ = tx.try_send(Outbound::Message(ServerMessage::Error {
+                    code: ErrorCode::ShuttingDown,
+                    message: why.clone(),
+                }));
+                let _ = tx.try_send(Outbound::Close {
+                    code: close_code::SHUTTING_DOWN,
+                    reason: why,
+                });
+            }
+            self.remove(*id, "server shutting down", false);
+        }
+        ids.len()
     }
 
     pub fn keys(&self) -> &KeyStore {
@@ -289,6 +347,15 @@ impl Hub {
             }
         }
         let mut claims: Claims = self.keys.verify(token, now)?;
+        if self.is_draining() {
+            return Err(JoinError::Draining);
+        }
+        let check = self.admission.read().clone();
+        if let Some(reason) = check.and_then(|a| a(claims.video.can_publish && !viewer)) {
+            metrics::counter!("switchboard_joins_refused_total", "reason" => "server_full")
+                .increment(1);
+            return Err(JoinError::ServerFull(reason));
+        }
         if viewer {
             claims.video.can_publish = false;
             claims.video.hidden = true;
@@ -369,6 +436,7 @@ impl Hub {
                     sources: HashMap::new(),
                     admin_muted: [false; 2],
                     tx,
+                    joined_at: Some(Instant::now()),
                 },
             );
             r.empty_since = None;
@@ -634,7 +702,16 @@ impl Hub {
                 sdp,
                 tracks,
             } => self.send_to(participant, ServerMessage::SubscribeOffer { sdp, tracks }),
-            Event::Connected { .. } => {}
+            Event::Connected { participant, .. } => {
+                // Join latency: from the join to its first connection up.
+                if let Some(t) = self
+                    .with_member(participant, |m| m.joined_at.take())
+                    .flatten()
+                {
+                    metrics::histogram!("switchboard_join_latency_seconds")
+                        .record(t.elapsed().as_secs_f64());
+                }
+            }
             Event::TrackPublished {
                 room,
                 participant,
@@ -832,6 +909,11 @@ impl Hub {
         max_participants: Option<u32>,
         metadata: String,
     ) -> Result<RoomInfo, HubError> {
+        if self.is_draining() {
+            return Err(HubError::Unavailable(
+                "server draining: create the room on another node".into(),
+            ));
+        }
         if !valid_room_name(name) {
             return Err(HubError::Invalid(
                 "name: 1-128 characters of A-Z a-z 0-9 _ . -".into(),

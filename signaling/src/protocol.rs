@@ -248,6 +248,12 @@ pub enum ErrorCode {
     NoSuchRoom,
     /// The token does not grant this (publishing, data).
     NotAllowed,
+    /// The server is draining (join another node).
+    Draining,
+    /// The node is at an admission limit.
+    ServerFull,
+    /// The server is shutting down.
+    ShuttingDown,
 }
 
 /// WebSocket close codes (4000–4999 are the application's, RFC 6455 §7.4.2).
@@ -259,6 +265,12 @@ pub mod close_code {
     pub const BUSY: u16 = 4005;
     pub const ROOM_FULL: u16 = 4006;
     pub const NO_SUCH_ROOM: u16 = 4007;
+    /// The server is draining and takes no new participants.
+    pub const DRAINING: u16 = 4008;
+    /// An admission limit of the node (tracks, load) refused the join.
+    pub const SERVER_FULL: u16 = 4009;
+    /// The server shut down (after draining, or at once on a second signal).
+    pub const SHUTTING_DOWN: u16 = 4010;
 }
 
 #[cfg(test)]

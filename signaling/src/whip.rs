@@ -213,6 +213,12 @@ fn join_error(e: JoinError) -> Response {
             format!("the room is full ({n})"),
         ),
         JoinError::NoSuchRoom => err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
+        JoinError::Draining => err(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string()),
+        JoinError::ServerFull(_) => err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_full",
+            e.to_string(),
+        ),
         JoinError::Plane(e) => err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
         e => err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
     }

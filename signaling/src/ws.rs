@@ -63,6 +63,10 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
                                 JoinError::NoSuchRoom => {
                                     (ErrorCode::NoSuchRoom, close_code::NO_SUCH_ROOM)
                                 }
+                                JoinError::Draining => (ErrorCode::Draining, close_code::DRAINING),
+                                JoinError::ServerFull(_) => {
+                                    (ErrorCode::ServerFull, close_code::SERVER_FULL)
+                                }
                                 _ => (ErrorCode::Unauthorized, close_code::UNAUTHORIZED),
                             };
                             let _ = sink.send(error(code, e.to_string())).await;
