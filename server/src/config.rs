@@ -406,28 +406,6 @@ pub fn parse_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_parse() {
-        assert_eq!(
-            parse_keys("a:0123456789abcdef").unwrap(),
-            vec![("a".into(), "0123456789abcdef".into())]
-        );
-        assert_eq!(
-            parse_keys("a:0123456789abcdef, b:0123456789abcdefX")
-                .unwrap()
-                .len(),
-            2
-        );
-        for bad in ["", "a", "a:short", ":0123456789abcdef"] {
-            assert!(parse_keys(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// The key table of `docs/configuration.md` (`switchboard config docs` prints it; a test
 /// checks the file).
 pub fn docs_table() -> String {
@@ -448,4 +426,26 @@ pub fn docs_table() -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse() {
+        assert_eq!(
+            parse_keys("a:0123456789abcdef").unwrap(),
+            vec![("a".into(), "0123456789abcdef".into())]
+        );
+        assert_eq!(
+            parse_keys("a:0123456789abcdef, b:0123456789abcdefX")
+                .unwrap()
+                .len(),
+            2
+        );
+        for bad in ["", "a", "a:short", ":0123456789abcdef"] {
+            assert!(parse_keys(bad).is_err(), "{bad}");
+        }
+    }
 }

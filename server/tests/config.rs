@@ -101,7 +101,8 @@ fn file_then_environment_then_flags() {
 fn invalid_values_stop_start_up_naming_the_key() {
     let dir = std::env::temp_dir().join(format!("sb-config-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![],
             vec![("SWITCHBOARD_RTC_PORT", "abc")],

@@ -103,6 +103,64 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
     );
     assert_eq!(value("switchboard_participants"), 2.0);
     assert_eq!(value("switchboard_rooms"), 1.0);
+    // Every family of docs/operations, and the ones a call moves.
+    for family in [
+        "switchboard_datagrams_received_total",
+        "switchboard_datagrams_sent_total",
+        "switchboard_udp_bytes_received_total",
+        "switchboard_udp_bytes_sent_total",
+        "switchboard_media_packets_in_total",
+        "switchboard_media_bytes_in_total",
+        "switchboard_media_packets_out_total",
+        "switchboard_media_bytes_out_total",
+        "switchboard_rtp_not_forwarded_total",
+        "switchboard_nacks_received_total",
+        "switchboard_keyframe_requests_received_total",
+        "switchboard_keyframe_requests_sent_total",
+        "switchboard_layer_switches_total",
+        "switchboard_subscription_pauses_total",
+        "switchboard_bandwidth_estimate_bps_bucket",
+        "switchboard_forwarding_latency_seconds_bucket",
+        "switchboard_join_latency_seconds_bucket",
+        "switchboard_worker_busy_ratio",
+        "switchboard_worker_command_queue",
+        "switchboard_worker_packet_rate",
+        "switchboard_published_tracks",
+        "switchboard_subscriptions",
+        "switchboard_draining",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "{family} missing from /metrics:\n{text}"
+        );
+    }
+    for kind in ["audio", "video"] {
+        assert!(
+            value(&format!(
+                "switchboard_media_packets_in_total{{worker=\"0\",kind=\"{kind}\"}}"
+            )) > 100.0
+        );
+        assert!(
+            value(&format!(
+                "switchboard_media_bytes_out_total{{worker=\"0\",kind=\"{kind}\"}}"
+            )) > 10_000.0
+        );
+    }
+    assert_eq!(value("switchboard_published_tracks"), 4.0);
+    assert_eq!(value("switchboard_subscriptions"), 4.0);
+    assert_eq!(
+        value("switchboard_join_latency_seconds_count"),
+        2.0,
+        "both participants connected"
+    );
+    assert!(value("switchboard_forwarding_latency_seconds_count{worker=\"0\"}") > 100.0);
+    assert!(
+        value("switchboard_bandwidth_estimate_bps_count") >= 2.0,
+        "estimates reported"
+    );
+    assert!(value("switchboard_worker_busy_ratio{worker=\"0\"}") > 0.0);
+    assert!(value("switchboard_udp_bytes_sent_total{worker=\"0\"}") > 100_000.0);
+    assert_eq!(value("switchboard_draining"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,208 @@
+//! Operations against the real binary: readiness, graceful drain on SIGTERM, a second
+//! signal, and admission limits.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use sfu_core::TrackKind;
+
+async fn get(server: &Server, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("http://{}{path}", server.http))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn signal(server: &Server, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &server.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+/// Wait for the process to exit; how long it took.
+async fn exited_within(server: &mut Server, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if server.child.try_wait().unwrap().is_some() {
+            return t0.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not exit within {limit:?}");
+}
+
+fn video_packets(p: &Participant, from: &Participant) -> u64 {
+    p.client
+        .stream_from(from.id, TrackKind::Video)
+        .map_or(0, |v| v.packets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_running_call_then_closes_it() {
+    let mut server = start_server_with(&["--drain-timeout", "5"]);
+    assert_eq!(get(&server, "/readyz").await, (200, json!({"ready": true})));
+    let a = Participant::join(&server, "drain", "a").await;
+    let b = Participant::join(&server, "drain", "b").await;
+    let mut ps = [a, b];
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    assert!(video_packets(&ps[0], &ps[1]) > 50);
+
+    signal(&server, "TERM");
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Not ready, still alive; new joins and rooms refused with a clear reason.
+    assert_eq!(
+        get(&server, "/readyz").await,
+        (503, json!({"ready": false, "reason": "draining"}))
+    );
+    assert_eq!(get(&server, "/healthz").await.0, 200);
+    let mut w = ws(&server).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("drain", "late", 600), "version": 1}),
+    )
+    .await;
+    let e = recv(&mut w).await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("draining")),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().contains("server draining"));
+    assert_eq!(recv(&mut w).await["close"], 4008);
+    // The running call goes on.
+    let before = video_packets(&ps[0], &ps[1]);
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    let during = video_packets(&ps[0], &ps[1]) - before;
+    assert!(
+        during > 50,
+        "media keeps flowing while draining: {during} packets in 2 s"
+    );
+    // At the drain timeout the participants are told and the process exits.
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    let took = exited_within(&mut server, Duration::from_secs(8)).await + t0.elapsed();
+    eprintln!("exited {took:?} after SIGTERM (drain timeout 5 s); {during} video packets during the drain");
+    for p in &ps {
+        assert!(
+            p.messages
+                .iter()
+                .any(|m| m["type"] == "error" && m["code"] == "shutting_down"),
+            "told the server is shutting down: {:?}",
+            p.messages
+        );
+    }
+    assert!(took < Duration::from_secs(9), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_stops_at_once_and_a_second_signal_skips_the_wait() {
+    // Nobody connected: the drain is over immediately.
+    let mut idle = start_server_with(&["--drain-timeout", "60"]);
+    signal(&idle, "TERM");
+    let took = exited_within(&mut idle, Duration::from_secs(5)).await;
+    assert!(
+        idle.child.try_wait().unwrap().unwrap().success(),
+        "a clean exit"
+    );
+    eprintln!("idle server exited {took:?} after SIGTERM");
+    // A call in progress and a long drain: the second signal stops it now.
+    let mut busy = start_server_with(&["--drain-timeout", "60"]);
+    let mut ps = [
+        Participant::join(&busy, "r", "a").await,
+        Participant::join(&busy, "r", "b").await,
+    ];
+    run_all(&mut ps, Duration::from_secs(1)).await;
+    signal(&busy, "TERM");
+    run_all(&mut ps, Duration::from_secs(1)).await;
+    assert!(busy.child.try_wait().unwrap().is_none(), "still draining");
+    signal(&busy, "INT");
+    let took = exited_within(&mut busy, Duration::from_secs(5)).await;
+    eprintln!("draining server exited {took:?} after the second signal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_limits_refuse_with_a_clear_error() {
+    // Two published tracks per node: the first participant (audio + video) fills it.
+    let server = start_server_with(&["--max-tracks", "2", "--max-participants", "5"]);
+    let mut a = Participant::join(&server, "cap", "a").await;
+    a.run(Duration::from_secs(2)).await;
+    let mut w = ws(&server).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("cap", "b", 600), "version": 1}),
+    )
+    .await;
+    let e = recv(&mut w).await;
+    assert_eq!(e["code"], "server_full", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("max_tracks = 2"),
+        "{e}"
+    );
+    assert_eq!(recv(&mut w).await["close"], 4009);
+    // WHIP gets a 503 with the same reason.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/whip/cap", server.http))
+        .header("content-type", "application/sdp")
+        .bearer_auth(token("cap", "obs", 600))
+        .body("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "server_full");
+    // The metric counts the refusals; the participant already in is undisturbed.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let text = reqwest::get(format!("http://{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("switchboard_joins_refused_total{reason=\"server_full\"} 2"),
+        "{text}"
+    );
+    a.run(Duration::from_millis(500)).await;
+    assert!(
+        a.messages.iter().all(|m| m["type"] != "error"),
+        "{:?}",
+        a.messages
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_over_its_packet_rate_makes_the_node_unready_and_refuses_joins() {
+    let server = start_server_with(&["--max-worker-packet-rate", "50"]);
+    let mut ps = [
+        Participant::join(&server, "hot", "a").await,
+        Participant::join(&server, "hot", "b").await,
+    ];
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    let (status, body) = get(&server, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_worker_packet_rate = 50"),
+        "{body}"
+    );
+    let mut w = ws(&server).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("hot", "c", 600), "version": 1}),
+    )
+    .await;
+    assert_eq!(recv(&mut w).await["code"], "server_full");
+    // The call stops: the rate falls and the node is ready again.
+    drop(ps);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(get(&server, "/readyz").await.0, 200);
+}
