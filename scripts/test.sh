@@ -26,6 +26,9 @@ cargo test --workspace
 echo "== REST API against its OpenAPI document (schemathesis, bounded)"
 bash tests/api-fuzz/run.sh "$PWD/target/debug/switchboard"
 
+echo "== Helm chart: lint, render, Kubernetes schema validation (helm-python-sdk, kubernetes-validate)"
+bash tests/helm/run.sh "$PWD/target/debug/switchboard"
+
 echo "== WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
 bash tests/interop/run.sh "$PWD/target/debug/switchboard"
 

@@ -161,6 +161,13 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
     assert!(value("switchboard_worker_busy_ratio{worker=\"0\"}") > 0.0);
     assert!(value("switchboard_udp_bytes_sent_total{worker=\"0\"}") > 100_000.0);
     assert_eq!(value("switchboard_draining"), 0.0);
+    // Every series the Grafana dashboard queries exists (those that only appear once
+    // something happens aside).
+    let dash = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana-dashboard.json")).unwrap();
+    let conditional = ["switchboard_joins_refused_total", "switchboard_webhooks_failed_total"];
+    for name in dash.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("switchboard_")) {
+        assert!(conditional.contains(&name) || text.contains(name), "the dashboard queries {name}, which /metrics lacks");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
