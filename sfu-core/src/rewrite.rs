@@ -400,11 +400,10 @@ mod tests {
             prop_assert_eq!(outs, want);
             let kept_frames = frames.iter().enumerate().filter(|(i, (_, t))| *i == 0 || *t <= cap).count();
             prop_assert_eq!(pics.len(), kept_frames);
-            let first = *pics.iter().next().unwrap();
-            for (k, p) in pics.iter().enumerate() {
-                // dense modulo the wrap
-                prop_assert!(pics.contains(&((first + k as u16) % PIC_MOD)) || *p < first);
-            }
+            // Dense modulo 2^15: counted from the first forwarded picture id, exactly
+            // 0, 1, …, kept_frames − 1.
+            let rel: std::collections::BTreeSet<u16> = pics.iter().map(|p| (p + PIC_MOD - start_pic) % PIC_MOD).collect();
+            prop_assert_eq!(rel, (0..kept_frames as u16).collect::<std::collections::BTreeSet<u16>>());
         }
 
         /// Whatever series of sources and switches, every packet that is forwarded in
