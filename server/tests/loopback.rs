@@ -163,10 +163,23 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
     assert_eq!(value("switchboard_draining"), 0.0);
     // Every series the Grafana dashboard queries exists (those that only appear once
     // something happens aside).
-    let dash = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana-dashboard.json")).unwrap();
-    let conditional = ["switchboard_joins_refused_total", "switchboard_webhooks_failed_total"];
-    for name in dash.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("switchboard_")) {
-        assert!(conditional.contains(&name) || text.contains(name), "the dashboard queries {name}, which /metrics lacks");
+    let dash = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let conditional = [
+        "switchboard_joins_refused_total",
+        "switchboard_webhooks_failed_total",
+    ];
+    for name in dash
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("switchboard_"))
+    {
+        assert!(
+            conditional.contains(&name) || text.contains(name),
+            "the dashboard queries {name}, which /metrics lacks"
+        );
     }
 }
 

@@ -8,7 +8,7 @@
 //! layer stays on too: a sudden drop in someone's bandwidth then never waits for an
 //! encoder to start. A layer goes off after [`PAUSE_AFTER`] unneeded, and on at once.
 //! Suspended layers keep their measured rate, so the allocator can still choose them;
-//! choosing one is what turns it back on.
+//! choosing one is what turns it back on. A layer never measured is never switched off.
 //!
 //! Subscription stats (also here: they read the same state) are reported every
 //! [`STATS_INTERVAL`] per subscriber with video.
@@ -62,7 +62,13 @@ impl Shard {
                     changed |= std::mem::replace(&mut layer.suspended, false);
                 } else {
                     let since = *layer.unneeded_since.get_or_insert(now);
-                    if !layer.suspended && now.saturating_duration_since(since) >= PAUSE_AFTER {
+                    // A layer never measured stays on: the allocator could not ask for it back
+                    // (it knows no rate for it). Publishers ramp layers up one by one, so
+                    // the top one often starts late.
+                    if !layer.suspended
+                        && layer.bps > 0
+                        && now.saturating_duration_since(since) >= PAUSE_AFTER
+                    {
                         layer.suspended = true;
                         changed = true;
                     }
