@@ -179,6 +179,7 @@ impl Shard {
             Ok(Err(e)) => return self.fail(id, CommandError::BadSdp(e.to_string())),
             Err(_) => {
                 self.stats.peer_panics += 1;
+                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
                 return self.fail(id, CommandError::Internal("offer handling panicked".into()));
             }
         };

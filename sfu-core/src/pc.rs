@@ -30,6 +30,12 @@ pub(crate) struct Pc {
     pub addrs: Vec<SocketAddr>,
     pub timeout: Instant,
     pub connected: bool,
+    /// A str0m call panicked: the `Rtc` may be inconsistent, so the connection is dropped
+    /// at its next drain.
+    poisoned: bool,
+    /// Test hook ([`crate::Shard::inject_panic`]): the next str0m call panics.
+    #[cfg(feature = "testkit")]
+    pub inject_panic: bool,
 }
 
 /// Why a peer connection must be dropped.
@@ -43,9 +49,21 @@ pub(crate) enum PcFailure {
 impl Pc {
     /// `bwe`: estimate the downstream bandwidth (subscriber connections), starting from
     /// [`INITIAL_ESTIMATE_KBPS`].
-    pub fn new(now: Instant, public_addr: SocketAddr, rng: &mut impl Rng, bwe: bool) -> Self {
+    pub fn new(
+        now: Instant,
+        public_addr: SocketAddr,
+        rng: &mut impl Rng,
+        bwe: bool,
+        cert: Option<&str0m::config::DtlsCert>,
+    ) -> Self {
         let (ufrag, pass) = new_credentials(rng);
-        let mut rtc = RtcConfig::new()
+        let mut config = RtcConfig::new();
+        if let Some(c) = cert {
+            // One certificate per shard: generating a key pair per connection costs more
+            // than the rest of a join.
+            config = config.set_dtls_cert(c.clone());
+        }
+        let mut rtc = config
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_local_ice_credentials(str0m::IceCreds {
@@ -74,6 +92,9 @@ impl Pc {
             addrs: Vec::new(),
             timeout: now,
             connected: false,
+            poisoned: false,
+            #[cfg(feature = "testkit")]
+            inject_panic: false,
         }
     }
 
@@ -85,8 +106,18 @@ impl Pc {
         out: &mut VecDeque<Output>,
         events: &mut VecDeque<(ParticipantId, PcKind, str0m::Event)>,
     ) -> Result<(), PcFailure> {
+        if self.poisoned {
+            return Err(PcFailure::Panicked);
+        }
+        #[cfg(feature = "testkit")]
+        let inject = std::mem::take(&mut self.inject_panic);
+        #[cfg(not(feature = "testkit"))]
+        let inject = false;
         let rtc = &mut self.rtc;
         let result = catch_unwind(AssertUnwindSafe(|| loop {
+            if inject {
+                panic!("injected panic (test hook)");
+            }
             match rtc.poll_output() {
                 Ok(str0m::Output::Timeout(t)) => return Ok(t),
                 Ok(str0m::Output::Transmit(t)) => out.push_back(Output::Transmit(Transmit {
@@ -123,6 +154,10 @@ impl Pc {
 
     /// Run `f` on the Rtc with panics contained.
     pub fn guarded<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, PcFailure> {
-        catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))).map_err(|_| PcFailure::Panicked)
+        let r = catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))).map_err(|_| PcFailure::Panicked);
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
     }
 }

@@ -138,6 +138,8 @@ pub struct Shard {
     last_speaker_check: Instant,
     last_allocation: Instant,
     last_report: Instant,
+    /// The DTLS certificate every connection of this shard presents (made at first use).
+    cert: Option<str0m::config::DtlsCert>,
 }
 
 /// How often every subscriber's allocation is recomputed (besides on each new estimate).
@@ -173,6 +175,21 @@ impl Shard {
             last_speaker_check: now,
             last_allocation: now,
             last_report: now,
+            cert: None,
+        }
+    }
+
+    /// Test hook: the next str0m call on this participant's connection of `kind` panics,
+    /// as str0m does on an internal bug. The shard must drop that peer, count it, and
+    /// leave everything else untouched.
+    #[cfg(feature = "testkit")]
+    pub fn inject_panic(&mut self, participant: ParticipantId, kind: PcKind) -> bool {
+        match self.participants.get_mut(&participant).and_then(|p| p.pc_mut(kind)) {
+            Some(pc) => {
+                pc.inject_panic = true;
+                true
+            }
+            None => false,
         }
     }
 
@@ -297,6 +314,7 @@ impl Shard {
             }
             Err(f) => {
                 self.stats.peer_panics += 1;
+                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
                 self.failed.push((who.0, failure_reason(f)));
                 return;
             }
@@ -304,6 +322,7 @@ impl Shard {
         if let Err(f) = pc.drain(who, &mut self.out, &mut self.pending) {
             if f == PcFailure::Panicked {
                 self.stats.peer_panics += 1;
+                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
             }
             self.failed.push((who.0, failure_reason(f)));
         }
@@ -327,6 +346,7 @@ impl Shard {
                 if let Err(f) = r {
                     if f == PcFailure::Panicked {
                         self.stats.peer_panics += 1;
+                        tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
                     }
                     self.failed.push((id, failure_reason(f)));
                 }
@@ -354,6 +374,7 @@ impl Shard {
         if let Err(f) = pc.drain((id, kind), &mut self.out, &mut self.pending) {
             if f == PcFailure::Panicked {
                 self.stats.peer_panics += 1;
+                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
             }
             self.failed.push((id, failure_reason(f)));
         }
@@ -562,11 +583,15 @@ impl Shard {
     }
 
     pub(crate) fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
+        if self.cert.is_none() {
+            self.cert = str0m::crypto::from_feature_flags().dtls_provider.generate_certificate();
+        }
         let pc = Pc::new(
             now,
             self.cfg.public_addr,
             &mut self.rng,
             kind == PcKind::Subscriber,
+            self.cert.as_ref(),
         );
         self.by_ufrag.insert(pc.ufrag.clone(), (id, kind));
         pc
@@ -607,6 +632,7 @@ impl Shard {
             }
             Err(_) => {
                 self.stats.peer_panics += 1;
+                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
                 if first {
                     self.drop_publisher(id);
                 }
@@ -675,6 +701,7 @@ impl Shard {
             }
             Err(_) => {
                 self.stats.peer_panics += 1;
+                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
                 self.failed.push((id, GoneReason::Failed));
                 return;
             }

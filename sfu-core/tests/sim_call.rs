@@ -1350,3 +1350,37 @@ fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
         "picture ids consecutive: {pics:?}"
     );
 }
+
+#[test]
+fn a_panicking_peer_is_removed_and_nobody_else_notices() {
+    use sfu_core::{GoneReason, PcKind};
+    let mut sim = Sim::new(Instant::now(), 25);
+    let a = sim.join("one", ClientSpec::av());
+    let b = sim.join("one", ClientSpec::av());
+    let c = sim.join("one", ClientSpec::av());
+    let d = sim.join("two", ClientSpec::av());
+    let e = sim.join("two", ClientSpec::av());
+    sim.run_for(secs(3));
+    let idb = sim.client(b).id;
+    assert!(sim.shard.inject_panic(idb, PcKind::Publisher));
+    let at = sim.now;
+    sim.run_for(secs(4));
+    // b is gone, as failed, and counted.
+    let gone: Vec<_> = sim.events_matching(|ev| matches!(ev, Event::ParticipantGone { participant, .. } if *participant == idb));
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(matches!(gone[0], Event::ParticipantGone { reason: GoneReason::Failed, .. }));
+    assert_eq!(sim.shard.stats().peer_panics, 1);
+    assert!(!sim.events_matching(|ev| matches!(ev, Event::TrackUnpublished { participant, .. } if *participant == idb)).is_empty());
+    // Everyone else goes on: media in both rooms after the panic, no gap at all.
+    for (me, other) in [(a, c), (c, a), (d, e), (e, d)] {
+        let from = sim.client(other).id;
+        let v = sim.client(me).stream_from(from, TrackKind::Video).unwrap();
+        let after = v.video_arrivals.iter().filter(|t| **t > at + secs(1)).count();
+        assert!(after > 100, "{me:?} <- {other:?}: {after} video packets after the panic");
+        assert_eq!(v.gaps(), 0);
+        assert_eq!(sim.client(me).stream_from(from, TrackKind::Audio).unwrap().gaps(), 0);
+    }
+    // Nothing from b arrives any more.
+    let v = sim.client(a).stream_from(idb, TrackKind::Video).unwrap();
+    assert!(v.video_arrivals.iter().all(|t| *t < at + secs(1)));
+}
