@@ -83,6 +83,11 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>) {
                 &with("reason", "malformed")
             )
             .absolute(s.dropped_malformed);
+            metrics::counter!(
+                "switchboard_datagrams_dropped_total",
+                &with("reason", "rate_limited")
+            )
+            .absolute(s.dropped_rate_limited);
             metrics::counter!("switchboard_rtp_received_total", &l).absolute(s.rtp_in);
             metrics::counter!("switchboard_rtp_forwarded_total", &l).absolute(s.rtp_forwarded);
             for (kind, pi, bi, po, bo) in [

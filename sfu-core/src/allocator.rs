@@ -237,4 +237,56 @@ mod tests {
         let a = allocate(100_000, 1, &[sim(None, 0)]);
         assert_eq!((a.used, a.next), (48_000, 48_000 + 172_500));
     }
+
+    use proptest::prelude::*;
+
+    fn demand() -> impl Strategy<Value = VideoDemand> {
+        (
+            proptest::collection::vec(1_000u64..3_000_000, 1..5),
+            proptest::option::of(0u8..5),
+            0u32..3,
+        )
+            .prop_map(|(mut rates, current, priority)| {
+                rates.sort_unstable();
+                let layers: Vec<(u8, u64)> = rates.into_iter().enumerate().map(|(i, r)| (i as u8, r)).collect();
+                let current = current.filter(|c| (*c as usize) < layers.len());
+                VideoDemand { layers, current, priority }
+            })
+    }
+
+    proptest! {
+        /// Whatever the demands: never more than the budget (beyond audio), every choice
+        /// is a layer the video has, and the top priority is paused only when its lowest
+        /// layer cannot fit.
+        #[test]
+        fn allocations_fit_and_choose_real_layers(
+            budget in 0u64..10_000_000,
+            audio in 0usize..4,
+            videos in proptest::collection::vec(demand(), 0..5),
+        ) {
+            let a = allocate(budget, audio, &videos);
+            prop_assert_eq!(a.video.len(), videos.len());
+            let audio_bps = AUDIO_BPS * audio as u64;
+            prop_assert!(a.used <= budget.max(audio_bps));
+            for (pick, v) in a.video.iter().zip(&videos) {
+                if let Some(r) = pick {
+                    prop_assert!(v.layers.iter().any(|l| l.0 == *r));
+                }
+            }
+            if let Some((i, top)) = videos.iter().enumerate().max_by_key(|(i, v)| (v.priority, std::cmp::Reverse(*i))) {
+                if a.video[i].is_none() {
+                    prop_assert!(budget.saturating_sub(audio_bps) < cost(top, 0), "top priority paused though {} fits", cost(top, 0));
+                }
+            }
+            prop_assert!(a.next >= a.used);
+        }
+
+        /// For one video, more bandwidth never means a lower layer.
+        #[test]
+        fn more_budget_never_lowers_the_layer(v in demand(), budget in 0u64..5_000_000, more in 0u64..5_000_000) {
+            let low = allocate(budget, 1, std::slice::from_ref(&v)).video[0];
+            let high = allocate(budget + more, 1, std::slice::from_ref(&v)).video[0];
+            prop_assert!(high >= low, "{high:?} < {low:?}");
+        }
+    }
 }

@@ -291,6 +291,9 @@ pub struct ShardStats {
     pub keyframe_requests: u64,
     /// Peer stacks that panicked and were dropped.
     pub peer_panics: u64,
+    /// STUN from addresses no peer uses yet, over the per-source-IP budget
+    /// ([`crate::shard::NEW_SOURCE_STUN_PER_SEC`]).
+    pub dropped_rate_limited: u64,
     /// Media received from publishers and written to subscribers, by kind: packets and
     /// payload bytes.
     pub audio_packets_in: u64,

@@ -1037,4 +1037,31 @@ mod tests {
         // unknown rid names rank by order
         assert_eq!(rid_rank("zz", 1), 1);
     }
+
+    proptest::proptest! {
+        /// The layer selector: the target is the best flowing layer allowed, and a layer is
+        /// only ever chosen when it flows.
+        #[test]
+        fn the_target_is_the_best_flowing_layer_allowed(
+            flowing in proptest::collection::vec(proptest::bool::ANY, 1..5),
+            max in proptest::option::of(0u8..=255),
+        ) {
+            let t0 = crate::test_clock::origin();
+            let rids: Vec<String> = (0..flowing.len()).map(|i| format!("r{i}")).collect();
+            let mut t = Track::new(TrackId(1), RoomId::from("r"), ParticipantId(1), Mid::from("1"), TrackKind::Video, &rids);
+            for (i, on) in flowing.iter().enumerate() {
+                if *on {
+                    let li = t.layer_index(Some(Rid::from(rids[i].as_str())), 100 + i as u32);
+                    t.layers[li].last_seen = Some(t0);
+                }
+            }
+            let got = t.target_within(t0, max);
+            let allowed = |l: &Layer| max.is_some_and(|m| l.rank <= spatial_of(m));
+            let best = t.layers.iter().enumerate().filter(|(_, l)| l.active(t0) && allowed(l)).max_by_key(|(_, l)| l.rank).map(|(i, _)| i);
+            proptest::prop_assert_eq!(got, best);
+            if let Some(i) = got {
+                proptest::prop_assert!(t.layers[i].active(t0));
+            }
+        }
+    }
 }

@@ -140,7 +140,21 @@ pub struct Shard {
     last_report: Instant,
     /// The DTLS certificate every connection of this shard presents (made at first use).
     cert: Option<str0m::config::DtlsCert>,
+    /// STUN from unbound addresses this second, per source IP (see
+    /// [`NEW_SOURCE_STUN_PER_SEC`]).
+    new_source_stun: HashMap<std::net::IpAddr, u32>,
+    new_source_window: Instant,
 }
+
+/// STUN requests per second each source IP may send from addresses not yet bound to a
+/// peer (connectivity checks of new candidates). They cost a MESSAGE-INTEGRITY check
+/// each; beyond this budget they are dropped and counted.
+pub const NEW_SOURCE_STUN_PER_SEC: u32 = 50;
+/// Addresses remembered per connection (a client's candidates and NAT rebindings);
+/// the oldest is forgotten beyond this.
+const MAX_ADDRS_PER_PC: usize = 8;
+/// Source IPs whose STUN budget is tracked at once (the map is cleared every second).
+const MAX_TRACKED_SOURCES: usize = 4096;
 
 /// How often every subscriber's allocation is recomputed (besides on each new estimate).
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
@@ -176,6 +190,8 @@ impl Shard {
             last_allocation: now,
             last_report: now,
             cert: None,
+            new_source_stun: HashMap::new(),
+            new_source_window: now,
         }
     }
 
@@ -257,6 +273,19 @@ impl Shard {
         Output::Timeout(next)
     }
 
+    /// Spend one unit of `source`'s IP budget for STUN from unbound addresses.
+    fn new_source_allowed(&mut self, now: Instant, source: SocketAddr) -> bool {
+        if now.saturating_duration_since(self.new_source_window) >= Duration::from_secs(1)
+            || self.new_source_stun.len() >= MAX_TRACKED_SOURCES
+        {
+            self.new_source_stun.clear();
+            self.new_source_window = now;
+        }
+        let n = self.new_source_stun.entry(source.ip()).or_insert(0);
+        *n += 1;
+        *n <= NEW_SOURCE_STUN_PER_SEC
+    }
+
     fn on_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
         self.stats.datagrams_in += 1;
         let kind = classify(contents);
@@ -268,7 +297,13 @@ impl Shard {
                     .flatten()
                     .and_then(|u| self.by_ufrag.get(u).copied());
                 match found {
-                    Some(w) => w,
+                    Some(w) => {
+                        if !self.new_source_allowed(now, source) {
+                            self.stats.dropped_rate_limited += 1;
+                            return;
+                        }
+                        w
+                    }
                     None => {
                         self.stats.dropped_unknown_source += 1;
                         tracing::trace!("datagram from unknown source dropped");
@@ -304,6 +339,10 @@ impl Shard {
         match pc.guarded(|rtc| rtc.handle_input(input)) {
             Ok(Ok(())) => {
                 if !pc.addrs.contains(&source) {
+                    if pc.addrs.len() >= MAX_ADDRS_PER_PC {
+                        let old = pc.addrs.remove(0);
+                        self.by_addr.remove(&old);
+                    }
                     pc.addrs.push(source);
                     self.by_addr.insert(source, who);
                 }
@@ -1020,5 +1059,65 @@ impl Shard {
             self.stats.keyframe_requests += 1;
             self.drain_pc(pid, PcKind::Publisher);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A STUN binding request naming `user` (no integrity: a peer's stack refuses it).
+    fn stun(user: &str, id: u8) -> Vec<u8> {
+        let mut attr = vec![0x00, 0x06];
+        attr.extend_from_slice(&(user.len() as u16).to_be_bytes());
+        attr.extend_from_slice(user.as_bytes());
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut m = vec![0x00, 0x01];
+        m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        m.extend_from_slice(&[id; 12]);
+        m.extend_from_slice(&attr);
+        m
+    }
+
+    #[test]
+    fn stun_from_new_addresses_is_budgeted_per_source_ip() {
+        let t0 = crate::test_clock::origin();
+        let server: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut shard = Shard::new(ShardConfig::new(server), t0);
+        shard.handle_input(
+            t0,
+            Input::Command(Command::Join {
+                room: RoomId::from("r"),
+                participant: ParticipantId(1),
+                can_publish: true,
+                can_subscribe: true,
+            }),
+        );
+        let ufrag = shard.by_ufrag.keys().next().unwrap().clone();
+        // An attacker who learned the ufrag sprays checks from many ports of one IP.
+        for port in 0..200u16 {
+            let src: SocketAddr = format!("10.9.9.9:{}", 10_000 + port).parse().unwrap();
+            let m = stun(&format!("{ufrag}:evil"), port as u8);
+            shard.handle_input(t0, Input::Datagram { source: src, contents: &m });
+        }
+        let s = shard.stats();
+        assert_eq!(s.dropped_rate_limited, 200 - u64::from(NEW_SOURCE_STUN_PER_SEC));
+        // Another IP has its own budget; a second later the budget is back.
+        let other: SocketAddr = "10.8.8.8:4000".parse().unwrap();
+        shard.handle_input(t0, Input::Datagram { source: other, contents: &stun(&format!("{ufrag}:x"), 1) });
+        assert_eq!(shard.stats().dropped_rate_limited, s.dropped_rate_limited);
+        let later = t0 + Duration::from_millis(1_100);
+        let src: SocketAddr = "10.9.9.9:9999".parse().unwrap();
+        shard.handle_input(later, Input::Datagram { source: src, contents: &stun(&format!("{ufrag}:evil"), 7) });
+        assert_eq!(shard.stats().dropped_rate_limited, s.dropped_rate_limited);
+        // Unknown ufrags never reach a peer and cost no budget.
+        shard.handle_input(later, Input::Datagram { source: src, contents: &stun("nobody:x", 8) });
+        assert_eq!(shard.stats().dropped_unknown_source, s.dropped_unknown_source + 1);
+        // No address was bound by any of it (none passed the integrity check).
+        assert!(shard.by_addr.is_empty());
+        assert!(shard.new_source_stun.len() <= MAX_TRACKED_SOURCES);
     }
 }
