@@ -42,7 +42,7 @@ pub(crate) fn temporal_of(rank: u8) -> u8 {
 
 /// The VP8 temporal layer of a packet (RFC 7741 §4.2: TID and the layer-sync bit Y), when
 /// its descriptor carries one.
-pub(crate) fn vp8_temporal(payload: &[u8]) -> Option<(u8, bool)> {
+pub fn vp8_temporal(payload: &[u8]) -> Option<(u8, bool)> {
     let b0 = *payload.first()?;
     if b0 & 0x80 == 0 {
         return None;
@@ -196,7 +196,7 @@ fn nominal_width(rank: u8) -> u32 {
 
 /// The picture size in a VP8 keyframe's first packet (RFC 7741 descriptor, then the
 /// RFC 6386 frame tag, start code 9d 01 2a, 14-bit width and height).
-pub(crate) fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
     let b0 = *payload.first()?;
     let mut i = 1;
     if b0 & 0x80 != 0 {

@@ -615,6 +615,11 @@ impl SimClient {
         }
     }
 
+    /// The client's (publisher, subscriber) connection addresses.
+    pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (self.publisher.as_ref().map(|p| p.addr), self.subscriber.as_ref().map(|p| p.addr))
+    }
+
     /// Switch simulcast encodings (by rid) of the video m-line `mid` off or on, as a
     /// browser's `setParameters` does: an encoding switched on starts with a keyframe.
     pub fn set_layers_active(&mut self, mid: &str, layers: &[(String, bool)]) {

@@ -216,6 +216,10 @@ impl Sim {
                 break;
             }
         }
+        // Every simulation checks the shard's structure as it goes.
+        if let Err(e) = self.shard.check_invariants() {
+            panic!("shard invariant broken at {:?}: {e}", self.elapsed());
+        }
     }
 
     fn deliver(&mut self, at: Instant, p: Packet) {
