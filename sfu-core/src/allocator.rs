@@ -248,9 +248,17 @@ mod tests {
         )
             .prop_map(|(mut rates, current, priority)| {
                 rates.sort_unstable();
-                let layers: Vec<(u8, u64)> = rates.into_iter().enumerate().map(|(i, r)| (i as u8, r)).collect();
+                let layers: Vec<(u8, u64)> = rates
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as u8, r))
+                    .collect();
                 let current = current.filter(|c| (*c as usize) < layers.len());
-                VideoDemand { layers, current, priority }
+                VideoDemand {
+                    layers,
+                    current,
+                    priority,
+                }
             })
     }
 

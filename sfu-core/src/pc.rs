@@ -154,7 +154,8 @@ impl Pc {
 
     /// Run `f` on the Rtc with panics contained.
     pub fn guarded<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, PcFailure> {
-        let r = catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))).map_err(|_| PcFailure::Panicked);
+        let r =
+            catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))).map_err(|_| PcFailure::Panicked);
         if r.is_err() {
             self.poisoned = true;
         }

@@ -200,7 +200,11 @@ impl Shard {
     /// leave everything else untouched.
     #[cfg(feature = "testkit")]
     pub fn inject_panic(&mut self, participant: ParticipantId, kind: PcKind) -> bool {
-        match self.participants.get_mut(&participant).and_then(|p| p.pc_mut(kind)) {
+        match self
+            .participants
+            .get_mut(&participant)
+            .and_then(|p| p.pc_mut(kind))
+        {
             Some(pc) => {
                 pc.inject_panic = true;
                 true
@@ -217,7 +221,10 @@ impl Shard {
     pub fn check_invariants(&self) -> Result<(), String> {
         for (id, p) in &self.participants {
             for tid in p.subs.keys() {
-                let t = self.tracks.get(tid).ok_or(format!("{id} subscribes to vanished track {tid}"))?;
+                let t = self
+                    .tracks
+                    .get(tid)
+                    .ok_or(format!("{id} subscribes to vanished track {tid}"))?;
                 if !t.subscribers.contains(id) {
                     return Err(format!("track {tid} does not list its subscriber {id}"));
                 }
@@ -227,22 +234,38 @@ impl Shard {
                     return Err(format!("{id} publishes vanished track {tid}"));
                 }
             }
-            let room = self.rooms.get(&p.room).ok_or(format!("{id} is in a vanished room"))?;
+            let room = self
+                .rooms
+                .get(&p.room)
+                .ok_or(format!("{id} is in a vanished room"))?;
             if !room.participants.contains(id) {
                 return Err(format!("room {} does not list {id}", p.room));
             }
         }
         for (tid, t) in &self.tracks {
-            let publisher = self.participants.get(&t.publisher).ok_or(format!("track {tid} of a vanished publisher"))?;
+            let publisher = self
+                .participants
+                .get(&t.publisher)
+                .ok_or(format!("track {tid} of a vanished publisher"))?;
             if publisher.published.get(&t.mid) != Some(tid) {
                 return Err(format!("track {tid} not in its publisher's list"));
             }
             for s in &t.subscribers {
-                if !self.participants.get(s).is_some_and(|p| p.subs.contains_key(tid)) {
-                    return Err(format!("track {tid} lists {s}, who does not subscribe to it"));
+                if !self
+                    .participants
+                    .get(s)
+                    .is_some_and(|p| p.subs.contains_key(tid))
+                {
+                    return Err(format!(
+                        "track {tid} lists {s}, who does not subscribe to it"
+                    ));
                 }
             }
-            if !self.rooms.get(&t.room).is_some_and(|r| r.tracks.contains(tid)) {
+            if !self
+                .rooms
+                .get(&t.room)
+                .is_some_and(|r| r.tracks.contains(tid))
+            {
                 return Err(format!("track {tid} missing from its room"));
             }
         }
@@ -256,10 +279,12 @@ impl Shard {
                 }
             }
         }
-        let live = |id: &ParticipantId, kind: PcKind| self.participants.get(id).is_some_and(|p| match kind {
-            PcKind::Publisher => p.publisher.is_some(),
-            PcKind::Subscriber => p.subscriber.is_some(),
-        });
+        let live = |id: &ParticipantId, kind: PcKind| {
+            self.participants.get(id).is_some_and(|p| match kind {
+                PcKind::Publisher => p.publisher.is_some(),
+                PcKind::Subscriber => p.subscriber.is_some(),
+            })
+        };
         for (addr, (id, kind)) in &self.by_addr {
             if !live(id, *kind) {
                 return Err(format!("address {addr} left behind for {id} {kind:?}"));
@@ -687,7 +712,9 @@ impl Shard {
 
     pub(crate) fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
         if self.cert.is_none() {
-            self.cert = str0m::crypto::from_feature_flags().dtls_provider.generate_certificate();
+            self.cert = str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate();
         }
         let pc = Pc::new(
             now,
@@ -1165,21 +1192,51 @@ mod tests {
         for port in 0..200u16 {
             let src: SocketAddr = format!("10.9.9.9:{}", 10_000 + port).parse().unwrap();
             let m = stun(&format!("{ufrag}:evil"), port as u8);
-            shard.handle_input(t0, Input::Datagram { source: src, contents: &m });
+            shard.handle_input(
+                t0,
+                Input::Datagram {
+                    source: src,
+                    contents: &m,
+                },
+            );
         }
         let s = shard.stats();
-        assert_eq!(s.dropped_rate_limited, 200 - u64::from(NEW_SOURCE_STUN_PER_SEC));
+        assert_eq!(
+            s.dropped_rate_limited,
+            200 - u64::from(NEW_SOURCE_STUN_PER_SEC)
+        );
         // Another IP has its own budget; a second later the budget is back.
         let other: SocketAddr = "10.8.8.8:4000".parse().unwrap();
-        shard.handle_input(t0, Input::Datagram { source: other, contents: &stun(&format!("{ufrag}:x"), 1) });
+        shard.handle_input(
+            t0,
+            Input::Datagram {
+                source: other,
+                contents: &stun(&format!("{ufrag}:x"), 1),
+            },
+        );
         assert_eq!(shard.stats().dropped_rate_limited, s.dropped_rate_limited);
         let later = t0 + Duration::from_millis(1_100);
         let src: SocketAddr = "10.9.9.9:9999".parse().unwrap();
-        shard.handle_input(later, Input::Datagram { source: src, contents: &stun(&format!("{ufrag}:evil"), 7) });
+        shard.handle_input(
+            later,
+            Input::Datagram {
+                source: src,
+                contents: &stun(&format!("{ufrag}:evil"), 7),
+            },
+        );
         assert_eq!(shard.stats().dropped_rate_limited, s.dropped_rate_limited);
         // Unknown ufrags never reach a peer and cost no budget.
-        shard.handle_input(later, Input::Datagram { source: src, contents: &stun("nobody:x", 8) });
-        assert_eq!(shard.stats().dropped_unknown_source, s.dropped_unknown_source + 1);
+        shard.handle_input(
+            later,
+            Input::Datagram {
+                source: src,
+                contents: &stun("nobody:x", 8),
+            },
+        );
+        assert_eq!(
+            shard.stats().dropped_unknown_source,
+            s.dropped_unknown_source + 1
+        );
         // No address was bound by any of it (none passed the integrity check).
         assert!(shard.by_addr.is_empty());
         assert!(shard.new_source_stun.len() <= MAX_TRACKED_SOURCES);

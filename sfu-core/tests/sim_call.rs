@@ -1366,19 +1366,44 @@ fn a_panicking_peer_is_removed_and_nobody_else_notices() {
     let at = sim.now;
     sim.run_for(secs(4));
     // b is gone, as failed, and counted.
-    let gone: Vec<_> = sim.events_matching(|ev| matches!(ev, Event::ParticipantGone { participant, .. } if *participant == idb));
+    let gone: Vec<_> = sim.events_matching(
+        |ev| matches!(ev, Event::ParticipantGone { participant, .. } if *participant == idb),
+    );
     assert_eq!(gone.len(), 1, "{gone:?}");
-    assert!(matches!(gone[0], Event::ParticipantGone { reason: GoneReason::Failed, .. }));
+    assert!(matches!(
+        gone[0],
+        Event::ParticipantGone {
+            reason: GoneReason::Failed,
+            ..
+        }
+    ));
     assert_eq!(sim.shard.stats().peer_panics, 1);
-    assert!(!sim.events_matching(|ev| matches!(ev, Event::TrackUnpublished { participant, .. } if *participant == idb)).is_empty());
+    assert!(!sim
+        .events_matching(
+            |ev| matches!(ev, Event::TrackUnpublished { participant, .. } if *participant == idb)
+        )
+        .is_empty());
     // Everyone else goes on: media in both rooms after the panic, no gap at all.
     for (me, other) in [(a, c), (c, a), (d, e), (e, d)] {
         let from = sim.client(other).id;
         let v = sim.client(me).stream_from(from, TrackKind::Video).unwrap();
-        let after = v.video_arrivals.iter().filter(|t| **t > at + secs(1)).count();
-        assert!(after > 100, "{me:?} <- {other:?}: {after} video packets after the panic");
+        let after = v
+            .video_arrivals
+            .iter()
+            .filter(|t| **t > at + secs(1))
+            .count();
+        assert!(
+            after > 100,
+            "{me:?} <- {other:?}: {after} video packets after the panic"
+        );
         assert_eq!(v.gaps(), 0);
-        assert_eq!(sim.client(me).stream_from(from, TrackKind::Audio).unwrap().gaps(), 0);
+        assert_eq!(
+            sim.client(me)
+                .stream_from(from, TrackKind::Audio)
+                .unwrap()
+                .gaps(),
+            0
+        );
     }
     // Nothing from b arrives any more.
     let v = sim.client(a).stream_from(idb, TrackKind::Video).unwrap();

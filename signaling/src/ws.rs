@@ -12,6 +12,8 @@ use crate::protocol::{close_code, ClientMessage, ErrorCode, ServerMessage};
 
 /// Largest signaling message accepted (an SDP with many m-lines fits easily).
 pub const MAX_MESSAGE: usize = 256 * 1024;
+/// The longest one frame may take to go out before the client counts as not reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send `join`.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,22 +100,32 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
         return;
     };
 
-    // Phase 2: a writer task drains the outbound queue; this task reads.
-    let writer = tokio::spawn(async move {
+    // Phase 2: a writer task drains the outbound queue; this task reads. A client that
+    // does not read blocks the writer: after WRITE_TIMEOUT on one frame it is cut off
+    // (its queue, bounded at OUTBOUND_QUEUE, overflowing meanwhile removes it from the
+    // room), and the session ends.
+    let mut writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
-            let r = match out {
-                Outbound::Message(m) => sink.send(text(&m)).await,
+            let frame = match out {
+                Outbound::Message(m) => text(&m),
                 Outbound::Close { code, reason } => {
-                    let _ = sink.send(close(code, &reason)).await;
+                    let _ =
+                        tokio::time::timeout(WRITE_TIMEOUT, sink.send(close(code, &reason))).await;
                     break;
                 }
             };
-            if r.is_err() {
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
+                Ok(Ok(())) => {}
+                _ => break,
             }
         }
     });
-    while let Some(Ok(msg)) = stream.next().await {
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = &mut writer => break,
+        };
+        let Some(Ok(msg)) = msg else { break };
         match msg {
             Message::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
                 Ok(ClientMessage::Leave {}) => break,
@@ -129,9 +141,6 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
             ),
             Message::Close(_) => break,
             _ => {}
-        }
-        if writer.is_finished() {
-            break;
         }
     }
     hub.leave(id);

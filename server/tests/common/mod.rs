@@ -126,6 +126,8 @@ pub struct Participant {
     pub datagrams: [u64; 2],
     /// Signaling messages other than SDP, in arrival order.
     pub messages: Vec<Value>,
+    /// The server's answer for the publisher connection.
+    pub answer: Option<String>,
 }
 
 impl Participant {
@@ -163,6 +165,7 @@ impl Participant {
             id,
             datagrams: [0, 0],
             messages: Vec::new(),
+            answer: None,
         }
     }
 
@@ -194,9 +197,11 @@ impl Participant {
             {
                 let m: Value = serde_json::from_str(&t).unwrap();
                 match m["type"].as_str() {
-                    Some("publish_answer") => self
-                        .client
-                        .accept_publish_answer(m["sdp"].as_str().unwrap()),
+                    Some("publish_answer") => {
+                        let sdp = m["sdp"].as_str().unwrap();
+                        self.answer = Some(sdp.to_string());
+                        self.client.accept_publish_answer(sdp)
+                    }
                     Some("subscribe_offer") => {
                         let tracks: Vec<OfferedTrack> = m["tracks"]
                             .as_array()

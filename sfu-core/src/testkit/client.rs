@@ -617,7 +617,10 @@ impl SimClient {
 
     /// The client's (publisher, subscriber) connection addresses.
     pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        (self.publisher.as_ref().map(|p| p.addr), self.subscriber.as_ref().map(|p| p.addr))
+        (
+            self.publisher.as_ref().map(|p| p.addr),
+            self.subscriber.as_ref().map(|p| p.addr),
+        )
     }
 
     /// Switch simulcast encodings (by rid) of the video m-line `mid` off or on, as a

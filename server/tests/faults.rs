@@ -1,0 +1,268 @@
+//! Faults over real sockets: a client that vanishes, a publisher that rejoins, floods of
+//! junk and bogus STUN during a call, a WebSocket client that does not read.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sfu_core::TrackKind;
+use tokio_tungstenite::tungstenite::Message;
+
+fn video_from(p: &Participant, from: &Participant) -> u64 {
+    p.client
+        .stream_from(from.id, TrackKind::Video)
+        .map_or(0, |v| v.packets)
+}
+
+async fn stats(server: &Server) -> Value {
+    reqwest::get(format!("http://{}/debug/stats", server.http))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_mid_call_is_removed_and_the_others_are_told() {
+    let server = start_server();
+    let mut ps = [
+        Participant::join(&server, "v", "a").await,
+        Participant::join(&server, "v", "b").await,
+        Participant::join(&server, "v", "c").await,
+    ];
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    let idc = ps[2].id.0;
+    // c goes silent: no UDP, and its WebSocket stays open (a half-open TCP connection).
+    let gone_at = Instant::now();
+    let mut told = None;
+    while gone_at.elapsed() < Duration::from_secs(30) && told.is_none() {
+        ps[0].run(Duration::from_millis(100)).await;
+        ps[1].run(Duration::from_millis(100)).await;
+        told = ps[0]
+            .messages
+            .iter()
+            .find(|m| m["type"] == "participant_left" && m["participant"] == idc)
+            .cloned();
+    }
+    let told = told.expect("the others are told within 30 s");
+    eprintln!("told after {:?}: {told}", gone_at.elapsed());
+    assert!(told["reason"].as_str().unwrap().contains("ICE"), "{told}");
+    // a and b go on.
+    let before = video_from(&ps[0], &ps[1]);
+    run_all(&mut ps[..2], Duration::from_secs(1)).await;
+    assert!(video_from(&ps[0], &ps[1]) > before + 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_leaves_and_rejoins_under_the_same_identity_is_seen_again() {
+    let server = start_server();
+    let mut ps = [
+        Participant::join(&server, "re", "a").await,
+        Participant::join(&server, "re", "b").await,
+    ];
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    let [mut a, b] = ps;
+    let old = b.id;
+    // b leaves cleanly (its socket closes), then comes back as the same identity.
+    drop(b);
+    a.run(Duration::from_millis(500)).await;
+    assert!(
+        a.messages
+            .iter()
+            .any(|m| m["type"] == "participant_left" && m["participant"] == old.0),
+        "{:?}",
+        a.messages
+    );
+    let b2 = Participant::join(&server, "re", "b").await;
+    assert_ne!(b2.id, old);
+    let mut ps = [a, b2];
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    assert!(ps[0]
+        .messages
+        .iter()
+        .any(|m| m["type"] == "participant_joined" && m["participant"]["identity"] == "b"));
+    assert!(
+        video_from(&ps[0], &ps[1]) > 50,
+        "the rejoined publisher's video arrives"
+    );
+    assert!(video_from(&ps[1], &ps[0]) > 50, "and it receives again");
+    // A second session of the same identity replaces the first without a leave.
+    let b3 = Participant::join(&server, "re", "b").await;
+    let [a, mut b2] = ps;
+    b2.run(Duration::from_millis(500)).await;
+    assert!(
+        b2.messages.iter().any(|m| m["code"] == "removed"),
+        "the old session is told: {:?}",
+        b2.messages
+    );
+    let mut ps = [a, b3];
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    assert!(
+        video_from(&ps[0], &ps[1]) > 50,
+        "the replacing session's video arrives"
+    );
+}
+
+/// A STUN binding request naming `user`, without integrity.
+fn stun(user: &str, id: u16) -> Vec<u8> {
+    let mut attr = vec![0x00, 0x06];
+    attr.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    attr.extend_from_slice(user.as_bytes());
+    while attr.len() % 4 != 0 {
+        attr.push(0);
+    }
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    m.extend_from_slice(&[(id >> 8) as u8, id as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]);
+    m.extend_from_slice(&attr);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_junk_and_bogus_stun_during_a_call_change_nothing_for_it() {
+    let server = start_server();
+    let mut ps = [
+        Participant::join(&server, "flood", "a").await,
+        Participant::join(&server, "flood", "b").await,
+    ];
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    let server_ufrag = ps[0]
+        .answer
+        .as_deref()
+        .and_then(|sdp| {
+            sdp.lines()
+                .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        })
+        .expect("the answer carries the server's ufrag")
+        .to_string();
+    let target: SocketAddr = format!("127.0.0.1:{}", server.rtc_port).parse().unwrap();
+    let socks: Vec<UdpSocket> = (0..100)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let before = (video_from(&ps[0], &ps[1]), video_from(&ps[1], &ps[0]));
+    let s0 = stats(&server).await[0].clone();
+    // 100 source ports × 4 rounds, interleaved with the call: junk, RTP- and DTLS-looking
+    // junk, STUN with unknown ufrags, and STUN naming the server's real ufrag.
+    let mut sent = 0u64;
+    for round in 0..4u16 {
+        for (i, s) in socks.iter().enumerate() {
+            let i = i as u16;
+            let payloads = [
+                vec![0xde; 40 + i as usize],
+                [
+                    &[0x80u8, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9][..],
+                    &[0u8; 100][..],
+                ]
+                .concat(),
+                [&[0x16u8, 0xfe, 0xfd][..], &[1u8; 60][..]].concat(),
+                stun(&format!("nobody{i}:x"), i),
+                stun(&format!("{server_ufrag}:evil{round}"), i),
+            ];
+            for p in payloads {
+                s.send_to(&p, target).unwrap();
+                sent += 1;
+            }
+        }
+        run_all(&mut ps, Duration::from_millis(300)).await;
+    }
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    let s1 = stats(&server).await[0].clone();
+    let d = |k: &str| s1[k].as_u64().unwrap() - s0[k].as_u64().unwrap();
+    eprintln!(
+        "sent {sent}: unknown source {}, rate limited {}, malformed {}",
+        d("dropped_unknown_source"),
+        d("dropped_rate_limited"),
+        d("dropped_malformed")
+    );
+    // Every junk datagram was dropped and counted; STUN naming the real ufrag from
+    // one IP beyond the per-second budget was refused before any integrity check.
+    assert!(d("dropped_unknown_source") >= 4 * 100 * 4, "{s1}");
+    assert!(d("dropped_rate_limited") > 0, "{s1}");
+    // The call went on, both ways, with no gap.
+    for (me, other, b) in [(0, 1, before.0), (1, 0, before.1)] {
+        let v = ps[me]
+            .client
+            .stream_from(ps[other].id, TrackKind::Video)
+            .unwrap();
+        assert!(
+            v.packets > b + 100,
+            "media kept flowing: {} → {}",
+            b,
+            v.packets
+        );
+        assert_eq!(v.gaps(), 0);
+        assert!(v.last_at.unwrap().elapsed() < Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_that_sends_faster_than_it_reads_is_cut_off_cleanly() {
+    let server = start_server();
+    let mut a = Participant::join(&server, "slow", "a").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"type": "join", "token": token("slow", "greedy", 600), "version": 1})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    // Pings without ever reading the pongs: the server's queue for it is bounded.
+    let ping: Message = Message::Text(json!({"type": "ping"}).to_string().into());
+    let start = Instant::now();
+    let mut sent = 0u32;
+    while start.elapsed() < Duration::from_secs(20) {
+        match tokio::time::timeout(Duration::from_secs(2), ws.send(ping.clone())).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break, // the server stopped reading us, or closed
+        }
+        if sent % 1_000 == 0 {
+            a.run(Duration::from_millis(1)).await;
+            let members = reqwest::get(format!("http://{}/healthz", server.http))
+                .await
+                .unwrap()
+                .status();
+            assert!(members.is_success());
+        }
+        if sent > 400_000 {
+            break;
+        }
+    }
+    // Now read: the stream ends (a close frame or the connection dropped) within the
+    // write timeout, and the greedy participant is no longer in the room.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(m) = ws.next().await {
+            if m.is_err() || matches!(m, Ok(Message::Close(_))) {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(matches!(ended, Ok(true)), "the server ended the session");
+    eprintln!(
+        "sent {sent} pings in {:?} before the server cut the session",
+        start.elapsed()
+    );
+    a.run(Duration::from_millis(500)).await;
+    assert!(
+        a.messages.iter().any(|m| m["type"] == "participant_left"),
+        "{:?}",
+        a.messages
+    );
+    // The well-behaved participant is undisturbed and the server healthy.
+    assert!(a.messages.iter().all(|m| m["type"] != "error"));
+    assert!(reqwest::get(format!("http://{}/healthz", server.http))
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+}
