@@ -72,3 +72,40 @@ test('a capped downlink lowers the layer, video keeps decoding, and it climbs ba
     net.cleanup();
   }
 });
+
+test('10 % random loss on the subscriber link: video keeps decoding', { skip: !shaping && 'needs root, iproute2 and nftables' }, async () => {
+  const net = shapedNet(`${process.pid % 10000}l`);
+  const server = await startServer([], {}, { netns: net.srv, addr: net.addr });
+  const origin = server.base;
+  const room = `loss${Date.now()}`;
+  let pub, viewer;
+  try {
+    pub = await openParticipant(`${origin}/?room=${room}&name=cam&autojoin=1`, { secureOrigin: origin });
+    viewer = await openParticipant(`${origin}/?room=${room}&name=viewer&autojoin=1&quality=low&tile=640`, { netns: net.view, secureOrigin: origin });
+    await waitFor(async () => (await inbound(viewer.page)).video.framesDecoded > 30, { what: 'video before the loss', timeout: 60000, interval: 500 });
+    net.lossViewer(10);
+    await sleep(3000);
+    const stats = () => viewer.page.evaluate(async () => {
+      const o = { frames: 0, lost: 0, received: 0, nacks: 0, freezes: 0 };
+      for (const s of (await window.sb.client.subPc.getStats()).values()) {
+        if (s.type !== 'inbound-rtp' || s.kind !== 'video') continue;
+        o.frames += s.framesDecoded || 0; o.lost += s.packetsLost || 0; o.received += s.packetsReceived || 0;
+        o.nacks += s.nackCount || 0; o.freezes += s.freezeCount || 0;
+      }
+      return o;
+    });
+    const a = await stats();
+    await sleep(6000);
+    const b = await stats();
+    const fps = (b.frames - a.frames) / 6;
+    console.log(`10 % loss: ${fps.toFixed(1)} frames/s decoded; ${b.nacks - a.nacks} NACKs sent, ${b.lost - a.lost} packets still lost after repair of ${b.received - a.received} received, ${b.freezes - a.freezes} freezes`);
+    assert.ok(fps >= 5, `video keeps decoding under 10 % loss (${fps.toFixed(1)} fps)`);
+    assert.ok(b.nacks > a.nacks, 'losses are repaired with NACKs');
+  } finally {
+    await pub?.close();
+    await viewer?.close();
+    server.stop();
+    await sleep(300);
+    net.cleanup();
+  }
+});

@@ -104,7 +104,10 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Can this process create network namespaces and shape links (root, iproute2, tbf)?
 export function canShapeLinks() {
   if (process.getuid?.() !== 0) return false;
-  try { execFileSync('tc', ['-V'], { stdio: 'ignore' }); execFileSync('ip', ['-V'], { stdio: 'ignore' }); return true; } catch { return false; }
+  try {
+    for (const [cmd, arg] of [['tc', '-V'], ['ip', '-V'], ['nft', '--version']]) execFileSync(cmd, [arg], { stdio: 'ignore' });
+    return true;
+  } catch { return false; }
 }
 
 // Two network namespaces made for one test: `srv` (the server) and `view` (a viewer),
@@ -139,6 +142,14 @@ export function shapedNet(tag = String(process.pid % 10000)) {
     // Cap what the server sends to the viewer (a token bucket: no netem on this kernel).
     capViewer: (rate) => tc('qdisc', 'replace', 'dev', v1, 'root', 'tbf', 'rate', rate, 'burst', '20kb', 'latency', '60ms'),
     uncapViewer: () => tc('qdisc', 'del', 'dev', v1, 'root'),
+    // Drop `percent` % of the UDP datagrams reaching the viewer, at random (nftables in
+    // the viewer's namespace: this kernel has no netem).
+    lossViewer: (percent) => {
+      const nft = (...a) => execFileSync('ip', ['netns', 'exec', view, 'nft', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
+      nft('add', 'table', 'inet', 'sbloss');
+      nft('add', 'chain', 'inet', 'sbloss', 'in', '{ type filter hook input priority 0 ; }');
+      nft('add', 'rule', 'inet', 'sbloss', 'in', 'meta', 'l4proto', 'udp', 'numgen', 'random', 'mod', '100', '<', String(percent), 'drop');
+    },
     cleanup,
   };
 }
