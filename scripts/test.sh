@@ -33,6 +33,9 @@ bash tests/helm/run.sh "$PWD/target/debug/switchboard"
 echo "== WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
 bash tests/interop/run.sh "$PWD/target/debug/switchboard"
 
+echo "== fuzz targets: regression inputs, then ${FUZZ_SECONDS:-20} s each (cargo-fuzz, libFuzzer + ASan)"
+bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
+
 echo "== browser end-to-end tests (headless Chromium)"
 # Inside a private network namespace with only loopback when we may create one, so that
 # every packet provably stays on 127.0.0.1.

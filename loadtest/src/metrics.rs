@@ -52,6 +52,8 @@ pub struct Agg {
     pub video_packets: u64,
     pub window_bytes: u64,
     pub window_packets: u64,
+    /// Sequence-number holes opened (minus those filled) in the current second.
+    pub window_missing: i64,
     pub layers: BTreeMap<u8, u64>,
     pub missing: u64,
     pub nacks_sent: u64,
@@ -75,6 +77,7 @@ impl Default for Agg {
             video_packets: 0,
             window_bytes: 0,
             window_packets: 0,
+            window_missing: 0,
             layers: BTreeMap::new(),
             missing: 0,
             nacks_sent: 0,
@@ -107,7 +110,9 @@ impl Agg {
             server_cpu: server.map(|s| s.0),
             server_rss_mb: server.map(|s| s.1 as f64 / 1e6),
             joined: self.joins_ok,
+            missing: self.window_missing.max(0) as u64,
         };
+        self.window_missing = 0;
         self.window_bytes = 0;
         self.window_packets = 0;
         self.latency_window.reset();
@@ -127,6 +132,8 @@ pub struct TimelinePoint {
     pub server_cpu: Option<f64>,
     pub server_rss_mb: Option<f64>,
     pub joined: u64,
+    /// Packets missing at subscribers that went missing in this second (net of repairs).
+    pub missing: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

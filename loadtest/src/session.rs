@@ -35,6 +35,7 @@ pub trait Signal {
 #[derive(Default)]
 struct Flushed {
     packets: BTreeMap<String, (u64, u64)>,
+    gaps: BTreeMap<String, i64>,
 }
 
 fn flush(client: &mut SimClient, flushed: &mut Flushed, agg: &mut Agg) {
@@ -45,6 +46,11 @@ fn flush(client: &mut SimClient, flushed: &mut Flushed, agg: &mut Agg) {
         let prev = flushed.packets.entry(mid.clone()).or_default();
         let (dp, db) = (r.packets - prev.0, r.bytes - prev.1);
         *prev = (r.packets, r.bytes);
+        // Holes in the sequence numbers (a retransmission that fills one later counts back).
+        let gaps = r.gaps() as i64;
+        let g = flushed.gaps.entry(mid.clone()).or_default();
+        agg.window_missing += gaps - *g;
+        *g = gaps;
         agg.packets += dp;
         agg.bytes += db;
         agg.window_packets += dp;
