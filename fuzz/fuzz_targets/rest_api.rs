@@ -9,17 +9,12 @@ use arbitrary::Arbitrary;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use sfu_core::{Command, RoomId};
-use signaling::{AppState, Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
+use signaling::{AppState, Claims, Hub, KeyStore, VideoGrant};
 use tower::ServiceExt;
 
-struct Plane;
-impl MediaPlane for Plane {
-    fn send(&self, _: &RoomId, _: Command) -> Result<(), PlaneError> {
-        Ok(())
-    }
-    fn room_closed(&self, _: &RoomId) {}
-}
+#[path = "common.rs"]
+mod common;
+use common::Plane;
 
 #[derive(Arbitrary, Debug)]
 struct Call {

@@ -6,17 +6,12 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use sfu_core::{Command, RoomId};
 use signaling::protocol::ClientMessage;
-use signaling::{Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
+use signaling::{Claims, Hub, KeyStore, VideoGrant};
 
-struct Plane;
-impl MediaPlane for Plane {
-    fn send(&self, _: &RoomId, _: Command) -> Result<(), PlaneError> {
-        Ok(())
-    }
-    fn room_closed(&self, _: &RoomId) {}
-}
+#[path = "common.rs"]
+mod common;
+use common::Plane;
 
 struct Fixture {
     keys: KeyStore,

@@ -16,7 +16,11 @@ fn panel(
     t_max: f64,
     series: &[(&str, RGBColor, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
-    let y_max = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(0.1, f64::max) * 1.1;
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.2.iter().map(|p| p.1))
+        .fold(0.1, f64::max)
+        * 1.1;
     let mut c = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
         .margin(10)
@@ -40,15 +44,27 @@ pub fn write_svg(path: &Path, title: &str, points: &[TimelinePoint]) -> anyhow::
     let areas = root.split_evenly((3, 1));
     let t_max = points.iter().map(|p| p.t).fold(1.0, f64::max);
     let of = |f: &dyn Fn(&TimelinePoint) -> Option<f64>| -> Vec<(f64, f64)> {
-        points.iter().filter_map(|p| f(p).map(|v| (p.t, v))).collect()
+        points
+            .iter()
+            .filter_map(|p| f(p).map(|v| (p.t, v)))
+            .collect()
     };
-    panel(&areas[0], &format!("{title}: received throughput"), "Mbps", t_max, &[("Mbps", BLUE, of(&|p| Some(p.mbps)))])?;
+    panel(
+        &areas[0],
+        &format!("{title}: received throughput"),
+        "Mbps",
+        t_max,
+        &[("Mbps", BLUE, of(&|p| Some(p.mbps)))],
+    )?;
     panel(
         &areas[1],
         "one-way latency",
         "ms",
         t_max,
-        &[("p50", GREEN, of(&|p| Some(p.p50_ms))), ("p99", RED, of(&|p| Some(p.p99_ms)))],
+        &[
+            ("p50", GREEN, of(&|p| Some(p.p50_ms))),
+            ("p99", RED, of(&|p| Some(p.p99_ms))),
+        ],
     )?;
     panel(
         &areas[2],
@@ -57,7 +73,11 @@ pub fn write_svg(path: &Path, title: &str, points: &[TimelinePoint]) -> anyhow::
         t_max,
         &[
             ("server RSS (MB)", MAGENTA, of(&|p| p.server_rss_mb)),
-            ("packets missing per second", BLACK, of(&|p| Some(p.missing as f64))),
+            (
+                "packets missing per second",
+                BLACK,
+                of(&|p| Some(p.missing as f64)),
+            ),
         ],
     )?;
     root.present()?;

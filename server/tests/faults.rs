@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use sfu_core::testkit::stun_binding_request as stun;
 use sfu_core::TrackKind;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -106,22 +107,6 @@ async fn a_publisher_that_leaves_and_rejoins_under_the_same_identity_is_seen_aga
         video_from(&ps[0], &ps[1]) > 50,
         "the replacing session's video arrives"
     );
-}
-
-/// A STUN binding request naming `user`, without integrity.
-fn stun(user: &str, id: u16) -> Vec<u8> {
-    let mut attr = vec![0x00, 0x06];
-    attr.extend_from_slice(&(user.len() as u16).to_be_bytes());
-    attr.extend_from_slice(user.as_bytes());
-    while attr.len() % 4 != 0 {
-        attr.push(0);
-    }
-    let mut m = vec![0x00, 0x01];
-    m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
-    m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-    m.extend_from_slice(&[(id >> 8) as u8, id as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]);
-    m.extend_from_slice(&attr);
-    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1156,21 +1156,10 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::stun_binding_request;
 
-    /// A STUN binding request naming `user` (no integrity: a peer's stack refuses it).
     fn stun(user: &str, id: u8) -> Vec<u8> {
-        let mut attr = vec![0x00, 0x06];
-        attr.extend_from_slice(&(user.len() as u16).to_be_bytes());
-        attr.extend_from_slice(user.as_bytes());
-        while attr.len() % 4 != 0 {
-            attr.push(0);
-        }
-        let mut m = vec![0x00, 0x01];
-        m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
-        m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-        m.extend_from_slice(&[id; 12]);
-        m.extend_from_slice(&attr);
-        m
+        stun_binding_request(user, u16::from(id))
     }
 
     #[test]

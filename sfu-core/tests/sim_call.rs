@@ -7,6 +7,15 @@ use std::time::{Duration, Instant};
 use sfu_core::testkit::{ClientIdx, ClientSpec, LinkConfig, Sim};
 use sfu_core::{Event, GoneReason, TrackKind};
 
+/// A downlink capped like `tbf`: `kbps`, with a 200 ms queue.
+fn capped(kbps: u64) -> LinkConfig {
+    LinkConfig {
+        rate_bps: Some(kbps * 1000),
+        max_queue: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -640,20 +649,9 @@ fn reached(v: &sfu_core::testkit::RecvStream, layer: u8, from: Instant) -> Optio
 fn a_downlink_drop_moves_the_subscriber_down_and_back_up() {
     let mut sim = Sim::new(Instant::now(), 15);
     let a = sim.join("room", ClientSpec::simulcast());
-    let b = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
+    let b = sim.join("room", ClientSpec::viewer());
 
-    let cap = |kbps: u64| LinkConfig {
-        rate_bps: Some(kbps * 1000),
-        max_queue: Duration::from_millis(200),
-        ..Default::default()
-    };
+    let cap = capped;
     sim.set_link(b, LinkConfig::default(), cap(3_000));
     sim.run_for(secs(10));
     let id = sim.client(a).id;
@@ -727,11 +725,7 @@ fn a_downlink_drop_moves_the_subscriber_down_and_back_up() {
 fn subscribers_with_different_caps_get_different_layers() {
     let mut sim = Sim::new(Instant::now(), 16);
     let a = sim.join("room", ClientSpec::simulcast());
-    let viewer = || ClientSpec {
-        audio: false,
-        video: vec![],
-        ..ClientSpec::av()
-    };
+    let viewer = || ClientSpec::viewer();
     let subs = [
         sim.join("room", viewer()),
         sim.join("room", viewer()),
@@ -766,19 +760,8 @@ fn subscribers_with_different_caps_get_different_layers() {
 fn subscribers_are_told_of_layer_changes_and_pauses() {
     let mut sim = Sim::new(Instant::now(), 17);
     sim.join("room", ClientSpec::simulcast());
-    let b = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
-    let cap = |kbps: u64| LinkConfig {
-        rate_bps: Some(kbps * 1000),
-        max_queue: Duration::from_millis(200),
-        ..Default::default()
-    };
+    let b = sim.join("room", ClientSpec::viewer());
+    let cap = capped;
     sim.set_link(b, LinkConfig::default(), cap(3_000));
     sim.run_for(secs(8));
     let idb = sim.client(b).id;
@@ -826,14 +809,7 @@ fn the_tile_size_caps_the_layer_and_a_hidden_tile_gets_no_video() {
     use sfu_core::Command;
     let mut sim = Sim::new(Instant::now(), 18);
     let a = sim.join("room", ClientSpec::simulcast());
-    let b = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
+    let b = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(6));
     let (ida, idb) = (sim.client(a).id, sim.client(b).id);
     let video = sim
@@ -910,14 +886,7 @@ fn the_speakers_video_gets_the_bandwidth_first() {
             ..ClientSpec::simulcast()
         },
     );
-    let v = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
+    let v = sim.join("room", ClientSpec::viewer());
     // Room for the top layer of one video, not of both (1.7 Mbps each).
     sim.set_link(
         v,
@@ -984,14 +953,7 @@ fn dynacast_stops_the_layers_nobody_needs_and_restarts_them() {
     );
     // A viewer joins: the layers come back at once and the viewer gets video.
     let joined = sim.now;
-    let b = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
+    let b = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(4));
     let (ida, idb) = (sim.client(a).id, sim.client(b).id);
     let v = sim
@@ -1061,14 +1023,7 @@ fn a_preferred_layer_caps_what_the_subscriber_gets() {
     use sfu_core::Command;
     let mut sim = Sim::new(Instant::now(), 21);
     let a = sim.join("room", ClientSpec::simulcast());
-    let b = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
+    let b = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(6));
     let (ida, idb) = (sim.client(a).id, sim.client(b).id);
     let video = sim
@@ -1158,14 +1113,7 @@ fn a_screen_share_goes_before_the_speakers_camera() {
         participant: idscreen,
         sources: vec![(mid, TrackSource::ScreenShare)],
     });
-    let v = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
+    let v = sim.join("room", ClientSpec::viewer());
     sim.set_link(
         v,
         LinkConfig::default(),
@@ -1199,14 +1147,7 @@ fn subscription_stats_report_layers_rates_and_switches() {
     use sfu_core::Command;
     let mut sim = Sim::new(Instant::now(), 23);
     let a = sim.join("room", ClientSpec::simulcast());
-    let b = sim.join(
-        "room",
-        ClientSpec {
-            audio: false,
-            video: vec![],
-            ..ClientSpec::av()
-        },
-    );
+    let b = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(8));
     let idb = sim.client(b).id;
     let video = sim
@@ -1271,11 +1212,7 @@ fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
     let tight = sim.join("room", ClientSpec::viewer());
     // f alone is 1.7 Mbps; its T0+T1 frames half of that. 1.2 Mbps fits f at 15 fps,
     // not at 30, and is more than h at 30 fps needs.
-    let cap = |kbps: u64| LinkConfig {
-        rate_bps: Some(kbps * 1000),
-        max_queue: Duration::from_millis(200),
-        ..Default::default()
-    };
+    let cap = capped;
     sim.set_link(open, LinkConfig::default(), cap(4_000));
     sim.set_link(tight, LinkConfig::default(), cap(1_200));
     // GCC overshoots from its 2.5 Mbps start on the tight link, then climbs back.

@@ -188,6 +188,23 @@ pub fn video_payload_temporal(
     p
 }
 
+/// A STUN binding request (RFC 8489) naming `user` in USERNAME, without integrity: what
+/// an attacker who learned a ufrag can send. `id` varies the transaction id.
+pub fn stun_binding_request(user: &str, id: u16) -> Vec<u8> {
+    let mut attr = vec![0x00, 0x06];
+    attr.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    attr.extend_from_slice(user.as_bytes());
+    while attr.len() % 4 != 0 {
+        attr.push(0);
+    }
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    m.extend_from_slice(&[(id >> 8) as u8, id as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]);
+    m.extend_from_slice(&attr);
+    m
+}
+
 /// Picture size written in synthetic VP8 keyframes per layer: 320×180, 640×360, 1280×720.
 fn vp8_size(layer: u8) -> (u16, u16) {
     match layer {

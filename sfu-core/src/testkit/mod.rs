@@ -20,6 +20,6 @@ mod net;
 mod sim;
 
 pub use client::{ClientSpec, RecvStream, SimClient};
-pub use media::{LayerSpec, Stamp};
+pub use media::{stun_binding_request, LayerSpec, Stamp};
 pub use net::{LinkConfig, SimNet};
 pub use sim::{ClientIdx, Sim};
