@@ -929,7 +929,15 @@ impl Shard {
                         .lowered_at
                         .is_none_or(|t| now.saturating_duration_since(t) >= UPGRADE_HOLD)
                     {
-                        sub.max_rank = new;
+                        // One step at a time while something flows: each upgrade is taken
+                        // only after the previous one has held for an allocation round,
+                        // so a big jump (a resumed top layer opens with a keyframe) never
+                        // lands on the link at once.
+                        let step = d.current.and_then(|c| d.layers.iter().map(|l| l.0).find(|r| *r > c));
+                        sub.max_rank = match (step, new) {
+                            (Some(step), Some(n)) if sub.max_rank.is_some() => Some(n.min(step)),
+                            _ => new,
+                        };
                     }
                 }
             }
