@@ -253,15 +253,27 @@ fn serve(args: Config) -> anyhow::Result<()> {
         }
         println!("Switchboard is running: open http://{local}/");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (closing_tx, closing_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(drain_on_signals(hub.clone(), args.drain_timeout, done_tx));
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = done_rx.await;
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            if done_rx.await.is_ok() {
+                let _ = closing_tx.send(());
+            } else {
+                // The drain task never ends without sending; if it did, keep serving.
+                std::future::pending::<()>().await;
+            }
         });
-        // Upgraded connections (WebSockets) are closed by the drain; this bounds the wait.
+        // Once the drain is over, upgraded connections (WebSockets) are closed by it;
+        // this bounds the wait for the last of them. (A bound from start-up instead
+        // stopped the server after drain_timeout + 10 s: found by the soak.)
         tokio::select! {
             r = serve => r?,
             _ = async {
-                tokio::time::sleep(std::time::Duration::from_secs(args.drain_timeout + 10)).await
+                if closing_rx.await.is_ok() {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
             } => {}
         }
         anyhow::Ok(())
@@ -345,7 +357,9 @@ async fn drain_on_signals(hub: Arc<Hub>, timeout: u64, done: tokio::sync::onesho
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            // Without SIGTERM there is no drain: serve until killed.
+            tracing::error!(error = %e, "cannot listen for SIGTERM; graceful drain disabled");
+            std::future::pending::<()>().await;
             return;
         }
     };

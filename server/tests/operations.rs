@@ -206,3 +206,26 @@ async fn a_worker_over_its_packet_rate_makes_the_node_unready_and_refuses_joins(
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(get(&server, "/readyz").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_running_past_its_drain_timeout_when_nobody_signals() {
+    // Regression: the bound on the final wait once ran from start-up, stopping every
+    // server drain_timeout + 10 s after it started (the soak found it at 310 s).
+    let mut server = start_server_with(&["--drain-timeout", "1"]);
+    let mut a = Participant::join(&server, "long", "a").await;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(14) {
+        a.run(Duration::from_millis(500)).await;
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "the server stopped by itself after {:?}",
+            t0.elapsed()
+        );
+    }
+    assert_eq!(get(&server, "/readyz").await.0, 200);
+    assert!(
+        a.messages.iter().all(|m| m["type"] != "error"),
+        "{:?}",
+        a.messages
+    );
+}

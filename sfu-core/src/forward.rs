@@ -933,7 +933,9 @@ impl Shard {
                         // only after the previous one has held for an allocation round,
                         // so a big jump (a resumed top layer opens with a keyframe) never
                         // lands on the link at once.
-                        let step = d.current.and_then(|c| d.layers.iter().map(|l| l.0).find(|r| *r > c));
+                        let step = d
+                            .current
+                            .and_then(|c| d.layers.iter().map(|l| l.0).find(|r| *r > c));
                         sub.max_rank = match (step, new) {
                             (Some(step), Some(n)) if sub.max_rank.is_some() => Some(n.min(step)),
                             _ => new,
