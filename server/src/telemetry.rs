@@ -50,7 +50,7 @@ pub fn observe(e: &Event) {
 }
 
 /// Publish worker and directory figures every second (runs forever on the runtime).
-pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>) {
+pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>, prometheus: PrometheusHandle) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last: Vec<(Instant, u64, u64)> = pool
         .workers
@@ -59,6 +59,10 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>) {
         .collect();
     loop {
         tick.tick().await;
+        // Histogram samples wait in per-handle buckets until drained into their fixed
+        // bucket counts; without this they pile up while nobody scrapes /metrics (the
+        // soak's RSS growth: 9.4 MB of forwarding-latency samples in 8 minutes).
+        prometheus.run_upkeep();
         let (mut tracks, mut subscriptions) = (0, 0);
         for (w, prev) in pool.workers.iter().zip(last.iter_mut()) {
             let s = *w.stats.lock();
