@@ -203,7 +203,11 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 h.reap(std::time::Instant::now());
             }
         });
-        tokio::spawn(telemetry::publish(pool.clone(), hub.clone(), prometheus.clone()));
+        tokio::spawn(telemetry::publish(
+            pool.clone(),
+            hub.clone(),
+            prometheus.clone(),
+        ));
         let stats_pool = pool.clone();
         let metrics_route = {
             let prometheus = prometheus.clone();

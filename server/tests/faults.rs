@@ -209,7 +209,7 @@ async fn a_websocket_client_that_sends_faster_than_it_reads_is_cut_off_cleanly()
             Ok(Ok(())) => sent += 1,
             _ => break, // the server stopped reading us, or closed
         }
-        if sent % 1_000 == 0 {
+        if sent.is_multiple_of(1_000) {
             a.run(Duration::from_millis(1)).await;
             let members = reqwest::get(format!("http://{}/healthz", server.http))
                 .await
