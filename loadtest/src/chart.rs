@@ -8,13 +8,15 @@ use plotters::prelude::*;
 use crate::metrics::TimelinePoint;
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+/// (label, colour, points) of one line.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
 fn panel(
     area: &Area,
     caption: &str,
     y_desc: &str,
     t_max: f64,
-    series: &[(&str, RGBColor, Vec<(f64, f64)>)],
+    series: &[Series],
 ) -> anyhow::Result<()> {
     let y_max = series
         .iter()

@@ -108,22 +108,14 @@ async fn a_whip_publisher_is_seen_by_a_signaling_participant() {
     whip.accept_publish_answer(&r.text().await.unwrap());
 
     let mut viewer = Participant::join(&server, "studio", "viewer").await;
-    let end = Instant::now() + Duration::from_secs(4);
-    let mut buf = vec![0u8; 2048];
-    while Instant::now() < end {
-        let now = Instant::now();
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            whip.receive(now, from, addr, &buf[..n]);
-        }
-        whip.timeout(now);
-        whip.produce(now);
-        let mut out = Vec::new();
-        whip.drain(now, |_, dst, d| out.push((dst, d)));
-        for (dst, d) in out {
-            let _ = sock.send_to(&d, dst);
-        }
-        viewer.run(Duration::from_millis(3)).await;
-    }
+    pump(
+        &mut whip,
+        std::slice::from_ref(&sock),
+        0,
+        &mut viewer,
+        Duration::from_secs(4),
+    )
+    .await;
     let from = viewer
         .messages
         .iter()
@@ -403,34 +395,34 @@ async fn whep_errors() {
     assert_eq!(members(&server, "w").await, 1, "no half-created viewers");
 }
 
-/// Pump a WHIP client over one of two sockets (the one `active` names), for `d`, while a
-/// viewer runs. Datagrams the client sends from the other address are lost: that
-/// interface is gone.
+/// Pump a WHIP client over the socket `active` of `socks`, for `d`, while a viewer runs.
+/// Datagrams to or from the other sockets are lost: those interfaces are gone.
 async fn pump(
     whip: &mut SimClient,
-    socks: &[UdpSocket; 2],
+    socks: &[UdpSocket],
     active: usize,
     viewer: &mut Participant,
     d: Duration,
 ) {
     let end = Instant::now() + d;
     let mut buf = vec![0u8; 2048];
-    let addrs = [
-        socks[0].local_addr().unwrap(),
-        socks[1].local_addr().unwrap(),
-    ];
+    let here = socks[active].local_addr().unwrap();
     while Instant::now() < end {
         let now = Instant::now();
         while let Ok((n, from)) = socks[active].recv_from(&mut buf) {
-            whip.receive(now, from, addrs[active], &buf[..n]);
+            whip.receive(now, from, here, &buf[..n]);
         }
-        while socks[1 - active].recv_from(&mut buf).is_ok() {}
+        for (i, s) in socks.iter().enumerate() {
+            if i != active {
+                while s.recv_from(&mut buf).is_ok() {}
+            }
+        }
         whip.timeout(now);
         whip.produce(now);
         let mut out = Vec::new();
         whip.drain(now, |src, dst, d| out.push((src, dst, d)));
         for (src, dst, d) in out {
-            if src == addrs[active] {
+            if src == here {
                 let _ = socks[active].send_to(&d, dst);
             }
         }

@@ -27,6 +27,7 @@ fn parse(c: &mut Criterion) {
             sent_us: 1,
             layer: 2,
         },
+        None,
     );
     c.bench_function("parse: VP8 descriptor + keyframe check", |b| {
         b.iter(|| {

@@ -281,3 +281,62 @@ impl Shard {
         }
     }
 }
+
+impl Shard {
+    /// ICE restart of one connection ([`crate::Command::IceRestart`]): the client's new
+    /// credentials, new local ones, demux by the new ufrag.
+    pub(crate) fn ice_restart(
+        &mut self,
+        id: ParticipantId,
+        kind: PcKind,
+        ufrag: String,
+        pwd: String,
+    ) {
+        // RFC 8445 §5.3: ufrag at least 4 characters, password at least 22, ice-chars.
+        let ice_chars = |s: &str, min: usize| {
+            s.len() >= min
+                && s.len() <= 256
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        };
+        if !ice_chars(&ufrag, 4) || !ice_chars(&pwd, 22) {
+            return self.fail(
+                id,
+                CommandError::BadCandidate(
+                    "ICE credentials: a ufrag of 4+ and a password of 22+ ice-chars".into(),
+                ),
+            );
+        }
+        let (local_ufrag, local_pass) = crate::pc::new_credentials(&mut self.rng);
+        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
+            return self.fail(id, CommandError::UnknownParticipant);
+        };
+        let old = std::mem::replace(&mut pc.ufrag, local_ufrag.clone());
+        let set = pc.guarded(|rtc| {
+            let mut api = rtc.direct_api();
+            api.set_local_ice_credentials(str0m::IceCreds {
+                ufrag: local_ufrag.clone(),
+                pass: local_pass.clone(),
+            });
+            api.set_remote_ice_credentials(str0m::IceCreds { ufrag, pass: pwd });
+        });
+        self.by_ufrag.remove(&old);
+        self.by_ufrag.insert(local_ufrag.clone(), (id, kind));
+        if set.is_err() {
+            return self.fail(id, CommandError::Internal("ICE restart failed".into()));
+        }
+        let addr = self.cfg.public_addr;
+        let candidate = format!(
+            "candidate:1 1 udp 2130706431 {} {} typ host",
+            addr.ip(),
+            addr.port()
+        );
+        self.emit(Event::IceRestarted {
+            participant: id,
+            pc: kind,
+            ufrag: local_ufrag,
+            pwd: local_pass,
+            candidate,
+        });
+    }
+}

@@ -127,7 +127,7 @@ pub struct Shard {
     pub(crate) participants: BTreeMap<ParticipantId, Participant>,
     pub(crate) tracks: BTreeMap<TrackId, Track>,
     by_addr: HashMap<SocketAddr, (ParticipantId, PcKind)>,
-    by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
+    pub(crate) by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
     pub(crate) out: VecDeque<Output>,
     pub(crate) pending: VecDeque<(ParticipantId, PcKind, str0m::Event)>,
     pub(crate) failed: Vec<(ParticipantId, GoneReason)>,
@@ -211,91 +211,6 @@ impl Shard {
             }
             None => false,
         }
-    }
-
-    /// Test and fuzzing hook: the shard's structural invariants. Every subscription is to a
-    /// live track that lists its subscriber; every track's publisher, room and subscribers
-    /// exist; rooms list only live participants and tracks; every demux entry points at a
-    /// live connection (no peer left behind after a leave).
-    #[cfg(feature = "testkit")]
-    pub fn check_invariants(&self) -> Result<(), String> {
-        for (id, p) in &self.participants {
-            for tid in p.subs.keys() {
-                let t = self
-                    .tracks
-                    .get(tid)
-                    .ok_or(format!("{id} subscribes to vanished track {tid}"))?;
-                if !t.subscribers.contains(id) {
-                    return Err(format!("track {tid} does not list its subscriber {id}"));
-                }
-            }
-            for tid in p.published.values() {
-                if !self.tracks.contains_key(tid) {
-                    return Err(format!("{id} publishes vanished track {tid}"));
-                }
-            }
-            let room = self
-                .rooms
-                .get(&p.room)
-                .ok_or(format!("{id} is in a vanished room"))?;
-            if !room.participants.contains(id) {
-                return Err(format!("room {} does not list {id}", p.room));
-            }
-        }
-        for (tid, t) in &self.tracks {
-            let publisher = self
-                .participants
-                .get(&t.publisher)
-                .ok_or(format!("track {tid} of a vanished publisher"))?;
-            if publisher.published.get(&t.mid) != Some(tid) {
-                return Err(format!("track {tid} not in its publisher's list"));
-            }
-            for s in &t.subscribers {
-                if !self
-                    .participants
-                    .get(s)
-                    .is_some_and(|p| p.subs.contains_key(tid))
-                {
-                    return Err(format!(
-                        "track {tid} lists {s}, who does not subscribe to it"
-                    ));
-                }
-            }
-            if !self
-                .rooms
-                .get(&t.room)
-                .is_some_and(|r| r.tracks.contains(tid))
-            {
-                return Err(format!("track {tid} missing from its room"));
-            }
-        }
-        for (name, r) in &self.rooms {
-            if r.participants.is_empty() {
-                return Err(format!("empty room {name} kept"));
-            }
-            for p in &r.participants {
-                if !self.participants.contains_key(p) {
-                    return Err(format!("room {name} lists vanished {p}"));
-                }
-            }
-        }
-        let live = |id: &ParticipantId, kind: PcKind| {
-            self.participants.get(id).is_some_and(|p| match kind {
-                PcKind::Publisher => p.publisher.is_some(),
-                PcKind::Subscriber => p.subscriber.is_some(),
-            })
-        };
-        for (addr, (id, kind)) in &self.by_addr {
-            if !live(id, *kind) {
-                return Err(format!("address {addr} left behind for {id} {kind:?}"));
-            }
-        }
-        for (ufrag, (id, kind)) in &self.by_ufrag {
-            if !live(id, *kind) {
-                return Err(format!("ufrag {ufrag} left behind for {id} {kind:?}"));
-            }
-        }
-        Ok(())
     }
 
     pub fn stats(&self) -> ShardStats {
@@ -659,55 +574,6 @@ impl Shard {
                 }
             }
         }
-    }
-
-    fn ice_restart(&mut self, id: ParticipantId, kind: PcKind, ufrag: String, pwd: String) {
-        // RFC 8445 §5.3: ufrag at least 4 characters, password at least 22, ice-chars.
-        let ice_chars = |s: &str, min: usize| {
-            s.len() >= min
-                && s.len() <= 256
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-        };
-        if !ice_chars(&ufrag, 4) || !ice_chars(&pwd, 22) {
-            return self.fail(
-                id,
-                CommandError::BadCandidate(
-                    "ICE credentials: a ufrag of 4+ and a password of 22+ ice-chars".into(),
-                ),
-            );
-        }
-        let (local_ufrag, local_pass) = crate::pc::new_credentials(&mut self.rng);
-        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
-            return self.fail(id, CommandError::UnknownParticipant);
-        };
-        let old = std::mem::replace(&mut pc.ufrag, local_ufrag.clone());
-        let set = pc.guarded(|rtc| {
-            let mut api = rtc.direct_api();
-            api.set_local_ice_credentials(str0m::IceCreds {
-                ufrag: local_ufrag.clone(),
-                pass: local_pass.clone(),
-            });
-            api.set_remote_ice_credentials(str0m::IceCreds { ufrag, pass: pwd });
-        });
-        self.by_ufrag.remove(&old);
-        self.by_ufrag.insert(local_ufrag.clone(), (id, kind));
-        if set.is_err() {
-            return self.fail(id, CommandError::Internal("ICE restart failed".into()));
-        }
-        let addr = self.cfg.public_addr;
-        let candidate = format!(
-            "candidate:1 1 udp 2130706431 {} {} typ host",
-            addr.ip(),
-            addr.port()
-        );
-        self.emit(Event::IceRestarted {
-            participant: id,
-            pc: kind,
-            ufrag: local_ufrag,
-            pwd: local_pass,
-            candidate,
-        });
     }
 
     pub(crate) fn new_pc(&mut self, now: Instant, id: ParticipantId, kind: PcKind) -> Pc {
@@ -1152,6 +1018,9 @@ impl Shard {
         }
     }
 }
+
+#[cfg(feature = "testkit")]
+mod invariants;
 
 #[cfg(test)]
 mod tests {

@@ -67,14 +67,17 @@ export async function openParticipant(url, { netns, secureOrigin } = {}) {
 export async function inbound(page) {
   return page.evaluate(async () => {
     const pc = window.sb.client?.subPc;
-    const out = { audio: { packetsReceived: 0, totalSamplesReceived: 0 }, video: { packetsReceived: 0, framesDecoded: 0, frameWidth: 0 } };
+    const out = { audio: { packetsReceived: 0, totalSamplesReceived: 0 }, video: { packetsReceived: 0, framesDecoded: 0, frameWidth: 0, packetsLost: 0, nackCount: 0, freezeCount: 0 } };
     if (!pc) return out;
     for (const s of (await pc.getStats()).values()) {
       if (s.type !== 'inbound-rtp') continue;
       const o = out[s.kind];
       o.packetsReceived += s.packetsReceived || 0;
       if (s.kind === 'audio') o.totalSamplesReceived += s.totalSamplesReceived || 0;
-      if (s.kind === 'video') { o.framesDecoded += s.framesDecoded || 0; o.frameWidth = Math.max(o.frameWidth, s.frameWidth || 0); }
+      if (s.kind === 'video') {
+        o.framesDecoded += s.framesDecoded || 0; o.frameWidth = Math.max(o.frameWidth, s.frameWidth || 0);
+        o.packetsLost += s.packetsLost || 0; o.nackCount += s.nackCount || 0; o.freezeCount += s.freezeCount || 0;
+      }
     }
     return out;
   });

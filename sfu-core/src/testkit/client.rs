@@ -17,8 +17,7 @@ use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceCreds, Rtc, RtcConfig};
 
 use super::media::{
-    audio_payload, l1t3, packetize, read_stamp, video_payload_temporal, LayerSpec, Stamp,
-    KEYFRAME_FACTOR,
+    audio_payload, l1t3, packetize, read_stamp, video_payload, LayerSpec, Stamp, KEYFRAME_FACTOR,
 };
 use crate::api::OfferedTrack;
 use crate::ids::{ParticipantId, TrackId, TrackKind};
@@ -567,8 +566,7 @@ impl SimClient {
                     count
                 };
                 for k in 0..count {
-                    let p =
-                        video_payload_temporal(codec, key, k, count, v.pic, size, stamp, temporal);
+                    let p = video_payload(codec, key, k, count, v.pic, size, stamp, temporal);
                     v.bytes_sent += p.len() as u64;
                     let last = k + 1 == count;
                     tx.write_rtp(

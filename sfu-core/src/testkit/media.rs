@@ -85,26 +85,6 @@ pub fn audio_payload(stamp: Stamp) -> Vec<u8> {
     p
 }
 
-/// Packet `index` of a video frame of `size` bytes cut into `count` packets.
-///
-/// - VP8 (RFC 7741): descriptor X=1, S on the first packet, 15-bit picture id; then the
-///   VP8 header byte with P=0 on keyframes.
-/// - H.264 (RFC 6184): keyframes open with a STAP-A carrying SPS and PPS, then FU-A
-///   fragments of the IDR; delta frames are FU-A fragments of a non-IDR slice.
-/// - VP9 (RFC 9628): descriptor with I, P (clear on keyframes), B and E, 15-bit picture id.
-#[allow(clippy::too_many_arguments)]
-pub fn video_payload(
-    codec: Codec,
-    key: bool,
-    index: usize,
-    count: usize,
-    pic: u16,
-    size: usize,
-    stamp: Stamp,
-) -> Vec<u8> {
-    video_payload_temporal(codec, key, index, count, pic, size, stamp, None)
-}
-
 /// A VP8 temporal layer mark (RFC 7741 §4.2): TL0PICIDX, TID and the layer sync bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Temporal {
@@ -129,9 +109,16 @@ pub fn l1t3(frame: u64) -> Temporal {
     }
 }
 
-/// [`video_payload`] with VP8 temporal-layer fields in the descriptor.
+/// Packet `index` of a video frame of `size` bytes cut into `count` packets; for VP8,
+/// `temporal` adds the temporal-layer fields to the descriptor.
+///
+/// - VP8 (RFC 7741): descriptor X=1, S on the first packet, 15-bit picture id; then the
+///   VP8 header byte with P=0 on keyframes.
+/// - H.264 (RFC 6184): keyframes open with a STAP-A carrying SPS and PPS, then FU-A
+///   fragments of the IDR; delta frames are FU-A fragments of a non-IDR slice.
+/// - VP9 (RFC 9628): descriptor with I, P (clear on keyframes), B and E, 15-bit picture id.
 #[allow(clippy::too_many_arguments)]
-pub fn video_payload_temporal(
+pub fn video_payload(
     codec: Codec,
     key: bool,
     index: usize,
@@ -235,7 +222,7 @@ mod tests {
             for key in [true, false] {
                 let n = 3;
                 for i in 0..n {
-                    let p = video_payload(codec, key, i, n, 300, 900, st);
+                    let p = video_payload(codec, key, i, n, 300, 900, st, None);
                     let starts = starts_keyframe(codec, &p);
                     // H.264: the STAP-A (SPS) and the IDR's first fragment both qualify.
                     let want = key && (i == 0 || (codec == Codec::H264 && i == 1));
@@ -252,7 +239,7 @@ mod tests {
                 }
             }
         }
-        let v = video_payload(Codec::Vp8, true, 0, 1, 0x1234, 500, st);
+        let v = video_payload(Codec::Vp8, true, 0, 1, 0x1234, 500, st, None);
         let d = str0m::rtp::Vp8Descriptor::parse(&v).unwrap();
         assert_eq!(d.picture_id(), Some(0x1234));
         // RFC 6386 keyframe: start code and 1280×720 (layer 2) after the frame tag

@@ -67,14 +67,13 @@ impl Sim {
     }
 
     /// A new participant joins `room` and (as its spec says) publishes and subscribes.
-    pub fn join(&mut self, room: &str, spec: ClientSpec) -> ClientIdx {
+    /// A new simulated client on its own host address (not yet joined).
+    fn new_client(&mut self, spec: ClientSpec) -> (usize, ParticipantId, SimClient) {
         let idx = self.clients.len();
         let ip = Self::host_of(idx);
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
-        let can_publish = spec.publishes();
-        let can_subscribe = spec.subscribe;
-        let mut c = SimClient::new(
+        let c = SimClient::new(
             self.now,
             self.start,
             id,
@@ -83,6 +82,13 @@ impl Sim {
             (ip, 40_001).into(),
             &mut self.rng,
         );
+        (idx, id, c)
+    }
+
+    pub fn join(&mut self, room: &str, spec: ClientSpec) -> ClientIdx {
+        let can_publish = spec.publishes();
+        let can_subscribe = spec.subscribe;
+        let (idx, id, mut c) = self.new_client(spec);
         let offer = c.make_offer();
         self.clients.push(Some(c));
         self.command(Command::Join {
@@ -103,25 +109,7 @@ impl Sim {
     /// A WHEP viewer: joins without a subscriber offer from the server and offers its own
     /// receive-only m-lines, for `target` (None: the active speaker).
     pub fn join_whep(&mut self, room: &str, target: Option<ParticipantId>) -> ClientIdx {
-        let idx = self.clients.len();
-        let ip = Self::host_of(idx);
-        let id = ParticipantId(self.next_id);
-        self.next_id += 1;
-        let spec = ClientSpec {
-            audio: false,
-            video: vec![],
-            subscribe: true,
-            ..ClientSpec::av()
-        };
-        let mut c = SimClient::new(
-            self.now,
-            self.start,
-            id,
-            spec,
-            (ip, 40_000).into(),
-            (ip, 40_001).into(),
-            &mut self.rng,
-        );
+        let (idx, id, mut c) = self.new_client(ClientSpec::viewer());
         let offer = c.make_recv_offer(target.unwrap_or(ParticipantId(0)));
         c.connected = true; // nothing to publish; lets the client's timers run
         self.clients.push(Some(c));

@@ -1,0 +1,90 @@
+//! The shard's structural invariants, checked by every simulation and the fuzz targets.
+
+use super::*;
+
+impl Shard {
+    /// Test and fuzzing hook: the shard's structural invariants. Every subscription is to a
+    /// live track that lists its subscriber; every track's publisher, room and subscribers
+    /// exist; rooms list only live participants and tracks; every demux entry points at a
+    /// live connection (no peer left behind after a leave).
+    #[cfg(feature = "testkit")]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (id, p) in &self.participants {
+            for tid in p.subs.keys() {
+                let t = self
+                    .tracks
+                    .get(tid)
+                    .ok_or(format!("{id} subscribes to vanished track {tid}"))?;
+                if !t.subscribers.contains(id) {
+                    return Err(format!("track {tid} does not list its subscriber {id}"));
+                }
+            }
+            for tid in p.published.values() {
+                if !self.tracks.contains_key(tid) {
+                    return Err(format!("{id} publishes vanished track {tid}"));
+                }
+            }
+            let room = self
+                .rooms
+                .get(&p.room)
+                .ok_or(format!("{id} is in a vanished room"))?;
+            if !room.participants.contains(id) {
+                return Err(format!("room {} does not list {id}", p.room));
+            }
+        }
+        for (tid, t) in &self.tracks {
+            let publisher = self
+                .participants
+                .get(&t.publisher)
+                .ok_or(format!("track {tid} of a vanished publisher"))?;
+            if publisher.published.get(&t.mid) != Some(tid) {
+                return Err(format!("track {tid} not in its publisher's list"));
+            }
+            for s in &t.subscribers {
+                if !self
+                    .participants
+                    .get(s)
+                    .is_some_and(|p| p.subs.contains_key(tid))
+                {
+                    return Err(format!(
+                        "track {tid} lists {s}, who does not subscribe to it"
+                    ));
+                }
+            }
+            if !self
+                .rooms
+                .get(&t.room)
+                .is_some_and(|r| r.tracks.contains(tid))
+            {
+                return Err(format!("track {tid} missing from its room"));
+            }
+        }
+        for (name, r) in &self.rooms {
+            if r.participants.is_empty() {
+                return Err(format!("empty room {name} kept"));
+            }
+            for p in &r.participants {
+                if !self.participants.contains_key(p) {
+                    return Err(format!("room {name} lists vanished {p}"));
+                }
+            }
+        }
+        let live = |id: &ParticipantId, kind: PcKind| {
+            self.participants.get(id).is_some_and(|p| match kind {
+                PcKind::Publisher => p.publisher.is_some(),
+                PcKind::Subscriber => p.subscriber.is_some(),
+            })
+        };
+        for (addr, (id, kind)) in &self.by_addr {
+            if !live(id, *kind) {
+                return Err(format!("address {addr} left behind for {id} {kind:?}"));
+            }
+        }
+        for (ufrag, (id, kind)) in &self.by_ufrag {
+            if !live(id, *kind) {
+                return Err(format!("ufrag {ufrag} left behind for {id} {kind:?}"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! The REST API's operations on the directory: rooms (create, list, update, delete) and
+//! participants (list, update, remove, mute), data messages. Errors are [`HubError`]s,
+//! which the API maps to HTTP statuses.
+
+use super::*;
+
+impl Hub {
+    pub fn create_room(
+        &self,
+        name: &str,
+        empty_timeout: Option<u64>,
+        max_participants: Option<u32>,
+        metadata: String,
+    ) -> Result<RoomInfo, HubError> {
+        if self.is_draining() {
+            return Err(HubError::Unavailable(
+                "server draining: create the room on another node".into(),
+            ));
+        }
+        if !valid_room_name(name) {
+            return Err(HubError::Invalid(
+                "name: 1-128 characters of A-Z a-z 0-9 _ . -".into(),
+            ));
+        }
+        if metadata.len() > MAX_METADATA {
+            return Err(HubError::Invalid(format!(
+                "metadata: at most {MAX_METADATA} bytes"
+            )));
+        }
+        if empty_timeout.is_some_and(|t| t > 7 * 24 * 3600) {
+            return Err(HubError::Invalid(
+                "empty_timeout: at most 604800 seconds".into(),
+            ));
+        }
+        let mut dir = self.dir.lock();
+        if dir.rooms.contains_key(name) {
+            return Err(HubError::Conflict(format!("room {name} exists")));
+        }
+        let r = self.new_room(name, empty_timeout, max_participants, metadata);
+        let info = r.info.clone();
+        dir.rooms.insert(name.to_string(), r);
+        Ok(info)
+    }
+
+    pub fn list_rooms(&self) -> Vec<RoomInfo> {
+        let mut v: Vec<RoomInfo> = self
+            .dir
+            .lock()
+            .rooms
+            .values()
+            .map(|r| r.info.clone())
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn get_room(&self, name: &str) -> Result<RoomInfo, HubError> {
+        self.dir
+            .lock()
+            .rooms
+            .get(name)
+            .map(|r| r.info.clone())
+            .ok_or(HubError::NotFound("room"))
+    }
+
+    /// Close a room now: everyone is disconnected with `reason`.
+    pub fn delete_room(&self, name: &str, reason: &str) -> Result<(), HubError> {
+        let ids: Vec<ParticipantId> = {
+            let dir = self.dir.lock();
+            let r = dir.rooms.get(name).ok_or(HubError::NotFound("room"))?;
+            r.members.keys().copied().collect()
+        };
+        for id in ids {
+            self.remove(id, reason, true);
+        }
+        let gone = self.dir.lock().rooms.remove(name);
+        if let Some(r) = gone {
+            self.plane.room_closed(&RoomId(name.to_string()));
+            self.hook(WebhookEvent::room("room_finished", &r.info));
+        }
+        Ok(())
+    }
+
+    pub(super) fn find(&self, room: &str, identity: &str) -> Result<ParticipantId, HubError> {
+        let dir = self.dir.lock();
+        let r = dir.rooms.get(room).ok_or(HubError::NotFound("room"))?;
+        r.members
+            .values()
+            .find(|m| m.info.identity == identity)
+            .map(|m| m.info.id)
+            .ok_or(HubError::NotFound("participant"))
+    }
+
+    pub fn get_participant(&self, room: &str, identity: &str) -> Result<ParticipantInfo, HubError> {
+        let id = self.find(room, identity)?;
+        self.with_member(id, |m| m.info.clone())
+            .ok_or(HubError::NotFound("participant"))
+    }
+
+    pub fn list_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, HubError> {
+        let dir = self.dir.lock();
+        let r = dir.rooms.get(room).ok_or(HubError::NotFound("room"))?;
+        Ok(r.members.values().map(|m| m.info.clone()).collect())
+    }
+
+    pub fn remove_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        reason: &str,
+    ) -> Result<(), HubError> {
+        let id = self.find(room, identity)?;
+        self.remove(id, reason, true);
+        Ok(())
+    }
+
+    /// An admin mute: enforced by the media plane (nothing is forwarded) and shown to all.
+    pub fn admin_mute(
+        &self,
+        room: &str,
+        identity: &str,
+        kind: TrackKind,
+        muted: bool,
+    ) -> Result<ParticipantInfo, HubError> {
+        let id = self.find(room, identity)?;
+        self.plane.send(
+            &RoomId(room.to_string()),
+            Command::SetMuted {
+                participant: id,
+                kind,
+                muted,
+            },
+        )?;
+        let mut dir = self.dir.lock();
+        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        let m = r
+            .members
+            .get_mut(&id)
+            .ok_or(HubError::NotFound("participant"))?;
+        m.admin_muted[kind_index(kind)] = muted;
+        set_muted_flag(&mut m.info, kind, muted);
+        let info = m.info.clone();
+        broadcast(
+            &r.members,
+            None,
+            ServerMessage::MuteChanged {
+                participant: id,
+                kind,
+                muted,
+                by_admin: true,
+            },
+        );
+        Ok(info)
+    }
+
+    pub fn update_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        metadata: Option<String>,
+        permissions: Option<Permissions>,
+    ) -> Result<ParticipantInfo, HubError> {
+        if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA) {
+            return Err(HubError::Invalid(format!(
+                "metadata: at most {MAX_METADATA} bytes"
+            )));
+        }
+        let id = self.find(room, identity)?;
+        if let Some(p) = permissions {
+            self.plane.send(
+                &RoomId(room.to_string()),
+                Command::SetPermissions {
+                    participant: id,
+                    can_publish: p.can_publish,
+                    can_subscribe: p.can_subscribe,
+                },
+            )?;
+        }
+        let mut dir = self.dir.lock();
+        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        let m = r
+            .members
+            .get_mut(&id)
+            .ok_or(HubError::NotFound("participant"))?;
+        if let Some(md) = metadata {
+            m.info.metadata = md;
+        }
+        if let Some(p) = permissions {
+            // Tracks leave `info.tracks` as the media plane unpublishes them (and everyone
+            // is told then).
+            m.info.permissions = p;
+        }
+        let info = m.info.clone();
+        let hidden = m.hidden;
+        let _ =
+            m.tx.try_send(Outbound::Message(ServerMessage::ParticipantUpdated {
+                participant: info.clone(),
+            }));
+        if !hidden {
+            broadcast(
+                &r.members,
+                Some(id),
+                ServerMessage::ParticipantUpdated {
+                    participant: info.clone(),
+                },
+            );
+        }
+        Ok(info)
+    }
+
+    pub fn update_room(&self, room: &str, metadata: String) -> Result<RoomInfo, HubError> {
+        if metadata.len() > MAX_METADATA {
+            return Err(HubError::Invalid(format!(
+                "metadata: at most {MAX_METADATA} bytes"
+            )));
+        }
+        let mut dir = self.dir.lock();
+        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        r.info.metadata = metadata.clone();
+        broadcast(&r.members, None, ServerMessage::RoomUpdated { metadata });
+        Ok(r.info.clone())
+    }
+
+    /// A data message from the API (to everyone, or to the listed identities).
+    pub fn send_data(
+        &self,
+        room: &str,
+        payload: String,
+        topic: Option<String>,
+        identities: &[String],
+    ) -> Result<(), HubError> {
+        if payload.len() > MAX_DATA {
+            return Err(HubError::Invalid(format!(
+                "payload: at most {MAX_DATA} bytes"
+            )));
+        }
+        if !self.dir.lock().rooms.contains_key(room) {
+            return Err(HubError::NotFound("room"));
+        }
+        self.deliver_data(room, None, topic, payload, |p| {
+            identities.is_empty() || identities.contains(&p.identity)
+        });
+        Ok(())
+    }
+
+    pub(super) fn deliver_data(
+        &self,
+        room: &str,
+        from: Option<ParticipantId>,
+        topic: Option<String>,
+        payload: String,
+        to: impl Fn(&ParticipantInfo) -> bool,
+    ) {
+        let dir = self.dir.lock();
+        let Some(r) = dir.rooms.get(room) else { return };
+        let msg = ServerMessage::Data {
+            from,
+            topic,
+            payload,
+        };
+        for m in r
+            .members
+            .values()
+            .filter(|m| Some(m.info.id) != from && to(&m.info))
+        {
+            let _ = m.tx.try_send(Outbound::Message(msg.clone()));
+        }
+    }
+}
