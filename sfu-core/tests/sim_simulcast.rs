@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use sfu_core::testkit::{ClientIdx, ClientSpec, LinkConfig, Sim};
+use sfu_core::testkit::{ClientIdx, ClientSpec, Sim};
 use sfu_core::{Event, TrackKind};
 
 mod common;
-use common::{capped, secs};
+use common::secs;
 
 /// When the subscriber's video first arrives on `layer` at or after `from`.
 fn reached(v: &sfu_core::testkit::RecvStream, layer: u8, from: Instant) -> Option<Duration> {
@@ -26,8 +26,7 @@ fn a_downlink_drop_moves_the_subscriber_down_and_back_up() {
     let a = sim.join("room", ClientSpec::simulcast());
     let b = sim.join("room", ClientSpec::viewer());
 
-    let cap = capped;
-    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.cap_downlink(b, 3_000);
     sim.run_for(secs(10));
     let id = sim.client(a).id;
     let v = sim
@@ -44,7 +43,7 @@ fn a_downlink_drop_moves_the_subscriber_down_and_back_up() {
     let k0 = sim.client(a).keyframe_requests_received;
     // t = 10 s: the downlink drops to 400 kbps.
     let drop_at = sim.now;
-    sim.set_link(b, LinkConfig::default(), cap(400));
+    sim.cap_downlink(b, 400);
     sim.run_for(secs(20));
     let v = sim
         .client(b)
@@ -68,7 +67,7 @@ fn a_downlink_drop_moves_the_subscriber_down_and_back_up() {
     assert_eq!(k1 - k0, steps_down, "one keyframe request per switch");
     // t = 30 s: the link recovers.
     let up_at = sim.now;
-    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.cap_downlink(b, 3_000);
     sim.run_for(secs(15));
     let v = sim
         .client(b)
@@ -107,26 +106,10 @@ fn subscribers_with_different_caps_get_different_layers() {
         sim.join("room", viewer()),
     ];
     for (s, kbps) in subs.iter().zip([300u64, 900, 4_000]) {
-        sim.set_link(
-            *s,
-            LinkConfig::default(),
-            LinkConfig {
-                rate_bps: Some(kbps * 1000),
-                max_queue: Duration::from_millis(200),
-                ..Default::default()
-            },
-        );
+        sim.cap_downlink(*s, kbps);
     }
     sim.run_for(secs(15));
-    let id = sim.client(a).id;
-    let layers: Vec<Option<u8>> = subs
-        .iter()
-        .map(|s| {
-            sim.client(*s)
-                .stream_from(id, TrackKind::Video)
-                .and_then(|v| v.layer_at(sim.now))
-        })
-        .collect();
+    let layers: Vec<Option<u8>> = subs.iter().map(|s| sim.video_layer(*s, a)).collect();
     eprintln!("layers at 300 / 900 / 4000 kbps: {layers:?}");
     assert_eq!(layers, vec![Some(0), Some(1), Some(2)]);
 }
@@ -136,8 +119,7 @@ fn subscribers_are_told_of_layer_changes_and_pauses() {
     let mut sim = Sim::new(Instant::now(), 17);
     sim.join("room", ClientSpec::simulcast());
     let b = sim.join("room", ClientSpec::viewer());
-    let cap = capped;
-    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.cap_downlink(b, 3_000);
     sim.run_for(secs(8));
     let idb = sim.client(b).id;
     let changes = |sim: &Sim| -> Vec<(Option<String>, bool)> {
@@ -161,14 +143,14 @@ fn subscribers_are_told_of_layer_changes_and_pauses() {
         changes(&sim)
     );
     // Far too little for even the lowest layer: paused (audio would go on), then resumed.
-    sim.set_link(b, LinkConfig::default(), cap(60));
+    sim.cap_downlink(b, 60);
     sim.run_for(secs(10));
     assert!(
         changes(&sim).contains(&(None, true)),
         "paused: {:?}",
         changes(&sim)
     );
-    sim.set_link(b, LinkConfig::default(), cap(3_000));
+    sim.cap_downlink(b, 3_000);
     sim.run_for(secs(15));
     let c = changes(&sim);
     let after_pause = c.iter().rposition(|x| x.1).unwrap();
@@ -187,18 +169,8 @@ fn the_tile_size_caps_the_layer_and_a_hidden_tile_gets_no_video() {
     let b = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(6));
     let (ida, idb) = (sim.client(a).id, sim.client(b).id);
-    let video = sim
-        .client(b)
-        .offered
-        .iter()
-        .find(|t| t.kind == TrackKind::Video)
-        .unwrap()
-        .track;
-    let layer = |sim: &Sim| {
-        sim.client(b)
-            .stream_from(ida, TrackKind::Video)
-            .and_then(|v| v.layer_at(sim.now))
-    };
+    let video = sim.client(b).offered_track(TrackKind::Video);
+    let layer = |sim: &Sim| sim.video_layer(b, a);
     assert_eq!(layer(&sim), Some(2), "no viewport: the best layer");
     let set = |sim: &mut Sim, w, h, visible| {
         sim.command(Command::SetViewport {
@@ -263,21 +235,9 @@ fn the_speakers_video_gets_the_bandwidth_first() {
     );
     let v = sim.join("room", ClientSpec::viewer());
     // Room for the top layer of one video, not of both (1.7 Mbps each).
-    sim.set_link(
-        v,
-        LinkConfig::default(),
-        LinkConfig {
-            rate_bps: Some(3_000_000),
-            max_queue: Duration::from_millis(200),
-            ..Default::default()
-        },
-    );
+    sim.cap_downlink(v, 3_000);
     sim.run_for(secs(12));
-    let layer = |sim: &Sim, who| {
-        sim.client(v)
-            .stream_from(sim.client(who).id, TrackKind::Video)
-            .and_then(|s| s.layer_at(sim.now))
-    };
+    let layer = |sim: &Sim, who| sim.video_layer(v, who);
     eprintln!(
         "speaker {:?}, other {:?}",
         layer(&sim, loud),
@@ -340,13 +300,7 @@ fn dynacast_stops_the_layers_nobody_needs_and_restarts_them() {
     eprintln!("first video {:?} after the join", first - joined);
     assert!(first - joined < secs(3));
     // A 320 px tile: after a few seconds h and f are switched off, q keeps flowing.
-    let video = sim
-        .client(b)
-        .offered
-        .iter()
-        .find(|t| t.kind == TrackKind::Video)
-        .unwrap()
-        .track;
+    let video = sim.client(b).offered_track(TrackKind::Video);
     sim.command(Command::SetViewport {
         participant: idb,
         track: video,
@@ -400,19 +354,9 @@ fn a_preferred_layer_caps_what_the_subscriber_gets() {
     let a = sim.join("room", ClientSpec::simulcast());
     let b = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(6));
-    let (ida, idb) = (sim.client(a).id, sim.client(b).id);
-    let video = sim
-        .client(b)
-        .offered
-        .iter()
-        .find(|t| t.kind == TrackKind::Video)
-        .unwrap()
-        .track;
-    let layer = |sim: &Sim| {
-        sim.client(b)
-            .stream_from(ida, TrackKind::Video)
-            .and_then(|v| v.layer_at(sim.now))
-    };
+    let idb = sim.client(b).id;
+    let video = sim.client(b).offered_track(TrackKind::Video);
+    let layer = |sim: &Sim| sim.video_layer(b, a);
     assert_eq!(layer(&sim), Some(2));
     sim.command(Command::SetPreferredLayer {
         participant: idb,
@@ -489,21 +433,9 @@ fn a_screen_share_goes_before_the_speakers_camera() {
         sources: vec![(mid, TrackSource::ScreenShare)],
     });
     let v = sim.join("room", ClientSpec::viewer());
-    sim.set_link(
-        v,
-        LinkConfig::default(),
-        LinkConfig {
-            rate_bps: Some(2_600_000),
-            max_queue: Duration::from_millis(200),
-            ..Default::default()
-        },
-    );
+    sim.cap_downlink(v, 2_600);
     sim.run_for(secs(14));
-    let layer = |sim: &Sim, who| {
-        sim.client(v)
-            .stream_from(sim.client(who).id, TrackKind::Video)
-            .and_then(|s| s.layer_at(sim.now))
-    };
+    let layer = |sim: &Sim, who| sim.video_layer(v, who);
     eprintln!(
         "screen {:?}, speaker's camera {:?}",
         layer(&sim, screen),
@@ -525,13 +457,7 @@ fn subscription_stats_report_layers_rates_and_switches() {
     let b = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(8));
     let idb = sim.client(b).id;
-    let video = sim
-        .client(b)
-        .offered
-        .iter()
-        .find(|t| t.kind == TrackKind::Video)
-        .unwrap()
-        .track;
+    let video = sim.client(b).offered_track(TrackKind::Video);
     let last = |sim: &Sim| {
         sim.events.iter().rev().find_map(|(_, e)| match e {
             Event::SubscriptionStats {
@@ -587,9 +513,8 @@ fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
     let tight = sim.join("room", ClientSpec::viewer());
     // f alone is 1.7 Mbps; its T0+T1 frames half of that. 1.2 Mbps fits f at 15 fps,
     // not at 30, and is more than h at 30 fps needs.
-    let cap = capped;
-    sim.set_link(open, LinkConfig::default(), cap(4_000));
-    sim.set_link(tight, LinkConfig::default(), cap(1_200));
+    sim.cap_downlink(open, 4_000);
+    sim.cap_downlink(tight, 1_200);
     // GCC overshoots from its 2.5 Mbps start on the tight link, then climbs back.
     sim.run_for(secs(30));
     let id = sim.client(a).id;

@@ -784,6 +784,15 @@ impl SimClient {
             .collect()
     }
 
+    /// The first track of `kind` offered to this subscriber (panics when there is none).
+    pub fn offered_track(&self, kind: TrackKind) -> TrackId {
+        self.offered
+            .iter()
+            .find(|t| t.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} track offered: {:?}", self.offered))
+            .track
+    }
+
     /// The stream received from `publisher` of `kind`, if any.
     pub fn stream_from(&self, publisher: ParticipantId, kind: TrackKind) -> Option<&RecvStream> {
         self.received

@@ -66,6 +66,23 @@ impl Sim {
         self.net.set_link(Self::host_of(c.0), up, down);
     }
 
+    /// Cap a client's downlink like `tbf`: `kbps`, with a 200 ms queue; uplink open.
+    pub fn cap_downlink(&mut self, c: ClientIdx, kbps: u64) {
+        let down = LinkConfig {
+            rate_bps: Some(kbps * 1000),
+            max_queue: Duration::from_millis(200),
+            ..Default::default()
+        };
+        self.set_link(c, LinkConfig::default(), down);
+    }
+
+    /// The simulcast layer `viewer` receives of `publisher`'s video right now.
+    pub fn video_layer(&self, viewer: ClientIdx, publisher: ClientIdx) -> Option<u8> {
+        self.client(viewer)
+            .stream_from(self.client(publisher).id, crate::TrackKind::Video)
+            .and_then(|s| s.layer_at(self.now))
+    }
+
     /// A new participant joins `room` and (as its spec says) publishes and subscribes.
     /// A new simulated client on its own host address (not yet joined).
     fn new_client(&mut self, spec: ClientSpec) -> (usize, ParticipantId, SimClient) {
