@@ -9,6 +9,7 @@ mod udp;
 mod web;
 mod worker;
 
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -255,7 +256,12 @@ fn serve(args: Config) -> anyhow::Result<()> {
         for w in &pool.workers {
             eprintln!("media worker {} on udp {}", w.index, w.addr);
         }
-        println!("Switchboard is running: open http://{local}/");
+        // Written, not `println!`: a closed stdout (a supervisor that keeps no reader)
+        // must not stop the server.
+        let _ = writeln!(
+            std::io::stdout(),
+            "Switchboard is running: open http://{local}/"
+        );
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let (closing_tx, closing_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(drain_on_signals(hub.clone(), args.drain_timeout, done_tx));

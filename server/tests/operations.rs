@@ -229,3 +229,48 @@ async fn the_server_keeps_running_past_its_drain_timeout_when_nobody_signals() {
         a.messages
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    // A supervisor may close the pipe the start line goes to; writing it must not panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rtc_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .args(["--rtc-port", &rtc_port.to_string()])
+        .args(["--workers", "1"])
+        .env("SWITCHBOARD_KEYS", format!("{KEY}:{SECRET}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::from(writer))
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        child,
+        http: format!("127.0.0.1:{port}"),
+        rtc_port,
+    };
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!("the server exited ({status}) with its stdout closed");
+        }
+        if let Ok(r) = reqwest::get(format!("http://{}/readyz", server.http)).await {
+            assert_eq!(r.status().as_u16(), 200);
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(server.child.try_wait().unwrap().is_none());
+}
