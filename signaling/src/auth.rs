@@ -151,6 +151,10 @@ impl KeyStore {
 
     /// Sign arbitrary JSON claims (tests, tools).
     pub fn mint_json(&self, key: &str, claims: &serde_json::Value) -> Option<String> {
+        self.sign(key, claims)
+    }
+
+    fn sign(&self, key: &str, claims: &impl serde::Serialize) -> Option<String> {
         let secret = self.secrets.get(key)?;
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -174,13 +178,7 @@ impl KeyStore {
 
     /// Sign claims with the named key.
     pub fn mint(&self, key: &str, claims: &Claims) -> Option<String> {
-        let secret = self.secrets.get(key)?;
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .ok()
+        self.sign(key, claims)
     }
 
     /// Verify a participant token (one with `roomJoin` for a room) at `now`.
