@@ -262,28 +262,23 @@ fn serve(args: Config) -> anyhow::Result<()> {
             std::io::stdout(),
             "Switchboard is running: open http://{local}/"
         );
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let (closing_tx, closing_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(drain_on_signals(hub.clone(), args.drain_timeout, done_tx));
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            if done_rx.await.is_ok() {
-                let _ = closing_tx.send(());
-            } else {
-                // The drain task never ends without sending; if it did, keep serving.
+        // Resolves once the drain is over (never, should the drain task end without one).
+        let drained = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            if rx.wait_for(|done| *done).await.is_err() {
                 std::future::pending::<()>().await;
             }
-        });
+        };
+        let serve = axum::serve(listener, app).with_graceful_shutdown(drained(done_rx.clone()));
         // Once the drain is over, upgraded connections (WebSockets) are closed by it;
         // this bounds the wait for the last of them. (A bound from start-up instead
         // stopped the server after drain_timeout + 10 s: found by the soak.)
         tokio::select! {
             r = serve => r?,
             _ = async {
-                if closing_rx.await.is_ok() {
-                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
+                drained(done_rx).await;
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
             } => {}
         }
         anyhow::Ok(())
@@ -363,7 +358,7 @@ fn readiness(
 /// SIGTERM or SIGINT: drain (not ready, no new joins), wait until every room is empty or
 /// `timeout` seconds passed, tell the remaining participants the server is shutting
 /// down, then stop. A second signal stops at once.
-async fn drain_on_signals(hub: Arc<Hub>, timeout: u64, done: tokio::sync::oneshot::Sender<()>) {
+async fn drain_on_signals(hub: Arc<Hub>, timeout: u64, done: tokio::sync::watch::Sender<bool>) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -407,5 +402,5 @@ async fn drain_on_signals(hub: Arc<Hub>, timeout: u64, done: tokio::sync::onesho
         // Let the "server shutting down" messages and close frames go out.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let _ = done.send(());
+    done.send_replace(true);
 }

@@ -280,9 +280,7 @@ impl Shard {
             }
         }
     }
-}
 
-impl Shard {
     /// ICE restart of one connection ([`crate::Command::IceRestart`]): the client's new
     /// credentials, new local ones, demux by the new ufrag.
     pub(crate) fn ice_restart(

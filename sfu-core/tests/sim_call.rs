@@ -506,20 +506,8 @@ fn permissions_and_mutes_apply_live() {
 #[test]
 fn the_active_speaker_follows_the_audio_levels() {
     let mut sim = Sim::new(Instant::now(), 13);
-    let a = sim.join(
-        "room",
-        ClientSpec {
-            audio_level: -20,
-            ..ClientSpec::av()
-        },
-    );
-    let b = sim.join(
-        "room",
-        ClientSpec {
-            audio_level: -90,
-            ..ClientSpec::av()
-        },
-    );
+    let a = sim.join("room", ClientSpec::av().speaking(-20));
+    let b = sim.join("room", ClientSpec::av().speaking(-90));
     sim.run_for(secs(2));
     let (ida, idb) = (sim.client(a).id, sim.client(b).id);
     let speakers = |sim: &Sim| -> Vec<(Instant, sfu_core::ParticipantId)> {
@@ -561,19 +549,12 @@ fn whep_viewers_play_a_participant_or_follow_the_speaker() {
     use sfu_core::str0m::format::Codec;
     let mut sim = Sim::new(Instant::now(), 14);
     // a: loud, VP8; b: quiet, H.264 — the codec tells the viewer whose video it gets.
-    let a = sim.join(
-        "room",
-        ClientSpec {
-            audio_level: -20,
-            ..ClientSpec::av()
-        },
-    );
+    let a = sim.join("room", ClientSpec::av().speaking(-20));
     let b = sim.join(
         "room",
         ClientSpec {
-            audio_level: -90,
             codec: Codec::H264,
-            ..ClientSpec::av()
+            ..ClientSpec::av().speaking(-90)
         },
     );
     sim.run_for(secs(1));

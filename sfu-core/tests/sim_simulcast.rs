@@ -219,20 +219,8 @@ fn the_tile_size_caps_the_layer_and_a_hidden_tile_gets_no_video() {
 #[test]
 fn the_speakers_video_gets_the_bandwidth_first() {
     let mut sim = Sim::new(Instant::now(), 19);
-    let loud = sim.join(
-        "room",
-        ClientSpec {
-            audio_level: -20,
-            ..ClientSpec::simulcast()
-        },
-    );
-    let quiet = sim.join(
-        "room",
-        ClientSpec {
-            audio_level: -90,
-            ..ClientSpec::simulcast()
-        },
-    );
+    let loud = sim.join("room", ClientSpec::simulcast().speaking(-20));
+    let quiet = sim.join("room", ClientSpec::simulcast().speaking(-90));
     let v = sim.join("room", ClientSpec::viewer());
     // Room for the top layer of one video, not of both (1.7 Mbps each).
     sim.cap_downlink(v, 3_000);
@@ -398,20 +386,8 @@ fn a_preferred_layer_caps_what_the_subscriber_gets() {
 fn a_screen_share_goes_before_the_speakers_camera() {
     use sfu_core::{Command, TrackSource};
     let mut sim = Sim::new(Instant::now(), 22);
-    let cam = sim.join(
-        "room",
-        ClientSpec {
-            audio_level: -20,
-            ..ClientSpec::simulcast()
-        },
-    );
-    let screen = sim.join(
-        "room",
-        ClientSpec {
-            audio_level: -90,
-            ..ClientSpec::simulcast()
-        },
-    );
+    let cam = sim.join("room", ClientSpec::simulcast().speaking(-20));
+    let screen = sim.join("room", ClientSpec::simulcast().speaking(-90));
     let idscreen = sim.client(screen).id;
     sim.run_for(secs(1));
     // The screen sharer declares its video m-line.

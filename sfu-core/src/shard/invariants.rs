@@ -7,7 +7,6 @@ impl Shard {
     /// live track that lists its subscriber; every track's publisher, room and subscribers
     /// exist; rooms list only live participants and tracks; every demux entry points at a
     /// live connection (no peer left behind after a leave).
-    #[cfg(feature = "testkit")]
     pub fn check_invariants(&self) -> Result<(), String> {
         for (id, p) in &self.participants {
             for tid in p.subs.keys() {

@@ -95,6 +95,14 @@ impl ClientSpec {
         }
     }
 
+    /// The same, with its audio at `dbov` (who speaks: −20 loud, −90 quiet).
+    pub fn speaking(self, dbov: i8) -> Self {
+        Self {
+            audio_level: dbov,
+            ..self
+        }
+    }
+
     pub fn publishes(&self) -> bool {
         self.audio || !self.video.is_empty()
     }

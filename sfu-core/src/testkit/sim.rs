@@ -83,7 +83,6 @@ impl Sim {
             .and_then(|s| s.layer_at(self.now))
     }
 
-    /// A new participant joins `room` and (as its spec says) publishes and subscribes.
     /// A new simulated client on its own host address (not yet joined).
     fn new_client(&mut self, spec: ClientSpec) -> (usize, ParticipantId, SimClient) {
         let idx = self.clients.len();
@@ -102,6 +101,7 @@ impl Sim {
         (idx, id, c)
     }
 
+    /// A new participant joins `room` and (as its spec says) publishes and subscribes.
     pub fn join(&mut self, room: &str, spec: ClientSpec) -> ClientIdx {
         let can_publish = spec.publishes();
         let can_subscribe = spec.subscribe;
