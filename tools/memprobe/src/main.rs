@@ -8,16 +8,29 @@ use std::time::{Duration, Instant};
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 { LIVE.fetch_add(l.size(), Relaxed); unsafe { System.alloc(l) } }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) { LIVE.fetch_sub(l.size(), Relaxed); unsafe { System.dealloc(p, l) } }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 { LIVE.fetch_add(n, Relaxed); LIVE.fetch_sub(l.size(), Relaxed); unsafe { System.realloc(p, l, n) } }
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n, Relaxed);
+        LIVE.fetch_sub(l.size(), Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
 }
 #[global_allocator]
 static A: Counting = Counting;
 
 fn main() {
     use sfu_core::testkit::{ClientSpec, Sim};
-    let secs: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(600);
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
     let mut sim = Sim::new(Instant::now(), 3);
     let a = sim.join("r", ClientSpec::simulcast());
     let b = sim.join("r", ClientSpec::simulcast());
@@ -35,6 +48,10 @@ fn main() {
             }
         }
         sim.events = Vec::new();
-        println!("{:>5} s: live heap {:.3} MB", t + 30, LIVE.load(Relaxed) as f64 / 1e6);
+        println!(
+            "{:>5} s: live heap {:.3} MB",
+            t + 30,
+            LIVE.load(Relaxed) as f64 / 1e6
+        );
     }
 }
