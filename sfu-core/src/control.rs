@@ -177,9 +177,8 @@ impl Shard {
         let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return self.fail(id, CommandError::BadSdp(e.to_string())),
-            Err(_) => {
-                self.stats.peer_panics += 1;
-                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
+            Err(f) => {
+                self.failures.report(id, f);
                 return self.fail(id, CommandError::Internal("offer handling panicked".into()));
             }
         };
@@ -320,7 +319,8 @@ impl Shard {
         });
         self.by_ufrag.remove(&old);
         self.by_ufrag.insert(local_ufrag.clone(), (id, kind));
-        if set.is_err() {
+        if let Err(f) = set {
+            self.failures.report(id, f);
             return self.fail(id, CommandError::Internal("ICE restart failed".into()));
         }
         let addr = self.cfg.public_addr;

@@ -16,8 +16,10 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::keyframe::starts_keyframe;
+use crate::pc::{Pc, PcFailure};
 use crate::rewrite::{InHeader, Rewriter};
-use crate::shard::{failure_reason, Shard};
+use crate::rtx::RtxCache;
+use crate::shard::Shard;
 
 /// How long after a step down a subscription may step up again.
 const UPGRADE_HOLD: Duration = Duration::from_secs(3);
@@ -38,35 +40,6 @@ pub(crate) fn spatial_of(rank: u8) -> u8 {
 }
 pub(crate) fn temporal_of(rank: u8) -> u8 {
     rank % 4
-}
-
-/// The VP8 temporal layer of a packet (RFC 7741 §4.2: TID and the layer-sync bit Y), when
-/// its descriptor carries one.
-pub fn vp8_temporal(payload: &[u8]) -> Option<(u8, bool)> {
-    let b0 = *payload.first()?;
-    if b0 & 0x80 == 0 {
-        return None;
-    }
-    let x = *payload.get(1)?;
-    if x & 0x20 == 0 {
-        return None; // no T bit
-    }
-    let mut i = 2;
-    if x & 0x80 != 0 {
-        i += if payload.get(i)? & 0x80 != 0 { 2 } else { 1 };
-    }
-    if x & 0x40 != 0 {
-        i += 1;
-    }
-    let t = *payload.get(i)?;
-    Some((t >> 6, t & 0x20 != 0))
-}
-
-/// Whether a VP8 packet starts a frame (S bit with partition index 0).
-fn vp8_frame_start(payload: &[u8]) -> bool {
-    payload
-        .first()
-        .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0)
 }
 
 #[derive(Debug)]
@@ -91,8 +64,11 @@ pub(crate) struct Layer {
     /// measured rate of each temporal layer alone.
     pub max_tid: Option<u8>,
     pub tid_bps: [u64; 3],
+    /// Measured packet rate (EWMA like `bps`), packets per second.
+    pub pps: u32,
     tid_window: [u64; 3],
     window_bytes: u64,
+    window_packets: u32,
     window_start: Option<Instant>,
 }
 
@@ -111,8 +87,10 @@ impl Layer {
             unneeded_since: None,
             max_tid: None,
             tid_bps: [0; 3],
+            pps: 0,
             tid_window: [0; 3],
             window_bytes: 0,
+            window_packets: 0,
             window_start: None,
         }
     }
@@ -139,9 +117,11 @@ impl Layer {
         {
             self.window_start = None;
             self.window_bytes = 0;
+            self.window_packets = 0;
         }
         let start = *self.window_start.get_or_insert(now);
         self.window_bytes += bytes as u64;
+        self.window_packets += 1;
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= Duration::from_millis(500) {
             let inst = self.window_bytes * 8 * 1_000_000 / elapsed.as_micros().max(1) as u64;
@@ -159,7 +139,15 @@ impl Layer {
                 };
                 *w = 0;
             }
+            let pps = (u64::from(self.window_packets) * 1_000_000
+                / elapsed.as_micros().max(1) as u64) as u32;
+            self.pps = if self.pps == 0 {
+                pps
+            } else {
+                (self.pps * 3 + pps) / 4
+            };
             self.window_bytes = 0;
+            self.window_packets = 0;
             self.window_start = Some(now);
         }
     }
@@ -192,33 +180,6 @@ fn nominal_width(rank: u8) -> u32 {
         1 => 640,
         _ => 1280,
     }
-}
-
-/// The picture size in a VP8 keyframe's first packet (RFC 7741 descriptor, then the
-/// RFC 6386 frame tag, start code 9d 01 2a, 14-bit width and height).
-pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
-    let b0 = *payload.first()?;
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        let x = *payload.get(i)?;
-        i += 1;
-        if x & 0x80 != 0 {
-            i += if payload.get(i)? & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1;
-        }
-        if x & 0x30 != 0 {
-            i += 1;
-        }
-    }
-    let h = payload.get(i..i + 10)?;
-    if h[0] & 0x01 != 0 || h[3..6] != [0x9d, 0x01, 0x2a] {
-        return None;
-    }
-    let w = u16::from_le_bytes([h[6], h[7]]) & 0x3fff;
-    let ht = u16::from_le_bytes([h[8], h[9]]) & 0x3fff;
-    Some((w, ht))
 }
 
 /// Rank of a simulcast rid: the names browsers and our web client use, else list order.
@@ -277,6 +238,11 @@ impl Track {
             self.layers[i].highest_seq = None;
         }
         i
+    }
+
+    /// The packet rate of the track's busiest layer (0: not measured yet).
+    pub fn peak_pps(&self) -> u32 {
+        self.layers.iter().map(|l| l.pps).max().unwrap_or(0)
     }
 
     pub fn layer_of_ssrc(&self, ssrc: u32) -> Option<usize> {
@@ -392,8 +358,9 @@ pub(crate) struct Subscription {
     pub max_rank: Option<u8>,
     /// When the allocator last lowered `max_rank` (upgrades wait [`UPGRADE_HOLD`] after).
     pub lowered_at: Option<Instant>,
-    /// The outgoing str0m stream has been set up (pacing, RTX cache).
-    configured: bool,
+    /// The outgoing str0m stream's RTX cache, once the stream is set up (at the first
+    /// write).
+    pub rtx: Option<crate::rtx::RtxCache>,
     /// The subscriber's tile for this track: (width, height, visible).
     pub viewport: Option<(u32, u32, bool)>,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
@@ -432,7 +399,7 @@ impl Subscription {
             epoch: 0,
             max_rank: Some(u8::MAX),
             lowered_at: None,
-            configured: false,
+            rtx: None,
             viewport: None,
             pt_map: Vec::new(),
             preferred: None,
@@ -455,6 +422,24 @@ impl Subscription {
     /// The SSRC currently feeding this subscription.
     pub fn source_layer(&self) -> Option<u32> {
         self.rewriter.source_ssrc()
+    }
+
+    /// The subscriber's payload type for the publisher's `pt` (None: the subscriber
+    /// lacks the codec), looked up once per publisher payload type.
+    fn out_pt(&mut self, pc: &Pc, pt: Pt, params: &PayloadParams) -> Option<Pt> {
+        if let Some((_, o)) = self.pt_map.iter().find(|(p, _)| *p == pt) {
+            return *o;
+        }
+        let o = pc.rtc.media(self.mid).and_then(|m| {
+            m.remote_pts().iter().copied().find(|rp| {
+                pc.rtc
+                    .codec_config()
+                    .find(|c| c.pt() == *rp)
+                    .is_some_and(|c| same_codec(c, params))
+            })
+        });
+        self.pt_map.push((pt, o));
+        o
     }
 }
 
@@ -498,241 +483,256 @@ fn same_codec(a: &PayloadParams, b: &PayloadParams) -> bool {
     true
 }
 
+/// What ingest learned of one incoming packet: where it belongs and what it is.
+pub(crate) struct Ingested {
+    pub tid: TrackId,
+    /// The layer's index in its track.
+    pub li: usize,
+    pub pt: Pt,
+    pub params: PayloadParams,
+    pub video: bool,
+    pub in_order: bool,
+    pub keyframe: bool,
+    /// VP8: the packet starts a frame.
+    pub frame_start: bool,
+    /// VP8: the temporal layer and its layer-sync bit.
+    pub temporal: Option<(u8, bool)>,
+    pub inh: InHeader,
+    pub vp8: Option<Vp8Descriptor>,
+}
+
+/// What one subscription does with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Not the layer this subscription takes now.
+    DropLayer,
+    /// A frame of a temporal layer above the subscription's cap: skipped without a hole.
+    DropTemporal,
+    Forward,
+    /// Start taking this layer (a keyframe of it, or any audio packet).
+    SwitchTo,
+}
+
+/// The decision for one subscription and one packet, and the subscription state that
+/// follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub action: Action,
+    pub epoch: u32,
+    pub tid_cap: u8,
+    /// The layer this subscription waits for a keyframe of (video).
+    pub keyframe_of: Option<usize>,
+}
+
+/// What of a subscription the decision reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubView {
+    pub max_rank: Option<u8>,
+    pub epoch: u32,
+    /// The SSRC feeding the subscription now.
+    pub source: Option<u32>,
+    pub tid_cap: u8,
+}
+
+impl Subscription {
+    pub(crate) fn view(&self) -> SubView {
+        SubView {
+            max_rank: self.max_rank,
+            epoch: self.epoch,
+            source: self.rewriter.source_ssrc(),
+            tid_cap: self.tid_cap,
+        }
+    }
+}
+
+/// The per-subscription decision: pure, from the track, the subscription and the packet.
+/// `target` is the layer the subscription should take now (see [`Track::target_within`]).
+pub(crate) fn route(track: &Track, sub: SubView, pkt: &Ingested, target: Option<usize>) -> Route {
+    let ssrc = pkt.inh.ssrc;
+    let mut epoch = sub.epoch;
+    if pkt.video && target.is_none() && epoch == track.epoch && sub.source.is_some() {
+        // Paused: what is dropped now would leave a sequence gap, so resuming starts
+        // afresh (on a keyframe), as after a mute.
+        epoch = track.epoch.wrapping_sub(1);
+    }
+    let current = if epoch == track.epoch {
+        sub.source
+    } else {
+        None
+    };
+    let keyframe_of = target
+        .filter(|_| pkt.video)
+        .filter(|t| current != track.layers[*t].ssrc);
+    let decision = decide(
+        track.kind,
+        current,
+        ssrc,
+        target == Some(pkt.li),
+        pkt.keyframe,
+        pkt.in_order,
+    );
+    let mut tid_cap = sub.tid_cap;
+    let mut action = match decision {
+        LayerDecision::Drop => Action::DropLayer,
+        LayerDecision::Forward => Action::Forward,
+        LayerDecision::SwitchTo => Action::SwitchTo,
+    };
+    if let (Some((tid, sync)), Some(t)) = (
+        pkt.temporal,
+        target.filter(|_| decision != LayerDecision::Drop),
+    ) {
+        // The temporal layers this subscriber's allocation allows of the layer it gets:
+        // all frames of a layer below the allowed one.
+        let max = sub.max_rank.unwrap_or(0);
+        let want = if track.layers[t].rank < spatial_of(max) {
+            ALL_FRAMES
+        } else {
+            temporal_of(max)
+        };
+        if decision == LayerDecision::SwitchTo && pkt.keyframe {
+            tid_cap = want;
+        } else if pkt.frame_start && pkt.in_order {
+            if want < tid_cap {
+                tid_cap = want;
+            } else if want > tid_cap && tid == tid_cap + 1 && sync {
+                // One layer up, on a frame that references only the base layer.
+                tid_cap = if tid >= track.layers[t].max_tid.unwrap_or(0) {
+                    want
+                } else {
+                    tid
+                };
+            }
+        }
+        if tid > tid_cap && decision == LayerDecision::Forward {
+            action = Action::DropTemporal;
+        }
+    }
+    if action == Action::SwitchTo {
+        epoch = track.epoch;
+    }
+    Route {
+        action,
+        epoch,
+        tid_cap,
+        keyframe_of,
+    }
+}
+
+/// Write one packet into a subscriber's outgoing stream (setting the stream up at the
+/// first write). The packet leaves when the shard advances the connection's clock at
+/// the end of the turn.
+fn write(
+    pc: &mut Pc,
+    sub: &mut Subscription,
+    w: RtpWrite,
+    cache: RtxCache,
+) -> Result<bool, PcFailure> {
+    let mid = sub.mid;
+    let first = sub.rtx.is_none();
+    let wrote = pc.guarded(|rtc| {
+        rtc.direct_api()
+            .stream_tx_by_mid(mid, None)
+            .map(|tx| {
+                if first {
+                    // Forwarded media keeps the publisher's pacing; the allocator, not a
+                    // queue, keeps it within the estimate.
+                    tx.set_unpaced(true);
+                    // str0m drops queued resends once they pass 15 % of the stream; a
+                    // lossy link (5 % each way, retried NACKs) needs more, and the
+                    // allocator lowers the layer if it hurts.
+                    tx.set_rtx_cache(cache.packets, cache.age, Some(0.5));
+                }
+                tx.write_rtp(w)
+            })
+            .is_some()
+    })?;
+    if wrote && first {
+        sub.rtx = Some(cache);
+    }
+    Ok(wrote)
+}
+
 impl Shard {
+    /// One packet from a publisher, to every subscriber of its track.
     pub(crate) fn forward(&mut self, now: Instant, pid: ParticipantId, pkt: RtpPacket) {
-        let ssrc: u32 = *pkt.header.ssrc;
-        let Some(publisher) = self.participants.get_mut(&pid) else {
+        let Some(ing) = self.ingest(now, pid, &pkt) else {
             return;
         };
-        let (tid, li) = match publisher.ssrcs.get(&ssrc) {
-            Some(x) => *x,
-            None => {
-                let Some(pc) = publisher.publisher.as_mut() else {
-                    return;
-                };
-                let Some((mid, rid)) = pc
-                    .rtc
-                    .direct_api()
-                    .stream_rx(&pkt.header.ssrc)
-                    .map(|s| (s.mid(), s.rid()))
-                else {
-                    self.stats.rtp_not_forwarded += 1;
-                    return;
-                };
-                let Some(tid) = publisher.published.get(&mid).copied() else {
-                    self.stats.rtp_not_forwarded += 1;
-                    return;
-                };
-                let Some(track) = self.tracks.get_mut(&tid) else {
-                    return;
-                };
-                let li = track.layer_index(rid, ssrc);
-                publisher.ssrcs.insert(ssrc, (tid, li));
-                (tid, li)
-            }
-        };
-        let Some(track) = self.tracks.get_mut(&tid) else {
+        let Some(track) = self.tracks.get(&ing.tid) else {
             return;
-        };
-        if track.muted {
-            self.stats.rtp_not_forwarded += 1;
-            self.stats.dropped_muted += 1;
-            return;
-        }
-        let pt = pkt.header.payload_type;
-        let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
-            Some((_, params)) => *params,
-            None => {
-                let Some(pc) = publisher.publisher.as_ref() else {
-                    return;
-                };
-                let Some(params) = pc.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
-                    self.stats.rtp_not_forwarded += 1;
-                    return;
-                };
-                track.codecs.push((pt, params));
-                params
-            }
-        };
-        let codec = params.spec().codec;
-        if track.layers[li].ssrc != Some(ssrc) {
-            track.layer_index(track.layers[li].rid, ssrc);
-        }
-        let seq: u64 = *pkt.seq_no;
-        let layer = &mut track.layers[li];
-        let in_order = layer.highest_seq.is_none_or(|h| seq > h);
-        if in_order {
-            layer.highest_seq = Some(seq);
-        }
-        layer.last_seen = Some(now);
-        layer.paused = false;
-        let temporal = if codec == Codec::Vp8 {
-            vp8_temporal(&pkt.payload)
-        } else {
-            None
-        };
-        layer.measure(now, pkt.payload.len(), temporal.map(|t| t.0));
-        let frame_start = codec == Codec::Vp8 && vp8_frame_start(&pkt.payload);
-        let video = track.kind == TrackKind::Video;
-        if video {
-            self.stats.video_packets_in += 1;
-            self.stats.video_bytes_in += pkt.payload.len() as u64;
-        } else {
-            self.stats.audio_packets_in += 1;
-            self.stats.audio_bytes_in += pkt.payload.len() as u64;
-        }
-        let keyframe = video && starts_keyframe(codec, &pkt.payload);
-        if keyframe && codec == Codec::Vp8 {
-            if let Some(size) = vp8_keyframe_size(&pkt.payload) {
-                track.layers[li].size = Some(size);
-            }
-        }
-        let vp8 = (codec == Codec::Vp8)
-            .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
-            .flatten();
-        let inh = InHeader {
-            ssrc,
-            seq,
-            ts: pkt.header.timestamp,
-            pic: vp8.and_then(|d| d.picture_id()),
-            tl0: vp8.and_then(|d| d.tl0_pic_idx()),
         };
         let ext = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
             voice_activity: pkt.header.ext_vals.voice_activity,
             ..Default::default()
         };
-        if let (TrackKind::Audio, Some(level)) = (track.kind, pkt.header.ext_vals.audio_level) {
-            if let Some(r) = self.rooms.get_mut(&track.room) {
-                r.speaker.observe(tid, track.publisher, level, now);
-            }
-        }
+        let peak_pps = track.peak_pps();
         let mut want_keyframe: Vec<usize> = Vec::new();
-        let track = &*track;
         // Audio has one target for every subscriber; video's depends on each allocation.
-        let audio_target = if video { None } else { track.target_layer(now) };
+        let audio_target = if ing.video {
+            None
+        } else {
+            track.target_layer(now)
+        };
         for &sid in &track.subscribers {
             let Some(sp) = self.participants.get_mut(&sid) else {
                 continue;
             };
-            let Some(sub) = sp.subs.get_mut(&tid) else {
+            let (Some(sub), Some(spc)) = (sp.subs.get_mut(&ing.tid), sp.subscriber.as_mut()) else {
                 continue;
             };
-            let Some(spc) = sp.subscriber.as_mut() else {
-                continue;
-            };
-            if !sub.ready || !spc.connected {
+            if !sub.ready || !spc.connected || spc.is_failed() {
                 continue;
             }
-            let target = if video {
+            let target = if ing.video {
                 track.target_within(now, sub.max_rank)
             } else {
                 audio_target
             };
-            if video
-                && target.is_none()
-                && sub.epoch == track.epoch
-                && sub.rewriter.source_ssrc().is_some()
-            {
-                // Paused: what is dropped now would leave a sequence gap, so resuming
-                // starts afresh (on a keyframe), as after a mute.
-                sub.epoch = track.epoch.wrapping_sub(1);
+            let r = route(track, sub.view(), &ing, target);
+            sub.epoch = r.epoch;
+            sub.tid_cap = r.tid_cap;
+            if let Some(t) = r.keyframe_of.filter(|t| !want_keyframe.contains(t)) {
+                want_keyframe.push(t);
             }
-            let current = if sub.epoch == track.epoch {
-                sub.rewriter.source_ssrc()
-            } else {
-                None
-            };
-            let is_target = target == Some(li);
-            if let Some(t) = target.filter(|_| video) {
-                if current != track.layers[t].ssrc && !want_keyframe.contains(&t) {
-                    want_keyframe.push(t);
-                }
-            }
-            let decision = decide(track.kind, current, ssrc, is_target, keyframe, in_order);
-            if let (Some((tid, sync)), Some(t)) =
-                (temporal, target.filter(|_| decision != LayerDecision::Drop))
-            {
-                // The temporal layers this subscriber's allocation allows of the layer it
-                // gets: all frames of a layer below the allowed one.
-                let max = sub.max_rank.unwrap_or(0);
-                let want = if track.layers[t].rank < spatial_of(max) {
-                    ALL_FRAMES
-                } else {
-                    temporal_of(max)
-                };
-                if decision == LayerDecision::SwitchTo && keyframe {
-                    sub.tid_cap = want;
-                } else if frame_start && in_order {
-                    if want < sub.tid_cap {
-                        sub.tid_cap = want;
-                    } else if want > sub.tid_cap && tid == sub.tid_cap + 1 && sync {
-                        // One layer up, on a frame that references only the base layer.
-                        sub.tid_cap = if tid >= track.layers[t].max_tid.unwrap_or(0) {
-                            want
-                        } else {
-                            tid
-                        };
-                    }
-                }
-                if tid > sub.tid_cap && decision == LayerDecision::Forward {
-                    // A frame of a temporal layer this subscriber does not get: leave no
-                    // hole in its sequence numbers.
-                    sub.rewriter.skip(&inh);
-                    self.stats.rtp_not_forwarded += 1;
-                    self.stats.dropped_temporal += 1;
-                    continue;
-                }
-            }
-            let out = match decision {
-                LayerDecision::Drop => {
+            let out = match r.action {
+                Action::DropLayer => {
                     self.stats.dropped_layer += 1;
                     None
                 }
-                LayerDecision::Forward => sub.rewriter.rewrite(&inh, now).ok(),
-                LayerDecision::SwitchTo => {
-                    sub.epoch = track.epoch;
-                    if video && current != Some(ssrc) {
+                Action::DropTemporal => {
+                    sub.rewriter.skip(&ing.inh);
+                    self.stats.dropped_temporal += 1;
+                    None
+                }
+                Action::Forward => sub.rewriter.rewrite(&ing.inh, now).ok(),
+                Action::SwitchTo => {
+                    if ing.video {
                         if sub.rewriter.source_ssrc().is_some() {
                             sub.switches += 1;
                             self.stats.layer_switches += 1;
                         }
-                        let layer = track.layers[li]
+                        let layer = track.layers[ing.li]
                             .rid
                             .map(|r| r.to_string())
                             .unwrap_or_default();
                         self.out.push_back(crate::api::Output::Event(
                             crate::api::Event::SubscriptionChanged {
                                 participant: sid,
-                                track: tid,
+                                track: ing.tid,
                                 layer: Some(layer),
                                 paused: false,
                             },
                         ));
                     }
-                    Some(sub.rewriter.switch_to(&inh, now))
+                    Some(sub.rewriter.switch_to(&ing.inh, now))
                 }
             };
             let Some(out) = out else {
                 self.stats.rtp_not_forwarded += 1;
                 continue;
             };
-            let out_pt = match sub.pt_map.iter().find(|(p, _)| *p == pt) {
-                Some((_, o)) => *o,
-                None => {
-                    let o = spc.rtc.media(sub.mid).and_then(|m| {
-                        m.remote_pts().iter().copied().find(|rp| {
-                            spc.rtc
-                                .codec_config()
-                                .find(|c| c.pt() == *rp)
-                                .is_some_and(|c| same_codec(c, &params))
-                        })
-                    });
-                    sub.pt_map.push((pt, o));
-                    o
-                }
-            };
-            let Some(out_pt) = out_pt else {
+            let Some(out_pt) = sub.out_pt(spc, ing.pt, &ing.params) else {
                 self.stats.rtp_not_forwarded += 1;
                 continue;
             };
@@ -744,74 +744,183 @@ impl Shard {
                 pkt.payload.clone(),
             )
             .marker(pkt.header.marker)
-            .nackable(video)
+            .nackable(ing.video)
             .ext_vals(ext.clone());
-            if let Some(d) = vp8 {
-                if out.pic != inh.pic || out.tl0 != inh.tl0 {
-                    let mut b = d.patch();
-                    if let Some(p) = out.pic {
-                        b = b.picture_id(p);
+            if let Some(patch) = ing
+                .vp8
+                .as_ref()
+                .and_then(|d| crate::vp8::continuity_patch(d, out.pic, out.tl0))
+            {
+                w = w.vp8_patch(patch);
+            }
+            let rtt = sp.rtt;
+            let cache = RtxCache::for_stream(track.kind, peak_pps, rtt);
+            match write(spc, sub, w, cache) {
+                Ok(true) => {
+                    let len = pkt.payload.len() as u64;
+                    sub.sent_bytes += len;
+                    self.stats.rtp_forwarded += 1;
+                    if ing.video {
+                        self.stats.video_packets_out += 1;
+                        self.stats.video_bytes_out += len;
+                    } else {
+                        self.stats.audio_packets_out += 1;
+                        self.stats.audio_bytes_out += len;
                     }
-                    if let Some(t) = out.tl0 {
-                        b = b.tl0_pic_idx(t);
-                    }
-                    // A 7-bit picture id field keeps the low bits (RFC 7741 §4.2 M=0).
-                    let built = b.build().or_else(|_| {
-                        let mut b = d.patch();
-                        if let Some(p) = out.pic {
-                            b = b.picture_id(p & 0x7f);
-                        }
-                        b.build()
-                    });
-                    if let Ok(patch) = built {
-                        w = w.vp8_patch(patch);
+                    if !std::mem::replace(&mut spc.dirty, true) {
+                        self.dirty.push((sid, PcKind::Subscriber));
                     }
                 }
-            }
-            let mid = sub.mid;
-            let first_write = !std::mem::replace(&mut sub.configured, true);
-            let wrote = spc
-                .guarded(|rtc| {
-                    // Bring the subscriber's clock to now first: str0m stamps the send time
-                    // (TWCC, pacing, RTCP) with its last input's time, and a stale one reads
-                    // as growing network delay to the bandwidth estimator.
-                    let _ = rtc.handle_input(str0m::Input::Timeout(now));
-                    rtc.direct_api()
-                        .stream_tx_by_mid(mid, None)
-                        .map(|tx| {
-                            if first_write {
-                                // Forwarded media keeps the publisher's pacing; the
-                                // allocator, not a queue, keeps it within the estimate.
-                                tx.set_unpaced(true);
-                                // str0m drops queued resends once they pass 15 % of the
-                                // stream; a lossy link (5 % each way, retried NACKs) needs
-                                // more, and the allocator lowers the layer if it hurts.
-                                tx.set_rtx_cache(300, Duration::from_secs(3), Some(0.5));
-                            }
-                            tx.write_rtp(w)
-                        })
-                        .is_some()
-                })
-                .unwrap_or(false);
-            if wrote {
-                sub.sent_bytes += pkt.payload.len() as u64;
-                self.stats.rtp_forwarded += 1;
-                if video {
-                    self.stats.video_packets_out += 1;
-                    self.stats.video_bytes_out += pkt.payload.len() as u64;
-                } else {
-                    self.stats.audio_packets_out += 1;
-                    self.stats.audio_bytes_out += pkt.payload.len() as u64;
+                Ok(false) => self.stats.rtp_not_forwarded += 1,
+                Err(f) => {
+                    self.stats.rtp_not_forwarded += 1;
+                    self.failures.report(sid, f);
                 }
-            } else {
-                self.stats.rtp_not_forwarded += 1;
-            }
-            if let Err(f) = spc.drain((sid, PcKind::Subscriber), &mut self.out, &mut self.pending) {
-                self.failed.push((sid, failure_reason(f)));
             }
         }
         for li in want_keyframe {
-            self.request_keyframe(now, tid, li);
+            self.request_keyframe(now, ing.tid, li);
+        }
+    }
+
+    /// Track ingest: find the packet's track and layer, measure it, and read what the
+    /// per-subscription decisions need. None: the packet goes nowhere (counted).
+    fn ingest(&mut self, now: Instant, pid: ParticipantId, pkt: &RtpPacket) -> Option<Ingested> {
+        let ssrc: u32 = *pkt.header.ssrc;
+        let publisher = self.participants.get_mut(&pid)?;
+        let (tid, li) = match publisher.ssrcs.get(&ssrc) {
+            Some(x) => *x,
+            None => {
+                let pc = publisher.publisher.as_mut()?;
+                let Some((mid, rid)) = pc
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&pkt.header.ssrc)
+                    .map(|s| (s.mid(), s.rid()))
+                else {
+                    self.stats.rtp_not_forwarded += 1;
+                    return None;
+                };
+                let Some(tid) = publisher.published.get(&mid).copied() else {
+                    self.stats.rtp_not_forwarded += 1;
+                    return None;
+                };
+                let li = self.tracks.get_mut(&tid)?.layer_index(rid, ssrc);
+                publisher.ssrcs.insert(ssrc, (tid, li));
+                (tid, li)
+            }
+        };
+        let track = self.tracks.get_mut(&tid)?;
+        if track.muted {
+            self.stats.rtp_not_forwarded += 1;
+            self.stats.dropped_muted += 1;
+            return None;
+        }
+        let pt = pkt.header.payload_type;
+        let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
+            Some((_, params)) => *params,
+            None => {
+                let pc = publisher.publisher.as_ref()?;
+                let Some(params) = pc.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
+                    self.stats.rtp_not_forwarded += 1;
+                    return None;
+                };
+                track.codecs.push((pt, params));
+                params
+            }
+        };
+        let codec = params.spec().codec;
+        if track.layers[li].ssrc != Some(ssrc) {
+            track.layer_index(track.layers[li].rid, ssrc);
+        }
+        let seq: u64 = *pkt.seq_no;
+        let vp8 = codec == Codec::Vp8;
+        let temporal = if vp8 {
+            crate::vp8::vp8_temporal(&pkt.payload)
+        } else {
+            None
+        };
+        let video = track.kind == TrackKind::Video;
+        let keyframe = video && starts_keyframe(codec, &pkt.payload);
+        let layer = &mut track.layers[li];
+        let in_order = layer.highest_seq.is_none_or(|h| seq > h);
+        if in_order {
+            layer.highest_seq = Some(seq);
+        }
+        layer.last_seen = Some(now);
+        layer.paused = false;
+        layer.measure(now, pkt.payload.len(), temporal.map(|t| t.0));
+        if keyframe && vp8 {
+            if let Some(size) = crate::vp8::vp8_keyframe_size(&pkt.payload) {
+                layer.size = Some(size);
+            }
+        }
+        let len = pkt.payload.len() as u64;
+        if video {
+            self.stats.video_packets_in += 1;
+            self.stats.video_bytes_in += len;
+        } else {
+            self.stats.audio_packets_in += 1;
+            self.stats.audio_bytes_in += len;
+        }
+        if let (TrackKind::Audio, Some(level)) = (track.kind, pkt.header.ext_vals.audio_level) {
+            if let Some(r) = self.rooms.get_mut(&track.room) {
+                r.speaker.observe(tid, track.publisher, level, now);
+            }
+        }
+        let desc = vp8
+            .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
+            .flatten();
+        Some(Ingested {
+            tid,
+            li,
+            pt,
+            params,
+            video,
+            in_order,
+            keyframe,
+            frame_start: vp8 && crate::vp8::vp8_frame_start(&pkt.payload),
+            temporal,
+            inh: InHeader {
+                ssrc,
+                seq,
+                ts: pkt.header.timestamp,
+                pic: desc.and_then(|d| d.picture_id()),
+                tl0: desc.and_then(|d| d.tl0_pic_idx()),
+            },
+            vp8: desc,
+        })
+    }
+
+    /// A subscriber's RTT changed (receiver reports): resize its streams' RTX caches
+    /// where the size they need moved by more than a fifth.
+    pub(crate) fn resize_rtx(&mut self, sid: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&sid) else {
+            return;
+        };
+        let Some(pc) = p.subscriber.as_mut() else {
+            return;
+        };
+        for sub in p.subs.values_mut() {
+            let (Some(cur), Some(track)) = (sub.rtx, self.tracks.get(&sub.track)) else {
+                continue;
+            };
+            let want = RtxCache::for_stream(track.kind, track.peak_pps(), p.rtt);
+            if !cur.must_grow_to(&want) {
+                continue;
+            }
+            let mid = sub.mid;
+            let done = pc.guarded(|rtc| {
+                rtc.direct_api()
+                    .stream_tx_by_mid(mid, None)
+                    .map(|tx| tx.set_rtx_cache(want.packets, want.age, Some(0.5)))
+                    .is_some()
+            });
+            match done {
+                Ok(true) => sub.rtx = Some(want),
+                Ok(false) => {}
+                Err(f) => return self.failures.report(sid, f),
+            }
         }
     }
 }
@@ -957,12 +1066,15 @@ impl Shard {
                 a.next.min(budget),
                 (a.desired * 5 / 4).max(a.next).max(estimate),
             );
-            let _ = pc.guarded(|rtc| {
+            let set = pc.guarded(|rtc| {
                 rtc.bwe().set_bitrate(
                     str0m::bwe::Bitrate::bps(min),
                     str0m::bwe::Bitrate::bps(desired),
                 )
             });
+            if let Err(f) = set {
+                self.failures.report(sid, f);
+            }
         }
         for track in paused {
             self.out.push_back(crate::api::Output::Event(
@@ -1003,23 +1115,6 @@ mod tests {
         for (i, (k, cur, ssrc, tgt, kf, ord, want)) in table.into_iter().enumerate() {
             assert_eq!(decide(k, cur, ssrc, tgt, kf, ord), want, "row {i}");
         }
-    }
-
-    #[test]
-    fn vp8_keyframe_sizes() {
-        // X, I (15-bit picture id), then tag (P=0), start code, 1280 × 720
-        let p = [
-            0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02,
-            0xAB,
-        ];
-        assert_eq!(vp8_keyframe_size(&p), Some((1280, 720)));
-        // an interframe, a short payload, garbage
-        let mut q = p;
-        q[4] |= 1;
-        assert_eq!(vp8_keyframe_size(&q), None);
-        assert_eq!(vp8_keyframe_size(&p[..9]), None);
-        assert_eq!(vp8_keyframe_size(&[0xff; 3]), None);
-        assert_eq!(vp8_keyframe_size(&[]), None);
     }
 
     #[test]

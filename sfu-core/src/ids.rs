@@ -44,7 +44,7 @@ impl fmt::Display for TrackId {
 }
 
 /// Which of a participant's two peer connections (see ADR 0001).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PcKind {
     /// The client offers, the server answers; carries the client's media in.

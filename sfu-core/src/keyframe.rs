@@ -1,7 +1,7 @@
 //! Keyframe detection per codec and the throttle for keyframe requests (RFC 4585 PLI,
 //! RFC 5104 FIR) sent upstream to publishers.
 
-pub use crate::forward::{vp8_keyframe_size, vp8_temporal};
+pub use crate::vp8::{vp8_keyframe_size, vp8_temporal};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};

@@ -23,10 +23,13 @@ pub mod ids;
 pub mod keyframe;
 mod pc;
 pub mod rewrite;
+mod rtx;
 pub mod shard;
 pub mod speaker;
 #[cfg(test)]
 mod test_clock;
+mod timers;
+pub mod vp8;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

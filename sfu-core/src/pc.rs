@@ -9,8 +9,9 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use str0m::{Candidate, IceConnectionState, Rtc, RtcConfig};
 
-use crate::api::{Output, Transmit};
+use crate::api::{GoneReason, Output, Transmit};
 use crate::ids::{ParticipantId, PcKind};
+use crate::timers::{PcKey, Timers};
 
 /// Where a subscriber's bandwidth estimate starts: enough for the middle layer of a
 /// typical simulcast camera; GCC probes up from there.
@@ -28,11 +29,16 @@ pub(crate) struct Pc {
     pub rtc: Rtc,
     pub ufrag: String,
     pub addrs: Vec<SocketAddr>,
-    pub timeout: Instant,
+    /// The deadline str0m asked for at the last drain, as held in the shard's
+    /// [`Timers`] (None before the first drain).
+    pub timeout: Option<Instant>,
     pub connected: bool,
-    /// A str0m call panicked: the `Rtc` may be inconsistent, so the connection is dropped
-    /// at its next drain.
-    poisoned: bool,
+    /// Media was written since the clock was last advanced: the shard advances it once,
+    /// at the end of the turn, for every packet written meanwhile.
+    pub dirty: bool,
+    /// Why this connection failed, once it has: from then on it is inert (every call
+    /// returns the failure, nothing more is written to it) until the shard removes it.
+    failed: Option<PcFailure>,
     /// Test hook ([`crate::Shard::inject_panic`]): the next str0m call panics.
     #[cfg(feature = "testkit")]
     pub inject_panic: bool,
@@ -44,6 +50,46 @@ pub(crate) enum PcFailure {
     Disconnected,
     Error,
     Panicked,
+}
+
+impl PcFailure {
+    pub fn reason(self) -> GoneReason {
+        match self {
+            PcFailure::Disconnected => GoneReason::IceTimeout,
+            PcFailure::Error | PcFailure::Panicked => GoneReason::Failed,
+        }
+    }
+}
+
+/// Failed connections waiting to be removed, and how many of them panicked. The one
+/// path every failure of a peer takes ([`Failures::report`]).
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    queue: Vec<(ParticipantId, GoneReason)>,
+    pub panics: u64,
+}
+
+impl Failures {
+    /// `who`'s connection failed (it has already made itself inert): count it and queue
+    /// the participant's removal.
+    pub fn report(&mut self, who: ParticipantId, f: PcFailure) {
+        if f == PcFailure::Panicked {
+            self.panics += 1;
+            tracing::error!(participant = %who, "a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
+        }
+        if !self.queue.iter().any(|(id, _)| *id == who) {
+            self.queue.push((who, f.reason()));
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<(ParticipantId, GoneReason)> {
+        self.queue.pop()
+    }
+
+    /// `id` was removed for another reason: nothing more to do for it.
+    pub fn forget(&mut self, id: ParticipantId) {
+        self.queue.retain(|(x, _)| *x != id);
+    }
 }
 
 impl Pc {
@@ -76,11 +122,11 @@ impl Pc {
             .enable_h264(true)
             .enable_vp9(true)
             .enable_av1(true)
-            // The RTX cache answers NACKs: 300 packets is 1.4 s of a 1.7 Mbps layer, far more
-            // than any useful retransmission delay, and a third of str0m's default.
-            .set_send_buffer_video(300)
+            // Each outgoing stream's RTX cache is sized when it is first written
+            // (`crate::rtx`); this is only the bound before that.
+            .set_send_buffer_video(crate::rtx::MAX_VIDEO_PACKETS)
             .enable_bwe(bwe.then_some(str0m::bwe::Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
-            // Subscriber connections report NACK / PLI / FIR counts (for metrics).
+            // Subscriber connections report NACK / PLI / FIR counts and the RTT.
             .set_stats_interval(bwe.then_some(std::time::Duration::from_secs(2)))
             .build(now);
         if let Ok(c) = Candidate::host(public_addr, "udp") {
@@ -90,24 +136,36 @@ impl Pc {
             rtc,
             ufrag,
             addrs: Vec::new(),
-            timeout: now,
+            timeout: None,
             connected: false,
-            poisoned: false,
+            dirty: false,
+            failed: None,
             #[cfg(feature = "testkit")]
             inject_panic: false,
         }
     }
 
-    /// Poll the Rtc until it wants a timeout: transmits go to `out`, events to `events`.
-    /// Any str0m panic is contained here and reported as a failure of this connection.
+    /// Inert: failed, waiting for removal.
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    fn fail(&mut self, f: PcFailure) -> PcFailure {
+        *self.failed.get_or_insert(f)
+    }
+
+    /// Poll the Rtc until it wants a timeout: transmits go to `out`, events to `events`,
+    /// the deadline into `timers`. Any str0m panic is contained here and reported as a
+    /// failure of this connection.
     pub fn drain(
         &mut self,
-        who: (ParticipantId, PcKind),
+        who: PcKey,
         out: &mut VecDeque<Output>,
         events: &mut VecDeque<(ParticipantId, PcKind, str0m::Event)>,
+        timers: &mut Timers,
     ) -> Result<(), PcFailure> {
-        if self.poisoned {
-            return Err(PcFailure::Panicked);
+        if let Some(f) = self.failed {
+            return Err(f);
         }
         #[cfg(feature = "testkit")]
         let inject = std::mem::take(&mut self.inject_panic);
@@ -140,25 +198,33 @@ impl Pc {
             }
         }));
         match result {
-            Ok(Ok(t)) => {
-                self.timeout = t;
-                if !self.rtc.is_alive() {
-                    return Err(PcFailure::Disconnected);
-                }
+            Ok(Ok(t)) if self.rtc.is_alive() => {
+                timers.set(who, self.timeout.replace(t), t);
                 Ok(())
             }
-            Ok(Err(f)) => Err(f),
-            Err(_) => Err(PcFailure::Panicked),
+            Ok(Ok(_)) => Err(self.fail(PcFailure::Disconnected)),
+            Ok(Err(f)) => Err(self.fail(f)),
+            Err(_) => Err(self.fail(PcFailure::Panicked)),
         }
     }
 
-    /// Run `f` on the Rtc with panics contained.
+    /// Run `f` on the Rtc with panics contained. A failed connection runs nothing.
     pub fn guarded<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, PcFailure> {
-        let r =
-            catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc))).map_err(|_| PcFailure::Panicked);
-        if r.is_err() {
-            self.poisoned = true;
+        if let Some(f) = self.failed {
+            return Err(f);
         }
-        r
+        catch_unwind(AssertUnwindSafe(|| f(&mut self.rtc)))
+            .map_err(|_| self.fail(PcFailure::Panicked))
+    }
+
+    /// Bring the Rtc's clock to `now` (its timers, and the packets written since the last
+    /// advance leave). A str0m error here is a failure of the connection.
+    pub fn advance(&mut self, now: Instant) -> Result<(), PcFailure> {
+        self.dirty = false;
+        match self.guarded(|rtc| rtc.handle_input(str0m::Input::Timeout(now))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.fail(PcFailure::Error)),
+            Err(f) => Err(f),
+        }
     }
 }

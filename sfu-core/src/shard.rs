@@ -38,7 +38,8 @@ use crate::demux::{classify, stun_local_ufrag, DatagramKind};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::keyframe::KeyframeThrottle;
-use crate::pc::{Pc, PcFailure};
+use crate::pc::{Failures, Pc};
+use crate::timers::{PcKey, Timers};
 
 /// Settings of one shard.
 #[derive(Debug, Clone)]
@@ -108,6 +109,8 @@ pub(crate) struct Participant {
     pub sources: HashMap<Mid, crate::ids::TrackSource>,
     /// The subscriber connection's last cumulative (NACK, PLI, FIR) counts per stream.
     pub feedback: HashMap<Mid, [u64; 3]>,
+    /// The subscriber connection's round-trip time, from its receiver reports.
+    pub rtt: Option<Duration>,
 }
 
 impl Participant {
@@ -130,7 +133,14 @@ pub struct Shard {
     pub(crate) by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
     pub(crate) out: VecDeque<Output>,
     pub(crate) pending: VecDeque<(ParticipantId, PcKind, str0m::Event)>,
-    pub(crate) failed: Vec<(ParticipantId, GoneReason)>,
+    /// Failed connections, removed at the next pump.
+    pub(crate) failures: Failures,
+    /// When each connection is next due ([`Timers`]).
+    pub(crate) timers: Timers,
+    /// Connections written to in this turn, advanced once at its end.
+    pub(crate) dirty: Vec<PcKey>,
+    /// Scratch for the connections due at a timeout (kept to avoid allocating).
+    due: Vec<PcKey>,
     pub(crate) throttle: KeyframeThrottle<(TrackId, usize)>,
     next_track: u64,
     pub(crate) stats: ShardStats,
@@ -159,13 +169,6 @@ const MAX_TRACKED_SOURCES: usize = 4096;
 /// How often every subscriber's allocation is recomputed (besides on each new estimate).
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
-pub(crate) fn failure_reason(f: PcFailure) -> GoneReason {
-    match f {
-        PcFailure::Disconnected => GoneReason::IceTimeout,
-        PcFailure::Error | PcFailure::Panicked => GoneReason::Failed,
-    }
-}
-
 impl Shard {
     /// `now` is the shard's start time (the driver reads the clock, not the shard).
     pub fn new(cfg: ShardConfig, now: Instant) -> Self {
@@ -181,7 +184,10 @@ impl Shard {
             by_ufrag: HashMap::new(),
             out: VecDeque::new(),
             pending: VecDeque::new(),
-            failed: Vec::new(),
+            failures: Failures::default(),
+            timers: Timers::default(),
+            dirty: Vec::new(),
+            due: Vec::new(),
             throttle,
             next_track: 1,
             stats: ShardStats::default(),
@@ -215,6 +221,7 @@ impl Shard {
 
     pub fn stats(&self) -> ShardStats {
         let mut s = self.stats;
+        s.peer_panics = self.failures.panics;
         s.tracks = self.tracks.len() as u64;
         s.subscriptions = self
             .participants
@@ -263,18 +270,68 @@ impl Shard {
         self.pump(now);
     }
 
+    /// The next output. Connections written to since the last call are advanced here,
+    /// once each, so that everything written to one subscriber in a turn leaves together.
     pub fn poll_output(&mut self) -> Output {
-        if let Some(o) = self.out.pop_front() {
-            return o;
+        loop {
+            if let Some(o) = self.out.pop_front() {
+                return o;
+            }
+            if self.dirty.is_empty() {
+                return Output::Timeout(self.deadline());
+            }
+            self.flush(self.last_now);
         }
-        let idle = self.last_now + Duration::from_secs(1);
-        let next = self
+    }
+
+    /// The earliest of every connection's deadline and the shard's own periodic work.
+    fn deadline(&self) -> Instant {
+        let mut next = self.last_now + Duration::from_secs(1);
+        if let Some(t) = self.timers.earliest() {
+            next = next.min(t);
+        }
+        if !self.rooms.is_empty() {
+            next = next.min(self.last_speaker_check + SPEAKER_INTERVAL);
+        }
+        if !self.participants.is_empty() {
+            next = next
+                .min(self.last_allocation + ALLOCATION_INTERVAL)
+                .min(self.last_report + crate::dynacast::STATS_INTERVAL);
+        }
+        next
+    }
+
+    /// Advance every connection written to in this turn, once, and send what it holds.
+    fn flush(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for who in dirty.drain(..) {
+            self.advance(now, who, false);
+        }
+        self.dirty = dirty;
+        self.pump(now);
+    }
+
+    /// Advance one connection's clock to `now` (if `due`, its timer was taken from the
+    /// table; otherwise only if it was written to) and drain it.
+    fn advance(&mut self, now: Instant, who: PcKey, due: bool) {
+        let Some(pc) = self
             .participants
-            .values()
-            .flat_map(|p| p.publisher.iter().chain(p.subscriber.iter()))
-            .map(|pc| pc.timeout)
-            .fold(idle, Instant::min);
-        Output::Timeout(next)
+            .get_mut(&who.0)
+            .and_then(|p| p.pc_mut(who.1))
+        else {
+            return;
+        };
+        if due {
+            pc.timeout = None;
+        } else if !pc.dirty {
+            return; // already advanced in this turn by its timer
+        }
+        let r = pc
+            .advance(now)
+            .and_then(|_| pc.drain(who, &mut self.out, &mut self.pending, &mut self.timers));
+        if let Err(f) = r {
+            self.failures.report(who.0, f);
+        }
     }
 
     /// Spend one unit of `source`'s IP budget for STUN from unbound addresses.
@@ -355,46 +412,21 @@ impl Shard {
                 self.stats.dropped_malformed += 1;
                 tracing::trace!(error = %e, "datagram refused by peer connection");
             }
-            Err(f) => {
-                self.stats.peer_panics += 1;
-                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
-                self.failed.push((who.0, failure_reason(f)));
-                return;
-            }
+            Err(f) => return self.failures.report(who.0, f),
         }
-        if let Err(f) = pc.drain(who, &mut self.out, &mut self.pending) {
-            if f == PcFailure::Panicked {
-                self.stats.peer_panics += 1;
-                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
-            }
-            self.failed.push((who.0, failure_reason(f)));
+        if let Err(f) = pc.drain(who, &mut self.out, &mut self.pending, &mut self.timers) {
+            self.failures.report(who.0, f);
         }
     }
 
+    /// Advance the connections that are due, and only those.
     fn on_timeout(&mut self, now: Instant) {
-        for (&id, p) in self.participants.iter_mut() {
-            for (kind, pc) in [
-                (PcKind::Publisher, p.publisher.as_mut()),
-                (PcKind::Subscriber, p.subscriber.as_mut()),
-            ] {
-                let Some(pc) = pc else { continue };
-                if pc.timeout > now {
-                    continue;
-                }
-                let r = match pc.guarded(|rtc| rtc.handle_input(str0m::Input::Timeout(now))) {
-                    Ok(Ok(())) => pc.drain((id, kind), &mut self.out, &mut self.pending),
-                    Ok(Err(_)) => Err(PcFailure::Error),
-                    Err(f) => Err(f),
-                };
-                if let Err(f) = r {
-                    if f == PcFailure::Panicked {
-                        self.stats.peer_panics += 1;
-                        tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
-                    }
-                    self.failed.push((id, failure_reason(f)));
-                }
-            }
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.take_due(now, &mut due);
+        for who in due.drain(..) {
+            self.advance(now, who, true);
         }
+        self.due = due;
     }
 
     /// Process str0m events and failures until nothing is left.
@@ -402,7 +434,7 @@ impl Shard {
         loop {
             if let Some((id, kind, ev)) = self.pending.pop_front() {
                 self.on_rtc_event(now, id, kind, ev);
-            } else if let Some((id, reason)) = self.failed.pop() {
+            } else if let Some((id, reason)) = self.failures.pop() {
                 self.remove_participant(now, id, reason);
             } else {
                 break;
@@ -414,12 +446,13 @@ impl Shard {
         let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
             return;
         };
-        if let Err(f) = pc.drain((id, kind), &mut self.out, &mut self.pending) {
-            if f == PcFailure::Panicked {
-                self.stats.peer_panics += 1;
-                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
-            }
-            self.failed.push((id, failure_reason(f)));
+        if let Err(f) = pc.drain(
+            (id, kind),
+            &mut self.out,
+            &mut self.pending,
+            &mut self.timers,
+        ) {
+            self.failures.report(id, f);
         }
     }
 
@@ -464,6 +497,7 @@ impl Shard {
                         falling: 0,
                         sources: HashMap::new(),
                         feedback: HashMap::new(),
+                        rtt: None,
                     },
                 );
                 let r = self.rooms.entry(room).or_insert_with(|| Room {
@@ -626,12 +660,8 @@ impl Shard {
                 }
                 return self.fail(id, CommandError::BadSdp(e.to_string()));
             }
-            Err(_) => {
-                self.stats.peer_panics += 1;
-                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
-                if first {
-                    self.drop_publisher(id);
-                }
+            Err(f) => {
+                self.failures.report(id, f);
                 return self.fail(id, CommandError::Internal("offer handling panicked".into()));
             }
         };
@@ -665,16 +695,18 @@ impl Shard {
             .get_mut(&id)
             .and_then(|p| p.publisher.take())
         {
-            self.forget_demux(&pc);
+            self.forget_pc((id, PcKind::Publisher), &pc);
         }
     }
 
-    /// Datagrams for a connection that is gone are no longer routed to it.
-    fn forget_demux(&mut self, pc: &Pc) {
+    /// A connection that is gone: datagrams are no longer routed to it, and its timer
+    /// is dropped.
+    fn forget_pc(&mut self, who: PcKey, pc: &Pc) {
         self.by_ufrag.remove(&pc.ufrag);
         for a in &pc.addrs {
             self.by_addr.remove(a);
         }
+        self.timers.remove(who, pc.timeout);
     }
 
     fn on_subscribe_answer(&mut self, id: ParticipantId, sdp: &str) {
@@ -695,12 +727,7 @@ impl Shard {
                 p.renegotiate = true;
                 self.fail(id, CommandError::BadSdp(e.to_string()));
             }
-            Err(_) => {
-                self.stats.peer_panics += 1;
-                tracing::error!("a peer connection panicked (str0m); the peer is dropped, the rest of the shard goes on");
-                self.failed.push((id, GoneReason::Failed));
-                return;
-            }
+            Err(f) => return self.failures.report(id, f),
         }
         if let Some(p) = self.participants.get_mut(&id) {
             for sub in p.subs.values_mut() {
@@ -868,6 +895,10 @@ impl Shard {
                     self.stats.nacks_received += d(0);
                     self.stats.plis_received += d(1);
                     self.stats.firs_received += d(2);
+                    if st.rtt.is_some() && st.rtt != p.rtt {
+                        p.rtt = st.rtt;
+                        self.resize_rtx(id);
+                    }
                 }
             }
             E::KeyframeRequest(req) if kind == PcKind::Subscriber => {
@@ -959,8 +990,11 @@ impl Shard {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
-        for pc in p.publisher.iter().chain(p.subscriber.iter()) {
-            self.forget_demux(pc);
+        if let Some(pc) = &p.publisher {
+            self.forget_pc((id, PcKind::Publisher), pc);
+        }
+        if let Some(pc) = &p.subscriber {
+            self.forget_pc((id, PcKind::Subscriber), pc);
         }
         for tid in p.published.values() {
             self.unpublish(*tid);
@@ -976,7 +1010,7 @@ impl Shard {
                 self.rooms.remove(&p.room);
             }
         }
-        self.failed.retain(|(x, _)| *x != id);
+        self.failures.forget(id);
         self.emit(Event::ParticipantGone {
             room: p.room,
             participant: id,

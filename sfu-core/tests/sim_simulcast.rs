@@ -64,7 +64,14 @@ fn a_downlink_drop_moves_the_subscriber_down_and_back_up() {
     assert!(down < secs(2), "took {down:?} to reach the low layer");
     assert!(gap < Duration::from_millis(500), "video stalled {gap:?}");
     let steps_down = v.layer_runs.iter().filter(|(_, t)| *t >= drop_at).count() as u32;
-    assert_eq!(k1 - k0, steps_down, "one keyframe request per switch");
+    // One keyframe request per switch, plus at most one for a fallback: when the
+    // allocation lowers the subscriber to a layer that dynacast had switched off, the
+    // lowest layer is the target until that layer flows again (and is asked for).
+    assert!(
+        k1 - k0 <= steps_down + 1,
+        "{} keyframe requests for {steps_down} switches",
+        k1 - k0
+    );
     // t = 30 s: the link recovers.
     let up_at = sim.now;
     sim.cap_downlink(b, 3_000);
@@ -240,7 +247,8 @@ fn the_speakers_video_gets_the_bandwidth_first() {
     // The other one speaks now: the roles swap.
     sim.client_mut(loud).spec.audio_level = -90;
     sim.client_mut(quiet).spec.audio_level = -20;
-    sim.run_for(secs(12));
+    // Upgrades wait 3 s after a step down and climb one layer per round: h then f.
+    sim.run_for(secs(15));
     eprintln!(
         "speaker {:?}, other {:?}",
         layer(&sim, quiet),

@@ -6,7 +6,8 @@ impl Shard {
     /// Test and fuzzing hook: the shard's structural invariants. Every subscription is to a
     /// live track that lists its subscriber; every track's publisher, room and subscribers
     /// exist; rooms list only live participants and tracks; every demux entry points at a
-    /// live connection (no peer left behind after a leave).
+    /// live connection (no peer left behind after a leave); the timer table holds exactly
+    /// one entry per connection with a deadline.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (id, p) in &self.participants {
             for tid in p.subs.keys() {
@@ -83,6 +84,26 @@ impl Shard {
             if !live(id, *kind) {
                 return Err(format!("ufrag {ufrag} left behind for {id} {kind:?}"));
             }
+        }
+        let mut with_deadline = 0;
+        for (id, p) in &self.participants {
+            for (kind, pc) in [
+                (PcKind::Publisher, p.publisher.as_ref()),
+                (PcKind::Subscriber, p.subscriber.as_ref()),
+            ] {
+                if let Some(t) = pc.and_then(|pc| pc.timeout) {
+                    with_deadline += 1;
+                    if !self.timers.contains((*id, kind), t) {
+                        return Err(format!("{id} {kind:?} due at a time the timer table lacks"));
+                    }
+                }
+            }
+        }
+        if self.timers.len() != with_deadline {
+            return Err(format!(
+                "{} timers for {with_deadline} connections with a deadline",
+                self.timers.len()
+            ));
         }
         Ok(())
     }

@@ -766,7 +766,7 @@ impl SimClient {
                         if p.payload[0] & 0x10 != 0 {
                             r.picture_ids.push(pic);
                             r.frames
-                                .push((now, crate::forward::vp8_temporal(&p.payload).map(|t| t.0)));
+                                .push((now, crate::vp8::vp8_temporal(&p.payload).map(|t| t.0)));
                         }
                     }
                 }
