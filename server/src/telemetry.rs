@@ -73,6 +73,10 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>, prometheus: Prometheu
             metrics::counter!("switchboard_datagrams_received_total", &l).absolute(s.datagrams_in);
             metrics::counter!("switchboard_datagrams_sent_total", &l)
                 .absolute(w.tel.datagrams_out.load(Relaxed));
+            metrics::counter!("switchboard_udp_send_errors_total", &l)
+                .absolute(w.tel.send_errors.load(Relaxed));
+            metrics::counter!("switchboard_udp_receive_truncated_total", &l)
+                .absolute(w.tel.recv_truncated.load(Relaxed));
             metrics::counter!("switchboard_udp_bytes_received_total", &l)
                 .absolute(w.tel.bytes_in.load(Relaxed));
             metrics::counter!("switchboard_udp_bytes_sent_total", &l)

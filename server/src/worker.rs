@@ -44,6 +44,10 @@ pub struct WorkerTelemetry {
     pub bytes_out: AtomicU64,
     /// Datagrams received per second over the last second (set by the telemetry task).
     pub packet_rate: AtomicU64,
+    /// Datagrams lost to failed sends (EMSGSIZE, ENOBUFS...).
+    pub send_errors: AtomicU64,
+    /// Receives that filled a whole buffer (possibly truncated).
+    pub recv_truncated: AtomicU64,
 }
 
 /// The control plane's handle on one worker.
@@ -220,7 +224,10 @@ fn run(
             let bytes: usize = out.iter().map(|p| p.contents.len()).sum();
             tel.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
             sock.send_batch(&mut out);
+            tel.send_errors.store(sock.send_errors, Ordering::Relaxed);
         }
+        tel.recv_truncated
+            .store(sock.recv_truncated, Ordering::Relaxed);
         let done = Instant::now();
         if let Some(t) = first_datagram {
             // Receipt to send: the oldest datagram of this turn waited this long.
