@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One command for the Switchboard vs Janus comparison on this machine:
-#   bash loadtest/compare.sh [scenario flags, e.g. --scenario webinar --viewers 16]
+# The Switchboard vs Janus comparison on this machine, in one command:
+#   bash loadtest/compare.sh            # the three scenarios of docs/benchmarks.md, three
+#                                       # alternating rounds each; rewrites its table there
+#   bash loadtest/compare.sh [flags]    # one scenario, e.g. --scenario webinar --viewers 16
 # Builds the release binaries, installs Debian's janus if missing, and runs `compare`
 # (as root: it creates and removes two network namespaces). Results: target/compare/.
 set -euo pipefail
@@ -12,6 +14,44 @@ if ! command -v janus >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null
 fi
 cargo build --release -p server -p loadtest
-args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(--participants 4 --duration 20)
-$SUDO ./target/release/switchboard-loadtest compare "${args[@]}" --out-dir target/compare
+BIN=./target/release/switchboard-loadtest
+if [ $# -gt 0 ]; then
+  exec $SUDO "$BIN" compare "$@" --out-dir target/compare
+fi
+
+REPEAT="${COMPARE_REPEAT:-3}"
+SUITE=target/compare/suite.md
+mkdir -p target/compare
+{
+  echo "Measured $(date -u +%F) by \`bash loadtest/compare.sh\` ($REPEAT alternating rounds per scenario;"
+  echo "$(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r);"
+  echo "Janus $(dpkg-query -W -f='${Version}' janus 2>/dev/null || echo '?'); server with its default workers, one per core)."
+  echo
+} > "$SUITE"
+run() {
+  local name="$1"; shift
+  echo "== $name: compare $* --repeat $REPEAT" >&2
+  $SUDO "$BIN" compare "$@" --repeat "$REPEAT" --out-dir "target/compare/$name" >/dev/null
+  {
+    echo "#### $name"
+    echo
+    echo "\`switchboard-loadtest compare $* --repeat $REPEAT\`"
+    echo
+    cat "target/compare/$name/compare.md"
+    echo
+  } >> "$SUITE"
+}
+run "conference-1x4" --participants 4 --duration 20
+run "conference-8x4" --rooms 8 --participants 4 --ramp 20 --duration 20
+run "webinar-1x16" --scenario webinar --viewers 16 --duration 20
+python3 - "$SUITE" docs/benchmarks.md <<'PY'
+import sys
+suite, doc = sys.argv[1], sys.argv[2]
+table = open(suite).read().strip()
+text = open(doc).read()
+begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
+a, b = text.index(begin) + len(begin), text.index(end)
+open(doc, "w").write(text[:a] + "\n" + table + "\n" + text[b:])
+PY
+cat "$SUITE"
+echo "docs/benchmarks.md updated (between the compare markers)" >&2

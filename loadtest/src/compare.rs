@@ -33,6 +33,35 @@ pub struct CompareArgs {
     /// Harness threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Rounds: each runs the scenario against both servers (the order alternating from
+    /// round to round); the table shows the median and the spread of every figure.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+}
+
+/// The median and the range of some measurements.
+fn spread(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
+}
+
+fn cell(xs: &[f64]) -> String {
+    let (m, lo, hi) = spread(xs);
+    if xs.len() > 1 {
+        format!("{m:.2} ({lo:.2}–{hi:.2})")
+    } else {
+        format!("{m:.2}")
+    }
 }
 
 struct Killed(Child);
@@ -82,44 +111,57 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
             "janus",
         ),
     ];
-    let mut reports = Vec::new();
-    for (name, url, pid, kind) in &targets {
-        eprintln!("== running the scenario against {name} ({url})");
-        let json = out_dir.join(format!("{name}.json"));
-        let svg = out_dir.join(format!("{name}.svg"));
-        let mut cmd = Pair::command_in(&pair.clients_ns, &me.to_string_lossy());
-        cmd.arg("run")
-            .args(a.scenario.to_args())
-            .args([
-                "--url",
-                url,
-                "--server",
-                kind,
-                "--server-pid",
-                &pid.to_string(),
-            ])
-            .args([
-                "--bind-ip",
-                &pair.client_ip.to_string(),
-                "--ns-addr",
-                &server_ip,
-                "--threads",
-                &a.threads.to_string(),
-                "--quiet",
-            ])
-            .arg("--json")
-            .arg(&json)
-            .arg("--svg")
-            .arg(&svg)
-            .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"));
-        let status = cmd
-            .status()
-            .context("running the harness in the client namespace")?;
-        anyhow::ensure!(status.success(), "the run against {name} failed");
-        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
-        reports.push((name.to_string(), r));
+    // reports[round] = (switchboard, janus)
+    let mut rounds: Vec<[Value; 2]> = Vec::new();
+    for round in 0..a.repeat.max(1) {
+        let mut pair_reports: [Value; 2] = [Value::Null, Value::Null];
+        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for ti in order {
+            let (name, url, pid, kind) = &targets[ti];
+            eprintln!(
+                "== round {}: running the scenario against {name} ({url})",
+                round + 1
+            );
+            let json = out_dir.join(format!("{name}-{}.json", round + 1));
+            let svg = out_dir.join(format!("{name}-{}.svg", round + 1));
+            let mut cmd = Pair::command_in(&pair.clients_ns, &me.to_string_lossy());
+            cmd.arg("run")
+                .args(a.scenario.to_args())
+                .args([
+                    "--url",
+                    url,
+                    "--server",
+                    kind,
+                    "--server-pid",
+                    &pid.to_string(),
+                ])
+                .args([
+                    "--bind-ip",
+                    &pair.client_ip.to_string(),
+                    "--ns-addr",
+                    &server_ip,
+                    "--threads",
+                    &a.threads.to_string(),
+                    "--quiet",
+                ])
+                .arg("--json")
+                .arg(&json)
+                .arg("--svg")
+                .arg(&svg)
+                .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"));
+            let status = cmd
+                .status()
+                .context("running the harness in the client namespace")?;
+            anyhow::ensure!(status.success(), "the run against {name} failed");
+            let r: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+            pair_reports[ti] = r;
+        }
+        rounds.push(pair_reports);
     }
-    let (s, j) = (&reports[0].1, &reports[1].1);
+    let (s, j) = (&rounds[0][0], &rounds[0][1]);
+    let all = |path: &[&str], i: usize| -> Vec<f64> {
+        rounds.iter().map(|r| metric(&r[i], path)).collect()
+    };
     let rows: [(&str, &[&str], bool); 9] = [
         (
             "server CPU µs / forwarded packet",
@@ -140,16 +182,26 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         ("join time p50 ms", &["joins", "time_ms", "p50"], true),
     ];
     let mut md = String::new();
-    md.push_str(&format!("| metric ({:?}, {} rooms × {} participants, {} viewers, {} s) | switchboard | janus | switchboard / janus |\n|---|---:|---:|---:|\n",
-        a.scenario.scenario, a.scenario.rooms, a.scenario.participants, a.scenario.viewers, a.scenario.duration));
+    md.push_str(&format!("| metric ({:?}, {} rooms × {} participants, {} viewers, {} s; {} round(s): median (min–max)) | switchboard | janus | switchboard / janus (same round) |\n|---|---:|---:|---:|\n",
+        a.scenario.scenario, a.scenario.rooms, a.scenario.participants, a.scenario.viewers, a.scenario.duration, rounds.len()));
     for (label, path, _lower_is_better) in rows {
-        let (x, y) = (metric(s, path), metric(j, path));
-        let ratio = if y.abs() > 1e-12 {
-            format!("{:.2}", x / y)
-        } else {
+        let (x, y) = (all(path, 0), all(path, 1));
+        let ratios: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .filter(|(_, y)| y.abs() > 1e-12)
+            .map(|(x, y)| x / y)
+            .collect();
+        let ratio = if ratios.is_empty() {
             "-".into()
+        } else {
+            cell(&ratios)
         };
-        md.push_str(&format!("| {label} | {x:.2} | {y:.2} | {ratio} |\n"));
+        md.push_str(&format!(
+            "| {label} | {} | {} | {ratio} |\n",
+            cell(&x),
+            cell(&y)
+        ));
     }
     md.push_str(&format!(
         "| joins ok / attempted | {} / {} | {} / {} | |\n| streams with media / expected | {} / {} | {} / {} | |\n",
@@ -168,9 +220,9 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let f = floor.cpu_us_per_forwarded_packet;
     md.push_str(&format!(
         "\nFloor (receive, AES-256-GCM per subscriber, GSO send; {fanout} subscribers, same run): {f:.2} µs per forwarded packet.\n\n\
-         | | switchboard | janus |\n|---|---:|---:|\n| CPU per forwarded packet ÷ floor | {:.2} | {:.2} |\n",
-        metric(s, &["server", "cpu_us_per_forwarded_packet"]) / f,
-        metric(j, &["server", "cpu_us_per_forwarded_packet"]) / f,
+         | | switchboard | janus |\n|---|---:|---:|\n| CPU per forwarded packet ÷ floor (median) | {:.2} | {:.2} |\n",
+        spread(&all(&["server", "cpu_us_per_forwarded_packet"], 0)).0 / f,
+        spread(&all(&["server", "cpu_us_per_forwarded_packet"], 1)).0 / f,
     ));
     std::fs::write(
         out_dir.join("floor.json"),

@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn runs_group_by_destination_and_size() {
-        let mut b = vec![
+        let b = vec![
             p(2, 100),
             p(1, 100),
             p(2, 100),

@@ -483,13 +483,12 @@ fn same_codec(a: &PayloadParams, b: &PayloadParams) -> bool {
     true
 }
 
-/// What ingest learned of one incoming packet: where it belongs and what it is.
-pub(crate) struct Ingested {
-    pub tid: TrackId,
+/// What the per-subscription decision needs to know of one incoming packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Facts {
+    pub ssrc: u32,
     /// The layer's index in its track.
     pub li: usize,
-    pub pt: Pt,
-    pub params: PayloadParams,
     pub video: bool,
     pub in_order: bool,
     pub keyframe: bool,
@@ -497,6 +496,14 @@ pub(crate) struct Ingested {
     pub frame_start: bool,
     /// VP8: the temporal layer and its layer-sync bit.
     pub temporal: Option<(u8, bool)>,
+}
+
+/// What ingest learned of one incoming packet: where it belongs and what it is.
+pub(crate) struct Ingested {
+    pub tid: TrackId,
+    pub pt: Pt,
+    pub params: PayloadParams,
+    pub facts: Facts,
     pub inh: InHeader,
     pub vp8: Option<Vp8Descriptor>,
 }
@@ -547,8 +554,8 @@ impl Subscription {
 
 /// The per-subscription decision: pure, from the track, the subscription and the packet.
 /// `target` is the layer the subscription should take now (see [`Track::target_within`]).
-pub(crate) fn route(track: &Track, sub: SubView, pkt: &Ingested, target: Option<usize>) -> Route {
-    let ssrc = pkt.inh.ssrc;
+pub(crate) fn route(track: &Track, sub: SubView, pkt: &Facts, target: Option<usize>) -> Route {
+    let ssrc = pkt.ssrc;
     let mut epoch = sub.epoch;
     if pkt.video && target.is_none() && epoch == track.epoch && sub.source.is_some() {
         // Paused: what is dropped now would leave a sequence gap, so resuming starts
@@ -669,7 +676,7 @@ impl Shard {
         let peak_pps = track.peak_pps();
         let mut want_keyframe: Vec<usize> = Vec::new();
         // Audio has one target for every subscriber; video's depends on each allocation.
-        let audio_target = if ing.video {
+        let audio_target = if ing.facts.video {
             None
         } else {
             track.target_layer(now)
@@ -684,12 +691,12 @@ impl Shard {
             if !sub.ready || !spc.connected || spc.is_failed() {
                 continue;
             }
-            let target = if ing.video {
+            let target = if ing.facts.video {
                 track.target_within(now, sub.max_rank)
             } else {
                 audio_target
             };
-            let r = route(track, sub.view(), &ing, target);
+            let r = route(track, sub.view(), &ing.facts, target);
             sub.epoch = r.epoch;
             sub.tid_cap = r.tid_cap;
             if let Some(t) = r.keyframe_of.filter(|t| !want_keyframe.contains(t)) {
@@ -707,12 +714,12 @@ impl Shard {
                 }
                 Action::Forward => sub.rewriter.rewrite(&ing.inh, now).ok(),
                 Action::SwitchTo => {
-                    if ing.video {
+                    if ing.facts.video {
                         if sub.rewriter.source_ssrc().is_some() {
                             sub.switches += 1;
                             self.stats.layer_switches += 1;
                         }
-                        let layer = track.layers[ing.li]
+                        let layer = track.layers[ing.facts.li]
                             .rid
                             .map(|r| r.to_string())
                             .unwrap_or_default();
@@ -744,7 +751,7 @@ impl Shard {
                 pkt.payload.clone(),
             )
             .marker(pkt.header.marker)
-            .nackable(ing.video)
+            .nackable(ing.facts.video)
             .ext_vals(ext.clone());
             if let Some(patch) = ing
                 .vp8
@@ -760,7 +767,7 @@ impl Shard {
                     let len = pkt.payload.len() as u64;
                     sub.sent_bytes += len;
                     self.stats.rtp_forwarded += 1;
-                    if ing.video {
+                    if ing.facts.video {
                         self.stats.video_packets_out += 1;
                         self.stats.video_bytes_out += len;
                     } else {
@@ -873,14 +880,17 @@ impl Shard {
             .flatten();
         Some(Ingested {
             tid,
-            li,
             pt,
             params,
-            video,
-            in_order,
-            keyframe,
-            frame_start: vp8 && crate::vp8::vp8_frame_start(&pkt.payload),
-            temporal,
+            facts: Facts {
+                ssrc,
+                li,
+                video,
+                in_order,
+                keyframe,
+                frame_start: vp8 && crate::vp8::vp8_frame_start(&pkt.payload),
+                temporal,
+            },
             inh: InHeader {
                 ssrc,
                 seq,
@@ -1114,6 +1124,106 @@ mod tests {
         ];
         for (i, (k, cur, ssrc, tgt, kf, ord, want)) in table.into_iter().enumerate() {
             assert_eq!(decide(k, cur, ssrc, tgt, kf, ord), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn route_table() {
+        use Action::*;
+        let mut t = Track::new(
+            TrackId(1),
+            RoomId::from("r"),
+            ParticipantId(1),
+            Mid::from("1"),
+            TrackKind::Video,
+            &["q".into(), "h".into()],
+        );
+        let (q, h) = (
+            t.layer_index(Some(Rid::from("q")), 10),
+            t.layer_index(Some(Rid::from("h")), 20),
+        );
+        t.layers[h].max_tid = Some(2);
+        let sub = |source, max_rank, tid_cap| SubView {
+            max_rank,
+            epoch: 0,
+            source,
+            tid_cap,
+        };
+        let pkt = |li: usize, keyframe, temporal| Facts {
+            ssrc: if li == q { 10 } else { 20 },
+            li,
+            video: true,
+            in_order: true,
+            keyframe,
+            frame_start: true,
+            temporal,
+        };
+        let all = Some(u8::MAX);
+        // (subscription, packet, target) -> (action, epoch, tid_cap, keyframe_of)
+        let table = [
+            // on h, an h packet: forward
+            (
+                sub(Some(20), all, ALL_FRAMES),
+                pkt(h, false, None),
+                Some(h),
+                (Forward, 0, ALL_FRAMES, None),
+            ),
+            // target q while on h: keep h until q's keyframe, and ask for it
+            (
+                sub(Some(20), all, ALL_FRAMES),
+                pkt(h, false, None),
+                Some(q),
+                (Forward, 0, ALL_FRAMES, Some(q)),
+            ),
+            (
+                sub(Some(20), all, ALL_FRAMES),
+                pkt(q, true, None),
+                Some(q),
+                (SwitchTo, 0, ALL_FRAMES, Some(q)),
+            ),
+            // paused (no target): the epoch moves back so that resuming starts afresh
+            (
+                sub(Some(20), None, ALL_FRAMES),
+                pkt(h, false, None),
+                None,
+                (DropLayer, u32::MAX, ALL_FRAMES, None),
+            ),
+            // allowed h at T0+T1 (rank 1*4+1): a T2 frame is dropped, the cap goes down
+            (
+                sub(Some(20), Some(5), ALL_FRAMES),
+                pkt(h, false, Some((2, false))),
+                Some(h),
+                (DropTemporal, 0, 1, None),
+            ),
+            // at cap 0, a T1 layer-sync frame raises the cap one step
+            (
+                sub(Some(20), Some(5), 0),
+                pkt(h, false, Some((1, true))),
+                Some(h),
+                (Forward, 0, 1, None),
+            ),
+            // ... but not without the sync bit
+            (
+                sub(Some(20), Some(5), 0),
+                pkt(h, false, Some((1, false))),
+                Some(h),
+                (DropTemporal, 0, 0, None),
+            ),
+            // a switch on a keyframe takes the allocation's cap at once
+            (
+                sub(None, Some(5), ALL_FRAMES),
+                pkt(h, true, Some((0, true))),
+                Some(h),
+                (SwitchTo, 0, 1, Some(h)),
+            ),
+        ];
+        for (i, (s, p, target, want)) in table.into_iter().enumerate() {
+            let r = route(&t, s, &p, target);
+            assert_eq!(
+                (r.action, r.epoch, r.tid_cap, r.keyframe_of),
+                want,
+                "row {i}"
+            );
         }
     }
 
