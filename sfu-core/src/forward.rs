@@ -774,6 +774,7 @@ impl Shard {
                         self.stats.audio_packets_out += 1;
                         self.stats.audio_bytes_out += len;
                     }
+                    spc.written += 1;
                     if !std::mem::replace(&mut spc.dirty, true) {
                         self.dirty.push((sid, PcKind::Subscriber));
                     }

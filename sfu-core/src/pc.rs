@@ -36,6 +36,8 @@ pub(crate) struct Pc {
     /// Media was written since the clock was last advanced: the shard advances it once,
     /// at the end of the turn, for every packet written meanwhile.
     pub dirty: bool,
+    /// Packets written since the clock was last advanced.
+    pub written: usize,
     /// Why this connection failed, once it has: from then on it is inert (every call
     /// returns the failure, nothing more is written to it) until the shard removes it.
     failed: Option<PcFailure>,
@@ -139,6 +141,7 @@ impl Pc {
             timeout: None,
             connected: false,
             dirty: false,
+            written: 0,
             failed: None,
             #[cfg(feature = "testkit")]
             inject_panic: false,

@@ -166,6 +166,11 @@ const MAX_ADDRS_PER_PC: usize = 8;
 /// Source IPs whose STUN budget is tracked at once (the map is cleared every second).
 const MAX_TRACKED_SOURCES: usize = 4096;
 
+/// At most this many extra clock advances per connection and turn settle its pacer.
+const SETTLE_ROUNDS: usize = 128;
+/// How far ahead of the turn's time a settling advance may go (str0m steps 1 µs).
+const SETTLE_AHEAD: Duration = Duration::from_micros(200);
+
 /// How often every subscriber's allocation is recomputed (besides on each new estimate).
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -326,9 +331,28 @@ impl Shard {
         } else if !pc.dirty {
             return; // already advanced in this turn by its timer
         }
-        let r = pc
+        let mut r = pc
             .advance(now)
             .and_then(|_| pc.drain(who, &mut self.out, &mut self.pending, &mut self.timers));
+        // str0m's pacer releases one packet per clock advance and then asks for another
+        // advance a microsecond later: settle that here, so that everything queued for this
+        // connection leaves in this turn (one GSO run) rather than one packet per turn.
+        // Only as many rounds as packets were written: the pacer would also release its
+        // padding this way, which it otherwise spreads out.
+        let written = std::mem::take(&mut pc.written).min(SETTLE_ROUNDS);
+        let mut rounds = 1;
+        while r.is_ok() && rounds < written {
+            let Some(t) = pc.timeout.filter(|t| *t <= now + SETTLE_AHEAD) else {
+                break;
+            };
+            if pc.rtc.last_timeout_reason() != str0m::Reason::Pacer(str0m::PacerReason::Immediate) {
+                break;
+            }
+            rounds += 1;
+            r = pc
+                .advance(t)
+                .and_then(|_| pc.drain(who, &mut self.out, &mut self.pending, &mut self.timers));
+        }
         if let Err(f) = r {
             self.failures.report(who.0, f);
         }
