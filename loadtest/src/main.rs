@@ -62,6 +62,15 @@ enum Cmd {
     /// Run the same scenario against Switchboard and Janus (as root: it creates two
     /// network namespaces joined by a veth pair) and print the ratios.
     Compare(compare::CompareArgs),
+    /// Write the Janus configuration the comparisons use (VideoRoom + HTTP on `ip`) into
+    /// `dir`, for running Janus by hand (`loadtest/capacity.sh`).
+    #[command(hide = true)]
+    JanusConfig {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: String,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -159,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             write_outputs(&report, &a.out)?;
         }
         Cmd::Capacity(a) => capacity(a)?,
+        Cmd::JanusConfig { dir, ip } => janus::write_config(&dir, &ip)?,
         Cmd::Compare(a) => compare::compare(a)?,
         Cmd::Floor {
             subscribers,
@@ -466,14 +476,20 @@ fn capacity(a: CapacityArgs) -> anyhow::Result<()> {
         let held = r.loss.loss_pct <= a.max_loss
             && r.latency_ms.p99 <= a.max_p99
             && r.joins.succeeded == r.joins.attempted;
+        // The harness's share of a core: near 100 % it, not the server, may be what limits.
+        let harness = 100.0 * r.harness_cpu_seconds / r.measured_seconds.max(1e-9);
+        let server_share = r.server.as_ref().map_or(f64::NAN, |x| {
+            100.0 * x.cpu_seconds / r.measured_seconds.max(1e-9)
+        });
         println!(
-            "step {step}: {} rooms, {} participants: loss {:.3} %, p99 {:.2} ms, joins {}/{}, server {:.2} µs/packet -> {}",
+            "step {step}: {} rooms, {} participants: loss {:.3} %, p99 {:.2} ms, joins {}/{}, server {:.0} % of a core, harness {harness:.0} %, server {:.2} µs/packet -> {}",
             s.rooms,
             r.joins.attempted,
             r.loss.loss_pct,
             r.latency_ms.p99,
             r.joins.succeeded,
             r.joins.attempted,
+            server_share,
             r.server.as_ref().map_or(0.0, |x| x.cpu_us_per_forwarded_packet),
             if held { "held" } else { "FAILED" }
         );
