@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The Switchboard vs Janus comparison on this machine, in one command:
+# Switchboard vs Janus vs mediasoup on this machine, in one command:
 #   bash loadtest/compare.sh            # the three scenarios of docs/benchmarks.md, three
 #                                       # alternating rounds each; rewrites its table there
 #   bash loadtest/compare.sh [flags]    # one scenario, e.g. --scenario webinar --viewers 16
-# Builds the release binaries, installs Debian's janus if missing, and runs `compare`
-# (as root: it creates and removes two network namespaces). Results: target/compare/.
+# Builds the release binaries, installs Debian's janus if missing, builds mediasoup's
+# worker if missing (loadtest/mediasoup/build.sh; if that fails, the comparison goes on
+# without mediasoup and says so), and runs `compare` (as root: it creates and removes two
+# network namespaces). Results: target/compare/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -12,6 +14,10 @@ SUDO=""
 if ! command -v janus >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null
+fi
+mkdir -p target
+if ! $SUDO bash loadtest/mediasoup/build.sh > target/mediasoup-build.log 2>&1; then
+  echo "mediasoup could not be built (see target/mediasoup-build.log): compared without it" >&2
 fi
 cargo build --release -p server -p loadtest
 BIN=./target/release/switchboard-loadtest
@@ -25,7 +31,7 @@ mkdir -p target/compare
 {
   echo "Measured $(date -u +%F) by \`bash loadtest/compare.sh\` ($REPEAT alternating rounds per scenario;"
   echo "$(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r);"
-  echo "Janus $(dpkg-query -W -f='${Version}' janus 2>/dev/null || echo '?'); server with its default workers, one per core)."
+  echo "Janus $(dpkg-query -W -f='${Version}' janus 2>/dev/null || echo '?'), mediasoup 3.27.1; each server with one media worker per core)."
   echo
 } > "$SUITE"
 run() {

@@ -33,6 +33,13 @@ bash tests/helm/run.sh "$PWD/target/debug/switchboard"
 echo "== WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
 bash tests/interop/run.sh "$PWD/target/debug/switchboard"
 
+echo "== mediasoup bridge (load-test target): SDP translation on recorded SDPs (node --test)"
+if [ ! -d loadtest/mediasoup/node_modules/sdp-transform ]; then
+  # Sources only: the worker is built by loadtest/mediasoup/build.sh when a comparison needs it.
+  (cd loadtest/mediasoup && npm ci --ignore-scripts --no-audit --no-fund)
+fi
+(cd loadtest/mediasoup && npm test)
+
 echo "== fuzz targets: regression inputs, then ${FUZZ_SECONDS:-20} s each (cargo-fuzz, libFuzzer + ASan)"
 bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
 

@@ -1,4 +1,5 @@
-//! `compare`: the same scenario against Switchboard and Janus VideoRoom, in one invocation,
+//! `compare`: the same scenario against Switchboard, Janus VideoRoom and mediasoup (when its
+//! worker is built), in one invocation,
 //! on the same network path (two namespaces joined by a veth pair that this command
 //! creates and removes), and the ratios.
 
@@ -81,6 +82,48 @@ fn metric(r: &Value, path: &[&str]) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
+/// One server under comparison.
+struct Target {
+    name: &'static str,
+    url: String,
+    /// The server's processes (mediasoup: Node, then its workers).
+    pids: Vec<u32>,
+    log: PathBuf,
+}
+
+/// Start the mediasoup bridge in the servers' namespace, or say why not.
+fn start_mediasoup(
+    pair: &Pair,
+    out_dir: &std::path::Path,
+    workers: usize,
+) -> Result<(Killed, Target), String> {
+    let dir = crate::mediasoup::bridge_dir();
+    if crate::mediasoup::worker_bin(&dir).is_none() {
+        return Err(format!(
+            "the mediasoup worker is not built in {} (bash loadtest/mediasoup/build.sh)",
+            dir.display()
+        ));
+    }
+    let log = out_dir.join("mediasoup.log");
+    let ip = pair.server_ip.to_string();
+    let child = crate::mediasoup::spawn(&dir, &ip, 3000, workers, Some(&pair.servers_ns), &log)
+        .map_err(|e| e.to_string())?;
+    let child = Killed(child);
+    let url = format!("http://{ip}:3000");
+    // The bridge's own pid and its workers', counted together (and each alone).
+    let all = crate::mediasoup::pids_from_log(&std::fs::read_to_string(&log).unwrap_or_default())
+        .ok_or_else(|| format!("the bridge did not name its pids; see {}", log.display()))?;
+    Ok((
+        child,
+        Target {
+            name: "mediasoup",
+            url,
+            pids: all,
+            log,
+        },
+    ))
+}
+
 pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     a.scenario.validate()?;
     std::fs::create_dir_all(&a.out_dir)?;
@@ -99,41 +142,63 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         a.server_workers,
         Some(&pair.servers_ns),
     )?;
-    let sb_url = format!("http://{}", sb.http);
+    let workers = a
+        .server_workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut notes = Vec::new();
+    let (_ms, ms_target) = match start_mediasoup(&pair, &out_dir, workers) {
+        Ok((k, t)) => (Some(k), Some(t)),
+        Err(why) => {
+            eprintln!("== mediasoup left out: {why}");
+            notes.push(format!("mediasoup left out: {why}"));
+            (None, None)
+        }
+    };
     std::thread::sleep(Duration::from_millis(500));
     let me = std::env::current_exe()?;
-    let targets = [
-        ("switchboard", sb_url.clone(), sb.child.id(), "switchboard"),
-        (
-            "janus",
-            format!("http://{server_ip}:8088"),
-            janus.0.id(),
-            "janus",
-        ),
+    let mut targets = vec![
+        Target {
+            name: "switchboard",
+            url: format!("http://{}", sb.http),
+            pids: vec![sb.child.id()],
+            log: PathBuf::from("(not kept: the server runs with RUST_LOG=warn, stderr discarded)"),
+        },
+        Target {
+            name: "janus",
+            url: format!("http://{server_ip}:8088"),
+            pids: vec![janus.0.id()],
+            log: jdir.join("janus.log"),
+        },
     ];
-    // reports[round] = (switchboard, janus)
-    let mut rounds: Vec<[Value; 2]> = Vec::new();
+    targets.extend(ms_target);
+    let n = targets.len();
+    // rounds[round][target]: the report, or Null when that run failed
+    let mut rounds: Vec<Vec<Value>> = Vec::new();
     for round in 0..a.repeat.max(1) {
-        let mut pair_reports: [Value; 2] = [Value::Null, Value::Null];
-        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for ti in order {
-            let (name, url, pid, kind) = &targets[ti];
+        let mut reports = vec![Value::Null; n];
+        // The order rotates from round to round, so that no server always runs first.
+        for k in 0..n {
+            let ti = (k + round) % n;
+            let t = &targets[ti];
             eprintln!(
-                "== round {}: running the scenario against {name} ({url})",
-                round + 1
+                "== round {}: running the scenario against {} ({})",
+                round + 1,
+                t.name,
+                t.url
             );
-            let json = out_dir.join(format!("{name}-{}.json", round + 1));
-            let svg = out_dir.join(format!("{name}-{}.svg", round + 1));
+            let json = out_dir.join(format!("{}-{}.json", t.name, round + 1));
+            let svg = out_dir.join(format!("{}-{}.svg", t.name, round + 1));
+            let pids: Vec<String> = t.pids.iter().map(|p| p.to_string()).collect();
             let mut cmd = Pair::command_in(&pair.clients_ns, &me.to_string_lossy());
             cmd.arg("run")
                 .args(a.scenario.to_args())
                 .args([
                     "--url",
-                    url,
+                    &t.url,
                     "--server",
-                    kind,
+                    t.name,
                     "--server-pid",
-                    &pid.to_string(),
+                    &pids.join(","),
                 ])
                 .args([
                     "--bind-ip",
@@ -149,16 +214,45 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
                 .arg("--svg")
                 .arg(&svg)
                 .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"));
-            let status = cmd
+            let ok = cmd
                 .status()
-                .context("running the harness in the client namespace")?;
-            anyhow::ensure!(status.success(), "the run against {name} failed");
-            let r: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
-            pair_reports[ti] = r;
+                .context("running the harness in the client namespace")?
+                .success();
+            let report = std::fs::read_to_string(&json)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            match report {
+                Some(r) if ok => {
+                    let (with, expected) = (
+                        r["received"]["streams_with_media"].as_u64().unwrap_or(0),
+                        r["received"]["streams_expected"].as_u64().unwrap_or(0),
+                    );
+                    if with < expected {
+                        let why = format!(
+                            "{} delivered media on {with} of {expected} streams in round {} (log: {})",
+                            t.name,
+                            round + 1,
+                            t.log.display()
+                        );
+                        eprintln!("== {why}");
+                        notes.push(why);
+                    }
+                    reports[ti] = r;
+                }
+                _ => {
+                    let why = format!(
+                        "the run against {} failed in round {} (log: {})",
+                        t.name,
+                        round + 1,
+                        t.log.display()
+                    );
+                    eprintln!("== {why}");
+                    notes.push(why);
+                }
+            }
         }
-        rounds.push(pair_reports);
+        rounds.push(reports);
     }
-    let (s, j) = (&rounds[0][0], &rounds[0][1]);
     let all = |path: &[&str], i: usize| -> Vec<f64> {
         rounds.iter().map(|r| metric(&r[i], path)).collect()
     };
@@ -182,32 +276,89 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         ("join time p50 ms", &["joins", "time_ms", "p50"], true),
     ];
     let mut md = String::new();
-    md.push_str(&format!("| metric ({:?}, {} rooms × {} participants, {} viewers, {} s; {} round(s): median (min–max)) | switchboard | janus | switchboard / janus (same round) |\n|---|---:|---:|---:|\n",
-        a.scenario.scenario, a.scenario.rooms, a.scenario.participants, a.scenario.viewers, a.scenario.duration, rounds.len()));
-    for (label, path, _lower_is_better) in rows {
-        let (x, y) = (all(path, 0), all(path, 1));
-        let ratios: Vec<f64> = x
+    let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
+    md.push_str(&format!(
+        "| metric ({:?}, {} rooms × {} participants, {} viewers, {} s; {} round(s): median (min–max)) | {} |{}\n|---|{}{}\n",
+        a.scenario.scenario,
+        a.scenario.rooms,
+        a.scenario.participants,
+        a.scenario.viewers,
+        a.scenario.duration,
+        rounds.len(),
+        names.join(" | "),
+        names[1..]
             .iter()
-            .zip(&y)
-            .filter(|(_, y)| y.abs() > 1e-12)
-            .map(|(x, y)| x / y)
+            .map(|r| format!(" switchboard / {r} (same round) |"))
+            .collect::<String>(),
+        "---:|".repeat(n),
+        "---:|".repeat(n - 1),
+    ));
+    for (label, path, _lower_is_better) in rows {
+        let mut line = format!("| {label} |");
+        for i in 0..n {
+            line.push_str(&format!(" {} |", cell(&all(path, i))));
+        }
+        let ours = all(path, 0);
+        for i in 1..n {
+            let ratios: Vec<f64> = ours
+                .iter()
+                .zip(all(path, i))
+                .filter(|(_, y)| y.abs() > 1e-12)
+                .map(|(x, y)| x / y)
+                .collect();
+            let r = if ratios.iter().all(|r| !r.is_finite()) {
+                "-".to_string()
+            } else {
+                cell(&ratios)
+            };
+            line.push_str(&format!(" {r} |"));
+        }
+        md.push_str(&line);
+        md.push('\n');
+    }
+    // `ok` of `all` in section `at` of each server's first-round report.
+    let counts = |key: &str, at: &str, ok: &str, all: &str| -> String {
+        let mut line = format!("| {key} |");
+        for r in &rounds[0] {
+            line.push_str(&format!(" {} / {} |", r[at][ok], r[at][all]));
+        }
+        line.push_str(&" |".repeat(n - 1));
+        line.push('\n');
+        line
+    };
+    md.push_str(&counts(
+        "joins ok / attempted (round 1)",
+        "joins",
+        "succeeded",
+        "attempted",
+    ));
+    md.push_str(&counts(
+        "streams with media / expected (round 1)",
+        "received",
+        "streams_with_media",
+        "streams_expected",
+    ));
+    if let Some(i) = targets.iter().position(|t| t.name == "mediasoup") {
+        // Node and the workers, each alone (the first round).
+        let by: Vec<String> = rounds[0][i]["server"]["cpu_seconds_by_process"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(k, p)| {
+                let who = if k == 0 {
+                    "node".to_string()
+                } else {
+                    format!("worker {k}")
+                };
+                format!("{who} {:.2} s", p[1].as_f64().unwrap_or(f64::NAN))
+            })
             .collect();
-        let ratio = if ratios.is_empty() {
-            "-".into()
-        } else {
-            cell(&ratios)
-        };
         md.push_str(&format!(
-            "| {label} | {} | {} | {ratio} |\n",
-            cell(&x),
-            cell(&y)
+            "\nmediasoup's server CPU counts the Node process and its workers together; alone (round 1): {}.\n",
+            by.join(", ")
         ));
     }
-    md.push_str(&format!(
-        "| joins ok / attempted | {} / {} | {} / {} | |\n| streams with media / expected | {} / {} | {} / {} | |\n",
-        s["joins"]["succeeded"], s["joins"]["attempted"], j["joins"]["succeeded"], j["joins"]["attempted"],
-        s["received"]["streams_with_media"], s["received"]["streams_expected"], j["received"]["streams_with_media"], j["received"]["streams_expected"],
-    ));
     // The floor, measured in the same run with the scenario's fan-out.
     let fanout = match a.scenario.scenario {
         crate::scenario::Kind::Conference => a.scenario.participants.saturating_sub(1).max(1),
@@ -218,12 +369,21 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     };
     let floor = crate::floor::measure(fanout, 100_000)?;
     let f = floor.cpu_us_per_forwarded_packet;
+    let mut floor_row = String::from("| CPU per forwarded packet ÷ floor (median) |");
+    for i in 0..n {
+        floor_row.push_str(&format!(
+            " {:.2} |",
+            spread(&all(&["server", "cpu_us_per_forwarded_packet"], i)).0 / f
+        ));
+    }
     md.push_str(&format!(
-        "\nFloor (receive, AES-256-GCM per subscriber, GSO send; {fanout} subscribers, same run): {f:.2} µs per forwarded packet.\n\n\
-         | | switchboard | janus |\n|---|---:|---:|\n| CPU per forwarded packet ÷ floor (median) | {:.2} | {:.2} |\n",
-        spread(&all(&["server", "cpu_us_per_forwarded_packet"], 0)).0 / f,
-        spread(&all(&["server", "cpu_us_per_forwarded_packet"], 1)).0 / f,
+        "\nFloor (receive, AES-256-GCM per subscriber, GSO send; {fanout} subscribers, same run): {f:.2} µs per forwarded packet.\n\n| | {} |\n|---|{}\n{floor_row}\n",
+        names.join(" | "),
+        "---:|".repeat(n),
     ));
+    for note in &notes {
+        md.push_str(&format!("\nNote: {note}\n"));
+    }
     std::fs::write(
         out_dir.join("floor.json"),
         serde_json::to_string_pretty(&floor)?,
@@ -236,6 +396,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     );
     drop(sb);
     drop(janus);
+    drop(_ms);
     drop(pair);
     Ok(())
 }

@@ -29,6 +29,8 @@ pub enum TargetKind {
     },
     /// Janus VideoRoom over its HTTP API at this base URL (`http://IP:8088/janus`).
     Janus { base: String },
+    /// mediasoup through the bridge in `loadtest/mediasoup/` (`http://IP:PORT`).
+    Mediasoup { base: String },
 }
 
 /// What every participant task shares.
@@ -68,6 +70,7 @@ pub async fn run(plan: Plan, ctx: Arc<Ctx>) {
             run_switchboard(&plan, &ctx, ws_url, keys, key).await
         }
         TargetKind::Janus { base } => crate::janus::run(&plan, &ctx, base).await,
+        TargetKind::Mediasoup { base } => crate::mediasoup::run(&plan, &ctx, base).await,
     };
     if let Err(reason) = r {
         ctx.agg.lock().fail_join(reason);

@@ -10,6 +10,7 @@ mod driver;
 mod floor;
 mod guard;
 mod janus;
+mod mediasoup;
 mod metrics;
 mod netns;
 mod procstat;
@@ -90,9 +91,11 @@ pub struct TargetArgs {
     /// `key:secret` of the running server (with --url).
     #[arg(long, env = "SWITCHBOARD_KEYS")]
     keys: Option<String>,
-    /// The running server's pid, for CPU and memory (with --url).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The running server's pid, for CPU and memory (with --url); several, comma
+    /// separated, for a server of several processes (mediasoup: Node and its workers),
+    /// counted together and reported each alone.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// The server binary to spawn (default: `switchboard` next to this binary).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -108,6 +111,7 @@ pub struct TargetArgs {
 pub enum ServerKind {
     Switchboard,
     Janus,
+    Mediasoup,
 }
 
 #[derive(Args, Clone)]
@@ -196,7 +200,7 @@ fn write_outputs(report: &Report, out: &OutputArgs) -> anyhow::Result<()> {
 struct Resolved {
     name: String,
     kind: TargetKind,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     _spawned: Option<target::Spawned>,
 }
 
@@ -209,7 +213,18 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
                 kind: TargetKind::Janus {
                     base: format!("http://{addr}/janus"),
                 },
-                pid: t.server_pid,
+                pids: t.server_pid.clone(),
+                _spawned: None,
+            })
+        }
+        Some(url) if t.server == ServerKind::Mediasoup => {
+            let addr = allowed.check_url(url)?;
+            Ok(Resolved {
+                name: format!("mediasoup at {addr}"),
+                kind: TargetKind::Mediasoup {
+                    base: format!("http://{addr}"),
+                },
+                pids: t.server_pid.clone(),
                 _spawned: None,
             })
         }
@@ -228,7 +243,7 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
                     keys: KeyStore::new(pairs),
                     key,
                 },
-                pid: t.server_pid,
+                pids: t.server_pid.clone(),
                 _spawned: None,
             })
         }
@@ -250,7 +265,7 @@ fn resolve(t: &TargetArgs, allowed: &Allowed) -> anyhow::Result<Resolved> {
                     )]),
                     key: target::SPAWN_KEY.into(),
                 },
-                pid: Some(pid),
+                pids: vec![pid],
                 _spawned: Some(s),
             })
         }
@@ -320,8 +335,10 @@ async fn drive(
         seed: s.seed,
         publishers_per_room: s.publishers_per_room(),
     });
-    let harness0 = procstat::own().unwrap_or_default();
-    let baseline_rss = target.pid.and_then(procstat::sample).map_or(0, |p| p.rss);
+    // The harness's own CPU, over the same window as the server's.
+    let (mut harness0, mut harness1) = (None, None);
+    let sample_server = || procstat::sample_all(&target.pids);
+    let baseline_rss = sample_server().map_or(0, |p| p.0.rss);
     let mut tasks = Vec::new();
     for plan in plans {
         let ctx = ctx.clone();
@@ -337,9 +354,12 @@ async fn drive(
     };
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
     let mut timeline = Vec::new();
-    let mut prev = target.pid.and_then(procstat::sample);
+    let mut prev = sample_server().map(|s| s.0);
     let mut window: Option<(Instant, procstat::ProcSample, u64)> = None;
     let mut window_end: Option<(Instant, procstat::ProcSample, u64)> = None;
+    // Each server process alone, at the window's start and end.
+    let (mut each0, mut each1): (Vec<procstat::ProcSample>, Vec<procstat::ProcSample>) =
+        (Vec::new(), Vec::new());
     let mut peak_rss = 0u64;
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
@@ -348,7 +368,8 @@ async fn drive(
     while Instant::now() < leave_at {
         tick.tick().await;
         let now = Instant::now();
-        let sample = target.pid.and_then(procstat::sample);
+        let both = sample_server();
+        let sample = both.as_ref().map(|s| s.0);
         let server = match (sample, prev) {
             (Some(a), Some(b)) => {
                 Some(((a.cpu.as_secs_f64() - b.cpu.as_secs_f64()).max(0.0), a.rss))
@@ -366,9 +387,13 @@ async fn drive(
         };
         if window.is_none() && now >= window_start {
             window = Some((now, sample.unwrap_or_default(), packets));
+            each0 = both.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+            harness0 = procstat::own();
         }
         if window_end.is_none() && now >= produce_until {
             window_end = Some((now, sample.unwrap_or_default(), packets));
+            each1 = both.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+            harness1 = procstat::own();
         }
         bar.set_message(format!(
             "joined {} | {:.2} Mbps | p50 {:.1} ms p99 {:.1} ms | server CPU {}",
@@ -387,7 +412,8 @@ async fn drive(
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
     bar.finish_and_clear();
-    let harness1 = procstat::own().unwrap_or_default();
+    let harness1 = harness1.or_else(procstat::own).unwrap_or_default();
+    let harness0 = harness0.unwrap_or_default();
     let a = ctx.agg.lock();
     let (w0, w1) = match (window, window_end) {
         (Some(w0), Some(w1)) => (w0, w1),
@@ -399,11 +425,18 @@ async fn drive(
     };
     let measured = (w1.0 - w0.0).as_secs_f64().max(0.001);
     let forwarded = w1.2.saturating_sub(w0.2);
-    let server = target.pid.map(|pid| {
+    let server = target.pids.first().map(|&pid| {
         let cpu = (w1.1.cpu.as_secs_f64() - w0.1.cpu.as_secs_f64()).max(0.0);
+        let by_process = target
+            .pids
+            .iter()
+            .zip(each0.iter().zip(&each1))
+            .map(|(p, (a, b))| (*p, (b.cpu.as_secs_f64() - a.cpu.as_secs_f64()).max(0.0)))
+            .collect();
         ServerReport {
             pid,
             cpu_seconds: cpu,
+            cpu_seconds_by_process: by_process,
             cpu_us_per_forwarded_packet: if forwarded > 0 {
                 cpu * 1e6 / forwarded as f64
             } else {

@@ -170,6 +170,9 @@ pub struct LossReport {
 pub struct ServerReport {
     pub pid: u32,
     pub cpu_seconds: f64,
+    /// (pid, CPU seconds in the window) of each server process (several for mediasoup:
+    /// the Node process first, then its workers).
+    pub cpu_seconds_by_process: Vec<(u32, f64)>,
     /// Server CPU time divided by the packets the subscribers received in the measured
     /// window (each forwarded packet reaches one subscriber).
     pub cpu_us_per_forwarded_packet: f64,
@@ -193,6 +196,7 @@ pub struct Report {
     /// Video packets received per simulcast layer (q, h, f).
     pub layers: BTreeMap<String, u64>,
     pub server: Option<ServerReport>,
+    /// The harness's CPU time in the measured window (as the server's).
     pub harness_cpu_seconds: f64,
     pub timeline: Vec<TimelinePoint>,
 }

@@ -41,6 +41,20 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// The processes of one server together (Node and its mediasoup workers): CPU summed,
+/// RSS summed, and each alone. None if any of them is gone.
+pub fn sample_all(pids: &[u32]) -> Option<(ProcSample, Vec<ProcSample>)> {
+    if pids.is_empty() {
+        return None;
+    }
+    let each: Vec<ProcSample> = pids.iter().map(|p| sample(*p)).collect::<Option<_>>()?;
+    let total = ProcSample {
+        cpu: each.iter().map(|s| s.cpu).sum(),
+        rss: each.iter().map(|s| s.rss).sum(),
+    };
+    Some((total, each))
+}
+
 /// CPU time of this process (the harness itself).
 pub fn own() -> Option<ProcSample> {
     sample(std::process::id())
