@@ -39,6 +39,8 @@ if [ ! -d loadtest/mediasoup/node_modules/sdp-transform ]; then
   (cd loadtest/mediasoup && npm ci --ignore-scripts --no-audit --no-fund)
 fi
 (cd loadtest/mediasoup && npm test)
+# Its smoke test (also part of `cargo test` above), shown uncaptured so that a skip says why.
+cargo test -q -p loadtest --test mediasoup_smoke -- --nocapture
 
 echo "== fuzz targets: regression inputs, then ${FUZZ_SECONDS:-20} s each (cargo-fuzz, libFuzzer + ASan)"
 bash fuzz/run.sh "${FUZZ_SECONDS:-20}"

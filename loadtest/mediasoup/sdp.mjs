@@ -193,6 +193,17 @@ const rtpLines = (codecs) => ({
   payloads: codecs.map((c) => c.payloadType).join(' '),
 });
 
+/** What every m-section of ours carries: codecs, extensions, and mediasoup's ICE. */
+const mediaSection = (kind, rp, transport) => ({
+  type: kind,
+  port: 7,
+  protocol: 'UDP/TLS/RTP/SAVPF',
+  connection: { version: 4, ip: '127.0.0.1' },
+  ...rtpLines(rp.codecs),
+  ext: rp.headerExtensions.map((e) => ({ value: e.id, uri: e.uri })),
+  ...iceLines(transport),
+});
+
 /**
  * The answer to a publisher's offer: ICE-lite, mediasoup's candidates and fingerprint,
  * DTLS `passive` when the offerer may be client, and per m-line the accepted codecs,
@@ -220,15 +231,8 @@ export function publishAnswer(offer, transport, produced, sessionId) {
       });
       continue;
     }
-    const rp = p.rtpParameters;
     answer.media.push({
-      type: m.type,
-      port: 7,
-      protocol: 'UDP/TLS/RTP/SAVPF',
-      connection: { version: 4, ip: '127.0.0.1' },
-      ...rtpLines(rp.codecs),
-      ext: rp.headerExtensions.map((e) => ({ value: e.id, uri: e.uri })),
-      ...iceLines(transport),
+      ...mediaSection(m.type, p.rtpParameters, transport),
       setup: remoteSetup === 'active' ? 'passive' : remoteSetup === 'passive' ? 'active' : 'passive',
       mid: p.mid,
       direction: 'recvonly',
@@ -270,13 +274,7 @@ export function subscribeOffer(transport, consumers, sessionId) {
       ssrcGroups.push({ semantics: 'FID', ssrcs: `${enc.ssrc} ${enc.rtx.ssrc}` });
     }
     offer.media.push({
-      type: c.kind,
-      port: 7,
-      protocol: 'UDP/TLS/RTP/SAVPF',
-      connection: { version: 4, ip: '127.0.0.1' },
-      ...rtpLines(rp.codecs),
-      ext: rp.headerExtensions.map((e) => ({ value: e.id, uri: e.uri })),
-      ...iceLines(transport),
+      ...mediaSection(c.kind, rp, transport),
       setup: 'actpass',
       mid: c.mid,
       msid: [{ id: c.streamId, appdata: c.trackId }],

@@ -1128,17 +1128,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn route_table() {
-        use Action::*;
-        let mut t = Track::new(
+    /// A video track of publisher 1 in room "r" with these simulcast rids.
+    fn video_track(rids: &[&str]) -> Track {
+        let rids: Vec<String> = rids.iter().map(|r| r.to_string()).collect();
+        Track::new(
             TrackId(1),
             RoomId::from("r"),
             ParticipantId(1),
             Mid::from("1"),
             TrackKind::Video,
-            &["q".into(), "h".into()],
-        );
+            &rids,
+        )
+    }
+
+    #[test]
+    fn route_table() {
+        use Action::*;
+        let mut t = video_track(&["q", "h"]);
         let (q, h) = (
             t.layer_index(Some(Rid::from("q")), 10),
             t.layer_index(Some(Rid::from("h")), 20),
@@ -1231,14 +1237,7 @@ mod tests {
     #[test]
     fn target_is_best_active_layer() {
         let t0 = crate::test_clock::origin();
-        let mut t = Track::new(
-            TrackId(1),
-            RoomId::from("r"),
-            ParticipantId(1),
-            Mid::from("1"),
-            TrackKind::Video,
-            &["q".into(), "h".into(), "f".into()],
-        );
+        let mut t = video_track(&["q", "h", "f"]);
         assert_eq!(t.target_layer(t0), None);
         let q = t.layer_index(Some(Rid::from("q")), 10);
         t.layers[q].last_seen = Some(t0);
