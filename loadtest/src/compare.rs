@@ -57,6 +57,9 @@ fn spread(xs: &[f64]) -> (f64, f64, f64) {
 }
 
 fn cell(xs: &[f64]) -> String {
+    if !xs.iter().any(|x| x.is_finite()) {
+        return "failed".into();
+    }
     let (m, lo, hi) = spread(xs);
     if xs.len() > 1 {
         format!("{m:.2} ({lo:.2}–{hi:.2})")
@@ -253,8 +256,19 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         }
         rounds.push(reports);
     }
+    // A run that delivered no media has no figures (its zeros would read as a result).
+    let delivered = |r: &Value| r["received"]["streams_with_media"].as_u64().unwrap_or(0) > 0;
     let all = |path: &[&str], i: usize| -> Vec<f64> {
-        rounds.iter().map(|r| metric(&r[i], path)).collect()
+        rounds
+            .iter()
+            .map(|r| {
+                if delivered(&r[i]) {
+                    metric(&r[i], path)
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect()
     };
     let rows: [(&str, &[&str], bool); 9] = [
         (
@@ -371,10 +385,12 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let f = floor.cpu_us_per_forwarded_packet;
     let mut floor_row = String::from("| CPU per forwarded packet ÷ floor (median) |");
     for i in 0..n {
-        floor_row.push_str(&format!(
-            " {:.2} |",
-            spread(&all(&["server", "cpu_us_per_forwarded_packet"], i)).0 / f
-        ));
+        let x = spread(&all(&["server", "cpu_us_per_forwarded_packet"], i)).0 / f;
+        floor_row.push_str(&if x.is_finite() {
+            format!(" {x:.2} |")
+        } else {
+            " failed |".to_string()
+        });
     }
     md.push_str(&format!(
         "\nFloor (receive, AES-256-GCM per subscriber, GSO send; {fanout} subscribers, same run): {f:.2} µs per forwarded packet.\n\n| | {} |\n|---|{}\n{floor_row}\n",
