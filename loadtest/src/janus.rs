@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 use sfu_core::testkit::SimClient;
-use sfu_core::{OfferedTrack, ParticipantId, TrackId, TrackKind};
+use sfu_core::ParticipantId;
 use tokio::sync::mpsc;
 
 use crate::driver::{short, Ctx, CONNECT_TIMEOUT};
@@ -244,27 +244,7 @@ impl Signal for JanusSignal {
                 }
             }
             Some("attached") => {
-                let tracks = data["streams"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .enumerate()
-                            .filter_map(|(i, s)| {
-                                let kind = match s["type"].as_str()? {
-                                    "audio" => TrackKind::Audio,
-                                    "video" => TrackKind::Video,
-                                    _ => return None,
-                                };
-                                Some(OfferedTrack {
-                                    mid: s["mid"].as_str()?.to_string(),
-                                    track: TrackId(i as u64),
-                                    publisher: ParticipantId(s["feed_id"].as_u64().unwrap_or(0)),
-                                    kind,
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let tracks = crate::session::offered_tracks(&data["streams"], "type", "feed_id");
                 if let (Some(sdp), Some(h)) = (sdp, self.subscriber) {
                     let answer = client
                         .accept_subscribe_offer(sdp, tracks)

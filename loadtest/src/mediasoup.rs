@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 use sfu_core::testkit::SimClient;
-use sfu_core::{OfferedTrack, ParticipantId, TrackId, TrackKind};
+use sfu_core::{OfferedTrack, ParticipantId};
 use tokio::sync::mpsc;
 
 use crate::driver::{short, Ctx, CONNECT_TIMEOUT};
@@ -132,27 +132,7 @@ struct MediasoupSignal {
 
 /// The tracks of a subscribe reply, as the harness's client names them.
 fn offered_tracks(v: &Value) -> Vec<OfferedTrack> {
-    v["tracks"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .enumerate()
-                .filter_map(|(i, t)| {
-                    let kind = match t["kind"].as_str()? {
-                        "audio" => TrackKind::Audio,
-                        "video" => TrackKind::Video,
-                        _ => return None,
-                    };
-                    Some(OfferedTrack {
-                        mid: t["mid"].as_str()?.to_string(),
-                        track: TrackId(i as u64),
-                        publisher: ParticipantId(t["publisher"].as_u64().unwrap_or(0)),
-                        kind,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::session::offered_tracks(&v["tracks"], "kind", "publisher")
 }
 
 impl Signal for MediasoupSignal {
@@ -250,6 +230,7 @@ pub async fn run(plan: &Plan, ctx: &Ctx, base: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sfu_core::TrackKind;
 
     #[test]
     fn subscribe_replies_name_their_tracks() {

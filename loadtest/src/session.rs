@@ -16,6 +16,32 @@ use crate::driver::Ctx;
 use crate::metrics::Agg;
 use crate::scenario::Plan;
 
+/// The tracks a rival's subscribe offer carries, from a JSON list in which each entry
+/// names its kind, mid and publisher under the given keys (Janus: `type`/`mid`/`feed_id`;
+/// the mediasoup bridge: `kind`/`mid`/`publisher`). Entries of other kinds are skipped.
+pub fn offered_tracks(list: &Value, kind: &str, publisher: &str) -> Vec<sfu_core::OfferedTrack> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .filter_map(|(i, t)| {
+                    let kind = match t[kind].as_str()? {
+                        "audio" => TrackKind::Audio,
+                        "video" => TrackKind::Video,
+                        _ => return None,
+                    };
+                    Some(sfu_core::OfferedTrack {
+                        mid: t["mid"].as_str()?.to_string(),
+                        track: sfu_core::TrackId(i as u64),
+                        publisher: ParticipantId(t[publisher].as_u64().unwrap_or(0)),
+                        kind,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A target's signaling, as the media loop sees it.
 pub trait Signal {
     /// A message from the server (WebSocket message, Janus event).

@@ -8,7 +8,8 @@
 //!
 //! Modules: [`rewrite`] (sequence number / timestamp / VP8 picture-id continuity),
 //! [`keyframe`] (detection and request throttling), [`demux`] (which peer a datagram is
-//! for), `forward` (layer choice and forwarding), and with the `testkit` feature a
+//! for), `track` (published tracks and their layers), `forward` (per-subscriber layer choice
+//! and forwarding), and with the `testkit` feature a
 //! simulated network and simulated str0m clients on a virtual clock.
 
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod speaker;
 #[cfg(test)]
 mod test_clock;
 mod timers;
+mod track;
 pub mod vp8;
 
 #[cfg(feature = "testkit")]

@@ -33,10 +33,9 @@ pub(crate) struct Pc {
     /// [`Timers`] (None before the first drain).
     pub timeout: Option<Instant>,
     pub connected: bool,
-    /// Media was written since the clock was last advanced: the shard advances it once,
-    /// at the end of the turn, for every packet written meanwhile.
-    pub dirty: bool,
-    /// Packets written since the clock was last advanced.
+    /// Packets written since the clock was last advanced. While it is not zero the
+    /// connection is on the shard's flush list: it is advanced at the end of the turn,
+    /// once for all of them (and its pacer settled, up to this many rounds).
     pub written: usize,
     /// Why this connection failed, once it has: from then on it is inert (every call
     /// returns the failure, nothing more is written to it) until the shard removes it.
@@ -140,7 +139,6 @@ impl Pc {
             addrs: Vec::new(),
             timeout: None,
             connected: false,
-            dirty: false,
             written: 0,
             failed: None,
             #[cfg(feature = "testkit")]
@@ -223,7 +221,6 @@ impl Pc {
     /// Bring the Rtc's clock to `now` (its timers, and the packets written since the last
     /// advance leave). A str0m error here is a failure of the connection.
     pub fn advance(&mut self, now: Instant) -> Result<(), PcFailure> {
-        self.dirty = false;
         match self.guarded(|rtc| rtc.handle_input(str0m::Input::Timeout(now))) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(self.fail(PcFailure::Error)),

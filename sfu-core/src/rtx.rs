@@ -26,6 +26,8 @@ const ROUND_TRIPS: u32 = 4;
 const MARGIN: Duration = Duration::from_millis(100);
 const MIN_AGE: Duration = Duration::from_millis(250);
 const MAX_AGE: Duration = Duration::from_millis(2_000);
+/// Resends allowed, as a share of a stream's bytes (str0m's `rtx_ratio_cap`).
+const RESEND_CAP: f32 = 0.5;
 /// Packet rate assumed for a video track not measured yet.
 const DEFAULT_VIDEO_PPS: u32 = 250;
 
@@ -54,6 +56,15 @@ impl RtxCache {
         // A quarter more for bursts (a keyframe arrives faster than the average rate).
         let packets = (held + held / 4 + 8).min(MAX_VIDEO_PACKETS);
         Self { packets, age }
+    }
+
+    /// Set this cache on an outgoing stream (str0m empties what the stream held). str0m
+    /// drops queued resends once they pass 15 % of the stream's bytes; a lossy link (5 %
+    /// each way, retried NACKs) needs more, so up to half — which also bounds what a
+    /// subscriber's NACKs can make the server resend — and the allocator lowers the layer
+    /// if it hurts.
+    pub fn apply(&self, tx: &mut str0m::rtp::StreamTx) {
+        tx.set_rtx_cache(self.packets, self.age, Some(RESEND_CAP));
     }
 
     /// Whether this cache is too small for `want` by more than a fifth (a smaller want

@@ -328,7 +328,7 @@ impl Shard {
         };
         if due {
             pc.timeout = None;
-        } else if !pc.dirty {
+        } else if pc.written == 0 {
             return; // already advanced in this turn by its timer
         }
         let mut r = pc
