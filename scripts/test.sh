@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test of the project. Installs what the tests need (Chromium from Debian,
+# Runs every test of the project. Installs what the tests need (Chromium and Firefox ESR from Debian,
 # npm packages) if it is missing; safe to run again. Used by `.ci/run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
@@ -15,7 +16,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
+# Reinstalled when package-lock.json is newer than what npm last installed.
+if [ ! -f tests/browser/node_modules/.package-lock.json ] \
+   || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
   echo "== installing npm packages for the browser tests"
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
@@ -45,7 +48,7 @@ cargo test -q -p loadtest --test mediasoup_smoke -- --nocapture
 echo "== fuzz targets: regression inputs, then ${FUZZ_SECONDS:-20} s each (cargo-fuzz, libFuzzer + ASan)"
 bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
 
-echo "== browser end-to-end tests (headless Chromium)"
+echo "== browser end-to-end tests (headless Chromium and Firefox ESR; Eyevinn's WHIP/WHEP clients)"
 # Inside a private network namespace with only loopback when we may create one, so that
 # every packet provably stays on 127.0.0.1.
 run_browser_tests() { (cd tests/browser && npm test); }

@@ -156,7 +156,8 @@ async function join() {
     $('#join-form').hidden = true;
     $('#controls').hidden = false;
     status(`in room ${joined.room} as ${joined.participant.name}`);
-    await client.publish(stream, { simulcast: params.get('simulcast') !== '0' });
+    // quality=low publishes one 640×360 encoding; simulcast=0 turns simulcast off at any size.
+    await client.publish(stream, { simulcast: !small && params.get('simulcast') !== '0' });
   } catch (e) {
     status(`could not join: ${e.message}`);
     state.errors.push({ code: 'join', message: e.message });

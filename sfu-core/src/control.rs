@@ -10,6 +10,7 @@ use str0m::change::SdpOffer;
 use crate::api::{CommandError, Event};
 use crate::forward::Subscription;
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
+use crate::msid;
 use crate::shard::{Shard, WhepTarget};
 
 impl Shard {
@@ -151,7 +152,11 @@ impl Shard {
         target: Option<ParticipantId>,
         sdp: &str,
     ) {
-        let offer = match SdpOffer::from_sdp_string(sdp) {
+        let stream = match target {
+            Some(t) => msid::publisher_stream(t),
+            None => msid::SPEAKER_STREAM.to_string(),
+        };
+        let offer = match SdpOffer::from_sdp_string(&msid::with_stream_id(sdp, &stream)) {
             Ok(o) => o,
             Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
         };

@@ -22,6 +22,7 @@ mod dynacast;
 mod forward;
 pub mod ids;
 pub mod keyframe;
+mod msid;
 mod pc;
 pub mod rewrite;
 mod rtx;

@@ -809,7 +809,7 @@ impl Shard {
             let mid = api.add_media(
                 track.kind.into(),
                 Direction::SendOnly,
-                Some(format!("p{}", track.publisher)),
+                Some(crate::msid::publisher_stream(track.publisher)),
                 Some(format!("t{t}")),
                 None,
             );

@@ -665,3 +665,73 @@ fn a_panicking_peer_is_removed_and_nobody_else_notices() {
     let v = sim.client(a).stream_from(idb, TrackKind::Video).unwrap();
     assert!(v.video_arrivals.iter().all(|t| *t < at + secs(1)));
 }
+
+/// (mid, msid stream id) of every audio/video m-line of an SDP that has an `a=msid`.
+fn msid_streams(sdp: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut mid = None;
+    for l in sdp.lines() {
+        if l.starts_with("m=") {
+            mid = None;
+        } else if let Some(m) = l.strip_prefix("a=mid:") {
+            mid = Some(m.trim().to_string());
+        } else if let Some(v) = l.strip_prefix("a=msid:") {
+            let stream = v.split(' ').next().unwrap_or_default().to_string();
+            out.push((mid.clone().expect("a=mid before a=msid"), stream));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_publishers_tracks_share_one_stream_id_across_renegotiations_and_in_whep() {
+    use std::collections::BTreeMap;
+    let mut sim = Sim::new(Instant::now(), 31);
+    let a = sim.join("room", ClientSpec::av());
+    let b = sim.join("room", ClientSpec::av());
+    let c = sim.join("room", ClientSpec::av());
+    sim.run_for(secs(2));
+    // A fourth publisher later: c's subscriber connection is renegotiated.
+    let d = sim.join("room", ClientSpec::av());
+    sim.run_for(secs(2));
+    let ids = [a, b, d].map(|x| sim.client(x).id);
+    let viewer = sim.client(c);
+    assert!(viewer.sdps_received.len() >= 2, "c got a renegotiation");
+    // publisher → the stream ids its m-lines carried, over every offer c received.
+    let mut by_publisher: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mids: BTreeMap<String, String> = viewer
+        .offered
+        .iter()
+        .map(|t| (t.mid.clone(), t.publisher.to_string()))
+        .collect();
+    for sdp in &viewer.sdps_received {
+        for (mid, stream) in msid_streams(sdp) {
+            by_publisher
+                .entry(mids[&mid].clone())
+                .or_default()
+                .push(stream);
+        }
+    }
+    assert_eq!(by_publisher.len(), 3, "{by_publisher:?}");
+    let mut seen = Vec::new();
+    for (publisher, streams) in &by_publisher {
+        // two m-lines (audio and video) in each offer that carried them
+        assert!(streams.len() >= 2, "{publisher}: {streams:?}");
+        assert!(streams.iter().all(|s| s == &streams[0]), "{publisher}: {streams:?}");
+        seen.push(streams[0].clone());
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "one stream id per publisher: {seen:?}");
+    // WHEP answers: one stream id for both m-lines, for a fixed target and the speaker view.
+    let fixed = sim.join_whep("room", Some(ids[1]));
+    let follower = sim.join_whep("room", None);
+    sim.run_for(secs(1));
+    for w in [fixed, follower] {
+        let answer = sim.client(w).sdps_received.first().expect("WHEP answer").clone();
+        let streams = msid_streams(&answer);
+        assert_eq!(streams.len(), 2, "{answer}");
+        assert_eq!(streams[0].1, streams[1].1, "{answer}");
+    }
+    let fixed_answer = &sim.client(fixed).sdps_received[0];
+    assert_eq!(msid_streams(fixed_answer)[0].1, format!("p{}", ids[1]));
+}

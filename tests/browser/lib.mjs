@@ -156,3 +156,27 @@ export function shapedNet(tag = String(process.pid % 10000)) {
     cleanup,
   };
 }
+
+// Debian's Firefox ESR, driven by puppeteer-core over WebDriver BiDi (no geckodriver).
+// The four prefs are needed in a loopback-only namespace: a fake camera and microphone,
+// no permission prompt, fake capture counted as capture (else Firefox looks for a default
+// route, finds none and gathers no candidate), and 127.0.0.1 candidates.
+export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
+export const FIREFOX_PREFS = {
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.disabled': true,
+  'media.navigator.permission.fake': true,
+  'media.peerconnection.ice.loopback': true,
+  'media.autoplay.default': 0,
+};
+
+export async function openFirefox(url) {
+  const { default: puppeteer } = await import('puppeteer-core');
+  const browser = await puppeteer.launch({
+    browser: 'firefox', executablePath: FIREFOX, headless: true, extraPrefsFirefox: FIREFOX_PREFS,
+  });
+  const page = (await browser.pages())[0] || (await browser.newPage());
+  page.on('console', (m) => { if (m.type() === 'error') console.log(`[firefox] ${m.text()}`); });
+  await page.goto(url);
+  return { page, close: () => browser.close() };
+}

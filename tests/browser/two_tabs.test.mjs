@@ -27,6 +27,11 @@ test('two browsers see and hear each other; a leaver disappears', async () => {
       assert.ok(s2.audio.packetsReceived > s1.audio.packetsReceived + 50, 'audio packets keep arriving');
       assert.ok(s2.audio.totalSamplesReceived > s1.audio.totalSamplesReceived, 'audio is decoded');
       assert.deepEqual(await p.page.evaluate(() => window.sb.errors), []);
+      // quality=low publishes one 640×360 encoding, not three simulcast layers.
+      const out = await p.page.evaluate(async () => [...(await window.sb.client.pubPc.getStats()).values()]
+        .filter((s) => s.type === 'outbound-rtp' && s.kind === 'video').map((s) => ({ rid: s.rid, w: s.frameWidth })));
+      assert.equal(out.length, 1, `one video encoding: ${JSON.stringify(out)}`);
+      assert.ok(!out[0].rid && out[0].w <= 640, JSON.stringify(out));
     }
     // Alice mutes her microphone: Bob's page shows it on her tile; then unmutes.
     await a.page.click('#mic');

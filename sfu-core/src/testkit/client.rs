@@ -269,6 +269,8 @@ pub struct SimClient {
     /// The latest track map from the server's offers.
     pub offered: Vec<OfferedTrack>,
     pub offers_received: u32,
+    /// The SDP the server sent this client, in order (subscribe offers, WHEP answers).
+    pub sdps_received: Vec<String>,
     pub keyframe_requests_received: u32,
     pub connected: bool,
     /// NACKs this client's subscriber connection sent, per (mid, rid) (cumulative).
@@ -306,6 +308,7 @@ impl SimClient {
             received: BTreeMap::new(),
             offered: Vec::new(),
             offers_received: 0,
+            sdps_received: Vec::new(),
             keyframe_requests_received: 0,
             connected: false,
             outbox: Vec::new(),
@@ -417,10 +420,11 @@ impl SimClient {
         else {
             return false;
         };
-        match pc.pending.take() {
-            Some(pending) => pc.rtc.sdp_api().accept_answer(pending, answer).is_ok(),
-            None => false,
-        }
+        let Some(pending) = pc.pending.take() else {
+            return false;
+        };
+        self.sdps_received.push(sdp.to_string());
+        pc.rtc.sdp_api().accept_answer(pending, answer).is_ok()
     }
 
     pub fn accept_subscribe_offer(
@@ -429,6 +433,7 @@ impl SimClient {
         tracks: Vec<OfferedTrack>,
     ) -> Option<String> {
         self.offers_received += 1;
+        self.sdps_received.push(sdp.to_string());
         self.offered = tracks;
         let pc = self.subscriber.as_mut()?;
         let offer = SdpOffer::from_sdp_string(sdp).ok()?;
