@@ -14,6 +14,7 @@ use serde_json::Value;
 use sfu_core::testkit::{ClientSpec, SimClient};
 use sfu_core::{ParticipantId, TrackKind};
 use signaling::{Claims, KeyStore, VideoGrant};
+use str0m::media::{Direction, MediaKind};
 
 fn tok(video: VideoGrant, secret: &str) -> String {
     KeyStore::new([(KEY.to_string(), secret.to_string())])
@@ -361,6 +362,13 @@ async fn whep_errors() {
             StatusCode::UNAUTHORIZED,
         ),
         (
+            "/whep/w/alice?access_token=forged.token.here",
+            None,
+            "application/sdp",
+            offer.clone(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
             "/whep/w/alice",
             Some(no_sub.as_str()),
             "application/sdp",
@@ -393,6 +401,125 @@ async fn whep_errors() {
         assert_eq!(r.status(), want, "{path}");
     }
     assert_eq!(members(&server, "w").await, 1, "no half-created viewers");
+}
+
+/// A WHEP viewer's offer made by str0m (ICE and DTLS attributes, no candidates): these
+/// m-lines, in order, and a data channel when `data`.
+fn viewer_offer(lines: &[(MediaKind, Direction)], data: bool) -> String {
+    let mut rtc = str0m::RtcConfig::new().build(Instant::now());
+    let mut api = rtc.sdp_api();
+    for (kind, dir) in lines {
+        api.add_media(*kind, *dir, None, None, None);
+    }
+    if data {
+        api.add_channel("chat".into());
+    }
+    api.apply().expect("an offer").0.to_sdp_string()
+}
+
+/// The answer's audio/video m-lines: (kind, port, direction attribute).
+fn answered(sdp: &str) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for l in sdp.lines() {
+        if let Some(m) = l.strip_prefix("m=") {
+            let f: Vec<&str> = m.split(' ').collect();
+            out.push((f[0].into(), f[1].into(), String::new()));
+        } else if let Some(last) = out.last_mut() {
+            if ["a=sendonly", "a=recvonly", "a=sendrecv", "a=inactive"].contains(&l.trim()) {
+                last.2 = l.trim()[2..].to_string();
+            }
+        }
+    }
+    out.retain(|(k, _, _)| k == "audio" || k == "video");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_offers_with_unusual_m_lines_are_answered_or_refused_cleanly() {
+    use str0m::media::{Direction::*, MediaKind::*};
+    let server = start_server();
+    let base = format!("http://{}", server.http);
+    let mut alice = ws(&server).await;
+    common::send(
+        &mut alice,
+        serde_json::json!({"type": "join", "token": token("u", "alice", 60)}),
+    )
+    .await;
+    assert_eq!(recv(&mut alice).await["type"], "joined");
+    let good = tok(VideoGrant::join("u"), SECRET);
+    let client = reqwest::Client::new();
+    // (what, m-lines offered, data channel, the kinds the answer must send; None: refused)
+    type Case<'a> = (&'a str, Vec<(MediaKind, Direction)>, bool, Option<&'a str>);
+    let cases: [Case; 5] = [
+        ("video only", vec![(Video, RecvOnly)], false, Some("video")),
+        ("audio only", vec![(Audio, RecvOnly)], false, Some("audio")),
+        (
+            "audio, video and a data channel",
+            vec![(Audio, RecvOnly), (Video, RecvOnly)],
+            true,
+            Some("audio video"),
+        ),
+        (
+            "one inactive m-line beside a receiving one",
+            vec![(Audio, Inactive), (Video, RecvOnly)],
+            false,
+            Some("video"),
+        ),
+        (
+            "every m-line inactive",
+            vec![(Audio, Inactive), (Video, Inactive)],
+            false,
+            None,
+        ),
+    ];
+    for (what, lines, data, sends) in cases {
+        let offer = viewer_offer(&lines, data);
+        let r = client
+            .post(format!("{base}/whep/u/alice?access_token={good}"))
+            .header("content-type", "application/sdp")
+            .body(offer.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let location = r.headers().get("location").cloned();
+        let body = r.text().await.unwrap();
+        match sends {
+            Some(kinds) => {
+                assert_eq!(status, StatusCode::CREATED, "{what}: {body}");
+                let m = answered(&body);
+                assert_eq!(
+                    m.len(),
+                    lines.len(),
+                    "{what}: one answer m-line per offered one"
+                );
+                let sending: Vec<&str> = m
+                    .iter()
+                    .filter(|(_, port, dir)| port != "0" && dir == "sendonly")
+                    .map(|(k, _, _)| k.as_str())
+                    .collect();
+                assert_eq!(sending.join(" "), kinds, "{what}: {body}");
+            }
+            None => {
+                assert!(status.is_client_error(), "{what}: {status} {body}");
+                let e: Value = serde_json::from_str(&body).expect("a JSON error");
+                assert!(
+                    e["message"].as_str().is_some_and(|m| !m.is_empty()),
+                    "{body}"
+                );
+            }
+        }
+        assert_eq!(
+            members(&server, "u").await,
+            1 + usize::from(location.is_some()),
+            "{what}: one viewer when answered, none when refused"
+        );
+        if let Some(l) = location {
+            let l = l.to_str().unwrap();
+            let r = client.delete(format!("{base}{l}")).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
 }
 
 /// Pump a WHIP client over the socket `active` of `socks`, for `d`, while a viewer runs.

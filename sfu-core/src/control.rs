@@ -188,11 +188,17 @@ impl Shard {
             }
         };
         let sdp = answer.to_sdp_string();
-        if !sdp.lines().any(|l| {
-            (l.starts_with("m=audio") || l.starts_with("m=video"))
-                && l.split(' ').nth(1) != Some("0")
-        }) {
-            return self.fail(id, CommandError::NoCommonCodec);
+        match answered_media(&sdp) {
+            Answered::Sends => {}
+            Answered::NoCodec => return self.fail(id, CommandError::NoCommonCodec),
+            Answered::Inactive => {
+                return self.fail(
+                    id,
+                    CommandError::BadSdp(
+                        "the offer has no active audio or video m-line to receive on".into(),
+                    ),
+                )
+            }
         }
         self.emit(Event::PublishAnswer {
             participant: id,
@@ -341,5 +347,68 @@ impl Shard {
             pwd: local_pass,
             candidate,
         });
+    }
+}
+
+/// What an answer to a WHEP offer does with its audio and video m-lines.
+#[derive(Debug, PartialEq, Eq)]
+enum Answered {
+    /// At least one is accepted and sends.
+    Sends,
+    /// All were rejected (port 0): no codec in common.
+    NoCodec,
+    /// Accepted, but none sends (the viewer offered them inactive or send-only).
+    Inactive,
+}
+
+fn answered_media(answer: &str) -> Answered {
+    let (mut accepted, mut sends) = (false, false);
+    let mut section: Option<bool> = None; // in an accepted audio/video m-line
+    for l in answer.lines().map(str::trim) {
+        if let Some(m) = l.strip_prefix("m=") {
+            let av = m.starts_with("audio ") || m.starts_with("video ");
+            section = (av && m.split(' ').nth(1) != Some("0")).then_some(true);
+            accepted |= section.is_some();
+        } else if section.is_some() && (l == "a=sendonly" || l == "a=sendrecv") {
+            sends = true;
+        }
+    }
+    match (accepted, sends) {
+        (_, true) => Answered::Sends,
+        (false, false) => Answered::NoCodec,
+        (true, false) => Answered::Inactive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{answered_media, Answered};
+
+    #[test]
+    fn what_a_whep_answer_sends() {
+        let m = |lines: &str| format!("v=0\r\ns=-\r\n{lines}");
+        for (sdp, want) in [
+            (m("m=video 9 X 96\r\na=sendonly\r\n"), Answered::Sends),
+            (
+                m("m=audio 0 X 0\r\nm=video 9 X 96\r\na=sendrecv\r\n"),
+                Answered::Sends,
+            ),
+            (m("m=audio 0 X 0\r\nm=video 0 X 0\r\n"), Answered::NoCodec),
+            (
+                m("m=application 9 X webrtc-datachannel\r\n"),
+                Answered::NoCodec,
+            ),
+            (
+                m("m=audio 9 X 111\r\na=inactive\r\nm=video 9 X 96\r\na=recvonly\r\n"),
+                Answered::Inactive,
+            ),
+            // a=sendonly on a rejected m-line counts for nothing
+            (
+                m("m=video 0 X 96\r\na=sendonly\r\nm=audio 9 X 111\r\na=inactive\r\n"),
+                Answered::Inactive,
+            ),
+        ] {
+            assert_eq!(answered_media(&sdp), want, "{sdp}");
+        }
     }
 }

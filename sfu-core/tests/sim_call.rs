@@ -717,7 +717,10 @@ fn a_publishers_tracks_share_one_stream_id_across_renegotiations_and_in_whep() {
     for (publisher, streams) in &by_publisher {
         // two m-lines (audio and video) in each offer that carried them
         assert!(streams.len() >= 2, "{publisher}: {streams:?}");
-        assert!(streams.iter().all(|s| s == &streams[0]), "{publisher}: {streams:?}");
+        assert!(
+            streams.iter().all(|s| s == &streams[0]),
+            "{publisher}: {streams:?}"
+        );
         seen.push(streams[0].clone());
     }
     seen.dedup();
@@ -727,7 +730,12 @@ fn a_publishers_tracks_share_one_stream_id_across_renegotiations_and_in_whep() {
     let follower = sim.join_whep("room", None);
     sim.run_for(secs(1));
     for w in [fixed, follower] {
-        let answer = sim.client(w).sdps_received.first().expect("WHEP answer").clone();
+        let answer = sim
+            .client(w)
+            .sdps_received
+            .first()
+            .expect("WHEP answer")
+            .clone();
         let streams = msid_streams(&answer);
         assert_eq!(streams.len(), 2, "{answer}");
         assert_eq!(streams[0].1, streams[1].1, "{answer}");

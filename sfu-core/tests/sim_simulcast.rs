@@ -571,3 +571,61 @@ fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
         "picture ids consecutive: {pics:?}"
     );
 }
+
+/// Firefox's simulcast has no temporal layers (it ignores L1T3): on the same 1.2 Mbps
+/// link where an L1T3 publisher's f layer goes on at a lower frame rate, an L1T1
+/// publisher's subscriber must step down a whole layer to h at the full frame rate, and
+/// on an open link get f, with nothing waiting for a temporal step that never comes.
+#[test]
+fn an_l1t1_publisher_degrades_by_resolution_alone() {
+    let mut sim = Sim::new(Instant::now(), 24);
+    let a = sim.join(
+        "room",
+        ClientSpec {
+            temporal_layers: 1,
+            ..ClientSpec::simulcast()
+        },
+    );
+    let open = sim.join("room", ClientSpec::viewer());
+    let tight = sim.join("room", ClientSpec::viewer());
+    sim.cap_downlink(open, 4_000);
+    sim.cap_downlink(tight, 1_200);
+    sim.run_for(secs(30));
+    let id = sim.client(a).id;
+    let (from, to) = (sim.now - secs(4), sim.now);
+    let o = sim.client(open).stream_from(id, TrackKind::Video).unwrap();
+    assert_eq!(o.layer_at(to), Some(2));
+    assert!(o.fps(from, to) > 27.0, "the open link gets every frame");
+    let t = sim.client(tight).stream_from(id, TrackKind::Video).unwrap();
+    eprintln!(
+        "1.2 Mbps: layer {:?}, {:.1} fps, runs {:?}",
+        t.layer_at(to),
+        t.fps(from, to),
+        t.layer_runs
+            .iter()
+            .map(|(l, at)| (*l, (*at - sim.start).as_millis()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(t.layer_at(to), Some(1), "a whole layer down: h");
+    // h's full frame rate is 15 fps in this publisher.
+    assert!(
+        t.fps(from, to) > 14.0,
+        "at h's full frame rate, got {:.1}",
+        t.fps(from, to)
+    );
+    assert!(
+        t.frames
+            .iter()
+            .filter(|f| f.0 >= from)
+            .all(|f| f.1.is_none()),
+        "no temporal marks on an L1T1 stream"
+    );
+    assert_eq!(t.video_gaps_after(from), 0);
+    // It stays there once there (nothing waits for a temporal step): h is the last run,
+    // and it has lasted. (It gets there late: GCC's estimate falls to ~140 kbps after
+    // its 2.5 Mbps start overshoots the link, and takes ~20 s to climb back; the
+    // allocator follows the estimate.)
+    let (layer, since) = *t.layer_runs.last().unwrap();
+    assert_eq!(layer, 1);
+    assert!(to - since >= secs(5), "{:?}", t.layer_runs);
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
@@ -101,13 +101,22 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
         })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+/// The caller's access token: the `Authorization: Bearer` header or, for players that
+/// cannot set headers (Eyevinn's webrtc-player before 0.12, `<video>`-style URLs), the
+/// `access_token` query parameter of RFC 6750 §2.3. The header wins when both are given.
+fn bearer(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(t) = header {
+        return Some(t.trim().to_string());
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v)
 }
 
 /// The source each m-line carries, inferred from its kind (a WHIP client cannot declare
@@ -142,13 +151,14 @@ enum Grant {
 /// Check content type, token, room, grant and body; the token and the offer, or the
 /// error response.
 #[allow(clippy::result_large_err)] // the error is the HTTP response itself, built once
-fn check_offer<'h>(
+fn check_offer(
     s: &WhipState,
     room: &str,
-    headers: &'h HeaderMap,
+    headers: &HeaderMap,
+    query: Option<&str>,
     body: &Bytes,
     grant: Grant,
-) -> Result<(&'h str, String), Response> {
+) -> Result<(String, String), Response> {
     if !content_type_is(headers, "application/sdp") {
         return Err(err(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -156,7 +166,7 @@ fn check_offer<'h>(
             "the offer must be application/sdp",
         ));
     }
-    let token = bearer(headers).ok_or_else(|| {
+    let token = bearer(headers, query).ok_or_else(|| {
         err(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -166,7 +176,7 @@ fn check_offer<'h>(
     let claims = s
         .hub
         .keys()
-        .verify(token, unix_now())
+        .verify(&token, unix_now())
         .map_err(|e| err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
     if claims.video.room != room {
         return Err(err(
@@ -227,14 +237,16 @@ fn join_error(e: JoinError) -> Response {
 async fn create(
     State(s): State<WhipState>,
     Path(room): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (token, sdp) = match check_offer(&s, &room, &headers, &body, Grant::Publish) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let (id, rx) = match s.hub.join(token, None, unix_now()) {
+    let (token, sdp) =
+        match check_offer(&s, &room, &headers, query.as_deref(), &body, Grant::Publish) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    let (id, rx) = match s.hub.join(&token, None, unix_now()) {
         Ok(ok) => ok,
         Err(e) => return join_error(e),
     };
@@ -259,30 +271,40 @@ async fn create(
 async fn whep_speaker(
     state: State<WhipState>,
     Path(room): Path<String>,
+    query: RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    whep(state, room, None, headers, body).await
+    whep(state, room, None, query, headers, body).await
 }
 
 /// WHEP: `POST /whep/{room}/{participant}` plays that participant (by identity).
 async fn whep_create(
     state: State<WhipState>,
     Path((room, target)): Path<(String, String)>,
+    query: RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    whep(state, room, Some(target), headers, body).await
+    whep(state, room, Some(target), query, headers, body).await
 }
 
 async fn whep(
     State(s): State<WhipState>,
     room: String,
     target: Option<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (token, sdp) = match check_offer(&s, &room, &headers, &body, Grant::Subscribe) {
+    let (token, sdp) = match check_offer(
+        &s,
+        &room,
+        &headers,
+        query.as_deref(),
+        &body,
+        Grant::Subscribe,
+    ) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -295,7 +317,7 @@ async fn whep(
             );
         }
     }
-    let (id, rx) = match s.hub.join_viewer(token, unix_now()) {
+    let (id, rx) = match s.hub.join_viewer(&token, unix_now()) {
         Ok(ok) => ok,
         Err(e) => return join_error(e),
     };
