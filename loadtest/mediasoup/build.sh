@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Build mediasoup's C++ worker from the package registries only (npm, PyPI, Debian), for
 # the load-test comparison (the recipe of ../shared/tools/mediasoup, kept here so that a
-# fresh clone can build it). Usage: bash loadtest/mediasoup/build.sh   (about 3.5 min on
+# fresh clone can build it). Usage: bash loadtest/mediasoup/build.sh   (about 10 min on
 # 2 cores; does nothing when the worker is already built).
 # Result: loadtest/mediasoup/node_modules/mediasoup/worker/out/Release/mediasoup-worker.
 # mediasoup's subprojects are normally downloaded; here each is replaced by a folder named
 # like its wrap's `directory` that hands meson a Debian library instead. libsrtp3 (a
 # GitHub-only fork) is an adapter over Debian's libsrtp2 (srtp3compat.c, include/srtp.h).
+# OpenSSL is the exception: with Debian's libssl 3.0.22 the worker crashes in its first
+# DTLS handshake (a write to address 0 inside SSL_do_handshake), so OpenSSL 3.6.3 is
+# built from the source the `openssl-src` crate (crates.io) carries and linked statically,
+# as mediasoup's own build links its OpenSSL subproject (openssl.sh; about 7 minutes).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 APP=$HERE; VER=3.27.1
@@ -17,7 +21,7 @@ if [ -x "$APP/node_modules/mediasoup/worker/out/Release/mediasoup-worker" ] \
 fi
 apt-get update -qq
 apt-get install -y --no-install-recommends build-essential pkg-config python3-venv \
-  libuv1-dev libssl-dev libsrtp2-dev libabsl-dev unzip >/dev/null
+  libuv1-dev libsrtp2-dev libabsl-dev unzip perl >/dev/null
 cd "$APP"
 # package.json pins mediasoup and sdp-transform; install scripts are ours to run below.
 npm install --ignore-scripts --no-audit --no-fund
@@ -32,10 +36,12 @@ libuv_dep = dependency('libuv')
 libuv = static_library('uv_shim', 'shim.c')
 EOF
 printf "option('build_tests', type: 'boolean', value: false)\noption('build_benchmarks', type: 'boolean', value: false)\n" > $SUB/libuv-v1.51.0/meson_options.txt
+OSSL=$(bash "$HERE/openssl.sh")
 mk openssl-3.0.8 openssl
-cat > $SUB/openssl-3.0.8/meson.build <<'EOF'
+cat > $SUB/openssl-3.0.8/meson.build <<EOF
 project('openssl', 'c')
-openssl_dep = dependency('openssl')
+openssl_dep = declare_dependency(compile_args: ['-I$OSSL/include'],
+  link_args: ['$OSSL/lib/libssl.a', '$OSSL/lib/libcrypto.a', '-ldl', '-pthread'])
 libcrypto_lib = static_library('crypto_shim', 'shim.c')
 libssl_lib = static_library('ssl_shim', 'shim.c')
 EOF

@@ -1,0 +1,24 @@
+//! # sip — Switchboard's SIP gateway
+//!
+//! A phone call becomes an ordinary room participant: the phone's audio is published into
+//! the room as one Opus track with RFC 6464 levels, and the phone hears one mix of the
+//! room's loudest speakers, without its own voice.
+//!
+//! This crate holds the gateway's sans-IO media and call-routing core, each piece driven
+//! by its caller's frame clock and table-tested (see `docs/adr/0005-sip-gateway.md` for
+//! how the pieces fit together):
+//! - [`g711`]: PCMU and PCMA;
+//! - [`dtmf`]: RFC 4733 telephone events in and out;
+//! - [`jitter`]: reordering, loss and pauses of one incoming stream;
+//! - [`level`]: RFC 6464 audio levels of a frame;
+//! - [`mixer`]: choosing the loudest speakers and the mix-minus per listener;
+//! - [`dispatch`]: dispatch rules and PIN entry.
+
+#![forbid(unsafe_code)]
+
+pub mod dispatch;
+pub mod dtmf;
+pub mod g711;
+pub mod jitter;
+pub mod level;
+pub mod mixer;
