@@ -84,11 +84,14 @@ const rooms = new Map();
 let nextRoomWorker = 0;
 let nextPeer = 1;
 
+// The map holds each room's creation as a promise, set before the first await: two first
+// joins at once must share one router (otherwise the second replaces the first and its
+// peers end up in a router nobody else is in).
 async function roomOf(name, create) {
   let r = rooms.get(name);
   if (!r && create) {
     const worker = workers[nextRoomWorker++ % workers.length];
-    r = { router: await worker.createRouter({ mediaCodecs: MEDIA_CODECS }), peers: new Map() };
+    r = worker.createRouter({ mediaCodecs: MEDIA_CODECS }).then((router) => ({ router, peers: new Map() }));
     rooms.set(name, r);
   }
   if (!r) throw new HttpError(404, `unknown room ${name}`);
