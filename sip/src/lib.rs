@@ -12,7 +12,9 @@
 //! - [`jitter`]: reordering, loss and pauses of one incoming stream;
 //! - [`level`]: RFC 6464 audio levels of a frame;
 //! - [`mixer`]: choosing the loudest speakers and the mix-minus per listener;
-//! - [`dispatch`]: dispatch rules and PIN entry.
+//! - [`dispatch`]: dispatch rules and PIN entry;
+//! - [`rtp`]: plain RTP on the phone leg;
+//! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP).
 
 #![forbid(unsafe_code)]
 
@@ -22,3 +24,5 @@ pub mod g711;
 pub mod jitter;
 pub mod level;
 pub mod mixer;
+pub mod rtp;
+pub mod sdp;
