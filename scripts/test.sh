@@ -10,6 +10,18 @@ command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The SIP gateway: libopus to build it; baresip (the phones) and sipsak for its tests
+# (installed without their recommendations: no sound server is needed).
+need_sip=()
+pkg-config --exists opus 2>/dev/null || need_sip+=(libopus-dev pkg-config)
+command -v baresip >/dev/null 2>&1 || need_sip+=(baresip-core)
+command -v sipsak >/dev/null 2>&1 || need_sip+=(sipsak)
+if [ ${#need_sip[@]} -gt 0 ]; then
+  echo "== installing ${need_sip[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_sip[@]}" >/dev/null
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -35,6 +47,9 @@ bash tests/helm/run.sh "$PWD/target/debug/switchboard"
 
 echo "== WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
 bash tests/interop/run.sh "$PWD/target/debug/switchboard"
+
+echo "== SIP gateway with real phones (baresip: tones through rooms, the mix, hang-ups, 404)"
+bash tests/sip/run.sh "$PWD/target/debug/switchboard"
 
 echo "== mediasoup bridge (load-test target): SDP translation on recorded SDPs (node --test)"
 if [ ! -d loadtest/mediasoup/node_modules/sdp-transform ]; then

@@ -124,6 +124,21 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_listen: Option<SocketAddr>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_advertise: Option<IpAddr>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_rtp_ports: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_max_calls: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_media_timeout: Option<u64>,
 }
 
 /// The effective configuration of `serve`: defaults, then the TOML file, then the
@@ -152,6 +167,11 @@ pub struct Config {
     pub api_burst: f64,
     pub drain_timeout: u64,
     pub log: String,
+    pub sip_listen: Option<SocketAddr>,
+    pub sip_advertise: Option<IpAddr>,
+    pub sip_rtp_ports: String,
+    pub sip_max_calls: usize,
+    pub sip_media_timeout: u64,
 }
 
 impl Default for Config {
@@ -177,6 +197,11 @@ impl Default for Config {
             api_burst: 100.0,
             drain_timeout: 300,
             log: "info".into(),
+            sip_listen: None,
+            sip_advertise: None,
+            sip_rtp_ports: "31000-31999".into(),
+            sip_max_calls: 100,
+            sip_media_timeout: 30,
         }
     }
 }
@@ -229,6 +254,11 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "api_burst", default: "100", doc: "REST request burst per API key." },
     KeyDoc { key: "drain_timeout", default: "300", doc: "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin)." },
     KeyDoc { key: "log", default: "info", doc: "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it." },
+    KeyDoc { key: "sip_listen", default: "(none: SIP off)", doc: "UDP address of the SIP gateway (e.g. `127.0.0.1:5060`). When set, phones and SIP trunks can call rooms (`docs/sip.md`); in development mode a call to `sip:<room>@host` joins `<room>`." },
+    KeyDoc { key: "sip_advertise", default: "(the listen address)", doc: "IP written in SIP Contact headers and in the SDP given to phones (set it behind NAT)." },
+    KeyDoc { key: "sip_rtp_ports", default: "31000-31999", doc: "UDP port range for phones' RTP, `first-last`; one port per call." },
+    KeyDoc { key: "sip_max_calls", default: "100", doc: "Calls at once; more are refused with 503 and `Retry-After`." },
+    KeyDoc { key: "sip_media_timeout", default: "30", doc: "Seconds without RTP from a phone after which its call is hung up (BYE)." },
 ];
 
 impl Config {
@@ -303,9 +333,29 @@ impl Config {
                 "rtc_advertise: {ip} cannot be reached; give the address clients use"
             );
         }
+        self.sip_rtp_port_range()?;
+        anyhow::ensure!(self.sip_max_calls > 0, "sip_max_calls: must be at least 1");
+        anyhow::ensure!(
+            (1..=3_600).contains(&self.sip_media_timeout),
+            "sip_media_timeout: 1 to 3600 seconds"
+        );
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| anyhow::anyhow!("log: {e}"))?;
         Ok(())
+    }
+
+    /// `sip_rtp_ports` as (first, last).
+    pub fn sip_rtp_port_range(&self) -> anyhow::Result<(u16, u16)> {
+        let parsed = self.sip_rtp_ports.split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+        });
+        match parsed {
+            Some((a, b)) if a > 0 && a <= b => Ok((a, b)),
+            _ => anyhow::bail!(
+                "sip_rtp_ports: `{}` is not a range `first-last` of UDP ports",
+                self.sip_rtp_ports
+            ),
+        }
     }
 
     pub fn advertise_ip(&self) -> IpAddr {

@@ -249,6 +249,30 @@ fn serve(args: Config) -> anyhow::Result<()> {
             dev_key,
             rate: (args.api_rate, args.api_burst),
         }));
+        if let Some(listen) = args.sip_listen {
+            let cfg = sip::gateway::SipConfig {
+                listen,
+                advertised: args.sip_advertise,
+                rtp_ports: args.sip_rtp_port_range()?,
+                max_calls: args.sip_max_calls,
+                // Development mode: `sip:<room>@host` joins `<room>` (no dispatch rules yet).
+                dev_rooms: dev_mode,
+                media_timeout: std::time::Duration::from_secs(args.sip_media_timeout),
+                ..sip::gateway::SipConfig::dev(listen)
+            };
+            // Room legs reach the media workers from the bind address (loopback when
+            // the workers bind every interface).
+            let media_ip = if args.rtc_bind.is_unspecified() {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            } else {
+                args.rtc_bind
+            };
+            let gw = sip::gateway::Gateway::new(cfg, hub.clone(), media_ip);
+            gw.start(tokio_util::sync::CancellationToken::new())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            eprintln!("SIP gateway on udp {listen}");
+        }
         let listener = tokio::net::TcpListener::bind(args.http)
             .await
             .with_context(|| format!("http: binding {}", args.http))?;

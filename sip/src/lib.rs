@@ -4,9 +4,11 @@
 //! the room as one Opus track with RFC 6464 levels, and the phone hears one mix of the
 //! room's loudest speakers, without its own voice.
 //!
-//! This crate holds the gateway's sans-IO media and call-routing core, each piece driven
-//! by its caller's frame clock and table-tested (see `docs/adr/0005-sip-gateway.md` for
-//! how the pieces fit together):
+//! [`gateway`] is the SIP endpoint (rsipstack); each routed call runs in [`call`]: it joins
+//! the room through the hub, reaches the media workers through a [`room_leg`] (two str0m
+//! connections, like a browser's) and pumps [`media`] every 20 ms. The rest is the
+//! gateway's sans-IO media and call-routing core, each piece driven by its caller's frame
+//! clock and table-tested (see `docs/adr/0005-sip-gateway.md` for how the pieces fit):
 //! - [`g711`]: PCMU and PCMA;
 //! - [`dtmf`]: RFC 4733 telephone events in and out;
 //! - [`jitter`]: reordering, loss and pauses of one incoming stream;
@@ -18,11 +20,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod dispatch;
 pub mod dtmf;
 pub mod g711;
+pub mod gateway;
 pub mod jitter;
 pub mod level;
+pub mod media;
 pub mod mixer;
+pub mod room_leg;
 pub mod rtp;
 pub mod sdp;

@@ -1,0 +1,344 @@
+//! One phone call's life after its INVITE was routed to a room: join the room through the
+//! hub (an ordinary participant of kind `sip`), set up the room leg, answer the phone,
+//! then pump media every 20 ms until either side hangs up, the participant is removed, or
+//! no media arrives from the phone for the media timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use sfu_core::ParticipantId;
+use signaling::hub::Outbound;
+use signaling::protocol::{ClientMessage, ServerMessage};
+use signaling::{Claims, VideoGrant};
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use crate::gateway::Gateway;
+use crate::media::{CallMedia, PhonePacket};
+use crate::room_leg::RoomLeg;
+use crate::sdp::{Codec, LocalMedia, PhoneMedia};
+
+/// What the gateway decided for an incoming call.
+pub struct Incoming {
+    pub room: String,
+    pub caller: String,
+    pub phone: PhoneMedia,
+    pub codec: (Codec, u8),
+    /// The phone's RTP goes to this socket (bound from the RTP port range).
+    pub rtp: UdpSocket,
+}
+
+/// How long the room leg may take to be answered by the media plane.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The caller's number as shown in the room: all but the last four digits masked.
+pub fn masked(number: &str) -> String {
+    let n = number.chars().count();
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i + 4 < n && c.is_ascii_digit() {
+                '•'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Join `room` as a phone participant: its id and message queue.
+fn join(
+    gw: &Gateway,
+    room: &str,
+    caller: &str,
+    call: u64,
+) -> Result<(ParticipantId, tokio::sync::mpsc::Receiver<Outbound>), String> {
+    let keys = gw.hub.keys();
+    let key = keys.first_key().ok_or("no API key to mint a token with")?;
+    let claims = Claims {
+        iss: key.to_string(),
+        sub: format!("sip-{call}"),
+        exp: signaling::auth::unix_now() + 24 * 3_600,
+        nbf: None,
+        name: Some(format!("☎ {}", masked(caller))),
+        video: VideoGrant {
+            can_publish_sources: vec!["microphone".into()],
+            ..VideoGrant::join(room)
+        },
+    };
+    let token = keys.mint(key, &claims).ok_or("could not mint a token")?;
+    gw.hub
+        .join(&token, None, signaling::auth::unix_now())
+        .map_err(|e| e.to_string())
+}
+
+/// Wait for the media plane's answer to the room leg's publisher offer, answering its
+/// subscriber offers on the way.
+async fn publish(
+    gw: &Gateway,
+    id: ParticipantId,
+    rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    leg: &mut RoomLeg,
+) -> Result<(), String> {
+    let offer = leg.publish_offer().ok_or("no publisher offer")?;
+    let mut sources = std::collections::BTreeMap::new();
+    if let Some(mid) = leg.mic_mid() {
+        sources.insert(mid, "microphone".to_string());
+    }
+    gw.hub.handle(
+        id,
+        ClientMessage::PublishOffer {
+            sdp: offer,
+            sources,
+        },
+    );
+    let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| "the media plane did not answer".to_string())?
+            .ok_or("the session ended")?;
+        match msg {
+            Outbound::Message(ServerMessage::PublishAnswer { sdp }) => {
+                return leg.publish_answer(&sdp).map_err(|e| e.to_string());
+            }
+            Outbound::Message(ServerMessage::SubscribeOffer { sdp, .. }) => {
+                answer_subscribe(gw, id, leg, &sdp)
+            }
+            Outbound::Message(ServerMessage::Error { message, .. }) => return Err(message),
+            Outbound::Close { reason, .. } => return Err(reason),
+            Outbound::Message(_) => {}
+        }
+    }
+}
+
+fn answer_subscribe(gw: &Gateway, id: ParticipantId, leg: &mut RoomLeg, sdp: &str) {
+    match leg.subscribe_offer(sdp) {
+        Ok(answer) => gw
+            .hub
+            .handle(id, ClientMessage::SubscribeAnswer { sdp: answer }),
+        Err(e) => warn!(participant = %id, "room leg: {e}"),
+    }
+}
+
+/// Run the call to its end. The dialog has been created; the phone is waiting for the
+/// final response.
+pub async fn run(
+    gw: Arc<Gateway>,
+    call: u64,
+    dialog: InviteDialog,
+    mut states: DialogStateReceiver,
+    inc: Incoming,
+) {
+    let result = run_inner(&gw, call, &dialog, &mut states, inc).await;
+    if let Err(why) = &result {
+        info!(call, "call ended: {why}");
+    }
+    gw.call_ended();
+}
+
+async fn run_inner(
+    gw: &Gateway,
+    call: u64,
+    dialog: &InviteDialog,
+    states: &mut DialogStateReceiver,
+    inc: Incoming,
+) -> Result<(), String> {
+    let bind = || UdpSocket::bind(SocketAddr::new(gw.media_ip, 0));
+    let pub_socket = bind().await.map_err(|e| e.to_string())?;
+    let sub_socket = bind().await.map_err(|e| e.to_string())?;
+    let pub_addr = pub_socket.local_addr().map_err(|e| e.to_string())?;
+    let sub_addr = sub_socket.local_addr().map_err(|e| e.to_string())?;
+    let mut leg = RoomLeg::new(Instant::now(), pub_addr, sub_addr);
+    let (id, mut rx) = match join(gw, &inc.room, &inc.caller, call) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = dialog.reject(
+                Some(rsipstack::sip::StatusCode::ServiceUnavailable),
+                Some(e.clone()),
+            );
+            return Err(e);
+        }
+    };
+    let guard = Leave { gw, id };
+    if let Err(e) = publish(gw, id, &mut rx, &mut leg).await {
+        let _ = dialog.reject(
+            Some(rsipstack::sip::StatusCode::ServiceUnavailable),
+            Some(e.clone()),
+        );
+        return Err(e);
+    }
+    let rtp_addr = inc.rtp.local_addr().map_err(|e| e.to_string())?;
+    let local = LocalMedia {
+        rtp: SocketAddr::new(gw.advertised, rtp_addr.port()),
+        codecs: vec![inc.codec],
+        telephone_event: inc.phone.telephone_event,
+        ptime_ms: 20,
+        direction: inc.phone.direction.reversed(),
+    };
+    let answer = local.to_sdp(call, 1);
+    dialog
+        .accept(
+            Some(vec![rsipstack::sip::Header::ContentType(
+                "application/sdp".into(),
+            )]),
+            Some(answer.into_bytes()),
+        )
+        .map_err(|e| e.to_string())?;
+    info!(call, room = %inc.room, participant = %id, codec = ?inc.codec.0, "call answered");
+    let law = match inc.codec.0 {
+        Codec::Pcma => crate::g711::Law::Alaw,
+        _ => crate::g711::Law::Ulaw,
+    };
+    let mut media = CallMedia::new(
+        law,
+        inc.codec.1,
+        inc.phone.telephone_event.map(|(pt, _)| pt),
+        rand::random(),
+        rand::random(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut phone_to = inc.phone.rtp;
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut last_phone_media = Instant::now();
+    let (mut ticks, mut room_in, mut to_room) = (0u64, 0u64, 0u64);
+    let mut leg_wake = leg.timeout(Instant::now());
+    let (mut pbuf, mut lbuf, mut sbuf) = (vec![0u8; 2_048], vec![0u8; 2_048], vec![0u8; 2_048]);
+    let end = loop {
+        let wake = tokio::time::Instant::from_std(leg_wake);
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                ticks += 1;
+                for a in leg.take_audio() {
+                    room_in += 1;
+                    let _ = media.room_packet(a);
+                }
+                if ticks % 250 == 0 {
+                    debug!(call, ticks, room_in, to_room, publishing = leg.publishing(), sources = media.sources(), "media");
+                }
+                let t = media.tick().map_err(|e| e.to_string())?;
+                if let Some((opus, level)) = t.to_room {
+                    if leg.publishing() {
+                        to_room += 1;
+                        leg.write_audio(now, &opus, level);
+                    }
+                }
+                if let Some(to) = phone_to {
+                    let _ = inc.rtp.send_to(&t.to_phone, to).await;
+                }
+                if now.duration_since(last_phone_media) > gw.media_timeout {
+                    break "no media from the phone";
+                }
+                if !leg.alive() {
+                    break "the room leg failed";
+                }
+            }
+            r = inc.rtp.recv_from(&mut pbuf) => {
+                let Ok((n, from)) = r else { continue };
+                // Symmetric RTP: answer where the phone's packets come from, but only
+                // from the address the phone's SDP named (any port: NAT), never others.
+                if inc.phone.rtp.is_some_and(|a| a.ip() != from.ip()) {
+                    gw.counters.rtp_dropped("source");
+                    continue;
+                }
+                match media.phone_packet(&pbuf[..n]) {
+                    Ok(PhonePacket::Audio) => {
+                        phone_to = Some(from);
+                        last_phone_media = Instant::now();
+                    }
+                    Ok(PhonePacket::Digit(d)) => {
+                        last_phone_media = Instant::now();
+                        gw.hub.handle(id, ClientMessage::Data {
+                            payload: serde_json::json!({"type": "dtmf", "digit": d.as_char().to_string()}).to_string(),
+                            topic: Some("sip.dtmf".into()),
+                            destination: Vec::new(),
+                        });
+                    }
+                    Ok(PhonePacket::DigitRepeat) => last_phone_media = Instant::now(),
+                    Ok(PhonePacket::Rtcp) => {}
+                    Err(e) => {
+                        debug!(call, "phone packet dropped: {e}");
+                        gw.counters.rtp_dropped(match e {
+                            crate::media::DropReason::Malformed(_) => "malformed",
+                            crate::media::DropReason::PayloadType(_) => "payload_type",
+                            crate::media::DropReason::Dtmf(_) => "dtmf",
+                        });
+                    }
+                }
+            }
+            r = pub_socket.recv_from(&mut lbuf) => {
+                if let Ok((n, from)) = r {
+                    leg.receive(Instant::now(), pub_addr, from, &lbuf[..n]);
+                }
+            }
+            r = sub_socket.recv_from(&mut sbuf) => {
+                if let Ok((n, from)) = r {
+                    leg.receive(Instant::now(), sub_addr, from, &sbuf[..n]);
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+            m = rx.recv() => match m {
+                Some(Outbound::Message(ServerMessage::SubscribeOffer { sdp, .. })) => answer_subscribe(gw, id, &mut leg, &sdp),
+                Some(Outbound::Close { reason, .. }) => {
+                    let _ = dialog.bye().await;
+                    break if reason.is_empty() { "removed from the room" } else { "removed" };
+                }
+                Some(Outbound::Message(_)) => {}
+                None => {
+                    let _ = dialog.bye().await;
+                    break "the session ended";
+                }
+            },
+            s = states.recv() => match s {
+                Some(DialogState::Terminated(_, reason)) => {
+                    debug!(call, ?reason, "dialog terminated");
+                    break "hung up";
+                }
+                Some(DialogState::Updated(..)) | Some(_) => {}
+                None => break "the dialog went away",
+            },
+        }
+        leg_wake = leg.timeout(Instant::now());
+        for d in leg.take_datagrams() {
+            let socket = if d.from == sub_addr {
+                &sub_socket
+            } else {
+                &pub_socket
+            };
+            let _ = socket.send_to(&d.data, d.to).await;
+        }
+    };
+    if end == "no media from the phone" || end == "the room leg failed" {
+        let _ = dialog.bye().await;
+    }
+    drop(guard);
+    Err(end.to_string())
+}
+
+/// Leaves the room when the call task ends, however it ends.
+struct Leave<'a> {
+    gw: &'a Gateway,
+    id: ParticipantId,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.gw.hub.leave(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_are_masked_but_the_last_four() {
+        assert_eq!(super::masked("+15551234567"), "+•••••••4567");
+        assert_eq!(super::masked("1234"), "1234");
+        assert_eq!(super::masked("alice"), "alice");
+    }
+}

@@ -1,0 +1,202 @@
+"""SIP phones in rooms, end to end: the switchboard binary with its SIP gateway on, and
+Debian's baresip as the phones (a sine source each, what they hear recorded by the
+sndfile module). Run inside a network namespace with only loopback (run.sh).
+
+  two phones dial one room with different tones: each hears the other's tone;
+  a third phone in the room hears both (the mix) and not its own;
+  when they hang up, the room is empty;
+  an administrator removing a phone through the REST API hangs up its call;
+  a call to an invalid room is refused (404).
+"""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from goertzel import shares
+
+BIN = sys.argv[1]
+HERE = os.path.dirname(os.path.abspath(__file__))
+T = tempfile.mkdtemp(prefix="sb-sip-")
+SIP = 5060
+
+
+def baresip_conf(name, port, rtp, tone):
+    d = os.path.join(T, name)
+    os.makedirs(d)
+    with open(os.path.join(d, "config"), "w") as f:
+        f.write(f"""poll_method epoll
+sip_listen 127.0.0.1:{port}
+net_interface 127.0.0.1
+audio_player alsa,null
+audio_alert alsa,null
+audio_source ausine,{tone}
+ausrc_srate 48000
+ausrc_channels 2
+auplay_srate 48000
+audio_level no
+rtp_ports {rtp}
+module_path /usr/lib/baresip/modules
+module g711.so
+module ausine.so
+module alsa.so
+module sndfile.so
+module_app account.so
+module_app menu.so
+snd_path {d}
+""")
+    with open(os.path.join(d, "accounts"), "w") as f:
+        f.write(f"<sip:{name}@127.0.0.1:{port}>;regint=0;audio_codecs=PCMU\n")
+    return d
+
+
+def start_server():
+    p = subprocess.Popen(
+        [BIN, "--http", "127.0.0.1:0", "--rtc-port", "24000", "--workers", "2",
+         "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25000-25099"],
+        stdout=subprocess.PIPE, stderr=open(os.path.join(T, "server.log"), "w"), text=True,
+        env={**os.environ, "RUST_LOG": "info,sip=debug"})
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        m = re.search(r"open (http://[^\s/]+)/", line)
+        if m:
+            return p, m.group(1)
+    p.kill()
+    sys.exit("server did not start:\n" + open(os.path.join(T, "server.log")).read())
+
+
+def admin_token(room):
+    import base64
+    import hashlib
+    from hmac import new as hmac_new
+    b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
+    claims = {"iss": "devkey", "sub": "admin", "exp": int(time.time()) + 600,
+              "video": {"room": room, "roomAdmin": True}}
+    body = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims)}"
+    key = b"switchboard-development-secret-do-not-use-in-production"
+    sig = base64.urlsafe_b64encode(hmac_new(key, body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    return f"{body}.{sig}"
+
+
+def api(base, room, path="", method="GET"):
+    req = urllib.request.Request(f"{base}/api/v1/rooms/{room}/participants{path}", method=method,
+                                 headers={"authorization": f"Bearer {admin_token(room)}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, (json.load(r) if method == "GET" else None)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def participants(base, room):
+    status, body = api(base, room)
+    return body["participants"] if status == 200 else []
+
+
+def phone(name, port, rtp, tone, dial, seconds):
+    d = baresip_conf(name, port, rtp, tone)
+    log = open(os.path.join(T, f"{name}.log"), "w")
+    return subprocess.Popen(["baresip", "-f", d, "-t", str(seconds), "-e", f"/dial {dial}"],
+                            stdout=log, stderr=subprocess.STDOUT), d
+
+
+def heard(d, freqs, start=None, end=None):
+    files = glob.glob(os.path.join(d, "*-dec.wav"))
+    if not files:
+        return {hz: 0.0 for hz in freqs}, 0
+    return shares(max(files, key=os.path.getsize), freqs, start, end)
+
+
+def show(who, h, n):
+    print(f"{who} over {n} blocks:", {k: round(v, 3) for k, v in h.items()})
+
+
+def main():
+    server, base = start_server()
+    failures = []
+    try:
+        room = "phones"
+        uri = f"sip:{room}@127.0.0.1:{SIP}"
+        a, da = phone("a", 5070, "10000-10019", 440, uri, 14)
+        b, db = phone("b", 5080, "10020-10039", 1000, uri, 14)
+        time.sleep(4)
+        members = participants(base, room)
+        print("room members while a and b talk:", [m["name"] for m in members])
+        if len(members) != 2:
+            failures.append(f"two phone participants expected, got {len(members)}")
+        c, dc = phone("c", 5090, "10040-10059", 2000, uri, 8)
+        for p in (a, b, c):
+            p.wait(timeout=30)
+        time.sleep(1)
+        freqs = (440, 1000, 2000)
+        # Seconds 1-3.5 of a's and b's calls: only the two of them (c dials at 4 s).
+        ha, na = heard(da, freqs, 1.0, 3.5)
+        hb, nb = heard(db, freqs, 1.0, 3.5)
+        # Seconds 6-11: c is in the room too.
+        ha3, na3 = heard(da, freqs, 6.0, 11.0)
+        hc, nc = heard(dc, freqs, 1.0, 7.0)
+        show("a (sends 440 Hz), with b", ha, na)
+        show("b (sends 1000 Hz), with a", hb, nb)
+        show("a, with b and c (2000 Hz)", ha3, na3)
+        show("c (sends 2000 Hz), with a and b", hc, nc)
+        if not (na > 10 and ha[1000] > 0.5 and ha[440] < 0.05):
+            failures.append(f"a should hear b's 1000 Hz and not itself: {ha}")
+        if not (nb > 10 and hb[440] > 0.5 and hb[1000] < 0.05):
+            failures.append(f"b should hear a's 440 Hz and not itself: {hb}")
+        if not (na3 > 10 and ha3[1000] > 0.15 and ha3[2000] > 0.15 and ha3[440] < 0.05):
+            failures.append(f"a should hear the mix of b and c, not itself: {ha3}")
+        if not (nc > 10 and hc[440] > 0.15 and hc[1000] > 0.15 and hc[2000] < 0.05):
+            failures.append(f"c should hear the mix of a and b, not itself: {hc}")
+        # Everyone hung up (baresip's -t): nobody is left in the room.
+        deadline = time.time() + 10
+        while participants(base, room) and time.time() < deadline:
+            time.sleep(0.5)
+        left = participants(base, room)
+        if left:
+            failures.append(f"participants left after the calls ended: {[m['name'] for m in left]}")
+        # An administrator removes a phone through the REST API: the gateway hangs up (BYE).
+        e, _ = phone("e", 5110, "10080-10099", 440, uri, 15)
+        deadline = time.time() + 10
+        while not participants(base, room) and time.time() < deadline:
+            time.sleep(0.3)
+        members = participants(base, room)
+        if len(members) != 1:
+            failures.append(f"phone e should be in the room: {members}")
+        else:
+            time.sleep(1)
+            status, _ = api(base, room, "/" + members[0]["identity"], "DELETE")
+            t0 = time.time()
+            e.wait(timeout=20)
+            elog = open(os.path.join(T, "e.log")).read()
+            # baresip ends the call at once on BYE, then runs out its -t (15 s).
+            ended = re.search(r"terminated \(duration: (\d+) secs\)", elog)
+            print(f"remove through the API: {status}; e's call:", ended.group(0) if ended else None)
+            if status not in (200, 204) or not ended or int(ended.group(1)) > 8:
+                failures.append(f"removing the phone should hang it up: {status}\n" + elog[-1500:])
+        # A call to something that is not a room name is refused (404), and no one joins.
+        bad, _ = phone("d", 5100, "10060-10079", 440, f"sip:no%20room@127.0.0.1:{SIP}", 4)
+        bad.wait(timeout=20)
+        log = open(os.path.join(T, "d.log")).read()
+        if "404" not in log:
+            failures.append("a call to an invalid room should get 404:\n" + log[-2000:])
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    if failures:
+        print("\n".join(["FAILED:"] + failures))
+        print("--- server log (tail) ---")
+        print(open(os.path.join(T, "server.log")).read()[-4000:])
+        for n in "abce":
+            print(f"--- {n}.log (tail) ---")
+            print(open(os.path.join(T, f"{n}.log")).read()[-1500:])
+        sys.exit(1)
+    print("ok: phones hear each other and the mix; hang-ups leave the room; an API removal hangs up; bad rooms are 404")
+
+
+main()
