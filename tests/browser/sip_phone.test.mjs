@@ -1,0 +1,101 @@
+// A SIP phone (Debian's baresip, a 440 Hz sine as its microphone) and a Chromium
+// participant in one room: the browser hears the phone's tone (WebAudio analysis of the
+// phone's track) and the phone hears the browser (Chromium's fake microphone beeps,
+// recorded by baresip).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, openParticipant, waitFor, sleep } from './lib.mjs';
+
+const hasBaresip = (() => { try { execFileSync('sh', ['-c', 'command -v baresip'], { stdio: 'ignore' }); return true; } catch { return false; } })();
+
+function phone(dir, { port, rtp, tone, dial, seconds }) {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config'), [
+    'poll_method epoll', `sip_listen 127.0.0.1:${port}`, 'net_interface 127.0.0.1',
+    'audio_player alsa,null', 'audio_alert alsa,null', `audio_source ausine,${tone}`,
+    'ausrc_srate 48000', 'ausrc_channels 2', 'auplay_srate 48000', 'audio_level no',
+    `rtp_ports ${rtp}`, 'module_path /usr/lib/baresip/modules', 'module g711.so',
+    'module ausine.so', 'module alsa.so', 'module sndfile.so', 'module_app account.so',
+    'module_app menu.so', `snd_path ${dir}`, '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'accounts'), `<sip:phone@127.0.0.1:${port}>;regint=0;audio_codecs=PCMU\n`);
+  const p = spawn('baresip', ['-f', dir, '-t', String(seconds), '-e', `/dial ${dial}`], { stdio: ['ignore', 'ignore', 'ignore'] });
+  return { proc: p, done: new Promise((r) => p.on('exit', r)) };
+}
+
+// 100 ms blocks of a 16-bit mono WAV (baresip's sndfile recording): RMS, and the share
+// of the block's energy at 440 Hz (Goertzel).
+function blocks(path) {
+  const b = readFileSync(path);
+  const data = b.subarray(44);
+  const rate = b.readUInt32LE(24);
+  const n = rate / 10;
+  const c = 2 * Math.cos((2 * Math.PI * 440) / rate);
+  const out = [];
+  for (let i = 0; i + n * 2 <= data.length; i += n * 2) {
+    let e = 0, s1 = 0, s2 = 0;
+    for (let j = 0; j < n; j++) {
+      const v = data.readInt16LE(i + j * 2);
+      e += v * v;
+      [s1, s2] = [v + c * s1 - s2, s1];
+    }
+    out.push({ rms: Math.sqrt(e / n), own: e ? (2 * (s1 * s1 + s2 * s2 - c * s1 * s2)) / (n * e) : 0 });
+  }
+  return out;
+}
+
+test('a SIP phone and a browser in one room hear each other', { skip: !hasBaresip && 'baresip is not installed' }, async () => {
+  const sipPort = 5260;
+  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25100-25199']);
+  const room = `sip${Date.now()}`;
+  const browser = await openParticipant(`${server.base}/?room=${room}&name=web&autojoin=1&quality=low`);
+  const dir = mkdtempSync(join(tmpdir(), 'sb-phone-'));
+  let ph;
+  try {
+    await waitFor(() => browser.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    ph = phone(dir, { port: 5270, rtp: '10100-10119', tone: 440, dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 25 });
+    // The phone's tile appears, named with the telephone sign.
+    await waitFor(() => browser.page.evaluate(() => [...document.querySelectorAll('#grid .tile .label')].some((l) => l.textContent.startsWith('☎'))),
+      { what: "the phone's tile", timeout: 20000 });
+    // The browser hears 440 Hz: the strongest frequency of the phone's track.
+    const peak = await waitFor(() => browser.page.evaluate(async () => {
+      const tile = [...document.querySelectorAll('#grid .tile')].find((t) => t.querySelector('.label').textContent.startsWith('☎'));
+      const stream = tile?.querySelector('video')?.srcObject;
+      const track = stream?.getAudioTracks()[0];
+      if (!track) return null;
+      window.phoneCtx ||= new AudioContext();
+      const ctx = window.phoneCtx;
+      await ctx.resume();
+      const an = ctx.createAnalyser();
+      an.fftSize = 8192;
+      ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
+      await new Promise((r) => setTimeout(r, 1000));
+      const f = new Float32Array(an.frequencyBinCount);
+      an.getFloatFrequencyData(f);
+      let best = 0;
+      for (let i = 1; i < f.length; i++) if (f[i] > f[best]) best = i;
+      const hz = (best * ctx.sampleRate) / an.fftSize;
+      return f[best] > -60 && Math.abs(hz - 440) < 15 ? { hz, db: f[best] } : null;
+    }), { what: "the phone's 440 Hz in the browser", timeout: 20000, interval: 500 });
+    console.log('browser hears the phone at', JSON.stringify(peak));
+    // The phone hears the browser: baresip's recording of what it received has sound.
+    await sleep(6000);
+  } finally {
+    ph?.proc.kill('SIGINT');
+    await ph?.done;
+    await browser.close();
+    server.stop();
+  }
+  const rec = readdirSync(dir).filter((f) => f.endsWith('-dec.wav')).map((f) => join(dir, f)).sort((a, b) => statSync(b).size - statSync(a).size)[0];
+  assert.ok(rec, 'the phone recorded what it heard');
+  const all = blocks(rec);
+  const loud = all.filter((b) => b.rms > 300);
+  const own = Math.max(0, ...loud.map((b) => b.own));
+  console.log(`phone recording: ${all.length} blocks, ${loud.length} with sound (RMS > 300); most of its own 440 Hz in one: ${own.toFixed(3)}`);
+  assert.ok(loud.length >= 5, `the phone hears the browser's microphone: ${loud.length} loud blocks of ${all.length}`);
+  assert.ok(own < 0.05, `the phone does not hear itself: 440 Hz share up to ${own}`);
+});
