@@ -6,7 +6,8 @@ sndfile module). Run inside a network namespace with only loopback (run.sh).
   a third phone in the room hears both (the mix) and not its own;
   when they hang up, the room is empty;
   an administrator removing a phone through the REST API hangs up its call;
-  a call to an invalid room is refused (404).
+  a call to an invalid room is refused (404);
+  sipsak's flood and random-junk modes leave the gateway answering OPTIONS.
 """
 import glob
 import json
@@ -175,7 +176,7 @@ def main():
             e.wait(timeout=20)
             elog = open(os.path.join(T, "e.log")).read()
             # baresip ends the call at once on BYE, then runs out its -t (15 s).
-            ended = re.search(r"terminated \(duration: (\d+) secs\)", elog)
+            ended = re.search(r"terminated \(duration: (\d+) secs?\)", elog)
             print(f"remove through the API: {status}; e's call:", ended.group(0) if ended else None)
             if status not in (200, 204) or not ended or int(ended.group(1)) > 8:
                 failures.append(f"removing the phone should hang it up: {status}\n" + elog[-1500:])
@@ -185,6 +186,19 @@ def main():
         log = open(os.path.join(T, "d.log")).read()
         if "404" not in log:
             failures.append("a call to an invalid room should get 404:\n" + log[-2000:])
+        # Abuse (sipsak): a flood of 5,000 OPTIONS and random-junk requests, each bounded;
+        # the gateway must still answer OPTIONS with 200 afterwards, and still take calls.
+        sip_uri = f"sip:x@127.0.0.1:{SIP}"
+        for args in (["-F", "-e", "5000"], ["-R", "-t", "60"]):
+            subprocess.run(["timeout", "20", "sipsak", *args, "-s", sip_uri],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        options = subprocess.run(["timeout", "10", "sipsak", "-vv", "-s", sip_uri],
+                                 capture_output=True, text=True)
+        print("OPTIONS after the flood and the junk:", "200" if "200 OK" in options.stdout else options.stdout[-300:])
+        if "200 OK" not in options.stdout:
+            failures.append("OPTIONS unanswered after sipsak's flood and random modes:\n" + options.stdout[-1000:])
+        if server.poll() is not None:
+            failures.append("the server died under sipsak")
     finally:
         server.terminate()
         server.wait(timeout=20)
