@@ -172,6 +172,55 @@ pub struct Config {
     pub sip_rtp_ports: String,
     pub sip_max_calls: usize,
     pub sip_media_timeout: u64,
+    /// Dispatch rules (TOML file only: `[[sip_rules]]`).
+    pub sip_rules: Vec<SipRule>,
+}
+
+/// One SIP dispatch rule: the called numbers it takes (none: every number) and exactly
+/// one of `room` (a fixed room), `room_prefix` (a room per caller: prefix + the caller's
+/// number) or `pins` (PIN → room, typed as DTMF).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipRule {
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pins: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_tries: Option<u8>,
+}
+
+impl SipRule {
+    /// The gateway's form of the rule, or what is wrong with it.
+    pub fn to_rule(&self) -> anyhow::Result<sip::dispatch::Rule> {
+        use sip::dispatch::{Action, Rule};
+        let action = match (&self.room, &self.room_prefix, self.pins.is_empty()) {
+            (Some(room), None, true) => Action::Room(room.clone()),
+            (None, Some(prefix), true) => Action::RoomPerCaller {
+                prefix: prefix.clone(),
+            },
+            (None, None, false) => Action::Pin {
+                pins: self
+                    .pins
+                    .iter()
+                    .map(|(p, r)| (p.clone(), r.clone()))
+                    .collect(),
+                tries: self.pin_tries.unwrap_or(3),
+            },
+            _ => anyhow::bail!(
+                "sip_rules: a rule for {:?} needs exactly one of `room`, `room_prefix` or `pins`",
+                self.numbers
+            ),
+        };
+        Ok(Rule {
+            numbers: self.numbers.clone(),
+            action,
+        })
+    }
 }
 
 impl Default for Config {
@@ -202,6 +251,7 @@ impl Default for Config {
             sip_rtp_ports: "31000-31999".into(),
             sip_max_calls: 100,
             sip_media_timeout: 30,
+            sip_rules: Vec::new(),
         }
     }
 }
@@ -258,6 +308,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "sip_advertise", default: "(the listen address)", doc: "IP written in SIP Contact headers and in the SDP given to phones (set it behind NAT)." },
     KeyDoc { key: "sip_rtp_ports", default: "31000-31999", doc: "UDP port range for phones' RTP, `first-last`; one port per call." },
     KeyDoc { key: "sip_max_calls", default: "100", doc: "Calls at once; more are refused with 503 and `Retry-After`." },
+    KeyDoc { key: "sip_rules", default: "[]", doc: "SIP dispatch rules, in the TOML file as `[[sip_rules]]` tables: `numbers` (called user parts; none: every number) and one of `room` (a fixed room), `room_prefix` (a room per caller) or `pins` (`{ \"1234\" = \"board\" }`, PIN entry: not yet served, 501). The first match wins; in development mode a call no rule takes joins the room its request URI names." },
     KeyDoc { key: "sip_media_timeout", default: "30", doc: "Seconds without RTP from a phone after which its call is hung up (BYE)." },
 ];
 
@@ -334,6 +385,9 @@ impl Config {
             );
         }
         self.sip_rtp_port_range()?;
+        for r in &self.sip_rules {
+            r.to_rule()?;
+        }
         anyhow::ensure!(self.sip_max_calls > 0, "sip_max_calls: must be at least 1");
         anyhow::ensure!(
             (1..=3_600).contains(&self.sip_media_timeout),
@@ -497,5 +551,39 @@ mod tests {
         for bad in ["", "a", "a:short", ":0123456789abcdef"] {
             assert!(parse_keys(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod sip_rule_tests {
+    use super::SipRule;
+    use sip::dispatch::Action;
+
+    #[test]
+    fn a_rule_needs_exactly_one_action() {
+        let rule: SipRule = toml::from_str("numbers = [\"100\"]\nroom = \"lobby\"").unwrap();
+        assert_eq!(rule.to_rule().unwrap().action, Action::Room("lobby".into()));
+        let rule: SipRule = toml::from_str("room_prefix = \"call-\"").unwrap();
+        assert!(matches!(
+            rule.to_rule().unwrap().action,
+            Action::RoomPerCaller { .. }
+        ));
+        let rule: SipRule = toml::from_str("pins = { \"1234\" = \"board\" }").unwrap();
+        assert_eq!(
+            rule.to_rule().unwrap().action,
+            Action::Pin {
+                pins: vec![("1234".into(), "board".into())],
+                tries: 3
+            }
+        );
+        for bad in ["numbers = [\"1\"]", "room = \"a\"\nroom_prefix = \"b\""] {
+            let rule: SipRule = toml::from_str(bad).unwrap();
+            let e = rule.to_rule().unwrap_err().to_string();
+            assert!(e.starts_with("sip_rules:"), "{e}");
+        }
+        assert!(
+            toml::from_str::<SipRule>("rooms = \"typo\"").is_err(),
+            "unknown keys refused"
+        );
     }
 }

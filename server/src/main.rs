@@ -255,7 +255,12 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 advertised: args.sip_advertise,
                 rtp_ports: args.sip_rtp_port_range()?,
                 max_calls: args.sip_max_calls,
-                // Development mode: `sip:<room>@host` joins `<room>` (no dispatch rules yet).
+                rules: args
+                    .sip_rules
+                    .iter()
+                    .map(|r| r.to_rule())
+                    .collect::<anyhow::Result<_>>()?,
+                // Development mode: `sip:<room>@host` joins `<room>` when no rule takes it.
                 dev_rooms: dev_mode,
                 media_timeout: std::time::Duration::from_secs(args.sip_media_timeout),
                 ..sip::gateway::SipConfig::dev(listen)

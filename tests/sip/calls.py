@@ -6,6 +6,7 @@ sndfile module). Run inside a network namespace with only loopback (run.sh).
   a third phone in the room hears both (the mix) and not its own;
   when they hang up, the room is empty;
   an administrator removing a phone through the REST API hangs up its call;
+  dispatch rules from the configuration: a fixed room, a room per caller;
   a call to an invalid room is refused (404);
   sipsak's flood and random-junk modes leave the gateway answering OPTIONS.
 """
@@ -57,8 +58,12 @@ snd_path {d}
 
 
 def start_server():
+    conf = os.path.join(T, "switchboard.toml")
+    with open(conf, "w") as f:
+        f.write('[[sip_rules]]\nnumbers = ["100"]\nroom = "lobby"\n\n'
+                '[[sip_rules]]\nnumbers = ["200"]\nroom_prefix = "call-"\n')
     p = subprocess.Popen(
-        [BIN, "--http", "127.0.0.1:0", "--rtc-port", "24000", "--workers", "2",
+        [BIN, "--config", conf, "--http", "127.0.0.1:0", "--rtc-port", "24000", "--workers", "2",
          "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25000-25099"],
         stdout=subprocess.PIPE, stderr=open(os.path.join(T, "server.log"), "w"), text=True,
         env={**os.environ, "RUST_LOG": "info,sip=debug"})
@@ -180,6 +185,16 @@ def main():
             print(f"remove through the API: {status}; e's call:", ended.group(0) if ended else None)
             if status not in (200, 204) or not ended or int(ended.group(1)) > 8:
                 failures.append(f"removing the phone should hang it up: {status}\n" + elog[-1500:])
+        # Dispatch rules from the configuration: 100 is the lobby, 200 a room per caller.
+        f, _ = phone("f", 5120, "10100-10119", 440, f"sip:100@127.0.0.1:{SIP}", 5)
+        g, _ = phone("g", 5130, "10120-10139", 440, f"sip:200@127.0.0.1:{SIP}", 5)
+        time.sleep(3)
+        lobby, own = participants(base, "lobby"), participants(base, "call-g")
+        print("rules: room lobby has", [m["name"] for m in lobby], "; room call-g has", [m["name"] for m in own])
+        if [m["name"] for m in lobby] != ["☎ f"] or [m["name"] for m in own] != ["☎ g"]:
+            failures.append(f"dispatch rules: lobby {lobby}, call-g {own}")
+        f.wait(timeout=20)
+        g.wait(timeout=20)
         # A call to something that is not a room name is refused (404), and no one joins.
         bad, _ = phone("d", 5100, "10060-10079", 440, f"sip:no%20room@127.0.0.1:{SIP}", 4)
         bad.wait(timeout=20)
