@@ -308,7 +308,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "sip_advertise", default: "(the listen address)", doc: "IP written in SIP Contact headers and in the SDP given to phones (set it behind NAT)." },
     KeyDoc { key: "sip_rtp_ports", default: "31000-31999", doc: "UDP port range for phones' RTP, `first-last`; one port per call." },
     KeyDoc { key: "sip_max_calls", default: "100", doc: "Calls at once; more are refused with 503 and `Retry-After`." },
-    KeyDoc { key: "sip_rules", default: "[]", doc: "SIP dispatch rules, in the TOML file as `[[sip_rules]]` tables: `numbers` (called user parts; none: every number) and one of `room` (a fixed room), `room_prefix` (a room per caller) or `pins` (`{ \"1234\" = \"board\" }`, PIN entry: not yet served, 501). The first match wins; in development mode a call no rule takes joins the room its request URI names." },
+    KeyDoc { key: "sip_rules", default: "[]", doc: "SIP dispatch rules, in the TOML file as `[[sip_rules]]` tables: `numbers` (called user parts; none: every number) and one of `room` (a fixed room), `room_prefix` (a room per caller) or `pins` (`{ \"1234\" = \"board\" }`: the call is answered with a prompt tone, the caller types the PIN and `#` as DTMF; `pin_tries` wrong ones, default 3, hang up). The first match wins; in development mode a call no rule takes joins the room its request URI names." },
     KeyDoc { key: "sip_media_timeout", default: "30", doc: "Seconds without RTP from a phone after which its call is hung up (BYE)." },
 ];
 

@@ -16,14 +16,22 @@ use signaling::{Claims, VideoGrant};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
+use crate::dispatch::{PinEntry, PinStep};
 use crate::gateway::Gateway;
-use crate::media::{CallMedia, PhonePacket};
+use crate::media::{tone_frame, CallMedia, PhonePacket, FRAME};
 use crate::room_leg::RoomLeg;
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
 
 /// What the gateway decided for an incoming call.
+/// Where an incoming call goes.
+pub enum Route {
+    Room(String),
+    /// Answer, prompt, read a PIN, then the room it names.
+    Pin(PinEntry),
+}
+
 pub struct Incoming {
-    pub room: String,
+    pub room: Route,
     pub caller: String,
     pub phone: PhoneMedia,
     pub codec: (Codec, u8),
@@ -33,6 +41,11 @@ pub struct Incoming {
 
 /// How long the room leg may take to be answered by the media plane.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller has to type a PIN.
+const PIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The PIN prompt (a 480 Hz tone for 600 ms) and the "wrong PIN" tone (300 Hz, 400 ms).
+const PROMPT: (f64, u64) = (480.0, 30);
+const WRONG: (f64, u64) = (300.0, 20);
 
 /// The caller's number as shown in the room: all but the last four digits masked.
 pub fn masked(number: &str) -> String {
@@ -154,42 +167,6 @@ async fn run_inner(
     let pub_addr = pub_socket.local_addr().map_err(|e| e.to_string())?;
     let sub_addr = sub_socket.local_addr().map_err(|e| e.to_string())?;
     let mut leg = RoomLeg::new(Instant::now(), pub_addr, sub_addr);
-    let (id, mut rx) = match join(gw, &inc.room, &inc.caller, call) {
-        Ok(j) => j,
-        Err(e) => {
-            let _ = dialog.reject(
-                Some(rsipstack::sip::StatusCode::ServiceUnavailable),
-                Some(e.clone()),
-            );
-            return Err(e);
-        }
-    };
-    let guard = Leave { gw, id };
-    if let Err(e) = publish(gw, id, &mut rx, &mut leg).await {
-        let _ = dialog.reject(
-            Some(rsipstack::sip::StatusCode::ServiceUnavailable),
-            Some(e.clone()),
-        );
-        return Err(e);
-    }
-    let rtp_addr = inc.rtp.local_addr().map_err(|e| e.to_string())?;
-    let local = LocalMedia {
-        rtp: SocketAddr::new(gw.advertised, rtp_addr.port()),
-        codecs: vec![inc.codec],
-        telephone_event: inc.phone.telephone_event,
-        ptime_ms: 20,
-        direction: inc.phone.direction.reversed(),
-    };
-    let answer = local.to_sdp(call, 1);
-    dialog
-        .accept(
-            Some(vec![rsipstack::sip::Header::ContentType(
-                "application/sdp".into(),
-            )]),
-            Some(answer.into_bytes()),
-        )
-        .map_err(|e| e.to_string())?;
-    info!(call, room = %inc.room, participant = %id, codec = ?inc.codec.0, "call answered");
     let law = match inc.codec.0 {
         Codec::Pcma => crate::g711::Law::Alaw,
         _ => crate::g711::Law::Ulaw,
@@ -202,6 +179,62 @@ async fn run_inner(
         rand::random(),
     )
     .map_err(|e| e.to_string())?;
+    let rtp_addr = inc.rtp.local_addr().map_err(|e| e.to_string())?;
+    let local = LocalMedia {
+        rtp: SocketAddr::new(gw.advertised, rtp_addr.port()),
+        codecs: vec![inc.codec],
+        telephone_event: inc.phone.telephone_event,
+        ptime_ms: 20,
+        direction: inc.phone.direction.reversed(),
+    };
+    let accept = || {
+        dialog
+            .accept(
+                Some(vec![rsipstack::sip::Header::ContentType(
+                    "application/sdp".into(),
+                )]),
+                Some(local.to_sdp(call, 1).into_bytes()),
+            )
+            .map_err(|e| e.to_string())
+    };
+    // With a PIN: answer first, read the PIN, and a failure from here on is a BYE.
+    let (room, answered) = match inc.room {
+        Route::Room(r) => (r, false),
+        Route::Pin(entry) => {
+            accept()?;
+            info!(call, "call answered for PIN entry");
+            match read_pin(gw, states, &inc.rtp, inc.phone.rtp, &mut media, entry).await {
+                Ok(r) => (r, true),
+                Err(e) => {
+                    let _ = dialog.bye().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let fail = |e: String| async move {
+        if answered {
+            let _ = dialog.bye().await;
+        } else {
+            let _ = dialog.reject(
+                Some(rsipstack::sip::StatusCode::ServiceUnavailable),
+                Some(e.clone()),
+            );
+        }
+        Err::<(), String>(e)
+    };
+    let (id, mut rx) = match join(gw, &room, &inc.caller, call) {
+        Ok(j) => j,
+        Err(e) => return fail(e).await,
+    };
+    let guard = Leave { gw, id };
+    if let Err(e) = publish(gw, id, &mut rx, &mut leg).await {
+        return fail(e).await;
+    }
+    if !answered {
+        accept()?;
+    }
+    info!(call, room = %room, participant = %id, codec = ?inc.codec.0, "call answered");
     let mut phone_to = inc.phone.rtp;
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -319,6 +352,61 @@ async fn run_inner(
     }
     drop(guard);
     Err(end.to_string())
+}
+
+/// The PIN phase of an answered call: prompt, digits until `#`, the room a right PIN
+/// names; an error (hang up) after too many wrong ones, the timeout, or the caller's BYE.
+async fn read_pin(
+    gw: &Gateway,
+    states: &mut DialogStateReceiver,
+    rtp: &UdpSocket,
+    phone: Option<SocketAddr>,
+    media: &mut CallMedia,
+    mut entry: PinEntry,
+) -> Result<String, String> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let deadline = tokio::time::Instant::now() + PIN_TIMEOUT;
+    let mut to = phone;
+    let mut tone = Some((PROMPT, 0u64));
+    let mut buf = vec![0u8; 2_048];
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let pcm = match tone {
+                    Some(((hz, frames), n)) if n < frames => {
+                        tone = Some(((hz, frames), n + 1));
+                        tone_frame(hz, n)
+                    }
+                    _ => [0i16; FRAME],
+                };
+                let packet = media.tick_prompt(&pcm);
+                if let Some(to) = to {
+                    let _ = rtp.send_to(&packet, to).await;
+                }
+            }
+            r = rtp.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                if phone.is_some_and(|a| a.ip() != from.ip()) {
+                    gw.counters.rtp_dropped("source");
+                    continue;
+                }
+                to = Some(from);
+                if let Ok(PhonePacket::Digit(d)) = media.phone_packet(&buf[..n]) {
+                    match entry.digit(d) {
+                        PinStep::More => {}
+                        PinStep::Join(room) => return Ok(room),
+                        PinStep::Wrong { .. } => tone = Some((WRONG, 0)),
+                        PinStep::HangUp => return Err("wrong PIN too often".into()),
+                    }
+                }
+            }
+            s = states.recv() => match s {
+                Some(DialogState::Terminated(..)) | None => return Err("hung up during PIN entry".into()),
+                Some(_) => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => return Err("no PIN typed".into()),
+        }
+    }
 }
 
 /// Leaves the room when the call task ends, however it ends.

@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::call::{self, Incoming};
+use crate::call::{self, Incoming, Route};
 use crate::dispatch::{Decision, Dispatcher, Rule};
 use crate::sdp::{Codec, PhoneMedia};
 
@@ -216,14 +216,11 @@ impl Gateway {
                 .await;
         }
         let room = match self.dispatcher.route(&called, &caller) {
-            Decision::Join(room) if signaling::hub::valid_room_name(&room) => room,
+            Decision::Join(room) if signaling::hub::valid_room_name(&room) => Route::Room(room),
             Decision::Join(_) | Decision::NoRoute => {
                 return self.reject(&mut tx, StatusCode::NotFound, None).await
             }
-            // PIN entry needs the call answered first (prompt, digits): not yet.
-            Decision::AskPin(_) => {
-                return self.reject(&mut tx, StatusCode::NotImplemented, None).await
-            }
+            Decision::AskPin(entry) => Route::Pin(entry),
         };
         let sdp = String::from_utf8_lossy(&tx.original.body).to_string();
         if sdp.trim().is_empty() {

@@ -257,8 +257,21 @@ impl CallMedia {
         self.room_mix()?;
         let mut heard = [0i16; FRAME];
         self.mix.render(None, &mut heard);
+        out.to_phone = self.packet_for_phone(&heard);
+        Ok(out)
+    }
+
+    /// Outside a room (a PIN prompt): the phone's audio is dropped, `pcm` is sent to it.
+    pub fn tick_prompt(&mut self, pcm: &[i16]) -> Vec<u8> {
+        let _ = self.phone.pop();
+        self.packet_for_phone(pcm)
+    }
+
+    /// One RTP packet of `pcm` for the phone, continuing its sequence and timestamps.
+    fn packet_for_phone(&mut self, pcm: &[i16]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + FRAME);
         self.codes.clear();
-        self.law.encode(&heard, &mut self.codes);
+        self.law.encode(pcm, &mut self.codes);
         let h = RtpHeader {
             marker: false,
             payload_type: self.audio_pt,
@@ -266,16 +279,26 @@ impl CallMedia {
             timestamp: self.out_ts,
             ssrc: self.out_ssrc,
         };
-        rtp::write(&h, &self.codes, &mut out.to_phone);
+        rtp::write(&h, &self.codes, &mut out);
         self.out_seq = self.out_seq.wrapping_add(1);
         self.out_ts = self.out_ts.wrapping_add(FRAME as u32);
-        Ok(out)
+        out
     }
 
     /// How many room sources are being received.
     pub fn sources(&self) -> usize {
         self.sources.len()
     }
+}
+
+/// Frame `n` (20 ms) of a `hz` sine at about -12 dBov: prompt and error tones.
+pub fn tone_frame(hz: f64, n: u64) -> [i16; FRAME] {
+    let mut f = [0i16; FRAME];
+    for (i, s) in f.iter_mut().enumerate() {
+        let t = (n as f64 * FRAME as f64 + i as f64) / 8_000.0;
+        *s = (8_000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16;
+    }
+    f
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ sndfile module). Run inside a network namespace with only loopback (run.sh).
   a third phone in the room hears both (the mix) and not its own;
   when they hang up, the room is empty;
   an administrator removing a phone through the REST API hangs up its call;
-  dispatch rules from the configuration: a fixed room, a room per caller;
+  dispatch rules from the configuration: a fixed room, a room per caller, a PIN (the
+  right one joins, three wrong ones hang up);
   a call to an invalid room is refused (404);
   sipsak's flood and random-junk modes leave the gateway answering OPTIONS.
 """
@@ -61,7 +62,8 @@ def start_server():
     conf = os.path.join(T, "switchboard.toml")
     with open(conf, "w") as f:
         f.write('[[sip_rules]]\nnumbers = ["100"]\nroom = "lobby"\n\n'
-                '[[sip_rules]]\nnumbers = ["200"]\nroom_prefix = "call-"\n')
+                '[[sip_rules]]\nnumbers = ["200"]\nroom_prefix = "call-"\n\n'
+                '[[sip_rules]]\nnumbers = ["300"]\npins = { "1234" = "board" }\n')
     p = subprocess.Popen(
         [BIN, "--config", conf, "--http", "127.0.0.1:0", "--rtc-port", "24000", "--workers", "2",
          "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25000-25099"],
@@ -105,11 +107,62 @@ def participants(base, room):
     return body["participants"] if status == 200 else []
 
 
-def phone(name, port, rtp, tone, dial, seconds):
+def phone(name, port, rtp, tone, dial, seconds, ctrl=None):
     d = baresip_conf(name, port, rtp, tone)
+    if ctrl:
+        with open(os.path.join(d, "config"), "a") as f:
+            f.write(f"module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n")
     log = open(os.path.join(T, f"{name}.log"), "w")
-    return subprocess.Popen(["baresip", "-f", d, "-t", str(seconds), "-e", f"/dial {dial}"],
+    # With ctrl_tcp the test dials itself (Ctrl.send("dial", …)), so that it sees every event.
+    dial_args = [] if ctrl else ["-e", f"/dial {dial}"]
+    return subprocess.Popen(["baresip", "-f", d, "-t", str(seconds), *dial_args],
                             stdout=log, stderr=subprocess.STDOUT), d
+
+
+class Ctrl:
+    """baresip's ctrl_tcp: netstring-framed JSON commands and events."""
+
+    def __init__(self, port):
+        import socket
+        for _ in range(100):
+            try:
+                self.s = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("ctrl_tcp not reachable")
+        self.buf = b""
+
+    def send(self, cmd, params=""):
+        b = json.dumps({"command": cmd, "params": params, "token": cmd}).encode()
+        self.s.sendall(str(len(b)).encode() + b":" + b + b",")
+
+    def wait(self, event, seconds):
+        import socket
+        deadline = time.time() + seconds
+        self.s.settimeout(0.2)
+        while time.time() < deadline:
+            while b":" in self.buf:
+                n, rest = self.buf.split(b":", 1)
+                if len(rest) < int(n) + 1:
+                    break
+                msg, self.buf = json.loads(rest[:int(n)]), rest[int(n) + 1:]
+                if msg.get("type") == event:
+                    return True
+            try:
+                chunk = self.s.recv(4096)
+                if not chunk:
+                    return False
+                self.buf += chunk
+            except socket.timeout:
+                pass
+        return False
+
+    def keys(self, digits):
+        for d in digits:
+            self.send("sndcode", d)
+            time.sleep(0.25)
 
 
 def heard(d, freqs, start=None, end=None):
@@ -195,6 +248,33 @@ def main():
             failures.append(f"dispatch rules: lobby {lobby}, call-g {own}")
         f.wait(timeout=20)
         g.wait(timeout=20)
+        # PIN entry: the right PIN joins its room; three wrong ones hang up.
+        h, _ = phone("h", 5140, "10140-10159", 440, f"sip:300@127.0.0.1:{SIP}", 15, ctrl=4450)
+        ch = Ctrl(4450)
+        ch.send("dial", f"sip:300@127.0.0.1:{SIP}")
+        if not ch.wait("CALL_ESTABLISHED", 10):
+            failures.append("the PIN call was not answered")
+        time.sleep(1)
+        ch.keys("1234#")
+        time.sleep(2)
+        board = [m["name"] for m in participants(base, "board")]
+        print("PIN 1234#: room board has", board)
+        if board != ["☎ h"]:
+            failures.append(f"the right PIN should join room board: {board}")
+        h.terminate()
+        i, _ = phone("i", 5150, "10160-10179", 440, f"sip:300@127.0.0.1:{SIP}", 20, ctrl=4460)
+        ci = Ctrl(4460)
+        ci.send("dial", f"sip:300@127.0.0.1:{SIP}")
+        if not ci.wait("CALL_ESTABLISHED", 10):
+            failures.append("the second PIN call was not answered")
+        time.sleep(1)
+        t0 = time.time()
+        ci.keys("9#9#9#")
+        closed = ci.wait("CALL_CLOSED", 5)
+        print(f"three wrong PINs: call closed by the gateway: {closed} ({time.time() - t0:.1f} s)")
+        if not closed:
+            failures.append("three wrong PINs should hang up")
+        i.terminate()
         # A call to something that is not a room name is refused (404), and no one joins.
         bad, _ = phone("d", 5100, "10060-10079", 440, f"sip:no%20room@127.0.0.1:{SIP}", 4)
         bad.wait(timeout=20)
