@@ -203,9 +203,10 @@ async fn run_inner(
         Route::Pin(entry) => {
             accept()?;
             info!(call, "call answered for PIN entry");
-            match read_pin(gw, states, &inc.rtp, inc.phone.rtp, &mut media, entry).await {
+            match read_pin(states, &inc.rtp, inc.phone.rtp, &mut media, entry).await {
                 Ok(r) => (r, true),
                 Err(e) => {
+                    crate::gateway::call_result("pin_failed".into());
                     let _ = dialog.bye().await;
                     return Err(e);
                 }
@@ -235,6 +236,7 @@ async fn run_inner(
         accept()?;
     }
     info!(call, room = %room, participant = %id, codec = ?inc.codec.0, "call answered");
+    crate::gateway::call_result("answered".into());
     let mut phone_to = inc.phone.rtp;
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -277,7 +279,7 @@ async fn run_inner(
                 // Symmetric RTP: answer where the phone's packets come from, but only
                 // from the address the phone's SDP named (any port: NAT), never others.
                 if inc.phone.rtp.is_some_and(|a| a.ip() != from.ip()) {
-                    gw.counters.rtp_dropped("source");
+                    crate::gateway::rtp_dropped("source");
                     continue;
                 }
                 match media.phone_packet(&pbuf[..n]) {
@@ -287,6 +289,7 @@ async fn run_inner(
                     }
                     Ok(PhonePacket::Digit(d)) => {
                         last_phone_media = Instant::now();
+                        metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
                         gw.hub.handle(id, ClientMessage::Data {
                             payload: serde_json::json!({"type": "dtmf", "digit": d.as_char().to_string()}).to_string(),
                             topic: Some("sip.dtmf".into()),
@@ -297,7 +300,7 @@ async fn run_inner(
                     Ok(PhonePacket::Rtcp) => {}
                     Err(e) => {
                         debug!(call, "phone packet dropped: {e}");
-                        gw.counters.rtp_dropped(match e {
+                        crate::gateway::rtp_dropped(match e {
                             crate::media::DropReason::Malformed(_) => "malformed",
                             crate::media::DropReason::PayloadType(_) => "payload_type",
                             crate::media::DropReason::Dtmf(_) => "dtmf",
@@ -357,7 +360,6 @@ async fn run_inner(
 /// The PIN phase of an answered call: prompt, digits until `#`, the room a right PIN
 /// names; an error (hang up) after too many wrong ones, the timeout, or the caller's BYE.
 async fn read_pin(
-    gw: &Gateway,
     states: &mut DialogStateReceiver,
     rtp: &UdpSocket,
     phone: Option<SocketAddr>,
@@ -387,11 +389,12 @@ async fn read_pin(
             r = rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 if phone.is_some_and(|a| a.ip() != from.ip()) {
-                    gw.counters.rtp_dropped("source");
+                    crate::gateway::rtp_dropped("source");
                     continue;
                 }
                 to = Some(from);
                 if let Ok(PhonePacket::Digit(d)) = media.phone_packet(&buf[..n]) {
+                    metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
                     match entry.digit(d) {
                         PinStep::More => {}
                         PinStep::Join(room) => return Ok(room),

@@ -57,18 +57,16 @@ impl SipConfig {
     }
 }
 
-/// Counters the server exports as metrics.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub calls_started: AtomicU64,
-    pub calls_rejected: AtomicU64,
-    pub rtp_dropped: AtomicU64,
+/// The gateway's metrics (through the `metrics` facade; the server exports them):
+/// `switchboard_sip_calls_total{result}` (`answered`, or the SIP status of a refusal),
+/// `switchboard_sip_calls` (in progress), `switchboard_sip_rtp_dropped_total{reason}`,
+/// `switchboard_sip_dtmf_digits_total`.
+pub(crate) fn rtp_dropped(reason: &'static str) {
+    metrics::counter!("switchboard_sip_rtp_dropped_total", "reason" => reason).increment(1);
 }
 
-impl Counters {
-    pub fn rtp_dropped(&self, _reason: &'static str) {
-        self.rtp_dropped.fetch_add(1, Ordering::Relaxed);
-    }
+pub(crate) fn call_result(result: String) {
+    metrics::counter!("switchboard_sip_calls_total", "result" => result).increment(1);
 }
 
 pub struct Gateway {
@@ -77,7 +75,6 @@ pub struct Gateway {
     /// Where room legs bind (the media workers' side).
     pub(crate) media_ip: IpAddr,
     pub(crate) media_timeout: Duration,
-    pub counters: Counters,
     cfg: SipConfig,
     dispatcher: Dispatcher,
     calls: AtomicUsize,
@@ -100,7 +97,6 @@ impl Gateway {
             advertised,
             media_ip,
             media_timeout: cfg.media_timeout,
-            counters: Counters::default(),
             dispatcher: Dispatcher::new(cfg.rules.clone(), cfg.dev_rooms),
             calls: AtomicUsize::new(0),
             next_call: AtomicU64::new(1),
@@ -115,7 +111,8 @@ impl Gateway {
     }
 
     pub(crate) fn call_ended(&self) {
-        self.calls.fetch_sub(1, Ordering::Relaxed);
+        let n = self.calls.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!("switchboard_sip_calls").set(n as f64);
     }
 
     /// Bind a phone RTP socket from the configured range (next free port, round robin).
@@ -194,7 +191,7 @@ impl Gateway {
     }
 
     async fn reject(&self, tx: &mut Transaction, status: StatusCode, headers: Option<Vec<Header>>) {
-        self.counters.calls_rejected.fetch_add(1, Ordering::Relaxed);
+        call_result(status.code().to_string());
         let _ = tx
             .reply_with(status, headers.unwrap_or_default(), None)
             .await;
@@ -270,8 +267,8 @@ impl Gateway {
             let _ = handler.handle(&mut tx).await;
         });
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.counters.calls_started.fetch_add(1, Ordering::Relaxed);
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("switchboard_sip_calls").set(n as f64);
         let inc = Incoming {
             room,
             caller,

@@ -294,6 +294,20 @@ def main():
             failures.append("OPTIONS unanswered after sipsak's flood and random modes:\n" + options.stdout[-1000:])
         if server.poll() is not None:
             failures.append("the server died under sipsak")
+        # The gateway's metrics.
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        sip_lines = [l for l in text.splitlines() if l.startswith("switchboard_sip_")]
+        print("metrics:", sip_lines)
+        def metric(name):
+            return sum(float(l.rsplit(" ", 1)[1]) for l in sip_lines if l.split(" ")[0] == name)
+        # a, b, c, e, f, g and h joined rooms; i typed wrong PINs; d dialled no room.
+        if metric('switchboard_sip_calls_total{result="answered"}') != 7 \
+                or metric('switchboard_sip_calls_total{result="pin_failed"}') != 1 \
+                or metric('switchboard_sip_calls_total{result="404"}') != 1 \
+                or metric("switchboard_sip_dtmf_digits_total") < 11 \
+                or metric("switchboard_sip_calls") != 0:
+            failures.append("SIP metrics: " + "\n".join(sip_lines))
     finally:
         server.terminate()
         server.wait(timeout=20)
