@@ -3,16 +3,7 @@
 // the Chromium viewer's tile size, from the smallest layer to the largest.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openParticipant, openFirefox, inbound, waitFor, sleep } from './lib.mjs';
-
-// The video frame width a page's subscriber connection decodes (Chromium or Firefox).
-const width = (page) => page.evaluate(async () => {
-  const pc = window.sb.client?.subPc;
-  if (!pc) return 0;
-  let w = 0;
-  for (const s of (await pc.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') w = Math.max(w, s.frameWidth || 0);
-  return w;
-});
+import { startServer, openParticipant, openFirefox, inbound, waitFor, waitForTileVideo, sleep, inboundWidth as width } from './lib.mjs';
 
 // Firefox's simulcast encodings as it sends them: rid → frame width.
 const sent = (page) => page.evaluate(async () => {
@@ -31,12 +22,7 @@ test('Firefox and Chromium decode each other; Firefox simulcast follows the tile
   const fox = await openFirefox(`${server.base}/?room=${room}&name=fox&autojoin=1`);
   const chrome = await openParticipant(`${server.base}/?room=${room}&name=chrome&autojoin=1&quality=low&tile=320`);
   try {
-    for (const [p, other] of [[fox, 'chrome'], [chrome, 'fox']]) {
-      await waitFor(() => p.page.evaluate((name) => {
-        const tile = [...document.querySelectorAll('#grid .tile')].find((t) => t.querySelector('.label').textContent === name);
-        return tile && tile.querySelector('video').videoWidth > 0;
-      }, other), { what: `${other}'s video playing`, timeout: 45000 });
-    }
+    for (const [p, other] of [[fox, 'chrome'], [chrome, 'fox']]) await waitForTileVideo(p.page, other);
     for (const [p, who] of [[fox, 'firefox'], [chrome, 'chromium']]) {
       const s1 = await inbound(p.page);
       await sleep(2000);

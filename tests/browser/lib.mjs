@@ -83,6 +83,21 @@ export async function inbound(page) {
   });
 }
 
+// The widest video frame a page's subscriber connection decodes (Chromium or Firefox).
+export const inboundWidth = (page) => page.evaluate(async () => {
+  const pc = window.sb.client?.subPc;
+  if (!pc) return 0;
+  let w = 0;
+  for (const s of (await pc.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') w = Math.max(w, s.frameWidth || 0);
+  return w;
+});
+
+// Wait until the web app on `page` shows `name`'s tile playing video.
+export const waitForTileVideo = (page, name, timeout = 45000) => waitFor(() => page.evaluate((name) => {
+  const tile = [...document.querySelectorAll('#grid .tile')].find((t) => t.querySelector('.label').textContent === name);
+  return tile && tile.querySelector('video').videoWidth > 0;
+}, name), { what: `${name}'s video playing`, timeout });
+
 export async function waitFor(fn, { timeout = 30000, interval = 250, what = 'condition' } = {}) {
   const end = Date.now() + timeout;
   let last;

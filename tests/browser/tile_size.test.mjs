@@ -2,15 +2,7 @@
 // 720p publisher; enlarged to 1280 px it climbs to the 1280×720 layer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openParticipant, waitFor } from './lib.mjs';
-
-const width = (page) => page.evaluate(async () => {
-  const pc = window.sb.client?.subPc;
-  if (!pc) return 0;
-  let w = 0;
-  for (const s of (await pc.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') w = Math.max(w, s.frameWidth || 0);
-  return w;
-});
+import { startServer, openParticipant, waitFor, inboundWidth as width } from './lib.mjs';
 
 test('the tile size selects the simulcast layer', async () => {
   const server = await startServer();

@@ -2,7 +2,7 @@
 // other through the SFU, and one leaves.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openParticipant, inbound, waitFor, sleep, devToken } from './lib.mjs';
+import { startServer, openParticipant, inbound, waitFor, waitForTileVideo, sleep, devToken } from './lib.mjs';
 
 test('two browsers see and hear each other; a leaver disappears', async () => {
   const server = await startServer();
@@ -10,13 +10,8 @@ test('two browsers see and hear each other; a leaver disappears', async () => {
   const a = await openParticipant(`${server.base}/?room=${room}&name=alice&autojoin=1&quality=low`);
   const b = await openParticipant(`${server.base}/?room=${room}&name=bob&autojoin=1&quality=low`);
   try {
-    for (const [p, other] of [[a, 'bob'], [b, 'alice']]) {
-      // The other's tile appears with its name and plays video.
-      await waitFor(() => p.page.evaluate((name) => {
-        const tile = [...document.querySelectorAll('#grid .tile')].find((t) => t.querySelector('.label').textContent === name);
-        return tile && tile.querySelector('video').videoWidth > 0;
-      }, other), { what: `${other}'s video playing`, timeout: 45000 });
-    }
+    // The other's tile appears with its name and plays video.
+    for (const [p, other] of [[a, 'bob'], [b, 'alice']]) await waitForTileVideo(p.page, other);
     for (const p of [a, b]) {
       const s1 = await inbound(p.page);
       await sleep(2000);
