@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
 use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::StatusCode;
 use sfu_core::ParticipantId;
-use signaling::hub::Outbound;
+use signaling::hub::{JoinError, Outbound};
 use signaling::protocol::{ClientMessage, ServerMessage};
 use signaling::{Claims, VideoGrant};
 use tokio::net::UdpSocket;
@@ -63,15 +64,35 @@ pub fn masked(number: &str) -> String {
         .collect()
 }
 
+/// A refusal to put the call in its room: the SIP status for the phone and why.
+type Refusal = (StatusCode, String);
+
+/// The SIP answer to a refused join: a full room is busy (486), a room that does not exist
+/// (with auto-create off) is not found (404), a node that takes no one is unavailable.
+fn refusal(e: JoinError) -> Refusal {
+    let status = match e {
+        JoinError::RoomFull(_) => StatusCode::BusyHere,
+        JoinError::NoSuchRoom | JoinError::BadRoomName => StatusCode::NotFound,
+        JoinError::Draining | JoinError::ServerFull(_) | JoinError::Plane(_) => {
+            StatusCode::ServiceUnavailable
+        }
+        JoinError::Auth(_) | JoinError::UnsupportedVersion(_) => StatusCode::ServerInternalError,
+    };
+    (status, e.to_string())
+}
+
 /// Join `room` as a phone participant: its id and message queue.
 fn join(
     gw: &Gateway,
     room: &str,
     caller: &str,
     call: u64,
-) -> Result<(ParticipantId, tokio::sync::mpsc::Receiver<Outbound>), String> {
+) -> Result<(ParticipantId, tokio::sync::mpsc::Receiver<Outbound>), Refusal> {
+    let internal = |m: &str| (StatusCode::ServerInternalError, m.to_string());
     let keys = gw.hub.keys();
-    let key = keys.first_key().ok_or("no API key to mint a token with")?;
+    let key = keys
+        .first_key()
+        .ok_or_else(|| internal("no API key to mint a token with"))?;
     let claims = Claims {
         iss: key.to_string(),
         sub: format!("sip-{call}"),
@@ -83,10 +104,12 @@ fn join(
             ..VideoGrant::join(room)
         },
     };
-    let token = keys.mint(key, &claims).ok_or("could not mint a token")?;
+    let token = keys
+        .mint(key, &claims)
+        .ok_or_else(|| internal("could not mint a token"))?;
     gw.hub
         .join(&token, None, signaling::auth::unix_now())
-        .map_err(|e| e.to_string())
+        .map_err(refusal)
 }
 
 /// Wait for the media plane's answer to the room leg's publisher offer, answering its
@@ -213,24 +236,22 @@ async fn run_inner(
             }
         }
     };
-    let fail = |e: String| async move {
+    let fail = |(status, e): Refusal| async move {
+        crate::gateway::call_result(status.code().to_string());
         if answered {
             let _ = dialog.bye().await;
         } else {
-            let _ = dialog.reject(
-                Some(rsipstack::sip::StatusCode::ServiceUnavailable),
-                Some(e.clone()),
-            );
+            let _ = dialog.reject(Some(status), Some(e.clone()));
         }
         Err::<(), String>(e)
     };
     let (id, mut rx) = match join(gw, &room, &inc.caller, call) {
         Ok(j) => j,
-        Err(e) => return fail(e).await,
+        Err(r) => return fail(r).await,
     };
     let guard = Leave { gw, id };
     if let Err(e) = publish(gw, id, &mut rx, &mut leg).await {
-        return fail(e).await;
+        return fail((StatusCode::ServiceUnavailable, e)).await;
     }
     if !answered {
         accept()?;

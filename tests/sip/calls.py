@@ -8,7 +8,7 @@ sndfile module). Run inside a network namespace with only loopback (run.sh).
   an administrator removing a phone through the REST API hangs up its call;
   dispatch rules from the configuration: a fixed room, a room per caller, a PIN (the
   right one joins, three wrong ones hang up);
-  a call to an invalid room is refused (404);
+  a call to an invalid room is refused (404), one to a full room is busy (486);
   sipsak's flood and random-junk modes leave the gateway answering OPTIONS.
 """
 import glob
@@ -66,7 +66,8 @@ def start_server():
                 '[[sip_rules]]\nnumbers = ["300"]\npins = { "1234" = "board" }\n')
     p = subprocess.Popen(
         [BIN, "--config", conf, "--http", "127.0.0.1:0", "--rtc-port", "24000", "--workers", "2",
-         "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25000-25099"],
+         "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25000-25099",
+         "--max-participants", "3"],
         stdout=subprocess.PIPE, stderr=open(os.path.join(T, "server.log"), "w"), text=True,
         env={**os.environ, "RUST_LOG": "info,sip=debug"})
     deadline = time.time() + 20
@@ -190,6 +191,14 @@ def main():
         if len(members) != 2:
             failures.append(f"two phone participants expected, got {len(members)}")
         c, dc = phone("c", 5090, "10040-10059", 2000, uri, 8)
+        # A fourth phone finds the room full (max_participants 3): 486 Busy Here.
+        time.sleep(2)
+        j, _ = phone("j", 5160, "10180-10199", 440, uri, 3)
+        j.wait(timeout=20)
+        jlog = open(os.path.join(T, "j.log")).read()
+        print("a fourth phone in a room of three:", "486" if "486" in jlog else jlog[-300:])
+        if "486" not in jlog:
+            failures.append("a full room should answer 486:\n" + jlog[-1500:])
         for p in (a, b, c):
             p.wait(timeout=30)
         time.sleep(1)
@@ -301,10 +310,12 @@ def main():
         print("metrics:", sip_lines)
         def metric(name):
             return sum(float(l.rsplit(" ", 1)[1]) for l in sip_lines if l.split(" ")[0] == name)
-        # a, b, c, e, f, g and h joined rooms; i typed wrong PINs; d dialled no room.
+        # a, b, c, e, f, g and h joined rooms; i typed wrong PINs; d dialled no room; j
+        # found the room full.
         if metric('switchboard_sip_calls_total{result="answered"}') != 7 \
                 or metric('switchboard_sip_calls_total{result="pin_failed"}') != 1 \
                 or metric('switchboard_sip_calls_total{result="404"}') != 1 \
+                or metric('switchboard_sip_calls_total{result="486"}') != 1 \
                 or metric("switchboard_sip_dtmf_digits_total") < 11 \
                 or metric("switchboard_sip_calls") != 0:
             failures.append("SIP metrics: " + "\n".join(sip_lines))
