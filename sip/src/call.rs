@@ -259,6 +259,8 @@ async fn run_inner(
     info!(call, room = %room, participant = %id, codec = ?inc.codec.0, "call answered");
     crate::gateway::call_result("answered".into());
     let mut phone_to = inc.phone.rtp;
+    let mut on_hold = inc.phone.direction.is_hold();
+    let mut version = 1u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut last_phone_media = Instant::now();
@@ -285,8 +287,12 @@ async fn run_inner(
                         leg.write_audio(now, &opus, level);
                     }
                 }
-                if let Some(to) = phone_to {
+                if let (Some(to), false) = (phone_to, on_hold) {
                     let _ = inc.rtp.send_to(&t.to_phone, to).await;
+                }
+                if on_hold {
+                    // A held phone sends nothing: that is no reason to hang up.
+                    last_phone_media = now;
                 }
                 if now.duration_since(last_phone_media) > gw.media_timeout {
                     break "no media from the phone";
@@ -311,11 +317,7 @@ async fn run_inner(
                     Ok(PhonePacket::Digit(d)) => {
                         last_phone_media = Instant::now();
                         metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
-                        gw.hub.handle(id, ClientMessage::Data {
-                            payload: serde_json::json!({"type": "dtmf", "digit": d.as_char().to_string()}).to_string(),
-                            topic: Some("sip.dtmf".into()),
-                            destination: Vec::new(),
-                        });
+                        send_digit(gw, id, d);
                     }
                     Ok(PhonePacket::DigitRepeat) => last_phone_media = Instant::now(),
                     Ok(PhonePacket::Rtcp) => {}
@@ -357,7 +359,50 @@ async fn run_inner(
                     debug!(call, ?reason, "dialog terminated");
                     break "hung up";
                 }
-                Some(DialogState::Updated(..)) | Some(_) => {}
+                Some(DialogState::Updated(_, req, handle)) if req.method == rsipstack::sip::Method::Invite => {
+                    // A re-INVITE: hold, resume, or a new address. The codec stays.
+                    version += 1;
+                    let sdp = String::from_utf8_lossy(&req.body).to_string();
+                    let offer = if sdp.trim().is_empty() { Ok(None) } else { PhoneMedia::parse(&sdp).map(Some) };
+                    match offer {
+                        Ok(Some(m)) if m.choose(&[inc.codec.0]).is_none() => {
+                            let _ = handle.reply(StatusCode::NotAcceptableHere).await;
+                        }
+                        Err(e) => {
+                            debug!(call, "re-INVITE with bad SDP: {e}");
+                            let _ = handle.reply(StatusCode::NotAcceptableHere).await;
+                        }
+                        Ok(m) => {
+                            // Offerless: we offer what we have, sendrecv; the ACK answers.
+                            let direction = m.as_ref().map_or(crate::sdp::Direction::SendRecv, |m| m.direction.reversed());
+                            if let Some(m) = &m {
+                                on_hold = m.direction.is_hold() || m.rtp.is_none();
+                                if m.rtp.is_some() {
+                                    phone_to = m.rtp;
+                                }
+                            }
+                            last_phone_media = Instant::now();
+                            let answer = LocalMedia { direction, ..local.clone() }.to_sdp(call, version);
+                            let _ = handle.respond(
+                                StatusCode::OK,
+                                Some(vec![rsipstack::sip::Header::ContentType("application/sdp".into())]),
+                                Some(answer.into_bytes()),
+                            ).await;
+                            info!(call, on_hold, "re-INVITE answered");
+                        }
+                    }
+                }
+                Some(DialogState::Info(_, req, handle)) => {
+                    // DTMF as SIP INFO (application/dtmf-relay: `Signal=5`).
+                    let body = String::from_utf8_lossy(&req.body).to_string();
+                    let digit = body.lines().find_map(|l| l.trim().strip_prefix("Signal=")).and_then(|d| d.trim().chars().next()).and_then(crate::dtmf::Digit::new);
+                    let _ = handle.reply(if digit.is_some() { StatusCode::OK } else { StatusCode::BadRequest }).await;
+                    if let Some(d) = digit {
+                        metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
+                        send_digit(gw, id, d);
+                    }
+                }
+                Some(_) => {}
                 None => break "the dialog went away",
             },
         }
@@ -431,6 +476,19 @@ async fn read_pin(
             _ = tokio::time::sleep_until(deadline) => return Err("no PIN typed".into()),
         }
     }
+}
+
+/// A digit the phone typed, to the room: a data message on topic `sip.dtmf`.
+fn send_digit(gw: &Gateway, id: ParticipantId, d: crate::dtmf::Digit) {
+    gw.hub.handle(
+        id,
+        ClientMessage::Data {
+            payload: serde_json::json!({"type": "dtmf", "digit": d.as_char().to_string()})
+                .to_string(),
+            topic: Some("sip.dtmf".into()),
+            destination: Vec::new(),
+        },
+    );
 }
 
 /// Leaves the room when the call task ends, however it ends.

@@ -8,6 +8,7 @@ sndfile module). Run inside a network namespace with only loopback (run.sh).
   an administrator removing a phone through the REST API hangs up its call;
   dispatch rules from the configuration: a fixed room, a room per caller, a PIN (the
   right one joins, three wrong ones hang up);
+  a call put on hold and resumed (re-INVITEs) stays in its room and hears it again;
   a call to an invalid room is refused (404), one to a full room is busy (486);
   sipsak's flood and random-junk modes leave the gateway answering OPTIONS.
 """
@@ -284,6 +285,35 @@ def main():
         if not closed:
             failures.append("three wrong PINs should hang up")
         i.terminate()
+        # Hold and resume (re-INVITEs from the phone): the call stays in the room, and after
+        # resuming the phone hears the room again.
+        l, _ = phone("l", 5180, "10220-10239", 1000, f"sip:hold@127.0.0.1:{SIP}", 16)
+        k, dk = phone("k", 5170, "10200-10219", 440, f"sip:hold@127.0.0.1:{SIP}", 15, ctrl=4470)
+        ck = Ctrl(4470)
+        ck.send("dial", f"sip:hold@127.0.0.1:{SIP}")
+        if not ck.wait("CALL_ESTABLISHED", 10):
+            failures.append("the hold call was not answered")
+        time.sleep(2)
+        ck.send("hold")
+        time.sleep(3)
+        held = [m["name"] for m in participants(base, "hold")]
+        ck.send("resume")
+        t_resume = time.time()
+        time.sleep(4)
+        k.terminate()
+        l.terminate()
+        k.wait(timeout=10)
+        rec = max(glob.glob(os.path.join(dk, "*-dec.wav")), key=os.path.getsize)
+        # The recording runs from the call's start; the last 3 s are after the resume.
+        import wave
+        w = wave.open(rec)
+        length = w.getnframes() / w.getframerate()
+        after, n_after = shares(rec, (440, 1000), max(0.0, length - 3.0), length)
+        print("on hold the room had", held, "; after resuming k heard over", n_after, "blocks:", {h: round(v, 3) for h, v in after.items()})
+        if sorted(held) != ["☎ k", "☎ l"]:
+            failures.append(f"a held phone stays in the room: {held}")
+        if not (n_after > 10 and after[1000] > 0.5):
+            failures.append(f"after resume the phone should hear l's 1000 Hz again: {after}")
         # A call to something that is not a room name is refused (404), and no one joins.
         bad, _ = phone("d", 5100, "10060-10079", 440, f"sip:no%20room@127.0.0.1:{SIP}", 4)
         bad.wait(timeout=20)
@@ -310,9 +340,9 @@ def main():
         print("metrics:", sip_lines)
         def metric(name):
             return sum(float(l.rsplit(" ", 1)[1]) for l in sip_lines if l.split(" ")[0] == name)
-        # a, b, c, e, f, g and h joined rooms; i typed wrong PINs; d dialled no room; j
-        # found the room full.
-        if metric('switchboard_sip_calls_total{result="answered"}') != 7 \
+        # a, b, c, e, f, g, h, k and l joined rooms; i typed wrong PINs; d dialled no room;
+        # j found the room full.
+        if metric('switchboard_sip_calls_total{result="answered"}') != 9 \
                 or metric('switchboard_sip_calls_total{result="pin_failed"}') != 1 \
                 or metric('switchboard_sip_calls_total{result="404"}') != 1 \
                 or metric('switchboard_sip_calls_total{result="486"}') != 1 \
