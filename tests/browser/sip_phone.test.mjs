@@ -1,10 +1,11 @@
 // A SIP phone (Debian's baresip, a 440 Hz sine as its microphone) and a Chromium
 // participant in one room: the browser hears the phone's tone (WebAudio analysis of the
-// phone's track) and the phone hears the browser (Chromium's fake microphone beeps,
-// recorded by baresip).
+// phone's track), the phone hears the browser (Chromium's fake microphone beeps, recorded
+// by baresip), and keys typed on the phone (RFC 4733) reach the browser as data messages.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,11 +21,24 @@ function phone(dir, { port, rtp, tone, dial, seconds }) {
     'ausrc_srate 48000', 'ausrc_channels 2', 'auplay_srate 48000', 'audio_level no',
     `rtp_ports ${rtp}`, 'module_path /usr/lib/baresip/modules', 'module g711.so',
     'module ausine.so', 'module alsa.so', 'module sndfile.so', 'module_app account.so',
-    'module_app menu.so', `snd_path ${dir}`, '',
+    'module_app menu.so', 'module_app ctrl_tcp.so', `ctrl_tcp_listen 127.0.0.1:${port + 1000}`,
+    `snd_path ${dir}`, '',
   ].join('\n'));
   writeFileSync(join(dir, 'accounts'), `<sip:phone@127.0.0.1:${port}>;regint=0;audio_codecs=PCMU\n`);
   const p = spawn('baresip', ['-f', dir, '-t', String(seconds), '-e', `/dial ${dial}`], { stdio: ['ignore', 'ignore', 'ignore'] });
   return { proc: p, done: new Promise((r) => p.on('exit', r)) };
+}
+
+// Type `keys` on a baresip phone through its ctrl_tcp module (netstring-framed JSON).
+async function typeKeys(port, keys) {
+  const sock = connect(port, '127.0.0.1');
+  await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+  for (const k of keys) {
+    const b = Buffer.from(JSON.stringify({ command: 'sndcode', params: k, token: k }));
+    sock.write(`${b.length}:${b},`);
+    await sleep(300);
+  }
+  sock.end();
 }
 
 // 100 ms blocks of a 16-bit mono WAV (baresip's sndfile recording): RMS, and the share
@@ -48,7 +62,7 @@ function blocks(path) {
   return out;
 }
 
-test('a SIP phone and a browser in one room hear each other', { skip: !hasBaresip && 'baresip is not installed' }, async () => {
+test('a SIP phone and a browser in one room hear each other; the phone\'s keys reach the browser', { skip: !hasBaresip && 'baresip is not installed' }, async () => {
   const sipPort = 5260;
   const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25100-25199']);
   const room = `sip${Date.now()}`;
@@ -82,6 +96,17 @@ test('a SIP phone and a browser in one room hear each other', { skip: !hasBaresi
       return f[best] > -60 && Math.abs(hz - 440) < 15 ? { hz, db: f[best] } : null;
     }), { what: "the phone's 440 Hz in the browser", timeout: 20000, interval: 500 });
     console.log('browser hears the phone at', JSON.stringify(peak));
+    // Keys typed on the phone arrive in the browser as data messages on topic sip.dtmf.
+    await browser.page.evaluate(() => {
+      window.dtmf = [];
+      window.sb.client.addEventListener('data', (e) => window.dtmf.push(e.detail));
+    });
+    await typeKeys(6270, '42#');
+    const got = await waitFor(() => browser.page.evaluate(() => (window.dtmf.length >= 3 ? window.dtmf : null)),
+      { what: 'the phone\'s keys as data messages', timeout: 10000 });
+    console.log('data messages from the phone:', JSON.stringify(got.map((m) => [m.topic, m.payload])));
+    assert.deepEqual(got.map((m) => JSON.parse(m.payload).digit), ['4', '2', '#']);
+    assert.ok(got.every((m) => m.topic === 'sip.dtmf'));
     // The phone hears the browser: baresip's recording of what it received has sound.
     await sleep(6000);
   } finally {
