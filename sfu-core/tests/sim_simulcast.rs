@@ -483,24 +483,31 @@ fn subscription_stats_report_layers_rates_and_switches() {
     assert!(s.used_bps < 300_000, "{}", s.used_bps);
 }
 
-#[test]
-fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
+/// A simulcast publisher with `temporal_layers` per encoding and two viewers, on a 4 Mbps
+/// ("open") and a 1.2 Mbps ("tight") downlink, after 30 s: (sim, publisher, open, tight).
+/// f alone is 1.7 Mbps; its T0+T1 frames half of that. 1.2 Mbps fits f at 15 fps, not at
+/// 30, and is more than h at full rate needs. GCC overshoots from its 2.5 Mbps start on
+/// the tight link, then climbs back.
+fn open_and_tight_viewers(temporal_layers: u8) -> (Sim, ClientIdx, ClientIdx, ClientIdx) {
     let mut sim = Sim::new(Instant::now(), 24);
     let a = sim.join(
         "room",
         ClientSpec {
-            temporal_layers: 3,
+            temporal_layers,
             ..ClientSpec::simulcast()
         },
     );
     let open = sim.join("room", ClientSpec::viewer());
     let tight = sim.join("room", ClientSpec::viewer());
-    // f alone is 1.7 Mbps; its T0+T1 frames half of that. 1.2 Mbps fits f at 15 fps,
-    // not at 30, and is more than h at 30 fps needs.
     sim.cap_downlink(open, 4_000);
     sim.cap_downlink(tight, 1_200);
-    // GCC overshoots from its 2.5 Mbps start on the tight link, then climbs back.
     sim.run_for(secs(30));
+    (sim, a, open, tight)
+}
+
+#[test]
+fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
+    let (sim, a, open, tight) = open_and_tight_viewers(3);
     let id = sim.client(a).id;
     let (from, to) = (sim.now - secs(4), sim.now);
     for (who, name) in [(open, "open"), (tight, "1.2 Mbps")] {
@@ -578,19 +585,7 @@ fn vp8_temporal_layers_drop_frame_rate_before_resolution() {
 /// on an open link get f, with nothing waiting for a temporal step that never comes.
 #[test]
 fn an_l1t1_publisher_degrades_by_resolution_alone() {
-    let mut sim = Sim::new(Instant::now(), 24);
-    let a = sim.join(
-        "room",
-        ClientSpec {
-            temporal_layers: 1,
-            ..ClientSpec::simulcast()
-        },
-    );
-    let open = sim.join("room", ClientSpec::viewer());
-    let tight = sim.join("room", ClientSpec::viewer());
-    sim.cap_downlink(open, 4_000);
-    sim.cap_downlink(tight, 1_200);
-    sim.run_for(secs(30));
+    let (sim, a, open, tight) = open_and_tight_viewers(1);
     let id = sim.client(a).id;
     let (from, to) = (sim.now - secs(4), sim.now);
     let o = sim.client(open).stream_from(id, TrackKind::Video).unwrap();

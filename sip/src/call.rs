@@ -140,7 +140,9 @@ async fn publish(
             .ok_or("the session ended")?;
         match msg {
             Outbound::Message(ServerMessage::PublishAnswer { sdp }) => {
-                return leg.publish_answer(&sdp).map_err(|e| e.to_string());
+                return leg
+                    .publish_answer(Instant::now(), &sdp)
+                    .map_err(|e| e.to_string());
             }
             Outbound::Message(ServerMessage::SubscribeOffer { sdp, .. }) => {
                 answer_subscribe(gw, id, leg, &sdp)
@@ -153,7 +155,7 @@ async fn publish(
 }
 
 fn answer_subscribe(gw: &Gateway, id: ParticipantId, leg: &mut RoomLeg, sdp: &str) {
-    match leg.subscribe_offer(sdp) {
+    match leg.subscribe_offer(Instant::now(), sdp) {
         Ok(answer) => gw
             .hub
             .handle(id, ClientMessage::SubscribeAnswer { sdp: answer }),
@@ -341,7 +343,9 @@ async fn run_inner(
                     leg.receive(Instant::now(), sub_addr, from, &sbuf[..n]);
                 }
             }
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = tokio::time::sleep_until(wake) => {
+                leg.timeout(Instant::now());
+            }
             m = rx.recv() => match m {
                 Some(Outbound::Message(ServerMessage::SubscribeOffer { sdp, .. })) => answer_subscribe(gw, id, &mut leg, &sdp),
                 Some(Outbound::Close { reason, .. }) => {
@@ -406,7 +410,8 @@ async fn run_inner(
                 None => break "the dialog went away",
             },
         }
-        leg_wake = leg.timeout(Instant::now());
+        // Every input above drained the leg: advance its clocks only when a timer is due.
+        leg_wake = leg.next_wake();
         for d in leg.take_datagrams() {
             let socket = if d.from == sub_addr {
                 &sub_socket

@@ -56,6 +56,8 @@ pub struct RoomLeg {
     seq: u64,
     ts: u32,
     published: bool,
+    /// When the connections next want their clocks advanced (set by every drain).
+    next: Instant,
     out: Vec<Datagram>,
     audio: Vec<RoomAudio>,
 }
@@ -86,6 +88,7 @@ impl RoomLeg {
             seq: 1,
             ts: 0,
             published: false,
+            next: now,
             out: Vec::new(),
             audio: Vec::new(),
         }
@@ -112,23 +115,26 @@ impl RoomLeg {
         self.mic.map(|m| m.to_string())
     }
 
-    pub fn publish_answer(&mut self, sdp: &str) -> Result<(), LegError> {
+    pub fn publish_answer(&mut self, now: Instant, sdp: &str) -> Result<(), LegError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| LegError::Sdp(e.to_string()))?;
         let pending = self.pending.take().ok_or(LegError::NoPendingOffer)?;
         self.publisher
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| LegError::Sdp(e.to_string()))
+            .map_err(|e| LegError::Sdp(e.to_string()))?;
+        self.drain(now);
+        Ok(())
     }
 
     /// The media plane's offer for the subscriber connection: our answer.
-    pub fn subscribe_offer(&mut self, sdp: &str) -> Result<String, LegError> {
+    pub fn subscribe_offer(&mut self, now: Instant, sdp: &str) -> Result<String, LegError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| LegError::Sdp(e.to_string()))?;
         let answer = self
             .subscriber
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| LegError::Sdp(e.to_string()))?;
+        self.drain(now);
         Ok(answer.to_sdp_string())
     }
 
@@ -178,6 +184,12 @@ impl RoomLeg {
             let _ = rtc.handle_input(input);
         }
         self.drain(now);
+    }
+
+    /// When to call [`RoomLeg::timeout`] next: every change (input, write, SDP) drains the
+    /// connections and updates it, so the clocks are advanced only when a timer is due.
+    pub fn next_wake(&self) -> Instant {
+        self.next
     }
 
     /// Advance both connections' clocks; the earliest time they want to be woken.
@@ -239,6 +251,7 @@ impl RoomLeg {
                 }
             }
         }
+        self.next = next;
         next
     }
 }

@@ -167,6 +167,14 @@ class Ctrl:
             time.sleep(0.25)
 
 
+def driven_call(name, port, rtp, tone, uri, seconds, ctrl):
+    """A phone the test dials and drives through ctrl_tcp: (process, dir, ctrl, answered)."""
+    p, d = phone(name, port, rtp, tone, uri, seconds, ctrl=ctrl)
+    c = Ctrl(ctrl)
+    c.send("dial", uri)
+    return p, d, c, c.wait("CALL_ESTABLISHED", 10)
+
+
 def heard(d, freqs, start=None, end=None):
     files = glob.glob(os.path.join(d, "*-dec.wav"))
     if not files:
@@ -259,10 +267,8 @@ def main():
         f.wait(timeout=20)
         g.wait(timeout=20)
         # PIN entry: the right PIN joins its room; three wrong ones hang up.
-        h, _ = phone("h", 5140, "10140-10159", 440, f"sip:300@127.0.0.1:{SIP}", 15, ctrl=4450)
-        ch = Ctrl(4450)
-        ch.send("dial", f"sip:300@127.0.0.1:{SIP}")
-        if not ch.wait("CALL_ESTABLISHED", 10):
+        h, _, ch, answered = driven_call("h", 5140, "10140-10159", 440, f"sip:300@127.0.0.1:{SIP}", 15, 4450)
+        if not answered:
             failures.append("the PIN call was not answered")
         time.sleep(1)
         ch.keys("1234#")
@@ -272,10 +278,8 @@ def main():
         if board != ["☎ h"]:
             failures.append(f"the right PIN should join room board: {board}")
         h.terminate()
-        i, _ = phone("i", 5150, "10160-10179", 440, f"sip:300@127.0.0.1:{SIP}", 20, ctrl=4460)
-        ci = Ctrl(4460)
-        ci.send("dial", f"sip:300@127.0.0.1:{SIP}")
-        if not ci.wait("CALL_ESTABLISHED", 10):
+        i, _, ci, answered = driven_call("i", 5150, "10160-10179", 440, f"sip:300@127.0.0.1:{SIP}", 20, 4460)
+        if not answered:
             failures.append("the second PIN call was not answered")
         time.sleep(1)
         t0 = time.time()
@@ -288,10 +292,8 @@ def main():
         # Hold and resume (re-INVITEs from the phone): the call stays in the room, and after
         # resuming the phone hears the room again.
         l, _ = phone("l", 5180, "10220-10239", 1000, f"sip:hold@127.0.0.1:{SIP}", 16)
-        k, dk = phone("k", 5170, "10200-10219", 440, f"sip:hold@127.0.0.1:{SIP}", 15, ctrl=4470)
-        ck = Ctrl(4470)
-        ck.send("dial", f"sip:hold@127.0.0.1:{SIP}")
-        if not ck.wait("CALL_ESTABLISHED", 10):
+        k, dk, ck, answered = driven_call("k", 5170, "10200-10219", 440, f"sip:hold@127.0.0.1:{SIP}", 15, 4470)
+        if not answered:
             failures.append("the hold call was not answered")
         time.sleep(2)
         ck.send("hold")
