@@ -47,7 +47,7 @@ fuzz_target!(|calls: Vec<Call>| {
     let admin = keys.mint("k", &admin).unwrap();
     let joiner = Claims { iss: "k".into(), sub: "alice".into(), exp: now + 60, nbf: None, name: None, video: VideoGrant::join("r") };
     let _alice = hub.join(&keys.mint("k", &joiner).unwrap(), None, now);
-    let app = signaling::router(AppState { hub, dev_key: None, rate: (1e9, 1e9) });
+    let app = signaling::router(AppState { hub, dev_key: None, rate: (1e9, 1e9), sip: None });
     for c in calls.into_iter().take(16) {
         let method = ["GET", "POST", "PATCH", "DELETE", "PUT"][c.method as usize % 5];
         let room: String = c.room.chars().filter(|ch| ch.is_ascii_graphic() && *ch != '/' && *ch != '?' && *ch != '#' && *ch != '%').take(40).collect();

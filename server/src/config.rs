@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::sip_config::{SipRule, SipTrunk, SipUser};
+
 /// The development API key pair used when no keys are configured. Printed at start.
 pub const DEV_KEY: &str = "devkey";
 pub const DEV_SECRET: &str = "switchboard-development-secret-do-not-use-in-production";
@@ -174,53 +176,10 @@ pub struct Config {
     pub sip_media_timeout: u64,
     /// Dispatch rules (TOML file only: `[[sip_rules]]`).
     pub sip_rules: Vec<SipRule>,
-}
-
-/// One SIP dispatch rule: the called numbers it takes (none: every number) and exactly
-/// one of `room` (a fixed room), `room_prefix` (a room per caller: prefix + the caller's
-/// number) or `pins` (PIN → room, typed as DTMF).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SipRule {
-    #[serde(default)]
-    pub numbers: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room_prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub pins: std::collections::BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pin_tries: Option<u8>,
-}
-
-impl SipRule {
-    /// The gateway's form of the rule, or what is wrong with it.
-    pub fn to_rule(&self) -> anyhow::Result<sip::dispatch::Rule> {
-        use sip::dispatch::{Action, Rule};
-        let action = match (&self.room, &self.room_prefix, self.pins.is_empty()) {
-            (Some(room), None, true) => Action::Room(room.clone()),
-            (None, Some(prefix), true) => Action::RoomPerCaller {
-                prefix: prefix.clone(),
-            },
-            (None, None, false) => Action::Pin {
-                pins: self
-                    .pins
-                    .iter()
-                    .map(|(p, r)| (p.clone(), r.clone()))
-                    .collect(),
-                tries: self.pin_tries.unwrap_or(3),
-            },
-            _ => anyhow::bail!(
-                "sip_rules: a rule for {:?} needs exactly one of `room`, `room_prefix` or `pins`",
-                self.numbers
-            ),
-        };
-        Ok(Rule {
-            numbers: self.numbers.clone(),
-            action,
-        })
-    }
+    /// SIP trunks (TOML file only: `[[sip_trunks]]`).
+    pub sip_trunks: Vec<SipTrunk>,
+    /// SIP users (TOML file only: `[[sip_users]]`).
+    pub sip_users: Vec<SipUser>,
 }
 
 impl Default for Config {
@@ -252,6 +211,8 @@ impl Default for Config {
             sip_max_calls: 100,
             sip_media_timeout: 30,
             sip_rules: Vec::new(),
+            sip_trunks: Vec::new(),
+            sip_users: Vec::new(),
         }
     }
 }
@@ -388,6 +349,12 @@ impl Config {
         for r in &self.sip_rules {
             r.to_rule()?;
         }
+        for t in &self.sip_trunks {
+            t.to_trunk()?;
+        }
+        for u in &self.sip_users {
+            u.check()?;
+        }
         anyhow::ensure!(self.sip_max_calls > 0, "sip_max_calls: must be at least 1");
         anyhow::ensure!(
             (1..=3_600).contains(&self.sip_media_timeout),
@@ -473,6 +440,9 @@ pub struct TokenArgs {
     /// roomList: list rooms.
     #[arg(long)]
     pub room_list: bool,
+    /// REST: place and manage SIP calls (`/api/v1/sip/calls`) for `--room` (or every room).
+    #[arg(long)]
+    pub sip_call: bool,
     /// Invisible to other participants.
     #[arg(long)]
     pub hidden: bool,
@@ -551,39 +521,5 @@ mod tests {
         for bad in ["", "a", "a:short", ":0123456789abcdef"] {
             assert!(parse_keys(bad).is_err(), "{bad}");
         }
-    }
-}
-
-#[cfg(test)]
-mod sip_rule_tests {
-    use super::SipRule;
-    use sip::dispatch::Action;
-
-    #[test]
-    fn a_rule_needs_exactly_one_action() {
-        let rule: SipRule = toml::from_str("numbers = [\"100\"]\nroom = \"lobby\"").unwrap();
-        assert_eq!(rule.to_rule().unwrap().action, Action::Room("lobby".into()));
-        let rule: SipRule = toml::from_str("room_prefix = \"call-\"").unwrap();
-        assert!(matches!(
-            rule.to_rule().unwrap().action,
-            Action::RoomPerCaller { .. }
-        ));
-        let rule: SipRule = toml::from_str("pins = { \"1234\" = \"board\" }").unwrap();
-        assert_eq!(
-            rule.to_rule().unwrap().action,
-            Action::Pin {
-                pins: vec![("1234".into(), "board".into())],
-                tries: 3
-            }
-        );
-        for bad in ["numbers = [\"1\"]", "room = \"a\"\nroom_prefix = \"b\""] {
-            let rule: SipRule = toml::from_str(bad).unwrap();
-            let e = rule.to_rule().unwrap_err().to_string();
-            assert!(e.starts_with("sip_rules:"), "{e}");
-        }
-        assert!(
-            toml::from_str::<SipRule>("rooms = \"typo\"").is_err(),
-            "unknown keys refused"
-        );
     }
 }

@@ -4,6 +4,7 @@
 
 mod config;
 mod plane;
+mod sip_config;
 mod telemetry;
 mod udp;
 mod web;
@@ -96,6 +97,7 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
             room_create: t.room_create,
             room_list: t.room_list,
             room_admin: t.admin,
+            sip_call: t.sip_call,
         },
     };
     println!("{}", keys.mint(&key, &claims).context("signing failed")?);
@@ -244,12 +246,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
         } else {
             app = app.route("/metrics", metrics_route);
         }
-        let app = app.merge(signaling::router(AppState {
-            hub: hub.clone(),
-            dev_key,
-            rate: (args.api_rate, args.api_burst),
-        }));
-        if let Some(listen) = args.sip_listen {
+        let sip_api = if let Some(listen) = args.sip_listen {
             let cfg = sip::gateway::SipConfig {
                 listen,
                 advertised: args.sip_advertise,
@@ -260,6 +257,12 @@ fn serve(args: Config) -> anyhow::Result<()> {
                     .iter()
                     .map(|r| r.to_rule())
                     .collect::<anyhow::Result<_>>()?,
+                trunks: args
+                    .sip_trunks
+                    .iter()
+                    .map(|t| t.to_trunk())
+                    .collect::<anyhow::Result<_>>()?,
+                users: args.sip_users.iter().map(|u| u.to_credentials()).collect(),
                 // Development mode: `sip:<room>@host` joins `<room>` when no rule takes it.
                 dev_rooms: dev_mode,
                 media_timeout: std::time::Duration::from_secs(args.sip_media_timeout),
@@ -273,11 +276,21 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 args.rtc_bind
             };
             let gw = sip::gateway::Gateway::new(cfg, hub.clone(), media_ip);
-            gw.start(tokio_util::sync::CancellationToken::new())
+            gw.clone()
+                .start(tokio_util::sync::CancellationToken::new())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
             eprintln!("SIP gateway on udp {listen}");
-        }
+            Some(gw.api())
+        } else {
+            None
+        };
+        let app = app.merge(signaling::router(AppState {
+            hub: hub.clone(),
+            dev_key,
+            rate: (args.api_rate, args.api_burst),
+            sip: sip_api,
+        }));
         let listener = tokio::net::TcpListener::bind(args.http)
             .await
             .with_context(|| format!("http: binding {}", args.http))?;

@@ -746,3 +746,112 @@ async fn docs_api_md_covers_every_openapi_route() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_calls_need_the_gateway_the_grant_and_good_requests() {
+    // Without `sip_listen` the routes answer 503 sip_disabled (after authentication).
+    let plain = start_server();
+    let api = Api::new(&plain);
+    let any = grant(|g| g.sip_call = true);
+    let (st, body) = api.call("GET", "/api/v1/sip/calls", Some(&any), None).await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("sip_disabled"))
+    );
+    drop(plain);
+
+    // SIP on (no trunks, no users: nothing is dialled by this test).
+    let server = start_server_with(&[
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--sip-rtp-ports",
+        "26000-26009",
+    ]);
+    let api = Api::new(&server);
+    let dial = |to: &str| json!({"room": "r1", "to": to});
+    let (st, _) = api
+        .call("POST", "/api/v1/sip/calls", None, Some(dial("alice")))
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let admin = grant(|g| g.room_admin = true);
+    let (st, body) = api
+        .call(
+            "POST",
+            "/api/v1/sip/calls",
+            Some(&admin),
+            Some(dial("alice")),
+        )
+        .await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "roomAdmin is not sipCall"
+    );
+    let other_room = grant(|g| {
+        g.sip_call = true;
+        g.room = "r2".into();
+    });
+    let (st, _) = api
+        .call(
+            "POST",
+            "/api/v1/sip/calls",
+            Some(&other_room),
+            Some(dial("alice")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a sipCall grant is for its room");
+    let (st, body) = api
+        .call("POST", "/api/v1/sip/calls", Some(&any), Some(dial("alice")))
+        .await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "{body}"
+    );
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("registered SIP user alice"));
+    let (st, _) = api
+        .call(
+            "POST",
+            "/api/v1/sip/calls",
+            Some(&any),
+            Some(json!({"room": "r1", "to": "+1555", "trunk": "none"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "unknown trunk");
+    for bad in [
+        json!({"room": "bad room", "to": "alice"}),
+        json!({"room": "r1", "to": "al ice"}),
+        json!({"room": "r1", "to": "alice", "dtmf": "12x"}),
+        json!({"room": "r1", "to": "sip:a@b\r\nVia: x"}),
+        json!({"room": "r1", "to": "alice", "extra": 1}),
+    ] {
+        let (st, body) = api
+            .call("POST", "/api/v1/sip/calls", Some(&any), Some(bad.clone()))
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (st, body) = api.call("GET", "/api/v1/sip/calls", Some(&any), None).await;
+    assert_eq!(
+        (st, body["calls"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+    for (method, path) in [
+        ("GET", "/api/v1/sip/calls/SC_1"),
+        ("DELETE", "/api/v1/sip/calls/SC_1"),
+    ] {
+        let (st, _) = api.call(method, path, Some(&any), None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let (st, _) = api
+        .call(
+            "POST",
+            "/api/v1/sip/calls/SC_1/dtmf",
+            Some(&any),
+            Some(json!({"digits": "1"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}

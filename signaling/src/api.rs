@@ -123,13 +123,15 @@ impl RateLimiter {
 pub struct ApiState {
     pub hub: Arc<Hub>,
     pub limiter: Arc<RateLimiter>,
+    /// The SIP gateway, when it runs (`/api/v1/sip/calls`).
+    pub sip: Option<Arc<dyn crate::sip_calls::SipCalls>>,
 }
 
 /// The caller, authenticated.
-struct Caller(Claims);
+pub(crate) struct Caller(pub(crate) Claims);
 
 impl Caller {
-    fn from(s: &ApiState, headers: &HeaderMap) -> Result<Self, ApiError> {
+    pub(crate) fn from(s: &ApiState, headers: &HeaderMap) -> Result<Self, ApiError> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -161,7 +163,7 @@ impl Caller {
         Ok(Caller(claims))
     }
 
-    fn need(&self, ok: bool, what: &str) -> Result<(), ApiError> {
+    pub(crate) fn need(&self, ok: bool, what: &str) -> Result<(), ApiError> {
         if ok {
             Ok(())
         } else {
@@ -178,7 +180,7 @@ impl Caller {
     }
 }
 
-fn room_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn room_name(name: &str) -> Result<(), ApiError> {
     if valid_room_name(name) {
         Ok(())
     } else {
@@ -471,8 +473,10 @@ impl utoipa::Modify for Bearer {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard REST API", version = "1", description = "Room and participant management. See docs/api.md."),
-    paths(create_room, list_rooms, get_room, update_room, delete_room, list_participants, get_participant, update_participant, remove_participant, mute, send_data),
-    components(schemas(ApiErrorBody, CreateRoom, UpdateRoom, DeleteRoom, UpdateParticipant, MuteTrack, SendData, RoomList, ParticipantList, RoomInfo, ParticipantInfo, Permissions, crate::protocol::TrackInfo, crate::webhook::WebhookEvent)),
+    paths(create_room, list_rooms, get_room, update_room, delete_room, list_participants, get_participant, update_participant, remove_participant, mute, send_data,
+        crate::sip_calls::dial, crate::sip_calls::list, crate::sip_calls::get_call, crate::sip_calls::hang_up, crate::sip_calls::dtmf),
+    components(schemas(ApiErrorBody, CreateRoom, UpdateRoom, DeleteRoom, UpdateParticipant, MuteTrack, SendData, RoomList, ParticipantList, RoomInfo, ParticipantInfo, Permissions, crate::protocol::TrackInfo, crate::webhook::WebhookEvent,
+        crate::sip_calls::DialRequest, crate::sip_calls::SipCallInfo, crate::sip_calls::SipCallList, crate::sip_calls::SendDtmf, crate::sip_calls::CallDirection, crate::sip_calls::CallState)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
@@ -509,6 +513,15 @@ pub fn router(state: ApiState) -> Router {
             post(mute),
         )
         .route("/api/v1/rooms/{room}/data", post(send_data))
+        .route(
+            "/api/v1/sip/calls",
+            post(crate::sip_calls::dial).get(crate::sip_calls::list),
+        )
+        .route(
+            "/api/v1/sip/calls/{id}",
+            get(crate::sip_calls::get_call).delete(crate::sip_calls::hang_up),
+        )
+        .route("/api/v1/sip/calls/{id}/dtmf", post(crate::sip_calls::dtmf))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -41,6 +41,10 @@ pub struct VideoGrant {
     /// empty `room`, every room.
     #[serde(default, skip_serializing_if = "is_false")]
     pub room_admin: bool,
+    /// REST: place, list and hang up SIP calls (`/api/v1/sip/calls`) for `room`; with an
+    /// empty `room`, every room.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sip_call: bool,
 }
 
 impl Default for VideoGrant {
@@ -56,6 +60,7 @@ impl Default for VideoGrant {
             room_create: false,
             room_list: false,
             room_admin: false,
+            sip_call: false,
         }
     }
 }

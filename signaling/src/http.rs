@@ -24,6 +24,8 @@ pub struct AppState {
     pub dev_key: Option<String>,
     /// REST requests per second and burst, per API key.
     pub rate: (f64, f64),
+    /// The SIP gateway, when it runs.
+    pub sip: Option<Arc<dyn crate::sip_calls::SipCalls>>,
 }
 
 pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -38,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     let api = crate::api::router(crate::api::ApiState {
         hub: state.hub.clone(),
         limiter: Arc::new(crate::api::RateLimiter::new(state.rate.0, state.rate.1)),
+        sip: state.sip.clone(),
     });
     let whip = crate::whip::router(crate::whip::WhipState::new(state.hub.clone()));
     Router::new()

@@ -57,7 +57,7 @@ impl Default for HubConfig {
 }
 
 /// A room's settings and state, as the API shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct RoomInfo {
     pub name: String,
     /// Unique per incarnation of the name.
@@ -255,6 +255,20 @@ impl Hub {
     /// Webhook delivery counters, when webhooks are configured.
     pub fn webhook_stats(&self) -> Option<Arc<crate::webhook::WebhookStats>> {
         self.webhooks.as_ref().map(|w| w.stats.clone())
+    }
+
+    /// A SIP call event (`sip_call_started`, `sip_call_answered`, `sip_call_ended`,
+    /// `sip_dtmf`) as a webhook. The room may not exist yet (an outbound call ringing):
+    /// then only its name is filled in.
+    pub fn sip_hook(&self, event: &str, call: &crate::sip_calls::SipCallInfo, digit: Option<char>) {
+        let room = self.get_room(&call.room).unwrap_or_else(|_| RoomInfo {
+            name: call.room.clone(),
+            ..RoomInfo::default()
+        });
+        self.hook(WebhookEvent {
+            digit: digit.map(String::from),
+            ..WebhookEvent::sip(event, &room, call)
+        });
     }
 
     fn hook(&self, e: WebhookEvent) {

@@ -19,6 +19,7 @@ pub mod http;
 pub mod hub;
 pub mod plane;
 pub mod protocol;
+pub mod sip_calls;
 pub mod webhook;
 pub mod whip;
 pub mod ws;

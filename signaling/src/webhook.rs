@@ -28,7 +28,9 @@ pub struct WebhookEvent {
     /// Unique per event; receivers may use it to drop duplicates after retries.
     pub id: String,
     /// `room_started`, `room_finished`, `participant_joined`, `participant_left`,
-    /// `track_published`, `track_unpublished`.
+    /// `track_published`, `track_unpublished`; with the SIP gateway `sip_call_started`,
+    /// `sip_call_answered`, `sip_call_ended` (with `sip_call.end_cause`) and `sip_dtmf`
+    /// (with `digit`).
     pub event: String,
     /// Unix seconds.
     pub created_at: u64,
@@ -37,6 +39,11 @@ pub struct WebhookEvent {
     pub participant: Option<ParticipantInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub track: Option<TrackInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_call: Option<crate::sip_calls::SipCallInfo>,
+    /// `sip_dtmf`: the digit typed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digit: Option<String>,
 }
 
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
@@ -54,6 +61,15 @@ impl WebhookEvent {
             room: room.clone(),
             participant: None,
             track: None,
+            sip_call: None,
+            digit: None,
+        }
+    }
+
+    pub fn sip(event: &str, room: &RoomInfo, call: &crate::sip_calls::SipCallInfo) -> Self {
+        Self {
+            sip_call: Some(call.clone()),
+            ..Self::new(event, room)
         }
     }
 

@@ -150,6 +150,88 @@ pub fn key_press(digit: Digit, timestamp: u32, duration: u16, step: u16) -> Vec<
     }
 }
 
+/// A key press sent to a phone: 100 ms of events (five 20 ms packets, the last three
+/// times), then 60 ms of audio before the next key; `w` is a 500 ms pause.
+const PRESS_FRAMES: usize = 5;
+const GAP_FRAMES: u32 = 3;
+const PAUSE_FRAMES: u32 = 25;
+/// Timestamp units per 20 ms frame at 8 kHz.
+const FRAME_UNITS: u16 = 160;
+/// Digits waiting to be sent, at most.
+pub const SEND_QUEUE: usize = 256;
+
+/// What one frame of the stream to a phone carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DtmfFrame {
+    Audio,
+    /// Telephone-event packets instead of audio.
+    Event(Vec<EventPacket>),
+}
+
+/// Digits typed to a phone (RFC 4733), one frame at a time on the caller's clock.
+#[derive(Debug, Default)]
+pub struct DtmfSender {
+    queue: std::collections::VecDeque<char>,
+    /// The key press being sent and how many of its frames are out.
+    playing: Option<(Vec<EventPacket>, usize)>,
+    /// Frames of audio before the next key.
+    hold: u32,
+}
+
+impl DtmfSender {
+    /// Queue `digits` (`0-9 * # A-D`, `w` a pause; anything else is skipped). False when
+    /// the queue is full (nothing queued).
+    pub fn push(&mut self, digits: &str) -> bool {
+        if self.queue.len() + digits.len() > SEND_QUEUE {
+            return false;
+        }
+        self.queue.extend(
+            digits
+                .chars()
+                .filter(|&c| c == 'w' || Digit::new(c).is_some()),
+        );
+        true
+    }
+
+    pub fn idle(&self) -> bool {
+        self.queue.is_empty() && self.playing.is_none() && self.hold == 0
+    }
+
+    /// The frame starting at RTP `timestamp`.
+    pub fn frame(&mut self, timestamp: u32) -> DtmfFrame {
+        if self.hold > 0 {
+            self.hold -= 1;
+            return DtmfFrame::Audio;
+        }
+        if self.playing.is_none() {
+            match self.queue.pop_front() {
+                None => return DtmfFrame::Audio,
+                Some('w') => {
+                    self.hold = PAUSE_FRAMES - 1;
+                    return DtmfFrame::Audio;
+                }
+                Some(c) => {
+                    let d = Digit::new(c).expect("only digits are queued");
+                    let duration = FRAME_UNITS * PRESS_FRAMES as u16;
+                    self.playing = Some((key_press(d, timestamp, duration, FRAME_UNITS), 0));
+                }
+            }
+        }
+        let (packets, sent) = self.playing.as_mut().expect("set above");
+        let now = if *sent + 1 < PRESS_FRAMES {
+            vec![packets[*sent].clone()]
+        } else {
+            packets[*sent..].to_vec()
+        };
+        *sent += 1;
+        if *sent == PRESS_FRAMES {
+            self.playing = None;
+            self.hold = GAP_FRAMES;
+        }
+        DtmfFrame::Event(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +308,30 @@ mod tests {
         let mut r = DtmfReceiver::default();
         assert_eq!(r.on_packet(5, &[1, 0, 0, 160]), Ok(Digit::new('1')));
         assert_eq!(r.on_packet(5, &[2, 0, 0, 160]), Ok(Digit::new('2')));
+    }
+
+    #[test]
+    fn digits_sent_are_read_back_once_each_with_gaps_and_pauses() {
+        let mut tx = DtmfSender::default();
+        assert!(tx.push("1x#w2"));
+        let mut rx = DtmfReceiver::default();
+        let (mut heard, mut frames, mut audio) = (String::new(), 0u32, 0u32);
+        while !tx.idle() {
+            match tx.frame(frames * 160) {
+                DtmfFrame::Audio => audio += 1,
+                DtmfFrame::Event(ps) => {
+                    for p in ps {
+                        if let Some(d) = rx.on_packet(p.timestamp, &p.payload).unwrap() {
+                            heard.push(d.as_char());
+                        }
+                    }
+                }
+            }
+            frames += 1;
+        }
+        assert_eq!(heard, "1#2");
+        // Three presses of 5 frames, a gap of 3 after each, the pause of 25.
+        assert_eq!((frames, audio), (3 * 5 + 3 * 3 + 25, 3 * 3 + 25));
+        assert!(!tx.push(&"1".repeat(SEND_QUEUE + 1)));
     }
 }

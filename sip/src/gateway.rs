@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rsipstack::dialog::dialog::Dialog;
 use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::prelude::ToTypedHeader;
 use rsipstack::sip::{Header, HeadersExt, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::{udp::UdpConnection, TransportLayer};
@@ -17,11 +18,19 @@ use rsipstack::EndpointBuilder;
 use signaling::hub::Hub;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::call::{self, Incoming, Route};
+use crate::access::{Access, Admission, Credentials, Request as AccessRequest, Trunk};
+use crate::call::PhoneLeg;
+use crate::call_book::{CallBook, Command};
 use crate::dispatch::{Decision, Dispatcher, Rule};
-use crate::sdp::{Codec, PhoneMedia};
+use crate::inbound::{self, Incoming, Route};
+use crate::registrar::{Binding, Registrar};
+use crate::sdp::{Codec, LocalMedia, PhoneMedia};
+use parking_lot::Mutex;
+use signaling::auth::unix_now;
+use signaling::sip_calls::{DialRequest, SipCallError, SipCallInfo, SipCalls, SipFuture};
+use std::sync::OnceLock;
 
 /// The gateway's settings (the server's `sip_*` configuration keys).
 #[derive(Debug, Clone)]
@@ -36,6 +45,10 @@ pub struct SipConfig {
     pub codecs: Vec<Codec>,
     pub max_calls: usize,
     pub rules: Vec<Rule>,
+    /// SIP trunks: providers whose calls come in (and outbound calls go out through).
+    pub trunks: Vec<Trunk>,
+    /// SIP users: phones that authenticate (digest), call in from anywhere and REGISTER.
+    pub users: Vec<Credentials>,
     /// Development mode: `sip:<room>@host` joins `<room>` when no rule matches.
     pub dev_rooms: bool,
     /// Hang up after this long without media from the phone.
@@ -51,6 +64,8 @@ impl SipConfig {
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             max_calls: 100,
             rules: Vec::new(),
+            trunks: Vec::new(),
+            users: Vec::new(),
             dev_rooms: true,
             media_timeout: Duration::from_secs(30),
         }
@@ -60,9 +75,15 @@ impl SipConfig {
 /// The gateway's metrics (through the `metrics` facade; the server exports them):
 /// `switchboard_sip_calls_total{result}` (`answered`, or the SIP status of a refusal),
 /// `switchboard_sip_calls` (in progress), `switchboard_sip_rtp_dropped_total{reason}`,
-/// `switchboard_sip_dtmf_digits_total`.
+/// `switchboard_sip_dtmf_digits_total`, `switchboard_sip_requests_dropped_total{reason}`
+/// (requests refused without an answer: `source`), `switchboard_sip_auth_failures_total`,
+/// `switchboard_sip_registrations`.
 pub(crate) fn rtp_dropped(reason: &'static str) {
     metrics::counter!("switchboard_sip_rtp_dropped_total", "reason" => reason).increment(1);
+}
+
+fn request_dropped(reason: &'static str) {
+    metrics::counter!("switchboard_sip_requests_dropped_total", "reason" => reason).increment(1);
 }
 
 pub(crate) fn call_result(result: String) {
@@ -71,6 +92,10 @@ pub(crate) fn call_result(result: String) {
 
 pub struct Gateway {
     pub(crate) hub: Arc<Hub>,
+    pub(crate) access: Access,
+    pub(crate) book: Arc<CallBook>,
+    registrar: Mutex<Registrar>,
+    dialogs: OnceLock<Arc<DialogLayer>>,
     pub(crate) advertised: IpAddr,
     /// Where room legs bind (the media workers' side).
     pub(crate) media_ip: IpAddr,
@@ -93,6 +118,14 @@ impl Gateway {
                 cfg.listen.ip()
             });
         Arc::new(Gateway {
+            access: Access::new(
+                cfg.trunks.clone(),
+                cfg.users.clone(),
+                &rand::random::<[u8; 32]>(),
+            ),
+            book: CallBook::new(hub.clone()),
+            registrar: Mutex::new(Registrar::default()),
+            dialogs: OnceLock::new(),
             hub,
             advertised,
             media_ip,
@@ -108,6 +141,49 @@ impl Gateway {
     /// Calls in progress.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The REST API's way to this gateway's calls.
+    pub fn api(self: &Arc<Self>) -> Arc<dyn SipCalls> {
+        Arc::new(SipApi(self.clone()))
+    }
+
+    pub(crate) fn dialogs(&self) -> Option<&Arc<DialogLayer>> {
+        self.dialogs.get()
+    }
+
+    /// Our SIP address as others should reach it (Contact, From).
+    pub(crate) fn sip_address(&self) -> SocketAddr {
+        SocketAddr::new(self.advertised, self.cfg.listen.port())
+    }
+
+    /// The codecs we offer, with their static payload types.
+    pub(crate) fn offer_codecs(&self) -> Vec<(Codec, u8)> {
+        self.cfg
+            .codecs
+            .iter()
+            .filter_map(|c| match c {
+                Codec::Pcmu => Some((Codec::Pcmu, 0)),
+                Codec::Pcma => Some((Codec::Pcma, 8)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn registered(&self, user: &str) -> Option<Binding> {
+        self.registrar.lock().lookup(user, unix_now()).cloned()
+    }
+
+    /// Room for one more call: its number and an RTP socket (counted as in progress
+    /// from here; `call_ended` releases it). None when at `max_calls` or out of ports.
+    pub(crate) async fn admit_call(&self) -> Option<(u64, UdpSocket)> {
+        if self.calls() >= self.cfg.max_calls {
+            return None;
+        }
+        let rtp = self.rtp_socket().await?;
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("switchboard_sip_calls").set(n as f64);
+        Some((self.next_call.fetch_add(1, Ordering::Relaxed), rtp))
     }
 
     pub(crate) fn call_ended(&self) {
@@ -151,14 +227,20 @@ impl Gateway {
             .incoming_transactions()
             .map_err(|e| e.to_string())?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let _ = self.dialogs.set(dialogs.clone());
         info!(listen = %self.cfg.listen, advertised = %self.advertised, "SIP gateway listening");
         Ok(tokio::spawn(async move {
             let serve = endpoint.serve();
             tokio::pin!(serve);
+            let mut sweep = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tokio::select! {
                     _ = &mut serve => return,
                     _ = cancel.cancelled() => return,
+                    _ = sweep.tick() => {
+                        let n = self.registrar.lock().sweep(unix_now());
+                        metrics::gauge!("switchboard_sip_registrations").set(n as f64);
+                    }
                     tx = incoming.recv() => {
                         let Some(tx) = tx else { return };
                         self.clone().on_request(&dialogs, tx).await;
@@ -177,6 +259,7 @@ impl Gateway {
         }
         match tx.original.method {
             Method::Invite => self.on_invite(dialogs, tx).await,
+            Method::Register => self.on_register(tx).await,
             Method::Options => {
                 let _ = tx.reply(StatusCode::OK).await;
             }
@@ -197,6 +280,130 @@ impl Gateway {
             .await;
     }
 
+    /// Whether a request may go on (trunks, users, digest). `Err(())`: it has been
+    /// answered (challenged, refused) or dropped.
+    async fn admit(
+        &self,
+        tx: &mut Transaction,
+        called: &str,
+        caller: &str,
+    ) -> Result<Admission, ()> {
+        let Some(source) = source(&tx.original) else {
+            request_dropped("source");
+            return Err(());
+        };
+        let raw = |name: &str| {
+            tx.original.headers.iter().find_map(|h| match (h, name) {
+                (Header::Authorization(a), "a") => Some(a.value().to_string()),
+                (Header::ProxyAuthorization(a), "p") => Some(a.value().to_string()),
+                _ => None,
+            })
+        };
+        let (authorization, proxy_authorization) = (raw("a"), raw("p"));
+        let r = AccessRequest {
+            method: &tx.original.method,
+            source: source.ip(),
+            called,
+            caller,
+            authorization: authorization.as_deref(),
+            proxy_authorization: proxy_authorization.as_deref(),
+        };
+        let status = match self.access.admit(&r, unix_now()) {
+            a @ (Admission::Trunk(_) | Admission::User(_) | Admission::Open) => return Ok(a),
+            Admission::Drop => {
+                debug!(%source, method = %tx.original.method, "request from no trunk or user: dropped");
+                request_dropped("source");
+                return Err(());
+            }
+            Admission::Challenge { proxy, header } => {
+                let (status, h) = if proxy {
+                    (
+                        StatusCode::ProxyAuthenticationRequired,
+                        Header::ProxyAuthenticate(header.into()),
+                    )
+                } else {
+                    (
+                        StatusCode::Unauthorized,
+                        Header::WwwAuthenticate(header.into()),
+                    )
+                };
+                let _ = tx.reply_with(status, vec![h], None).await;
+                return Err(());
+            }
+            Admission::Forbidden => {
+                metrics::counter!("switchboard_sip_auth_failures_total").increment(1);
+                StatusCode::Forbidden
+            }
+            Admission::NotFound => StatusCode::NotFound,
+        };
+        self.reject(tx, status, None).await;
+        Err(())
+    }
+
+    /// REGISTER (RFC 3261 §10.3) from a SIP user, digest-authenticated.
+    async fn on_register(self: Arc<Self>, mut tx: Transaction) {
+        let user = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.uri().ok())
+            .and_then(|u| u.user().map(str::to_string))
+            .unwrap_or_default();
+        if !self.access.is_user(&user) {
+            request_dropped("source");
+            return;
+        }
+        match self.admit(&mut tx, &user, &user).await {
+            Ok(Admission::User(who)) if who == user => {}
+            Ok(_) => {
+                let _ = tx.reply(StatusCode::Forbidden).await;
+                return;
+            }
+            Err(()) => return,
+        }
+        let Some(source) = source(&tx.original) else {
+            return;
+        };
+        let expires_header = tx
+            .original
+            .expires_header()
+            .and_then(|e| e.value().trim().parse::<u32>().ok());
+        let contact = tx
+            .original
+            .contact_header()
+            .ok()
+            .and_then(|c| c.typed().ok());
+        let granted = match contact {
+            Some(c) if c.uri.to_string() != "*" => {
+                let expires = c.expires().or(expires_header);
+                self.registrar.lock().register(
+                    &user,
+                    c.uri.to_string(),
+                    source,
+                    expires,
+                    unix_now(),
+                )
+            }
+            // `Contact: *` with `Expires: 0`, or no Contact: remove, or just query.
+            Some(_) if expires_header == Some(0) => {
+                self.registrar
+                    .lock()
+                    .register(&user, String::new(), source, Some(0), unix_now())
+            }
+            _ => 0,
+        };
+        let mut headers = vec![Header::Expires(granted.to_string().into())];
+        if let Some(b) = self.registered(&user) {
+            headers.push(Header::Contact(
+                format!("<{}>;expires={granted}", b.contact).into(),
+            ));
+        }
+        info!(%user, %source, granted, "REGISTER");
+        let n = self.registrar.lock().sweep(unix_now());
+        metrics::gauge!("switchboard_sip_registrations").set(n as f64);
+        let _ = tx.reply_with(StatusCode::OK, headers, None).await;
+    }
+
     async fn on_invite(self: Arc<Self>, dialogs: &Arc<DialogLayer>, mut tx: Transaction) {
         let called = tx.original.uri.user().unwrap_or_default().to_string();
         let caller = tx
@@ -206,19 +413,25 @@ impl Gateway {
             .and_then(|f| f.uri().ok())
             .and_then(|u| u.user().map(str::to_string))
             .unwrap_or_default();
+        if self.admit(&mut tx, &called, &caller).await.is_err() {
+            return;
+        }
         if self.calls() >= self.cfg.max_calls {
             let retry = Header::Other("Retry-After".into(), "30".into());
             return self
                 .reject(&mut tx, StatusCode::ServiceUnavailable, Some(vec![retry]))
                 .await;
         }
-        let room = match self.dispatcher.route(&called, &caller) {
+        let route = match self.dispatcher.route(&called, &caller) {
             Decision::Join(room) if signaling::hub::valid_room_name(&room) => Route::Room(room),
             Decision::Join(_) | Decision::NoRoute => {
                 return self.reject(&mut tx, StatusCode::NotFound, None).await
             }
             Decision::AskPin(entry) => Route::Pin(entry),
         };
+        if tx.original.body.len() > MAX_SDP {
+            return self.reject(&mut tx, StatusCode::BadRequest, None).await;
+        }
         let sdp = String::from_utf8_lossy(&tx.original.body).to_string();
         if sdp.trim().is_empty() {
             // An offerless INVITE: we would offer in the 200 and take the answer in the ACK.
@@ -226,30 +439,26 @@ impl Gateway {
                 .reject(&mut tx, StatusCode::NotAcceptableHere, None)
                 .await;
         }
-        let phone = match PhoneMedia::parse(&sdp) {
+        let remote = match PhoneMedia::parse(&sdp) {
             Ok(p) => p,
             Err(e) => {
                 warn!(%called, "INVITE with bad SDP: {e}");
                 return self.reject(&mut tx, StatusCode::BadRequest, None).await;
             }
         };
-        let Some(codec) = phone.choose(&self.cfg.codecs) else {
+        let Some(codec) = remote.choose(&self.cfg.codecs) else {
             return self
                 .reject(&mut tx, StatusCode::NotAcceptableHere, None)
                 .await;
         };
-        let Some(rtp) = self.rtp_socket().await else {
+        let Some((call, rtp)) = self.admit_call().await else {
             let retry = Header::Other("Retry-After".into(), "30".into());
             return self
                 .reject(&mut tx, StatusCode::ServiceUnavailable, Some(vec![retry]))
                 .await;
         };
         let contact = rsipstack::sip::Uri::try_from(
-            format!(
-                "sip:switchboard@{}",
-                SocketAddr::new(self.advertised, self.cfg.listen.port())
-            )
-            .as_str(),
+            format!("sip:switchboard@{}", self.sip_address()).as_str(),
         )
         .ok();
         let (state_tx, states) = dialogs.new_dialog_state_channel();
@@ -257,6 +466,7 @@ impl Gateway {
             Ok(d) => d,
             Err(e) => {
                 warn!("INVITE: no dialog: {e}");
+                self.call_ended();
                 return self
                     .reject(&mut tx, StatusCode::ServerInternalError, None)
                     .await;
@@ -266,16 +476,92 @@ impl Gateway {
         tokio::spawn(async move {
             let _ = handler.handle(&mut tx).await;
         });
-        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("switchboard_sip_calls").set(n as f64);
-        let inc = Incoming {
-            room,
-            caller,
-            phone,
-            codec,
-            rtp,
+        let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
+        let local = LocalMedia {
+            rtp: SocketAddr::new(self.advertised, port),
+            codecs: vec![codec],
+            telephone_event: remote.telephone_event,
+            ptime_ms: 20,
+            direction: remote.direction.reversed(),
         };
-        tokio::spawn(call::run(self.clone(), call, dialog, states, inc));
+        let inc = Incoming {
+            route,
+            caller,
+            called,
+            phone: PhoneLeg {
+                rtp,
+                remote,
+                codec,
+                local,
+            },
+        };
+        tokio::spawn(inbound::run(
+            self.clone(),
+            dialogs.clone(),
+            call,
+            dialog,
+            states,
+            inc,
+        ));
+    }
+}
+
+/// Largest SDP body accepted.
+const MAX_SDP: usize = 8 * 1024;
+
+/// Where a request came from: the top Via's `received`/`rport` (which the transport adds
+/// when they differ from the Via's own address), else the Via's address.
+fn source(req: &rsipstack::sip::Request) -> Option<SocketAddr> {
+    use rsipstack::sip::uri::Param;
+    let via = req.top_via_header().ok()?.typed().ok()?;
+    let own = SocketAddr::try_from(via.uri.host_with_port.clone()).ok();
+    let received = via.params.iter().find_map(|p| match p {
+        Param::Received(r) => r.value().parse::<IpAddr>().ok(),
+        _ => None,
+    });
+    let rport = via.params.iter().find_map(|p| match p {
+        Param::Rport(Some(port)) => Some(*port),
+        _ => None,
+    });
+    match (received, own) {
+        (Some(ip), own) => Some(SocketAddr::new(
+            ip,
+            rport.or(own.map(|o| o.port())).unwrap_or(5060),
+        )),
+        (None, Some(own)) => Some(SocketAddr::new(own.ip(), rport.unwrap_or(own.port()))),
+        (None, None) => None,
+    }
+}
+
+/// The REST API's view of the gateway.
+struct SipApi(Arc<Gateway>);
+
+impl SipCalls for SipApi {
+    fn dial(&self, req: DialRequest) -> SipFuture<'_, Result<SipCallInfo, SipCallError>> {
+        Box::pin(crate::outbound::dial(self.0.clone(), req))
+    }
+
+    fn get(&self, id: &str) -> Option<SipCallInfo> {
+        self.0.book.get(id)
+    }
+
+    fn list(&self, room: Option<&str>) -> Vec<SipCallInfo> {
+        self.0.book.list(room)
+    }
+
+    fn hang_up(&self, id: &str) -> Result<(), SipCallError> {
+        self.0
+            .book
+            .command(id, Command::HangUp)
+            .then_some(())
+            .ok_or_else(|| SipCallError::NotFound(format!("call {id} in progress")))
+    }
+
+    fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), SipCallError> {
+        self.0
+            .book
+            .command(id, Command::Dtmf(digits.to_string()))
+            .then_some(())
+            .ok_or_else(|| SipCallError::NotFound(format!("call {id} in progress")))
     }
 }

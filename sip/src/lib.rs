@@ -15,20 +15,28 @@
 //! - [`level`]: RFC 6464 audio levels of a frame;
 //! - [`mixer`]: choosing the loudest speakers and the mix-minus per listener;
 //! - [`dispatch`]: dispatch rules and PIN entry;
+//! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
+//! - [`registrar`]: where registered phones can be reached;
 //! - [`rtp`]: plain RTP on the phone leg;
 //! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP).
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod call;
+pub mod call_book;
+pub mod digest;
 pub mod dispatch;
 pub mod dtmf;
 pub mod g711;
 pub mod gateway;
+pub mod inbound;
 pub mod jitter;
 pub mod level;
 pub mod media;
 pub mod mixer;
+pub mod outbound;
+pub mod registrar;
 pub mod room_leg;
 pub mod rtp;
 pub mod sdp;

@@ -17,7 +17,7 @@ use audiopus::coder::{Decoder, Encoder};
 use audiopus::{Application, Channels, SampleRate};
 use thiserror::Error;
 
-use crate::dtmf::{Digit, DtmfReceiver};
+use crate::dtmf::{Digit, DtmfFrame, DtmfReceiver, DtmfSender};
 use crate::g711::Law;
 use crate::jitter::{JitterBuffer, Pop};
 use crate::level::audio_level;
@@ -71,8 +71,9 @@ pub enum DropReason {
 pub struct Tick {
     /// The phone's voice for the room: an Opus frame and its RFC 6464 level.
     pub to_room: Option<(Vec<u8>, u8)>,
-    /// One RTP packet for the phone.
-    pub to_phone: Vec<u8>,
+    /// RTP packets for the phone: one frame of audio, or the telephone events of a digit
+    /// being typed to it.
+    pub to_phone: Vec<Vec<u8>>,
 }
 
 /// A room packet waiting to be played: its RFC 6464 level and Opus payload.
@@ -94,6 +95,7 @@ pub struct CallMedia {
     phone: JitterBuffer<Vec<u8>>,
     phone_ssrc: Option<u32>,
     dtmf: DtmfReceiver,
+    dtmf_out: DtmfSender,
     last_phone: Vec<i16>,
     concealed: bool,
     encoder: Encoder,
@@ -125,6 +127,7 @@ impl CallMedia {
             phone: JitterBuffer::new(JITTER_TARGET, JITTER_MAX),
             phone_ssrc: None,
             dtmf: DtmfReceiver::default(),
+            dtmf_out: DtmfSender::default(),
             last_phone: vec![0; FRAME],
             concealed: false,
             encoder,
@@ -257,8 +260,41 @@ impl CallMedia {
         self.room_mix()?;
         let mut heard = [0i16; FRAME];
         self.mix.render(None, &mut heard);
-        out.to_phone = self.packet_for_phone(&heard);
+        out.to_phone = self.frame_for_phone(&heard);
         Ok(out)
+    }
+
+    /// Type `digits` to the phone (RFC 4733) from the next frame on. False when the phone
+    /// takes no telephone events or the queue is full.
+    pub fn send_digits(&mut self, digits: &str) -> bool {
+        self.event_pt.is_some() && self.dtmf_out.push(digits)
+    }
+
+    /// The packets of one frame for the phone: `pcm`, or a digit being typed.
+    fn frame_for_phone(&mut self, pcm: &[i16]) -> Vec<Vec<u8>> {
+        let (DtmfFrame::Event(events), Some(pt)) =
+            (self.dtmf_out.frame(self.out_ts), self.event_pt)
+        else {
+            return vec![self.packet_for_phone(pcm)];
+        };
+        let packets = events
+            .iter()
+            .map(|e| {
+                let mut out = Vec::with_capacity(16);
+                let h = RtpHeader {
+                    marker: e.marker,
+                    payload_type: pt,
+                    seq: self.out_seq,
+                    timestamp: e.timestamp,
+                    ssrc: self.out_ssrc,
+                };
+                rtp::write(&h, &e.payload, &mut out);
+                self.out_seq = self.out_seq.wrapping_add(1);
+                out
+            })
+            .collect();
+        self.out_ts = self.out_ts.wrapping_add(FRAME as u32);
+        packets
     }
 
     /// Outside a room (a PIN prompt): the phone's audio is dropped, `pcm` is sent to it.
@@ -377,7 +413,7 @@ mod tests {
             })
             .unwrap();
             let t = m.tick().unwrap();
-            let (h, payload) = rtp::parse(&t.to_phone).unwrap();
+            let (h, payload) = rtp::parse(&t.to_phone[0]).unwrap();
             assert_eq!((h.payload_type, h.seq, h.ssrc), (0, 100 + i, 1));
             let mut pcm = Vec::new();
             Law::Ulaw.decode(payload, &mut pcm);
@@ -417,7 +453,7 @@ mod tests {
         for i in 0..3 {
             let t = m.tick().unwrap();
             assert!(t.to_room.is_none(), "the phone sent nothing");
-            let (h, payload) = rtp::parse(&t.to_phone).unwrap();
+            let (h, payload) = rtp::parse(&t.to_phone[0]).unwrap();
             assert_eq!((h.seq, h.timestamp), (i, u32::from(i) * 160));
             assert!(payload.iter().all(|c| *c == 0xd5), "A-law silence");
         }
@@ -442,5 +478,38 @@ mod tests {
             m.phone_packet(&[1, 2, 3]),
             Err(DropReason::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn digits_typed_to_the_phone_are_telephone_events_between_audio() {
+        let mut m = CallMedia::new(Law::Ulaw, 0, Some(101), 7, 100).unwrap();
+        assert!(m.send_digits("9#"));
+        let mut rx = crate::dtmf::DtmfReceiver::default();
+        let (mut digits, mut seqs, mut audio) = (String::new(), Vec::new(), 0);
+        for _ in 0..20 {
+            for p in m.tick().unwrap().to_phone {
+                let (h, payload) = rtp::parse(&p).unwrap();
+                seqs.push(h.seq);
+                match h.payload_type {
+                    101 => {
+                        if let Some(d) = rx.on_packet(h.timestamp, payload).unwrap() {
+                            digits.push(d.as_char());
+                        }
+                    }
+                    0 => audio += 1,
+                    pt => panic!("payload type {pt}"),
+                }
+            }
+        }
+        assert_eq!(digits, "9#");
+        // One sequence, no gaps, across audio and events.
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{seqs:?}"
+        );
+        // 20 frames: 2 presses of 5 frames and their 3-frame gaps leave 20 - 10 audio.
+        assert_eq!(audio, 10);
+        let mut plain = CallMedia::new(Law::Ulaw, 0, None, 7, 100).unwrap();
+        assert!(!plain.send_digits("1"), "no telephone-event negotiated");
     }
 }

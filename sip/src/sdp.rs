@@ -16,6 +16,11 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Its SDP encoding name (`PCMU`, …).
+    pub fn name(self) -> &'static str {
+        self.rtpmap().0
+    }
+
     /// The rtpmap encoding name and clock rate as written in SDP. (G.722's RTP clock
     /// rate is 8,000 although it samples at 16 kHz: RFC 3551 §4.5.2.)
     fn rtpmap(self) -> (&'static str, u32, Option<u8>) {

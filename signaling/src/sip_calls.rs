@@ -1,0 +1,287 @@
+//! SIP calls through the REST API: `POST /api/v1/sip/calls` dials a phone into a room,
+//! `GET` lists and reads calls (inbound ones too), `DELETE` hangs up, `POST …/dtmf` types
+//! digits to the phone. The gateway lives in the `sip` crate, which depends on this one,
+//! so the API reaches it through the [`SipCalls`] trait; without a gateway these routes
+//! answer 503 `sip_disabled`.
+//!
+//! Authorization: a token with the `sipCall` grant, for its `room` (or any room when the
+//! token names none).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, ApiJson, ApiState, Caller};
+
+/// Longest DTMF string accepted in one request.
+pub const MAX_DTMF: usize = 64;
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DialRequest {
+    /// The room the phone joins once it answers.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,128}$")]
+    pub room: String,
+    /// Whom to call: a number (with `trunk`), a registered SIP user's name, or a SIP URI
+    /// (`sip:user@host:port`).
+    pub to: String,
+    /// The trunk (by name) to call a number through.
+    pub trunk: Option<String>,
+    /// The participant's identity in the room (default `sip-<call id>`).
+    pub identity: Option<String>,
+    /// Its display name (default: the number, masked).
+    pub name: Option<String>,
+    /// Digits (`0-9 * # A-D`, `w` for a half-second pause) typed to the phone after it
+    /// answers.
+    pub dtmf: Option<String>,
+    /// Seconds to ring before giving up (default 30, at most 120).
+    pub ring_timeout: Option<u64>,
+    /// Answer the request only once the phone has answered (or not).
+    #[serde(default)]
+    pub wait_until_answered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// Outbound, not answered yet; inbound, PIN entry.
+    Ringing,
+    Answered,
+    Ended,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SipCallInfo {
+    pub id: String,
+    pub room: String,
+    pub direction: CallDirection,
+    pub state: CallState,
+    /// The caller's user part (masked for inbound calls unless configured otherwise).
+    pub from: String,
+    pub to: String,
+    /// The room participant, once answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
+    pub participant_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// `PCMU` or `PCMA`, once answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// Unix seconds.
+    pub started_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<u64>,
+    /// Why it ended: `hangup` (the phone), `api` (DELETE), `removed` (from the room),
+    /// `no_answer`, `busy`, `rejected <status>`, `failed: …`, `media_timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_cause: Option<String>,
+}
+
+/// Why a SIP API request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SipCallError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Dialled and not answered (`wait_until_answered`): the call's end cause.
+    #[error("the call was not answered: {0}")]
+    NotAnswered(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<SipCallError> for ApiError {
+    fn from(e: SipCallError) -> Self {
+        let m = e.to_string();
+        match e {
+            SipCallError::Invalid(_) => ApiError(StatusCode::BAD_REQUEST, "invalid", m),
+            SipCallError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, "not_found", m),
+            SipCallError::NotAnswered(_) => ApiError(StatusCode::CONFLICT, "not_answered", m),
+            SipCallError::Unavailable(_) => {
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
+        }
+    }
+}
+
+pub type SipFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the REST API needs of the SIP gateway.
+pub trait SipCalls: Send + Sync {
+    /// Dial; resolves when the call is placed (or, with `wait_until_answered`, answered).
+    fn dial(&self, req: DialRequest) -> SipFuture<'_, Result<SipCallInfo, SipCallError>>;
+    fn get(&self, id: &str) -> Option<SipCallInfo>;
+    /// Calls in progress (and recently ended), optionally of one room.
+    fn list(&self, room: Option<&str>) -> Vec<SipCallInfo>;
+    fn hang_up(&self, id: &str) -> Result<(), SipCallError>;
+    fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), SipCallError>;
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendDtmf {
+    /// `0-9 * # A-D`, `w` for a half-second pause.
+    #[schema(max_length = 64)]
+    pub digits: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SipCallList {
+    pub calls: Vec<SipCallInfo>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    pub room: Option<String>,
+}
+
+/// Whether `digits` is a DTMF string we can send.
+pub fn valid_dtmf(digits: &str) -> bool {
+    !digits.is_empty()
+        && digits.len() <= MAX_DTMF
+        && digits
+            .chars()
+            .all(|c| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'w'))
+}
+
+fn gateway(s: &ApiState) -> Result<&Arc<dyn SipCalls>, ApiError> {
+    s.sip.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sip_disabled",
+            "the SIP gateway is not enabled (sip_listen)".into(),
+        )
+    })
+}
+
+impl Caller {
+    fn sip(&self, room: &str) -> Result<(), ApiError> {
+        let v = &self.0.video;
+        self.need(
+            v.sip_call && (v.room.is_empty() || v.room == room),
+            "sipCall for this room",
+        )
+    }
+}
+
+/// A call the caller may see or control.
+fn call_of(s: &ApiState, c: &Caller, id: &str) -> Result<SipCallInfo, ApiError> {
+    let info = gateway(s)?
+        .get(id)
+        .ok_or_else(|| SipCallError::NotFound(format!("call {id}")))?;
+    c.sip(&info.room)?;
+    Ok(info)
+}
+
+type R<T> = Result<T, ApiError>;
+
+#[utoipa::path(post, path = "/api/v1/sip/calls", request_body = DialRequest, security(("bearer" = [])),
+    responses((status = 201, body = SipCallInfo), (status = 413, body = crate::api::ApiErrorBody), (status = 415, body = crate::api::ApiErrorBody), (status = 400, body = crate::api::ApiErrorBody), (status = 401, body = crate::api::ApiErrorBody),
+        (status = 403, body = crate::api::ApiErrorBody), (status = 404, body = crate::api::ApiErrorBody), (status = 409, body = crate::api::ApiErrorBody, description = "not answered (wait_until_answered)"),
+        (status = 429, body = crate::api::ApiErrorBody), (status = 503, body = crate::api::ApiErrorBody)))]
+pub(crate) async fn dial(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<DialRequest>,
+) -> R<(StatusCode, Json<SipCallInfo>)> {
+    let c = Caller::from(&s, &headers)?;
+    crate::api::room_name(&b.room)?;
+    c.sip(&b.room)?;
+    if let Some(d) = &b.dtmf {
+        if !valid_dtmf(d) {
+            return Err(SipCallError::Invalid("dtmf: 1-64 of 0-9 * # A-D w".into()).into());
+        }
+    }
+    let info = gateway(&s)?.dial(b).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+#[utoipa::path(get, path = "/api/v1/sip/calls", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = SipCallList), (status = 401, body = crate::api::ApiErrorBody), (status = 403, body = crate::api::ApiErrorBody), (status = 429, body = crate::api::ApiErrorBody), (status = 503, body = crate::api::ApiErrorBody)))]
+pub(crate) async fn list(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> R<Json<SipCallList>> {
+    let c = Caller::from(&s, &headers)?;
+    let room = q
+        .room
+        .or_else(|| Some(c.0.video.room.clone()).filter(|r| !r.is_empty()));
+    if let Some(r) = &room {
+        c.sip(r)?;
+    } else {
+        c.sip("")?;
+    }
+    Ok(Json(SipCallList {
+        calls: gateway(&s)?.list(room.as_deref()),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/sip/calls/{id}", security(("bearer" = [])),
+    responses((status = 200, body = SipCallInfo), (status = 401, body = crate::api::ApiErrorBody), (status = 403, body = crate::api::ApiErrorBody), (status = 404, body = crate::api::ApiErrorBody), (status = 429, body = crate::api::ApiErrorBody), (status = 503, body = crate::api::ApiErrorBody)))]
+pub(crate) async fn get_call(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> R<Json<SipCallInfo>> {
+    let c = Caller::from(&s, &headers)?;
+    Ok(Json(call_of(&s, &c, &id)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sip/calls/{id}", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::api::ApiErrorBody), (status = 403, body = crate::api::ApiErrorBody), (status = 404, body = crate::api::ApiErrorBody), (status = 429, body = crate::api::ApiErrorBody), (status = 503, body = crate::api::ApiErrorBody)))]
+pub(crate) async fn hang_up(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> R<StatusCode> {
+    let c = Caller::from(&s, &headers)?;
+    call_of(&s, &c, &id)?;
+    gateway(&s)?.hang_up(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/sip/calls/{id}/dtmf", request_body = SendDtmf, security(("bearer" = [])),
+    responses((status = 202), (status = 413, body = crate::api::ApiErrorBody), (status = 415, body = crate::api::ApiErrorBody), (status = 400, body = crate::api::ApiErrorBody), (status = 401, body = crate::api::ApiErrorBody), (status = 403, body = crate::api::ApiErrorBody), (status = 404, body = crate::api::ApiErrorBody), (status = 429, body = crate::api::ApiErrorBody), (status = 503, body = crate::api::ApiErrorBody)))]
+pub(crate) async fn dtmf(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<SendDtmf>,
+) -> R<StatusCode> {
+    let c = Caller::from(&s, &headers)?;
+    call_of(&s, &c, &id)?;
+    if !valid_dtmf(&b.digits) {
+        return Err(SipCallError::Invalid("digits: 1-64 of 0-9 * # A-D w".into()).into());
+    }
+    gateway(&s)?.send_dtmf(&id, &b.digits)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dtmf_strings() {
+        assert!(super::valid_dtmf("123#"));
+        assert!(super::valid_dtmf("w1w*D"));
+        assert!(!super::valid_dtmf(""));
+        assert!(!super::valid_dtmf("12x"));
+        assert!(!super::valid_dtmf(&"1".repeat(65)));
+    }
+}

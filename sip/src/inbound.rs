@@ -1,0 +1,214 @@
+//! An incoming call after its INVITE was admitted and routed: the PIN, if its rule asks
+//! for one (answer, prompt, digits until `#`), the room, the answer, the conversation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::Header;
+use signaling::sip_calls::CallDirection;
+use tokio::net::UdpSocket;
+use tracing::info;
+
+use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
+use crate::dispatch::{PinEntry, PinStep};
+use crate::gateway::{call_result, rtp_dropped, Gateway};
+use crate::media::{tone_frame, CallMedia, PhonePacket, FRAME};
+
+/// Where an incoming call goes.
+pub enum Route {
+    Room(String),
+    /// Answer, prompt, read a PIN, then the room it names.
+    Pin(PinEntry),
+}
+
+pub(crate) struct Incoming {
+    pub route: Route,
+    pub caller: String,
+    pub called: String,
+    pub phone: PhoneLeg,
+}
+
+/// How long a caller has to type a PIN.
+const PIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The PIN prompt (a 480 Hz tone for 600 ms) and the "wrong PIN" tone (300 Hz, 400 ms).
+const PROMPT: (f64, u64) = (480.0, 30);
+const WRONG: (f64, u64) = (300.0, 20);
+
+/// Run the call to its end. The dialog has been created; the phone is waiting for the
+/// final response.
+pub(crate) async fn run(
+    gw: Arc<Gateway>,
+    dialogs: Arc<DialogLayer>,
+    call: u64,
+    dialog: InviteDialog,
+    mut states: DialogStateReceiver,
+    inc: Incoming,
+) {
+    let room = match &inc.route {
+        Route::Room(r) => r.clone(),
+        Route::Pin(_) => String::new(),
+    };
+    let (handle, mut commands) = gw.book.open(
+        format!("SC_{call}"),
+        &room,
+        CallDirection::Inbound,
+        &masked(&inc.caller),
+        &inc.called,
+    );
+    let cause = talk(&gw, call, &dialog, &mut states, &mut commands, &handle, inc).await;
+    info!(call, "call ended: {cause}");
+    handle.ended(&cause);
+    dialogs.remove_dialog(&dialog.id());
+    gw.call_ended();
+}
+
+async fn talk(
+    gw: &Gateway,
+    call: u64,
+    dialog: &InviteDialog,
+    states: &mut DialogStateReceiver,
+    commands: &mut tokio::sync::mpsc::UnboundedReceiver<crate::call_book::Command>,
+    handle: &crate::call_book::CallHandle,
+    inc: Incoming,
+) -> String {
+    let mut media = match inc.phone.media() {
+        Ok(m) => m,
+        Err(e) => return format!("failed: {e}"),
+    };
+    let sdp = inc.phone.local.to_sdp(call, 1);
+    let accept = || {
+        dialog
+            .accept(
+                Some(vec![Header::ContentType("application/sdp".into())]),
+                Some(sdp.clone().into_bytes()),
+            )
+            .map_err(|e| e.to_string())
+    };
+    // With a PIN: answer first, read the PIN, and a failure from here on is a BYE.
+    let (room, answered) = match inc.route {
+        Route::Room(r) => (r, false),
+        Route::Pin(entry) => {
+            if let Err(e) = accept() {
+                return format!("failed: {e}");
+            }
+            info!(call, "call answered for PIN entry");
+            let phone = &inc.phone;
+            match read_pin(states, &phone.rtp, phone.remote.rtp, &mut media, entry).await {
+                Ok(r) => {
+                    handle.set_room(&r);
+                    (r, true)
+                }
+                Err(e) => {
+                    call_result("pin_failed".into());
+                    let _ = dialog.bye().await;
+                    return format!("pin_failed: {e}");
+                }
+            }
+        }
+    };
+    let who = Who {
+        identity: format!("sip-{call}"),
+        name: format!("☎ {}", masked(&inc.caller)),
+    };
+    // The phone may CANCEL (or hang up) while the room is being entered.
+    let entered = tokio::select! {
+        r = enter_room(gw, &room, &who) => r,
+        () = ended(states) => return "cancelled".into(),
+    };
+    let in_room = match entered {
+        Ok(r) => r,
+        Err((status, e)) => {
+            call_result(status.code().to_string());
+            if answered {
+                let _ = dialog.bye().await;
+            } else {
+                let _ = dialog.reject(Some(status.clone()), Some(e.clone()));
+            }
+            return format!("rejected {}: {e}", status.code());
+        }
+    };
+    if !answered {
+        if let Err(e) = accept() {
+            return format!("failed: {e}");
+        }
+    }
+    info!(call, room = %room, participant = %in_room.id, codec = ?inc.phone.codec.0, "call answered");
+    call_result("answered".into());
+    handle.answered(in_room.id.0, &who.identity, inc.phone.codec.0.name());
+    let conversation = Conversation {
+        gw,
+        call: handle,
+        dialog,
+        phone: inc.phone,
+        media,
+        room: in_room,
+        session: (call, 1),
+    };
+    conversation.run(states, commands).await.cause().into()
+}
+
+/// Resolves when the dialog ends (a CANCEL or BYE), never otherwise.
+async fn ended(states: &mut DialogStateReceiver) {
+    loop {
+        match states.recv().await {
+            Some(DialogState::Terminated(..)) | None => return,
+            Some(_) => {}
+        }
+    }
+}
+
+/// The PIN phase of an answered call: prompt, digits until `#`, the room a right PIN
+/// names; an error (hang up) after too many wrong ones, the timeout, or the caller's BYE.
+async fn read_pin(
+    states: &mut DialogStateReceiver,
+    rtp: &UdpSocket,
+    phone: Option<SocketAddr>,
+    media: &mut CallMedia,
+    mut entry: PinEntry,
+) -> Result<String, String> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let deadline = tokio::time::Instant::now() + PIN_TIMEOUT;
+    let mut to = phone;
+    let mut tone = Some((PROMPT, 0u64));
+    let mut buf = vec![0u8; 2_048];
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let pcm = match tone {
+                    Some(((hz, frames), n)) if n < frames => {
+                        tone = Some(((hz, frames), n + 1));
+                        tone_frame(hz, n)
+                    }
+                    _ => [0i16; FRAME],
+                };
+                let packet = media.tick_prompt(&pcm);
+                if let Some(to) = to {
+                    let _ = rtp.send_to(&packet, to).await;
+                }
+            }
+            r = rtp.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                if phone.is_some_and(|a| a.ip() != from.ip()) {
+                    rtp_dropped("source");
+                    continue;
+                }
+                to = Some(from);
+                if let Ok(PhonePacket::Digit(d)) = media.phone_packet(&buf[..n]) {
+                    metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
+                    match entry.digit(d) {
+                        PinStep::More => {}
+                        PinStep::Join(room) => return Ok(room),
+                        PinStep::Wrong { .. } => tone = Some((WRONG, 0)),
+                        PinStep::HangUp => return Err("wrong PIN too often".into()),
+                    }
+                }
+            }
+            () = ended(states) => return Err("hung up during PIN entry".into()),
+            _ = tokio::time::sleep_until(deadline) => return Err("no PIN typed".into()),
+        }
+    }
+}
