@@ -271,6 +271,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "sip_max_calls", default: "100", doc: "Calls at once; more are refused with 503 and `Retry-After`." },
     KeyDoc { key: "sip_rules", default: "[]", doc: "SIP dispatch rules, in the TOML file as `[[sip_rules]]` tables: `numbers` (called user parts; none: every number) and one of `room` (a fixed room), `room_prefix` (a room per caller) or `pins` (`{ \"1234\" = \"board\" }`: the call is answered with a prompt tone, the caller types the PIN and `#` as DTMF; `pin_tries` wrong ones, default 3, hang up). The first match wins; in development mode a call no rule takes joins the room its request URI names." },
     KeyDoc { key: "sip_media_timeout", default: "30", doc: "Seconds without RTP from a phone after which its call is hung up (BYE)." },
+    KeyDoc { key: "sip_trunks", default: "[]", doc: "SIP trunks, in the TOML file as `[[sip_trunks]]` tables: `name`, `networks` (source networks or addresses of its INVITEs), `numbers` (called numbers it may call; none: any), optional `username`/`password` (inbound INVITEs are challenged with 407), and for outbound calls `outbound_address` (`host:port`), `outbound_number` (caller id) and optional `outbound_username`/`outbound_password`. With trunks or users configured, requests from anyone else get no answer (`docs/sip.md`)." },
+    KeyDoc { key: "sip_users", default: "[]", doc: "SIP users, in the TOML file as `[[sip_users]]` tables: `username`, `password`. They call in from anywhere after a 401 digest challenge and may REGISTER, to be called through `POST /api/v1/sip/calls`." },
 ];
 
 impl Config {
@@ -286,7 +288,11 @@ impl Config {
             );
             f = f.merge(Toml::file_exact(path));
         }
-        let keys: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+        let keys: Vec<&str> = KEYS
+            .iter()
+            .map(|k| k.key)
+            .filter(|k| !FILE_ONLY.contains(k))
+            .collect();
         f = f.merge(Env::prefixed("SWITCHBOARD_").only(&keys));
         let mut flags = flags.clone();
         if flags.no_auto_create {
@@ -480,12 +486,22 @@ pub fn parse_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Keys that are lists of tables: set in the TOML file only.
+const FILE_ONLY: [&str; 3] = ["sip_rules", "sip_trunks", "sip_users"];
+
 /// The key table of `docs/configuration.md` (`switchboard config docs` prints it; a test
 /// checks the file).
 pub fn docs_table() -> String {
     let mut s =
         String::from("| key | environment | flag | default | meaning |\n|---|---|---|---|---|\n");
     for k in KEYS {
+        if FILE_ONLY.contains(&k.key) {
+            s.push_str(&format!(
+                "| `{}` | — | — | {} | {} |\n",
+                k.key, k.default, k.doc
+            ));
+            continue;
+        }
         s.push_str(&format!(
             "| `{}` | `SWITCHBOARD_{}` | `--{}` | {} | {} |\n",
             k.key,

@@ -23,6 +23,7 @@ use crate::dtmf::Digit;
 use crate::gateway::Gateway;
 use crate::media::{CallMedia, PhonePacket};
 use crate::room_leg::RoomLeg;
+use crate::rtp_source::RtpSource;
 use crate::sdp::{Codec, Direction, LocalMedia, PhoneMedia};
 
 /// How long the room leg may take to be answered by the media plane.
@@ -70,6 +71,8 @@ pub(crate) struct Who {
 /// The phone side of a call: its RTP socket, what its SDP said, what ours says.
 pub(crate) struct PhoneLeg {
     pub rtp: UdpSocket,
+    /// Where its RTP may come from.
+    pub source: RtpSource,
     pub remote: PhoneMedia,
     pub codec: (Codec, u8),
     pub local: LocalMedia,
@@ -91,10 +94,21 @@ impl PhoneLeg {
         .map_err(|e| e.to_string())
     }
 
-    /// Whether a packet from `from` may be the phone's: only from the address its SDP
-    /// named (any port: NAT), never others.
-    pub fn is_phone(&self, from: SocketAddr) -> bool {
-        self.remote.rtp.is_none_or(|a| a.ip() == from.ip())
+    /// The phone side of a call, its SIP coming from (or going to) `signaling`.
+    pub fn new(
+        rtp: UdpSocket,
+        signaling: Option<std::net::IpAddr>,
+        remote: PhoneMedia,
+        codec: (Codec, u8),
+        local: LocalMedia,
+    ) -> Self {
+        PhoneLeg {
+            rtp,
+            source: RtpSource::new(remote.rtp.map(|a| a.ip()), signaling),
+            remote,
+            codec,
+            local,
+        }
     }
 }
 
@@ -400,7 +414,8 @@ impl Conversation<'_, '_> {
     }
 
     fn on_phone_packet(&mut self, talk: &mut Talk, data: &[u8], from: SocketAddr) {
-        if !self.phone.is_phone(from) {
+        if !self.phone.source.accept(from) {
+            debug!(call = %self.call.id, %from, "RTP from an address that is not the phone's: dropped");
             crate::gateway::rtp_dropped("source");
             return;
         }
@@ -511,6 +526,7 @@ impl Conversation<'_, '_> {
             .map_or(Direction::SendRecv, |m| m.direction.reversed());
         if let Some(m) = &offer {
             talk.on_hold = m.direction.is_hold() || m.rtp.is_none();
+            self.phone.source.renew(m.rtp.map(|a| a.ip()));
             if m.rtp.is_some() {
                 talk.phone_to = m.rtp;
             }

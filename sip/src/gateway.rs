@@ -472,6 +472,7 @@ impl Gateway {
                     .await;
             }
         };
+        let signaling = source(&tx.original).map(|s| s.ip());
         let mut handler = dialog.clone();
         tokio::spawn(async move {
             let _ = handler.handle(&mut tx).await;
@@ -488,12 +489,7 @@ impl Gateway {
             route,
             caller,
             called,
-            phone: PhoneLeg {
-                rtp,
-                remote,
-                codec,
-                local,
-            },
+            phone: PhoneLeg::new(rtp, signaling, remote, codec, local),
         };
         tokio::spawn(inbound::run(
             self.clone(),

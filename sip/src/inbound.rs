@@ -1,7 +1,6 @@
 //! An incoming call after its INVITE was admitted and routed: the PIN, if its rule asks
 //! for one (answer, prompt, digits until `#`), the room, the answer, the conversation.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,6 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::Header;
 use signaling::sip_calls::CallDirection;
-use tokio::net::UdpSocket;
 use tracing::info;
 
 use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
@@ -73,7 +71,7 @@ async fn talk(
     states: &mut DialogStateReceiver,
     commands: &mut tokio::sync::mpsc::UnboundedReceiver<crate::call_book::Command>,
     handle: &crate::call_book::CallHandle,
-    inc: Incoming,
+    mut inc: Incoming,
 ) -> String {
     let mut media = match inc.phone.media() {
         Ok(m) => m,
@@ -96,8 +94,7 @@ async fn talk(
                 return format!("failed: {e}");
             }
             info!(call, "call answered for PIN entry");
-            let phone = &inc.phone;
-            match read_pin(states, &phone.rtp, phone.remote.rtp, &mut media, entry).await {
+            match read_pin(states, &mut inc.phone, &mut media, entry).await {
                 Ok(r) => {
                     handle.set_room(&r);
                     (r, true)
@@ -165,14 +162,13 @@ async fn ended(states: &mut DialogStateReceiver) {
 /// names; an error (hang up) after too many wrong ones, the timeout, or the caller's BYE.
 async fn read_pin(
     states: &mut DialogStateReceiver,
-    rtp: &UdpSocket,
-    phone: Option<SocketAddr>,
+    phone: &mut PhoneLeg,
     media: &mut CallMedia,
     mut entry: PinEntry,
 ) -> Result<String, String> {
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     let deadline = tokio::time::Instant::now() + PIN_TIMEOUT;
-    let mut to = phone;
+    let mut to = phone.remote.rtp;
     let mut tone = Some((PROMPT, 0u64));
     let mut buf = vec![0u8; 2_048];
     loop {
@@ -187,12 +183,12 @@ async fn read_pin(
                 };
                 let packet = media.tick_prompt(&pcm);
                 if let Some(to) = to {
-                    let _ = rtp.send_to(&packet, to).await;
+                    let _ = phone.rtp.send_to(&packet, to).await;
                 }
             }
-            r = rtp.recv_from(&mut buf) => {
+            r = phone.rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
-                if phone.is_some_and(|a| a.ip() != from.ip()) {
+                if !phone.source.accept(from) {
                     rtp_dropped("source");
                     continue;
                 }

@@ -17,7 +17,7 @@
 //! - [`dispatch`]: dispatch rules and PIN entry;
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
 //! - [`registrar`]: where registered phones can be reached;
-//! - [`rtp`]: plain RTP on the phone leg;
+//! - [`rtp`]: plain RTP on the phone leg, [`rtp_source`]: which addresses it may come from;
 //! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP).
 
 #![forbid(unsafe_code)]
@@ -39,4 +39,5 @@ pub mod outbound;
 pub mod registrar;
 pub mod room_leg;
 pub mod rtp;
+pub mod rtp_source;
 pub mod sdp;

@@ -291,16 +291,12 @@ impl Placing {
             let _ = dialog.bye().await;
             return "failed: no common codec in the answer".into();
         };
-        let phone = PhoneLeg {
-            rtp,
-            local: LocalMedia {
-                codecs: vec![codec],
-                telephone_event: remote.telephone_event.and(self.local.telephone_event),
-                ..self.local.clone()
-            },
-            remote,
-            codec,
+        let local = LocalMedia {
+            codecs: vec![codec],
+            telephone_event: remote.telephone_event.and(self.local.telephone_event),
+            ..self.local.clone()
         };
+        let phone = PhoneLeg::new(rtp, Some(self.destination.ip()), remote, codec, local);
         let mut media = match phone.media() {
             Ok(m) => m,
             Err(e) => {

@@ -13,177 +13,25 @@ sndfile module). Run inside a network namespace with only loopback (run.sh).
   sipsak's flood and random-junk modes leave the gateway answering OPTIONS.
 """
 import glob
-import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 from goertzel import shares
+from phones import T, driven_call, heard, participants, phone, show, start_server as start, api
 
-BIN = sys.argv[1]
-HERE = os.path.dirname(os.path.abspath(__file__))
-T = tempfile.mkdtemp(prefix="sb-sip-")
 SIP = 5060
 
 
-def baresip_conf(name, port, rtp, tone):
-    d = os.path.join(T, name)
-    os.makedirs(d)
-    with open(os.path.join(d, "config"), "w") as f:
-        f.write(f"""poll_method epoll
-sip_listen 127.0.0.1:{port}
-net_interface 127.0.0.1
-audio_player alsa,null
-audio_alert alsa,null
-audio_source ausine,{tone}
-ausrc_srate 48000
-ausrc_channels 2
-auplay_srate 48000
-audio_level no
-rtp_ports {rtp}
-module_path /usr/lib/baresip/modules
-module g711.so
-module ausine.so
-module alsa.so
-module sndfile.so
-module_app account.so
-module_app menu.so
-snd_path {d}
-""")
-    with open(os.path.join(d, "accounts"), "w") as f:
-        f.write(f"<sip:{name}@127.0.0.1:{port}>;regint=0;audio_codecs=PCMU\n")
-    return d
-
-
 def start_server():
-    conf = os.path.join(T, "switchboard.toml")
-    with open(conf, "w") as f:
-        f.write('[[sip_rules]]\nnumbers = ["100"]\nroom = "lobby"\n\n'
-                '[[sip_rules]]\nnumbers = ["200"]\nroom_prefix = "call-"\n\n'
-                '[[sip_rules]]\nnumbers = ["300"]\npins = { "1234" = "board" }\n')
-    p = subprocess.Popen(
-        [BIN, "--config", conf, "--http", "127.0.0.1:0", "--rtc-port", "24000", "--workers", "2",
-         "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25000-25099",
-         "--max-participants", "3"],
-        stdout=subprocess.PIPE, stderr=open(os.path.join(T, "server.log"), "w"), text=True,
-        env={**os.environ, "RUST_LOG": "info,sip=debug"})
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        line = p.stdout.readline()
-        m = re.search(r"open (http://[^\s/]+)/", line)
-        if m:
-            return p, m.group(1)
-    p.kill()
-    sys.exit("server did not start:\n" + open(os.path.join(T, "server.log")).read())
-
-
-def admin_token(room):
-    import base64
-    import hashlib
-    from hmac import new as hmac_new
-    b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
-    claims = {"iss": "devkey", "sub": "admin", "exp": int(time.time()) + 600,
-              "video": {"room": room, "roomAdmin": True}}
-    body = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims)}"
-    key = b"switchboard-development-secret-do-not-use-in-production"
-    sig = base64.urlsafe_b64encode(hmac_new(key, body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
-    return f"{body}.{sig}"
-
-
-def api(base, room, path="", method="GET"):
-    req = urllib.request.Request(f"{base}/api/v1/rooms/{room}/participants{path}", method=method,
-                                 headers={"authorization": f"Bearer {admin_token(room)}"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, (json.load(r) if method == "GET" else None)
-    except urllib.error.HTTPError as e:
-        return e.code, None
-
-
-def participants(base, room):
-    status, body = api(base, room)
-    return body["participants"] if status == 200 else []
-
-
-def phone(name, port, rtp, tone, dial, seconds, ctrl=None):
-    d = baresip_conf(name, port, rtp, tone)
-    if ctrl:
-        with open(os.path.join(d, "config"), "a") as f:
-            f.write(f"module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n")
-    log = open(os.path.join(T, f"{name}.log"), "w")
-    # With ctrl_tcp the test dials itself (Ctrl.send("dial", …)), so that it sees every event.
-    dial_args = [] if ctrl else ["-e", f"/dial {dial}"]
-    return subprocess.Popen(["baresip", "-f", d, "-t", str(seconds), *dial_args],
-                            stdout=log, stderr=subprocess.STDOUT), d
-
-
-class Ctrl:
-    """baresip's ctrl_tcp: netstring-framed JSON commands and events."""
-
-    def __init__(self, port):
-        import socket
-        for _ in range(100):
-            try:
-                self.s = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("ctrl_tcp not reachable")
-        self.buf = b""
-
-    def send(self, cmd, params=""):
-        b = json.dumps({"command": cmd, "params": params, "token": cmd}).encode()
-        self.s.sendall(str(len(b)).encode() + b":" + b + b",")
-
-    def wait(self, event, seconds):
-        import socket
-        deadline = time.time() + seconds
-        self.s.settimeout(0.2)
-        while time.time() < deadline:
-            while b":" in self.buf:
-                n, rest = self.buf.split(b":", 1)
-                if len(rest) < int(n) + 1:
-                    break
-                msg, self.buf = json.loads(rest[:int(n)]), rest[int(n) + 1:]
-                if msg.get("type") == event:
-                    return True
-            try:
-                chunk = self.s.recv(4096)
-                if not chunk:
-                    return False
-                self.buf += chunk
-            except socket.timeout:
-                pass
-        return False
-
-    def keys(self, digits):
-        for d in digits:
-            self.send("sndcode", d)
-            time.sleep(0.25)
-
-
-def driven_call(name, port, rtp, tone, uri, seconds, ctrl):
-    """A phone the test dials and drives through ctrl_tcp: (process, dir, ctrl, answered)."""
-    p, d = phone(name, port, rtp, tone, uri, seconds, ctrl=ctrl)
-    c = Ctrl(ctrl)
-    c.send("dial", uri)
-    return p, d, c, c.wait("CALL_ESTABLISHED", 10)
-
-
-def heard(d, freqs, start=None, end=None):
-    files = glob.glob(os.path.join(d, "*-dec.wav"))
-    if not files:
-        return {hz: 0.0 for hz in freqs}, 0
-    return shares(max(files, key=os.path.getsize), freqs, start, end)
-
-
-def show(who, h, n):
-    print(f"{who} over {n} blocks:", {k: round(v, 3) for k, v in h.items()})
+    return start('[[sip_rules]]\nnumbers = ["100"]\nroom = "lobby"\n\n'
+                 '[[sip_rules]]\nnumbers = ["200"]\nroom_prefix = "call-"\n\n'
+                 '[[sip_rules]]\nnumbers = ["300"]\npins = { "1234" = "board" }\n',
+                 ["--rtc-port", "24000", "--workers", "2", "--sip-listen", f"127.0.0.1:{SIP}",
+                  "--sip-rtp-ports", "25000-25099", "--max-participants", "3"])
 
 
 def main():
@@ -357,7 +205,7 @@ def main():
     if failures:
         print("\n".join(["FAILED:"] + failures))
         print("--- server log (tail) ---")
-        print(open(os.path.join(T, "server.log")).read()[-4000:])
+        print(open(server.log).read()[-4000:])
         for n in "abce":
             print(f"--- {n}.log (tail) ---")
             print(open(os.path.join(T, f"{n}.log")).read()[-1500:])

@@ -5,6 +5,7 @@ set -euo pipefail
 BIN=$(realpath "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
-  exec unshare -n bash -c "ip link set lo up && python3 '$HERE/calls.py' '$BIN'"
+  exec unshare -n bash -c "ip link set lo up && python3 '$HERE/calls.py' '$BIN' && python3 '$HERE/trunks.py' '$BIN'"
 fi
-exec python3 "$HERE/calls.py" "$BIN"
+python3 "$HERE/calls.py" "$BIN"
+exec python3 "$HERE/trunks.py" "$BIN"

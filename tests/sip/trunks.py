@@ -1,0 +1,290 @@
+"""Who may call, and calls placed through the REST API, end to end with real phones
+(Debian's baresip) and raw SIP requests, inside a network namespace with only loopback
+(run.sh). Each address 127.0.0.N stands for a different host.
+
+  an INVITE from no trunk's network and no SIP user gets no answer at all;
+  a trunk's network calling a number the trunk does not have: 404;
+  a trunk with credentials challenges with 407: no answer is 407, a wrong one 403, and a
+  baresip with the right ones gets in;
+  a trunk call joins the room of the dispatch rules, the caller's number masked;
+  a SIP user REGISTERs with digest (a wrong password is 403), then is called through the
+  REST API (wait until answered, DTMF after answer): it joins the room, hears the room,
+  receives the digits (RFC 4733); the API lists, reads and hangs it up;
+  an outbound call through a trunk reaches the trunk's address from the trunk's number;
+  a call nobody can answer fails with 409 not_answered;
+  webhooks sip_call_started/answered/ended (cause api) and sip_dtmf arrive;
+  the metrics count dropped requests, refused credentials and registrations.
+"""
+import hashlib
+import http.server
+import json
+import os
+import re
+import socket
+import threading
+import time
+import urllib.request
+
+from phones import T, Ctrl, heard, participants, phone, show, start_server, token
+
+SIP = 5300
+HOOK = 5390
+
+CONF = f"""webhook_urls = ["http://127.0.0.1:{HOOK}/hook"]
+
+[[sip_rules]]
+room = "trunkroom"
+
+[[sip_trunks]]
+name = "carrier"
+networks = ["127.0.0.2"]
+numbers = ["+15550100"]
+
+[[sip_trunks]]
+name = "secure"
+networks = ["127.0.0.3/32"]
+username = "carrier"
+password = "trunkpw"
+
+[[sip_trunks]]
+name = "out"
+networks = ["127.0.0.4"]
+outbound_address = "127.0.0.4:5340"
+outbound_number = "+15550199"
+
+[[sip_users]]
+username = "alice"
+password = "alicepw"
+"""
+
+HOOKS = []
+
+
+class Hooks(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["content-length"]))
+        HOOKS.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def raw_invite(src, to, caller, proxy_auth=None, wait=2.0):
+    """Send one INVITE from `src` (an address of this host); the responses within `wait` s."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    port = s.getsockname()[1]
+    sdp = ("v=0\r\no=- 1 1 IN IP4 {0}\r\ns=-\r\nc=IN IP4 {0}\r\nt=0 0\r\n"
+           "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n").format(src)
+    branch = f"z9hG4bK{time.time_ns()}"
+    uri = f"sip:{to}@127.0.0.1:{SIP}"
+    msg = (f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{port};branch={branch};rport\r\n"
+           f"Max-Forwards: 70\r\nFrom: <sip:{caller}@{src}>;tag=t{port}\r\nTo: <{uri}>\r\n"
+           f"Call-ID: c{time.time_ns()}@{src}\r\nCSeq: 1 INVITE\r\nContact: <sip:{caller}@{src}:{port}>\r\n"
+           + (f"Proxy-Authorization: {proxy_auth(uri)}\r\n" if proxy_auth else "")
+           + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+    s.sendto(msg.encode(), ("127.0.0.1", SIP))
+    s.settimeout(0.2)
+    got, deadline = [], time.time() + wait
+    while time.time() < deadline:
+        try:
+            got.append(s.recv(65535).decode(errors="replace"))
+        except socket.timeout:
+            pass
+    s.close()
+    return got
+
+
+def digest(user, password, challenge, uri):
+    """The Proxy-Authorization for `challenge` (a 407's Proxy-Authenticate value)."""
+    nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)
+    md5 = lambda x: hashlib.md5(x.encode()).hexdigest()
+    ha1, ha2 = md5(f"{user}:switchboard:{password}"), md5(f"INVITE:{uri}")
+    resp = md5(f"{ha1}:{nonce}:00000001:abc:auth:{ha2}")
+    return (f'Digest username="{user}", realm="switchboard", nonce="{nonce}", uri="{uri}", '
+            f'response="{resp}", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc"')
+
+
+def status_of(responses):
+    finals = [r.split(" ", 2)[1] for r in responses if r.startswith("SIP/2.0") and not r.startswith("SIP/2.0 1")]
+    return finals[0] if finals else None
+
+
+def rest(base, method, path, body=None, tok=None):
+    tok = tok or token({"sipCall": True})
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{base}/api/v1{path}", data=data, method=method,
+                                 headers={"authorization": f"Bearer {tok}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=40) as r:
+            text = r.read()
+            return r.status, (json.loads(text) if text else None)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def log_of(name):
+    return re.sub(r"\x1b\[[0-9;]*m", "", open(os.path.join(T, f"{name}.log"), errors="replace").read())
+
+
+def wait_for(pred, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.3)
+    return pred()
+
+
+def main():
+    hooks = http.server.ThreadingHTTPServer(("127.0.0.1", HOOK), Hooks)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    server, base = start_server(CONF, ["--rtc-port", "24100", "--workers", "1",
+                                       "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25100-25199"])
+    failures = []
+
+    def check(ok, what):
+        print(("ok   " if ok else "FAIL ") + what)
+        if not ok:
+            failures.append(what)
+
+    try:
+        # Who may call.
+        r = raw_invite("127.0.0.5", "+15550100", "mallory")
+        check(r == [], f"an INVITE from no trunk and no user is not answered at all: {r[:1]}")
+        r = raw_invite("127.0.0.2", "+15550111", "+15551234567")
+        check(status_of(r) == "404", f"a trunk calling a number it does not have: 404 (got {status_of(r)})")
+        r = raw_invite("127.0.0.3", "777", "carrier")
+        challenge = next((re.search(r"Proxy-Authenticate: (.*)\r\n", x).group(1) for x in r
+                          if x.startswith("SIP/2.0 407")), None)
+        check(challenge is not None and "realm=\"switchboard\"" in challenge,
+              f"a trunk with credentials is challenged: 407 with Proxy-Authenticate ({status_of(r)})")
+        if challenge:
+            r = raw_invite("127.0.0.3", "777", "carrier", lambda uri: digest("carrier", "guess", challenge, uri))
+            check(status_of(r) == "403", f"a wrong answer to the challenge: 403 (got {status_of(r)})")
+
+        # A trunk call (from the carrier's network, to its number) and one with credentials.
+        t, dt = phone("trunkcall", 5310, "10300-10319", 440, None, 40,
+                      ctrl=4480, account="<sip:+15551234567@127.0.0.2:5310>;regint=0;audio_codecs=PCMU",
+                      ip="127.0.0.2")
+        ct = Ctrl(4480)
+        ct.send("dial", f"sip:+15550100@127.0.0.1:{SIP}")
+        check(ct.wait("CALL_ESTABLISHED", 10), "a call from the carrier trunk is answered")
+        s, _ = phone("secure", 5320, "10320-10339", 2000, f"sip:777@127.0.0.1:{SIP}", 6,
+                     account="<sip:carrier@127.0.0.3:5320>;auth_user=carrier;auth_pass=trunkpw;regint=0;audio_codecs=PCMU",
+                     ip="127.0.0.3")
+        names = wait_for(lambda: sorted(m["name"] for m in participants(base, "trunkroom"))
+                         if len(participants(base, "trunkroom")) == 2 else None, 8)
+        check(names == ["☎ +•••••••4567", "☎ carrier"],
+              f"both trunk calls are in the room of the rules, numbers masked: {names}")
+        time.sleep(0.5)
+        ct.keys("7")
+        s.wait(timeout=20)
+
+        # A SIP user registers: a wrong password first (403), then the right one.
+        bad, _ = phone("wrongpw", 5350, "10350-10359", 440, None, 4,
+                       account=f"<sip:alice@127.0.0.1:{SIP}>;auth_pass=nope;regint=60;audio_codecs=PCMU")
+        bad.wait(timeout=15)
+        check("403" in log_of("wrongpw"), "REGISTER with a wrong password: 403")
+        a, da = phone("alice", 5330, "10330-10349", 1000, None, 30,
+                      account=f"<sip:alice@127.0.0.1:{SIP}>;auth_pass=alicepw;regint=60;answermode=auto;audio_codecs=PCMU")
+        registered = wait_for(lambda: "200 OK" in log_of("alice") or None, 8)
+        check(bool(registered), "alice registers with digest (200)")
+
+        # The REST API calls her into the room, waits for the answer, types 1 and # to her.
+        st, call = rest(base, "POST", "/sip/calls",
+                        {"room": "trunkroom", "to": "alice", "dtmf": "1#", "wait_until_answered": True})
+        check(st == 201 and call and call["state"] == "answered" and call["direction"] == "outbound",
+              f"POST /sip/calls to the registered user: 201 answered ({st} {call})")
+        cid = call["id"] if call else "none"
+        names = sorted(m["name"] for m in participants(base, "trunkroom"))
+        check("☎ alice" in names, f"alice is in the room: {names}")
+        st, listed = rest(base, "GET", "/sip/calls?room=trunkroom")
+        dirs = sorted((c["direction"], c["state"]) for c in (listed or {}).get("calls", []))
+        check(st == 200 and ("outbound", "answered") in dirs and ("inbound", "answered") in dirs,
+              f"GET /sip/calls lists inbound and outbound calls: {dirs}")
+        time.sleep(1.5)
+        st, _ = rest(base, "POST", f"/sip/calls/{cid}/dtmf", {"digits": "5"})
+        check(st == 202, f"POST …/dtmf: 202 ({st})")
+        time.sleep(3)
+        st, _ = rest(base, "DELETE", f"/sip/calls/{cid}")
+        check(st == 204, f"DELETE hangs up: 204 ({st})")
+        ended = wait_for(lambda: (lambda c: c if c and c.get("state") == "ended" else None)(
+            rest(base, "GET", f"/sip/calls/{cid}")[1]), 5)
+        check(ended and ended["state"] == "ended" and ended["end_cause"] == "api",
+              f"the call reads as ended by the API: {ended}")
+        a.terminate()
+        a.wait(timeout=10)
+        alog = log_of("alice")
+        keys = re.findall(r"received event: '(.)' \(end=0\)", alog) or re.findall(r"received event: '(.)'", alog)
+        got = "".join(dict.fromkeys(keys)) if keys else ""
+        check(all(k in keys for k in "1#5"), f"alice received the digits 1 # 5 as RFC 4733 events: {keys}")
+        ha, na = heard(da, (440, 1000), 1.0, 4.0)
+        show("alice (sends 1000 Hz), in the room with the trunk call (440 Hz)", ha, na)
+        check(na > 10 and ha[440] > 0.5 and ha[1000] < 0.05, f"alice hears the room and not herself: {ha}")
+
+        # Out through a trunk: the INVITE goes to the trunk's address, from its number.
+        b, _ = phone("bob", 5340, "10360-10379", 440, None, 20,
+                     account="<sip:+15550123@127.0.0.4:5340>;regint=0;answermode=auto;audio_codecs=PCMU", ip="127.0.0.4")
+        time.sleep(1)
+        st, call = rest(base, "POST", "/sip/calls",
+                        {"room": "trunkroom", "to": "+15550123", "trunk": "out", "wait_until_answered": True})
+        check(st == 201 and call and call["state"] == "answered" and call["from"] == "+15550199",
+              f"a call out through the trunk is answered: {st} {call}")
+        blog = log_of("bob")
+        check("+15550199" in blog, "the trunk's phone sees the trunk's number as the caller")
+        if call and "id" in call:
+            rest(base, "DELETE", f"/sip/calls/{call['id']}")
+        b.terminate()
+        st, call = rest(base, "POST", "/sip/calls",
+                        {"room": "trunkroom", "to": "sip:nobody@127.0.0.9:5399", "ring_timeout": 3,
+                         "wait_until_answered": True})
+        check(st == 409 and call["code"] == "not_answered", f"a call nobody answers: 409 not_answered ({st} {call})")
+        ct.send("hangup")
+        t.terminate()
+        t.wait(timeout=10)
+
+        # Webhooks.
+        time.sleep(1.5)
+        events = [(h["event"], h.get("sip_call", {}).get("id"), h.get("digit"),
+                   h.get("sip_call", {}).get("end_cause")) for h in HOOKS if h["event"].startswith("sip_")]
+        mine = [e[0] for e in events if e[1] == cid]
+        check(mine == ["sip_call_started", "sip_call_answered", "sip_call_ended"],
+              f"webhooks of the API call, in order: {mine}")
+        check(any(e[0] == "sip_call_ended" and e[1] == cid and e[3] == "api" for e in events),
+              "sip_call_ended carries the cause (api)")
+        check(any(e[0] == "sip_dtmf" and e[2] == "7" for e in events),
+              f"a digit typed by the trunk phone is a sip_dtmf webhook: {[e for e in events if e[0] == 'sip_dtmf']}")
+
+        # Metrics.
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        lines = [l for l in text.splitlines() if l.startswith("switchboard_sip_")]
+        print("metrics:", lines)
+
+        def metric(name):
+            return sum(float(l.rsplit(" ", 1)[1]) for l in lines if l.split(" ")[0] == name)
+        check(metric('switchboard_sip_requests_dropped_total{reason="source"}') >= 1, "dropped requests are counted")
+        check(metric("switchboard_sip_auth_failures_total") >= 2, "refused credentials are counted (INVITE and REGISTER)")
+        check(metric("switchboard_sip_calls") == 0, "no call is left in progress")
+        check(server.poll() is None, "the server is still running")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        hooks.shutdown()
+    if failures:
+        print("FAILED:\n" + "\n".join(failures))
+        print("--- server log (tail) ---")
+        print(open(server.log).read()[-5000:])
+        for n in ("trunkcall", "alice", "bob", "secure"):
+            if os.path.exists(os.path.join(T, f"{n}.log")):
+                print(f"--- {n}.log (tail) ---")
+                print(log_of(n)[-1500:])
+        raise SystemExit(1)
+    print("ok: trunks, users, REGISTER, outbound calls through the API, webhooks")
+
+
+main()
