@@ -12,7 +12,9 @@ function status(text) {
   $('#status').textContent = text;
 }
 
-function tileFor(id, name) {
+// A phone (kind `sip`) has no video: its tile shows a phone icon, the video element
+// stays for its audio.
+function tileFor(id, name, kind) {
   let tile = document.querySelector(`.tile[data-participant="${id}"]`);
   if (!tile) {
     tile = document.createElement('div');
@@ -29,6 +31,7 @@ function tileFor(id, name) {
     sizes.observe(tile);
   }
   if (name !== undefined) tile.querySelector('.label').textContent = name;
+  if (kind !== undefined) tile.classList.toggle('phone', kind === 'sip');
   return tile;
 }
 
@@ -90,14 +93,14 @@ async function join() {
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     const client = new SwitchboardClient(`${proto}://${location.host}/ws`);
     state.client = client;
-    client.addEventListener('participant_joined', (e) => tileFor(e.detail.id, e.detail.name));
+    client.addEventListener('participant_joined', (e) => tileFor(e.detail.id, e.detail.name, e.detail.kind));
     client.addEventListener('participant_left', (e) => {
       document.querySelector(`.tile[data-participant="${e.detail.participant}"]`)?.remove();
     });
     client.addEventListener('track', (e) => {
       const { publisher, stream: s, track } = e.detail;
       const p = client.participants.get(publisher);
-      const tile = tileFor(publisher, p ? p.name : undefined);
+      const tile = tileFor(publisher, p?.name, p?.kind);
       const video = tile.querySelector('video');
       if (!video.srcObject) video.srcObject = s || new MediaStream();
       if (!video.srcObject.getTracks().includes(track)) video.srcObject.addTrack(track);

@@ -41,6 +41,8 @@ fuzz_target!(|calls: Vec<Call>| {
         sub: "admin".into(),
         exp: now + 60,
         nbf: None,
+        kind: Default::default(),
+        metadata: None,
         name: None,
         video: VideoGrant { room_admin: true, room_create: true, room_list: true, room_join: false, ..VideoGrant::default() },
     };

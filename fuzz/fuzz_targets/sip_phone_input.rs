@@ -1,7 +1,9 @@
-//! What a phone (or anyone on the network) sends the SIP gateway, past the SIP stack: the
-//! SDP of an INVITE (parsed, a codec chosen, an answer written and read back) and RTP
-//! datagrams into a call's media pump (jitter buffer, G.711, RFC 4733), with frames ticked
-//! in between. Nothing may panic; an answer we write must parse.
+//! What a phone (or anyone on the network) sends the SIP gateway: a SIP request parsed and
+//! judged by the access rules (trunks, users, digest answers in its Authorization
+//! headers); the SDP of an INVITE (parsed, a codec chosen, an answer written and read
+//! back); RTP datagrams into a call's media pump (jitter buffer, G.711, RFC 4733, digits
+//! typed to the phone), with frames ticked in between. Nothing may panic; an answer we
+//! write must parse.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,9 +11,56 @@ use sip::g711::Law;
 use sip::media::CallMedia;
 use sip::sdp::{Codec, LocalMedia, PhoneMedia};
 
+/// A SIP request through the parser and the access rules.
+fn request(bytes: &[u8]) {
+    use rsipstack::sip::{Header, HeadersExt};
+    use sip::access::{Access, Credentials, Request, Trunk};
+    let Ok(req) = rsipstack::sip::Request::try_from(bytes) else { return };
+    let access = Access::new(
+        vec![Trunk {
+            name: "t".into(),
+            networks: vec!["127.0.0.0/8".parse().unwrap()],
+            numbers: vec!["100".into()],
+            auth: Some(Credentials { username: "u".into(), password: "p".into() }),
+            outbound: None,
+        }],
+        vec![Credentials { username: "alice".into(), password: "secret".into() }],
+        b"fuzz",
+    );
+    let raw = |proxy: bool| {
+        req.headers.iter().find_map(|h| match h {
+            Header::Authorization(a) if !proxy => Some(a.value().to_string()),
+            Header::ProxyAuthorization(a) if proxy => Some(a.value().to_string()),
+            _ => None,
+        })
+    };
+    let (a, p) = (raw(false), raw(true));
+    let caller = req
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri().ok())
+        .and_then(|u| u.user().map(str::to_string))
+        .unwrap_or_default();
+    let called = req.uri.user().unwrap_or_default().to_string();
+    for source in ["127.0.0.1", "192.0.2.1"] {
+        let r = Request {
+            method: &req.method,
+            source: source.parse().unwrap(),
+            called: &called,
+            caller: &caller,
+            authorization: a.as_deref(),
+            proxy_authorization: p.as_deref(),
+        };
+        let _ = access.admit(&r, 1_000);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    if mode % 2 == 0 {
+    if mode % 3 == 2 {
+        return request(rest);
+    }
+    if mode % 3 == 0 {
         let text = String::from_utf8_lossy(rest);
         if let Ok(m) = PhoneMedia::parse(&text) {
             if let Some(codec) = m.choose(&[Codec::Pcmu, Codec::Pcma]) {
@@ -31,13 +80,14 @@ fuzz_target!(|data: &[u8]| {
     // Datagrams: chunks prefixed by a one-byte length; a zero length ticks a frame.
     let law = if mode & 2 == 0 { Law::Ulaw } else { Law::Alaw };
     let Ok(mut media) = CallMedia::new(law, law.payload_type(), Some(101), 1, 2) else { return };
+    media.send_digits("1w#");
     let mut i = 0;
     while i < rest.len() {
         let n = usize::from(rest[i]);
         i += 1;
         if n == 0 {
             let t = media.tick().expect("a tick");
-            assert!(t.to_phone.len() >= 12);
+            assert!(!t.to_phone.is_empty() && t.to_phone.iter().all(|p| p.len() >= 12));
             continue;
         }
         let end = (i + n).min(rest.len());

@@ -155,6 +155,8 @@ fn token(keys: &KeyStore, key: &str, room: &str, identity: &str) -> Option<Strin
         sub: identity.to_string(),
         exp: signaling::auth::unix_now() + 3_600,
         nbf: None,
+        kind: Default::default(),
+        metadata: None,
         name: Some(identity.to_string()),
         video: VideoGrant::join(room),
     };

@@ -85,6 +85,8 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
         sub: t.identity.clone(),
         exp: signaling::auth::unix_now() + t.ttl,
         nbf: None,
+        kind: Default::default(),
+        metadata: None,
         name: t.name.clone(),
         video: VideoGrant {
             room: t.room.clone(),

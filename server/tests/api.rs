@@ -21,6 +21,8 @@ fn mint(video: VideoGrant, exp_in: i64, secret: &str) -> String {
         sub: "app".into(),
         exp: (signaling::auth::unix_now() as i64 + exp_in) as u64,
         nbf: None,
+        kind: Default::default(),
+        metadata: None,
         name: None,
         video,
     };

@@ -194,6 +194,8 @@ async fn bad_tokens_are_refused_with_an_error_and_close_code() {
                 sub: "mallory".into(),
                 exp: signaling::auth::unix_now() + 600,
                 nbf: None,
+                kind: Default::default(),
+                metadata: None,
                 name: None,
                 video: VideoGrant::join("r"),
             },

@@ -25,6 +25,8 @@ fn tok(video: VideoGrant, secret: &str) -> String {
                 sub: "obs".into(),
                 exp: signaling::auth::unix_now() + 600,
                 nbf: None,
+                kind: Default::default(),
+                metadata: None,
                 name: Some("OBS".into()),
                 video,
             },

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::protocol::ParticipantKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +102,13 @@ pub struct Claims {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The participant's kind (`sip` for the SIP gateway's phones); tokens for people
+    /// leave it out.
+    #[serde(default, skip_serializing_if = "ParticipantKind::is_standard")]
+    pub kind: ParticipantKind,
+    /// The participant's initial metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
     pub video: VideoGrant,
 }
 
@@ -237,6 +245,8 @@ mod tests {
             sub: "alice".into(),
             exp,
             nbf: None,
+            kind: Default::default(),
+            metadata: None,
             name: Some("Alice".into()),
             video: VideoGrant::join("r"),
         }
@@ -276,6 +286,8 @@ mod tests {
                     "k1",
                     &Claims {
                         nbf: Some(now + 30),
+                        kind: Default::default(),
+                        metadata: None,
                         ..claims(now + 60)
                     },
                 )

@@ -110,6 +110,8 @@ async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) ->
         sub: identity.clone(),
         exp: unix_now() + 6 * 3600,
         nbf: None,
+        kind: Default::default(),
+        metadata: None,
         name: Some(name),
         video: VideoGrant::join(&room),
     };

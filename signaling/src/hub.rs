@@ -388,10 +388,11 @@ impl Hub {
             id,
             identity: claims.sub.clone(),
             name: clean_name(claims.name.as_deref().unwrap_or(""), &claims.sub),
+            kind: claims.kind,
             tracks: vec![],
             audio_muted: false,
             video_muted: false,
-            metadata: String::new(),
+            metadata: claims.metadata.clone().unwrap_or_default(),
             permissions: Permissions {
                 can_publish: g.can_publish,
                 can_subscribe: g.can_subscribe,

@@ -95,6 +95,23 @@ impl Quality {
     }
 }
 
+/// What kind of endpoint a participant is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantKind {
+    /// A WebRTC client (browser, SDK, WHIP/WHEP).
+    #[default]
+    Standard,
+    /// A phone call through the SIP gateway: audio only.
+    Sip,
+}
+
+impl ParticipantKind {
+    pub fn is_standard(&self) -> bool {
+        *self == ParticipantKind::Standard
+    }
+}
+
 /// A participant as others see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ParticipantInfo {
@@ -102,6 +119,9 @@ pub struct ParticipantInfo {
     pub id: ParticipantId,
     pub identity: String,
     pub name: String,
+    /// `standard` or `sip`.
+    #[serde(default)]
+    pub kind: ParticipantKind,
     pub tracks: Vec<TrackInfo>,
     pub audio_muted: bool,
     pub video_muted: bool,

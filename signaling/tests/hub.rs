@@ -45,6 +45,8 @@ fn tok(keys: &KeyStore, room: &str, who: &str) -> String {
             sub: who.into(),
             exp: NOW + 60,
             nbf: None,
+            kind: Default::default(),
+            metadata: None,
             name: Some(format!("  {who}  ")),
             video: VideoGrant::join(room),
         },
@@ -266,6 +268,8 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
                 sub: "mic-only".into(),
                 exp: NOW + 60,
                 nbf: None,
+                kind: Default::default(),
+                metadata: None,
                 name: None,
                 video: VideoGrant {
                     can_publish_sources: vec!["microphone".into()],

@@ -66,6 +66,26 @@ fn refusal(e: JoinError) -> Refusal {
 pub(crate) struct Who {
     pub identity: String,
     pub name: String,
+    /// The participant's metadata: `{"sip": {"call", "direction", "from", "to"}}`.
+    pub metadata: String,
+}
+
+impl Who {
+    pub fn new(identity: String, name: String, call: &CallHandle) -> Self {
+        let info = call.info();
+        let metadata = serde_json::json!({"sip": {
+            "call": call.id,
+            "direction": info.as_ref().map(|i| i.direction),
+            "from": info.as_ref().map(|i| i.from.clone()),
+            "to": info.as_ref().map(|i| i.to.clone()),
+        }})
+        .to_string();
+        Who {
+            identity,
+            name,
+            metadata,
+        }
+    }
 }
 
 /// The phone side of a call: its RTP socket, what its SDP said, what ours says.
@@ -146,6 +166,8 @@ fn join(
         sub: who.identity.clone(),
         exp: signaling::auth::unix_now() + 24 * 3_600,
         nbf: None,
+        kind: signaling::protocol::ParticipantKind::Sip,
+        metadata: Some(who.metadata.clone()),
         name: Some(who.name.clone()),
         video: VideoGrant {
             can_publish_sources: vec!["microphone".into()],

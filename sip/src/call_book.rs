@@ -128,6 +128,11 @@ impl CallBook {
 }
 
 impl CallHandle {
+    /// The call's record as it stands.
+    pub fn info(&self) -> Option<SipCallInfo> {
+        self.book.get(&self.id)
+    }
+
     /// The room is known (after a PIN).
     pub fn set_room(&self, room: &str) {
         self.book.update(&self.id, |i| i.room = room.to_string());

@@ -1,4 +1,4 @@
-//! The SIP endpoint (rsipstack: transactions and dialogs over UDP) and what it does with
+//! The SIP endpoint (rsipstack: transactions and dialogs over UDP and TCP) and what it does with
 //! each request: OPTIONS answered; an INVITE routed by the dispatch rules, checked
 //! (capacity, SDP, codecs) and handed to a call task (`call.rs`); requests inside a
 //! dialog (ACK, BYE, re-INVITE, INFO) to their dialog.
@@ -13,6 +13,7 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::ToTypedHeader;
 use rsipstack::sip::{Header, HeadersExt, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::{udp::UdpConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use signaling::hub::Hub;
@@ -35,7 +36,7 @@ use std::sync::OnceLock;
 /// The gateway's settings (the server's `sip_*` configuration keys).
 #[derive(Debug, Clone)]
 pub struct SipConfig {
-    /// Where SIP is received (UDP).
+    /// Where SIP is received (UDP and TCP).
     pub listen: SocketAddr,
     /// The address written in Contact and SDP (default: the listen address).
     pub advertised: Option<IpAddr>,
@@ -218,6 +219,10 @@ impl Gateway {
                 .await
                 .map_err(|e| format!("sip_listen: binding UDP {}: {e}", self.cfg.listen))?;
         transport.add_transport(udp.into());
+        let tcp = TcpListenerConnection::new(self.cfg.listen, None)
+            .await
+            .map_err(|e| format!("sip_listen: binding TCP {}: {e}", self.cfg.listen))?;
+        transport.add_transport(tcp.into());
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)

@@ -107,10 +107,11 @@ async fn talk(
             }
         }
     };
-    let who = Who {
-        identity: format!("sip-{call}"),
-        name: format!("☎ {}", masked(&inc.caller)),
-    };
+    let who = Who::new(
+        format!("sip-{call}"),
+        format!("☎ {}", masked(&inc.caller)),
+        handle,
+    );
     // The phone may CANCEL (or hang up) while the room is being entered.
     let entered = tokio::select! {
         r = enter_room(gw, &room, &who) => r,

@@ -305,16 +305,15 @@ impl Placing {
             }
         };
         let req = &self.req;
-        let who = Who {
-            identity: req
-                .identity
+        let who = Who::new(
+            req.identity
                 .clone()
                 .unwrap_or_else(|| format!("sip-{}", self.call)),
-            name: req
-                .name
+            req.name
                 .clone()
                 .unwrap_or_else(|| format!("☎ {}", masked(&req.to))),
-        };
+            &self.handle,
+        );
         let in_room = match enter_room(gw, &req.room, &who).await {
             Ok(r) => r,
             Err((status, e)) => {

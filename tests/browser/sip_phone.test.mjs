@@ -75,6 +75,13 @@ test('a SIP phone and a browser in one room hear each other; the phone\'s keys r
     // The phone's tile appears, named with the telephone sign.
     await waitFor(() => browser.page.evaluate(() => [...document.querySelectorAll('#grid .tile .label')].some((l) => l.textContent.startsWith('☎'))),
       { what: "the phone's tile", timeout: 20000 });
+    // It is a phone (participant kind `sip`): an icon, not a video.
+    const look = await browser.page.evaluate(() => {
+      const tile = [...document.querySelectorAll('#grid .tile')].find((t) => t.querySelector('.label').textContent.startsWith('☎'));
+      return { phone: tile.classList.contains('phone'), icon: getComputedStyle(tile, '::before').content,
+        video: getComputedStyle(tile.querySelector('video')).visibility };
+    });
+    assert.deepEqual(look, { phone: true, icon: '"☎"', video: 'hidden' }, JSON.stringify(look));
     // The browser hears 440 Hz: the strongest frequency of the phone's track.
     const peak = await waitFor(() => browser.page.evaluate(async () => {
       const tile = [...document.querySelectorAll('#grid .tile')].find((t) => t.querySelector('.label').textContent.startsWith('☎'));

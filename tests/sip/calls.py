@@ -164,6 +164,20 @@ def main():
             failures.append(f"a held phone stays in the room: {held}")
         if not (n_after > 10 and after[1000] > 0.5):
             failures.append(f"after resume the phone should hear l's 1000 Hz again: {after}")
+        # SIP over TCP: a phone whose account and call use transport=tcp gets in and hears
+        # the other phone in the room (one over UDP).
+        u, _ = phone("u", 5190, "10240-10259", 1000, f"sip:tcproom@127.0.0.1:{SIP}", 10)
+        tp, dtp = phone("tcp", 5200, "10260-10279", 440, f"sip:tcproom@127.0.0.1:{SIP};transport=tcp", 8,
+                        account="<sip:tcp@127.0.0.1:5200;transport=tcp>;regint=0;audio_codecs=PCMU")
+        time.sleep(4)
+        tcp_room = sorted(m["name"] for m in participants(base, "tcproom"))
+        tp.wait(timeout=20)
+        u.wait(timeout=20)
+        htcp, ntcp = heard(dtp, (440, 1000), 2.0, 6.0)
+        tlog = open(os.path.join(T, "tcp.log"), errors="replace").read()
+        print("over TCP: room tcproom had", tcp_room, "; the TCP phone heard", {h: round(v, 3) for h, v in htcp.items()})
+        if tcp_room != ["☎ tcp", "☎ u"] or not (ntcp > 10 and htcp[1000] > 0.5) or "TCP" not in tlog.upper():
+            failures.append(f"a call over TCP: room {tcp_room}, heard {htcp}:\n" + tlog[-1500:])
         # A call to something that is not a room name is refused (404), and no one joins.
         bad, _ = phone("d", 5100, "10060-10079", 440, f"sip:no%20room@127.0.0.1:{SIP}", 4)
         bad.wait(timeout=20)
@@ -190,9 +204,9 @@ def main():
         print("metrics:", sip_lines)
         def metric(name):
             return sum(float(l.rsplit(" ", 1)[1]) for l in sip_lines if l.split(" ")[0] == name)
-        # a, b, c, e, f, g, h, k and l joined rooms; i typed wrong PINs; d dialled no room;
+        # a, b, c, e, f, g, h, k, l, u and tcp joined rooms; i typed wrong PINs; d dialled no room;
         # j found the room full.
-        if metric('switchboard_sip_calls_total{result="answered"}') != 9 \
+        if metric('switchboard_sip_calls_total{result="answered"}') != 11 \
                 or metric('switchboard_sip_calls_total{result="pin_failed"}') != 1 \
                 or metric('switchboard_sip_calls_total{result="404"}') != 1 \
                 or metric('switchboard_sip_calls_total{result="486"}') != 1 \

@@ -200,8 +200,12 @@ def main():
         check(st == 201 and call and call["state"] == "answered" and call["direction"] == "outbound",
               f"POST /sip/calls to the registered user: 201 answered ({st} {call})")
         cid = call["id"] if call else "none"
-        names = sorted(m["name"] for m in participants(base, "trunkroom"))
+        members = participants(base, "trunkroom")
+        names = sorted(m["name"] for m in members)
         check("☎ alice" in names, f"alice is in the room: {names}")
+        meta = [(m["kind"], json.loads(m["metadata"] or "{}").get("sip", {}).get("direction")) for m in members]
+        check(sorted(meta) == [("sip", "inbound"), ("sip", "outbound")],
+              f"phones are participants of kind sip, their call in the metadata: {meta}")
         st, listed = rest(base, "GET", "/sip/calls?room=trunkroom")
         dirs = sorted((c["direction"], c["state"]) for c in (listed or {}).get("calls", []))
         check(st == 200 and ("outbound", "answered") in dirs and ("inbound", "answered") in dirs,

@@ -81,6 +81,8 @@ pub fn token(room: &str, identity: &str, exp_in: i64) -> String {
         sub: identity.into(),
         exp: (signaling::auth::unix_now() as i64 + exp_in) as u64,
         nbf: None,
+        kind: Default::default(),
+        metadata: None,
         name: Some(identity.into()),
         video: VideoGrant::join(room),
     };
