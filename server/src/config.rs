@@ -265,7 +265,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "api_burst", default: "100", doc: "REST request burst per API key." },
     KeyDoc { key: "drain_timeout", default: "300", doc: "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin)." },
     KeyDoc { key: "log", default: "info", doc: "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it." },
-    KeyDoc { key: "sip_listen", default: "(none: SIP off)", doc: "UDP address of the SIP gateway (e.g. `127.0.0.1:5060`). When set, phones and SIP trunks can call rooms (`docs/sip.md`); in development mode a call to `sip:<room>@host` joins `<room>`." },
+    KeyDoc { key: "sip_listen", default: "(none: SIP off)", doc: "UDP and TCP address of the SIP gateway (e.g. `127.0.0.1:5060`). When set, phones and SIP trunks can call rooms (`docs/sip.md`); in development mode a call to `sip:<room>@host` joins `<room>`." },
     KeyDoc { key: "sip_advertise", default: "(the listen address)", doc: "IP written in SIP Contact headers and in the SDP given to phones (set it behind NAT)." },
     KeyDoc { key: "sip_rtp_ports", default: "31000-31999", doc: "UDP port range for phones' RTP, `first-last`; one port per call." },
     KeyDoc { key: "sip_max_calls", default: "100", doc: "Calls at once; more are refused with 503 and `Retry-After`." },

@@ -25,7 +25,7 @@ use crate::access::{Access, Admission, Credentials, Request as AccessRequest, Tr
 use crate::call::PhoneLeg;
 use crate::call_book::{CallBook, Command};
 use crate::dispatch::{Decision, Dispatcher, Rule};
-use crate::inbound::{self, Incoming, Route};
+use crate::inbound::{self, Incoming, PhoneSide, Route};
 use crate::registrar::{Binding, Registrar};
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
 use parking_lot::Mutex;
@@ -158,8 +158,20 @@ impl Gateway {
         SocketAddr::new(self.advertised, self.cfg.listen.port())
     }
 
+    /// Our SDP offer (outbound calls, offerless INVITEs): the configured codecs and
+    /// telephone-event, RTP at `rtp`.
+    pub(crate) fn offer(&self, rtp: SocketAddr) -> LocalMedia {
+        LocalMedia {
+            rtp,
+            codecs: self.offer_codecs(),
+            telephone_event: Some((EVENT_PT, 8_000)),
+            ptime_ms: 20,
+            direction: crate::sdp::Direction::SendRecv,
+        }
+    }
+
     /// The codecs we offer, with their static payload types.
-    pub(crate) fn offer_codecs(&self) -> Vec<(Codec, u8)> {
+    fn offer_codecs(&self) -> Vec<(Codec, u8)> {
         self.cfg
             .codecs
             .iter()
@@ -438,23 +450,23 @@ impl Gateway {
             return self.reject(&mut tx, StatusCode::BadRequest, None).await;
         }
         let sdp = String::from_utf8_lossy(&tx.original.body).to_string();
-        if sdp.trim().is_empty() {
-            // An offerless INVITE: we would offer in the 200 and take the answer in the ACK.
-            return self
-                .reject(&mut tx, StatusCode::NotAcceptableHere, None)
-                .await;
-        }
-        let remote = match PhoneMedia::parse(&sdp) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(%called, "INVITE with bad SDP: {e}");
-                return self.reject(&mut tx, StatusCode::BadRequest, None).await;
-            }
-        };
-        let Some(codec) = remote.choose(&self.cfg.codecs) else {
-            return self
-                .reject(&mut tx, StatusCode::NotAcceptableHere, None)
-                .await;
+        // An offerless INVITE: we offer in the 200 and take the answer from the ACK.
+        let offer = if sdp.trim().is_empty() {
+            None
+        } else {
+            let remote = match PhoneMedia::parse(&sdp) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(%called, "INVITE with bad SDP: {e}");
+                    return self.reject(&mut tx, StatusCode::BadRequest, None).await;
+                }
+            };
+            let Some(codec) = remote.choose(&self.cfg.codecs) else {
+                return self
+                    .reject(&mut tx, StatusCode::NotAcceptableHere, None)
+                    .await;
+            };
+            Some((remote, codec))
         };
         let Some((call, rtp)) = self.admit_call().await else {
             let retry = Header::Other("Retry-After".into(), "30".into());
@@ -483,18 +495,29 @@ impl Gateway {
             let _ = handler.handle(&mut tx).await;
         });
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
-        let local = LocalMedia {
-            rtp: SocketAddr::new(self.advertised, port),
-            codecs: vec![codec],
-            telephone_event: remote.telephone_event,
-            ptime_ms: 20,
-            direction: remote.direction.reversed(),
+        let ours = SocketAddr::new(self.advertised, port);
+        let phone = match offer {
+            Some((remote, codec)) => {
+                let local = LocalMedia {
+                    rtp: ours,
+                    codecs: vec![codec],
+                    telephone_event: remote.telephone_event,
+                    ptime_ms: 20,
+                    direction: remote.direction.reversed(),
+                };
+                PhoneSide::Answered(PhoneLeg::new(rtp, signaling, remote, codec, local))
+            }
+            None => PhoneSide::Offer {
+                rtp,
+                signaling,
+                local: self.offer(ours),
+            },
         };
         let inc = Incoming {
             route,
             caller,
             called,
-            phone: PhoneLeg::new(rtp, signaling, remote, codec, local),
+            phone,
         };
         tokio::spawn(inbound::run(
             self.clone(),
@@ -506,6 +529,9 @@ impl Gateway {
         ));
     }
 }
+
+/// The payload type of telephone-event in our offers.
+const EVENT_PT: u8 = 101;
 
 /// Largest SDP body accepted.
 const MAX_SDP: usize = 8 * 1024;

@@ -15,6 +15,7 @@ use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
 use crate::dispatch::{PinEntry, PinStep};
 use crate::gateway::{call_result, rtp_dropped, Gateway};
 use crate::media::{tone_frame, CallMedia, PhonePacket, FRAME};
+use crate::sdp::{LocalMedia, PhoneMedia};
 
 /// Where an incoming call goes.
 pub enum Route {
@@ -27,7 +28,20 @@ pub(crate) struct Incoming {
     pub route: Route,
     pub caller: String,
     pub called: String,
-    pub phone: PhoneLeg,
+    pub phone: PhoneSide,
+}
+
+/// The phone's side of an incoming call, as its INVITE left it.
+pub(crate) enum PhoneSide {
+    /// The INVITE carried an offer; our answer is ready.
+    Answered(PhoneLeg),
+    /// An offerless INVITE: `local` is our offer (in the 200), the phone answers in its
+    /// ACK.
+    Offer {
+        rtp: tokio::net::UdpSocket,
+        signaling: Option<std::net::IpAddr>,
+        local: LocalMedia,
+    },
 }
 
 /// How long a caller has to type a PIN.
@@ -71,33 +85,22 @@ async fn talk(
     states: &mut DialogStateReceiver,
     commands: &mut tokio::sync::mpsc::UnboundedReceiver<crate::call_book::Command>,
     handle: &crate::call_book::CallHandle,
-    mut inc: Incoming,
+    inc: Incoming,
 ) -> String {
-    let mut media = match inc.phone.media() {
-        Ok(m) => m,
-        Err(e) => return format!("failed: {e}"),
-    };
-    let sdp = inc.phone.local.to_sdp(call, 1);
-    let accept = || {
-        dialog
-            .accept(
-                Some(vec![Header::ContentType("application/sdp".into())]),
-                Some(sdp.clone().into_bytes()),
-            )
-            .map_err(|e| e.to_string())
-    };
+    let mut side = Some(inc.phone);
     // With a PIN: answer first, read the PIN, and a failure from here on is a BYE.
-    let (room, answered) = match inc.route {
-        Route::Room(r) => (r, false),
+    let (room, mut answered) = match inc.route {
+        Route::Room(r) => (r, None),
         Route::Pin(entry) => {
-            if let Err(e) = accept() {
-                return format!("failed: {e}");
-            }
+            let (mut phone, mut media) = match answer(dialog, states, side.take(), call).await {
+                Ok(pm) => pm,
+                Err(e) => return e,
+            };
             info!(call, "call answered for PIN entry");
-            match read_pin(states, &mut inc.phone, &mut media, entry).await {
+            match read_pin(states, &mut phone, &mut media, entry).await {
                 Ok(r) => {
                     handle.set_room(&r);
-                    (r, true)
+                    (r, Some((phone, media)))
                 }
                 Err(e) => {
                     call_result("pin_failed".into());
@@ -121,7 +124,7 @@ async fn talk(
         Ok(r) => r,
         Err((status, e)) => {
             call_result(status.code().to_string());
-            if answered {
+            if answered.is_some() {
                 let _ = dialog.bye().await;
             } else {
                 let _ = dialog.reject(Some(status.clone()), Some(e.clone()));
@@ -129,24 +132,112 @@ async fn talk(
             return format!("rejected {}: {e}", status.code());
         }
     };
-    if !answered {
-        if let Err(e) = accept() {
-            return format!("failed: {e}");
-        }
-    }
-    info!(call, room = %room, participant = %in_room.id, codec = ?inc.phone.codec.0, "call answered");
+    let (phone, media) = match answered.take() {
+        Some(pm) => pm,
+        None => match answer(dialog, states, side.take(), call).await {
+            Ok(pm) => pm,
+            Err(e) => return e,
+        },
+    };
+    info!(call, room = %room, participant = %in_room.id, codec = ?phone.codec.0, "call answered");
     call_result("answered".into());
-    handle.answered(in_room.id.0, &who.identity, inc.phone.codec.0.name());
+    handle.answered(in_room.id.0, &who.identity, phone.codec.0.name());
     let conversation = Conversation {
         gw,
         call: handle,
         dialog,
-        phone: inc.phone,
+        phone,
         media,
         room: in_room,
         session: (call, 1),
     };
     conversation.run(states, commands).await.cause().into()
+}
+
+/// How long an offerless call's ACK (with the phone's answer) may take.
+const ACK_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// Answer the call (200 with our SDP) and, for an offerless INVITE, take the phone's
+/// answer from its ACK: the phone's side and its media pump, or the end cause (after a
+/// BYE where one is due).
+async fn answer(
+    dialog: &InviteDialog,
+    states: &mut DialogStateReceiver,
+    side: Option<PhoneSide>,
+    call: u64,
+) -> Result<(PhoneLeg, CallMedia), String> {
+    let side = side.ok_or("failed: answered twice")?;
+    let sdp = match &side {
+        PhoneSide::Answered(p) => p.local.to_sdp(call, 1),
+        PhoneSide::Offer { local, .. } => local.to_sdp(call, 1),
+    };
+    dialog
+        .accept(
+            Some(vec![Header::ContentType("application/sdp".into())]),
+            Some(sdp.into_bytes()),
+        )
+        .map_err(|e| format!("failed: {e}"))?;
+    let phone = match side {
+        PhoneSide::Answered(p) => p,
+        PhoneSide::Offer {
+            rtp,
+            signaling,
+            local,
+        } => {
+            let settled = match tokio::time::timeout(ACK_TIMEOUT, ack_answer(states, dialog)).await
+            {
+                Ok(Ok(remote)) => settle(rtp, signaling, local, remote),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err("failed: no ACK".into()),
+            };
+            match settled {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = dialog.bye().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let media = phone.media().map_err(|e| format!("failed: {e}"))?;
+    Ok((phone, media))
+}
+
+/// The phone's answer to our offer, from the ACK of our 200.
+async fn ack_answer(
+    states: &mut DialogStateReceiver,
+    dialog: &InviteDialog,
+) -> Result<PhoneMedia, String> {
+    loop {
+        match states.recv().await {
+            Some(DialogState::Confirmed(..)) => {
+                let ack = dialog.last_remote_ack().ok_or("failed: no ACK")?;
+                return PhoneMedia::parse(&String::from_utf8_lossy(&ack.body))
+                    .map_err(|e| format!("failed: the answer in the ACK: {e}"));
+            }
+            Some(DialogState::Terminated(..)) | None => return Err("hangup".into()),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Our offer and the phone's answer: the phone's side of the call.
+fn settle(
+    rtp: tokio::net::UdpSocket,
+    signaling: Option<std::net::IpAddr>,
+    offer: LocalMedia,
+    remote: PhoneMedia,
+) -> Result<PhoneLeg, String> {
+    let ours: Vec<_> = offer.codecs.iter().map(|(c, _)| *c).collect();
+    let codec = remote
+        .choose(&ours)
+        .ok_or("failed: no codec of our offer in the answer")?;
+    let local = LocalMedia {
+        codecs: vec![codec],
+        telephone_event: remote.telephone_event.and(offer.telephone_event),
+        ..offer
+    };
+    Ok(PhoneLeg::new(rtp, signaling, remote, codec, local))
 }
 
 /// Resolves when the dialog ends (a CANCEL or BYE), never otherwise.

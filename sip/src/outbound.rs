@@ -21,13 +21,11 @@ use tracing::info;
 use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
 use crate::call_book::{CallHandle, Command};
 use crate::gateway::{call_result, Gateway};
-use crate::sdp::{Direction, LocalMedia, PhoneMedia};
+use crate::sdp::{LocalMedia, PhoneMedia};
 
 /// Ring timeouts: the default and the longest allowed (seconds).
 const RING_DEFAULT: u64 = 30;
 const RING_MAX: u64 = 120;
-/// The payload type of telephone-event in our offers.
-const EVENT_PT: u8 = 101;
 
 /// Where a call goes.
 struct Target {
@@ -136,13 +134,7 @@ pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallIn
         .local_addr()
         .map_err(|e| SipCallError::Unavailable(e.to_string()))?
         .port();
-    let local = LocalMedia {
-        rtp: SocketAddr::new(gw.advertised, port),
-        codecs: gw.offer_codecs(),
-        telephone_event: Some((EVENT_PT, 8_000)),
-        ptime_ms: 20,
-        direction: Direction::SendRecv,
-    };
+    let local = gw.offer(SocketAddr::new(gw.advertised, port));
     let (handle, commands) = gw.book.open(
         format!("SC_{call}"),
         &req.room,

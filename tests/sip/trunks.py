@@ -97,6 +97,55 @@ def raw_invite(src, to, caller, proxy_auth=None, wait=2.0):
     return got
 
 
+def offerless_call(base):
+    """An INVITE without SDP from the carrier trunk: our offer comes in the 200, the
+    answer goes in the ACK (PCMA only). What the test saw: (offer, members, codec, bye)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.2", 0))
+    port = s.getsockname()[1]
+    uri = f"sip:+15550100@127.0.0.1:{SIP}"
+    call_id, tag = f"offerless{time.time_ns()}", "ol1"
+    frm = f"<sip:+15557654321@127.0.0.2:{port}>;tag={tag}"
+
+    def send(method, cseq, to, body="", ruri=uri):
+        s.sendto((f"{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{method}{cseq};rport\r\n"
+                  f"Max-Forwards: 70\r\nFrom: {frm}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+                  f"Contact: <sip:+15557654321@127.0.0.2:{port}>\r\n"
+                  + ("Content-Type: application/sdp\r\n" if body else "")
+                  + f"Content-Length: {len(body)}\r\n\r\n{body}").encode(), ("127.0.0.1", SIP))
+
+    def final(wait=5.0):
+        s.settimeout(0.2)
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            try:
+                m = s.recv(65535).decode(errors="replace")
+            except socket.timeout:
+                continue
+            if m.startswith("SIP/2.0") and not m.startswith("SIP/2.0 1"):
+                return m
+        return ""
+
+    send("INVITE", 1, f"<{uri}>")
+    ok = final()
+    if not ok.startswith("SIP/2.0 200"):
+        return ok[:200], [], None, None
+    to = re.search(r"^To: (.*)\r$", ok, re.M).group(1)
+    contact = re.search(r"^Contact: <([^>]+)>", ok, re.M).group(1)
+    offer = ok.split("\r\n\r\n", 1)[1]
+    answer = ("v=0\r\no=- 7 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+              "m=audio 40002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+    send("ACK", 1, to, answer, contact)
+    time.sleep(1.5)
+    members = sorted(m["name"] for m in participants(base, "trunkroom"))
+    calls = rest(base, "GET", "/sip/calls?room=trunkroom")[1]["calls"]
+    codec = next((c.get("codec") for c in calls if c["from"].endswith("4321") and c["state"] == "answered"), None)
+    send("BYE", 2, to, "", contact)
+    bye = final()
+    s.close()
+    return offer, members, codec, bye[:20]
+
+
 def digest(user, password, challenge, uri):
     """The Proxy-Authorization for `challenge` (a 407's Proxy-Authenticate value)."""
     nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)
@@ -184,6 +233,12 @@ def main():
         ct.keys("7")
         s.wait(timeout=20)
 
+        # An offerless INVITE: we offer (PCMU, PCMA, telephone-event), the ACK answers PCMA.
+        offer, members, codec, bye = offerless_call(base)
+        check("m=audio" in offer and " 0 8 101" in offer and "☎ +•••••••4321" in members and codec == "PCMA"
+              and bye.startswith("SIP/2.0 200"),
+              f"an offerless INVITE gets our offer in the 200, the ACK's answer (PCMA) is used: "
+              f"{members} {codec} {bye!r} {offer[:120]!r}")
         # A SIP user registers: a wrong password first (403), then the right one.
         bad, _ = phone("wrongpw", 5350, "10350-10359", 440, None, 4,
                        account=f"<sip:alice@127.0.0.1:{SIP}>;auth_pass=nope;regint=60;audio_codecs=PCMU")
