@@ -88,10 +88,12 @@ fuzz_target!(|data: &[u8]| {
         if n == 0 {
             let t = media.tick().expect("a tick");
             assert!(!t.to_phone.is_empty() && t.to_phone.iter().all(|p| p.len() >= 12));
+            let q = media.quality();
+            assert!((0.0..=1.0).contains(&q.loss) && (1.0..=4.5).contains(&q.mos));
             continue;
         }
         let end = (i + n).min(rest.len());
-        let _ = media.phone_packet(&rest[i..end]);
+        let _ = media.phone_packet(&rest[i..end], i as u64);
         i = end;
     }
 });

@@ -476,7 +476,7 @@ impl utoipa::Modify for Bearer {
     paths(create_room, list_rooms, get_room, update_room, delete_room, list_participants, get_participant, update_participant, remove_participant, mute, send_data,
         crate::sip_calls::dial, crate::sip_calls::list, crate::sip_calls::get_call, crate::sip_calls::hang_up, crate::sip_calls::dtmf),
     components(schemas(ApiErrorBody, CreateRoom, UpdateRoom, DeleteRoom, UpdateParticipant, MuteTrack, SendData, RoomList, ParticipantList, RoomInfo, ParticipantInfo, Permissions, crate::protocol::TrackInfo, crate::webhook::WebhookEvent,
-        crate::sip_calls::DialRequest, crate::sip_calls::SipCallInfo, crate::sip_calls::SipCallList, crate::sip_calls::SendDtmf, crate::sip_calls::CallDirection, crate::sip_calls::CallState)),
+        crate::sip_calls::DialRequest, crate::sip_calls::SipCallInfo, crate::sip_calls::SipCallList, crate::sip_calls::SendDtmf, crate::sip_calls::CallDirection, crate::sip_calls::CallState, crate::sip_calls::CallQuality)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;

@@ -86,10 +86,24 @@ pub struct SipCallInfo {
     pub answered_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<u64>,
+    /// The phone's incoming audio so far (updated every 5 s while answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<CallQuality>,
     /// Why it ended: `hangup` (the phone), `api` (DELETE), `removed` (from the room),
     /// `no_answer`, `busy`, `rejected <status>`, `failed: …`, `media_timeout`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_cause: Option<String>,
+}
+
+/// How good a phone's audio is, as the gateway receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CallQuality {
+    /// Lost packets over expected ones, 0 to 1.
+    pub loss: f64,
+    /// RFC 3550 interarrival jitter, milliseconds.
+    pub jitter_ms: f64,
+    /// A MOS-like score (ITU-T G.107 E-model, simplified), 1 to about 4.4.
+    pub mos: f64,
 }
 
 /// Why a SIP API request failed.

@@ -26,6 +26,9 @@ use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
 use crate::sdp::{Codec, Direction, LocalMedia, PhoneMedia};
 
+/// The call's quality figures are updated every this many frames (5 s).
+const QUALITY_EVERY: u64 = 250;
+
 /// How long the room leg may take to be answered by the media plane.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -93,6 +96,8 @@ pub(crate) struct PhoneLeg {
     pub rtp: UdpSocket,
     /// Where its RTP may come from.
     pub source: RtpSource,
+    /// Arrival times of its packets are milliseconds since this.
+    epoch: Instant,
     pub remote: PhoneMedia,
     pub codec: (Codec, u8),
     pub local: LocalMedia,
@@ -114,6 +119,11 @@ impl PhoneLeg {
         .map_err(|e| e.to_string())
     }
 
+    /// Milliseconds since the leg was set up: the arrival clock of the phone's packets.
+    pub fn clock(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     /// The phone side of a call, its SIP coming from (or going to) `signaling`.
     pub fn new(
         rtp: UdpSocket,
@@ -124,6 +134,7 @@ impl PhoneLeg {
     ) -> Self {
         PhoneLeg {
             rtp,
+            epoch: Instant::now(),
             source: RtpSource::new(remote.rtp.map(|a| a.ip()), signaling),
             remote,
             codec,
@@ -328,6 +339,7 @@ pub(crate) struct Conversation<'a, 'g> {
 
 /// The conversation's changing state.
 struct Talk {
+    ticks: u64,
     phone_to: Option<SocketAddr>,
     on_hold: bool,
     last_phone_media: Instant,
@@ -341,6 +353,7 @@ impl Conversation<'_, '_> {
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> End {
         let mut talk = Talk {
+            ticks: 0,
             phone_to: self.phone.remote.rtp,
             on_hold: self.phone.remote.direction.is_hold(),
             last_phone_media: Instant::now(),
@@ -400,11 +413,20 @@ impl Conversation<'_, '_> {
         if end != End::Hangup {
             let _ = self.dialog.bye().await;
         }
+        let q = self.media.quality();
+        self.call.quality(q);
+        metrics::histogram!("switchboard_sip_call_loss_ratio").record(q.loss);
+        metrics::histogram!("switchboard_sip_call_jitter_seconds").record(q.jitter_ms / 1_000.0);
+        metrics::histogram!("switchboard_sip_call_mos").record(q.mos);
         end
     }
 
     async fn on_tick(&mut self, talk: &mut Talk) -> Option<End> {
         let now = Instant::now();
+        talk.ticks += 1;
+        if talk.ticks.is_multiple_of(QUALITY_EVERY) {
+            self.call.quality(self.media.quality());
+        }
         for a in self.room.leg.take_audio() {
             let _ = self.media.room_packet(a);
         }
@@ -441,7 +463,7 @@ impl Conversation<'_, '_> {
             crate::gateway::rtp_dropped("source");
             return;
         }
-        match self.media.phone_packet(data) {
+        match self.media.phone_packet(data, self.phone.clock()) {
             Ok(PhonePacket::Audio) => {
                 // Symmetric RTP: answer where the phone's packets come from.
                 talk.phone_to = Some(from);

@@ -70,6 +70,7 @@ impl CallBook {
             started_at: signaling::auth::unix_now(),
             answered_at: None,
             ended_at: None,
+            quality: None,
             end_cause: None,
         };
         let (control, commands) = mpsc::unbounded_channel();
@@ -149,6 +150,17 @@ impl CallHandle {
         }) {
             self.book.hub.sip_hook("sip_call_answered", &info, None);
         }
+    }
+
+    /// The phone's audio quality so far.
+    pub fn quality(&self, r: crate::quality::Report) {
+        self.book.update(&self.id, |i| {
+            i.quality = Some(signaling::sip_calls::CallQuality {
+                loss: r.loss,
+                jitter_ms: r.jitter_ms,
+                mos: r.mos,
+            })
+        });
     }
 
     /// A digit the phone typed (`sip_dtmf`).

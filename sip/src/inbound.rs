@@ -285,7 +285,7 @@ async fn read_pin(
                     continue;
                 }
                 to = Some(from);
-                if let Ok(PhonePacket::Digit(d)) = media.phone_packet(&buf[..n]) {
+                if let Ok(PhonePacket::Digit(d)) = media.phone_packet(&buf[..n], phone.clock()) {
                     metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
                     match entry.digit(d) {
                         PinStep::More => {}

@@ -13,6 +13,7 @@
 //! - [`dtmf`]: RFC 4733 telephone events in and out;
 //! - [`jitter`]: reordering, loss and pauses of one incoming stream;
 //! - [`level`]: RFC 6464 audio levels of a frame;
+//! - [`quality`]: loss, jitter and a MOS-like score of a phone's audio;
 //! - [`mixer`]: choosing the loudest speakers and the mix-minus per listener;
 //! - [`dispatch`]: dispatch rules and PIN entry;
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
@@ -36,6 +37,7 @@ pub mod level;
 pub mod media;
 pub mod mixer;
 pub mod outbound;
+pub mod quality;
 pub mod registrar;
 pub mod room_leg;
 pub mod rtp;

@@ -22,6 +22,7 @@ use crate::g711::Law;
 use crate::jitter::{JitterBuffer, Pop};
 use crate::level::audio_level;
 use crate::mixer::{loudest, Mix};
+use crate::quality::{Quality, Report};
 use crate::room_leg::RoomAudio;
 use crate::rtp::{self, RtpHeader};
 
@@ -96,6 +97,7 @@ pub struct CallMedia {
     phone_ssrc: Option<u32>,
     dtmf: DtmfReceiver,
     dtmf_out: DtmfSender,
+    quality: Quality,
     last_phone: Vec<i16>,
     concealed: bool,
     encoder: Encoder,
@@ -128,6 +130,7 @@ impl CallMedia {
             phone_ssrc: None,
             dtmf: DtmfReceiver::default(),
             dtmf_out: DtmfSender::default(),
+            quality: Quality::default(),
             last_phone: vec![0; FRAME],
             concealed: false,
             encoder,
@@ -142,8 +145,9 @@ impl CallMedia {
         })
     }
 
-    /// A datagram from the phone's RTP address.
-    pub fn phone_packet(&mut self, data: &[u8]) -> Result<PhonePacket, DropReason> {
+    /// A datagram from the phone's RTP address, arrived at `now_ms` (any monotonic
+    /// millisecond clock: it measures jitter).
+    pub fn phone_packet(&mut self, data: &[u8], now_ms: u64) -> Result<PhonePacket, DropReason> {
         let (h, payload) = match rtp::parse(data) {
             Err(rtp::RtpError::Rtcp) => return Ok(PhonePacket::Rtcp),
             r => r?,
@@ -160,8 +164,10 @@ impl CallMedia {
         if self.phone_ssrc != Some(h.ssrc) {
             // A new stream (the phone restarted it, e.g. after a re-INVITE).
             self.phone.reset();
+            self.quality.restart();
             self.phone_ssrc = Some(h.ssrc);
         }
+        self.quality.arrival(h.timestamp, now_ms);
         self.phone.push(h.seq, payload.to_vec());
         Ok(PhonePacket::Audio)
     }
@@ -187,16 +193,21 @@ impl CallMedia {
         self.pcm.clear();
         match self.phone.pop() {
             Pop::Frame(codes) => {
+                self.quality.frame(false);
                 self.law.decode(&codes, &mut self.pcm);
                 self.pcm.resize(FRAME, 0);
                 self.last_phone.copy_from_slice(&self.pcm);
                 self.concealed = false;
             }
             Pop::Lost if !self.concealed => {
+                self.quality.frame(true);
                 self.pcm.extend(self.last_phone.iter().map(|s| s / 2));
                 self.concealed = true;
             }
-            Pop::Lost => self.pcm.resize(FRAME, 0),
+            Pop::Lost => {
+                self.quality.frame(true);
+                self.pcm.resize(FRAME, 0);
+            }
             Pop::Idle => return None,
         }
         Some(())
@@ -321,6 +332,11 @@ impl CallMedia {
         out
     }
 
+    /// The quality of the phone's audio so far.
+    pub fn quality(&self) -> Report {
+        self.quality.report((JITTER_TARGET * 20) as f64)
+    }
+
     /// How many room sources are being received.
     pub fn sources(&self) -> usize {
         self.sources.len()
@@ -395,10 +411,10 @@ mod tests {
         let mut to_room = Vec::new();
         for i in 0..50u16 {
             assert_eq!(
-                m.phone_packet(&phone_rtp(
-                    i,
-                    &tone(1_000.0, usize::from(i) * FRAME, 8_000.0)
-                )),
+                m.phone_packet(
+                    &phone_rtp(i, &tone(1_000.0, usize::from(i) * FRAME, 8_000.0)),
+                    u64::from(i) * 20
+                ),
                 Ok(PhonePacket::Audio)
             );
             let mut buf = [0u8; 400];
@@ -467,15 +483,15 @@ mod tests {
         };
         rtp::write(&h, &[5, 0x0a, 0, 160], &mut p);
         assert_eq!(
-            m.phone_packet(&p),
+            m.phone_packet(&p, 0),
             Ok(PhonePacket::Digit(Digit::new('5').unwrap()))
         );
-        assert_eq!(m.phone_packet(&p), Ok(PhonePacket::DigitRepeat));
+        assert_eq!(m.phone_packet(&p, 0), Ok(PhonePacket::DigitRepeat));
         let mut bad = p.clone();
         bad[1] = 18; // G.729: not negotiated
-        assert_eq!(m.phone_packet(&bad), Err(DropReason::PayloadType(18)));
+        assert_eq!(m.phone_packet(&bad, 0), Err(DropReason::PayloadType(18)));
         assert!(matches!(
-            m.phone_packet(&[1, 2, 3]),
+            m.phone_packet(&[1, 2, 3], 0),
             Err(DropReason::Malformed(_))
         ));
     }

@@ -275,6 +275,9 @@ def main():
             rest(base, "GET", f"/sip/calls/{cid}")[1]), 5)
         check(ended and ended["state"] == "ended" and ended["end_cause"] == "api",
               f"the call reads as ended by the API: {ended}")
+        q = (ended or {}).get("quality") or {}
+        check(q and q["loss"] < 0.02 and q["jitter_ms"] < 20 and q["mos"] > 4.0,
+              f"the call's audio quality (loopback: no loss, a high score): {q}")
         a.terminate()
         a.wait(timeout=10)
         alog = log_of("alice")
@@ -329,6 +332,7 @@ def main():
         check(metric('switchboard_sip_requests_dropped_total{reason="source"}') >= 1, "dropped requests are counted")
         check(metric("switchboard_sip_auth_failures_total") >= 2, "refused credentials are counted (INVITE and REGISTER)")
         check(metric("switchboard_sip_calls") == 0, "no call is left in progress")
+        check(any(l.startswith("switchboard_sip_call_mos") for l in lines), "the calls' scores are exported")
         check(server.poll() is None, "the server is still running")
     finally:
         server.terminate()
