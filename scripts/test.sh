@@ -16,6 +16,8 @@ need_sip=()
 pkg-config --exists opus 2>/dev/null || need_sip+=(libopus-dev pkg-config)
 command -v baresip >/dev/null 2>&1 || need_sip+=(baresip-core)
 command -v sipsak >/dev/null 2>&1 || need_sip+=(sipsak)
+# TURN: Debian's coturn for the relay test (tests/browser/turn.test.mjs).
+command -v turnserver >/dev/null 2>&1 || need_sip+=(coturn)
 if [ ${#need_sip[@]} -gt 0 ]; then
   echo "== installing ${need_sip[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -91,7 +91,8 @@ async function join() {
     });
     const token = await getToken(room, name);
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    const client = new SwitchboardClient(`${proto}://${location.host}/ws`);
+    // ?relay=1: media only through the TURN servers the server hands out.
+    const client = new SwitchboardClient(`${proto}://${location.host}/ws`, { iceTransportPolicy: params.get('relay') ? 'relay' : 'all' });
     state.client = client;
     client.addEventListener('participant_joined', (e) => tileFor(e.detail.id, e.detail.name, e.detail.kind));
     client.addEventListener('participant_left', (e) => {

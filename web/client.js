@@ -5,9 +5,13 @@
 export const PROTOCOL_VERSION = 1;
 
 export class SwitchboardClient extends EventTarget {
-  constructor(wsUrl) {
+  // `iceTransportPolicy: 'relay'` sends all media through the TURN servers the server
+  // hands out at join (for strict networks, and tests).
+  constructor(wsUrl, { iceTransportPolicy = 'all' } = {}) {
     super();
     this.wsUrl = wsUrl;
+    this.iceTransportPolicy = iceTransportPolicy;
+    this.iceServers = [];
     this.ws = null;
     this.pubPc = null;
     this.subPc = null;
@@ -44,6 +48,7 @@ export class SwitchboardClient extends EventTarget {
         if (msg.type === 'joined') {
           joined = true;
           this.me = msg.participant;
+          this.iceServers = msg.ice_servers || [];
           for (const p of msg.others) this.participants.set(p.id, p);
           resolve(msg);
         }
@@ -109,10 +114,21 @@ export class SwitchboardClient extends EventTarget {
     }
   }
 
+  // A peer connection with the TURN servers of the join response; a TURN server that
+  // refuses us (e.g. 401: wrong or expired credentials) is reported as an error.
+  newPc() {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
+    pc.addEventListener('icecandidateerror', (e) => {
+      if (!e.url || !/^turns?:/.test(e.url)) return;
+      this.emit('error', { code: 'turn', message: `TURN server ${e.url} refused: ${e.errorCode} ${e.errorText}` });
+    });
+    return pc;
+  }
+
   async onSubscribeOffer(msg) {
     this.tracksByMid = new Map(msg.tracks.map((t) => [t.mid, t]));
     if (!this.subPc) {
-      this.subPc = new RTCPeerConnection();
+      this.subPc = this.newPc();
       this.subPc.onicecandidate = (e) => {
         if (e.candidate) this.send({ type: 'candidate', pc: 'subscriber', candidate: e.candidate.candidate });
       };
@@ -131,7 +147,7 @@ export class SwitchboardClient extends EventTarget {
   // Publish a camera/mic stream; video goes out as three simulcast encodings
   // (rid q/h/f at 1/4, 1/2 and full size).
   async publish(stream, { simulcast = true } = {}) {
-    const pc = new RTCPeerConnection();
+    const pc = this.newPc();
     this.pubPc = pc;
     pc.onicecandidate = (e) => {
       if (e.candidate) this.send({ type: 'candidate', pc: 'publisher', candidate: e.candidate.candidate });

@@ -126,6 +126,15 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_urls: Option<Vec<String>>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_secret: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_ttl: Option<u64>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sip_listen: Option<SocketAddr>,
@@ -169,6 +178,10 @@ pub struct Config {
     pub api_burst: f64,
     pub drain_timeout: u64,
     pub log: String,
+    #[serde(deserialize_with = "list_or_commas")]
+    pub turn_urls: Vec<String>,
+    pub turn_secret: Option<String>,
+    pub turn_ttl: u64,
     pub sip_listen: Option<SocketAddr>,
     pub sip_advertise: Option<IpAddr>,
     pub sip_rtp_ports: String,
@@ -205,6 +218,9 @@ impl Default for Config {
             api_burst: 100.0,
             drain_timeout: 300,
             log: "info".into(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: 86_400,
             sip_listen: None,
             sip_advertise: None,
             sip_rtp_ports: "31000-31999".into(),
@@ -265,6 +281,9 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "api_burst", default: "100", doc: "REST request burst per API key." },
     KeyDoc { key: "drain_timeout", default: "300", doc: "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin)." },
     KeyDoc { key: "log", default: "info", doc: "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it." },
+    KeyDoc { key: "turn_urls", default: "[]", doc: "TURN servers handed to clients (`turn:host:3478?transport=udp`, `turn:host:3478?transport=tcp`, `turns:host:443`; a TOML list, or comma separated), in the join response and WHIP/WHEP `Link` headers, with short-lived credentials (`docs/deployment.md`)." },
+    KeyDoc { key: "turn_secret", default: "(none)", doc: "The secret shared with the TURN server (coturn: `use-auth-secret`, `static-auth-secret`); credentials are `<expiry>:<identity>` and base64 HMAC-SHA1 of it." },
+    KeyDoc { key: "turn_ttl", default: "86400", doc: "Seconds a TURN credential is valid (coturn checks it on every allocation and refresh: a call over TURN lasts at most this long)." },
     KeyDoc { key: "sip_listen", default: "(none: SIP off)", doc: "UDP and TCP address of the SIP gateway (e.g. `127.0.0.1:5060`). When set, phones and SIP trunks can call rooms (`docs/sip.md`); in development mode a call to `sip:<room>@host` joins `<room>`." },
     KeyDoc { key: "sip_advertise", default: "(the listen address)", doc: "IP written in SIP Contact headers and in the SDP given to phones (set it behind NAT)." },
     KeyDoc { key: "sip_rtp_ports", default: "31000-31999", doc: "UDP port range for phones' RTP, `first-last`; one port per call." },
@@ -351,6 +370,7 @@ impl Config {
                 "rtc_advertise: {ip} cannot be reached; give the address clients use"
             );
         }
+        self.turn()?;
         self.sip_rtp_port_range()?;
         for r in &self.sip_rules {
             r.to_rule()?;
@@ -369,6 +389,39 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| anyhow::anyhow!("log: {e}"))?;
         Ok(())
+    }
+
+    /// The TURN settings, checked: none without `turn_urls`.
+    pub fn turn(&self) -> anyhow::Result<Option<signaling::turn::TurnConfig>> {
+        if self.turn_urls.is_empty() {
+            anyhow::ensure!(
+                self.turn_secret.is_none(),
+                "turn_secret: set `turn_urls` too"
+            );
+            return Ok(None);
+        }
+        for u in &self.turn_urls {
+            anyhow::ensure!(
+                u.starts_with("turn:") || u.starts_with("turns:"),
+                "turn_urls: `{u}` is not a turn: or turns: URL"
+            );
+        }
+        let secret = self
+            .turn_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("turn_secret: needed with turn_urls (coturn's static-auth-secret)")
+            })?;
+        anyhow::ensure!(
+            (60..=7 * 86_400).contains(&self.turn_ttl),
+            "turn_ttl: 60 to 604800 seconds"
+        );
+        Ok(Some(signaling::turn::TurnConfig {
+            urls: self.turn_urls.clone(),
+            secret,
+            ttl: self.turn_ttl,
+        }))
     }
 
     /// `sip_rtp_ports` as (first, last).
@@ -521,6 +574,36 @@ pub fn docs_table() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turn_settings_are_checked() {
+        let with = |urls: &[&str], secret: Option<&str>, ttl: u64| Config {
+            turn_urls: urls.iter().map(|u| u.to_string()).collect(),
+            turn_secret: secret.map(String::from),
+            turn_ttl: ttl,
+            ..Config::default()
+        };
+        assert_eq!(with(&[], None, 86_400).turn().unwrap(), None);
+        let t = with(
+            &["turn:t:3478?transport=udp", "turns:t:443"],
+            Some("s"),
+            600,
+        )
+        .turn()
+        .unwrap()
+        .unwrap();
+        assert_eq!((t.urls.len(), t.ttl), (2, 600));
+        for (cfg, why) in [
+            (with(&["turn:t"], None, 600), "turn_secret: needed"),
+            (with(&["turn:t"], Some(""), 600), "turn_secret: needed"),
+            (with(&["stun:t"], Some("s"), 600), "not a turn:"),
+            (with(&["turn:t"], Some("s"), 5), "turn_ttl"),
+            (with(&[], Some("s"), 600), "set `turn_urls`"),
+        ] {
+            let e = cfg.turn().unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
 
     #[test]
     fn keys_parse() {

@@ -177,6 +177,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
         auto_create: args.auto_create,
         empty_timeout: args.empty_timeout,
         max_participants: args.max_participants,
+        turn: args.turn()?,
     };
     let hub = Arc::new(Hub::with_config(keys, pool.clone(), hub_cfg, webhooks));
     hub.set_admission(admission(

@@ -751,7 +751,7 @@ async fn docs_api_md_covers_every_openapi_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_calls_need_the_gateway_the_grant_and_good_requests() {
-    // Without `sip_listen` the routes answer 503 sip_disabled (after authentication).
+    // Without `sip_listen` the routes answer 404 sip_disabled (after authentication).
     let plain = start_server();
     let api = Api::new(&plain);
     let any = grant(|g| g.sip_call = true);

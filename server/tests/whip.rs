@@ -688,3 +688,84 @@ async fn an_ice_restart_over_patch_moves_the_publisher_to_a_new_address() {
         after - mid
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_turn_configured_the_whip_answer_links_the_turn_servers() {
+    let urls = "turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp";
+    let server = start_server_with(&[
+        "--turn-urls",
+        urls,
+        "--turn-secret",
+        "shared",
+        "--turn-ttl",
+        "900",
+    ]);
+    let base = format!("http://{}", server.http);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let spec = ClientSpec {
+        subscribe: false,
+        ..ClientSpec::av()
+    };
+    let mut whip = SimClient::new(
+        Instant::now(),
+        Instant::now(),
+        ParticipantId(0),
+        spec,
+        addr,
+        addr,
+        &mut rng,
+    );
+    let offer = whip.make_offer().unwrap();
+    let token = tok(VideoGrant::join("turned"), SECRET);
+    let r = post(&base, "turned", Some(&token), "application/sdp", offer).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let links: Vec<String> = r
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    let now = signaling::auth::unix_now();
+    for (link, url) in links.iter().zip(urls.split(',')) {
+        assert!(
+            link.starts_with(&format!("<{url}>; rel=\"ice-server\"; username=\"")),
+            "{link}"
+        );
+        // username="<expiry>:<id>"; credential = base64 HMAC-SHA1 of it under the secret.
+        let user = link
+            .split("username=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let cred = link
+            .split("credential=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let expiry: u64 = user.split(':').next().unwrap().parse().unwrap();
+        assert!((now + 890..=now + 910).contains(&expiry), "{user}");
+        assert_eq!(cred, signaling::turn::password("shared", user));
+        assert!(link.ends_with("credential-type=\"password\""), "{link}");
+    }
+    // Without TURN configured there is no Link header.
+    let plain = start_server();
+    let offer = whip.make_offer().unwrap();
+    let token = tok(VideoGrant::join("plain"), SECRET);
+    let r = post(
+        &format!("http://{}", plain.http),
+        "plain",
+        Some(&token),
+        "application/sdp",
+        offer,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers().get("link").is_none());
+}

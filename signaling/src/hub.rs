@@ -44,6 +44,8 @@ pub struct HubConfig {
     pub empty_timeout: u64,
     /// Default participant limit (0: none).
     pub max_participants: u32,
+    /// TURN servers handed to clients with short-lived credentials.
+    pub turn: Option<crate::turn::TurnConfig>,
 }
 
 impl Default for HubConfig {
@@ -52,6 +54,7 @@ impl Default for HubConfig {
             auto_create: true,
             empty_timeout: 300,
             max_participants: 0,
+            turn: None,
         }
     }
 }
@@ -271,6 +274,16 @@ impl Hub {
         });
     }
 
+    /// The TURN servers for `identity`, with credentials valid from `now` (none when TURN
+    /// is not configured).
+    pub fn ice_servers(&self, identity: &str, now: u64) -> Vec<crate::turn::IceServer> {
+        self.config
+            .turn
+            .iter()
+            .map(|t| t.ice_server(identity, now))
+            .collect()
+    }
+
     fn hook(&self, e: WebhookEvent) {
         if let Some(w) = &self.webhooks {
             w.send(e);
@@ -434,6 +447,7 @@ impl Hub {
                 room: room.0.clone(),
                 participant: info.clone(),
                 others,
+                ice_servers: self.ice_servers(&info.identity, now),
             };
             let _ = tx.try_send(Outbound::Message(joined));
             if !g.hidden {

@@ -20,6 +20,7 @@ pub mod hub;
 pub mod plane;
 pub mod protocol;
 pub mod sip_calls;
+pub mod turn;
 pub mod webhook;
 pub mod whip;
 pub mod ws;

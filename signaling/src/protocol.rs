@@ -161,6 +161,9 @@ pub enum ServerMessage {
         room: String,
         participant: ParticipantInfo,
         others: Vec<ParticipantInfo>,
+        /// TURN servers to use (with short-lived credentials), when the server has any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     PublishAnswer {
         sdp: String,

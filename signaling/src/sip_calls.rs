@@ -2,7 +2,7 @@
 //! `GET` lists and reads calls (inbound ones too), `DELETE` hangs up, `POST …/dtmf` types
 //! digits to the phone. The gateway lives in the `sip` crate, which depends on this one,
 //! so the API reaches it through the [`SipCalls`] trait; without a gateway these routes
-//! answer 503 `sip_disabled`.
+//! answer 404 `sip_disabled` (there is nothing to find).
 //!
 //! Authorization: a token with the `sipCall` grant, for its `room` (or any room when the
 //! token names none).
@@ -177,7 +177,7 @@ pub fn valid_dtmf(digits: &str) -> bool {
 fn gateway(s: &ApiState) -> Result<&Arc<dyn SipCalls>, ApiError> {
     s.sip.as_ref().ok_or_else(|| {
         ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             "sip_disabled",
             "the SIP gateway is not enabled (sip_listen)".into(),
         )

@@ -435,6 +435,14 @@ async fn finish(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
+    // TURN servers for the client (RFC 9725 §4.4), with short-lived credentials.
+    for server in s.hub.ice_servers(&id.to_string(), crate::auth::unix_now()) {
+        for link in crate::turn::link_headers(&server) {
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                h.append(header::LINK, v);
+            }
+        }
+    }
     cors(r)
 }
 

@@ -35,6 +35,11 @@ CASES = {
         "apiKeys": {"keys": "prod:0123456789abcdef0123"},
         "rtcService": {"enabled": True},
     },
+    "turn": {
+        "config": {"turnUrls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"],
+                   "turnTtl": 3600},
+        "turnSecret": {"secret": "shared-with-coturn"},
+    },
 }
 
 
@@ -82,12 +87,17 @@ for case, values in CASES.items():
         with open(toml, "w") as f:
             f.write(cm["data"]["switchboard.toml"])
         env = {k: val for k, val in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+        if v["config"]["turnUrls"]:
+            env["SWITCHBOARD_TURN_SECRET"] = "from-the-secret"  # what the pod's env gives
         r = subprocess.run([BIN, "--config", toml, "config", "print"], capture_output=True, text=True, env=env)
         if r.returncode != 0:
             fail(f"{case}: the binary refuses the rendered switchboard.toml: {r.stderr}")
         printed = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
         if printed["workers"] != str(v["config"]["workers"]) or printed["drain_timeout"] != str(v["config"]["drainTimeout"]):
             fail(f"{case}: config not carried: {printed}")
+        if v["config"]["turnUrls"] and (v["config"]["turnUrls"][0] not in printed["turn_urls"]
+                                        or printed["turn_ttl"] != str(v["config"]["turnTtl"])):
+            fail(f"{case}: TURN settings not carried: {printed}")
     work = next(d for d in docs if d["kind"] in ("Deployment", "DaemonSet"))
     if work["kind"] != v["kind"]:
         fail(f"{case}: kind {work['kind']}")
@@ -115,6 +125,15 @@ for case, values in CASES.items():
                 fail(f"{case}: existing secret")
         elif ref not in secrets:
             fail(f"{case}: secret {ref} not rendered")
+    has_turn = bool(v["turnSecret"]["secret"] or v["turnSecret"]["existingSecret"])
+    if ("SWITCHBOARD_TURN_SECRET" in envs) != has_turn:
+        fail(f"{case}: SWITCHBOARD_TURN_SECRET")
+    if has_turn:
+        ref = envs["SWITCHBOARD_TURN_SECRET"]["valueFrom"]["secretKeyRef"]
+        own = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == ref["name"]]
+        if ref["key"] != "turn-secret" or (not v["turnSecret"]["existingSecret"]
+                                           and (not own or "turn-secret" not in own[0]["stringData"])):
+            fail(f"{case}: the TURN secret is not wired: {ref}")
     if ("PodDisruptionBudget" in kinds) != v["podDisruptionBudget"]["enabled"]:
         fail(f"{case}: PodDisruptionBudget")
     if v["serviceMonitor"]["enabled"]:
