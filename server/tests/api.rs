@@ -758,7 +758,7 @@ async fn sip_calls_need_the_gateway_the_grant_and_good_requests() {
     let (st, body) = api.call("GET", "/api/v1/sip/calls", Some(&any), None).await;
     assert_eq!(
         (st, body["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("sip_disabled"))
+        (StatusCode::NOT_FOUND, Some("sip_disabled"))
     );
     drop(plain);
 
