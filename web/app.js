@@ -124,7 +124,15 @@ async function join() {
     });
     client.addEventListener('participant_updated', (e) => {
       const p = e.detail;
-      if (p.id !== client.me?.id) document.querySelector(`.tile[data-participant="${p.id}"] .label`).textContent = p.metadata ? `${p.name} — ${p.metadata}` : p.name;
+      if (p.id !== client.me?.id) {
+        const tile = tileFor(p.id, p.metadata ? `${p.name} — ${p.metadata}` : p.name, p.kind);
+        // Its signaling socket dropped: it may come back (resume), shown faded meanwhile.
+        if (tile.classList.contains('reconnecting') !== !!p.reconnecting) {
+          tile.classList.toggle('reconnecting', !!p.reconnecting);
+          notice(`${nameOf(p.id)} ${p.reconnecting ? 'is reconnecting' : 'is back'}`);
+          return;
+        }
+      }
       const perms = p.permissions;
       notice(`${nameOf(p.id)}: ${p.metadata ? `“${p.metadata}”, ` : ''}publish ${perms.can_publish ? 'on' : 'off'}, subscribe ${perms.can_subscribe ? 'on' : 'off'}`);
     });
@@ -149,6 +157,10 @@ async function join() {
       state.errors.push(e.detail);
       status(`error: ${e.detail.message}`);
       if (e.detail.code === 'removed') notice(`removed: ${e.detail.message}`);
+    });
+    client.addEventListener('connection', (e) => {
+      const s = e.detail.state;
+      status(s === 'connected' ? `in room ${params.get('room') || $('#room').value} (reconnected)` : `${s}…`);
     });
     client.addEventListener('closed', (e) => {
       state.joined = false;

@@ -20,6 +20,11 @@ export class SwitchboardClient extends EventTarget {
     this.tracksByMid = new Map(); // subscriber mid -> {track, publisher, kind}
     this.subChain = Promise.resolve();
     this.localTracks = {};
+    this.connectionState = 'new';
+    // Resume: the first retry after a drop, and how long to keep trying (the server's
+    // grace period is 20 s by default).
+    this.reconnectDelayMs = 250;
+    this.resumeWindowMs = 25000;
   }
 
   emit(type, detail) {
@@ -30,32 +35,109 @@ export class SwitchboardClient extends EventTarget {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
-  // Open the WebSocket and join with `token`. Resolves with the `joined` message.
+  // Open the WebSocket and join with `token`. Resolves with the `joined` message. If the
+  // socket drops later, the client resumes the session by itself (same participant, no
+  // renegotiation), or, when the server refuses, joins anew and republishes.
   connect(token) {
+    this.joinToken = token;
+    this.leaving = false;
+    return this.openSession({ type: 'join', token, version: PROTOCOL_VERSION, resume: true }, 'joined');
+  }
+
+  // A socket that sends `first` and resolves with the `expect` message (joined, resumed).
+  openSession(first, expect) {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.wsUrl);
       this.ws = ws;
-      let joined = false;
-      ws.onopen = () => this.send({ type: 'join', token, version: PROTOCOL_VERSION });
-      ws.onclose = (ev) => {
-        this.emit('closed', { code: ev.code, reason: ev.reason });
-        if (!joined) reject(new Error(`closed ${ev.code} ${ev.reason}`));
-      };
+      let ready = false;
+      const fail = (code, message) => { ready = true; reject(Object.assign(new Error(message), { code })); };
+      ws.onopen = () => ws.send(JSON.stringify(first));
       ws.onerror = () => {};
+      ws.onclose = (ev) => {
+        if (this.ws !== ws) return;
+        if (!ready) return fail(ev.code, `closed ${ev.code} ${ev.reason}`);
+        this.onSocketClosed(ev);
+      };
       ws.onmessage = (ev) => {
         let msg;
         try { msg = JSON.parse(ev.data); } catch { return; }
-        if (msg.type === 'joined') {
-          joined = true;
+        // Before `joined` any error is the join's; before `resumed` only the refusal is
+        // the resume's (queued messages of the gap may carry other errors).
+        if (!ready && msg.type === 'error' && (expect === 'joined' || msg.code === 'resume_refused')) {
+          return fail(msg.code, `${msg.code}: ${msg.message}`);
+        }
+        if (!ready && msg.type === expect) {
+          ready = true;
           this.me = msg.participant;
-          this.iceServers = msg.ice_servers || [];
-          for (const p of msg.others) this.participants.set(p.id, p);
+          this.resumeToken = msg.resume_token || null;
+          if (msg.type === 'joined') {
+            this.iceServers = msg.ice_servers || [];
+            for (const p of msg.others) this.participants.set(p.id, p);
+          }
           resolve(msg);
         }
-        if (msg.type === 'error' && !joined) reject(new Error(`${msg.code}: ${msg.message}`));
         this.onMessage(msg);
       };
     });
+  }
+
+  setConnection(state) {
+    this.connectionState = state;
+    this.emit('connection', { state });
+  }
+
+  // The socket ended after the join: leave, or resume.
+  onSocketClosed(ev) {
+    const final = this.leaving || !this.resumeToken || [4004, 4010].includes(ev.code);
+    if (final) return this.emit('closed', { code: ev.code, reason: ev.reason });
+    this.reconnect();
+  }
+
+  // Resume with backoff within the server's grace period; refused or out of time: rejoin.
+  async reconnect() {
+    this.setConnection('reconnecting');
+    const deadline = Date.now() + this.resumeWindowMs;
+    let delay = this.reconnectDelayMs;
+    while (!this.leaving && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 4000);
+      try {
+        await this.openSession({ type: 'resume', token: this.resumeToken }, 'resumed');
+        this.setConnection('connected');
+        return;
+      } catch (e) {
+        if (e.code === 'resume_refused' || e.code === 4011) break;
+      }
+    }
+    if (!this.leaving) await this.rejoin();
+  }
+
+  // A new session from scratch: new connections, the same media published again.
+  async rejoin() {
+    this.setConnection('rejoining');
+    for (const pc of [this.pubPc, this.subPc]) if (pc) pc.close();
+    this.pubPc = this.subPc = null;
+    this.tracksByMid = new Map();
+    this.subChain = Promise.resolve();
+    for (const id of [...this.participants.keys()]) {
+      this.participants.delete(id);
+      this.emit('participant_left', { participant: id, reason: 'rejoining' });
+    }
+    let delay = 500;
+    const deadline = Date.now() + 60000;
+    while (!this.leaving) {
+      try {
+        await this.connect(this.joinToken);
+        if (this.published) await this.publish(this.published.stream, this.published.options);
+        this.setConnection('connected');
+        this.emit('rejoined', { participant: this.me });
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) return this.emit('closed', { code: 0, reason: `could not rejoin: ${e.message}` });
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
   }
 
   onMessage(msg) {
@@ -63,6 +145,22 @@ export class SwitchboardClient extends EventTarget {
       case 'joined':
         for (const p of msg.others) this.emit('participant_joined', p);
         break;
+      case 'resumed': {
+        // Reconcile with the room as it is now.
+        const now = new Map(msg.others.map((p) => [p.id, p]));
+        for (const id of [...this.participants.keys()]) {
+          if (!now.has(id)) {
+            this.participants.delete(id);
+            this.emit('participant_left', { participant: id, reason: 'left' });
+          }
+        }
+        for (const p of msg.others) {
+          const known = this.participants.has(p.id);
+          this.participants.set(p.id, p);
+          this.emit(known ? 'participant_updated' : 'participant_joined', p);
+        }
+        break;
+      }
       case 'participant_joined':
         this.participants.set(msg.participant.id, msg.participant);
         this.emit('participant_joined', msg.participant);
@@ -147,6 +245,7 @@ export class SwitchboardClient extends EventTarget {
   // Publish a camera/mic stream; video goes out as three simulcast encodings
   // (rid q/h/f at 1/4, 1/2 and full size).
   async publish(stream, { simulcast = true } = {}) {
+    this.published = { stream, options: { simulcast } };
     const pc = this.newPc();
     this.pubPc = pc;
     pc.onicecandidate = (e) => {
@@ -214,6 +313,7 @@ export class SwitchboardClient extends EventTarget {
   }
 
   leave() {
+    this.leaving = true;
     this.send({ type: 'leave' });
     for (const pc of [this.pubPc, this.subPc]) if (pc) pc.close();
     this.pubPc = this.subPc = null;

@@ -126,6 +126,9 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_grace: Option<u64>,
     #[arg(long, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub turn_urls: Option<Vec<String>>,
@@ -178,6 +181,7 @@ pub struct Config {
     pub api_burst: f64,
     pub drain_timeout: u64,
     pub log: String,
+    pub resume_grace: u64,
     #[serde(deserialize_with = "list_or_commas")]
     pub turn_urls: Vec<String>,
     pub turn_secret: Option<String>,
@@ -218,6 +222,7 @@ impl Default for Config {
             api_burst: 100.0,
             drain_timeout: 300,
             log: "info".into(),
+            resume_grace: 20,
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_ttl: 86_400,
@@ -281,6 +286,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "api_burst", default: "100", doc: "REST request burst per API key." },
     KeyDoc { key: "drain_timeout", default: "300", doc: "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin)." },
     KeyDoc { key: "log", default: "info", doc: "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it." },
+    KeyDoc { key: "resume_grace", default: "20", doc: "Seconds a participant whose signaling socket dropped keeps its place (others see it as reconnecting) for the client to `resume` its session; 0: a dropped socket leaves at once. Clients opt in with `resume: true` in `join`." },
     KeyDoc { key: "turn_urls", default: "[]", doc: "TURN servers handed to clients (`turn:host:3478?transport=udp`, `turn:host:3478?transport=tcp`, `turns:host:443`; a TOML list, or comma separated), in the join response and WHIP/WHEP `Link` headers, with short-lived credentials (`docs/deployment.md`)." },
     KeyDoc { key: "turn_secret", default: "(none)", doc: "The secret shared with the TURN server (coturn: `use-auth-secret`, `static-auth-secret`); credentials are `<expiry>:<identity>` and base64 HMAC-SHA1 of it." },
     KeyDoc { key: "turn_ttl", default: "86400", doc: "Seconds a TURN credential is valid (coturn checks it on every allocation and refresh: a call over TURN lasts at most this long)." },
@@ -371,6 +377,7 @@ impl Config {
             );
         }
         self.turn()?;
+        anyhow::ensure!(self.resume_grace <= 600, "resume_grace: 0 to 600 seconds");
         self.sip_rtp_port_range()?;
         for r in &self.sip_rules {
             r.to_rule()?;

@@ -178,6 +178,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
         empty_timeout: args.empty_timeout,
         max_participants: args.max_participants,
         turn: args.turn()?,
+        resume_grace: args.resume_grace,
     };
     let hub = Arc::new(Hub::with_config(keys, pool.clone(), hub_cfg, webhooks));
     hub.set_admission(admission(

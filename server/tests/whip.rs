@@ -51,6 +51,28 @@ async fn post(
     r.send().await.unwrap()
 }
 
+/// A simulated WHIP publisher (audio and video, no subscribing) on a socket of its own.
+fn whip_publisher(seed: u64) -> (SimClient, UdpSocket) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let spec = ClientSpec {
+        subscribe: false,
+        ..ClientSpec::av()
+    };
+    let client = SimClient::new(
+        Instant::now(),
+        Instant::now(),
+        ParticipantId(0),
+        spec,
+        addr,
+        addr,
+        &mut rng,
+    );
+    (client, sock)
+}
+
 async fn members(server: &Server, room: &str) -> usize {
     let admin = tok(
         VideoGrant {
@@ -82,23 +104,7 @@ async fn members(server: &Server, room: &str) -> usize {
 async fn a_whip_publisher_is_seen_by_a_signaling_participant() {
     let server = start_server();
     let base = format!("http://{}", server.http);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_nonblocking(true).unwrap();
-    let addr = sock.local_addr().unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-    let spec = ClientSpec {
-        subscribe: false,
-        ..ClientSpec::av()
-    };
-    let mut whip = SimClient::new(
-        Instant::now(),
-        Instant::now(),
-        ParticipantId(0),
-        spec,
-        addr,
-        addr,
-        &mut rng,
-    );
+    let (mut whip, sock) = whip_publisher(9);
     let offer = whip.make_offer().unwrap();
     let token = tok(VideoGrant::join("studio"), SECRET);
     let r = post(&base, "studio", Some(&token), "application/sdp", offer).await;
@@ -701,22 +707,7 @@ async fn with_turn_configured_the_whip_answer_links_the_turn_servers() {
         "900",
     ]);
     let base = format!("http://{}", server.http);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let spec = ClientSpec {
-        subscribe: false,
-        ..ClientSpec::av()
-    };
-    let mut whip = SimClient::new(
-        Instant::now(),
-        Instant::now(),
-        ParticipantId(0),
-        spec,
-        addr,
-        addr,
-        &mut rng,
-    );
+    let (mut whip, _sock) = whip_publisher(3);
     let offer = whip.make_offer().unwrap();
     let token = tok(VideoGrant::join("turned"), SECRET);
     let r = post(&base, "turned", Some(&token), "application/sdp", offer).await;

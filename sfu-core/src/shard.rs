@@ -97,6 +97,11 @@ pub(crate) struct Participant {
     pub pending_offer: Option<str0m::change::SdpPendingOffer>,
     pub renegotiate: bool,
     pub to_stop: Vec<Mid>,
+    /// The subscriber connection's first m-line, which tags its BUNDLE group: never
+    /// stopped, made inactive instead. Chromium closes the whole transport (DTLS
+    /// close_notify) when an offer stops the BUNDLE-tag m-line — as when the first
+    /// publisher a subscriber received leaves, and with it the last one of a room of two.
+    pub bundle_tag: Option<Mid>,
     /// WHEP viewers: whose tracks the client-offered m-lines carry.
     pub whep_target: Option<WhepTarget>,
     /// WHEP viewers: the client-offered m-lines, by kind.
@@ -515,6 +520,7 @@ impl Shard {
                         pending_offer: None,
                         renegotiate: false,
                         to_stop: Vec::new(),
+                        bundle_tag: None,
                         whep_target: None,
                         whep_slots: Vec::new(),
                         estimate: None,
@@ -799,7 +805,11 @@ impl Shard {
         };
         let mut api = pc.rtc.sdp_api();
         for mid in to_stop {
-            api.stop_media(mid);
+            if Some(mid) == p.bundle_tag {
+                api.set_direction(mid, Direction::Inactive);
+            } else {
+                api.stop_media(mid);
+            }
         }
         let mut added = Vec::new();
         for t in new {
@@ -814,6 +824,7 @@ impl Shard {
                 None,
             );
             track.subscribers.push(id);
+            p.bundle_tag.get_or_insert(mid);
             let seq: u16 = self.rng.gen_range(0..16_384);
             let ts: u32 = self.rng.gen();
             added.push((t, Subscription::new(t, mid, track.kind, seq, ts)));

@@ -46,6 +46,8 @@ pub struct HubConfig {
     pub max_participants: u32,
     /// TURN servers handed to clients with short-lived credentials.
     pub turn: Option<crate::turn::TurnConfig>,
+    /// Seconds a session whose socket dropped is kept for `resume` (0: not kept).
+    pub resume_grace: u64,
 }
 
 impl Default for HubConfig {
@@ -55,6 +57,7 @@ impl Default for HubConfig {
             empty_timeout: 300,
             max_participants: 0,
             turn: None,
+            resume_grace: 20,
         }
     }
 }
@@ -85,6 +88,12 @@ struct Member {
     sources: HashMap<String, String>,
     admin_muted: [bool; 2],
     tx: mpsc::Sender<Outbound>,
+    /// Its `resume` token (none when sessions are not kept for resuming).
+    resume_token: Option<String>,
+    /// Grows with each resume: a socket of an older epoch no longer owns the session.
+    epoch: u64,
+    /// Its socket dropped: since when, and its queue meanwhile.
+    parked: Option<resume::Parked>,
     /// When it joined, until its first connection is up (join latency).
     joined_at: Option<Instant>,
 }
@@ -144,6 +153,8 @@ pub enum HubError {
 
 /// The REST API's operations on rooms and participants.
 mod admin;
+mod resume;
+pub use resume::{Parking, ResumeError, Resumed};
 
 pub fn valid_room_name(s: &str) -> bool {
     !s.is_empty()
@@ -396,11 +407,13 @@ impl Hub {
         }
         let id = ParticipantId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let room = RoomId(g.room.clone());
+        let resume_token = (self.config.resume_grace > 0).then(resume::new_token);
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let info = ParticipantInfo {
             id,
             identity: claims.sub.clone(),
             name: clean_name(claims.name.as_deref().unwrap_or(""), &claims.sub),
+            reconnecting: false,
             kind: claims.kind,
             tracks: vec![],
             audio_muted: false,
@@ -447,6 +460,7 @@ impl Hub {
                 room: room.0.clone(),
                 participant: info.clone(),
                 others,
+                resume_token: resume_token.clone(),
                 ice_servers: self.ice_servers(&info.identity, now),
             };
             let _ = tx.try_send(Outbound::Message(joined));
@@ -468,6 +482,9 @@ impl Hub {
                     sources: HashMap::new(),
                     admin_muted: [false; 2],
                     tx,
+                    resume_token,
+                    epoch: 0,
+                    parked: None,
                     joined_at: Some(Instant::now()),
                 },
             );
@@ -504,7 +521,7 @@ impl Hub {
             return;
         };
         let cmd = match msg {
-            ClientMessage::Join { .. } => {
+            ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
                 return self.reply_error(id, ErrorCode::BadState, "already joined")
             }
             ClientMessage::Ping {} => return self.send_to(id, ServerMessage::Pong),
@@ -893,8 +910,10 @@ impl Hub {
         }
     }
 
-    /// Close rooms that have been empty longer than their timeout. Call periodically.
+    /// Close rooms that have been empty longer than their timeout, and remove sessions
+    /// parked past the resume grace period. Call periodically.
     pub fn reap(&self, now: Instant) -> usize {
+        self.expire_parked(now);
         let gone: Vec<RoomInfo> = {
             let mut dir = self.dir.lock();
             let expired: Vec<String> = dir

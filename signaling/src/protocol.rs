@@ -18,6 +18,15 @@ pub enum ClientMessage {
         token: String,
         #[serde(default)]
         version: Option<u32>,
+        /// Keep the session for the resume grace period when the socket drops (the
+        /// client reconnects with `resume`).
+        #[serde(default)]
+        resume: bool,
+    },
+    /// Instead of `join` on a new socket: take back a session whose socket dropped, with
+    /// the `resume_token` of its `joined` (or last `resumed`).
+    Resume {
+        token: String,
     },
     /// Offer for the publisher connection (first or renegotiation), with what each m-line
     /// carries (`mid` → `camera` | `microphone` | `screen_share` | `screen_share_audio`).
@@ -119,6 +128,9 @@ pub struct ParticipantInfo {
     pub id: ParticipantId,
     pub identity: String,
     pub name: String,
+    /// Its signaling socket dropped; it may come back within the resume grace period.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconnecting: bool,
     /// `standard` or `sip`.
     #[serde(default)]
     pub kind: ParticipantKind,
@@ -161,9 +173,19 @@ pub enum ServerMessage {
         room: String,
         participant: ParticipantInfo,
         others: Vec<ParticipantInfo>,
+        /// Single-use token for `resume` (when the server keeps sessions for resuming).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
         /// TURN servers to use (with short-lived credentials), when the server has any.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<crate::turn::IceServer>,
+    },
+    /// The session was resumed: the participant as it is now, the others, the next
+    /// token. Messages queued while the socket was gone come before this one.
+    Resumed {
+        participant: ParticipantInfo,
+        others: Vec<ParticipantInfo>,
+        resume_token: String,
     },
     PublishAnswer {
         sdp: String,
@@ -277,6 +299,8 @@ pub enum ErrorCode {
     ServerFull,
     /// The server is shutting down.
     ShuttingDown,
+    /// A `resume` with an unknown or used token, or after the grace period: join anew.
+    ResumeRefused,
 }
 
 /// WebSocket close codes (4000–4999 are the application's, RFC 6455 §7.4.2).
@@ -294,6 +318,8 @@ pub mod close_code {
     pub const SERVER_FULL: u16 = 4009;
     /// The server shut down (after draining, or at once on a second signal).
     pub const SHUTTING_DOWN: u16 = 4010;
+    /// `resume` refused (unknown or used token, grace period over).
+    pub const RESUME_REFUSED: u16 = 4011;
 }
 
 #[cfg(test)]
@@ -308,7 +334,8 @@ mod tests {
             m,
             ClientMessage::Join {
                 token: "t".into(),
-                version: Some(1)
+                version: Some(1),
+                resume: false,
             }
         );
         let m: ClientMessage = serde_json::from_str(r#"{"type":"candidate","pc":"subscriber","candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host"}"#).unwrap();

@@ -1,13 +1,18 @@
-//! One WebSocket signaling session: wait for `join`, then relay both ways.
+//! One WebSocket signaling session: wait for `join` (or `resume`), then relay both ways.
+//! A session that joined with `resume: true` and whose socket ends without `leave` is
+//! parked in the hub for the grace period instead of leaving (`hub/resume.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use sfu_core::ParticipantId;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::unix_now;
-use crate::hub::{Hub, JoinError, Outbound};
+use crate::hub::{Hub, JoinError, Outbound, Parking};
 use crate::protocol::{close_code, ClientMessage, ErrorCode, ServerMessage};
 
 /// Largest signaling message accepted (an SDP with many m-lines fits easily).
@@ -37,65 +42,142 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    // Phase 1: wait for a valid join.
-    let joined = tokio::time::timeout(JOIN_TIMEOUT, async {
-        while let Some(Ok(msg)) = stream.next().await {
-            let Message::Text(t) = msg else {
-                if matches!(msg, Message::Close(_)) {
+/// The error code and close code of a refused join.
+fn refused(e: &JoinError) -> (ErrorCode, u16) {
+    match e {
+        JoinError::UnsupportedVersion(_) => (
+            ErrorCode::UnsupportedVersion,
+            close_code::UNSUPPORTED_VERSION,
+        ),
+        JoinError::Plane(_) => (ErrorCode::Busy, close_code::BUSY),
+        JoinError::RoomFull(_) => (ErrorCode::RoomFull, close_code::ROOM_FULL),
+        JoinError::NoSuchRoom => (ErrorCode::NoSuchRoom, close_code::NO_SUCH_ROOM),
+        JoinError::Draining => (ErrorCode::Draining, close_code::DRAINING),
+        JoinError::ServerFull(_) => (ErrorCode::ServerFull, close_code::SERVER_FULL),
+        JoinError::Auth(_) | JoinError::BadRoomName => {
+            (ErrorCode::Unauthorized, close_code::UNAUTHORIZED)
+        }
+    }
+}
+
+/// A session attached to this socket.
+struct Attached {
+    id: ParticipantId,
+    rx: mpsc::Receiver<Outbound>,
+    /// The hub's epoch of the session (it grows with each resume).
+    epoch: u64,
+    /// Parked rather than left when the socket drops.
+    resumable: bool,
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+/// Phase 1: the first message must be `join` or `resume`.
+async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attached> {
+    while let Some(Ok(msg)) = stream.next().await {
+        let Message::Text(t) = msg else {
+            if matches!(msg, Message::Close(_)) {
+                return None;
+            }
+            continue;
+        };
+        let reply = match serde_json::from_str::<ClientMessage>(&t) {
+            Ok(ClientMessage::Join {
+                token,
+                version,
+                resume,
+            }) => match hub.join(&token, version, unix_now()) {
+                Ok((id, rx)) => {
+                    return Some(Attached {
+                        id,
+                        rx,
+                        epoch: 0,
+                        resumable: resume,
+                    })
+                }
+                Err(e) => {
+                    let (code, close_with) = refused(&e);
+                    let _ = sink.send(error(code, e.to_string())).await;
+                    let _ = sink.send(close(close_with, &e.to_string())).await;
                     return None;
                 }
-                continue;
-            };
-            match serde_json::from_str::<ClientMessage>(&t) {
-                Ok(ClientMessage::Join { token, version }) => {
-                    match hub.join(&token, version, unix_now()) {
-                        Ok(ok) => return Some(ok),
-                        Err(e) => {
-                            let (code, close_with) = match &e {
-                                JoinError::UnsupportedVersion(_) => (
-                                    ErrorCode::UnsupportedVersion,
-                                    close_code::UNSUPPORTED_VERSION,
-                                ),
-                                JoinError::Plane(_) => (ErrorCode::Busy, close_code::BUSY),
-                                JoinError::RoomFull(_) => {
-                                    (ErrorCode::RoomFull, close_code::ROOM_FULL)
-                                }
-                                JoinError::NoSuchRoom => {
-                                    (ErrorCode::NoSuchRoom, close_code::NO_SUCH_ROOM)
-                                }
-                                JoinError::Draining => (ErrorCode::Draining, close_code::DRAINING),
-                                JoinError::ServerFull(_) => {
-                                    (ErrorCode::ServerFull, close_code::SERVER_FULL)
-                                }
-                                _ => (ErrorCode::Unauthorized, close_code::UNAUTHORIZED),
-                            };
-                            let _ = sink.send(error(code, e.to_string())).await;
-                            let _ = sink.send(close(close_with, &e.to_string())).await;
-                            return None;
-                        }
-                    }
-                }
-                Ok(_) => {
-                    let _ = sink
-                        .send(error(ErrorCode::BadState, "send join first"))
-                        .await;
+            },
+            Ok(ClientMessage::Resume { token }) => match hub.resume(&token, Instant::now()) {
+                Ok(r) => {
+                    return Some(Attached {
+                        id: r.id,
+                        rx: r.rx,
+                        epoch: r.epoch,
+                        resumable: true,
+                    })
                 }
                 Err(e) => {
                     let _ = sink
-                        .send(error(
-                            ErrorCode::BadMessage,
-                            format!("invalid message: {e}"),
-                        ))
+                        .send(error(ErrorCode::ResumeRefused, e.to_string()))
                         .await;
+                    let _ = sink
+                        .send(close(close_code::RESUME_REFUSED, &e.to_string()))
+                        .await;
+                    return None;
                 }
+            },
+            Ok(_) => error(ErrorCode::BadState, "send join first"),
+            Err(e) => error(ErrorCode::BadMessage, format!("invalid message: {e}")),
+        };
+        let _ = sink.send(reply).await;
+    }
+    None
+}
+
+/// How the writer ended.
+enum WriterEnd {
+    /// The hub closed the session (removed, overflowed, shut down).
+    Closed,
+    /// Told to stop: the queue, to park it.
+    Stopped(mpsc::Receiver<Outbound>),
+    /// The client did not read, or the socket failed.
+    Failed,
+}
+
+/// Drains the outbound queue into the socket until the hub closes the session, the socket
+/// fails, or `stop` fires (then hands the queue back).
+async fn write(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut stop: oneshot::Receiver<()>,
+) -> WriterEnd {
+    loop {
+        let out = tokio::select! {
+            o = rx.recv() => o,
+            _ = &mut stop => return WriterEnd::Stopped(rx),
+        };
+        let frame = match out {
+            Some(Outbound::Message(m)) => text(&m),
+            Some(Outbound::Close { code, reason }) => {
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close(code, &reason))).await;
+                return WriterEnd::Closed;
             }
+            // A newer socket resumed the session: this one has nothing more to say.
+            None => return WriterEnd::Closed,
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
+            Ok(Ok(())) => {}
+            _ => return WriterEnd::Failed,
         }
-        None
-    })
-    .await;
-    let Ok(Some((id, mut rx))) = joined else {
+    }
+}
+
+pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let attached = tokio::time::timeout(JOIN_TIMEOUT, attach(&hub, &mut sink, &mut stream)).await;
+    let Ok(Some(Attached {
+        id,
+        rx,
+        epoch,
+        resumable,
+    })) = attached
+    else {
         let _ = sink.send(close(close_code::BAD_STATE, "no join")).await;
         return;
     };
@@ -104,31 +186,25 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
     // does not read blocks the writer: after WRITE_TIMEOUT on one frame it is cut off
     // (its queue, bounded at OUTBOUND_QUEUE, overflowing meanwhile removes it from the
     // room), and the session ends.
-    let mut writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let frame = match out {
-                Outbound::Message(m) => text(&m),
-                Outbound::Close { code, reason } => {
-                    let _ =
-                        tokio::time::timeout(WRITE_TIMEOUT, sink.send(close(code, &reason))).await;
-                    break;
-                }
-            };
-            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
-                Ok(Ok(())) => {}
-                _ => break,
-            }
-        }
-    });
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let mut writer = tokio::spawn(write(sink, rx, stop_rx));
+    let mut left = false;
+    let mut ended_by_writer = None;
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
-            _ = &mut writer => break,
+            w = &mut writer => {
+                ended_by_writer = Some(w);
+                break;
+            }
         };
         let Some(Ok(msg)) = msg else { break };
         match msg {
             Message::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
-                Ok(ClientMessage::Leave {}) => break,
+                Ok(ClientMessage::Leave {}) => {
+                    left = true;
+                    break;
+                }
                 Ok(m) => hub.handle(id, m),
                 Err(e) => {
                     hub.reply_error(id, ErrorCode::BadMessage, format!("invalid message: {e}"))
@@ -143,6 +219,21 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
             _ => {}
         }
     }
-    hub.leave(id);
-    writer.abort();
+    if ended_by_writer.is_some() {
+        // The hub closed the session, a newer socket resumed it (then this epoch is stale
+        // and nothing happens), or the client stopped reading.
+        hub.leave_session(id, epoch);
+        return;
+    }
+    let _ = stop_tx.send(());
+    let end = writer.await;
+    match end {
+        Ok(WriterEnd::Stopped(rx)) if resumable && !left => {
+            match hub.park(id, epoch, rx, Instant::now()) {
+                Parking::Parked | Parking::Resumed | Parking::Gone => {}
+                Parking::NotResumable => hub.leave_session(id, epoch),
+            }
+        }
+        _ => hub.leave_session(id, epoch),
+    }
 }

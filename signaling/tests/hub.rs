@@ -204,6 +204,7 @@ fn errors_reach_only_the_client_concerned() {
         ClientMessage::Join {
             token: "t".into(),
             version: None,
+            resume: false,
         },
     );
     assert!(matches!(
@@ -438,4 +439,88 @@ fn layer_messages_reach_the_media_plane_and_the_publisher() {
         json,
         r#"{"type":"publisher_layers","track":7,"mid":"1","layers":[{"rid":"f","active":false}]}"#
     );
+}
+
+/// The resume token a `joined` (or `resumed`) carried.
+fn resume_token(m: &[ServerMessage]) -> String {
+    m.iter()
+        .find_map(|m| match m {
+            ServerMessage::Joined { resume_token, .. } => resume_token.clone(),
+            ServerMessage::Resumed { resume_token, .. } => Some(resume_token.clone()),
+            _ => None,
+        })
+        .expect("a resume token")
+}
+
+#[test]
+fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_grace() {
+    use signaling::hub::{Parking, ResumeError};
+    use std::time::{Duration, Instant};
+    let (plane, hub, keys) = setup();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "ann"), None, NOW).unwrap();
+    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let token = resume_token(&msgs(&mut ra));
+    msgs(&mut rb);
+    let t0 = Instant::now();
+    // Ann's socket drops: parked, and bob sees her reconnecting (not gone).
+    assert_eq!(hub.park(a, 0, ra, t0), Parking::Parked);
+    assert!(
+        matches!(&msgs(&mut rb)[..], [ServerMessage::ParticipantUpdated { participant }] if participant.id == a && participant.reconnecting)
+    );
+    // Meanwhile the room tells her something: it waits in her queue.
+    hub.handle(
+        _b,
+        ClientMessage::Data {
+            payload: "while away".into(),
+            topic: None,
+            destination: vec![],
+        },
+    );
+    // She resumes on a new socket: the same participant, the queued message, then resumed.
+    let r = hub.resume(&token, t0 + Duration::from_secs(5)).unwrap();
+    assert_eq!((r.id, r.epoch), (a, 1));
+    let mut rx = r.rx;
+    let got = msgs(&mut rx);
+    assert!(
+        matches!(&got[0], ServerMessage::Data { payload, .. } if payload == "while away"),
+        "{got:?}"
+    );
+    assert!(
+        matches!(&got[1], ServerMessage::Resumed { participant, others, .. } if participant.id == a && !participant.reconnecting && others.len() == 1)
+    );
+    assert!(
+        matches!(&msgs(&mut rb)[..], [ServerMessage::ParticipantUpdated { participant }] if participant.id == a && !participant.reconnecting)
+    );
+    // The token works once; the next one is in `resumed`.
+    assert!(matches!(hub.resume(&token, t0), Err(ResumeError::Unknown)));
+    let next = resume_token(&got);
+    assert_ne!(next, token);
+    // The old socket's late end changes nothing (its epoch is stale).
+    hub.leave_session(a, 0);
+    assert_eq!(hub.room_members("r").len(), 2);
+    // Parked again and not resumed within the grace period (20 s): removed on the next reap.
+    assert_eq!(
+        hub.park(a, 1, rx, t0 + Duration::from_secs(10)),
+        Parking::Parked
+    );
+    hub.reap(t0 + Duration::from_secs(25));
+    assert_eq!(
+        hub.room_members("r").len(),
+        2,
+        "still within the grace period"
+    );
+    hub.reap(t0 + Duration::from_secs(31));
+    assert_eq!(hub.room_members("r").len(), 1);
+    assert!(msgs(&mut rb).iter().any(
+        |m| matches!(m, ServerMessage::ParticipantLeft { participant, .. } if *participant == a)
+    ));
+    assert!(plane
+        .commands
+        .lock()
+        .iter()
+        .any(|c| matches!(c, Command::Leave { participant } if *participant == a)));
+    assert!(matches!(
+        hub.resume(&next, t0 + Duration::from_secs(32)),
+        Err(ResumeError::Unknown)
+    ));
 }

@@ -290,6 +290,13 @@ impl Gateway {
         }
     }
 
+    /// 503 with `Retry-After`: over `max_calls`, or no RTP port free.
+    async fn unavailable(&self, tx: &mut Transaction) {
+        let retry = Header::Other("Retry-After".into(), "30".into());
+        self.reject(tx, StatusCode::ServiceUnavailable, Some(vec![retry]))
+            .await
+    }
+
     async fn reject(&self, tx: &mut Transaction, status: StatusCode, headers: Option<Vec<Header>>) {
         call_result(status.code().to_string());
         let _ = tx
@@ -434,10 +441,7 @@ impl Gateway {
             return;
         }
         if self.calls() >= self.cfg.max_calls {
-            let retry = Header::Other("Retry-After".into(), "30".into());
-            return self
-                .reject(&mut tx, StatusCode::ServiceUnavailable, Some(vec![retry]))
-                .await;
+            return self.unavailable(&mut tx).await;
         }
         let route = match self.dispatcher.route(&called, &caller) {
             Decision::Join(room) if signaling::hub::valid_room_name(&room) => Route::Room(room),
@@ -469,10 +473,7 @@ impl Gateway {
             Some((remote, codec))
         };
         let Some((call, rtp)) = self.admit_call().await else {
-            let retry = Header::Other("Retry-After".into(), "30".into());
-            return self
-                .reject(&mut tx, StatusCode::ServiceUnavailable, Some(vec![retry]))
-                .await;
+            return self.unavailable(&mut tx).await;
         };
         let contact = rsipstack::sip::Uri::try_from(
             format!("sip:switchboard@{}", self.sip_address()).as_str(),

@@ -48,6 +48,15 @@ test('two browsers see and hear each other; a leaver disappears', async () => {
     // Bob leaves: his tile disappears from Alice's page.
     await b.page.click('#leave');
     await waitFor(() => a.page.evaluate(() => document.querySelectorAll('#grid .tile').length === 0), { what: "bob's tile removed", timeout: 10000 });
+    // Alice, alone now, stays connected: the renegotiation that removed bob's tracks kept
+    // her subscriber transport (Chromium closes it when an offer stops the BUNDLE-tag
+    // m-line; the server removed her within 50 ms for a "lost connection" until that
+    // m-line was made inactive instead).
+    await sleep(3000);
+    const left = await (await fetch(`${server.base}/api/v1/rooms/${room}/participants`, { headers: { authorization: `Bearer ${admin}` } })).json();
+    assert.deepEqual(left.participants.map((p) => p.name), ['alice'], JSON.stringify(left));
+    assert.deepEqual(await a.page.evaluate(() => window.sb.errors), []);
+    assert.equal(await a.page.evaluate(() => window.sb.client.subPc.connectionState), 'connected');
   } finally {
     await a.close();
     await b.close();

@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 from goertzel import shares
-from phones import T, driven_call, heard, participants, phone, show, start_server as start, api
+from phones import T, SipMetrics, driven_call, heard, participants, phone, show, start_server as start, api
 
 SIP = 5060
 
@@ -198,12 +198,8 @@ def main():
         if server.poll() is not None:
             failures.append("the server died under sipsak")
         # The gateway's metrics.
-        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        sip_lines = [l for l in text.splitlines() if l.startswith("switchboard_sip_")]
-        print("metrics:", sip_lines)
-        def metric(name):
-            return sum(float(l.rsplit(" ", 1)[1]) for l in sip_lines if l.split(" ")[0] == name)
+        metric = SipMetrics(base)
+        sip_lines = metric.lines
         # a, b, c, e, f, g, h, k, l, u and tcp joined rooms; i typed wrong PINs; d dialled no room;
         # j found the room full.
         if metric('switchboard_sip_calls_total{result="answered"}') != 11 \

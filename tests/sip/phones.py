@@ -174,3 +174,15 @@ def show(who, h, n):
     print(f"{who} over {n} blocks:", {k: round(v, 3) for k, v in h.items()})
 
 
+class SipMetrics:
+    """The server's `switchboard_sip_*` metrics at one moment: `m(name)` sums a series
+    (name with labels, as Prometheus prints it); `lines` are the raw lines."""
+
+    def __init__(self, base):
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        self.lines = [l for l in text.splitlines() if l.startswith("switchboard_sip_")]
+        print("metrics:", self.lines)
+
+    def __call__(self, name):
+        return sum(float(l.rsplit(" ", 1)[1]) for l in self.lines if l.split(" ")[0] == name)

@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.request
 
-from phones import T, Ctrl, heard, participants, phone, show, start_server, token
+from phones import T, Ctrl, SipMetrics, heard, participants, phone, show, start_server, token
 
 SIP = 5300
 HOOK = 5390
@@ -322,13 +322,8 @@ def main():
               f"a digit typed by the trunk phone is a sip_dtmf webhook: {[e for e in events if e[0] == 'sip_dtmf']}")
 
         # Metrics.
-        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        lines = [l for l in text.splitlines() if l.startswith("switchboard_sip_")]
-        print("metrics:", lines)
-
-        def metric(name):
-            return sum(float(l.rsplit(" ", 1)[1]) for l in lines if l.split(" ")[0] == name)
+        metric = SipMetrics(base)
+        lines = metric.lines
         check(metric('switchboard_sip_requests_dropped_total{reason="source"}') >= 1, "dropped requests are counted")
         check(metric("switchboard_sip_auth_failures_total") >= 2, "refused credentials are counted (INVITE and REGISTER)")
         check(metric("switchboard_sip_calls") == 0, "no call is left in progress")

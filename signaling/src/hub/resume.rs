@@ -1,0 +1,190 @@
+//! Resuming a session after its signaling socket dropped (a network blip, Wi-Fi to
+//! cellular): a participant that joined with `resume: true` keeps its place for the grace
+//! period when its socket ends without a `leave`. Others see it as reconnecting, not gone;
+//! its media connections are untouched, and what the hub had to tell it meanwhile waits in
+//! its queue. A new socket that sends `resume` with the session's token (issued at join,
+//! single-use: each resume issues the next) takes the session back and gets the queued
+//! messages in order; past the grace period the participant is removed as on a leave.
+
+use super::*;
+
+/// A session whose socket is gone, waiting to be resumed.
+pub(super) struct Parked {
+    pub since: Instant,
+    pub rx: mpsc::Receiver<Outbound>,
+}
+
+/// A fresh resume token: 128 random bits.
+pub(super) fn new_token() -> String {
+    format!("RT_{:032x}", rand::random::<u128>())
+}
+
+/// Why a resume was refused (the client then joins from scratch).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("unknown or used resume token, or the grace period is over")]
+    Unknown,
+}
+
+impl Hub {
+    /// The socket of `id`'s session `epoch` ended without a `leave`: keep the session for
+    /// the grace period, `rx` (its queue) parked. False when the session is not resumable
+    /// (the caller removes it) or was already resumed elsewhere (the caller does nothing).
+    pub fn park(
+        &self,
+        id: ParticipantId,
+        epoch: u64,
+        rx: mpsc::Receiver<Outbound>,
+        now: Instant,
+    ) -> Parking {
+        let mut dir = self.dir.lock();
+        let Some(room) = dir.room_of.get(&id).cloned() else {
+            return Parking::Gone;
+        };
+        let Some(r) = dir.rooms.get_mut(&room) else {
+            return Parking::Gone;
+        };
+        let Some(m) = r.members.get_mut(&id) else {
+            return Parking::Gone;
+        };
+        if m.epoch != epoch {
+            return Parking::Resumed;
+        }
+        if m.resume_token.is_none() || self.config.resume_grace == 0 {
+            return Parking::NotResumable;
+        }
+        m.parked = Some(Parked { since: now, rx });
+        m.info.reconnecting = true;
+        let info = m.info.clone();
+        if !m.hidden {
+            broadcast(
+                &r.members,
+                Some(id),
+                ServerMessage::ParticipantUpdated { participant: info },
+            );
+        }
+        Parking::Parked
+    }
+
+    /// Take a parked (or still attached) session back with its resume token: the
+    /// participant, its queue (with what was queued meanwhile), the session's new epoch
+    /// and next token. The old socket, if still open, is closed.
+    pub fn resume(&self, token: &str, now: Instant) -> Result<Resumed, ResumeError> {
+        let mut dir = self.dir.lock();
+        let dir = &mut *dir;
+        let grace = Duration::from_secs(self.config.resume_grace);
+        let found = dir.rooms.iter_mut().find_map(|(name, r)| {
+            let id = r
+                .members
+                .iter()
+                .find(|(_, m)| m.resume_token.as_deref() == Some(token))
+                .map(|(id, _)| *id)?;
+            Some((name.clone(), id))
+        });
+        let (room, id) = found.ok_or(ResumeError::Unknown)?;
+        let r = dir.rooms.get_mut(&room).ok_or(ResumeError::Unknown)?;
+        let m = r.members.get_mut(&id).ok_or(ResumeError::Unknown)?;
+        if m.parked
+            .as_ref()
+            .is_some_and(|p| now.saturating_duration_since(p.since) > grace)
+        {
+            return Err(ResumeError::Unknown);
+        }
+        let next = new_token();
+        m.resume_token = Some(next.clone());
+        m.epoch += 1;
+        let rx = match m.parked.take() {
+            Some(p) => p.rx,
+            None => {
+                // The old socket has not noticed the drop yet: a new queue; the old
+                // socket's writer ends when its sender goes.
+                let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+                m.tx = tx;
+                rx
+            }
+        };
+        m.info.reconnecting = false;
+        let info = m.info.clone();
+        let epoch = m.epoch;
+        let hidden = m.hidden;
+        let tx = m.tx.clone();
+        let others: Vec<ParticipantInfo> = r
+            .members
+            .iter()
+            .filter(|(o, m)| **o != id && !m.hidden)
+            .map(|(_, m)| m.info.clone())
+            .collect();
+        if !hidden {
+            broadcast(
+                &r.members,
+                Some(id),
+                ServerMessage::ParticipantUpdated {
+                    participant: info.clone(),
+                },
+            );
+        }
+        // First on the queue is what was queued while away; the resumed message goes
+        // after it, so the client applies the gap's messages, then the current list.
+        let _ = tx.try_send(Outbound::Message(ServerMessage::Resumed {
+            participant: info,
+            others,
+            resume_token: next,
+        }));
+        Ok(Resumed { id, rx, epoch })
+    }
+
+    /// Leave, unless a newer socket has resumed the session (its epoch is no longer
+    /// `epoch`).
+    pub fn leave_session(&self, id: ParticipantId, epoch: u64) {
+        let current = {
+            let dir = self.dir.lock();
+            dir.room_of
+                .get(&id)
+                .and_then(|room| dir.rooms.get(room))
+                .and_then(|r| r.members.get(&id))
+                .map(|m| m.epoch)
+        };
+        if current.is_none_or(|e| e == epoch) {
+            self.leave(id);
+        }
+    }
+
+    /// Remove the sessions parked for longer than the grace period (from `reap`).
+    pub(super) fn expire_parked(&self, now: Instant) {
+        let grace = Duration::from_secs(self.config.resume_grace);
+        let expired: Vec<ParticipantId> = {
+            let dir = self.dir.lock();
+            dir.rooms
+                .values()
+                .flat_map(|r| r.members.iter())
+                .filter(|(_, m)| {
+                    m.parked
+                        .as_ref()
+                        .is_some_and(|p| now.saturating_duration_since(p.since) > grace)
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in expired {
+            self.remove(id, "timeout", false);
+        }
+    }
+}
+
+/// What became of a session whose socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parking {
+    Parked,
+    NotResumable,
+    /// A newer socket already resumed it.
+    Resumed,
+    /// Not in the directory (removed meanwhile).
+    Gone,
+}
+
+/// A resumed session.
+pub struct Resumed {
+    pub id: ParticipantId,
+    pub rx: mpsc::Receiver<Outbound>,
+    pub epoch: u64,
+}
