@@ -990,6 +990,22 @@ fn set_muted_flag(info: &mut ParticipantInfo, kind: TrackKind, muted: bool) {
     }
 }
 
+/// Tell the others of a room that `id` changed (unless it is hidden).
+fn announce_update(
+    members: &BTreeMap<ParticipantId, Member>,
+    id: ParticipantId,
+    hidden: bool,
+    info: ParticipantInfo,
+) {
+    if !hidden {
+        broadcast(
+            members,
+            Some(id),
+            ServerMessage::ParticipantUpdated { participant: info },
+        );
+    }
+}
+
 fn broadcast(
     members: &BTreeMap<ParticipantId, Member>,
     except: Option<ParticipantId>,

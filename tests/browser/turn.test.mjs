@@ -48,6 +48,8 @@ test('a relay-only browser joins through coturn with the credentials the server 
   try {
     const pub = await openParticipant(`${server.base}/?room=${room}&name=direct&autojoin=1&quality=low`);
     pages.push(pub);
+    await waitForTileVideo(pub.page, 'direct').catch(() => {});
+    const t0 = Date.now();
     const relay = await openParticipant(`${server.base}/?room=${room}&name=relayed&autojoin=1&quality=low&relay=1`);
     pages.push(relay);
     // The join response carried the TURN server with REST-scheme credentials.
@@ -59,6 +61,7 @@ test('a relay-only browser joins through coturn with the credentials the server 
     assert.ok(who.length > 0 && ice[0].credential.length === 28, JSON.stringify(ice[0]));
     // Media both ways: each sees the other's video.
     await waitForTileVideo(relay.page, 'direct');
+    const relayedMs = Date.now() - t0;
     await waitForTileVideo(pub.page, 'relayed');
     const sub = await waitFor(() => selected(relay.page, 'subPc'), { what: 'the relayed subscriber pair' });
     const pubPair = await waitFor(() => selected(relay.page, 'pubPc'), { what: 'the relayed publisher pair' });
@@ -66,6 +69,13 @@ test('a relay-only browser joins through coturn with the credentials the server 
     assert.equal(sub.type, 'relay');
     assert.equal(pubPair.type, 'relay');
     assert.deepEqual(await relay.page.evaluate(() => window.sb.errors), []);
+    // Join time, page load to the other's video playing, relayed vs a direct (UDP host)
+    // page opened the same way (one sample each; docs/benchmarks.md).
+    const t1 = Date.now();
+    const direct = await openParticipant(`${server.base}/?room=${room}&name=direct2&autojoin=1&quality=low`);
+    pages.push(direct);
+    await waitForTileVideo(direct.page, 'direct');
+    console.log(`join to video: relayed through coturn ${relayedMs} ms, direct ${Date.now() - t1} ms`);
     // A server whose secret coturn does not share: the client reports the TURN refusal.
     const bad = await openParticipant(`${wrong.base}/?room=${room}x&name=refused&autojoin=1&quality=low&relay=1`);
     pages.push(bad);

@@ -196,15 +196,7 @@ impl Hub {
             m.tx.try_send(Outbound::Message(ServerMessage::ParticipantUpdated {
                 participant: info.clone(),
             }));
-        if !hidden {
-            broadcast(
-                &r.members,
-                Some(id),
-                ServerMessage::ParticipantUpdated {
-                    participant: info.clone(),
-                },
-            );
-        }
+        announce_update(&r.members, id, hidden, info.clone());
         Ok(info)
     }
 

@@ -56,13 +56,8 @@ impl Hub {
         m.parked = Some(Parked { since: now, rx });
         m.info.reconnecting = true;
         let info = m.info.clone();
-        if !m.hidden {
-            broadcast(
-                &r.members,
-                Some(id),
-                ServerMessage::ParticipantUpdated { participant: info },
-            );
-        }
+        let hidden = m.hidden;
+        announce_update(&r.members, id, hidden, info);
         Parking::Parked
     }
 
@@ -114,15 +109,7 @@ impl Hub {
             .filter(|(o, m)| **o != id && !m.hidden)
             .map(|(_, m)| m.info.clone())
             .collect();
-        if !hidden {
-            broadcast(
-                &r.members,
-                Some(id),
-                ServerMessage::ParticipantUpdated {
-                    participant: info.clone(),
-                },
-            );
-        }
+        announce_update(&r.members, id, hidden, info.clone());
         // First on the queue is what was queued while away; the resumed message goes
         // after it, so the client applies the gap's messages, then the current list.
         let _ = tx.try_send(Outbound::Message(ServerMessage::Resumed {
