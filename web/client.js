@@ -90,6 +90,9 @@ export class SwitchboardClient extends EventTarget {
   onSocketClosed(ev) {
     const final = this.leaving || !this.resumeToken || [4004, 4010].includes(ev.code);
     if (final) return this.emit('closed', { code: ev.code, reason: ev.reason });
+    // The server removed us for a lost media connection (a long network cut): there is
+    // no session to resume; join again, and again, until the network is back.
+    if (ev.code === 4012) return this.rejoin();
     this.reconnect();
   }
 

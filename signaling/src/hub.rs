@@ -257,7 +257,7 @@ impl Hub {
                     reason: why,
                 });
             }
-            self.remove(*id, "server shutting down", false);
+            self.remove(*id, "server shutting down", None);
         }
         ids.len()
     }
@@ -497,7 +497,11 @@ impl Hub {
             replaced
         };
         if let Some(old) = replaced {
-            self.remove(old, "replaced by a new session of the same identity", true);
+            self.remove(
+                old,
+                "replaced by a new session of the same identity",
+                Some(close_code::REMOVED),
+            );
         }
         // A viewer's subscriber connection is made by its own offer, not by the server's.
         let can_subscribe = g.can_subscribe && !viewer;
@@ -508,7 +512,7 @@ impl Hub {
             can_subscribe,
         };
         if let Err(e) = self.plane.send(&room, join) {
-            self.remove(id, "the media plane is busy", false);
+            self.remove(id, "the media plane is busy", None);
             return Err(e.into());
         }
         tracing::info!(participant = %id, room = %room, "joined");
@@ -667,10 +671,11 @@ impl Hub {
 
     /// The client left or its WebSocket closed.
     pub fn leave(&self, id: ParticipantId) {
-        self.remove(id, "left", false);
+        self.remove(id, "left", None);
     }
 
-    fn remove(&self, id: ParticipantId, reason: &str, close: bool) {
+    /// Remove `id`; with `close`, tell its client why and close its socket with that code.
+    fn remove(&self, id: ParticipantId, reason: &str, close: Option<u16>) {
         let (room, member, hook) = {
             let mut guard = self.dir.lock();
             let dir = &mut *guard;
@@ -704,14 +709,14 @@ impl Hub {
             self.hook(h);
         }
         let _ = self.plane.send(&room, Command::Leave { participant: id });
-        if close {
+        if let Some(code) = close {
             if let Some(m) = member {
                 let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error {
                     code: ErrorCode::Removed,
                     message: reason.to_string(),
                 }));
                 let _ = m.tx.try_send(Outbound::Close {
-                    code: close_code::REMOVED,
+                    code,
                     reason: reason.to_string(),
                 });
             }
@@ -736,7 +741,7 @@ impl Hub {
             .unwrap_or(false);
         if full {
             tracing::warn!(participant = %id, "signaling queue full: disconnecting");
-            self.remove(id, "signaling queue overflow", true);
+            self.remove(id, "signaling queue overflow", Some(close_code::REMOVED));
         }
     }
 
@@ -882,7 +887,8 @@ impl Hub {
                         GoneReason::IceTimeout => "connection lost (ICE timeout)",
                         _ => "connection failed",
                     };
-                    self.remove(participant, why, true);
+                    // Not the client's doing: it may join again (and the web client does).
+                    self.remove(participant, why, Some(close_code::CONNECTION_LOST));
                 }
             }
             Event::IceRestarted {

@@ -320,6 +320,9 @@ pub mod close_code {
     pub const SHUTTING_DOWN: u16 = 4010;
     /// `resume` refused (unknown or used token, grace period over).
     pub const RESUME_REFUSED: u16 = 4011;
+    /// Removed because its media connection was lost (ICE timeout, failure): unlike a
+    /// removal by an administrator (4004), the client may join again.
+    pub const CONNECTION_LOST: u16 = 4012;
 }
 
 #[cfg(test)]

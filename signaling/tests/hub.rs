@@ -151,7 +151,8 @@ fn join_announces_and_routes_media_events() {
         }]
     );
 
-    // The media plane lost bob: alice is told, bob is closed with `removed`.
+    // The media plane lost bob: alice is told, bob is closed with `connection lost`
+    // (4012: he may join again, unlike after an administrator's removal, 4004).
     hub.on_media_event(Event::ParticipantGone {
         room: RoomId::from("r"),
         participant: b,
@@ -162,7 +163,7 @@ fn join_announces_and_routes_media_events() {
     );
     let out = drain(&mut rb);
     assert!(
-        matches!(out.last(), Some(Outbound::Close { code: 4004, .. })),
+        matches!(out.last(), Some(Outbound::Close { code: 4012, .. })),
         "{out:?}"
     );
 

@@ -71,7 +71,7 @@ impl Hub {
             r.members.keys().copied().collect()
         };
         for id in ids {
-            self.remove(id, reason, true);
+            self.remove(id, reason, Some(close_code::REMOVED));
         }
         let gone = self.dir.lock().rooms.remove(name);
         if let Some(r) = gone {
@@ -110,7 +110,7 @@ impl Hub {
         reason: &str,
     ) -> Result<(), HubError> {
         let id = self.find(room, identity)?;
-        self.remove(id, reason, true);
+        self.remove(id, reason, Some(close_code::REMOVED));
         Ok(())
     }
 

@@ -153,7 +153,7 @@ impl Hub {
                 .collect()
         };
         for id in expired {
-            self.remove(id, "timeout", false);
+            self.remove(id, "timeout", None);
         }
     }
 }
