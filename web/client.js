@@ -4,6 +4,8 @@
 
 export const PROTOCOL_VERSION = 1;
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 export class SwitchboardClient extends EventTarget {
   // `iceTransportPolicy: 'relay'` sends all media through the TURN servers the server
   // hands out at join (for strict networks, and tests).
@@ -102,7 +104,7 @@ export class SwitchboardClient extends EventTarget {
     const deadline = Date.now() + this.resumeWindowMs;
     let delay = this.reconnectDelayMs;
     while (!this.leaving && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, delay));
+      await sleep(delay);
       delay = Math.min(delay * 2, 4000);
       try {
         await this.openSession({ type: 'resume', token: this.resumeToken }, 'resumed');
@@ -137,7 +139,7 @@ export class SwitchboardClient extends EventTarget {
         return;
       } catch (e) {
         if (Date.now() > deadline) return this.emit('closed', { code: 0, reason: `could not rejoin: ${e.message}` });
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay);
         delay = Math.min(delay * 2, 5000);
       }
     }

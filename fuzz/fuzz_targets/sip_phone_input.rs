@@ -13,7 +13,7 @@ use sip::sdp::{Codec, LocalMedia, PhoneMedia};
 
 /// A SIP request through the parser and the access rules.
 fn request(bytes: &[u8]) {
-    use rsipstack::sip::{Header, HeadersExt};
+    use rsipstack::sip::HeadersExt;
     use sip::access::{Access, Credentials, Request, Trunk};
     let Ok(req) = rsipstack::sip::Request::try_from(bytes) else { return };
     let access = Access::new(
@@ -27,14 +27,7 @@ fn request(bytes: &[u8]) {
         vec![Credentials { username: "alice".into(), password: "secret".into() }],
         b"fuzz",
     );
-    let raw = |proxy: bool| {
-        req.headers.iter().find_map(|h| match h {
-            Header::Authorization(a) if !proxy => Some(a.value().to_string()),
-            Header::ProxyAuthorization(a) if proxy => Some(a.value().to_string()),
-            _ => None,
-        })
-    };
-    let (a, p) = (raw(false), raw(true));
+    let (a, p) = sip::access::authorization_headers(&req);
     let caller = req
         .from_header()
         .ok()

@@ -237,11 +237,7 @@ pub(crate) async fn list(
     let room = q
         .room
         .or_else(|| Some(c.0.video.room.clone()).filter(|r| !r.is_empty()));
-    if let Some(r) = &room {
-        c.sip(r)?;
-    } else {
-        c.sip("")?;
-    }
+    c.sip(room.as_deref().unwrap_or(""))?;
     Ok(Json(SipCallList {
         calls: gateway(&s)?.list(room.as_deref()),
     }))

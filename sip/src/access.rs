@@ -52,6 +52,19 @@ impl Trunk {
     }
 }
 
+/// The raw `Authorization` and `Proxy-Authorization` header values of a request.
+pub fn authorization_headers(req: &rsipstack::sip::Request) -> (Option<String>, Option<String>) {
+    use rsipstack::sip::Header;
+    let find = |proxy: bool| {
+        req.headers.iter().find_map(|h| match h {
+            Header::Authorization(a) if !proxy => Some(a.value().to_string()),
+            Header::ProxyAuthorization(a) if proxy => Some(a.value().to_string()),
+            _ => None,
+        })
+    };
+    (find(false), find(true))
+}
+
 /// The facts of one request that decide whether it is let in.
 pub struct Request<'a> {
     pub method: &'a Method,

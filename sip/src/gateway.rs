@@ -316,14 +316,8 @@ impl Gateway {
             request_dropped("source");
             return Err(());
         };
-        let raw = |name: &str| {
-            tx.original.headers.iter().find_map(|h| match (h, name) {
-                (Header::Authorization(a), "a") => Some(a.value().to_string()),
-                (Header::ProxyAuthorization(a), "p") => Some(a.value().to_string()),
-                _ => None,
-            })
-        };
-        let (authorization, proxy_authorization) = (raw("a"), raw("p"));
+        let (authorization, proxy_authorization) =
+            crate::access::authorization_headers(&tx.original);
         let r = AccessRequest {
             method: &tx.original.method,
             source: source.ip(),

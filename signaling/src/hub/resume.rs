@@ -123,15 +123,7 @@ impl Hub {
     /// Leave, unless a newer socket has resumed the session (its epoch is no longer
     /// `epoch`).
     pub fn leave_session(&self, id: ParticipantId, epoch: u64) {
-        let current = {
-            let dir = self.dir.lock();
-            dir.room_of
-                .get(&id)
-                .and_then(|room| dir.rooms.get(room))
-                .and_then(|r| r.members.get(&id))
-                .map(|m| m.epoch)
-        };
-        if current.is_none_or(|e| e == epoch) {
+        if self.with_member(id, |m| m.epoch).is_none_or(|e| e == epoch) {
             self.leave(id);
         }
     }
