@@ -77,6 +77,12 @@ pub struct ServeArgs {
     pub rtc_advertise: Option<IpAddr>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtc_tcp_port: Option<u16>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtc_tcp_advertise_port: Option<u16>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +171,8 @@ pub struct Config {
     pub rtc_bind: IpAddr,
     pub rtc_port: u16,
     pub rtc_advertise: Option<IpAddr>,
+    pub rtc_tcp_port: Option<u16>,
+    pub rtc_tcp_advertise_port: Option<u16>,
     pub workers: Option<usize>,
     pub pin: bool,
     pub keys: Option<String>,
@@ -207,6 +215,8 @@ impl Default for Config {
             rtc_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rtc_port: 7882,
             rtc_advertise: None,
+            rtc_tcp_port: None,
+            rtc_tcp_advertise_port: None,
             workers: None,
             pin: true,
             keys: None,
@@ -271,6 +281,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "rtc_bind", default: "127.0.0.1", doc: "IP the media UDP sockets bind to (`0.0.0.0` for every interface)." },
     KeyDoc { key: "rtc_port", default: "7882", doc: "First media UDP port; worker *i* uses `rtc_port + i`." },
     KeyDoc { key: "rtc_advertise", default: "(bind address)", doc: "IP put in ICE candidates: the address clients reach (set it behind NAT, in containers and on Kubernetes). Defaults to `rtc_bind`, or 127.0.0.1 when that is unspecified." },
+    KeyDoc { key: "rtc_tcp_port", default: "(rtc_port)", doc: "The node's one ICE-TCP port (RFC 6544 passive candidates, offered next to UDP at a lower priority, for clients whose network blocks UDP); every worker's connections arrive there. 0: no ICE-TCP." },
+    KeyDoc { key: "rtc_tcp_advertise_port", default: "(rtc_tcp_port)", doc: "The TCP port put in ICE candidates, when clients reach `rtc_tcp_port` through a port map (443 on a load balancer or a Kubernetes Service)." },
     KeyDoc { key: "workers", default: "(one per core)", doc: "Media worker threads, each with its own UDP port." },
     KeyDoc { key: "pin", default: "true", doc: "Pin each worker thread to a core." },
     KeyDoc { key: "keys", default: "(none: development mode)", doc: "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode with a printed development key." },
@@ -370,6 +382,10 @@ impl Config {
                 "webhook_urls: `{u}` is not an http(s) URL"
             );
         }
+        anyhow::ensure!(
+            self.rtc_tcp_advertise_port != Some(0),
+            "rtc_tcp_advertise_port: must be a port (turn ICE-TCP off with rtc_tcp_port = 0)"
+        );
         if let Some(ip) = self.rtc_advertise {
             anyhow::ensure!(
                 !ip.is_unspecified(),
@@ -443,6 +459,24 @@ impl Config {
                 self.sip_rtp_ports
             ),
         }
+    }
+
+    /// The ICE-TCP port to bind (None: ICE-TCP off).
+    pub fn tcp_port(&self) -> Option<u16> {
+        match self.rtc_tcp_port {
+            Some(0) => None,
+            Some(p) => Some(p),
+            None => Some(self.rtc_port),
+        }
+    }
+
+    /// The ICE-TCP candidate's address (None: ICE-TCP off).
+    pub fn tcp_candidate(&self) -> Option<SocketAddr> {
+        let port = self.tcp_port()?;
+        Some(SocketAddr::new(
+            self.advertise_ip(),
+            self.rtc_tcp_advertise_port.unwrap_or(port),
+        ))
     }
 
     pub fn advertise_ip(&self) -> IpAddr {

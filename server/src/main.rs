@@ -3,10 +3,14 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod framing;
 mod plane;
 mod sip_config;
+mod tcp_accept;
+mod tcp_links;
 mod telemetry;
 mod udp;
+mod ufrags;
 mod web;
 mod worker;
 
@@ -125,6 +129,19 @@ fn serve(args: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let seed = args.seed.unwrap_or_else(rand::random);
+    // ICE-TCP: one port for the node, bound before the workers that advertise it.
+    let tcp_listener = match args.tcp_port() {
+        Some(port) => {
+            let bind = SocketAddr::new(args.rtc_bind, port);
+            let l = std::net::TcpListener::bind(bind)
+                .with_context(|| format!("rtc_tcp_port: binding TCP {bind}"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let tcp_addr = args.tcp_candidate();
+    let directory = Arc::new(ufrags::UfragDirectory::default());
     let mut workers = Vec::with_capacity(n);
     for i in 0..n {
         let port = args
@@ -145,6 +162,8 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 index: i,
                 socket,
                 public_addr,
+                tcp_addr,
+                directory: directory.clone(),
                 core,
                 seed,
             },
@@ -301,6 +320,12 @@ fn serve(args: Config) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
         for w in &pool.workers {
             eprintln!("media worker {} on udp {}", w.index, w.addr);
+        }
+        if let Some(l) = tcp_listener {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            eprintln!("ICE-TCP on tcp {}", l.local_addr()?);
+            let handoffs = pool.workers.iter().map(|w| w.handoffs.clone()).collect();
+            tokio::spawn(tcp_accept::run(l, directory.clone(), handoffs));
         }
         // Written, not `println!`: a closed stdout (a supervisor that keeps no reader)
         // must not stop the server.

@@ -77,6 +77,16 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>, prometheus: Prometheu
                 .absolute(w.tel.send_errors.load(Relaxed));
             metrics::counter!("switchboard_udp_receive_truncated_total", &l)
                 .absolute(w.tel.recv_truncated.load(Relaxed));
+            metrics::gauge!("switchboard_ice_tcp_connections", &l)
+                .set(w.tel.tcp_links.load(Relaxed) as f64);
+            metrics::counter!("switchboard_ice_tcp_frames_received_total", &l)
+                .absolute(w.tel.tcp_frames_in.load(Relaxed));
+            metrics::counter!("switchboard_ice_tcp_frames_sent_total", &l)
+                .absolute(w.tel.tcp_frames_out.load(Relaxed));
+            metrics::counter!("switchboard_ice_tcp_bad_frames_total", &l)
+                .absolute(w.tel.tcp_bad_frames.load(Relaxed));
+            metrics::counter!("switchboard_ice_tcp_backlog_drops_total", &l)
+                .absolute(w.tel.tcp_backlog_drops.load(Relaxed));
             metrics::counter!("switchboard_udp_bytes_received_total", &l)
                 .absolute(w.tel.bytes_in.load(Relaxed));
             metrics::counter!("switchboard_udp_bytes_sent_total", &l)

@@ -1,4 +1,5 @@
-//! Media worker threads: each pinned to a core, owning one UDP socket and one shard.
+//! Media worker threads: each pinned to a core, owning one UDP socket, the ICE-TCP
+//! connections handed to it ([`crate::tcp_links`]) and one shard.
 //!
 //! The worker is the only place that reads the clock or touches the socket; the shard is
 //! sans-IO. Loop: wait (epoll via mio) for the socket, a command wake-up or the shard's
@@ -16,10 +17,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use sfu_core::{Command, Event, Input, Output, Shard, ShardConfig, ShardStats};
+use sfu_core::{Command, Event, Input, Output, Shard, ShardConfig, ShardStats, Transport};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::tcp_links::{Handoff, TcpLinks};
 use crate::udp::{BatchSocket, Pending};
+use crate::ufrags::{UfragDirectory, UfragRecorder};
 
 /// Commands a worker may have queued before the control plane gets "busy".
 pub const COMMAND_QUEUE: usize = 1024;
@@ -31,6 +34,10 @@ const MAX_RECV_ROUNDS: usize = 8;
 
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
+/// Tokens from here up are ICE-TCP connections.
+const FIRST_TCP: usize = 2;
+/// ICE-TCP connections the acceptor may have queued for one worker.
+const HANDOFF_QUEUE: usize = 256;
 
 /// Figures a worker keeps for metrics and admission, besides its shard's counters.
 #[derive(Debug, Default)]
@@ -48,6 +55,30 @@ pub struct WorkerTelemetry {
     pub send_errors: AtomicU64,
     /// Receives that filled a whole buffer (possibly truncated).
     pub recv_truncated: AtomicU64,
+    /// ICE-TCP: connections open, closed for bad framing, frames dropped to a full
+    /// backlog, frames received and sent.
+    pub tcp_links: AtomicUsize,
+    pub tcp_bad_frames: AtomicU64,
+    pub tcp_backlog_drops: AtomicU64,
+    pub tcp_frames_in: AtomicU64,
+    pub tcp_frames_out: AtomicU64,
+}
+
+/// Where the ICE-TCP acceptor hands a worker its connections.
+#[derive(Clone)]
+pub struct HandoffSender {
+    tx: SyncSender<Handoff>,
+    waker: Arc<Waker>,
+}
+
+impl HandoffSender {
+    /// Queue a connection without blocking; wake the worker. Err: the queue is full or
+    /// the worker stopped (the connection is dropped, so closed).
+    pub fn hand_over(&self, h: Handoff) -> Result<(), ()> {
+        self.tx.try_send(h).map_err(|_| ())?;
+        let _ = self.waker.wake();
+        Ok(())
+    }
 }
 
 /// The control plane's handle on one worker.
@@ -60,6 +91,7 @@ pub struct WorkerHandle {
     pub load: Arc<AtomicUsize>,
     pub stats: Arc<parking_lot::Mutex<ShardStats>>,
     pub tel: Arc<WorkerTelemetry>,
+    pub handoffs: HandoffSender,
     pub thread: Option<JoinHandle<()>>,
 }
 
@@ -84,8 +116,17 @@ pub struct WorkerSpec {
     pub index: usize,
     pub socket: UdpSocket,
     pub public_addr: SocketAddr,
+    /// The node's ICE-TCP candidate address (None: UDP only).
+    pub tcp_addr: Option<SocketAddr>,
+    pub directory: Arc<UfragDirectory>,
     pub core: Option<core_affinity::CoreId>,
     pub seed: u64,
+}
+
+/// What a worker reads besides its UDP socket.
+struct Inbox {
+    commands: Receiver<Command>,
+    handoffs: Receiver<Handoff>,
 }
 
 pub fn spawn(
@@ -94,8 +135,17 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
+    let (handoff_tx, handoff_rx) = sync_channel(HANDOFF_QUEUE);
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    let handoffs = HandoffSender {
+        tx: handoff_tx,
+        waker: waker.clone(),
+    };
+    let inbox = Inbox {
+        commands: rx,
+        handoffs: handoff_rx,
+    };
     let load = Arc::new(AtomicUsize::new(0));
     let stats = Arc::new(parking_lot::Mutex::new(ShardStats::default()));
     let addr = spec.public_addr;
@@ -105,7 +155,7 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("sb-worker-{index}"))
         .spawn(move || {
-            if let Err(e) = run(spec, poll, rx, events, l, s, t, stop) {
+            if let Err(e) = run(spec, poll, inbox, events, l, s, t, stop) {
                 tracing::error!(worker = index, error = %e, "worker stopped");
             }
         })?;
@@ -117,6 +167,7 @@ pub fn spawn(
         load,
         stats,
         tel,
+        handoffs,
         thread: Some(thread),
     })
 }
@@ -125,7 +176,7 @@ pub fn spawn(
 fn run(
     spec: WorkerSpec,
     mut poll: Poll,
-    commands: Receiver<Command>,
+    inbox: Inbox,
     events: UnboundedSender<Event>,
     load: Arc<AtomicUsize>,
     stats: Arc<parking_lot::Mutex<ShardStats>>,
@@ -141,7 +192,11 @@ fn run(
     }
     let _span = tracing::info_span!("worker", index = spec.index).entered();
     let mut cfg = ShardConfig::new(spec.public_addr);
+    cfg.tcp_addr = spec.tcp_addr;
     cfg.seed = spec.seed.wrapping_add(spec.index as u64);
+    let mut ufrags = UfragRecorder::new(spec.index, spec.directory.clone());
+    let mut tcp = TcpLinks::new(FIRST_TCP);
+    let mut tcp_ready: Vec<Token> = Vec::with_capacity(16);
     let mut shard = Shard::new(cfg, Instant::now());
     let mut sock = BatchSocket::new(spec.socket)?;
     let mut registered = mio::net::UdpSocket::from_std(sock.socket.try_clone()?);
@@ -169,9 +224,20 @@ fn run(
         let woke = Instant::now();
         let mut first_datagram: Option<Instant> = None;
         let mut bytes_in = 0u64;
+        tcp_ready.clear();
+        for e in mio_events.iter() {
+            if tcp.owns(e.token()) {
+                if e.is_writable() {
+                    tcp.writable(e.token());
+                }
+                if e.is_readable() || e.is_read_closed() || e.is_error() {
+                    tcp_ready.push(e.token());
+                }
+            }
+        }
         // Commands first: they are rare and a join should not wait behind media.
         loop {
-            match commands.try_recv() {
+            match inbox.commands.try_recv() {
                 Ok(c) => {
                     tel.queued.fetch_sub(1, Ordering::Relaxed);
                     shard.handle_input(Instant::now(), Input::Command(c))
@@ -179,6 +245,23 @@ fn run(
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Ok(()),
             }
+        }
+        let mut tcp_in = 0u64;
+        let mut on_frame = |shard: &mut Shard, now: Instant, source: SocketAddr, f: &[u8]| {
+            tcp_in += 1;
+            shard.handle_input(now, Input::TcpFrame { source, contents: f });
+        };
+        while let Ok(h) = inbox.handoffs.try_recv() {
+            let now = Instant::now();
+            tcp.adopt(poll.registry(), h, now, &mut |src, f| {
+                on_frame(&mut shard, now, src, f)
+            });
+        }
+        for &t in &tcp_ready {
+            let now = Instant::now();
+            tcp.read(poll.registry(), t, now, &mut |src, f| {
+                on_frame(&mut shard, now, src, f)
+            });
         }
         // Every queued datagram (edge-triggered readiness: read until empty).
         more = true;
@@ -206,13 +289,19 @@ fn run(
         if deadline <= now {
             shard.handle_input(now, Input::Timeout);
         }
+        let mut tcp_out = 0u64;
         deadline = loop {
             match shard.poll_output() {
-                Output::Transmit(t) => out.push(Pending {
+                Output::Transmit(t) if t.transport == Transport::Udp => out.push(Pending {
                     destination: t.destination,
                     contents: t.contents,
                 }),
+                Output::Transmit(t) => {
+                    tcp_out += 1;
+                    tcp.queue(t.destination, &t.contents);
+                }
                 Output::Event(e) => {
+                    ufrags.observe(&e);
                     let _ = events.send(e);
                 }
                 Output::Timeout(t) => break t,
@@ -225,6 +314,7 @@ fn run(
             tel.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
             sock.send_batch(&mut out);
         }
+        tcp.flush(poll.registry());
         let done = Instant::now();
         if let Some(t) = first_datagram {
             // Receipt to send: the oldest datagram of this turn waited this long.
@@ -236,8 +326,16 @@ fn run(
             Ordering::Relaxed,
         );
         load.store(shard.participant_count(), Ordering::Relaxed);
+        tel.tcp_frames_in.fetch_add(tcp_in, Ordering::Relaxed);
+        tel.tcp_frames_out.fetch_add(tcp_out, Ordering::Relaxed);
         if now.saturating_duration_since(stats_at) >= Duration::from_millis(100) {
             stats_at = now;
+            tcp.expire(poll.registry(), now);
+            tel.tcp_links.store(tcp.len(), Ordering::Relaxed);
+            tel.tcp_bad_frames
+                .store(tcp.stats.bad_frames, Ordering::Relaxed);
+            tel.tcp_backlog_drops
+                .store(tcp.stats.backlog_drops, Ordering::Relaxed);
             *stats.lock() = shard.stats();
             tel.send_errors.store(sock.send_errors, Ordering::Relaxed);
             tel.recv_truncated

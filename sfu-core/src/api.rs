@@ -7,11 +7,26 @@ use serde::Serialize;
 
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 
+/// How a packet travels between the shard and a peer: the UDP socket, or an ICE-TCP
+/// connection (RFC 6544) whose RFC 4571 framing the driver owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
 /// What the driver feeds into [`crate::Shard::handle_input`].
 #[derive(Debug)]
 pub enum Input<'a> {
     /// A UDP datagram received on the shard's socket.
     Datagram {
+        source: SocketAddr,
+        contents: &'a [u8],
+    },
+    /// One frame (the packet inside an RFC 4571 length prefix) read from the ICE-TCP
+    /// connection whose peer is `source`, accepted on [`crate::ShardConfig::tcp_addr`].
+    TcpFrame {
         source: SocketAddr,
         contents: &'a [u8],
     },
@@ -24,7 +39,8 @@ pub enum Input<'a> {
 /// What [`crate::Shard::poll_output`] hands back, until `Timeout`.
 #[derive(Debug)]
 pub enum Output {
-    /// Send `contents` to `destination` from the shard's socket.
+    /// Send `contents` to `destination`: a datagram from the shard's socket, or a frame
+    /// on the TCP connection from that peer.
     Transmit(Transmit),
     /// Something for the control plane.
     Event(Event),
@@ -34,6 +50,7 @@ pub enum Output {
 
 #[derive(Debug)]
 pub struct Transmit {
+    pub transport: Transport,
     pub destination: SocketAddr,
     pub contents: Vec<u8>,
 }
@@ -226,13 +243,13 @@ pub enum Event {
         subscriptions: Vec<SubscriptionStat>,
     },
     /// The answer to [`Command::IceRestart`]: the server's new credentials and its
-    /// candidate (an `a=candidate:` value).
+    /// candidates (`a=candidate:` values: UDP, and TCP when the node takes it).
     IceRestarted {
         participant: ParticipantId,
         pc: PcKind,
         ufrag: String,
         pwd: String,
-        candidate: String,
+        candidates: Vec<String>,
     },
     /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
     ActiveSpeaker {

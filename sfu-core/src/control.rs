@@ -334,18 +334,16 @@ impl Shard {
             self.failures.report(id, f);
             return self.fail(id, CommandError::Internal("ICE restart failed".into()));
         }
-        let addr = self.cfg.public_addr;
-        let candidate = format!(
-            "candidate:1 1 udp 2130706431 {} {} typ host",
-            addr.ip(),
-            addr.port()
-        );
+        let candidates = crate::pc::local_candidates(self.cfg.public_addr, self.cfg.tcp_addr)
+            .iter()
+            .map(|c| c.to_sdp_string())
+            .collect();
         self.emit(Event::IceRestarted {
             participant: id,
             pc: kind,
             ufrag: local_ufrag,
             pwd: local_pass,
-            candidate,
+            candidates,
         });
     }
 }

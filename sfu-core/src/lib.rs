@@ -39,7 +39,7 @@ pub mod testkit;
 
 pub use api::{
     Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output, ShardStats,
-    SubscriptionStat, Transmit,
+    SubscriptionStat, Transmit, Transport,
 };
 pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 pub use shard::{Shard, ShardConfig};

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+use str0m::net::{Protocol, TcpType};
 use str0m::{Candidate, IceConnectionState, Rtc, RtcConfig};
 
-use crate::api::{GoneReason, Output, Transmit};
+use crate::api::{GoneReason, Output, Transmit, Transport};
 use crate::ids::{ParticipantId, PcKind};
 use crate::timers::{PcKey, Timers};
 
@@ -24,11 +25,29 @@ pub(crate) fn new_credentials(rng: &mut impl Rng) -> (String, String) {
     (ufrag, pass)
 }
 
+/// The host candidates every connection offers: UDP, and a passive ICE-TCP one (RFC 6544)
+/// when the node takes TCP. str0m gives TCP a lower type preference, so a client that
+/// reaches both uses UDP.
+pub(crate) fn local_candidates(udp: SocketAddr, tcp: Option<SocketAddr>) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Candidate::host(udp, "udp").into_iter().collect();
+    if let Some(tcp) = tcp {
+        out.extend(
+            Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build(),
+        );
+    }
+    out
+}
+
 /// A str0m `Rtc` in RTP mode, ICE-lite, with the shard's bookkeeping around it.
 pub(crate) struct Pc {
     pub rtc: Rtc,
     pub ufrag: String,
-    pub addrs: Vec<SocketAddr>,
+    /// The peer's addresses seen so far, each with the transport it arrived on.
+    pub addrs: Vec<(Transport, SocketAddr)>,
     /// The deadline str0m asked for at the last drain, as held in the shard's
     /// [`Timers`] (None before the first drain).
     pub timeout: Option<Instant>,
@@ -99,6 +118,7 @@ impl Pc {
     pub fn new(
         now: Instant,
         public_addr: SocketAddr,
+        tcp_addr: Option<SocketAddr>,
         rng: &mut impl Rng,
         bwe: bool,
         cert: Option<&str0m::config::DtlsCert>,
@@ -130,7 +150,7 @@ impl Pc {
             // Subscriber connections report NACK / PLI / FIR counts and the RTT.
             .set_stats_interval(bwe.then_some(std::time::Duration::from_secs(2)))
             .build(now);
-        if let Ok(c) = Candidate::host(public_addr, "udp") {
+        for c in local_candidates(public_addr, tcp_addr) {
             rtc.add_local_candidate(c);
         }
         Self {
@@ -180,6 +200,11 @@ impl Pc {
             match rtc.poll_output() {
                 Ok(str0m::Output::Timeout(t)) => return Ok(t),
                 Ok(str0m::Output::Transmit(t)) => out.push_back(Output::Transmit(Transmit {
+                    transport: if t.proto == Protocol::Udp {
+                        Transport::Udp
+                    } else {
+                        Transport::Tcp
+                    },
                     destination: t.destination,
                     contents: t.contents.into(),
                 })),

@@ -32,7 +32,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::Candidate;
 
 use crate::api::{
-    Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats,
+    Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats, Transport,
 };
 use crate::demux::{classify, stun_local_ufrag, DatagramKind};
 use crate::forward::{Subscription, Track};
@@ -48,6 +48,9 @@ pub struct ShardConfig {
     /// the destination of every received datagram (the socket may be bound to 0.0.0.0 or
     /// sit behind NAT).
     pub public_addr: SocketAddr,
+    /// The passive ICE-TCP candidate's address (None: UDP only). Frames from connections
+    /// accepted there come as [`Input::TcpFrame`]; it is also their destination address.
+    pub tcp_addr: Option<SocketAddr>,
     /// Seed for ICE credentials and initial RTP sequence numbers / timestamps.
     pub seed: u64,
     /// At most one keyframe request per publisher layer in this interval.
@@ -58,6 +61,7 @@ impl ShardConfig {
     pub fn new(public_addr: SocketAddr) -> Self {
         Self {
             public_addr,
+            tcp_addr: None,
             seed: 0,
             keyframe_interval: Duration::from_millis(300),
         }
@@ -134,7 +138,7 @@ pub struct Shard {
     pub(crate) rooms: BTreeMap<RoomId, Room>,
     pub(crate) participants: BTreeMap<ParticipantId, Participant>,
     pub(crate) tracks: BTreeMap<TrackId, Track>,
-    by_addr: HashMap<SocketAddr, (ParticipantId, PcKind)>,
+    by_addr: HashMap<(Transport, SocketAddr), (ParticipantId, PcKind)>,
     pub(crate) by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
     pub(crate) out: VecDeque<Output>,
     pub(crate) pending: VecDeque<(ParticipantId, PcKind, str0m::Event)>,
@@ -251,7 +255,12 @@ impl Shard {
         let now = now.max(self.last_now);
         self.last_now = now;
         match input {
-            Input::Datagram { source, contents } => self.on_datagram(now, source, contents),
+            Input::Datagram { source, contents } => {
+                self.on_datagram(now, Transport::Udp, source, contents)
+            }
+            Input::TcpFrame { source, contents } => {
+                self.on_datagram(now, Transport::Tcp, source, contents)
+            }
             Input::Command(c) => self.on_command(now, c),
             Input::Timeout => self.on_timeout(now),
         }
@@ -376,10 +385,17 @@ impl Shard {
         *n <= NEW_SOURCE_STUN_PER_SEC
     }
 
-    fn on_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+    fn on_datagram(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        contents: &[u8],
+    ) {
         self.stats.datagrams_in += 1;
         let kind = classify(contents);
-        let who = match self.by_addr.get(&source) {
+        let remote = (transport, source);
+        let who = match self.by_addr.get(&remote) {
             Some(w) => *w,
             None => {
                 let found = (kind == DatagramKind::Stun)
@@ -406,7 +422,15 @@ impl Shard {
             self.stats.dropped_malformed += 1;
             return;
         }
-        let Ok(recv) = Receive::new(Protocol::Udp, source, self.cfg.public_addr, contents) else {
+        let (proto, local) = match (transport, self.cfg.tcp_addr) {
+            (Transport::Udp, _) => (Protocol::Udp, self.cfg.public_addr),
+            (Transport::Tcp, Some(tcp)) => (Protocol::Tcp, tcp),
+            (Transport::Tcp, None) => {
+                self.stats.dropped_unknown_source += 1;
+                return;
+            }
+        };
+        let Ok(recv) = Receive::new(proto, source, local, contents) else {
             self.stats.dropped_malformed += 1;
             return;
         };
@@ -428,13 +452,13 @@ impl Shard {
         }
         match pc.guarded(|rtc| rtc.handle_input(input)) {
             Ok(Ok(())) => {
-                if !pc.addrs.contains(&source) {
+                if !pc.addrs.contains(&remote) {
                     if pc.addrs.len() >= MAX_ADDRS_PER_PC {
                         let old = pc.addrs.remove(0);
                         self.by_addr.remove(&old);
                     }
-                    pc.addrs.push(source);
-                    self.by_addr.insert(source, who);
+                    pc.addrs.push(remote);
+                    self.by_addr.insert(remote, who);
                 }
             }
             Ok(Err(e)) => {
@@ -649,6 +673,7 @@ impl Shard {
         let pc = Pc::new(
             now,
             self.cfg.public_addr,
+            self.cfg.tcp_addr,
             &mut self.rng,
             kind == PcKind::Subscriber,
             self.cert.as_ref(),
@@ -695,6 +720,14 @@ impl Shard {
                 return self.fail(id, CommandError::Internal("offer handling panicked".into()));
             }
         };
+        // An offer with new ICE credentials restarts ICE (RFC 8839 §4.4.1.1.1): str0m
+        // answers with new local ones, which new paths' STUN will name.
+        let ufrag = pc.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != pc.ufrag {
+            let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
+            self.by_ufrag.remove(&old);
+            self.by_ufrag.insert(ufrag, (id, PcKind::Publisher));
+        }
         // Media the client offered that we cannot take comes back rejected (no payload
         // types in common). If nothing at all is left, the call would be broken: say so.
         let usable = answer

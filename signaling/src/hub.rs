@@ -896,14 +896,14 @@ impl Hub {
                 pc,
                 ufrag,
                 pwd,
-                candidate,
+                candidates,
             } => self.send_to(
                 participant,
                 ServerMessage::IceRestarted {
                     pc,
                     ufrag,
                     pwd,
-                    candidate,
+                    candidates,
                 },
             ),
             Event::CommandFailed { participant, error } => self.send_to(

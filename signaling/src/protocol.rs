@@ -261,12 +261,13 @@ pub enum ServerMessage {
         message: String,
     },
     Pong,
-    /// The answer to an ICE restart: the server's new credentials and its candidate.
+    /// The answer to an ICE restart: the server's new credentials and candidates
+    /// (`candidate:` values, as in `a=candidate:` lines).
     IceRestarted {
         pc: PcKind,
         ufrag: String,
         pwd: String,
-        candidate: String,
+        candidates: Vec<String>,
     },
 }
 

@@ -43,8 +43,8 @@ struct Session {
     restarts: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<RestartAnswer>>>,
 }
 
-/// The server's (ufrag, password, candidate) after an ICE restart, or why it failed.
-type RestartAnswer = Result<(String, String, String), String>;
+/// The server's (ufrag, password, candidates) after an ICE restart, or why it failed.
+type RestartAnswer = Result<(String, String, Vec<String>), String>;
 
 /// The value of the first `a=NAME:` line of an SDP or SDP fragment.
 fn sdp_attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
@@ -410,10 +410,10 @@ async fn finish(
                 Outbound::Message(ServerMessage::IceRestarted {
                     ufrag,
                     pwd,
-                    candidate,
+                    candidates,
                     ..
                 }) => {
-                    let _ = restart_tx.try_send(Ok((ufrag, pwd, candidate)));
+                    let _ = restart_tx.try_send(Ok((ufrag, pwd, candidates)));
                 }
                 Outbound::Message(ServerMessage::Error { message, .. }) => {
                     let _ = restart_tx.try_send(Err(message));
@@ -538,7 +538,7 @@ async fn patch(
             }
         }
     }
-    let Some((ufrag, pwd, candidate)) = answer else {
+    let Some((ufrag, pwd, candidates)) = answer else {
         return cors(StatusCode::NO_CONTENT.into_response());
     };
     let etag = format!("\"{:08x}\"", rand::random::<u32>());
@@ -546,8 +546,9 @@ async fn patch(
         e.etag = etag.clone();
     }
     let mid = sdp_attr(&frag, "mid").unwrap_or("0");
+    let candidates: String = candidates.iter().map(|c| format!("a={c}\r\n")).collect();
     let body = format!(
-        "a=ice-lite\r\na=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:{mid}\r\na={candidate}\r\na=end-of-candidates\r\n"
+        "a=ice-lite\r\na=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:{mid}\r\n{candidates}a=end-of-candidates\r\n"
     );
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();

@@ -59,7 +59,14 @@ export async function openParticipant(url, { netns, secureOrigin } = {}) {
   const ctx = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath, headless: true, args });
   const page = ctx.pages()[0] || (await ctx.newPage());
   page.on('console', (m) => { if (m.type() === 'error') console.log(`[page] ${m.text()}`); });
-  await page.goto(url);
+  // A Chromium just started in a fresh namespace may see its interfaces settle and
+  // abort the first navigation (ERR_NETWORK_CHANGED): that navigation is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try { await page.goto(url); break; } catch (e) {
+      if (attempt >= 3 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   return { page, close: async () => { await ctx.close(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
@@ -192,6 +199,13 @@ export async function openFirefox(url) {
   });
   const page = (await browser.pages())[0] || (await browser.newPage());
   page.on('console', (m) => { if (m.type() === 'error') console.log(`[firefox] ${m.text()}`); });
-  await page.goto(url);
+  // A Chromium just started in a fresh namespace may see its interfaces settle and
+  // abort the first navigation (ERR_NETWORK_CHANGED): that navigation is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try { await page.goto(url); break; } catch (e) {
+      if (attempt >= 3 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   return { page, close: () => browser.close() };
 }

@@ -77,7 +77,7 @@ impl Shard {
         };
         for (addr, (id, kind)) in &self.by_addr {
             if !live(id, *kind) {
-                return Err(format!("address {addr} left behind for {id} {kind:?}"));
+                return Err(format!("address {addr:?} left behind for {id} {kind:?}"));
             }
         }
         for (ufrag, (id, kind)) in &self.by_ufrag {
