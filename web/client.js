@@ -27,6 +27,11 @@ export class SwitchboardClient extends EventTarget {
     // grace period is 20 s by default).
     this.reconnectDelayMs = 250;
     this.resumeWindowMs = 25000;
+    // Heartbeat: a ping this often; a socket that brought nothing for `deadAfterMs` is
+    // taken for dead (a network cut leaves a TCP connection open for minutes) and the
+    // session is resumed on a new one.
+    this.heartbeatMs = 4000;
+    this.deadAfterMs = 12000;
   }
 
   emit(type, detail) {
@@ -47,20 +52,45 @@ export class SwitchboardClient extends EventTarget {
   }
 
   // A socket that sends `first` and resolves with the `expect` message (joined, resumed).
-  openSession(first, expect) {
+  // With `openWithinMs`, a socket not open by then is given up (a connection attempt
+  // into a cut network waits on the kernel's SYN backoff; a fresh one goes out at once).
+  openSession(first, expect, { openWithinMs } = {}) {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.wsUrl);
       this.ws = ws;
       let ready = false;
       const fail = (code, message) => { ready = true; reject(Object.assign(new Error(message), { code })); };
+      if (openWithinMs) {
+        setTimeout(() => {
+          if (ws.readyState !== WebSocket.CONNECTING || ready) return;
+          if (this.ws === ws) this.ws = null;
+          try { ws.close(); } catch {}
+          fail(1006, 'could not connect');
+        }, openWithinMs);
+      }
       ws.onopen = () => ws.send(JSON.stringify(first));
       ws.onerror = () => {};
       ws.onclose = (ev) => {
         if (this.ws !== ws) return;
+        clearInterval(heartbeat);
         if (!ready) return fail(ev.code, `closed ${ev.code} ${ev.reason}`);
         this.onSocketClosed(ev);
       };
+      let heard = Date.now();
+      const heartbeat = setInterval(() => {
+        if (this.ws !== ws) return clearInterval(heartbeat);
+        if (Date.now() - heard > this.deadAfterMs) {
+          // Dead: let it go (its close may take minutes) and carry on without it.
+          clearInterval(heartbeat);
+          this.ws = null;
+          try { ws.close(); } catch {}
+          if (!ready) return fail(1006, 'no answer from the server');
+          return this.onSocketClosed({ code: 1006, reason: 'no answer from the server' });
+        }
+        if (ready && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ping' }));
+      }, this.heartbeatMs);
       ws.onmessage = (ev) => {
+        heard = Date.now();
         let msg;
         try { msg = JSON.parse(ev.data); } catch { return; }
         // Before `joined` any error is the join's; before `resumed` only the refusal is
@@ -105,9 +135,9 @@ export class SwitchboardClient extends EventTarget {
     let delay = this.reconnectDelayMs;
     while (!this.leaving && Date.now() < deadline) {
       await sleep(delay);
-      delay = Math.min(delay * 2, 4000);
+      delay = Math.min(delay * 2, 1000);
       try {
-        await this.openSession({ type: 'resume', token: this.resumeToken }, 'resumed');
+        await this.openSession({ type: 'resume', token: this.resumeToken }, 'resumed', { openWithinMs: 2000 });
         this.setConnection('connected');
         return;
       } catch (e) {
@@ -151,6 +181,8 @@ export class SwitchboardClient extends EventTarget {
         for (const p of msg.others) this.emit('participant_joined', p);
         break;
       case 'resumed': {
+        // A media connection that broke meanwhile is restarted now that we can talk.
+        this.restartBrokenIce();
         // Reconcile with the room as it is now.
         const now = new Map(msg.others.map((p) => [p.id, p]));
         for (const id of [...this.participants.keys()]) {
@@ -218,20 +250,60 @@ export class SwitchboardClient extends EventTarget {
   }
 
   // A peer connection with the TURN servers of the join response; a TURN server that
-  // refuses us (e.g. 401: wrong or expired credentials) is reported as an error.
-  newPc() {
+  // refuses us (e.g. 401: wrong or expired credentials) is reported as an error. When its
+  // ICE fails (the network path broke for longer than ICE waits), ICE is restarted.
+  newPc(kind) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
     pc.addEventListener('icecandidateerror', (e) => {
       if (!e.url || !/^turns?:/.test(e.url)) return;
       this.emit('error', { code: 'turn', message: `TURN server ${e.url} refused: ${e.errorCode} ${e.errorText}` });
     });
+    pc.addEventListener('iceconnectionstatechange', () => {
+      this.emit('ice', { pc: kind, state: pc.iceConnectionState });
+      if (pc.iceConnectionState === 'failed') this.restartIce(kind);
+    });
     return pc;
+  }
+
+  // ICE restart of one connection, over signaling: new credentials on both sides, the
+  // same tracks. The publisher connection offers them (publish_offer); the subscriber
+  // connection asks the server for an offer with them.
+  async restartIce(kind) {
+    try {
+      if (kind === 'publisher') {
+        const pc = this.pubPc;
+        if (!pc || pc.signalingState !== 'stable') return;
+        await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+        this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources: this.declaredSources(pc) });
+      } else {
+        if (!this.subPc) return;
+        this.send({ type: 'ice_restart', pc: 'subscriber' });
+      }
+      this.emit('ice_restart', { pc: kind });
+    } catch (e) {
+      this.emit('error', { code: 'ice_restart', message: String(e) });
+    }
+  }
+
+  restartBrokenIce() {
+    const broken = (pc) => pc && ['failed', 'disconnected'].includes(pc.iceConnectionState);
+    if (broken(this.pubPc)) this.restartIce('publisher');
+    if (broken(this.subPc)) this.restartIce('subscriber');
+  }
+
+  // What each publisher m-line carries (the server checks it against the token's grant).
+  declaredSources(pc) {
+    const sources = {};
+    for (const t of pc.getTransceivers()) {
+      if (t.mid && t.sender.track) sources[t.mid] = t.sender.track.kind === 'audio' ? 'microphone' : 'camera';
+    }
+    return sources;
   }
 
   async onSubscribeOffer(msg) {
     this.tracksByMid = new Map(msg.tracks.map((t) => [t.mid, t]));
     if (!this.subPc) {
-      this.subPc = this.newPc();
+      this.subPc = this.newPc('subscriber');
       this.subPc.onicecandidate = (e) => {
         if (e.candidate) this.send({ type: 'candidate', pc: 'subscriber', candidate: e.candidate.candidate });
       };
@@ -251,7 +323,7 @@ export class SwitchboardClient extends EventTarget {
   // (rid q/h/f at 1/4, 1/2 and full size).
   async publish(stream, { simulcast = true } = {}) {
     this.published = { stream, options: { simulcast } };
-    const pc = this.newPc();
+    const pc = this.newPc('publisher');
     this.pubPc = pc;
     pc.onicecandidate = (e) => {
       if (e.candidate) this.send({ type: 'candidate', pc: 'publisher', candidate: e.candidate.candidate });
@@ -277,12 +349,7 @@ export class SwitchboardClient extends EventTarget {
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    // Declare what each m-line carries (the server checks it against the token's grant).
-    const sources = {};
-    for (const t of pc.getTransceivers()) {
-      if (t.mid && t.sender.track) sources[t.mid] = t.sender.track.kind === 'audio' ? 'microphone' : 'camera';
-    }
-    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources });
+    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources: this.declaredSources(pc) });
   }
 
   async applyLayers(msg) {

@@ -1,4 +1,5 @@
-//! Datagrams of every kind (STUN, DTLS, RTP, RTCP, garbage) fed into a shard whose peers
+//! Datagrams of every kind (STUN, DTLS, RTP, RTCP, garbage), over UDP and as ICE-TCP
+//! frames, fed into a shard whose peers
 //! are live: two simulated str0m clients in a call (real ICE, DTLS-SRTP, media). The
 //! input's datagrams arrive from the peers' own addresses and from strangers; the call
 //! must go on: no panic, the shard's invariants hold, and what the subscribers receive
@@ -38,6 +39,8 @@ thread_local! {
 struct Datagram {
     from: u8,
     port: u16,
+    /// A frame from an ICE-TCP connection instead of a UDP datagram.
+    tcp: bool,
     bytes: Vec<u8>,
 }
 
@@ -62,7 +65,12 @@ fuzz_target!(|input: Vec<Datagram>| {
                 _ => SocketAddr::from(([10, 1, (d.port >> 8) as u8, d.port as u8], 5000)),
             };
             let now = c.sim.now;
-            c.sim.shard.handle_input(now, Input::Datagram { source, contents: &d.bytes });
+            let input = if d.tcp {
+                Input::TcpFrame { source, contents: &d.bytes }
+            } else {
+                Input::Datagram { source, contents: &d.bytes }
+            };
+            c.sim.shard.handle_input(now, input);
         }
         // Let the call run on (run_for checks the shard's invariants).
         c.sim.run_for(Duration::from_millis(30));

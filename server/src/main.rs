@@ -164,6 +164,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 public_addr,
                 tcp_addr,
                 directory: directory.clone(),
+                media_grace: std::time::Duration::from_secs(args.resume_grace),
                 core,
                 seed,
             },

@@ -119,6 +119,8 @@ pub struct WorkerSpec {
     /// The node's ICE-TCP candidate address (None: UDP only).
     pub tcp_addr: Option<SocketAddr>,
     pub directory: Arc<UfragDirectory>,
+    /// How long a participant whose ICE went quiet keeps its place.
+    pub media_grace: Duration,
     pub core: Option<core_affinity::CoreId>,
     pub seed: u64,
 }
@@ -193,6 +195,7 @@ fn run(
     let _span = tracing::info_span!("worker", index = spec.index).entered();
     let mut cfg = ShardConfig::new(spec.public_addr);
     cfg.tcp_addr = spec.tcp_addr;
+    cfg.media_grace = spec.media_grace;
     cfg.seed = spec.seed.wrapping_add(spec.index as u64);
     let mut ufrags = UfragRecorder::new(spec.index, spec.directory.clone());
     let mut tcp = TcpLinks::new(FIRST_TCP);

@@ -30,7 +30,8 @@ async fn stats(server: &Server) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_vanishes_mid_call_is_removed_and_the_others_are_told() {
-    let server = start_server();
+    // Its ICE goes quiet after about 15 s; it is then kept for the grace period.
+    let server = start_server_with(&["--resume-grace", "5"]);
     let mut ps = [
         Participant::join(&server, "v", "a").await,
         Participant::join(&server, "v", "b").await,

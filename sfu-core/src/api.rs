@@ -140,6 +140,11 @@ pub enum Command {
         ufrag: String,
         pwd: String,
     },
+    /// An ICE restart of the subscriber connection, which the server offers: the next
+    /// [`Event::SubscribeOffer`] carries new credentials (and the same tracks).
+    RestartSubscriberIce {
+        participant: ParticipantId,
+    },
 }
 
 /// A track as offered to a subscriber: which m-line carries whose media.
@@ -254,6 +259,16 @@ pub enum Event {
     /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
     ActiveSpeaker {
         room: RoomId,
+        participant: ParticipantId,
+    },
+    /// The participant's ICE went quiet (its network path broke): it keeps its place
+    /// for [`crate::ShardConfig::media_grace`], for the path to come back or an ICE
+    /// restart, then goes with `IceTimeout`.
+    MediaInterrupted {
+        participant: ParticipantId,
+    },
+    /// Every connection of an interrupted participant is connected again.
+    MediaRestored {
         participant: ParticipantId,
     },
     /// The participant no longer exists in the shard.

@@ -21,6 +21,7 @@ pub mod demux;
 mod dynacast;
 mod forward;
 pub mod ids;
+mod interruption;
 pub mod keyframe;
 mod msid;
 mod pc;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use str0m::net::{Protocol, TcpType};
-use str0m::{Candidate, IceConnectionState, Rtc, RtcConfig};
+use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::api::{GoneReason, Output, Transmit, Transport};
 use crate::ids::{ParticipantId, PcKind};
@@ -208,15 +208,9 @@ impl Pc {
                     destination: t.destination,
                     contents: t.contents.into(),
                 })),
-                Ok(str0m::Output::Event(e)) => {
-                    if let str0m::Event::IceConnectionStateChange(
-                        IceConnectionState::Disconnected,
-                    ) = e
-                    {
-                        return Err(PcFailure::Disconnected);
-                    }
-                    events.push_back((who.0, who.1, e));
-                }
+                // ICE state changes (a disconnected one included: the path may come
+                // back) are the shard's to handle (`crate::interruption`).
+                Ok(str0m::Output::Event(e)) => events.push_back((who.0, who.1, e)),
                 Err(e) => {
                     tracing::debug!(participant = %who.0, pc = ?who.1, error = %e, "peer connection failed");
                     return Err(PcFailure::Error);

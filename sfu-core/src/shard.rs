@@ -38,7 +38,8 @@ use crate::demux::{classify, stun_local_ufrag, DatagramKind};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::keyframe::KeyframeThrottle;
-use crate::pc::{Failures, Pc};
+use crate::interruption::{Change, Interruptions};
+use crate::pc::{Failures, Pc, PcFailure};
 use crate::timers::{PcKey, Timers};
 
 /// Settings of one shard.
@@ -55,6 +56,9 @@ pub struct ShardConfig {
     pub seed: u64,
     /// At most one keyframe request per publisher layer in this interval.
     pub keyframe_interval: Duration,
+    /// How long a participant whose ICE went quiet keeps its place for the path to come
+    /// back ([`crate::interruption`]) before it is removed as lost (`IceTimeout`).
+    pub media_grace: Duration,
 }
 
 impl ShardConfig {
@@ -64,6 +68,7 @@ impl ShardConfig {
             tcp_addr: None,
             seed: 0,
             keyframe_interval: Duration::from_millis(300),
+            media_grace: Duration::from_secs(20),
         }
     }
 }
@@ -106,6 +111,8 @@ pub(crate) struct Participant {
     /// close_notify) when an offer stops the BUNDLE-tag m-line — as when the first
     /// publisher a subscriber received leaves, and with it the last one of a room of two.
     pub bundle_tag: Option<Mid>,
+    /// The next subscriber offer restarts ICE ([`Command::RestartSubscriberIce`]).
+    pub restart_ice: bool,
     /// WHEP viewers: whose tracks the client-offered m-lines carry.
     pub whep_target: Option<WhepTarget>,
     /// WHEP viewers: the client-offered m-lines, by kind.
@@ -139,6 +146,8 @@ pub struct Shard {
     pub(crate) participants: BTreeMap<ParticipantId, Participant>,
     pub(crate) tracks: BTreeMap<TrackId, Track>,
     by_addr: HashMap<(Transport, SocketAddr), (ParticipantId, PcKind)>,
+    /// Connections whose ICE went quiet, within their grace period.
+    interrupted: Interruptions,
     pub(crate) by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
     pub(crate) out: VecDeque<Output>,
     pub(crate) pending: VecDeque<(ParticipantId, PcKind, str0m::Event)>,
@@ -188,7 +197,9 @@ impl Shard {
     pub fn new(cfg: ShardConfig, now: Instant) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let throttle = KeyframeThrottle::new(cfg.keyframe_interval);
+        let interrupted = Interruptions::new(cfg.media_grace);
         Self {
+            interrupted,
             cfg,
             rng,
             rooms: BTreeMap::new(),
@@ -218,6 +229,16 @@ impl Shard {
     /// Test hook: the next str0m call on this participant's connection of `kind` panics,
     /// as str0m does on an internal bug. The shard must drop that peer, count it, and
     /// leave everything else untouched.
+    /// Test hook: the ICE ufrag a connection is demultiplexed by, if it is, and the one
+    /// its str0m connection uses (the two must agree).
+    #[cfg(feature = "testkit")]
+    pub fn local_ufrag(&mut self, participant: ParticipantId, kind: PcKind) -> Option<(String, String)> {
+        let pc = self.participants.get_mut(&participant)?.pc_mut(kind)?;
+        let known = pc.ufrag.clone();
+        let used = pc.rtc.direct_api().local_ice_credentials().ufrag;
+        (self.by_ufrag.get(&known) == Some(&(participant, kind))).then_some((known, used))
+    }
+
     #[cfg(feature = "testkit")]
     pub fn inject_panic(&mut self, participant: ParticipantId, kind: PcKind) -> bool {
         match self
@@ -307,6 +328,9 @@ impl Shard {
     fn deadline(&self) -> Instant {
         let mut next = self.last_now + Duration::from_secs(1);
         if let Some(t) = self.timers.earliest() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.interrupted.deadline() {
             next = next.min(t);
         }
         if !self.rooms.is_empty() {
@@ -480,6 +504,12 @@ impl Shard {
             self.advance(now, who, true);
         }
         self.due = due;
+        let mut lost = Vec::new();
+        self.interrupted.expired(now, &mut lost);
+        for id in lost {
+            self.failures.report(id, PcFailure::Disconnected);
+        }
+        self.pump(now);
     }
 
     /// Process str0m events and failures until nothing is left.
@@ -543,6 +573,7 @@ impl Shard {
                         subs: BTreeMap::new(),
                         pending_offer: None,
                         renegotiate: false,
+                        restart_ice: false,
                         to_stop: Vec::new(),
                         bundle_tag: None,
                         whep_target: None,
@@ -649,6 +680,15 @@ impl Shard {
                 ufrag,
                 pwd,
             } => self.ice_restart(participant, pc, ufrag, pwd),
+            Command::RestartSubscriberIce { participant } => {
+                match self.participants.get_mut(&participant) {
+                    Some(p) if p.subscriber.is_some() && p.whep_target.is_none() => {
+                        p.restart_ice = true;
+                        self.sync_subscriptions(participant);
+                    }
+                    _ => self.fail(participant, CommandError::UnknownParticipant),
+                }
+            }
             Command::WhepOffer {
                 participant,
                 target,
@@ -721,13 +761,8 @@ impl Shard {
             }
         };
         // An offer with new ICE credentials restarts ICE (RFC 8839 §4.4.1.1.1): str0m
-        // answers with new local ones, which new paths' STUN will name.
-        let ufrag = pc.rtc.direct_api().local_ice_credentials().ufrag;
-        if ufrag != pc.ufrag {
-            let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
-            self.by_ufrag.remove(&old);
-            self.by_ufrag.insert(ufrag, (id, PcKind::Publisher));
-        }
+        // answers with new local ones.
+        self.sync_ufrag(id, PcKind::Publisher);
         // Media the client offered that we cannot take comes back rejected (no payload
         // types in common). If nothing at all is left, the call would be broken: say so.
         let usable = answer
@@ -784,7 +819,9 @@ impl Shard {
             return self.fail(id, CommandError::NoPendingOffer);
         };
         match pc.guarded(|rtc| rtc.sdp_api().accept_answer(pending, answer)) {
-            Ok(Ok(())) => {}
+            // An answer to an offer that restarted ICE brings the new local credentials
+            // into use.
+            Ok(Ok(())) => self.sync_ufrag(id, PcKind::Subscriber),
             Ok(Err(e)) => {
                 // The offer is spent; try again with a fresh one.
                 p.renegotiate = true;
@@ -801,6 +838,20 @@ impl Shard {
             }
         }
         self.drain_pc(id, PcKind::Subscriber);
+    }
+
+    /// After a negotiation that may have restarted ICE: new paths' STUN is demultiplexed
+    /// by the connection's current local ufrag.
+    fn sync_ufrag(&mut self, id: ParticipantId, kind: PcKind) {
+        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
+            return;
+        };
+        let ufrag = pc.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != pc.ufrag {
+            let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
+            self.by_ufrag.remove(&old);
+            self.by_ufrag.insert(ufrag, (id, kind));
+        }
     }
 
     /// Bring a subscriber's connection in line with its room: offer new tracks, stop gone
@@ -829,14 +880,19 @@ impl Shard {
                     && self.tracks.get(t).is_some_and(|tr| tr.publisher != id)
             })
             .collect();
-        if new.is_empty() && p.to_stop.is_empty() {
+        if new.is_empty() && p.to_stop.is_empty() && !p.restart_ice {
             return;
         }
         let to_stop = std::mem::take(&mut p.to_stop);
+        let restart = std::mem::take(&mut p.restart_ice);
         let Some(pc) = p.subscriber.as_mut() else {
             return;
         };
         let mut api = pc.rtc.sdp_api();
+        if restart {
+            // New credentials in the offer; the candidates stay.
+            api.ice_restart(true);
+        }
         for mid in to_stop {
             if Some(mid) == p.bundle_tag {
                 api.set_direction(mid, Direction::Inactive);
@@ -893,6 +949,7 @@ impl Shard {
     fn on_rtc_event(&mut self, now: Instant, id: ParticipantId, kind: PcKind, ev: str0m::Event) {
         use str0m::Event as E;
         match ev {
+            E::IceConnectionStateChange(state) => self.on_ice_state(now, id, kind, state),
             E::Connected => {
                 if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) {
                     pc.connected = true;
@@ -1054,10 +1111,70 @@ impl Shard {
         });
     }
 
+    /// ICE of one connection went quiet or came back ([`crate::interruption`]).
+    fn on_ice_state(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        kind: PcKind,
+        state: str0m::IceConnectionState,
+    ) {
+        use str0m::IceConnectionState as S;
+        let change = match state {
+            S::Disconnected => self.interrupted.begin((id, kind), now),
+            S::Connected | S::Completed if self.interrupted.contains((id, kind)) => {
+                if kind == PcKind::Subscriber {
+                    self.resume_subscriber(now, id);
+                }
+                self.interrupted.end((id, kind))
+            }
+            S::Connected | S::Completed | S::New | S::Checking => return,
+        };
+        match change {
+            Change::Began => self.emit(Event::MediaInterrupted { participant: id }),
+            Change::Ended => self.emit(Event::MediaRestored { participant: id }),
+            Change::Same => {}
+        }
+    }
+
+    /// A subscriber's path is back after an interruption. The estimate it fell to while
+    /// no feedback came says nothing about the path now: estimation starts again from the
+    /// initial estimate (as at join). Its decoders lost every packet of the gap: each
+    /// video it receives restarts on a keyframe, asked for now rather than when the
+    /// browser gives up waiting (Chromium: 3 s without a decodable frame).
+    fn resume_subscriber(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(pc) = p.subscriber.as_mut() else {
+            return;
+        };
+        let initial = crate::pc::INITIAL_ESTIMATE_KBPS;
+        if pc
+            .guarded(|rtc| rtc.bwe().reset(str0m::bwe::Bitrate::kbps(initial)))
+            .is_ok()
+        {
+            p.estimate = Some(initial * 1_000);
+            p.falling = 0;
+        }
+        let sources: Vec<(TrackId, u32)> = p
+            .subs
+            .values()
+            .filter_map(|s| Some((s.track, s.source_layer()?)))
+            .collect();
+        for (tid, ssrc) in sources {
+            if let Some(li) = self.tracks.get(&tid).and_then(|t| t.layer_of_ssrc(ssrc)) {
+                self.request_keyframe(now, tid, li);
+            }
+        }
+        self.allocate(now, id);
+    }
+
     fn remove_participant(&mut self, _now: Instant, id: ParticipantId, reason: GoneReason) {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
+        self.interrupted.forget(id);
         if let Some(pc) = &p.publisher {
             self.forget_pc((id, PcKind::Publisher), pc);
         }

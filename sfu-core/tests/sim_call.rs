@@ -156,9 +156,54 @@ fn a_vanished_client_is_removed_after_the_ice_timeout() {
         ),
         "{e:?}"
     );
-    eprintln!("removed {:?} after vanishing", *at - (sim.start + secs(3)));
+    let after = *at - (sim.start + secs(3));
+    eprintln!("removed {after:?} after vanishing");
+    // First interrupted (kept for the grace period), then removed.
+    let interrupted = sim.events.iter().find(
+        |(_, e)| matches!(e, Event::MediaInterrupted { participant } if *participant == gone),
+    );
+    let (t_int, _) = interrupted.expect("interrupted before it is removed");
+    assert!(*at - *t_int >= secs(20), "kept for the 20 s grace period");
     assert!(sim.client(a).offered.iter().all(|t| t.publisher != gone));
     assert_eq!(sim.shard.participant_count(), 2);
+}
+
+#[test]
+fn a_client_whose_path_breaks_for_a_while_keeps_its_place_and_its_media() {
+    let (mut sim, [a, _b, c]) = three_party(5);
+    sim.run_for(secs(3));
+    let id = sim.client(c).id;
+    let cut = LinkConfig {
+        loss: 1.0,
+        ..Default::default()
+    };
+    sim.set_link(c, cut, cut);
+    // str0m (ICE-lite) calls a connection disconnected about 15 s after its last check.
+    sim.run_for(secs(17));
+    let interrupted = sim.events_matching(
+        |e| matches!(e, Event::MediaInterrupted { participant } if *participant == id),
+    );
+    assert_eq!(interrupted.len(), 1, "the shard noticed the silence");
+    sim.set_link(c, LinkConfig::default(), LinkConfig::default());
+    let before = sim
+        .client(a)
+        .stream_from(id, TrackKind::Video)
+        .map_or(0, |v| v.packets);
+    sim.run_for(secs(8));
+    assert!(
+        sim.events_matching(|e| matches!(e, Event::MediaRestored { participant } if *participant == id))
+            .len()
+            == 1,
+        "its connections came back"
+    );
+    assert!(sim
+        .events_matching(|e| matches!(e, Event::ParticipantGone { .. }))
+        .is_empty());
+    let after = sim
+        .client(a)
+        .stream_from(id, TrackKind::Video)
+        .map_or(0, |v| v.packets);
+    assert!(after > before + 100, "its video flows again: {before} → {after}");
 }
 
 #[test]
@@ -742,4 +787,48 @@ fn a_publishers_tracks_share_one_stream_id_across_renegotiations_and_in_whep() {
     }
     let fixed_answer = &sim.client(fixed).sdps_received[0];
     assert_eq!(msid_streams(fixed_answer)[0].1, format!("p{}", ids[1]));
+}
+
+#[test]
+fn a_subscriber_ice_restart_renews_its_credentials_and_keeps_its_media() {
+    let (mut sim, [a, b, _c]) = three_party(6);
+    sim.run_for(secs(3));
+    let (id, from) = (sim.client(a).id, sim.client(b).id);
+    let ufrags = |sim: &Sim| -> Vec<String> {
+        sim.events_matching(
+            |e| matches!(e, Event::SubscribeOffer { participant, .. } if *participant == id),
+        )
+        .iter()
+        .filter_map(|e| match e {
+            Event::SubscribeOffer { sdp, .. } => sdp
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+                .map(str::to_string),
+            _ => None,
+        })
+        .collect()
+    };
+    let before = ufrags(&sim);
+    let video = |sim: &Sim| {
+        sim.client(a)
+            .stream_from(from, TrackKind::Video)
+            .map_or(0, |v| v.packets)
+    };
+    let packets = video(&sim);
+    sim.command(sfu_core::Command::RestartSubscriberIce { participant: id });
+    // run_for checks the shard's invariants: the connection is found by its new ufrag.
+    sim.run_for(secs(3));
+    let after = ufrags(&sim);
+    assert_eq!(after.len(), before.len() + 1, "one more offer");
+    assert_ne!(after.last(), before.last(), "with new credentials");
+    let (known, used) = sim
+        .shard
+        .local_ufrag(id, sfu_core::PcKind::Subscriber)
+        .expect("demultiplexed by its ufrag");
+    assert_eq!(Some(&known), after.last(), "by the new one");
+    assert_eq!(known, used);
+    assert!(video(&sim) > packets + 100, "media goes on");
+    assert!(sim
+        .events_matching(|e| matches!(e, Event::ParticipantGone { .. } | Event::CommandFailed { .. }))
+        .is_empty());
 }

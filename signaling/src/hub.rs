@@ -94,6 +94,8 @@ struct Member {
     epoch: u64,
     /// Its socket dropped: since when, and its queue meanwhile.
     parked: Option<resume::Parked>,
+    /// Its media path broke (ICE went quiet) and has not come back yet.
+    media_interrupted: bool,
     /// When it joined, until its first connection is up (join latency).
     joined_at: Option<Instant>,
 }
@@ -485,6 +487,7 @@ impl Hub {
                     resume_token,
                     epoch: 0,
                     parked: None,
+                    media_interrupted: false,
                     joined_at: Some(Instant::now()),
                 },
             );
@@ -623,11 +626,23 @@ impl Hub {
                     candidate,
                 }
             }
-            ClientMessage::IceRestart { pc, ufrag, pwd } => Command::IceRestart {
-                participant: id,
-                pc,
-                ufrag,
-                pwd,
+            ClientMessage::IceRestart { pc, ufrag, pwd } => match (pc, ufrag, pwd) {
+                (pc, Some(ufrag), Some(pwd)) => Command::IceRestart {
+                    participant: id,
+                    pc,
+                    ufrag,
+                    pwd,
+                },
+                (sfu_core::PcKind::Subscriber, None, None) => {
+                    Command::RestartSubscriberIce { participant: id }
+                }
+                _ => {
+                    return self.reply_error(
+                        id,
+                        ErrorCode::BadMessage,
+                        "ice_restart: `ufrag` and `pwd` together, or neither for the subscriber connection",
+                    )
+                }
             },
         };
         if let Err(e) = self.plane.send(&room, cmd) {
@@ -756,6 +771,8 @@ impl Hub {
                 sdp,
                 tracks,
             } => self.send_to(participant, ServerMessage::SubscribeOffer { sdp, tracks }),
+            Event::MediaInterrupted { participant } => self.media_interrupted(participant, true),
+            Event::MediaRestored { participant } => self.media_interrupted(participant, false),
             Event::Connected { participant, .. } => {
                 // Join latency: from the join to its first connection up.
                 if let Some(t) = self

@@ -45,12 +45,17 @@ pub enum ClientMessage {
         pc: PcKind,
         candidate: String,
     },
-    /// An ICE restart of one connection with the client's new credentials; answered by
-    /// `ice_restarted` with the server's.
+    /// An ICE restart of one connection. With the client's new credentials (`ufrag`,
+    /// `pwd`): answered by `ice_restarted` with the server's. Of the subscriber
+    /// connection without them: the server's next `subscribe_offer` carries new
+    /// credentials (same tracks), answered as any other. (The publisher connection
+    /// restarts with an offer of new credentials: `publish_offer`.)
     IceRestart {
         pc: PcKind,
-        ufrag: String,
-        pwd: String,
+        #[serde(default)]
+        ufrag: Option<String>,
+        #[serde(default)]
+        pwd: Option<String>,
     },
     /// The client muted or unmuted its microphone or camera.
     Mute {

@@ -506,8 +506,8 @@ async fn patch(
             participant,
             ClientMessage::IceRestart {
                 pc,
-                ufrag: ufrag.clone(),
-                pwd,
+                ufrag: Some(ufrag.clone()),
+                pwd: Some(pwd),
             },
         );
         match tokio::time::timeout(ANSWER_TIMEOUT, rx.recv()).await {

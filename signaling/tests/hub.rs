@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackId, TrackKind};
+use sfu_core::{Command, Event, GoneReason, ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use signaling::hub::{JoinError, Outbound};
 use signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use signaling::{Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
@@ -524,4 +524,77 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
         hub.resume(&next, t0 + Duration::from_secs(32)),
         Err(ResumeError::Unknown)
     ));
+}
+
+#[test]
+fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() {
+    use signaling::hub::Parking;
+    use std::time::{Duration, Instant};
+    let (plane, hub, keys) = setup();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "ann"), None, NOW).unwrap();
+    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let token = resume_token(&msgs(&mut ra));
+    msgs(&mut rb);
+    let reconnecting = |m: &[ServerMessage]| -> Vec<bool> {
+        m.iter()
+            .filter_map(|m| match m {
+                ServerMessage::ParticipantUpdated { participant } if participant.id == a => {
+                    Some(participant.reconnecting)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    hub.on_media_event(Event::MediaInterrupted { participant: a });
+    assert_eq!(reconnecting(&msgs(&mut rb)), vec![true]);
+    hub.on_media_event(Event::MediaInterrupted { participant: a });
+    assert!(reconnecting(&msgs(&mut rb)).is_empty(), "no news, no message");
+    // Its socket drops too, and it resumes: still reconnecting until the media is back.
+    let t0 = Instant::now();
+    assert_eq!(hub.park(a, 0, ra, t0), Parking::Parked);
+    let r = hub.resume(&token, t0 + Duration::from_secs(1)).unwrap();
+    let mut ra = r.rx;
+    assert!(msgs(&mut ra).iter().any(
+        |m| matches!(m, ServerMessage::Resumed { participant, .. } if participant.reconnecting)
+    ));
+    assert_eq!(reconnecting(&msgs(&mut rb)).last(), Some(&true));
+    hub.on_media_event(Event::MediaRestored { participant: a });
+    assert_eq!(reconnecting(&msgs(&mut rb)), vec![false]);
+    // ICE restarts: of the subscriber without credentials, of either with them; half a
+    // pair of credentials is refused.
+    hub.handle(
+        a,
+        ClientMessage::IceRestart {
+            pc: PcKind::Subscriber,
+            ufrag: None,
+            pwd: None,
+        },
+    );
+    assert!(
+        matches!(plane.commands.lock().last(), Some(Command::RestartSubscriberIce { participant }) if *participant == a)
+    );
+    hub.handle(
+        a,
+        ClientMessage::IceRestart {
+            pc: PcKind::Publisher,
+            ufrag: Some("abcd".into()),
+            pwd: Some("0123456789012345678901".into()),
+        },
+    );
+    assert!(
+        matches!(plane.commands.lock().last(), Some(Command::IceRestart { participant, pc: PcKind::Publisher, .. }) if *participant == a)
+    );
+    let n = plane.commands.lock().len();
+    hub.handle(
+        a,
+        ClientMessage::IceRestart {
+            pc: PcKind::Publisher,
+            ufrag: None,
+            pwd: None,
+        },
+    );
+    assert_eq!(plane.commands.lock().len(), n, "nothing reaches the plane");
+    assert!(msgs(&mut ra)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::BadMessage, .. })));
 }

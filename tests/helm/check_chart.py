@@ -34,6 +34,7 @@ CASES = {
         "replicas": 2,
         "apiKeys": {"keys": "prod:0123456789abcdef0123"},
         "rtcService": {"enabled": True},
+        "config": {"rtcTcpAdvertisePort": 443},
     },
     "turn": {
         "config": {"turnUrls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"],
@@ -95,6 +96,8 @@ for case, values in CASES.items():
         printed = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
         if printed["workers"] != str(v["config"]["workers"]) or printed["drain_timeout"] != str(v["config"]["drainTimeout"]):
             fail(f"{case}: config not carried: {printed}")
+        if printed.get("rtc_tcp_port") != str(v["config"]["rtcTcpPort"]) or printed.get("rtc_tcp_advertise_port") != (str(v["config"]["rtcTcpAdvertisePort"]) if v["config"]["rtcTcpAdvertisePort"] else None):
+            fail(f"{case}: ICE-TCP settings not carried: {printed}")
         if v["config"]["turnUrls"] and (v["config"]["turnUrls"][0] not in printed["turn_urls"]
                                         or printed["turn_ttl"] != str(v["config"]["turnTtl"])):
             fail(f"{case}: TURN settings not carried: {printed}")
@@ -111,6 +114,9 @@ for case, values in CASES.items():
     want = list(range(v["config"]["rtcPort"], v["config"]["rtcPort"] + v["config"]["workers"]))
     if udp != want:
         fail(f"{case}: UDP ports {udp}, want {want}")
+    tcp_port = v["config"]["rtcTcpPort"]
+    if [p["containerPort"] for p in c["ports"] if p["name"] == "rtc-tcp"] != ([tcp_port] if tcp_port else []):
+        fail(f"{case}: the ICE-TCP container port")
     if pod["hostNetwork"] != v["hostNetwork"]:
         fail(f"{case}: hostNetwork")
     envs = {e["name"]: e for e in c["env"]}
@@ -142,8 +148,12 @@ for case, values in CASES.items():
             fail(f"{case}: ServiceMonitor {sm}")
     if v["rtcService"]["enabled"]:
         rtc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-rtc"))
-        if sorted(p["port"] for p in rtc["spec"]["ports"]) != want:
+        if sorted(p["port"] for p in rtc["spec"]["ports"] if p["protocol"] == "UDP") != want:
             fail(f"{case}: rtc service ports")
+        tcp = [p for p in rtc["spec"]["ports"] if p["protocol"] == "TCP"]
+        advertised = v["config"]["rtcTcpAdvertisePort"] or v["config"]["rtcTcpPort"]
+        if [(p["port"], p["targetPort"]) for p in tcp] != [(advertised, v["config"]["rtcTcpPort"])]:
+            fail(f"{case}: the ICE-TCP service port {tcp}")
     print(f"{case}: lint clean, {len(docs)} manifests valid for Kubernetes {KUBE}: {', '.join(kinds)}")
 
 # A bad value is refused at render time.

@@ -85,6 +85,18 @@ impl Shard {
                 return Err(format!("ufrag {ufrag} left behind for {id} {kind:?}"));
             }
         }
+        // Each connection is found by the ufrag it uses now (ICE restarts change it).
+        for (id, p) in &self.participants {
+            for (kind, pc) in [
+                (PcKind::Publisher, p.publisher.as_ref()),
+                (PcKind::Subscriber, p.subscriber.as_ref()),
+            ] {
+                let Some(pc) = pc else { continue };
+                if self.by_ufrag.get(&pc.ufrag) != Some(&(*id, kind)) {
+                    return Err(format!("{id} {kind:?}: ufrag {} not demultiplexed", pc.ufrag));
+                }
+            }
+        }
         let mut with_deadline = 0;
         for (id, p) in &self.participants {
             for (kind, pc) in [

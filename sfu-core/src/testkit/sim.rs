@@ -30,6 +30,8 @@ pub struct Sim {
     next_id: u64,
     /// Publishers follow [`Event::PublisherLayers`] (on by default, as browsers do).
     pub dynacast: bool,
+    /// Transmits over ICE-TCP (to nobody: the simulated network is UDP).
+    pub tcp_transmits: u64,
 }
 
 impl Sim {
@@ -38,6 +40,9 @@ impl Sim {
         let server: SocketAddr = (Ipv4Addr::new(127, 0, 0, 1), 5000).into();
         let mut cfg = ShardConfig::new(server);
         cfg.seed = seed;
+        // Offered as in production; the simulated network carries UDP only, so the
+        // clients never pair with it (fuzzing feeds TCP frames directly).
+        cfg.tcp_addr = Some(server);
         Self {
             now: start,
             start,
@@ -50,6 +55,7 @@ impl Sim {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0xc11e),
             next_id: 1,
             dynacast: true,
+            tcp_transmits: 0,
         }
     }
 
@@ -273,6 +279,9 @@ impl Sim {
                 Output::Timeout(t) => {
                     self.shard_timeout = t;
                     break;
+                }
+                Output::Transmit(t) if t.transport == crate::Transport::Tcp => {
+                    self.tcp_transmits += 1
                 }
                 Output::Transmit(t) => self.net.send(
                     self.now,

@@ -27,6 +27,28 @@ pub enum ResumeError {
 }
 
 impl Hub {
+    /// `id`'s media path broke or came back: while it is out, or its socket is parked,
+    /// the others see it as reconnecting.
+    pub(super) fn media_interrupted(&self, id: ParticipantId, out: bool) {
+        let mut dir = self.dir.lock();
+        let Some(room) = dir.room_of.get(&id).cloned() else {
+            return;
+        };
+        let Some(r) = dir.rooms.get_mut(&room) else {
+            return;
+        };
+        let Some(m) = r.members.get_mut(&id) else {
+            return;
+        };
+        m.media_interrupted = out;
+        let reconnecting = out || m.parked.is_some();
+        if m.info.reconnecting != reconnecting {
+            m.info.reconnecting = reconnecting;
+            let (hidden, info) = (m.hidden, m.info.clone());
+            announce_update(&r.members, id, hidden, info);
+        }
+    }
+
     /// The socket of `id`'s session `epoch` ended without a `leave`: keep the session for
     /// the grace period, `rx` (its queue) parked. False when the session is not resumable
     /// (the caller removes it) or was already resumed elsewhere (the caller does nothing).
@@ -98,7 +120,7 @@ impl Hub {
                 rx
             }
         };
-        m.info.reconnecting = false;
+        m.info.reconnecting = m.media_interrupted;
         let info = m.info.clone();
         let epoch = m.epoch;
         let hidden = m.hidden;

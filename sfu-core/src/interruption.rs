@@ -1,0 +1,125 @@
+//! Connections whose ICE went quiet: the peer's path broke (a Wi-Fi hand-over, a laptop
+//! lid, a cut cable). str0m reports such a connection disconnected but keeps it: consent
+//! checks that come back, or an ICE restart over signaling, bring it back to connected.
+//! The participant keeps its place meanwhile (others see it reconnecting) for a grace
+//! period, after which it is removed as lost.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::ids::{ParticipantId, PcKind};
+use crate::timers::PcKey;
+
+#[derive(Debug)]
+pub(crate) struct Interruptions {
+    grace: Duration,
+    since: BTreeMap<PcKey, Instant>,
+}
+
+/// What a change means for the participant as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Its first interrupted connection: tell the control plane.
+    Began,
+    /// Its last interrupted connection is back.
+    Ended,
+    /// Nothing new for the participant.
+    Same,
+}
+
+impl Interruptions {
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            since: BTreeMap::new(),
+        }
+    }
+
+    fn any(&self, id: ParticipantId) -> bool {
+        self.since.contains_key(&(id, PcKind::Publisher))
+            || self.since.contains_key(&(id, PcKind::Subscriber))
+    }
+
+    pub fn contains(&self, who: PcKey) -> bool {
+        self.since.contains_key(&who)
+    }
+
+    /// `who`'s ICE went quiet at `now`.
+    pub fn begin(&mut self, who: PcKey, now: Instant) -> Change {
+        let before = self.any(who.0);
+        self.since.entry(who).or_insert(now);
+        if before {
+            Change::Same
+        } else {
+            Change::Began
+        }
+    }
+
+    /// `who`'s ICE is connected (again).
+    pub fn end(&mut self, who: PcKey) -> Change {
+        if self.since.remove(&who).is_none() || self.any(who.0) {
+            Change::Same
+        } else {
+            Change::Ended
+        }
+    }
+
+    /// Forget a participant that is gone.
+    pub fn forget(&mut self, id: ParticipantId) {
+        self.since.remove(&(id, PcKind::Publisher));
+        self.since.remove(&(id, PcKind::Subscriber));
+    }
+
+    /// Participants interrupted for longer than the grace period (taken out).
+    pub fn expired(&mut self, now: Instant, out: &mut Vec<ParticipantId>) {
+        if self.since.is_empty() {
+            return;
+        }
+        let grace = self.grace;
+        let due: Vec<PcKey> = self
+            .since
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= grace)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            if !out.contains(&k.0) {
+                out.push(k.0);
+            }
+            self.forget(k.0);
+        }
+    }
+
+    /// When the next participant's grace period ends.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.since.values().min().map(|t| *t + self.grace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_participant_is_interrupted_while_any_connection_is() {
+        let t0 = crate::test_clock::origin();
+        let mut i = Interruptions::new(Duration::from_secs(20));
+        let (a, b) = (ParticipantId(1), ParticipantId(2));
+        assert_eq!(i.begin((a, PcKind::Subscriber), t0), Change::Began);
+        assert_eq!(i.begin((a, PcKind::Publisher), t0 + Duration::from_secs(1)), Change::Same);
+        assert_eq!(i.begin((b, PcKind::Publisher), t0 + Duration::from_secs(5)), Change::Began);
+        assert_eq!(i.end((a, PcKind::Subscriber)), Change::Same, "its publisher is still out");
+        assert_eq!(i.end((a, PcKind::Publisher)), Change::Ended);
+        assert_eq!(i.end((a, PcKind::Publisher)), Change::Same, "not interrupted");
+        assert_eq!(i.deadline(), Some(t0 + Duration::from_secs(25)));
+        let mut out = Vec::new();
+        i.expired(t0 + Duration::from_secs(24), &mut out);
+        assert!(out.is_empty());
+        i.expired(t0 + Duration::from_secs(25), &mut out);
+        assert_eq!(out, vec![b]);
+        assert_eq!(i.deadline(), None);
+        assert_eq!(i.begin((a, PcKind::Subscriber), t0), Change::Began);
+        i.forget(a);
+        assert_eq!(i.deadline(), None);
+    }
+}
