@@ -137,7 +137,7 @@ export class SwitchboardClient extends EventTarget {
       await sleep(delay);
       delay = Math.min(delay * 2, 1000);
       try {
-        await this.openSession({ type: 'resume', token: this.resumeToken }, 'resumed', { openWithinMs: 2000 });
+        await this.openSession({ type: 'resume', token: this.resumeToken, access_token: this.joinToken }, 'resumed', { openWithinMs: 2000 });
         this.setConnection('connected');
         return;
       } catch (e) {

@@ -27,6 +27,9 @@ pub enum ClientMessage {
     /// the `resume_token` of its `joined` (or last `resumed`).
     Resume {
         token: String,
+        /// The access token the session joined with (or a fresh one for the same
+        /// identity and room): a resume token works only for its own participant.
+        access_token: String,
     },
     /// Offer for the publisher connection (first or renegotiation), with what each m-line
     /// carries (`mid` → `camera` | `microphone` | `screen_share` | `screen_share_audio`).

@@ -103,7 +103,10 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
                     return None;
                 }
             },
-            Ok(ClientMessage::Resume { token }) => match hub.resume(&token, Instant::now()) {
+            Ok(ClientMessage::Resume {
+                token,
+                access_token,
+            }) => match hub.resume(&token, &access_token, crate::auth::unix_now(), Instant::now()) {
                 Ok(r) => {
                     return Some(Attached {
                         id: r.id,

@@ -477,8 +477,22 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
             destination: vec![],
         },
     );
+    // Her resume token with bob's access token, or hers for another room, or a forged
+    // access token: refused, and the resume token still works for her.
+    assert!(matches!(
+        hub.resume(&token, &tok(&keys, "r", "bob"), NOW, t0),
+        Err(ResumeError::NotYours)
+    ));
+    assert!(matches!(
+        hub.resume(&token, &tok(&keys, "other", "ann"), NOW, t0),
+        Err(ResumeError::NotYours)
+    ));
+    assert!(matches!(
+        hub.resume(&token, "not.a.jwt", NOW, t0),
+        Err(ResumeError::Access(_))
+    ));
     // She resumes on a new socket: the same participant, the queued message, then resumed.
-    let r = hub.resume(&token, t0 + Duration::from_secs(5)).unwrap();
+    let r = hub.resume(&token, &tok(&keys, "r", "ann"), NOW, t0 + Duration::from_secs(5)).unwrap();
     assert_eq!((r.id, r.epoch), (a, 1));
     let mut rx = r.rx;
     let got = msgs(&mut rx);
@@ -493,7 +507,7 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
         matches!(&msgs(&mut rb)[..], [ServerMessage::ParticipantUpdated { participant }] if participant.id == a && !participant.reconnecting)
     );
     // The token works once; the next one is in `resumed`.
-    assert!(matches!(hub.resume(&token, t0), Err(ResumeError::Unknown)));
+    assert!(matches!(hub.resume(&token, &tok(&keys, "r", "ann"), NOW, t0), Err(ResumeError::Unknown)));
     let next = resume_token(&got);
     assert_ne!(next, token);
     // The old socket's late end changes nothing (its epoch is stale).
@@ -521,7 +535,7 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
         .iter()
         .any(|c| matches!(c, Command::Leave { participant } if *participant == a)));
     assert!(matches!(
-        hub.resume(&next, t0 + Duration::from_secs(32)),
+        hub.resume(&next, &tok(&keys, "r", "ann"), NOW, t0 + Duration::from_secs(32)),
         Err(ResumeError::Unknown)
     ));
 }
@@ -552,7 +566,7 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
     // Its socket drops too, and it resumes: still reconnecting until the media is back.
     let t0 = Instant::now();
     assert_eq!(hub.park(a, 0, ra, t0), Parking::Parked);
-    let r = hub.resume(&token, t0 + Duration::from_secs(1)).unwrap();
+    let r = hub.resume(&token, &tok(&keys, "r", "ann"), NOW, t0 + Duration::from_secs(1)).unwrap();
     let mut ra = r.rx;
     assert!(msgs(&mut ra).iter().any(
         |m| matches!(m, ServerMessage::Resumed { participant, .. } if participant.reconnecting)

@@ -130,17 +130,29 @@ pub struct Participant {
     pub messages: Vec<Value>,
     /// The server's answer for the publisher connection.
     pub answer: Option<String>,
+    /// The session's resume token (joined with `resume: true`).
+    pub resume_token: Option<String>,
 }
 
 impl Participant {
     pub async fn join(server: &Server, room: &str, name: &str) -> Self {
+        Self::join_with(server, room, name, false).await
+    }
+
+    /// Join keeping the session for a resume if the socket drops.
+    pub async fn join_resumable(server: &Server, room: &str, name: &str) -> Self {
+        Self::join_with(server, room, name, true).await
+    }
+
+    async fn join_with(server: &Server, room: &str, name: &str, resume: bool) -> Self {
         let mut ws = ws(server).await;
         send(
             &mut ws,
-            json!({"type": "join", "token": token(room, name, 600), "version": 1}),
+            json!({"type": "join", "token": token(room, name, 600), "version": 1, "resume": resume}),
         )
         .await;
         let joined = recv(&mut ws).await;
+        let resume_token = joined["resume_token"].as_str().map(str::to_string);
         assert_eq!(joined["type"], "joined", "{joined}");
         let id = ParticipantId(joined["participant"]["id"].as_u64().unwrap());
         let pub_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -168,6 +180,7 @@ impl Participant {
             datagrams: [0, 0],
             messages: Vec::new(),
             answer: None,
+            resume_token,
         }
     }
 

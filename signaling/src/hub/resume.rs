@@ -24,6 +24,10 @@ pub(super) fn new_token() -> String {
 pub enum ResumeError {
     #[error("unknown or used resume token, or the grace period is over")]
     Unknown,
+    #[error("the access token is not valid: {0}")]
+    Access(String),
+    #[error("the resume token belongs to another identity or room than the access token's")]
+    NotYours,
 }
 
 impl Hub {
@@ -86,7 +90,20 @@ impl Hub {
     /// Take a parked (or still attached) session back with its resume token: the
     /// participant, its queue (with what was queued meanwhile), the session's new epoch
     /// and next token. The old socket, if still open, is closed.
-    pub fn resume(&self, token: &str, now: Instant) -> Result<Resumed, ResumeError> {
+    /// `access` is an access token for the session's identity and room (checked at
+    /// `unix`, seconds): a resume token alone (a bearer secret that may leak with a log
+    /// line) cannot take a session.
+    pub fn resume(
+        &self,
+        token: &str,
+        access: &str,
+        unix: u64,
+        now: Instant,
+    ) -> Result<Resumed, ResumeError> {
+        let claims = self
+            .keys
+            .verify(access, unix)
+            .map_err(|e| ResumeError::Access(e.to_string()))?;
         let mut dir = self.dir.lock();
         let dir = &mut *dir;
         let grace = Duration::from_secs(self.config.resume_grace);
@@ -101,6 +118,9 @@ impl Hub {
         let (room, id) = found.ok_or(ResumeError::Unknown)?;
         let r = dir.rooms.get_mut(&room).ok_or(ResumeError::Unknown)?;
         let m = r.members.get_mut(&id).ok_or(ResumeError::Unknown)?;
+        if claims.sub != m.info.identity || claims.video.room != room {
+            return Err(ResumeError::NotYours);
+        }
         if m.parked
             .as_ref()
             .is_some_and(|p| now.saturating_duration_since(p.since) > grace)
