@@ -18,6 +18,8 @@ command -v baresip >/dev/null 2>&1 || need_sip+=(baresip-core)
 command -v sipsak >/dev/null 2>&1 || need_sip+=(sipsak)
 # TURN: Debian's coturn for the relay test (tests/browser/turn.test.mjs).
 command -v turnserver >/dev/null 2>&1 || need_sip+=(coturn)
+# The cluster: Debian's redis-server, started by the cluster tests on loopback.
+command -v redis-server >/dev/null 2>&1 || need_sip+=(redis-server)
 if [ ${#need_sip[@]} -gt 0 ]; then
   echo "== installing ${need_sip[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -95,6 +95,16 @@ export class SwitchboardClient extends EventTarget {
         try { msg = JSON.parse(ev.data); } catch { return; }
         // Before `joined` any error is the join's; before `resumed` only the refusal is
         // the resume's (queued messages of the gap may carry other errors).
+        // A cluster node that is not the room's home says where it is: the same first
+        // message goes there (and later reconnections too).
+        if (!ready && msg.type === 'moved') {
+          ready = true;
+          clearInterval(heartbeat);
+          if (this.ws === ws) this.ws = null;
+          try { ws.close(); } catch {}
+          this.wsUrl = msg.url;
+          return this.openSession(first, expect, { openWithinMs }).then(resolve, reject);
+        }
         if (!ready && msg.type === 'error' && (expect === 'joined' || msg.code === 'resume_refused')) {
           return fail(msg.code, `${msg.code}: ${msg.message}`);
         }

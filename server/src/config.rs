@@ -86,6 +86,15 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_url: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin: Option<bool>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,6 +183,9 @@ pub struct Config {
     pub rtc_tcp_port: Option<u16>,
     pub rtc_tcp_advertise_port: Option<u16>,
     pub workers: Option<usize>,
+    pub redis_url: Option<String>,
+    pub cluster_url: Option<String>,
+    pub node_id: Option<String>,
     pub pin: bool,
     pub keys: Option<String>,
     pub dev: bool,
@@ -218,6 +230,9 @@ impl Default for Config {
             rtc_tcp_port: None,
             rtc_tcp_advertise_port: None,
             workers: None,
+            redis_url: None,
+            cluster_url: None,
+            node_id: None,
             pin: true,
             keys: None,
             dev: false,
@@ -284,6 +299,9 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "rtc_tcp_port", default: "(rtc_port)", doc: "The node's one ICE-TCP port (RFC 6544 passive candidates, offered next to UDP at a lower priority, for clients whose network blocks UDP); every worker's connections arrive there. 0: no ICE-TCP." },
     KeyDoc { key: "rtc_tcp_advertise_port", default: "(rtc_tcp_port)", doc: "The TCP port put in ICE candidates, when clients reach `rtc_tcp_port` through a port map (443 on a load balancer or a Kubernetes Service)." },
     KeyDoc { key: "workers", default: "(one per core)", doc: "Media worker threads, each with its own UDP port." },
+    KeyDoc { key: "redis_url", default: "(none: a single node)", doc: "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`). Each node registers itself there and rooms get one home node each; a join that reaches another node is sent to the home (`moved`). Without it nothing external is used (`docs/deployment.md`, \"Cluster\")." },
+    KeyDoc { key: "cluster_url", default: "(http://<rtc_advertise>:<http port>)", doc: "Cluster mode: this node's HTTP base URL as clients reach it; clients of rooms homed here are sent to it." },
+    KeyDoc { key: "node_id", default: "(random at start)", doc: "Cluster mode: this node's name in the registry." },
     KeyDoc { key: "pin", default: "true", doc: "Pin each worker thread to a core." },
     KeyDoc { key: "keys", default: "(none: development mode)", doc: "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode with a printed development key." },
     KeyDoc { key: "dev", default: "false", doc: "Serve `/api/dev/token` even with configured keys (signs with the first key)." },
@@ -386,6 +404,18 @@ impl Config {
             self.rtc_tcp_advertise_port != Some(0),
             "rtc_tcp_advertise_port: must be a port (turn ICE-TCP off with rtc_tcp_port = 0)"
         );
+        if let Some(u) = &self.redis_url {
+            anyhow::ensure!(
+                u.starts_with("redis://") || u.starts_with("rediss://"),
+                "redis_url: `{u}` is not a redis:// URL"
+            );
+        }
+        if let Some(u) = &self.cluster_url {
+            anyhow::ensure!(
+                u.starts_with("http://") || u.starts_with("https://"),
+                "cluster_url: `{u}` is not an http(s) URL"
+            );
+        }
         if let Some(ip) = self.rtc_advertise {
             anyhow::ensure!(
                 !ip.is_unspecified(),

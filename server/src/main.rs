@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster_node;
 mod config;
 mod framing;
 mod plane;
@@ -212,6 +213,14 @@ fn serve(args: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        // Bound first: a cluster node advertises the port it really got.
+        let listener = tokio::net::TcpListener::bind(args.http)
+            .await
+            .with_context(|| format!("http: binding {}", args.http))?;
+        let cluster = match &args.redis_url {
+            Some(url) => Some(join_cluster(&args, url, listener.local_addr()?.port(), &hub, &pool).await?),
+            None => None,
+        };
         let h = hub.clone();
         tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
@@ -240,7 +249,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
             let prometheus = prometheus.clone();
             axum::routing::get(move || std::future::ready(prometheus.render()))
         };
-        let ready = readiness(hub.clone(), pool.clone(), args.max_worker_packet_rate);
+        let ready = readiness(hub.clone(), pool.clone(), args.max_worker_packet_rate, cluster.clone());
         let mut app = web::router()
             .route(
                 "/readyz",
@@ -315,9 +324,6 @@ fn serve(args: Config) -> anyhow::Result<()> {
             rate: (args.api_rate, args.api_burst),
             sip: sip_api,
         }));
-        let listener = tokio::net::TcpListener::bind(args.http)
-            .await
-            .with_context(|| format!("http: binding {}", args.http))?;
         let local = listener.local_addr()?;
         for w in &pool.workers {
             eprintln!("media worker {} on udp {}", w.index, w.addr);
@@ -335,7 +341,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
             "Switchboard is running: open http://{local}/"
         );
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(drain_on_signals(hub.clone(), args.drain_timeout, done_tx));
+        tokio::spawn(drain_on_signals(hub.clone(), pool.clone(), cluster.clone(), args.drain_timeout, done_tx));
         // Resolves once the drain is over (never, should the drain task end without one).
         let drained = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             if rx.wait_for(|done| *done).await.is_err() {
@@ -408,11 +414,17 @@ fn readiness(
     hub: Arc<Hub>,
     pool: Arc<WorkerPool>,
     max_rate: u64,
+    cluster: Option<Arc<cluster_node::ClusterNode>>,
 ) -> impl Fn() -> axum::response::Response + Clone + Send + 'static {
     move || {
         use axum::response::IntoResponse;
         let reason = if hub.is_draining() {
             Some("draining".to_string())
+        } else if cluster
+            .as_ref()
+            .is_some_and(|c| !c.healthy.load(Ordering::Relaxed))
+        {
+            Some("the cluster directory (Redis) is unreachable: no new rooms".to_string())
         } else {
             overloaded(&pool, max_rate)
         };
@@ -430,7 +442,45 @@ fn readiness(
 /// SIGTERM or SIGINT: drain (not ready, no new joins), wait until every room is empty or
 /// `timeout` seconds passed, tell the remaining participants the server is shutting
 /// down, then stop. A second signal stops at once.
-async fn drain_on_signals(hub: Arc<Hub>, timeout: u64, done: tokio::sync::watch::Sender<bool>) {
+/// Cluster mode: register this node, take its id slot, and place rooms through Redis.
+async fn join_cluster(
+    args: &Config,
+    url: &str,
+    http_port: u16,
+    hub: &Arc<Hub>,
+    pool: &Arc<WorkerPool>,
+) -> anyhow::Result<Arc<cluster_node::ClusterNode>> {
+    let redis = cluster::Redis::new(url).context("redis_url")?;
+    let id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+    let http = args
+        .cluster_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{http_port}", args.advertise_ip()));
+    let media = pool.workers.iter().map(|w| format!("udp {}", w.addr)).collect();
+    let node = Arc::new(cluster_node::ClusterNode::new(redis, id.clone(), http.clone(), media));
+    let base = node
+        .id_base()
+        .await
+        .with_context(|| format!("redis_url: cannot reach {url}"))?;
+    node.publish(hub, pool)
+        .await
+        .with_context(|| format!("redis_url: cannot register at {url}"))?;
+    hub.set_placement(node.clone(), base);
+    tokio::spawn(node.clone().run(hub.clone(), pool.clone()));
+    eprintln!("cluster node {id} at {http} (ids from {base})");
+    Ok(node)
+}
+
+async fn drain_on_signals(
+    hub: Arc<Hub>,
+    pool: Arc<WorkerPool>,
+    cluster: Option<Arc<cluster_node::ClusterNode>>,
+    timeout: u64,
+    done: tokio::sync::watch::Sender<bool>,
+) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -448,6 +498,10 @@ async fn drain_on_signals(hub: Arc<Hub>, timeout: u64, done: tokio::sync::watch:
     };
     let first = signal.await;
     hub.start_drain();
+    if let Some(c) = &cluster {
+        // Marked draining in the directory at once: no new room is placed here.
+        let _ = c.publish(&hub, &pool).await;
+    }
     let n = hub.participant_count();
     eprintln!(
         "{first}: draining ({n} participants; up to {timeout} s; a second signal stops at once)"

@@ -197,6 +197,7 @@ pub struct Hub {
     webhooks: Option<Webhooks>,
     draining: std::sync::atomic::AtomicBool,
     admission: parking_lot::RwLock<Option<Admission>>,
+    placement: parking_lot::RwLock<Option<Arc<dyn crate::placement::Placement>>>,
 }
 
 impl Hub {
@@ -220,7 +221,24 @@ impl Hub {
             webhooks,
             draining: std::sync::atomic::AtomicBool::new(false),
             admission: parking_lot::RwLock::new(None),
+            placement: parking_lot::RwLock::new(None),
         }
+    }
+
+    /// Cluster mode: rooms are placed across nodes, and participant ids start at
+    /// `id_base` (the node's slot in the high bits), unique across the cluster.
+    pub fn set_placement(&self, p: Arc<dyn crate::placement::Placement>, id_base: u64) {
+        *self.placement.write() = Some(p);
+        self.next_id.fetch_max(id_base.max(1), Ordering::Relaxed);
+    }
+
+    pub fn placement(&self) -> Option<Arc<dyn crate::placement::Placement>> {
+        self.placement.read().clone()
+    }
+
+    /// The room an access token is for, if it verifies at `now`.
+    pub fn token_room(&self, token: &str, now: u64) -> Option<String> {
+        self.keys.verify(token, now).ok().map(|c| c.video.room)
     }
 
     /// Limits checked at every join (see [`Admission`]).

@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod http;
 pub mod hub;
+pub mod placement;
 pub mod plane;
 pub mod protocol;
 pub mod sip_calls;

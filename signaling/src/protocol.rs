@@ -269,6 +269,11 @@ pub enum ServerMessage {
         message: String,
     },
     Pong,
+    /// Cluster: the room lives on another node; connect to `url` and send the same
+    /// `join` (or `resume`) there. The socket is closed with 4013.
+    Moved {
+        url: String,
+    },
     /// The answer to an ICE restart: the server's new credentials and candidates
     /// (`candidate:` values, as in `a=candidate:` lines).
     IceRestarted {
@@ -310,6 +315,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A `resume` with an unknown or used token, or after the grace period: join anew.
     ResumeRefused,
+    /// Cluster: the room directory is unreachable; new rooms cannot be placed.
+    Unavailable,
 }
 
 /// WebSocket close codes (4000–4999 are the application's, RFC 6455 §7.4.2).
@@ -332,6 +339,10 @@ pub mod close_code {
     /// Removed because its media connection was lost (ICE timeout, failure): unlike a
     /// removal by an administrator (4004), the client may join again.
     pub const CONNECTION_LOST: u16 = 4012;
+    /// Cluster: the room lives on another node (the `moved` message says where).
+    pub const MOVED: u16 = 4013;
+    /// Cluster: the directory cannot be reached, so no room can be placed now.
+    pub const UNAVAILABLE: u16 = 4014;
 }
 
 #[cfg(test)]

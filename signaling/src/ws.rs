@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::unix_now;
 use crate::hub::{Hub, JoinError, Outbound, Parking};
+use crate::placement::Placed;
 use crate::protocol::{close_code, ClientMessage, ErrorCode, ServerMessage};
 
 /// Largest signaling message accepted (an SDP with many m-lines fits easily).
@@ -73,6 +74,24 @@ struct Attached {
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
+/// In a cluster: whether the room `token` is for lives here. Ok(None): go on here.
+/// Ok(Some(frames)): send those and close (moved elsewhere, or the directory is down).
+async fn placed_elsewhere(hub: &Hub, token: &str) -> Option<[Message; 2]> {
+    let placement = hub.placement()?;
+    let room = hub.token_room(token, unix_now())?; // a bad token: the hub says why
+    match placement.place(&room).await {
+        Ok(Placed::Here) => None,
+        Ok(Placed::Elsewhere { ws_url }) => Some([
+            text(&ServerMessage::Moved { url: ws_url }),
+            close(close_code::MOVED, "moved"),
+        ]),
+        Err(e) => Some([
+            error(ErrorCode::Unavailable, e.to_string()),
+            close(close_code::UNAVAILABLE, "unavailable"),
+        ]),
+    }
+}
+
 /// Phase 1: the first message must be `join` or `resume`.
 async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attached> {
     while let Some(Ok(msg)) = stream.next().await {
@@ -82,7 +101,22 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
             }
             continue;
         };
-        let reply = match serde_json::from_str::<ClientMessage>(&t) {
+        let parsed = serde_json::from_str::<ClientMessage>(&t);
+        let routed_by = match &parsed {
+            Ok(ClientMessage::Join { token, .. }) => Some(token.as_str()),
+            Ok(ClientMessage::Resume { access_token, .. }) => Some(access_token.as_str()),
+            _ => None,
+        };
+        if let Some(frames) = match routed_by {
+            Some(token) => placed_elsewhere(hub, token).await,
+            None => None,
+        } {
+            for f in frames {
+                let _ = sink.send(f).await;
+            }
+            return None;
+        }
+        let reply = match parsed {
             Ok(ClientMessage::Join {
                 token,
                 version,

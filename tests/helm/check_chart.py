@@ -36,6 +36,10 @@ CASES = {
         "rtcService": {"enabled": True},
         "config": {"rtcTcpAdvertisePort": 443},
     },
+    "cluster-dev-redis": {
+        "replicas": 3,
+        "cluster": {"enabled": True, "devRedis": True},
+    },
     "turn": {
         "config": {"turnUrls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"],
                    "turnTtl": 3600},
@@ -96,12 +100,14 @@ for case, values in CASES.items():
         printed = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
         if printed["workers"] != str(v["config"]["workers"]) or printed["drain_timeout"] != str(v["config"]["drainTimeout"]):
             fail(f"{case}: config not carried: {printed}")
+        if v["cluster"]["enabled"] and printed.get("redis_url") != '"redis://sb-switchboard-redis:6379"':
+            fail(f"{case}: redis_url not carried: {printed.get('redis_url')}")
         if printed.get("rtc_tcp_port") != str(v["config"]["rtcTcpPort"]) or printed.get("rtc_tcp_advertise_port") != (str(v["config"]["rtcTcpAdvertisePort"]) if v["config"]["rtcTcpAdvertisePort"] else None):
             fail(f"{case}: ICE-TCP settings not carried: {printed}")
         if v["config"]["turnUrls"] and (v["config"]["turnUrls"][0] not in printed["turn_urls"]
                                         or printed["turn_ttl"] != str(v["config"]["turnTtl"])):
             fail(f"{case}: TURN settings not carried: {printed}")
-    work = next(d for d in docs if d["kind"] in ("Deployment", "DaemonSet"))
+    work = next(d for d in docs if d["kind"] in ("Deployment", "DaemonSet") and not d["metadata"]["name"].endswith("-redis"))
     if work["kind"] != v["kind"]:
         fail(f"{case}: kind {work['kind']}")
     pod = work["spec"]["template"]["spec"]
@@ -140,6 +146,12 @@ for case, values in CASES.items():
         if ref["key"] != "turn-secret" or (not v["turnSecret"]["existingSecret"]
                                            and (not own or "turn-secret" not in own[0]["stringData"])):
             fail(f"{case}: the TURN secret is not wired: {ref}")
+    if v["cluster"]["enabled"]:
+        if "SWITCHBOARD_NODE_ID" not in envs or "SWITCHBOARD_CLUSTER_URL" not in envs:
+            fail(f"{case}: the cluster node's identity and URL")
+        redis = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-redis")]
+        if v["cluster"]["devRedis"] != bool(redis):
+            fail(f"{case}: the development Redis")
     if ("PodDisruptionBudget" in kinds) != v["podDisruptionBudget"]["enabled"]:
         fail(f"{case}: PodDisruptionBudget")
     if v["serviceMonitor"]["enabled"]:
@@ -162,3 +174,8 @@ try:
     fail("kind StatefulSet rendered")
 except helm.HelmError as e:
     print(f"kind StatefulSet refused: {str(e).splitlines()[0][:100]}")
+try:
+    chart.render({"cluster": {"enabled": True}}, name="sb")
+    fail("cluster without Redis rendered")
+except helm.HelmError as e:
+    print(f"cluster without Redis refused: {str(e).splitlines()[0][:100]}")

@@ -30,3 +30,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "switchboard.fullname" . -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Redis URL of cluster mode: the given one, or the development Redis. */}}
+{{- define "switchboard.redisUrl" -}}
+{{- if .Values.cluster.redisUrl -}}
+{{ .Values.cluster.redisUrl }}
+{{- else if .Values.cluster.devRedis -}}
+redis://{{ include "switchboard.fullname" . }}-redis:6379
+{{- else -}}
+{{ fail "cluster.enabled needs cluster.redisUrl (or cluster.devRedis for a trial)" }}
+{{- end -}}
+{{- end -}}

@@ -92,6 +92,83 @@ pub fn token(room: &str, identity: &str, exp_in: i64) -> String {
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Send `first` on a socket to `url`; a `moved` answer is followed to the node it names.
+/// The socket and the first message that is not `moved`.
+/// A node that cannot be reached gives no socket and `{"type": "unreachable"}`.
+pub async fn join_following(url: &str, first: &Value) -> (Option<Ws>, Value) {
+    let mut url = url.to_string();
+    for _ in 0..3 {
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
+            return (None, json!({"type": "unreachable", "url": url}));
+        };
+        send(&mut ws, first.clone()).await;
+        let m = recv(&mut ws).await;
+        if m["type"] != "moved" {
+            return (Some(ws), m);
+        }
+        url = m["url"].as_str().unwrap().to_string();
+    }
+    panic!("moved more than twice");
+}
+
+/// A token that may list and administer every room (REST).
+pub fn admin_token() -> String {
+    let ks = KeyStore::new([(KEY.to_string(), SECRET.to_string())]);
+    let mut video = VideoGrant::default();
+    video.room_list = true;
+    video.room_admin = true;
+    video.room_create = true;
+    let claims = Claims {
+        iss: KEY.into(),
+        sub: "admin".into(),
+        exp: signaling::auth::unix_now() + 600,
+        nbf: None,
+        kind: Default::default(),
+        metadata: None,
+        name: None,
+        video,
+    };
+    ks.mint(KEY, &claims).unwrap()
+}
+
+/// A `redis-server` on loopback for one test, stopped when dropped.
+pub struct RedisServer {
+    pub child: Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let port = 45_000
+            + (std::process::id() % 1_000) as u16 * 10
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+            port,
+        }
+    }
+}
+
 pub async fn ws(server: &Server) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
         .await
@@ -145,13 +222,14 @@ impl Participant {
     }
 
     async fn join_with(server: &Server, room: &str, name: &str, resume: bool) -> Self {
-        let mut ws = ws(server).await;
-        send(
-            &mut ws,
-            json!({"type": "join", "token": token(room, name, 600), "version": 1, "resume": resume}),
-        )
-        .await;
-        let joined = recv(&mut ws).await;
+        Self::join_at(&format!("ws://{}/ws", server.http), room, name, resume).await
+    }
+
+    /// Join through the node at `url` (a WebSocket URL), following a cluster's `moved`.
+    pub async fn join_at(url: &str, room: &str, name: &str, resume: bool) -> Self {
+        let first = json!({"type": "join", "token": token(room, name, 600), "version": 1, "resume": resume});
+        let (ws, joined) = join_following(url, &first).await;
+        let mut ws = ws.expect("the node is reachable");
         let resume_token = joined["resume_token"].as_str().map(str::to_string);
         assert_eq!(joined["type"], "joined", "{joined}");
         let id = ParticipantId(joined["participant"]["id"].as_u64().unwrap());

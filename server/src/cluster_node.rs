@@ -1,0 +1,184 @@
+//! This node as a member of a cluster (`redis_url` set; ADR 0007): its registry record,
+//! the rooms it is home to, and the hub's [`Placement`].
+//!
+//! Every [`HEARTBEAT`] the node publishes its record (state, load) and reconciles its
+//! homes: a room that closed here is released in the directory; a room whose claim is no
+//! longer this node's (its key expired while Redis was unreachable and another node
+//! re-homed the room with a higher epoch) is closed here — the stale home steps down.
+//! Joins to a room already homed here need no Redis at all, so running rooms go on
+//! through a Redis outage; only placing a new room needs it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cluster::registry::{self, NodeRecord, NodeState, HEARTBEAT};
+use cluster::rooms;
+use cluster::{ClusterError, Redis};
+use dashmap::DashMap;
+use signaling::placement::{PlaceFuture, Placed, Placement, PlacementError};
+use signaling::Hub;
+
+use crate::plane::WorkerPool;
+
+pub struct ClusterNode {
+    redis: Redis,
+    pub id: String,
+    url: String,
+    media: Vec<String>,
+    /// Rooms homed here, with the epoch of the claim.
+    homes: DashMap<String, u64>,
+    /// The last heartbeat reached Redis.
+    pub healthy: AtomicBool,
+}
+
+/// A node's WebSocket URL from its HTTP base URL.
+fn ws_url(http: &str) -> String {
+    let base = http.trim_end_matches('/');
+    let ws = base
+        .strip_prefix("https://")
+        .map(|h| format!("wss://{h}"))
+        .or_else(|| base.strip_prefix("http://").map(|h| format!("ws://{h}")))
+        .unwrap_or_else(|| base.to_string());
+    format!("{ws}/ws")
+}
+
+impl ClusterNode {
+    pub fn new(redis: Redis, id: String, url: String, media: Vec<String>) -> Self {
+        Self {
+            redis,
+            id,
+            url,
+            media,
+            homes: DashMap::new(),
+            healthy: AtomicBool::new(false),
+        }
+    }
+
+    /// This node's slot (participant ids start at `slot << 40`).
+    pub async fn id_base(&self) -> Result<u64, ClusterError> {
+        Ok(registry::take_slot(&self.redis).await? << 40)
+    }
+
+    fn record(&self, hub: &Hub, pool: &WorkerPool) -> NodeRecord {
+        NodeRecord {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            media: self.media.clone(),
+            state: if hub.is_draining() {
+                NodeState::Draining
+            } else {
+                NodeState::Serving
+            },
+            participants: hub.participant_count() as u64,
+            rooms: self.homes.len() as u64,
+            packet_rate: pool
+                .workers
+                .iter()
+                .map(|w| w.tel.packet_rate.load(Ordering::Relaxed))
+                .sum(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Publish this node's record now (also at a drain's start).
+    pub async fn publish(&self, hub: &Hub, pool: &WorkerPool) -> Result<(), ClusterError> {
+        let r = registry::publish(&self.redis, &self.record(hub, pool)).await;
+        self.healthy.store(r.is_ok(), Ordering::Relaxed);
+        r
+    }
+
+    /// Heartbeat and reconciliation, forever.
+    pub async fn run(self: Arc<Self>, hub: Arc<Hub>, pool: Arc<WorkerPool>) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.publish(&hub, &pool).await {
+                tracing::warn!(error = %e, "cluster heartbeat failed");
+                continue;
+            }
+            self.reconcile(&hub).await;
+        }
+    }
+
+    async fn reconcile(&self, hub: &Hub) {
+        let local: std::collections::HashSet<String> =
+            hub.list_rooms().into_iter().map(|r| r.name).collect();
+        let homes: Vec<(String, u64)> = self
+            .homes
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        for (room, epoch) in homes {
+            if !local.contains(&room) {
+                // Closed here: give it up (unless a join re-created it meanwhile).
+                if rooms::release(&self.redis, &room, &self.id, epoch)
+                    .await
+                    .is_ok()
+                    && !hub.list_rooms().iter().any(|r| r.name == room)
+                {
+                    self.homes.remove(&room);
+                }
+                continue;
+            }
+            match rooms::home(&self.redis, &room).await {
+                Ok(Some((node, e))) if node == self.id && e == epoch => {}
+                Ok(other) => {
+                    tracing::warn!(room, ?other, "the room is homed elsewhere now: stepping down");
+                    self.homes.remove(&room);
+                    let _ = hub.delete_room(&room, "the room moved to another node");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    async fn place_room(&self, room: &str) -> Result<Placed, ClusterError> {
+        if self.homes.contains_key(room) {
+            return Ok(Placed::Here);
+        }
+        let nodes = registry::nodes(&self.redis).await?;
+        let serving: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Serving)
+            .map(|n| n.id.clone())
+            .collect();
+        let home = rooms::claim(&self.redis, room, &serving).await?;
+        if home.node == self.id {
+            self.homes.insert(room.to_string(), home.epoch);
+            return Ok(Placed::Here);
+        }
+        let url = match nodes.iter().find(|n| n.id == home.node) {
+            Some(n) => n.url.clone(),
+            None => registry::nodes(&self.redis)
+                .await?
+                .into_iter()
+                .find(|n| n.id == home.node)
+                .map(|n| n.url)
+                .ok_or_else(|| ClusterError::Unavailable("the room's home is not registered".into()))?,
+        };
+        Ok(Placed::Elsewhere {
+            ws_url: ws_url(&url),
+        })
+    }
+}
+
+impl Placement for ClusterNode {
+    fn place<'a>(&'a self, room: &'a str) -> PlaceFuture<'a> {
+        Box::pin(async move {
+            self.place_room(room)
+                .await
+                .map_err(|e| PlacementError::Unavailable(e.to_string()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_follow_the_scheme() {
+        assert_eq!(ws_url("http://10.0.0.5:7880"), "ws://10.0.0.5:7880/ws");
+        assert_eq!(ws_url("https://sfu.example.com/"), "wss://sfu.example.com/ws");
+    }
+}

@@ -1,0 +1,201 @@
+//! Three nodes on one real `redis-server` (loopback): rooms get exactly one home under
+//! concurrent first joins through every node, new rooms spread by load, a dead home's
+//! rooms are re-homed on the next join, and a Redis outage refuses only new rooms.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use sfu_core::TrackKind;
+
+fn nodes(redis: &RedisServer) -> Vec<Server> {
+    (1..=3)
+        .map(|i| {
+            start_server_with(&["--redis-url", &redis.url, "--node-id", &format!("n{i}")])
+        })
+        .collect()
+}
+
+fn ws_url(s: &Server) -> String {
+    format!("ws://{}/ws", s.http)
+}
+
+/// Rooms each node serves (its local list, through REST).
+async fn rooms_of(s: &Server) -> Vec<String> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/rooms", s.http))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn join_msg(room: &str, name: &str) -> Value {
+    json!({"type": "join", "token": token(room, name, 600), "version": 1})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
+    let redis = RedisServer::start();
+    let ns = nodes(&redis);
+    // 30 concurrent first joins of one room, ten through each node.
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let url = ws_url(&ns[i % 3]);
+        tasks.push(tokio::spawn(async move {
+            join_following(&url, &join_msg("big", &format!("p{i}"))).await
+        }));
+    }
+    let mut sockets = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (ws, joined) = t.await.unwrap();
+        assert_eq!(joined["type"], "joined", "{joined}");
+        ids.insert(joined["participant"]["id"].as_u64().unwrap());
+        sockets.push(ws);
+    }
+    eprintln!("30 concurrent joins through 3 nodes in {:?}", t0.elapsed());
+    assert_eq!(ids.len(), 30, "unique participant ids");
+    let mut homes = Vec::new();
+    for n in &ns {
+        homes.push(rooms_of(n).await.contains(&"big".to_string()));
+    }
+    assert_eq!(homes.iter().filter(|h| **h).count(), 1, "one home: {homes:?}");
+    // Media between participants who came in through different nodes.
+    let mut ps = Vec::new();
+    for (i, n) in ns.iter().enumerate() {
+        ps.push(Participant::join_at(&ws_url(n), "call", &format!("m{i}"), false).await);
+    }
+    run_all(&mut ps, Duration::from_secs(4)).await;
+    for a in 0..3 {
+        for b in 0..3 {
+            if a != b {
+                let v = ps[a].client.stream_from(ps[b].id, TrackKind::Video).map_or(0, |v| v.packets);
+                assert!(v > 50, "{a} receives {b}'s video: {v}");
+            }
+        }
+    }
+    // Join time through the home vs through another node (moved, then the home), and
+    // the Redis commands a join to a new room costs (figures for docs/benchmarks.md).
+    let home = homes.iter().position(|h| *h).unwrap();
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..10 {
+        for (k, via) in [home, (home + 1) % 3].into_iter().enumerate() {
+            let t = Instant::now();
+            let (ws, joined) = join_following(&ws_url(&ns[via]), &join_msg("big", &format!("t{k}{i}"))).await;
+            assert_eq!(joined["type"], "joined");
+            times[k].push(t.elapsed());
+            sockets.push(ws);
+        }
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    let commands = || -> u64 {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "info", "stats"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let mut per_join = Vec::new();
+    for i in 0..5 {
+        let before = commands();
+        let (ws, joined) = join_following(&ws_url(&ns[0]), &join_msg(&format!("cost{i}"), "c")).await;
+        assert_eq!(joined["type"], "joined");
+        per_join.push(commands() - before - 1); // the INFO itself counts once
+        sockets.push(ws);
+        // Leave it: the room closes when its timeout passes; it stays counted below.
+    }
+    per_join.sort();
+    eprintln!(
+        "join median: through the home {:?}, through another node {:?}; Redis commands per new-room join {per_join:?}",
+        times[0][5], times[1][5]
+    );
+    // 24 more rooms created through node 1 spread over the three by load (rooms).
+    for i in 0..24 {
+        let (_ws, joined) = join_following(&ws_url(&ns[0]), &join_msg(&format!("s{i}"), "x")).await;
+        assert_eq!(joined["type"], "joined");
+        sockets.push(_ws);
+    }
+    let mut counts = Vec::new();
+    for n in &ns {
+        counts.push(rooms_of(n).await.len());
+    }
+    eprintln!("rooms per node: {counts:?}");
+    // 31 rooms ("big", "call", 5 "cost", 24): 10 or 11 each.
+    assert!(counts.iter().all(|c| (10..=11).contains(c)), "{counts:?}");
+    drop(sockets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_home_is_replaced_and_a_redis_outage_refuses_only_new_rooms() {
+    let redis = RedisServer::start();
+    let mut ns = nodes(&redis);
+    // A room and its home.
+    let (ws, joined) = join_following(&ws_url(&ns[0]), &join_msg("r", "a")).await;
+    assert_eq!(joined["type"], "joined");
+    drop(ws);
+    let mut home = None;
+    for (i, n) in ns.iter().enumerate() {
+        if rooms_of(n).await.contains(&"r".to_string()) {
+            home = Some(i);
+        }
+    }
+    let home = home.expect("a home");
+    let other = (home + 1) % 3;
+    // kill -9 of the home: once its registry key expires (6 s), the next join re-homes.
+    let killed = Instant::now();
+    let _ = ns[home].child.kill();
+    let _ = ns[home].child.wait();
+    let rehomed = loop {
+        let (_ws, m) = join_following(&ws_url(&ns[other]), &join_msg("r", "b")).await;
+        if m["type"] == "joined" {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "not re-homed: {m}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("re-homed {rehomed:?} after kill -9");
+    assert!(rehomed >= Duration::from_secs(3) && rehomed < Duration::from_secs(10));
+    // A call on a live node; then Redis dies.
+    let alive: Vec<usize> = (0..3).filter(|i| *i != home).collect();
+    let mut ps = vec![
+        Participant::join_at(&ws_url(&ns[alive[0]]), "live", "x", false).await,
+        Participant::join_at(&ws_url(&ns[alive[1]]), "live", "y", false).await,
+    ];
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    drop(redis);
+    let t0 = Instant::now();
+    let (_ws, m) = join_following(&ws_url(&ns[alive[0]]), &join_msg("fresh", "z")).await;
+    let refused_in = t0.elapsed();
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["code"], "unavailable", "{m}");
+    assert!(refused_in < Duration::from_secs(1), "refused in {refused_in:?}");
+    // The running call goes on, packets keep flowing.
+    let before = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    let after = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    assert!(after > before + 60, "{before} → {after}");
+    // /readyz says why.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = reqwest::get(format!("http://{}/readyz", ns[alive[0]].http)).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("Redis"));
+    ns.clear();
+}
