@@ -2,9 +2,10 @@
 //! the rooms it is home to, and the hub's [`Placement`].
 //!
 //! Every [`HEARTBEAT`] the node publishes its record (state, load) and reconciles its
-//! homes: a room that closed here is released in the directory; a room whose claim is no
-//! longer this node's (its key expired while Redis was unreachable and another node
-//! re-homed the room with a higher epoch) is closed here — the stale home steps down.
+//! homes: a room that closed here is released in the directory; a room the directory
+//! lost (Redis restarted empty) is claimed back; a room whose claim is another node's
+//! (this node's key expired while Redis was unreachable and another node re-homed the
+//! room with a higher epoch) is closed here — the stale home steps down.
 //! Joins to a room already homed here need no Redis at all, so running rooms go on
 //! through a Redis outage; only placing a new room needs it.
 
@@ -29,6 +30,8 @@ pub struct ClusterNode {
     homes: DashMap<String, u64>,
     /// The last heartbeat reached Redis.
     pub healthy: AtomicBool,
+    /// Shutting down: the heartbeat stops, the record is withdrawn.
+    leaving: AtomicBool,
 }
 
 /// A node's WebSocket URL from its HTTP base URL.
@@ -51,6 +54,7 @@ impl ClusterNode {
             media,
             homes: DashMap::new(),
             healthy: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
         }
     }
 
@@ -92,12 +96,32 @@ impl ClusterNode {
         let mut tick = tokio::time::interval(HEARTBEAT);
         loop {
             tick.tick().await;
+            if self.leaving.load(Ordering::Relaxed) {
+                return;
+            }
             if let Err(e) = self.publish(&hub, &pool).await {
                 tracing::warn!(error = %e, "cluster heartbeat failed");
                 continue;
             }
             self.reconcile(&hub).await;
         }
+    }
+
+    /// The end of a drain, before the last sessions are closed: give up every room and
+    /// withdraw the record, so that the clients' reconnections are placed on live nodes
+    /// at once (not after the registry key's TTL).
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        let homes: Vec<(String, u64)> = self
+            .homes
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        for (room, epoch) in homes {
+            let _ = rooms::release(&self.redis, &room, &self.id, epoch).await;
+        }
+        self.homes.clear();
+        let _ = registry::withdraw(&self.redis, &self.id).await;
     }
 
     async fn reconcile(&self, hub: &Hub) {
@@ -122,6 +146,15 @@ impl ClusterNode {
             }
             match rooms::home(&self.redis, &room).await {
                 Ok(Some((node, e))) if node == self.id && e == epoch => {}
+                // The directory lost it (a Redis restarted empty): claim it back, or
+                // every room of the cluster would end with a Redis restart.
+                Ok(None) => {
+                    if let Ok(h) = rooms::claim(&self.redis, &room, std::slice::from_ref(&self.id)).await {
+                        if h.node == self.id {
+                            self.homes.insert(room, h.epoch);
+                        }
+                    }
+                }
                 Ok(other) => {
                     tracing::warn!(room, ?other, "the room is homed elsewhere now: stepping down");
                     self.homes.remove(&room);

@@ -523,6 +523,9 @@ async fn drain_on_signals(
         _ = tokio::time::sleep_until(deadline) => eprintln!("drain timeout: closing the remaining sessions"),
         _ = second => eprintln!("second signal: stopping now"),
     }
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     let closed = hub.shutdown_all();
     if closed > 0 {
         // Let the "server shutting down" messages and close frames go out.

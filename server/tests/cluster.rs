@@ -180,6 +180,7 @@ async fn a_dead_home_is_replaced_and_a_redis_outage_refuses_only_new_rooms() {
         Participant::join_at(&ws_url(&ns[alive[1]]), "live", "y", false).await,
     ];
     run_all(&mut ps, Duration::from_secs(2)).await;
+    let port = redis.port;
     drop(redis);
     let t0 = Instant::now();
     let (_ws, m) = join_following(&ws_url(&ns[alive[0]]), &join_msg("fresh", "z")).await;
@@ -197,5 +198,97 @@ async fn a_dead_home_is_replaced_and_a_redis_outage_refuses_only_new_rooms() {
     let r = reqwest::get(format!("http://{}/readyz", ns[alive[0]].http)).await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("Redis"));
+    // Redis comes back, empty: the nodes register again, claim back the rooms they
+    // serve, and new rooms are placed again; the running call never noticed.
+    let _redis = RedisServer::start_on(port);
+    let back = Instant::now();
+    loop {
+        let (_ws, m) = join_following(&ws_url(&ns[alive[0]]), &join_msg("after", "w")).await;
+        if m["type"] == "joined" {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(10), "not back: {m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("new rooms placed again {:?} after Redis returned", back.elapsed());
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    let (_ws, m) = join_following(&ws_url(&ns[alive[1]]), &join_msg("live", "late")).await;
+    assert_eq!(m["type"], "joined", "the running room kept its home: {m}");
+    assert_eq!(
+        ps[0].messages.iter().filter(|m| m["type"] == "participant_left").count(),
+        0,
+        "nobody left the running call"
+    );
     ns.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_takes_no_new_room_keeps_its_calls_then_hands_them_on() {
+    let redis = RedisServer::start();
+    let ns: Vec<Server> = (1..=3)
+        .map(|i| {
+            start_server_with(&[
+                "--redis-url",
+                &redis.url,
+                "--node-id",
+                &format!("d{i}"),
+                "--drain-timeout",
+                "5",
+            ])
+        })
+        .collect();
+    // A call, and the node it lives on.
+    let mut ps = vec![
+        Participant::join_at(&ws_url(&ns[0]), "d", "a", false).await,
+        Participant::join_at(&ws_url(&ns[1]), "d", "b", false).await,
+    ];
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    let mut home = 0;
+    for (i, n) in ns.iter().enumerate() {
+        if rooms_of(n).await.contains(&"d".to_string()) {
+            home = i;
+        }
+    }
+    let draining = &ns[home];
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &draining.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New rooms, through every node, go elsewhere.
+    let mut sockets = Vec::new();
+    for i in 0..9 {
+        let (ws, m) = join_following(&ws_url(&ns[i % 3]), &join_msg(&format!("n{i}"), "x")).await;
+        assert_eq!(m["type"], "joined", "{m}");
+        sockets.push(ws);
+    }
+    assert_eq!(rooms_of(draining).await, vec!["d".to_string()], "no new room on the draining node");
+    // Its call goes on until the drain timeout.
+    let before = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    run_all(&mut ps, Duration::from_secs(2)).await;
+    let after = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    assert!(after > before + 40, "the call goes on while draining: {before} → {after}");
+    // Then it closes the sessions ("shutting down") and its clients join again: the
+    // room is placed on a live node at once (the draining node gave it up).
+    let t0 = Instant::now();
+    loop {
+        run_all(&mut ps, Duration::from_millis(200)).await;
+        if ps[0].messages.iter().any(|m| m["code"] == "shutting_down") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the drain did not end");
+    }
+    let live = (home + 1) % 3;
+    let t1 = Instant::now();
+    let mut again = vec![
+        Participant::join_at(&ws_url(&ns[live]), "d", "a", false).await,
+        Participant::join_at(&ws_url(&ns[live]), "d", "b", false).await,
+    ];
+    eprintln!("rejoined elsewhere {:?} after the drain ended", t1.elapsed());
+    run_all(&mut again, Duration::from_secs(3)).await;
+    let v = again[0].client.stream_from(again[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    assert!(v > 50, "media on the new home: {v}");
+    assert!(t1.elapsed() < Duration::from_secs(6));
+    drop(sockets);
 }

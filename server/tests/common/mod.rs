@@ -151,6 +151,11 @@ impl RedisServer {
         let port = 45_000
             + (std::process::id() % 1_000) as u16 * 10
             + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::start_on(port)
+    }
+
+    /// A fresh (empty) Redis on `port`: a restart after an outage.
+    pub fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
