@@ -4,18 +4,50 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use common::*;
 use serde_json::{json, Value};
 use sfu_core::TrackKind;
 
-fn nodes(redis: &RedisServer) -> Vec<Server> {
+fn nodes(redis: &RedisServer, extra: &[&str]) -> Vec<Server> {
     (1..=3)
         .map(|i| {
-            start_server_with(&["--redis-url", &redis.url, "--node-id", &format!("n{i}")])
+            let id = format!("n{i}");
+            let mut args = vec!["--redis-url", redis.url.as_str(), "--node-id", id.as_str()];
+            args.extend_from_slice(extra);
+            start_server_with(&args)
         })
         .collect()
+}
+
+/// A webhook receiver: the (event, room, participant identity) of every delivery.
+async fn hooks() -> (String, Arc<Mutex<Vec<(String, String, String)>>>) {
+    let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let g = g.clone();
+            async move {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let s = |x: &Value| x.as_str().unwrap_or("").to_string();
+                g.lock().push((
+                    s(&v["event"]),
+                    s(&v["room"]["name"]),
+                    s(&v["participant"]["identity"]),
+                ));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), got)
 }
 
 fn ws_url(s: &Server) -> String {
@@ -48,11 +80,12 @@ fn join_msg(room: &str, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     let redis = RedisServer::start();
-    let ns = nodes(&redis);
-    // 30 concurrent first joins of one room, ten through each node.
+    let (hook_url, delivered) = hooks().await;
+    let ns = nodes(&redis, &["--webhook-url", &hook_url]);
+    // 100 concurrent first joins of one room, a third through each node.
     let t0 = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..30 {
+    for i in 0..100 {
         let url = ws_url(&ns[i % 3]);
         tasks.push(tokio::spawn(async move {
             join_following(&url, &join_msg("big", &format!("p{i}"))).await
@@ -66,13 +99,33 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
         ids.insert(joined["participant"]["id"].as_u64().unwrap());
         sockets.push(ws);
     }
-    eprintln!("30 concurrent joins through 3 nodes in {:?}", t0.elapsed());
-    assert_eq!(ids.len(), 30, "unique participant ids");
+    eprintln!("100 concurrent joins through 3 nodes in {:?}", t0.elapsed());
+    assert_eq!(ids.len(), 100, "unique participant ids");
     let mut homes = Vec::new();
     for n in &ns {
         homes.push(rooms_of(n).await.contains(&"big".to_string()));
     }
     assert_eq!(homes.iter().filter(|h| **h).count(), 1, "one home: {homes:?}");
+    // Webhooks: sent once per event, by the home.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let count = |event: &str| {
+        delivered
+            .lock()
+            .iter()
+            .filter(|(e, r, _)| e == event && r == "big")
+            .count()
+    };
+    while count("participant_joined") < 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count("room_started"), 1, "one room_started");
+    let joined: std::collections::HashSet<String> = delivered
+        .lock()
+        .iter()
+        .filter(|(e, r, _)| e == "participant_joined" && r == "big")
+        .map(|(_, _, p)| p.clone())
+        .collect();
+    assert_eq!((count("participant_joined"), joined.len()), (100, 100), "no duplicate webhook");
     // Media between participants who came in through different nodes.
     let mut ps = Vec::new();
     for (i, n) in ns.iter().enumerate() {
@@ -140,13 +193,37 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     eprintln!("rooms per node: {counts:?}");
     // 31 rooms ("big", "call", 5 "cost", 24): 10 or 11 each.
     assert!(counts.iter().all(|c| (10..=11).contains(c)), "{counts:?}");
+    // And again for 20 rooms at once: 15 concurrent first joins each, through all nodes.
+    let mut tasks = Vec::new();
+    for r in 0..20 {
+        for i in 0..15 {
+            let url = ws_url(&ns[(r + i) % 3]);
+            tasks.push(tokio::spawn(async move {
+                join_following(&url, &join_msg(&format!("many{r}"), &format!("p{i}"))).await
+            }));
+        }
+    }
+    for t in tasks {
+        let (ws, joined) = t.await.unwrap();
+        assert_eq!(joined["type"], "joined", "{joined}");
+        sockets.push(ws);
+    }
+    let mut lists = Vec::new();
+    for n in &ns {
+        lists.push(rooms_of(n).await);
+    }
+    for r in 0..20 {
+        let name = format!("many{r}");
+        let homes = lists.iter().filter(|l| l.contains(&name)).count();
+        assert_eq!(homes, 1, "{name} has {homes} homes");
+    }
     drop(sockets);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_home_is_replaced_and_a_redis_outage_refuses_only_new_rooms() {
     let redis = RedisServer::start();
-    let mut ns = nodes(&redis);
+    let mut ns = nodes(&redis, &[]);
     // A room and its home.
     let (ws, joined) = join_following(&ws_url(&ns[0]), &join_msg("r", "a")).await;
     assert_eq!(joined["type"], "joined");
