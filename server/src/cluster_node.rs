@@ -16,7 +16,7 @@ use cluster::registry::{self, NodeRecord, NodeState, HEARTBEAT};
 use cluster::rooms;
 use cluster::{ClusterError, Redis};
 use dashmap::DashMap;
-use signaling::placement::{PlaceFuture, Placed, Placement, PlacementError};
+use signaling::placement::{PeersFuture, PlaceFuture, Placed, Placement, PlacementError};
 use signaling::Hub;
 
 use crate::plane::WorkerPool;
@@ -32,17 +32,6 @@ pub struct ClusterNode {
     pub healthy: AtomicBool,
     /// Shutting down: the heartbeat stops, the record is withdrawn.
     leaving: AtomicBool,
-}
-
-/// A node's WebSocket URL from its HTTP base URL.
-fn ws_url(http: &str) -> String {
-    let base = http.trim_end_matches('/');
-    let ws = base
-        .strip_prefix("https://")
-        .map(|h| format!("wss://{h}"))
-        .or_else(|| base.strip_prefix("http://").map(|h| format!("ws://{h}")))
-        .unwrap_or_else(|| base.to_string());
-    format!("{ws}/ws")
 }
 
 impl ClusterNode {
@@ -189,29 +178,49 @@ impl ClusterNode {
                 .map(|n| n.url)
                 .ok_or_else(|| ClusterError::Unavailable("the room's home is not registered".into()))?,
         };
-        Ok(Placed::Elsewhere {
-            ws_url: ws_url(&url),
-        })
+        Ok(Placed::Elsewhere { url })
     }
+
+    async fn locate_room(&self, room: &str) -> Result<Placed, ClusterError> {
+        if self.homes.contains_key(room) {
+            return Ok(Placed::Here);
+        }
+        let Some((node, _)) = rooms::home(&self.redis, room).await? else {
+            return Ok(Placed::Here);
+        };
+        if node == self.id {
+            return Ok(Placed::Here);
+        }
+        Ok(registry::nodes(&self.redis)
+            .await?
+            .into_iter()
+            .find(|n| n.id == node)
+            .map_or(Placed::Here, |n| Placed::Elsewhere { url: n.url }))
+    }
+}
+
+fn unavailable(e: ClusterError) -> PlacementError {
+    PlacementError::Unavailable(e.to_string())
 }
 
 impl Placement for ClusterNode {
     fn place<'a>(&'a self, room: &'a str) -> PlaceFuture<'a> {
+        Box::pin(async move { self.place_room(room).await.map_err(unavailable) })
+    }
+
+    fn locate<'a>(&'a self, room: &'a str) -> PlaceFuture<'a> {
+        Box::pin(async move { self.locate_room(room).await.map_err(unavailable) })
+    }
+
+    fn peers(&self) -> PeersFuture<'_> {
         Box::pin(async move {
-            self.place_room(room)
+            Ok(registry::nodes(&self.redis)
                 .await
-                .map_err(|e| PlacementError::Unavailable(e.to_string()))
+                .map_err(unavailable)?
+                .into_iter()
+                .map(|n| n.url)
+                .collect())
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn websocket_urls_follow_the_scheme() {
-        assert_eq!(ws_url("http://10.0.0.5:7880"), "ws://10.0.0.5:7880/ws");
-        assert_eq!(ws_url("https://sfu.example.com/"), "wss://sfu.example.com/ws");
-    }
-}

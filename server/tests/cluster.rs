@@ -54,10 +54,10 @@ fn ws_url(s: &Server) -> String {
     format!("ws://{}/ws", s.http)
 }
 
-/// Rooms each node serves (its local list, through REST).
+/// Rooms each node serves (its own list, through REST).
 async fn rooms_of(s: &Server) -> Vec<String> {
     let v: Value = reqwest::Client::new()
-        .get(format!("http://{}/api/v1/rooms", s.http))
+        .get(format!("http://{}/api/v1/rooms?scope=local", s.http))
         .bearer_auth(admin_token())
         .send()
         .await
@@ -217,6 +217,59 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
         let homes = lists.iter().filter(|l| l.contains(&name)).count();
         assert_eq!(homes, 1, "{name} has {homes} homes");
     }
+    // REST through any node: the list is the cluster's; a room's requests reach its home.
+    let api = reqwest::Client::new();
+    let all: Value = api
+        .get(format!("http://{}/api/v1/rooms", ns[0].http))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let total: usize = lists.iter().map(|l| l.len()).sum();
+    assert_eq!(all["rooms"].as_array().unwrap().len(), total, "every node's rooms, once");
+    let elsewhere = (home + 1) % 3;
+    let people: Value = api
+        .get(format!("http://{}/api/v1/rooms/big/participants", ns[elsewhere].http))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(people["participants"].as_array().map(Vec::len), Some(120), "100 + 20 timing joins: {people}");
+    let created = api
+        .post(format!("http://{}/api/v1/rooms", ns[0].http))
+        .bearer_auth(admin_token())
+        .json(&json!({"name": "made"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    let mut made = 0;
+    for n in &ns {
+        made += usize::from(rooms_of(n).await.contains(&"made".to_string()));
+    }
+    assert_eq!(made, 1, "created on its home only");
+    // WHIP to a node that is not the room's home: forwarded there, the home's answer
+    // relayed (the same as asking the home).
+    let whip = |n: &Server| {
+        api.post(format!("http://{}/whip/big", n.http))
+            .bearer_auth(token("big", "whip", 600))
+            .header("content-type", "application/sdp")
+            .body("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
+            .send()
+    };
+    let via_other = whip(&ns[elsewhere]).await.unwrap();
+    let (s1, b1) = (via_other.status(), via_other.text().await.unwrap());
+    let direct = whip(&ns[home]).await.unwrap();
+    let (s2, b2) = (direct.status(), direct.text().await.unwrap());
+    eprintln!("WHIP through another node: {s1} {b1}; at the home: {s2} {b2}");
+    let code = |b: &str| serde_json::from_str::<Value>(b).unwrap()["code"].clone();
+    assert_eq!((s1, code(&b1)), (s2, code(&b2)));
     drop(sockets);
 }
 

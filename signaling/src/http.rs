@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         sip: state.sip.clone(),
     });
     let whip = crate::whip::router(crate::whip::WhipState::new(state.hub.clone()));
+    let hub = state.hub.clone();
     Router::new()
         .route("/ws", get(ws))
         .route("/healthz", get(|| async { "ok" }))
@@ -50,6 +51,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .merge(api)
         .merge(whip)
+        // In a cluster: requests about rooms homed elsewhere go there.
+        .layer(axum::middleware::from_fn_with_state(
+            hub,
+            crate::cluster_http::route_to_home,
+        ))
 }
 
 /// Bytes a signaling connection reads at a time.

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster_http;
 pub mod http;
 pub mod hub;
 pub mod placement;

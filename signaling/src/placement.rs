@@ -12,8 +12,19 @@ use std::pin::Pin;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placed {
     Here,
-    /// Another node: its WebSocket URL (`ws://10.0.0.6:7880/ws`).
-    Elsewhere { ws_url: String },
+    /// Another node: its HTTP base URL (`http://10.0.0.6:7880`).
+    Elsewhere { url: String },
+}
+
+/// A node's WebSocket URL from its HTTP base URL.
+pub fn ws_url(http: &str) -> String {
+    let base = http.trim_end_matches('/');
+    let ws = base
+        .strip_prefix("https://")
+        .map(|h| format!("wss://{h}"))
+        .or_else(|| base.strip_prefix("http://").map(|h| format!("ws://{h}")))
+        .unwrap_or_else(|| base.to_string());
+    format!("{ws}/ws")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,8 +34,26 @@ pub enum PlacementError {
 }
 
 pub type PlaceFuture<'a> = Pin<Box<dyn Future<Output = Result<Placed, PlacementError>> + Send + 'a>>;
+pub type PeersFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<String>, PlacementError>> + Send + 'a>>;
 
 pub trait Placement: Send + Sync {
     /// The room's home, claiming one (here or on another node) for a new room.
     fn place<'a>(&'a self, room: &'a str) -> PlaceFuture<'a>;
+    /// The room's home without claiming: `Here` also for a room that lives nowhere
+    /// (this node then answers, "no such room").
+    fn locate<'a>(&'a self, room: &'a str) -> PlaceFuture<'a>;
+    /// Every live node's HTTP base URL, this one included.
+    fn peers(&self) -> PeersFuture<'_>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_follow_the_scheme() {
+        assert_eq!(ws_url("http://10.0.0.5:7880"), "ws://10.0.0.5:7880/ws");
+        assert_eq!(ws_url("https://sfu.example.com/"), "wss://sfu.example.com/ws");
+    }
 }

@@ -81,8 +81,10 @@ async fn placed_elsewhere(hub: &Hub, token: &str) -> Option<[Message; 2]> {
     let room = hub.token_room(token, unix_now())?; // a bad token: the hub says why
     match placement.place(&room).await {
         Ok(Placed::Here) => None,
-        Ok(Placed::Elsewhere { ws_url }) => Some([
-            text(&ServerMessage::Moved { url: ws_url }),
+        Ok(Placed::Elsewhere { url }) => Some([
+            text(&ServerMessage::Moved {
+                url: crate::placement::ws_url(&url),
+            }),
             close(close_code::MOVED, "moved"),
         ]),
         Err(e) => Some([

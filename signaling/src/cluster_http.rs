@@ -1,0 +1,214 @@
+//! REST and WHIP/WHEP in a cluster (ADR 0007): a request about a room homed on another
+//! node is forwarded there and its answer relayed (a redirect would lose the caller's
+//! `Authorization`: clients drop it on a redirect to another origin), a new room (REST
+//! create, WHIP/WHEP offer) is placed first, and `GET /api/v1/rooms` lists the rooms of
+//! every node. A forwarded request is marked ([`FORWARDED`]) and always answered where
+//! it arrives, so nothing is forwarded twice. The home checks the caller's token as for
+//! any request: forwarding grants nothing. Without a placement (one node) requests pass
+//! through untouched.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::http::json_error;
+use crate::hub::Hub;
+use crate::placement::{Placed, Placement};
+
+/// The largest body read here: the API's and WHIP's own limit (an SDP offer).
+const MAX_BODY: usize = 64 * 1024;
+/// The header marking a request one node forwarded to another.
+pub const FORWARDED: &str = "x-switchboard-forwarded";
+
+static PEERS: LazyLock<reqwest::Client> = LazyLock::new(|| {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default()
+});
+
+/// Send `req` to the node at `base` and relay its answer.
+async fn forward(base: &str, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body over 64 KiB");
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = PEERS.request(parts.method.clone(), format!("{base}{target}"));
+    for (k, v) in &parts.headers {
+        if k != header::HOST && k != header::CONTENT_LENGTH {
+            out = out.header(k, v);
+        }
+    }
+    let resp = match out.header(FORWARDED, "1").body(bytes).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_GATEWAY,
+                "unavailable",
+                format!("the room's node did not answer: {e}"),
+            )
+        }
+    };
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap_or_default();
+    let mut r = (status, body).into_response();
+    for (k, v) in &headers {
+        if k != header::TRANSFER_ENCODING && k != header::CONTENT_LENGTH && k != header::CONNECTION {
+            r.headers_mut().append(k, v.clone());
+        }
+    }
+    r
+}
+
+/// The room a request is about, and whether answering it may create the room.
+fn room_of(method: &Method, path: &str) -> Option<(String, bool)> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api", "v1", "rooms", room, ..] => Some((room.to_string(), false)),
+        ["whip", room] | ["whep", room] | ["whep", room, _] if method == Method::POST => {
+            Some((room.to_string(), true))
+        }
+        // A WHIP/WHEP session (PATCH, DELETE) lives at its room's home.
+        ["whip", room, ..] | ["whep", room, ..] => Some((room.to_string(), false)),
+        _ => None,
+    }
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+    let Some(placement) = hub.placement() else {
+        return next.run(req).await;
+    };
+    if req.headers().contains_key(FORWARDED) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let method = req.method().clone();
+    if path == "/api/v1/rooms" {
+        if method == Method::GET && !query.contains("scope=local") {
+            let auth = req.headers().get(header::AUTHORIZATION).cloned();
+            return list_everywhere(&*placement, auth).await;
+        }
+        if method == Method::POST {
+            return create_at_home(&*placement, req, next).await;
+        }
+    }
+    let Some((room, creates)) = room_of(&method, &path) else {
+        return next.run(req).await;
+    };
+    // A new room is placed only for a token that may join it: anyone else gets this
+    // node's answer (401, 403) and claims nothing.
+    if creates
+        && bearer(&req)
+            .and_then(|t| hub.token_room(t, crate::auth::unix_now()))
+            .is_none_or(|r| r != room)
+    {
+        return next.run(req).await;
+    }
+    let placed = if creates {
+        placement.place(&room).await
+    } else {
+        placement.locate(&room).await
+    };
+    match placed {
+        Ok(Placed::Here) => next.run(req).await,
+        Ok(Placed::Elsewhere { url }) => forward(&url, req).await,
+        Err(e) if creates => json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        // Not found in the directory: this node answers (404 for a room it lacks).
+        Err(_) => next.run(req).await,
+    }
+}
+
+/// `POST /api/v1/rooms`: the room is placed (claimed) first; the home creates it.
+async fn create_at_home(placement: &dyn Placement, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body over 64 KiB");
+    };
+    let name = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(str::to_string));
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let Some(name) = name else {
+        return next.run(req).await; // the API says what is wrong
+    };
+    match placement.place(&name).await {
+        Ok(Placed::Here) => next.run(req).await,
+        Ok(Placed::Elsewhere { url }) => forward(&url, req).await,
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    }
+}
+
+/// `GET /api/v1/rooms`: every node's own list (`?scope=local`), merged. A node that does
+/// not answer in time is left out (and logged), rather than failing the whole list.
+async fn list_everywhere(placement: &dyn Placement, auth: Option<HeaderValue>) -> Response {
+    let peers = match placement.peers().await {
+        Ok(p) => p,
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    };
+    let mut rooms: Vec<Value> = Vec::new();
+    for peer in peers {
+        let mut r = PEERS.get(format!("{peer}/api/v1/rooms?scope=local"));
+        if let Some(a) = &auth {
+            r = r.header(header::AUTHORIZATION, a);
+        }
+        let resp = match r.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(peer, error = %e, "a node did not answer the room list");
+                continue;
+            }
+        };
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            // The caller's own problem (401, 403, 429): the same answer as a node gives.
+            return (status, axum::Json(body)).into_response();
+        }
+        rooms.extend(body["rooms"].as_array().cloned().unwrap_or_default());
+    }
+    rooms.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    rooms.dedup_by(|a, b| a["name"] == b["name"]);
+    axum::Json(json!({ "rooms": rooms })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_name_their_room() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(room_of(&get, "/api/v1/rooms/r1"), Some(("r1".into(), false)));
+        assert_eq!(
+            room_of(&post, "/api/v1/rooms/r1/participants/x/mute"),
+            Some(("r1".into(), false))
+        );
+        assert_eq!(room_of(&post, "/whip/cam"), Some(("cam".into(), true)));
+        assert_eq!(room_of(&post, "/whep/cam/alice"), Some(("cam".into(), true)));
+        assert_eq!(
+            room_of(&Method::PATCH, "/whip/cam/abc"),
+            Some(("cam".into(), false)),
+            "a session: at its home"
+        );
+        assert_eq!(room_of(&get, "/api/v1/sip/calls"), None);
+        assert_eq!(room_of(&get, "/ws"), None);
+    }
+}
