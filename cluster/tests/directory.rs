@@ -109,3 +109,27 @@ async fn one_home_under_concurrent_claims_spread_by_load_rehomed_and_fenced() {
     assert!(matches!(e, ClusterError::Unavailable(_)), "{e:?}");
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_accepts_and_never_answers_costs_a_bounded_wait() {
+    // A listener that takes connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else { return };
+            // Held open, never read from nor written to.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop(s);
+            });
+        }
+    });
+    let redis = Redis::new(&format!("redis://127.0.0.1:{port}/")).unwrap();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let e = rooms::claim(&redis, "r", &["a".to_string()]).await.unwrap_err();
+        assert!(matches!(e, ClusterError::Unavailable(_)), "{e:?}");
+        assert!(t0.elapsed() < Duration::from_millis(2_000), "bounded: {:?}", t0.elapsed());
+    }
+}

@@ -422,3 +422,53 @@ async fn a_draining_node_takes_no_new_room_keeps_its_calls_then_hands_them_on() 
     assert!(t1.elapsed() < Duration::from_secs(6));
     drop(sockets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_that_comes_back_with_a_stale_epoch_steps_down() {
+    let redis = RedisServer::start();
+    let ns = nodes(&redis, &["--resume-grace", "30"]);
+    let mut first = Participant::join_at(&ws_url(&ns[0]), "stale", "a", false).await;
+    first.run(Duration::from_secs(1)).await;
+    let mut home = 0;
+    for (i, n) in ns.iter().enumerate() {
+        if rooms_of(n).await.contains(&"stale".to_string()) {
+            home = i;
+        }
+    }
+    // The home freezes (SIGSTOP) past its registry key's TTL; meanwhile the room is
+    // re-homed by a join through another node.
+    let pid = ns[home].child.id().to_string();
+    let signal = |s: &str| {
+        assert!(std::process::Command::new("kill").args([s, &pid]).status().unwrap().success())
+    };
+    signal("-STOP");
+    let other = (home + 1) % 3;
+    let t0 = Instant::now();
+    let mut second = loop {
+        let (ws, m) = join_following(&ws_url(&ns[other]), &join_msg("stale", "b")).await;
+        if m["type"] == "joined" {
+            drop(ws);
+            break Participant::join_at(&ws_url(&ns[other]), "stale", "c", false).await;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "not re-homed: {m}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    signal("-CONT");
+    // Back, it finds the claim is no longer its own and closes its copy of the room: its
+    // participant is told, and only the new home serves the room.
+    let t1 = Instant::now();
+    loop {
+        first.run(Duration::from_millis(200)).await;
+        second.run(Duration::from_millis(10)).await;
+        if first.messages.iter().any(|m| m["type"] == "error" && m["code"] == "removed") {
+            break;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(8), "the stale home did not step down: {:?}", first.messages);
+    }
+    eprintln!("the stale home stepped down {:?} after it resumed", t1.elapsed());
+    let mut homes = 0;
+    for n in &ns {
+        homes += usize::from(rooms_of(n).await.contains(&"stale".to_string()));
+    }
+    assert_eq!(homes, 1, "one home");
+}

@@ -98,14 +98,20 @@ pub type Ws =
 pub async fn join_following(url: &str, first: &Value) -> (Option<Ws>, Value) {
     let mut url = url.to_string();
     for _ in 0..3 {
-        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
+        // A node that accepts but does not answer (stopped) counts as unreachable.
+        let attempt = tokio::time::timeout(Duration::from_secs(3), async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.ok()?;
+            send(&mut ws, first.clone()).await;
+            let m = recv(&mut ws).await;
+            Some((ws, m))
+        });
+        let Ok(Some((ws, m))) = attempt.await else {
             return (None, json!({"type": "unreachable", "url": url}));
         };
-        send(&mut ws, first.clone()).await;
-        let m = recv(&mut ws).await;
         if m["type"] != "moved" {
             return (Some(ws), m);
         }
+        drop(ws);
         url = m["url"].as_str().unwrap().to_string();
     }
     panic!("moved more than twice");
