@@ -96,17 +96,20 @@ impl ClusterNode {
         }
     }
 
+    /// The rooms homed here and their epochs, copied (no map lock held across awaits).
+    fn homes_now(&self) -> Vec<(String, u64)> {
+        self.homes
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect()
+    }
+
     /// The end of a drain, before the last sessions are closed: give up every room and
     /// withdraw the record, so that the clients' reconnections are placed on live nodes
     /// at once (not after the registry key's TTL).
     pub async fn leave(&self) {
         self.leaving.store(true, Ordering::Relaxed);
-        let homes: Vec<(String, u64)> = self
-            .homes
-            .iter()
-            .map(|e| (e.key().clone(), *e.value()))
-            .collect();
-        for (room, epoch) in homes {
+        for (room, epoch) in self.homes_now() {
             let _ = rooms::release(&self.redis, &room, &self.id, epoch).await;
         }
         self.homes.clear();
@@ -116,12 +119,7 @@ impl ClusterNode {
     async fn reconcile(&self, hub: &Hub) {
         let local: std::collections::HashSet<String> =
             hub.list_rooms().into_iter().map(|r| r.name).collect();
-        let homes: Vec<(String, u64)> = self
-            .homes
-            .iter()
-            .map(|e| (e.key().clone(), *e.value()))
-            .collect();
-        for (room, epoch) in homes {
+        for (room, epoch) in self.homes_now() {
             if !local.contains(&room) {
                 // Closed here: give it up (unless a join re-created it meanwhile).
                 if rooms::release(&self.redis, &room, &self.id, epoch)

@@ -54,17 +54,22 @@ fn ws_url(s: &Server) -> String {
     format!("ws://{}/ws", s.http)
 }
 
-/// Rooms each node serves (its own list, through REST).
-async fn rooms_of(s: &Server) -> Vec<String> {
-    let v: Value = reqwest::Client::new()
-        .get(format!("http://{}/api/v1/rooms?scope=local", s.http))
+/// `GET http://{node}{path}` as an administrator, as JSON.
+async fn admin_get(node: &Server, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("http://{}{path}", node.http))
         .bearer_auth(admin_token())
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Rooms each node serves (its own list, through REST).
+async fn rooms_of(s: &Server) -> Vec<String> {
+    let v = admin_get(s, "/api/v1/rooms?scope=local").await;
     v["rooms"]
         .as_array()
         .unwrap()
@@ -219,27 +224,11 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     }
     // REST through any node: the list is the cluster's; a room's requests reach its home.
     let api = reqwest::Client::new();
-    let all: Value = api
-        .get(format!("http://{}/api/v1/rooms", ns[0].http))
-        .bearer_auth(admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = admin_get(&ns[0], "/api/v1/rooms").await;
     let total: usize = lists.iter().map(|l| l.len()).sum();
     assert_eq!(all["rooms"].as_array().unwrap().len(), total, "every node's rooms, once");
     let elsewhere = (home + 1) % 3;
-    let people: Value = api
-        .get(format!("http://{}/api/v1/rooms/big/participants", ns[elsewhere].http))
-        .bearer_auth(admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let people = admin_get(&ns[elsewhere], "/api/v1/rooms/big/participants").await;
     assert_eq!(people["participants"].as_array().map(Vec::len), Some(120), "100 + 20 timing joins: {people}");
     let created = api
         .post(format!("http://{}/api/v1/rooms", ns[0].http))
