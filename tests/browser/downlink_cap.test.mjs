@@ -35,7 +35,10 @@ test('a capped downlink lowers the layer, video keeps decoding, and it climbs ba
     // Cap the viewer's downlink: 1.7 Mbps of f no longer fits, q (150 kbps) does.
     const capped = Date.now();
     net.capViewer('450kbit');
-    await waitFor(async () => { const w = await width(); return w > 0 && w < 1280; }, { what: 'a smaller layer under the cap', timeout: 30000, interval: 250 });
+    // Sustained (three samples in a row): a single smaller frame can be a transient
+    // switch while the estimate is still falling.
+    let smaller = 0;
+    await waitFor(async () => { const w = await width(); smaller = w > 0 && w < 1280 ? smaller + 1 : 0; return smaller >= 3; }, { what: 'a smaller layer under the cap', timeout: 30000, interval: 250 });
     const down = Date.now() - capped;
     // Video keeps decoding under the cap.
     const f0 = (await inbound(viewer.page)).video.framesDecoded;
