@@ -1123,8 +1123,9 @@ impl Shard {
         let change = match state {
             S::Disconnected => self.interrupted.begin((id, kind), now),
             S::Connected | S::Completed if self.interrupted.contains((id, kind)) => {
-                if kind == PcKind::Subscriber {
-                    self.resume_subscriber(now, id);
+                match kind {
+                    PcKind::Subscriber => self.resume_subscriber(now, id),
+                    PcKind::Publisher => self.resume_publisher(now, id),
                 }
                 self.interrupted.end((id, kind))
             }
@@ -1168,6 +1169,27 @@ impl Shard {
             }
         }
         self.allocate(now, id);
+    }
+
+    /// A publisher's path is back after an interruption: its subscribers' decoders lost
+    /// the gap, so each of its video tracks restarts on a keyframe of every layer.
+    fn resume_publisher(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let tracks: Vec<(TrackId, usize)> = p
+            .published
+            .values()
+            .filter_map(|t| {
+                let tr = self.tracks.get(t)?;
+                (tr.kind == TrackKind::Video).then_some((*t, tr.layers.len()))
+            })
+            .collect();
+        for (tid, layers) in tracks {
+            for li in 0..layers {
+                self.request_keyframe(now, tid, li);
+            }
+        }
     }
 
     fn remove_participant(&mut self, _now: Instant, id: ParticipantId, reason: GoneReason) {
