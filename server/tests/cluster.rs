@@ -259,6 +259,23 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     eprintln!("WHIP through another node: {s1} {b1}; at the home: {s2} {b2}");
     let code = |b: &str| serde_json::from_str::<Value>(b).unwrap()["code"].clone();
     assert_eq!((s1, code(&b1)), (s2, code(&b2)));
+    // The forwarding mark grants nothing: a request that carries it is answered where it
+    // lands (this node lacks the room: 404), and without a token it is refused as any.
+    let marked = api
+        .get(format!("http://{}/api/v1/rooms/big/participants", ns[elsewhere].http))
+        .bearer_auth(admin_token())
+        .header("x-switchboard-forwarded", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marked.status(), 404);
+    let forged = api
+        .get(format!("http://{}/api/v1/rooms/big/participants", ns[elsewhere].http))
+        .header("x-switchboard-forwarded", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
     drop(sockets);
 }
 
