@@ -125,7 +125,7 @@ impl ClusterNode {
                 if rooms::release(&self.redis, &room, &self.id, epoch)
                     .await
                     .is_ok()
-                    && !hub.list_rooms().iter().any(|r| r.name == room)
+                    && hub.get_room(&room).is_err()
                 {
                     self.homes.remove(&room);
                 }

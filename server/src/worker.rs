@@ -329,8 +329,10 @@ fn run(
             Ordering::Relaxed,
         );
         load.store(shard.participant_count(), Ordering::Relaxed);
-        tel.tcp_frames_in.fetch_add(tcp_in, Ordering::Relaxed);
-        tel.tcp_frames_out.fetch_add(tcp_out, Ordering::Relaxed);
+        if tcp_in | tcp_out != 0 {
+            tel.tcp_frames_in.fetch_add(tcp_in, Ordering::Relaxed);
+            tel.tcp_frames_out.fetch_add(tcp_out, Ordering::Relaxed);
+        }
         if now.saturating_duration_since(stats_at) >= Duration::from_millis(100) {
             stats_at = now;
             tcp.expire(poll.registry(), now);

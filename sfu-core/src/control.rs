@@ -346,6 +346,20 @@ impl Shard {
             candidates,
         });
     }
+
+    /// After a negotiation that may have restarted ICE: new paths' STUN is demultiplexed
+    /// by the connection's current local ufrag.
+    pub(crate) fn sync_ufrag(&mut self, id: ParticipantId, kind: PcKind) {
+        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
+            return;
+        };
+        let ufrag = pc.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != pc.ufrag {
+            let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
+            self.by_ufrag.remove(&old);
+            self.by_ufrag.insert(ufrag, (id, kind));
+        }
+    }
 }
 
 /// What an answer to a WHEP offer does with its audio and video m-lines.

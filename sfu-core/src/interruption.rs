@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::ids::{ParticipantId, PcKind};
+use crate::api::Event;
+use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
+use crate::shard::Shard;
 use crate::timers::PcKey;
 
 #[derive(Debug)]
@@ -93,6 +95,89 @@ impl Interruptions {
     /// When the next participant's grace period ends.
     pub fn deadline(&self) -> Option<Instant> {
         self.since.values().min().map(|t| *t + self.grace)
+    }
+}
+
+impl Shard {
+    /// ICE of one connection went quiet or came back ([`crate::interruption`]).
+    pub(crate) fn on_ice_state(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        kind: PcKind,
+        state: str0m::IceConnectionState,
+    ) {
+        use str0m::IceConnectionState as S;
+        let change = match state {
+            S::Disconnected => self.interrupted.begin((id, kind), now),
+            S::Connected | S::Completed if self.interrupted.contains((id, kind)) => {
+                match kind {
+                    PcKind::Subscriber => self.resume_subscriber(now, id),
+                    PcKind::Publisher => self.resume_publisher(now, id),
+                }
+                self.interrupted.end((id, kind))
+            }
+            S::Connected | S::Completed | S::New | S::Checking => return,
+        };
+        match change {
+            Change::Began => self.emit(Event::MediaInterrupted { participant: id }),
+            Change::Ended => self.emit(Event::MediaRestored { participant: id }),
+            Change::Same => {}
+        }
+    }
+
+    /// A subscriber's path is back after an interruption. The estimate it fell to while
+    /// no feedback came says nothing about the path now: estimation starts again from the
+    /// initial estimate (as at join). Its decoders lost every packet of the gap: each
+    /// video it receives restarts on a keyframe, asked for now rather than when the
+    /// browser gives up waiting (Chromium: 3 s without a decodable frame).
+    fn resume_subscriber(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(pc) = p.subscriber.as_mut() else {
+            return;
+        };
+        let initial = crate::pc::INITIAL_ESTIMATE_KBPS;
+        if pc
+            .guarded(|rtc| rtc.bwe().reset(str0m::bwe::Bitrate::kbps(initial)))
+            .is_ok()
+        {
+            p.estimate = Some(initial * 1_000);
+            p.falling = 0;
+        }
+        let sources: Vec<(TrackId, u32)> = p
+            .subs
+            .values()
+            .filter_map(|s| Some((s.track, s.source_layer()?)))
+            .collect();
+        for (tid, ssrc) in sources {
+            if let Some(li) = self.tracks.get(&tid).and_then(|t| t.layer_of_ssrc(ssrc)) {
+                self.request_keyframe(now, tid, li);
+            }
+        }
+        self.allocate(now, id);
+    }
+
+    /// A publisher's path is back after an interruption: its subscribers' decoders lost
+    /// the gap, so each of its video tracks restarts on a keyframe of every layer.
+    fn resume_publisher(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let tracks: Vec<(TrackId, usize)> = p
+            .published
+            .values()
+            .filter_map(|t| {
+                let tr = self.tracks.get(t)?;
+                (tr.kind == TrackKind::Video).then_some((*t, tr.layers.len()))
+            })
+            .collect();
+        for (tid, layers) in tracks {
+            for li in 0..layers {
+                self.request_keyframe(now, tid, li);
+            }
+        }
     }
 }
 

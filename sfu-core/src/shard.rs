@@ -38,7 +38,7 @@ use crate::demux::{classify, stun_local_ufrag, DatagramKind};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::keyframe::KeyframeThrottle;
-use crate::interruption::{Change, Interruptions};
+use crate::interruption::Interruptions;
 use crate::pc::{Failures, Pc, PcFailure};
 use crate::timers::{PcKey, Timers};
 
@@ -147,7 +147,7 @@ pub struct Shard {
     pub(crate) tracks: BTreeMap<TrackId, Track>,
     by_addr: HashMap<(Transport, SocketAddr), (ParticipantId, PcKind)>,
     /// Connections whose ICE went quiet, within their grace period.
-    interrupted: Interruptions,
+    pub(crate) interrupted: Interruptions,
     pub(crate) by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
     pub(crate) out: VecDeque<Output>,
     pub(crate) pending: VecDeque<(ParticipantId, PcKind, str0m::Event)>,
@@ -840,20 +840,6 @@ impl Shard {
         self.drain_pc(id, PcKind::Subscriber);
     }
 
-    /// After a negotiation that may have restarted ICE: new paths' STUN is demultiplexed
-    /// by the connection's current local ufrag.
-    fn sync_ufrag(&mut self, id: ParticipantId, kind: PcKind) {
-        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
-            return;
-        };
-        let ufrag = pc.rtc.direct_api().local_ice_credentials().ufrag;
-        if ufrag != pc.ufrag {
-            let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
-            self.by_ufrag.remove(&old);
-            self.by_ufrag.insert(ufrag, (id, kind));
-        }
-    }
-
     /// Bring a subscriber's connection in line with its room: offer new tracks, stop gone
     /// ones. One offer at a time; changes meanwhile wait for the answer.
     pub(crate) fn sync_subscriptions(&mut self, id: ParticipantId) {
@@ -1111,87 +1097,6 @@ impl Shard {
         });
     }
 
-    /// ICE of one connection went quiet or came back ([`crate::interruption`]).
-    fn on_ice_state(
-        &mut self,
-        now: Instant,
-        id: ParticipantId,
-        kind: PcKind,
-        state: str0m::IceConnectionState,
-    ) {
-        use str0m::IceConnectionState as S;
-        let change = match state {
-            S::Disconnected => self.interrupted.begin((id, kind), now),
-            S::Connected | S::Completed if self.interrupted.contains((id, kind)) => {
-                match kind {
-                    PcKind::Subscriber => self.resume_subscriber(now, id),
-                    PcKind::Publisher => self.resume_publisher(now, id),
-                }
-                self.interrupted.end((id, kind))
-            }
-            S::Connected | S::Completed | S::New | S::Checking => return,
-        };
-        match change {
-            Change::Began => self.emit(Event::MediaInterrupted { participant: id }),
-            Change::Ended => self.emit(Event::MediaRestored { participant: id }),
-            Change::Same => {}
-        }
-    }
-
-    /// A subscriber's path is back after an interruption. The estimate it fell to while
-    /// no feedback came says nothing about the path now: estimation starts again from the
-    /// initial estimate (as at join). Its decoders lost every packet of the gap: each
-    /// video it receives restarts on a keyframe, asked for now rather than when the
-    /// browser gives up waiting (Chromium: 3 s without a decodable frame).
-    fn resume_subscriber(&mut self, now: Instant, id: ParticipantId) {
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
-        let Some(pc) = p.subscriber.as_mut() else {
-            return;
-        };
-        let initial = crate::pc::INITIAL_ESTIMATE_KBPS;
-        if pc
-            .guarded(|rtc| rtc.bwe().reset(str0m::bwe::Bitrate::kbps(initial)))
-            .is_ok()
-        {
-            p.estimate = Some(initial * 1_000);
-            p.falling = 0;
-        }
-        let sources: Vec<(TrackId, u32)> = p
-            .subs
-            .values()
-            .filter_map(|s| Some((s.track, s.source_layer()?)))
-            .collect();
-        for (tid, ssrc) in sources {
-            if let Some(li) = self.tracks.get(&tid).and_then(|t| t.layer_of_ssrc(ssrc)) {
-                self.request_keyframe(now, tid, li);
-            }
-        }
-        self.allocate(now, id);
-    }
-
-    /// A publisher's path is back after an interruption: its subscribers' decoders lost
-    /// the gap, so each of its video tracks restarts on a keyframe of every layer.
-    fn resume_publisher(&mut self, now: Instant, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else {
-            return;
-        };
-        let tracks: Vec<(TrackId, usize)> = p
-            .published
-            .values()
-            .filter_map(|t| {
-                let tr = self.tracks.get(t)?;
-                (tr.kind == TrackKind::Video).then_some((*t, tr.layers.len()))
-            })
-            .collect();
-        for (tid, layers) in tracks {
-            for li in 0..layers {
-                self.request_keyframe(now, tid, li);
-            }
-        }
-    }
-
     fn remove_participant(&mut self, _now: Instant, id: ParticipantId, reason: GoneReason) {
         let Some(p) = self.participants.remove(&id) else {
             return;
@@ -1264,80 +1169,4 @@ impl Shard {
 mod invariants;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testkit::stun_binding_request;
-
-    fn stun(user: &str, id: u8) -> Vec<u8> {
-        stun_binding_request(user, u16::from(id))
-    }
-
-    #[test]
-    fn stun_from_new_addresses_is_budgeted_per_source_ip() {
-        let t0 = crate::test_clock::origin();
-        let server: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let mut shard = Shard::new(ShardConfig::new(server), t0);
-        shard.handle_input(
-            t0,
-            Input::Command(Command::Join {
-                room: RoomId::from("r"),
-                participant: ParticipantId(1),
-                can_publish: true,
-                can_subscribe: true,
-            }),
-        );
-        let ufrag = shard.by_ufrag.keys().next().unwrap().clone();
-        // An attacker who learned the ufrag sprays checks from many ports of one IP.
-        for port in 0..200u16 {
-            let src: SocketAddr = format!("10.9.9.9:{}", 10_000 + port).parse().unwrap();
-            let m = stun(&format!("{ufrag}:evil"), port as u8);
-            shard.handle_input(
-                t0,
-                Input::Datagram {
-                    source: src,
-                    contents: &m,
-                },
-            );
-        }
-        let s = shard.stats();
-        assert_eq!(
-            s.dropped_rate_limited,
-            200 - u64::from(NEW_SOURCE_STUN_PER_SEC)
-        );
-        // Another IP has its own budget; a second later the budget is back.
-        let other: SocketAddr = "10.8.8.8:4000".parse().unwrap();
-        shard.handle_input(
-            t0,
-            Input::Datagram {
-                source: other,
-                contents: &stun(&format!("{ufrag}:x"), 1),
-            },
-        );
-        assert_eq!(shard.stats().dropped_rate_limited, s.dropped_rate_limited);
-        let later = t0 + Duration::from_millis(1_100);
-        let src: SocketAddr = "10.9.9.9:9999".parse().unwrap();
-        shard.handle_input(
-            later,
-            Input::Datagram {
-                source: src,
-                contents: &stun(&format!("{ufrag}:evil"), 7),
-            },
-        );
-        assert_eq!(shard.stats().dropped_rate_limited, s.dropped_rate_limited);
-        // Unknown ufrags never reach a peer and cost no budget.
-        shard.handle_input(
-            later,
-            Input::Datagram {
-                source: src,
-                contents: &stun("nobody:x", 8),
-            },
-        );
-        assert_eq!(
-            shard.stats().dropped_unknown_source,
-            s.dropped_unknown_source + 1
-        );
-        // No address was bound by any of it (none passed the integrity check).
-        assert!(shard.by_addr.is_empty());
-        assert!(shard.new_source_stun.len() <= MAX_TRACKED_SOURCES);
-    }
-}
+mod tests;
