@@ -187,7 +187,7 @@ pub(crate) fn room_name(name: &str) -> Result<(), ApiError> {
         Err(ApiError(
             StatusCode::BAD_REQUEST,
             "invalid",
-            "room: 1-128 characters of A-Z a-z 0-9 _ . -".into(),
+            crate::room_name::BadRoomName.to_string(),
         ))
     }
 }

@@ -98,7 +98,7 @@ async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) ->
         return json_error(
             StatusCode::BAD_REQUEST,
             "invalid_room",
-            "room: 1-128 characters of A-Z a-z 0-9 _ . -",
+            crate::room_name::BadRoomName.to_string(),
         );
     }
     let name = clean_name(q.name.as_deref().unwrap_or(""), "guest");

@@ -117,7 +117,7 @@ struct Directory {
 pub enum JoinError {
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("invalid room name: 1-128 characters of A-Z a-z 0-9 _ . -")]
+    #[error("{}", crate::room_name::BadRoomName)]
     BadRoomName,
     #[error("unsupported protocol version {0}; this server speaks {PROTOCOL_VERSION}")]
     UnsupportedVersion(u32),
@@ -158,11 +158,9 @@ mod admin;
 mod resume;
 pub use resume::{Parking, ResumeError, Resumed};
 
+/// The room-name rule ([`crate::RoomName`]), as a test.
 pub fn valid_room_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    crate::RoomName::parse(s).is_ok()
 }
 
 /// Display names: trimmed, at most 64 characters, never empty.

@@ -21,6 +21,7 @@ pub mod hub;
 pub mod placement;
 pub mod plane;
 pub mod protocol;
+pub mod room_name;
 pub mod sip_calls;
 pub mod turn;
 pub mod webhook;
@@ -28,6 +29,7 @@ pub mod whip;
 pub mod ws;
 
 pub use auth::{Claims, KeyStore, VideoGrant};
+pub use room_name::RoomName;
 pub use http::{router, AppState};
 pub use hub::{Hub, HubConfig};
 pub use plane::{MediaPlane, PlaneError};

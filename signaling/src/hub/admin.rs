@@ -19,7 +19,7 @@ impl Hub {
         }
         if !valid_room_name(name) {
             return Err(HubError::Invalid(
-                "name: 1-128 characters of A-Z a-z 0-9 _ . -".into(),
+                crate::room_name::BadRoomName.to_string(),
             ));
         }
         if metadata.len() > MAX_METADATA {
