@@ -160,7 +160,7 @@ pub use resume::{Parking, ResumeError, Resumed};
 
 /// The room-name rule ([`crate::RoomName`]), as a test.
 pub fn valid_room_name(s: &str) -> bool {
-    crate::RoomName::parse(s).is_ok()
+    crate::RoomName::is_valid(s)
 }
 
 /// Display names: trimmed, at most 64 characters, never empty.

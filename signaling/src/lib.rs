@@ -29,7 +29,7 @@ pub mod whip;
 pub mod ws;
 
 pub use auth::{Claims, KeyStore, VideoGrant};
-pub use room_name::RoomName;
 pub use http::{router, AppState};
 pub use hub::{Hub, HubConfig};
 pub use plane::{MediaPlane, PlaneError};
+pub use room_name::RoomName;

@@ -1,10 +1,6 @@
 //! Room names: 1–128 characters of `A-Z a-z 0-9 _ . -`. The rule is written once, here;
 //! a [`RoomName`] is a name that passed it.
 
-use std::borrow::Borrow;
-use std::fmt;
-
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct RoomName(String);
@@ -15,13 +11,17 @@ pub struct RoomName(String);
 pub struct BadRoomName;
 
 impl RoomName {
-    /// The name, or [`BadRoomName`].
-    pub fn parse(s: &str) -> Result<Self, BadRoomName> {
-        let ok = !s.is_empty()
+    /// Whether `s` keeps the rule (no allocation).
+    pub fn is_valid(s: &str) -> bool {
+        !s.is_empty()
             && s.len() <= 128
             && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        if ok {
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    }
+
+    /// The name, or [`BadRoomName`].
+    pub fn parse(s: &str) -> Result<Self, BadRoomName> {
+        if Self::is_valid(s) {
             Ok(Self(s.to_string()))
         } else {
             Err(BadRoomName)
@@ -33,43 +33,20 @@ impl RoomName {
     }
 }
 
-impl fmt::Display for RoomName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::ops::Deref for RoomName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Maps keyed by `RoomName` are looked up by `&str`.
-impl Borrow<str> for RoomName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<RoomName> for String {
-    fn from(r: RoomName) -> String {
-        r.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_rule() {
-        assert!(RoomName::parse("demo-1_a.b").is_ok());
+        assert_eq!(
+            RoomName::parse("demo-1_a.b").map(|r| r.as_str().to_string()),
+            Ok("demo-1_a.b".into())
+        );
         assert_eq!(RoomName::parse(""), Err(BadRoomName));
         assert_eq!(RoomName::parse("a b"), Err(BadRoomName));
         assert_eq!(RoomName::parse("ü"), Err(BadRoomName));
-        assert!(RoomName::parse(&"x".repeat(128)).is_ok());
-        assert_eq!(RoomName::parse(&"x".repeat(129)), Err(BadRoomName));
+        assert!(RoomName::is_valid(&"x".repeat(128)));
+        assert!(!RoomName::is_valid(&"x".repeat(129)));
     }
 }
