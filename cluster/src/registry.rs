@@ -42,7 +42,8 @@ pub fn node_key(id: &str) -> String {
 /// Write (or refresh) a node's record.
 pub async fn publish(redis: &Redis, record: &NodeRecord) -> Result<(), ClusterError> {
     let mut c = redis.conn().await?;
-    let json = serde_json::to_string(record).map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+    let json =
+        serde_json::to_string(record).map_err(|e| ClusterError::Unavailable(e.to_string()))?;
     let ttl = TTL.as_millis() as u64;
     bounded(c.pset_ex::<_, _, ()>(node_key(&record.id), json, ttl)).await
 }

@@ -88,7 +88,12 @@ pub async fn claim(redis: &Redis, room: &str, candidates: &[String]) -> Result<H
 }
 
 /// Give a room up (it closed), if `node` at `epoch` still holds it. True if it did.
-pub async fn release(redis: &Redis, room: &str, node: &str, epoch: u64) -> Result<bool, ClusterError> {
+pub async fn release(
+    redis: &Redis,
+    room: &str,
+    node: &str,
+    epoch: u64,
+) -> Result<bool, ClusterError> {
     let mut c = redis.conn().await?;
     let mut inv = RELEASE_SCRIPT.prepare_invoke();
     inv.key(room_key(room))

@@ -25,7 +25,16 @@ impl Drop for RedisServer {
 fn redis_server() -> RedisServer {
     let port = 30_000 + (std::process::id() % 20_000) as u16;
     let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)");
@@ -66,25 +75,38 @@ async fn one_home_under_concurrent_claims_spread_by_load_rehomed_and_fenced() {
     for i in 0..100 {
         let (redis, mut c) = (redis.clone(), ids.clone());
         c.rotate_left(i % 3);
-        tasks.push(tokio::spawn(async move { rooms::claim(&redis, "r", &c).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            rooms::claim(&redis, "r", &c).await.unwrap()
+        }));
     }
     let mut homes = Vec::new();
     for t in tasks {
         homes.push(t.await.unwrap());
     }
-    assert!(homes.iter().all(|h| h.node == homes[0].node && h.epoch == 1));
+    assert!(homes
+        .iter()
+        .all(|h| h.node == homes[0].node && h.epoch == 1));
     assert_eq!(homes.iter().filter(|h| h.placed).count(), 1, "placed once");
     // 29 more rooms spread over the three by room count: 10 each.
     for i in 0..29 {
-        rooms::claim(&redis, &format!("room{i}"), &ids).await.unwrap();
+        rooms::claim(&redis, &format!("room{i}"), &ids)
+            .await
+            .unwrap();
     }
     let mut per = std::collections::HashMap::new();
     for i in 0..29 {
-        let (n, _) = rooms::home(&redis, &format!("room{i}")).await.unwrap().unwrap();
+        let (n, _) = rooms::home(&redis, &format!("room{i}"))
+            .await
+            .unwrap()
+            .unwrap();
         *per.entry(n).or_insert(0) += 1;
     }
     *per.entry(homes[0].node.clone()).or_insert(0) += 1;
-    assert_eq!(per.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{per:?}");
+    assert_eq!(
+        per.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "{per:?}"
+    );
     // The home's node dies (its key goes): the next claim re-homes with epoch 2.
     let dead = homes[0].node.clone();
     registry::withdraw(&redis, &dead).await.unwrap();
@@ -94,7 +116,10 @@ async fn one_home_under_concurrent_claims_spread_by_load_rehomed_and_fenced() {
     // The old home comes back with its stale epoch: it cannot release the room.
     registry::publish(&redis, &node(&dead)).await.unwrap();
     assert!(!rooms::release(&redis, "r", &dead, 1).await.unwrap());
-    assert_eq!(rooms::claim(&redis, "r", &ids).await.unwrap().node, again.node);
+    assert_eq!(
+        rooms::claim(&redis, "r", &ids).await.unwrap().node,
+        again.node
+    );
     assert!(rooms::release(&redis, "r", &again.node, 2).await.unwrap());
     assert_eq!(rooms::home(&redis, "r").await.unwrap(), None);
     // No serving candidate alive: a clear error, nothing claimed.
@@ -117,7 +142,9 @@ async fn a_redis_that_accepts_and_never_answers_costs_a_bounded_wait() {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { return };
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
             // Held open, never read from nor written to.
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(60)).await;
@@ -128,8 +155,14 @@ async fn a_redis_that_accepts_and_never_answers_costs_a_bounded_wait() {
     let redis = Redis::new(&format!("redis://127.0.0.1:{port}/")).unwrap();
     for _ in 0..3 {
         let t0 = Instant::now();
-        let e = rooms::claim(&redis, "r", &["a".to_string()]).await.unwrap_err();
+        let e = rooms::claim(&redis, "r", &["a".to_string()])
+            .await
+            .unwrap_err();
         assert!(matches!(e, ClusterError::Unavailable(_)), "{e:?}");
-        assert!(t0.elapsed() < Duration::from_millis(2_000), "bounded: {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(2_000),
+            "bounded: {:?}",
+            t0.elapsed()
+        );
     }
 }

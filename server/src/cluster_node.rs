@@ -136,14 +136,20 @@ impl ClusterNode {
                 // The directory lost it (a Redis restarted empty): claim it back, or
                 // every room of the cluster would end with a Redis restart.
                 Ok(None) => {
-                    if let Ok(h) = rooms::claim(&self.redis, &room, std::slice::from_ref(&self.id)).await {
+                    if let Ok(h) =
+                        rooms::claim(&self.redis, &room, std::slice::from_ref(&self.id)).await
+                    {
                         if h.node == self.id {
                             self.homes.insert(room, h.epoch);
                         }
                     }
                 }
                 Ok(other) => {
-                    tracing::warn!(room, ?other, "the room is homed elsewhere now: stepping down");
+                    tracing::warn!(
+                        room,
+                        ?other,
+                        "the room is homed elsewhere now: stepping down"
+                    );
                     self.homes.remove(&room);
                     let _ = hub.delete_room(&room, "the room moved to another node");
                 }
@@ -174,7 +180,9 @@ impl ClusterNode {
                 .into_iter()
                 .find(|n| n.id == home.node)
                 .map(|n| n.url)
-                .ok_or_else(|| ClusterError::Unavailable("the room's home is not registered".into()))?,
+                .ok_or_else(|| {
+                    ClusterError::Unavailable("the room's home is not registered".into())
+                })?,
         };
         Ok(Placed::Elsewhere { url })
     }
@@ -221,4 +229,3 @@ impl Placement for ClusterNode {
         })
     }
 }
-

@@ -51,11 +51,7 @@ pub enum ReadOutcome {
 impl FrameReader {
     /// Append bytes received elsewhere (the acceptor's first read), handing every
     /// complete frame to `f`.
-    pub fn push(
-        &mut self,
-        mut data: &[u8],
-        f: &mut impl FnMut(&[u8]),
-    ) -> Result<(), FrameError> {
+    pub fn push(&mut self, mut data: &[u8], f: &mut impl FnMut(&[u8])) -> Result<(), FrameError> {
         while !data.is_empty() {
             let room = self.make_room();
             let n = room.min(data.len());
@@ -131,8 +127,7 @@ pub struct FrameWriter {
 impl FrameWriter {
     /// Queue one packet; false (and counted) when it was dropped.
     pub fn queue(&mut self, packet: &[u8]) -> bool {
-        if packet.len() > u16::MAX as usize || self.backlog.len() + 2 + packet.len() > MAX_BACKLOG
-        {
+        if packet.len() > u16::MAX as usize || self.backlog.len() + 2 + packet.len() > MAX_BACKLOG {
             self.dropped += 1;
             return false;
         }

@@ -218,7 +218,9 @@ fn serve(args: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("http: binding {}", args.http))?;
         let cluster = match &args.redis_url {
-            Some(url) => Some(join_cluster(&args, url, listener.local_addr()?.port(), &hub, &pool).await?),
+            Some(url) => {
+                Some(join_cluster(&args, url, listener.local_addr()?.port(), &hub, &pool).await?)
+            }
             None => None,
         };
         let h = hub.clone();
@@ -249,7 +251,12 @@ fn serve(args: Config) -> anyhow::Result<()> {
             let prometheus = prometheus.clone();
             axum::routing::get(move || std::future::ready(prometheus.render()))
         };
-        let ready = readiness(hub.clone(), pool.clone(), args.max_worker_packet_rate, cluster.clone());
+        let ready = readiness(
+            hub.clone(),
+            pool.clone(),
+            args.max_worker_packet_rate,
+            cluster.clone(),
+        );
         let mut app = web::router()
             .route(
                 "/readyz",
@@ -341,7 +348,13 @@ fn serve(args: Config) -> anyhow::Result<()> {
             "Switchboard is running: open http://{local}/"
         );
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(drain_on_signals(hub.clone(), pool.clone(), cluster.clone(), args.drain_timeout, done_tx));
+        tokio::spawn(drain_on_signals(
+            hub.clone(),
+            pool.clone(),
+            cluster.clone(),
+            args.drain_timeout,
+            done_tx,
+        ));
         // Resolves once the drain is over (never, should the drain task end without one).
         let drained = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             if rx.wait_for(|done| *done).await.is_err() {
@@ -459,8 +472,17 @@ async fn join_cluster(
         .cluster_url
         .clone()
         .unwrap_or_else(|| format!("http://{}:{http_port}", args.advertise_ip()));
-    let media = pool.workers.iter().map(|w| format!("udp {}", w.addr)).collect();
-    let node = Arc::new(cluster_node::ClusterNode::new(redis, id.clone(), http.clone(), media));
+    let media = pool
+        .workers
+        .iter()
+        .map(|w| format!("udp {}", w.addr))
+        .collect();
+    let node = Arc::new(cluster_node::ClusterNode::new(
+        redis,
+        id.clone(),
+        http.clone(),
+        media,
+    ));
     let base = node
         .id_base()
         .await

@@ -100,7 +100,11 @@ impl Drop for Slot {
 }
 
 /// Accept connections until the listener fails.
-pub async fn run(listener: TcpListener, directory: Arc<UfragDirectory>, workers: Vec<HandoffSender>) {
+pub async fn run(
+    listener: TcpListener,
+    directory: Arc<UfragDirectory>,
+    workers: Vec<HandoffSender>,
+) {
     let pending = Arc::new(Mutex::new(Pending::default()));
     let workers = Arc::new(workers);
     loop {

@@ -86,9 +86,7 @@ impl UfragRecorder {
             self.directory.owners.remove(&old);
         }
         list.push(ufrag.to_string());
-        self.directory
-            .owners
-            .insert(ufrag.to_string(), self.worker);
+        self.directory.owners.insert(ufrag.to_string(), self.worker);
     }
 }
 

@@ -252,7 +252,13 @@ fn run(
         let mut tcp_in = 0u64;
         let mut on_frame = |shard: &mut Shard, now: Instant, source: SocketAddr, f: &[u8]| {
             tcp_in += 1;
-            shard.handle_input(now, Input::TcpFrame { source, contents: f });
+            shard.handle_input(
+                now,
+                Input::TcpFrame {
+                    source,
+                    contents: f,
+                },
+            );
         };
         while let Ok(h) = inbox.handoffs.try_recv() {
             let now = Instant::now();

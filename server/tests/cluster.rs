@@ -110,7 +110,11 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     for n in &ns {
         homes.push(rooms_of(n).await.contains(&"big".to_string()));
     }
-    assert_eq!(homes.iter().filter(|h| **h).count(), 1, "one home: {homes:?}");
+    assert_eq!(
+        homes.iter().filter(|h| **h).count(),
+        1,
+        "one home: {homes:?}"
+    );
     // Webhooks: sent once per event, by the home.
     let deadline = Instant::now() + Duration::from_secs(5);
     let count = |event: &str| {
@@ -130,7 +134,11 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
         .filter(|(e, r, _)| e == "participant_joined" && r == "big")
         .map(|(_, _, p)| p.clone())
         .collect();
-    assert_eq!((count("participant_joined"), joined.len()), (100, 100), "no duplicate webhook");
+    assert_eq!(
+        (count("participant_joined"), joined.len()),
+        (100, 100),
+        "no duplicate webhook"
+    );
     // Media between participants who came in through different nodes.
     let mut ps = Vec::new();
     for (i, n) in ns.iter().enumerate() {
@@ -140,7 +148,10 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     for a in 0..3 {
         for b in 0..3 {
             if a != b {
-                let v = ps[a].client.stream_from(ps[b].id, TrackKind::Video).map_or(0, |v| v.packets);
+                let v = ps[a]
+                    .client
+                    .stream_from(ps[b].id, TrackKind::Video)
+                    .map_or(0, |v| v.packets);
                 assert!(v > 50, "{a} receives {b}'s video: {v}");
             }
         }
@@ -152,7 +163,8 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     for i in 0..10 {
         for (k, via) in [home, (home + 1) % 3].into_iter().enumerate() {
             let t = Instant::now();
-            let (ws, joined) = join_following(&ws_url(&ns[via]), &join_msg("big", &format!("t{k}{i}"))).await;
+            let (ws, joined) =
+                join_following(&ws_url(&ns[via]), &join_msg("big", &format!("t{k}{i}"))).await;
             assert_eq!(joined["type"], "joined");
             times[k].push(t.elapsed());
             sockets.push(ws);
@@ -174,7 +186,8 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     let mut per_join = Vec::new();
     for i in 0..5 {
         let before = commands();
-        let (ws, joined) = join_following(&ws_url(&ns[0]), &join_msg(&format!("cost{i}"), "c")).await;
+        let (ws, joined) =
+            join_following(&ws_url(&ns[0]), &join_msg(&format!("cost{i}"), "c")).await;
         assert_eq!(joined["type"], "joined");
         per_join.push(commands() - before - 1); // the INFO itself counts once
         sockets.push(ws);
@@ -226,10 +239,18 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     let api = reqwest::Client::new();
     let all = admin_get(&ns[0], "/api/v1/rooms").await;
     let total: usize = lists.iter().map(|l| l.len()).sum();
-    assert_eq!(all["rooms"].as_array().unwrap().len(), total, "every node's rooms, once");
+    assert_eq!(
+        all["rooms"].as_array().unwrap().len(),
+        total,
+        "every node's rooms, once"
+    );
     let elsewhere = (home + 1) % 3;
     let people = admin_get(&ns[elsewhere], "/api/v1/rooms/big/participants").await;
-    assert_eq!(people["participants"].as_array().map(Vec::len), Some(120), "100 + 20 timing joins: {people}");
+    assert_eq!(
+        people["participants"].as_array().map(Vec::len),
+        Some(120),
+        "100 + 20 timing joins: {people}"
+    );
     let created = api
         .post(format!("http://{}/api/v1/rooms", ns[0].http))
         .bearer_auth(admin_token())
@@ -262,7 +283,10 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     // The forwarding mark grants nothing: a request that carries it is answered where it
     // lands (this node lacks the room: 404), and without a token it is refused as any.
     let marked = api
-        .get(format!("http://{}/api/v1/rooms/big/participants", ns[elsewhere].http))
+        .get(format!(
+            "http://{}/api/v1/rooms/big/participants",
+            ns[elsewhere].http
+        ))
         .bearer_auth(admin_token())
         .header("x-switchboard-forwarded", "1")
         .send()
@@ -270,7 +294,10 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
         .unwrap();
     assert_eq!(marked.status(), 404);
     let forged = api
-        .get(format!("http://{}/api/v1/rooms/big/participants", ns[elsewhere].http))
+        .get(format!(
+            "http://{}/api/v1/rooms/big/participants",
+            ns[elsewhere].http
+        ))
         .header("x-switchboard-forwarded", "1")
         .send()
         .await
@@ -304,7 +331,10 @@ async fn a_dead_home_is_replaced_and_a_redis_outage_refuses_only_new_rooms() {
         if m["type"] == "joined" {
             break killed.elapsed();
         }
-        assert!(killed.elapsed() < Duration::from_secs(15), "not re-homed: {m}");
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "not re-homed: {m}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     eprintln!("re-homed {rehomed:?} after kill -9");
@@ -323,15 +353,26 @@ async fn a_dead_home_is_replaced_and_a_redis_outage_refuses_only_new_rooms() {
     let refused_in = t0.elapsed();
     assert_eq!(m["type"], "error", "{m}");
     assert_eq!(m["code"], "unavailable", "{m}");
-    assert!(refused_in < Duration::from_secs(1), "refused in {refused_in:?}");
+    assert!(
+        refused_in < Duration::from_secs(1),
+        "refused in {refused_in:?}"
+    );
     // The running call goes on, packets keep flowing.
-    let before = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    let before = ps[0]
+        .client
+        .stream_from(ps[1].id, TrackKind::Video)
+        .map_or(0, |v| v.packets);
     run_all(&mut ps, Duration::from_secs(3)).await;
-    let after = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    let after = ps[0]
+        .client
+        .stream_from(ps[1].id, TrackKind::Video)
+        .map_or(0, |v| v.packets);
     assert!(after > before + 60, "{before} → {after}");
     // /readyz says why.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let r = reqwest::get(format!("http://{}/readyz", ns[alive[0]].http)).await.unwrap();
+    let r = reqwest::get(format!("http://{}/readyz", ns[alive[0]].http))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("Redis"));
     // Redis comes back, empty: the nodes register again, claim back the rooms they
@@ -346,12 +387,19 @@ async fn a_dead_home_is_replaced_and_a_redis_outage_refuses_only_new_rooms() {
         assert!(back.elapsed() < Duration::from_secs(10), "not back: {m}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("new rooms placed again {:?} after Redis returned", back.elapsed());
+    eprintln!(
+        "new rooms placed again {:?} after Redis returned",
+        back.elapsed()
+    );
     run_all(&mut ps, Duration::from_secs(3)).await;
     let (_ws, m) = join_following(&ws_url(&ns[alive[1]]), &join_msg("live", "late")).await;
     assert_eq!(m["type"], "joined", "the running room kept its home: {m}");
     assert_eq!(
-        ps[0].messages.iter().filter(|m| m["type"] == "participant_left").count(),
+        ps[0]
+            .messages
+            .iter()
+            .filter(|m| m["type"] == "participant_left")
+            .count(),
         0,
         "nobody left the running call"
     );
@@ -399,12 +447,25 @@ async fn a_draining_node_takes_no_new_room_keeps_its_calls_then_hands_them_on() 
         assert_eq!(m["type"], "joined", "{m}");
         sockets.push(ws);
     }
-    assert_eq!(rooms_of(draining).await, vec!["d".to_string()], "no new room on the draining node");
+    assert_eq!(
+        rooms_of(draining).await,
+        vec!["d".to_string()],
+        "no new room on the draining node"
+    );
     // Its call goes on until the drain timeout.
-    let before = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    let before = ps[0]
+        .client
+        .stream_from(ps[1].id, TrackKind::Video)
+        .map_or(0, |v| v.packets);
     run_all(&mut ps, Duration::from_secs(2)).await;
-    let after = ps[0].client.stream_from(ps[1].id, TrackKind::Video).map_or(0, |v| v.packets);
-    assert!(after > before + 40, "the call goes on while draining: {before} → {after}");
+    let after = ps[0]
+        .client
+        .stream_from(ps[1].id, TrackKind::Video)
+        .map_or(0, |v| v.packets);
+    assert!(
+        after > before + 40,
+        "the call goes on while draining: {before} → {after}"
+    );
     // Then it closes the sessions ("shutting down") and its clients join again: the
     // room is placed on a live node at once (the draining node gave it up).
     let t0 = Instant::now();
@@ -413,7 +474,10 @@ async fn a_draining_node_takes_no_new_room_keeps_its_calls_then_hands_them_on() 
         if ps[0].messages.iter().any(|m| m["code"] == "shutting_down") {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "the drain did not end");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the drain did not end"
+        );
     }
     let live = (home + 1) % 3;
     let t1 = Instant::now();
@@ -421,9 +485,15 @@ async fn a_draining_node_takes_no_new_room_keeps_its_calls_then_hands_them_on() 
         Participant::join_at(&ws_url(&ns[live]), "d", "a", false).await,
         Participant::join_at(&ws_url(&ns[live]), "d", "b", false).await,
     ];
-    eprintln!("rejoined elsewhere {:?} after the drain ended", t1.elapsed());
+    eprintln!(
+        "rejoined elsewhere {:?} after the drain ended",
+        t1.elapsed()
+    );
     run_all(&mut again, Duration::from_secs(3)).await;
-    let v = again[0].client.stream_from(again[1].id, TrackKind::Video).map_or(0, |v| v.packets);
+    let v = again[0]
+        .client
+        .stream_from(again[1].id, TrackKind::Video)
+        .map_or(0, |v| v.packets);
     assert!(v > 50, "media on the new home: {v}");
     assert!(t1.elapsed() < Duration::from_secs(6));
     drop(sockets);
@@ -445,7 +515,11 @@ async fn a_home_that_comes_back_with_a_stale_epoch_steps_down() {
     // re-homed by a join through another node.
     let pid = ns[home].child.id().to_string();
     let signal = |s: &str| {
-        assert!(std::process::Command::new("kill").args([s, &pid]).status().unwrap().success())
+        assert!(std::process::Command::new("kill")
+            .args([s, &pid])
+            .status()
+            .unwrap()
+            .success())
     };
     signal("-STOP");
     let other = (home + 1) % 3;
@@ -466,12 +540,23 @@ async fn a_home_that_comes_back_with_a_stale_epoch_steps_down() {
     loop {
         first.run(Duration::from_millis(200)).await;
         second.run(Duration::from_millis(10)).await;
-        if first.messages.iter().any(|m| m["type"] == "error" && m["code"] == "removed") {
+        if first
+            .messages
+            .iter()
+            .any(|m| m["type"] == "error" && m["code"] == "removed")
+        {
             break;
         }
-        assert!(t1.elapsed() < Duration::from_secs(8), "the stale home did not step down: {:?}", first.messages);
+        assert!(
+            t1.elapsed() < Duration::from_secs(8),
+            "the stale home did not step down: {:?}",
+            first.messages
+        );
     }
-    eprintln!("the stale home stepped down {:?} after it resumed", t1.elapsed());
+    eprintln!(
+        "the stale home stepped down {:?} after it resumed",
+        t1.elapsed()
+    );
     let mut homes = 0;
     for n in &ns {
         homes += usize::from(rooms_of(n).await.contains(&"stale".to_string()));

@@ -68,8 +68,14 @@ fn abuse(port: u16) -> (Duration, usize) {
         .map(|s| std::thread::spawn(move || closed_after(s)))
         .collect();
     let times: Vec<Duration> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(t0.elapsed() < Duration::from_secs(10), "every idle connection closed");
-    let quick = times.iter().filter(|t| **t < Duration::from_secs(2)).count();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "every idle connection closed"
+    );
+    let quick = times
+        .iter()
+        .filter(|t| **t < Duration::from_secs(2))
+        .count();
     (stalled, quick)
 }
 
@@ -108,7 +114,10 @@ async fn abuse_of_the_tcp_port_is_closed_and_counted_without_disturbing_a_call()
         (Duration::from_secs(4)..Duration::from_secs(8)).contains(&stalled),
         "a stalled first frame is closed after about 5 s, not {stalled:?}"
     );
-    assert!(quick >= 300 - 32, "over the per-IP share closed at once: {quick}");
+    assert!(
+        quick >= 300 - 32,
+        "over the per-IP share closed at once: {quick}"
+    );
     let during = video(&ps);
     run_all(&mut ps, Duration::from_secs(1)).await;
     assert!(

@@ -57,11 +57,19 @@ async fn resume_tokens_work_once_for_their_own_participant_within_the_grace() {
     // Her token with bob's access token, or with hers for another room: not hers to take.
     let (f, c, _) = attempt(&server, &ann, &token("r", "bob", 600)).await;
     refused(&f, &c, "another identity");
-    assert!(f["message"].as_str().unwrap().contains("another identity"), "{f}");
+    assert!(
+        f["message"].as_str().unwrap().contains("another identity"),
+        "{f}"
+    );
     let (f, c, _) = attempt(&server, &ann, &token("other", "ann", 600)).await;
     refused(&f, &c, "another room");
     // A forged token, and an expired access token.
-    let (f, c, _) = attempt(&server, "RT_00000000000000000000000000000000", &token("r", "ann", 600)).await;
+    let (f, c, _) = attempt(
+        &server,
+        "RT_00000000000000000000000000000000",
+        &token("r", "ann", 600),
+    )
+    .await;
     refused(&f, &c, "forged");
     let (f, c, _) = attempt(&server, &ann, &token("r", "ann", -60)).await;
     refused(&f, &c, "expired access token");

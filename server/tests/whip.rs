@@ -301,6 +301,24 @@ async fn whip_errors_leave_nothing_behind() {
         assert_eq!(status, want, "{v}");
         assert!(v["code"].is_string(), "JSON error body: {v}");
     }
+    // A room name outside the rule is the request's fault (400 `invalid`), not the
+    // token's (it was 401 while WHIP mapped join refusals on its own).
+    let bad_name = tok(VideoGrant::join("bad name!"), SECRET);
+    let r = post(
+        &base,
+        "bad%20name!",
+        Some(&bad_name),
+        "application/sdp",
+        offer.clone(),
+    )
+    .await;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid")),
+        "{v}"
+    );
     assert_eq!(
         members(&server, "r").await,
         0,

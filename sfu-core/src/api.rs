@@ -264,13 +264,9 @@ pub enum Event {
     /// The participant's ICE went quiet (its network path broke): it keeps its place
     /// for [`crate::ShardConfig::media_grace`], for the path to come back or an ICE
     /// restart, then goes with `IceTimeout`.
-    MediaInterrupted {
-        participant: ParticipantId,
-    },
+    MediaInterrupted { participant: ParticipantId },
     /// Every connection of an interrupted participant is connected again.
-    MediaRestored {
-        participant: ParticipantId,
-    },
+    MediaRestored { participant: ParticipantId },
     /// The participant no longer exists in the shard.
     ParticipantGone {
         room: RoomId,

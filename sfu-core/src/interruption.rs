@@ -191,11 +191,25 @@ mod tests {
         let mut i = Interruptions::new(Duration::from_secs(20));
         let (a, b) = (ParticipantId(1), ParticipantId(2));
         assert_eq!(i.begin((a, PcKind::Subscriber), t0), Change::Began);
-        assert_eq!(i.begin((a, PcKind::Publisher), t0 + Duration::from_secs(1)), Change::Same);
-        assert_eq!(i.begin((b, PcKind::Publisher), t0 + Duration::from_secs(5)), Change::Began);
-        assert_eq!(i.end((a, PcKind::Subscriber)), Change::Same, "its publisher is still out");
+        assert_eq!(
+            i.begin((a, PcKind::Publisher), t0 + Duration::from_secs(1)),
+            Change::Same
+        );
+        assert_eq!(
+            i.begin((b, PcKind::Publisher), t0 + Duration::from_secs(5)),
+            Change::Began
+        );
+        assert_eq!(
+            i.end((a, PcKind::Subscriber)),
+            Change::Same,
+            "its publisher is still out"
+        );
         assert_eq!(i.end((a, PcKind::Publisher)), Change::Ended);
-        assert_eq!(i.end((a, PcKind::Publisher)), Change::Same, "not interrupted");
+        assert_eq!(
+            i.end((a, PcKind::Publisher)),
+            Change::Same,
+            "not interrupted"
+        );
         assert_eq!(i.deadline(), Some(t0 + Duration::from_secs(25)));
         let mut out = Vec::new();
         i.expired(t0 + Duration::from_secs(24), &mut out);

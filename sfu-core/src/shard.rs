@@ -37,8 +37,8 @@ use crate::api::{
 use crate::demux::{classify, stun_local_ufrag, DatagramKind};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
-use crate::keyframe::KeyframeThrottle;
 use crate::interruption::Interruptions;
+use crate::keyframe::KeyframeThrottle;
 use crate::pc::{Failures, Pc, PcFailure};
 use crate::timers::{PcKey, Timers};
 
@@ -232,7 +232,11 @@ impl Shard {
     /// Test hook: the ICE ufrag a connection is demultiplexed by, if it is, and the one
     /// its str0m connection uses (the two must agree).
     #[cfg(feature = "testkit")]
-    pub fn local_ufrag(&mut self, participant: ParticipantId, kind: PcKind) -> Option<(String, String)> {
+    pub fn local_ufrag(
+        &mut self,
+        participant: ParticipantId,
+        kind: PcKind,
+    ) -> Option<(String, String)> {
         let pc = self.participants.get_mut(&participant)?.pc_mut(kind)?;
         let known = pc.ufrag.clone();
         let used = pc.rtc.direct_api().local_ice_credentials().ufrag;

@@ -191,8 +191,10 @@ fn a_client_whose_path_breaks_for_a_while_keeps_its_place_and_its_media() {
         .map_or(0, |v| v.packets);
     sim.run_for(secs(8));
     assert!(
-        sim.events_matching(|e| matches!(e, Event::MediaRestored { participant } if *participant == id))
-            .len()
+        sim.events_matching(
+            |e| matches!(e, Event::MediaRestored { participant } if *participant == id)
+        )
+        .len()
             == 1,
         "its connections came back"
     );
@@ -203,7 +205,10 @@ fn a_client_whose_path_breaks_for_a_while_keeps_its_place_and_its_media() {
         .client(a)
         .stream_from(id, TrackKind::Video)
         .map_or(0, |v| v.packets);
-    assert!(after > before + 100, "its video flows again: {before} → {after}");
+    assert!(
+        after > before + 100,
+        "its video flows again: {before} → {after}"
+    );
 }
 
 #[test]
@@ -829,6 +834,9 @@ fn a_subscriber_ice_restart_renews_its_credentials_and_keeps_its_media() {
     assert_eq!(known, used);
     assert!(video(&sim) > packets + 100, "media goes on");
     assert!(sim
-        .events_matching(|e| matches!(e, Event::ParticipantGone { .. } | Event::CommandFailed { .. }))
+        .events_matching(|e| matches!(
+            e,
+            Event::ParticipantGone { .. } | Event::CommandFailed { .. }
+        ))
         .is_empty());
 }

@@ -9,7 +9,6 @@ use std::time::Instant;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parking_lot::Mutex;
@@ -17,73 +16,32 @@ use serde::{Deserialize, Serialize};
 use sfu_core::TrackKind;
 use utoipa::OpenApi;
 
-use crate::auth::{unix_now, AuthError, Claims};
-use crate::hub::{valid_room_name, Hub, HubError, RoomInfo};
+use crate::auth::{unix_now, Claims};
+use crate::hub::{Hub, RoomInfo};
 use crate::protocol::{ParticipantInfo, Permissions};
 
 /// Largest request body.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Every error: `{code, message}` with the matching status.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ApiErrorBody {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub &'static str, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(ApiErrorBody {
-                code: self.1.to_string(),
-                message: self.2,
-            }),
-        )
-            .into_response()
-    }
-}
-
-impl From<HubError> for ApiError {
-    fn from(e: HubError) -> Self {
-        match e {
-            HubError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, "invalid", m),
-            HubError::NotFound(what) => ApiError(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{what} not found"),
-            ),
-            HubError::Conflict(m) => ApiError(StatusCode::CONFLICT, "conflict", m),
-            HubError::Plane(p) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy", p.to_string()),
-            HubError::Unavailable(m) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
-        }
-    }
-}
+pub use crate::error::ApiErrorBody;
+use crate::error::Error;
 
 /// `Json<T>` whose rejections are our JSON errors (400, 413, 415).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = Error;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(r) => {
-                let (status, code) = match &r {
-                    JsonRejection::MissingJsonContentType(_) => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                    }
-                    _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
-                    }
-                    // Syntax and data errors alike (axum says 422 for the latter) are 400.
-                    _ => (StatusCode::BAD_REQUEST, "invalid_body"),
-                };
-                Err(ApiError(status, code, r.body_text()))
-            }
+            Err(r) => Err(match &r {
+                JsonRejection::MissingJsonContentType(_) => {
+                    Error::UnsupportedMediaType(r.body_text())
+                }
+                _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge(r.body_text()),
+                // Syntax and data errors alike (axum says 422 for the latter) are 400.
+                _ => Error::BadBody(r.body_text()),
+            }),
         }
     }
 }
@@ -131,7 +89,7 @@ pub struct ApiState {
 pub(crate) struct Caller(pub(crate) Claims);
 
 impl Caller {
-    pub(crate) fn from(s: &ApiState, headers: &HeaderMap) -> Result<Self, ApiError> {
+    pub(crate) fn from(s: &ApiState, headers: &HeaderMap) -> Result<Self, Error> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -139,66 +97,42 @@ impl Caller {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .ok_or_else(|| {
-                ApiError(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing bearer token".into(),
-                )
-            })?;
-        let claims =
-            s.hub
-                .keys()
-                .verify_any(token.trim(), unix_now())
-                .map_err(|e: AuthError| {
-                    ApiError(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-                })?;
+            .ok_or(Error::MissingToken)?;
+        let claims = s.hub.keys().verify_any(token.trim(), unix_now())?;
         if !s.limiter.allow(&claims.iss, Instant::now()) {
-            return Err(ApiError(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests for this API key".into(),
-            ));
+            return Err(Error::RateLimited);
         }
         Ok(Caller(claims))
     }
 
-    pub(crate) fn need(&self, ok: bool, what: &str) -> Result<(), ApiError> {
+    pub(crate) fn need(&self, ok: bool, what: &str) -> Result<(), Error> {
         if ok {
             Ok(())
         } else {
-            Err(ApiError(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("the token lacks the grant: {what}"),
-            ))
+            Err(Error::Forbidden(format!(
+                "the token lacks the grant: {what}"
+            )))
         }
     }
 
-    fn admin(&self, room: &str) -> Result<(), ApiError> {
+    fn admin(&self, room: &str) -> Result<(), Error> {
         self.need(self.0.video.admin_of(room), "roomAdmin for this room")
     }
 }
 
-pub(crate) fn room_name(name: &str) -> Result<(), ApiError> {
-    if valid_room_name(name) {
+pub(crate) fn room_name(name: &str) -> Result<(), Error> {
+    if crate::RoomName::is_valid(name) {
         Ok(())
     } else {
-        Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            crate::room_name::BadRoomName.to_string(),
-        ))
+        Err(crate::room_name::BadRoomName.into())
     }
 }
 
-fn identity(id: &str) -> Result<(), ApiError> {
+fn identity(id: &str) -> Result<(), Error> {
     if !id.is_empty() && id.chars().count() <= 256 && !id.chars().any(|c| c.is_ascii_control()) {
         Ok(())
     } else {
-        Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "invalid",
+        Err(Error::Invalid(
             "identity: 1-256 characters, no control characters".into(),
         ))
     }
@@ -271,7 +205,7 @@ pub struct ParticipantList {
     pub participants: Vec<ParticipantInfo>,
 }
 
-type R<T> = Result<T, ApiError>;
+type R<T> = Result<T, Error>;
 
 #[utoipa::path(post, path = "/api/v1/rooms", request_body = CreateRoom, security(("bearer" = [])),
     responses((status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody), (status = 201, body = RoomInfo), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
@@ -349,8 +283,7 @@ async fn delete_room(
     let b: DeleteRoom = if body.is_empty() || body.as_ref() == b"null" {
         DeleteRoom::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| Error::BadBody(e.to_string()))?
     };
     s.hub
         .delete_room(&room, b.reason.as_deref().unwrap_or("the room was closed"))?;
@@ -485,12 +418,8 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-async fn not_found() -> ApiError {
-    ApiError(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such API route".into(),
-    )
+async fn not_found() -> Error {
+    Error::NotFound("no such API route".into())
 }
 
 pub fn router(state: ApiState) -> Router {

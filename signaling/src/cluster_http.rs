@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::http::json_error;
+use crate::error::Error;
 use crate::hub::Hub;
 use crate::placement::{Placed, Placement};
 
@@ -37,7 +37,7 @@ static PEERS: LazyLock<reqwest::Client> = LazyLock::new(|| {
 async fn forward(base: &str, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body over 64 KiB");
+        return Error::TooLarge("body over 64 KiB".into()).into_response();
     };
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = PEERS.request(parts.method.clone(), format!("{base}{target}"));
@@ -48,20 +48,15 @@ async fn forward(base: &str, req: Request) -> Response {
     }
     let resp = match out.header(FORWARDED, "1").body(bytes).send().await {
         Ok(r) => r,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_GATEWAY,
-                "unavailable",
-                format!("the room's node did not answer: {e}"),
-            )
-        }
+        Err(e) => return Error::Upstream(e.to_string()).into_response(),
     };
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.bytes().await.unwrap_or_default();
     let mut r = (status, body).into_response();
     for (k, v) in &headers {
-        if k != header::TRANSFER_ENCODING && k != header::CONTENT_LENGTH && k != header::CONNECTION {
+        if k != header::TRANSFER_ENCODING && k != header::CONTENT_LENGTH && k != header::CONNECTION
+        {
             r.headers_mut().append(k, v.clone());
         }
     }
@@ -98,7 +93,11 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
         return next.run(req).await;
     }
     let path = req.uri().path().to_string();
-    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let method = req.method().clone();
     if path == "/api/v1/rooms" {
         if method == Method::GET && !query.contains("scope=local") {
@@ -129,7 +128,7 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
     match placed {
         Ok(Placed::Here) => next.run(req).await,
         Ok(Placed::Elsewhere { url }) => forward(&url, req).await,
-        Err(e) if creates => json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        Err(e) if creates => Error::from(e).into_response(),
         // Not found in the directory: this node answers (404 for a room it lacks).
         Err(_) => next.run(req).await,
     }
@@ -139,7 +138,7 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
 async fn create_at_home(placement: &dyn Placement, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body over 64 KiB");
+        return Error::TooLarge("body over 64 KiB".into()).into_response();
     };
     let name = serde_json::from_slice::<Value>(&bytes)
         .ok()
@@ -151,7 +150,7 @@ async fn create_at_home(placement: &dyn Placement, req: Request, next: Next) -> 
     match placement.place(&name).await {
         Ok(Placed::Here) => next.run(req).await,
         Ok(Placed::Elsewhere { url }) => forward(&url, req).await,
-        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        Err(e) => Error::from(e).into_response(),
     }
 }
 
@@ -160,7 +159,7 @@ async fn create_at_home(placement: &dyn Placement, req: Request, next: Next) -> 
 async fn list_everywhere(placement: &dyn Placement, auth: Option<HeaderValue>) -> Response {
     let peers = match placement.peers().await {
         Ok(p) => p,
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        Err(e) => return Error::from(e).into_response(),
     };
     let mut rooms: Vec<Value> = Vec::new();
     for peer in peers {
@@ -196,13 +195,19 @@ mod tests {
     fn requests_name_their_room() {
         let get = Method::GET;
         let post = Method::POST;
-        assert_eq!(room_of(&get, "/api/v1/rooms/r1"), Some(("r1".into(), false)));
+        assert_eq!(
+            room_of(&get, "/api/v1/rooms/r1"),
+            Some(("r1".into(), false))
+        );
         assert_eq!(
             room_of(&post, "/api/v1/rooms/r1/participants/x/mute"),
             Some(("r1".into(), false))
         );
         assert_eq!(room_of(&post, "/whip/cam"), Some(("cam".into(), true)));
-        assert_eq!(room_of(&post, "/whep/cam/alice"), Some(("cam".into(), true)));
+        assert_eq!(
+            room_of(&post, "/whep/cam/alice"),
+            Some(("cam".into(), true))
+        );
         assert_eq!(
             room_of(&Method::PATCH, "/whip/cam/abc"),
             Some(("cam".into(), false)),

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State, WebSocketUpgrade};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::auth::{unix_now, Claims, VideoGrant};
+use crate::error::Error;
 use crate::hub::{clean_name, valid_room_name, Hub};
 use crate::ws::{session, MAX_MESSAGE};
 
@@ -26,14 +25,6 @@ pub struct AppState {
     pub rate: (f64, f64),
     /// The SIP gateway, when it runs.
     pub sip: Option<Arc<dyn crate::sip_calls::SipCalls>>,
-}
-
-pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "code": code, "message": message.into() })),
-    )
-        .into_response()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -87,19 +78,14 @@ struct DevToken {
 
 async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) -> Response {
     let Some(key) = s.dev_key.as_deref() else {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "development tokens are off (the server is not in dev mode)",
-        );
+        return Error::NotFound(
+            "development tokens are off (the server is not in dev mode)".into(),
+        )
+        .into_response();
     };
     let room = q.room.unwrap_or_default();
     if !valid_room_name(&room) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_room",
-            crate::room_name::BadRoomName.to_string(),
-        );
+        return Error::from(crate::room_name::BadRoomName).into_response();
     }
     let name = clean_name(q.name.as_deref().unwrap_or(""), "guest");
     // Identities are unique per session in dev mode: the name plus a random suffix.
@@ -128,10 +114,6 @@ async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) ->
             identity,
         })
         .into_response(),
-        None => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the dev key is not configured",
-        ),
+        None => Error::Internal("the dev key is not configured".into()).into_response(),
     }
 }

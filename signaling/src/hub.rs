@@ -12,8 +12,9 @@ use parking_lot::Mutex;
 use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackKind, TrackSource};
 use tokio::sync::mpsc;
 
-use crate::auth::{unix_now, AuthError, Claims, KeyStore};
-use crate::plane::{MediaPlane, PlaneError};
+use crate::auth::{unix_now, Claims, KeyStore};
+use crate::error::Error;
+use crate::plane::MediaPlane;
 use crate::protocol::{
     close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage,
     TrackInfo, PROTOCOL_VERSION,
@@ -112,46 +113,9 @@ struct Directory {
     room_of: HashMap<ParticipantId, String>,
 }
 
-/// Why a join was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JoinError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("{}", crate::room_name::BadRoomName)]
-    BadRoomName,
-    #[error("unsupported protocol version {0}; this server speaks {PROTOCOL_VERSION}")]
-    UnsupportedVersion(u32),
-    #[error("the room is full ({0} participants)")]
-    RoomFull(u32),
-    #[error("no such room, and rooms are not created on join")]
-    NoSuchRoom,
-    #[error("server draining: it takes no new participants; join another node")]
-    Draining,
-    #[error("server full: {0}")]
-    ServerFull(String),
-    #[error(transparent)]
-    Plane(#[from] PlaneError),
-}
-
 /// Decides whether the node takes one more participant (`publishing`: it may publish);
 /// `Some(reason)` refuses. Set by the server from its limits and worker load.
 pub type Admission = Arc<dyn Fn(bool) -> Option<String> + Send + Sync>;
-
-/// Why an API call failed, by HTTP meaning.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HubError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Plane(#[from] PlaneError),
-    /// Draining or full: try another node.
-    #[error("{0}")]
-    Unavailable(String),
-}
 
 /// The REST API's operations on rooms and participants.
 mod admin;
@@ -349,7 +313,7 @@ impl Hub {
         token: &str,
         version: Option<u32>,
         now: u64,
-    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
         self.join_inner(token, version, now, false)
     }
 
@@ -359,7 +323,7 @@ impl Hub {
         &self,
         token: &str,
         now: u64,
-    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
         self.join_inner(token, None, now, true)
     }
 
@@ -370,14 +334,14 @@ impl Hub {
         id: ParticipantId,
         target_identity: Option<&str>,
         sdp: String,
-    ) -> Result<(), HubError> {
+    ) -> Result<(), Error> {
         let room = self
             .dir
             .lock()
             .room_of
             .get(&id)
             .cloned()
-            .ok_or(HubError::NotFound("participant"))?;
+            .ok_or(Error::not_found("participant"))?;
         let target = match target_identity {
             Some(t) => Some(self.find(&room, t)?),
             None => None,
@@ -399,21 +363,21 @@ impl Hub {
         version: Option<u32>,
         now: u64,
         viewer: bool,
-    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), JoinError> {
+    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
         if let Some(v) = version {
             if v != PROTOCOL_VERSION {
-                return Err(JoinError::UnsupportedVersion(v));
+                return Err(Error::UnsupportedVersion(v));
             }
         }
         let mut claims: Claims = self.keys.verify(token, now)?;
         if self.is_draining() {
-            return Err(JoinError::Draining);
+            return Err(Error::Draining);
         }
         let check = self.admission.read().clone();
         if let Some(reason) = check.and_then(|a| a(claims.video.can_publish && !viewer)) {
             metrics::counter!("switchboard_joins_refused_total", "reason" => "server_full")
                 .increment(1);
-            return Err(JoinError::ServerFull(reason));
+            return Err(Error::ServerFull(reason));
         }
         if viewer {
             claims.video.can_publish = false;
@@ -421,7 +385,7 @@ impl Hub {
         }
         let g = &claims.video;
         if !valid_room_name(&g.room) {
-            return Err(JoinError::BadRoomName);
+            return Err(crate::room_name::BadRoomName.into());
         }
         let id = ParticipantId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let room = RoomId(g.room.clone());
@@ -450,7 +414,7 @@ impl Hub {
             let dir = &mut *guard;
             if !dir.rooms.contains_key(&room.0) {
                 if !self.config.auto_create {
-                    return Err(JoinError::NoSuchRoom);
+                    return Err(Error::NoSuchRoom);
                 }
                 let r = self.new_room(&room.0, None, None, String::new());
                 dir.rooms.insert(room.0.clone(), r);
@@ -465,7 +429,7 @@ impl Hub {
             let max = r.info.max_participants;
             let counted = r.members.len() - usize::from(replaced.is_some());
             if max > 0 && counted >= max as usize {
-                return Err(JoinError::RoomFull(max));
+                return Err(Error::RoomFull(max));
             }
             let others: Vec<ParticipantInfo> = r
                 .members

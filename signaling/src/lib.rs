@@ -16,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod cluster_http;
+pub mod error;
 pub mod http;
 pub mod hub;
 pub mod placement;
@@ -29,6 +30,7 @@ pub mod whip;
 pub mod ws;
 
 pub use auth::{Claims, KeyStore, VideoGrant};
+pub use error::Error;
 pub use http::{router, AppState};
 pub use hub::{Hub, HubConfig};
 pub use plane::{MediaPlane, PlaneError};

@@ -13,7 +13,9 @@ use std::pin::Pin;
 pub enum Placed {
     Here,
     /// Another node: its HTTP base URL (`http://10.0.0.6:7880`).
-    Elsewhere { url: String },
+    Elsewhere {
+        url: String,
+    },
 }
 
 /// A node's WebSocket URL from its HTTP base URL.
@@ -33,7 +35,8 @@ pub enum PlacementError {
     Unavailable(String),
 }
 
-pub type PlaceFuture<'a> = Pin<Box<dyn Future<Output = Result<Placed, PlacementError>> + Send + 'a>>;
+pub type PlaceFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Placed, PlacementError>> + Send + 'a>>;
 pub type PeersFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<String>, PlacementError>> + Send + 'a>>;
 
@@ -54,6 +57,9 @@ mod tests {
     #[test]
     fn websocket_urls_follow_the_scheme() {
         assert_eq!(ws_url("http://10.0.0.5:7880"), "ws://10.0.0.5:7880/ws");
-        assert_eq!(ws_url("https://sfu.example.com/"), "wss://sfu.example.com/ws");
+        assert_eq!(
+            ws_url("https://sfu.example.com/"),
+            "wss://sfu.example.com/ws"
+        );
     }
 }

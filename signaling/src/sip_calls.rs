@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, ApiJson, ApiState, Caller};
+use crate::api::{ApiJson, ApiState, Caller};
+use crate::error::Error;
 
 /// Longest DTMF string accepted in one request.
 pub const MAX_DTMF: usize = 64;
@@ -106,45 +107,17 @@ pub struct CallQuality {
     pub mos: f64,
 }
 
-/// Why a SIP API request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SipCallError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    /// Dialled and not answered (`wait_until_answered`): the call's end cause.
-    #[error("the call was not answered: {0}")]
-    NotAnswered(String),
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl From<SipCallError> for ApiError {
-    fn from(e: SipCallError) -> Self {
-        let m = e.to_string();
-        match e {
-            SipCallError::Invalid(_) => ApiError(StatusCode::BAD_REQUEST, "invalid", m),
-            SipCallError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, "not_found", m),
-            SipCallError::NotAnswered(_) => ApiError(StatusCode::CONFLICT, "not_answered", m),
-            SipCallError::Unavailable(_) => {
-                ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
-            }
-        }
-    }
-}
-
 pub type SipFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the REST API needs of the SIP gateway.
 pub trait SipCalls: Send + Sync {
     /// Dial; resolves when the call is placed (or, with `wait_until_answered`, answered).
-    fn dial(&self, req: DialRequest) -> SipFuture<'_, Result<SipCallInfo, SipCallError>>;
+    fn dial(&self, req: DialRequest) -> SipFuture<'_, Result<SipCallInfo, Error>>;
     fn get(&self, id: &str) -> Option<SipCallInfo>;
     /// Calls in progress (and recently ended), optionally of one room.
     fn list(&self, room: Option<&str>) -> Vec<SipCallInfo>;
-    fn hang_up(&self, id: &str) -> Result<(), SipCallError>;
-    fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), SipCallError>;
+    fn hang_up(&self, id: &str) -> Result<(), Error>;
+    fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), Error>;
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -174,18 +147,12 @@ pub fn valid_dtmf(digits: &str) -> bool {
             .all(|c| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'w'))
 }
 
-fn gateway(s: &ApiState) -> Result<&Arc<dyn SipCalls>, ApiError> {
-    s.sip.as_ref().ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "sip_disabled",
-            "the SIP gateway is not enabled (sip_listen)".into(),
-        )
-    })
+fn gateway(s: &ApiState) -> Result<&Arc<dyn SipCalls>, Error> {
+    s.sip.as_ref().ok_or(Error::SipDisabled)
 }
 
 impl Caller {
-    fn sip(&self, room: &str) -> Result<(), ApiError> {
+    fn sip(&self, room: &str) -> Result<(), Error> {
         let v = &self.0.video;
         self.need(
             v.sip_call && (v.room.is_empty() || v.room == room),
@@ -195,15 +162,15 @@ impl Caller {
 }
 
 /// A call the caller may see or control.
-fn call_of(s: &ApiState, c: &Caller, id: &str) -> Result<SipCallInfo, ApiError> {
+fn call_of(s: &ApiState, c: &Caller, id: &str) -> Result<SipCallInfo, Error> {
     let info = gateway(s)?
         .get(id)
-        .ok_or_else(|| SipCallError::NotFound(format!("call {id}")))?;
+        .ok_or_else(|| Error::NotFound(format!("call {id}")))?;
     c.sip(&info.room)?;
     Ok(info)
 }
 
-type R<T> = Result<T, ApiError>;
+type R<T> = Result<T, Error>;
 
 #[utoipa::path(post, path = "/api/v1/sip/calls", request_body = DialRequest, security(("bearer" = [])),
     responses((status = 201, body = SipCallInfo), (status = 413, body = crate::api::ApiErrorBody), (status = 415, body = crate::api::ApiErrorBody), (status = 400, body = crate::api::ApiErrorBody), (status = 401, body = crate::api::ApiErrorBody),
@@ -219,7 +186,7 @@ pub(crate) async fn dial(
     c.sip(&b.room)?;
     if let Some(d) = &b.dtmf {
         if !valid_dtmf(d) {
-            return Err(SipCallError::Invalid("dtmf: 1-64 of 0-9 * # A-D w".into()).into());
+            return Err(Error::Invalid("dtmf: 1-64 of 0-9 * # A-D w".into()).into());
         }
     }
     let info = gateway(&s)?.dial(b).await?;
@@ -278,7 +245,7 @@ pub(crate) async fn dtmf(
     let c = Caller::from(&s, &headers)?;
     call_of(&s, &c, &id)?;
     if !valid_dtmf(&b.digits) {
-        return Err(SipCallError::Invalid("digits: 1-64 of 0-9 * # A-D w".into()).into());
+        return Err(Error::Invalid("digits: 1-64 of 0-9 * # A-D w".into()).into());
     }
     gateway(&s)?.send_dtmf(&id, &b.digits)?;
     Ok(StatusCode::ACCEPTED)

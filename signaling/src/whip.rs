@@ -22,7 +22,8 @@ use dashmap::DashMap;
 use sfu_core::{ParticipantId, PcKind};
 
 use crate::auth::unix_now;
-use crate::hub::{Hub, JoinError, Outbound};
+use crate::error::Error;
+use crate::hub::{Hub, Outbound};
 use crate::protocol::{ClientMessage, ServerMessage};
 
 /// How long a WHIP client waits for the media plane's answer.
@@ -86,8 +87,9 @@ fn cors(mut r: Response) -> Response {
     r
 }
 
-fn err(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    cors(crate::http::json_error(status, code, message))
+/// An error response, with the CORS headers every WHIP/WHEP response carries.
+fn err(e: Error) -> Response {
+    cors(e.into_response())
 }
 
 fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
@@ -160,78 +162,39 @@ fn check_offer(
     grant: Grant,
 ) -> Result<(String, String), Response> {
     if !content_type_is(headers, "application/sdp") {
-        return Err(err(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the offer must be application/sdp",
-        ));
+        return Err(err(Error::UnsupportedMediaType(
+            "the offer must be application/sdp".into(),
+        )));
     }
-    let token = bearer(headers, query).ok_or_else(|| {
-        err(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing bearer token",
-        )
-    })?;
+    let token = bearer(headers, query).ok_or_else(|| err(Error::MissingToken))?;
     let claims = s
         .hub
         .keys()
         .verify(&token, unix_now())
-        .map_err(|e| err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
+        .map_err(|e| err(Error::from(e)))?;
     if claims.video.room != room {
-        return Err(err(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the token is for another room",
-        ));
+        return Err(err(Error::Forbidden(
+            "the token is for another room".into(),
+        )));
     }
     let (granted, what) = match grant {
         Grant::Publish => (claims.video.can_publish, "publishing"),
         Grant::Subscribe => (claims.video.can_subscribe, "subscribing"),
     };
     if !granted {
-        return Err(err(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("the token does not grant {what}"),
-        ));
+        return Err(err(Error::Forbidden(format!(
+            "the token does not grant {what}"
+        ))));
     }
     if body.len() > MAX_SDP {
-        return Err(err(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "SDP over 64 KiB",
-        ));
+        return Err(err(Error::TooLarge("SDP over 64 KiB".into())));
     }
     let sdp = String::from_utf8(body.to_vec())
-        .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8"))?;
+        .map_err(|_| err(Error::BadSdp("the offer is not UTF-8".into())))?;
     if !sdp.starts_with("v=0") || !sdp.contains("m=") {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "bad_sdp",
-            "the body is not an SDP offer",
-        ));
+        return Err(err(Error::BadSdp("the body is not an SDP offer".into())));
     }
     Ok((token, sdp))
-}
-
-fn join_error(e: JoinError) -> Response {
-    match e {
-        JoinError::RoomFull(n) => err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "room_full",
-            format!("the room is full ({n})"),
-        ),
-        JoinError::NoSuchRoom => err(StatusCode::NOT_FOUND, "no_such_room", "no such room"),
-        JoinError::Draining => err(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string()),
-        JoinError::ServerFull(_) => err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_full",
-            e.to_string(),
-        ),
-        JoinError::Plane(e) => err(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-        e => err(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
-    }
 }
 
 async fn create(
@@ -248,7 +211,7 @@ async fn create(
         };
     let (id, rx) = match s.hub.join(&token, None, unix_now()) {
         Ok(ok) => ok,
-        Err(e) => return join_error(e),
+        Err(e) => return err(e),
     };
     let sources = inferred_sources(&sdp);
     let ufrag = sdp_attr(&sdp, "ice-ufrag").unwrap_or_default().to_string();
@@ -310,21 +273,17 @@ async fn whep(
     };
     if let Some(t) = &target {
         if s.hub.room_members(&room).iter().all(|p| &p.identity != t) {
-            return err(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such participant in the room",
-            );
+            return err(Error::NotFound("no such participant in the room".into()));
         }
     }
     let (id, rx) = match s.hub.join_viewer(&token, unix_now()) {
         Ok(ok) => ok,
-        Err(e) => return join_error(e),
+        Err(e) => return err(e),
     };
     let ufrag = sdp_attr(&sdp, "ice-ufrag").unwrap_or_default().to_string();
     if let Err(e) = s.hub.whep_offer(id, target.as_deref(), sdp) {
         s.hub.leave(id);
-        return err(StatusCode::NOT_FOUND, "not_found", e.to_string());
+        return err(e);
     }
     let path = match &target {
         Some(t) => format!("{room}/{t}"),
@@ -362,22 +321,17 @@ async fn finish(
         Ok(Ok(a)) => a,
         Ok(Err(why)) => {
             s.hub.leave(id);
-            let (status, code) = if why.contains("no codec in common") {
-                (StatusCode::UNPROCESSABLE_ENTITY, "no_common_codec")
+            return err(if why.contains("no codec in common") {
+                Error::NoCommonCodec(why)
             } else if why.contains("not grant") {
-                (StatusCode::FORBIDDEN, "forbidden")
+                Error::Forbidden(why)
             } else {
-                (StatusCode::BAD_REQUEST, "bad_sdp")
-            };
-            return err(status, code, why);
+                Error::BadSdp(why)
+            });
         }
         Err(_) => {
             s.hub.leave(id);
-            return err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "no answer from the media plane",
-            );
+            return err(Error::Timeout);
         }
     };
     // Keep the participant's queue drained while the session lives (room events are of no
@@ -467,30 +421,20 @@ async fn patch(
             )
         })
     else {
-        return err(StatusCode::NOT_FOUND, "not_found", "no such session");
+        return err(Error::NotFound("no such session".into()));
     };
     if !content_type_is(&headers, "application/trickle-ice-sdpfrag") {
-        return err(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "use application/trickle-ice-sdpfrag",
-        );
+        return err(Error::UnsupportedMediaType(
+            "use application/trickle-ice-sdpfrag".into(),
+        ));
     }
     if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         if m != "*" && m != etag {
-            return err(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "ETag mismatch",
-            );
+            return err(Error::PreconditionFailed("ETag mismatch".into()));
         }
     }
     if body.len() > MAX_SDP {
-        return err(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "fragment over 64 KiB",
-        );
+        return err(Error::TooLarge("fragment over 64 KiB".into()));
     }
     let frag = String::from_utf8_lossy(&body);
     // New credentials: an ICE restart (RFC 9725 §4.3.2), answered with the server's.
@@ -512,14 +456,8 @@ async fn patch(
         );
         match tokio::time::timeout(ANSWER_TIMEOUT, rx.recv()).await {
             Ok(Some(Ok(creds))) => answer = Some(creds),
-            Ok(Some(Err(why))) => return err(StatusCode::BAD_REQUEST, "bad_request", why),
-            _ => {
-                return err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
-                    "no answer from the media plane",
-                )
-            }
+            Ok(Some(Err(why))) => return err(Error::BadSdp(why)),
+            _ => return err(Error::Timeout),
         }
         if let Some(mut e) = s.sessions.get_mut(&session) {
             e.remote_ufrag = ufrag;
@@ -582,13 +520,9 @@ async fn remove(State(s): State<WhipState>, Path(parts): Path<Vec<(String, Strin
         }
         Some((k, sess)) => {
             s.sessions.insert(k, sess);
-            err(StatusCode::NOT_FOUND, "not_found", "no such session")
+            err(Error::NotFound("no such session".into()))
         }
-        None => err(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such session (already ended?)",
-        ),
+        None => err(Error::NotFound("no such session (already ended?)".into())),
     }
 }
 

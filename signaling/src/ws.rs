@@ -12,7 +12,7 @@ use sfu_core::ParticipantId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::unix_now;
-use crate::hub::{Hub, JoinError, Outbound, Parking};
+use crate::hub::{Hub, Outbound, Parking};
 use crate::placement::Placed;
 use crate::protocol::{close_code, ClientMessage, ErrorCode, ServerMessage};
 
@@ -41,24 +41,6 @@ fn close(code: u16, reason: &str) -> Message {
         code,
         reason: Utf8Bytes::from(reason.chars().take(100).collect::<String>()),
     }))
-}
-
-/// The error code and close code of a refused join.
-fn refused(e: &JoinError) -> (ErrorCode, u16) {
-    match e {
-        JoinError::UnsupportedVersion(_) => (
-            ErrorCode::UnsupportedVersion,
-            close_code::UNSUPPORTED_VERSION,
-        ),
-        JoinError::Plane(_) => (ErrorCode::Busy, close_code::BUSY),
-        JoinError::RoomFull(_) => (ErrorCode::RoomFull, close_code::ROOM_FULL),
-        JoinError::NoSuchRoom => (ErrorCode::NoSuchRoom, close_code::NO_SUCH_ROOM),
-        JoinError::Draining => (ErrorCode::Draining, close_code::DRAINING),
-        JoinError::ServerFull(_) => (ErrorCode::ServerFull, close_code::SERVER_FULL),
-        JoinError::Auth(_) | JoinError::BadRoomName => {
-            (ErrorCode::Unauthorized, close_code::UNAUTHORIZED)
-        }
-    }
 }
 
 /// A session attached to this socket.
@@ -133,7 +115,7 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
                     })
                 }
                 Err(e) => {
-                    let (code, close_with) = refused(&e);
+                    let (code, close_with) = e.ws();
                     let _ = sink.send(error(code, e.to_string())).await;
                     let _ = sink.send(close(close_with, &e.to_string())).await;
                     return None;
@@ -142,7 +124,12 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
             Ok(ClientMessage::Resume {
                 token,
                 access_token,
-            }) => match hub.resume(&token, &access_token, crate::auth::unix_now(), Instant::now()) {
+            }) => match hub.resume(
+                &token,
+                &access_token,
+                crate::auth::unix_now(),
+                Instant::now(),
+            ) {
                 Ok(r) => {
                     return Some(Attached {
                         id: r.id,

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sfu_core::{Command, Event, GoneReason, ParticipantId, PcKind, RoomId, TrackId, TrackKind};
-use signaling::hub::{JoinError, Outbound};
+use signaling::hub::Outbound;
 use signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
+use signaling::Error;
 use signaling::{Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
 use tokio::sync::mpsc::Receiver;
 
@@ -237,20 +238,20 @@ fn refusals() {
     let (plane, hub, keys) = setup();
     assert!(matches!(
         hub.join(&tok(&keys, "bad room", "x"), None, NOW),
-        Err(JoinError::BadRoomName)
+        Err(Error::BadRoomName(_))
     ));
     assert!(matches!(
         hub.join(&tok(&keys, "r", "x"), Some(2), NOW),
-        Err(JoinError::UnsupportedVersion(2))
+        Err(Error::UnsupportedVersion(2))
     ));
     assert!(matches!(
         hub.join(&tok(&keys, "r", "x"), None, NOW + 3600),
-        Err(JoinError::Auth(_))
+        Err(Error::Auth(_))
     ));
     *plane.busy.lock() = true;
     assert!(matches!(
         hub.join(&tok(&keys, "r", "x"), None, NOW),
-        Err(JoinError::Plane(PlaneError::Busy))
+        Err(Error::Plane(PlaneError::Busy))
     ));
     assert!(
         hub.room_members("r").is_empty(),
@@ -492,7 +493,14 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
         Err(ResumeError::Access(_))
     ));
     // She resumes on a new socket: the same participant, the queued message, then resumed.
-    let r = hub.resume(&token, &tok(&keys, "r", "ann"), NOW, t0 + Duration::from_secs(5)).unwrap();
+    let r = hub
+        .resume(
+            &token,
+            &tok(&keys, "r", "ann"),
+            NOW,
+            t0 + Duration::from_secs(5),
+        )
+        .unwrap();
     assert_eq!((r.id, r.epoch), (a, 1));
     let mut rx = r.rx;
     let got = msgs(&mut rx);
@@ -507,7 +515,10 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
         matches!(&msgs(&mut rb)[..], [ServerMessage::ParticipantUpdated { participant }] if participant.id == a && !participant.reconnecting)
     );
     // The token works once; the next one is in `resumed`.
-    assert!(matches!(hub.resume(&token, &tok(&keys, "r", "ann"), NOW, t0), Err(ResumeError::Unknown)));
+    assert!(matches!(
+        hub.resume(&token, &tok(&keys, "r", "ann"), NOW, t0),
+        Err(ResumeError::Unknown)
+    ));
     let next = resume_token(&got);
     assert_ne!(next, token);
     // The old socket's late end changes nothing (its epoch is stale).
@@ -535,7 +546,12 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
         .iter()
         .any(|c| matches!(c, Command::Leave { participant } if *participant == a)));
     assert!(matches!(
-        hub.resume(&next, &tok(&keys, "r", "ann"), NOW, t0 + Duration::from_secs(32)),
+        hub.resume(
+            &next,
+            &tok(&keys, "r", "ann"),
+            NOW,
+            t0 + Duration::from_secs(32)
+        ),
         Err(ResumeError::Unknown)
     ));
 }
@@ -562,11 +578,21 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
     hub.on_media_event(Event::MediaInterrupted { participant: a });
     assert_eq!(reconnecting(&msgs(&mut rb)), vec![true]);
     hub.on_media_event(Event::MediaInterrupted { participant: a });
-    assert!(reconnecting(&msgs(&mut rb)).is_empty(), "no news, no message");
+    assert!(
+        reconnecting(&msgs(&mut rb)).is_empty(),
+        "no news, no message"
+    );
     // Its socket drops too, and it resumes: still reconnecting until the media is back.
     let t0 = Instant::now();
     assert_eq!(hub.park(a, 0, ra, t0), Parking::Parked);
-    let r = hub.resume(&token, &tok(&keys, "r", "ann"), NOW, t0 + Duration::from_secs(1)).unwrap();
+    let r = hub
+        .resume(
+            &token,
+            &tok(&keys, "r", "ann"),
+            NOW,
+            t0 + Duration::from_secs(1),
+        )
+        .unwrap();
     let mut ra = r.rx;
     assert!(msgs(&mut ra).iter().any(
         |m| matches!(m, ServerMessage::Resumed { participant, .. } if participant.reconnecting)
@@ -608,7 +634,11 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
         },
     );
     assert_eq!(plane.commands.lock().len(), n, "nothing reaches the plane");
-    assert!(msgs(&mut ra)
-        .iter()
-        .any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::BadMessage, .. })));
+    assert!(msgs(&mut ra).iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::BadMessage,
+            ..
+        }
+    )));
 }

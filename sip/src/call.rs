@@ -11,8 +11,9 @@ use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TransactionHan
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Method, StatusCode};
 use sfu_core::ParticipantId;
-use signaling::hub::{JoinError, Outbound};
+use signaling::hub::Outbound;
 use signaling::protocol::{ClientMessage, ServerMessage};
+use signaling::Error;
 use signaling::{Claims, VideoGrant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -53,14 +54,16 @@ pub(crate) type Refusal = (StatusCode, String);
 
 /// The SIP answer to a refused join: a full room is busy (486), a room that does not exist
 /// (with auto-create off) is not found (404), a node that takes no one is unavailable.
-fn refusal(e: JoinError) -> Refusal {
+fn refusal(e: Error) -> Refusal {
     let status = match e {
-        JoinError::RoomFull(_) => StatusCode::BusyHere,
-        JoinError::NoSuchRoom | JoinError::BadRoomName => StatusCode::NotFound,
-        JoinError::Draining | JoinError::ServerFull(_) | JoinError::Plane(_) => {
-            StatusCode::ServiceUnavailable
-        }
-        JoinError::Auth(_) | JoinError::UnsupportedVersion(_) => StatusCode::ServerInternalError,
+        Error::RoomFull(_) => StatusCode::BusyHere,
+        Error::NoSuchRoom | Error::BadRoomName(_) | Error::NotFound(_) => StatusCode::NotFound,
+        Error::Draining
+        | Error::ServerFull(_)
+        | Error::Plane(_)
+        | Error::Timeout
+        | Error::Unavailable(_) => StatusCode::ServiceUnavailable,
+        _ => StatusCode::ServerInternalError,
     };
     (status, e.to_string())
 }

@@ -30,7 +30,8 @@ use crate::registrar::{Binding, Registrar};
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
 use parking_lot::Mutex;
 use signaling::auth::unix_now;
-use signaling::sip_calls::{DialRequest, SipCallError, SipCallInfo, SipCalls, SipFuture};
+use signaling::sip_calls::{DialRequest, SipCallInfo, SipCalls, SipFuture};
+use signaling::Error;
 use std::sync::OnceLock;
 
 /// The gateway's settings (the server's `sip_*` configuration keys).
@@ -559,7 +560,7 @@ fn source(req: &rsipstack::sip::Request) -> Option<SocketAddr> {
 struct SipApi(Arc<Gateway>);
 
 impl SipCalls for SipApi {
-    fn dial(&self, req: DialRequest) -> SipFuture<'_, Result<SipCallInfo, SipCallError>> {
+    fn dial(&self, req: DialRequest) -> SipFuture<'_, Result<SipCallInfo, Error>> {
         Box::pin(crate::outbound::dial(self.0.clone(), req))
     }
 
@@ -571,19 +572,19 @@ impl SipCalls for SipApi {
         self.0.book.list(room)
     }
 
-    fn hang_up(&self, id: &str) -> Result<(), SipCallError> {
+    fn hang_up(&self, id: &str) -> Result<(), Error> {
         self.0
             .book
             .command(id, Command::HangUp)
             .then_some(())
-            .ok_or_else(|| SipCallError::NotFound(format!("call {id} in progress")))
+            .ok_or_else(|| Error::not_found(&format!("call {id} in progress")))
     }
 
-    fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), SipCallError> {
+    fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), Error> {
         self.0
             .book
             .command(id, Command::Dtmf(digits.to_string()))
             .then_some(())
-            .ok_or_else(|| SipCallError::NotFound(format!("call {id} in progress")))
+            .ok_or_else(|| Error::not_found(&format!("call {id} in progress")))
     }
 }

@@ -13,7 +13,8 @@ use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{StatusCode, StatusCodeKind, Uri};
 use rsipstack::transport::SipAddr;
-use signaling::sip_calls::{CallDirection, DialRequest, SipCallError, SipCallInfo};
+use signaling::sip_calls::{CallDirection, DialRequest, SipCallInfo};
+use signaling::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
@@ -38,12 +39,12 @@ struct Target {
     credential: Option<Credential>,
 }
 
-fn invalid(m: impl Into<String>) -> SipCallError {
-    SipCallError::Invalid(m.into())
+fn invalid(m: impl Into<String>) -> Error {
+    Error::Invalid(m.into())
 }
 
 /// A user part safe to put in a URI: digits, letters and `+ - _ . *`.
-fn user_part(s: &str) -> Result<&str, SipCallError> {
+fn user_part(s: &str) -> Result<&str, Error> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -52,7 +53,7 @@ fn user_part(s: &str) -> Result<&str, SipCallError> {
         .ok_or_else(|| invalid("to: 1-64 of A-Z a-z 0-9 + - _ . *, or a sip: URI"))
 }
 
-async fn resolve(host_port: &str) -> Result<SocketAddr, SipCallError> {
+async fn resolve(host_port: &str) -> Result<SocketAddr, Error> {
     let with_port = if host_port
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
@@ -65,15 +66,15 @@ async fn resolve(host_port: &str) -> Result<SocketAddr, SipCallError> {
         .await
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| SipCallError::Unavailable(format!("cannot resolve {host_port}")))
+        .ok_or_else(|| Error::Unavailable(format!("cannot resolve {host_port}")))
 }
 
-fn target(gw: &Gateway, req: &DialRequest) -> Result<Target, SipCallError> {
+fn target(gw: &Gateway, req: &DialRequest) -> Result<Target, Error> {
     if let Some(name) = &req.trunk {
         let trunk = gw
             .access
             .trunk(name)
-            .ok_or_else(|| SipCallError::NotFound(format!("trunk {name}")))?;
+            .ok_or_else(|| Error::not_found(&format!("trunk {name}")))?;
         let out = trunk
             .outbound
             .as_ref()
@@ -105,7 +106,7 @@ fn target(gw: &Gateway, req: &DialRequest) -> Result<Target, SipCallError> {
     let user = user_part(&req.to)?;
     let binding = gw
         .registered(user)
-        .ok_or_else(|| SipCallError::NotFound(format!("registered SIP user {user}")))?;
+        .ok_or_else(|| Error::not_found(&format!("registered SIP user {user}")))?;
     Ok(Target {
         callee: binding.contact,
         destination: Some(binding.source),
@@ -115,7 +116,7 @@ fn target(gw: &Gateway, req: &DialRequest) -> Result<Target, SipCallError> {
 }
 
 /// Place the call; with `wait_until_answered`, resolve once it is answered or over.
-pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallInfo, SipCallError> {
+pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallInfo, Error> {
     let t = target(&gw, &req)?;
     let ring = Duration::from_secs(req.ring_timeout.unwrap_or(RING_DEFAULT).clamp(1, RING_MAX));
     let destination = match t.destination {
@@ -129,10 +130,10 @@ pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallIn
     let (call, rtp) = gw
         .admit_call()
         .await
-        .ok_or_else(|| SipCallError::Unavailable("no capacity for another call".into()))?;
+        .ok_or_else(|| Error::Unavailable("no capacity for another call".into()))?;
     let port = rtp
         .local_addr()
-        .map_err(|e| SipCallError::Unavailable(e.to_string()))?
+        .map_err(|e| Error::Unavailable(e.to_string()))?
         .port();
     let local = gw.offer(SocketAddr::new(gw.advertised, port));
     let (handle, commands) = gw.book.open(
@@ -159,18 +160,13 @@ pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallIn
     tokio::spawn(placing.run(gw.clone(), rtp));
     if wait {
         let _ = answered_rx.await;
-        let info = gw
-            .book
-            .get(&id)
-            .ok_or_else(|| SipCallError::NotFound(id.clone()))?;
+        let info = gw.book.get(&id).ok_or_else(|| Error::not_found(&id))?;
         if info.answered_at.is_none() {
-            return Err(SipCallError::NotAnswered(
-                info.end_cause.unwrap_or_default(),
-            ));
+            return Err(Error::NotAnswered(info.end_cause.unwrap_or_default()));
         }
         return Ok(info);
     }
-    gw.book.get(&id).ok_or(SipCallError::NotFound(id))
+    gw.book.get(&id).ok_or(Error::not_found(&id))
 }
 
 /// A call being placed, and then talked.

@@ -163,7 +163,16 @@ impl RedisServer {
     /// A fresh (empty) Redis on `port`: a restart after an outage.
     pub fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)");

@@ -93,7 +93,10 @@ impl Shard {
             ] {
                 let Some(pc) = pc else { continue };
                 if self.by_ufrag.get(&pc.ufrag) != Some(&(*id, kind)) {
-                    return Err(format!("{id} {kind:?}: ufrag {} not demultiplexed", pc.ufrag));
+                    return Err(format!(
+                        "{id} {kind:?}: ufrag {} not demultiplexed",
+                        pc.ufrag
+                    ));
                 }
             }
         }

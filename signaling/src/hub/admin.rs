@@ -1,5 +1,5 @@
 //! The REST API's operations on the directory: rooms (create, list, update, delete) and
-//! participants (list, update, remove, mute), data messages. Errors are [`HubError`]s,
+//! participants (list, update, remove, mute), data messages. Errors are [`Error`]s,
 //! which the API maps to HTTP statuses.
 
 use super::*;
@@ -11,30 +11,28 @@ impl Hub {
         empty_timeout: Option<u64>,
         max_participants: Option<u32>,
         metadata: String,
-    ) -> Result<RoomInfo, HubError> {
+    ) -> Result<RoomInfo, Error> {
         if self.is_draining() {
-            return Err(HubError::Unavailable(
+            return Err(Error::Unavailable(
                 "server draining: create the room on another node".into(),
             ));
         }
         if !valid_room_name(name) {
-            return Err(HubError::Invalid(
-                crate::room_name::BadRoomName.to_string(),
-            ));
+            return Err(Error::Invalid(crate::room_name::BadRoomName.to_string()));
         }
         if metadata.len() > MAX_METADATA {
-            return Err(HubError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "metadata: at most {MAX_METADATA} bytes"
             )));
         }
         if empty_timeout.is_some_and(|t| t > 7 * 24 * 3600) {
-            return Err(HubError::Invalid(
+            return Err(Error::Invalid(
                 "empty_timeout: at most 604800 seconds".into(),
             ));
         }
         let mut dir = self.dir.lock();
         if dir.rooms.contains_key(name) {
-            return Err(HubError::Conflict(format!("room {name} exists")));
+            return Err(Error::Conflict(format!("room {name} exists")));
         }
         let r = self.new_room(name, empty_timeout, max_participants, metadata);
         let info = r.info.clone();
@@ -54,20 +52,20 @@ impl Hub {
         v
     }
 
-    pub fn get_room(&self, name: &str) -> Result<RoomInfo, HubError> {
+    pub fn get_room(&self, name: &str) -> Result<RoomInfo, Error> {
         self.dir
             .lock()
             .rooms
             .get(name)
             .map(|r| r.info.clone())
-            .ok_or(HubError::NotFound("room"))
+            .ok_or(Error::not_found("room"))
     }
 
     /// Close a room now: everyone is disconnected with `reason`.
-    pub fn delete_room(&self, name: &str, reason: &str) -> Result<(), HubError> {
+    pub fn delete_room(&self, name: &str, reason: &str) -> Result<(), Error> {
         let ids: Vec<ParticipantId> = {
             let dir = self.dir.lock();
-            let r = dir.rooms.get(name).ok_or(HubError::NotFound("room"))?;
+            let r = dir.rooms.get(name).ok_or(Error::not_found("room"))?;
             r.members.keys().copied().collect()
         };
         for id in ids {
@@ -81,25 +79,25 @@ impl Hub {
         Ok(())
     }
 
-    pub(super) fn find(&self, room: &str, identity: &str) -> Result<ParticipantId, HubError> {
+    pub(super) fn find(&self, room: &str, identity: &str) -> Result<ParticipantId, Error> {
         let dir = self.dir.lock();
-        let r = dir.rooms.get(room).ok_or(HubError::NotFound("room"))?;
+        let r = dir.rooms.get(room).ok_or(Error::not_found("room"))?;
         r.members
             .values()
             .find(|m| m.info.identity == identity)
             .map(|m| m.info.id)
-            .ok_or(HubError::NotFound("participant"))
+            .ok_or(Error::not_found("participant"))
     }
 
-    pub fn get_participant(&self, room: &str, identity: &str) -> Result<ParticipantInfo, HubError> {
+    pub fn get_participant(&self, room: &str, identity: &str) -> Result<ParticipantInfo, Error> {
         let id = self.find(room, identity)?;
         self.with_member(id, |m| m.info.clone())
-            .ok_or(HubError::NotFound("participant"))
+            .ok_or(Error::not_found("participant"))
     }
 
-    pub fn list_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, HubError> {
+    pub fn list_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, Error> {
         let dir = self.dir.lock();
-        let r = dir.rooms.get(room).ok_or(HubError::NotFound("room"))?;
+        let r = dir.rooms.get(room).ok_or(Error::not_found("room"))?;
         Ok(r.members.values().map(|m| m.info.clone()).collect())
     }
 
@@ -108,7 +106,7 @@ impl Hub {
         room: &str,
         identity: &str,
         reason: &str,
-    ) -> Result<(), HubError> {
+    ) -> Result<(), Error> {
         let id = self.find(room, identity)?;
         self.remove(id, reason, Some(close_code::REMOVED));
         Ok(())
@@ -121,7 +119,7 @@ impl Hub {
         identity: &str,
         kind: TrackKind,
         muted: bool,
-    ) -> Result<ParticipantInfo, HubError> {
+    ) -> Result<ParticipantInfo, Error> {
         let id = self.find(room, identity)?;
         self.plane.send(
             &RoomId(room.to_string()),
@@ -132,11 +130,11 @@ impl Hub {
             },
         )?;
         let mut dir = self.dir.lock();
-        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        let r = dir.rooms.get_mut(room).ok_or(Error::not_found("room"))?;
         let m = r
             .members
             .get_mut(&id)
-            .ok_or(HubError::NotFound("participant"))?;
+            .ok_or(Error::not_found("participant"))?;
         m.admin_muted[kind_index(kind)] = muted;
         set_muted_flag(&mut m.info, kind, muted);
         let info = m.info.clone();
@@ -159,9 +157,9 @@ impl Hub {
         identity: &str,
         metadata: Option<String>,
         permissions: Option<Permissions>,
-    ) -> Result<ParticipantInfo, HubError> {
+    ) -> Result<ParticipantInfo, Error> {
         if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA) {
-            return Err(HubError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "metadata: at most {MAX_METADATA} bytes"
             )));
         }
@@ -177,11 +175,11 @@ impl Hub {
             )?;
         }
         let mut dir = self.dir.lock();
-        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        let r = dir.rooms.get_mut(room).ok_or(Error::not_found("room"))?;
         let m = r
             .members
             .get_mut(&id)
-            .ok_or(HubError::NotFound("participant"))?;
+            .ok_or(Error::not_found("participant"))?;
         if let Some(md) = metadata {
             m.info.metadata = md;
         }
@@ -200,14 +198,14 @@ impl Hub {
         Ok(info)
     }
 
-    pub fn update_room(&self, room: &str, metadata: String) -> Result<RoomInfo, HubError> {
+    pub fn update_room(&self, room: &str, metadata: String) -> Result<RoomInfo, Error> {
         if metadata.len() > MAX_METADATA {
-            return Err(HubError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "metadata: at most {MAX_METADATA} bytes"
             )));
         }
         let mut dir = self.dir.lock();
-        let r = dir.rooms.get_mut(room).ok_or(HubError::NotFound("room"))?;
+        let r = dir.rooms.get_mut(room).ok_or(Error::not_found("room"))?;
         r.info.metadata = metadata.clone();
         broadcast(&r.members, None, ServerMessage::RoomUpdated { metadata });
         Ok(r.info.clone())
@@ -220,14 +218,12 @@ impl Hub {
         payload: String,
         topic: Option<String>,
         identities: &[String],
-    ) -> Result<(), HubError> {
+    ) -> Result<(), Error> {
         if payload.len() > MAX_DATA {
-            return Err(HubError::Invalid(format!(
-                "payload: at most {MAX_DATA} bytes"
-            )));
+            return Err(Error::Invalid(format!("payload: at most {MAX_DATA} bytes")));
         }
         if !self.dir.lock().rooms.contains_key(room) {
-            return Err(HubError::NotFound("room"));
+            return Err(Error::not_found("room"));
         }
         self.deliver_data(room, None, topic, payload, |p| {
             identities.is_empty() || identities.contains(&p.identity)
