@@ -227,7 +227,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
         tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
                 telemetry::observe(&e);
-                h.on_media_event(e);
+                h.on_media_event(e, std::time::Instant::now());
             }
         });
         if let Some(w) = webhook_worker {

@@ -88,19 +88,21 @@ pub enum TrackSource {
     Microphone,
     ScreenShare,
     ScreenShareAudio,
+    /// Not declared, or a name this version does not know.
     #[default]
+    #[serde(other)]
     Unknown,
 }
 
 impl TrackSource {
-    /// The names of the signaling protocol and of access-token grants.
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "camera" => Self::Camera,
-            "microphone" => Self::Microphone,
-            "screen_share" => Self::ScreenShare,
-            "screen_share_audio" => Self::ScreenShareAudio,
-            _ => Self::Unknown,
+    /// The name of the signaling protocol and of access-token grants.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Camera => "camera",
+            Self::Microphone => "microphone",
+            Self::ScreenShare => "screen_share",
+            Self::ScreenShareAudio => "screen_share_audio",
+            Self::Unknown => "unknown",
         }
     }
 }

@@ -219,10 +219,13 @@ async fn create_room(
     c.need(c.0.video.room_create, "roomCreate")?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            s.hub
-                .create_room(&b.name, b.empty_timeout, b.max_participants, b.metadata)?,
-        ),
+        Json(s.hub.create_room(
+            crate::RoomName::parse(&b.name)?,
+            b.empty_timeout,
+            b.max_participants,
+            b.metadata,
+            crate::hub::Now::read(),
+        )?),
     ))
 }
 

@@ -28,7 +28,7 @@ pub struct VideoGrant {
     /// Limit publishing to these sources (`camera`, `microphone`, `screen_share`); empty:
     /// any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub can_publish_sources: Vec<String>,
+    pub can_publish_sources: Vec<sfu_core::TrackSource>,
     /// Invisible to other participants (recorders, bots).
     #[serde(default, skip_serializing_if = "is_false")]
     pub hidden: bool,

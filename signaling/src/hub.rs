@@ -19,7 +19,28 @@ use crate::protocol::{
     close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage,
     TrackInfo, PROTOCOL_VERSION,
 };
+use crate::room_name::RoomName;
 use crate::webhook::{WebhookEvent, Webhooks};
+
+/// The time of a call into the hub, read by its caller: the hub reads no clock, so its
+/// tests choose the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For durations (join latency).
+    pub at: Instant,
+    /// Unix seconds: for tokens and the times the API reports.
+    pub unix: u64,
+}
+
+impl Now {
+    /// Both clocks, now: for the edges (a socket, a request, the media plane's events).
+    pub fn read() -> Self {
+        Self {
+            at: Instant::now(),
+            unix: unix_now(),
+        }
+    }
+}
 
 /// What a session's writer task sends on the WebSocket.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,16 +98,13 @@ pub struct RoomInfo {
     pub num_participants: usize,
 }
 
-/// The sources a client may declare for its m-lines.
-pub const SOURCES: [&str; 4] = ["camera", "microphone", "screen_share", "screen_share_audio"];
-
 struct Member {
     info: ParticipantInfo,
     hidden: bool,
     /// `canPublishSources` of the token (empty: any).
-    allowed_sources: Vec<String>,
+    allowed_sources: Vec<TrackSource>,
     /// Declared source per publisher m-line.
-    sources: HashMap<String, String>,
+    sources: HashMap<String, TrackSource>,
     admin_muted: [bool; 2],
     tx: mpsc::Sender<Outbound>,
     /// Its `resume` token (none when sessions are not kept for resuming).
@@ -104,12 +122,14 @@ struct Member {
 struct Room {
     info: RoomInfo,
     members: BTreeMap<ParticipantId, Member>,
+    /// Since when the room has been empty, as the first sweep ([`Hub::reap`]) that found
+    /// it empty saw it; `None` while anyone is in it (or no sweep has seen it empty yet).
     empty_since: Option<Instant>,
 }
 
 #[derive(Default)]
 struct Directory {
-    rooms: HashMap<String, Room>,
+    rooms: HashMap<RoomName, Room>,
     room_of: HashMap<ParticipantId, String>,
 }
 
@@ -289,6 +309,7 @@ impl Hub {
         empty_timeout: Option<u64>,
         max_participants: Option<u32>,
         metadata: String,
+        unix: u64,
     ) -> Room {
         let info = RoomInfo {
             name: name.to_string(),
@@ -296,14 +317,14 @@ impl Hub {
             empty_timeout: empty_timeout.unwrap_or(self.config.empty_timeout),
             max_participants: max_participants.unwrap_or(self.config.max_participants),
             metadata,
-            created_at: unix_now(),
+            created_at: unix,
             num_participants: 0,
         };
         self.hook(WebhookEvent::room("room_started", &info));
         Room {
             info,
             members: BTreeMap::new(),
-            empty_since: Some(Instant::now()),
+            empty_since: None,
         }
     }
 
@@ -312,7 +333,7 @@ impl Hub {
         &self,
         token: &str,
         version: Option<u32>,
-        now: u64,
+        now: Now,
     ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
         self.join_inner(token, version, now, false)
     }
@@ -322,7 +343,7 @@ impl Hub {
     pub fn join_viewer(
         &self,
         token: &str,
-        now: u64,
+        now: Now,
     ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
         self.join_inner(token, None, now, true)
     }
@@ -361,7 +382,7 @@ impl Hub {
         &self,
         token: &str,
         version: Option<u32>,
-        now: u64,
+        now: Now,
         viewer: bool,
     ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
         if let Some(v) = version {
@@ -369,7 +390,7 @@ impl Hub {
                 return Err(Error::UnsupportedVersion(v));
             }
         }
-        let mut claims: Claims = self.keys.verify(token, now)?;
+        let mut claims: Claims = self.keys.verify(token, now.unix)?;
         if self.is_draining() {
             return Err(Error::Draining);
         }
@@ -384,9 +405,7 @@ impl Hub {
             claims.video.hidden = true;
         }
         let g = &claims.video;
-        if !valid_room_name(&g.room) {
-            return Err(crate::room_name::BadRoomName.into());
-        }
+        let name = RoomName::parse(&g.room)?;
         let id = ParticipantId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let room = RoomId(g.room.clone());
         let resume_token = (self.config.resume_grace > 0).then(resume::new_token);
@@ -406,20 +425,20 @@ impl Hub {
                 can_subscribe: g.can_subscribe,
                 can_publish_data: g.can_publish_data,
             },
-            joined_at: unix_now(),
+            joined_at: now.unix,
         };
         // Registered before the media plane hears of it, so that no event for it is lost.
         let replaced = {
             let mut guard = self.dir.lock();
             let dir = &mut *guard;
-            if !dir.rooms.contains_key(&room.0) {
+            if !dir.rooms.contains_key(room.0.as_str()) {
                 if !self.config.auto_create {
                     return Err(Error::NoSuchRoom);
                 }
-                let r = self.new_room(&room.0, None, None, String::new());
-                dir.rooms.insert(room.0.clone(), r);
+                let r = self.new_room(&room.0, None, None, String::new(), now.unix);
+                dir.rooms.insert(name, r);
             }
-            let r = dir.rooms.get_mut(&room.0).expect("inserted above");
+            let r = dir.rooms.get_mut(room.0.as_str()).expect("inserted above");
             // One session per identity and room: a new join replaces the old session.
             let replaced = r
                 .members
@@ -443,7 +462,7 @@ impl Hub {
                 participant: info.clone(),
                 others,
                 resume_token: resume_token.clone(),
-                ice_servers: self.ice_servers(&info.identity, now),
+                ice_servers: self.ice_servers(&info.identity, now.unix),
             };
             let _ = tx.try_send(Outbound::Message(joined));
             if !g.hidden {
@@ -468,7 +487,7 @@ impl Hub {
                     epoch: 0,
                     parked: None,
                     media_interrupted: false,
-                    joined_at: Some(Instant::now()),
+                    joined_at: Some(now.at),
                 },
             );
             r.empty_since = None;
@@ -553,10 +572,7 @@ impl Hub {
                     Some(Ok(())) => {
                         // What each m-line carries sets its priority at subscribers (screen
                         // share first); the shard takes it before the offer.
-                        let declared = sources
-                            .iter()
-                            .map(|(mid, s)| (mid.clone(), TrackSource::parse(s)))
-                            .collect();
+                        let declared = sources.into_iter().collect();
                         if let Err(e) = self.plane.send(
                             &room,
                             Command::SetSources {
@@ -633,12 +649,16 @@ impl Hub {
     fn with_member<T>(&self, id: ParticipantId, f: impl FnOnce(&mut Member) -> T) -> Option<T> {
         let mut dir = self.dir.lock();
         let room = dir.room_of.get(&id)?.clone();
-        dir.rooms.get_mut(&room)?.members.get_mut(&id).map(f)
+        dir.rooms
+            .get_mut(room.as_str())?
+            .members
+            .get_mut(&id)
+            .map(f)
     }
 
     fn client_mute(&self, id: ParticipantId, room: &RoomId, kind: TrackKind, muted: bool) {
         let mut dir = self.dir.lock();
-        let Some(r) = dir.rooms.get_mut(&room.0) else {
+        let Some(r) = dir.rooms.get_mut(room.0.as_str()) else {
             return;
         };
         let Some(m) = r.members.get_mut(&id) else {
@@ -677,7 +697,7 @@ impl Hub {
             let Some(room) = dir.room_of.remove(&id) else {
                 return;
             };
-            let Some(r) = dir.rooms.get_mut(&room) else {
+            let Some(r) = dir.rooms.get_mut(room.as_str()) else {
                 return;
             };
             let member = r.members.remove(&id);
@@ -690,9 +710,6 @@ impl Hub {
                         reason: reason.to_string(),
                     },
                 );
-            }
-            if r.members.is_empty() {
-                r.empty_since = Some(Instant::now());
             }
             r.info.num_participants = r.members.len();
             let hook = member
@@ -741,7 +758,7 @@ impl Hub {
     }
 
     /// An event from the media plane.
-    pub fn on_media_event(&self, ev: Event) {
+    pub fn on_media_event(&self, ev: Event, now: Instant) {
         match ev {
             Event::PublishAnswer { participant, sdp } => {
                 self.send_to(participant, ServerMessage::PublishAnswer { sdp })
@@ -760,7 +777,7 @@ impl Hub {
                     .flatten()
                 {
                     metrics::histogram!("switchboard_join_latency_seconds")
-                        .record(t.elapsed().as_secs_f64());
+                        .record(now.saturating_duration_since(t).as_secs_f64());
                 }
             }
             Event::TrackPublished {
@@ -772,13 +789,13 @@ impl Hub {
                 mid,
             } => {
                 let mut dir = self.dir.lock();
-                let Some(r) = dir.rooms.get_mut(&room.0) else {
+                let Some(r) = dir.rooms.get_mut(room.0.as_str()) else {
                     return;
                 };
                 let Some(m) = r.members.get_mut(&participant) else {
                     return;
                 };
-                let source = m.sources.get(&mid).cloned().unwrap_or_default();
+                let source = m.sources.get(&mid).copied().unwrap_or_default();
                 let info = TrackInfo {
                     id: track,
                     kind,
@@ -807,7 +824,7 @@ impl Hub {
                 track,
             } => {
                 let mut dir = self.dir.lock();
-                let Some(r) = dir.rooms.get_mut(&room.0) else {
+                let Some(r) = dir.rooms.get_mut(room.0.as_str()) else {
                     return;
                 };
                 let Some(m) = r.members.get_mut(&participant) else {
@@ -864,7 +881,7 @@ impl Hub {
             ),
             Event::ActiveSpeaker { room, participant } => {
                 let dir = self.dir.lock();
-                if let Some(r) = dir.rooms.get(&room.0) {
+                if let Some(r) = dir.rooms.get(room.0.as_str()) {
                     if r.members.get(&participant).is_some_and(|m| !m.hidden) {
                         broadcast(
                             &r.members,
@@ -913,13 +930,21 @@ impl Hub {
         }
     }
 
-    /// Close rooms that have been empty longer than their timeout, and remove sessions
-    /// parked past the resume grace period. Call periodically.
+    /// Close rooms that have been empty longer than their timeout (counted from the first
+    /// sweep that found them empty), and remove sessions parked past the resume grace
+    /// period. Call periodically (the server: every second).
     pub fn reap(&self, now: Instant) -> usize {
         self.expire_parked(now);
         let gone: Vec<RoomInfo> = {
             let mut dir = self.dir.lock();
-            let expired: Vec<String> = dir
+            for r in dir.rooms.values_mut() {
+                r.empty_since = match r.empty_since {
+                    _ if !r.members.is_empty() => None,
+                    None => Some(now),
+                    since => since,
+                };
+            }
+            let expired: Vec<RoomName> = dir
                 .rooms
                 .iter()
                 .filter(|(_, r)| {
@@ -933,7 +958,7 @@ impl Hub {
                 .collect();
             expired
                 .iter()
-                .filter_map(|n| dir.rooms.remove(n))
+                .filter_map(|n| dir.rooms.remove(n.as_str()))
                 .map(|r| r.info)
                 .collect()
         };
@@ -959,12 +984,12 @@ impl Hub {
 /// when it limits sources.
 fn check_sources(
     sdp: &str,
-    declared: &std::collections::BTreeMap<String, String>,
-    allowed: &[String],
+    declared: &std::collections::BTreeMap<String, TrackSource>,
+    allowed: &[TrackSource],
 ) -> Result<(), String> {
     for (mid, src) in declared {
-        if !SOURCES.contains(&src.as_str()) {
-            return Err(format!("m-line {mid}: unknown source {src:?} (camera, microphone, screen_share, screen_share_audio)"));
+        if *src == TrackSource::Unknown {
+            return Err(format!("m-line {mid}: unknown source (camera, microphone, screen_share, screen_share_audio)"));
         }
     }
     if allowed.is_empty() {
@@ -977,8 +1002,11 @@ fn check_sources(
                     "m-line {mid}: the token limits sources, so each m-line needs one"
                 ))
             }
-            Some(s) if !allowed.iter().any(|a| a == s) => {
-                return Err(format!("the token does not grant publishing {s}"))
+            Some(s) if !allowed.contains(s) => {
+                return Err(format!(
+                    "the token does not grant publishing {}",
+                    s.as_str()
+                ))
             }
             Some(_) => {}
         }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sfu_core::{
     LayerState, OfferedTrack, ParticipantId, PcKind, SubscriptionStat, TrackId, TrackKind,
+    TrackSource,
 };
 
 /// The protocol version this server speaks. A client sends it in `join`.
@@ -37,7 +38,7 @@ pub enum ClientMessage {
     PublishOffer {
         sdp: String,
         #[serde(default)]
-        sources: std::collections::BTreeMap<String, String>,
+        sources: std::collections::BTreeMap<String, TrackSource>,
     },
     /// Answer to the latest `subscribe_offer`.
     SubscribeAnswer {
@@ -167,9 +168,10 @@ pub struct TrackInfo {
     pub kind: TrackKind,
     pub simulcast: Vec<String>,
     /// As the publisher declared it: `camera`, `microphone`, `screen_share`,
-    /// `screen_share_audio`, or empty.
+    /// `screen_share_audio`, or `unknown`.
     #[serde(default)]
-    pub source: String,
+    #[schema(value_type = String, example = "camera")]
+    pub source: TrackSource,
 }
 
 /// Messages from the server.

@@ -33,6 +33,13 @@ impl RoomName {
     }
 }
 
+/// Maps keyed by room name are looked up with a plain `&str`.
+impl std::borrow::Borrow<str> for RoomName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

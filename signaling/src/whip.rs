@@ -19,11 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::Router;
 use dashmap::DashMap;
-use sfu_core::{ParticipantId, PcKind};
+use sfu_core::{ParticipantId, PcKind, TrackSource};
 
 use crate::auth::unix_now;
 use crate::error::Error;
-use crate::hub::{Hub, Outbound};
+use crate::hub::{Hub, Now, Outbound};
 use crate::protocol::{ClientMessage, ServerMessage};
 
 /// How long a WHIP client waits for the media plane's answer.
@@ -123,7 +123,7 @@ fn bearer(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 
 /// The source each m-line carries, inferred from its kind (a WHIP client cannot declare
 /// it): audio is the microphone, video the camera.
-fn inferred_sources(sdp: &str) -> BTreeMap<String, String> {
+fn inferred_sources(sdp: &str) -> BTreeMap<String, TrackSource> {
     let mut out = BTreeMap::new();
     let mut kind = None;
     for l in sdp.lines().map(str::trim) {
@@ -131,10 +131,10 @@ fn inferred_sources(sdp: &str) -> BTreeMap<String, String> {
             kind = m.split(' ').next().map(str::to_string);
         } else if let Some(mid) = l.strip_prefix("a=mid:") {
             let src = match kind.as_deref() {
-                Some("audio") => "microphone",
-                _ => "camera",
+                Some("audio") => TrackSource::Microphone,
+                _ => TrackSource::Camera,
             };
-            out.insert(mid.to_string(), src.to_string());
+            out.insert(mid.to_string(), src);
         }
     }
     out
@@ -209,7 +209,7 @@ async fn create(
             Ok(x) => x,
             Err(r) => return r,
         };
-    let (id, rx) = match s.hub.join(&token, None, unix_now()) {
+    let (id, rx) = match s.hub.join(&token, None, Now::read()) {
         Ok(ok) => ok,
         Err(e) => return err(e),
     };
@@ -276,7 +276,7 @@ async fn whep(
             return err(Error::NotFound("no such participant in the room".into()));
         }
     }
-    let (id, rx) = match s.hub.join_viewer(&token, unix_now()) {
+    let (id, rx) = match s.hub.join_viewer(&token, Now::read()) {
         Ok(ok) => ok,
         Err(e) => return err(e),
     };
@@ -553,7 +553,7 @@ mod tests {
     fn sources_follow_kinds() {
         let s =
             inferred_sources("v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n");
-        assert_eq!(s.get("0").map(String::as_str), Some("microphone"));
-        assert_eq!(s.get("1").map(String::as_str), Some("camera"));
+        assert_eq!(s.get("0"), Some(&TrackSource::Microphone));
+        assert_eq!(s.get("1"), Some(&TrackSource::Camera));
     }
 }

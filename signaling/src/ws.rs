@@ -105,7 +105,7 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
                 token,
                 version,
                 resume,
-            }) => match hub.join(&token, version, unix_now()) {
+            }) => match hub.join(&token, version, crate::hub::Now::read()) {
                 Ok((id, rx)) => {
                     return Some(Attached {
                         id,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sfu_core::{Command, Event, GoneReason, ParticipantId, PcKind, RoomId, TrackId, TrackKind};
-use signaling::hub::Outbound;
+use signaling::hub::{Now, Outbound};
 use signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use signaling::Error;
 use signaling::{Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
@@ -31,6 +31,13 @@ impl MediaPlane for FakePlane {
 }
 
 const NOW: u64 = 1_700_000_000;
+
+/// The tests' clock: a fixed instant and [`NOW`].
+fn at() -> Now {
+    static T0: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    Now { at: *T0, unix: NOW }
+}
 
 fn setup() -> (Arc<FakePlane>, Hub, KeyStore) {
     let keys = KeyStore::new([("k".to_string(), "0123456789abcdef-secret".to_string())]);
@@ -79,8 +86,8 @@ fn msgs(rx: &mut Receiver<Outbound>) -> Vec<ServerMessage> {
 #[test]
 fn join_announces_and_routes_media_events() {
     let (plane, hub, keys) = setup();
-    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), Some(1), NOW).unwrap();
-    let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), Some(1), at()).unwrap();
+    let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
     let first = msgs(&mut ra);
     assert!(
         matches!(&first[0], ServerMessage::Joined { others, participant, .. } if others.is_empty() && participant.name == "alice")
@@ -104,23 +111,29 @@ fn join_announces_and_routes_media_events() {
     assert!(
         matches!(plane.commands.lock().last(), Some(Command::PublishOffer { participant, .. }) if *participant == a)
     );
-    hub.on_media_event(Event::PublishAnswer {
-        participant: a,
-        sdp: "ans".into(),
-    });
+    hub.on_media_event(
+        Event::PublishAnswer {
+            participant: a,
+            sdp: "ans".into(),
+        },
+        at().at,
+    );
     assert_eq!(
         msgs(&mut ra),
         vec![ServerMessage::PublishAnswer { sdp: "ans".into() }]
     );
     assert!(msgs(&mut rb).is_empty());
-    hub.on_media_event(Event::TrackPublished {
-        room: RoomId::from("r"),
-        participant: a,
-        track: TrackId(7),
-        kind: TrackKind::Video,
-        mid: "1".into(),
-        rids: vec!["q".into()],
-    });
+    hub.on_media_event(
+        Event::TrackPublished {
+            room: RoomId::from("r"),
+            participant: a,
+            track: TrackId(7),
+            kind: TrackKind::Video,
+            mid: "1".into(),
+            rids: vec!["q".into()],
+        },
+        at().at,
+    );
     assert!(
         matches!(&msgs(&mut rb)[0], ServerMessage::TrackPublished { participant, track } if *participant == a && track.id == TrackId(7))
     );
@@ -154,11 +167,14 @@ fn join_announces_and_routes_media_events() {
 
     // The media plane lost bob: alice is told, bob is closed with `connection lost`
     // (4012: he may join again, unlike after an administrator's removal, 4004).
-    hub.on_media_event(Event::ParticipantGone {
-        room: RoomId::from("r"),
-        participant: b,
-        reason: GoneReason::IceTimeout,
-    });
+    hub.on_media_event(
+        Event::ParticipantGone {
+            room: RoomId::from("r"),
+            participant: b,
+            reason: GoneReason::IceTimeout,
+        },
+        at().at,
+    );
     assert!(
         matches!(&msgs(&mut ra)[0], ServerMessage::ParticipantLeft { participant, reason } if *participant == b && reason.contains("ICE"))
     );
@@ -169,16 +185,13 @@ fn join_announces_and_routes_media_events() {
     );
 
     // Alice leaves: the room is empty, and closed once its empty timeout (300 s) passed.
+    // The first sweep that finds it empty starts the count.
     hub.leave(a);
     assert!(plane.closed.lock().is_empty());
-    assert_eq!(
-        hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(10)),
-        0
-    );
-    assert_eq!(
-        hub.reap(std::time::Instant::now() + std::time::Duration::from_secs(301)),
-        1
-    );
+    let t = at().at + std::time::Duration::from_secs(1000);
+    assert_eq!(hub.reap(t), 0);
+    assert_eq!(hub.reap(t + std::time::Duration::from_secs(299)), 0);
+    assert_eq!(hub.reap(t + std::time::Duration::from_secs(300)), 1);
     assert_eq!(plane.closed.lock().as_slice(), &[RoomId::from("r")]);
     assert!(hub.list_rooms().is_empty());
     assert!(
@@ -189,14 +202,17 @@ fn join_announces_and_routes_media_events() {
 #[test]
 fn errors_reach_only_the_client_concerned() {
     let (_plane, hub, keys) = setup();
-    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
-    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), None, at()).unwrap();
+    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
     drain(&mut ra);
     drain(&mut rb);
-    hub.on_media_event(Event::CommandFailed {
-        participant: a,
-        error: sfu_core::CommandError::NoCommonCodec,
-    });
+    hub.on_media_event(
+        Event::CommandFailed {
+            participant: a,
+            error: sfu_core::CommandError::NoCommonCodec,
+        },
+        at().at,
+    );
     assert!(
         matches!(&msgs(&mut ra)[0], ServerMessage::Error { code: ErrorCode::Media, message } if message.contains("no codec"))
     );
@@ -221,8 +237,8 @@ fn errors_reach_only_the_client_concerned() {
 #[test]
 fn a_second_session_of_an_identity_replaces_the_first() {
     let (_plane, hub, keys) = setup();
-    let (_a1, mut r1) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
-    let (a2, _r2) = hub.join(&tok(&keys, "r", "alice"), None, NOW).unwrap();
+    let (_a1, mut r1) = hub.join(&tok(&keys, "r", "alice"), None, at()).unwrap();
+    let (a2, _r2) = hub.join(&tok(&keys, "r", "alice"), None, at()).unwrap();
     let out = drain(&mut r1);
     assert!(
         matches!(out.last(), Some(Outbound::Close { code: 4004, .. })),
@@ -237,20 +253,27 @@ fn a_second_session_of_an_identity_replaces_the_first() {
 fn refusals() {
     let (plane, hub, keys) = setup();
     assert!(matches!(
-        hub.join(&tok(&keys, "bad room", "x"), None, NOW),
+        hub.join(&tok(&keys, "bad room", "x"), None, at()),
         Err(Error::BadRoomName(_))
     ));
     assert!(matches!(
-        hub.join(&tok(&keys, "r", "x"), Some(2), NOW),
+        hub.join(&tok(&keys, "r", "x"), Some(2), at()),
         Err(Error::UnsupportedVersion(2))
     ));
     assert!(matches!(
-        hub.join(&tok(&keys, "r", "x"), None, NOW + 3600),
+        hub.join(
+            &tok(&keys, "r", "x"),
+            None,
+            Now {
+                unix: NOW + 3600,
+                ..at()
+            }
+        ),
         Err(Error::Auth(_))
     ));
     *plane.busy.lock() = true;
     assert!(matches!(
-        hub.join(&tok(&keys, "r", "x"), None, NOW),
+        hub.join(&tok(&keys, "r", "x"), None, at()),
         Err(Error::Plane(PlaneError::Busy))
     ));
     assert!(
@@ -275,13 +298,13 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
                 metadata: None,
                 name: None,
                 video: VideoGrant {
-                    can_publish_sources: vec!["microphone".into()],
+                    can_publish_sources: vec![sfu_core::TrackSource::Microphone],
                     ..VideoGrant::join("r")
                 },
             },
         )
         .unwrap();
-    let (a, mut ra) = hub.join(&limited, None, NOW).unwrap();
+    let (a, mut ra) = hub.join(&limited, None, at()).unwrap();
     drain(&mut ra);
     let offer = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n";
     let sent = |plane: &FakePlane| {
@@ -295,7 +318,7 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
     let src = |pairs: &[(&str, &str)]| {
         pairs
             .iter()
-            .map(|(m, s)| (m.to_string(), s.to_string()))
+            .map(|(m, s)| (m.to_string(), wire_source(s)))
             .collect()
     };
     // camera not granted; an undeclared m-line; an unknown source name
@@ -329,29 +352,35 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
     );
     assert_eq!(sent(&plane), 1);
     // The declared source shows on the published track.
-    hub.on_media_event(Event::TrackPublished {
-        room: RoomId::from("r"),
-        participant: a,
-        track: TrackId(1),
-        kind: TrackKind::Audio,
-        mid: "0".into(),
-        rids: vec![],
-    });
-    assert_eq!(hub.room_members("r")[0].tracks[0].source, "microphone");
+    hub.on_media_event(
+        Event::TrackPublished {
+            room: RoomId::from("r"),
+            participant: a,
+            track: TrackId(1),
+            kind: TrackKind::Audio,
+            mid: "0".into(),
+            rids: vec![],
+        },
+        at().at,
+    );
+    assert_eq!(
+        hub.room_members("r")[0].tracks[0].source,
+        sfu_core::TrackSource::Microphone
+    );
 }
 
 #[test]
 fn layer_messages_reach_the_media_plane_and_the_publisher() {
     use sfu_core::{LayerState, TrackSource};
     let (plane, hub, keys) = setup();
-    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), Some(1), NOW).unwrap();
-    let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "alice"), Some(1), at()).unwrap();
+    let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
     drain(&mut ra);
     drain(&mut rb);
     // Declared sources go to the shard ahead of the offer (screen share priority).
     let sources = [
-        ("0".to_string(), "microphone".to_string()),
-        ("1".to_string(), "screen_share".to_string()),
+        ("0".to_string(), TrackSource::Microphone),
+        ("1".to_string(), TrackSource::ScreenShare),
     ]
     .into_iter()
     .collect();
@@ -401,12 +430,15 @@ fn layer_messages_reach_the_media_plane_and_the_publisher() {
             active: false,
         },
     ];
-    hub.on_media_event(Event::PublisherLayers {
-        participant: a,
-        track: TrackId(7),
-        mid: "1".into(),
-        layers: layers.clone(),
-    });
+    hub.on_media_event(
+        Event::PublisherLayers {
+            participant: a,
+            track: TrackId(7),
+            mid: "1".into(),
+            layers: layers.clone(),
+        },
+        at().at,
+    );
     assert_eq!(
         msgs(&mut ra),
         vec![ServerMessage::PublisherLayers {
@@ -416,11 +448,14 @@ fn layer_messages_reach_the_media_plane_and_the_publisher() {
         }]
     );
     assert!(msgs(&mut rb).is_empty());
-    hub.on_media_event(Event::SubscriptionStats {
-        participant: b,
-        estimate_bps: Some(1_000_000),
-        subscriptions: vec![],
-    });
+    hub.on_media_event(
+        Event::SubscriptionStats {
+            participant: b,
+            estimate_bps: Some(1_000_000),
+            subscriptions: vec![],
+        },
+        at().at,
+    );
     assert!(matches!(
         &msgs(&mut rb)[..],
         [ServerMessage::SubscriptionStats {
@@ -459,8 +494,8 @@ fn a_parked_session_is_resumed_once_with_what_was_queued_and_expires_after_the_g
     use signaling::hub::{Parking, ResumeError};
     use std::time::{Duration, Instant};
     let (plane, hub, keys) = setup();
-    let (a, mut ra) = hub.join(&tok(&keys, "r", "ann"), None, NOW).unwrap();
-    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "ann"), None, at()).unwrap();
+    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
     let token = resume_token(&msgs(&mut ra));
     msgs(&mut rb);
     let t0 = Instant::now();
@@ -561,8 +596,8 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
     use signaling::hub::Parking;
     use std::time::{Duration, Instant};
     let (plane, hub, keys) = setup();
-    let (a, mut ra) = hub.join(&tok(&keys, "r", "ann"), None, NOW).unwrap();
-    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, NOW).unwrap();
+    let (a, mut ra) = hub.join(&tok(&keys, "r", "ann"), None, at()).unwrap();
+    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
     let token = resume_token(&msgs(&mut ra));
     msgs(&mut rb);
     let reconnecting = |m: &[ServerMessage]| -> Vec<bool> {
@@ -575,9 +610,9 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
             })
             .collect()
     };
-    hub.on_media_event(Event::MediaInterrupted { participant: a });
+    hub.on_media_event(Event::MediaInterrupted { participant: a }, at().at);
     assert_eq!(reconnecting(&msgs(&mut rb)), vec![true]);
-    hub.on_media_event(Event::MediaInterrupted { participant: a });
+    hub.on_media_event(Event::MediaInterrupted { participant: a }, at().at);
     assert!(
         reconnecting(&msgs(&mut rb)).is_empty(),
         "no news, no message"
@@ -598,7 +633,7 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
         |m| matches!(m, ServerMessage::Resumed { participant, .. } if participant.reconnecting)
     ));
     assert_eq!(reconnecting(&msgs(&mut rb)).last(), Some(&true));
-    hub.on_media_event(Event::MediaRestored { participant: a });
+    hub.on_media_event(Event::MediaRestored { participant: a }, at().at);
     assert_eq!(reconnecting(&msgs(&mut rb)), vec![false]);
     // ICE restarts: of the subscriber without credentials, of either with them; half a
     // pair of credentials is refused.
@@ -641,4 +676,10 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
             ..
         }
     )));
+}
+
+/// A source as a client writes it on the wire (a name this server does not know is
+/// `unknown`).
+fn wire_source(s: &str) -> sfu_core::TrackSource {
+    serde_json::from_value(serde_json::Value::String(s.into())).unwrap()
 }

@@ -184,7 +184,7 @@ fn join(
         metadata: Some(who.metadata.clone()),
         name: Some(who.name.clone()),
         video: VideoGrant {
-            can_publish_sources: vec!["microphone".into()],
+            can_publish_sources: vec![sfu_core::TrackSource::Microphone],
             ..VideoGrant::join(room)
         },
     };
@@ -192,7 +192,7 @@ fn join(
         .mint(key, &claims)
         .ok_or_else(|| internal("could not mint a token"))?;
     gw.hub
-        .join(&token, None, signaling::auth::unix_now())
+        .join(&token, None, signaling::hub::Now::read())
         .map_err(refusal)
 }
 
@@ -235,7 +235,7 @@ impl InRoom<'_> {
         let offer = self.leg.publish_offer().ok_or("no publisher offer")?;
         let mut sources = std::collections::BTreeMap::new();
         if let Some(mid) = self.leg.mic_mid() {
-            sources.insert(mid, "microphone".to_string());
+            sources.insert(mid, sfu_core::TrackSource::Microphone);
         }
         self.gw.hub.handle(
             self.id,

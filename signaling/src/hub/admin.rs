@@ -7,18 +7,16 @@ use super::*;
 impl Hub {
     pub fn create_room(
         &self,
-        name: &str,
+        name: RoomName,
         empty_timeout: Option<u64>,
         max_participants: Option<u32>,
         metadata: String,
+        now: Now,
     ) -> Result<RoomInfo, Error> {
         if self.is_draining() {
             return Err(Error::Unavailable(
                 "server draining: create the room on another node".into(),
             ));
-        }
-        if !valid_room_name(name) {
-            return Err(Error::Invalid(crate::room_name::BadRoomName.to_string()));
         }
         if metadata.len() > MAX_METADATA {
             return Err(Error::Invalid(format!(
@@ -31,12 +29,18 @@ impl Hub {
             ));
         }
         let mut dir = self.dir.lock();
-        if dir.rooms.contains_key(name) {
-            return Err(Error::Conflict(format!("room {name} exists")));
+        if dir.rooms.contains_key(name.as_str()) {
+            return Err(Error::Conflict(format!("room {} exists", name.as_str())));
         }
-        let r = self.new_room(name, empty_timeout, max_participants, metadata);
+        let r = self.new_room(
+            name.as_str(),
+            empty_timeout,
+            max_participants,
+            metadata,
+            now.unix,
+        );
         let info = r.info.clone();
-        dir.rooms.insert(name.to_string(), r);
+        dir.rooms.insert(name, r);
         Ok(info)
     }
 

@@ -38,7 +38,7 @@ impl Hub {
         let Some(room) = dir.room_of.get(&id).cloned() else {
             return;
         };
-        let Some(r) = dir.rooms.get_mut(&room) else {
+        let Some(r) = dir.rooms.get_mut(room.as_str()) else {
             return;
         };
         let Some(m) = r.members.get_mut(&id) else {
@@ -67,7 +67,7 @@ impl Hub {
         let Some(room) = dir.room_of.get(&id).cloned() else {
             return Parking::Gone;
         };
-        let Some(r) = dir.rooms.get_mut(&room) else {
+        let Some(r) = dir.rooms.get_mut(room.as_str()) else {
             return Parking::Gone;
         };
         let Some(m) = r.members.get_mut(&id) else {
@@ -116,9 +116,12 @@ impl Hub {
             Some((name.clone(), id))
         });
         let (room, id) = found.ok_or(ResumeError::Unknown)?;
-        let r = dir.rooms.get_mut(&room).ok_or(ResumeError::Unknown)?;
+        let r = dir
+            .rooms
+            .get_mut(room.as_str())
+            .ok_or(ResumeError::Unknown)?;
         let m = r.members.get_mut(&id).ok_or(ResumeError::Unknown)?;
-        if claims.sub != m.info.identity || claims.video.room != room {
+        if claims.sub != m.info.identity || claims.video.room != room.as_str() {
             return Err(ResumeError::NotYours);
         }
         if m.parked
