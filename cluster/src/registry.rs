@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::{bounded, ClusterError, Redis, PREFIX};
+use crate::{ClusterError, Redis, PREFIX};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 pub const TTL: Duration = Duration::from_secs(6);
@@ -45,13 +45,15 @@ pub async fn publish(redis: &Redis, record: &NodeRecord) -> Result<(), ClusterEr
     let json =
         serde_json::to_string(record).map_err(|e| ClusterError::Unavailable(e.to_string()))?;
     let ttl = TTL.as_millis() as u64;
-    bounded(c.pset_ex::<_, _, ()>(node_key(&record.id), json, ttl)).await
+    redis
+        .bounded(c.pset_ex::<_, _, ()>(node_key(&record.id), json, ttl))
+        .await
 }
 
 /// Remove a node's record (a clean shutdown).
 pub async fn withdraw(redis: &Redis, id: &str) -> Result<(), ClusterError> {
     let mut c = redis.conn().await?;
-    bounded(c.del::<_, ()>(node_key(id))).await
+    redis.bounded(c.del::<_, ()>(node_key(id))).await
 }
 
 /// Every live node's record.
@@ -60,16 +62,17 @@ pub async fn nodes(redis: &Redis) -> Result<Vec<NodeRecord>, ClusterError> {
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, batch): (u64, Vec<String>) = bounded(
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(node_key("*"))
-                .arg("COUNT")
-                .arg(100)
-                .query_async(&mut c),
-        )
-        .await?;
+        let (next, batch): (u64, Vec<String>) = redis
+            .bounded(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(node_key("*"))
+                    .arg("COUNT")
+                    .arg(100)
+                    .query_async(&mut c),
+            )
+            .await?;
         keys.extend(batch);
         if next == 0 || keys.len() > 10_000 {
             break;
@@ -79,7 +82,7 @@ pub async fn nodes(redis: &Redis) -> Result<Vec<NodeRecord>, ClusterError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let values: Vec<Option<String>> = bounded(c.mget(&keys)).await?;
+    let values: Vec<Option<String>> = redis.bounded(c.mget(&keys)).await?;
     let mut out: Vec<NodeRecord> = values
         .into_iter()
         .flatten()
@@ -93,5 +96,5 @@ pub async fn nodes(redis: &Redis) -> Result<Vec<NodeRecord>, ClusterError> {
 /// ids.
 pub async fn take_slot(redis: &Redis) -> Result<u64, ClusterError> {
     let mut c = redis.conn().await?;
-    bounded(c.incr(format!("{PREFIX}slots"), 1)).await
+    redis.bounded(c.incr(format!("{PREFIX}slots"), 1)).await
 }

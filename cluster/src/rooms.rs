@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use crate::registry::node_key;
-use crate::{bounded, ClusterError, Redis, PREFIX};
+use crate::{ClusterError, Redis, PREFIX};
 
 /// Rooms homed per node (a hash), for placement.
 fn counts_key() -> String {
@@ -75,7 +75,8 @@ pub async fn claim(redis: &Redis, room: &str, candidates: &[String]) -> Result<H
     for n in candidates {
         inv.arg(n);
     }
-    let r: Result<(String, String, u8), ClusterError> = bounded(inv.invoke_async(&mut c)).await;
+    let r: Result<(String, String, u8), ClusterError> =
+        redis.bounded(inv.invoke_async(&mut c)).await;
     match r {
         Ok((node, epoch, placed)) => Ok(Home {
             node,
@@ -100,20 +101,21 @@ pub async fn release(
         .key(counts_key())
         .arg(node)
         .arg(epoch.to_string());
-    let n: u8 = bounded(inv.invoke_async(&mut c)).await?;
+    let n: u8 = redis.bounded(inv.invoke_async(&mut c)).await?;
     Ok(n == 1)
 }
 
 /// The room's current home, without claiming it.
 pub async fn home(redis: &Redis, room: &str) -> Result<Option<(String, u64)>, ClusterError> {
     let mut c = redis.conn().await?;
-    let (node, epoch): (Option<String>, Option<String>) = bounded(
-        redis::cmd("HMGET")
-            .arg(room_key(room))
-            .arg("node")
-            .arg("epoch")
-            .query_async(&mut c),
-    )
-    .await?;
+    let (node, epoch): (Option<String>, Option<String>) = redis
+        .bounded(
+            redis::cmd("HMGET")
+                .arg(room_key(room))
+                .arg("node")
+                .arg("epoch")
+                .query_async(&mut c),
+        )
+        .await?;
     Ok(node.map(|n| (n, epoch.and_then(|e| e.parse().ok()).unwrap_or(0))))
 }

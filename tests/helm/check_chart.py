@@ -40,11 +40,22 @@ CASES = {
         "replicas": 3,
         "cluster": {"enabled": True, "devRedis": True},
     },
+    "cluster-sentinel": {
+        "replicas": 3,
+        "cluster": {"enabled": True, "sentinel": {"hosts": ["s0.redis:26379", "s1.redis:26379"], "primaryName": "sb"}},
+    },
     "turn": {
         "config": {"turnUrls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"],
                    "turnTtl": 3600},
         "turnSecret": {"secret": "shared-with-coturn"},
     },
+}
+
+
+# What each cluster case's pods are told to use.
+REDIS_URLS = {
+    "cluster-dev-redis": '"redis://sb-switchboard-redis:6379"',
+    "cluster-sentinel": '"redis+sentinel://s0.redis:26379,s1.redis:26379/sb"',
 }
 
 
@@ -100,7 +111,7 @@ for case, values in CASES.items():
         printed = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
         if printed["workers"] != str(v["config"]["workers"]) or printed["drain_timeout"] != str(v["config"]["drainTimeout"]):
             fail(f"{case}: config not carried: {printed}")
-        if v["cluster"]["enabled"] and printed.get("redis_url") != '"redis://sb-switchboard-redis:6379"':
+        if v["cluster"]["enabled"] and printed.get("redis_url") != REDIS_URLS[case]:
             fail(f"{case}: redis_url not carried: {printed.get('redis_url')}")
         if printed.get("rtc_tcp_port") != str(v["config"]["rtcTcpPort"]) or printed.get("rtc_tcp_advertise_port") != (str(v["config"]["rtcTcpAdvertisePort"]) if v["config"]["rtcTcpAdvertisePort"] else None):
             fail(f"{case}: ICE-TCP settings not carried: {printed}")

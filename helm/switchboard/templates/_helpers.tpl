@@ -35,9 +35,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "switchboard.redisUrl" -}}
 {{- if .Values.cluster.redisUrl -}}
 {{ .Values.cluster.redisUrl }}
+{{- else if .Values.cluster.sentinel.hosts -}}
+redis+sentinel://{{ join "," .Values.cluster.sentinel.hosts }}/{{ required "cluster.sentinel.primaryName" .Values.cluster.sentinel.primaryName }}
 {{- else if .Values.cluster.devRedis -}}
 redis://{{ include "switchboard.fullname" . }}-redis:6379
 {{- else -}}
-{{ fail "cluster.enabled needs cluster.redisUrl (or cluster.devRedis for a trial)" }}
+{{ fail "cluster.enabled needs cluster.redisUrl or cluster.sentinel.hosts (or cluster.devRedis for a trial)" }}
 {{- end -}}
 {{- end -}}
