@@ -15,7 +15,9 @@ COPY signaling signaling
 COPY server server
 COPY sip sip
 COPY loadtest loadtest
+COPY cluster cluster
 COPY web web
+COPY sdk/js/src sdk/js/src
 RUN cargo build --release --locked -p server && strip target/release/switchboard
 
 FROM debian:bookworm-slim

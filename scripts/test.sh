@@ -55,6 +55,13 @@ bash tests/interop/run.sh "$PWD/target/debug/switchboard"
 echo "== SIP gateway with real phones (baresip: tones through rooms, the mix, hang-ups, 404)"
 bash tests/sip/run.sh "$PWD/target/debug/switchboard"
 
+echo "== client SDK (sdk/js): generated types, the example type-checked against them, node --test"
+if [ ! -f sdk/js/node_modules/.package-lock.json ] \
+   || [ sdk/js/package-lock.json -nt sdk/js/node_modules/.package-lock.json ]; then
+  (cd sdk/js && npm ci --no-audit --no-fund)
+fi
+(cd sdk/js && npm run -s types && npm run -s typecheck && npm test)
+
 echo "== mediasoup bridge (load-test target): SDP translation on recorded SDPs (node --test)"
 if [ ! -d loadtest/mediasoup/node_modules/sdp-transform ]; then
   # Sources only: the worker is built by loadtest/mediasoup/build.sh when a comparison needs it.

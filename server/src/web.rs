@@ -7,7 +7,8 @@ use axum::Router;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
-const CLIENT_JS: &str = include_str!("../../web/client.js");
+/// The client SDK (`sdk/js`), which the app is built on.
+const CLIENT_JS: &str = include_str!("../../sdk/js/src/client.js");
 const STYLE: &str = include_str!("../../web/style.css");
 
 fn asset(body: &'static str, mime: &'static str) -> impl IntoResponse {

@@ -1,24 +1,95 @@
-// Switchboard browser client: the signaling protocol (docs/protocol.md) over WebSocket,
-// a publisher RTCPeerConnection (we offer) and a subscriber one (the server offers).
-// No dependencies; usable on its own by any page.
+// Switchboard client SDK: the signaling protocol (docs/protocol.md) over WebSocket,
+// a publisher RTCPeerConnection (we offer) and a subscriber one (the server offers),
+// resume and rejoin. No dependencies; docs/sdk.md. Types: typed JSDoc here, from which
+// `npm run types` generates types/client.d.ts.
 
+/** The signaling protocol version this SDK speaks (the package's major version). */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * @typedef {object} TrackInfo
+ * @property {number} id
+ * @property {'audio' | 'video'} kind
+ * @property {string[]} simulcast  the publisher's rids, empty without simulcast
+ * @property {'camera' | 'microphone' | 'screen_share' | 'screen_share_audio' | 'unknown'} source
+ */
+
+/**
+ * @typedef {object} ParticipantInfo
+ * @property {number} id
+ * @property {string} identity
+ * @property {string} name
+ * @property {boolean} reconnecting
+ * @property {string} kind  `standard`, `sip`, …
+ * @property {TrackInfo[]} tracks
+ * @property {boolean} audio_muted
+ * @property {boolean} video_muted
+ * @property {string} metadata
+ * @property {number} joined_at  Unix seconds
+ */
+
+/**
+ * @typedef {object} RemoteTrack
+ * @property {number} publisher  the participant id
+ * @property {'audio' | 'video'} kind
+ * @property {MediaStreamTrack} track
+ * @property {MediaStream} stream
+ * @property {string} mid
+ */
+
+/**
+ * The events of a {@link SwitchboardClient}, by name, with what they carry.
+ * @typedef {object} ClientEvents
+ * @property {ParticipantInfo} participant_joined
+ * @property {{participant: number, reason: string}} participant_left
+ * @property {ParticipantInfo} participant_updated
+ * @property {RemoteTrack} track
+ * @property {{participant: number, kind: 'audio' | 'video', muted: boolean, by_admin: boolean}} mute_changed
+ * @property {{participant: number}} active_speaker  the loudest participant
+ * @property {{from?: number, payload: string, topic?: string}} data  `from` is absent
+ *   for a message sent through the REST API
+ * @property {{state: 'connected' | 'reconnecting' | 'rejoining'}} connection
+ * @property {{participant: number}} rejoined
+ * @property {{code: number, reason: string}} closed
+ * @property {{code: string, message: string}} error
+ * @property {object} subscription_changed
+ * @property {object} subscription_stats
+ * @property {object} publisher_layers
+ * @property {object} room_updated
+ * @property {object} track_published
+ * @property {object} track_unpublished
+ * @property {{pc: 'publisher' | 'subscriber', state: RTCIceConnectionState}} ice
+ * @property {{pc: 'publisher' | 'subscriber'}} ice_restart
+ */
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {RTCIceTransportPolicy} [iceTransportPolicy]  `relay` sends all media
+ *   through the TURN servers the server hands out at join
+ * @property {typeof WebSocket} [WebSocket]  the WebSocket class (default: the global one)
+ */
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** A session in one room: join, publish, subscribe, data, leave. */
 export class SwitchboardClient extends EventTarget {
-  // `iceTransportPolicy: 'relay'` sends all media through the TURN servers the server
-  // hands out at join (for strict networks, and tests).
-  constructor(wsUrl, { iceTransportPolicy = 'all' } = {}) {
+  /**
+   * @param {string} wsUrl  the server's signaling endpoint, `ws(s)://host:port/ws`
+   * @param {ClientOptions} [options]
+   */
+  constructor(wsUrl, { iceTransportPolicy = 'all', WebSocket: Socket = globalThis.WebSocket } = {}) {
     super();
     this.wsUrl = wsUrl;
+    this.Socket = Socket;
     this.iceTransportPolicy = iceTransportPolicy;
     this.iceServers = [];
     this.ws = null;
     this.pubPc = null;
     this.subPc = null;
+    /** @type {ParticipantInfo | null} this participant, once joined */
     this.me = null;
-    this.participants = new Map(); // id -> info
+    /** @type {Map<number, ParticipantInfo>} the others in the room, by id */
+    this.participants = new Map();
     this.tracksByMid = new Map(); // subscriber mid -> {track, publisher, kind}
     this.subChain = Promise.resolve();
     this.localTracks = {};
@@ -38,13 +109,32 @@ export class SwitchboardClient extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
-  send(msg) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  /**
+   * Call `fn` with each `type` event's detail; returns a function that stops it.
+   * @template {keyof ClientEvents} K
+   * @param {K} type
+   * @param {(detail: ClientEvents[K]) => void} fn
+   * @returns {() => void}
+   */
+  on(type, fn) {
+    /** @param {Event} e */
+    const listener = (e) => fn(/** @type {CustomEvent} */ (e).detail);
+    this.addEventListener(type, listener);
+    return () => this.removeEventListener(type, listener);
   }
 
-  // Open the WebSocket and join with `token`. Resolves with the `joined` message. If the
-  // socket drops later, the client resumes the session by itself (same participant, no
-  // renegotiation), or, when the server refuses, joins anew and republishes.
+  send(msg) {
+    if (this.ws && this.ws.readyState === this.Socket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  /**
+   * Open the WebSocket and join with `token`. Resolves with the `joined` message; rejects
+   * with an Error whose `code` is the server's (`room_full`, `unauthorized`, …). If the
+   * socket drops later, the client resumes the session by itself (same participant, no
+   * renegotiation), or, when the server refuses, joins anew and republishes.
+   * @param {string} token  an access token (JWT) for the room
+   * @returns {Promise<{participant: ParticipantInfo, others: ParticipantInfo[]}>}
+   */
   connect(token) {
     this.joinToken = token;
     this.leaving = false;
@@ -56,13 +146,13 @@ export class SwitchboardClient extends EventTarget {
   // into a cut network waits on the kernel's SYN backoff; a fresh one goes out at once).
   openSession(first, expect, { openWithinMs } = {}) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.wsUrl);
+      const ws = new this.Socket(this.wsUrl);
       this.ws = ws;
       let ready = false;
       const fail = (code, message) => { ready = true; reject(Object.assign(new Error(message), { code })); };
       if (openWithinMs) {
         setTimeout(() => {
-          if (ws.readyState !== WebSocket.CONNECTING || ready) return;
+          if (ws.readyState !== this.Socket.CONNECTING || ready) return;
           if (this.ws === ws) this.ws = null;
           try { ws.close(); } catch {}
           fail(1006, 'could not connect');
@@ -87,7 +177,7 @@ export class SwitchboardClient extends EventTarget {
           if (!ready) return fail(1006, 'no answer from the server');
           return this.onSocketClosed({ code: 1006, reason: 'no answer from the server' });
         }
-        if (ready && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ping' }));
+        if (ready && ws.readyState === this.Socket.OPEN) ws.send(JSON.stringify({ type: 'ping' }));
       }, this.heartbeatMs);
       ws.onmessage = (ev) => {
         heard = Date.now();
@@ -329,8 +419,13 @@ export class SwitchboardClient extends EventTarget {
     this.send({ type: 'subscribe_answer', sdp: this.subPc.localDescription.sdp });
   }
 
-  // Publish a camera/mic stream; video goes out as three simulcast encodings
-  // (rid q/h/f at 1/4, 1/2 and full size).
+  /**
+   * Publish a camera/microphone stream; video goes out as three simulcast encodings
+   * (rid q/h/f at 1/4, 1/2 and full size) unless `simulcast` is false.
+   * @param {MediaStream} stream
+   * @param {{simulcast?: boolean}} [options]
+   * @returns {Promise<void>}
+   */
   async publish(stream, { simulcast = true } = {}) {
     this.published = { stream, options: { simulcast } };
     const pc = this.newPc('publisher');
@@ -374,26 +469,46 @@ export class SwitchboardClient extends EventTarget {
     if (changed) await t.sender.setParameters(params);
   }
 
-  // The most we want of a remote video: 'low', 'medium', 'high', or null for no cap.
+  /**
+   * The most we want of a remote video.
+   * @param {number} track  the track id
+   * @param {'low' | 'medium' | 'high' | null} quality  null: no cap
+   */
   setPreferredQuality(track, quality) {
     this.send({ type: 'preferred_quality', track, quality });
   }
 
-  // Tell the server how big a remote video is shown (it picks the layer to match).
+  /**
+   * Tell the server how big a remote video is shown (it picks the layer to match).
+   * @param {number} track  the track id
+   * @param {number} width  CSS pixels times the device pixel ratio
+   * @param {number} height
+   * @param {boolean} visible
+   */
   setViewport(track, width, height, visible) {
     this.send({ type: 'viewport', track, width: Math.round(width), height: Math.round(height), visible });
   }
 
+  /**
+   * Send a data message to everyone else in the room.
+   * @param {string} payload
+   * @param {string} [topic]
+   */
   sendData(payload, topic) {
     this.send({ type: 'data', payload, topic });
   }
 
+  /**
+   * @param {'audio' | 'video'} kind
+   * @param {boolean} muted
+   */
   setMuted(kind, muted) {
     const t = this.localTracks[kind];
     if (t) t.enabled = !muted;
     this.send({ type: 'mute', kind, muted });
   }
 
+  /** Leave the room and close both connections. */
   leave() {
     this.leaving = true;
     this.send({ type: 'leave' });
