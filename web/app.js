@@ -1,4 +1,5 @@
-// The demo app: join form, local preview, a grid of remote participants, mute, leave.
+// The web app, on the client SDK (/client.js, sdk/js): join form, local preview, a grid
+// of remote participants that fills the window, mute, leave.
 import { SwitchboardClient } from './client.js';
 
 const $ = (s) => document.querySelector(s);
@@ -28,7 +29,7 @@ function tileFor(id, name, kind) {
     tile.append(video, label);
     $('#grid').append(tile);
     if (params.get('tile')) tile.style.width = `${Number(params.get('tile'))}px`;
-    sizes.observe(tile);
+    layout();
   }
   if (name !== undefined) tile.querySelector('.label').textContent = name;
   if (kind !== undefined) tile.classList.toggle('phone', kind === 'sip');
@@ -48,21 +49,26 @@ function nameOf(id) {
   return c?.participants.get(id)?.name || `participant ${id}`;
 }
 
-// Report each remote video's displayed size and visibility (the server sends the layer
-// that fits; params: ?tile=WIDTH forces a tile width, for tests and small screens).
-const sizes = new ResizeObserver((entries) => {
-  for (const e of entries) reportViewport(e.target.closest('.tile'));
-});
-function reportViewport(tile) {
-  const c = state.client;
-  if (!c || !tile || !tile.dataset.participant) return;
-  const publisher = Number(tile.dataset.participant);
-  const video = [...c.tracksByMid.values()].find((t) => t.publisher === publisher && t.kind === 'video');
-  if (!video) return;
-  const r = tile.getBoundingClientRect();
-  const dpr = window.devicePixelRatio || 1;
-  c.setViewport(video.track, r.width * dpr, r.height * dpr, document.visibilityState === 'visible' && r.width > 0);
+// The grid fills the space below the controls: as many columns as give the largest
+// 16:9 tiles for the number of participants (the SDK reports each video's size, so the
+// server sends the layer that fits). ?tile=WIDTH fixes the tile width instead.
+function layout() {
+  const tiles = [...document.querySelectorAll('#grid .tile')];
+  if (!tiles.length || params.get('tile')) return;
+  const grid = $('#grid');
+  const top = grid.getBoundingClientRect().top;
+  const gap = 12;
+  const W = grid.clientWidth;
+  const H = Math.max(120, window.innerHeight - top - gap);
+  let best = 0;
+  for (let cols = 1; cols <= tiles.length; cols++) {
+    const rows = Math.ceil(tiles.length / cols);
+    const w = Math.min((W - gap * (cols - 1)) / cols, ((H - gap * (rows - 1)) / rows) * 16 / 9);
+    best = Math.max(best, w);
+  }
+  for (const t of tiles) t.style.width = `${Math.floor(best)}px`;
 }
+window.addEventListener('resize', layout);
 
 function showMute(id, kind, muted) {
   const tile = document.querySelector(`.tile[data-participant="${id}"]`);
@@ -97,16 +103,13 @@ async function join() {
     client.addEventListener('participant_joined', (e) => tileFor(e.detail.id, e.detail.name, e.detail.kind));
     client.addEventListener('participant_left', (e) => {
       document.querySelector(`.tile[data-participant="${e.detail.participant}"]`)?.remove();
+      layout();
     });
     client.addEventListener('track', (e) => {
-      const { publisher, stream: s, track } = e.detail;
+      const { publisher } = e.detail;
       const p = client.participants.get(publisher);
       const tile = tileFor(publisher, p?.name, p?.kind);
-      const video = tile.querySelector('video');
-      if (!video.srcObject) video.srcObject = s || new MediaStream();
-      if (!video.srcObject.getTracks().includes(track)) video.srcObject.addTrack(track);
-      video.play().catch(() => {});
-      if (track.kind === 'video') reportViewport(tile);
+      client.attach(e.detail, tile.querySelector('video'));
       if (p) {
         showMute(publisher, 'audio', p.audio_muted);
         showMute(publisher, 'video', p.video_muted);

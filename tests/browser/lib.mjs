@@ -46,8 +46,9 @@ export const CHROMIUM_ARGS = [
 
 // One Chromium instance (a separate process tree), one page. With `netns`, Chromium runs
 // inside that network namespace; `secureOrigin` lets a page served from a non-loopback
-// address use the camera and WebRTC.
-export async function openParticipant(url, { netns, secureOrigin } = {}) {
+// address use the camera and WebRTC. `viewport` is the window's size (Playwright's
+// default: 1280 × 720).
+export async function openParticipant(url, { netns, secureOrigin, viewport } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sb-chromium-'));
   let executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
   if (netns) {
@@ -56,7 +57,7 @@ export async function openParticipant(url, { netns, secureOrigin } = {}) {
     executablePath = wrapper;
   }
   const args = secureOrigin ? [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`] : CHROMIUM_ARGS;
-  const ctx = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath, headless: true, args });
+  const ctx = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath, headless: true, args, ...(viewport && { viewport }) });
   const page = ctx.pages()[0] || (await ctx.newPage());
   page.on('console', (m) => { if (m.type() === 'error') console.log(`[page] ${m.text()}`); });
   // A Chromium just started in a fresh namespace may see its interfaces settle and

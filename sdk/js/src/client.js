@@ -490,6 +490,46 @@ export class SwitchboardClient extends EventTarget {
   }
 
   /**
+   * Play a remote track in `el`, and keep the server told how large it is shown (its
+   * size in device pixels and whether it is on screen), so that it sends the simulcast
+   * layer that fits. Returns a function that stops watching (and detaches the track).
+   * @param {RemoteTrack} remote  from the `track` event
+   * @param {HTMLMediaElement} el
+   * @returns {() => void}
+   */
+  attach(remote, el) {
+    const stream = el.srcObject instanceof MediaStream ? el.srcObject : new MediaStream();
+    if (!stream.getTracks().includes(remote.track)) stream.addTrack(remote.track);
+    if (el.srcObject !== stream) el.srcObject = stream;
+    el.play?.().catch(() => {});
+    if (remote.kind !== 'video') return () => stream.removeTrack(remote.track);
+    let onScreen = true;
+    const report = () => {
+      const info = this.tracksByMid.get(remote.mid);
+      if (!info) return;
+      const r = el.getBoundingClientRect();
+      const dpr = globalThis.devicePixelRatio || 1;
+      const visible = onScreen && r.width > 0 && document.visibilityState === 'visible';
+      this.setViewport(info.track, r.width * dpr, r.height * dpr, visible);
+    };
+    const sizes = new ResizeObserver(report);
+    sizes.observe(el);
+    const seen = new IntersectionObserver((entries) => {
+      onScreen = entries.some((e) => e.isIntersecting);
+      report();
+    });
+    seen.observe(el);
+    document.addEventListener('visibilitychange', report);
+    report();
+    return () => {
+      sizes.disconnect();
+      seen.disconnect();
+      document.removeEventListener('visibilitychange', report);
+      stream.removeTrack(remote.track);
+    };
+  }
+
+  /**
    * Send a data message to everyone else in the room.
    * @param {string} payload
    * @param {string} [topic]
