@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each phase's wall time, printed when the next starts and at the end (CI's 30-minute
+# budget: this says where it goes).
+phase_name="installing"; phase_start=$SECONDS
+phase() {
+  echo "   ($phase_name: $((SECONDS - phase_start)) s; total $SECONDS s)"
+  phase_name=$1; phase_start=$SECONDS
+  echo "== $1"
+}
+trap 'echo "   ($phase_name: $((SECONDS - phase_start)) s; total $SECONDS s)"' EXIT
+
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
@@ -39,30 +49,30 @@ if [ ! -f tests/browser/node_modules/.package-lock.json ] \
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
-echo "== cargo test (unit, simulation, loopback integration)"
+phase "cargo test (unit, simulation, loopback integration)"
 cargo build --workspace --all-targets
 cargo test --workspace
 
-echo "== REST API against its OpenAPI document (schemathesis, bounded)"
+phase "REST API against its OpenAPI document (schemathesis, bounded)"
 bash tests/api-fuzz/run.sh "$PWD/target/debug/switchboard"
 
-echo "== Helm chart: lint, render, Kubernetes schema validation (helm-python-sdk, kubernetes-validate)"
+phase "Helm chart: lint, render, Kubernetes schema validation (helm-python-sdk, kubernetes-validate)"
 bash tests/helm/run.sh "$PWD/target/debug/switchboard"
 
-echo "== WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
+phase "WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
 bash tests/interop/run.sh "$PWD/target/debug/switchboard"
 
-echo "== SIP gateway with real phones (baresip: tones through rooms, the mix, hang-ups, 404)"
+phase "SIP gateway with real phones (baresip: tones through rooms, the mix, hang-ups, 404)"
 bash tests/sip/run.sh "$PWD/target/debug/switchboard"
 
-echo "== client SDK (sdk/js): generated types, the example type-checked against them, node --test"
+phase "client SDK (sdk/js): generated types, the example type-checked against them, node --test"
 if [ ! -f sdk/js/node_modules/.package-lock.json ] \
    || [ sdk/js/package-lock.json -nt sdk/js/node_modules/.package-lock.json ]; then
   (cd sdk/js && npm ci --no-audit --no-fund)
 fi
 (cd sdk/js && npm run -s types && npm run -s typecheck && npm test)
 
-echo "== mediasoup bridge (load-test target): SDP translation on recorded SDPs (node --test)"
+phase "mediasoup bridge (load-test target): SDP translation on recorded SDPs (node --test)"
 if [ ! -d loadtest/mediasoup/node_modules/sdp-transform ]; then
   # Sources only: the worker is built by loadtest/mediasoup/build.sh when a comparison needs it.
   (cd loadtest/mediasoup && npm ci --ignore-scripts --no-audit --no-fund)
@@ -71,10 +81,10 @@ fi
 # Its smoke test (also part of `cargo test` above), shown uncaptured so that a skip says why.
 cargo test -q -p loadtest --test mediasoup_smoke -- --nocapture
 
-echo "== fuzz targets: regression inputs, then ${FUZZ_SECONDS:-20} s each (cargo-fuzz, libFuzzer + ASan)"
+phase "fuzz targets: regression inputs, then ${FUZZ_SECONDS:-20} s each (cargo-fuzz, libFuzzer + ASan)"
 bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
 
-echo "== browser end-to-end tests (headless Chromium and Firefox ESR; Eyevinn's WHIP/WHEP clients)"
+phase "browser end-to-end tests (headless Chromium and Firefox ESR; Eyevinn's WHIP/WHEP clients)"
 # Inside a private network namespace with only loopback when we may create one, so that
 # every packet provably stays on 127.0.0.1.
 run_browser_tests() { (cd tests/browser && npm test); }
