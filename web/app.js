@@ -55,11 +55,11 @@ function nameOf(id) {
 function layout() {
   const tiles = [...document.querySelectorAll('#grid .tile')];
   if (!tiles.length || params.get('tile')) return;
-  const grid = $('#grid');
-  const top = grid.getBoundingClientRect().top;
+  const main = $('main');
+  const pad = getComputedStyle(main);
   const gap = 12;
-  const W = grid.clientWidth;
-  const H = Math.max(120, window.innerHeight - top - gap);
+  const W = main.clientWidth - parseFloat(pad.paddingLeft) - parseFloat(pad.paddingRight);
+  const H = main.clientHeight - parseFloat(pad.paddingTop) - parseFloat(pad.paddingBottom);
   let best = 0;
   for (let cols = 1; cols <= tiles.length; cols++) {
     const rows = Math.ceil(tiles.length / cols);
@@ -155,7 +155,11 @@ async function join() {
       }
       state.speaker = e.detail.participant;
     });
-    client.addEventListener('data', (e) => notice(`${e.detail.from ? nameOf(e.detail.from) : 'server'}${e.detail.topic ? ` [${e.detail.topic}]` : ''}: ${e.detail.payload}`));
+    client.addEventListener('data', (e) => {
+      const { from, topic, payload } = e.detail;
+      if (topic === CHAT_TOPIC) return chat.received(from ? nameOf(from) : 'server', payload);
+      notice(`${from ? nameOf(from) : 'server'}${topic ? ` [${topic}]` : ''}: ${payload}`);
+    });
     client.addEventListener('error', (e) => {
       state.errors.push(e.detail);
       status(`error: ${e.detail.message}`);
@@ -174,6 +178,7 @@ async function join() {
     $('#local').srcObject = stream;
     $('#join-form').hidden = true;
     $('#controls').hidden = false;
+    layout();
     status(`in room ${joined.room} as ${joined.participant.name}`);
     // quality=low publishes one 640×360 encoding; simulcast=0 turns simulcast off at any size.
     await client.publish(stream, { simulcast: !small && params.get('simulcast') !== '0' });
@@ -183,6 +188,75 @@ async function join() {
     $('#join').disabled = false;
   }
 }
+
+// Chat: data messages on the `chat` topic, `{"text": …}`. Names and texts are always
+// set as text, never as markup. At most CHAT_MAX characters, CHAT_RATE messages a second.
+const CHAT_TOPIC = 'chat';
+const CHAT_MAX = 1000;
+const CHAT_RATE = 3;
+const chat = {
+  sent: [],
+  unread: 0,
+  add(who, text, at = new Date()) {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'who';
+    name.textContent = who;
+    const time = document.createElement('time');
+    time.dateTime = at.toISOString();
+    time.textContent = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    const body = document.createElement('div');
+    body.className = 'text';
+    body.textContent = text;
+    li.append(name, time, body);
+    $('#messages').append(li);
+    li.scrollIntoView({ block: 'end' });
+  },
+  received(who, payload) {
+    let text;
+    try { text = JSON.parse(payload).text; } catch { return; }
+    if (typeof text !== 'string' || !text) return;
+    this.add(who, text.slice(0, CHAT_MAX));
+    if ($('#chat').hidden) {
+      this.unread++;
+      $('#unread').textContent = String(this.unread);
+      $('#unread').hidden = false;
+    }
+  },
+  // Why `text` cannot be sent now, or null.
+  refusal(text) {
+    if (!text) return 'Type a message first.';
+    if (text.length > CHAT_MAX) return `Messages are at most ${CHAT_MAX} characters (this one has ${text.length}).`;
+    const now = Date.now();
+    this.sent = this.sent.filter((t) => now - t < 1000);
+    if (this.sent.length >= CHAT_RATE) return `At most ${CHAT_RATE} messages a second: wait a moment.`;
+    return null;
+  },
+  send(text) {
+    const why = this.refusal(text);
+    $('#chat-error').textContent = why || '';
+    if (why) return false;
+    this.sent.push(Date.now());
+    state.client.sendData(JSON.stringify({ text }), CHAT_TOPIC);
+    this.add('you', text);
+    return true;
+  },
+  toggle(open = $('#chat').hidden) {
+    $('#chat').hidden = !open;
+    $('#chat-toggle').setAttribute('aria-expanded', String(open));
+    if (open) {
+      this.unread = 0;
+      $('#unread').hidden = true;
+      $('#chat-input').focus();
+    }
+  },
+};
+
+$('#chat-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (chat.send($('#chat-input').value.trim())) $('#chat-input').value = '';
+});
+$('#chat-toggle').addEventListener('click', () => chat.toggle());
 
 $('#join-form').addEventListener('submit', (e) => {
   e.preventDefault();
@@ -207,6 +281,8 @@ $('#leave').addEventListener('click', () => {
   for (const t of $('#local').srcObject?.getTracks() || []) t.stop();
   $('#grid').replaceChildren();
   $('#controls').hidden = true;
+  chat.toggle(false);
+  $('#messages').replaceChildren();
   $('#join-form').hidden = false;
   $('#join').disabled = false;
   status('left the room');
