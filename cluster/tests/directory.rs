@@ -6,9 +6,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::registry::{self, NodeRecord, NodeState};
+use cluster::registry;
 use cluster::rooms;
 use cluster::{ClusterError, Redis};
+
+mod common;
+use common::node;
 
 struct RedisServer {
     child: Child,
@@ -45,19 +48,6 @@ fn redis_server() -> RedisServer {
         std::thread::sleep(Duration::from_millis(50));
     }
     RedisServer { child, url }
-}
-
-fn node(id: &str) -> NodeRecord {
-    NodeRecord {
-        id: id.into(),
-        url: format!("http://{id}.test:7880"),
-        media: vec![],
-        state: NodeState::Serving,
-        participants: 0,
-        rooms: 0,
-        packet_rate: 0,
-        version: "test".into(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

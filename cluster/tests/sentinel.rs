@@ -5,8 +5,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::registry::{self, NodeRecord, NodeState};
+use cluster::registry;
 use cluster::Redis;
+
+mod common;
+use common::node;
 
 /// The processes, stopped when dropped.
 struct Procs(Vec<Child>);
@@ -78,19 +81,6 @@ fn start(base: u16, dir: &std::path::Path) -> Procs {
     procs
 }
 
-fn record(id: &str) -> NodeRecord {
-    NodeRecord {
-        id: id.into(),
-        url: format!("http://{id}.test:7880"),
-        media: vec![],
-        state: NodeState::Serving,
-        participants: 0,
-        rooms: 0,
-        packet_rate: 0,
-        version: "test".into(),
-    }
-}
-
 async fn cmd<T: redis::FromRedisValue>(port: u16, c: &mut redis::Cmd) -> redis::RedisResult<T> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
     let mut conn = client.get_multiplexed_async_connection().await?;
@@ -123,7 +113,7 @@ async fn the_primary_is_found_through_sentinel_and_followed_across_a_failover() 
     let (primary, replica, sentinel) = (base, base + 1, base + 2);
 
     let r = Redis::new(&format!("redis+sentinel://127.0.0.1:{sentinel}/sb")).unwrap();
-    registry::publish(&r, &record("n1")).await.unwrap();
+    registry::publish(&r, &node("n1")).await.unwrap();
     assert!(stored_at(primary, "n1").await, "written to the primary");
     assert_eq!(registry::nodes(&r).await.unwrap().len(), 1);
 
@@ -164,7 +154,7 @@ async fn the_primary_is_found_through_sentinel_and_followed_across_a_failover() 
     // drops the connection, and a later one asks the Sentinel again.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut failures = 0;
-    while registry::publish(&r, &record("n2")).await.is_err() {
+    while registry::publish(&r, &node("n2")).await.is_err() {
         failures += 1;
         assert!(Instant::now() < deadline, "never reached the new primary");
         tokio::time::sleep(Duration::from_millis(100)).await;
