@@ -2,7 +2,6 @@
 //! under concurrent claims, placement by room count, re-homing after a node's key expires,
 //! fencing, and a clear error within a second when Redis is gone.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,48 +10,11 @@ use cluster::rooms;
 use cluster::{ClusterError, Redis};
 
 mod common;
-use common::node;
-
-struct RedisServer {
-    child: Child,
-    url: String,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_server() -> RedisServer {
-    let port = 30_000 + (std::process::id() % 20_000) as u16;
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)");
-    let url = format!("redis://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    RedisServer { child, url }
-}
+use common::{node, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_home_under_concurrent_claims_spread_by_load_rehomed_and_fenced() {
-    let server = redis_server();
+    let server = RedisServer::start();
     let redis = Arc::new(Redis::new(&server.url).unwrap());
     let ids: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
     for id in &ids {

@@ -9,7 +9,7 @@ use cluster::registry;
 use cluster::Redis;
 
 mod common;
-use common::node;
+use common::{free_port, node, wait_for_port};
 
 /// The processes, stopped when dropped.
 struct Procs(Vec<Child>);
@@ -23,14 +23,6 @@ impl Drop for Procs {
     }
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn redis(args: &[&str]) -> Child {
     Command::new("redis-server")
         .args(args)
@@ -39,17 +31,16 @@ fn redis(args: &[&str]) -> Child {
         .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)")
 }
 
-/// A primary on `base`, its replica on `base + 1`, a Sentinel on `base + 2` watching it
+/// A primary on `p`, its replica on `r`, a Sentinel on `s` watching it
 /// as `sb` (quorum 1).
-fn start(base: u16, dir: &std::path::Path) -> Procs {
-    let (p, r, s) = (base, base + 1, base + 2);
+fn start((p, r, s): (u16, u16, u16), dir: &std::path::Path) -> Procs {
     let common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
     let mut procs = Procs(vec![]);
     let primary = p.to_string();
     procs
         .0
         .push(redis(&[&["--port", &primary][..], &common].concat()));
-    wait_port(p);
+    wait_for_port(p);
     let replica = r.to_string();
     procs.0.push(redis(
         &[
@@ -58,7 +49,7 @@ fn start(base: u16, dir: &std::path::Path) -> Procs {
         ]
         .concat(),
     ));
-    wait_port(r);
+    wait_for_port(r);
     // A Sentinel rewrites its configuration file, so it gets one of its own.
     let conf = dir.join("sentinel.conf");
     std::fs::write(
@@ -77,7 +68,7 @@ fn start(base: u16, dir: &std::path::Path) -> Procs {
             .spawn()
             .expect("redis-server --sentinel runs"),
     );
-    wait_port(s);
+    wait_for_port(s);
     procs
 }
 
@@ -106,11 +97,11 @@ async fn stored_at(port: u16, id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_is_found_through_sentinel_and_followed_across_a_failover() {
-    let base = 40_000 + (std::process::id() % 8_000) as u16 * 3;
+    let ports = (free_port(), free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("sb-sentinel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let _procs = start(base, &dir);
-    let (primary, replica, sentinel) = (base, base + 1, base + 2);
+    let _procs = start(ports, &dir);
+    let (primary, replica, sentinel) = ports;
 
     let r = Redis::new(&format!("redis+sentinel://127.0.0.1:{sentinel}/sb")).unwrap();
     registry::publish(&r, &node("n1")).await.unwrap();

@@ -240,11 +240,7 @@ async fn a_closed_stdout_does_not_stop_the_server() {
         .local_addr()
         .unwrap()
         .port();
-    let rtc_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let rtc_port = free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["--http", &format!("127.0.0.1:{port}")])
         .args(["--rtc-port", &rtc_port.to_string()])

@@ -15,6 +15,15 @@ use sfu_core::{OfferedTrack, ParticipantId, TrackKind};
 use signaling::{Claims, KeyStore, VideoGrant};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "../../../tests/support/free_port.rs"]
+mod free_port;
+#[path = "../../../tests/support/redis_server.rs"]
+mod redis_server;
+#[allow(unused_imports)]
+pub use free_port::free_port;
+#[allow(unused_imports)]
+pub use redis_server::RedisServer;
+
 pub const KEY: &str = "itest";
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
@@ -36,10 +45,7 @@ pub fn start_server() -> Server {
 }
 
 pub fn start_server_with(extra: &[&str]) -> Server {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let rtc_port = 20_000
-        + (std::process::id() % 4_000) as u16 * 10
-        + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let rtc_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args([
             "--http",
@@ -135,58 +141,6 @@ pub fn admin_token() -> String {
         video,
     };
     ks.mint(KEY, &claims).unwrap()
-}
-
-/// A `redis-server` on loopback for one test, stopped when dropped.
-pub struct RedisServer {
-    pub child: Child,
-    pub url: String,
-    pub port: u16,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-        let port = 45_000
-            + (std::process::id() % 1_000) as u16 * 10
-            + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self::start_on(port)
-    }
-
-    /// A fresh (empty) Redis on `port`: a restart after an outage.
-    pub fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-            port,
-        }
-    }
 }
 
 pub async fn ws(server: &Server) -> Ws {
