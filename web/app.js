@@ -1,39 +1,24 @@
-// The web app, on the client SDK (/client.js, sdk/js): join form, local preview, a grid
-// of remote participants that fills the window, mute, leave.
+// The meeting app, on the client SDK (/client.js, sdk/js): a pre-join screen (preview,
+// devices, level meter, join link), then the call: a grid or speaker view that fills the
+// window, screen sharing, chat, the participant list, device switch, shortcuts and a
+// connection-quality mark on every remote video.
 import { SwitchboardClient } from './client.js';
+import { openMedia, openTrack, fillPickers, levelMeter, deviceOf } from './devices.js';
+import { layout as place } from './layout.js';
+import { createChat, CHAT_TOPIC } from './chat.js';
+import { renderPeople } from './people.js';
 
 const $ = (s) => document.querySelector(s);
 const params = new URLSearchParams(location.search);
-const state = (window.sb = { client: null, joined: false, errors: [] });
+const small = params.get('quality') === 'low';
+const state = (window.sb = { client: null, joined: false, errors: [], view: 'grid', speaker: null, stream: null });
 
 $('#room').value = params.get('room') || 'lobby';
 $('#name').value = params.get('name') || '';
+if (params.get('token')) $('#token').value = params.get('token');
 
 function status(text) {
   $('#status').textContent = text;
-}
-
-// A phone (kind `sip`) has no video: its tile shows a phone icon, the video element
-// stays for its audio.
-function tileFor(id, name, kind) {
-  let tile = document.querySelector(`.tile[data-participant="${id}"]`);
-  if (!tile) {
-    tile = document.createElement('div');
-    tile.className = 'tile';
-    tile.dataset.participant = id;
-    const video = document.createElement('video');
-    video.autoplay = true;
-    video.playsInline = true;
-    const label = document.createElement('div');
-    label.className = 'label';
-    tile.append(video, label);
-    $('#grid').append(tile);
-    if (params.get('tile')) tile.style.width = `${Number(params.get('tile'))}px`;
-    layout();
-  }
-  if (name !== undefined) tile.querySelector('.label').textContent = name;
-  if (kind !== undefined) tile.classList.toggle('phone', kind === 'sip');
-  return tile;
 }
 
 function notice(text) {
@@ -49,243 +34,379 @@ function nameOf(id) {
   return c?.participants.get(id)?.name || `participant ${id}`;
 }
 
-// The grid fills the space below the controls: as many columns as give the largest
-// 16:9 tiles for the number of participants (the SDK reports each video's size, so the
-// server sends the layer that fits). ?tile=WIDTH fixes the tile width instead.
-function layout() {
-  const tiles = [...document.querySelectorAll('#grid .tile')];
-  if (!tiles.length || params.get('tile')) return;
-  const main = $('main');
-  const pad = getComputedStyle(main);
-  const gap = 12;
-  const W = main.clientWidth - parseFloat(pad.paddingLeft) - parseFloat(pad.paddingRight);
-  const H = main.clientHeight - parseFloat(pad.paddingTop) - parseFloat(pad.paddingBottom);
-  let best = 0;
-  for (let cols = 1; cols <= tiles.length; cols++) {
-    const rows = Math.ceil(tiles.length / cols);
-    const w = Math.min((W - gap * (cols - 1)) / cols, ((H - gap * (rows - 1)) / rows) * 16 / 9);
-    best = Math.max(best, w);
-  }
-  for (const t of tiles) t.style.width = `${Math.floor(best)}px`;
-}
-window.addEventListener('resize', layout);
+// ---- Pre-join: preview, devices, level meter, join link.
 
-function showMute(id, kind, muted) {
-  const tile = document.querySelector(`.tile[data-participant="${id}"]`);
-  if (tile) tile.classList.toggle(kind === 'audio' ? 'mic-off' : 'cam-off', muted);
+let stopMeter = () => {};
+
+async function preview(choice = {}) {
+  try {
+    const stream = await openMedia({ ...choice, small });
+    for (const t of state.stream?.getTracks() || []) t.stop();
+    state.stream = stream;
+    $('#preview').srcObject = stream;
+    stopMeter();
+    stopMeter = levelMeter(stream, $('#mic-level'));
+    await fillPickers($('#camera-select'), $('#mic-select'), stream);
+    $('#join-error').textContent = '';
+  } catch (e) {
+    $('#join-error').textContent = `No camera or microphone: ${e.message}. Allow them in the browser, or pick other devices.`;
+  }
+}
+
+function joinLink() {
+  const url = new URL(location.pathname, location.origin);
+  url.searchParams.set('room', $('#room').value.trim());
+  $('#join-link').textContent = url.href;
+  return url.href;
+}
+
+$('#room').addEventListener('input', joinLink);
+$('#camera-select').addEventListener('change', () => preview({ videoId: $('#camera-select').value, audioId: $('#mic-select').value }));
+$('#mic-select').addEventListener('change', () => preview({ videoId: $('#camera-select').value, audioId: $('#mic-select').value }));
+$('#copy-link').addEventListener('click', async () => {
+  const link = joinLink();
+  try {
+    await navigator.clipboard.writeText(link);
+    notice('join link copied');
+  } catch {
+    getSelection()?.selectAllChildren($('#join-link'));
+    notice('select the link and copy it');
+  }
+});
+
+// The room a token is for (the `video.room` claim), or null if it cannot be read.
+function tokenRoom(token) {
+  try {
+    const body = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(body)).video?.room ?? null;
+  } catch {
+    return null;
+  }
 }
 
 async function getToken(room, name) {
-  const given = $('#token').value.trim() || params.get('token');
-  if (given) return given;
+  const given = $('#token').value.trim();
+  if (given) {
+    const other = tokenRoom(given);
+    if (other !== null && other !== room) throw new Error(`This link's token is for room “${other}”, not “${room}”. Ask for a link to “${room}”, or join “${other}” instead.`);
+    return given;
+  }
   const r = await fetch(`/api/dev/token?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);
   const body = await r.json();
   if (!r.ok) throw new Error(body.message || 'no token');
   return body.token;
 }
 
+// ---- Tiles: one per participant (its camera, or a phone icon), one per screen share.
+
+function tileFor(id, name, kind, source = 'camera') {
+  const key = source === 'screen_share' ? `.tile[data-participant="${id}"][data-source="screen_share"]` : `.tile[data-participant="${id}"]:not([data-source="screen_share"])`;
+  let tile = document.querySelector(key);
+  if (!tile) {
+    tile = document.createElement('div');
+    tile.className = 'tile';
+    tile.dataset.participant = id;
+    if (source === 'screen_share') tile.dataset.source = 'screen_share';
+    tile.setAttribute('role', 'group');
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    const label = document.createElement('div');
+    label.className = 'label';
+    const quality = document.createElement('div');
+    quality.className = 'quality';
+    tile.append(video, label, quality);
+    $('#grid').append(tile);
+    layout();
+  }
+  if (name !== undefined) {
+    const text = source === 'screen_share' ? `${name} — screen` : name;
+    tile.querySelector('.label').textContent = text;
+    tile.setAttribute('aria-label', text);
+  }
+  if (kind !== undefined) tile.classList.toggle('phone', kind === 'sip');
+  return tile;
+}
+
+function showMute(id, kind, muted) {
+  const tile = document.querySelector(`.tile[data-participant="${id}"]:not([data-source])`);
+  if (tile) tile.classList.toggle(kind === 'audio' ? 'mic-off' : 'cam-off', muted);
+}
+
+// The tile on the stage: the newest screen share; in speaker view, the active speaker
+// (or the first other participant).
+function featured() {
+  const shares = [...document.querySelectorAll('#grid .tile[data-source="screen_share"]')];
+  if (shares.length) return shares[shares.length - 1];
+  if (state.view !== 'speaker') return null;
+  const cams = [...document.querySelectorAll('#grid .tile:not([data-source])')];
+  return cams.find((t) => Number(t.dataset.participant) === state.speaker) || cams[0] || null;
+}
+
+function layout() {
+  const fixed = params.get('tile') ? Number(params.get('tile')) : null;
+  place($('main'), $('#grid'), featured(), fixed);
+}
+window.addEventListener('resize', layout);
+
+function people() {
+  const c = state.client;
+  if (c) renderPeople($('#people-list'), $('#people-count'), c.me, c.participants.values());
+}
+
+// ---- Connection quality: every 2 s, each remote video's mark from the SDK.
+
+const remotes = new Map(); // tile → RemoteTrack (video)
+setInterval(async () => {
+  const c = state.client;
+  if (!c || !state.joined) return;
+  for (const [tile, remote] of remotes) {
+    if (!tile.isConnected) { remotes.delete(tile); continue; }
+    const q = await c.connectionQuality(remote);
+    tile.dataset.quality = q.quality;
+    const mark = tile.querySelector('.quality');
+    mark.textContent = { excellent: '▮▮▮', good: '▮▮▯', poor: '▮▯▯', lost: '▯▯▯' }[q.quality];
+    mark.title = `connection ${q.quality}: ${q.lossPercent.toFixed(1)} % loss, ${Math.round(q.jitterMs)} ms jitter${q.layer ? `, layer ${q.layer}` : ''}`;
+    mark.setAttribute('aria-label', mark.title);
+  }
+}, 2000);
+
+// ---- The call.
+
 async function join() {
   const room = $('#room').value.trim();
   const name = $('#name').value.trim() || 'guest';
   $('#join').disabled = true;
+  $('#join-error').textContent = '';
   try {
     status('getting camera and microphone…');
-    const small = params.get('quality') === 'low';
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: true,
-      video: small ? { width: 640, height: 360, frameRate: 15 } : { width: 1280, height: 720, frameRate: 30 },
-    });
+    if (!state.stream) await preview();
+    if (!state.stream) throw new Error('no camera or microphone');
+    const stream = state.stream;
     const token = await getToken(room, name);
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     // ?relay=1: media only through the TURN servers the server hands out.
     const client = new SwitchboardClient(`${proto}://${location.host}/ws`, { iceTransportPolicy: params.get('relay') ? 'relay' : 'all' });
     state.client = client;
-    client.addEventListener('participant_joined', (e) => tileFor(e.detail.id, e.detail.name, e.detail.kind));
-    client.addEventListener('participant_left', (e) => {
-      document.querySelector(`.tile[data-participant="${e.detail.participant}"]`)?.remove();
-      layout();
-    });
-    client.addEventListener('track', (e) => {
-      const { publisher } = e.detail;
-      const p = client.participants.get(publisher);
-      const tile = tileFor(publisher, p?.name, p?.kind);
-      client.attach(e.detail, tile.querySelector('video'));
-      if (p) {
-        showMute(publisher, 'audio', p.audio_muted);
-        showMute(publisher, 'video', p.video_muted);
-      }
-    });
-    client.addEventListener('mute_changed', (e) => {
-      const { participant, kind, muted, by_admin } = e.detail;
-      showMute(participant, kind, muted);
-      if (client.me && participant === client.me.id) {
-        const btn = kind === 'audio' ? $('#mic') : $('#cam');
-        btn.classList.toggle('off', muted);
-        btn.textContent = kind === 'audio' ? (muted ? 'Unmute mic' : 'Mute mic') : (muted ? 'Camera on' : 'Camera off');
-      }
-      if (by_admin) notice(`an administrator ${muted ? 'muted' : 'unmuted'} ${nameOf(participant)} (${kind})`);
-    });
-    client.addEventListener('participant_updated', (e) => {
-      const p = e.detail;
-      if (p.id !== client.me?.id) {
-        const tile = tileFor(p.id, p.metadata ? `${p.name} — ${p.metadata}` : p.name, p.kind);
-        // Its signaling socket dropped: it may come back (resume), shown faded meanwhile.
-        if (tile.classList.contains('reconnecting') !== !!p.reconnecting) {
-          tile.classList.toggle('reconnecting', !!p.reconnecting);
-          notice(`${nameOf(p.id)} ${p.reconnecting ? 'is reconnecting' : 'is back'}`);
-          return;
-        }
-      }
-      const perms = p.permissions;
-      notice(`${nameOf(p.id)}: ${p.metadata ? `“${p.metadata}”, ` : ''}publish ${perms.can_publish ? 'on' : 'off'}, subscribe ${perms.can_subscribe ? 'on' : 'off'}`);
-    });
-    client.addEventListener('room_updated', (e) => notice(`room: ${e.detail.metadata}`));
-    client.addEventListener('subscription_changed', (e) => {
-      // Which participant's track: from the subscriber offers' track map.
-      const t = [...client.tracksByMid.values()].find((x) => x.track === e.detail.track);
-      const tile = t && document.querySelector(`.tile[data-participant="${t.publisher}"]`);
-      if (tile) tile.classList.toggle('bw-paused', e.detail.paused);
-      if (e.detail.paused) notice(`video of ${t ? nameOf(t.publisher) : 'a participant'} paused: not enough bandwidth`);
-    });
-    client.addEventListener('active_speaker', (e) => {
-      const me = client.me && e.detail.participant === client.me.id;
-      for (const t of document.querySelectorAll('.tile')) {
-        const id = t.classList.contains('local') ? (me ? 'me' : null) : Number(t.dataset.participant);
-        t.classList.toggle('speaking', me ? t.classList.contains('local') : id === e.detail.participant);
-      }
-      state.speaker = e.detail.participant;
-    });
-    client.addEventListener('data', (e) => {
-      const { from, topic, payload } = e.detail;
-      if (topic === CHAT_TOPIC) return chat.received(from ? nameOf(from) : 'server', payload);
-      notice(`${from ? nameOf(from) : 'server'}${topic ? ` [${topic}]` : ''}: ${payload}`);
-    });
-    client.addEventListener('error', (e) => {
-      state.errors.push(e.detail);
-      status(`error: ${e.detail.message}`);
-      if (e.detail.code === 'removed') notice(`removed: ${e.detail.message}`);
-    });
-    client.addEventListener('connection', (e) => {
-      const s = e.detail.state;
-      status(s === 'connected' ? `in room ${params.get('room') || $('#room').value} (reconnected)` : `${s}…`);
-    });
-    client.addEventListener('closed', (e) => {
-      state.joined = false;
-      status(`disconnected (${e.detail.code}${e.detail.reason ? ': ' + e.detail.reason : ''})`);
-    });
+    listen(client);
     const joined = await client.connect(token);
     state.joined = true;
+    stopMeter();
     $('#local').srcObject = stream;
-    $('#join-form').hidden = true;
+    $('#prejoin').hidden = true;
+    $('main').hidden = false;
     $('#controls').hidden = false;
     layout();
+    people();
     status(`in room ${joined.room} as ${joined.participant.name}`);
     // quality=low publishes one 640×360 encoding; simulcast=0 turns simulcast off at any size.
-    await client.publish(stream, { simulcast: !small && params.get('simulcast') !== '0' });
+    await client.publish(stream, { simulcast: !small && params.get('simulcast') !== '0' }).catch((e) => notice(`could not publish: ${e.message}`));
+    await fillPickers($('#call-camera'), $('#call-mic'), stream);
   } catch (e) {
-    status(`could not join: ${e.message}`);
-    state.errors.push({ code: 'join', message: e.message });
+    const message = e.code === 'unauthorized' ? `The token was refused (${e.message}). Ask for a new link.` : e.message;
+    status(`could not join: ${message}`);
+    $('#join-error').textContent = message;
+    state.errors.push({ code: e.code || 'join', message: e.message });
     $('#join').disabled = false;
   }
 }
 
-// Chat: data messages on the `chat` topic, `{"text": …}`. Names and texts are always
-// set as text, never as markup. At most CHAT_MAX characters, CHAT_RATE messages a second.
-const CHAT_TOPIC = 'chat';
-const CHAT_MAX = 1000;
-const CHAT_RATE = 3;
-const chat = {
-  sent: [],
-  unread: 0,
-  add(who, text, at = new Date()) {
-    const li = document.createElement('li');
-    const name = document.createElement('span');
-    name.className = 'who';
-    name.textContent = who;
-    const time = document.createElement('time');
-    time.dateTime = at.toISOString();
-    time.textContent = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    const body = document.createElement('div');
-    body.className = 'text';
-    body.textContent = text;
-    li.append(name, time, body);
-    $('#messages').append(li);
-    li.scrollIntoView({ block: 'end' });
-  },
-  received(who, payload) {
-    let text;
-    try { text = JSON.parse(payload).text; } catch { return; }
-    if (typeof text !== 'string' || !text) return;
-    this.add(who, text.slice(0, CHAT_MAX));
-    if ($('#chat').hidden) {
-      this.unread++;
-      $('#unread').textContent = String(this.unread);
-      $('#unread').hidden = false;
+function listen(client) {
+  client.on('participant_joined', (p) => { tileFor(p.id, p.name, p.kind); people(); });
+  client.on('participant_left', (e) => {
+    for (const t of document.querySelectorAll(`.tile[data-participant="${e.participant}"]`)) t.remove();
+    layout();
+    people();
+  });
+  client.on('track', (remote) => {
+    const { publisher } = remote;
+    const p = client.participants.get(publisher);
+    const tile = tileFor(publisher, p?.name ?? nameOf(publisher), p?.kind, remote.source);
+    if (remote.trackId !== undefined && remote.kind === 'video') tile.dataset.track = String(remote.trackId);
+    client.attach(remote, tile.querySelector('video'));
+    if (remote.kind === 'video') remotes.set(tile, remote);
+    if (remote.source === 'screen_share') {
+      notice(`${nameOf(publisher)} is sharing their screen`);
+      layout();
     }
-  },
-  // Why `text` cannot be sent now, or null.
-  refusal(text) {
-    if (!text) return 'Type a message first.';
-    if (text.length > CHAT_MAX) return `Messages are at most ${CHAT_MAX} characters (this one has ${text.length}).`;
-    const now = Date.now();
-    this.sent = this.sent.filter((t) => now - t < 1000);
-    if (this.sent.length >= CHAT_RATE) return `At most ${CHAT_RATE} messages a second: wait a moment.`;
-    return null;
-  },
-  send(text) {
-    const why = this.refusal(text);
-    $('#chat-error').textContent = why || '';
-    if (why) return false;
-    this.sent.push(Date.now());
-    state.client.sendData(JSON.stringify({ text }), CHAT_TOPIC);
-    this.add('you', text);
-    return true;
-  },
-  toggle(open = $('#chat').hidden) {
-    $('#chat').hidden = !open;
-    $('#chat-toggle').setAttribute('aria-expanded', String(open));
-    if (open) {
-      this.unread = 0;
-      $('#unread').hidden = true;
-      $('#chat-input').focus();
+    if (p) {
+      showMute(publisher, 'audio', p.audio_muted);
+      showMute(publisher, 'video', p.video_muted);
     }
-  },
-};
+  });
+  client.on('track_unpublished', (e) => {
+    const tile = document.querySelector(`.tile[data-source="screen_share"][data-track="${e.track}"]`);
+    if (tile) {
+      tile.remove();
+      notice(`${nameOf(e.participant)} stopped sharing`);
+      layout();
+    }
+  });
+  client.on('mute_changed', (e) => {
+    const { participant, kind, muted, by_admin } = e;
+    showMute(participant, kind, muted);
+    if (client.me && participant === client.me.id) {
+      const btn = kind === 'audio' ? $('#mic') : $('#cam');
+      btn.classList.toggle('off', muted);
+      btn.setAttribute('aria-pressed', String(muted));
+      btn.textContent = kind === 'audio' ? (muted ? 'Unmute mic' : 'Mute mic') : (muted ? 'Camera on' : 'Camera off');
+    }
+    if (by_admin) notice(`an administrator ${muted ? 'muted' : 'unmuted'} ${nameOf(participant)} (${kind})`);
+    people();
+  });
+  client.on('participant_updated', (p) => {
+    people();
+    if (p.id !== client.me?.id) {
+      const tile = tileFor(p.id, p.metadata ? `${p.name} — ${p.metadata}` : p.name, p.kind);
+      // Its signaling socket dropped: it may come back (resume), shown faded meanwhile.
+      if (tile.classList.contains('reconnecting') !== !!p.reconnecting) {
+        tile.classList.toggle('reconnecting', !!p.reconnecting);
+        notice(`${nameOf(p.id)} ${p.reconnecting ? 'is reconnecting' : 'is back'}`);
+        return;
+      }
+    }
+    const perms = p.permissions;
+    notice(`${nameOf(p.id)}: ${p.metadata ? `“${p.metadata}”, ` : ''}publish ${perms.can_publish ? 'on' : 'off'}, subscribe ${perms.can_subscribe ? 'on' : 'off'}`);
+  });
+  client.on('room_updated', (e) => notice(`room: ${e.metadata}`));
+  client.on('subscription_changed', (e) => {
+    const tile = document.querySelector(`.tile[data-track="${e.track}"]`);
+    if (tile) tile.classList.toggle('bw-paused', e.paused);
+    if (e.paused) notice(`video of ${tile ? tile.querySelector('.label').textContent : 'a participant'} paused: not enough bandwidth`);
+  });
+  client.on('active_speaker', (e) => {
+    const me = client.me && e.participant === client.me.id;
+    for (const t of document.querySelectorAll('.tile')) {
+      const id = t.classList.contains('local') ? null : Number(t.dataset.participant);
+      t.classList.toggle('speaking', me ? t.classList.contains('local') : id === e.participant && !t.dataset.source);
+    }
+    const changed = state.speaker !== e.participant;
+    state.speaker = e.participant;
+    if (changed && state.view === 'speaker' && !me) layout();
+  });
+  client.on('data', (e) => {
+    const { from, topic, payload } = e;
+    if (topic === CHAT_TOPIC) return chat.received(from ? nameOf(from) : 'server', payload);
+    notice(`${from ? nameOf(from) : 'server'}${topic ? ` [${topic}]` : ''}: ${payload}`);
+  });
+  client.on('error', (e) => {
+    state.errors.push(e);
+    status(`error: ${e.message}`);
+    if (e.code === 'removed') notice(`removed: ${e.message}`);
+  });
+  client.on('connection', (e) => {
+    status(e.state === 'connected' ? `in room ${$('#room').value} (reconnected)` : `${e.state}…`);
+  });
+  client.on('local_share', (e) => {
+    $('#share').textContent = e.active ? 'Stop sharing' : 'Share screen';
+    $('#share').setAttribute('aria-pressed', String(e.active));
+    notice(e.active ? 'you are sharing your screen' : 'you stopped sharing');
+  });
+  client.on('closed', (e) => {
+    state.joined = false;
+    status(`disconnected (${e.code}${e.reason ? ': ' + e.reason : ''})`);
+  });
+}
 
-$('#chat-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  if (chat.send($('#chat-input').value.trim())) $('#chat-input').value = '';
+const chat = createChat((payload) => state.client.sendData(payload, CHAT_TOPIC));
+
+// ---- Controls.
+
+// One side panel at a time (devices, people, chat).
+function togglePanel(id, open = $(`#${id}`).hidden) {
+  for (const other of ['devices', 'people', 'chat']) {
+    const show = other === id && open;
+    $(`#${other}`).hidden = !show;
+    $(`#${other}-toggle`).setAttribute('aria-expanded', String(show));
+  }
+  if (id === 'chat' && open) chat.opened();
+  if (id === 'people' && open) people();
+}
+for (const id of ['devices', 'people', 'chat']) $(`#${id}-toggle`).addEventListener('click', () => togglePanel(id));
+
+function toggleMute(kind) {
+  const btn = kind === 'audio' ? $('#mic') : $('#cam');
+  const muted = btn.classList.toggle('off');
+  btn.setAttribute('aria-pressed', String(muted));
+  state.client.setMuted(kind, muted);
+  btn.textContent = kind === 'audio' ? (muted ? 'Unmute mic' : 'Mute mic') : (muted ? 'Camera on' : 'Camera off');
+}
+$('#mic').addEventListener('click', () => toggleMute('audio'));
+$('#cam').addEventListener('click', () => toggleMute('video'));
+
+async function toggleShare() {
+  const c = state.client;
+  if (c.screen) return c.stopScreen();
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+    await c.publishScreen(stream);
+  } catch (e) {
+    notice(`screen not shared: ${e.message}`);
+  }
+}
+$('#share').addEventListener('click', toggleShare);
+
+function toggleView() {
+  state.view = state.view === 'grid' ? 'speaker' : 'grid';
+  $('#view').textContent = state.view === 'grid' ? 'Speaker view' : 'Grid view';
+  $('#view').setAttribute('aria-pressed', String(state.view === 'speaker'));
+  layout();
+}
+$('#view').addEventListener('click', toggleView);
+
+// A device switch during the call: the new track replaces the old one on the same
+// connection (no renegotiation, for anyone).
+async function switchDevice(kind, deviceId) {
+  const c = state.client;
+  const current = kind === 'audio' ? state.stream.getAudioTracks()[0] : state.stream.getVideoTracks()[0];
+  if (deviceOf(current) === deviceId) return;
+  try {
+    const track = await openTrack(kind, deviceId, small);
+    const old = await c.replaceTrack(kind, track);
+    old?.stop();
+    notice(`${kind === 'audio' ? 'microphone' : 'camera'}: ${track.label}`);
+  } catch (e) {
+    notice(`could not switch ${kind === 'audio' ? 'microphone' : 'camera'}: ${e.message}`);
+  }
+}
+$('#call-camera').addEventListener('change', () => switchDevice('video', $('#call-camera').value));
+$('#call-mic').addEventListener('change', () => switchDevice('audio', $('#call-mic').value));
+
+$('#leave').addEventListener('click', () => {
+  state.client.leave();
+  state.joined = false;
+  for (const t of state.stream?.getTracks() || []) t.stop();
+  state.stream = null;
+  $('#grid').replaceChildren();
+  remotes.clear();
+  $('#controls').hidden = true;
+  $('main').hidden = true;
+  togglePanel('chat', false);
+  chat.clear();
+  $('#prejoin').hidden = false;
+  $('#join').disabled = false;
+  status('left the room');
+  preview();
 });
-$('#chat-toggle').addEventListener('click', () => chat.toggle());
+
+// Keyboard shortcuts during a call (not while typing).
+const KEYS = { m: () => toggleMute('audio'), c: () => toggleMute('video'), s: toggleShare, v: toggleView, p: () => togglePanel('people'), t: () => togglePanel('chat'), d: () => togglePanel('devices') };
+document.addEventListener('keydown', (e) => {
+  if (!state.joined || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.target.closest?.('input, textarea, select, [contenteditable]')) return;
+  if (e.key === 'Escape') return togglePanel('chat', false);
+  const act = KEYS[e.key.toLowerCase()];
+  if (act) {
+    e.preventDefault();
+    act();
+  }
+});
 
 $('#join-form').addEventListener('submit', (e) => {
   e.preventDefault();
   join();
 });
 
-$('#mic').addEventListener('click', () => {
-  const muted = $('#mic').classList.toggle('off');
-  state.client.setMuted('audio', muted);
-  $('#mic').textContent = muted ? 'Unmute mic' : 'Mute mic';
-});
-
-$('#cam').addEventListener('click', () => {
-  const muted = $('#cam').classList.toggle('off');
-  state.client.setMuted('video', muted);
-  $('#cam').textContent = muted ? 'Camera on' : 'Camera off';
-});
-
-$('#leave').addEventListener('click', () => {
-  state.client.leave();
-  state.joined = false;
-  for (const t of $('#local').srcObject?.getTracks() || []) t.stop();
-  $('#grid').replaceChildren();
-  $('#controls').hidden = true;
-  chat.toggle(false);
-  $('#messages').replaceChildren();
-  $('#join-form').hidden = false;
-  $('#join').disabled = false;
-  status('left the room');
-});
-
+joinLink();
 if (params.get('autojoin') === '1') join();
+else preview();

@@ -47,8 +47,9 @@ export const CHROMIUM_ARGS = [
 // One Chromium instance (a separate process tree), one page. With `netns`, Chromium runs
 // inside that network namespace; `secureOrigin` lets a page served from a non-loopback
 // address use the camera and WebRTC. `viewport` is the window's size (Playwright's
-// default: 1280 × 720).
-export async function openParticipant(url, { netns, secureOrigin, viewport } = {}) {
+// default: 1280 × 720). `args` are more Chromium flags; one that sets the fake devices
+// (`--use-fake-device-for-media-stream=…`) replaces the default one.
+export async function openParticipant(url, { netns, secureOrigin, viewport, args: more = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sb-chromium-'));
   let executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
   if (netns) {
@@ -56,7 +57,9 @@ export async function openParticipant(url, { netns, secureOrigin, viewport } = {
     writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${netns} ${executablePath} "$@"\n`, { mode: 0o755 });
     executablePath = wrapper;
   }
-  const args = secureOrigin ? [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`] : CHROMIUM_ARGS;
+  const flag = (a) => a.split('=')[0];
+  const base = CHROMIUM_ARGS.filter((a) => !more.some((m) => flag(m) === flag(a)));
+  const args = [...base, ...more, ...(secureOrigin ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`] : [])];
   const ctx = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath, headless: true, args, ...(viewport && { viewport }) });
   const page = ctx.pages()[0] || (await ctx.newPage());
   page.on('console', (m) => { if (m.type() === 'error') console.log(`[page] ${m.text()}`); });
@@ -99,6 +102,19 @@ export const inboundWidth = (page) => page.evaluate(async () => {
   for (const s of (await pc.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') w = Math.max(w, s.frameWidth || 0);
   return w;
 });
+
+// The video a tile of the web app plays (`selector`, e.g. a screen share's tile): its
+// decoded width and frames so far, from the receiver's statistics.
+export const tileVideo = (page, selector) => page.evaluate(async (selector) => {
+  const video = document.querySelector(`${selector} video`);
+  const track = video?.srcObject?.getVideoTracks()[0];
+  const receiver = track && window.sb.client?.subPc?.getReceivers().find((r) => r.track === track);
+  if (!receiver) return { width: 0, framesDecoded: 0 };
+  for (const s of (await receiver.getStats()).values()) {
+    if (s.type === 'inbound-rtp') return { width: s.frameWidth || 0, framesDecoded: s.framesDecoded || 0 };
+  }
+  return { width: 0, framesDecoded: 0 };
+}, selector);
 
 // Wait until the web app on `page` shows `name`'s tile playing video.
 export const waitForTileVideo = (page, name, timeout = 45000) => waitFor(() => page.evaluate((name) => {

@@ -3,6 +3,10 @@
 // resume and rejoin. No dependencies; docs/sdk.md. Types: typed JSDoc here, from which
 // `npm run types` generates types/client.d.ts.
 
+import { rateQuality } from './quality.js';
+
+export { rateQuality, QUALITY_THRESHOLDS } from './quality.js';
+
 /** The signaling protocol version this SDK speaks (the package's major version). */
 export const PROTOCOL_VERSION = 1;
 
@@ -35,6 +39,25 @@ export const PROTOCOL_VERSION = 1;
  * @property {MediaStreamTrack} track
  * @property {MediaStream} stream
  * @property {string} mid
+ * @property {number | undefined} trackId  the server's track id (viewport, quality)
+ * @property {TrackInfo['source']} source  as the publisher declared it
+ */
+
+/**
+ * @typedef {object} SubscriptionStat  one remote track as the server forwards it to us
+ * @property {number} track
+ * @property {number} publisher
+ * @property {string | null} current  the simulcast layer (rid) forwarded now; null: paused
+ * @property {string | null} target  the layer the allocator aims at
+ * @property {string[]} available  the layers the publisher sends
+ * @property {number} allocated_bps
+ * @property {number} used_bps
+ * @property {number} switches
+ * @property {number} pauses
+ */
+
+/**
+ * @typedef {'excellent' | 'good' | 'poor' | 'lost'} Quality
  */
 
 /**
@@ -52,12 +75,17 @@ export const PROTOCOL_VERSION = 1;
  * @property {{participant: number}} rejoined
  * @property {{code: number, reason: string}} closed
  * @property {{code: string, message: string}} error
- * @property {object} subscription_changed
- * @property {object} subscription_stats
- * @property {object} publisher_layers
- * @property {object} room_updated
- * @property {object} track_published
- * @property {object} track_unpublished
+ * @property {{track: number, layer?: string, paused: boolean}} subscription_changed  the
+ *   server switched our video of `track` to another layer, or paused it for lack of
+ *   bandwidth, or resumed it
+ * @property {{estimate_bps?: number, subscriptions: SubscriptionStat[]}} subscription_stats
+ *   every 2 s
+ * @property {{track: number, mid: string, layers: {rid: string, active: boolean}[]}} publisher_layers
+ * @property {{metadata: string}} room_updated
+ * @property {{participant: number, track: TrackInfo}} track_published
+ * @property {{participant: number, track: number}} track_unpublished
+ * @property {{source: 'screen_share', active: boolean}} local_share  our screen share
+ *   started or stopped (also when the browser's own "stop sharing" ended it)
  * @property {{pc: 'publisher' | 'subscriber', state: RTCIceConnectionState}} ice
  * @property {{pc: 'publisher' | 'subscriber'}} ice_restart
  */
@@ -92,7 +120,17 @@ export class SwitchboardClient extends EventTarget {
     this.participants = new Map();
     this.tracksByMid = new Map(); // subscriber mid -> {track, publisher, kind}
     this.subChain = Promise.resolve();
+    // Offers on the publisher connection go one at a time (publish, screen share, ICE
+    // restart): each waits for its answer before the next.
+    this.pubChain = Promise.resolve();
+    this.pendingAnswer = null;
+    this.answerTimeoutMs = 10000;
+    /** @type {Map<RTCRtpTransceiver, TrackInfo['source']>} what each sender carries */
+    this.sources = new Map();
+    /** @type {{[kind: string]: MediaStreamTrack}} the camera and microphone tracks sent */
     this.localTracks = {};
+    /** @type {{stream: MediaStream, transceiver: RTCRtpTransceiver} | null} */
+    this.screen = null;
     this.connectionState = 'new';
     // Resume: the first retry after a drop, and how long to keep trying (the server's
     // grace period is 20 s by default).
@@ -220,6 +258,10 @@ export class SwitchboardClient extends EventTarget {
 
   // The socket ended after the join: leave, or resume.
   onSocketClosed(ev) {
+    // An offer sent on this socket will get no answer: it fails now (and is rolled back),
+    // so that the next one (an ICE restart after resume) is not held up.
+    this.pendingAnswer?.reject(Object.assign(new Error('the signaling connection closed'), { code: 'closed' }));
+    this.pendingAnswer = null;
     const final = this.leaving || !this.resumeToken || [4004, 4010].includes(ev.code);
     if (final) return this.emit('closed', { code: ev.code, reason: ev.reason });
     // The server removed us for a lost media connection (a long network cut): there is
@@ -254,6 +296,8 @@ export class SwitchboardClient extends EventTarget {
     this.pubPc = this.subPc = null;
     this.tracksByMid = new Map();
     this.subChain = Promise.resolve();
+    this.pubChain = Promise.resolve();
+    this.sources = new Map();
     for (const id of [...this.participants.keys()]) {
       this.participants.delete(id);
       this.emit('participant_left', { participant: id, reason: 'rejoining' });
@@ -264,6 +308,7 @@ export class SwitchboardClient extends EventTarget {
       try {
         await this.connect(this.joinToken);
         if (this.published) await this.publish(this.published.stream, this.published.options);
+        if (this.screen) await this.shareOn(this.screen.stream, this.screen.options);
         this.setConnection('connected');
         this.emit('rejoined', { participant: this.me });
         return;
@@ -306,14 +351,21 @@ export class SwitchboardClient extends EventTarget {
         this.participants.delete(msg.participant);
         this.emit('participant_left', msg);
         break;
-      case 'publish_answer':
-        this.pubPc.setRemoteDescription({ type: 'answer', sdp: msg.sdp }).catch((e) => this.emit('error', { code: 'sdp', message: String(e) }));
+      case 'publish_answer': {
+        const pending = this.pendingAnswer;
+        this.pendingAnswer = null;
+        const applied = this.pubPc ? this.pubPc.setRemoteDescription({ type: 'answer', sdp: msg.sdp }) : Promise.resolve();
+        applied.then(() => pending?.resolve(), (e) => {
+          pending?.reject(e);
+          this.emit('error', { code: 'sdp', message: String(e) });
+        });
         break;
+      }
       case 'subscribe_offer':
         this.subChain = this.subChain.then(() => this.onSubscribeOffer(msg)).catch((e) => this.emit('error', { code: 'sdp', message: String(e) }));
         break;
       case 'mute_changed': {
-        const p = this.participants.get(msg.participant);
+        const p = this.me?.id === msg.participant ? this.me : this.participants.get(msg.participant);
         if (p) p[msg.kind === 'audio' ? 'audio_muted' : 'video_muted'] = msg.muted;
         // An administrator muted us: stop sending from this side too.
         if (this.me && msg.participant === this.me.id) {
@@ -337,13 +389,31 @@ export class SwitchboardClient extends EventTarget {
         this.lastStats = msg;
         this.emit(msg.type, msg);
         break;
+      case 'track_published': {
+        const p = this.participants.get(msg.participant);
+        if (p) p.tracks = [...p.tracks.filter((t) => t.id !== msg.track.id), msg.track];
+        this.emit(msg.type, msg);
+        break;
+      }
+      case 'track_unpublished': {
+        const p = this.participants.get(msg.participant);
+        if (p) p.tracks = p.tracks.filter((t) => t.id !== msg.track);
+        this.emit(msg.type, msg);
+        break;
+      }
+      case 'error':
+        // The media plane refused an offer we wait on (e.g. a source the token does
+        // not grant): that offer fails.
+        if (this.pendingAnswer && ['media', 'not_allowed'].includes(msg.code)) {
+          this.pendingAnswer.reject(Object.assign(new Error(`${msg.code}: ${msg.message}`), { code: msg.code }));
+          this.pendingAnswer = null;
+        }
+        this.emit(msg.type, msg);
+        break;
       case 'room_updated':
       case 'active_speaker':
       case 'subscription_changed':
       case 'data':
-      case 'track_published':
-      case 'track_unpublished':
-      case 'error':
         this.emit(msg.type, msg);
         break;
     }
@@ -371,10 +441,8 @@ export class SwitchboardClient extends EventTarget {
   async restartIce(kind) {
     try {
       if (kind === 'publisher') {
-        const pc = this.pubPc;
-        if (!pc || pc.signalingState !== 'stable') return;
-        await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
-        this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources: this.declaredSources(pc) });
+        if (!this.pubPc) return;
+        await this.negotiate({ iceRestart: true });
       } else {
         if (!this.subPc) return;
         this.send({ type: 'ice_restart', pc: 'subscriber' });
@@ -393,11 +461,47 @@ export class SwitchboardClient extends EventTarget {
 
   // What each publisher m-line carries (the server checks it against the token's grant).
   declaredSources(pc) {
+    /** @type {{[mid: string]: string}} */
     const sources = {};
     for (const t of pc.getTransceivers()) {
-      if (t.mid && t.sender.track) sources[t.mid] = t.sender.track.kind === 'audio' ? 'microphone' : 'camera';
+      if (!t.mid || t.direction === 'inactive' || t.currentDirection === 'stopped') continue;
+      const source = this.sources.get(t);
+      if (source) sources[t.mid] = source;
     }
     return sources;
+  }
+
+  /**
+   * Offer the publisher connection's current state and wait for the answer (one offer at
+   * a time). Rejects when the server refuses it or does not answer in time; the offer is
+   * then rolled back.
+   * @param {{iceRestart?: boolean}} [options]
+   * @returns {Promise<void>}
+   */
+  negotiate({ iceRestart = false } = {}) {
+    const run = async () => {
+      const pc = this.pubPc;
+      if (!pc) return;
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart }));
+      let timer;
+      const answered = new Promise((resolve, reject) => {
+        this.pendingAnswer = { resolve, reject };
+        timer = setTimeout(() => reject(Object.assign(new Error('no answer to the publish offer'), { code: 'timeout' })), this.answerTimeoutMs);
+      });
+      this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources: this.declaredSources(pc) });
+      try {
+        await answered;
+      } catch (e) {
+        this.pendingAnswer = null;
+        if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const done = this.pubChain.then(run);
+    this.pubChain = done.catch(() => {});
+    return done;
   }
 
   async onSubscribeOffer(msg) {
@@ -410,13 +514,29 @@ export class SwitchboardClient extends EventTarget {
       this.subPc.ontrack = (e) => {
         const info = this.tracksByMid.get(e.transceiver.mid);
         const publisher = info ? info.publisher : Number((e.streams[0]?.id || 'p0').slice(1));
-        this.emit('track', { publisher, kind: e.track.kind, track: e.track, stream: e.streams[0], mid: e.transceiver.mid });
+        const trackId = info?.track;
+        this.emit('track', {
+          publisher, kind: e.track.kind, track: e.track, stream: e.streams[0], mid: e.transceiver.mid,
+          trackId, source: this.sourceOf(publisher, trackId),
+        });
       };
     }
     await this.subPc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
     const answer = await this.subPc.createAnswer();
     await this.subPc.setLocalDescription(answer);
     this.send({ type: 'subscribe_answer', sdp: this.subPc.localDescription.sdp });
+  }
+
+  /**
+   * How a remote track's publisher declared it (`camera`, `screen_share`, …), from the
+   * room's track list; `unknown` when not (yet) known.
+   * @param {number} publisher
+   * @param {number | undefined} trackId
+   * @returns {TrackInfo['source']}
+   */
+  sourceOf(publisher, trackId) {
+    const p = this.participants.get(publisher);
+    return p?.tracks.find((t) => t.id === trackId)?.source || 'unknown';
   }
 
   /**
@@ -436,7 +556,7 @@ export class SwitchboardClient extends EventTarget {
     const audio = stream.getAudioTracks()[0];
     const video = stream.getVideoTracks()[0];
     if (audio) {
-      pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
+      this.sources.set(pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] }), 'microphone');
       this.localTracks.audio = audio;
     }
     if (video) {
@@ -449,12 +569,95 @@ export class SwitchboardClient extends EventTarget {
             { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_700_000, scalabilityMode: 'L1T3' },
           ]
         : undefined;
-      pc.addTransceiver(video, { direction: 'sendonly', streams: [stream], sendEncodings });
+      this.sources.set(pc.addTransceiver(video, { direction: 'sendonly', streams: [stream], sendEncodings }), 'camera');
       this.localTracks.video = video;
     }
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, sources: this.declaredSources(pc) });
+    await this.negotiate();
+  }
+
+  /**
+   * Share a screen: `stream` from `getDisplayMedia()` goes out as one more video (source
+   * `screen_share`: the server gives it the first share of every subscriber's bandwidth),
+   * one encoding at full resolution, tuned for detail; the camera keeps going. Resolves
+   * once the server answered; rejects (and shares nothing) when the token does not grant
+   * `screen_share`. When the browser's own "stop sharing" ends the track, the share stops.
+   * @param {MediaStream} stream
+   * @param {{maxBitrate?: number, maxFramerate?: number}} [options]  default 1.5 Mbit/s, 15 fps
+   * @returns {Promise<void>}
+   */
+  async publishScreen(stream, options = {}) {
+    if (!this.pubPc) throw Object.assign(new Error('publish a camera or microphone first'), { code: 'bad_state' });
+    if (this.screen) await this.stopScreen();
+    await this.shareOn(stream, options);
+    this.emit('local_share', { source: 'screen_share', active: true });
+  }
+
+  // The screen share's sender, added to the publisher connection and negotiated. Each
+  // share is a new m-line (the server publishes a track when an m-line starts receiving).
+  async shareOn(stream, { maxBitrate = 1_500_000, maxFramerate = 15 } = {}) {
+    const video = stream.getVideoTracks()[0];
+    if (!video) throw Object.assign(new Error('no video in the screen stream'), { code: 'bad_state' });
+    video.contentHint = 'detail';
+    const transceiver = this.pubPc.addTransceiver(video, {
+      direction: 'sendonly', streams: [stream], sendEncodings: [{ maxBitrate, maxFramerate }],
+    });
+    this.sources.set(transceiver, 'screen_share');
+    this.screen = { stream, transceiver, options: { maxBitrate, maxFramerate } };
+    video.addEventListener('ended', () => { if (this.screen?.stream === stream) this.stopScreen(); }, { once: true });
+    try {
+      await this.negotiate();
+      const params = transceiver.sender.getParameters();
+      params.degradationPreference = 'maintain-resolution';
+      await transceiver.sender.setParameters(params).catch(() => {});
+    } catch (e) {
+      this.sources.delete(transceiver);
+      transceiver.direction = 'inactive';
+      await transceiver.sender.replaceTrack(null).catch(() => {});
+      this.screen = null;
+      throw e;
+    }
+  }
+
+  /**
+   * Stop sharing the screen: its track stops and the others see it unpublished.
+   * @returns {Promise<void>}
+   */
+  async stopScreen() {
+    const share = this.screen;
+    if (!share) return;
+    this.screen = null;
+    for (const t of share.stream.getTracks()) t.stop();
+    this.sources.delete(share.transceiver);
+    if (this.pubPc && share.transceiver.currentDirection !== 'stopped') {
+      share.transceiver.direction = 'inactive';
+      await share.transceiver.sender.replaceTrack(null).catch(() => {});
+      await this.negotiate().catch((e) => this.emit('error', { code: 'sdp', message: String(e) }));
+    }
+    this.emit('local_share', { source: 'screen_share', active: false });
+  }
+
+  /**
+   * Send `track` instead of the current camera (video) or microphone (audio) track: a
+   * device switch without renegotiation (RTCRtpSender.replaceTrack), nobody's connection
+   * changes. The mute state carries over. Returns the old track (stop it when done).
+   * @param {'audio' | 'video'} kind
+   * @param {MediaStreamTrack} track
+   * @returns {Promise<MediaStreamTrack | undefined>}
+   */
+  async replaceTrack(kind, track) {
+    const old = this.localTracks[kind];
+    const transceiver = [...this.sources].find(([t, s]) => s === (kind === 'audio' ? 'microphone' : 'camera'))?.[0];
+    if (!transceiver) throw Object.assign(new Error(`no ${kind} published`), { code: 'bad_state' });
+    if (old) track.enabled = old.enabled;
+    await transceiver.sender.replaceTrack(track);
+    this.localTracks[kind] = track;
+    // A rejoin publishes what is sent now.
+    const stream = this.published?.stream;
+    if (stream) {
+      if (old) stream.removeTrack(old);
+      stream.addTrack(track);
+    }
+    return old;
   }
 
   async applyLayers(msg) {
@@ -526,6 +729,39 @@ export class SwitchboardClient extends EventTarget {
       seen.disconnect();
       document.removeEventListener('visibilitychange', report);
       stream.removeTrack(remote.track);
+    };
+  }
+
+  /**
+   * How well a remote track arrives since the last call for it (the first call counts
+   * from the start): the browser's receive statistics and what the server forwards.
+   * @param {RemoteTrack} remote
+   * @returns {Promise<{quality: Quality, layer: string | null, lossPercent: number, jitterMs: number}>}
+   */
+  async connectionQuality(remote) {
+    if (!this.subPc) return { quality: 'lost', layer: null, lossPercent: 0, jitterMs: 0 };
+    let now = { packetsReceived: 0, packetsLost: 0, jitter: 0, freezeCount: 0 };
+    for (const r of (await this.subPc.getStats(remote.track)).values()) {
+      if (r.type === 'inbound-rtp') now = { packetsReceived: r.packetsReceived || 0, packetsLost: r.packetsLost || 0, jitter: r.jitter || 0, freezeCount: r.freezeCount || 0 };
+    }
+    this.qualityBase = this.qualityBase || new Map();
+    const before = this.qualityBase.get(remote.mid) || { packetsReceived: 0, packetsLost: 0, freezeCount: 0 };
+    this.qualityBase.set(remote.mid, now);
+    const sub = this.lastStats?.subscriptions?.find((x) => x.track === remote.trackId);
+    const sample = {
+      packetsReceived: now.packetsReceived - before.packetsReceived,
+      packetsLost: now.packetsLost - before.packetsLost,
+      jitterMs: now.jitter * 1000,
+      freezes: now.freezeCount - before.freezeCount,
+      paused: remote.kind === 'video' && !!sub && sub.current === null && sub.available.length > 0,
+      switching: !!sub && sub.current !== sub.target,
+    };
+    const lost = Math.max(0, sample.packetsLost);
+    return {
+      quality: rateQuality(sample),
+      layer: sub?.current ?? null,
+      lossPercent: (100 * lost) / Math.max(1, sample.packetsReceived + lost),
+      jitterMs: sample.jitterMs,
     };
   }
 
