@@ -2,7 +2,7 @@
 // devices, level meter, join link), then the call: a grid or speaker view that fills the
 // window, screen sharing, chat, the participant list, device switch, shortcuts and a
 // connection-quality mark on every remote video.
-import { SwitchboardClient } from './client.js';
+import { SwitchboardClient, tokenRoom } from './client.js';
 import { openMedia, openTrack, fillPickers, levelMeter, deviceOf } from './devices.js';
 import { layout as place } from './layout.js';
 import { createChat, CHAT_TOPIC } from './chat.js';
@@ -21,11 +21,13 @@ function status(text) {
   $('#status').textContent = text;
 }
 
+// A line in the notices corner: at most four at a time, each gone after 8 s.
 function notice(text) {
   const n = document.createElement('div');
-  n.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  n.textContent = `${new Date().toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })} ${text}`;
   $('#notices').prepend(n);
-  while ($('#notices').children.length > 8) $('#notices').lastChild.remove();
+  while ($('#notices').children.length > 4) $('#notices').lastChild.remove();
+  setTimeout(() => n.remove(), 8000);
 }
 
 function nameOf(id) {
@@ -73,16 +75,6 @@ $('#copy-link').addEventListener('click', async () => {
     notice('select the link and copy it');
   }
 });
-
-// The room a token is for (the `video.room` claim), or null if it cannot be read.
-function tokenRoom(token) {
-  try {
-    const body = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    return JSON.parse(atob(body)).video?.room ?? null;
-  } catch {
-    return null;
-  }
-}
 
 async function getToken(room, name) {
   const given = $('#token').value.trim();
@@ -271,8 +263,9 @@ function listen(client) {
   client.on('room_updated', (e) => notice(`room: ${e.metadata}`));
   client.on('subscription_changed', (e) => {
     const tile = document.querySelector(`.tile[data-track="${e.track}"]`);
+    // Shown on the tile (and in its quality mark), not as a notice: a pause can last a
+    // moment while the bandwidth estimate ramps up.
     if (tile) tile.classList.toggle('bw-paused', e.paused);
-    if (e.paused) notice(`video of ${tile ? tile.querySelector('.label').textContent : 'a participant'} paused: not enough bandwidth`);
   });
   client.on('active_speaker', (e) => {
     const me = client.me && e.participant === client.me.id;
@@ -336,7 +329,7 @@ $('#cam').addEventListener('click', () => toggleMute('video'));
 
 async function toggleShare() {
   const c = state.client;
-  if (c.screen) return c.stopScreen();
+  if (c.sharing) return c.stopScreen();
   try {
     const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
     await c.publishScreen(stream);

@@ -2,9 +2,9 @@
 // phones marked, and who is reconnecting. Names are set as text, never as markup.
 
 const STATES = [
-  ['audio_muted', 'mic off', '🔇'],
-  ['video_muted', 'camera off', '🚫'],
-  ['reconnecting', 'reconnecting', '⟳'],
+  ['audio_muted', 'mic off'],
+  ['video_muted', 'camera off'],
+  ['reconnecting', 'reconnecting…'],
 ];
 
 function entry(p, you) {
@@ -15,12 +15,11 @@ function entry(p, you) {
   name.textContent = `${p.kind === 'sip' ? '☎ ' : ''}${p.name || p.identity}${you ? ' (you)' : ''}`;
   li.append(name);
   const said = [];
-  for (const [key, text, icon] of STATES) {
+  for (const [key, text] of STATES) {
     if (!p[key]) continue;
     const s = document.createElement('span');
     s.className = `state ${key}`;
-    s.textContent = icon;
-    s.title = text;
+    s.textContent = text;
     li.append(s);
     said.push(text);
   }

@@ -99,6 +99,24 @@ export const PROTOCOL_VERSION = 1;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The room an access token is for (its `video.room` claim), read without checking the
+ * signature (the server checks it): to tell a user that a link's token is for another
+ * room before joining. Null when the token cannot be read.
+ * @param {string} token
+ * @returns {string | null}
+ */
+export function tokenRoom(token) {
+  try {
+    const body = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = new TextDecoder().decode(Uint8Array.from(atob(body), (c) => c.charCodeAt(0)));
+    const room = JSON.parse(json).video?.room;
+    return typeof room === 'string' ? room : null;
+  } catch {
+    return null;
+  }
+}
+
 /** A session in one room: join, publish, subscribe, data, leave. */
 export class SwitchboardClient extends EventTarget {
   /**
@@ -616,6 +634,11 @@ export class SwitchboardClient extends EventTarget {
       this.screen = null;
       throw e;
     }
+  }
+
+  /** Whether our screen is being shared. */
+  get sharing() {
+    return this.screen !== null;
   }
 
   /**

@@ -5,7 +5,7 @@
 // connection-quality rating.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SwitchboardClient, rateQuality } from '../src/client.js';
+import { SwitchboardClient, rateQuality, tokenRoom } from '../src/client.js';
 
 class FakeSocket {
   static CONNECTING = 0;
@@ -130,4 +130,12 @@ test('connection quality: loss, jitter, freezes, pauses and layer moves', () => 
   assert.equal(rateQuality({ ...ok, paused: true }), 'lost');
   assert.equal(rateQuality({ ...ok, packetsReceived: 0 }), 'lost');
   assert.equal(rateQuality({ ...ok, packetsLost: -3 }), 'excellent', 'duplicates do not count as loss');
+});
+
+test('tokenRoom reads the room claim of a token, null when unreadable', () => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  assert.equal(tokenRoom(`${b64({ alg: 'HS256' })}.${b64({ video: { room: 'ünï-room' } })}.sig`), 'ünï-room', 'UTF-8 claims');
+  assert.equal(tokenRoom(`${b64({ alg: 'HS256' })}.${b64({ video: { room: 'demo_1' } })}.sig`), 'demo_1');
+  assert.equal(tokenRoom('garbage'), null);
+  assert.equal(tokenRoom(`a.${b64({ video: {} })}.c`), null);
 });

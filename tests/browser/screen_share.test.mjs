@@ -1,0 +1,72 @@
+// Screen sharing through the app's own button (Chromium's fake screen capture): the
+// viewer shows the share large and decodes it at its full resolution; when the viewer's
+// link is capped below what the share and the camera's top layer take together, the
+// allocator keeps the share whole and the sharer's camera drops to a lower layer. Then the
+// share stops and its tile goes. The server and the viewer sit in network namespaces
+// this test creates (as in downlink_cap.test.mjs).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, openParticipant, waitFor, tileVideo, canShapeLinks, shapedNet, sleep } from './lib.mjs';
+
+const SCREEN = '#grid .tile[data-source="screen_share"]';
+const CAMERA = '#grid .tile[data-participant]:not([data-source])';
+
+test("a shared screen keeps its full resolution under a cap, the sharer's camera gives way", { skip: !canShapeLinks() && 'needs root and iproute2 (tc) to create namespaces' }, async () => {
+  const net = shapedNet(`${process.pid % 10000}s`);
+  const server = await startServer([], {}, { netns: net.srv, addr: net.addr });
+  const origin = server.base;
+  const room = `share${Date.now()}`;
+  let sharer, viewer;
+  try {
+    sharer = await openParticipant(`${origin}/?room=${room}&name=sharer&autojoin=1`, { secureOrigin: origin });
+    // Every tile 1280 px wide (and the window tall enough to show both), so that only
+    // bandwidth decides the layers.
+    viewer = await openParticipant(`${origin}/?room=${room}&name=viewer&autojoin=1&quality=low&tile=1280`, { netns: net.view, secureOrigin: origin, viewport: { width: 1320, height: 1700 } });
+    await waitFor(async () => (await tileVideo(viewer.page, CAMERA)).width >= 1280, { what: "the sharer's camera at 1280 px on an open link", timeout: 60000, interval: 500 });
+
+    await sharer.page.click('#share');
+    await waitFor(async () => (await tileVideo(viewer.page, SCREEN)).width >= 1280, { what: 'the screen share decoded at 1280 px', timeout: 45000, interval: 500 });
+    assert.ok(await viewer.page.evaluate((s) => document.querySelector(s).classList.contains('featured'), SCREEN), 'the share is on the stage');
+    assert.match(await sharer.page.textContent('#share'), /Stop sharing/);
+
+    // What the share takes, as the server forwards it (subscription_stats, every 2 s).
+    let screenBps = 0;
+    for (let i = 0; i < 4; i++) {
+      await sleep(2100);
+      screenBps = Math.max(screenBps, await viewer.page.evaluate((s) => {
+        const track = Number(document.querySelector(s).dataset.track);
+        return window.sb.client.lastStats?.subscriptions.find((x) => x.track === track)?.used_bps || 0;
+      }, SCREEN));
+    }
+    assert.ok(screenBps > 0, 'the share is forwarded');
+    // Room for the share and the camera's middle layer (500 kbit/s), not its top (1.7 Mbit/s).
+    const cap = Math.round((screenBps + 900_000) / 1000);
+    net.capViewer(`${cap}kbit`);
+    let smaller = 0;
+    await waitFor(async () => {
+      const w = (await tileVideo(viewer.page, CAMERA)).width;
+      smaller = w > 0 && w < 1280 ? smaller + 1 : 0;
+      return smaller >= 3;
+    }, { what: 'the camera on a lower layer under the cap', timeout: 45000, interval: 250 });
+    const f0 = (await tileVideo(viewer.page, SCREEN)).framesDecoded;
+    await sleep(4000);
+    const screen = await tileVideo(viewer.page, SCREEN);
+    const camera = await tileVideo(viewer.page, CAMERA);
+    console.log(`share ${Math.round(screenBps / 1000)} kbit/s; capped at ${cap} kbit/s: share ${screen.width} px (${screen.framesDecoded - f0} frames in 4 s), camera ${camera.width} px`);
+    assert.equal(screen.width, 1280, 'the share keeps its full resolution');
+    assert.ok(screen.framesDecoded - f0 >= 8, 'and keeps decoding');
+    assert.ok(camera.width > 0 && camera.width < 1280, 'the camera gave way');
+
+    // Stop sharing: the tile goes, for the viewer too.
+    net.uncapViewer();
+    await sharer.page.click('#share');
+    await waitFor(() => viewer.page.evaluate((s) => !document.querySelector(s), SCREEN), { what: 'the share tile removed', timeout: 15000 });
+    assert.match(await sharer.page.textContent('#share'), /Share screen/);
+  } finally {
+    await sharer?.close();
+    await viewer?.close();
+    server.stop();
+    await sleep(300);
+    net.cleanup();
+  }
+});
