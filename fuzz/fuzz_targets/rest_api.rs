@@ -35,11 +35,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 fuzz_target!(|calls: Vec<Call>| {
     let keys = KeyStore::new([("k".to_string(), "fuzzing-secret-0123456789".to_string())]);
     let hub = Arc::new(Hub::new(keys.clone(), Arc::new(Plane)));
-    let now = signaling::auth::unix_now();
+    let now = signaling::hub::Now::read();
     let admin = Claims {
         iss: "k".into(),
         sub: "admin".into(),
-        exp: now + 60,
+        exp: now.unix + 60,
         nbf: None,
         kind: Default::default(),
         metadata: None,
@@ -47,7 +47,7 @@ fuzz_target!(|calls: Vec<Call>| {
         video: VideoGrant { room_admin: true, room_create: true, room_list: true, room_join: false, ..VideoGrant::default() },
     };
     let admin = keys.mint("k", &admin).unwrap();
-    let joiner = Claims { iss: "k".into(), sub: "alice".into(), exp: now + 60, nbf: None, kind: Default::default(), metadata: None, name: None, video: VideoGrant::join("r") };
+    let joiner = Claims { iss: "k".into(), sub: "alice".into(), exp: now.unix + 60, nbf: None, kind: Default::default(), metadata: None, name: None, video: VideoGrant::join("r") };
     let _alice = hub.join(&keys.mint("k", &joiner).unwrap(), None, now);
     let app = signaling::router(AppState { hub, dev_key: None, rate: (1e9, 1e9), sip: None });
     for c in calls.into_iter().take(16) {

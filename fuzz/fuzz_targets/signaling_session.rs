@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let (keys, token) = (&f.keys, &f.token);
     let hub = Hub::new(keys.clone(), Arc::new(Plane));
-    let now = signaling::auth::unix_now();
+    let now = signaling::hub::Now::read();
     let Ok((id, mut rx)) = hub.join(token, Some(1), now) else { return };
     let _peer = hub.join(&f.other, None, now);
     for frame in data.split(|b| *b == b'\n') {

@@ -399,8 +399,11 @@ export class SwitchboardClient extends EventTarget {
         this.emit('participant_updated', msg.participant);
         break;
       case 'publisher_layers':
-        // Dynacast: encode only the layers someone receives.
-        this.applyLayers(msg).catch((e) => this.emit('error', { code: 'dynacast', message: String(e) }));
+        // Dynacast: encode only the layers someone receives. One change at a time: a
+        // sender refuses a setParameters whose getParameters another one overtook.
+        this.layersChain = (this.layersChain || Promise.resolve())
+          .then(() => this.applyLayers(msg))
+          .catch((e) => this.emit('error', { code: 'dynacast', message: String(e) }));
         this.emit(msg.type, msg);
         break;
       case 'subscription_stats':
