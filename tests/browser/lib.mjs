@@ -14,7 +14,8 @@ export const BIN = process.env.SWITCHBOARD_BIN || join(here, '../../target/debug
 // Start the server on a free HTTP port; resolves with { base, proc, stop() }. With
 // `netns`, it runs inside that network namespace, listening on `addr`.
 export function startServer(extraArgs = [], env = {}, { netns, addr } = {}) {
-  const rtcPort = 20000 + Math.floor(Math.random() * 20000);
+  // Below Linux's ephemeral range (32768-60999), where an outgoing connection may hold it.
+  const rtcPort = 20000 + Math.floor(Math.random() * 12000);
   const where = addr ? ['--http', `${addr}:0`, '--rtc-bind', addr] : ['--http', '127.0.0.1:0'];
   const args = [...where, '--rtc-port', String(rtcPort), '--workers', '2', ...extraArgs];
   const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, BIN, ...args]] : [BIN, args];
