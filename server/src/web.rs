@@ -19,7 +19,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("/layout.js", JS, include_str!("../../web/layout.js")),
     ("/people.js", JS, include_str!("../../web/people.js")),
     ("/client.js", JS, include_str!("../../sdk/js/src/client.js")),
-    ("/quality.js", JS, include_str!("../../sdk/js/src/quality.js")),
+    (
+        "/quality.js",
+        JS,
+        include_str!("../../sdk/js/src/quality.js"),
+    ),
 ];
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
