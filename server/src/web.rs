@@ -46,3 +46,36 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// The paths a page or module loads: `src="/x"`, `href="/x"`, `from './x.js'`.
+    fn references(body: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (open, close) in [("src=\"/", '"'), ("href=\"/", '"'), ("from './", '\'')] {
+            for part in body.split(open).skip(1) {
+                if let Some(end) = part.find(close) {
+                    out.push(format!("/{}", &part[..end]));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_file_the_app_loads_is_served() {
+        for (path, _, body) in ASSETS {
+            for r in references(body) {
+                assert!(
+                    ASSETS.iter().any(|(p, _, _)| *p == r),
+                    "{path} loads {r}, which the server does not serve"
+                );
+            }
+        }
+        // The check sees the imports at all.
+        let app = ASSETS.iter().find(|(p, _, _)| *p == "/app.js").unwrap().2;
+        assert!(references(app).contains(&"/client.js".to_string()));
+    }
+}

@@ -11,7 +11,9 @@ use common::*;
 use serde_json::{json, Value};
 use sfu_core::TrackKind;
 
-/// A new socket that sends `resume`: its first message, and for a refusal the close code.
+/// A new socket that sends `resume`: its answer (`resumed` or `error`), and for a refusal
+/// the close code. What was queued while the socket was away (an `active_speaker`, say)
+/// comes before `resumed` by design, so it is passed over.
 async fn attempt(server: &Server, resume_token: &str, access: &str) -> (Value, Option<Value>, Ws) {
     let mut ws = ws(server).await;
     send(
@@ -19,7 +21,13 @@ async fn attempt(server: &Server, resume_token: &str, access: &str) -> (Value, O
         json!({"type": "resume", "token": resume_token, "access_token": access}),
     )
     .await;
-    let first = recv(&mut ws).await;
+    let mut first = recv(&mut ws).await;
+    for _ in 0..64 {
+        if first["type"] == "resumed" || first["type"] == "error" {
+            break;
+        }
+        first = recv(&mut ws).await;
+    }
     let close = (first["type"] == "error").then_some(());
     let close = match close {
         Some(()) => Some(recv(&mut ws).await),
