@@ -624,3 +624,88 @@ fn an_l1t1_publisher_degrades_by_resolution_alone() {
     assert_eq!(layer, 1);
     assert!(to - since >= secs(5), "{:?}", t.layer_runs);
 }
+
+/// A link that falls below what any video needs pauses every video; when it comes back,
+/// the estimate climbs from the audio-only rate and every video flows again. What drives
+/// the climb is str0m's probing toward `desired`, which the allocation keeps above the
+/// estimate (with `desired` = the estimate, the estimate stays below 2 Mbps here).
+#[test]
+fn videos_paused_by_a_collapsed_link_come_back_when_it_recovers() {
+    let mut sim = Sim::new(Instant::now(), 31);
+    let pubs = [
+        sim.join("room", ClientSpec::simulcast().speaking(-20)),
+        sim.join("room", ClientSpec::simulcast().speaking(-60)),
+        sim.join("room", ClientSpec::simulcast().speaking(-90)),
+    ];
+    let v = sim.join("room", ClientSpec::viewer());
+    let idv = sim.client(v).id;
+    // Video packets from each publisher that arrived within the last `d`.
+    let recent = |sim: &Sim, d: Duration| {
+        pubs.map(|p| {
+            sim.client(v)
+                .stream_from(sim.client(p).id, TrackKind::Video)
+                .map_or(0, |s| {
+                    s.video_arrivals
+                        .iter()
+                        .filter(|t| **t + d >= sim.now)
+                        .count()
+                })
+        })
+    };
+    let estimate = |sim: &Sim| {
+        sim.events.iter().rev().find_map(|(_, e)| match e {
+            Event::SubscriptionStats {
+                participant,
+                estimate_bps,
+                ..
+            } if *participant == idv => *estimate_bps,
+            _ => None,
+        })
+    };
+    sim.cap_downlink(v, 3_000);
+    sim.run_for(secs(20));
+    eprintln!("at 3 Mbps, packets in 2 s: {:?}", recent(&sim, secs(2)));
+    assert!(recent(&sim, secs(2)).iter().all(|n| *n > 0));
+    // The link collapses to 100 kbps: less than the three audios and one lowest layer.
+    sim.cap_downlink(v, 100);
+    sim.run_for(secs(15));
+    eprintln!(
+        "at 100 kbps, packets in 3 s: {:?}, estimate {:?}",
+        recent(&sim, secs(3)),
+        estimate(&sim)
+    );
+    assert!(
+        recent(&sim, secs(3)).iter().all(|n| *n == 0),
+        "every video paused"
+    );
+    // It comes back: each video flows again within 10 s, the estimate passes 2 Mbps
+    // within 20 s.
+    let up_at = sim.now;
+    sim.cap_downlink(v, 3_000);
+    let mut back = [None; 3];
+    let mut climbed = None;
+    while sim.now < up_at + secs(20) {
+        sim.run_for(Duration::from_millis(250));
+        for (b, n) in back
+            .iter_mut()
+            .zip(recent(&sim, Duration::from_millis(250)))
+        {
+            if b.is_none() && n > 0 {
+                *b = Some(sim.now - up_at);
+            }
+        }
+        if climbed.is_none() && estimate(&sim).unwrap_or(0) > 2_000_000 {
+            climbed = Some(sim.now - up_at);
+        }
+    }
+    eprintln!("videos back after {back:?}; estimate above 2 Mbps after {climbed:?}");
+    for (i, b) in back.iter().enumerate() {
+        let b = b.unwrap_or_else(|| panic!("video {i} never came back: {back:?}"));
+        assert!(b < secs(10), "video {i} took {b:?} to come back");
+    }
+    assert!(
+        climbed.is_some(),
+        "the estimate stayed at {:?}",
+        estimate(&sim)
+    );
+}
