@@ -40,7 +40,7 @@ export function startServer(extraArgs = [], env = {}, { netns, addr } = {}) {
 // SIGINT drains: the server waits for its rooms to empty, and a participant whose page
 // just closed keeps its place for the resume grace (20 s). A test is done with its rooms,
 // so a second SIGINT half a second later stops it at once. Resolves when it has exited.
-export function stopServer(proc) {
+function stopServer(proc) {
   if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
   const exited = new Promise((resolve) => proc.once('exit', resolve));
   proc.kill('SIGINT');
