@@ -48,12 +48,14 @@ test('a relay-only browser joins through coturn with the credentials the server 
   try {
     const pub = await openParticipant(`${server.base}/?room=${room}&name=direct&autojoin=1&quality=low`);
     pages.push(pub);
-    await waitForTileVideo(pub.page, 'direct').catch(() => {});
+    // The publisher's own camera playing (its preview, #local) before the relayed page.
+    await waitFor(() => pub.page.evaluate(() => document.querySelector('#local').videoWidth > 0), { what: 'the publisher joined with its camera' });
     const t0 = Date.now();
     const relay = await openParticipant(`${server.base}/?room=${room}&name=relayed&autojoin=1&quality=low&relay=1`);
     pages.push(relay);
-    // The join response carried the TURN server with REST-scheme credentials.
-    const ice = await waitFor(() => relay.page.evaluate(() => window.sb.client?.iceServers), { what: 'ice servers', timeout: 20000 });
+    // The join response carried the TURN server with REST-scheme credentials (read once
+    // joined: before the answer the client's list is the empty default).
+    const ice = await waitFor(() => relay.page.evaluate(() => window.sb.client?.me && window.sb.client.iceServers), { what: 'the joined answer', timeout: 20000 });
     assert.equal(ice.length, 1, JSON.stringify(ice));
     assert.deepEqual(ice[0].urls, [turnUrl]);
     const [expiry, who] = ice[0].username.split(':');
