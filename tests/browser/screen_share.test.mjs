@@ -55,13 +55,24 @@ test("a shared screen keeps its full resolution under a cap, the sharer's camera
       smaller = w > 0 && w < 1280 ? smaller + 1 : 0;
       return smaller >= 3;
     }, { what: 'the camera on a lower layer under the cap', timeout: 45000, interval: 250 });
-    const f0 = (await tileVideo(viewer.page, SCREEN)).framesDecoded;
-    await sleep(4000);
-    const screen = await tileVideo(viewer.page, SCREEN);
-    const camera = await tileVideo(viewer.page, CAMERA);
-    console.log(`share ${Math.round(screenBps / 1000)} kbit/s, camera ${Math.round(cameraBps / 1000)} kbit/s; capped at ${cap} kbit/s: share ${screen.width} px (${screen.framesDecoded - f0} frames in 4 s), camera ${camera.width} px`);
-    assert.equal(screen.width, 1280, 'the share keeps its full resolution');
-    assert.ok(screen.framesDecoded - f0 >= 8, 'and keeps decoding');
+    // Then the share decodes at its full resolution, 4 s windows at a time. The sudden cap
+    // overflows the 60 ms queue, and the congestion controller may undershoot the cap for a
+    // few seconds (below what even the share alone needs, when the share pauses like every
+    // video): the steady state is what is asserted, within 30 s of the cap, and the
+    // windows spent in that undershoot are printed.
+    const capped = Date.now();
+    let screen, camera, frames, stalled = 0;
+    for (;;) {
+      const f0 = (await tileVideo(viewer.page, SCREEN)).framesDecoded;
+      await sleep(4000);
+      screen = await tileVideo(viewer.page, SCREEN);
+      camera = await tileVideo(viewer.page, CAMERA);
+      frames = screen.framesDecoded - f0;
+      if (screen.width === 1280 && frames >= 8) break;
+      stalled += 1;
+      assert.ok(Date.now() - capped < 30000, `the share decodes steadily under the cap (last window: ${screen.width} px, ${frames} frames in 4 s)`);
+    }
+    console.log(`share ${Math.round(screenBps / 1000)} kbit/s, camera ${Math.round(cameraBps / 1000)} kbit/s; capped at ${cap} kbit/s: share ${screen.width} px (${frames} frames in 4 s, after ${stalled} stalled windows), camera ${camera.width} px`);
     assert.ok(camera.width > 0 && camera.width < 1280, 'the camera gave way');
 
     // Stop sharing: the tile goes, for the viewer too.
