@@ -39,15 +39,20 @@ test("a shared screen keeps its full resolution under a cap, the sharer's camera
       return window.sb.client.lastStats?.subscriptions.find((x) => x.track === track)?.used_bps || 0;
     }, sel);
     let [screenBps, cameraBps] = [0, 0];
+    const open0 = { at: Date.now(), frames: (await tileVideo(viewer.page, CAMERA)).framesDecoded };
     for (let i = 0; i < 4; i++) {
       await sleep(2100);
       screenBps = Math.max(screenBps, await used(SCREEN));
       cameraBps = Math.max(cameraBps, await used(CAMERA));
     }
+    // The camera's frame rate at its top layer, all frames (the baseline for "gave way").
+    const openFps = ((await tileVideo(viewer.page, CAMERA)).framesDecoded - open0.frames) / ((Date.now() - open0.at) / 1000);
     assert.ok(screenBps > 0 && cameraBps > 0, `both forwarded (${screenBps}, ${cameraBps})`);
-    // Room for the share, audio and a camera layer of ≈ half the top one (the middle
-    // layer has a quarter of its pixels), not for the share and the top layer together.
-    const cap = Math.round((screenBps + 0.6 * cameraBps + 100_000) / 1000);
+    // Room for the share, audio and the camera's lower layers (the middle one has a quarter
+    // of the top's pixels), never for the share and the top layer together: the layers'
+    // rates swing by ±40 % on this loaded machine, so the cap leaves the top layer a margin
+    // of 0.8 of its measured rate (0.6 was too little: a full run saw it fit).
+    const cap = Math.round((screenBps + 0.35 * cameraBps + 100_000) / 1000);
     net.capViewer(`${cap}kbit`);
     let smaller = 0;
     await waitFor(async () => {
@@ -61,19 +66,23 @@ test("a shared screen keeps its full resolution under a cap, the sharer's camera
     // video): the steady state is what is asserted, within 30 s of the cap, and the
     // windows spent in that undershoot are printed.
     const capped = Date.now();
-    let screen, camera, frames, stalled = 0;
+    let screen, camera, frames, cameraFps, stalled = 0;
     for (;;) {
-      const f0 = (await tileVideo(viewer.page, SCREEN)).framesDecoded;
+      const [s0, c0] = [await tileVideo(viewer.page, SCREEN), await tileVideo(viewer.page, CAMERA)];
       await sleep(4000);
       screen = await tileVideo(viewer.page, SCREEN);
       camera = await tileVideo(viewer.page, CAMERA);
-      frames = screen.framesDecoded - f0;
+      frames = screen.framesDecoded - s0.framesDecoded;
+      cameraFps = (camera.framesDecoded - c0.framesDecoded) / 4;
       if (screen.width === 1280 && frames >= 8) break;
       stalled += 1;
-      assert.ok(Date.now() - capped < 30000, `the share decodes steadily under the cap (last window: ${screen.width} px, ${frames} frames in 4 s)`);
+      assert.ok(Date.now() - capped < 30000, `the share decodes steadily under the cap (last window: ${screen.width} px, ${frames} frames in 4 s; camera ${camera.width} px)`);
     }
-    console.log(`share ${Math.round(screenBps / 1000)} kbit/s, camera ${Math.round(cameraBps / 1000)} kbit/s; capped at ${cap} kbit/s: share ${screen.width} px (${frames} frames in 4 s, after ${stalled} stalled windows), camera ${camera.width} px`);
-    assert.ok(camera.width > 0 && camera.width < 1280, 'the camera gave way');
+    console.log(`share ${Math.round(screenBps / 1000)} kbit/s, camera ${Math.round(cameraBps / 1000)} kbit/s at ${openFps.toFixed(1)} fps; capped at ${cap} kbit/s: share ${screen.width} px (${frames} frames in 4 s, after ${stalled} stalled windows), camera ${camera.width} px at ${cameraFps.toFixed(1)} fps`);
+    // Gave way: a lower spatial layer, or the top one's lower temporal layers (the
+    // allocator offers 1280 px at a quarter or half of the frames before all of them).
+    assert.ok(camera.width > 0 && (camera.width < 1280 || cameraFps < 0.6 * openFps),
+      `the camera gave way, in the same window (${camera.width} px at ${cameraFps} fps; ${openFps.toFixed(1)} fps on the open link)`);
 
     // Stop sharing: the tile goes, for the viewer too.
     net.uncapViewer();
