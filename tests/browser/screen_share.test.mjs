@@ -13,6 +13,20 @@ import { startServer, openParticipant, waitFor, tileVideo, canShapeLinks, shaped
 const SCREEN = '#grid .tile[data-source="screen_share"]';
 const CAMERA = '#grid .tile[data-participant]:not([data-source])';
 
+// The share's and the camera's tiles over `span` (an async function): each one's width at
+// the end, the frames it decoded meanwhile and their rate.
+async function decodedDuring(page, span) {
+  const at = Date.now();
+  const before = [await tileVideo(page, SCREEN), await tileVideo(page, CAMERA)];
+  await span();
+  const seconds = (Date.now() - at) / 1000;
+  const after = [await tileVideo(page, SCREEN), await tileVideo(page, CAMERA)];
+  return after.map((a, i) => {
+    const frames = a.framesDecoded - before[i].framesDecoded;
+    return { width: a.width, frames, fps: frames / seconds };
+  });
+}
+
 test("a shared screen keeps its full resolution under a cap, the sharer's camera gives way", { skip: !canShapeLinks() && 'needs root and iproute2 (tc) to create namespaces' }, async () => {
   const net = shapedNet(`${process.pid % 10000}s`);
   const server = await startServer([], {}, { netns: net.srv, addr: net.addr });
@@ -39,14 +53,15 @@ test("a shared screen keeps its full resolution under a cap, the sharer's camera
       return window.sb.client.lastStats?.subscriptions.find((x) => x.track === track)?.used_bps || 0;
     }, sel);
     let [screenBps, cameraBps] = [0, 0];
-    const open0 = { at: Date.now(), frames: (await tileVideo(viewer.page, CAMERA)).framesDecoded };
-    for (let i = 0; i < 4; i++) {
-      await sleep(2100);
-      screenBps = Math.max(screenBps, await used(SCREEN));
-      cameraBps = Math.max(cameraBps, await used(CAMERA));
-    }
-    // The camera's frame rate at its top layer, all frames (the baseline for "gave way").
-    const openFps = ((await tileVideo(viewer.page, CAMERA)).framesDecoded - open0.frames) / ((Date.now() - open0.at) / 1000);
+    // Meanwhile, the camera's frame rate at its top layer, all frames (the baseline for
+    // "gave way").
+    const [, open] = await decodedDuring(viewer.page, async () => {
+      for (let i = 0; i < 4; i++) {
+        await sleep(2100);
+        screenBps = Math.max(screenBps, await used(SCREEN));
+        cameraBps = Math.max(cameraBps, await used(CAMERA));
+      }
+    });
     assert.ok(screenBps > 0 && cameraBps > 0, `both forwarded (${screenBps}, ${cameraBps})`);
     // Room for the share, audio and the camera's lower layers (the middle one has a quarter
     // of the top's pixels), never for the share and the top layer together: the layers'
@@ -66,23 +81,18 @@ test("a shared screen keeps its full resolution under a cap, the sharer's camera
     // video): the steady state is what is asserted, within 30 s of the cap, and the
     // windows spent in that undershoot are printed.
     const capped = Date.now();
-    let screen, camera, frames, cameraFps, stalled = 0;
+    let screen, camera, stalled = 0;
     for (;;) {
-      const [s0, c0] = [await tileVideo(viewer.page, SCREEN), await tileVideo(viewer.page, CAMERA)];
-      await sleep(4000);
-      screen = await tileVideo(viewer.page, SCREEN);
-      camera = await tileVideo(viewer.page, CAMERA);
-      frames = screen.framesDecoded - s0.framesDecoded;
-      cameraFps = (camera.framesDecoded - c0.framesDecoded) / 4;
-      if (screen.width === 1280 && frames >= 8) break;
+      [screen, camera] = await decodedDuring(viewer.page, () => sleep(4000));
+      if (screen.width === 1280 && screen.frames >= 8) break;
       stalled += 1;
-      assert.ok(Date.now() - capped < 30000, `the share decodes steadily under the cap (last window: ${screen.width} px, ${frames} frames in 4 s; camera ${camera.width} px)`);
+      assert.ok(Date.now() - capped < 30000, `the share decodes steadily under the cap (last window: ${screen.width} px, ${screen.frames} frames in 4 s; camera ${camera.width} px)`);
     }
-    console.log(`share ${Math.round(screenBps / 1000)} kbit/s, camera ${Math.round(cameraBps / 1000)} kbit/s at ${openFps.toFixed(1)} fps; capped at ${cap} kbit/s: share ${screen.width} px (${frames} frames in 4 s, after ${stalled} stalled windows), camera ${camera.width} px at ${cameraFps.toFixed(1)} fps`);
+    console.log(`share ${Math.round(screenBps / 1000)} kbit/s, camera ${Math.round(cameraBps / 1000)} kbit/s at ${open.fps.toFixed(1)} fps; capped at ${cap} kbit/s: share ${screen.width} px (${screen.frames} frames in 4 s, after ${stalled} stalled windows), camera ${camera.width} px at ${camera.fps.toFixed(1)} fps`);
     // Gave way: a lower spatial layer, or the top one's lower temporal layers (the
     // allocator offers 1280 px at a quarter or half of the frames before all of them).
-    assert.ok(camera.width > 0 && (camera.width < 1280 || cameraFps < 0.6 * openFps),
-      `the camera gave way, in the same window (${camera.width} px at ${cameraFps} fps; ${openFps.toFixed(1)} fps on the open link)`);
+    assert.ok(camera.width > 0 && (camera.width < 1280 || camera.fps < 0.6 * open.fps),
+      `the camera gave way, in the same window (${camera.width} px at ${camera.fps.toFixed(1)} fps; ${open.fps.toFixed(1)} fps on the open link)`);
 
     // Stop sharing: the tile goes, for the viewer too.
     net.uncapViewer();
