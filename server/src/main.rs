@@ -4,6 +4,7 @@
 
 mod cluster_node;
 mod config;
+mod drain;
 mod framing;
 mod plane;
 mod sip_config;
@@ -341,6 +342,8 @@ fn serve(args: Config) -> anyhow::Result<()> {
             let handoffs = pool.workers.iter().map(|w| w.handoffs.clone()).collect();
             tokio::spawn(tcp_accept::run(l, directory.clone(), handoffs));
         }
+        // Listening before the start line: a signal sent on seeing it drains.
+        let signals = drain::StopSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         // Written, not `println!`: a closed stdout (a supervisor that keeps no reader)
         // must not stop the server.
         let _ = writeln!(
@@ -348,11 +351,12 @@ fn serve(args: Config) -> anyhow::Result<()> {
             "Switchboard is running: open http://{local}/"
         );
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(drain_on_signals(
+        tokio::spawn(drain::drain_on_signals(
+            signals,
             hub.clone(),
             pool.clone(),
             cluster.clone(),
-            args.drain_timeout,
+            std::time::Duration::from_secs(args.drain_timeout),
             done_tx,
         ));
         // Resolves once the drain is over (never, should the drain task end without one).
@@ -452,9 +456,6 @@ fn readiness(
     }
 }
 
-/// SIGTERM or SIGINT: drain (not ready, no new joins), wait until every room is empty or
-/// `timeout` seconds passed, tell the remaining participants the server is shutting
-/// down, then stop. A second signal stops at once.
 /// Cluster mode: register this node, take its id slot, and place rooms through Redis.
 async fn join_cluster(
     args: &Config,
@@ -494,64 +495,4 @@ async fn join_cluster(
     tokio::spawn(node.clone().run(hub.clone(), pool.clone()));
     eprintln!("cluster node {id} at {http} (ids from {base})");
     Ok(node)
-}
-
-async fn drain_on_signals(
-    hub: Arc<Hub>,
-    pool: Arc<WorkerPool>,
-    cluster: Option<Arc<cluster_node::ClusterNode>>,
-    timeout: u64,
-    done: tokio::sync::watch::Sender<bool>,
-) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            // Without SIGTERM there is no drain: serve until killed.
-            tracing::error!(error = %e, "cannot listen for SIGTERM; graceful drain disabled");
-            std::future::pending::<()>().await;
-            return;
-        }
-    };
-    let signal = async {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-        }
-    };
-    let first = signal.await;
-    hub.start_drain();
-    if let Some(c) = &cluster {
-        // Marked draining in the directory at once: no new room is placed here.
-        let _ = c.publish(&hub, &pool).await;
-    }
-    let n = hub.participant_count();
-    eprintln!(
-        "{first}: draining ({n} participants; up to {timeout} s; a second signal stops at once)"
-    );
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
-    let emptied = async {
-        while hub.participant_count() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    };
-    let second = async {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
-    tokio::select! {
-        _ = emptied => eprintln!("drained: no participants left"),
-        _ = tokio::time::sleep_until(deadline) => eprintln!("drain timeout: closing the remaining sessions"),
-        _ = second => eprintln!("second signal: stopping now"),
-    }
-    if let Some(c) = &cluster {
-        c.leave().await;
-    }
-    let closed = hub.shutdown_all();
-    if closed > 0 {
-        // Let the "server shutting down" messages and close frames go out.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-    done.send_replace(true);
 }
