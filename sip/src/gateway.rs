@@ -28,6 +28,7 @@ use crate::dispatch::{Decision, Dispatcher, Rule};
 use crate::inbound::{self, Incoming, PhoneSide, Route};
 use crate::registrar::{Binding, Registrar};
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
+use crate::transport_source::{source, SourceStamp};
 use parking_lot::Mutex;
 use signaling::auth::unix_now;
 use signaling::sip_calls::{DialRequest, SipCallInfo, SipCalls, SipFuture};
@@ -240,6 +241,7 @@ impl Gateway {
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent("switchboard")
+            .with_inspector(Box::new(SourceStamp))
             .build();
         let mut incoming = endpoint
             .incoming_transactions()
@@ -531,30 +533,6 @@ const EVENT_PT: u8 = 101;
 
 /// Largest SDP body accepted.
 const MAX_SDP: usize = 8 * 1024;
-
-/// Where a request came from: the top Via's `received`/`rport` (which the transport adds
-/// when they differ from the Via's own address), else the Via's address.
-fn source(req: &rsipstack::sip::Request) -> Option<SocketAddr> {
-    use rsipstack::sip::uri::Param;
-    let via = req.top_via_header().ok()?.typed().ok()?;
-    let own = SocketAddr::try_from(via.uri.host_with_port.clone()).ok();
-    let received = via.params.iter().find_map(|p| match p {
-        Param::Received(r) => r.value().parse::<IpAddr>().ok(),
-        _ => None,
-    });
-    let rport = via.params.iter().find_map(|p| match p {
-        Param::Rport(Some(port)) => Some(*port),
-        _ => None,
-    });
-    match (received, own) {
-        (Some(ip), own) => Some(SocketAddr::new(
-            ip,
-            rport.or(own.map(|o| o.port())).unwrap_or(5060),
-        )),
-        (None, Some(own)) => Some(SocketAddr::new(own.ip(), rport.unwrap_or(own.port()))),
-        (None, None) => None,
-    }
-}
 
 /// The REST API's view of the gateway.
 struct SipApi(Arc<Gateway>);

@@ -17,6 +17,7 @@
 //! - [`mixer`]: choosing the loudest speakers and the mix-minus per listener;
 //! - [`dispatch`]: dispatch rules and PIN entry;
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
+//! - [`transport_source`]: where a request really came from (never what its Via claims);
 //! - [`registrar`]: where registered phones can be reached;
 //! - [`rtp`]: plain RTP on the phone leg, [`rtp_source`]: which addresses it may come from;
 //! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP).
@@ -43,3 +44,4 @@ pub mod room_leg;
 pub mod rtp;
 pub mod rtp_source;
 pub mod sdp;
+pub mod transport_source;

@@ -71,28 +71,51 @@ class Hooks(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def raw_invite(src, to, caller, proxy_auth=None, wait=2.0):
-    """Send one INVITE from `src` (an address of this host); the responses within `wait` s."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def raw_invite(src, to, caller, proxy_auth=None, wait=2.0, via_params=";rport", tcp=False):
+    """Send one INVITE from `src` (an address of this host), over UDP or over a TCP
+    connection; the responses within `wait` s. `via_params` follow the top Via's branch."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
     s.bind((src, 0))
+    if tcp:
+        s.connect(("127.0.0.1", SIP))
     port = s.getsockname()[1]
+    # Where answers to a forged Via `received=` would go: listen there too (same port).
+    claimed = re.search(r";received=([0-9.]+)", via_params)
+    mirror = None
+    if claimed and not tcp:
+        mirror = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        mirror.bind((claimed.group(1), port))
+        mirror.settimeout(0.1)
     sdp = ("v=0\r\no=- 1 1 IN IP4 {0}\r\ns=-\r\nc=IN IP4 {0}\r\nt=0 0\r\n"
            "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n").format(src)
     branch = f"z9hG4bK{time.time_ns()}"
     uri = f"sip:{to}@127.0.0.1:{SIP}"
-    msg = (f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{port};branch={branch};rport\r\n"
+    msg = (f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/{'TCP' if tcp else 'UDP'} {src}:{port};branch={branch}{via_params}\r\n"
            f"Max-Forwards: 70\r\nFrom: <sip:{caller}@{src}>;tag=t{port}\r\nTo: <{uri}>\r\n"
            f"Call-ID: c{time.time_ns()}@{src}\r\nCSeq: 1 INVITE\r\nContact: <sip:{caller}@{src}:{port}>\r\n"
            + (f"Proxy-Authorization: {proxy_auth(uri)}\r\n" if proxy_auth else "")
            + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
-    s.sendto(msg.encode(), ("127.0.0.1", SIP))
+    if tcp:
+        s.sendall(msg.encode())
+    else:
+        s.sendto(msg.encode(), ("127.0.0.1", SIP))
     s.settimeout(0.2)
     got, deadline = [], time.time() + wait
     while time.time() < deadline:
         try:
-            got.append(s.recv(65535).decode(errors="replace"))
+            data = s.recv(65535).decode(errors="replace")
+        except socket.timeout:
+            continue
+        if tcp and not data:
+            break
+        got.append(data)
+    if mirror:
+        try:
+            while True:
+                got.append(mirror.recv(65535).decode(errors="replace"))
         except socket.timeout:
             pass
+        mirror.close()
     s.close()
     return got
 
@@ -204,6 +227,15 @@ def main():
         # Who may call.
         r = raw_invite("127.0.0.5", "+15550100", "mallory")
         check(r == [], f"an INVITE from no trunk and no user is not answered at all: {r[:1]}")
+        # A stranger claiming the carrier's address in its Via (received=, which the
+        # transport passes on when the Via's own address is the real one) is a stranger.
+        dropped = SipMetrics(base)('switchboard_sip_requests_dropped_total{reason="source"}')
+        r = raw_invite("127.0.0.5", "+15550100", "mallory", via_params=";received=127.0.0.2")
+        check(r == [], f"a forged Via received= (the carrier's address) over UDP: no answer: {r[:1]}")
+        r = raw_invite("127.0.0.5", "+15550100", "mallory", via_params=";received=127.0.0.2", tcp=True)
+        check(r == [], f"a forged Via received= over TCP: no answer: {r[:1]}")
+        now = SipMetrics(base)('switchboard_sip_requests_dropped_total{reason="source"}')
+        check(now >= dropped + 2, f"both forged requests are counted as dropped ({dropped} -> {now})")
         r = raw_invite("127.0.0.2", "+15550111", "+15551234567")
         check(status_of(r) == "404", f"a trunk calling a number it does not have: 404 (got {status_of(r)})")
         r = raw_invite("127.0.0.3", "777", "carrier")
