@@ -1,9 +1,11 @@
 # Multi-stage build of the `switchboard` server. The runtime image is Debian slim with
 # the one binary (the web app is embedded), running as an unprivileged user.
 #   docker build -t switchboard .
-#   docker run --network host switchboard           # dev keys, 127.0.0.1 only
-#   docker run --network host -e SWITCHBOARD_HTTP=0.0.0.0:7880 -e SWITCHBOARD_RTC_BIND=0.0.0.0 \
-#     -e SWITCHBOARD_RTC_ADVERTISE=<public IP> -e SWITCHBOARD_KEYS=prod:<secret> switchboard
+#   docker run --rm switchboard keys generate       # prints key:secret
+#   docker run --network host -e SWITCHBOARD_KEYS=<key:secret> \
+#     -e SWITCHBOARD_RTC_ADVERTISE=<public IP> switchboard
+# The image listens on every interface, so it needs keys: without SWITCHBOARD_KEYS the
+# server refuses to start (development mode, where anyone gets a token, is loopback only).
 FROM rust:1-bookworm AS build
 # libopus for the SIP gateway's codecs (audiopus links it through pkg-config).
 RUN apt-get update && apt-get install -y --no-install-recommends libopus-dev pkg-config \
@@ -30,8 +32,10 @@ USER 10001:10001
 # one clients reach (SWITCHBOARD_RTC_ADVERTISE, or the Helm chart's downward API).
 ENV SWITCHBOARD_HTTP=0.0.0.0:7880 \
     SWITCHBOARD_RTC_BIND=0.0.0.0
-# 5060/udp and the RTP range only matter with SWITCHBOARD_SIP_LISTEN set (docs/sip.md).
-EXPOSE 7880/tcp 7882-7889/udp 5060/udp 31000-31999/udp
+# HTTP (app, signaling, API, WHIP/WHEP); media: UDP rtc_port + worker index (one port
+# a worker) and ICE-TCP on rtc_port; SIP (with SWITCHBOARD_SIP_LISTEN, docs/sip.md) on
+# 5060 UDP and TCP with its RTP range.
+EXPOSE 7880/tcp 7882-7889/udp 7882/tcp 5060/udp 5060/tcp 31000-31999/udp
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/switchboard"]
 CMD ["serve"]

@@ -5,11 +5,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::secret::{KeyNames, Secret, UrlPassword};
 use crate::sip_config::{SipRule, SipTrunk, SipUser};
 
-/// The development API key pair used when no keys are configured. Printed at start.
+/// The name of the development API key used when no keys are configured. Its secret is
+/// random per start ([`dev_secret`]) and printed; development mode serves only on loopback.
 pub const DEV_KEY: &str = "devkey";
-pub const DEV_SECRET: &str = "switchboard-development-secret-do-not-use-in-production";
+
+/// A fresh secret (the development key's, `keys generate`'s): 32 random bytes, hex (never a constant that anyone who has
+/// read the source could sign with).
+pub fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +42,15 @@ pub enum Cmd {
     /// The configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// API key pairs.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Print a new random key pair as `key:secret`, the form `keys` takes.
+    Generate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +185,16 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sip_media_timeout: Option<u64>,
+    /// Repeatable, or comma separated.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sip_outbound_hosts: Vec<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_key_max_calls: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_key_calls_per_minute: Option<u32>,
 }
 
 /// The effective configuration of `serve`: defaults, then the TOML file, then the
@@ -183,11 +210,11 @@ pub struct Config {
     pub rtc_tcp_port: Option<u16>,
     pub rtc_tcp_advertise_port: Option<u16>,
     pub workers: Option<usize>,
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Secret<UrlPassword>>,
     pub cluster_url: Option<String>,
     pub node_id: Option<String>,
     pub pin: bool,
-    pub keys: Option<String>,
+    pub keys: Option<Secret<KeyNames>>,
     pub dev: bool,
     pub seed: Option<u64>,
     #[serde(deserialize_with = "list_or_commas")]
@@ -204,13 +231,17 @@ pub struct Config {
     pub resume_grace: u64,
     #[serde(deserialize_with = "list_or_commas")]
     pub turn_urls: Vec<String>,
-    pub turn_secret: Option<String>,
+    pub turn_secret: Option<Secret>,
     pub turn_ttl: u64,
     pub sip_listen: Option<SocketAddr>,
     pub sip_advertise: Option<IpAddr>,
     pub sip_rtp_ports: String,
     pub sip_max_calls: usize,
     pub sip_media_timeout: u64,
+    #[serde(deserialize_with = "list_or_commas")]
+    pub sip_outbound_hosts: Vec<String>,
+    pub sip_key_max_calls: usize,
+    pub sip_key_calls_per_minute: u32,
     /// Dispatch rules (TOML file only: `[[sip_rules]]`).
     pub sip_rules: Vec<SipRule>,
     /// SIP trunks (TOML file only: `[[sip_trunks]]`).
@@ -256,6 +287,9 @@ impl Default for Config {
             sip_rtp_ports: "31000-31999".into(),
             sip_max_calls: 100,
             sip_media_timeout: 30,
+            sip_outbound_hosts: Vec::new(),
+            sip_key_max_calls: 10,
+            sip_key_calls_per_minute: 30,
             sip_rules: Vec::new(),
             sip_trunks: Vec::new(),
             sip_users: Vec::new(),
@@ -303,8 +337,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "cluster_url", default: "(http://<rtc_advertise>:<http port>)", doc: "Cluster mode: this node's HTTP base URL as clients reach it; clients of rooms homed here are sent to it." },
     KeyDoc { key: "node_id", default: "(random at start)", doc: "Cluster mode: this node's name in the registry." },
     KeyDoc { key: "pin", default: "true", doc: "Pin each worker thread to a core." },
-    KeyDoc { key: "keys", default: "(none: development mode)", doc: "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode with a printed development key." },
-    KeyDoc { key: "dev", default: "false", doc: "Serve `/api/dev/token` even with configured keys (signs with the first key)." },
+    KeyDoc { key: "keys", default: "(none: development mode)", doc: "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode: a development key with a random secret (printed at start), `/api/dev/token` for anyone, and HTTP and SIP on loopback only (a reachable address without keys is refused at start). `switchboard keys generate` prints a pair." },
+    KeyDoc { key: "dev", default: "false", doc: "Serve `/api/dev/token` even with configured keys (signs with the first key): anyone who reaches the HTTP address gets a token, so a warning is logged." },
     KeyDoc { key: "seed", default: "(random)", doc: "Seed for ICE credentials and initial RTP sequence numbers (reproducible runs)." },
     KeyDoc { key: "webhook_urls", default: "[]", doc: "Webhook receivers (a TOML list, or comma separated in the environment and flags). Events are signed with the first API key." },
     KeyDoc { key: "auto_create", default: "true", doc: "Create a room on its first join; `false` refuses joins to rooms not created through the API (`--no-auto-create`)." },
@@ -326,6 +360,9 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "sip_max_calls", default: "100", doc: "Calls at once; more are refused with 503 and `Retry-After`." },
     KeyDoc { key: "sip_rules", default: "[]", doc: "SIP dispatch rules, in the TOML file as `[[sip_rules]]` tables: `numbers` (called user parts; none: every number) and one of `room` (a fixed room), `room_prefix` (a room per caller) or `pins` (`{ \"1234\" = \"board\" }`: the call is answered with a prompt tone, the caller types the PIN and `#` as DTMF; `pin_tries` wrong ones, default 3, hang up). The first match wins; in development mode a call no rule takes joins the room its request URI names." },
     KeyDoc { key: "sip_media_timeout", default: "30", doc: "Seconds without RTP from a phone after which its call is hung up (BYE)." },
+    KeyDoc { key: "sip_outbound_hosts", default: "[]", doc: "Hosts (`pbx.example.com`, `192.0.2.7`, or with `:port`) that calls placed through the API may dial as a `sip:` URI; a `sip:` URI to any other host is refused (403). Numbers go out through a trunk (its `outbound_allow`), SIP users by name." },
+    KeyDoc { key: "sip_key_max_calls", default: "10", doc: "Calls placed through the API that one API key may have at once; more are refused (429) and counted in `switchboard_sip_outbound_refused_total{reason=\"concurrent\"}`." },
+    KeyDoc { key: "sip_key_calls_per_minute", default: "30", doc: "Calls one API key may place in any 60 seconds; more are refused (429) and counted in `switchboard_sip_outbound_refused_total{reason=\"rate\"}`." },
     KeyDoc { key: "sip_trunks", default: "[]", doc: "SIP trunks, in the TOML file as `[[sip_trunks]]` tables: `name`, `networks` (source networks or addresses of its INVITEs), `numbers` (called numbers it may call; none: any), optional `username`/`password` (inbound INVITEs are challenged with 407), and for outbound calls `outbound_address` (`host:port`), `outbound_number` (caller id) and optional `outbound_username`/`outbound_password`. With trunks or users configured, requests from anyone else get no answer (`docs/sip.md`)." },
     KeyDoc { key: "sip_users", default: "[]", doc: "SIP users, in the TOML file as `[[sip_users]]` tables: `username`, `password`. They call in from anywhere after a 401 digest challenge and may REGISTER, to be called through `POST /api/v1/sip/calls`." },
 ];
@@ -378,8 +415,9 @@ impl Config {
             self.rtc_port
         );
         if let Some(k) = &self.keys {
-            parse_keys(k)?;
+            parse_keys(k.expose())?;
         }
+        self.development_only_on_loopback()?;
         anyhow::ensure!(
             self.api_rate > 0.0 && self.api_rate.is_finite(),
             "api_rate: must be a positive number, not {}",
@@ -405,11 +443,12 @@ impl Config {
             "rtc_tcp_advertise_port: must be a port (turn ICE-TCP off with rtc_tcp_port = 0)"
         );
         if let Some(u) = &self.redis_url {
+            let (shown, u) = (u.to_string(), u.expose());
             anyhow::ensure!(
                 ["redis://", "rediss://", "redis+sentinel://"]
                     .iter()
                     .any(|s| u.starts_with(s)),
-                "redis_url: `{u}` is not a redis:// or redis+sentinel:// URL"
+                "redis_url: `{shown}` is not a redis:// or redis+sentinel:// URL"
             );
         }
         if let Some(u) = &self.cluster_url {
@@ -438,11 +477,47 @@ impl Config {
         }
         anyhow::ensure!(self.sip_max_calls > 0, "sip_max_calls: must be at least 1");
         anyhow::ensure!(
+            self.sip_key_max_calls > 0,
+            "sip_key_max_calls: must be at least 1"
+        );
+        anyhow::ensure!(
+            self.sip_key_calls_per_minute > 0,
+            "sip_key_calls_per_minute: must be at least 1"
+        );
+        for h in &self.sip_outbound_hosts {
+            anyhow::ensure!(
+                !h.is_empty() && !h.contains(['@', '/', ';', ' ', '<', '>']),
+                "sip_outbound_hosts: `{h}` is not a host or host:port"
+            );
+        }
+        anyhow::ensure!(
             (1..=3_600).contains(&self.sip_media_timeout),
             "sip_media_timeout: 1 to 3600 seconds"
         );
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| anyhow::anyhow!("log: {e}"))?;
+        Ok(())
+    }
+
+    /// Without keys the server signs with a development key and hands out tokens to anyone
+    /// who asks (`/api/dev/token`); that is only safe where nobody else can reach it. So a
+    /// keyless server listens for HTTP and SIP on loopback only.
+    fn development_only_on_loopback(&self) -> anyhow::Result<()> {
+        if self.keys.is_some() {
+            return Ok(());
+        }
+        let public = [("http", Some(self.http)), ("sip_listen", self.sip_listen)]
+            .into_iter()
+            .find_map(|(key, addr)| addr.filter(|a| !a.ip().is_loopback()).map(|a| (key, a)));
+        if let Some((key, addr)) = public {
+            anyhow::bail!(
+                "keys: none are configured, and {key} = {addr} is not a loopback address. \
+                 Without keys the server runs in development mode (anyone can get a token), \
+                 which listens on loopback only. Set API keys for a reachable server: \
+                 SWITCHBOARD_KEYS=key:secret (a secret of 16+ characters; \
+                 `switchboard keys generate` prints a pair), or `keys` in the TOML file"
+            );
+        }
         Ok(())
     }
 
@@ -474,7 +549,7 @@ impl Config {
         );
         Ok(Some(signaling::turn::TurnConfig {
             urls: self.turn_urls.clone(),
-            secret,
+            secret: secret.expose().to_string(),
             ttl: self.turn_ttl,
         }))
     }
@@ -521,14 +596,8 @@ impl Config {
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn print(&self) -> String {
-        let mut shown = self.clone();
-        shown.keys = self.keys.as_ref().map(|k| {
-            k.split(',')
-                .map(|p| format!("{}:<redacted>", p.split(':').next().unwrap_or("").trim()))
-                .collect::<Vec<_>>()
-                .join(",")
-        });
-        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}"))
+        // Secrets serialize redacted (secret.rs).
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
     }
 }
 
@@ -589,9 +658,10 @@ pub struct TokenArgs {
     pub can_publish: bool,
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub can_subscribe: bool,
-    /// `key:secret` to sign with (default: the development pair).
+    /// `key:secret` to sign with (the server's keys; a development server's random pair is
+    /// printed when it starts).
     #[arg(long, env = "SWITCHBOARD_KEYS")]
-    pub keys: Option<String>,
+    pub keys: String,
 }
 
 /// Parse `key:secret,key2:secret2`.
@@ -652,7 +722,7 @@ mod tests {
     fn turn_settings_are_checked() {
         let with = |urls: &[&str], secret: Option<&str>, ttl: u64| Config {
             turn_urls: urls.iter().map(|u| u.to_string()).collect(),
-            turn_secret: secret.map(String::from),
+            turn_secret: secret.map(Secret::new),
             turn_ttl: ttl,
             ..Config::default()
         };

@@ -7,6 +7,7 @@ mod config;
 mod drain;
 mod framing;
 mod plane;
+mod secret;
 mod sip_config;
 mod tcp_accept;
 mod tcp_links;
@@ -27,7 +28,7 @@ use signaling::webhook::{WebhookConfig, Webhooks};
 use signaling::{AppState, Claims, Hub, HubConfig, KeyStore, VideoGrant};
 
 use crate::config::{
-    parse_keys, Cli, Cmd, Config, ConfigCmd, TokenArgs, TokenCmd, DEV_KEY, DEV_SECRET,
+    parse_keys, random_secret, Cli, Cmd, Config, ConfigCmd, KeysCmd, TokenArgs, TokenCmd, DEV_KEY,
 };
 use crate::plane::WorkerPool;
 
@@ -57,6 +58,12 @@ fn run() -> anyhow::Result<()> {
             print!("{}", config::docs_table());
             Ok(())
         }
+        Some(Cmd::Keys(KeysCmd::Generate)) => {
+            let name: [u8; 6] = rand::random();
+            let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+            println!("key{name}:{}", random_secret());
+            Ok(())
+        }
         Some(Cmd::Serve) | None => {
             let cfg = Config::load(&cli.serve)?;
             init_logs(&cfg.log);
@@ -66,20 +73,27 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn init_logs(default: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default.into()),
-        )
+        .with_env_filter(quiet_sip_messages(&filter))
         .with_writer(std::io::stderr)
         .init();
 }
 
-fn token(t: TokenArgs) -> anyhow::Result<()> {
-    let pairs = match &t.keys {
-        Some(k) => parse_keys(k)?,
-        None => vec![(DEV_KEY.to_string(), DEV_SECRET.to_string())],
+/// rsipstack logs every SIP message whole at INFO, digest answers (`Authorization`,
+/// `Proxy-Authorization`) included. Its messages are logged only when the filter names it
+/// (`rsipstack=info`), never by a plain level.
+fn quiet_sip_messages(filter: &str) -> tracing_subscriber::EnvFilter {
+    let filter = if filter.contains("rsipstack") {
+        filter.to_string()
+    } else {
+        format!("{filter},rsipstack=warn")
     };
+    tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info,rsipstack=warn".into())
+}
+
+fn token(t: TokenArgs) -> anyhow::Result<()> {
+    let pairs = parse_keys(&t.keys)?;
     let (key, _) = pairs[0].clone();
     let keys = KeyStore::new(pairs);
     anyhow::ensure!(
@@ -114,13 +128,18 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
 
 fn serve(args: Config) -> anyhow::Result<()> {
     let (pairs, dev_mode) = match &args.keys {
-        Some(k) => (parse_keys(k)?, args.dev),
-        None => (vec![(DEV_KEY.to_string(), DEV_SECRET.to_string())], true),
+        Some(k) => (parse_keys(k.expose())?, args.dev),
+        None => (vec![(DEV_KEY.to_string(), random_secret())], true),
     };
     let dev_key = dev_mode.then(|| pairs[0].0.clone());
     if args.keys.is_none() {
-        eprintln!("DEVELOPMENT MODE: no API keys configured; using key `{DEV_KEY}` with secret `{DEV_SECRET}`.");
-        eprintln!("Tokens are handed out at /api/dev/token. Set SWITCHBOARD_KEYS=key:secret for production.");
+        eprintln!(
+            "DEVELOPMENT MODE (loopback only): no API keys configured; this run's key is `{DEV_KEY}:{}` (random each start).",
+            pairs[0].1
+        );
+        eprintln!("Tokens are handed out at /api/dev/token. Set SWITCHBOARD_KEYS=key:secret for anything else.");
+    } else if args.dev {
+        tracing::warn!(http = %args.http, "dev = true: /api/dev/token hands a token signed with your first key to anyone who can reach this address");
     }
     let keys = KeyStore::new(pairs);
     // Before the workers: they register their metric handles at start.
@@ -307,6 +326,11 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 // Development mode: `sip:<room>@host` joins `<room>` when no rule takes it.
                 dev_rooms: dev_mode,
                 media_timeout: std::time::Duration::from_secs(args.sip_media_timeout),
+                outbound_hosts: args.sip_outbound_hosts.clone(),
+                key_limits: sip::call_limits::KeyLimits {
+                    max_active: args.sip_key_max_calls,
+                    per_minute: args.sip_key_calls_per_minute,
+                },
                 ..sip::gateway::SipConfig::dev(listen)
             };
             // Room legs reach the media workers from the bind address (loopback when
@@ -459,12 +483,15 @@ fn readiness(
 /// Cluster mode: register this node, take its id slot, and place rooms through Redis.
 async fn join_cluster(
     args: &Config,
-    url: &str,
+    url: &secret::Secret<secret::UrlPassword>,
     http_port: u16,
     hub: &Arc<Hub>,
     pool: &Arc<WorkerPool>,
 ) -> anyhow::Result<Arc<cluster_node::ClusterNode>> {
-    let redis = cluster::Redis::new(url).context("redis_url")?;
+    // `url` shows (in these errors) without its password; the client gets the whole.
+    let redis = cluster::Redis::new(url.expose())
+        .map_err(|e| anyhow::anyhow!("{}", secret::redact_in(&e.to_string(), url.expose())))
+        .context("redis_url")?;
     let id = args
         .node_id
         .clone()

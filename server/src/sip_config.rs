@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
+
 /// One SIP dispatch rule: the called numbers it takes (none: every number) and exactly
 /// one of `room` (a fixed room), `room_prefix` (a room per caller: prefix + the caller's
 /// number) or `pins` (PIN → room, typed as DTMF).
@@ -67,7 +69,7 @@ pub struct SipTrunk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Outbound: the provider's SIP server, `host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_address: Option<String>,
@@ -78,20 +80,24 @@ pub struct SipTrunk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outbound_password: Option<String>,
+    pub outbound_password: Option<Secret>,
+    /// Outbound: number prefixes calls through it may dial (`["+1555", "+44"]`; `[""]`:
+    /// any number). Needed with `outbound_address`: no trunk calls everywhere by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_allow: Vec<String>,
 }
 
 fn credentials(
     what: &str,
     user: &Option<String>,
-    password: &Option<String>,
+    password: &Option<Secret>,
 ) -> anyhow::Result<Option<sip::access::Credentials>> {
     match (user, password) {
         (None, None) => Ok(None),
         (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
             Ok(Some(sip::access::Credentials {
                 username: u.clone(),
-                password: p.clone(),
+                password: p.expose().to_string(),
             }))
         }
         _ => anyhow::bail!("{what}: a user name needs a password and a password a user name"),
@@ -119,11 +125,19 @@ impl SipTrunk {
         );
         let outbound = match (&self.outbound_address, &self.outbound_number) {
             (None, None) => None,
-            (Some(address), Some(from)) => Some(sip::access::OutboundTrunk {
-                address: address.clone(),
-                from: from.clone(),
-                auth: credentials(&what, &self.outbound_username, &self.outbound_password)?,
-            }),
+            (Some(address), Some(from)) => {
+                anyhow::ensure!(
+                    !self.outbound_allow.is_empty(),
+                    "{what}: `outbound_allow` is needed with `outbound_address`: the number \
+                     prefixes calls through it may dial (e.g. [\"+1555\"]; [\"\"] for any number)"
+                );
+                Some(sip::access::OutboundTrunk {
+                    address: address.clone(),
+                    from: from.clone(),
+                    auth: credentials(&what, &self.outbound_username, &self.outbound_password)?,
+                    allow: self.outbound_allow.clone(),
+                })
+            }
             _ => anyhow::bail!("{what}: `outbound_address` and `outbound_number` go together"),
         };
         Ok(sip::access::Trunk {
@@ -142,7 +156,7 @@ impl SipTrunk {
 #[serde(deny_unknown_fields)]
 pub struct SipUser {
     pub username: String,
-    pub password: String,
+    pub password: Secret,
 }
 
 impl SipUser {
@@ -169,7 +183,7 @@ impl SipUser {
     pub fn to_credentials(&self) -> sip::access::Credentials {
         sip::access::Credentials {
             username: self.username.clone(),
-            password: self.password.clone(),
+            password: self.password.expose().to_string(),
         }
     }
 }
@@ -211,13 +225,17 @@ mod tests {
     fn a_trunk_needs_networks_or_credentials_and_whole_outbound_settings() {
         let t: SipTrunk = toml::from_str(
             "name = \"p\"\nnetworks = [\"203.0.113.0/24\", \"198.51.100.7\"]\nnumbers = [\"+15550100\"]\n\
-             outbound_address = \"sip.example:5060\"\noutbound_number = \"+15550100\"",
+             outbound_address = \"sip.example:5060\"\noutbound_number = \"+15550100\"\n\
+             outbound_allow = [\"+1555\", \"+44\"]",
         )
         .unwrap();
         let trunk = t.to_trunk().unwrap();
         assert_eq!(trunk.networks.len(), 2);
         assert!(trunk.networks[1].contains(&"198.51.100.7".parse::<std::net::IpAddr>().unwrap()));
-        assert_eq!(trunk.outbound.unwrap().from, "+15550100");
+        let out = trunk.outbound.unwrap();
+        assert_eq!(out.from, "+15550100");
+        assert!(out.may_call("+15550123") && out.may_call("+442079460000"));
+        assert!(!out.may_call("+19005550100") && !out.may_call("15550123"));
         for (bad, why) in [
             ("name = \"p\"", "needs `networks`"),
             ("name = \"p\"\nnetworks = [\"nope\"]", "not a network"),
@@ -225,6 +243,11 @@ mod tests {
             (
                 "name = \"p\"\nnetworks = [\"10.0.0.0/8\"]\noutbound_address = \"x:5060\"",
                 "go together",
+            ),
+            (
+                "name = \"p\"\nnetworks = [\"10.0.0.0/8\"]\noutbound_address = \"x:5060\"\n\
+                 outbound_number = \"+1\"",
+                "`outbound_allow` is needed",
             ),
         ] {
             let t: SipTrunk = toml::from_str(bad).unwrap();

@@ -207,3 +207,193 @@ fn the_configuration_doc_lists_every_key_with_its_default() {
         assert_eq!(documented, printed, "default of {key}");
     }
 }
+
+#[test]
+fn without_keys_the_server_refuses_a_reachable_address_and_says_how_to_set_keys() {
+    for (args, key) in [
+        (vec!["--http", "0.0.0.0:0"], "http = 0.0.0.0:0"),
+        (vec!["--http", "[::]:0"], "http = [::]:0"),
+        (
+            vec!["--http", "127.0.0.1:0", "--sip-listen", "0.0.0.0:0"],
+            "sip_listen = 0.0.0.0:0",
+        ),
+    ] {
+        let (ok, _, err) = sb(&args, &[]);
+        assert!(!ok, "{args:?}: started keyless on a reachable address");
+        assert!(
+            err.contains(key) && err.contains("SWITCHBOARD_KEYS") && err.contains("loopback"),
+            "{args:?}: {err}"
+        );
+    }
+    // The same addresses with keys are fine (checked without starting: `config print`).
+    let (ok, _, err) = sb(
+        &["--http", "0.0.0.0:0", "config", "print"],
+        &[("SWITCHBOARD_KEYS", "prod:0123456789abcdef")],
+    );
+    assert!(ok, "{err}");
+}
+
+/// The development secret a keyless server prints as it starts (then the server is stopped).
+fn development_secret() -> String {
+    use std::io::{BufRead, BufReader};
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    // The line comes before any socket is bound, so the port does not need to be free.
+    c.args([
+        "--http",
+        "127.0.0.1:0",
+        "--rtc-port",
+        "47321",
+        "--workers",
+        "1",
+    ]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SWITCHBOARD_") {
+            c.env_remove(k);
+        }
+    }
+    let mut child = c
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let line = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("DEVELOPMENT MODE"));
+    child.kill().ok();
+    child.wait().ok();
+    let line = line.expect("a keyless server announces development mode");
+    line.split("`devkey:")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no devkey:<secret> in {line}"))
+        .to_string()
+}
+
+#[test]
+fn the_development_secret_is_random_per_start() {
+    let (a, b) = (development_secret(), development_secret());
+    assert_ne!(a, b, "two starts, one secret");
+    for s in [&a, &b] {
+        assert!(
+            s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()),
+            "{s}"
+        );
+        assert_ne!(
+            s.as_str(),
+            "switchboard-development-secret-do-not-use-in-production"
+        );
+    }
+}
+
+#[test]
+fn keys_generate_prints_a_pair_the_server_takes() {
+    let (ok, a, err) = sb(&["keys", "generate"], &[]);
+    assert!(ok, "{err}");
+    let (_, b, _) = sb(&["keys", "generate"], &[]);
+    assert_ne!(a, b);
+    let pair = a.trim();
+    let (ok, _, err) = sb(&["config", "print"], &[("SWITCHBOARD_KEYS", pair)]);
+    assert!(ok, "{pair}: {err}");
+    // And a token can be made with it.
+    let (ok, token, err) = sb(
+        &[
+            "token",
+            "create",
+            "--room",
+            "r",
+            "--identity",
+            "a",
+            "--keys",
+            pair,
+        ],
+        &[],
+    );
+    assert!(ok && token.trim().split('.').count() == 3, "{err}");
+}
+
+/// Every secret the configuration has, each with a value found nowhere else.
+const SECRETS_TOML: &str = r#"
+keys = "prod:KEYSECRET0123456789"
+turn_urls = ["turn:127.0.0.1:3478"]
+turn_secret = "TURNSECRET42"
+redis_url = "redis://sb:REDISPASSWORD@127.0.0.1:1/0"
+
+[[sip_trunks]]
+name = "carrier"
+networks = ["192.0.2.1"]
+username = "carrier"
+password = "TRUNKPASSWORD"
+outbound_address = "192.0.2.1:5060"
+outbound_number = "+15550100"
+outbound_username = "out"
+outbound_password = "OUTBOUNDPASSWORD"
+outbound_allow = ["+1"]
+
+[[sip_users]]
+username = "alice"
+password = "USERPASSWORD"
+"#;
+
+const SECRET_VALUES: [&str; 6] = [
+    "KEYSECRET0123456789",
+    "TURNSECRET42",
+    "REDISPASSWORD",
+    "TRUNKPASSWORD",
+    "OUTBOUNDPASSWORD",
+    "USERPASSWORD",
+];
+
+#[test]
+fn no_secret_is_printed_by_config_print_or_a_start_up_error() {
+    let dir = std::env::temp_dir().join(format!("sb-config-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("switchboard.toml");
+    std::fs::write(&file, SECRETS_TOML).unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = sb(&["--config", f, "config", "print"], &[]);
+    assert!(ok, "{err}");
+    for s in SECRET_VALUES {
+        assert!(!out.contains(s), "config print shows {s}:\n{out}");
+    }
+    assert_eq!(value(&out, "keys"), "\"prod:<redacted>\"");
+    assert_eq!(
+        value(&out, "redis_url"),
+        "\"redis://sb:<redacted>@127.0.0.1:1/0\""
+    );
+    assert!(out.contains("password = \"<redacted>\""), "{out}");
+    // The server cannot reach that Redis (port 1): its start-up error names the URL
+    // without the password.
+    let (ok, out, err) = sb(
+        &[
+            "--config",
+            f,
+            "--http",
+            "127.0.0.1:0",
+            "--rtc-port",
+            "47331",
+            "--workers",
+            "1",
+        ],
+        &[],
+    );
+    assert!(!ok, "started with an unreachable Redis");
+    assert!(err.contains("redis_url"), "{err}");
+    for s in SECRET_VALUES {
+        assert!(
+            !err.contains(s) && !out.contains(s),
+            "{s} printed:\n{out}{err}"
+        );
+    }
+    // A malformed URL is refused naming the key, still without its password.
+    let (ok, _, err) = sb(
+        &["config", "print"],
+        &[("SWITCHBOARD_REDIS_URL", "http://u:REDISPASSWORD@h")],
+    );
+    assert!(
+        !ok && err.contains("redis_url") && !err.contains("REDISPASSWORD"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -129,13 +129,7 @@ pub(crate) fn room_name(name: &str) -> Result<(), Error> {
 }
 
 fn identity(id: &str) -> Result<(), Error> {
-    if !id.is_empty() && id.chars().count() <= 256 && !id.chars().any(|c| c.is_ascii_control()) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(
-            "identity: 1-256 characters, no control characters".into(),
-        ))
-    }
+    crate::participant_names::check_identity(id)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -59,6 +59,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("too many requests for this API key")]
     RateLimited,
+    /// An API key's SIP call limit (`sip_key_max_calls`, `sip_key_calls_per_minute`).
+    #[error("too many SIP calls for this API key: {0}")]
+    TooManyCalls(String),
     #[error("the room is full ({0} participants)")]
     RoomFull(u32),
     #[error("server draining: it takes no new participants; join another node")]
@@ -114,6 +117,7 @@ impl Error {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            TooManyCalls(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_calls"),
             RoomFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "room_full"),
             Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             ServerFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "server_full"),
@@ -153,7 +157,9 @@ impl Error {
             | PreconditionFailed(_)
             | Conflict(_)
             | NotAnswered(_) => (ErrorCode::BadMessage, close_code::BAD_STATE),
-            Plane(_) | Timeout | RateLimited | Internal(_) => (ErrorCode::Busy, close_code::BUSY),
+            Plane(_) | Timeout | RateLimited | TooManyCalls(_) | Internal(_) => {
+                (ErrorCode::Busy, close_code::BUSY)
+            }
         }
     }
 }

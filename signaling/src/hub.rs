@@ -147,26 +147,22 @@ pub fn valid_room_name(s: &str) -> bool {
     crate::RoomName::is_valid(s)
 }
 
-/// Display names: trimmed, at most 64 characters, never empty.
-pub fn clean_name(s: &str, fallback: &str) -> String {
-    let t: String = s
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
-    if t.is_empty() {
-        fallback.chars().take(64).collect()
-    } else {
-        t
-    }
-}
+pub use crate::participant_names::clean_name;
 
 fn kind_index(k: TrackKind) -> usize {
     match k {
         TrackKind::Audio => 0,
         TrackKind::Video => 1,
     }
+}
+
+/// What a join does to a session of the same identity in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    /// One session per identity and room: the new one replaces the old (a reconnect).
+    Replace,
+    /// The join is refused.
+    Refuse,
 }
 
 pub struct Hub {
@@ -335,7 +331,27 @@ impl Hub {
         version: Option<u32>,
         now: Now,
     ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
-        self.join_inner(token, version, now, false)
+        self.join_inner(token, version, now, false, Takeover::Replace)
+    }
+
+    /// Join without replacing anyone: an identity already in the room is
+    /// [`Error::Conflict`] (a phone dialled in through the API must not take over a
+    /// participant's session).
+    pub fn join_new(
+        &self,
+        token: &str,
+        now: Now,
+    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
+        self.join_inner(token, None, now, false, Takeover::Refuse)
+    }
+
+    /// Whether `identity` is in `room` now.
+    pub fn has_identity(&self, room: &str, identity: &str) -> bool {
+        self.dir
+            .lock()
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.members.values().any(|m| m.info.identity == identity))
     }
 
     /// A WHEP viewer: hidden, publishes nothing, and receives over m-lines it offers
@@ -345,7 +361,7 @@ impl Hub {
         token: &str,
         now: Now,
     ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
-        self.join_inner(token, None, now, true)
+        self.join_inner(token, None, now, true, Takeover::Replace)
     }
 
     /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`, or
@@ -384,6 +400,7 @@ impl Hub {
         version: Option<u32>,
         now: Now,
         viewer: bool,
+        takeover: Takeover,
     ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
         if let Some(v) = version {
             if v != PROTOCOL_VERSION {
@@ -445,6 +462,12 @@ impl Hub {
                 .values()
                 .find(|m| m.info.identity == info.identity)
                 .map(|m| m.info.id);
+            if replaced.is_some() && takeover == Takeover::Refuse {
+                return Err(Error::Conflict(format!(
+                    "identity {} is already in room {}",
+                    info.identity, room.0
+                )));
+            }
             let max = r.info.max_participants;
             let counted = r.members.len() - usize::from(replaced.is_some());
             if max > 0 && counted >= max as usize {

@@ -19,6 +19,7 @@ pub mod cluster_http;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod participant_names;
 pub mod placement;
 pub mod plane;
 pub mod protocol;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiJson, ApiState, Caller};
 use crate::error::Error;
+use crate::participant_names::{check_identity, check_name};
 
 /// Longest DTMF string accepted in one request.
 pub const MAX_DTMF: usize = 64;
@@ -45,6 +46,10 @@ pub struct DialRequest {
     /// Answer the request only once the phone has answered (or not).
     #[serde(default)]
     pub wait_until_answered: bool,
+    /// The API key (token issuer) that places the call: its calls are limited.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub api_key: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -179,7 +184,7 @@ type R<T> = Result<T, Error>;
 pub(crate) async fn dial(
     State(s): State<ApiState>,
     headers: HeaderMap,
-    ApiJson(b): ApiJson<DialRequest>,
+    ApiJson(mut b): ApiJson<DialRequest>,
 ) -> R<(StatusCode, Json<SipCallInfo>)> {
     let c = Caller::from(&s, &headers)?;
     crate::api::room_name(&b.room)?;
@@ -189,6 +194,20 @@ pub(crate) async fn dial(
             return Err(Error::Invalid("dtmf: 1-64 of 0-9 * # A-D w".into()).into());
         }
     }
+    if let Some(name) = &b.name {
+        check_name(name)?;
+    }
+    if let Some(identity) = &b.identity {
+        check_identity(identity)?;
+        // The phone joins as a new participant; it never takes over someone's session.
+        if s.hub.has_identity(&b.room, identity) {
+            return Err(Error::Conflict(format!(
+                "identity {identity} is already in room {}",
+                b.room
+            )));
+        }
+    }
+    b.api_key = c.0.iss.clone();
     let info = gateway(&s)?.dial(b).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }

@@ -12,10 +12,20 @@ use rsipstack::sip::Method;
 
 use crate::digest::{Digest, DigestError};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
+}
+
+/// The password is never printed.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Where calls to a trunk's numbers go out (REST outbound calls).
@@ -27,6 +37,15 @@ pub struct OutboundTrunk {
     pub auth: Option<Credentials>,
     /// The caller number (From user part) of outbound calls.
     pub from: String,
+    /// Number prefixes it may dial (`""` matches every number).
+    pub allow: Vec<String>,
+}
+
+impl OutboundTrunk {
+    /// Whether a call to `number` may go out through this trunk.
+    pub fn may_call(&self, number: &str) -> bool {
+        self.allow.iter().any(|p| number.starts_with(p.as_str()))
+    }
 }
 
 /// A SIP trunk: a provider's calls in, and a way out.

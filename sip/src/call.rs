@@ -192,7 +192,7 @@ fn join(
         .mint(key, &claims)
         .ok_or_else(|| internal("could not mint a token"))?;
     gw.hub
-        .join(&token, None, signaling::hub::Now::read())
+        .join_new(&token, signaling::hub::Now::read())
         .map_err(refusal)
 }
 

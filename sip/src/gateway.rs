@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::access::{Access, Admission, Credentials, Request as AccessRequest, Trunk};
 use crate::call::PhoneLeg;
 use crate::call_book::{CallBook, Command};
+use crate::call_limits::{CallLimits, KeyLimits};
 use crate::dispatch::{Decision, Dispatcher, Rule};
 use crate::inbound::{self, Incoming, PhoneSide, Route};
 use crate::registrar::{Binding, Registrar};
@@ -56,6 +57,10 @@ pub struct SipConfig {
     pub dev_rooms: bool,
     /// Hang up after this long without media from the phone.
     pub media_timeout: Duration,
+    /// Hosts that calls placed through the API may dial as `sip:` URIs.
+    pub outbound_hosts: Vec<String>,
+    /// Calls one API key may place (at once, and a minute).
+    pub key_limits: KeyLimits,
 }
 
 impl SipConfig {
@@ -71,6 +76,8 @@ impl SipConfig {
             users: Vec::new(),
             dev_rooms: true,
             media_timeout: Duration::from_secs(30),
+            outbound_hosts: Vec::new(),
+            key_limits: KeyLimits::default(),
         }
     }
 }
@@ -108,6 +115,8 @@ pub struct Gateway {
     calls: AtomicUsize,
     next_call: AtomicU64,
     next_port: AtomicUsize,
+    /// Calls placed through the API, per API key.
+    pub(crate) key_calls: Arc<Mutex<CallLimits>>,
 }
 
 impl Gateway {
@@ -137,7 +146,19 @@ impl Gateway {
             calls: AtomicUsize::new(0),
             next_call: AtomicU64::new(1),
             next_port: AtomicUsize::new(0),
+            key_calls: Arc::new(Mutex::new(CallLimits::new(cfg.key_limits))),
             cfg,
+        })
+    }
+
+    /// Whether a call placed through the API may go to this `host[:port]` as a `sip:` URI.
+    pub(crate) fn may_dial_host(&self, host_port: &str) -> bool {
+        let host = host_port
+            .rsplit_once(':')
+            .filter(|(_, p)| p.parse::<u16>().is_ok())
+            .map_or(host_port, |(h, _)| h);
+        self.cfg.outbound_hosts.iter().any(|allowed| {
+            allowed.eq_ignore_ascii_case(host_port) || allowed.eq_ignore_ascii_case(host)
         })
     }
 

@@ -19,6 +19,7 @@
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
 //! - [`transport_source`]: where a request really came from (never what its Via claims);
 //! - [`registrar`]: where registered phones can be reached;
+//! - [`call_limits`]: how many calls one API key may place;
 //! - [`rtp`]: plain RTP on the phone leg, [`rtp_source`]: which addresses it may come from;
 //! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP).
 
@@ -27,6 +28,7 @@
 pub mod access;
 pub mod call;
 pub mod call_book;
+pub mod call_limits;
 pub mod digest;
 pub mod dispatch;
 pub mod dtmf;

@@ -21,12 +21,27 @@ use tracing::info;
 
 use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
 use crate::call_book::{CallHandle, Command};
+use crate::call_limits::{KeySlot, LimitHit};
 use crate::gateway::{call_result, Gateway};
 use crate::sdp::{LocalMedia, PhoneMedia};
 
 /// Ring timeouts: the default and the longest allowed (seconds).
 const RING_DEFAULT: u64 = 30;
 const RING_MAX: u64 = 120;
+
+/// A display name as the inside of a SIP quoted-string (RFC 3261 §25.1): `"` and `\`
+/// escaped. (Control characters never get here: the API refuses such names.)
+fn quoted_string_body(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control())
+        .fold(String::new(), |mut out, c| {
+            if matches!(c, '"' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+            out
+        })
+}
 
 /// Where a call goes.
 struct Target {
@@ -79,8 +94,14 @@ fn target(gw: &Gateway, req: &DialRequest) -> Result<Target, Error> {
             .outbound
             .as_ref()
             .ok_or_else(|| invalid(format!("trunk {name} has no outbound address")))?;
+        let number = user_part(&req.to)?;
+        if !out.may_call(number) {
+            return Err(Error::Forbidden(format!(
+                "to: trunk {name} may not call {number} (its outbound_allow)"
+            )));
+        }
         return Ok(Target {
-            callee: format!("sip:{}@{}", user_part(&req.to)?, out.address),
+            callee: format!("sip:{number}@{}", out.address),
             destination: None,
             from: out.from.clone(),
             credential: out.auth.as_ref().map(|c| Credential {
@@ -95,6 +116,13 @@ fn target(gw: &Gateway, req: &DialRequest) -> Result<Target, Error> {
         Uri::try_from(req.to.as_str()).map_err(|_| invalid("to: not a SIP URI"))?;
         if uri.contains(['\r', '\n', ' ', '<', '>']) {
             return Err(invalid("to: not a SIP URI"));
+        }
+        let host = uri.split_once('@').map_or(uri, |(_, h)| h);
+        let host = host.split([';', '?']).next().unwrap_or_default();
+        if !gw.may_dial_host(host) {
+            return Err(Error::Forbidden(format!(
+                "to: {host} is not in sip_outbound_hosts"
+            )));
         }
         return Ok(Target {
             callee: req.to.clone(),
@@ -118,6 +146,13 @@ fn target(gw: &Gateway, req: &DialRequest) -> Result<Target, Error> {
 /// Place the call; with `wait_until_answered`, resolve once it is answered or over.
 pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallInfo, Error> {
     let t = target(&gw, &req)?;
+    let slot =
+        KeySlot::take(&gw.key_calls, &req.api_key, signaling::auth::unix_now()).map_err(|hit| {
+            match hit {
+                LimitHit::Concurrent => Error::TooManyCalls("calls in progress".into()),
+                LimitHit::Rate => Error::TooManyCalls("calls a minute".into()),
+            }
+        })?;
     let ring = Duration::from_secs(req.ring_timeout.unwrap_or(RING_DEFAULT).clamp(1, RING_MAX));
     let destination = match t.destination {
         Some(d) => d,
@@ -156,6 +191,7 @@ pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallIn
         handle,
         commands,
         answered: Some(answered_tx),
+        _slot: slot,
     };
     tokio::spawn(placing.run(gw.clone(), rtp));
     if wait {
@@ -181,6 +217,8 @@ struct Placing {
     commands: mpsc::UnboundedReceiver<Command>,
     /// Told when the call is answered (or dropped when it never is).
     answered: Option<oneshot::Sender<()>>,
+    /// The call as counted against its API key; given back when the call is over.
+    _slot: KeySlot,
 }
 
 /// The end cause of a call the phone refused.
@@ -214,7 +252,7 @@ impl Placing {
             return "failed: bad URI".into();
         };
         let opt = InviteOption {
-            caller_display_name: self.req.name.clone(),
+            caller_display_name: self.req.name.as_deref().map(quoted_string_body),
             caller,
             callee,
             destination: Some(SipAddr::from(self.destination)),
@@ -333,5 +371,21 @@ impl Placing {
             .await
             .cause()
             .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_display_name_stays_inside_its_quotes() {
+        assert_eq!(super::quoted_string_body("Ann"), "Ann");
+        assert_eq!(
+            super::quoted_string_body("a\" <sip:x@y>;\\"),
+            "a\\\" <sip:x@y>;\\\\"
+        );
+        assert_eq!(
+            super::quoted_string_body("a\r\nP-Asserted-Identity: x"),
+            "aP-Asserted-Identity: x"
+        );
     }
 }

@@ -35,7 +35,10 @@ impl MessageInspector for SourceStamp {
     }
 
     fn after_received(&self, msg: SipMessage, from: Option<&SipAddr>) -> SipMessage {
-        stamp(msg, from.and_then(|f| SocketAddr::try_from(f.addr.clone()).ok()))
+        stamp(
+            msg,
+            from.and_then(|f| SocketAddr::try_from(f.addr.clone()).ok()),
+        )
     }
 }
 
@@ -97,7 +100,11 @@ mod tests {
         assert_eq!(source(&r), Some(real));
         assert_eq!(r.headers.iter().filter(|h| is_stamp(h)).count(), 1);
         let unknown = req(stamp(invite(forged), None));
-        assert_eq!(source(&unknown), None, "no transport address: no source at all");
+        assert_eq!(
+            source(&unknown),
+            None,
+            "no transport address: no source at all"
+        );
     }
 
     #[test]

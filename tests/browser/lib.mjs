@@ -19,7 +19,10 @@ export function startServer(extraArgs = [], env = {}, { netns, addr } = {}) {
   const where = addr ? ['--http', `${addr}:0`, '--rtc-bind', addr] : ['--http', '127.0.0.1:0'];
   const args = [...where, '--rtc-port', String(rtcPort), '--workers', '2', ...extraArgs];
   const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, BIN, ...args]] : [BIN, args];
-  const proc = spawn(cmd, argv, { env: { ...process.env, RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Explicit keys (the same as devToken's) with the development token route on: a keyless
+  // server serves only on loopback and signs with a random secret.
+  const keys = { SWITCHBOARD_KEYS: `devkey:${TEST_SECRET}`, SWITCHBOARD_DEV: 'true' };
+  const proc = spawn(cmd, argv, { env: { ...process.env, RUST_LOG: 'info', ...keys, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
   return new Promise((resolve, reject) => {
@@ -144,12 +147,13 @@ export async function waitFor(fn, { timeout = 30000, interval = 250, what = 'con
   throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
 }
 
-// An HS256 JWT signed with the development key the server prints in dev mode.
+// An HS256 JWT signed with the test key every server of startServer has.
 import { createHmac } from 'node:crypto';
+export const TEST_SECRET = 'browser-tests-only-secret-0123456789';
 export function devToken(video, ttl = 600, sub = 'test-admin') {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'devkey', sub, exp: Math.floor(Date.now() / 1000) + ttl, video })}`;
-  const sig = createHmac('sha256', 'switchboard-development-secret-do-not-use-in-production').update(body).digest('base64url');
+  const sig = createHmac('sha256', TEST_SECRET).update(body).digest('base64url');
   return `${body}.${sig}`;
 }
 

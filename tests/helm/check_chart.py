@@ -40,6 +40,15 @@ CASES = {
         "replicas": 3,
         "cluster": {"enabled": True, "devRedis": True},
     },
+    "cluster-redis-with-password": {
+        "replicas": 2,
+        "cluster": {"enabled": True, "redisUrl": "redis://:hunter2@redis.media:6379"},
+    },
+    "cluster-existing-secrets": {
+        "replicas": 2,
+        "apiKeys": {"existingSecret": "sb-keys"},
+        "cluster": {"enabled": True, "existingSecret": "sb-redis"},
+    },
     "cluster-sentinel": {
         "replicas": 3,
         "cluster": {"enabled": True, "sentinel": {"hosts": ["s0.redis:26379", "s1.redis:26379"], "primaryName": "sb"}},
@@ -56,6 +65,8 @@ CASES = {
 REDIS_URLS = {
     "cluster-dev-redis": '"redis://sb-switchboard-redis:6379"',
     "cluster-sentinel": '"redis+sentinel://s0.redis:26379,s1.redis:26379/sb"',
+    "cluster-redis-with-password": '"redis://:<redacted>@redis.media:6379"',
+    "cluster-existing-secrets": '"redis://existing-redis:6379"',
 }
 
 
@@ -72,6 +83,30 @@ def merged(case):
             a[k] = deep(a.get(k, {}), v) if isinstance(v, dict) else v
         return a
     return deep(values, CASES[case])
+
+
+# What an existing Secret's keys stand for in the checks.
+EXISTING = {"keys": "existing:0123456789abcdef0123", "turn-secret": "from-the-secret",
+            "redis-url": "redis://existing-redis:6379"}
+
+
+def pod_env(docs):
+    """The switchboard container's environment as the pod would get it: plain values and
+    Secret references (the rendered Secret's data, or EXISTING for a Secret not rendered);
+    fieldRefs (node and pod addresses) are left out."""
+    work = next(d for d in docs if d["kind"] in ("Deployment", "DaemonSet") and not d["metadata"]["name"].endswith("-redis"))
+    secrets = {d["metadata"]["name"]: d.get("stringData", {}) for d in docs if d["kind"] == "Secret"}
+    env = {}
+    for e in work["spec"]["template"]["spec"]["containers"][0].get("env", []):
+        if "value" in e and "$(" not in e["value"]:
+            env[e["name"]] = e["value"]
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["secretKeyRef"]
+            rendered = secrets.get(ref["name"])
+            if rendered is not None and ref["key"] not in rendered:
+                fail(f"{e['name']}: Secret {ref['name']} has no {ref['key']}")
+            env[e["name"]] = rendered[ref["key"]] if rendered is not None else EXISTING[ref["key"]]
+    return env
 
 
 chart = helm.Chart.load(CHART)
@@ -97,14 +132,19 @@ for case, values in CASES.items():
                            capture_output=True, text=True)
         if r.returncode != 0:
             fail(f"{case}: kubernetes-validate:\n{r.stdout}{r.stderr}")
-        # The rendered server configuration is one the binary accepts.
+        # The rendered server configuration, with the environment the pod gets (values and
+        # Secrets; an existing Secret stands in with a value of its kind), is one the
+        # binary accepts. No secret is in the ConfigMap.
         cm = next(d for d in docs if d["kind"] == "ConfigMap")
+        toml_text = cm["data"]["switchboard.toml"]
+        for secret_key in ("redis_url", "keys", "turn_secret", "password"):
+            if secret_key in toml_text:
+                fail(f"{case}: {secret_key} in the ConfigMap")
         toml = os.path.join(tmp, "switchboard.toml")
         with open(toml, "w") as f:
-            f.write(cm["data"]["switchboard.toml"])
+            f.write(toml_text)
         env = {k: val for k, val in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-        if v["config"]["turnUrls"]:
-            env["SWITCHBOARD_TURN_SECRET"] = "from-the-secret"  # what the pod's env gives
+        env.update(pod_env(docs))
         r = subprocess.run([BIN, "--config", toml, "config", "print"], capture_output=True, text=True, env=env)
         if r.returncode != 0:
             fail(f"{case}: the binary refuses the rendered switchboard.toml: {r.stderr}")
@@ -137,17 +177,28 @@ for case, values in CASES.items():
     if pod["hostNetwork"] != v["hostNetwork"]:
         fail(f"{case}: hostNetwork")
     envs = {e["name"]: e for e in c["env"]}
-    has_keys = bool(v["apiKeys"]["keys"] or v["apiKeys"]["existingSecret"])
-    if ("SWITCHBOARD_KEYS" in envs) != has_keys:
-        fail(f"{case}: SWITCHBOARD_KEYS")
-    if has_keys:
-        ref = envs["SWITCHBOARD_KEYS"]["valueFrom"]["secretKeyRef"]["name"]
-        secrets = [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
-        if v["apiKeys"]["existingSecret"]:
-            if ref != v["apiKeys"]["existingSecret"] or secrets:
-                fail(f"{case}: existing secret")
-        elif ref not in secrets:
-            fail(f"{case}: secret {ref} not rendered")
+    # The server never starts keyless: given, existing or generated keys, always from a Secret.
+    if "SWITCHBOARD_KEYS" not in envs:
+        fail(f"{case}: no SWITCHBOARD_KEYS: the pod would start in development mode")
+    ref = envs["SWITCHBOARD_KEYS"]["valueFrom"]["secretKeyRef"]["name"]
+    own = {d["metadata"]["name"]: d["stringData"] for d in docs if d["kind"] == "Secret"}
+    if v["apiKeys"]["existingSecret"]:
+        if ref != v["apiKeys"]["existingSecret"] or any("keys" in d for d in own.values()):
+            fail(f"{case}: existing secret")
+    elif ref not in own or "keys" not in own[ref]:
+        fail(f"{case}: secret {ref} not rendered")
+    elif v["apiKeys"]["keys"] and own[ref]["keys"] != v["apiKeys"]["keys"]:
+        fail(f"{case}: the given keys are not the Secret's")
+    elif not v["apiKeys"]["keys"]:
+        again = chart.render(values, name="sb", namespace="media", is_install=True)
+        other = [d for path, text in again.items() if path.endswith("secret.yaml") for d in yaml.safe_load_all(text) if d]
+        if other[0]["stringData"]["keys"] == own[ref]["keys"]:
+            fail(f"{case}: two renders generated the same keys")
+        print(f"{case}: keys generated into Secret {ref} ({own[ref]['keys'].split(':')[0]}:<{len(own[ref]['keys'].split(':')[1])} characters>)")
+    if v["cluster"]["enabled"]:
+        rref = envs["SWITCHBOARD_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+        if rref["key"] != "redis-url" or (rref["name"] in own and "redis-url" not in own[rref["name"]]):
+            fail(f"{case}: the Redis URL does not come from a Secret: {rref}")
     has_turn = bool(v["turnSecret"]["secret"] or v["turnSecret"]["existingSecret"])
     if ("SWITCHBOARD_TURN_SECRET" in envs) != has_turn:
         fail(f"{case}: SWITCHBOARD_TURN_SECRET")

@@ -46,6 +46,11 @@ snd_path {d}
     return d
 
 
+# The key every test server has (with the development token route on): a keyless server
+# would sign with a random secret.
+TEST_SECRET = "sip-tests-only-secret-0123456789"
+
+
 def start_server(conf_text, extra=(), env=None):
     """The switchboard binary with `conf_text` as its configuration file: (process, base URL)."""
     conf = os.path.join(T, f"switchboard-{len(os.listdir(T))}.toml")
@@ -55,7 +60,8 @@ def start_server(conf_text, extra=(), env=None):
     p = subprocess.Popen(
         [BIN, "--config", conf, "--http", "127.0.0.1:0", *extra],
         stdout=subprocess.PIPE, stderr=open(log, "w"), text=True,
-        env={**os.environ, "RUST_LOG": "info,sip=debug", **(env or {})})
+        env={**os.environ, "RUST_LOG": "info,sip=debug", "SWITCHBOARD_KEYS": f"devkey:{TEST_SECRET}",
+             "SWITCHBOARD_DEV": "true", **(env or {})})
     deadline = time.time() + 20
     while time.time() < deadline:
         line = p.stdout.readline()
@@ -67,15 +73,15 @@ def start_server(conf_text, extra=(), env=None):
     sys.exit("server did not start:\n" + open(log).read())
 
 
-def token(video):
-    """A development-key JWT with these grants."""
+def token(video, key=("devkey", None)):
+    """A JWT signed with the test key (or `key`: (name, secret)), with these grants."""
     import base64
     import hashlib
     from hmac import new as hmac_new
     b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
-    claims = {"iss": "devkey", "sub": "admin", "exp": int(time.time()) + 600, "video": video}
+    claims = {"iss": key[0], "sub": "admin", "exp": int(time.time()) + 600, "video": video}
     body = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims)}"
-    key = b"switchboard-development-secret-do-not-use-in-production"
+    key = (key[1] or TEST_SECRET).encode()
     sig = base64.urlsafe_b64encode(hmac_new(key, body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
     return f"{body}.{sig}"
 

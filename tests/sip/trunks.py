@@ -11,6 +11,10 @@
   REST API (wait until answered, DTMF after answer): it joins the room, hears the room,
   receives the digits (RFC 4733); the API lists, reads and hangs it up;
   an outbound call through a trunk reaches the trunk's address from the trunk's number;
+  what the API may dial: a name with CRLF (header injection) or an identity already in the
+  room is refused, a trunk calls only its outbound_allow prefixes, a sip: URI only the
+  sip_outbound_hosts; one API key has at most sip_key_max_calls at once and
+  sip_key_calls_per_minute a minute (429, counted);
   a call nobody can answer fails with 409 not_answered;
   webhooks sip_call_started/answered/ended (cause api) and sip_dtmf arrive;
   the metrics count dropped requests, refused credentials and registrations.
@@ -25,12 +29,18 @@ import threading
 import time
 import urllib.request
 
-from phones import T, Ctrl, SipMetrics, heard, participants, phone, show, start_server, token
+from phones import T, TEST_SECRET, Ctrl, SipMetrics, heard, participants, phone, show, start_server, token
 
 SIP = 5300
 HOOK = 5390
 
+# A second API key whose SIP calls the limits below are tried with.
+LIMITED = ("limited", "limited-key-secret-0123456789")
+
 CONF = f"""webhook_urls = ["http://127.0.0.1:{HOOK}/hook"]
+sip_outbound_hosts = ["127.0.0.9"]
+sip_key_max_calls = 2
+sip_key_calls_per_minute = 4
 
 [[sip_rules]]
 room = "trunkroom"
@@ -51,6 +61,7 @@ name = "out"
 networks = ["127.0.0.4"]
 outbound_address = "127.0.0.4:5340"
 outbound_number = "+15550199"
+outbound_allow = ["+1555"]
 
 [[sip_users]]
 username = "alice"
@@ -215,7 +226,8 @@ def main():
     hooks = http.server.ThreadingHTTPServer(("127.0.0.1", HOOK), Hooks)
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     server, base = start_server(CONF, ["--rtc-port", "24100", "--workers", "1",
-                                       "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25100-25199"])
+                                       "--sip-listen", f"127.0.0.1:{SIP}", "--sip-rtp-ports", "25100-25199"],
+                                env={"SWITCHBOARD_KEYS": f"devkey:{TEST_SECRET},{LIMITED[0]}:{LIMITED[1]}"})
     failures = []
 
     def check(ok, what):
@@ -337,6 +349,48 @@ def main():
                         {"room": "trunkroom", "to": "sip:nobody@127.0.0.9:5399", "ring_timeout": 3,
                          "wait_until_answered": True})
         check(st == 409 and call["code"] == "not_answered", f"a call nobody answers: 409 not_answered ({st} {call})")
+        # What the API may dial, and how much.
+        st, body = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "+15550123", "trunk": "out",
+                                                      "name": "Ann\r\nP-Asserted-Identity: <sip:+15550000@evil>"})
+        check(st == 400 and body["code"] == "invalid", f"a name with CRLF (header injection): 400 ({st} {body})")
+        taken = participants(base, "trunkroom")[0]["identity"]
+        st, body = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "+15550123", "trunk": "out",
+                                                      "identity": taken})
+        check(st == 409 and body["code"] == "conflict" and any(m["identity"] == taken for m in participants(base, "trunkroom")),
+              f"an identity already in the room ({taken}): 409, and its session stays ({st} {body})")
+        st, body = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "+449001234567", "trunk": "out"})
+        check(st == 403 and "outbound_allow" in body["message"], f"a number outside the trunk's outbound_allow: 403 ({st} {body})")
+        st, body = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "sip:premium@127.0.0.8:5060"})
+        check(st == 403 and "sip_outbound_hosts" in body["message"], f"a sip: URI to an unlisted host: 403 ({st} {body})")
+        limited = token({"sipCall": True}, LIMITED)
+        ringing = []
+        for _ in range(2):
+            st, call = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "sip:nobody@127.0.0.9:5399"}, limited)
+            ringing.append(call.get("id") if st == 201 else None)
+        st, body = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "sip:nobody@127.0.0.9:5399"}, limited)
+        check(None not in ringing and st == 429 and body["code"] == "too_many_calls",
+              f"a key's third call at once (sip_key_max_calls 2): 429 ({ringing} {st} {body})")
+        st2, other = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "sip:nobody@127.0.0.9:5399"})
+        check(st2 == 201, f"another key is not held back by it: {st2} {other}")
+        for cid2 in ringing + [other.get("id")]:
+            if cid2:
+                rest(base, "DELETE", f"/sip/calls/{cid2}")
+        over = lambda c: (rest(base, "GET", f"/sip/calls/{c}")[1] or {}).get("state") == "ended"
+        wait_for(lambda: all(over(c) for c in ringing if c), 10)
+        started = []
+        for _ in range(3):
+            st, call = rest(base, "POST", "/sip/calls", {"room": "trunkroom", "to": "sip:nobody@127.0.0.9:5399"}, limited)
+            started.append(st)
+            if st == 201:
+                rest(base, "DELETE", f"/sip/calls/{call['id']}")
+                wait_for(lambda: over(call["id"]), 10)
+        check(started[:2] == [201, 201] and started[2] == 429,
+              f"a key's fifth call within a minute (sip_key_calls_per_minute 4): 429 ({started})")
+        m = SipMetrics(base)
+        check(m('switchboard_sip_outbound_refused_total{reason="concurrent"}') == 1
+              and m('switchboard_sip_outbound_refused_total{reason="rate"}') == 1,
+              "refused calls are counted by reason")
+
         ct.send("hangup")
         t.terminate()
         t.wait(timeout=10)
@@ -361,6 +415,12 @@ def main():
         check(metric("switchboard_sip_calls") == 0, "no call is left in progress")
         check(any(l.startswith("switchboard_sip_call_mos") for l in lines), "the calls' scores are exported")
         check(server.poll() is None, "the server is still running")
+        # Challenged calls and REGISTERs went through above (trunk 'secure', user alice):
+        # no password and no digest answer is in the server's log.
+        slog = open(server.log, errors="replace").read()
+        leaked = [s for s in ("trunkpw", "alicepw", "Proxy-Authorization", "Authorization: Digest", 'response="')
+                  if s in slog]
+        check(not leaked, f"the server's log holds no password or digest answer: {leaked}")
     finally:
         server.terminate()
         server.wait(timeout=20)

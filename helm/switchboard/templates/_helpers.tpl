@@ -43,3 +43,22 @@ redis://{{ include "switchboard.fullname" . }}-redis:6379
 {{ fail "cluster.enabled needs cluster.redisUrl or cluster.sentinel.hosts (or cluster.devRedis for a trial)" }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The API keys the chart's Secret holds: apiKeys.keys, else those an earlier release
+generated (kept across upgrades), else a new random pair. Empty with apiKeys.existingSecret.
+*/}}
+{{- define "switchboard.apiKeys" -}}
+{{- if not .Values.apiKeys.existingSecret -}}
+{{- if .Values.apiKeys.keys -}}
+{{- .Values.apiKeys.keys -}}
+{{- else -}}
+{{- $old := lookup "v1" "Secret" .Release.Namespace (include "switchboard.fullname" .) -}}
+{{- if and $old $old.data (hasKey $old.data "keys") -}}
+{{- index $old.data "keys" | b64dec -}}
+{{- else -}}
+generated{{ randNumeric 6 }}:{{ randAlphaNum 48 }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
