@@ -15,10 +15,14 @@ use sfu_core::TrackKind;
 use signaling::{Claims, KeyStore, VideoGrant};
 
 fn mint(video: VideoGrant, exp_in: i64, secret: &str) -> String {
+    mint_as("app", video, exp_in, secret)
+}
+
+fn mint_as(sub: &str, video: VideoGrant, exp_in: i64, secret: &str) -> String {
     let ks = KeyStore::new([(KEY.to_string(), secret.to_string())]);
     let claims = Claims {
         iss: KEY.into(),
-        sub: "app".into(),
+        sub: sub.into(),
         exp: (signaling::auth::unix_now() as i64 + exp_in) as u64,
         nbf: None,
         kind: Default::default(),
@@ -403,6 +407,52 @@ async fn limits_rate_room_full_and_no_auto_create() {
     .await;
     assert_eq!(recv(&mut c).await["code"], "no_such_room");
     assert_eq!(recv(&mut c).await["close"], 4007);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_callers_flood_never_spends_the_backends_budget() {
+    let server = start_server_with(&["--api-rate", "0.01", "--api-burst", "3"]);
+    let api = Api::new(&server);
+    let backend = grant(|g| {
+        g.room_admin = true;
+        g.room_create = true;
+        g.room_list = true;
+    });
+    // A participant's token (same API key, its own subject, no API grants): 30 refused
+    // requests are 403, never 429, and cost the backend nothing.
+    let participant = mint_as("p1", VideoGrant::join("r"), 600, SECRET);
+    for i in 0..30 {
+        let (st, b) = api
+            .call("GET", "/api/v1/rooms", Some(&participant), None)
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "request {i}: {b}");
+    }
+    // A noisy subject with a grant spends its own burst only.
+    let noisy = mint_as(
+        "noisy",
+        VideoGrant {
+            room_join: false,
+            room_list: true,
+            ..VideoGrant::default()
+        },
+        600,
+        SECRET,
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(api.call("GET", "/api/v1/rooms", Some(&noisy), None).await.0);
+    }
+    assert_eq!(&statuses[..3], &[StatusCode::OK; 3], "{statuses:?}");
+    assert_eq!(
+        &statuses[3..],
+        &[StatusCode::TOO_MANY_REQUESTS; 3],
+        "{statuses:?}"
+    );
+    // The backend still has its whole burst.
+    for _ in 0..3 {
+        let (st, b) = api.call("GET", "/api/v1/rooms", Some(&backend), None).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+    }
 }
 
 /// (API key header, signature header, body) of each delivered webhook.

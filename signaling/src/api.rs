@@ -64,6 +64,13 @@ impl RateLimiter {
 
     pub fn allow(&self, key: &str, now: Instant) -> bool {
         let mut b = self.buckets.lock();
+        if b.len() >= MAX_BUCKETS {
+            // Forget the buckets that have filled up again: they are as good as new.
+            let (rate, burst) = (self.per_second, self.burst);
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
         let (tokens, at) = b.entry(key.to_string()).or_insert((self.burst, now));
         *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second)
             .min(self.burst);
@@ -77,6 +84,9 @@ impl RateLimiter {
     }
 }
 
+/// Buckets kept before full ones are forgotten.
+const MAX_BUCKETS: usize = 10_000;
+
 #[derive(Clone)]
 pub struct ApiState {
     pub hub: Arc<Hub>,
@@ -85,8 +95,16 @@ pub struct ApiState {
     pub sip: Option<Arc<dyn crate::sip_calls::SipCalls>>,
 }
 
-/// The caller, authenticated.
-pub(crate) struct Caller(pub(crate) Claims);
+/// The caller, authenticated. Its request is charged to the rate limit (per API key and
+/// subject: one participant's flood never spends another's or the backend's budget) when
+/// a grant check first passes; a request refused for its grants costs nothing.
+pub(crate) struct Caller(pub(crate) Claims, Charge);
+
+/// The rate limit a caller is charged to, once.
+pub(crate) struct Charge {
+    limiter: Arc<RateLimiter>,
+    charged: std::sync::atomic::AtomicBool,
+}
 
 impl Caller {
     pub(crate) fn from(s: &ApiState, headers: &HeaderMap) -> Result<Self, Error> {
@@ -99,19 +117,35 @@ impl Caller {
             })
             .ok_or(Error::MissingToken)?;
         let claims = s.hub.keys().verify_any(token.trim(), unix_now())?;
-        if !s.limiter.allow(&claims.iss, Instant::now()) {
-            return Err(Error::RateLimited);
-        }
-        Ok(Caller(claims))
+        Ok(Caller(
+            claims,
+            Charge {
+                limiter: s.limiter.clone(),
+                charged: false.into(),
+            },
+        ))
     }
 
+    /// A grant check: 403 without charging when it fails; when it passes, the request is
+    /// charged (the first time) to the bucket of the token's issuer and subject.
     pub(crate) fn need(&self, ok: bool, what: &str) -> Result<(), Error> {
-        if ok {
+        if !ok {
+            return Err(Error::Forbidden(format!(
+                "the token lacks the grant: {what}"
+            )));
+        }
+        if self
+            .1
+            .charged
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let bucket = format!("{}\u{0}{}", self.0.iss, self.0.sub);
+        if self.1.limiter.allow(&bucket, Instant::now()) {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!(
-                "the token lacks the grant: {what}"
-            )))
+            Err(Error::RateLimited)
         }
     }
 
