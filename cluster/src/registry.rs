@@ -33,6 +33,10 @@ pub struct NodeRecord {
     /// Packets per second its workers receive.
     pub packet_rate: u64,
     pub version: String,
+    /// Its SIP gateway's address (`10.0.0.5:5060`), where a call for a room homed on it is
+    /// redirected; none without `sip_listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip: Option<String>,
 }
 
 pub fn node_key(id: &str) -> String {

@@ -1,6 +1,6 @@
 //! The REST API through its real router: arbitrary methods, paths, content types and
 //! bodies with an admin token. Bad input must get a 4xx JSON error, never a 500 or a
-//! panic.
+//! panic. A forwarding mark a client sends never verifies.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -25,6 +25,14 @@ struct Call {
     ctype: u8,
     auth: u8,
     body: Vec<u8>,
+    /// A cluster forwarding mark a client might send (never one that verifies).
+    mark: Option<String>,
+}
+
+/// The forwarding-mark key of a cluster with the fuzzing key.
+fn hub_mark() -> &'static signaling::forwarding_mark::MarkKey {
+    static K: OnceLock<signaling::forwarding_mark::MarkKey> = OnceLock::new();
+    K.get_or_init(|| signaling::forwarding_mark::MarkKey::from_api_secret("fuzzing-secret-0123456789"))
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -65,6 +73,10 @@ fuzz_target!(|calls: Vec<Call>| {
             6 => format!("/whip/{room}"),
             _ => format!("/whep/{room}/{who}"),
         };
+        if let Some(m) = &c.mark {
+            let key = hub_mark();
+            assert!(key.verify(m, now.unix, method, &path).is_err(), "a forged mark verified: {m:?}");
+        }
         let ctype = ["application/json", "application/sdp", "text/plain", "application/trickle-ice-sdpfrag"][c.ctype as usize % 4];
         let mut req = Request::builder().method(method).uri(&path).header("content-type", ctype);
         req = match c.auth % 3 {

@@ -11,11 +11,18 @@ use sip::g711::Law;
 use sip::media::CallMedia;
 use sip::sdp::{Codec, LocalMedia, PhoneMedia};
 
-/// A SIP request through the parser and the access rules.
+/// A SIP request through the parser, the transport-source stamp (whatever its headers
+/// claim, the source is the transport's) and the access rules.
 fn request(bytes: &[u8]) {
-    use rsipstack::sip::HeadersExt;
+    use rsipstack::sip::{HeadersExt, SipMessage};
+    use rsipstack::transaction::endpoint::MessageInspector;
     use sip::access::{Access, Credentials, Request, Trunk};
     let Ok(req) = rsipstack::sip::Request::try_from(bytes) else { return };
+    let from: std::net::SocketAddr = "192.0.2.1:5060".parse().unwrap();
+    let stamped = sip::transport_source::SourceStamp
+        .after_received(SipMessage::Request(req), Some(&rsipstack::transport::SipAddr::from(from)));
+    let SipMessage::Request(req) = stamped else { return };
+    assert_eq!(sip::transport_source::source(&req), Some(from), "the source is the transport's");
     let access = Access::new(
         vec![Trunk {
             name: "t".into(),
@@ -35,10 +42,10 @@ fn request(bytes: &[u8]) {
         .and_then(|u| u.user().map(str::to_string))
         .unwrap_or_default();
     let called = req.uri.user().unwrap_or_default().to_string();
-    for source in ["127.0.0.1", "192.0.2.1"] {
+    for source in ["127.0.0.1".parse().unwrap(), from.ip()] {
         let r = Request {
             method: &req.method,
-            source: source.parse().unwrap(),
+            source,
             called: &called,
             caller: &caller,
             authorization: a.as_deref(),

@@ -28,6 +28,8 @@ pub struct ClusterNode {
     media: Vec<String>,
     /// Rooms homed here, with the epoch of the claim.
     homes: DashMap<String, u64>,
+    /// Its SIP gateway's advertised address, if it has one.
+    sip: Option<String>,
     /// The last heartbeat reached Redis.
     pub healthy: AtomicBool,
     /// Shutting down: the heartbeat stops, the record is withdrawn.
@@ -35,12 +37,19 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
-    pub fn new(redis: Redis, id: String, url: String, media: Vec<String>) -> Self {
+    pub fn new(
+        redis: Redis,
+        id: String,
+        url: String,
+        media: Vec<String>,
+        sip: Option<String>,
+    ) -> Self {
         Self {
             redis,
             id,
             url,
             media,
+            sip,
             homes: DashMap::new(),
             healthy: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
@@ -70,6 +79,7 @@ impl ClusterNode {
                 .map(|w| w.tel.packet_rate.load(Ordering::Relaxed))
                 .sum(),
             version: env!("CARGO_PKG_VERSION").into(),
+            sip: self.sip.clone(),
         }
     }
 
@@ -173,18 +183,20 @@ impl ClusterNode {
             self.homes.insert(room.to_string(), home.epoch);
             return Ok(Placed::Here);
         }
-        let url = match nodes.iter().find(|n| n.id == home.node) {
-            Some(n) => n.url.clone(),
+        let n = match nodes.into_iter().find(|n| n.id == home.node) {
+            Some(n) => n,
             None => registry::nodes(&self.redis)
                 .await?
                 .into_iter()
                 .find(|n| n.id == home.node)
-                .map(|n| n.url)
                 .ok_or_else(|| {
                     ClusterError::Unavailable("the room's home is not registered".into())
                 })?,
         };
-        Ok(Placed::Elsewhere { url })
+        Ok(Placed::Elsewhere {
+            url: n.url,
+            sip: n.sip,
+        })
     }
 
     async fn locate_room(&self, room: &str) -> Result<Placed, ClusterError> {
@@ -201,7 +213,10 @@ impl ClusterNode {
             .await?
             .into_iter()
             .find(|n| n.id == node)
-            .map_or(Placed::Here, |n| Placed::Elsewhere { url: n.url }))
+            .map_or(Placed::Here, |n| Placed::Elsewhere {
+                url: n.url,
+                sip: n.sip,
+            }))
     }
 }
 
@@ -210,6 +225,10 @@ fn unavailable(e: ClusterError) -> PlacementError {
 }
 
 impl Placement for ClusterNode {
+    fn is_home(&self, room: &str) -> bool {
+        self.homes.contains_key(room)
+    }
+
     fn place<'a>(&'a self, room: &'a str) -> PlaceFuture<'a> {
         Box::pin(async move { self.place_room(room).await.map_err(unavailable) })
     }

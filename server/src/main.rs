@@ -505,11 +505,21 @@ async fn join_cluster(
         .iter()
         .map(|w| format!("udp {}", w.addr))
         .collect();
+    // Where calls for rooms homed here are redirected by other nodes' gateways.
+    let sip = args.sip_listen.map(|l| {
+        let ip = args.sip_advertise.unwrap_or(if l.ip().is_unspecified() {
+            args.advertise_ip()
+        } else {
+            l.ip()
+        });
+        SocketAddr::new(ip, l.port()).to_string()
+    });
     let node = Arc::new(cluster_node::ClusterNode::new(
         redis,
         id.clone(),
         http.clone(),
         media,
+        sip,
     ));
     let base = node
         .id_base()

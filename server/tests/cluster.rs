@@ -280,29 +280,20 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     eprintln!("WHIP through another node: {s1} {b1}; at the home: {s2} {b2}");
     let code = |b: &str| serde_json::from_str::<Value>(b).unwrap()["code"].clone();
     assert_eq!((s1, code(&b1)), (s2, code(&b2)));
-    // The forwarding mark grants nothing: a request that carries it is answered where it
-    // lands (this node lacks the room: 404), and without a token it is refused as any.
-    let marked = api
-        .get(format!(
-            "http://{}/api/v1/rooms/big/participants",
-            ns[elsewhere].http
-        ))
-        .bearer_auth(admin_token())
-        .header("x-switchboard-forwarded", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(marked.status(), 404);
-    let forged = api
-        .get(format!(
-            "http://{}/api/v1/rooms/big/participants",
-            ns[elsewhere].http
-        ))
-        .header("x-switchboard-forwarded", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status(), 401);
+    // A forwarding mark a client makes up is refused (403), token or not: only a node can
+    // make one (an HMAC, see a_forged_forwarding_mark_is_refused_…).
+    for auth in [Some(admin_token()), None] {
+        let mut r = api
+            .get(format!(
+                "http://{}/api/v1/rooms/big/participants",
+                ns[elsewhere].http
+            ))
+            .header("x-switchboard-forwarded", "1");
+        if let Some(t) = auth {
+            r = r.bearer_auth(t);
+        }
+        assert_eq!(r.send().await.unwrap().status(), 403);
+    }
     drop(sockets);
 }
 
@@ -562,4 +553,134 @@ async fn a_home_that_comes_back_with_a_stale_epoch_steps_down() {
         homes += usize::from(rooms_of(n).await.contains(&"stale".to_string()));
     }
     assert_eq!(homes, 1, "one home");
+}
+
+/// One raw INVITE for `room` over UDP to a gateway at `sip_port`: its final answer (the
+/// status line and headers), or "" when none came within 5 s.
+fn invite(sip_port: u16, room: &str) -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let uri = format!("sip:{room}@127.0.0.1:{sip_port}");
+    let msg = format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{port}x;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=t{port}\r\nTo: <{uri}>\r\n\
+         Call-ID: c{port}@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{port}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    s.send_to(msg.as_bytes(), ("127.0.0.1", sip_port)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = s.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if text.starts_with("SIP/2.0") && !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    }
+    String::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_forwarding_mark_is_refused_and_every_join_path_lands_on_the_home() {
+    let redis = RedisServer::start();
+    let sip_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ns: Vec<Server> = (0..3)
+        .map(|i| {
+            let id = format!("n{}", i + 1);
+            let sip = format!("127.0.0.1:{}", sip_ports[i]);
+            start_server_with(&[
+                "--redis-url",
+                redis.url.as_str(),
+                "--node-id",
+                id.as_str(),
+                "--sip-listen",
+                sip.as_str(),
+                // Development routing: `sip:<room>@host` joins <room>.
+                "--dev",
+            ])
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let create = |node: &Server, mark: Option<&str>| {
+        let mut r = http
+            .post(format!("http://{}/api/v1/rooms", node.http))
+            .bearer_auth(admin_token())
+            .json(&json!({"name": "split"}));
+        if let Some(m) = mark {
+            r = r.header("x-switchboard-forwarded", m);
+        }
+        r.send()
+    };
+    assert_eq!(create(&ns[0], None).await.unwrap().status(), 201);
+    let mut home = None;
+    for (i, n) in ns.iter().enumerate() {
+        if rooms_of(n).await.contains(&"split".to_string()) {
+            home = Some(i);
+        }
+    }
+    let home = home.expect("the room has a home");
+    let other = (home + 1) % 3;
+    // A client that sets the mark itself (as a node would have, before the mark was an
+    // HMAC) is refused, and the other node makes no copy of the room.
+    let now = signaling::auth::unix_now();
+    for forged in ["1".to_string(), format!("{now}.{}", "ab".repeat(32))] {
+        let r = create(&ns[other], Some(&forged)).await.unwrap();
+        assert_eq!(r.status(), 403, "forged mark {forged}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "forbidden", "{body}");
+    }
+    assert!(
+        !rooms_of(&ns[other]).await.contains(&"split".to_string()),
+        "a second copy of the room"
+    );
+    // A WHEP viewer with its token in the query, reaching the other node, is served by
+    // the home (forwarded), not by a copy of the room.
+    let offer = {
+        let mut rtc = str0m::RtcConfig::new().build(std::time::Instant::now());
+        let mut api = rtc.sdp_api();
+        api.add_media(
+            str0m::media::MediaKind::Video,
+            str0m::media::Direction::RecvOnly,
+            None,
+            None,
+            None,
+        );
+        api.apply().expect("an offer").0.to_sdp_string()
+    };
+    let r = http
+        .post(format!(
+            "http://{}/whep/split?access_token={}",
+            ns[other].http,
+            token("split", "viewer", 600)
+        ))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert!(!rooms_of(&ns[other]).await.contains(&"split".to_string()));
+    let members = admin_get(&ns[home], "/api/v1/rooms/split/participants").await;
+    assert_eq!(
+        members["participants"].as_array().map(Vec::len),
+        Some(1),
+        "the viewer is at the home: {members}"
+    );
+    // A phone calling the room at the other node's gateway is redirected to the home's.
+    let other_sip = sip_ports[other];
+    let answer = tokio::task::spawn_blocking(move || invite(other_sip, "split"))
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with("SIP/2.0 302")
+            && answer.contains(&format!("sip:split@127.0.0.1:{}", sip_ports[home])),
+        "{answer}"
+    );
+    assert!(!rooms_of(&ns[other]).await.contains(&"split".to_string()));
 }

@@ -2,10 +2,12 @@
 //! node is forwarded there and its answer relayed (a redirect would lose the caller's
 //! `Authorization`: clients drop it on a redirect to another origin), a new room (REST
 //! create, WHIP/WHEP offer) is placed first, and `GET /api/v1/rooms` lists the rooms of
-//! every node. A forwarded request is marked ([`FORWARDED`]) and always answered where
-//! it arrives, so nothing is forwarded twice. The home checks the caller's token as for
-//! any request: forwarding grants nothing. Without a placement (one node) requests pass
-//! through untouched.
+//! every node. A forwarded request is marked ([`FORWARDED`], an HMAC a client cannot
+//! make: `forwarding_mark.rs`) and always answered where it arrives, so nothing is
+//! forwarded twice; a request with a mark that does not verify is refused (403). The home
+//! checks the caller's token as for any request: forwarding grants nothing. A token may
+//! come as `Authorization: Bearer` or `?access_token=` (WHIP/WHEP players): either is
+//! placed. Without a placement (one node) requests pass through untouched.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -23,8 +25,8 @@ use crate::placement::{Placed, Placement};
 
 /// The largest body read here: the API's and WHIP's own limit (an SDP offer).
 const MAX_BODY: usize = 64 * 1024;
-/// The header marking a request one node forwarded to another.
-pub const FORWARDED: &str = "x-switchboard-forwarded";
+use crate::forwarding_mark::MarkKey;
+pub use crate::forwarding_mark::FORWARDED;
 
 static PEERS: LazyLock<reqwest::Client> = LazyLock::new(|| {
     reqwest::Client::builder()
@@ -33,8 +35,8 @@ static PEERS: LazyLock<reqwest::Client> = LazyLock::new(|| {
         .unwrap_or_default()
 });
 
-/// Send `req` to the node at `base` and relay its answer.
-async fn forward(base: &str, req: Request) -> Response {
+/// Send `req` to the node at `base`, marked, and relay its answer.
+async fn forward(mark: &MarkKey, base: &str, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return Error::TooLarge("body over 64 KiB".into()).into_response();
@@ -42,11 +44,12 @@ async fn forward(base: &str, req: Request) -> Response {
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = PEERS.request(parts.method.clone(), format!("{base}{target}"));
     for (k, v) in &parts.headers {
-        if k != header::HOST && k != header::CONTENT_LENGTH {
+        if k != header::HOST && k != header::CONTENT_LENGTH && k != FORWARDED {
             out = out.header(k, v);
         }
     }
-    let resp = match out.header(FORWARDED, "1").body(bytes).send().await {
+    let signed = mark.sign(crate::auth::unix_now(), parts.method.as_str(), target);
+    let resp = match out.header(FORWARDED, signed).body(bytes).send().await {
         Ok(r) => r,
         Err(e) => return Error::Upstream(e.to_string()).into_response(),
     };
@@ -77,19 +80,39 @@ fn room_of(method: &Method, path: &str) -> Option<(String, bool)> {
     }
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
+/// The request's token: `Authorization: Bearer`, else `?access_token=`.
+fn token(req: &Request) -> Option<String> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(t) = header {
+        return Some(t.to_string());
+    }
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query()?)
         .ok()?
-        .strip_prefix("Bearer ")
+        .into_iter()
+        .find_map(|(k, v)| (k == "access_token").then_some(v))
 }
 
 pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
     let Some(placement) = hub.placement() else {
         return next.run(req).await;
     };
-    if req.headers().contains_key(FORWARDED) {
+    let Some(mark) = hub.forwarding_mark() else {
+        return Error::Internal("a cluster node needs API keys".into()).into_response();
+    };
+    if let Some(m) = req.headers().get(FORWARDED) {
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let good = m.to_str().ok().is_some_and(|m| {
+            mark.verify(m, crate::auth::unix_now(), req.method().as_str(), target)
+                .is_ok()
+        });
+        if !good {
+            metrics::counter!("switchboard_cluster_forged_marks_total").increment(1);
+            return Error::Forbidden(crate::forwarding_mark::BadMark.to_string()).into_response();
+        }
         return next.run(req).await;
     }
     let path = req.uri().path().to_string();
@@ -105,7 +128,7 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
             return list_everywhere(&*placement, auth).await;
         }
         if method == Method::POST {
-            return create_at_home(&*placement, req, next).await;
+            return create_at_home(&*placement, mark, req, next).await;
         }
     }
     let Some((room, creates)) = room_of(&method, &path) else {
@@ -114,8 +137,8 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
     // A new room is placed only for a token that may join it: anyone else gets this
     // node's answer (401, 403) and claims nothing.
     if creates
-        && bearer(&req)
-            .and_then(|t| hub.token_room(t, crate::auth::unix_now()))
+        && token(&req)
+            .and_then(|t| hub.token_room(&t, crate::auth::unix_now()))
             .is_none_or(|r| r != room)
     {
         return next.run(req).await;
@@ -127,7 +150,7 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
     };
     match placed {
         Ok(Placed::Here) => next.run(req).await,
-        Ok(Placed::Elsewhere { url }) => forward(&url, req).await,
+        Ok(Placed::Elsewhere { url, .. }) => forward(mark, &url, req).await,
         Err(e) if creates => Error::from(e).into_response(),
         // Not found in the directory: this node answers (404 for a room it lacks).
         Err(_) => next.run(req).await,
@@ -135,7 +158,12 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
 }
 
 /// `POST /api/v1/rooms`: the room is placed (claimed) first; the home creates it.
-async fn create_at_home(placement: &dyn Placement, req: Request, next: Next) -> Response {
+async fn create_at_home(
+    placement: &dyn Placement,
+    mark: &MarkKey,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return Error::TooLarge("body over 64 KiB".into()).into_response();
@@ -149,7 +177,7 @@ async fn create_at_home(placement: &dyn Placement, req: Request, next: Next) -> 
     };
     match placement.place(&name).await {
         Ok(Placed::Here) => next.run(req).await,
-        Ok(Placed::Elsewhere { url }) => forward(&url, req).await,
+        Ok(Placed::Elsewhere { url, .. }) => forward(mark, &url, req).await,
         Err(e) => Error::from(e).into_response(),
     }
 }

@@ -176,6 +176,8 @@ pub struct Hub {
     draining: std::sync::atomic::AtomicBool,
     admission: parking_lot::RwLock<Option<Admission>>,
     placement: parking_lot::RwLock<Option<Arc<dyn crate::placement::Placement>>>,
+    /// Signs and checks the mark on requests forwarded between nodes (none without keys).
+    forwarding: Option<crate::forwarding_mark::MarkKey>,
 }
 
 impl Hub {
@@ -189,7 +191,12 @@ impl Hub {
         config: HubConfig,
         webhooks: Option<Webhooks>,
     ) -> Self {
+        let forwarding = keys
+            .first_key()
+            .and_then(|k| keys.secret(k))
+            .map(crate::forwarding_mark::MarkKey::from_api_secret);
         Self {
+            forwarding,
             keys,
             plane,
             config,
@@ -212,6 +219,26 @@ impl Hub {
 
     pub fn placement(&self) -> Option<Arc<dyn crate::placement::Placement>> {
         self.placement.read().clone()
+    }
+
+    /// In a cluster, a room is joined and created only on its home: whatever path a
+    /// request came by (WebSocket, REST, WHIP/WHEP, SIP), it must have been placed here.
+    pub(crate) fn check_home(&self, room: &str) -> Result<(), Error> {
+        match self.placement() {
+            Some(p) if !p.is_home(room) => {
+                metrics::counter!("switchboard_joins_refused_total", "reason" => "not_home")
+                    .increment(1);
+                Err(Error::Unavailable(format!(
+                    "room {room} is not homed on this node (it was not placed here)"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The key of the cluster's forwarding mark.
+    pub fn forwarding_mark(&self) -> Option<&crate::forwarding_mark::MarkKey> {
+        self.forwarding.as_ref()
     }
 
     /// The room an access token is for, if it verifies at `now`.
@@ -423,6 +450,7 @@ impl Hub {
         }
         let g = &claims.video;
         let name = RoomName::parse(&g.room)?;
+        self.check_home(name.as_str())?;
         let id = ParticipantId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let room = RoomId(g.room.clone());
         let resume_token = (self.config.resume_grace > 0).then(resume::new_token);

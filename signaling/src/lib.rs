@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod cluster_http;
 pub mod error;
+pub mod forwarding_mark;
 pub mod http;
 pub mod hub;
 pub mod participant_names;

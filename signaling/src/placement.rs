@@ -12,9 +12,11 @@ use std::pin::Pin;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placed {
     Here,
-    /// Another node: its HTTP base URL (`http://10.0.0.6:7880`).
+    /// Another node: its HTTP base URL (`http://10.0.0.6:7880`) and its SIP gateway's
+    /// address (`10.0.0.6:5060`), if it has one.
     Elsewhere {
         url: String,
+        sip: Option<String>,
     },
 }
 
@@ -41,6 +43,9 @@ pub type PeersFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<String>, PlacementError>> + Send + 'a>>;
 
 pub trait Placement: Send + Sync {
+    /// Whether the room is homed here now (claimed by this node): the hub admits joins
+    /// and creates rooms only then, whatever path they came by.
+    fn is_home(&self, room: &str) -> bool;
     /// The room's home, claiming one (here or on another node) for a new room.
     fn place<'a>(&'a self, room: &'a str) -> PlaceFuture<'a>;
     /// The room's home without claiming: `Here` also for a room that lives nowhere

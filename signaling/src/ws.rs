@@ -63,7 +63,7 @@ async fn placed_elsewhere(hub: &Hub, token: &str) -> Option<[Message; 2]> {
     let room = hub.token_room(token, unix_now())?; // a bad token: the hub says why
     match placement.place(&room).await {
         Ok(Placed::Here) => None,
-        Ok(Placed::Elsewhere { url }) => Some([
+        Ok(Placed::Elsewhere { url, .. }) => Some([
             text(&ServerMessage::Moved {
                 url: crate::placement::ws_url(&url),
             }),

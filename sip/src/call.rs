@@ -204,6 +204,17 @@ pub(crate) async fn enter_room<'a>(
     who: &Who,
 ) -> Result<InRoom<'a>, Refusal> {
     let unavailable = |e: String| (StatusCode::ServiceUnavailable, e);
+    // In a cluster the room is placed first (claimed here when new); a room homed on
+    // another node is not joined here (the hub would refuse it too).
+    if let Some(placement) = gw.hub.placement() {
+        match placement.place(room).await {
+            Ok(signaling::placement::Placed::Here) => {}
+            Ok(signaling::placement::Placed::Elsewhere { .. }) => {
+                return Err(unavailable(format!("room {room} is homed on another node")))
+            }
+            Err(e) => return Err(unavailable(e.to_string())),
+        }
+    }
     let bind = || UdpSocket::bind(SocketAddr::new(gw.media_ip, 0));
     let pub_socket = bind().await.map_err(|e| unavailable(e.to_string()))?;
     let sub_socket = bind().await.map_err(|e| unavailable(e.to_string()))?;

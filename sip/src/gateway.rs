@@ -314,6 +314,34 @@ impl Gateway {
         }
     }
 
+    /// In a cluster, a call joins its room only on the room's home: a room homed here (or
+    /// claimed now) goes on; one homed on another node is redirected there (302, Contact
+    /// `sip:<called>@<its gateway>`), or refused (503) when that node has no gateway or the
+    /// directory cannot be reached.
+    async fn place(
+        &self,
+        room: &str,
+        called: &str,
+    ) -> Result<(), (StatusCode, Option<Vec<Header>>)> {
+        let Some(placement) = self.hub.placement() else {
+            return Ok(());
+        };
+        match placement.place(room).await {
+            Ok(signaling::placement::Placed::Here) => Ok(()),
+            Ok(signaling::placement::Placed::Elsewhere {
+                sip: Some(home), ..
+            }) => {
+                metrics::counter!("switchboard_sip_redirects_total").increment(1);
+                let user = if called.is_empty() { room } else { called };
+                let contact = Header::Contact(format!("<sip:{user}@{home}>").into());
+                Err((StatusCode::MovedTemporarily, Some(vec![contact])))
+            }
+            Ok(signaling::placement::Placed::Elsewhere { sip: None, .. }) | Err(_) => {
+                Err((StatusCode::ServiceUnavailable, None))
+            }
+        }
+    }
+
     /// 503 with `Retry-After`: over `max_calls`, or no RTP port free.
     async fn unavailable(&self, tx: &mut Transaction) {
         let retry = Header::Other("Retry-After".into(), "30".into());
@@ -468,6 +496,11 @@ impl Gateway {
             }
             Decision::AskPin(entry) => Route::Pin(entry),
         };
+        if let Route::Room(room) = &route {
+            if let Err(refusal) = self.place(room, &called).await {
+                return self.reject(&mut tx, refusal.0, refusal.1).await;
+            }
+        }
         if tx.original.body.len() > MAX_SDP {
             return self.reject(&mut tx, StatusCode::BadRequest, None).await;
         }

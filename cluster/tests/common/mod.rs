@@ -23,5 +23,6 @@ pub fn node(id: &str) -> NodeRecord {
         rooms: 0,
         packet_rate: 0,
         version: "test".into(),
+        sip: None,
     }
 }

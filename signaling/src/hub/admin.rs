@@ -28,6 +28,7 @@ impl Hub {
                 "empty_timeout: at most 604800 seconds".into(),
             ));
         }
+        self.check_home(name.as_str())?;
         let mut dir = self.dir.lock();
         if dir.rooms.contains_key(name.as_str()) {
             return Err(Error::Conflict(format!("room {} exists", name.as_str())));
