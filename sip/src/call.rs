@@ -138,7 +138,7 @@ impl PhoneLeg {
         PhoneLeg {
             rtp,
             epoch: Instant::now(),
-            source: RtpSource::new(remote.rtp.map(|a| a.ip()), signaling),
+            source: RtpSource::new(remote.rtp, signaling),
             remote,
             codec,
             local,
@@ -472,7 +472,11 @@ impl Conversation<'_, '_> {
     }
 
     fn on_phone_packet(&mut self, talk: &mut Talk, data: &[u8], from: SocketAddr) {
-        if !self.phone.source.accept(from) {
+        if !self
+            .phone
+            .source
+            .accept(from, crate::rtp_source::rtp_seq(data))
+        {
             debug!(call = %self.call.id, %from, "RTP from an address that is not the phone's: dropped");
             crate::gateway::rtp_dropped("source");
             return;
@@ -584,7 +588,7 @@ impl Conversation<'_, '_> {
             .map_or(Direction::SendRecv, |m| m.direction.reversed());
         if let Some(m) = &offer {
             talk.on_hold = m.direction.is_hold() || m.rtp.is_none();
-            self.phone.source.renew(m.rtp.map(|a| a.ip()));
+            self.phone.source.renew(m.rtp);
             if m.rtp.is_some() {
                 talk.phone_to = m.rtp;
             }

@@ -280,7 +280,7 @@ async fn read_pin(
             }
             r = phone.rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
-                if !phone.source.accept(from) {
+                if !phone.source.accept(from, crate::rtp_source::rtp_seq(&buf[..n])) {
                     rtp_dropped("source");
                     continue;
                 }

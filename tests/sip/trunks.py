@@ -133,7 +133,10 @@ def raw_invite(src, to, caller, proxy_auth=None, wait=2.0, via_params=";rport", 
 
 def offerless_call(base):
     """An INVITE without SDP from the carrier trunk: our offer comes in the 200, the
-    answer goes in the ACK (PCMA only). What the test saw: (offer, members, codec, bye)."""
+    answer goes in the ACK (PCMA only). Then RTP injection: the phone sends from its SDP
+    address, and an injector on the phone's own IP (another port: a shared NAT) sprays
+    packets with consecutive sequence numbers. What the test saw: (offer, members, codec,
+    bye, packets the phone heard during the injection, packets the injector heard)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.2", 0))
     port = s.getsockname()[1]
@@ -163,21 +166,53 @@ def offerless_call(base):
     send("INVITE", 1, f"<{uri}>")
     ok = final()
     if not ok.startswith("SIP/2.0 200"):
-        return ok[:200], [], None, None
+        return ok[:200], [], None, None, 0, 0
     to = re.search(r"^To: (.*)\r$", ok, re.M).group(1)
     contact = re.search(r"^Contact: <([^>]+)>", ok, re.M).group(1)
     offer = ok.split("\r\n\r\n", 1)[1]
     answer = ("v=0\r\no=- 7 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
               "m=audio 40002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
     send("ACK", 1, to, answer, contact)
-    time.sleep(1.5)
+    ours = int(re.search(r"^m=audio (\d+)", offer, re.M).group(1))
+    phone_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone_rtp.bind(("127.0.0.2", 40002))
+    injector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    injector.bind(("127.0.0.2", 40010))
+    for sock in (phone_rtp, injector):
+        sock.setblocking(False)
+
+    def rtp(seq, ssrc):
+        return bytes([0x80, 8]) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big") \
+            + ssrc.to_bytes(4, "big") + b"\xd5" * 160
+
+    def drain(sock):
+        n = 0
+        while True:
+            try:
+                sock.recv(2048)
+                n += 1
+            except BlockingIOError:
+                return n
+
+    heard = injected_heard = 0
+    for i in range(100):  # 2 s: the phone alone for 1 s, then the injector too
+        phone_rtp.sendto(rtp(i, 0x1111), ("127.0.0.1", ours))
+        if i >= 50:
+            injector.sendto(rtp(30000 + i, 0x6666), ("127.0.0.1", ours))
+        time.sleep(0.02)
+        got = drain(phone_rtp)
+        if i >= 50:
+            heard += got
+            injected_heard += drain(injector)
+    phone_rtp.close()
+    injector.close()
     members = sorted(m["name"] for m in participants(base, "trunkroom"))
     calls = rest(base, "GET", "/sip/calls?room=trunkroom")[1]["calls"]
     codec = next((c.get("codec") for c in calls if c["from"].endswith("4321") and c["state"] == "answered"), None)
     send("BYE", 2, to, "", contact)
     bye = final()
     s.close()
-    return offer, members, codec, bye[:20]
+    return offer, members, codec, bye[:20], heard, injected_heard
 
 
 def digest(user, password, challenge, uri):
@@ -278,7 +313,13 @@ def main():
         s.wait(timeout=20)
 
         # An offerless INVITE: we offer (PCMU, PCMA, telephone-event), the ACK answers PCMA.
-        offer, members, codec, bye = offerless_call(base)
+        dropped = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="source"}')
+        offer, members, codec, bye, heard, injected = offerless_call(base)
+        now_dropped = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="source"}')
+        check(heard >= 30 and injected == 0 and now_dropped - dropped >= 45,
+              f"RTP injected from another port of the phone's IP: the phone keeps hearing the room "
+              f"({heard} packets in 1 s), the injector hears nothing ({injected}), its packets are dropped "
+              f"({now_dropped - dropped})")
         check("m=audio" in offer and " 0 8 101" in offer and "☎ +•••••••4321" in members and codec == "PCMA"
               and bye.startswith("SIP/2.0 200"),
               f"an offerless INVITE gets our offer in the 200, the ACK's answer (PCMA) is used: "
