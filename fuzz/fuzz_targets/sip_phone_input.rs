@@ -45,6 +45,7 @@ fn request(bytes: &[u8]) {
     for source in ["127.0.0.1".parse().unwrap(), from.ip()] {
         let r = Request {
             method: &req.method,
+            uri: &req.uri,
             source,
             called: &called,
             caller: &caller,

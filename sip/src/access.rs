@@ -87,6 +87,8 @@ pub fn authorization_headers(req: &rsipstack::sip::Request) -> (Option<String>, 
 /// The facts of one request that decide whether it is let in.
 pub struct Request<'a> {
     pub method: &'a Method,
+    /// The Request-URI (a digest answer must be computed over it).
+    pub uri: &'a rsipstack::sip::Uri,
     pub source: IpAddr,
     /// The request URI's user part.
     pub called: &'a str,
@@ -184,7 +186,9 @@ impl Access {
             return self.settle(
                 false,
                 self.digest
-                    .verify(r.authorization, r.method, now, |u| self.password_of(u)),
+                    .verify(r.authorization, r.method, r.uri, now, |u| {
+                        self.password_of(u)
+                    }),
                 now,
                 Admission::User,
             );
@@ -198,7 +202,7 @@ impl Access {
         };
         let result = self
             .digest
-            .verify(r.proxy_authorization, r.method, now, |u| {
+            .verify(r.proxy_authorization, r.method, r.uri, now, |u| {
                 (u == c.username).then(|| c.password.clone())
             });
         self.settle(true, result, now, |_| Admission::Trunk(i))
@@ -230,7 +234,7 @@ impl Access {
 mod tests {
     use super::*;
     use rsipstack::dialog::authenticate::compute_digest;
-    use rsipstack::sip::headers::auth::Algorithm;
+    use rsipstack::sip::headers::auth::{Algorithm, AuthQop};
 
     fn trunk(networks: &[&str], numbers: &[&str], auth: Option<(&str, &str)>) -> Trunk {
         Trunk {
@@ -252,9 +256,14 @@ mod tests {
         }
     }
 
+    /// The Request-URI of every request here (and the digest uri of every answer).
+    static URI: std::sync::LazyLock<rsipstack::sip::Uri> =
+        std::sync::LazyLock::new(|| rsipstack::sip::Uri::try_from("sip:100@gw").unwrap());
+
     fn req<'a>(source: &str, called: &'a str, caller: &'a str) -> Request<'a> {
         Request {
             method: &Method::Invite,
+            uri: &URI,
             source: source.parse().unwrap(),
             called,
             caller,
@@ -273,6 +282,10 @@ mod tests {
             .next()
             .unwrap();
         let uri = "sip:100@gw";
+        let qop = AuthQop::Auth {
+            cnonce: "c0ffee".into(),
+            nc: 1,
+        };
         let r = compute_digest(
             user,
             password,
@@ -281,10 +294,11 @@ mod tests {
             &Method::Invite,
             uri,
             Algorithm::Md5,
-            None,
+            Some(&qop),
         );
         format!(
-            "Digest username=\"{user}\", realm=\"switchboard\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\""
+            "Digest username=\"{user}\", realm=\"switchboard\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{r}\", qop=auth, nc=00000001, cnonce=\"c0ffee\""
         )
     }
 

@@ -372,6 +372,7 @@ impl Gateway {
             crate::access::authorization_headers(&tx.original);
         let r = AccessRequest {
             method: &tx.original.method,
+            uri: &tx.original.uri,
             source: source.ip(),
             called,
             caller,

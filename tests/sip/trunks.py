@@ -215,14 +215,40 @@ def offerless_call(base):
     return offer, members, codec, bye[:20], heard, injected_heard
 
 
-def digest(user, password, challenge, uri):
-    """The Proxy-Authorization for `challenge` (a 407's Proxy-Authenticate value)."""
+def raw_register(auth=None, contact_port=5390, cseq=1, call_id="reg-raw"):
+    """One REGISTER for alice from 127.0.0.1 (Authorization `auth(request_uri)` if
+    given): its final answer."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    uri = f"sip:127.0.0.1:{SIP}"
+    msg = (f"REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{time.time_ns()};rport\r\n"
+           f"Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=r{port}\r\nTo: <sip:alice@127.0.0.1>\r\n"
+           f"Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@127.0.0.1:{contact_port}>\r\n"
+           f"Expires: 60\r\n" + (f"Authorization: {auth(uri)}\r\n" if auth else "") + "Content-Length: 0\r\n\r\n")
+    s.sendto(msg.encode(), ("127.0.0.1", SIP))
+    s.settimeout(0.2)
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        try:
+            m = s.recv(65535).decode(errors="replace")
+        except socket.timeout:
+            continue
+        if m.startswith("SIP/2.0") and not m.startswith("SIP/2.0 1"):
+            s.close()
+            return m
+    s.close()
+    return ""
+
+
+def digest(user, password, challenge, uri, method="INVITE", nc=1):
+    """The (Proxy-)Authorization for `challenge` (a 401/407's authenticate value)."""
     nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)
     md5 = lambda x: hashlib.md5(x.encode()).hexdigest()
-    ha1, ha2 = md5(f"{user}:switchboard:{password}"), md5(f"INVITE:{uri}")
-    resp = md5(f"{ha1}:{nonce}:00000001:abc:auth:{ha2}")
+    ha1, ha2 = md5(f"{user}:switchboard:{password}"), md5(f"{method}:{uri}")
+    resp = md5(f"{ha1}:{nonce}:{nc:08x}:abc:auth:{ha2}")
     return (f'Digest username="{user}", realm="switchboard", nonce="{nonce}", uri="{uri}", '
-            f'response="{resp}", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc"')
+            f'response="{resp}", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce="abc"')
 
 
 def status_of(responses):
@@ -294,6 +320,25 @@ def main():
             r = raw_invite("127.0.0.3", "777", "carrier", lambda uri: digest("carrier", "guess", challenge, uri))
             check(status_of(r) == "403", f"a wrong answer to the challenge: 403 (got {status_of(r)})")
 
+        # Digest answers: one captured and sent again (another Contact) is refused, and so
+        # is one computed over another URI than the request's.
+        first = raw_register()
+        challenge = re.search(r"WWW-Authenticate: (.*)\r\n", first)
+        check(first.startswith("SIP/2.0 401") and challenge, f"REGISTER is challenged: {first[:40]!r}")
+        if challenge:
+            ch = challenge.group(1)
+            captured = digest("alice", "alicepw", ch, f"sip:127.0.0.1:{SIP}", "REGISTER")
+            ok = raw_register(lambda uri: captured, 5391, 2)
+            check(ok.startswith("SIP/2.0 200"), f"the right answer registers: {ok[:40]!r}")
+            replay = raw_register(lambda uri: captured, 6666, 3)
+            check(replay.startswith("SIP/2.0 403") and "6666" not in replay,
+                  f"the same answer replayed with another Contact: 403 ({replay[:40]!r})")
+            nc2 = raw_register(lambda uri: digest("alice", "alicepw", ch, uri, "REGISTER", nc=2), 5391, 4)
+            check(nc2.startswith("SIP/2.0 200"), f"the nonce again with a higher nc: 200 ({nc2[:40]!r})")
+            other_uri = raw_register(lambda uri: digest("alice", "alicepw", ch, "sip:elsewhere@127.0.0.1", "REGISTER", nc=3), 5391, 5)
+            check(other_uri.startswith("SIP/2.0 403"), f"an answer over another URI: 403 ({other_uri[:40]!r})")
+            raw_register(lambda uri: digest("alice", "alicepw", ch, uri, "REGISTER", nc=4), 5391, 6)
+
         # A trunk call (from the carrier's network, to its number) and one with credentials.
         t, dt = phone("trunkcall", 5310, "10300-10319", 440, None, 40,
                       ctrl=4480, account="<sip:+15551234567@127.0.0.2:5310>;regint=0;audio_codecs=PCMU",
@@ -314,11 +359,11 @@ def main():
 
         # An offerless INVITE: we offer (PCMU, PCMA, telephone-event), the ACK answers PCMA.
         dropped = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="source"}')
-        offer, members, codec, bye, heard, injected = offerless_call(base)
+        offer, members, codec, bye, phone_heard, injected = offerless_call(base)
         now_dropped = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="source"}')
-        check(heard >= 30 and injected == 0 and now_dropped - dropped >= 45,
+        check(phone_heard >= 30 and injected == 0 and now_dropped - dropped >= 45,
               f"RTP injected from another port of the phone's IP: the phone keeps hearing the room "
-              f"({heard} packets in 1 s), the injector hears nothing ({injected}), its packets are dropped "
+              f"({phone_heard} packets in 1 s), the injector hears nothing ({injected}), its packets are dropped "
               f"({now_dropped - dropped})")
         check("m=audio" in offer and " 0 8 101" in offer and "☎ +•••••••4321" in members and codec == "PCMA"
               and bye.startswith("SIP/2.0 200"),
