@@ -150,6 +150,16 @@ impl Access {
             .map(|u| u.password.clone())
     }
 
+    /// No trunks and no users: anyone may call.
+    pub fn is_open(&self) -> bool {
+        self.trunks.is_empty() && self.users.is_empty()
+    }
+
+    /// Whether `ip` is in a trunk's networks.
+    pub fn is_trunk_source(&self, ip: IpAddr) -> bool {
+        self.trunks.iter().any(|t| t.covers(ip))
+    }
+
     pub fn is_user(&self, user: &str) -> bool {
         self.password_of(user).is_some()
     }

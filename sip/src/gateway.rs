@@ -117,6 +117,8 @@ pub struct Gateway {
     next_port: AtomicUsize,
     /// Calls placed through the API, per API key.
     pub(crate) key_calls: Arc<Mutex<CallLimits>>,
+    /// Wrong PINs per caller address.
+    pub(crate) pins: Mutex<crate::pin_lockout::PinLockout>,
 }
 
 impl Gateway {
@@ -147,6 +149,7 @@ impl Gateway {
             next_call: AtomicU64::new(1),
             next_port: AtomicUsize::new(0),
             key_calls: Arc::new(Mutex::new(CallLimits::new(cfg.key_limits))),
+            pins: Mutex::new(Default::default()),
             cfg,
         })
     }
@@ -301,10 +304,14 @@ impl Gateway {
         match tx.original.method {
             Method::Invite => self.on_invite(dialogs, tx).await,
             Method::Register => self.on_register(tx).await,
+            Method::Ack => {}
+            // Anything else outside a dialog is answered only to those we know: with
+            // trunks or users configured, a stranger's OPTIONS, BYE or INFO gets nothing
+            // (the gateway is no reflector, and no scanner learns it is here).
+            _ if !self.knows(source(&tx.original)) => request_dropped("source"),
             Method::Options => {
                 let _ = tx.reply(StatusCode::OK).await;
             }
-            Method::Ack => {}
             Method::Bye | Method::Cancel | Method::Info => {
                 let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
             }
@@ -312,6 +319,18 @@ impl Gateway {
                 let _ = tx.reply(StatusCode::MethodNotAllowed).await;
             }
         }
+    }
+
+    /// Whether requests from `source` are answered outside a dialog: always when the
+    /// gateway is open (no trunks, no users), else from a trunk's networks or the address
+    /// of a live registration.
+    fn knows(&self, source: Option<SocketAddr>) -> bool {
+        let Some(source) = source else {
+            return false;
+        };
+        self.access.is_open()
+            || self.access.is_trunk_source(source.ip())
+            || self.registrar.lock().has_source(source.ip(), unix_now())
     }
 
     /// In a cluster, a call joins its room only on the room's home: a room homed here (or
@@ -501,6 +520,12 @@ impl Gateway {
             if let Err(refusal) = self.place(room, &called).await {
                 return self.reject(&mut tx, refusal.0, refusal.1).await;
             }
+        }
+        let from = source(&tx.original).map(|s| s.ip());
+        if matches!(route, Route::Pin(_))
+            && from.is_some_and(|ip| self.pins.lock().is_locked(ip, unix_now()))
+        {
+            return self.reject(&mut tx, StatusCode::Forbidden, None).await;
         }
         if tx.original.body.len() > MAX_SDP {
             return self.reject(&mut tx, StatusCode::BadRequest, None).await;

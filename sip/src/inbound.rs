@@ -97,7 +97,7 @@ async fn talk(
                 Err(e) => return e,
             };
             info!(call, "call answered for PIN entry");
-            match read_pin(states, &mut phone, &mut media, entry).await {
+            match read_pin(gw, states, &mut phone, &mut media, entry).await {
                 Ok(r) => {
                     handle.set_room(&r);
                     (r, Some((phone, media)))
@@ -253,6 +253,7 @@ async fn ended(states: &mut DialogStateReceiver) {
 /// The PIN phase of an answered call: prompt, digits until `#`, the room a right PIN
 /// names; an error (hang up) after too many wrong ones, the timeout, or the caller's BYE.
 async fn read_pin(
+    gw: &Gateway,
     states: &mut DialogStateReceiver,
     phone: &mut PhoneLeg,
     media: &mut CallMedia,
@@ -287,7 +288,14 @@ async fn read_pin(
                 to = Some(from);
                 if let Ok(PhonePacket::Digit(d)) = media.phone_packet(&buf[..n], phone.clock()) {
                     metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
-                    match entry.digit(d) {
+                    let step = entry.digit(d);
+                    // Every wrong PIN counts against the caller's address, across calls.
+                    let locked = matches!(step, PinStep::Wrong { .. } | PinStep::HangUp)
+                        && phone.source.signaling.is_some_and(|ip| {
+                            gw.pins.lock().failed(ip, signaling::auth::unix_now())
+                        });
+                    match step {
+                        _ if locked => return Err("too many wrong PINs from this address".into()),
                         PinStep::More => {}
                         PinStep::Join(room) => return Ok(room),
                         PinStep::Wrong { .. } => tone = Some((WRONG, 0)),

@@ -15,7 +15,7 @@
 //! - [`level`]: RFC 6464 audio levels of a frame;
 //! - [`quality`]: loss, jitter and a MOS-like score of a phone's audio;
 //! - [`mixer`]: choosing the loudest speakers and the mix-minus per listener;
-//! - [`dispatch`]: dispatch rules and PIN entry;
+//! - [`dispatch`]: dispatch rules and PIN entry, [`pin_lockout`]: wrong PINs per caller address;
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
 //! - [`transport_source`]: where a request really came from (never what its Via claims);
 //! - [`registrar`]: where registered phones can be reached;
@@ -40,6 +40,7 @@ pub mod level;
 pub mod media;
 pub mod mixer;
 pub mod outbound;
+pub mod pin_lockout;
 pub mod quality;
 pub mod registrar;
 pub mod room_leg;

@@ -62,6 +62,13 @@ impl Registrar {
         self.bindings.get(user).filter(|b| b.expires_at > now)
     }
 
+    /// Whether a live binding's REGISTER came from `ip`.
+    pub fn has_source(&self, ip: std::net::IpAddr, now: u64) -> bool {
+        self.bindings
+            .values()
+            .any(|b| b.expires_at > now && b.source.ip() == ip)
+    }
+
     /// Forget expired bindings; how many are left.
     pub fn sweep(&mut self, now: u64) -> usize {
         self.bindings.retain(|_, b| b.expires_at > now);

@@ -9,7 +9,8 @@
 //!   probation each on its own (up to [`CANDIDATES`]), so a sprayer's packets between
 //!   the phone's do not hold the phone back;
 //! - once latched, packets from any other address or port are not the phone's, even from
-//!   the phone's own IP (a shared NAT): dropped and counted by the caller;
+//!   the phone's own IP (a shared NAT): dropped and counted by the caller (but RTCP from
+//!   the next port, RFC 3550's RTCP port without rtcp-mux);
 //! - the latch moves only when the dialog's authenticated peer asks, with a new SDP
 //!   (a re-INVITE): [`RtpSource::renew`] starts over.
 //!
@@ -47,7 +48,10 @@ impl RtpSource {
     /// with None) is the phone's, latching when the rules above say so.
     pub fn accept(&mut self, from: SocketAddr, seq: Option<u16>) -> bool {
         if let Some(l) = self.latched {
-            return l == from;
+            // RTCP may come from the RTP port + 1 (RFC 3550 §11, without rtcp-mux).
+            let rtcp_port =
+                seq.is_none() && from.ip() == l.ip() && from.port() == l.port().wrapping_add(1);
+            return l == from || rtcp_port;
         }
         if Some(from) == self.sdp {
             self.latch(from);
@@ -125,6 +129,11 @@ mod tests {
         }
         assert!(!s.accept(a("198.51.100.66:4000"), Some(3)), "a stranger");
         assert!(s.accept(a("192.0.2.10:7078"), None), "its RTCP too");
+        assert!(
+            s.accept(a("192.0.2.10:7079"), None),
+            "RTCP from the next port"
+        );
+        assert!(!s.accept(a("192.0.2.10:7079"), Some(9)), "but not RTP");
         assert_eq!(s.latched(), Some(a("192.0.2.10:7078")));
     }
 

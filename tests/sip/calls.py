@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 from goertzel import shares
-from phones import T, SipMetrics, driven_call, heard, participants, phone, show, start_server as start, api
+from phones import T, Ctrl, SipMetrics, driven_call, heard, participants, phone, show, start_server as start, api
 
 SIP = 5060
 
@@ -209,6 +209,36 @@ def main():
                 or metric("switchboard_sip_dtmf_digits_total") < 11 \
                 or metric("switchboard_sip_calls") != 0:
             failures.append("SIP metrics: " + "\n".join(sip_lines))
+        # PIN guesses across calls: one address (127.0.0.7) typing three wrong PINs a call
+        # is locked out at its tenth wrong PIN, in its fourth call; its fifth call is refused
+        # (403) without being answered; another address still gets in with the right PIN.
+        gp, _ = phone("guesser", 5250, "10400-10419", 440, None, 90, ctrl=4490, ip="127.0.0.7")
+        cg = Ctrl(4490)
+        outcomes = []
+        for _ in range(5):
+            cg.send("dial", f"sip:300@127.0.0.1:{SIP}")
+            first = cg.wait_any(("CALL_ESTABLISHED", "CALL_CLOSED"), 10)
+            if first == "CALL_ESTABLISHED":
+                time.sleep(0.5)
+                cg.keys("9#9#9#")
+                cg.wait_any(("CALL_CLOSED",), 10)
+            outcomes.append(first)
+            time.sleep(0.5)
+        gp.terminate()
+        glog = open(os.path.join(T, "guesser.log"), errors="replace").read()
+        print("PIN guesser's calls:", outcomes)
+        if outcomes != ["CALL_ESTABLISHED"] * 4 + ["CALL_CLOSED"] or "403" not in glog:
+            failures.append(f"PIN lockout across calls: {outcomes}\n" + glog[-1500:])
+        ok_p, _, cok, answered = driven_call("pinok", 5260, "10420-10439", 440, f"sip:300@127.0.0.1:{SIP}", 12, 4500)
+        time.sleep(1)
+        cok.keys("1234#")
+        time.sleep(2)
+        board = [m["name"] for m in participants(base, "board")]
+        ok_p.terminate()
+        if not answered or "☎ pinok" not in board:
+            failures.append(f"another address still gets in with the right PIN: {answered} {board}")
+        if SipMetrics(base)("switchboard_sip_pin_lockouts_total") != 1:
+            failures.append("the lockout is counted")
     finally:
         server.terminate()
         server.wait(timeout=20)

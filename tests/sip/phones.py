@@ -155,6 +155,28 @@ class Ctrl:
                 pass
         return False
 
+    def wait_any(self, events, seconds):
+        """The first of `events` to come within `seconds`, or None."""
+        import socket
+        deadline = time.time() + seconds
+        self.s.settimeout(0.2)
+        while time.time() < deadline:
+            while b":" in self.buf:
+                n, rest = self.buf.split(b":", 1)
+                if len(rest) < int(n) + 1:
+                    break
+                msg, self.buf = json.loads(rest[:int(n)]), rest[int(n) + 1:]
+                if msg.get("type") in events:
+                    return msg["type"]
+            try:
+                chunk = self.s.recv(4096)
+                if not chunk:
+                    return None
+                self.buf += chunk
+            except socket.timeout:
+                pass
+        return None
+
     def keys(self, digits):
         for d in digits:
             self.send("sndcode", d)
