@@ -215,6 +215,27 @@ def offerless_call(base):
     return offer, members, codec, bye[:20], heard, injected_heard
 
 
+def raw_out_of_dialog(src, method):
+    """One OPTIONS, BYE or INFO (no dialog) from `src`: the responses within 1.5 s."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    port = s.getsockname()[1]
+    uri = f"sip:x@127.0.0.1:{SIP}"
+    msg = (f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{port};branch=z9hG4bK{time.time_ns()};rport\r\n"
+           f"Max-Forwards: 70\r\nFrom: <sip:probe@{src}>;tag=p{port}\r\nTo: <{uri}>" + (";tag=gone" if method != "OPTIONS" else "")
+           + f"\r\nCall-ID: probe{time.time_ns()}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n")
+    s.sendto(msg.encode(), ("127.0.0.1", SIP))
+    s.settimeout(0.2)
+    got, deadline = [], time.time() + 1.5
+    while time.time() < deadline:
+        try:
+            got.append(s.recv(65535).decode(errors="replace"))
+        except socket.timeout:
+            pass
+    s.close()
+    return got
+
+
 def raw_register(auth=None, contact_port=5390, cseq=1, call_id="reg-raw"):
     """One REGISTER for alice from 127.0.0.1 (Authorization `auth(request_uri)` if
     given): its final answer."""
@@ -309,6 +330,12 @@ def main():
         check(r == [], f"a forged Via received= over TCP: no answer: {r[:1]}")
         now = SipMetrics(base)('switchboard_sip_requests_dropped_total{reason="source"}')
         check(now >= dropped + 2, f"both forged requests are counted as dropped ({dropped} -> {now})")
+        # Outside a dialog, strangers get nothing either; a trunk's address is answered.
+        for method in ("OPTIONS", "BYE", "INFO"):
+            r = raw_out_of_dialog("127.0.0.5", method)
+            check(r == [], f"{method} from a stranger: no answer ({r[:1]})")
+        r = raw_out_of_dialog("127.0.0.2", "OPTIONS")
+        check(status_of(r) == "200", f"OPTIONS from the carrier's network: 200 ({status_of(r)})")
         r = raw_invite("127.0.0.2", "+15550111", "+15551234567")
         check(status_of(r) == "404", f"a trunk calling a number it does not have: 404 (got {status_of(r)})")
         r = raw_invite("127.0.0.3", "777", "carrier")
