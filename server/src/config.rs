@@ -85,6 +85,9 @@ pub struct ServeArgs {
     pub metrics_http: Option<SocketAddr>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rtc_bind: Option<IpAddr>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,6 +207,7 @@ pub struct ServeArgs {
 pub struct Config {
     pub http: SocketAddr,
     pub metrics_http: Option<SocketAddr>,
+    pub metrics_token: Option<Secret>,
     pub rtc_bind: IpAddr,
     pub rtc_port: u16,
     pub rtc_advertise: Option<IpAddr>,
@@ -255,6 +259,7 @@ impl Default for Config {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 7880)),
             metrics_http: None,
+            metrics_token: None,
             rtc_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rtc_port: 7882,
             rtc_advertise: None,
@@ -325,8 +330,9 @@ pub struct KeyDoc {
 }
 
 pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "http", default: "127.0.0.1:7880", doc: "HTTP listen address: web app, WebSocket signaling, REST API, WHIP/WHEP, health and (unless `metrics_http` is set) `/metrics`." },
-    KeyDoc { key: "metrics_http", default: "(none)", doc: "A separate listen address for `/metrics`; when set, `/metrics` is served only there." },
+    KeyDoc { key: "http", default: "127.0.0.1:7880", doc: "HTTP listen address: web app, WebSocket signaling, REST API, WHIP/WHEP and health. `/metrics` and `/debug/stats` are served here only on loopback or with `metrics_token`." },
+    KeyDoc { key: "metrics_http", default: "(none)", doc: "A separate listen address for `/metrics` and `/debug/stats`; when set, they are served only there (keep it off the public network)." },
+    KeyDoc { key: "metrics_token", default: "(none)", doc: "A bearer token that `/metrics` and `/debug/stats` on the HTTP address require (`Authorization: Bearer <token>`; Prometheus: `authorization.credentials`). Without it and without `metrics_http`, they answer only on a loopback HTTP address. Secret: redacted by `config print`." },
     KeyDoc { key: "rtc_bind", default: "127.0.0.1", doc: "IP the media UDP sockets bind to (`0.0.0.0` for every interface)." },
     KeyDoc { key: "rtc_port", default: "7882", doc: "First media UDP port; worker *i* uses `rtc_port + i`." },
     KeyDoc { key: "rtc_advertise", default: "(bind address)", doc: "IP put in ICE candidates: the address clients reach (set it behind NAT, in containers and on Kubernetes). Defaults to `rtc_bind`, or 127.0.0.1 when that is unspecified." },

@@ -6,6 +6,7 @@ mod cluster_node;
 mod config;
 mod drain;
 mod framing;
+mod operations;
 mod plane;
 mod secret;
 mod sip_config;
@@ -267,44 +268,32 @@ fn serve(args: Config) -> anyhow::Result<()> {
             prometheus.clone(),
         ));
         let stats_pool = pool.clone();
-        let metrics_route = {
-            let prometheus = prometheus.clone();
-            axum::routing::get(move || std::future::ready(prometheus.render()))
-        };
         let ready = readiness(
             hub.clone(),
             pool.clone(),
             args.max_worker_packet_rate,
             cluster.clone(),
         );
-        let mut app = web::router()
-            .route(
-                "/readyz",
-                axum::routing::get(move || std::future::ready(ready())),
-            )
-            .route(
-                "/debug/stats",
-                axum::routing::get(move || {
-                    let p = stats_pool.clone();
-                    async move {
-                        axum::Json(
-                            p.workers
-                                .iter()
-                                .map(|w| *w.stats.lock())
-                                .collect::<Vec<_>>(),
-                        )
-                    }
-                }),
-            );
+        let mut app = web::router().route(
+            "/readyz",
+            axum::routing::get(move || std::future::ready(ready())),
+        );
+        let ops = operations::router(prometheus.clone(), stats_pool);
         if let Some(addr) = args.metrics_http {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("metrics_http: binding {addr}"))?;
             eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
-            let m = axum::Router::new().route("/metrics", metrics_route);
-            tokio::spawn(async move { axum::serve(listener, m).await });
+            tokio::spawn(async move { axum::serve(listener, ops).await });
         } else {
-            app = app.route("/metrics", metrics_route);
+            let access = operations::Access::for_http(
+                args.metrics_token.as_ref(),
+                args.http.ip().is_loopback(),
+            );
+            if matches!(access, operations::Access::Closed) {
+                tracing::warn!("/metrics and /debug/stats are off: set metrics_http (their own address) or metrics_token");
+            }
+            app = app.merge(operations::guarded(ops, access));
         }
         let sip_api = if let Some(listen) = args.sip_listen {
             let cfg = sip::gateway::SipConfig {

@@ -196,7 +196,7 @@ async fn permission_matrix_and_errors() {
                 room_list: true,
                 ..VideoGrant::default()
             },
-            -5,
+            -60,
             SECRET,
         );
         for bad in [None, Some(forged.as_str()), Some(expired.as_str())] {

@@ -316,6 +316,7 @@ fn keys_generate_prints_a_pair_the_server_takes() {
 /// Every secret the configuration has, each with a value found nowhere else.
 const SECRETS_TOML: &str = r#"
 keys = "prod:KEYSECRET0123456789"
+metrics_token = "METRICSTOKEN"
 turn_urls = ["turn:127.0.0.1:3478"]
 turn_secret = "TURNSECRET42"
 redis_url = "redis://sb:REDISPASSWORD@127.0.0.1:1/0"
@@ -336,8 +337,9 @@ username = "alice"
 password = "USERPASSWORD"
 "#;
 
-const SECRET_VALUES: [&str; 6] = [
+const SECRET_VALUES: [&str; 7] = [
     "KEYSECRET0123456789",
+    "METRICSTOKEN",
     "TURNSECRET42",
     "REDISPASSWORD",
     "TRUNKPASSWORD",

@@ -275,3 +275,86 @@ async fn a_closed_stdout_does_not_stop_the_server() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(server.child.try_wait().unwrap().is_none());
 }
+
+/// A server whose HTTP address is every interface (`0.0.0.0`), with keys and `extra`
+/// flags; its port. Only loopback is ever sent to.
+fn start_public(extra: &[&str]) -> (std::process::Child, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "--http",
+            "0.0.0.0:0",
+            "--rtc-port",
+            &free_port().to_string(),
+            "--workers",
+            "1",
+        ])
+        .args(extra)
+        .env("SWITCHBOARD_KEYS", format!("{KEY}:{SECRET}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("start line: {line}"));
+    (child, port)
+}
+
+async fn status_of(port: u16, path: &str, token: Option<&str>) -> u16 {
+    let mut r = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_stats_are_not_served_to_the_public_by_default() {
+    // A reachable HTTP address without metrics_token: the operator's routes are off there.
+    let (mut open, port) = start_public(&[]);
+    for path in ["/metrics", "/debug/stats"] {
+        assert_eq!(status_of(port, path, None).await, 401, "{path}");
+    }
+    assert_eq!(status_of(port, "/healthz", None).await, 200);
+    open.kill().ok();
+    open.wait().ok();
+    // With a token: only with it.
+    let (mut tokened, port) = start_public(&["--metrics-token", "scrape-me-0123456789"]);
+    for path in ["/metrics", "/debug/stats"] {
+        assert_eq!(status_of(port, path, None).await, 401, "{path}");
+        assert_eq!(status_of(port, path, Some("wrong")).await, 401, "{path}");
+        assert_eq!(
+            status_of(port, path, Some("scrape-me-0123456789")).await,
+            200,
+            "{path}"
+        );
+    }
+    tokened.kill().ok();
+    tokened.wait().ok();
+    // On loopback (development) they stay open, and with metrics_http they move there.
+    let local = start_server();
+    assert_eq!(
+        reqwest::get(format!("http://{}/metrics", local.http))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics_port = free_port();
+    let moved = start_server_with(&["--metrics-http", &format!("127.0.0.1:{metrics_port}")]);
+    let on_http = reqwest::get(format!("http://{}/metrics", moved.http))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(on_http, 404, "not on the HTTP address");
+    assert_eq!(status_of(metrics_port, "/metrics", None).await, 200);
+    assert_eq!(status_of(metrics_port, "/debug/stats", None).await, 200);
+}

@@ -118,9 +118,9 @@ pub enum AuthError {
     Missing,
     #[error("the access token is malformed")]
     Malformed,
-    #[error("the access token names an unknown API key")]
-    UnknownKey,
-    #[error("the access token's signature is invalid")]
+    /// An unknown API key or a wrong signature: one answer for both, so that a caller
+    /// cannot learn which key names exist.
+    #[error("the access token's signature does not match a key of this server")]
     BadSignature,
     #[error("the access token has expired")]
     Expired,
@@ -129,6 +129,15 @@ pub enum AuthError {
     #[error("the access token does not grant joining a room")]
     NoJoinGrant,
 }
+
+/// Seconds of clock difference allowed between the server that minted a token and this
+/// one, on `exp` and `nbf` (a token minted on a host whose clock is a few seconds ahead
+/// must not be refused as not yet valid).
+pub const CLOCK_LEEWAY: u64 = 10;
+
+/// What a token naming an unknown key is checked against (it never verifies: a real
+/// secret is 16+ characters, and this one is never configured).
+const UNKNOWN_KEY_SECRET: &str = "\u{0}unknown key";
 
 /// The configured API key pairs.
 #[derive(Clone, Default)]
@@ -210,10 +219,10 @@ impl KeyStore {
         }
         let unverified: Claims = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| AuthError::Malformed)?;
-        let secret = self
-            .secrets
-            .get(&unverified.iss)
-            .ok_or(AuthError::UnknownKey)?;
+        // An unknown key is checked against a secret nobody has, so that it costs the same
+        // and ends the same as a wrong signature.
+        let known = self.secrets.get(&unverified.iss);
+        let secret = known.map_or(UNKNOWN_KEY_SECRET, String::as_str);
         let mut v = Validation::new(Algorithm::HS256);
         v.validate_exp = false; // checked below against the caller's clock
         v.validate_nbf = false;
@@ -224,11 +233,16 @@ impl KeyStore {
                     jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
                     _ => AuthError::Malformed,
                 })?;
+        if known.is_none() {
+            return Err(AuthError::BadSignature);
+        }
         let c = data.claims;
-        if c.exp <= now {
+        if c.exp.saturating_add(CLOCK_LEEWAY) <= now {
             return Err(AuthError::Expired);
         }
-        if c.nbf.is_some_and(|nbf| nbf > now) {
+        if c.nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(CLOCK_LEEWAY))
+        {
             return Err(AuthError::NotYetValid);
         }
         Ok(c)
@@ -265,7 +279,10 @@ mod tests {
         let cases: Vec<(String, AuthError)> = vec![
             (String::new(), AuthError::Missing),
             ("garbage".into(), AuthError::Malformed),
-            (ks.mint("k1", &claims(now - 1)).unwrap(), AuthError::Expired),
+            (
+                ks.mint("k1", &claims(now - CLOCK_LEEWAY)).unwrap(),
+                AuthError::Expired,
+            ),
             (
                 other.mint("k1", &claims(now + 60)).unwrap(),
                 AuthError::BadSignature,
@@ -279,7 +296,7 @@ mod tests {
                     },
                 )
                 .unwrap(),
-                AuthError::UnknownKey,
+                AuthError::BadSignature,
             ),
             (
                 ks.mint(
@@ -338,6 +355,23 @@ mod tests {
         }
         .admin_of("b"));
         assert!(!VideoGrant::join("a").admin_of("a"));
+        // Within the clock leeway: a token that expired a few seconds ago on a clock
+        // behind ours, or becomes valid a few seconds ahead, passes.
+        let skewed = ks
+            .mint(
+                "k1",
+                &Claims {
+                    nbf: Some(now + CLOCK_LEEWAY),
+                    ..claims(now - CLOCK_LEEWAY + 1)
+                },
+            )
+            .unwrap();
+        assert!(ks.verify(&skewed, now).is_ok());
+        // An unknown key and a wrong signature read the same.
+        assert_eq!(
+            AuthError::BadSignature.to_string(),
+            "the access token's signature does not match a key of this server"
+        );
         // A token signed by k2's secret but claiming k1 is forged.
         let forged = KeyStore::new([("k1".into(), "secret-two".into())])
             .mint("k1", &claims(now + 60))

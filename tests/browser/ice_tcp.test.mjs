@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { startServer, openParticipant, waitFor, waitForTileVideo, canShapeLinks, shapedNet, inbound } from './lib.mjs';
+import { startServer, openParticipant, waitFor, waitForTileVideo, canShapeLinks, shapedNet, inbound, metricsText } from './lib.mjs';
 
 const shaping = canShapeLinks();
 
@@ -68,7 +68,7 @@ test('a browser without UDP joins and decodes over ICE-TCP', { skip: !shaping &&
     assert.match(dropped, /udp drop/);
     // The node's metrics count the frames (published every second).
     const tcpFrames = async () => {
-      const metrics = await (await fetch(`${origin}/metrics`)).text();
+      const metrics = await metricsText(origin);
       return [...metrics.matchAll(/^switchboard_ice_tcp_frames_received_total\{[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
     };
     const frames = await waitFor(async () => { const n = await tcpFrames(); return n > 200 && n; }, { what: 'TCP frames counted', timeout: 10000 });

@@ -21,7 +21,7 @@ export function startServer(extraArgs = [], env = {}, { netns, addr } = {}) {
   const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, BIN, ...args]] : [BIN, args];
   // Explicit keys (the same as devToken's) with the development token route on: a keyless
   // server serves only on loopback and signs with a random secret.
-  const keys = { SWITCHBOARD_KEYS: `devkey:${TEST_SECRET}`, SWITCHBOARD_DEV: 'true' };
+  const keys = { SWITCHBOARD_KEYS: `devkey:${TEST_SECRET}`, SWITCHBOARD_DEV: 'true', SWITCHBOARD_METRICS_TOKEN: METRICS_TOKEN };
   const proc = spawn(cmd, argv, { env: { ...process.env, RUST_LOG: 'info', ...keys, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
@@ -150,6 +150,10 @@ export async function waitFor(fn, { timeout = 30000, interval = 250, what = 'con
 // An HS256 JWT signed with the test key every server of startServer has.
 import { createHmac } from 'node:crypto';
 export const TEST_SECRET = 'browser-tests-only-secret-0123456789';
+// /metrics on a server's HTTP address (one in a namespace is not loopback) needs it.
+export const METRICS_TOKEN = 'browser-tests-metrics-token';
+export const metricsText = async (origin) =>
+  (await fetch(`${origin}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
 export function devToken(video, ttl = 600, sub = 'test-admin') {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'devkey', sub, exp: Math.floor(Date.now() / 1000) + ttl, video })}`;

@@ -220,6 +220,12 @@ for case, values in CASES.items():
         sm = next((d for d in docs if d["kind"] == "ServiceMonitor"), None)
         if not sm or sm["spec"]["endpoints"][0]["path"] != "/metrics" or sm["metadata"]["labels"].get("release") != "prom":
             fail(f"{case}: ServiceMonitor {sm}")
+        # /metrics on the HTTP port needs the token: the pod has it, Prometheus sends it.
+        auth = sm["spec"]["endpoints"][0].get("authorization")
+        if not v["config"]["metricsPort"]:
+            token_ref = envs.get("SWITCHBOARD_METRICS_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef")
+            if not auth or auth["credentials"] != token_ref or not own.get(token_ref["name"], {}).get("metrics-token"):
+                fail(f"{case}: the metrics token is not wired: {auth} {token_ref}")
     if v["rtcService"]["enabled"]:
         rtc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-rtc"))
         if sorted(p["port"] for p in rtc["spec"]["ports"] if p["protocol"] == "UDP") != want:

@@ -45,6 +45,20 @@ redis://{{ include "switchboard.fullname" . }}-redis:6379
 {{- end -}}
 
 {{/*
+A value of the chart's Secret kept across upgrades: (list $ "key" "new value") gives the
+value an earlier release stored under "key", else the new value.
+*/}}
+{{- define "switchboard.kept" -}}
+{{- $ctx := index . 0 -}}
+{{- $old := lookup "v1" "Secret" $ctx.Release.Namespace (include "switchboard.fullname" $ctx) -}}
+{{- if and $old $old.data (hasKey $old.data (index . 1)) -}}
+{{- index $old.data (index . 1) | b64dec -}}
+{{- else -}}
+{{- index . 2 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The API keys the chart's Secret holds: apiKeys.keys, else those an earlier release
 generated (kept across upgrades), else a new random pair. Empty with apiKeys.existingSecret.
 */}}
@@ -53,12 +67,7 @@ generated (kept across upgrades), else a new random pair. Empty with apiKeys.exi
 {{- if .Values.apiKeys.keys -}}
 {{- .Values.apiKeys.keys -}}
 {{- else -}}
-{{- $old := lookup "v1" "Secret" .Release.Namespace (include "switchboard.fullname" .) -}}
-{{- if and $old $old.data (hasKey $old.data "keys") -}}
-{{- index $old.data "keys" | b64dec -}}
-{{- else -}}
-generated{{ randNumeric 6 }}:{{ randAlphaNum 48 }}
-{{- end -}}
+{{- include "switchboard.kept" (list . "keys" (printf "generated%s:%s" (randNumeric 6) (randAlphaNum 48))) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
