@@ -1,6 +1,8 @@
 //! Webhooks: room and participant events POSTed as JSON to configured URLs, signed so the
-//! receiver can check body and sender, delivered asynchronously with retries from a
-//! bounded queue that never blocks media or signaling (a full queue drops and counts).
+//! receiver can check body and sender, delivered asynchronously with retries. Each
+//! receiver has its own bounded queue and its own delivery task: a slow or dead receiver
+//! delays only its own events, never another receiver's, media or signaling (its full
+//! queue drops and counts: `dropped`).
 //!
 //! Signature scheme (documented in docs/api.md): headers
 //! `X-Switchboard-Key: <api key>` and
@@ -20,7 +22,7 @@ use crate::auth::unix_now;
 use crate::hub::RoomInfo;
 use crate::protocol::{ParticipantInfo, TrackInfo};
 
-/// Events waiting for delivery before new ones are dropped.
+/// Events waiting for delivery to one receiver before new ones are dropped.
 pub const QUEUE: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -114,38 +116,54 @@ pub struct WebhookStats {
     pub dropped: AtomicU64,
 }
 
-/// The sending side, held by the hub.
+/// The sending side, held by the hub: one queue per receiver.
 #[derive(Clone)]
 pub struct Webhooks {
-    tx: mpsc::Sender<WebhookEvent>,
+    queues: Vec<mpsc::Sender<Arc<WebhookEvent>>>,
     pub stats: Arc<WebhookStats>,
 }
 
-/// The delivery task; run it on the control plane's runtime.
+/// The delivery tasks (one per receiver); run it on the control plane's runtime.
 pub struct WebhookWorker {
-    rx: mpsc::Receiver<WebhookEvent>,
+    queues: Vec<(String, mpsc::Receiver<Arc<WebhookEvent>>)>,
     cfg: WebhookConfig,
     stats: Arc<WebhookStats>,
 }
 
 impl Webhooks {
     pub fn new(cfg: WebhookConfig) -> (Self, WebhookWorker) {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (queues, receivers): (Vec<_>, Vec<_>) = cfg
+            .urls
+            .iter()
+            .map(|url| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                (tx, (url.clone(), rx))
+            })
+            .unzip();
         let stats = Arc::new(WebhookStats::default());
         (
             Self {
-                tx,
+                queues,
                 stats: stats.clone(),
             },
-            WebhookWorker { rx, cfg, stats },
+            WebhookWorker {
+                queues: receivers,
+                cfg,
+                stats,
+            },
         )
     }
 
-    /// Queue an event; never blocks. A full queue drops it (counted and logged).
+    /// Queue an event for every receiver; never blocks. A receiver whose queue is full
+    /// misses it (counted and logged); the others do not.
     pub fn send(&self, e: WebhookEvent) {
-        if self.tx.try_send(e).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("webhook queue full: event dropped");
+        let e = Arc::new(e);
+        for q in &self.queues {
+            if q.try_send(e.clone()).is_err() {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("switchboard_webhooks_dropped_total").increment(1);
+                tracing::warn!(event = %e.event, "a webhook receiver's queue is full: event dropped for it");
+            }
         }
     }
 }
@@ -186,7 +204,8 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: u64, tolerance: u64)
 }
 
 impl WebhookWorker {
-    pub async fn run(mut self) {
+    /// Deliver until the hub is gone: every receiver at its own pace.
+    pub async fn run(self) {
         let client = match reqwest::Client::builder().timeout(self.cfg.timeout).build() {
             Ok(c) => c,
             Err(e) => {
@@ -194,48 +213,140 @@ impl WebhookWorker {
                 return;
             }
         };
-        while let Some(e) = self.rx.recv().await {
-            let Ok(body) = serde_json::to_vec(&e) else {
+        let cfg = Arc::new(self.cfg);
+        let tasks: Vec<_> = self
+            .queues
+            .into_iter()
+            .map(|(url, rx)| {
+                let receiver = Receiver {
+                    url,
+                    client: client.clone(),
+                    cfg: cfg.clone(),
+                    stats: self.stats.clone(),
+                };
+                tokio::spawn(receiver.deliver_all(rx))
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// One receiver's delivery: its events in order, each with its retries.
+struct Receiver {
+    url: String,
+    client: reqwest::Client,
+    cfg: Arc<WebhookConfig>,
+    stats: Arc<WebhookStats>,
+}
+
+impl Receiver {
+    async fn deliver_all(self, mut rx: mpsc::Receiver<Arc<WebhookEvent>>) {
+        while let Some(e) = rx.recv().await {
+            let Ok(body) = serde_json::to_vec(&*e) else {
                 continue;
             };
-            for url in &self.cfg.urls {
-                let mut wait = self.cfg.backoff;
-                let mut ok = false;
-                for attempt in 0..self.cfg.attempts.max(1) {
-                    if attempt > 0 {
-                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
-                    let sig = sign(&self.cfg.secret, unix_now(), &body);
-                    let r = client
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .header("x-switchboard-key", &self.cfg.key)
-                        .header("x-switchboard-signature", sig)
-                        .header("x-switchboard-event-id", &e.id)
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    if r.as_ref().is_ok_and(|r| r.status().is_success()) {
-                        ok = true;
-                        break;
-                    }
-                }
-                if ok {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(event = %e.event, id = %e.id, "webhook delivery failed after retries");
-                }
+            if self.deliver(&e, body).await {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(event = %e.event, id = %e.id, url = %self.url, "webhook delivery failed after retries");
             }
         }
+    }
+
+    /// One event, retried with backoff: whether the receiver took it.
+    async fn deliver(&self, e: &WebhookEvent, body: Vec<u8>) -> bool {
+        let mut wait = self.cfg.backoff;
+        for attempt in 0..self.cfg.attempts.max(1) {
+            if attempt > 0 {
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            let sig = sign(&self.cfg.secret, unix_now(), &body);
+            let r = self
+                .client
+                .post(&self.url)
+                .header("content-type", "application/json")
+                .header("x-switchboard-key", &self.cfg.key)
+                .header("x-switchboard-signature", sig)
+                .header("x-switchboard-event-id", &e.id)
+                .body(body.clone())
+                .send()
+                .await;
+            if r.as_ref().is_ok_and(|r| r.status().is_success()) {
+                return true;
+            }
+        }
+        false
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A receiver that accepts connections and never answers; and one that answers 204
+    /// and counts. Their URLs, and the count.
+    async fn receivers() -> (String, String, Arc<AtomicU64>) {
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = dead.accept().await {
+                held.push(s); // kept open, never answered
+            }
+        });
+        let got = Arc::new(AtomicU64::new(0));
+        let g = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                g.fetch_add(1, Ordering::Relaxed);
+                std::future::ready(axum::http::StatusCode::NO_CONTENT)
+            }),
+        );
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_url = format!("http://{}/hook", live.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(live, app).await });
+        (dead_url, live_url, got)
+    }
+
+    #[tokio::test]
+    async fn a_dead_receiver_never_holds_back_another() {
+        let (dead, live, got) = receivers().await;
+        let (hooks, worker) = Webhooks::new(WebhookConfig {
+            urls: vec![dead, live],
+            key: "k".into(),
+            secret: "s".into(),
+            attempts: 3,
+            backoff: Duration::from_millis(200),
+            timeout: Duration::from_secs(2),
+        });
+        tokio::spawn(worker.run());
+        let room = RoomInfo {
+            name: "r".into(),
+            sid: "RM_1".into(),
+            empty_timeout: 0,
+            max_participants: 0,
+            metadata: String::new(),
+            created_at: 0,
+            num_participants: 0,
+        };
+        let t0 = std::time::Instant::now();
+        for _ in 0..5 {
+            hooks.send(WebhookEvent::room("room_started", &room));
+        }
+        while got.load(Ordering::Relaxed) < 5 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Serially, the live receiver would wait 3 × 2 s (+ backoff) per event behind the
+        // dead one: 33 s for five.
+        assert_eq!(got.load(Ordering::Relaxed), 5);
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
 
     #[test]
     fn sign_and_verify() {
