@@ -86,6 +86,9 @@ pub struct WorkerHandle {
     pub index: usize,
     pub addr: SocketAddr,
     commands: SyncSender<Command>,
+    /// Leaves: never refused or dropped (a dropped one would leave a ghost peer), and
+    /// bounded by the participants there are (each leaves once).
+    leaves: std::sync::mpsc::Sender<Command>,
     waker: Arc<Waker>,
     /// Participants on this worker (written by the worker).
     pub load: Arc<AtomicUsize>,
@@ -96,8 +99,16 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Queue a command without blocking; wake the worker.
+    /// Queue a command without blocking; wake the worker. A full queue refuses anything
+    /// but a `Leave`, which always goes through.
     pub fn try_send(&self, c: Command) -> Result<(), std::sync::mpsc::TrySendError<Command>> {
+        if matches!(c, Command::Leave { .. }) {
+            self.leaves
+                .send(c)
+                .map_err(|e| std::sync::mpsc::TrySendError::Disconnected(e.0))?;
+            let _ = self.waker.wake();
+            return Ok(());
+        }
         self.tel.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.commands.try_send(c) {
             self.tel.queued.fetch_sub(1, Ordering::Relaxed);
@@ -128,6 +139,7 @@ pub struct WorkerSpec {
 /// What a worker reads besides its UDP socket.
 struct Inbox {
     commands: Receiver<Command>,
+    leaves: Receiver<Command>,
     handoffs: Receiver<Handoff>,
 }
 
@@ -137,6 +149,7 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
+    let (leaves_tx, leaves_rx) = std::sync::mpsc::channel();
     let (handoff_tx, handoff_rx) = sync_channel(HANDOFF_QUEUE);
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -146,6 +159,7 @@ pub fn spawn(
     };
     let inbox = Inbox {
         commands: rx,
+        leaves: leaves_rx,
         handoffs: handoff_rx,
     };
     let load = Arc::new(AtomicUsize::new(0));
@@ -165,6 +179,7 @@ pub fn spawn(
         index,
         addr,
         commands: tx,
+        leaves: leaves_tx,
         waker,
         load,
         stats,
@@ -238,7 +253,11 @@ fn run(
                 }
             }
         }
-        // Commands first: they are rare and a join should not wait behind media.
+        // Commands first: they are rare and a join should not wait behind media. Leaves
+        // before anything else.
+        while let Ok(c) = inbox.leaves.try_recv() {
+            shard.handle_input(Instant::now(), Input::Command(c));
+        }
         loop {
             match inbox.commands.try_recv() {
                 Ok(c) => {

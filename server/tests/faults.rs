@@ -252,3 +252,111 @@ async fn a_websocket_client_that_sends_faster_than_it_reads_is_cut_off_cleanly()
         .status()
         .is_success());
 }
+
+/// The largest gap (in packets) in the sequence numbers `p` received of `from`'s video
+/// after `after` packets.
+fn largest_gap(p: &Participant, from: &Participant) -> u64 {
+    let Some(v) = p.client.stream_from(from.id, TrackKind::Video) else {
+        return u64::MAX;
+    };
+    v.seqs
+        .iter()
+        .zip(v.seqs.iter().skip(1))
+        .map(|(a, b)| b - a - 1)
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_flooding_signaling_for_10_s_hurts_neither_its_room_nor_another() {
+    let server = start_server(); // one worker: every room on it
+    let mut ps = vec![
+        Participant::join(&server, "busy", "a").await,
+        Participant::join(&server, "busy", "b").await,
+    ];
+    run_all(&mut ps, Duration::from_secs(3)).await;
+    let before = [video_from(&ps[0], &ps[1]), video_from(&ps[1], &ps[0])];
+    assert!(before[0] > 0 && before[1] > 0, "a call first: {before:?}");
+    // Mallory joins the room and sends data (15 KiB), mutes and offers as fast as the
+    // socket takes them for 10 s, reading what comes back.
+    let mut m = ws(&server).await;
+    send(
+        &mut m,
+        json!({"type": "join", "token": token("busy", "mallory", 600)}),
+    )
+    .await;
+    assert_eq!(recv(&mut m).await["type"], "joined");
+    let (mut sink, mut stream) = m.split();
+    let reader = tokio::spawn(async move {
+        let mut limited = 0u64;
+        while let Some(Ok(Message::Text(t))) = stream.next().await {
+            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+            if v["code"] == "rate_limited" {
+                limited += 1;
+            }
+        }
+        limited
+    });
+    let flood = tokio::spawn(async move {
+        let payload = "x".repeat(15 * 1024 - 64);
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut sent = 0u64;
+        while Instant::now() < end {
+            for msg in [
+                json!({"type": "data", "payload": payload}),
+                json!({"type": "mute", "kind": "audio", "muted": sent % 2 == 0}),
+                json!({"type": "publish_offer", "sdp": "v=0\r\n"}),
+            ] {
+                if sink
+                    .send(Message::Text(msg.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    return sent;
+                }
+                sent += 1;
+            }
+        }
+        let _ = sink.close().await;
+        sent
+    });
+    // Meanwhile the call goes on, and someone joins another room on the same worker.
+    run_all(&mut ps, Duration::from_secs(5)).await;
+    let other = Participant::join(&server, "elsewhere", "c").await;
+    assert!(other.id.0 > 0);
+    run_all(&mut ps, Duration::from_secs(6)).await;
+    let sent = flood.await.unwrap();
+    let limited = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .map(|r| r.unwrap_or(0))
+        .unwrap_or(0);
+    let after = [video_from(&ps[0], &ps[1]), video_from(&ps[1], &ps[0])];
+    let data_seen: Vec<usize> = ps
+        .iter()
+        .map(|p| p.messages.iter().filter(|m| m["type"] == "data").count())
+        .collect();
+    let gaps = [largest_gap(&ps[0], &ps[1]), largest_gap(&ps[1], &ps[0])];
+    eprintln!(
+        "flood: {sent} messages sent in 10 s, {limited} refused; video during it {:?}; largest gaps {gaps:?}; data messages each peer got {data_seen:?}",
+        [after[0] - before[0], after[1] - before[1]]
+    );
+    assert!(sent > 1_000, "the flood was a flood: {sent}");
+    assert!(
+        limited > sent / 2,
+        "most of it refused: {limited} of {sent}"
+    );
+    for (i, d) in after.iter().zip(before).map(|(a, b)| a - b).enumerate() {
+        assert!(
+            d > 150,
+            "participant {i} kept receiving video: {d} packets in 11 s"
+        );
+    }
+    // 15 KiB messages at 64 KiB/s after a 256 KiB burst: about 17 + 4 a second.
+    for n in &data_seen {
+        assert!(
+            *n <= 17 + 5 * 11,
+            "data messages copied to each peer bounded: {n}"
+        );
+    }
+    assert!(gaps.iter().all(|g| *g <= 5), "no stall: gaps {gaps:?}");
+}

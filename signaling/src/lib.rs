@@ -20,6 +20,7 @@ pub mod error;
 pub mod forwarding_mark;
 pub mod http;
 pub mod hub;
+pub mod message_budget;
 pub mod participant_names;
 pub mod placement;
 pub mod plane;

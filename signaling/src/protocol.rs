@@ -319,6 +319,9 @@ pub enum ErrorCode {
     ResumeRefused,
     /// Cluster: the room directory is unreachable; new rooms cannot be placed.
     Unavailable,
+    /// The participant sends this kind of message faster than its budget allows
+    /// (data, mute, negotiation, candidate): this one was refused, the session goes on.
+    RateLimited,
 }
 
 /// WebSocket close codes (4000–4999 are the application's, RFC 6455 §7.4.2).

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::unix_now;
 use crate::hub::{Hub, Outbound, Parking};
+use crate::message_budget::MessageBudget;
 use crate::placement::Placed;
 use crate::protocol::{close_code, ClientMessage, ErrorCode, ServerMessage};
 
@@ -216,6 +217,7 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
     let mut writer = tokio::spawn(write(sink, rx, stop_rx));
     let mut left = false;
     let mut ended_by_writer = None;
+    let mut budget = MessageBudget::new(Instant::now());
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
@@ -231,7 +233,18 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
                     left = true;
                     break;
                 }
-                Ok(m) => hub.handle(id, m),
+                Ok(m) => match budget.allow(&m, t.len(), Instant::now()) {
+                    Ok(()) => hub.handle(id, m),
+                    Err(kind) => {
+                        metrics::counter!("switchboard_signaling_rate_limited_total", "kind" => kind.label())
+                            .increment(1);
+                        hub.reply_error(
+                            id,
+                            ErrorCode::RateLimited,
+                            format!("too many {} messages: this one was dropped", kind.label()),
+                        )
+                    }
+                },
                 Err(e) => {
                     hub.reply_error(id, ErrorCode::BadMessage, format!("invalid message: {e}"))
                 }
