@@ -17,6 +17,8 @@ use crate::framing::{FrameReader, FrameWriter, ReadOutcome};
 pub const IDLE: Duration = Duration::from_secs(30);
 /// Connections one worker holds at most; more are refused at the hand-over.
 pub const MAX_LINKS: usize = 4096;
+/// Connections from one IP address one worker holds at most (a client needs one or two).
+pub const MAX_LINKS_PER_IP: usize = 16;
 
 /// A connection the acceptor read the first frame from, for a worker to adopt.
 pub struct Handoff {
@@ -45,6 +47,8 @@ pub struct TcpStats {
     pub backlog_drops: u64,
     /// Transmits to a peer with no connection (it closed).
     pub no_link: u64,
+    /// Hand-overs refused: over the worker's or one address's connection limit.
+    pub refused: u64,
 }
 
 pub struct TcpLinks {
@@ -86,7 +90,16 @@ impl TcpLinks {
         now: Instant,
         frame: &mut impl FnMut(SocketAddr, &[u8]),
     ) {
-        if self.links.len() >= MAX_LINKS || self.by_peer.contains_key(&h.peer) {
+        let from_ip = self
+            .by_peer
+            .keys()
+            .filter(|p| p.ip() == h.peer.ip())
+            .count();
+        if self.links.len() >= MAX_LINKS
+            || from_ip >= MAX_LINKS_PER_IP
+            || self.by_peer.contains_key(&h.peer)
+        {
+            self.stats.refused += 1;
             return; // dropped: the stream closes
         }
         let token = Token(self.next);

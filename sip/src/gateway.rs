@@ -13,7 +13,6 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::ToTypedHeader;
 use rsipstack::sip::{Header, HeadersExt, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::{udp::UdpConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use signaling::hub::Hub;
@@ -29,6 +28,7 @@ use crate::dispatch::{Decision, Dispatcher, Rule};
 use crate::inbound::{self, Incoming, PhoneSide, Route};
 use crate::registrar::{Binding, Registrar};
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
+use crate::tcp_guard::{ClosedConnections, TcpGuard};
 use crate::transport_source::{source, SourceStamp};
 use parking_lot::Mutex;
 use signaling::auth::unix_now;
@@ -119,6 +119,8 @@ pub struct Gateway {
     pub(crate) key_calls: Arc<Mutex<CallLimits>>,
     /// Wrong PINs per caller address.
     pub(crate) pins: Mutex<crate::pin_lockout::PinLockout>,
+    /// SIP over TCP: the connections and their limits.
+    tcp: Arc<TcpGuard>,
 }
 
 impl Gateway {
@@ -150,6 +152,7 @@ impl Gateway {
             next_port: AtomicUsize::new(0),
             key_calls: Arc::new(Mutex::new(CallLimits::new(cfg.key_limits))),
             pins: Mutex::new(Default::default()),
+            tcp: Arc::default(),
             cfg,
         })
     }
@@ -257,19 +260,24 @@ impl Gateway {
                 .await
                 .map_err(|e| format!("sip_listen: binding UDP {}: {e}", self.cfg.listen))?;
         transport.add_transport(udp.into());
-        let tcp = TcpListenerConnection::new(self.cfg.listen, None)
+        let tcp = tokio::net::TcpListener::bind(self.cfg.listen)
             .await
             .map_err(|e| format!("sip_listen: binding TCP {}: {e}", self.cfg.listen))?;
-        transport.add_transport(tcp.into());
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent("switchboard")
             .with_inspector(Box::new(SourceStamp))
+            .with_transport_inspector(Box::new(ClosedConnections(self.tcp.clone())))
             .build();
         let mut incoming = endpoint
             .incoming_transactions()
             .map_err(|e| e.to_string())?;
+        tokio::spawn(
+            self.tcp
+                .clone()
+                .serve(tcp, endpoint.inner.clone(), cancel.child_token()),
+        );
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let _ = self.dialogs.set(dialogs.clone());
         info!(listen = %self.cfg.listen, advertised = %self.advertised, "SIP gateway listening");
@@ -399,7 +407,11 @@ impl Gateway {
             proxy_authorization: proxy_authorization.as_deref(),
         };
         let status = match self.access.admit(&r, unix_now()) {
-            a @ (Admission::Trunk(_) | Admission::User(_) | Admission::Open) => return Ok(a),
+            a @ (Admission::Trunk(_) | Admission::User(_) | Admission::Open) => {
+                // Its TCP connection (if it came on one) has carried an admitted request.
+                self.tcp.vouch(source);
+                return Ok(a);
+            }
             Admission::Drop => {
                 debug!(%source, method = %tx.original.method, "request from no trunk or user: dropped");
                 request_dropped("source");

@@ -18,6 +18,7 @@
 //! - [`dispatch`]: dispatch rules and PIN entry, [`pin_lockout`]: wrong PINs per caller address;
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
 //! - [`transport_source`]: where a request really came from (never what its Via claims);
+//! - [`tcp_guard`]: SIP over TCP within connection limits;
 //! - [`registrar`]: where registered phones can be reached;
 //! - [`call_limits`]: how many calls one API key may place;
 //! - [`rtp`]: plain RTP on the phone leg, [`rtp_source`]: which addresses it may come from;
@@ -47,4 +48,5 @@ pub mod room_leg;
 pub mod rtp;
 pub mod rtp_source;
 pub mod sdp;
+pub mod tcp_guard;
 pub mod transport_source;

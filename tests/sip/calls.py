@@ -34,6 +34,51 @@ def start_server():
                   "--sip-rtp-ports", "25000-25099", "--max-participants", "3"])
 
 
+def connection_floods(server, failures):
+    """2,000 idle TCP connections to the SIP port (from 100 addresses) and 500 to the
+    ICE-TCP port (from 50) while two phones talk: the call goes on (each hears the other
+    through the flood), the server's descriptors stay within its limits (1,024 SIP
+    connections, two descriptors each; 1,024 pending ICE-TCP ones) and fall back once the
+    idle ones are closed (10 s for SIP connections with no admitted request, 5 s for
+    ICE-TCP without a first frame); its memory stays bounded."""
+    import resource
+    import socket
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    fds = lambda: len(os.listdir(f"/proc/{server.pid}/fd"))
+    rss = lambda: int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{server.pid}/status").read()).group(1))
+    x, dx = phone("x", 5270, "10440-10459", 440, f"sip:flood@127.0.0.1:{SIP}", 22)
+    y, dy = phone("y", 5280, "10460-10479", 1000, f"sip:flood@127.0.0.1:{SIP}", 22)
+    time.sleep(3)
+    fd0, rss0 = fds(), rss()
+    held = []
+    for i in range(2500):
+        s = socket.socket()
+        s.setblocking(False)
+        sip = i < 2000
+        s.bind((f"127.0.1.{1 + i % 100}" if sip else f"127.0.2.{1 + i % 50}", 0))
+        s.connect_ex(("127.0.0.1", SIP if sip else 24000))
+        held.append(s)
+    time.sleep(4)
+    fd1, rss1 = fds(), rss()
+    time.sleep(8)
+    fd2, rss2 = fds(), rss()
+    for s in held:
+        s.close()
+    x.wait(timeout=30)
+    y.wait(timeout=30)
+    hx, nx = heard(dx, (440, 1000), 4.0, 15.0)
+    hy, ny = heard(dy, (440, 1000), 4.0, 15.0)
+    print(f"connection floods: server fds {fd0} -> {fd1} (flood) -> {fd2} (12 s on); RSS {rss0} -> {rss1} -> {rss2} KiB; "
+          f"x heard {hx} over {nx} blocks, y heard {hy} over {ny}")
+    if fd1 - fd0 > 2 * 1024 + 1024 + 64 or fd2 - fd0 > 64:
+        failures.append(f"descriptors under a connection flood: {fd0} -> {fd1} -> {fd2}")
+    if rss1 - rss0 > 200_000:
+        failures.append(f"memory under a connection flood: {rss0} -> {rss1} KiB")
+    if not (nx > 10 and hx[1000] > 0.5 and ny > 10 and hy[440] > 0.5):
+        failures.append(f"the call during the flood: x {hx} ({nx}), y {hy} ({ny})")
+
+
 def main():
     server, base = start_server()
     failures = []
@@ -239,6 +284,7 @@ def main():
             failures.append(f"another address still gets in with the right PIN: {answered} {board}")
         if SipMetrics(base)("switchboard_sip_pin_lockouts_total") != 1:
             failures.append("the lockout is counted")
+        connection_floods(server, failures)
     finally:
         server.terminate()
         server.wait(timeout=20)
