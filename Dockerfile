@@ -7,9 +7,7 @@
 # The image listens on every interface, so it needs keys: without SWITCHBOARD_KEYS the
 # server refuses to start (development mode, where anyone gets a token, is loopback only).
 FROM rust:1-bookworm AS build
-# libopus for the SIP gateway's codecs (audiopus links it through pkg-config).
-RUN apt-get update && apt-get install -y --no-install-recommends libopus-dev pkg-config \
-    && rm -rf /var/lib/apt/lists/*
+# Nothing but Rust and a C compiler (the rust image has both): every codec is Rust.
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY sfu-core sfu-core
@@ -23,7 +21,7 @@ COPY sdk/js/src sdk/js/src
 RUN cargo build --release --locked -p server && strip target/release/switchboard
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopus0 \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home switchboard
 COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard

@@ -20,10 +20,9 @@ command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
-# The SIP gateway: libopus to build it; baresip (the phones) and sipsak for its tests
-# (installed without their recommendations: no sound server is needed).
+# The SIP gateway's tests: baresip (the phones) and sipsak (installed without their
+# recommendations: no sound server is needed). Building needs no system library.
 need_sip=()
-pkg-config --exists opus 2>/dev/null || need_sip+=(libopus-dev pkg-config)
 command -v baresip >/dev/null 2>&1 || need_sip+=(baresip-core)
 command -v sipsak >/dev/null 2>&1 || need_sip+=(sipsak)
 # TURN: Debian's coturn for the relay test (tests/browser/turn.test.mjs).
@@ -95,3 +94,8 @@ if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
 else
   run_browser_tests
 fi
+
+# Last, the slowest: the README's first command as a fresh machine runs it (no cmake, no
+# pkg-config, an empty target directory; a release build, about 10 minutes on two cores).
+phase "fresh-machine build: cargo build --release -p server without cmake or pkg-config, then the server answers"
+bash tests/fresh-build/run.sh

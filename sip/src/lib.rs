@@ -15,6 +15,7 @@
 //! - [`level`]: RFC 6464 audio levels of a frame;
 //! - [`quality`]: loss, jitter and a MOS-like score of a phone's audio;
 //! - [`mixer`]: choosing the loudest speakers and the mix-minus per listener;
+//! - [`opus`]: the room side's codec (8 kHz mono, pure Rust);
 //! - [`dispatch`]: dispatch rules and PIN entry, [`pin_lockout`]: wrong PINs per caller address;
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
 //! - [`transport_source`]: where a request really came from (never what its Via claims);
@@ -40,6 +41,7 @@ pub mod jitter;
 pub mod level;
 pub mod media;
 pub mod mixer;
+pub mod opus;
 pub mod outbound;
 pub mod pin_lockout;
 pub mod quality;

@@ -13,8 +13,7 @@
 
 use std::collections::HashMap;
 
-use audiopus::coder::{Decoder, Encoder};
-use audiopus::{Application, Channels, SampleRate};
+use crate::opus::{Decoder, Encoder};
 use thiserror::Error;
 
 use crate::dtmf::{Digit, DtmfFrame, DtmfReceiver, DtmfSender};
@@ -40,8 +39,8 @@ const SOURCE_IDLE_FRAMES: u32 = 250;
 
 #[derive(Debug, Error)]
 pub enum MediaError {
-    #[error("opus: {0}")]
-    Opus(#[from] audiopus::Error),
+    #[error(transparent)]
+    Opus(#[from] crate::opus::OpusError),
 }
 
 /// What a phone packet was.
@@ -121,7 +120,7 @@ impl CallMedia {
         ssrc: u32,
         seq: u16,
     ) -> Result<Self, MediaError> {
-        let encoder = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip)?;
+        let encoder = Encoder::new()?;
         Ok(CallMedia {
             law,
             audio_pt,
@@ -178,7 +177,7 @@ impl CallMedia {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(Source {
                 jitter: JitterBuffer::new(JITTER_TARGET, JITTER_MAX),
-                decoder: Decoder::new(SampleRate::Hz8000, Channels::Mono)?,
+                decoder: Decoder::new()?,
                 idle: 0,
                 last_level: 127,
             }),
@@ -249,11 +248,7 @@ impl CallMedia {
                 // after a loss, when it is mixed again).
                 continue;
             }
-            let input = packet.map(|p| p.try_into()).transpose()?;
-            if let Ok(n) = source
-                .decoder
-                .decode(input, (&mut pcm[..]).try_into()?, false)
-            {
+            if let Ok(n) = source.decoder.decode(packet, &mut pcm[..]) {
                 self.mix.add(&pcm[..n.min(FRAME)]);
             }
         }
@@ -405,8 +400,8 @@ mod tests {
         let mut m = CallMedia::new(Law::Ulaw, 0, Some(101), 1, 100).unwrap();
         // A room participant: 440 Hz encoded with Opus at 8 kHz (as a browser's Opus
         // would be decoded), level 20.
-        let enc = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip).unwrap();
-        let mut room_dec = Decoder::new(SampleRate::Hz8000, Channels::Mono).unwrap();
+        let mut enc = Encoder::new().unwrap();
+        let mut room_dec = Decoder::new().unwrap();
         let mut heard = Vec::new();
         let mut to_room = Vec::new();
         for i in 0..50u16 {
@@ -437,13 +432,7 @@ mod tests {
             if let Some((opus, level)) = t.to_room {
                 assert!(level < 30, "a loud tone: level {level}");
                 let mut pcm = [0i16; FRAME];
-                let n = room_dec
-                    .decode(
-                        Some((&opus[..]).try_into().unwrap()),
-                        (&mut pcm[..]).try_into().unwrap(),
-                        false,
-                    )
-                    .unwrap();
+                let n = room_dec.decode(Some(&opus[..]), &mut pcm[..]).unwrap();
                 to_room.push(pcm[..n].to_vec());
             }
         }
