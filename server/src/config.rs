@@ -88,6 +88,9 @@ pub struct ServeArgs {
     pub metrics_token: Option<String>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_max_per_ip: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rtc_bind: Option<IpAddr>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +211,7 @@ pub struct Config {
     pub http: SocketAddr,
     pub metrics_http: Option<SocketAddr>,
     pub metrics_token: Option<Secret>,
+    pub http_max_per_ip: usize,
     pub rtc_bind: IpAddr,
     pub rtc_port: u16,
     pub rtc_advertise: Option<IpAddr>,
@@ -260,6 +264,7 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 7880)),
             metrics_http: None,
             metrics_token: None,
+            http_max_per_ip: 256,
             rtc_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rtc_port: 7882,
             rtc_advertise: None,
@@ -332,6 +337,7 @@ pub struct KeyDoc {
 pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "http", default: "127.0.0.1:7880", doc: "HTTP listen address: web app, WebSocket signaling, REST API, WHIP/WHEP and health. `/metrics` and `/debug/stats` are served here only on loopback or with `metrics_token`." },
     KeyDoc { key: "metrics_http", default: "(none)", doc: "A separate listen address for `/metrics` and `/debug/stats`; when set, they are served only there (keep it off the public network)." },
+    KeyDoc { key: "http_max_per_ip", default: "256", doc: "HTTP connections (WebSockets included) one client address may hold at once; more are closed as they come (`switchboard_http_refused_total`). Behind a reverse proxy every client has the proxy's address: set it above the proxy's connections, or 0 (no limit) and let the proxy limit clients. Every connection must also send its first request head within 10 s (slow-header clients are closed)." },
     KeyDoc { key: "metrics_token", default: "(none)", doc: "A bearer token that `/metrics` and `/debug/stats` on the HTTP address require (`Authorization: Bearer <token>`; Prometheus: `authorization.credentials`). Without it and without `metrics_http`, they answer only on a loopback HTTP address. Secret: redacted by `config print`." },
     KeyDoc { key: "rtc_bind", default: "127.0.0.1", doc: "IP the media UDP sockets bind to (`0.0.0.0` for every interface)." },
     KeyDoc { key: "rtc_port", default: "7882", doc: "First media UDP port; worker *i* uses `rtc_port + i`." },

@@ -6,6 +6,7 @@ mod cluster_node;
 mod config;
 mod drain;
 mod framing;
+mod http_listener;
 mod operations;
 mod plane;
 mod secret;
@@ -378,7 +379,9 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 std::future::pending::<()>().await;
             }
         };
-        let serve = axum::serve(listener, app).with_graceful_shutdown(drained(done_rx.clone()));
+        let bounded = http_listener::BoundedListener::new(listener, args.http_max_per_ip);
+        let serve = axum::serve(bounded, app)
+            .with_graceful_shutdown(drained(done_rx.clone()));
         // Once the drain is over, upgraded connections (WebSockets) are closed by it;
         // this bounds the wait for the last of them. (A bound from start-up instead
         // stopped the server after drain_timeout + 10 s: found by the soak.)

@@ -360,3 +360,62 @@ async fn a_participant_flooding_signaling_for_10_s_hurts_neither_its_room_nor_an
     }
     assert!(gaps.iter().all(|g| *g <= 5), "no stall: gaps {gaps:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_with_a_thousand_m_lines_is_refused_before_any_subscriber_sees_it() {
+    let server = start_server();
+    let mut b = Participant::join(&server, "wide", "b").await;
+    b.run(Duration::from_secs(2)).await;
+    let offers_before = b.messages.len();
+    let mut m = ws(&server).await;
+    send(
+        &mut m,
+        json!({"type": "join", "token": token("wide", "mallory", 600)}),
+    )
+    .await;
+    assert_eq!(recv(&mut m).await["type"], "joined");
+    let section = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\na=mid:";
+    let offer = |n: usize| {
+        (0..n).fold(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n".to_string(),
+            |s, i| format!("{s}{section}{i}\r\n"),
+        )
+    };
+    send(
+        &mut m,
+        json!({"type": "publish_offer", "sdp": offer(1_000)}),
+    )
+    .await;
+    let e = loop {
+        let v = recv(&mut m).await;
+        if v["type"] == "error" {
+            break v;
+        }
+    };
+    assert_eq!(e["code"], "media", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("1000 media sections"),
+        "{e}"
+    );
+    b.run(Duration::from_secs(2)).await;
+    let renegotiated = b.messages[offers_before..]
+        .iter()
+        .filter(|v| v["type"] == "track_published")
+        .count();
+    assert_eq!(renegotiated, 0, "no track of the offer reached the room");
+    // WHIP takes no such offer either (100 sections: within its 64 KiB).
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/whip/wide", server.http))
+        .bearer_auth(token("wide", "whip", 600))
+        .header("content-type", "application/sdp")
+        .body(offer(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "bad_sdp", "{body}");
+}

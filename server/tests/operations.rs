@@ -358,3 +358,57 @@ async fn metrics_and_stats_are_not_served_to_the_public_by_default() {
     assert_eq!(status_of(metrics_port, "/metrics", None).await, 200);
     assert_eq!(status_of(metrics_port, "/debug/stats", None).await, 200);
 }
+
+/// Whether the server has closed `s` (a read gives end of stream or an error now).
+async fn closed_by_server(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_clients_cannot_hold_the_http_port() {
+    use tokio::io::AsyncWriteExt;
+    let server = start_server_with(&["--http-max-per-ip", "64"]);
+    let addr: std::net::SocketAddr = server.http.parse().unwrap();
+    // 100 clients from one address (127.0.0.3) start a request and send a header line a
+    // second, never finishing it.
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let mut s = sock.connect(addr).await.unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut refused = 0;
+    for s in slow.iter_mut() {
+        refused += usize::from(closed_by_server(s).await);
+    }
+    // Someone else is served meanwhile.
+    let t0 = Instant::now();
+    let (status, _) = get(&server, "/healthz").await;
+    assert_eq!(status, 200);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    // Trickle on for 12 s: the rest are closed at the head deadline.
+    let mut open_after = slow.len();
+    for _ in 0..12 {
+        for s in slow.iter_mut() {
+            let _ = s.write_all(b"X-Slow: 1\r\n").await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        open_after = 0;
+        for s in slow.iter_mut() {
+            open_after += usize::from(!closed_by_server(s).await);
+        }
+    }
+    eprintln!("slow clients: {refused} of 100 refused at once, {open_after} still open after 12 s");
+    assert!(refused >= 36, "over 64 from one address: {refused} refused");
+    assert_eq!(open_after, 0, "slow heads closed after the deadline");
+    let (status, _) = get(&server, "/healthz").await;
+    assert_eq!(status, 200);
+}

@@ -611,6 +611,9 @@ impl Hub {
                 });
             }
             ClientMessage::PublishOffer { sdp, sources } => {
+                if let Err(why) = crate::sdp_limits::check_media_sections(&sdp) {
+                    return self.reply_error(id, ErrorCode::Media, why);
+                }
                 let checked = self.with_member(id, |m| {
                     if !m.info.permissions.can_publish {
                         return Err("the token does not grant publishing".to_string());

@@ -26,6 +26,7 @@ pub mod placement;
 pub mod plane;
 pub mod protocol;
 pub mod room_name;
+pub mod sdp_limits;
 pub mod sip_calls;
 pub mod turn;
 pub mod webhook;

@@ -194,6 +194,7 @@ fn check_offer(
     if !sdp.starts_with("v=0") || !sdp.contains("m=") {
         return Err(err(Error::BadSdp("the body is not an SDP offer".into())));
     }
+    crate::sdp_limits::check_media_sections(&sdp).map_err(|e| err(Error::BadSdp(e)))?;
     Ok((token, sdp))
 }
 

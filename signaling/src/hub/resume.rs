@@ -22,12 +22,13 @@ pub(super) fn new_token() -> String {
 /// Why a resume was refused (the client then joins from scratch).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResumeError {
-    #[error("unknown or used resume token, or the grace period is over")]
+    /// Also a resume token of another identity or room than the access token's.
+    #[error(
+        "unknown or used resume token for this identity and room, or the grace period is over"
+    )]
     Unknown,
     #[error("the access token is not valid: {0}")]
     Access(String),
-    #[error("the resume token belongs to another identity or room than the access token's")]
-    NotYours,
 }
 
 impl Hub {
@@ -105,24 +106,26 @@ impl Hub {
             .verify(access, unix)
             .map_err(|e| ResumeError::Access(e.to_string()))?;
         let mut dir = self.dir.lock();
-        let dir = &mut *dir;
         let grace = Duration::from_secs(self.config.resume_grace);
-        let found = dir.rooms.iter_mut().find_map(|(name, r)| {
-            let id = r
-                .members
-                .iter()
-                .find(|(_, m)| m.resume_token.as_deref() == Some(token))
-                .map(|(id, _)| *id)?;
-            Some((name.clone(), id))
-        });
-        let (room, id) = found.ok_or(ResumeError::Unknown)?;
+        // The access token names the room and the identity: only that session's token is
+        // compared (in constant time), nothing else is looked at under the lock.
         let r = dir
             .rooms
-            .get_mut(room.as_str())
+            .get_mut(claims.video.room.as_str())
+            .ok_or(ResumeError::Unknown)?;
+        let id = r
+            .members
+            .iter()
+            .find(|(_, m)| m.info.identity == claims.sub)
+            .map(|(id, _)| *id)
             .ok_or(ResumeError::Unknown)?;
         let m = r.members.get_mut(&id).ok_or(ResumeError::Unknown)?;
-        if claims.sub != m.info.identity || claims.video.room != room.as_str() {
-            return Err(ResumeError::NotYours);
+        let same = m.resume_token.as_deref().is_some_and(|mine| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(mine.as_bytes(), token.as_bytes())
+                .is_ok()
+        });
+        if !same {
+            return Err(ResumeError::Unknown);
         }
         if m.parked
             .as_ref()
