@@ -330,6 +330,11 @@ def main():
         check(r == [], f"a forged Via received= over TCP: no answer: {r[:1]}")
         now = SipMetrics(base)('switchboard_sip_requests_dropped_total{reason="source"}')
         check(now >= dropped + 2, f"both forged requests are counted as dropped ({dropped} -> {now})")
+        # A stranger naming a SIP user is challenged (users call from anywhere): one 401,
+        # never retransmitted, no larger than the INVITE - no amplifier for a spoofed source.
+        r = raw_invite("127.0.0.5", "lobby", "alice", wait=8.0)
+        check(len(r) == 1 and r[0].startswith("SIP/2.0 401") and len(r[0]) < 600,
+              f"an INVITE naming a user from anywhere: one 401 in 8 s, {len(r[0]) if r else 0} bytes ({len(r)} answers)")
         # Outside a dialog, strangers get nothing either; a trunk's address is answered.
         for method in ("OPTIONS", "BYE", "INFO"):
             r = raw_out_of_dialog("127.0.0.5", method)
