@@ -345,14 +345,14 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "rtc_tcp_port", default: "(rtc_port)", doc: "The node's one ICE-TCP port (RFC 6544 passive candidates, offered next to UDP at a lower priority, for clients whose network blocks UDP); every worker's connections arrive there. 0: no ICE-TCP." },
     KeyDoc { key: "rtc_tcp_advertise_port", default: "(rtc_tcp_port)", doc: "The TCP port put in ICE candidates, when clients reach `rtc_tcp_port` through a port map (443 on a load balancer or a Kubernetes Service)." },
     KeyDoc { key: "workers", default: "(one per core)", doc: "Media worker threads, each with its own UDP port." },
-    KeyDoc { key: "redis_url", default: "(none: a single node)", doc: "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`), or the Sentinels that watch it (`redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/primary-name`; a password as `redis+sentinel://:pw@…` is the primary's). Each node registers itself there and rooms get one home node each; a join that reaches another node is sent to the home (`moved`). Without it nothing external is used (`docs/deployment.md`, \"Cluster\")." },
+    KeyDoc { key: "redis_url", default: "(none: a single node)", doc: "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`), or the Sentinels that watch it (`redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/primary-name`; a password as `redis+sentinel://:pw@…` is the primary's). Each node registers itself there and rooms get one home node each; a join that reaches another node is sent to the home (`moved`). Redis over TLS (`rediss://`) is refused at start-up: this build does not speak it yet (use a private network or a local TLS tunnel). Without it nothing external is used (`docs/deployment.md`, \"Cluster\")." },
     KeyDoc { key: "cluster_url", default: "(http://<rtc_advertise>:<http port>)", doc: "Cluster mode: this node's HTTP base URL as clients reach it; clients of rooms homed here are sent to it." },
     KeyDoc { key: "node_id", default: "(random at start)", doc: "Cluster mode: this node's name in the registry." },
     KeyDoc { key: "pin", default: "true", doc: "Pin each worker thread to a core." },
     KeyDoc { key: "keys", default: "(none: development mode)", doc: "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode: a development key with a random secret (printed at start), `/api/dev/token` for anyone, and HTTP and SIP on loopback only (a reachable address without keys is refused at start). `switchboard keys generate` prints a pair." },
     KeyDoc { key: "dev", default: "false", doc: "Serve `/api/dev/token` even with configured keys (signs with the first key): anyone who reaches the HTTP address gets a token, so a warning is logged." },
     KeyDoc { key: "seed", default: "(random)", doc: "Seed for ICE credentials and initial RTP sequence numbers (reproducible runs)." },
-    KeyDoc { key: "webhook_urls", default: "[]", doc: "Webhook receivers (a TOML list, or comma separated in the environment and flags). Events are signed with the first API key." },
+    KeyDoc { key: "webhook_urls", default: "[]", doc: "Webhook receivers (a TOML list, or comma separated in the environment and flags), `http://` or `https://` (TLS with the system's CA store; add a private CA with `SSL_CERT_FILE`). Events are signed with the first API key." },
     KeyDoc { key: "auto_create", default: "true", doc: "Create a room on its first join; `false` refuses joins to rooms not created through the API (`--no-auto-create`)." },
     KeyDoc { key: "empty_timeout", default: "300", doc: "Seconds an empty room lives before it is closed (default for new rooms)." },
     KeyDoc { key: "max_participants", default: "0", doc: "Participant limit per room for new rooms (0: none). Joins over it are refused (`room_full`)." },
@@ -456,6 +456,12 @@ impl Config {
         );
         if let Some(u) = &self.redis_url {
             let (shown, u) = (u.to_string(), u.expose());
+            anyhow::ensure!(
+                !u.starts_with("rediss://"),
+                "redis_url: `{shown}`: Redis over TLS (rediss://) is not supported by this build \
+                 yet; reach Redis over a private network or through a TLS tunnel (stunnel, \
+                 spiped) on this host"
+            );
             anyhow::ensure!(
                 ["redis://", "rediss://", "redis+sentinel://"]
                     .iter()
