@@ -7,82 +7,36 @@
 //! descriptor — for as long as it likes, as many times as it likes. A WebSocket is free
 //! once its upgrade request is in; a proxy in front (nginx) bounds the rest.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
+
+use crate::conn_slots::{ConnSlots, Slot};
 
 /// Connections at once.
 pub const MAX_TOTAL: usize = 8_192;
 /// Time from accept to the end of the first request head.
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 
-#[derive(Default)]
-struct Counts {
-    per_ip: HashMap<IpAddr, usize>,
-    total: usize,
-}
-
 /// The listener axum serves from.
 pub struct BoundedListener {
     inner: TcpListener,
-    /// Connections from one address at once (0: no limit).
-    max_per_ip: usize,
-    counts: Arc<Mutex<Counts>>,
+    slots: ConnSlots,
 }
 
 impl BoundedListener {
+    /// `max_per_ip`: connections from one address at once (0: no limit).
     pub fn new(inner: TcpListener, max_per_ip: usize) -> Self {
         BoundedListener {
             inner,
-            max_per_ip,
-            counts: Arc::default(),
-        }
-    }
-
-    /// Count a connection from `ip`, or say which limit it is over.
-    fn admit(&self, ip: IpAddr) -> Result<Slot, &'static str> {
-        let mut c = self.counts.lock();
-        if c.total >= MAX_TOTAL {
-            return Err("total");
-        }
-        let n = c.per_ip.entry(ip).or_default();
-        if self.max_per_ip > 0 && *n >= self.max_per_ip {
-            return Err("per_ip");
-        }
-        *n += 1;
-        c.total += 1;
-        Ok(Slot {
-            counts: self.counts.clone(),
-            ip,
-        })
-    }
-}
-
-/// One counted connection; uncounted when dropped.
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock();
-        c.total -= 1;
-        if let Some(n) = c.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_ip.remove(&self.ip);
-            }
+            slots: ConnSlots::new(MAX_TOTAL, max_per_ip),
         }
     }
 }
@@ -101,10 +55,10 @@ impl axum::serve::Listener for BoundedListener {
                     continue;
                 }
             };
-            match self.admit(addr.ip()) {
+            match self.slots.take(addr.ip()) {
                 Ok(slot) => return (BoundedIo::new(stream, slot), addr),
-                Err(reason) => {
-                    metrics::counter!("switchboard_http_refused_total", "reason" => reason)
+                Err(over) => {
+                    metrics::counter!("switchboard_http_refused_total", "reason" => over.label())
                         .increment(1);
                     // Dropped: closed.
                 }

@@ -4,6 +4,7 @@
 
 mod cluster_node;
 mod config;
+mod conn_slots;
 mod drain;
 mod framing;
 mod http_listener;

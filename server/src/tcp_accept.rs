@@ -9,16 +9,15 @@
 //! ufrag nobody owns. Connections waiting for their first frame are bounded in all and
 //! per source IP, so thousands of idle connections cost a bounded amount.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use sfu_core::demux::{classify, stun_local_ufrag, DatagramKind};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::conn_slots::ConnSlots;
 use crate::framing::MAX_FRAME;
 use crate::tcp_links::Handoff;
 use crate::ufrags::UfragDirectory;
@@ -57,55 +56,13 @@ impl Refusal {
     }
 }
 
-/// Connections waiting for their first frame.
-#[derive(Default)]
-struct Pending {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// A slot in [`Pending`], released when dropped.
-struct Slot {
-    pending: Arc<Mutex<Pending>>,
-    ip: IpAddr,
-}
-
-impl Slot {
-    fn take(pending: &Arc<Mutex<Pending>>, ip: IpAddr) -> Option<Slot> {
-        let mut p = pending.lock();
-        let n = p.per_ip.get(&ip).copied().unwrap_or(0);
-        if p.total >= MAX_PENDING || n >= MAX_PENDING_PER_IP {
-            return None;
-        }
-        p.total += 1;
-        p.per_ip.insert(ip, n + 1);
-        Some(Slot {
-            pending: pending.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut p = self.pending.lock();
-        p.total -= 1;
-        if let Some(n) = p.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                p.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Accept connections until the listener fails.
 pub async fn run(
     listener: TcpListener,
     directory: Arc<UfragDirectory>,
     workers: Vec<HandoffSender>,
 ) {
-    let pending = Arc::new(Mutex::new(Pending::default()));
+    let pending = ConnSlots::new(MAX_PENDING, MAX_PENDING_PER_IP);
     let workers = Arc::new(workers);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -117,7 +74,7 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(slot) = Slot::take(&pending, peer.ip()) else {
+        let Ok(slot) = pending.take(peer.ip()) else {
             refused(Refusal::Limit);
             continue;
         };
@@ -191,23 +148,6 @@ async fn first_frame(stream: &mut TcpStream) -> Result<Vec<u8>, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pending_slots_are_bounded_per_ip_and_released() {
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let held: Vec<Slot> = (0..MAX_PENDING_PER_IP)
-            .map(|_| Slot::take(&pending, a).unwrap())
-            .collect();
-        assert!(Slot::take(&pending, a).is_none(), "one IP's share is full");
-        let other = Slot::take(&pending, b).expect("another IP has its own");
-        drop(held);
-        drop(other);
-        assert_eq!(pending.lock().total, 0);
-        assert!(pending.lock().per_ip.is_empty());
-        assert!(Slot::take(&pending, a).is_some());
-    }
 
     #[test]
     fn the_first_frame_routes_by_our_ufrag() {

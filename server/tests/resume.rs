@@ -66,7 +66,10 @@ async fn resume_tokens_work_once_for_their_own_participant_within_the_grace() {
     let (f, c, _) = attempt(&server, &ann, &token("r", "bob", 600)).await;
     refused(&f, &c, "another identity");
     assert!(
-        f["message"].as_str().unwrap().contains("another identity"),
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("for this identity and room"),
         "{f}"
     );
     let (f, c, _) = attempt(&server, &ann, &token("other", "ann", 600)).await;

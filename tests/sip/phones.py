@@ -135,25 +135,8 @@ class Ctrl:
         self.s.sendall(str(len(b)).encode() + b":" + b + b",")
 
     def wait(self, event, seconds):
-        import socket
-        deadline = time.time() + seconds
-        self.s.settimeout(0.2)
-        while time.time() < deadline:
-            while b":" in self.buf:
-                n, rest = self.buf.split(b":", 1)
-                if len(rest) < int(n) + 1:
-                    break
-                msg, self.buf = json.loads(rest[:int(n)]), rest[int(n) + 1:]
-                if msg.get("type") == event:
-                    return True
-            try:
-                chunk = self.s.recv(4096)
-                if not chunk:
-                    return False
-                self.buf += chunk
-            except socket.timeout:
-                pass
-        return False
+        """Whether `event` comes within `seconds` (events before it are passed over)."""
+        return self.wait_any((event,), seconds) is not None
 
     def wait_any(self, events, seconds):
         """The first of `events` to come within `seconds`, or None."""

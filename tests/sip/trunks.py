@@ -82,6 +82,21 @@ class Hooks(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def responses(s, wait):
+    """What arrives on socket `s` within `wait` seconds (a TCP stream's end stops early)."""
+    s.settimeout(0.2)
+    got, deadline = [], time.time() + wait
+    while time.time() < deadline:
+        try:
+            data = s.recv(65535).decode(errors="replace")
+        except socket.timeout:
+            continue
+        if s.type == socket.SOCK_STREAM and not data:
+            break
+        got.append(data)
+    return got
+
+
 def raw_invite(src, to, caller, proxy_auth=None, wait=2.0, via_params=";rport", tcp=False):
     """Send one INVITE from `src` (an address of this host), over UDP or over a TCP
     connection; the responses within `wait` s. `via_params` follow the top Via's branch."""
@@ -110,16 +125,7 @@ def raw_invite(src, to, caller, proxy_auth=None, wait=2.0, via_params=";rport", 
         s.sendall(msg.encode())
     else:
         s.sendto(msg.encode(), ("127.0.0.1", SIP))
-    s.settimeout(0.2)
-    got, deadline = [], time.time() + wait
-    while time.time() < deadline:
-        try:
-            data = s.recv(65535).decode(errors="replace")
-        except socket.timeout:
-            continue
-        if tcp and not data:
-            break
-        got.append(data)
+    got = responses(s, wait)
     if mirror:
         try:
             while True:
@@ -225,13 +231,7 @@ def raw_out_of_dialog(src, method):
            f"Max-Forwards: 70\r\nFrom: <sip:probe@{src}>;tag=p{port}\r\nTo: <{uri}>" + (";tag=gone" if method != "OPTIONS" else "")
            + f"\r\nCall-ID: probe{time.time_ns()}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n")
     s.sendto(msg.encode(), ("127.0.0.1", SIP))
-    s.settimeout(0.2)
-    got, deadline = [], time.time() + 1.5
-    while time.time() < deadline:
-        try:
-            got.append(s.recv(65535).decode(errors="replace"))
-        except socket.timeout:
-            pass
+    got = responses(s, 1.5)
     s.close()
     return got
 
@@ -248,18 +248,9 @@ def raw_register(auth=None, contact_port=5390, cseq=1, call_id="reg-raw"):
            f"Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@127.0.0.1:{contact_port}>\r\n"
            f"Expires: 60\r\n" + (f"Authorization: {auth(uri)}\r\n" if auth else "") + "Content-Length: 0\r\n\r\n")
     s.sendto(msg.encode(), ("127.0.0.1", SIP))
-    s.settimeout(0.2)
-    deadline = time.time() + 3
-    while time.time() < deadline:
-        try:
-            m = s.recv(65535).decode(errors="replace")
-        except socket.timeout:
-            continue
-        if m.startswith("SIP/2.0") and not m.startswith("SIP/2.0 1"):
-            s.close()
-            return m
+    got = [m for m in responses(s, 1.0) if m.startswith("SIP/2.0") and not m.startswith("SIP/2.0 1")]
     s.close()
-    return ""
+    return got[0] if got else ""
 
 
 def digest(user, password, challenge, uri, method="INVITE", nc=1):
