@@ -37,11 +37,14 @@ impl Default for FrameReader {
     }
 }
 
-/// What one [`FrameReader::read_from`] call saw.
+/// What one [`FrameReader::read_at_most`] call saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOutcome {
     /// Nothing more to read now (the socket would block).
     Drained,
+    /// The read budget is spent and the socket may hold more: read it again on the
+    /// next round (edge-triggered readiness brings no new event for what is queued).
+    More,
     /// The peer closed its side, or the socket failed.
     Closed,
     /// The stream broke the framing.
@@ -63,13 +66,25 @@ impl FrameReader {
         Ok(())
     }
 
-    /// Read until the socket would block, handing every complete frame to `f`.
-    pub fn read_from(&mut self, src: &mut impl Read, f: &mut impl FnMut(&[u8])) -> ReadOutcome {
+    /// Read until the socket would block, handing every complete frame to `f`; stop after
+    /// about `budget` bytes ([`ReadOutcome::More`]): one fast connection cannot
+    /// hold its worker's loop while UDP and the other connections wait.
+    pub fn read_at_most(
+        &mut self,
+        src: &mut impl Read,
+        budget: usize,
+        f: &mut impl FnMut(&[u8]),
+    ) -> ReadOutcome {
+        let mut read = 0usize;
         loop {
+            if read >= budget {
+                return ReadOutcome::More;
+            }
             self.make_room();
             match src.read(&mut self.buf[self.end..]) {
                 Ok(0) => return ReadOutcome::Closed,
                 Ok(n) => {
+                    read += n;
                     self.end += n;
                     if let Err(e) = self.frames(f) {
                         return ReadOutcome::Bad(e);
@@ -231,15 +246,51 @@ mod tests {
         let mut n = 0;
         let f = frame(50, 9);
         let mut src = Src(vec![Ok(f[10..].to_vec()), Ok(f[..10].to_vec())]);
-        assert_eq!(r.read_from(&mut src, &mut |_| n += 1), ReadOutcome::Drained);
+        assert_eq!(
+            r.read_at_most(&mut src, usize::MAX, &mut |_| n += 1),
+            ReadOutcome::Drained
+        );
         assert_eq!(n, 1);
         let mut src = Src(vec![Ok(Vec::new())]);
-        assert_eq!(r.read_from(&mut src, &mut |_| n += 1), ReadOutcome::Closed);
+        assert_eq!(
+            r.read_at_most(&mut src, usize::MAX, &mut |_| n += 1),
+            ReadOutcome::Closed
+        );
         let mut src = Src(vec![Ok(vec![0x20, 0])]);
         assert_eq!(
-            r.read_from(&mut src, &mut |_| n += 1),
+            r.read_at_most(&mut src, usize::MAX, &mut |_| n += 1),
             ReadOutcome::Bad(FrameError::TooLong(0x2000))
         );
+    }
+
+    #[test]
+    fn a_read_budget_stops_a_fast_stream_and_the_next_round_goes_on() {
+        // 100 frames of 1,000 bytes waiting, read 4 KiB at a time by the socket.
+        let all: Vec<u8> = (0..100).flat_map(|i| frame(1_000, i as u8)).collect();
+        let mut src = io::Cursor::new(all);
+        struct Chunks<'a>(&'a mut io::Cursor<Vec<u8>>);
+        impl Read for Chunks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(4_096);
+                match self.0.read(&mut buf[..n])? {
+                    0 => Err(io::ErrorKind::WouldBlock.into()),
+                    n => Ok(n),
+                }
+            }
+        }
+        let mut r = FrameReader::default();
+        let mut n = 0;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            match r.read_at_most(&mut Chunks(&mut src), 16 * 1024, &mut |_| n += 1) {
+                ReadOutcome::More => continue,
+                ReadOutcome::Drained => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(n, 100, "every frame in the end");
+        assert!(rounds >= 6, "100 KB in rounds of 16 KiB: {rounds}");
     }
 
     #[test]

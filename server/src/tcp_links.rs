@@ -19,6 +19,9 @@ pub const IDLE: Duration = Duration::from_secs(30);
 pub const MAX_LINKS: usize = 4096;
 /// Connections from one IP address one worker holds at most (a client needs one or two).
 pub const MAX_LINKS_PER_IP: usize = 16;
+/// Bytes read from one connection in one round of the worker's loop; the rest waits for
+/// the next round, after UDP and the other connections.
+pub const READ_BUDGET: usize = 64 * 1024;
 
 /// A connection the acceptor read the first frame from, for a worker to adopt.
 pub struct Handoff {
@@ -127,37 +130,46 @@ impl TcpLinks {
             self.stats.bad_frames += 1;
             self.close(registry, token);
         } else {
-            // Data may have arrived between the acceptor's read and the registration.
-            self.read(registry, token, now, frame);
+            // Data may have arrived between the acceptor's read and the registration (a
+            // spent budget here is read again at the socket's next event).
+            let _ = self.read(registry, token, now, frame);
         }
     }
 
-    /// Read everything `token`'s socket has; close it on EOF, error or bad framing.
+    /// Read what `token`'s socket has, up to [`READ_BUDGET`]; close it on EOF, error or
+    /// bad framing. True when the budget ran out first: read it again next round.
     pub fn read(
         &mut self,
         registry: &Registry,
         token: Token,
         now: Instant,
         frame: &mut impl FnMut(SocketAddr, &[u8]),
-    ) {
+    ) -> bool {
         let Some(link) = self.links.get_mut(&token) else {
-            return;
+            return false;
         };
         let peer = link.peer;
         let mut got = false;
-        let outcome = link.reader.read_from(&mut link.stream, &mut |f| {
-            got = true;
-            frame(peer, f)
-        });
+        let outcome = link
+            .reader
+            .read_at_most(&mut link.stream, READ_BUDGET, &mut |f| {
+                got = true;
+                frame(peer, f)
+            });
         if got {
             link.last_frame = now;
         }
         match outcome {
-            ReadOutcome::Drained => {}
-            ReadOutcome::Closed => self.close(registry, token),
+            ReadOutcome::Drained => false,
+            ReadOutcome::More => true,
+            ReadOutcome::Closed => {
+                self.close(registry, token);
+                false
+            }
             ReadOutcome::Bad(_) => {
                 self.stats.bad_frames += 1;
                 self.close(registry, token);
+                false
             }
         }
     }

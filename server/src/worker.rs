@@ -215,6 +215,8 @@ fn run(
     let mut ufrags = UfragRecorder::new(spec.index, spec.directory.clone());
     let mut tcp = TcpLinks::new(FIRST_TCP);
     let mut tcp_ready: Vec<Token> = Vec::with_capacity(16);
+    // Connections whose read budget ran out last round: read again before waiting.
+    let mut tcp_again: Vec<Token> = Vec::new();
     let mut shard = Shard::new(cfg, Instant::now());
     let mut sock = BatchSocket::new(spec.socket)?;
     let mut registered = mio::net::UdpSocket::from_std(sock.socket.try_clone()?);
@@ -229,7 +231,7 @@ fn run(
     let mut more = false;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let wait = if more {
+        let wait = if more || !tcp_again.is_empty() {
             Duration::ZERO
         } else {
             deadline.saturating_duration_since(now).min(MAX_IDLE)
@@ -243,6 +245,7 @@ fn run(
         let mut first_datagram: Option<Instant> = None;
         let mut bytes_in = 0u64;
         tcp_ready.clear();
+        tcp_ready.append(&mut tcp_again);
         for e in mio_events.iter() {
             if tcp.owns(e.token()) {
                 if e.is_writable() {
@@ -287,9 +290,12 @@ fn run(
         }
         for &t in &tcp_ready {
             let now = Instant::now();
-            tcp.read(poll.registry(), t, now, &mut |src, f| {
+            if tcp.read(poll.registry(), t, now, &mut |src, f| {
                 on_frame(&mut shard, now, src, f)
-            });
+            }) && !tcp_again.contains(&t)
+            {
+                tcp_again.push(t);
+            }
         }
         // Every queued datagram (edge-triggered readiness: read until empty).
         more = true;

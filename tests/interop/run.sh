@@ -36,6 +36,9 @@ ip netns exec "$NS" ip addr add 10.203.1.1/24 dev "$VB"
 ip netns exec "$NS" ip link set "$VB" up
 ip netns exec "$NS" ip link set lo up
 PORT=$((20000 + RANDOM % 20000))
+# Not loopback, so keys (a keyless server serves only on loopback), with the development
+# token route on: the test fetches its tokens there.
+SWITCHBOARD_KEYS=interop:interop-tests-only-secret-0123 SWITCHBOARD_DEV=true \
 ip netns exec "$NS" "$BIN" --http 10.203.1.1:$PORT --rtc-bind 10.203.1.1 --rtc-port $((PORT + 1)) \
   --workers 1 >server.log 2>&1 &
 SERVER=$!
