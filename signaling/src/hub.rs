@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackKind, TrackSource};
-use tokio::sync::mpsc;
 
 use crate::auth::{unix_now, Claims, KeyStore};
 use crate::error::Error;
 use crate::plane::MediaPlane;
+use crate::outbound::{self, OutboundRx, OutboundTx};
 use crate::protocol::{
     close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage,
     TrackInfo, PROTOCOL_VERSION,
@@ -49,9 +49,6 @@ pub enum Outbound {
     Close { code: u16, reason: String },
 }
 
-/// Capacity of a session's outbound queue. A client that falls this far behind is cut off
-/// rather than allowed to grow memory without bound.
-pub const OUTBOUND_QUEUE: usize = 512;
 /// Largest data message payload, in bytes.
 pub const MAX_DATA: usize = 15 * 1024;
 /// Largest metadata string, in bytes.
@@ -106,7 +103,7 @@ struct Member {
     /// Declared source per publisher m-line.
     sources: HashMap<String, TrackSource>,
     admin_muted: [bool; 2],
-    tx: mpsc::Sender<Outbound>,
+    tx: OutboundTx,
     /// Its `resume` token (none when sessions are not kept for resuming).
     resume_token: Option<String>,
     /// Grows with each resume: a socket of an older epoch no longer owns the session.
@@ -273,14 +270,11 @@ impl Hub {
         for id in &ids {
             if let Some(tx) = self.with_member(*id, |m| m.tx.clone()) {
                 let why = "server shutting down".to_string();
-                let _ = tx.try_send(Outbound::Message(ServerMessage::Error {
+                tx.send(ServerMessage::Error {
                     code: ErrorCode::ShuttingDown,
                     message: why.clone(),
-                }));
-                let _ = tx.try_send(Outbound::Close {
-                    code: close_code::SHUTTING_DOWN,
-                    reason: why,
                 });
+                tx.close(close_code::SHUTTING_DOWN, why);
             }
             self.remove(*id, "server shutting down", None);
         }
@@ -357,7 +351,7 @@ impl Hub {
         token: &str,
         version: Option<u32>,
         now: Now,
-    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
+    ) -> Result<(ParticipantId, OutboundRx), Error> {
         self.join_inner(token, version, now, false, Takeover::Replace)
     }
 
@@ -368,7 +362,7 @@ impl Hub {
         &self,
         token: &str,
         now: Now,
-    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
+    ) -> Result<(ParticipantId, OutboundRx), Error> {
         self.join_inner(token, None, now, false, Takeover::Refuse)
     }
 
@@ -387,7 +381,7 @@ impl Hub {
         &self,
         token: &str,
         now: Now,
-    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
+    ) -> Result<(ParticipantId, OutboundRx), Error> {
         self.join_inner(token, None, now, true, Takeover::Replace)
     }
 
@@ -428,7 +422,7 @@ impl Hub {
         now: Now,
         viewer: bool,
         takeover: Takeover,
-    ) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Error> {
+    ) -> Result<(ParticipantId, OutboundRx), Error> {
         if let Some(v) = version {
             if v != PROTOCOL_VERSION {
                 return Err(Error::UnsupportedVersion(v));
@@ -454,7 +448,7 @@ impl Hub {
         let id = ParticipantId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let room = RoomId(g.room.clone());
         let resume_token = (self.config.resume_grace > 0).then(resume::new_token);
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (tx, rx) = outbound::queue();
         let info = ParticipantInfo {
             id,
             identity: claims.sub.clone(),
@@ -515,7 +509,7 @@ impl Hub {
                 resume_token: resume_token.clone(),
                 ice_servers: self.ice_servers(&info.identity, now.unix),
             };
-            let _ = tx.try_send(Outbound::Message(joined));
+            tx.send(joined);
             if !g.hidden {
                 broadcast(
                     &r.members,
@@ -719,10 +713,10 @@ impl Hub {
             return;
         };
         if !muted && m.admin_muted[kind_index(kind)] {
-            let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error {
+            m.tx.send(ServerMessage::Error {
                 code: ErrorCode::NotAllowed,
                 message: "muted by an administrator".into(),
-            }));
+            });
             return;
         }
         set_muted_flag(&mut m.info, kind, muted);
@@ -777,14 +771,11 @@ impl Hub {
         let _ = self.plane.send(&room, Command::Leave { participant: id });
         if let Some(code) = close {
             if let Some(m) = member {
-                let _ = m.tx.try_send(Outbound::Message(ServerMessage::Error {
+                m.tx.send(ServerMessage::Error {
                     code: ErrorCode::Removed,
                     message: reason.to_string(),
-                }));
-                let _ = m.tx.try_send(Outbound::Close {
-                    code,
-                    reason: reason.to_string(),
                 });
+                m.tx.close(code, reason);
             }
         }
         tracing::info!(participant = %id, room = %room, reason, "left");
@@ -801,14 +792,9 @@ impl Hub {
         );
     }
 
+    /// Queue `msg` for `id` (see [`outbound`] for what happens when it is far behind).
     fn send_to(&self, id: ParticipantId, msg: ServerMessage) {
-        let full = self
-            .with_member(id, |m| m.tx.try_send(Outbound::Message(msg)).is_err())
-            .unwrap_or(false);
-        if full {
-            tracing::warn!(participant = %id, "signaling queue full: disconnecting");
-            self.remove(id, "signaling queue overflow", Some(close_code::REMOVED));
-        }
+        self.with_member(id, |m| m.tx.send(msg));
     }
 
     /// An event from the media plane.
@@ -1096,7 +1082,8 @@ fn broadcast(
     except: Option<ParticipantId>,
     msg: ServerMessage,
 ) {
+    let bytes = outbound::weigh(&msg);
     for m in members.values().filter(|m| Some(m.info.id) != except) {
-        let _ = m.tx.try_send(Outbound::Message(msg.clone()));
+        m.tx.send_weighed(msg.clone(), bytes);
     }
 }

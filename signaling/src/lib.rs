@@ -21,6 +21,7 @@ pub mod forwarding_mark;
 pub mod http;
 pub mod hub;
 pub mod message_budget;
+pub mod outbound;
 pub mod participant_names;
 pub mod placement;
 pub mod plane;

@@ -302,7 +302,7 @@ async fn finish(
     path: &str,
     room: String,
     id: ParticipantId,
-    mut rx: tokio::sync::mpsc::Receiver<Outbound>,
+    mut rx: crate::outbound::OutboundRx,
     pc: PcKind,
     remote_ufrag: String,
 ) -> Response {

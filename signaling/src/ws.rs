@@ -9,11 +9,12 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use sfu_core::ParticipantId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::auth::unix_now;
 use crate::hub::{Hub, Outbound, Parking};
 use crate::message_budget::MessageBudget;
+use crate::outbound::OutboundRx;
 use crate::placement::Placed;
 use crate::protocol::{close_code, ClientMessage, ErrorCode, ServerMessage};
 
@@ -47,7 +48,7 @@ fn close(code: u16, reason: &str) -> Message {
 /// A session attached to this socket.
 struct Attached {
     id: ParticipantId,
-    rx: mpsc::Receiver<Outbound>,
+    rx: OutboundRx,
     /// The hub's epoch of the session (it grows with each resume).
     epoch: u64,
     /// Parked rather than left when the socket drops.
@@ -162,7 +163,7 @@ enum WriterEnd {
     /// The hub closed the session (removed, overflowed, shut down).
     Closed,
     /// Told to stop: the queue, to park it.
-    Stopped(mpsc::Receiver<Outbound>),
+    Stopped(OutboundRx),
     /// The client did not read, or the socket failed.
     Failed,
 }
@@ -171,7 +172,7 @@ enum WriterEnd {
 /// fails, or `stop` fires (then hands the queue back).
 async fn write(
     mut sink: Sink,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: OutboundRx,
     mut stop: oneshot::Receiver<()>,
 ) -> WriterEnd {
     loop {
@@ -211,8 +212,7 @@ pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
 
     // Phase 2: a writer task drains the outbound queue; this task reads. A client that
     // does not read blocks the writer: after WRITE_TIMEOUT on one frame it is cut off
-    // (its queue, bounded at OUTBOUND_QUEUE, overflowing meanwhile removes it from the
-    // room), and the session ends.
+    // (meanwhile its queue stays bounded, see `outbound`), and the session ends.
     let (stop_tx, stop_rx) = oneshot::channel();
     let mut writer = tokio::spawn(write(sink, rx, stop_rx));
     let mut left = false;

@@ -8,7 +8,7 @@ use signaling::hub::{Now, Outbound};
 use signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use signaling::Error;
 use signaling::{Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
-use tokio::sync::mpsc::Receiver;
+use signaling::outbound::OutboundRx;
 
 #[derive(Default)]
 struct FakePlane {
@@ -62,15 +62,15 @@ fn tok(keys: &KeyStore, room: &str, who: &str) -> String {
     .unwrap()
 }
 
-fn drain(rx: &mut Receiver<Outbound>) -> Vec<Outbound> {
+fn drain(rx: &mut OutboundRx) -> Vec<Outbound> {
     let mut v = vec![];
-    while let Ok(m) = rx.try_recv() {
+    while let Some(m) = rx.try_recv() {
         v.push(m);
     }
     v
 }
 
-fn msgs(rx: &mut Receiver<Outbound>) -> Vec<ServerMessage> {
+fn msgs(rx: &mut OutboundRx) -> Vec<ServerMessage> {
     drain(rx)
         .into_iter()
         .filter_map(|o| {
@@ -682,4 +682,63 @@ fn a_broken_media_path_shows_as_reconnecting_and_ice_restarts_reach_the_plane() 
 /// `unknown`).
 fn wire_source(s: &str) -> sfu_core::TrackSource {
     serde_json::from_value(serde_json::Value::String(s.into())).unwrap()
+}
+
+/// A client that stops reading (a frozen tab, a phone in a tunnel) while the room goes on:
+/// its queue stays bounded in bytes, it ends up with the room's latest state (not an old
+/// one), and a data flood never costs it a message it must have.
+#[test]
+fn a_client_that_stops_reading_keeps_the_latest_state_in_bounded_memory() {
+    let (_plane, hub, keys) = setup();
+    let (_a, mut ra) = hub.join(&tok(&keys, "r", "alice"), None, at()).unwrap();
+    let (b, _rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
+    msgs(&mut ra);
+    // Bob toggles his microphone 1,001 times (he ends muted) and sends 2,000 data
+    // messages of 10 KB; alice reads nothing meanwhile.
+    for i in 1..=1001u32 {
+        hub.handle(
+            b,
+            ClientMessage::Mute {
+                kind: TrackKind::Audio,
+                muted: i % 2 == 1,
+            },
+        );
+    }
+    for _ in 0..2000 {
+        hub.handle(
+            b,
+            ClientMessage::Data {
+                payload: "d".repeat(10_000),
+                topic: None,
+                destination: vec![],
+            },
+        );
+    }
+    assert!(
+        ra.queued_bytes() <= signaling::outbound::MAX_BYTES,
+        "{} bytes queued for a client that reads nothing",
+        ra.queued_bytes()
+    );
+    // Carol joins: alice must hear of it even though data filled her share.
+    let (c, _rc) = hub.join(&tok(&keys, "r", "carol"), None, at()).unwrap();
+    let got = msgs(&mut ra);
+    let mutes: Vec<bool> = got
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::MuteChanged { muted, .. } => Some(*muted),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mutes, vec![true], "one mute message, the latest state");
+    assert!(
+        got.iter().any(
+            |m| matches!(m, ServerMessage::ParticipantJoined { participant } if participant.id == c)
+        ),
+        "alice was not told carol joined"
+    );
+    let data = got
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Data { .. }))
+        .count();
+    assert!((1..2000).contains(&data), "{data} data messages queued");
 }

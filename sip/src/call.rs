@@ -150,7 +150,7 @@ impl PhoneLeg {
 pub(crate) struct InRoom<'a> {
     gw: &'a Gateway,
     pub id: ParticipantId,
-    rx: mpsc::Receiver<Outbound>,
+    rx: signaling::outbound::OutboundRx,
     leg: RoomLeg,
     pub_socket: UdpSocket,
     sub_socket: UdpSocket,
@@ -169,7 +169,7 @@ fn join(
     gw: &Gateway,
     room: &str,
     who: &Who,
-) -> Result<(ParticipantId, mpsc::Receiver<Outbound>), Refusal> {
+) -> Result<(ParticipantId, signaling::outbound::OutboundRx), Refusal> {
     let internal = |m: &str| (StatusCode::ServerInternalError, m.to_string());
     let keys = gw.hub.keys();
     let key = keys

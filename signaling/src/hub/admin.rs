@@ -195,10 +195,9 @@ impl Hub {
         }
         let info = m.info.clone();
         let hidden = m.hidden;
-        let _ =
-            m.tx.try_send(Outbound::Message(ServerMessage::ParticipantUpdated {
-                participant: info.clone(),
-            }));
+        m.tx.send(ServerMessage::ParticipantUpdated {
+            participant: info.clone(),
+        });
         announce_update(&r.members, id, hidden, info.clone());
         Ok(info)
     }
@@ -251,12 +250,13 @@ impl Hub {
             topic,
             payload,
         };
+        let bytes = outbound::weigh(&msg);
         for m in r
             .members
             .values()
             .filter(|m| Some(m.info.id) != from && to(&m.info))
         {
-            let _ = m.tx.try_send(Outbound::Message(msg.clone()));
+            m.tx.send_weighed(msg.clone(), bytes);
         }
     }
 }

@@ -11,7 +11,7 @@ use super::*;
 /// A session whose socket is gone, waiting to be resumed.
 pub(super) struct Parked {
     pub since: Instant,
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: OutboundRx,
 }
 
 /// A fresh resume token: 128 random bits.
@@ -61,7 +61,7 @@ impl Hub {
         &self,
         id: ParticipantId,
         epoch: u64,
-        rx: mpsc::Receiver<Outbound>,
+        rx: OutboundRx,
         now: Instant,
     ) -> Parking {
         let mut dir = self.dir.lock();
@@ -141,7 +141,7 @@ impl Hub {
             None => {
                 // The old socket has not noticed the drop yet: a new queue; the old
                 // socket's writer ends when its sender goes.
-                let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+                let (tx, rx) = outbound::queue();
                 m.tx = tx;
                 rx
             }
@@ -160,11 +160,11 @@ impl Hub {
         announce_update(&r.members, id, hidden, info.clone());
         // First on the queue is what was queued while away; the resumed message goes
         // after it, so the client applies the gap's messages, then the current list.
-        let _ = tx.try_send(Outbound::Message(ServerMessage::Resumed {
+        tx.send(ServerMessage::Resumed {
             participant: info,
             others,
             resume_token: next,
-        }));
+        });
         Ok(Resumed { id, rx, epoch })
     }
 
@@ -212,6 +212,6 @@ pub enum Parking {
 /// A resumed session.
 pub struct Resumed {
     pub id: ParticipantId,
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: OutboundRx,
     pub epoch: u64,
 }
