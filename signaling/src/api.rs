@@ -2,7 +2,6 @@
 //! servers, authorized by bearer JWTs with admin grants (see `docs/api.md`; the OpenAPI 3
 //! document is generated from this file and served at `/api/v1/openapi.json`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +18,7 @@ use utoipa::OpenApi;
 use crate::auth::{unix_now, Claims};
 use crate::hub::{Hub, RoomInfo};
 use crate::protocol::{ParticipantInfo, Permissions};
+use crate::token_bucket::{KeyedBuckets, Rate};
 
 /// Largest request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -48,39 +48,21 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
 
 /// Per-API-key token bucket.
 pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<KeyedBuckets<String>>,
 }
 
 impl RateLimiter {
     pub fn new(per_second: f64, burst: f64) -> Self {
         Self {
-            per_second,
-            burst,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(KeyedBuckets::new(
+                Rate::new(per_second, burst),
+                MAX_BUCKETS,
+            )),
         }
     }
 
     pub fn allow(&self, key: &str, now: Instant) -> bool {
-        let mut b = self.buckets.lock();
-        if b.len() >= MAX_BUCKETS {
-            // Forget the buckets that have filled up again: they are as good as new.
-            let (rate, burst) = (self.per_second, self.burst);
-            b.retain(|_, (tokens, at)| {
-                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
-            });
-        }
-        let (tokens, at) = b.entry(key.to_string()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second)
-            .min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets.lock().take(key.to_string(), now)
     }
 }
 

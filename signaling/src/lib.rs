@@ -28,6 +28,7 @@ pub mod plane;
 pub mod protocol;
 pub mod room_name;
 pub mod sdp_limits;
+pub mod token_bucket;
 pub mod sip_calls;
 pub mod turn;
 pub mod webhook;

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use crate::protocol::ClientMessage;
+use crate::token_bucket::{Rate, TokenBucket};
 
 /// The kinds that have a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,15 +50,15 @@ impl Kind {
         }
     }
 
-    /// (messages a second, burst).
-    fn rate(self) -> (f64, f64) {
+    /// Messages a second, and the burst.
+    fn rate(self) -> Rate {
         match self {
-            Kind::Data => (30.0, 60.0),
-            Kind::Mute => (5.0, 20.0),
-            Kind::Negotiation => (5.0, 20.0),
-            Kind::Candidate => (50.0, 200.0),
-            Kind::View => (200.0, 400.0),
-            Kind::Other => (20.0, 60.0),
+            Kind::Data => Rate::new(30.0, 60.0),
+            Kind::Mute => Rate::new(5.0, 20.0),
+            Kind::Negotiation => Rate::new(5.0, 20.0),
+            Kind::Candidate => Rate::new(50.0, 200.0),
+            Kind::View => Rate::new(200.0, 400.0),
+            Kind::Other => Rate::new(20.0, 60.0),
         }
     }
 
@@ -73,47 +74,20 @@ impl Kind {
 
 /// Data bytes a second (and their burst): a data message is up to 15 KiB, copied to every
 /// recipient.
-const DATA_BYTES: (f64, f64) = (64.0 * 1024.0, 256.0 * 1024.0);
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(burst: f64, now: Instant) -> Self {
-        Bucket {
-            tokens: burst,
-            at: now,
-        }
-    }
-
-    fn take(&mut self, cost: f64, (rate, burst): (f64, f64), now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(burst);
-        self.at = now;
-        if self.tokens >= cost {
-            self.tokens -= cost;
-            true
-        } else {
-            false
-        }
-    }
-}
+const DATA_BYTES: Rate = Rate::new(64.0 * 1024.0, 256.0 * 1024.0);
 
 /// One participant's budgets.
 #[derive(Debug, Clone)]
 pub struct MessageBudget {
-    kinds: [Bucket; 6],
-    data_bytes: Bucket,
+    kinds: [TokenBucket; 6],
+    data_bytes: TokenBucket,
 }
 
 impl MessageBudget {
     pub fn new(now: Instant) -> Self {
         MessageBudget {
-            kinds: Kind::ALL.map(|k| Bucket::full(k.rate().1, now)),
-            data_bytes: Bucket::full(DATA_BYTES.1, now),
+            kinds: Kind::ALL.map(|k| TokenBucket::full(k.rate(), now)),
+            data_bytes: TokenBucket::full(DATA_BYTES, now),
         }
     }
 

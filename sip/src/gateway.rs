@@ -28,6 +28,7 @@ use crate::dispatch::{Decision, Dispatcher, Rule};
 use crate::inbound::{self, Incoming, PhoneSide, Route};
 use crate::registrar::{Binding, Registrar};
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
+use crate::stranger_budget::StrangerBudget;
 use crate::tcp_guard::{ClosedConnections, TcpGuard};
 use crate::transport_source::{source, SourceStamp};
 use parking_lot::Mutex;
@@ -121,6 +122,8 @@ pub struct Gateway {
     pub(crate) pins: Mutex<crate::pin_lockout::PinLockout>,
     /// SIP over TCP: the connections and their limits.
     tcp: Arc<TcpGuard>,
+    /// What unknown addresses may send the UDP port.
+    strangers: StrangerBudget,
 }
 
 impl Gateway {
@@ -153,6 +156,7 @@ impl Gateway {
             key_calls: Arc::new(Mutex::new(CallLimits::new(cfg.key_limits))),
             pins: Mutex::new(Default::default()),
             tcp: Arc::default(),
+            strangers: StrangerBudget::new(std::time::Instant::now()),
             cfg,
         })
     }
@@ -260,6 +264,11 @@ impl Gateway {
                 .await
                 .map_err(|e| format!("sip_listen: binding UDP {}: {e}", self.cfg.listen))?;
         transport.add_transport(udp.into());
+        let me = self.clone();
+        transport.set_whitelist(move |ip| {
+            let admitted = me.admit_datagram(ip);
+            async move { admitted }
+        });
         let tcp = tokio::net::TcpListener::bind(self.cfg.listen)
             .await
             .map_err(|e| format!("sip_listen: binding TCP {}: {e}", self.cfg.listen))?;
@@ -333,12 +342,23 @@ impl Gateway {
     /// gateway is open (no trunks, no users), else from a trunk's networks or the address
     /// of a live registration.
     fn knows(&self, source: Option<SocketAddr>) -> bool {
-        let Some(source) = source else {
-            return false;
-        };
+        source.is_some_and(|s| self.knows_ip(s.ip()))
+    }
+
+    fn knows_ip(&self, ip: IpAddr) -> bool {
         self.access.is_open()
-            || self.access.is_trunk_source(source.ip())
-            || self.registrar.lock().has_source(source.ip(), unix_now())
+            || self.access.is_trunk_source(ip)
+            || self.registrar.lock().has_source(ip, unix_now())
+    }
+
+    /// A UDP datagram from `ip`, before it is parsed: from an address we know, always;
+    /// from a stranger, within [`StrangerBudget`].
+    fn admit_datagram(&self, ip: IpAddr) -> bool {
+        if self.knows_ip(ip) || self.strangers.allow(ip, std::time::Instant::now()) {
+            return true;
+        }
+        request_dropped("flood");
+        false
     }
 
     /// In a cluster, a call joins its room only on the room's home: a room homed here (or

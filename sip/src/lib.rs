@@ -19,6 +19,7 @@
 //! - [`dispatch`]: dispatch rules and PIN entry, [`pin_lockout`]: wrong PINs per caller address;
 //! - [`access`] and [`digest`]: trunks, SIP users and digest challenges;
 //! - [`transport_source`]: where a request really came from (never what its Via claims);
+//! - [`stranger_budget`]: what unknown addresses may send the SIP port, before parsing;
 //! - [`tcp_guard`]: SIP over TCP within connection limits;
 //! - [`registrar`]: where registered phones can be reached;
 //! - [`call_limits`]: how many calls one API key may place;
@@ -50,5 +51,6 @@ pub mod room_leg;
 pub mod rtp;
 pub mod rtp_source;
 pub mod sdp;
+pub mod stranger_budget;
 pub mod tcp_guard;
 pub mod transport_source;
