@@ -76,9 +76,15 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 pub struct TargetArgs {
-    /// A running server's base URL (loopback only). Without it the harness spawns one.
+    /// A running server's base URL, `http://IP:port` (loopback, unless --target-is-mine).
+    /// Without it the harness spawns one.
     #[arg(long)]
     url: Option<String>,
+    /// The server at --url is yours (a staging server you run): allow its address, and
+    /// only it, as a target, and a non-loopback --bind-ip. Never point a load test at a
+    /// server you do not run.
+    #[arg(long, requires = "url")]
+    target_is_mine: bool,
     /// The kind of server at --url.
     #[arg(long, value_enum, default_value = "switchboard")]
     server: ServerKind,
@@ -293,9 +299,15 @@ pub fn run_once(s: &ScenarioArgs, t: &TargetArgs, out: &OutputArgs) -> anyhow::R
         );
         allowed.namespace_addrs.push(a);
     }
+    if t.target_is_mine {
+        let url = t.url.as_deref().unwrap_or_default();
+        let ip = Allowed::url_addr(url)?.ip();
+        eprintln!("--target-is-mine: {ip} is acknowledged as your server");
+        allowed.acknowledged = Some(ip);
+    }
     anyhow::ensure!(
-        t.bind_ip.is_loopback() || netns::in_own_namespace(),
-        "--bind-ip must be a loopback address"
+        t.bind_ip.is_loopback() || netns::in_own_namespace() || t.target_is_mine,
+        "--bind-ip must be a loopback address (or --target-is-mine)"
     );
     let target = resolve(t, &allowed)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
