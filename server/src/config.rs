@@ -32,6 +32,14 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run the server (the default).
@@ -164,6 +172,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// `text` (default) or `json`: one JSON object a line.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume_grace: Option<u64>,
@@ -236,6 +248,7 @@ pub struct Config {
     pub api_burst: f64,
     pub drain_timeout: u64,
     pub log: String,
+    pub log_format: LogFormat,
     pub resume_grace: u64,
     #[serde(deserialize_with = "list_or_commas")]
     pub turn_urls: Vec<String>,
@@ -288,6 +301,7 @@ impl Default for Config {
             api_burst: 100.0,
             drain_timeout: 300,
             log: "info".into(),
+            log_format: LogFormat::Text,
             resume_grace: 20,
             turn_urls: Vec::new(),
             turn_secret: None,
@@ -362,6 +376,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "api_burst", default: "100", doc: "REST request burst per API key." },
     KeyDoc { key: "drain_timeout", default: "300", doc: "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin)." },
     KeyDoc { key: "log", default: "info", doc: "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it." },
+    KeyDoc { key: "log_format", default: "text", doc: "`text` for people, or `json` for log shippers: one JSON object a line, with the level, target, message and the event's fields (`room`, `participant`, `call`, …) as keys." },
     KeyDoc { key: "resume_grace", default: "20", doc: "Seconds a participant keeps its place (others see it as reconnecting) when its signaling socket dropped, for the client to `resume` its session (clients opt in with `resume: true` in `join`), or when its media path broke (ICE went quiet), for the path to come back or the client to restart ICE; 0: it is removed at once." },
     KeyDoc { key: "turn_urls", default: "[]", doc: "TURN servers handed to clients (`turn:host:3478?transport=udp`, `turn:host:3478?transport=tcp`, `turns:host:443`; a TOML list, or comma separated), in the join response and WHIP/WHEP `Link` headers, with short-lived credentials (`docs/deployment.md`)." },
     KeyDoc { key: "turn_secret", default: "(none)", doc: "The secret shared with the TURN server (coturn: `use-auth-secret`, `static-auth-secret`); credentials are `<expiry>:<identity>` and base64 HMAC-SHA1 of it." },

@@ -50,7 +50,7 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Cmd::Token(TokenCmd::Create(t))) => {
-            init_logs("info");
+            init_logs("info", config::LogFormat::Text);
             token(t)
         }
         Some(Cmd::Config(ConfigCmd::Print)) => {
@@ -69,18 +69,28 @@ fn run() -> anyhow::Result<()> {
         }
         Some(Cmd::Serve) | None => {
             let cfg = Config::load(&cli.serve)?;
-            init_logs(&cfg.log);
+            init_logs(&cfg.log, cfg.log_format);
             serve(cfg)
         }
     }
 }
 
-fn init_logs(default: &str) {
+fn init_logs(default: &str, format: config::LogFormat) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(quiet_sip_messages(&filter))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => logs.init(),
+        // One object a line; the event's fields (room, participant, call) flattened beside
+        // the message, the span list left out (the fields say what a line is about).
+        config::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// rsipstack logs every SIP message whole at INFO, digest answers (`Authorization`,

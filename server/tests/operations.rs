@@ -412,3 +412,68 @@ async fn slow_header_clients_cannot_hold_the_http_port() {
     let (status, _) = get(&server, "/healthz").await;
     assert_eq!(status, 200);
 }
+
+/// `log_format = "json"`: every log line of the logger is one JSON object a log shipper
+/// parses, with the level, the message and the event's fields (the room, the participant)
+/// as keys of their own.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_room_and_participant_as_fields() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rtc_port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .args(["--rtc-port", &rtc_port.to_string()])
+        .args(["--workers", "1", "--log-format", "json"])
+        .env("SWITCHBOARD_KEYS", format!("{KEY}:{SECRET}"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let server = Server {
+        child,
+        http: format!("127.0.0.1:{port}"),
+        rtc_port,
+    };
+    let t0 = Instant::now();
+    while reqwest::get(format!("http://{}/readyz", server.http)).await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut w = ws(&server).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("jsonroom", "ada", 60)}),
+    )
+    .await;
+    assert_eq!(recv(&mut w).await["type"], "joined");
+    drop(w);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&server, "KILL");
+    let lines = lines.join().unwrap();
+    let objects: Vec<Value> = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let joined = objects
+        .iter()
+        .find(|o| o["message"] == "joined")
+        .unwrap_or_else(|| panic!("no joined line in {lines:#?}"));
+    assert_eq!(joined["level"], "INFO");
+    assert_eq!(joined["room"], "jsonroom");
+    assert!(joined["participant"].is_string() || joined["participant"].is_number());
+    assert!(joined["timestamp"].is_string());
+}
