@@ -98,6 +98,8 @@ pub struct RoomInfo {
 struct Member {
     info: ParticipantInfo,
     hidden: bool,
+    /// A WHEP viewer (see [`Takeover::Coexist`]).
+    viewer: bool,
     /// `canPublishSources` of the token (empty: any).
     allowed_sources: Vec<TrackSource>,
     /// Declared source per publisher m-line.
@@ -160,6 +162,9 @@ enum Takeover {
     Replace,
     /// The join is refused.
     Refuse,
+    /// WHEP viewers: any number share one identity (one viewing token handed to every
+    /// player); they replace nobody and nobody replaces them.
+    Coexist,
 }
 
 pub struct Hub {
@@ -382,7 +387,7 @@ impl Hub {
         token: &str,
         now: Now,
     ) -> Result<(ParticipantId, OutboundRx), Error> {
-        self.join_inner(token, None, now, true, Takeover::Replace)
+        self.join_inner(token, None, now, true, Takeover::Coexist)
     }
 
     /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`, or
@@ -478,10 +483,12 @@ impl Hub {
                 dir.rooms.insert(name, r);
             }
             let r = dir.rooms.get_mut(room.0.as_str()).expect("inserted above");
-            // One session per identity and room: a new join replaces the old session.
+            // One session per identity and room: a new join replaces the old session
+            // (WHEP viewers aside: they coexist).
             let replaced = r
                 .members
                 .values()
+                .filter(|m| !m.viewer && takeover != Takeover::Coexist)
                 .find(|m| m.info.identity == info.identity)
                 .map(|m| m.info.id);
             if replaced.is_some() && takeover == Takeover::Refuse {
@@ -524,6 +531,7 @@ impl Hub {
                 Member {
                     info: info.clone(),
                     hidden: g.hidden,
+                    viewer,
                     allowed_sources: g.can_publish_sources.clone(),
                     sources: HashMap::new(),
                     admin_muted: [false; 2],

@@ -742,3 +742,37 @@ fn a_client_that_stops_reading_keeps_the_latest_state_in_bounded_memory() {
         .count();
     assert!((1..2000).contains(&data), "{data} data messages queued");
 }
+
+/// WHEP viewers share one identity when a site hands one viewing token to every player:
+/// they replace nobody and nobody replaces them, while a participant's second session
+/// still replaces its first.
+#[test]
+fn whep_viewers_with_one_token_coexist_and_replace_nobody() {
+    let (plane, hub, keys) = setup();
+    let view = tok(&keys, "r", "audience");
+    let (v1, mut r1) = hub.join_viewer(&view, at()).unwrap();
+    let (v2, _r2) = hub.join_viewer(&view, at()).unwrap();
+    let (v3, _r3) = hub.join_viewer(&view, at()).unwrap();
+    // A participant whose identity happens to be a viewer's is not replaced by it, and
+    // does not replace it.
+    let (p1, _rp1) = hub.join(&tok(&keys, "r", "audience"), None, at()).unwrap();
+    let (_v4, _r4) = hub.join_viewer(&view, at()).unwrap();
+    let (p2, _rp2) = hub.join(&tok(&keys, "r", "audience"), None, at()).unwrap();
+    let leaves: Vec<ParticipantId> = plane
+        .commands
+        .lock()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Leave { participant } => Some(*participant),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(leaves, vec![p1], "only the participant's older session is replaced");
+    let ids: Vec<ParticipantId> = hub.room_members("r").iter().map(|p| p.id).collect();
+    for v in [v1, v2, v3, p2] {
+        assert!(ids.contains(&v), "{v} is still in: {ids:?}");
+    }
+    assert!(msgs(&mut r1)
+        .iter()
+        .all(|m| !matches!(m, ServerMessage::Error { .. })));
+}

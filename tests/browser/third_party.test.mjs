@@ -129,3 +129,49 @@ test("Eyevinn's WHIP client publishes; Eyevinn's WHEP player (0.11 and 0.13) pla
     server.stop();
   }
 });
+
+// Players that arrive before their publisher (a page opened before the stream starts, or
+// both started by one script) must receive the tracks when they appear, as
+// docs/whip-whep.md promises: the speaker view before and with the WHIP publisher. All
+// three players use one viewing token, as a site hands the same token to every player:
+// viewers coexist (before: each new player replaced the one before it, which then played
+// nothing at all).
+test("Eyevinn's WHEP players started before and with their WHIP publisher, on one viewing token, all play", async () => {
+  const server = await startServer();
+  const page = await servePage();
+  const room = `early${Date.now()}`;
+  const pubToken = devToken({ room, roomJoin: true, canPublish: true, canSubscribe: false }, 600, 'early-publisher');
+  const watch = devToken({ room, roomJoin: true, canSubscribe: true }, 600, 'audience');
+  const pub = await openParticipant(page.url);
+  const players = [];
+  try {
+    const ingest = () => pub.page.evaluate(async ({ endpoint, token }) => {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360, frameRate: 15 } });
+      const client = new window.WHIPClient({ endpoint, opts: { authkey: token, iceServers: [] } });
+      window.whip = client;
+      await client.ingest(stream);
+    }, { endpoint: `${server.base}/whip/${room}`, token: pubToken });
+    const speakerView = `${server.base}/whep/${room}`;
+    // Before: two players up for 3 s with nobody publishing.
+    players.push(['0.13 before', await play(page.url, '0.13', speakerView, watch)]);
+    players.push(['0.11 before', await play(page.url, '0.11', speakerView, watch)]);
+    await sleep(3000);
+    // With: a third player and the publisher started together.
+    const [withPlayer] = await Promise.all([play(page.url, '0.13', speakerView, watch), ingest()]);
+    players.push(['0.13 with', withPlayer]);
+    for (const [what, p] of players) {
+      await waitFor(async () => (await shown(p.page)).width > 0, { what: `${what}: video shown`, timeout: 30000 });
+      const s1 = await shown(p.page);
+      await sleep(2000);
+      const s2 = await shown(p.page);
+      console.log(what, JSON.stringify(s1), '->', JSON.stringify(s2));
+      assert.ok(s2.frames > s1.frames + 10, `${what}: frames keep playing`);
+      assert.ok(s2.audioPackets > s1.audioPackets + 50, `${what}: audio arrives`);
+    }
+  } finally {
+    for (const [, p] of players) await p.close();
+    await pub.close();
+    page.close();
+    server.stop();
+  }
+});

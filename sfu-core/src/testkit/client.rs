@@ -394,8 +394,9 @@ impl SimClient {
     pub fn make_recv_offer(&mut self, publisher: ParticipantId) -> Option<String> {
         let pc = self.subscriber.as_mut()?;
         let mut api = pc.rtc.sdp_api();
-        let a = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        // Video first, as browsers' WHEP players offer it.
         let v = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let a = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         let (offer, pending) = api.apply()?;
         pc.pending = Some(pending);
         self.offered = vec![
