@@ -17,8 +17,7 @@ pub struct Allowed {
 
 impl Allowed {
     pub fn check_ip(&self, ip: IpAddr) -> anyhow::Result<()> {
-        if ip.is_loopback() || self.namespace_addrs.contains(&ip) || self.acknowledged == Some(ip)
-        {
+        if ip.is_loopback() || self.namespace_addrs.contains(&ip) || self.acknowledged == Some(ip) {
             Ok(())
         } else {
             anyhow::bail!(

@@ -28,6 +28,9 @@ pub struct ClusterNode {
     media: Vec<String>,
     /// Rooms homed here, with the epoch of the claim.
     homes: DashMap<String, u64>,
+    /// The cluster's nodes' addresses (refreshed each heartbeat), which the HTTP listener
+    /// exempts from its per-address limit.
+    pub peer_ips: crate::conn_slots::Exempt,
     /// Its SIP gateway's advertised address, if it has one.
     sip: Option<String>,
     /// The last heartbeat reached Redis.
@@ -51,6 +54,7 @@ impl ClusterNode {
             media,
             sip,
             homes: DashMap::new(),
+            peer_ips: Default::default(),
             healthy: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
         }
@@ -103,7 +107,22 @@ impl ClusterNode {
                 continue;
             }
             self.reconcile(&hub).await;
+            self.refresh_peer_ips().await;
         }
+    }
+
+    /// The nodes' addresses, for the HTTP listener: a node's relays carry many clients'
+    /// sessions, so the per-address connection limit does not apply to it.
+    async fn refresh_peer_ips(&self) {
+        let Ok(nodes) = registry::nodes(&self.redis).await else {
+            return;
+        };
+        let ips = nodes
+            .iter()
+            .filter_map(|n| n.url.parse::<axum::http::Uri>().ok())
+            .filter_map(|u| u.host()?.trim_matches(['[', ']']).parse().ok())
+            .collect();
+        *self.peer_ips.write() = ips;
     }
 
     /// The rooms homed here and their epochs, copied (no map lock held across awaits).

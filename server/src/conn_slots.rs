@@ -31,12 +31,17 @@ struct Counts {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+/// Addresses the per-address limit does not apply to (a cluster's nodes: their relays
+/// carry many clients' sessions), kept up to date by their owner.
+pub type Exempt = Arc<parking_lot::RwLock<std::collections::HashSet<IpAddr>>>;
+
 /// The counts and their limits.
 #[derive(Clone)]
 pub struct ConnSlots {
     max_total: usize,
     /// 0: no limit per address.
     max_per_ip: usize,
+    exempt: Exempt,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -45,8 +50,14 @@ impl ConnSlots {
         ConnSlots {
             max_total,
             max_per_ip,
+            exempt: Exempt::default(),
             counts: Arc::default(),
         }
+    }
+
+    /// The same limits, the per-address one not applying to `exempt`.
+    pub fn with_exempt(self, exempt: Exempt) -> Self {
+        ConnSlots { exempt, ..self }
     }
 
     /// A slot for a connection from `ip`, or the limit it is over.
@@ -56,7 +67,7 @@ impl ConnSlots {
             return Err(Over::Total);
         }
         let n = c.per_ip.entry(ip).or_default();
-        if self.max_per_ip > 0 && *n >= self.max_per_ip {
+        if self.max_per_ip > 0 && *n >= self.max_per_ip && !self.exempt.read().contains(&ip) {
             if *n == 0 {
                 c.per_ip.remove(&ip);
             }
@@ -117,6 +128,13 @@ mod tests {
         drop(other);
         assert_eq!(slots.in_use(), (0, 0));
         assert!(slots.take(a).is_ok());
+        let exempt = Exempt::default();
+        let peers = ConnSlots::new(100, 1).with_exempt(exempt.clone());
+        let node: IpAddr = "10.0.0.2".parse().unwrap();
+        let _first = peers.take(node).unwrap();
+        assert!(peers.take(node).is_err(), "limited until it is a peer");
+        exempt.write().insert(node);
+        let _second = peers.take(node).unwrap();
         let unlimited = ConnSlots::new(100, 0);
         let many: Vec<Slot> = (0..50).map(|_| unlimited.take(a).unwrap()).collect();
         assert_eq!(unlimited.in_use(), (50, 1), "{}", many.len());

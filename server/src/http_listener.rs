@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-use crate::conn_slots::{ConnSlots, Slot};
+use crate::conn_slots::{ConnSlots, Exempt, Slot};
 
 /// Connections at once.
 pub const MAX_TOTAL: usize = 8_192;
@@ -32,11 +32,12 @@ pub struct BoundedListener {
 }
 
 impl BoundedListener {
-    /// `max_per_ip`: connections from one address at once (0: no limit).
-    pub fn new(inner: TcpListener, max_per_ip: usize) -> Self {
+    /// `max_per_ip`: connections from one address at once (0: no limit), except from the
+    /// `exempt` addresses (a cluster's nodes, whose relays carry many clients).
+    pub fn new(inner: TcpListener, max_per_ip: usize, exempt: Exempt) -> Self {
         BoundedListener {
             inner,
-            slots: ConnSlots::new(MAX_TOTAL, max_per_ip),
+            slots: ConnSlots::new(MAX_TOTAL, max_per_ip).with_exempt(exempt),
         }
     }
 }

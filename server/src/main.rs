@@ -390,7 +390,8 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 std::future::pending::<()>().await;
             }
         };
-        let bounded = http_listener::BoundedListener::new(listener, args.http_max_per_ip);
+        let peers = cluster.as_ref().map(|c| c.peer_ips.clone()).unwrap_or_default();
+        let bounded = http_listener::BoundedListener::new(listener, args.http_max_per_ip, peers);
         let serve = axum::serve(bounded, app)
             .with_graceful_shutdown(drained(done_rx.clone()));
         // Once the drain is over, upgraded connections (WebSockets) are closed by it;

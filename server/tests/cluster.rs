@@ -684,3 +684,63 @@ async fn a_forged_forwarding_mark_is_refused_and_every_join_path_lands_on_the_ho
     );
     assert!(!rooms_of(&ns[other]).await.contains(&"split".to_string()));
 }
+
+/// One public name: a client whose socket reaches a node that is not its room's home is
+/// served on that socket (the node relays its signaling to the home), never sent to a
+/// node's own URL; a client that asks for `moved` still gets it. Media flows between
+/// participants who came in through three different nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reaching_any_node_is_served_there_through_the_relay() {
+    let redis = RedisServer::start();
+    let ns = nodes(&redis, &[]);
+    let mut ps = vec![Participant::join_at(&ws_url(&ns[0]), "relay", "r0", false).await];
+    let mut home = None;
+    for (i, n) in ns.iter().enumerate() {
+        if rooms_of(n).await.contains(&"relay".to_string()) {
+            home = Some(i);
+        }
+    }
+    let home = home.expect("the room has a home");
+    let others = [(home + 1) % 3, (home + 2) % 3];
+    // A plain join through a node that is not the home: `joined` on that very socket.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&ns[others[0]]))
+        .await
+        .unwrap();
+    send(&mut ws, join_msg("relay", "plain")).await;
+    let first = recv(&mut ws).await;
+    assert_eq!(first["type"], "joined", "served through the relay: {first}");
+    assert_eq!(first["others"][0]["identity"], "r0");
+    drop(ws);
+    // Asked for: `moved`, to the home.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&ns[others[0]]))
+        .await
+        .unwrap();
+    let mut asks = join_msg("relay", "mover");
+    asks["moved"] = json!(true);
+    send(&mut ws, asks).await;
+    let m = recv(&mut ws).await;
+    assert_eq!(m["type"], "moved", "{m}");
+    assert_eq!(m["url"], ws_url(&ns[home]));
+    // Media between participants on the home and relayed through both other nodes.
+    for (k, via) in others.iter().enumerate() {
+        ps.push(
+            Participant::join_at(&ws_url(&ns[*via]), "relay", &format!("r{}", k + 1), false).await,
+        );
+    }
+    run_all(&mut ps, Duration::from_secs(4)).await;
+    for a in 0..3 {
+        for b in 0..3 {
+            if a != b {
+                let v = ps[a]
+                    .client
+                    .stream_from(ps[b].id, TrackKind::Video)
+                    .map_or(0, |v| v.packets);
+                assert!(v > 50, "{a} receives {b}'s video: {v}");
+            }
+        }
+    }
+    // One copy of the room, at its home.
+    for (i, n) in ns.iter().enumerate() {
+        assert_eq!(rooms_of(n).await.contains(&"relay".to_string()), i == home);
+    }
+}

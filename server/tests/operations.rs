@@ -448,7 +448,10 @@ async fn json_logs_are_one_object_a_line_with_the_room_and_participant_as_fields
         rtc_port,
     };
     let t0 = Instant::now();
-    while reqwest::get(format!("http://{}/readyz", server.http)).await.is_err() {
+    while reqwest::get(format!("http://{}/readyz", server.http))
+        .await
+        .is_err()
+    {
         assert!(t0.elapsed() < Duration::from_secs(20), "never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -843,8 +843,7 @@ fn a_subscriber_ice_restart_renews_its_credentials_and_keeps_its_media() {
 
 /// A WHEP viewer that arrives before anyone publishes (the speaker view of an empty room)
 /// gets the tracks when they appear, with the payload types it offered: video it can
-/// decode, audio too. (Chromium with Eyevinn's player does not, yet: issue 30 item 10b;
-/// this simulated viewer, offering VP8 and Opus only, does.)
+/// decode, audio too.
 #[test]
 fn a_whep_viewer_that_arrives_first_plays_the_publisher_that_comes_later() {
     use sfu_core::str0m::format::Codec;
@@ -863,8 +862,17 @@ fn a_whep_viewer_that_arrives_first_plays_the_publisher_that_comes_later() {
             .cloned()
     };
     let v = got(TrackKind::Video).expect("the early viewer gets the video");
-    assert_eq!(v.codec, Some(Codec::Vp8), "a payload type it offered for VP8");
-    assert!(v.packets > 100 && v.keyframes >= 1, "{} packets, {} keyframes", v.packets, v.keyframes);
+    assert_eq!(
+        v.codec,
+        Some(Codec::Vp8),
+        "a payload type it offered for VP8"
+    );
+    assert!(
+        v.packets > 100 && v.keyframes >= 1,
+        "{} packets, {} keyframes",
+        v.packets,
+        v.keyframes
+    );
     let au = got(TrackKind::Audio).expect("the early viewer gets the audio");
     assert_eq!(au.codec, Some(Codec::Opus));
     assert!(au.packets > 100);

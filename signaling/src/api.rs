@@ -54,10 +54,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn new(per_second: f64, burst: f64) -> Self {
         Self {
-            buckets: Mutex::new(KeyedBuckets::new(
-                Rate::new(per_second, burst),
-                MAX_BUCKETS,
-            )),
+            buckets: Mutex::new(KeyedBuckets::new(Rate::new(per_second, burst), MAX_BUCKETS)),
         }
     }
 

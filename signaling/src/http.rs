@@ -52,15 +52,21 @@ pub fn router(state: AppState) -> Router {
 /// Bytes a signaling connection reads at a time.
 const WS_READ_BUFFER: usize = 4 * 1024;
 
-async fn ws(State(s): State<AppState>, up: WebSocketUpgrade) -> Response {
+async fn ws(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    up: WebSocketUpgrade,
+) -> Response {
     let hub = s.hub.clone();
+    // A relay from another node: its mark was verified on the way in (`route_to_home`).
+    let forwarded = headers.contains_key(crate::cluster_http::FORWARDED);
     // Signaling messages are small and rare: tungstenite's 128 KiB read and write
     // buffers per connection were the largest per-participant allocation (more than
     // str0m's whole media state); larger messages still arrive, in more reads.
     up.max_message_size(MAX_MESSAGE)
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session(hub, socket))
+        .on_upgrade(move |socket| session(hub, socket, forwarded))
 }
 
 #[derive(Deserialize)]

@@ -13,8 +13,8 @@ use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackKind, Tra
 
 use crate::auth::{unix_now, Claims, KeyStore};
 use crate::error::Error;
-use crate::plane::MediaPlane;
 use crate::outbound::{self, OutboundRx, OutboundTx};
+use crate::plane::MediaPlane;
 use crate::protocol::{
     close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage,
     TrackInfo, PROTOCOL_VERSION,
@@ -363,11 +363,7 @@ impl Hub {
     /// Join without replacing anyone: an identity already in the room is
     /// [`Error::Conflict`] (a phone dialled in through the API must not take over a
     /// participant's session).
-    pub fn join_new(
-        &self,
-        token: &str,
-        now: Now,
-    ) -> Result<(ParticipantId, OutboundRx), Error> {
+    pub fn join_new(&self, token: &str, now: Now) -> Result<(ParticipantId, OutboundRx), Error> {
         self.join_inner(token, None, now, false, Takeover::Refuse)
     }
 
@@ -382,11 +378,7 @@ impl Hub {
 
     /// A WHEP viewer: hidden, publishes nothing, and receives over m-lines it offers
     /// itself (see [`Hub::whep_offer`]).
-    pub fn join_viewer(
-        &self,
-        token: &str,
-        now: Now,
-    ) -> Result<(ParticipantId, OutboundRx), Error> {
+    pub fn join_viewer(&self, token: &str, now: Now) -> Result<(ParticipantId, OutboundRx), Error> {
         self.join_inner(token, None, now, true, Takeover::Coexist)
     }
 

@@ -28,12 +28,13 @@ pub mod plane;
 pub mod protocol;
 pub mod room_name;
 pub mod sdp_limits;
-pub mod token_bucket;
 pub mod sip_calls;
+pub mod token_bucket;
 pub mod turn;
 pub mod webhook;
 pub mod whip;
 pub mod ws;
+pub mod ws_relay;
 
 pub use auth::{Claims, KeyStore, VideoGrant};
 pub use error::Error;

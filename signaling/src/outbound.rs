@@ -56,9 +56,9 @@ fn subject(m: &ServerMessage) -> Option<Subject> {
         ServerMessage::MuteChanged {
             participant, kind, ..
         } => Subject::Mute(*participant, *kind),
-        ServerMessage::SubscriptionChanged { track, .. } => Subject::Subscription(track.clone()),
+        ServerMessage::SubscriptionChanged { track, .. } => Subject::Subscription(*track),
         ServerMessage::PublisherLayers { track, mid, .. } => {
-            Subject::PublisherLayers(track.clone(), mid.clone())
+            Subject::PublisherLayers(*track, mid.clone())
         }
         _ => return None,
     })
@@ -198,7 +198,11 @@ impl State {
         let subject = subject(&m);
         let mut superseded = false;
         if let Some(s) = &subject {
-            if let Some(i) = self.items.iter().position(|it| it.subject.as_ref() == Some(s)) {
+            if let Some(i) = self
+                .items
+                .iter()
+                .position(|it| it.subject.as_ref() == Some(s))
+            {
                 let old = self.items.remove(i).expect("position is in range");
                 self.bytes -= old.bytes;
                 superseded = true;
@@ -427,8 +431,14 @@ mod tests {
         tx.send(ServerMessage::Pong);
         tx.close(4004, "removed");
         assert_eq!(tx.send(ServerMessage::Pong), Sent::Overflowed);
-        assert_eq!(rx.recv().await, Some(Outbound::Message(ServerMessage::Pong)));
-        assert!(matches!(rx.recv().await, Some(Outbound::Close { code: 4004, .. })));
+        assert_eq!(
+            rx.recv().await,
+            Some(Outbound::Message(ServerMessage::Pong))
+        );
+        assert!(matches!(
+            rx.recv().await,
+            Some(Outbound::Close { code: 4004, .. })
+        ));
         assert_eq!(rx.recv().await, None);
     }
 }

@@ -23,6 +23,10 @@ pub enum ClientMessage {
         /// client reconnects with `resume`).
         #[serde(default)]
         resume: bool,
+        /// In a cluster, when this node is not the room's home: answer `moved` (the
+        /// client connects to the home itself) rather than relay the session there.
+        #[serde(default)]
+        moved: bool,
     },
     /// Instead of `join` on a new socket: take back a session whose socket dropped, with
     /// the `resume_token` of its `joined` (or last `resumed`).
@@ -364,6 +368,7 @@ mod tests {
                 token: "t".into(),
                 version: Some(1),
                 resume: false,
+                moved: false,
             }
         );
         let m: ClientMessage = serde_json::from_str(r#"{"type":"candidate","pc":"subscriber","candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host"}"#).unwrap();

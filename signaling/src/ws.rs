@@ -58,58 +58,115 @@ struct Attached {
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
-/// In a cluster: whether the room `token` is for lives here. Ok(None): go on here.
-/// Ok(Some(frames)): send those and close (moved elsewhere, or the directory is down).
-async fn placed_elsewhere(hub: &Hub, token: &str) -> Option<[Message; 2]> {
-    let placement = hub.placement()?;
-    let room = hub.token_room(token, unix_now())?; // a bad token: the hub says why
+/// Where a session whose first message names `token`'s room is served.
+enum Routed {
+    /// Here (one node, or the room's home).
+    Here,
+    /// Send these and close (`moved` for a client that asked for it, or `unavailable`).
+    Reply([Message; 2]),
+    /// Relayed to the home at this base URL.
+    Relay(String),
+}
+
+/// In a cluster: where the room `token` is for lives. A client that asked for `moved`
+/// gets it; a socket that is itself a relay (`forwarded`) is never relayed again.
+async fn route(hub: &Hub, token: &str, wants_moved: bool, forwarded: bool) -> Routed {
+    let Some(placement) = hub.placement() else {
+        return Routed::Here;
+    };
+    let Some(room) = hub.token_room(token, unix_now()) else {
+        return Routed::Here; // a bad token: the hub says why
+    };
+    let unavailable = |why: String| {
+        Routed::Reply([
+            error(ErrorCode::Unavailable, why),
+            close(close_code::UNAVAILABLE, "unavailable"),
+        ])
+    };
     match placement.place(&room).await {
-        Ok(Placed::Here) => None,
-        Ok(Placed::Elsewhere { url, .. }) => Some([
+        Ok(Placed::Here) => Routed::Here,
+        Ok(Placed::Elsewhere { url, .. }) if wants_moved => Routed::Reply([
             text(&ServerMessage::Moved {
                 url: crate::placement::ws_url(&url),
             }),
             close(close_code::MOVED, "moved"),
         ]),
-        Err(e) => Some([
-            error(ErrorCode::Unavailable, e.to_string()),
-            close(close_code::UNAVAILABLE, "unavailable"),
-        ]),
+        Ok(Placed::Elsewhere { .. }) if forwarded => {
+            unavailable("the room moved to another node meanwhile: connect again".into())
+        }
+        Ok(Placed::Elsewhere { url, .. }) => Routed::Relay(url),
+        Err(e) => unavailable(e.to_string()),
     }
 }
 
+/// How phase 1 ended.
+enum Attach {
+    Session(Attached),
+    /// A socket to the room's home, the first message sent: copy both ways.
+    Relay(Box<crate::ws_relay::HomeSocket>),
+    Done,
+}
+
 /// Phase 1: the first message must be `join` or `resume`.
-async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attached> {
+async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream, forwarded: bool) -> Attach {
     while let Some(Ok(msg)) = stream.next().await {
         let Message::Text(t) = msg else {
             if matches!(msg, Message::Close(_)) {
-                return None;
+                return Attach::Done;
             }
             continue;
         };
         let parsed = serde_json::from_str::<ClientMessage>(&t);
         let routed_by = match &parsed {
-            Ok(ClientMessage::Join { token, .. }) => Some(token.as_str()),
-            Ok(ClientMessage::Resume { access_token, .. }) => Some(access_token.as_str()),
+            Ok(ClientMessage::Join { token, moved, .. }) => Some((token.as_str(), *moved)),
+            Ok(ClientMessage::Resume { access_token, .. }) => Some((access_token.as_str(), false)),
             _ => None,
         };
-        if let Some(frames) = match routed_by {
-            Some(token) => placed_elsewhere(hub, token).await,
-            None => None,
-        } {
-            for f in frames {
-                let _ = sink.send(f).await;
+        let routed = match routed_by {
+            Some((token, wants_moved)) => route(hub, token, wants_moved, forwarded).await,
+            None => Routed::Here,
+        };
+        match routed {
+            Routed::Here => {}
+            Routed::Reply(frames) => {
+                for f in frames {
+                    let _ = sink.send(f).await;
+                }
+                return Attach::Done;
             }
-            return None;
+            Routed::Relay(home) => {
+                let Some(mark) = hub.forwarding_mark() else {
+                    let _ = sink
+                        .send(error(
+                            ErrorCode::Unavailable,
+                            "a cluster node needs API keys",
+                        ))
+                        .await;
+                    return Attach::Done;
+                };
+                return match crate::ws_relay::connect(mark, &home, t.as_str()).await {
+                    Ok(home) => Attach::Relay(Box::new(home)),
+                    Err(e) => {
+                        let _ = sink
+                            .send(error(ErrorCode::Unavailable, e.to_string()))
+                            .await;
+                        let _ = sink
+                            .send(close(close_code::UNAVAILABLE, "unavailable"))
+                            .await;
+                        Attach::Done
+                    }
+                };
+            }
         }
         let reply = match parsed {
             Ok(ClientMessage::Join {
                 token,
                 version,
                 resume,
+                ..
             }) => match hub.join(&token, version, crate::hub::Now::read()) {
                 Ok((id, rx)) => {
-                    return Some(Attached {
+                    return Attach::Session(Attached {
                         id,
                         rx,
                         epoch: 0,
@@ -120,7 +177,7 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
                     let (code, close_with) = e.ws();
                     let _ = sink.send(error(code, e.to_string())).await;
                     let _ = sink.send(close(close_with, &e.to_string())).await;
-                    return None;
+                    return Attach::Done;
                 }
             },
             Ok(ClientMessage::Resume {
@@ -133,7 +190,7 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
                 Instant::now(),
             ) {
                 Ok(r) => {
-                    return Some(Attached {
+                    return Attach::Session(Attached {
                         id: r.id,
                         rx: r.rx,
                         epoch: r.epoch,
@@ -147,7 +204,7 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
                     let _ = sink
                         .send(close(close_code::RESUME_REFUSED, &e.to_string()))
                         .await;
-                    return None;
+                    return Attach::Done;
                 }
             },
             Ok(_) => error(ErrorCode::BadState, "send join first"),
@@ -155,7 +212,7 @@ async fn attach(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> Option<Attac
         };
         let _ = sink.send(reply).await;
     }
-    None
+    Attach::Done
 }
 
 /// How the writer ended.
@@ -170,11 +227,7 @@ enum WriterEnd {
 
 /// Drains the outbound queue into the socket until the hub closes the session, the socket
 /// fails, or `stop` fires (then hands the queue back).
-async fn write(
-    mut sink: Sink,
-    mut rx: OutboundRx,
-    mut stop: oneshot::Receiver<()>,
-) -> WriterEnd {
+async fn write(mut sink: Sink, mut rx: OutboundRx, mut stop: oneshot::Receiver<()>) -> WriterEnd {
     loop {
         let out = tokio::select! {
             o = rx.recv() => o,
@@ -196,18 +249,27 @@ async fn write(
     }
 }
 
-pub async fn session(hub: Arc<Hub>, socket: WebSocket) {
+/// A signaling socket. `forwarded`: it is a relay from another node (its mark verified).
+pub async fn session(hub: Arc<Hub>, socket: WebSocket, forwarded: bool) {
     let (mut sink, mut stream) = socket.split();
-    let attached = tokio::time::timeout(JOIN_TIMEOUT, attach(&hub, &mut sink, &mut stream)).await;
-    let Ok(Some(Attached {
+    let attached = tokio::time::timeout(
+        JOIN_TIMEOUT,
+        attach(&hub, &mut sink, &mut stream, forwarded),
+    )
+    .await;
+    let Attached {
         id,
         rx,
         epoch,
         resumable,
-    })) = attached
-    else {
-        let _ = sink.send(close(close_code::BAD_STATE, "no join")).await;
-        return;
+    } = match attached {
+        Ok(Attach::Session(a)) => a,
+        Ok(Attach::Relay(home)) => return crate::ws_relay::pipe(sink, stream, *home).await,
+        Ok(Attach::Done) => return,
+        Err(_) => {
+            let _ = sink.send(close(close_code::BAD_STATE, "no join")).await;
+            return;
+        }
     };
 
     // Phase 2: a writer task drains the outbound queue; this task reads. A client that

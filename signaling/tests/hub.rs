@@ -5,10 +5,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sfu_core::{Command, Event, GoneReason, ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use signaling::hub::{Now, Outbound};
+use signaling::outbound::OutboundRx;
 use signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use signaling::Error;
 use signaling::{Claims, Hub, KeyStore, MediaPlane, PlaneError, VideoGrant};
-use signaling::outbound::OutboundRx;
 
 #[derive(Default)]
 struct FakePlane {
@@ -223,6 +223,7 @@ fn errors_reach_only_the_client_concerned() {
             token: "t".into(),
             version: None,
             resume: false,
+            moved: false,
         },
     );
     assert!(matches!(
@@ -767,7 +768,11 @@ fn whep_viewers_with_one_token_coexist_and_replace_nobody() {
             _ => None,
         })
         .collect();
-    assert_eq!(leaves, vec![p1], "only the participant's older session is replaced");
+    assert_eq!(
+        leaves,
+        vec![p1],
+        "only the participant's older session is replaced"
+    );
     let ids: Vec<ParticipantId> = hub.room_members("r").iter().map(|p| p.id).collect();
     for v in [v1, v2, v3, p2] {
         assert!(ids.contains(&v), "{v} is still in: {ids:?}");

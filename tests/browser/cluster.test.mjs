@@ -1,10 +1,11 @@
 // Two nodes of a cluster on one redis-server (loopback): two Chromium participants open
 // the web app on different nodes for one room; the node that is not the room's home
-// sends its client to the home (`moved`), and they see each other.
+// relays its client's signaling to the home (the client stays on the node it reached),
+// and they see each other.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { startServer, openParticipant, waitForTileVideo } from './lib.mjs';
+import { startServer, openParticipant, waitForTileVideo, metricsText } from './lib.mjs';
 
 const haveRedis = (() => { try { execFileSync('redis-server', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } })();
 
@@ -31,10 +32,12 @@ test('participants entering through two nodes of a cluster see each other', { sk
     pb = await openParticipant(`${b.base}/?room=${room}&name=bob&autojoin=1&quality=low`);
     await waitForTileVideo(pa.page, 'bob');
     await waitForTileVideo(pb.page, 'ann');
-    // One of them was sent to the other node: both sockets end at the room's home.
+    // Neither was sent anywhere: each socket stays on the node it reached, and the node
+    // that is not the home relayed one session.
     const urls = await Promise.all([pa, pb].map((p) => p.page.evaluate(() => window.sb.client.wsUrl)));
-    assert.equal(urls[0], urls[1], `both on the home: ${urls}`);
-    assert.ok([a.base, b.base].some((base) => urls[0] === `${base.replace('http', 'ws')}/ws`));
+    assert.deepEqual(urls, [a, b].map((n) => `${n.base.replace('http', 'ws')}/ws`), `each on its own node: ${urls}`);
+    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
+    assert.equal((await relayed(a)) + (await relayed(b)), 1, 'one session relayed to the home');
   } finally {
     await pa?.close();
     await pb?.close();

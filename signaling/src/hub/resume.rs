@@ -57,13 +57,7 @@ impl Hub {
     /// The socket of `id`'s session `epoch` ended without a `leave`: keep the session for
     /// the grace period, `rx` (its queue) parked. False when the session is not resumable
     /// (the caller removes it) or was already resumed elsewhere (the caller does nothing).
-    pub fn park(
-        &self,
-        id: ParticipantId,
-        epoch: u64,
-        rx: OutboundRx,
-        now: Instant,
-    ) -> Parking {
+    pub fn park(&self, id: ParticipantId, epoch: u64, rx: OutboundRx, now: Instant) -> Parking {
         let mut dir = self.dir.lock();
         let Some(room) = dir.room_of.get(&id).cloned() else {
             return Parking::Gone;
