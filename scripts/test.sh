@@ -27,13 +27,20 @@ command -v baresip >/dev/null 2>&1 || need_sip+=(baresip-core)
 command -v sipsak >/dev/null 2>&1 || need_sip+=(sipsak)
 # TURN: Debian's coturn for the relay test (tests/browser/turn.test.mjs).
 command -v turnserver >/dev/null 2>&1 || need_sip+=(coturn)
-# The cluster: Debian's redis-server, started by the cluster tests on loopback.
+# The cluster: Debian's redis-server, started by the cluster tests on loopback; nginx,
+# the TLS proxy in front of a cluster (tests/browser/proxy_tls.test.mjs), run in the
+# foreground by the test (the package's own service is not started: policy-rc.d).
 command -v redis-server >/dev/null 2>&1 || need_sip+=(redis-server)
+command -v nginx >/dev/null 2>&1 || need_sip+=(nginx)
 if [ ${#need_sip[@]} -gt 0 ]; then
   echo "== installing ${need_sip[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  [ $had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${need_sip[@]}" >/dev/null
+  [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"

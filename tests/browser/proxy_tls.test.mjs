@@ -1,0 +1,104 @@
+// A cluster behind one public name, as operators deploy it: two nodes on one
+// redis-server behind nginx terminating TLS (a self-signed certificate) with `least_conn`
+// balancing, so two browsers' WebSockets land on different nodes. Both Chromium
+// participants load https://<proxy>/… and decode each other; neither is ever sent to a
+// node's own URL (the node that is not the room's home relays the session to it).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { startServer, openParticipant, waitForTileVideo, metricsText } from './lib.mjs';
+
+const have = (cmd) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
+const missing = ['redis-server', 'nginx', 'openssl'].filter((c) => !have(c));
+
+const freePort = () => new Promise((resolve) => {
+  const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+});
+
+async function redisServer() {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const net = await import('node:net');
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+    if (ok) return { url: `redis://127.0.0.1:${port}/`, stop: () => proc.kill('SIGKILL') };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  proc.kill();
+  throw new Error('redis-server did not start');
+}
+
+// nginx in the foreground with its own prefix: TLS on `port`, both nodes upstream.
+async function nginx(port, upstreams) {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-nginx-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  writeFileSync(join(dir, 'nginx.conf'), `
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+  upstream switchboard { least_conn; ${upstreams.map((u) => `server ${u};`).join(' ')} }
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${dir}/cert.pem; ssl_certificate_key ${dir}/key.pem;
+    location / {
+      proxy_pass http://switchboard;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_read_timeout 3600s;
+    }
+  }
+}
+`);
+  const proc = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: 'ignore' });
+  const net = await import('node:net');
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { stop: () => { proc.kill(); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+test('two browsers through nginx (TLS, least_conn) to a two-node cluster see each other on one public name', { skip: missing.length > 0 && `missing ${missing.join(', ')}` }, async () => {
+  const redis = await redisServer();
+  const a = await startServer(['--redis-url', redis.url, '--node-id', 'a']);
+  const b = await startServer(['--redis-url', redis.url, '--node-id', 'b']);
+  const port = await freePort();
+  const proxy = await nginx(port, [a.base, b.base].map((u) => u.replace('http://', '')));
+  const origin = `https://127.0.0.1:${port}`;
+  const room = `tls${Date.now()}`;
+  let pa, pb;
+  try {
+    const tls = { args: ['--ignore-certificate-errors'] };
+    pa = await openParticipant(`${origin}/?room=${room}&name=ann&autojoin=1&quality=low`, tls);
+    pb = await openParticipant(`${origin}/?room=${room}&name=bob&autojoin=1&quality=low`, tls);
+    await waitForTileVideo(pa.page, 'bob');
+    await waitForTileVideo(pb.page, 'ann');
+    const urls = await Promise.all([pa, pb].map((p) => p.page.evaluate(() => window.sb.client.wsUrl)));
+    assert.deepEqual(urls, [`wss://127.0.0.1:${port}/ws`, `wss://127.0.0.1:${port}/ws`], `both stay on the public name: ${urls}`);
+    // least_conn put the two sockets on different nodes: the one that is not the home
+    // relayed its session.
+    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
+    assert.equal((await relayed(a)) + (await relayed(b)), 1, 'one session relayed to the home');
+  } finally {
+    await pa?.close();
+    await pb?.close();
+    proxy.stop();
+    a.stop();
+    b.stop();
+    redis.stop();
+  }
+});
