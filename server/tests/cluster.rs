@@ -82,6 +82,19 @@ fn join_msg(room: &str, name: &str) -> Value {
     json!({"type": "join", "token": token(room, name, 600), "version": 1})
 }
 
+/// Each participant received more than 50 video packets from each other one.
+fn everyone_receives_everyones_video(ps: &[Participant]) {
+    for (a, me) in ps.iter().enumerate() {
+        for (b, other) in ps.iter().enumerate().filter(|(b, _)| *b != a) {
+            let v = me
+                .client
+                .stream_from(other.id, TrackKind::Video)
+                .map_or(0, |v| v.packets);
+            assert!(v > 50, "{a} receives {b}'s video: {v}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
     let redis = RedisServer::start();
@@ -145,17 +158,7 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
         ps.push(Participant::join_at(&ws_url(n), "call", &format!("m{i}"), false).await);
     }
     run_all(&mut ps, Duration::from_secs(4)).await;
-    for a in 0..3 {
-        for b in 0..3 {
-            if a != b {
-                let v = ps[a]
-                    .client
-                    .stream_from(ps[b].id, TrackKind::Video)
-                    .map_or(0, |v| v.packets);
-                assert!(v > 50, "{a} receives {b}'s video: {v}");
-            }
-        }
-    }
+    everyone_receives_everyones_video(&ps);
     // Join time through the home vs through another node (moved, then the home), and
     // the Redis commands a join to a new room costs (figures for docs/benchmarks.md).
     let home = homes.iter().position(|h| *h).unwrap();
@@ -728,17 +731,7 @@ async fn a_client_reaching_any_node_is_served_there_through_the_relay() {
         );
     }
     run_all(&mut ps, Duration::from_secs(4)).await;
-    for a in 0..3 {
-        for b in 0..3 {
-            if a != b {
-                let v = ps[a]
-                    .client
-                    .stream_from(ps[b].id, TrackKind::Video)
-                    .map_or(0, |v| v.packets);
-                assert!(v > 50, "{a} receives {b}'s video: {v}");
-            }
-        }
-    }
+    everyone_receives_everyones_video(&ps);
     // One copy of the room, at its home.
     for (i, n) in ns.iter().enumerate() {
         assert_eq!(rooms_of(n).await.contains(&"relay".to_string()), i == home);

@@ -54,10 +54,17 @@ async fn a_client_that_vanishes_mid_call_is_removed_and_the_others_are_told() {
     let told = told.expect("the others are told within 30 s");
     eprintln!("told after {:?}: {told}", gone_at.elapsed());
     assert!(told["reason"].as_str().unwrap().contains("ICE"), "{told}");
-    // a and b go on.
+    // a and b go on. (They were driven in turns above, each starved half the time, so
+    // the server's estimate of their downlinks may have paused video: give it 3 s, not
+    // 1, to come back on a loaded machine; a CI run saw it still paused after 1 s.)
     let before = video_from(&ps[0], &ps[1]);
-    run_all(&mut ps[..2], Duration::from_secs(1)).await;
-    assert!(video_from(&ps[0], &ps[1]) > before + 20);
+    run_all(&mut ps[..2], Duration::from_secs(3)).await;
+    let after = video_from(&ps[0], &ps[1]);
+    assert!(
+        after > before + 20,
+        "a received {} of b's video packets in 3 s",
+        after - before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,31 +235,43 @@ async fn the_server_keeps_running_past_its_drain_timeout_when_nobody_signals() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_stdout_does_not_stop_the_server() {
-    // A supervisor may close the pipe the start line goes to; writing it must not panic.
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
+/// The binary on a port chosen here (its start line is not read: `stdout` may be closed
+/// or discarded), with test keys, one worker, `extra` flags, `RUST_LOG=log`; `more`
+/// adjusts the command (stderr, say).
+fn spawn_on_known_port(
+    extra: &[&str],
+    log: &str,
+    stdout: std::process::Stdio,
+    more: impl FnOnce(&mut std::process::Command) -> &mut std::process::Command,
+) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let rtc_port = free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--http", &format!("127.0.0.1:{port}")])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.args(["--http", &format!("127.0.0.1:{port}")])
         .args(["--rtc-port", &rtc_port.to_string()])
         .args(["--workers", "1"])
+        .args(extra)
         .env("SWITCHBOARD_KEYS", format!("{KEY}:{SECRET}"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::from(writer))
-        .spawn()
-        .unwrap();
-    let mut server = Server {
+        .env("RUST_LOG", log)
+        .stdout(stdout);
+    let child = more(&mut cmd).spawn().unwrap();
+    Server {
         child,
         http: format!("127.0.0.1:{port}"),
         rtc_port,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    // A supervisor may close the pipe the start line goes to; writing it must not panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut server = spawn_on_known_port(&[], "warn", std::process::Stdio::from(writer), |c| c);
     let t0 = Instant::now();
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -419,34 +431,19 @@ async fn slow_header_clients_cannot_hold_the_http_port() {
 #[tokio::test]
 async fn json_logs_are_one_object_a_line_with_the_room_and_participant_as_fields() {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let rtc_port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .args(["--rtc-port", &rtc_port.to_string()])
-        .args(["--workers", "1", "--log-format", "json"])
-        .env("SWITCHBOARD_KEYS", format!("{KEY}:{SECRET}"))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut server = spawn_on_known_port(
+        &["--log-format", "json"],
+        "info",
+        std::process::Stdio::null(),
+        |c| c.stderr(std::process::Stdio::piped()),
+    );
+    let stderr = server.child.stderr.take().unwrap();
     let lines = std::thread::spawn(move || {
         std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
             .collect::<Vec<String>>()
     });
-    let server = Server {
-        child,
-        http: format!("127.0.0.1:{port}"),
-        rtc_port,
-    };
     let t0 = Instant::now();
     while reqwest::get(format!("http://{}/readyz", server.http))
         .await

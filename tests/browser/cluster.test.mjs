@@ -4,24 +4,9 @@
 // and they see each other.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { startServer, openParticipant, waitForTileVideo, metricsText } from './lib.mjs';
+import { startServer, openParticipant, waitForTileVideo, metricsText, redisServer, have } from './lib.mjs';
 
-const haveRedis = (() => { try { execFileSync('redis-server', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } })();
-
-async function redisServer() {
-  const port = 46000 + (process.pid % 1000);
-  const proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const net = await import('node:net');
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
-    if (ok) return { url: `redis://127.0.0.1:${port}/`, stop: () => proc.kill('SIGKILL') };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('redis-server did not start');
-}
-
-test('participants entering through two nodes of a cluster see each other', { skip: !haveRedis && 'redis-server is not installed' }, async () => {
+test('participants entering through two nodes of a cluster see each other', { skip: !have('redis-server') && 'redis-server is not installed' }, async () => {
   const redis = await redisServer();
   const a = await startServer(['--redis-url', redis.url, '--node-id', 'a']);
   const b = await startServer(['--redis-url', redis.url, '--node-id', 'b']);

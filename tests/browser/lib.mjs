@@ -246,3 +246,31 @@ export async function openFirefox(url) {
   }
   return { page, close: () => browser.close() };
 }
+
+// A TCP port on loopback that accepts, within 5 s (a server just spawned).
+export async function waitForPort(port) {
+  const net = await import('node:net');
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
+}
+
+// A free TCP port on loopback.
+export const freePort = async () => {
+  const net = await import('node:net');
+  return new Promise((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); }); });
+};
+
+// Debian's redis-server on loopback, without persistence, for the cluster tests.
+export async function redisServer() {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  try { await waitForPort(port); } catch (e) { proc.kill('SIGKILL'); throw new Error('redis-server did not start'); }
+  return { url: `redis://127.0.0.1:${port}/`, stop: () => proc.kill('SIGKILL') };
+}
+
+// Whether `cmd` is on the PATH.
+export const have = (cmd) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };

@@ -9,28 +9,9 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
-import { startServer, openParticipant, waitForTileVideo, metricsText } from './lib.mjs';
+import { startServer, openParticipant, waitForTileVideo, metricsText, redisServer, freePort, waitForPort, have } from './lib.mjs';
 
-const have = (cmd) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = ['redis-server', 'nginx', 'openssl'].filter((c) => !have(c));
-
-const freePort = () => new Promise((resolve) => {
-  const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-});
-
-async function redisServer() {
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const net = await import('node:net');
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
-    if (ok) return { url: `redis://127.0.0.1:${port}/`, stop: () => proc.kill('SIGKILL') };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  proc.kill();
-  throw new Error('redis-server did not start');
-}
 
 // nginx in the foreground with its own prefix: TLS on `port`, both nodes upstream.
 async function nginx(port, upstreams) {
@@ -63,12 +44,7 @@ http {
 }
 `);
   const proc = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: 'ignore' });
-  const net = await import('node:net');
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForPort(port);
   return { stop: () => { proc.kill(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
