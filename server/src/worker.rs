@@ -251,7 +251,9 @@ fn run(
                 if e.is_writable() {
                     tcp.writable(e.token());
                 }
-                if e.is_readable() || e.is_read_closed() || e.is_error() {
+                let ready = e.is_readable() || e.is_read_closed() || e.is_error();
+                // Once a round: a link read again from last round may also have an event.
+                if ready && !tcp_ready.contains(&e.token()) {
                     tcp_ready.push(e.token());
                 }
             }
@@ -292,8 +294,7 @@ fn run(
             let now = Instant::now();
             if tcp.read(poll.registry(), t, now, &mut |src, f| {
                 on_frame(&mut shard, now, src, f)
-            }) && !tcp_again.contains(&t)
-            {
+            }) {
                 tcp_again.push(t);
             }
         }

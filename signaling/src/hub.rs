@@ -477,12 +477,14 @@ impl Hub {
             let r = dir.rooms.get_mut(room.0.as_str()).expect("inserted above");
             // One session per identity and room: a new join replaces the old session
             // (WHEP viewers aside: they coexist).
-            let replaced = r
-                .members
-                .values()
-                .filter(|m| !m.viewer && takeover != Takeover::Coexist)
-                .find(|m| m.info.identity == info.identity)
-                .map(|m| m.info.id);
+            let replaced = match takeover {
+                Takeover::Coexist => None,
+                Takeover::Replace | Takeover::Refuse => r
+                    .members
+                    .values()
+                    .find(|m| !m.viewer && m.info.identity == info.identity)
+                    .map(|m| m.info.id),
+            };
             if replaced.is_some() && takeover == Takeover::Refuse {
                 return Err(Error::Conflict(format!(
                     "identity {} is already in room {}",

@@ -152,16 +152,16 @@ impl OutboundTx {
     pub fn send_weighed(&self, m: ServerMessage, bytes: usize) -> Sent {
         let sent = self.shared.state.lock().push(m, bytes);
         match sent {
-            Sent::Queued | Sent::Superseded => {}
             Sent::Dropped => {
                 metrics::counter!("switchboard_signaling_dropped_total", "reason" => "slow_reader")
                     .increment(1);
                 return sent;
             }
-            Sent::Overflowed => return sent,
-        }
-        if sent == Sent::Superseded {
-            metrics::counter!("switchboard_signaling_superseded_total").increment(1);
+            Sent::Superseded => {
+                metrics::counter!("switchboard_signaling_superseded_total").increment(1)
+            }
+            // Queued, or the closing message an overflow leaves: either is news.
+            Sent::Queued | Sent::Overflowed => {}
         }
         self.shared.ready.notify_one();
         sent
