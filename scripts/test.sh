@@ -65,8 +65,9 @@ bash tests/api-fuzz/run.sh "$PWD/target/debug/switchboard"
 phase "Helm chart: lint, render, Kubernetes schema validation (helm-python-sdk, kubernetes-validate)"
 bash tests/helm/run.sh "$PWD/target/debug/switchboard"
 
-phase "TLS out: webhooks to an HTTPS receiver with a private CA (SSL_CERT_FILE); unsupported schemes refused"
+phase "TLS out: webhooks to an HTTPS receiver and a cluster on rediss:// (and Sentinel) with a private CA (SSL_CERT_FILE)"
 python3 tests/tls/webhooks.py "$PWD/target/debug/switchboard"
+python3 tests/tls/redis.py "$PWD/target/debug/switchboard"
 
 phase "WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
 bash tests/interop/run.sh "$PWD/target/debug/switchboard"

@@ -110,20 +110,24 @@ impl Redis {
     }
 }
 
-/// A `redis+sentinel://` URL, taken apart.
+/// A `redis+sentinel://` (or, over TLS to the Sentinels and the primary,
+/// `rediss+sentinel://`) URL, taken apart.
 #[derive(Debug, PartialEq, Eq)]
 struct SentinelUrl {
     sentinels: Vec<String>,
     primary: String,
     password: Option<String>,
+    tls: bool,
 }
 
 impl SentinelUrl {
-    const SCHEME: &'static str = "redis+sentinel://";
-
     /// `None` for any other scheme; an error for a Sentinel URL without hosts or name.
     fn parse(url: &str) -> Result<Option<Self>, ClusterError> {
-        let Some(rest) = url.strip_prefix(Self::SCHEME) else {
+        let (rest, tls) = if let Some(r) = url.strip_prefix("redis+sentinel://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("rediss+sentinel://") {
+            (r, true)
+        } else {
             return Ok(None);
         };
         let bad = |why: &str| ClusterError::Unavailable(format!("{url}: {why}"));
@@ -141,7 +145,7 @@ impl SentinelUrl {
         let sentinels: Vec<String> = hosts
             .split(',')
             .filter(|h| !h.is_empty())
-            .map(|h| format!("redis://{h}"))
+            .map(|h| format!("{}://{h}", if tls { "rediss" } else { "redis" }))
             .collect();
         if sentinels.is_empty() {
             return Err(bad("no Sentinel host:port"));
@@ -153,6 +157,7 @@ impl SentinelUrl {
             sentinels,
             primary: primary.to_string(),
             password,
+            tls,
         }))
     }
 
@@ -161,8 +166,12 @@ impl SentinelUrl {
         if let Some(p) = &self.password {
             node = node.set_password(p);
         }
-        let info =
+        let mut info =
             redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(node);
+        if self.tls {
+            // The primary is verified like the Sentinels: the system's roots and SSL_CERT_FILE.
+            info = info.set_tls_mode(redis::TlsMode::Secure);
+        }
         redis::sentinel::SentinelClient::build(
             self.sentinels.clone(),
             self.primary.clone(),
@@ -196,6 +205,16 @@ mod tests {
                 sentinels: vec!["redis://a:26379".into(), "redis://b:26380".into()],
                 primary: "sb".into(),
                 password: Some("pw".into()),
+                tls: false,
+            })
+        );
+        assert_eq!(
+            SentinelUrl::parse("rediss+sentinel://a:26379/sb").unwrap(),
+            Some(SentinelUrl {
+                sentinels: vec!["rediss://a:26379".into()],
+                primary: "sb".into(),
+                password: None,
+                tls: true,
             })
         );
         assert_eq!(

@@ -359,7 +359,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "rtc_tcp_port", default: "(rtc_port)", doc: "The node's one ICE-TCP port (RFC 6544 passive candidates, offered next to UDP at a lower priority, for clients whose network blocks UDP); every worker's connections arrive there. 0: no ICE-TCP." },
     KeyDoc { key: "rtc_tcp_advertise_port", default: "(rtc_tcp_port)", doc: "The TCP port put in ICE candidates, when clients reach `rtc_tcp_port` through a port map (443 on a load balancer or a Kubernetes Service)." },
     KeyDoc { key: "workers", default: "(one per core)", doc: "Media worker threads, each with its own UDP port." },
-    KeyDoc { key: "redis_url", default: "(none: a single node)", doc: "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`), or the Sentinels that watch it (`redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/primary-name`; a password as `redis+sentinel://:pw@…` is the primary's). Each node registers itself there and rooms get one home node each; a join that reaches another node is relayed to the home (signaling through the node reached, media to the home). Redis over TLS (`rediss://`) is refused at start-up: this build does not speak it yet (use a private network or a local TLS tunnel). Without it nothing external is used (`docs/deployment.md`, \"Cluster\")." },
+    KeyDoc { key: "redis_url", default: "(none: a single node)", doc: "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`), or the Sentinels that watch it (`redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/primary-name`; a password as `redis+sentinel://:pw@…` is the primary's). Each node registers itself there and rooms get one home node each; a join that reaches another node is relayed to the home (signaling through the node reached, media to the home). Over TLS: `rediss://…` and `rediss+sentinel://…`, the certificate checked against the system's roots and `SSL_CERT_FILE` (a private CA). Without it nothing external is used (`docs/deployment.md`, \"Cluster\")." },
     KeyDoc { key: "cluster_url", default: "(http://<rtc_advertise>:<http port>)", doc: "Cluster mode: this node's HTTP base URL as clients reach it; clients of rooms homed here are sent to it." },
     KeyDoc { key: "node_id", default: "(random at start)", doc: "Cluster mode: this node's name in the registry." },
     KeyDoc { key: "pin", default: "true", doc: "Pin each worker thread to a core." },
@@ -472,16 +472,11 @@ impl Config {
         if let Some(u) = &self.redis_url {
             let (shown, u) = (u.to_string(), u.expose());
             anyhow::ensure!(
-                !u.starts_with("rediss://"),
-                "redis_url: `{shown}`: Redis over TLS (rediss://) is not supported by this build \
-                 yet; reach Redis over a private network or through a TLS tunnel (stunnel, \
-                 spiped) on this host"
-            );
-            anyhow::ensure!(
-                ["redis://", "rediss://", "redis+sentinel://"]
+                ["redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://"]
                     .iter()
                     .any(|s| u.starts_with(s)),
-                "redis_url: `{shown}` is not a redis:// or redis+sentinel:// URL"
+                "redis_url: `{shown}` is not a redis://, rediss://, redis+sentinel:// or \
+                 rediss+sentinel:// URL (this build reaches Redis over TCP, with or without TLS)"
             );
         }
         if let Some(u) = &self.cluster_url {

@@ -1,8 +1,8 @@
 """Webhooks to an HTTPS receiver: its certificate is signed by a private CA (made here with
 openssl) that the server trusts through SSL_CERT_FILE, the usual way to add one; the
 server then delivers signed events over TLS. Without SSL_CERT_FILE the same receiver is
-not trusted and gets nothing (the TLS check is real). And a scheme the build cannot serve (rediss://) is
-refused at start-up with a message. Loopback only.
+not trusted and gets nothing (the TLS check is real). And a scheme the build cannot serve
+is refused at start-up with a message. Loopback only.
 Usage: python3 tests/tls/webhooks.py path/to/switchboard
 """
 import hashlib
@@ -14,27 +14,15 @@ import re
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
+from certs import private_ca
+
 BIN = sys.argv[1]
 KEY, SECRET = "tlskey", "tls-webhook-test-secret-0123"
-T = tempfile.mkdtemp(prefix="sb-tls-")
-CA, CA_KEY = os.path.join(T, "ca.pem"), os.path.join(T, "ca-key.pem")
-CERT, PRIV, CSR = os.path.join(T, "cert.pem"), os.path.join(T, "key.pem"), os.path.join(T, "cert.csr")
-EXT = os.path.join(T, "ext.cnf")
-with open(EXT, "w") as f:
-    f.write("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-for cmd in (
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Switchboard test CA",
-     "-keyout", CA_KEY, "-out", CA],
-    ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", PRIV, "-out", CSR],
-    ["x509", "-req", "-in", CSR, "-CA", CA, "-CAkey", CA_KEY, "-CAcreateserial", "-days", "2",
-     "-extfile", EXT, "-out", CERT],
-):
-    subprocess.run(["openssl", *cmd], check=True, capture_output=True)
+T, CA, CERT, PRIV = private_ca()
 GOT = []
 
 
@@ -131,11 +119,11 @@ finally:
     p.wait(timeout=20)
 # A scheme the build cannot serve: refused at start-up, with a message.
 r = subprocess.run([BIN, "--http", "127.0.0.1:0", "config", "print"], capture_output=True, text=True,
-                   env={**os.environ, "SWITCHBOARD_KEYS": f"{KEY}:{SECRET}", "SWITCHBOARD_REDIS_URL": "rediss://redis.example:6380"})
-ok = r.returncode != 0 and "rediss" in r.stderr and "redis_url" in r.stderr
-print(("ok   " if ok else "FAIL ") + f"rediss:// is refused at start-up: {r.stderr.strip()[:160]}")
+                   env={**os.environ, "SWITCHBOARD_KEYS": f"{KEY}:{SECRET}", "SWITCHBOARD_REDIS_URL": "redis+unix:///run/redis.sock"})
+ok = r.returncode != 0 and "redis+unix" in r.stderr and "redis_url" in r.stderr
+print(("ok   " if ok else "FAIL ") + f"redis+unix:// is refused at start-up: {r.stderr.strip()[:160]}")
 if not ok:
-    failures.append("rediss:// accepted")
+    failures.append("redis+unix:// accepted")
 srv.shutdown()
 if failures:
     sys.exit("FAILED: " + ", ".join(failures))
