@@ -81,10 +81,12 @@ pub enum TokenCmd {
 /// See [`KEYS`] and `docs/configuration.md`.
 #[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct ServeArgs {
-    /// TOML configuration file (also `SWITCHBOARD_CONFIG`).
-    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    /// TOML configuration files, merged in order (a later file's keys win): repeat the
+    /// flag or separate them with commas (also `SWITCHBOARD_CONFIG`). A second file keeps
+    /// secrets apart, e.g. SIP trunks from a Kubernetes Secret.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_delimiter = ',')]
     #[serde(skip)]
-    pub config: Option<std::path::PathBuf>,
+    pub config: Vec<std::path::PathBuf>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<SocketAddr>,
@@ -399,7 +401,7 @@ impl Config {
     pub fn load(flags: &ServeArgs) -> anyhow::Result<Self> {
         use figment::providers::{Env, Format, Serialized, Toml};
         let mut f = figment::Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = &flags.config {
+        for path in &flags.config {
             anyhow::ensure!(
                 path.is_file(),
                 "config: the file {} does not exist",

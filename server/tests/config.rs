@@ -399,3 +399,34 @@ fn no_secret_is_printed_by_config_print_or_a_start_up_error() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Several files merge in order: the second (a Kubernetes Secret, say) adds SIP trunks to
+/// what the first sets, and a key in both takes the later value.
+#[test]
+fn config_files_merge_in_order() {
+    let dir = std::env::temp_dir().join(format!("sb-config-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (main, sip) = (dir.join("switchboard.toml"), dir.join("sip.toml"));
+    std::fs::write(&main, "workers = 3\nmax_tracks = 7\n").unwrap();
+    std::fs::write(
+        &sip,
+        "max_tracks = 9\n[[sip_trunks]]\nname = \"carrier\"\nnetworks = [\"192.0.2.0/24\"]\nusername = \"u\"\npassword = \"TRUNKSECRET\"\n",
+    )
+    .unwrap();
+    let both = format!("{},{}", main.display(), sip.display());
+    for args in [
+        vec!["--config", main.to_str().unwrap(), "--config", sip.to_str().unwrap()],
+        vec!["--config", &both],
+    ] {
+        let (ok, out, err) = sb(&[&args[..], &["config", "print"]].concat(), &[]);
+        assert!(ok, "{err}");
+        assert_eq!(value(&out, "workers"), "3");
+        assert_eq!(value(&out, "max_tracks"), "9");
+        assert!(out.contains("carrier") && !out.contains("TRUNKSECRET"), "{out}");
+    }
+    let (ok, out, _) = sb(&["config", "print"], &[("SWITCHBOARD_CONFIG", &both)]);
+    assert!(ok && out.contains("carrier"));
+    let (ok, _, err) = sb(&["--config", &format!("{both},/nonexistent.toml"), "config", "print"], &[]);
+    assert!(!ok && err.contains("/nonexistent.toml"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -53,6 +53,27 @@ CASES = {
         "replicas": 3,
         "cluster": {"enabled": True, "sentinel": {"hosts": ["s0.redis:26379", "s1.redis:26379"], "primaryName": "sb"}},
     },
+    "sip-trunks-in-values": {
+        "kind": "DaemonSet",
+        "hostNetwork": True,
+        "sip": {"enabled": True, "port": 5070, "rtpPorts": "40000-40999", "maxCalls": 20,
+                "outboundHosts": ["pbx.example.com"],
+                "rules": [{"numbers": ["+15550100"], "room": "lobby"},
+                          {"pins": {"1234": "board", "5678": "sales"}, "pin_tries": 2}],
+                "trunks": [{"name": "carrier", "networks": ["192.0.2.0/24"], "numbers": ["+15550100"],
+                            "username": "carrier-user", "password": "trunk-password-1",
+                            "outbound_address": "192.0.2.10:5060", "outbound_number": "+15550199", "outbound_allow": ["+1555"]}],
+                "users": [{"username": "alice", "password": "alice-password-1"}]},
+    },
+    "sip-existing-secret": {
+        "hostNetwork": True,
+        "sip": {"enabled": True, "existingSecret": "sb-sip"},
+    },
+    "ingress": {
+        "replicas": 2,
+        "cluster": {"enabled": True, "redisUrl": "rediss://:pw@redis.media:6380"},
+        "ingress": {"enabled": True, "className": "nginx", "host": "meet.example.com", "tlsSecret": "meet-tls"},
+    },
     "turn": {
         "config": {"turnUrls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"],
                    "turnTtl": 3600},
@@ -67,6 +88,7 @@ REDIS_URLS = {
     "cluster-sentinel": '"redis+sentinel://s0.redis:26379,s1.redis:26379/sb"',
     "cluster-redis-with-password": '"redis://:<redacted>@redis.media:6379"',
     "cluster-existing-secrets": '"redis://existing-redis:6379"',
+    "ingress": '"rediss://:<redacted>@redis.media:6380"',
 }
 
 
@@ -87,7 +109,8 @@ def merged(case):
 
 # What an existing Secret's keys stand for in the checks.
 EXISTING = {"keys": "existing:0123456789abcdef0123", "turn-secret": "from-the-secret",
-            "redis-url": "redis://existing-redis:6379"}
+            "redis-url": "redis://existing-redis:6379",
+            "sip.toml": '[[sip_trunks]]\nname = "existing-trunk"\nnetworks = ["198.51.100.0/24"]\n'}
 
 
 def pod_env(docs):
@@ -145,7 +168,21 @@ for case, values in CASES.items():
             f.write(toml_text)
         env = {k: val for k, val in os.environ.items() if not k.startswith("SWITCHBOARD_")}
         env.update(pod_env(docs))
-        r = subprocess.run([BIN, "--config", toml, "config", "print"], capture_output=True, text=True, env=env)
+        # The files SWITCHBOARD_CONFIG names, from the ConfigMap and the SIP Secret (its
+        # rendered data, or a stand-in for an existing one) as the pod mounts them.
+        files = [toml]
+        for path in env.pop("SWITCHBOARD_CONFIG").split(",")[1:]:
+            if path != "/etc/switchboard-sip/sip.toml":
+                fail(f"{case}: an unexpected config file {path}")
+            sip_secret = v["sip"]["existingSecret"]
+            text = EXISTING["sip.toml"] if sip_secret else next(
+                d["stringData"]["sip.toml"] for d in docs if d["kind"] == "Secret")
+            files.append(os.path.join(tmp, "sip.toml"))
+            with open(files[-1], "w") as f:
+                f.write(text)
+        if v["sip"]["enabled"] and (v["sip"]["trunks"] or v["sip"]["existingSecret"]) and len(files) != 2:
+            fail(f"{case}: the SIP Secret's file is not in SWITCHBOARD_CONFIG")
+        r = subprocess.run([BIN, "--config", ",".join(files), "config", "print"], capture_output=True, text=True, env=env)
         if r.returncode != 0:
             fail(f"{case}: the binary refuses the rendered switchboard.toml: {r.stderr}")
         printed = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
@@ -155,6 +192,20 @@ for case, values in CASES.items():
             fail(f"{case}: redis_url not carried: {printed.get('redis_url')}")
         if printed.get("rtc_tcp_port") != str(v["config"]["rtcTcpPort"]) or printed.get("rtc_tcp_advertise_port") != (str(v["config"]["rtcTcpAdvertisePort"]) if v["config"]["rtcTcpAdvertisePort"] else None):
             fail(f"{case}: ICE-TCP settings not carried: {printed}")
+        if v["sip"]["enabled"]:
+            if printed.get("sip_listen") != f'"0.0.0.0:{v["sip"]["port"]}"' or printed.get("sip_rtp_ports") != f'"{v["sip"]["rtpPorts"]}"':
+                fail(f"{case}: SIP settings not carried: {printed}")
+            want_trunks = [t["name"] for t in v["sip"]["trunks"]] or (["existing-trunk"] if v["sip"]["existingSecret"] else [])
+            if any(f'name = "{n}"' not in r.stdout for n in want_trunks):
+                fail(f"{case}: trunks not carried: {r.stdout}")
+            if any(u["password"] in r.stdout for u in v["sip"]["trunks"] + v["sip"]["users"]):
+                fail(f"{case}: a SIP password printed")
+            if len(v["sip"]["rules"]) != r.stdout.count("[[sip_rules]]"):
+                fail(f"{case}: rules not carried: {r.stdout}")
+        if v["ingress"]["enabled"] and printed.get("http_max_per_ip") != "0":
+            fail(f"{case}: behind the Ingress the per-address limit would count the controller: {printed.get('http_max_per_ip')}")
+        if printed.get("log_format") != f'"{v["config"]["logFormat"]}"':
+            fail(f"{case}: log_format {printed.get('log_format')}")
         if v["config"]["turnUrls"] and (v["config"]["turnUrls"][0] not in printed["turn_urls"]
                                         or printed["turn_ttl"] != str(v["config"]["turnTtl"])):
             fail(f"{case}: TURN settings not carried: {printed}")
@@ -167,7 +218,7 @@ for case, values in CASES.items():
         fail(f"{case}: terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']}")
     if c["readinessProbe"]["httpGet"]["path"] != "/readyz" or c["livenessProbe"]["httpGet"]["path"] != "/healthz":
         fail(f"{case}: probes")
-    udp = sorted(p["containerPort"] for p in c["ports"] if p["protocol"] == "UDP")
+    udp = sorted(p["containerPort"] for p in c["ports"] if p["protocol"] == "UDP" and p["name"].startswith("rtc-"))
     want = list(range(v["config"]["rtcPort"], v["config"]["rtcPort"] + v["config"]["workers"]))
     if udp != want:
         fail(f"{case}: UDP ports {udp}, want {want}")
@@ -234,6 +285,32 @@ for case, values in CASES.items():
         advertised = v["config"]["rtcTcpAdvertisePort"] or v["config"]["rtcTcpPort"]
         if [(p["port"], p["targetPort"]) for p in tcp] != [(advertised, v["config"]["rtcTcpPort"])]:
             fail(f"{case}: the ICE-TCP service port {tcp}")
+    if v["sip"]["enabled"]:
+        sip_ports = sorted((p["protocol"], p["containerPort"]) for p in c["ports"] if p["name"].startswith("sip-"))
+        if sip_ports != [("TCP", v["sip"]["port"]), ("UDP", v["sip"]["port"])]:
+            fail(f"{case}: SIP container ports {sip_ports}")
+        if envs.get("SWITCHBOARD_SIP_ADVERTISE", {}).get("value") != "$(SWITCHBOARD_RTC_ADVERTISE)":
+            fail(f"{case}: SIP does not advertise the media address")
+        vols = {vol["name"]: vol for vol in pod["volumes"]}
+        want_secret = v["sip"]["existingSecret"] or "sb-switchboard"
+        if vols.get("sip", {}).get("secret", {}).get("secretName") != want_secret:
+            fail(f"{case}: the SIP Secret is not mounted: {vols}")
+        if v["sip"]["existingSecret"] and any("sip.toml" in d.get("stringData", {}) for d in docs if d["kind"] == "Secret"):
+            fail(f"{case}: sip.toml rendered beside an existing Secret")
+    if v["ingress"]["enabled"]:
+        ing = next((d for d in docs if d["kind"] == "Ingress"), None)
+        if not ing:
+            fail(f"{case}: no Ingress")
+        rule = ing["spec"]["rules"][0]
+        backend = rule["http"]["paths"][0]["backend"]["service"]
+        if rule["host"] != v["ingress"]["host"] or backend != {"name": "sb-switchboard", "port": {"name": "http"}}:
+            fail(f"{case}: Ingress rule {rule}")
+        if ing["spec"].get("tls") != [{"hosts": [v["ingress"]["host"]], "secretName": v["ingress"]["tlsSecret"]}]:
+            fail(f"{case}: Ingress TLS {ing['spec'].get('tls')}")
+        if ing["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/proxy-read-timeout") != "3600":
+            fail(f"{case}: the WebSocket timeout annotation")
+    elif "Ingress" in kinds:
+        fail(f"{case}: an Ingress nobody asked for")
     print(f"{case}: lint clean, {len(docs)} manifests valid for Kubernetes {KUBE}: {', '.join(kinds)}")
 
 # A bad value is refused at render time.
@@ -242,6 +319,11 @@ try:
     fail("kind StatefulSet rendered")
 except helm.HelmError as e:
     print(f"kind StatefulSet refused: {str(e).splitlines()[0][:100]}")
+try:
+    chart.render({"ingress": {"enabled": True}}, name="sb")
+    fail("an Ingress without a host rendered")
+except helm.HelmError as e:
+    print(f"Ingress without a host refused: {str(e).splitlines()[0][:100]}")
 try:
     chart.render({"cluster": {"enabled": True}}, name="sb")
     fail("cluster without Redis rendered")

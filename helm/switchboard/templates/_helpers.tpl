@@ -71,3 +71,44 @@ generated (kept across upgrades), else a new random pair. Empty with apiKeys.exi
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+A YAML value as TOML: strings quoted, numbers and booleans as they are, lists in
+brackets, maps as inline tables (keys quoted, sorted).
+*/}}
+{{- define "switchboard.toml" -}}
+{{- if kindIs "slice" . -}}
+[{{ range $i, $v := . }}{{ if $i }}, {{ end }}{{ include "switchboard.toml" $v }}{{ end }}]
+{{- else if kindIs "map" . -}}
+{{- $m := . -}}
+{ {{- range $i, $k := keys $m | sortAlpha }}{{ if $i }}, {{ end }}{{ $k | quote }} = {{ include "switchboard.toml" (get $m $k) }}{{ end -}} }
+{{- else if kindIs "string" . -}}
+{{ . | quote }}
+{{- else if kindIs "float64" . -}}
+{{ . | int64 }}
+{{- else -}}
+{{ . }}
+{{- end -}}
+{{- end -}}
+
+{{/* (list "name" items): each item a `[[name]]` table of TOML key = value lines. */}}
+{{- define "switchboard.tomlTables" -}}
+{{- $name := index . 0 -}}
+{{- range index . 1 }}
+[[{{ $name }}]]
+{{- range $k, $v := . }}
+{{ $k }} = {{ include "switchboard.toml" $v }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret holding sip.toml (trunks and users), or empty when SIP needs none. */}}
+{{- define "switchboard.sipSecret" -}}
+{{- if .Values.sip.enabled -}}
+{{- if .Values.sip.existingSecret -}}
+{{ .Values.sip.existingSecret }}
+{{- else if or .Values.sip.trunks .Values.sip.users -}}
+{{ include "switchboard.fullname" . }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
