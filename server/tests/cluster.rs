@@ -663,7 +663,7 @@ async fn a_forged_forwarding_mark_is_refused_and_every_join_path_lands_on_the_ho
             token("split", "viewer", 600)
         ))
         .header("content-type", "application/sdp")
-        .body(offer)
+        .body(offer.clone())
         .send()
         .await
         .unwrap();
@@ -675,6 +675,34 @@ async fn a_forged_forwarding_mark_is_refused_and_every_join_path_lands_on_the_ho
         Some(1),
         "the viewer is at the home: {members}"
     );
+    // A WHEP viewer (WHIP alike) that is the first into a new room, reaching a node the
+    // directory does not choose: the node it reached claims the room for its home and
+    // forwards; the home takes the claim up and serves it. Two new rooms through one node
+    // (rooms go to the node with the fewest), so at least one is placed elsewhere.
+    let mut elsewhere = 0;
+    for room in ["fresh1", "fresh2"] {
+        let r = http
+            .post(format!(
+                "http://{}/whep/{room}?access_token={}",
+                ns[0].http,
+                token(room, "viewer", 600)
+            ))
+            .header("content-type", "application/sdp")
+            .body(offer.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{room}: {:?}", r.text().await);
+        let mut homes = Vec::new();
+        for (i, n) in ns.iter().enumerate() {
+            if rooms_of(n).await.contains(&room.to_string()) {
+                homes.push(i);
+            }
+        }
+        assert_eq!(homes.len(), 1, "{room} on one node: {homes:?}");
+        elsewhere += usize::from(homes[0] != 0);
+    }
+    assert!(elsewhere >= 1, "no new room was placed on another node");
     // A phone calling the room at the other node's gateway is redirected to the home's.
     let other_sip = sip_ports[other];
     let answer = tokio::task::spawn_blocking(move || invite(other_sip, "split"))

@@ -53,6 +53,7 @@ async fn forward(mark: &MarkKey, base: &str, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => return Error::Upstream(e.to_string()).into_response(),
     };
+    metrics::counter!("switchboard_cluster_forwarded_requests_total").increment(1);
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.bytes().await.unwrap_or_default();
@@ -113,7 +114,7 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
             metrics::counter!("switchboard_cluster_forged_marks_total").increment(1);
             return Error::Forbidden(crate::forwarding_mark::BadMark.to_string()).into_response();
         }
-        return next.run(req).await;
+        return adopt_then_run(&*placement, req, next).await;
     }
     let path = req.uri().path().to_string();
     let query = req
@@ -155,6 +156,24 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
         // Not found in the directory: this node answers (404 for a room it lacks).
         Err(_) => next.run(req).await,
     }
+}
+
+/// A request another node forwarded here because the directory names this node the
+/// room's home. When it may create the room (WHIP/WHEP `POST`), the node that forwarded
+/// it made the claim, so this node takes it up first (placing a room claimed for this
+/// node records it here); otherwise the room would be refused as not homed here.
+async fn adopt_then_run(placement: &dyn Placement, req: Request, next: Next) -> Response {
+    if let Some((room, true)) = room_of(req.method(), req.uri().path()) {
+        match placement.place(&room).await {
+            Ok(Placed::Here) => {}
+            Ok(Placed::Elsewhere { .. }) => {
+                return Error::Unavailable(format!("room {room} moved to another node"))
+                    .into_response()
+            }
+            Err(e) => return Error::from(e).into_response(),
+        }
+    }
+    next.run(req).await
 }
 
 /// `POST /api/v1/rooms`: the room is placed (claimed) first; the home creates it.
