@@ -19,6 +19,32 @@ pub fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The command line, each `serve` flag's help taken from its key's row in [`KEYS`]: one
+/// text for the flag, `config docs` and `docs/configuration.md`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_args(|a| {
+        let id = a.get_id().as_str();
+        match KEYS
+            .iter()
+            .find(|k| k.key == id || k.key.strip_suffix('s') == Some(id))
+        {
+            Some(k) => {
+                let short = k.doc.split(". ").next().unwrap_or(k.doc).trim_end_matches('.');
+                a.help(format!("{short} [key: {}; default: {}]", k.key, k.default))
+                    .long_help(format!(
+                        "{} [key: {}; env: SWITCHBOARD_{}; default: {}]",
+                        k.doc,
+                        k.key,
+                        k.key.to_uppercase(),
+                        k.default
+                    ))
+            }
+            None => a,
+        }
+    })
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard",
@@ -657,6 +683,8 @@ pub struct TokenArgs {
     /// covers every room).
     #[arg(long, default_value = "")]
     pub room: String,
+    /// The participant's identity (`sub`): unique in its room; a second join with it
+    /// replaces the first.
     #[arg(long)]
     pub identity: String,
     /// Only API grants, no room join.
@@ -677,15 +705,19 @@ pub struct TokenArgs {
     /// Invisible to other participants.
     #[arg(long)]
     pub hidden: bool,
+    /// canPublishData: send data messages to the room.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub can_publish_data: bool,
+    /// The display name others see (default: the identity).
     #[arg(long)]
     pub name: Option<String>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 6 * 3600)]
     pub ttl: u64,
+    /// canPublish: publish camera, microphone and screen.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub can_publish: bool,
+    /// canSubscribe: receive the others' tracks.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub can_subscribe: bool,
     /// `key:secret` to sign with (the server's keys; a development server's random pair is

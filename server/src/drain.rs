@@ -54,9 +54,11 @@ pub async fn drain_on_signals(
         let _ = c.publish(&hub, &pool).await;
     }
     let n = hub.participant_count();
-    eprintln!(
-        "{first}: draining ({n} participants; up to {} s; a second signal stops at once)",
-        timeout.as_secs()
+    tracing::info!(
+        signal = %first,
+        participants = n,
+        timeout_s = timeout.as_secs(),
+        "draining (a second signal stops at once)"
     );
     let deadline = tokio::time::Instant::now() + timeout;
     let emptied = async {
@@ -65,9 +67,9 @@ pub async fn drain_on_signals(
         }
     };
     tokio::select! {
-        _ = emptied => eprintln!("drained: no participants left"),
-        _ = tokio::time::sleep_until(deadline) => eprintln!("drain timeout: closing the remaining sessions"),
-        _ = signals.next() => eprintln!("second signal: stopping now"),
+        _ = emptied => tracing::info!("drained: no participants left"),
+        _ = tokio::time::sleep_until(deadline) => tracing::warn!("drain timeout: closing the remaining sessions"),
+        _ = signals.next() => tracing::warn!("second signal: stopping now"),
     }
     if let Some(c) = &cluster {
         c.leave().await;

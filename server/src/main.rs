@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::FromArgMatches;
 use signaling::webhook::{WebhookConfig, Webhooks};
 use signaling::{AppState, Claims, Hub, HubConfig, KeyStore, VideoGrant};
 
@@ -40,14 +40,16 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The message and its causes on one line; no backtrace for a user's mistake.
-            eprintln!("error: {e:#}");
+            // Written before any logger exists (the configuration may be what failed), and
+            // never a panic should stderr be closed.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             std::process::ExitCode::from(2)
         }
     }
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&config::command().get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Some(Cmd::Token(TokenCmd::Create(t))) => {
             init_logs("info", config::LogFormat::Text);
@@ -79,6 +81,9 @@ fn init_logs(default: &str, format: config::LogFormat) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(quiet_sip_messages(&filter))
+        // A log line that cannot be written (stderr closed by a supervisor) is lost, not
+        // reported with `eprintln!`, which would panic on the same closed stderr.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         config::LogFormat::Text => logs.init(),
@@ -146,11 +151,10 @@ fn serve(args: Config) -> anyhow::Result<()> {
     };
     let dev_key = dev_mode.then(|| pairs[0].0.clone());
     if args.keys.is_none() {
-        eprintln!(
-            "DEVELOPMENT MODE (loopback only): no API keys configured; this run's key is `{DEV_KEY}:{}` (random each start).",
+        tracing::warn!(
+            "DEVELOPMENT MODE (loopback only): no API keys configured; this run's key is `{DEV_KEY}:{}` (random each start). Tokens are handed out at /api/dev/token. Set SWITCHBOARD_KEYS=key:secret for anything else.",
             pairs[0].1
         );
-        eprintln!("Tokens are handed out at /api/dev/token. Set SWITCHBOARD_KEYS=key:secret for anything else.");
     } else if args.dev {
         tracing::warn!(http = %args.http, "dev = true: /api/dev/token hands a token signed with your first key to anyone who can reach this address");
     }
@@ -295,7 +299,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("metrics_http: binding {addr}"))?;
-            eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+            tracing::info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics listening");
             tokio::spawn(async move { axum::serve(listener, ops).await });
         } else {
             let access = operations::Access::for_http(
@@ -346,7 +350,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
                 .start(tokio_util::sync::CancellationToken::new())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
-            eprintln!("SIP gateway on udp {listen}");
+            tracing::info!(%listen, "SIP gateway listening (UDP and TCP)");
             Some(gw.api())
         } else {
             None
@@ -359,11 +363,11 @@ fn serve(args: Config) -> anyhow::Result<()> {
         }));
         let local = listener.local_addr()?;
         for w in &pool.workers {
-            eprintln!("media worker {} on udp {}", w.index, w.addr);
+            tracing::info!(worker = w.index, addr = %w.addr, "media worker listening (UDP)");
         }
         if let Some(l) = tcp_listener {
             let l = tokio::net::TcpListener::from_std(l)?;
-            eprintln!("ICE-TCP on tcp {}", l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "ICE-TCP listening");
             let handoffs = pool.workers.iter().map(|w| w.handoffs.clone()).collect();
             tokio::spawn(tcp_accept::run(l, directory.clone(), handoffs));
         }
@@ -375,6 +379,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
             std::io::stdout(),
             "Switchboard is running: open http://{local}/"
         );
+        tracing::info!(url = %format!("http://{local}/"), "Switchboard is running");
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(drain::drain_on_signals(
             signals,
@@ -418,7 +423,7 @@ fn serve(args: Config) -> anyhow::Result<()> {
             }
         }
     }
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -534,6 +539,6 @@ async fn join_cluster(
         .with_context(|| format!("redis_url: cannot register at {url}"))?;
     hub.set_placement(node.clone(), base);
     tokio::spawn(node.clone().run(hub.clone(), pool.clone()));
-    eprintln!("cluster node {id} at {http} (ids from {base})");
+    tracing::info!(node = %id, url = %http, id_base = base, "joined the cluster");
     Ok(node)
 }

@@ -430,3 +430,41 @@ fn config_files_merge_in_order() {
     assert!(!ok && err.contains("/nonexistent.toml"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every flag of every command says what it does (`--help`); a `serve` flag's text is
+/// its key's row of the docs table, so the two cannot drift.
+#[test]
+fn every_flag_has_help_text() {
+    for cmd in [
+        vec![],
+        vec!["serve"],
+        vec!["token", "create"],
+        vec!["config", "print"],
+        vec!["config", "docs"],
+        vec!["keys", "generate"],
+    ] {
+        let (ok, out, err) = sb(&[&cmd[..], &["--help"]].concat(), &[]);
+        assert!(ok, "{cmd:?}: {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        let mut flags = 0;
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start();
+            if l.starts_with("  ") && (t.starts_with("--") || t.starts_with("-h") || t.starts_with("-V")) {
+                flags += 1;
+                // Short layout: `--flag  text` on one line; long: the text on the next.
+                let same_line = t.split_once("  ").map_or("", |(_, h)| h.trim());
+                let next_line = lines.get(i + 1).map_or("", |h| h.trim());
+                assert!(
+                    !same_line.is_empty() || !next_line.is_empty(),
+                    "{cmd:?}: `{t}` has no help text:\n{out}"
+                );
+            }
+        }
+        assert!(flags > 0, "{cmd:?}: no flags found in\n{out}");
+    }
+    let (_, out, _) = sb(&["--help"], &[]);
+    assert!(
+        out.contains("[key: rtc_port; env: SWITCHBOARD_RTC_PORT; default: 7882]"),
+        "{out}"
+    );
+}

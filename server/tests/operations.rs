@@ -288,6 +288,50 @@ async fn a_closed_stdout_does_not_stop_the_server() {
     assert!(server.child.try_wait().unwrap().is_none());
 }
 
+/// A supervisor that closes the pipe the logs go to: the server still serves, and still
+/// drains and exits on SIGTERM (a log line written then once panicked the drain task, and
+/// the server ignored SIGTERM until killed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_neither_stops_the_server_nor_its_drain() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut server = spawn_on_known_port(&[], "info", std::process::Stdio::null(), |c| {
+        c.stderr(std::process::Stdio::from(writer))
+    });
+    let t0 = Instant::now();
+    while reqwest::get(format!("http://{}/readyz", server.http))
+        .await
+        .is_err()
+    {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!("the server exited ({status}) with its stderr closed");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut w = ws(&server).await;
+    send(
+        &mut w,
+        json!({"type": "join", "token": token("quiet", "ada", 60)}),
+    )
+    .await;
+    assert_eq!(recv(&mut w).await["type"], "joined");
+    drop(w);
+    signal(&server, "TERM");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "SIGTERM did not stop a server whose stderr is closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+}
+
 /// A server whose HTTP address is every interface (`0.0.0.0`), with keys and `extra`
 /// flags; its port. Only loopback is ever sent to.
 fn start_public(extra: &[&str]) -> (std::process::Child, u16) {
@@ -463,11 +507,19 @@ async fn json_logs_are_one_object_a_line_with_the_room_and_participant_as_fields
     tokio::time::sleep(Duration::from_millis(500)).await;
     signal(&server, "KILL");
     let lines = lines.join().unwrap();
+    // Every line, start-up and lifecycle messages included, is one JSON object.
     let objects: Vec<Value> = lines
         .iter()
-        .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    let worker = objects
+        .iter()
+        .find(|o| o["message"] == "media worker listening (UDP)")
+        .unwrap_or_else(|| panic!("no start-up line in {lines:#?}"));
+    assert_eq!(worker["worker"], 0);
+    assert!(worker["addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")));
+    assert!(objects.iter().any(|o| o["message"] == "Switchboard is running"
+        && o["url"] == format!("http://{}/", server.http)));
     let joined = objects
         .iter()
         .find(|o| o["message"] == "joined")
