@@ -17,17 +17,11 @@ import time
 import urllib.error
 import urllib.request
 
-from certs import private_ca
+from common import free_port, private_ca
 
 BIN = sys.argv[1]
 KEY, SECRET = "rediskey", "rediss-cluster-test-secret-0123"
 T, CA, CERT, PRIV = private_ca()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_tls():

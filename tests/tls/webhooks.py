@@ -14,11 +14,12 @@ import re
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 
-from certs import private_ca
+from common import free_port, private_ca
 
 BIN = sys.argv[1]
 KEY, SECRET = "tlskey", "tls-webhook-test-secret-0123"
@@ -49,14 +50,16 @@ def receiver():
 def start(hook_port, env_extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") and k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     env.update({"SWITCHBOARD_KEYS": f"{KEY}:{SECRET}", "RUST_LOG": "warn", **env_extra})
-    p = subprocess.Popen([BIN, "--http", "127.0.0.1:0", "--rtc-port", str(40000 + hook_port % 1000), "--workers", "1",
+    log = tempfile.TemporaryFile(mode="w+")
+    p = subprocess.Popen([BIN, "--http", "127.0.0.1:0", "--rtc-port", str(free_port()), "--workers", "1",
                           "--webhook-url", f"https://127.0.0.1:{hook_port}/hook"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     line = p.stdout.readline()
     m = re.search(r"open (http://[^\s/]+)/", line)
     if not m:
         p.kill()
-        sys.exit(f"the server did not start: {line}")
+        log.seek(0)
+        sys.exit(f"the server did not start: {line}{log.read()[-2000:]}")
     return p, m.group(1)
 
 

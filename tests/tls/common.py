@@ -1,8 +1,23 @@
-"""A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl in
-a fresh temporary directory: what the TLS tests trust through SSL_CERT_FILE."""
+"""What the TLS tests share: a private CA and a server certificate for 127.0.0.1 signed
+by it (made with openssl in a fresh temporary directory; trusted through SSL_CERT_FILE),
+and free loopback ports."""
 import os
+import socket
 import subprocess
 import tempfile
+
+
+def free_port():
+    """A port free on 127.0.0.1 for TCP and UDP (a media worker binds both)."""
+    while True:
+        with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            try:
+                u.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def private_ca():
