@@ -59,6 +59,10 @@ phase "cargo test (unit, simulation, loopback integration)"
 cargo build --workspace --all-targets
 cargo test --workspace
 
+phase "lints: rustfmt and clippy (warnings are errors)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
 phase "REST API against its OpenAPI document (schemathesis, bounded)"
 bash tests/api-fuzz/run.sh "$PWD/target/debug/switchboard"
 

@@ -19,7 +19,11 @@ use dashmap::DashMap;
 use signaling::placement::{PeersFuture, PlaceFuture, Placed, Placement, PlacementError};
 use signaling::Hub;
 
+use anyhow::Context;
+
+use crate::config::Config;
 use crate::plane::WorkerPool;
+use crate::secret;
 
 pub struct ClusterNode {
     redis: Redis,
@@ -266,4 +270,58 @@ impl Placement for ClusterNode {
                 .collect())
         })
     }
+}
+
+/// Cluster mode: register this node, take its id slot, and place rooms through Redis.
+pub async fn join(
+    args: &Config,
+    url: &secret::Secret<secret::UrlPassword>,
+    http_port: u16,
+    hub: &Arc<Hub>,
+    pool: &Arc<WorkerPool>,
+) -> anyhow::Result<Arc<ClusterNode>> {
+    // `url` shows (in these errors) without its password; the client gets the whole.
+    let redis = cluster::Redis::new(url.expose())
+        .map_err(|e| anyhow::anyhow!("{}", secret::redact_in(&e.to_string(), url.expose())))
+        .context("redis_url")?;
+    let id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+    let http = args
+        .cluster_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{http_port}", args.advertise_ip()));
+    let media = pool
+        .workers
+        .iter()
+        .map(|w| format!("udp {}", w.addr))
+        .collect();
+    // Where calls for rooms homed here are redirected by other nodes' gateways.
+    let sip = args.sip_listen.map(|l| {
+        let ip = args.sip_advertise.unwrap_or(if l.ip().is_unspecified() {
+            args.advertise_ip()
+        } else {
+            l.ip()
+        });
+        std::net::SocketAddr::new(ip, l.port()).to_string()
+    });
+    let node = Arc::new(ClusterNode::new(
+        redis,
+        id.clone(),
+        http.clone(),
+        media,
+        sip,
+    ));
+    let base = node
+        .id_base()
+        .await
+        .with_context(|| format!("redis_url: cannot reach {url}"))?;
+    node.publish(hub, pool)
+        .await
+        .with_context(|| format!("redis_url: cannot register at {url}"))?;
+    hub.set_placement(node.clone(), base);
+    tokio::spawn(node.clone().run(hub.clone(), pool.clone()));
+    tracing::info!(node = %id, url = %http, id_base = base, "joined the cluster");
+    Ok(node)
 }

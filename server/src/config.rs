@@ -30,7 +30,12 @@ pub fn command() -> clap::Command {
             .find(|k| k.key == id || k.key.strip_suffix('s') == Some(id))
         {
             Some(k) => {
-                let short = k.doc.split(". ").next().unwrap_or(k.doc).trim_end_matches('.');
+                let short = k
+                    .doc
+                    .split(". ")
+                    .next()
+                    .unwrap_or(k.doc)
+                    .trim_end_matches('.');
                 a.help(format!("{short} [key: {}; default: {}]", k.key, k.default))
                     .long_help(format!(
                         "{} [key: {}; env: SWITCHBOARD_{}; default: {}]",
@@ -500,9 +505,14 @@ impl Config {
         if let Some(u) = &self.redis_url {
             let (shown, u) = (u.to_string(), u.expose());
             anyhow::ensure!(
-                ["redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://"]
-                    .iter()
-                    .any(|s| u.starts_with(s)),
+                [
+                    "redis://",
+                    "rediss://",
+                    "redis+sentinel://",
+                    "rediss+sentinel://"
+                ]
+                .iter()
+                .any(|s| u.starts_with(s)),
                 "redis_url: `{shown}` is not a redis://, rediss://, redis+sentinel:// or \
                  rediss+sentinel:// URL (this build reaches Redis over TCP, with or without TLS)"
             );

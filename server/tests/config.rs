@@ -415,18 +415,34 @@ fn config_files_merge_in_order() {
     .unwrap();
     let both = format!("{},{}", main.display(), sip.display());
     for args in [
-        vec!["--config", main.to_str().unwrap(), "--config", sip.to_str().unwrap()],
+        vec![
+            "--config",
+            main.to_str().unwrap(),
+            "--config",
+            sip.to_str().unwrap(),
+        ],
         vec!["--config", &both],
     ] {
         let (ok, out, err) = sb(&[&args[..], &["config", "print"]].concat(), &[]);
         assert!(ok, "{err}");
         assert_eq!(value(&out, "workers"), "3");
         assert_eq!(value(&out, "max_tracks"), "9");
-        assert!(out.contains("carrier") && !out.contains("TRUNKSECRET"), "{out}");
+        assert!(
+            out.contains("carrier") && !out.contains("TRUNKSECRET"),
+            "{out}"
+        );
     }
     let (ok, out, _) = sb(&["config", "print"], &[("SWITCHBOARD_CONFIG", &both)]);
     assert!(ok && out.contains("carrier"));
-    let (ok, _, err) = sb(&["--config", &format!("{both},/nonexistent.toml"), "config", "print"], &[]);
+    let (ok, _, err) = sb(
+        &[
+            "--config",
+            &format!("{both},/nonexistent.toml"),
+            "config",
+            "print",
+        ],
+        &[],
+    );
     assert!(!ok && err.contains("/nonexistent.toml"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -449,7 +465,9 @@ fn every_flag_has_help_text() {
         let mut flags = 0;
         for (i, l) in lines.iter().enumerate() {
             let t = l.trim_start();
-            if l.starts_with("  ") && (t.starts_with("--") || t.starts_with("-h") || t.starts_with("-V")) {
+            if l.starts_with("  ")
+                && (t.starts_with("--") || t.starts_with("-h") || t.starts_with("-V"))
+            {
                 flags += 1;
                 // Short layout: `--flag  text` on one line; long: the text on the next.
                 let same_line = t.split_once("  ").map_or("", |(_, h)| h.trim());

@@ -311,7 +311,7 @@ async fn a_participant_flooding_signaling_for_10_s_hurts_neither_its_room_nor_an
         while Instant::now() < end {
             for msg in [
                 json!({"type": "data", "payload": payload}),
-                json!({"type": "mute", "kind": "audio", "muted": sent % 2 == 0}),
+                json!({"type": "mute", "kind": "audio", "muted": sent.is_multiple_of(2)}),
                 json!({"type": "publish_offer", "sdp": "v=0\r\n"}),
             ] {
                 if sink

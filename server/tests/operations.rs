@@ -517,9 +517,13 @@ async fn json_logs_are_one_object_a_line_with_the_room_and_participant_as_fields
         .find(|o| o["message"] == "media worker listening (UDP)")
         .unwrap_or_else(|| panic!("no start-up line in {lines:#?}"));
     assert_eq!(worker["worker"], 0);
-    assert!(worker["addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")));
-    assert!(objects.iter().any(|o| o["message"] == "Switchboard is running"
-        && o["url"] == format!("http://{}/", server.http)));
+    assert!(worker["addr"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
+    assert!(objects
+        .iter()
+        .any(|o| o["message"] == "Switchboard is running"
+            && o["url"] == format!("http://{}/", server.http)));
     let joined = objects
         .iter()
         .find(|o| o["message"] == "joined")

@@ -191,7 +191,7 @@ pub(crate) async fn dial(
     c.sip(&b.room)?;
     if let Some(d) = &b.dtmf {
         if !valid_dtmf(d) {
-            return Err(Error::Invalid("dtmf: 1-64 of 0-9 * # A-D w".into()).into());
+            return Err(Error::Invalid("dtmf: 1-64 of 0-9 * # A-D w".into()));
         }
     }
     if let Some(name) = &b.name {
@@ -264,7 +264,7 @@ pub(crate) async fn dtmf(
     let c = Caller::from(&s, &headers)?;
     call_of(&s, &c, &id)?;
     if !valid_dtmf(&b.digits) {
-        return Err(Error::Invalid("digits: 1-64 of 0-9 * # A-D w".into()).into());
+        return Err(Error::Invalid("digits: 1-64 of 0-9 * # A-D w".into()));
     }
     gateway(&s)?.send_dtmf(&id, &b.digits)?;
     Ok(StatusCode::ACCEPTED)

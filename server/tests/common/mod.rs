@@ -126,10 +126,12 @@ pub async fn join_following(url: &str, first: &Value) -> (Option<Ws>, Value) {
 /// A token that may list and administer every room (REST).
 pub fn admin_token() -> String {
     let ks = KeyStore::new([(KEY.to_string(), SECRET.to_string())]);
-    let mut video = VideoGrant::default();
-    video.room_list = true;
-    video.room_admin = true;
-    video.room_create = true;
+    let video = VideoGrant {
+        room_list: true,
+        room_admin: true,
+        room_create: true,
+        ..VideoGrant::default()
+    };
     let claims = Claims {
         iss: KEY.into(),
         sub: "admin".into(),
