@@ -107,250 +107,203 @@ pub enum TokenCmd {
     Create(TokenArgs),
 }
 
-/// Command-line flags of `serve`. Every one is optional: what is not given comes from the
-/// environment (`SWITCHBOARD_<KEY>`), then the TOML file (`--config`), then the default.
-/// See [`KEYS`] and `docs/configuration.md`.
-#[derive(Debug, Clone, Default, Args, Serialize)]
-pub struct ServeArgs {
-    /// TOML configuration files, merged in order (a later file's keys win): repeat the
-    /// flag or separate them with commas (also `SWITCHBOARD_CONFIG`). A second file keeps
-    /// secrets apart, e.g. SIP trunks from a Kubernetes Secret.
-    #[arg(long, env = "SWITCHBOARD_CONFIG", value_delimiter = ',')]
-    #[serde(skip)]
-    pub config: Vec<std::path::PathBuf>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http: Option<SocketAddr>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_http: Option<SocketAddr>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_token: Option<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_max_per_ip: Option<usize>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtc_bind: Option<IpAddr>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtc_port: Option<u16>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtc_advertise: Option<IpAddr>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtc_tcp_port: Option<u16>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtc_tcp_advertise_port: Option<u16>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<usize>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub redis_url: Option<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster_url: Option<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pin: Option<bool>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keys: Option<String>,
-    /// Serve `/api/dev/token` even with configured keys.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dev: Option<bool>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// Repeatable, or comma separated.
-    #[arg(long = "webhook-url", value_delimiter = ',')]
-    #[serde(rename = "webhook_urls", skip_serializing_if = "Vec::is_empty")]
-    pub webhook_url: Vec<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_create: Option<bool>,
-    /// The same as `--auto-create false`.
-    #[arg(long)]
-    #[serde(skip)]
-    pub no_auto_create: bool,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub empty_timeout: Option<u64>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_participants: Option<u32>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_tracks: Option<u32>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_worker_packet_rate: Option<u64>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_rate: Option<f64>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_burst: Option<f64>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drain_timeout: Option<u64>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log: Option<String>,
-    /// `text` (default) or `json`: one JSON object a line.
-    #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<LogFormat>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resume_grace: Option<u64>,
-    #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub turn_urls: Option<Vec<String>>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub turn_secret: Option<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub turn_ttl: Option<u64>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_listen: Option<SocketAddr>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_advertise: Option<IpAddr>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_rtp_ports: Option<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_max_calls: Option<usize>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_media_timeout: Option<u64>,
-    /// Repeatable, or comma separated.
-    #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sip_outbound_hosts: Vec<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_key_max_calls: Option<usize>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_key_calls_per_minute: Option<u32>,
-}
-
-/// The effective configuration of `serve`: defaults, then the TOML file, then the
-/// environment, then flags (later wins).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub http: SocketAddr,
-    pub metrics_http: Option<SocketAddr>,
-    pub metrics_token: Option<Secret>,
-    pub http_max_per_ip: usize,
-    pub rtc_bind: IpAddr,
-    pub rtc_port: u16,
-    pub rtc_advertise: Option<IpAddr>,
-    pub rtc_tcp_port: Option<u16>,
-    pub rtc_tcp_advertise_port: Option<u16>,
-    pub workers: Option<usize>,
-    pub redis_url: Option<Secret<UrlPassword>>,
-    pub cluster_url: Option<String>,
-    pub node_id: Option<String>,
-    pub pin: bool,
-    pub keys: Option<Secret<KeyNames>>,
-    pub dev: bool,
-    pub seed: Option<u64>,
-    #[serde(deserialize_with = "list_or_commas")]
-    pub webhook_urls: Vec<String>,
-    pub auto_create: bool,
-    pub empty_timeout: u64,
-    pub max_participants: u32,
-    pub max_tracks: u32,
-    pub max_worker_packet_rate: u64,
-    pub api_rate: f64,
-    pub api_burst: f64,
-    pub drain_timeout: u64,
-    pub log: String,
-    pub log_format: LogFormat,
-    pub resume_grace: u64,
-    #[serde(deserialize_with = "list_or_commas")]
-    pub turn_urls: Vec<String>,
-    pub turn_secret: Option<Secret>,
-    pub turn_ttl: u64,
-    pub sip_listen: Option<SocketAddr>,
-    pub sip_advertise: Option<IpAddr>,
-    pub sip_rtp_ports: String,
-    pub sip_max_calls: usize,
-    pub sip_media_timeout: u64,
-    #[serde(deserialize_with = "list_or_commas")]
-    pub sip_outbound_hosts: Vec<String>,
-    pub sip_key_max_calls: usize,
-    pub sip_key_calls_per_minute: u32,
-    /// Dispatch rules (TOML file only: `[[sip_rules]]`).
-    pub sip_rules: Vec<SipRule>,
-    /// SIP trunks (TOML file only: `[[sip_trunks]]`).
-    pub sip_trunks: Vec<SipTrunk>,
-    /// SIP users (TOML file only: `[[sip_users]]`).
-    pub sip_users: Vec<SipUser>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: SocketAddr::from(([127, 0, 0, 1], 7880)),
-            metrics_http: None,
-            metrics_token: None,
-            http_max_per_ip: 256,
-            rtc_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            rtc_port: 7882,
-            rtc_advertise: None,
-            rtc_tcp_port: None,
-            rtc_tcp_advertise_port: None,
-            workers: None,
-            redis_url: None,
-            cluster_url: None,
-            node_id: None,
-            pin: true,
-            keys: None,
-            dev: false,
-            seed: None,
-            webhook_urls: Vec::new(),
-            auto_create: true,
-            empty_timeout: 300,
-            max_participants: 0,
-            max_tracks: 0,
-            max_worker_packet_rate: 0,
-            api_rate: 50.0,
-            api_burst: 100.0,
-            drain_timeout: 300,
-            log: "info".into(),
-            log_format: LogFormat::Text,
-            resume_grace: 20,
-            turn_urls: Vec::new(),
-            turn_secret: None,
-            turn_ttl: 86_400,
-            sip_listen: None,
-            sip_advertise: None,
-            sip_rtp_ports: "31000-31999".into(),
-            sip_max_calls: 100,
-            sip_media_timeout: 30,
-            sip_outbound_hosts: Vec::new(),
-            sip_key_max_calls: 10,
-            sip_key_calls_per_minute: 30,
-            sip_rules: Vec::new(),
-            sip_trunks: Vec::new(),
-            sip_users: Vec::new(),
+/// Every configuration key, declared once: its type in [`Config`] and default, the flag of
+/// [`ServeArgs`] (the environment variable `SWITCHBOARD_<KEY>` follows from the name), and
+/// its row in [`KEYS`] (what the default shows as, and the text that is the flag's help,
+/// `config docs` and `docs/configuration.md`).
+macro_rules! config_keys {
+    (
+        flags { $(
+            $(#[serde($($serde:tt)*)])?
+            $key:ident: $ty:ty = $default:expr, shown $shown:literal,
+                flag #[arg($($arg:tt)*)] $flag:ty,
+                $doc:literal;
+        )* }
+        file_only { $(
+            $fkey:ident: $fty:ty = $fdefault:expr, shown $fshown:literal,
+                $fdoc:literal;
+        )* }
+    ) => {
+        /// Command-line flags of `serve`. Every one is optional: what is not given comes
+        /// from the environment (`SWITCHBOARD_<KEY>`), then the TOML files (`--config`),
+        /// then the default. See [`KEYS`] and `docs/configuration.md`.
+        #[derive(Debug, Clone, Default, Args, Serialize)]
+        pub struct ServeArgs {
+            /// TOML configuration files, merged in order (a later file's keys win): repeat
+            /// the flag or separate them with commas (also `SWITCHBOARD_CONFIG`). A second
+            /// file keeps secrets apart, e.g. SIP trunks from a Kubernetes Secret.
+            #[arg(long, env = "SWITCHBOARD_CONFIG", value_delimiter = ',')]
+            #[serde(skip)]
+            pub config: Vec<std::path::PathBuf>,
+            /// The same as `--auto-create false`.
+            #[arg(long)]
+            #[serde(skip)]
+            pub no_auto_create: bool,
+            $(
+                #[arg($($arg)*)]
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $key: Option<$flag>,
+            )*
         }
+
+        /// The effective configuration of `serve`: defaults, then the TOML files, then the
+        /// environment, then flags (later wins).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            $( $(#[serde($($serde)*)])? pub $key: $ty, )*
+            $( pub $fkey: $fty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Self {
+                    $( $key: $default, )*
+                    $( $fkey: $fdefault, )*
+                }
+            }
+        }
+
+        pub const KEYS: &[KeyDoc] = &[
+            $( KeyDoc { key: stringify!($key), default: $shown, doc: $doc, file_only: false }, )*
+            $( KeyDoc { key: stringify!($fkey), default: $fshown, doc: $fdoc, file_only: true }, )*
+        ];
+    };
+}
+
+config_keys! {
+    flags {
+        http: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7880)), shown "127.0.0.1:7880",
+            flag #[arg(long)] SocketAddr,
+            "HTTP listen address: web app, WebSocket signaling, REST API, WHIP/WHEP and health. `/metrics` and `/debug/stats` are served here only on loopback or with `metrics_token`.";
+        metrics_http: Option<SocketAddr> = None, shown "(none)",
+            flag #[arg(long)] SocketAddr,
+            "A separate listen address for `/metrics` and `/debug/stats`; when set, they are served only there (keep it off the public network).";
+        http_max_per_ip: usize = 256, shown "256",
+            flag #[arg(long)] usize,
+            "HTTP connections (WebSockets included) one client address may hold at once; more are closed as they come (`switchboard_http_refused_total`). Behind a reverse proxy every client has the proxy's address: set it above the proxy's connections, or 0 (no limit) and let the proxy limit clients. Every connection must also send its first request head within 10 s (slow-header clients are closed).";
+        metrics_token: Option<Secret> = None, shown "(none)",
+            flag #[arg(long)] String,
+            "A bearer token that `/metrics` and `/debug/stats` on the HTTP address require (`Authorization: Bearer <token>`; Prometheus: `authorization.credentials`). Without it and without `metrics_http`, they answer only on a loopback HTTP address. Secret: redacted by `config print`.";
+        rtc_bind: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST), shown "127.0.0.1",
+            flag #[arg(long)] IpAddr,
+            "IP the media UDP sockets bind to (`0.0.0.0` for every interface).";
+        rtc_port: u16 = 7882, shown "7882",
+            flag #[arg(long)] u16,
+            "First media UDP port; worker *i* uses `rtc_port + i`.";
+        rtc_advertise: Option<IpAddr> = None, shown "(bind address)",
+            flag #[arg(long)] IpAddr,
+            "IP put in ICE candidates: the address clients reach (set it behind NAT, in containers and on Kubernetes). Defaults to `rtc_bind`, or 127.0.0.1 when that is unspecified.";
+        rtc_tcp_port: Option<u16> = None, shown "(rtc_port)",
+            flag #[arg(long)] u16,
+            "The node's one ICE-TCP port (RFC 6544 passive candidates, offered next to UDP at a lower priority, for clients whose network blocks UDP); every worker's connections arrive there. 0: no ICE-TCP.";
+        rtc_tcp_advertise_port: Option<u16> = None, shown "(rtc_tcp_port)",
+            flag #[arg(long)] u16,
+            "The TCP port put in ICE candidates, when clients reach `rtc_tcp_port` through a port map (443 on a load balancer or a Kubernetes Service).";
+        workers: Option<usize> = None, shown "(one per core)",
+            flag #[arg(long)] usize,
+            "Media worker threads, each with its own UDP port.";
+        redis_url: Option<Secret<UrlPassword>> = None, shown "(none: a single node)",
+            flag #[arg(long)] String,
+            "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`), or the Sentinels that watch it (`redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/primary-name`; a password as `redis+sentinel://:pw@…` is the primary's). Each node registers itself there and rooms get one home node each; a join that reaches another node is relayed to the home (signaling through the node reached, media to the home). Over TLS: `rediss://…` and `rediss+sentinel://…`, the certificate checked against the system's roots and `SSL_CERT_FILE` (a private CA). Without it nothing external is used (`docs/deployment.md`, \"Cluster\").";
+        cluster_url: Option<String> = None, shown "(http://<rtc_advertise>:<http port>)",
+            flag #[arg(long)] String,
+            "Cluster mode: this node's HTTP base URL as clients reach it; clients of rooms homed here are sent to it.";
+        node_id: Option<String> = None, shown "(random at start)",
+            flag #[arg(long)] String,
+            "Cluster mode: this node's name in the registry.";
+        pin: bool = true, shown "true",
+            flag #[arg(long)] bool,
+            "Pin each worker thread to a core.";
+        keys: Option<Secret<KeyNames>> = None, shown "(none: development mode)",
+            flag #[arg(long)] String,
+            "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode: a development key with a random secret (printed at start), `/api/dev/token` for anyone, and HTTP and SIP on loopback only (a reachable address without keys is refused at start). `switchboard keys generate` prints a pair.";
+        dev: bool = false, shown "false",
+            flag #[arg(long, num_args = 0..=1, default_missing_value = "true")] bool,
+            "Serve `/api/dev/token` even with configured keys (signs with the first key): anyone who reaches the HTTP address gets a token, so a warning is logged.";
+        seed: Option<u64> = None, shown "(random)",
+            flag #[arg(long)] u64,
+            "Seed for ICE credentials and initial RTP sequence numbers (reproducible runs).";
+        #[serde(deserialize_with = "list_or_commas")]
+        webhook_urls: Vec<String> = Vec::new(), shown "[]",
+            flag #[arg(long = "webhook-url", value_delimiter = ',')] Vec<String>,
+            "Webhook receivers (a TOML list, or comma separated in the environment and flags), `http://` or `https://` (TLS with the system's CA store; add a private CA with `SSL_CERT_FILE`). Events are signed with the first API key.";
+        auto_create: bool = true, shown "true",
+            flag #[arg(long)] bool,
+            "Create a room on its first join; `false` refuses joins to rooms not created through the API (`--no-auto-create`).";
+        empty_timeout: u64 = 300, shown "300",
+            flag #[arg(long)] u64,
+            "Seconds an empty room lives before it is closed (default for new rooms).";
+        max_participants: u32 = 0, shown "0",
+            flag #[arg(long)] u32,
+            "Participant limit per room for new rooms (0: none). Joins over it are refused (`room_full`).";
+        max_tracks: u32 = 0, shown "0",
+            flag #[arg(long)] u32,
+            "Published tracks per node (0: none). Over it, joins that may publish are refused (`server_full`, HTTP 503).";
+        max_worker_packet_rate: u64 = 0, shown "0",
+            flag #[arg(long)] u64,
+            "Received packets per second per worker above which the node stops taking new rooms and participants (`server_full`; `/readyz` turns false) (0: none).";
+        api_rate: f64 = 50.0, shown "50",
+            flag #[arg(long)] f64,
+            "REST requests per second per API key (sustained).";
+        api_burst: f64 = 100.0, shown "100",
+            flag #[arg(long)] f64,
+            "REST request burst per API key.";
+        drain_timeout: u64 = 300, shown "300",
+            flag #[arg(long)] u64,
+            "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin).";
+        log: String = "info".into(), shown "info",
+            flag #[arg(long)] String,
+            "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.";
+        log_format: LogFormat = LogFormat::Text, shown "text",
+            flag #[arg(long, value_enum)] LogFormat,
+            "`text` for people, or `json` for log shippers: one JSON object a line, with the level, target, message and the event's fields (`room`, `participant`, `call`, …) as keys.";
+        resume_grace: u64 = 20, shown "20",
+            flag #[arg(long)] u64,
+            "Seconds a participant keeps its place (others see it as reconnecting) when its signaling socket dropped, for the client to `resume` its session (clients opt in with `resume: true` in `join`), or when its media path broke (ICE went quiet), for the path to come back or the client to restart ICE; 0: it is removed at once.";
+        #[serde(deserialize_with = "list_or_commas")]
+        turn_urls: Vec<String> = Vec::new(), shown "[]",
+            flag #[arg(long, value_delimiter = ',')] Vec<String>,
+            "TURN servers handed to clients (`turn:host:3478?transport=udp`, `turn:host:3478?transport=tcp`, `turns:host:443`; a TOML list, or comma separated), in the join response and WHIP/WHEP `Link` headers, with short-lived credentials (`docs/deployment.md`).";
+        turn_secret: Option<Secret> = None, shown "(none)",
+            flag #[arg(long)] String,
+            "The secret shared with the TURN server (coturn: `use-auth-secret`, `static-auth-secret`); credentials are `<expiry>:<identity>` and base64 HMAC-SHA1 of it.";
+        turn_ttl: u64 = 86_400, shown "86400",
+            flag #[arg(long)] u64,
+            "Seconds a TURN credential is valid (coturn checks it on every allocation and refresh: a call over TURN lasts at most this long).";
+        sip_listen: Option<SocketAddr> = None, shown "(none: SIP off)",
+            flag #[arg(long)] SocketAddr,
+            "UDP and TCP address of the SIP gateway (e.g. `127.0.0.1:5060`). When set, phones and SIP trunks can call rooms (`docs/sip.md`); in development mode a call to `sip:<room>@host` joins `<room>`.";
+        sip_advertise: Option<IpAddr> = None, shown "(the listen address)",
+            flag #[arg(long)] IpAddr,
+            "IP written in SIP Contact headers and in the SDP given to phones (set it behind NAT).";
+        sip_rtp_ports: String = "31000-31999".into(), shown "31000-31999",
+            flag #[arg(long)] String,
+            "UDP port range for phones' RTP, `first-last`; one port per call.";
+        sip_max_calls: usize = 100, shown "100",
+            flag #[arg(long)] usize,
+            "Calls at once; more are refused with 503 and `Retry-After`.";
+        sip_media_timeout: u64 = 30, shown "30",
+            flag #[arg(long)] u64,
+            "Seconds without RTP from a phone after which its call is hung up (BYE).";
+        #[serde(deserialize_with = "list_or_commas")]
+        sip_outbound_hosts: Vec<String> = Vec::new(), shown "[]",
+            flag #[arg(long, value_delimiter = ',')] Vec<String>,
+            "Hosts (`pbx.example.com`, `192.0.2.7`, or with `:port`) that calls placed through the API may dial as a `sip:` URI; a `sip:` URI to any other host is refused (403). Numbers go out through a trunk (its `outbound_allow`), SIP users by name.";
+        sip_key_max_calls: usize = 10, shown "10",
+            flag #[arg(long)] usize,
+            "Calls placed through the API that one API key may have at once; more are refused (429) and counted in `switchboard_sip_outbound_refused_total{reason=\"concurrent\"}`.";
+        sip_key_calls_per_minute: u32 = 30, shown "30",
+            flag #[arg(long)] u32,
+            "Calls one API key may place in any 60 seconds; more are refused (429) and counted in `switchboard_sip_outbound_refused_total{reason=\"rate\"}`.";
+    }
+    file_only {
+        sip_rules: Vec<SipRule> = Vec::new(), shown "[]",
+            "SIP dispatch rules, in the TOML file as `[[sip_rules]]` tables: `numbers` (called user parts; none: every number) and one of `room` (a fixed room), `room_prefix` (a room per caller) or `pins` (`{ \"1234\" = \"board\" }`: the call is answered with a prompt tone, the caller types the PIN and `#` as DTMF; `pin_tries` wrong ones, default 3, hang up). The first match wins; in development mode a call no rule takes joins the room its request URI names.";
+        sip_trunks: Vec<SipTrunk> = Vec::new(), shown "[]",
+            "SIP trunks, in the TOML file as `[[sip_trunks]]` tables: `name`, `networks` (source networks or addresses of its INVITEs), `numbers` (called numbers it may call; none: any), optional `username`/`password` (inbound INVITEs are challenged with 407), and for outbound calls `outbound_address` (`host:port`), `outbound_number` (caller id) and optional `outbound_username`/`outbound_password`. With trunks or users configured, requests from anyone else get no answer (`docs/sip.md`).";
+        sip_users: Vec<SipUser> = Vec::new(), shown "[]",
+            "SIP users, in the TOML file as `[[sip_users]]` tables: `username`, `password`. They call in from anywhere after a 401 digest challenge and may REGISTER, to be called through `POST /api/v1/sip/calls`.";
     }
 }
 
@@ -379,53 +332,9 @@ pub struct KeyDoc {
     pub key: &'static str,
     pub default: &'static str,
     pub doc: &'static str,
+    /// A list of tables (`[[sip_trunks]]`): set in a TOML file only, no flag or variable.
+    pub file_only: bool,
 }
-
-pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "http", default: "127.0.0.1:7880", doc: "HTTP listen address: web app, WebSocket signaling, REST API, WHIP/WHEP and health. `/metrics` and `/debug/stats` are served here only on loopback or with `metrics_token`." },
-    KeyDoc { key: "metrics_http", default: "(none)", doc: "A separate listen address for `/metrics` and `/debug/stats`; when set, they are served only there (keep it off the public network)." },
-    KeyDoc { key: "http_max_per_ip", default: "256", doc: "HTTP connections (WebSockets included) one client address may hold at once; more are closed as they come (`switchboard_http_refused_total`). Behind a reverse proxy every client has the proxy's address: set it above the proxy's connections, or 0 (no limit) and let the proxy limit clients. Every connection must also send its first request head within 10 s (slow-header clients are closed)." },
-    KeyDoc { key: "metrics_token", default: "(none)", doc: "A bearer token that `/metrics` and `/debug/stats` on the HTTP address require (`Authorization: Bearer <token>`; Prometheus: `authorization.credentials`). Without it and without `metrics_http`, they answer only on a loopback HTTP address. Secret: redacted by `config print`." },
-    KeyDoc { key: "rtc_bind", default: "127.0.0.1", doc: "IP the media UDP sockets bind to (`0.0.0.0` for every interface)." },
-    KeyDoc { key: "rtc_port", default: "7882", doc: "First media UDP port; worker *i* uses `rtc_port + i`." },
-    KeyDoc { key: "rtc_advertise", default: "(bind address)", doc: "IP put in ICE candidates: the address clients reach (set it behind NAT, in containers and on Kubernetes). Defaults to `rtc_bind`, or 127.0.0.1 when that is unspecified." },
-    KeyDoc { key: "rtc_tcp_port", default: "(rtc_port)", doc: "The node's one ICE-TCP port (RFC 6544 passive candidates, offered next to UDP at a lower priority, for clients whose network blocks UDP); every worker's connections arrive there. 0: no ICE-TCP." },
-    KeyDoc { key: "rtc_tcp_advertise_port", default: "(rtc_tcp_port)", doc: "The TCP port put in ICE candidates, when clients reach `rtc_tcp_port` through a port map (443 on a load balancer or a Kubernetes Service)." },
-    KeyDoc { key: "workers", default: "(one per core)", doc: "Media worker threads, each with its own UDP port." },
-    KeyDoc { key: "redis_url", default: "(none: a single node)", doc: "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`), or the Sentinels that watch it (`redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/primary-name`; a password as `redis+sentinel://:pw@…` is the primary's). Each node registers itself there and rooms get one home node each; a join that reaches another node is relayed to the home (signaling through the node reached, media to the home). Over TLS: `rediss://…` and `rediss+sentinel://…`, the certificate checked against the system's roots and `SSL_CERT_FILE` (a private CA). Without it nothing external is used (`docs/deployment.md`, \"Cluster\")." },
-    KeyDoc { key: "cluster_url", default: "(http://<rtc_advertise>:<http port>)", doc: "Cluster mode: this node's HTTP base URL as clients reach it; clients of rooms homed here are sent to it." },
-    KeyDoc { key: "node_id", default: "(random at start)", doc: "Cluster mode: this node's name in the registry." },
-    KeyDoc { key: "pin", default: "true", doc: "Pin each worker thread to a core." },
-    KeyDoc { key: "keys", default: "(none: development mode)", doc: "API key pairs `key:secret[,key2:secret2]` (secrets of 16+ characters) that sign and verify access tokens and webhooks. Secret: redacted by `config print`. Without keys the server runs in development mode: a development key with a random secret (printed at start), `/api/dev/token` for anyone, and HTTP and SIP on loopback only (a reachable address without keys is refused at start). `switchboard keys generate` prints a pair." },
-    KeyDoc { key: "dev", default: "false", doc: "Serve `/api/dev/token` even with configured keys (signs with the first key): anyone who reaches the HTTP address gets a token, so a warning is logged." },
-    KeyDoc { key: "seed", default: "(random)", doc: "Seed for ICE credentials and initial RTP sequence numbers (reproducible runs)." },
-    KeyDoc { key: "webhook_urls", default: "[]", doc: "Webhook receivers (a TOML list, or comma separated in the environment and flags), `http://` or `https://` (TLS with the system's CA store; add a private CA with `SSL_CERT_FILE`). Events are signed with the first API key." },
-    KeyDoc { key: "auto_create", default: "true", doc: "Create a room on its first join; `false` refuses joins to rooms not created through the API (`--no-auto-create`)." },
-    KeyDoc { key: "empty_timeout", default: "300", doc: "Seconds an empty room lives before it is closed (default for new rooms)." },
-    KeyDoc { key: "max_participants", default: "0", doc: "Participant limit per room for new rooms (0: none). Joins over it are refused (`room_full`)." },
-    KeyDoc { key: "max_tracks", default: "0", doc: "Published tracks per node (0: none). Over it, joins that may publish are refused (`server_full`, HTTP 503)." },
-    KeyDoc { key: "max_worker_packet_rate", default: "0", doc: "Received packets per second per worker above which the node stops taking new rooms and participants (`server_full`; `/readyz` turns false) (0: none)." },
-    KeyDoc { key: "api_rate", default: "50", doc: "REST requests per second per API key (sustained)." },
-    KeyDoc { key: "api_burst", default: "100", doc: "REST request burst per API key." },
-    KeyDoc { key: "drain_timeout", default: "300", doc: "Seconds a draining server (SIGTERM/SIGINT) waits for rooms to empty before it tells participants it is shutting down and closes. Match Kubernetes' `terminationGracePeriodSeconds` to it (plus a margin)." },
-    KeyDoc { key: "log", default: "info", doc: "Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it." },
-    KeyDoc { key: "log_format", default: "text", doc: "`text` for people, or `json` for log shippers: one JSON object a line, with the level, target, message and the event's fields (`room`, `participant`, `call`, …) as keys." },
-    KeyDoc { key: "resume_grace", default: "20", doc: "Seconds a participant keeps its place (others see it as reconnecting) when its signaling socket dropped, for the client to `resume` its session (clients opt in with `resume: true` in `join`), or when its media path broke (ICE went quiet), for the path to come back or the client to restart ICE; 0: it is removed at once." },
-    KeyDoc { key: "turn_urls", default: "[]", doc: "TURN servers handed to clients (`turn:host:3478?transport=udp`, `turn:host:3478?transport=tcp`, `turns:host:443`; a TOML list, or comma separated), in the join response and WHIP/WHEP `Link` headers, with short-lived credentials (`docs/deployment.md`)." },
-    KeyDoc { key: "turn_secret", default: "(none)", doc: "The secret shared with the TURN server (coturn: `use-auth-secret`, `static-auth-secret`); credentials are `<expiry>:<identity>` and base64 HMAC-SHA1 of it." },
-    KeyDoc { key: "turn_ttl", default: "86400", doc: "Seconds a TURN credential is valid (coturn checks it on every allocation and refresh: a call over TURN lasts at most this long)." },
-    KeyDoc { key: "sip_listen", default: "(none: SIP off)", doc: "UDP and TCP address of the SIP gateway (e.g. `127.0.0.1:5060`). When set, phones and SIP trunks can call rooms (`docs/sip.md`); in development mode a call to `sip:<room>@host` joins `<room>`." },
-    KeyDoc { key: "sip_advertise", default: "(the listen address)", doc: "IP written in SIP Contact headers and in the SDP given to phones (set it behind NAT)." },
-    KeyDoc { key: "sip_rtp_ports", default: "31000-31999", doc: "UDP port range for phones' RTP, `first-last`; one port per call." },
-    KeyDoc { key: "sip_max_calls", default: "100", doc: "Calls at once; more are refused with 503 and `Retry-After`." },
-    KeyDoc { key: "sip_rules", default: "[]", doc: "SIP dispatch rules, in the TOML file as `[[sip_rules]]` tables: `numbers` (called user parts; none: every number) and one of `room` (a fixed room), `room_prefix` (a room per caller) or `pins` (`{ \"1234\" = \"board\" }`: the call is answered with a prompt tone, the caller types the PIN and `#` as DTMF; `pin_tries` wrong ones, default 3, hang up). The first match wins; in development mode a call no rule takes joins the room its request URI names." },
-    KeyDoc { key: "sip_media_timeout", default: "30", doc: "Seconds without RTP from a phone after which its call is hung up (BYE)." },
-    KeyDoc { key: "sip_outbound_hosts", default: "[]", doc: "Hosts (`pbx.example.com`, `192.0.2.7`, or with `:port`) that calls placed through the API may dial as a `sip:` URI; a `sip:` URI to any other host is refused (403). Numbers go out through a trunk (its `outbound_allow`), SIP users by name." },
-    KeyDoc { key: "sip_key_max_calls", default: "10", doc: "Calls placed through the API that one API key may have at once; more are refused (429) and counted in `switchboard_sip_outbound_refused_total{reason=\"concurrent\"}`." },
-    KeyDoc { key: "sip_key_calls_per_minute", default: "30", doc: "Calls one API key may place in any 60 seconds; more are refused (429) and counted in `switchboard_sip_outbound_refused_total{reason=\"rate\"}`." },
-    KeyDoc { key: "sip_trunks", default: "[]", doc: "SIP trunks, in the TOML file as `[[sip_trunks]]` tables: `name`, `networks` (source networks or addresses of its INVITEs), `numbers` (called numbers it may call; none: any), optional `username`/`password` (inbound INVITEs are challenged with 407), and for outbound calls `outbound_address` (`host:port`), `outbound_number` (caller id) and optional `outbound_username`/`outbound_password`. With trunks or users configured, requests from anyone else get no answer (`docs/sip.md`)." },
-    KeyDoc { key: "sip_users", default: "[]", doc: "SIP users, in the TOML file as `[[sip_users]]` tables: `username`, `password`. They call in from anywhere after a 401 digest challenge and may REGISTER, to be called through `POST /api/v1/sip/calls`." },
-];
 
 impl Config {
     /// Layer defaults, the TOML file, the environment and the flags; then validate.
@@ -442,8 +351,8 @@ impl Config {
         }
         let keys: Vec<&str> = KEYS
             .iter()
+            .filter(|k| !k.file_only)
             .map(|k| k.key)
-            .filter(|k| !FILE_ONLY.contains(k))
             .collect();
         f = f.merge(Env::prefixed("SWITCHBOARD_").only(&keys));
         let mut flags = flags.clone();
@@ -754,31 +663,30 @@ pub fn parse_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Keys that are lists of tables: set in the TOML file only.
-const FILE_ONLY: [&str; 3] = ["sip_rules", "sip_trunks", "sip_users"];
-
 /// The key table of `docs/configuration.md` (`switchboard config docs` prints it; a test
 /// checks the file).
 pub fn docs_table() -> String {
+    use clap::CommandFactory;
+    let cli = Cli::command();
     let mut s =
         String::from("| key | environment | flag | default | meaning |\n|---|---|---|---|---|\n");
     for k in KEYS {
-        if FILE_ONLY.contains(&k.key) {
+        if k.file_only {
             s.push_str(&format!(
                 "| `{}` | — | — | {} | {} |\n",
                 k.key, k.default, k.doc
             ));
             continue;
         }
+        let flag = cli
+            .get_arguments()
+            .find(|a| a.get_id() == k.key)
+            .and_then(|a| a.get_long())
+            .expect("every key but a file-only one has a flag");
         s.push_str(&format!(
-            "| `{}` | `SWITCHBOARD_{}` | `--{}` | {} | {} |\n",
+            "| `{}` | `SWITCHBOARD_{}` | `--{flag}` | {} | {} |\n",
             k.key,
             k.key.to_uppercase(),
-            if k.key == "webhook_urls" {
-                "webhook-url".to_string()
-            } else {
-                k.key.replace('_', "-")
-            },
             k.default,
             k.doc
         ));
