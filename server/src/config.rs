@@ -208,7 +208,7 @@ config_keys! {
             "Cluster mode: the Redis that nodes share (`redis://10.0.0.5:6379`), or the Sentinels that watch it (`redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/primary-name`; a password as `redis+sentinel://:pw@…` is the primary's). Each node registers itself there and rooms get one home node each; a join that reaches another node is relayed to the home (signaling through the node reached, media to the home). Over TLS: `rediss://…` and `rediss+sentinel://…`, the certificate checked against the system's roots and `SSL_CERT_FILE` (a private CA). Without it nothing external is used (`docs/deployment.md`, \"Cluster\").";
         cluster_url: Option<String> = None, shown "(http://<rtc_advertise>:<http port>)",
             flag #[arg(long)] String,
-            "Cluster mode: this node's HTTP base URL as clients reach it; clients of rooms homed here are sent to it.";
+            "Cluster mode: this node's base URL as the other nodes reach it: they relay signaling (WebSocket) and forward REST and WHIP/WHEP for rooms homed here to it, and a client that asks for `moved` is sent to it. `https://…` when a TLS front (a sidecar proxy) stands before the node: the others then connect with TLS, trusting the system's roots and `SSL_CERT_FILE`.";
         node_id: Option<String> = None, shown "(random at start)",
             flag #[arg(long)] String,
             "Cluster mode: this node's name in the registry.";

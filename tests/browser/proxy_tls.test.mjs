@@ -7,18 +7,36 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, openParticipant, waitForTileVideo, waitFor, sleep, devToken, metricsText, redisServer, freePort, waitForPort, have } from './lib.mjs';
 
 const missing = ['redis-server', 'nginx', 'openssl'].filter((c) => !have(c));
 
-// nginx in the foreground with its own prefix: TLS on `port`, both nodes upstream.
-async function nginx(port, upstreams) {
+// A private CA and a certificate for 127.0.0.1 it signed, in `dir`: what the nodes trust
+// through SSL_CERT_FILE (ca.pem) and nginx serves (cert.pem, key.pem).
+function privateCa(dir) {
+  const f = (n) => join(dir, n);
+  writeFileSync(f('ext.cnf'), 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  for (const args of [
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=Switchboard test CA', '-keyout', f('ca-key.pem'), '-out', f('ca.pem')],
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('key.pem'), '-out', f('cert.csr')],
+    ['x509', '-req', '-in', f('cert.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca-key.pem'), '-CAcreateserial', '-days', '1', '-extfile', f('ext.cnf'), '-out', f('cert.pem')],
+  ]) execFileSync('openssl', args, { stdio: 'ignore' });
+  return f('ca.pem');
+}
+
+// nginx in the foreground with its own prefix: TLS on `port` (with the certificate in
+// `certs`, else a self-signed one), the upstreams balanced by connections.
+async function nginx(port, upstreams, certs) {
   const dir = mkdtempSync(join(tmpdir(), 'sb-nginx-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  if (certs) {
+    for (const n of ['cert.pem', 'key.pem']) writeFileSync(join(dir, n), readFileSync(join(certs, n)));
+  } else {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  }
   writeFileSync(join(dir, 'nginx.conf'), `
 daemon off;
 pid ${dir}/nginx.pid;
@@ -165,5 +183,55 @@ test('WHIP publish and WHEP play through nginx (TLS) to a two-node cluster', { s
     a.stop();
     b.stop();
     redis.stop();
+  }
+});
+
+// Node to node over TLS: each node is reached by the others only through its own TLS
+// front (nginx with a certificate of a private CA, which the nodes trust through
+// SSL_CERT_FILE), its cluster_url https://…. A participant whose socket reaches the node
+// that is not the room's home is relayed there over wss://, and REST asked of that node
+// is forwarded over https://.
+test('nodes reach each other over TLS (cluster_url https://, a private CA in SSL_CERT_FILE)', { skip: missing.length > 0 && `missing ${missing.join(', ')}` }, async () => {
+  const certs = mkdtempSync(join(tmpdir(), 'sb-ca-'));
+  const ca = privateCa(certs);
+  const redis = await redisServer();
+  const [fa, fb] = [await freePort(), await freePort()];
+  const env = { SSL_CERT_FILE: ca };
+  const a = await startServer(['--redis-url', redis.url, '--node-id', 'a', '--cluster-url', `https://127.0.0.1:${fa}`], env);
+  const b = await startServer(['--redis-url', redis.url, '--node-id', 'b', '--cluster-url', `https://127.0.0.1:${fb}`], env);
+  const fronts = [await nginx(fa, [a.base.replace('http://', '')], certs), await nginx(fb, [b.base.replace('http://', '')], certs)];
+  const room = `tlslinks${Date.now()}`;
+  let page;
+  try {
+    const admin = devToken({ roomCreate: true, roomList: true, roomAdmin: true });
+    const created = await fetch(`${a.base}/api/v1/rooms`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: room }) });
+    assert.equal(created.status, 201);
+    const local = async (n) => (await (await fetch(`${n.base}/api/v1/rooms?scope=local`, { headers: { authorization: `Bearer ${admin}` } })).json()).rooms.map((r) => r.name);
+    const [home, other] = (await local(a)).includes(room) ? [a, b] : [b, a];
+    assert.ok((await local(home)).includes(room) && !(await local(other)).includes(room), 'one home');
+    // A participant joins through the other node: relayed to the home over wss://.
+    page = await openParticipant(`${other.base}/`);
+    const token = devToken({ room, roomJoin: true, canPublish: true, canSubscribe: true }, 600, 'over-tls');
+    const joined = await page.page.evaluate(({ url, token }) => new Promise((resolve) => {
+      const ws = new WebSocket(url);
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'join', token }));
+      ws.onmessage = (m) => { const msg = JSON.parse(m.data); if (msg.type === 'joined' || msg.type === 'error') { window.keep = ws; resolve(msg); } };
+      ws.onclose = (e) => resolve({ type: 'closed', code: e.code, reason: e.reason });
+      setTimeout(() => resolve({ type: 'timeout' }), 10000);
+    }), { url: `${other.base.replace('http', 'ws')}/ws`, token });
+    assert.equal(joined.type, 'joined', JSON.stringify(joined));
+    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
+    assert.equal(await relayed(other), 1, 'the session was relayed by the node it reached');
+    // REST through the other node, forwarded to the home over https://: the participant is there.
+    const people = await fetch(`${other.base}/api/v1/rooms/${room}/participants`, { headers: { authorization: `Bearer ${admin}` } });
+    assert.equal(people.status, 200);
+    assert.deepEqual((await people.json()).participants.map((p) => p.identity), ['over-tls']);
+  } finally {
+    await page?.close();
+    for (const f of fronts) f.stop();
+    a.stop();
+    b.stop();
+    redis.stop();
+    rmSync(certs, { recursive: true, force: true });
   }
 });
