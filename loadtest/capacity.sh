@@ -15,7 +15,7 @@ if ! command -v janus >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null
 fi
-cargo build --release -p server -p loadtest
+cargo build --release -p server -p switchboard-loadtest
 BIN=$PWD/target/release
 OUT=$PWD/target/capacity
 mkdir -p "$OUT"

@@ -19,7 +19,7 @@ mkdir -p target
 if ! $SUDO bash loadtest/mediasoup/build.sh > target/mediasoup-build.log 2>&1; then
   echo "mediasoup could not be built (see target/mediasoup-build.log): compared without it" >&2
 fi
-cargo build --release -p server -p loadtest
+cargo build --release -p server -p switchboard-loadtest
 BIN=./target/release/switchboard-loadtest
 if [ $# -gt 0 ]; then
   exec $SUDO "$BIN" compare "$@" --out-dir target/compare

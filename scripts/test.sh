@@ -93,7 +93,7 @@ if [ ! -d loadtest/mediasoup/node_modules/sdp-transform ]; then
 fi
 (cd loadtest/mediasoup && npm test)
 # Its smoke test (also part of `cargo test` above), shown uncaptured so that a skip says why.
-cargo test -q -p loadtest --test mediasoup_smoke -- --nocapture
+cargo test -q -p switchboard-loadtest --test mediasoup_smoke -- --nocapture
 
 # A smoke run (unoptimized build, 10 s a target: CI's budget); fuzz/run.sh documents long runs.
 phase "fuzz targets: regression inputs, then ${FUZZ_SECONDS:-10} s each (cargo-fuzz --dev, libFuzzer + ASan)"
