@@ -17,7 +17,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
 use crate::keyframe::starts_keyframe;
 use crate::pc::{Pc, PcFailure};
-use crate::rewrite::{InHeader, Rewriter};
+use crate::rewrite::{InHeader, OutHeader, Rewriter};
 use crate::rtx::RtxCache;
 use crate::shard::Shard;
 pub(crate) use crate::track::Track;
@@ -306,6 +306,121 @@ pub(crate) fn route(track: &Track, sub: SubView, pkt: &Facts, target: Option<usi
     }
 }
 
+/// What one subscription makes of one packet: its per-packet step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Not this subscription's layer now.
+    OtherLayer,
+    /// A frame of a temporal layer above the subscription's cap, skipped without a hole.
+    AboveTemporalCap,
+    /// Refused by the rewriter (a packet from before the current source's start, say).
+    Refused,
+    /// Send it with this header. `switched`: the subscription took this packet's layer
+    /// now (video), and whether it had a layer before (a switch, not a start).
+    Send {
+        out: OutHeader,
+        switched: Option<bool>,
+    },
+}
+
+impl Subscription {
+    /// The per-packet step: which layer to take (from the track and this subscription's
+    /// allocation), temporal filtering, and the rewrite into this stream's numbering.
+    /// Returns the step and, for video, the layer this subscription waits for a keyframe
+    /// of (the caller asks the publisher, once per packet).
+    pub(crate) fn on_packet(
+        &mut self,
+        track: &Track,
+        facts: &Facts,
+        inh: &InHeader,
+        now: Instant,
+    ) -> (Step, Option<usize>) {
+        let target = if facts.video {
+            track.target_within(now, self.max_rank)
+        } else {
+            track.target_layer(now)
+        };
+        let r = route(track, self.view(), facts, target);
+        self.epoch = r.epoch;
+        self.tid_cap = r.tid_cap;
+        let step = match r.action {
+            Action::DropLayer => Step::OtherLayer,
+            Action::DropTemporal => {
+                self.rewriter.skip(inh);
+                Step::AboveTemporalCap
+            }
+            Action::Forward => match self.rewriter.rewrite(inh, now) {
+                Ok(out) => Step::Send {
+                    out,
+                    switched: None,
+                },
+                Err(_) => Step::Refused,
+            },
+            Action::SwitchTo => {
+                let switched = facts.video.then(|| self.rewriter.source_ssrc().is_some());
+                if switched == Some(true) {
+                    self.switches += 1;
+                }
+                Step::Send {
+                    out: self.rewriter.switch_to(inh, now),
+                    switched,
+                }
+            }
+        };
+        (step, r.keyframe_of)
+    }
+}
+
+impl crate::api::ShardStats {
+    /// A packet one subscription did not send, by why.
+    pub(crate) fn count_not_forwarded(&mut self, step: &Step) {
+        self.rtp_not_forwarded += 1;
+        match step {
+            Step::OtherLayer => self.dropped_layer += 1,
+            Step::AboveTemporalCap => self.dropped_temporal += 1,
+            Step::Refused | Step::Send { .. } => {}
+        }
+    }
+
+    /// A packet written to one subscriber.
+    pub(crate) fn count_forwarded(&mut self, video: bool, len: u64) {
+        self.rtp_forwarded += 1;
+        if video {
+            self.video_packets_out += 1;
+            self.video_bytes_out += len;
+        } else {
+            self.audio_packets_out += 1;
+            self.audio_bytes_out += len;
+        }
+    }
+}
+
+/// The outgoing packet for one subscriber: the publisher's payload (shared, not copied)
+/// under the subscription's header.
+fn rtp_write(
+    pt: Pt,
+    out: &OutHeader,
+    pkt: &RtpPacket,
+    ext: &ExtensionValues,
+    video: bool,
+    vp8: Option<&Vp8Descriptor>,
+) -> RtpWrite {
+    let w = RtpWrite::new(
+        pt,
+        out.seq.into(),
+        out.ts,
+        pkt.timestamp,
+        pkt.payload.clone(),
+    )
+    .marker(pkt.header.marker)
+    .nackable(video)
+    .ext_vals(ext.clone());
+    match vp8.and_then(|d| crate::vp8::continuity_patch(d, out.pic, out.tl0)) {
+        Some(patch) => w.vp8_patch(patch),
+        None => w,
+    }
+}
+
 /// Write one packet into a subscriber's outgoing stream (setting the stream up at the
 /// first write). The packet leaves when the shard advances the connection's clock at
 /// the end of the turn.
@@ -352,12 +467,6 @@ impl Shard {
             ..Default::default()
         };
         let mut want_keyframe: Vec<usize> = Vec::new();
-        // Audio has one target for every subscriber; video's depends on each allocation.
-        let audio_target = if ing.facts.video {
-            None
-        } else {
-            track.target_layer(now)
-        };
         for &sid in &track.subscribers {
             let Some(sp) = self.participants.get_mut(&sid) else {
                 continue;
@@ -368,75 +477,40 @@ impl Shard {
             if !sub.ready || !spc.connected || spc.is_failed() {
                 continue;
             }
-            let target = if ing.facts.video {
-                track.target_within(now, sub.max_rank)
-            } else {
-                audio_target
-            };
-            let r = route(track, sub.view(), &ing.facts, target);
-            sub.epoch = r.epoch;
-            sub.tid_cap = r.tid_cap;
-            if let Some(t) = r.keyframe_of.filter(|t| !want_keyframe.contains(t)) {
+            let (step, keyframe_of) = sub.on_packet(track, &ing.facts, &ing.inh, now);
+            if let Some(t) = keyframe_of.filter(|t| !want_keyframe.contains(t)) {
                 want_keyframe.push(t);
             }
-            let out = match r.action {
-                Action::DropLayer => {
-                    self.stats.dropped_layer += 1;
-                    None
-                }
-                Action::DropTemporal => {
-                    sub.rewriter.skip(&ing.inh);
-                    self.stats.dropped_temporal += 1;
-                    None
-                }
-                Action::Forward => sub.rewriter.rewrite(&ing.inh, now).ok(),
-                Action::SwitchTo => {
-                    if ing.facts.video {
-                        if sub.rewriter.source_ssrc().is_some() {
-                            sub.switches += 1;
-                            self.stats.layer_switches += 1;
-                        }
-                        let layer = track.layers[ing.facts.li]
-                            .rid
-                            .map(|r| r.to_string())
-                            .unwrap_or_default();
+            let out = match step {
+                Step::Send { out, switched } => {
+                    if let Some(was_on_a_layer) = switched {
+                        self.stats.layer_switches += u64::from(was_on_a_layer);
                         self.out.push_back(crate::api::Output::Event(
                             crate::api::Event::SubscriptionChanged {
                                 participant: sid,
                                 track: ing.tid,
-                                layer: Some(layer),
+                                layer: Some(
+                                    track.layers[ing.facts.li]
+                                        .rid
+                                        .map(|r| r.to_string())
+                                        .unwrap_or_default(),
+                                ),
                                 paused: false,
                             },
                         ));
                     }
-                    Some(sub.rewriter.switch_to(&ing.inh, now))
+                    out
                 }
-            };
-            let Some(out) = out else {
-                self.stats.rtp_not_forwarded += 1;
-                continue;
+                other => {
+                    self.stats.count_not_forwarded(&other);
+                    continue;
+                }
             };
             let Some(out_pt) = sub.out_pt(spc, ing.pt, &ing.params) else {
                 self.stats.rtp_not_forwarded += 1;
                 continue;
             };
-            let mut w = RtpWrite::new(
-                out_pt,
-                out.seq.into(),
-                out.ts,
-                pkt.timestamp,
-                pkt.payload.clone(),
-            )
-            .marker(pkt.header.marker)
-            .nackable(ing.facts.video)
-            .ext_vals(ext.clone());
-            if let Some(patch) = ing
-                .vp8
-                .as_ref()
-                .and_then(|d| crate::vp8::continuity_patch(d, out.pic, out.tl0))
-            {
-                w = w.vp8_patch(patch);
-            }
+            let w = rtp_write(out_pt, &out, &pkt, &ext, ing.facts.video, ing.vp8.as_ref());
             let rtt = sp.rtt;
             // Sized once, at the stream's first write (see `resize_rtx` for later).
             let cache = || RtxCache::for_stream(track.kind, track.peak_pps(), rtt);
@@ -444,14 +518,7 @@ impl Shard {
                 Ok(true) => {
                     let len = pkt.payload.len() as u64;
                     sub.sent_bytes += len;
-                    self.stats.rtp_forwarded += 1;
-                    if ing.facts.video {
-                        self.stats.video_packets_out += 1;
-                        self.stats.video_bytes_out += len;
-                    } else {
-                        self.stats.audio_packets_out += 1;
-                        self.stats.audio_bytes_out += len;
-                    }
+                    self.stats.count_forwarded(ing.facts.video, len);
                     if spc.written == 0 {
                         self.dirty.push((sid, PcKind::Subscriber));
                     }
@@ -898,5 +965,109 @@ mod tests {
                 "row {i}"
             );
         }
+    }
+    /// The subscription's per-packet step alone: it starts on a keyframe, follows its
+    /// allocation to another layer only on that layer's keyframe (asking for it
+    /// meanwhile), and its outgoing numbering has no hole across the switch or across a
+    /// temporal frame it skips.
+    #[test]
+    fn a_subscription_switches_on_keyframes_and_numbers_without_holes() {
+        let now = Instant::now();
+        let mut t = Track::test_video(&["q", "h"]);
+        let (q, h) = (
+            t.layer_index(Some(Rid::from("q")), 10),
+            t.layer_index(Some(Rid::from("h")), 20),
+        );
+        for li in [q, h] {
+            t.layers[li].last_seen = Some(now);
+        }
+        let mut sub = Subscription::new(TrackId(1), Mid::from("1"), TrackKind::Video, 1000, 0);
+        let mut seqs = [0u64; 2];
+        let mut pkt = |li: usize, keyframe: bool, temporal: Option<(u8, bool)>| {
+            seqs[li] += 1;
+            let ssrc = if li == q { 10 } else { 20 };
+            (
+                Facts {
+                    ssrc,
+                    li,
+                    video: true,
+                    in_order: true,
+                    keyframe,
+                    frame_start: true,
+                    temporal,
+                },
+                InHeader {
+                    ssrc,
+                    seq: 500 * (li as u64 + 1) + seqs[li],
+                    ts: 90 * seqs[li] as u32,
+                    pic: None,
+                    tl0: None,
+                },
+            )
+        };
+        let sent = |step: &Step| match step {
+            Step::Send { out, .. } => Some(out.seq),
+            _ => None,
+        };
+        // Allowed only q: h is another layer; q waits for its keyframe.
+        sub.max_rank = Some(compose(0, ALL_FRAMES));
+        let (f, i) = pkt(h, true, None);
+        assert_eq!(sub.on_packet(&t, &f, &i, now).0, Step::OtherLayer);
+        let (f, i) = pkt(q, false, None);
+        assert_eq!(sub.on_packet(&t, &f, &i, now), (Step::OtherLayer, Some(q)));
+        let (f, i) = pkt(q, true, None);
+        let (step, _) = sub.on_packet(&t, &f, &i, now);
+        assert!(
+            matches!(
+                step,
+                Step::Send {
+                    switched: Some(false),
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
+        assert_eq!(
+            sent(&step),
+            Some(1000),
+            "the stream starts at its initial number"
+        );
+        let (f, i) = pkt(q, false, None);
+        assert_eq!(sent(&sub.on_packet(&t, &f, &i, now).0), Some(1001));
+        // Allowed h: q goes on until h's keyframe, which is asked for.
+        sub.max_rank = Some(u8::MAX);
+        let (f, i) = pkt(q, false, None);
+        let (step, ask) = sub.on_packet(&t, &f, &i, now);
+        assert_eq!((sent(&step), ask), (Some(1002), Some(h)));
+        let (f, i) = pkt(h, false, None);
+        assert_eq!(
+            sub.on_packet(&t, &f, &i, now).0,
+            Step::OtherLayer,
+            "not a keyframe"
+        );
+        let (f, i) = pkt(h, true, None);
+        let (step, _) = sub.on_packet(&t, &f, &i, now);
+        assert!(
+            matches!(
+                step,
+                Step::Send {
+                    switched: Some(true),
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
+        assert_eq!(sent(&step), Some(1003), "continuous across the switch");
+        assert_eq!(sub.switches, 1);
+        // Allowed h at T0 only: a T1 frame is skipped, and the next T0 frame follows
+        // the last one sent without a hole.
+        sub.max_rank = Some(compose(1, 0));
+        let (f, i) = pkt(h, false, Some((1, false)));
+        assert_eq!(sub.on_packet(&t, &f, &i, now).0, Step::AboveTemporalCap);
+        let (f, i) = pkt(h, false, Some((0, false)));
+        assert_eq!(sent(&sub.on_packet(&t, &f, &i, now).0), Some(1004));
+        // q's packets no longer go to it.
+        let (f, i) = pkt(q, false, None);
+        assert_eq!(sub.on_packet(&t, &f, &i, now).0, Step::OtherLayer);
     }
 }
