@@ -972,7 +972,7 @@ mod tests {
     /// temporal frame it skips.
     #[test]
     fn a_subscription_switches_on_keyframes_and_numbers_without_holes() {
-        let now = Instant::now();
+        let now = crate::test_clock::origin();
         let mut t = Track::test_video(&["q", "h"]);
         let (q, h) = (
             t.layer_index(Some(Rid::from("q")), 10),
