@@ -543,6 +543,44 @@ impl Shard {
         }
     }
 
+    /// Dynacast: which simulcast layers each track's subscribers need
+    /// ([`crate::dynacast::evaluate`]); the changes go to the publishers.
+    fn dynacast(&mut self, now: Instant) {
+        use crate::dynacast::{evaluate, Demand};
+        let mut demands = Vec::new();
+        for (tid, track) in self.tracks.iter_mut() {
+            demands.clear();
+            demands.extend(
+                track
+                    .subscribers
+                    .iter()
+                    .filter_map(|sid| self.participants.get(sid)?.subs.get(tid))
+                    .map(Demand::of),
+            );
+            if let Some(e) = evaluate(*tid, track, &demands, now) {
+                self.out.push_back(Output::Event(e));
+            }
+        }
+    }
+
+    /// Every subscriber's [`Event::SubscriptionStats`]
+    /// ([`crate::dynacast::subscription_stats`]).
+    fn report_subscriptions(&mut self, now: Instant, period: Duration) {
+        for (id, p) in self.participants.iter_mut() {
+            let stats = crate::dynacast::subscription_stats(
+                *id,
+                &mut p.subs,
+                p.estimate,
+                &self.tracks,
+                now,
+                period,
+            );
+            if let Some(e) = stats {
+                self.out.push_back(Output::Event(e));
+            }
+        }
+    }
+
     pub(crate) fn emit(&mut self, e: Event) {
         self.out.push_back(Output::Event(e));
     }
