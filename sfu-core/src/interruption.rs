@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::api::Event;
+use crate::forward::Track;
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
-use crate::shard::Shard;
+use crate::shard::Participant;
 use crate::timers::PcKey;
 
 #[derive(Debug)]
@@ -98,86 +98,69 @@ impl Interruptions {
     }
 }
 
-impl Shard {
-    /// ICE of one connection went quiet or came back ([`crate::interruption`]).
-    pub(crate) fn on_ice_state(
+/// What an ICE state change of one connection means ([`Interruptions::on_ice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IceChange {
+    /// For the participant as a whole.
+    pub change: Change,
+    /// The connection came back from an interruption: its media restarts (keyframes,
+    /// and for a subscriber a fresh estimate).
+    pub resumed: bool,
+}
+
+impl Interruptions {
+    /// ICE of one connection went quiet or came back; None when that changes nothing.
+    pub fn on_ice(
         &mut self,
-        now: Instant,
-        id: ParticipantId,
-        kind: PcKind,
+        who: PcKey,
         state: str0m::IceConnectionState,
-    ) {
+        now: Instant,
+    ) -> Option<IceChange> {
         use str0m::IceConnectionState as S;
-        let change = match state {
-            S::Disconnected => self.interrupted.begin((id, kind), now),
-            S::Connected | S::Completed if self.interrupted.contains((id, kind)) => {
-                match kind {
-                    PcKind::Subscriber => self.resume_subscriber(now, id),
-                    PcKind::Publisher => self.resume_publisher(now, id),
-                }
-                self.interrupted.end((id, kind))
-            }
-            S::Connected | S::Completed | S::New | S::Checking => return,
-        };
-        match change {
-            Change::Began => self.emit(Event::MediaInterrupted { participant: id }),
-            Change::Ended => self.emit(Event::MediaRestored { participant: id }),
-            Change::Same => {}
+        match state {
+            S::Disconnected => Some(IceChange {
+                change: self.begin(who, now),
+                resumed: false,
+            }),
+            S::Connected | S::Completed if self.contains(who) => Some(IceChange {
+                change: self.end(who),
+                resumed: true,
+            }),
+            S::Connected | S::Completed | S::New | S::Checking => None,
         }
     }
+}
 
-    /// A subscriber's path is back after an interruption. The estimate it fell to while
-    /// no feedback came says nothing about the path now: estimation starts again from the
-    /// initial estimate (as at join). Its decoders lost every packet of the gap: each
-    /// video it receives restarts on a keyframe, asked for now rather than when the
-    /// browser gives up waiting (Chromium: 3 s without a decodable frame).
-    fn resume_subscriber(&mut self, now: Instant, id: ParticipantId) {
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
-        let Some(pc) = p.subscriber.as_mut() else {
-            return;
-        };
-        let initial = crate::pc::INITIAL_ESTIMATE_KBPS;
-        if pc
-            .guarded(|rtc| rtc.bwe().reset(str0m::bwe::Bitrate::kbps(initial)))
-            .is_ok()
-        {
-            p.estimate = Some(initial * 1_000);
-            p.falling = 0;
-        }
-        let sources: Vec<(TrackId, u32)> = p
+/// The keyframes to ask for when a connection of `p` comes back from an interruption:
+/// the decoders on the far side lost every packet of the gap. A subscriber's: each
+/// video it receives, on the layer it receives (asked now rather than when the browser
+/// gives up waiting; Chromium waits 3 s without a decodable frame). A publisher's: every
+/// layer of each of its video tracks, for all its subscribers.
+pub(crate) fn keyframes_after_resume(
+    kind: PcKind,
+    p: &Participant,
+    tracks: &BTreeMap<TrackId, Track>,
+) -> Vec<(TrackId, usize)> {
+    match kind {
+        PcKind::Subscriber => p
             .subs
             .values()
-            .filter_map(|s| Some((s.track, s.source_layer()?)))
-            .collect();
-        for (tid, ssrc) in sources {
-            if let Some(li) = self.tracks.get(&tid).and_then(|t| t.layer_of_ssrc(ssrc)) {
-                self.request_keyframe(now, tid, li);
-            }
-        }
-        self.allocate(now, id);
-    }
-
-    /// A publisher's path is back after an interruption: its subscribers' decoders lost
-    /// the gap, so each of its video tracks restarts on a keyframe of every layer.
-    fn resume_publisher(&mut self, now: Instant, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else {
-            return;
-        };
-        let tracks: Vec<(TrackId, usize)> = p
+            .filter_map(|s| {
+                let li = tracks.get(&s.track)?.layer_of_ssrc(s.source_layer()?)?;
+                Some((s.track, li))
+            })
+            .collect(),
+        PcKind::Publisher => p
             .published
             .values()
             .filter_map(|t| {
-                let tr = self.tracks.get(t)?;
-                (tr.kind == TrackKind::Video).then_some((*t, tr.layers.len()))
+                tracks
+                    .get(t)
+                    .filter(|tr| tr.kind == TrackKind::Video)
+                    .map(|tr| (*t, tr))
             })
-            .collect();
-        for (tid, layers) in tracks {
-            for li in 0..layers {
-                self.request_keyframe(now, tid, li);
-            }
-        }
+            .flat_map(|(t, tr)| (0..tr.layers.len()).map(move |li| (t, li)))
+            .collect(),
     }
 }
 
@@ -220,5 +203,36 @@ mod tests {
         assert_eq!(i.begin((a, PcKind::Subscriber), t0), Change::Began);
         i.forget(a);
         assert_eq!(i.deadline(), None);
+    }
+
+    #[test]
+    fn ice_states_begin_and_end_interruptions() {
+        use str0m::IceConnectionState as S;
+        let t0 = crate::test_clock::origin();
+        let mut i = Interruptions::new(Duration::from_secs(20));
+        let who = (ParticipantId(1), PcKind::Subscriber);
+        assert_eq!(
+            i.on_ice(who, S::Connected, t0),
+            None,
+            "connected, never interrupted"
+        );
+        let quiet = i.on_ice(who, S::Disconnected, t0);
+        assert_eq!(
+            quiet,
+            Some(IceChange {
+                change: Change::Began,
+                resumed: false
+            })
+        );
+        assert_eq!(i.on_ice(who, S::Checking, t0), None);
+        let back = i.on_ice(who, S::Completed, t0);
+        assert_eq!(
+            back,
+            Some(IceChange {
+                change: Change::Ended,
+                resumed: true
+            })
+        );
+        assert_eq!(i.on_ice(who, S::Connected, t0), None, "only once");
     }
 }

@@ -37,7 +37,7 @@ use crate::api::{
 use crate::demux::{classify, stun_local_ufrag, DatagramKind};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
-use crate::interruption::Interruptions;
+use crate::interruption::{Change, Interruptions};
 use crate::keyframe::KeyframeThrottle;
 use crate::pc::{Failures, Pc, PcFailure};
 use crate::timers::{PcKey, Timers};
@@ -134,6 +134,22 @@ impl Participant {
         match kind {
             PcKind::Publisher => self.publisher.as_mut(),
             PcKind::Subscriber => self.subscriber.as_mut(),
+        }
+    }
+
+    /// The subscriber connection's bandwidth estimation starts again from the initial
+    /// estimate (as at join).
+    pub fn restart_estimate(&mut self) {
+        let Some(pc) = self.subscriber.as_mut() else {
+            return;
+        };
+        let initial = crate::pc::INITIAL_ESTIMATE_KBPS;
+        if pc
+            .guarded(|rtc| rtc.bwe().reset(str0m::bwe::Bitrate::kbps(initial)))
+            .is_ok()
+        {
+            self.estimate = Some(initial * 1_000);
+            self.falling = 0;
         }
     }
 }
@@ -540,6 +556,45 @@ impl Shard {
             &mut self.timers,
         ) {
             self.failures.report(id, f);
+        }
+    }
+
+    /// ICE of one connection went quiet or came back ([`crate::interruption`]). A
+    /// connection that came back restarts its media: keyframes for what crossed the gap,
+    /// and a subscriber's estimate from the initial one (the one it fell to while no
+    /// feedback came says nothing about the path now), then its allocation.
+    fn on_ice_state(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        kind: PcKind,
+        state: str0m::IceConnectionState,
+    ) {
+        let Some(ice) = self.interrupted.on_ice((id, kind), state, now) else {
+            return;
+        };
+        if ice.resumed {
+            let subscriber = kind == PcKind::Subscriber;
+            let asks = match self.participants.get_mut(&id) {
+                Some(p) => {
+                    if subscriber {
+                        p.restart_estimate();
+                    }
+                    crate::interruption::keyframes_after_resume(kind, p, &self.tracks)
+                }
+                None => Vec::new(),
+            };
+            for (tid, li) in asks {
+                self.request_keyframe(now, tid, li);
+            }
+            if subscriber {
+                self.allocate(now, id);
+            }
+        }
+        match ice.change {
+            Change::Began => self.emit(Event::MediaInterrupted { participant: id }),
+            Change::Ended => self.emit(Event::MediaRestored { participant: id }),
+            Change::Same => {}
         }
     }
 
