@@ -136,6 +136,112 @@ pub fn allocate(budget: u64, audio_tracks: usize, videos: &[VideoDemand]) -> All
     }
 }
 
+/// How long after a step down a subscription may step up again.
+pub(crate) const UPGRADE_HOLD: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A video's place in one subscriber's allocation: screen shares first, then the room's
+/// active speaker, then the rest; larger tiles first within each.
+pub(crate) fn priority(
+    screen_share: bool,
+    speaker: bool,
+    viewport: Option<(u32, u32, bool)>,
+) -> u32 {
+    let area = viewport.map_or(0, |(w, h, _)| {
+        (w as u64 * h as u64 / 1_000).min(1_000_000) as u32
+    });
+    let class = if screen_share {
+        4_000_000
+    } else if speaker {
+        2_000_000
+    } else {
+        0
+    };
+    class + area
+}
+
+/// The budget to divide. GCC steps down multiplicatively after congestion; while it
+/// keeps falling, allocate ahead of it (so the subscriber reaches a layer that fits in one
+/// or two steps), but never so far ahead that a video is paused for it: pausing waits for
+/// the estimate.
+pub(crate) fn budget(
+    estimate: u64,
+    falling: bool,
+    audio_tracks: usize,
+    videos: &[VideoDemand],
+) -> u64 {
+    if !falling {
+        return estimate;
+    }
+    let keep: u64 = videos
+        .iter()
+        .filter(|d| d.current.is_some())
+        .filter_map(|d| d.layers.first())
+        .map(|l| (l.1 as f64 * KEEP_LOWEST) as u64)
+        .sum::<u64>()
+        + AUDIO_BPS * audio_tracks as u64;
+    (estimate * 6 / 10).max(keep.min(estimate))
+}
+
+/// The estimator's (min, desired) after an allocation. The estimator does not look past
+/// `desired`: leave room above the top layers. Padding keeps the rate up toward the next
+/// layer, but never past the budget: above it, probes (driven by `desired`) find out
+/// whether the link has more. Asking for less than the current estimate lets GCC's
+/// estimate decay while the link is application limited (then a subscriber slides off
+/// its layer on an idle 3 Mbps link), so `desired` is at least the estimate: str0m keeps
+/// probing upward as the estimate grows. That probing costs padding; see
+/// docs/simulcast-and-bwe.md.
+pub(crate) fn probe_bounds(a: &Allocation, budget: u64, estimate: u64) -> (u64, u64) {
+    (
+        a.next.min(budget),
+        (a.desired * 5 / 4).max(a.next).max(estimate),
+    )
+}
+
+/// Apply one video's allocated rank (`allocated`, None: paused) to its subscription:
+/// down at once; up only [`UPGRADE_HOLD`] after the last step down (an estimate that
+/// bounces back is not trusted at once, so the subscriber does not flap) and one layer
+/// at a time while something flows (each upgrade is taken only after the previous one
+/// held for an allocation round, so a big jump never lands on the link at once). Layers
+/// not measured yet (`measured` false) are not withheld: before the first measurement
+/// the allocation cannot know their cost. True when this paused the subscription.
+pub(crate) fn settle(
+    sub: &mut crate::forward::Subscription,
+    allocated: Option<u8>,
+    demand: &VideoDemand,
+    measured: bool,
+    now: std::time::Instant,
+) -> bool {
+    sub.allocated_bps = allocated
+        .and_then(|m| demand.layers.iter().rev().find(|l| l.0 <= m))
+        .map_or(0, |l| l.1);
+    let new = if measured { allocated } else { Some(u8::MAX) };
+    let (old_rank, new_rank) = (
+        sub.max_rank.map_or(-1, i32::from),
+        new.map_or(-1, i32::from),
+    );
+    let paused = new.is_none() && sub.max_rank.is_some();
+    if paused {
+        sub.pauses += 1;
+    }
+    if new_rank < old_rank {
+        sub.lowered_at = Some(now);
+        sub.max_rank = new;
+    } else if new_rank > old_rank
+        && sub
+            .lowered_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= UPGRADE_HOLD)
+    {
+        let step = demand
+            .current
+            .and_then(|c| demand.layers.iter().map(|l| l.0).find(|r| *r > c));
+        sub.max_rank = match (step, new) {
+            (Some(step), Some(n)) if sub.max_rank.is_some() => Some(n.min(step)),
+            _ => new,
+        };
+    }
+    paused
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +342,73 @@ mod tests {
            // paused: the lowest layer is the next step
         let a = allocate(100_000, 1, &[sim(None, 0)]);
         assert_eq!((a.used, a.next), (48_000, 48_000 + 172_500));
+    }
+
+    /// Applying an allocation to a subscription: down at once, up only after the hold
+    /// and one layer at a time while something flows; a pause is reported once.
+    #[test]
+    fn a_subscription_steps_down_at_once_and_up_after_the_hold_one_layer_at_a_time() {
+        use crate::forward::Subscription;
+        use crate::ids::{TrackId, TrackKind};
+        let t0 = crate::test_clock::origin();
+        let mut sub = Subscription::new(
+            TrackId(1),
+            str0m::media::Mid::from("1"),
+            TrackKind::Video,
+            0,
+            0,
+        );
+        let on = |current| VideoDemand {
+            layers: vec![(0, 150_000), (4, 500_000), (8, 1_700_000)],
+            current,
+            priority: 0,
+        };
+        assert!(!settle(&mut sub, Some(8), &on(None), true, t0));
+        assert_eq!((sub.max_rank, sub.allocated_bps), (Some(8), 1_700_000));
+        // Down at once.
+        assert!(!settle(&mut sub, Some(0), &on(Some(8)), true, t0));
+        assert_eq!(sub.max_rank, Some(0));
+        // Up is held after a step down...
+        let soon = t0 + UPGRADE_HOLD / 2;
+        assert!(!settle(&mut sub, Some(8), &on(Some(0)), true, soon));
+        assert_eq!(sub.max_rank, Some(0), "held");
+        // ... then taken one layer at a time while q flows.
+        let later = t0 + UPGRADE_HOLD;
+        assert!(!settle(&mut sub, Some(8), &on(Some(0)), true, later));
+        assert_eq!(sub.max_rank, Some(4), "one step");
+        assert!(!settle(&mut sub, Some(8), &on(Some(4)), true, later));
+        assert_eq!(sub.max_rank, Some(8));
+        // Paused: reported once, counted.
+        assert!(settle(&mut sub, None, &on(Some(8)), true, later));
+        assert!(
+            !settle(&mut sub, None, &on(None), true, later),
+            "already paused"
+        );
+        assert_eq!((sub.max_rank, sub.pauses, sub.allocated_bps), (None, 1, 0));
+        // Layers never measured are not withheld.
+        let mut fresh = Subscription::new(
+            TrackId(2),
+            str0m::media::Mid::from("2"),
+            TrackKind::Video,
+            0,
+            0,
+        );
+        assert!(!settle(&mut fresh, None, &on(None), false, t0));
+        assert_eq!(fresh.max_rank, Some(u8::MAX));
+    }
+
+    #[test]
+    fn priority_puts_screen_shares_then_the_speaker_then_larger_tiles_first() {
+        let big = Some((1280, 720, true));
+        let small = Some((320, 180, true));
+        let order = [
+            priority(true, false, small),
+            priority(false, true, small),
+            priority(false, false, big),
+            priority(false, false, small),
+            priority(false, false, None),
+        ];
+        assert!(order.windows(2).all(|w| w[0] > w[1]), "{order:?}");
     }
 
     use proptest::prelude::*;

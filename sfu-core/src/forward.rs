@@ -7,7 +7,7 @@
 //! it for answering NACKs (RFC 4585) from its RTX cache. The payload is shared (`Arc`),
 //! never copied per subscriber.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Mid, Pt};
@@ -23,9 +23,6 @@ use crate::shard::Shard;
 pub(crate) use crate::track::Track;
 use crate::track::{compose, spatial_of, temporal_of, ALL_FRAMES};
 
-/// How long after a step down a subscription may step up again.
-const UPGRADE_HOLD: Duration = Duration::from_secs(3);
-
 /// One outgoing stream: a track as one subscriber receives it.
 pub(crate) struct Subscription {
     pub track: TrackId,
@@ -37,7 +34,8 @@ pub(crate) struct Subscription {
     epoch: u32,
     /// The highest layer rank the allocator lets through; None = paused.
     pub max_rank: Option<u8>,
-    /// When the allocator last lowered `max_rank` (upgrades wait [`UPGRADE_HOLD`] after).
+    /// When the allocator last lowered `max_rank` (upgrades wait
+    /// [`crate::allocator::UPGRADE_HOLD`] after).
     pub lowered_at: Option<Instant>,
     /// The outgoing str0m stream's RTX cache, once the stream is set up (at the first
     /// write).
@@ -98,6 +96,21 @@ impl Subscription {
         self.track = track;
         self.epoch = track_epoch.wrapping_sub(1);
         self.pt_map.clear();
+    }
+
+    /// The allocation rank of what this subscription receives now (its layer, and the
+    /// temporal cap where the layer has temporal layers); None before its first layer.
+    pub(crate) fn current_rank(&self, track: &Track) -> Option<u8> {
+        let i = track.layer_of_ssrc(self.rewriter.source_ssrc()?)?;
+        let l = &track.layers[i];
+        Some(compose(
+            l.rank,
+            if l.max_tid.is_some() {
+                self.tid_cap
+            } else {
+                ALL_FRAMES
+            },
+        ))
     }
 
     /// The SSRC currently feeding this subscription.
@@ -678,171 +691,6 @@ impl Shard {
                 Err(f) => return self.failures.report(sid, f),
             }
         }
-    }
-}
-
-impl Shard {
-    /// A video's place in one subscriber's allocation: screen shares first, then the
-    /// room's active speaker, then the rest; larger tiles first within each.
-    fn priority(&self, track: &Track, sub: &Subscription) -> u32 {
-        let speaker = self
-            .rooms
-            .get(&track.room)
-            .and_then(|r| r.speaker.current())
-            == Some(track.publisher);
-        let area = sub.viewport.map_or(0, |(w, h, _)| {
-            (w as u64 * h as u64 / 1_000).min(1_000_000) as u32
-        });
-        let class = if track.source == crate::ids::TrackSource::ScreenShare {
-            4_000_000
-        } else if speaker {
-            2_000_000
-        } else {
-            0
-        };
-        class + area
-    }
-
-    /// Divide subscriber `sid`'s bandwidth estimate among its tracks (see
-    /// [`crate::allocator`]) and steer its probing toward what it would take.
-    pub(crate) fn allocate(&mut self, now: Instant, sid: ParticipantId) {
-        let Some(p) = self.participants.get(&sid) else {
-            return;
-        };
-        let Some(estimate) = p.estimate else { return };
-        let falling = p.falling >= 2;
-        let mut audio = 0;
-        let mut keys = Vec::new();
-        let mut demands = Vec::new();
-        for (tid, sub) in &p.subs {
-            let Some(track) = self.tracks.get(tid) else {
-                continue;
-            };
-            match track.kind {
-                TrackKind::Audio => audio += 1,
-                TrackKind::Video => {
-                    let current = sub
-                        .rewriter
-                        .source_ssrc()
-                        .and_then(|s| track.layer_of_ssrc(s))
-                        .map(|i| {
-                            let l = &track.layers[i];
-                            compose(
-                                l.rank,
-                                if l.max_tid.is_some() {
-                                    sub.tid_cap
-                                } else {
-                                    ALL_FRAMES
-                                },
-                            )
-                        });
-                    keys.push(*tid);
-                    let mut d = track.demand(now, current, sub.viewport, sub.preferred);
-                    d.priority = self.priority(track, sub);
-                    demands.push(d);
-                }
-            }
-        }
-        // GCC steps down multiplicatively after congestion; while it keeps falling, allocate
-        // ahead of it (so the subscriber reaches a layer that fits in one or two steps), but
-        // never so far ahead that a video is paused for it: pausing waits for the estimate.
-        let budget = if falling {
-            let keep: u64 = demands
-                .iter()
-                .filter(|d| d.current.is_some())
-                .filter_map(|d| d.layers.first())
-                .map(|l| (l.1 as f64 * crate::allocator::KEEP_LOWEST) as u64)
-                .sum::<u64>()
-                + crate::allocator::AUDIO_BPS * audio as u64;
-            (estimate * 6 / 10).max(keep.min(estimate))
-        } else {
-            estimate
-        };
-        let a = crate::allocator::allocate(budget, audio, &demands);
-        let Some(p) = self.participants.get_mut(&sid) else {
-            return;
-        };
-        let mut paused = Vec::new();
-        for ((tid, max), d) in keys.iter().zip(a.video.iter()).zip(&demands) {
-            if let Some(sub) = p.subs.get_mut(tid) {
-                sub.allocated_bps = max
-                    .and_then(|m| d.layers.iter().rev().find(|l| l.0 <= m))
-                    .map_or(0, |l| l.1);
-                // Layers not measured yet are not withheld: before the first measurement
-                // the allocation cannot know their cost.
-                let flowing = self
-                    .tracks
-                    .get(tid)
-                    .is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
-                let new = if flowing { *max } else { Some(u8::MAX) };
-                let (old_rank, new_rank) = (
-                    sub.max_rank.map_or(-1, i32::from),
-                    new.map_or(-1, i32::from),
-                );
-                if new.is_none() && sub.max_rank.is_some() {
-                    sub.pauses += 1;
-                    self.stats.subscription_pauses += 1;
-                    paused.push(*tid);
-                }
-                if new_rank < old_rank {
-                    sub.lowered_at = Some(now);
-                    sub.max_rank = new;
-                } else if new_rank > old_rank {
-                    // After a step down, an estimate that bounces back is not trusted at
-                    // once: upgrades wait, so the subscriber does not flap.
-                    if sub
-                        .lowered_at
-                        .is_none_or(|t| now.saturating_duration_since(t) >= UPGRADE_HOLD)
-                    {
-                        // One step at a time while something flows: each upgrade is taken
-                        // only after the previous one has held for an allocation round,
-                        // so a big jump (a resumed top layer opens with a keyframe) never
-                        // lands on the link at once.
-                        let step = d
-                            .current
-                            .and_then(|c| d.layers.iter().map(|l| l.0).find(|r| *r > c));
-                        sub.max_rank = match (step, new) {
-                            (Some(step), Some(n)) if sub.max_rank.is_some() => Some(n.min(step)),
-                            _ => new,
-                        };
-                    }
-                }
-            }
-        }
-        if let Some(pc) = p.subscriber.as_mut() {
-            // The estimator does not look past `desired`: leave room above the top layers.
-            // Padding keeps the rate up toward the next layer, but never past the estimate:
-            // above it, probes (driven by `desired`) find out whether the link has more.
-            // `desired` is what the estimator tries to discover. Asking for less than the
-            // current estimate lets GCC's estimate decay while the link is application
-            // limited (then a subscriber slides off its layer on an idle 3 Mbps link), so
-            // it is at least the estimate: str0m keeps probing upward as the estimate grows.
-            // That probing costs padding; see docs/simulcast-and-bwe.md.
-            let (min, desired) = (
-                a.next.min(budget),
-                (a.desired * 5 / 4).max(a.next).max(estimate),
-            );
-            let set = pc.guarded(|rtc| {
-                rtc.bwe().set_bitrate(
-                    str0m::bwe::Bitrate::bps(min),
-                    str0m::bwe::Bitrate::bps(desired),
-                )
-            });
-            if let Err(f) = set {
-                self.failures.report(sid, f);
-            }
-        }
-        for track in paused {
-            self.out.push_back(crate::api::Output::Event(
-                crate::api::Event::SubscriptionChanged {
-                    participant: sid,
-                    track,
-                    layer: None,
-                    paused: true,
-                },
-            ));
-        }
-        self.drain_pc(sid, PcKind::Subscriber);
     }
 }
 

@@ -559,6 +559,79 @@ impl Shard {
         }
     }
 
+    /// Divide subscriber `sid`'s bandwidth estimate among its tracks
+    /// ([`crate::allocator`]), apply it to its subscriptions, and steer its probing
+    /// toward what it would take.
+    pub(crate) fn allocate(&mut self, now: Instant, sid: ParticipantId) {
+        use crate::allocator::{self, VideoDemand};
+        let Some(p) = self.participants.get(&sid) else {
+            return;
+        };
+        let Some(estimate) = p.estimate else { return };
+        let speaker = |room: &RoomId| self.rooms.get(room).and_then(|r| r.speaker.current());
+        let mut audio = 0;
+        let (mut keys, mut demands): (Vec<TrackId>, Vec<VideoDemand>) = (Vec::new(), Vec::new());
+        for (tid, sub) in &p.subs {
+            let Some(track) = self.tracks.get(tid) else {
+                continue;
+            };
+            match track.kind {
+                TrackKind::Audio => audio += 1,
+                TrackKind::Video => {
+                    let mut d =
+                        track.demand(now, sub.current_rank(track), sub.viewport, sub.preferred);
+                    d.priority = allocator::priority(
+                        track.source == crate::ids::TrackSource::ScreenShare,
+                        speaker(&track.room) == Some(track.publisher),
+                        sub.viewport,
+                    );
+                    keys.push(*tid);
+                    demands.push(d);
+                }
+            }
+        }
+        let budget = allocator::budget(estimate, p.falling >= 2, audio, &demands);
+        let a = allocator::allocate(budget, audio, &demands);
+        let Some(p) = self.participants.get_mut(&sid) else {
+            return;
+        };
+        let mut paused = Vec::new();
+        for ((tid, d), allocated) in keys.iter().zip(&demands).zip(&a.video) {
+            let Some(sub) = p.subs.get_mut(tid) else {
+                continue;
+            };
+            let measured = self
+                .tracks
+                .get(tid)
+                .is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
+            if allocator::settle(sub, *allocated, d, measured, now) {
+                self.stats.subscription_pauses += 1;
+                paused.push(*tid);
+            }
+        }
+        if let Some(pc) = p.subscriber.as_mut() {
+            let (min, desired) = allocator::probe_bounds(&a, budget, estimate);
+            let set = pc.guarded(|rtc| {
+                rtc.bwe().set_bitrate(
+                    str0m::bwe::Bitrate::bps(min),
+                    str0m::bwe::Bitrate::bps(desired),
+                )
+            });
+            if let Err(f) = set {
+                self.failures.report(sid, f);
+            }
+        }
+        for track in paused {
+            self.emit(Event::SubscriptionChanged {
+                participant: sid,
+                track,
+                layer: None,
+                paused: true,
+            });
+        }
+        self.drain_pc(sid, PcKind::Subscriber);
+    }
+
     /// ICE of one connection went quiet or came back ([`crate::interruption`]). A
     /// connection that came back restarts its media: keyframes for what crossed the gap,
     /// and a subscriber's estimate from the initial one (the one it fell to while no
