@@ -25,6 +25,7 @@ mod interruption;
 pub mod keyframe;
 mod msid;
 mod pc;
+mod periodic;
 pub mod rewrite;
 mod rtx;
 pub mod shard;

@@ -40,6 +40,7 @@ use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::interruption::{Change, Interruptions};
 use crate::keyframe::KeyframeThrottle;
 use crate::pc::{Failures, Pc, PcFailure};
+use crate::periodic::{Job, Periodic};
 use crate::timers::{PcKey, Timers};
 
 /// Settings of one shard.
@@ -86,9 +87,6 @@ pub(crate) enum WhepTarget {
     /// Whoever is the room's active speaker.
     Speaker,
 }
-
-/// How often rooms' active speakers are re-evaluated.
-const SPEAKER_INTERVAL: Duration = Duration::from_millis(100);
 
 pub(crate) struct Participant {
     pub room: RoomId,
@@ -179,9 +177,8 @@ pub struct Shard {
     next_track: u64,
     pub(crate) stats: ShardStats,
     last_now: Instant,
-    last_speaker_check: Instant,
-    last_allocation: Instant,
-    last_report: Instant,
+    /// The shard's own periodic jobs ([`crate::periodic`]).
+    periodic: Periodic,
     /// The DTLS certificate every connection of this shard presents (made at first use).
     cert: Option<str0m::config::DtlsCert>,
     /// STUN from unbound addresses this second, per source IP (see
@@ -204,9 +201,6 @@ const MAX_TRACKED_SOURCES: usize = 4096;
 const SETTLE_ROUNDS: usize = 128;
 /// How far ahead of the turn's time a settling advance may go (str0m steps 1 µs).
 const SETTLE_AHEAD: Duration = Duration::from_micros(200);
-
-/// How often every subscriber's allocation is recomputed (besides on each new estimate).
-const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Shard {
     /// `now` is the shard's start time (the driver reads the clock, not the shard).
@@ -233,9 +227,7 @@ impl Shard {
             next_track: 1,
             stats: ShardStats::default(),
             last_now: now,
-            last_speaker_check: now,
-            last_allocation: now,
-            last_report: now,
+            periodic: Periodic::new(now),
             cert: None,
             new_source_stun: HashMap::new(),
             new_source_window: now,
@@ -305,27 +297,8 @@ impl Shard {
             Input::Command(c) => self.on_command(now, c),
             Input::Timeout => self.on_timeout(now),
         }
-        if now.saturating_duration_since(self.last_speaker_check) >= SPEAKER_INTERVAL {
-            self.last_speaker_check = now;
-            self.update_speakers(now);
-        }
-        if now.saturating_duration_since(self.last_allocation) >= ALLOCATION_INTERVAL {
-            self.last_allocation = now;
-            let ids: Vec<ParticipantId> = self
-                .participants
-                .iter()
-                .filter(|(_, p)| p.estimate.is_some())
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                self.allocate(now, id);
-            }
-            self.dynacast(now);
-        }
-        let since_report = now.saturating_duration_since(self.last_report);
-        if since_report >= crate::dynacast::STATS_INTERVAL {
-            self.last_report = now;
-            self.report_subscriptions(now, since_report);
+        for (job, since) in self.periodic.take_due(now).into_iter().flatten() {
+            self.run_periodic(now, job, since);
         }
         self.pump(now);
     }
@@ -353,15 +326,16 @@ impl Shard {
         if let Some(t) = self.interrupted.deadline() {
             next = next.min(t);
         }
-        if !self.rooms.is_empty() {
-            next = next.min(self.last_speaker_check + SPEAKER_INTERVAL);
+        let jobs: &[Job] = match (self.rooms.is_empty(), self.participants.is_empty()) {
+            (true, true) => &[],
+            (false, true) => &[Job::Speakers],
+            (true, false) => &[Job::Allocation, Job::Reports],
+            (false, false) => &[Job::Speakers, Job::Allocation, Job::Reports],
+        };
+        match self.periodic.next(jobs) {
+            Some(t) => next.min(t),
+            None => next,
         }
-        if !self.participants.is_empty() {
-            next = next
-                .min(self.last_allocation + ALLOCATION_INTERVAL)
-                .min(self.last_report + crate::dynacast::STATS_INTERVAL);
-        }
-        next
     }
 
     /// Advance every connection written to in this turn, once, and send what it holds.
@@ -556,6 +530,26 @@ impl Shard {
             &mut self.timers,
         ) {
             self.failures.report(id, f);
+        }
+    }
+
+    /// One periodic job ([`crate::periodic`]), `since` its last run.
+    fn run_periodic(&mut self, now: Instant, job: Job, since: Duration) {
+        match job {
+            Job::Speakers => self.update_speakers(now),
+            Job::Allocation => {
+                let ids: Vec<ParticipantId> = self
+                    .participants
+                    .iter()
+                    .filter(|(_, p)| p.estimate.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.allocate(now, id);
+                }
+                self.dynacast(now);
+            }
+            Job::Reports => self.report_subscriptions(now, since),
         }
     }
 
