@@ -262,7 +262,6 @@ impl Node {
             .start(tokio_util::sync::CancellationToken::new())
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
-        tracing::info!(%listen, "SIP gateway listening (UDP and TCP)");
         Ok(Some(gw.api()))
     }
 }
