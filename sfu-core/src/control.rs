@@ -11,7 +11,8 @@ use crate::api::{CommandError, Event};
 use crate::forward::Subscription;
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
 use crate::msid;
-use crate::shard::{Shard, WhepTarget};
+use crate::shard::Shard;
+use crate::whep::{Answered, WhepTarget};
 
 impl Shard {
     pub(crate) fn set_permissions(
@@ -68,20 +69,10 @@ impl Shard {
                 room: room.clone(),
                 participant,
             });
-            let viewers: Vec<ParticipantId> = self
+            let viewers = self
                 .rooms
                 .get(&room)
-                .map(|r| {
-                    r.participants
-                        .iter()
-                        .copied()
-                        .filter(|v| {
-                            self.participants
-                                .get(v)
-                                .is_some_and(|p| p.whep_target == Some(WhepTarget::Speaker))
-                        })
-                        .collect()
-                })
+                .map(|r| crate::whep::speaker_viewers(r, &self.participants))
                 .unwrap_or_default();
             for v in viewers {
                 self.retarget_whep(now, v, participant);
@@ -103,22 +94,7 @@ impl Shard {
         let Some(room) = self.rooms.get(&p.room) else {
             return;
         };
-        let moves: Vec<(TrackId, TrackId)> = p
-            .subs
-            .keys()
-            .filter_map(|old| {
-                let kind = self.tracks.get(old)?.kind;
-                if self.tracks.get(old)?.publisher == speaker {
-                    return None;
-                }
-                let new = room.tracks.iter().copied().find(|t| {
-                    self.tracks
-                        .get(t)
-                        .is_some_and(|tr| tr.publisher == speaker && tr.kind == kind)
-                })?;
-                Some((*old, new))
-            })
-            .collect();
+        let moves = crate::whep::moves(&p.subs, room, &self.tracks, speaker);
         for (old, new) in moves {
             if let Some(t) = self.tracks.get_mut(&old) {
                 t.subscribers.retain(|s| *s != id);
@@ -188,7 +164,7 @@ impl Shard {
             }
         };
         let sdp = answer.to_sdp_string();
-        match answered_media(&sdp) {
+        match crate::whep::answered_media(&sdp) {
             Answered::Sends => {}
             Answered::NoCodec => return self.fail(id, CommandError::NoCommonCodec),
             Answered::Inactive => {
@@ -215,36 +191,13 @@ impl Shard {
         let Some(room) = self.rooms.get(&p.room) else {
             return;
         };
-        let target = match p.whep_target {
-            None => return,
-            Some(WhepTarget::Participant(t)) => t,
-            // Before anyone spoke: the first participant who publishes.
-            Some(WhepTarget::Speaker) => match room.speaker.current().or_else(|| {
-                room.tracks
-                    .first()
-                    .and_then(|t| self.tracks.get(t))
-                    .map(|t| t.publisher)
-            }) {
-                Some(t) => t,
-                None => return,
-            },
+        let Some(source) = p
+            .whep_target
+            .and_then(|t| crate::whep::source(t, room, &self.tracks))
+        else {
+            return;
         };
-        let mut binds = Vec::new();
-        for (mid, kind) in &p.whep_slots {
-            if p.subs.values().any(|s| s.mid == *mid) || binds.iter().any(|(_, m)| m == mid) {
-                continue;
-            }
-            let t = room.tracks.iter().copied().find(|t| {
-                self.tracks
-                    .get(t)
-                    .is_some_and(|tr| tr.publisher == target && tr.kind == *kind)
-                    && !p.subs.contains_key(t)
-                    && !binds.iter().any(|(b, _)| b == t)
-            });
-            if let Some(t) = t {
-                binds.push((t, *mid));
-            }
-        }
+        let binds = crate::whep::binds(&p.whep_slots, &p.subs, room, &self.tracks, source);
         for (t, mid) in binds {
             let seq: u16 = self.rng.gen_range(0..16_384);
             let ts: u32 = self.rng.gen();
@@ -358,69 +311,6 @@ impl Shard {
             let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
             self.by_ufrag.remove(&old);
             self.by_ufrag.insert(ufrag, (id, kind));
-        }
-    }
-}
-
-/// What an answer to a WHEP offer does with its audio and video m-lines.
-#[derive(Debug, PartialEq, Eq)]
-enum Answered {
-    /// At least one is accepted and sends.
-    Sends,
-    /// All were rejected (port 0): no codec in common.
-    NoCodec,
-    /// Accepted, but none sends (the viewer offered them inactive or send-only).
-    Inactive,
-}
-
-fn answered_media(answer: &str) -> Answered {
-    let (mut accepted, mut sends) = (false, false);
-    let mut section: Option<bool> = None; // in an accepted audio/video m-line
-    for l in answer.lines().map(str::trim) {
-        if let Some(m) = l.strip_prefix("m=") {
-            let av = m.starts_with("audio ") || m.starts_with("video ");
-            section = (av && m.split(' ').nth(1) != Some("0")).then_some(true);
-            accepted |= section.is_some();
-        } else if section.is_some() && (l == "a=sendonly" || l == "a=sendrecv") {
-            sends = true;
-        }
-    }
-    match (accepted, sends) {
-        (_, true) => Answered::Sends,
-        (false, false) => Answered::NoCodec,
-        (true, false) => Answered::Inactive,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{answered_media, Answered};
-
-    #[test]
-    fn what_a_whep_answer_sends() {
-        let m = |lines: &str| format!("v=0\r\ns=-\r\n{lines}");
-        for (sdp, want) in [
-            (m("m=video 9 X 96\r\na=sendonly\r\n"), Answered::Sends),
-            (
-                m("m=audio 0 X 0\r\nm=video 9 X 96\r\na=sendrecv\r\n"),
-                Answered::Sends,
-            ),
-            (m("m=audio 0 X 0\r\nm=video 0 X 0\r\n"), Answered::NoCodec),
-            (
-                m("m=application 9 X webrtc-datachannel\r\n"),
-                Answered::NoCodec,
-            ),
-            (
-                m("m=audio 9 X 111\r\na=inactive\r\nm=video 9 X 96\r\na=recvonly\r\n"),
-                Answered::Inactive,
-            ),
-            // a=sendonly on a rejected m-line counts for nothing
-            (
-                m("m=video 0 X 96\r\na=sendonly\r\nm=audio 9 X 111\r\na=inactive\r\n"),
-                Answered::Inactive,
-            ),
-        ] {
-            assert_eq!(answered_media(&sdp), want, "{sdp}");
         }
     }
 }

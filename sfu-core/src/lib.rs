@@ -35,6 +35,7 @@ mod test_clock;
 mod timers;
 mod track;
 pub mod vp8;
+mod whep;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

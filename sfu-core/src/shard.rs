@@ -42,6 +42,7 @@ use crate::keyframe::KeyframeThrottle;
 use crate::pc::{Failures, Pc, PcFailure};
 use crate::periodic::{Job, Periodic};
 use crate::timers::{PcKey, Timers};
+use crate::whep::WhepTarget;
 
 /// Settings of one shard.
 #[derive(Debug, Clone)]
@@ -78,14 +79,6 @@ pub(crate) struct Room {
     pub participants: Vec<ParticipantId>,
     pub tracks: Vec<TrackId>,
     pub speaker: crate::speaker::SpeakerDetector,
-}
-
-/// What a WHEP viewer's m-lines carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WhepTarget {
-    Participant(ParticipantId),
-    /// Whoever is the room's active speaker.
-    Speaker,
 }
 
 pub(crate) struct Participant {
