@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sfu_core::{Command, Event, GoneReason, ParticipantId, RoomId, TrackKind, TrackSource};
+use sfu_core::{Command, ParticipantId, RoomId, TrackKind, TrackSource};
 
 use crate::auth::{unix_now, Claims, KeyStore};
 use crate::error::Error;
@@ -17,7 +17,7 @@ use crate::outbound::{self, OutboundRx, OutboundTx};
 use crate::plane::MediaPlane;
 use crate::protocol::{
     close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage,
-    TrackInfo, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use crate::room_name::RoomName;
 use crate::webhook::{WebhookEvent, Webhooks};
@@ -138,6 +138,7 @@ pub type Admission = Arc<dyn Fn(bool) -> Option<String> + Send + Sync>;
 
 /// The REST API's operations on rooms and participants.
 mod admin;
+mod media_events;
 mod resume;
 pub use resume::{Parking, ResumeError, Resumed};
 
@@ -797,179 +798,6 @@ impl Hub {
     /// Queue `msg` for `id` (see [`outbound`] for what happens when it is far behind).
     fn send_to(&self, id: ParticipantId, msg: ServerMessage) {
         self.with_member(id, |m| m.tx.send(msg));
-    }
-
-    /// An event from the media plane.
-    pub fn on_media_event(&self, ev: Event, now: Instant) {
-        match ev {
-            Event::PublishAnswer { participant, sdp } => {
-                self.send_to(participant, ServerMessage::PublishAnswer { sdp })
-            }
-            Event::SubscribeOffer {
-                participant,
-                sdp,
-                tracks,
-            } => self.send_to(participant, ServerMessage::SubscribeOffer { sdp, tracks }),
-            Event::MediaInterrupted { participant } => self.media_interrupted(participant, true),
-            Event::MediaRestored { participant } => self.media_interrupted(participant, false),
-            Event::Connected { participant, .. } => {
-                // Join latency: from the join to its first connection up.
-                if let Some(t) = self
-                    .with_member(participant, |m| m.joined_at.take())
-                    .flatten()
-                {
-                    metrics::histogram!("switchboard_join_latency_seconds")
-                        .record(now.saturating_duration_since(t).as_secs_f64());
-                }
-            }
-            Event::TrackPublished {
-                room,
-                participant,
-                track,
-                kind,
-                rids,
-                mid,
-            } => {
-                let mut dir = self.dir.lock();
-                let Some(r) = dir.rooms.get_mut(room.0.as_str()) else {
-                    return;
-                };
-                let Some(m) = r.members.get_mut(&participant) else {
-                    return;
-                };
-                let source = m.sources.get(&mid).copied().unwrap_or_default();
-                let info = TrackInfo {
-                    id: track,
-                    kind,
-                    simulcast: rids,
-                    source,
-                };
-                m.info.tracks.push(info.clone());
-                let hidden = m.hidden;
-                let hook = WebhookEvent::track("track_published", &r.info, &m.info, &info);
-                if !hidden {
-                    broadcast(
-                        &r.members,
-                        Some(participant),
-                        ServerMessage::TrackPublished {
-                            participant,
-                            track: info,
-                        },
-                    );
-                }
-                drop(dir);
-                self.hook(hook);
-            }
-            Event::TrackUnpublished {
-                room,
-                participant,
-                track,
-            } => {
-                let mut dir = self.dir.lock();
-                let Some(r) = dir.rooms.get_mut(room.0.as_str()) else {
-                    return;
-                };
-                let Some(m) = r.members.get_mut(&participant) else {
-                    return;
-                };
-                let Some(pos) = m.info.tracks.iter().position(|t| t.id == track) else {
-                    return;
-                };
-                let info = m.info.tracks.remove(pos);
-                let hidden = m.hidden;
-                let hook = WebhookEvent::track("track_unpublished", &r.info, &m.info, &info);
-                if !hidden {
-                    broadcast(
-                        &r.members,
-                        Some(participant),
-                        ServerMessage::TrackUnpublished { participant, track },
-                    );
-                }
-                drop(dir);
-                self.hook(hook);
-            }
-            Event::SubscriptionChanged {
-                participant,
-                track,
-                layer,
-                paused,
-            } => self.send_to(
-                participant,
-                ServerMessage::SubscriptionChanged {
-                    track,
-                    layer,
-                    paused,
-                },
-            ),
-            Event::PublisherLayers {
-                participant,
-                track,
-                mid,
-                layers,
-            } => self.send_to(
-                participant,
-                ServerMessage::PublisherLayers { track, mid, layers },
-            ),
-            Event::SubscriptionStats {
-                participant,
-                estimate_bps,
-                subscriptions,
-            } => self.send_to(
-                participant,
-                ServerMessage::SubscriptionStats {
-                    estimate_bps,
-                    subscriptions,
-                },
-            ),
-            Event::ActiveSpeaker { room, participant } => {
-                let dir = self.dir.lock();
-                if let Some(r) = dir.rooms.get(room.0.as_str()) {
-                    if r.members.get(&participant).is_some_and(|m| !m.hidden) {
-                        broadcast(
-                            &r.members,
-                            None,
-                            ServerMessage::ActiveSpeaker { participant },
-                        );
-                    }
-                }
-            }
-            Event::ParticipantGone {
-                participant,
-                reason,
-                ..
-            } => {
-                if reason != GoneReason::Left {
-                    let why = match reason {
-                        GoneReason::IceTimeout => "connection lost (ICE timeout)",
-                        _ => "connection failed",
-                    };
-                    // Not the client's doing: it may join again (and the web client does).
-                    self.remove(participant, why, Some(close_code::CONNECTION_LOST));
-                }
-            }
-            Event::IceRestarted {
-                participant,
-                pc,
-                ufrag,
-                pwd,
-                candidates,
-            } => self.send_to(
-                participant,
-                ServerMessage::IceRestarted {
-                    pc,
-                    ufrag,
-                    pwd,
-                    candidates,
-                },
-            ),
-            Event::CommandFailed { participant, error } => self.send_to(
-                participant,
-                ServerMessage::Error {
-                    code: ErrorCode::Media,
-                    message: error.to_string(),
-                },
-            ),
-        }
     }
 
     /// Close rooms that have been empty longer than their timeout (counted from the first
