@@ -9,6 +9,7 @@ mod conn_slots;
 mod drain;
 mod framing;
 mod http_listener;
+mod media_events;
 mod node;
 mod operations;
 mod plane;

@@ -14,13 +14,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use signaling::sip_calls::SipCalls;
 use signaling::webhook::{WebhookConfig, WebhookWorker, Webhooks};
 use signaling::{AppState, Hub, HubConfig, KeyStore};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::admission::{admission, readiness};
 use crate::cluster_node::{self, ClusterNode};
 use crate::config::{parse_keys, random_secret, Config, DEV_KEY};
 use crate::plane::WorkerPool;
-use crate::{drain, http_listener, operations, tcp_accept, telemetry, ufrags, web, worker};
+use crate::{
+    drain, http_listener, media_events, operations, tcp_accept, telemetry, ufrags, web, worker,
+};
 
 pub struct Node {
     cfg: Config,
@@ -30,7 +31,7 @@ pub struct Node {
     pool: Arc<WorkerPool>,
     /// Tells the workers to stop, once the HTTP side is done.
     stop: Arc<AtomicBool>,
-    events: UnboundedReceiver<sfu_core::Event>,
+    events: media_events::EventRx,
     webhooks: Option<WebhookWorker>,
     prometheus: PrometheusHandle,
     /// The node's one ICE-TCP listener, and the ufrags its connections are handed by.
@@ -45,7 +46,7 @@ impl Node {
         // Before the workers: they register their metric handles at start.
         let prometheus = telemetry::install()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (ev_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let (ev_tx, events) = media_events::channel();
         // ICE-TCP: one port for the node, bound before the workers that advertise it.
         let ice_tcp = match cfg.tcp_port() {
             Some(port) => {
@@ -290,7 +291,7 @@ fn keys(cfg: &Config) -> anyhow::Result<(KeyStore, Option<String>)> {
 fn spawn_workers(
     cfg: &Config,
     directory: &Arc<ufrags::UfragDirectory>,
-    events: tokio::sync::mpsc::UnboundedSender<sfu_core::Event>,
+    events: media_events::EventTx,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<worker::WorkerHandle>> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -356,7 +357,7 @@ fn webhooks(
 fn spawn_background(
     hub: &Arc<Hub>,
     pool: &Arc<WorkerPool>,
-    mut events: UnboundedReceiver<sfu_core::Event>,
+    mut events: media_events::EventRx,
     webhooks: Option<WebhookWorker>,
     prometheus: &PrometheusHandle,
 ) {

@@ -17,8 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use sfu_core::{Command, Event, Input, Output, Shard, ShardConfig, ShardStats, Transport};
-use tokio::sync::mpsc::UnboundedSender;
+use sfu_core::{Command, Input, Output, Shard, ShardConfig, ShardStats, Transport};
 
 use crate::tcp_links::{Handoff, TcpLinks};
 use crate::udp::{BatchSocket, Pending};
@@ -145,7 +144,7 @@ struct Inbox {
 
 pub fn spawn(
     spec: WorkerSpec,
-    events: UnboundedSender<Event>,
+    events: crate::media_events::EventTx,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
@@ -194,7 +193,7 @@ fn run(
     spec: WorkerSpec,
     mut poll: Poll,
     inbox: Inbox,
-    events: UnboundedSender<Event>,
+    events: crate::media_events::EventTx,
     load: Arc<AtomicUsize>,
     stats: Arc<parking_lot::Mutex<ShardStats>>,
     tel: Arc<WorkerTelemetry>,
@@ -337,7 +336,7 @@ fn run(
                 }
                 Output::Event(e) => {
                     ufrags.observe(&e);
-                    let _ = events.send(e);
+                    events.send(e);
                 }
                 Output::Timeout(t) => break t,
             }
