@@ -76,6 +76,7 @@ export async function openParticipant(url, { netns, secureOrigin, viewport, args
   const base = CHROMIUM_ARGS.filter((a) => !more.some((m) => flag(m) === flag(a)));
   const args = [...base, ...more, ...(secureOrigin ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`] : [])];
   const ctx = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath, headless: true, args, ...(viewport && { viewport }) });
+  await ctx.addInitScript(OFFER_SCRIPT);
   const page = ctx.pages()[0] || (await ctx.newPage());
   page.on('console', (m) => { if (m.type() === 'error') console.log(`[page] ${m.text()}`); });
   // A Chromium just started in a fresh namespace may see its interfaces settle and
@@ -274,3 +275,61 @@ export async function redisServer() {
 
 // Whether `cmd` is on the PATH.
 export const have = (cmd) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
+
+// In `page` (a plain page, no SDK): publish the camera and microphone through WHIP at
+// `path` with `token` (optionally one video codec, e.g. 'H264'). The connection is
+// window.whipPc; resolves with { status, location } or { status, error }.
+export function whipPublish(page, path, token, codec) {
+  return page.evaluate(async ({ path, token, codec }) => {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360, frameRate: 15 } });
+    const pc = new RTCPeerConnection();
+    for (const t of stream.getTracks()) {
+      const tr = pc.addTransceiver(t, { direction: 'sendonly' });
+      if (codec && t.kind === 'video') tr.setCodecPreferences(RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType === `video/${codec}`));
+    }
+    return window.sbOffer(pc, path, token, 'whipPc');
+  }, { path, token, codec });
+}
+
+// In `page`: play through WHEP at `path` with `token` (receive-only audio and video). The
+// connection is window.whepPc; resolves with { status, location } or { status, error }.
+export function whepPlay(page, path, token) {
+  return page.evaluate(async ({ path, token }) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const video = document.createElement('video');
+    video.autoplay = true; video.muted = true; document.body.append(video);
+    const ms = new MediaStream();
+    pc.ontrack = (e) => { ms.addTrack(e.track); video.srcObject = ms; };
+    return window.sbOffer(pc, path, token, 'whepPc');
+  }, { path, token });
+}
+
+// The offer/answer exchange both use, installed in every page openParticipant opens:
+// gather candidates (at most 2 s), POST the offer, apply the answer.
+export const OFFER_SCRIPT = `window.sbOffer = async (pc, path, token, name) => {
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
+    setTimeout(resolve, 2000);
+  });
+  const res = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: 'Bearer ' + token }, body: pc.localDescription.sdp });
+  if (res.status !== 201) return { status: res.status, error: await res.text() };
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  window[name] = pc;
+  return { status: res.status, location: res.headers.get('location') };
+};`;
+
+// Frames decoded and audio packets received on window.<name>'s inbound streams.
+export function inboundCounts(page, name) {
+  return page.evaluate(async (name) => {
+    let f = 0, a = 0;
+    for (const s of (await window[name].getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') f += s.framesDecoded || 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') a += s.packetsReceived || 0;
+    }
+    return { f, a };
+  }, name);
+}

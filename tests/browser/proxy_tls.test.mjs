@@ -10,7 +10,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, openParticipant, waitForTileVideo, waitFor, sleep, devToken, metricsText, redisServer, freePort, waitForPort, have } from './lib.mjs';
+import { startServer, openParticipant, waitForTileVideo, waitFor, sleep, devToken, metricsText, redisServer, freePort, waitForPort, have, whipPublish, whepPlay, inboundCounts } from './lib.mjs';
 
 const missing = ['redis-server', 'nginx', 'openssl'].filter((c) => !have(c));
 
@@ -115,55 +115,14 @@ test('WHIP publish and WHEP play through nginx (TLS) to a two-node cluster', { s
     pub = await openParticipant(`${origin}/`, tls);
     player = await openParticipant(`${origin}/`, tls);
     const token = devToken({ room, roomJoin: true, canPublish: true, canSubscribe: false }, 600, 'tls-publisher');
-    const published = await pub.page.evaluate(async ({ room, token }) => {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360, frameRate: 15 } });
-      const pc = new RTCPeerConnection();
-      for (const t of stream.getTracks()) pc.addTransceiver(t, { direction: 'sendonly' });
-      await pc.setLocalDescription(await pc.createOffer());
-      await new Promise((resolve) => {
-        if (pc.iceGatheringState === 'complete') return resolve();
-        pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
-        setTimeout(resolve, 2000);
-      });
-      const res = await fetch(`/whip/${room}`, {
-        method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` }, body: pc.localDescription.sdp,
-      });
-      if (res.status !== 201) return { status: res.status, error: await res.text() };
-      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-      window.whipPc = pc;
-      return { status: res.status, location: res.headers.get('location') };
-    }, { room, token });
+    const published = await whipPublish(pub.page, `/whip/${room}`, token);
     assert.equal(published.status, 201, JSON.stringify(published));
     assert.match(published.location, new RegExp(`^/whip/${room}/`), 'the WHIP session is on the public name');
     const watch = devToken({ room, roomJoin: true, canSubscribe: true }, 600, 'tls-player');
-    const played = await player.page.evaluate(async ({ room, watch }) => {
-      const pc = new RTCPeerConnection();
-      pc.addTransceiver('audio', { direction: 'recvonly' });
-      pc.addTransceiver('video', { direction: 'recvonly' });
-      await pc.setLocalDescription(await pc.createOffer());
-      await new Promise((resolve) => {
-        if (pc.iceGatheringState === 'complete') return resolve();
-        pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
-        setTimeout(resolve, 2000);
-      });
-      const res = await fetch(`/whep/${room}/tls-publisher`, {
-        method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${watch}` }, body: pc.localDescription.sdp,
-      });
-      if (res.status !== 201) return { status: res.status, error: await res.text() };
-      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-      window.whepPc = pc;
-      return { status: res.status, location: res.headers.get('location') };
-    }, { room, watch });
+    const played = await whepPlay(player.page, `/whep/${room}/tls-publisher`, watch);
     assert.equal(played.status, 201, JSON.stringify(played));
     assert.match(played.location, new RegExp(`^/whep/${room}/`), 'the WHEP session is on the public name');
-    const decoded = () => player.page.evaluate(async () => {
-      let f = 0, a = 0;
-      for (const s of (await window.whepPc.getStats()).values()) {
-        if (s.type === 'inbound-rtp' && s.kind === 'video') f += s.framesDecoded || 0;
-        if (s.type === 'inbound-rtp' && s.kind === 'audio') a += s.packetsReceived || 0;
-      }
-      return { f, a };
-    });
+    const decoded = () => inboundCounts(player.page, 'whepPc');
     await waitFor(async () => (await decoded()).f > 0, { what: 'WHEP frames decoded through the proxy', timeout: 30000 });
     const s1 = await decoded();
     await sleep(2000);

@@ -3,7 +3,7 @@
 // through WHEP; DELETE ends it. Once with VP8 and once with H.264 + Opus, as OBS sends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openParticipant, waitFor, sleep, devToken } from './lib.mjs';
+import { startServer, openParticipant, waitFor, sleep, devToken, whipPublish, whepPlay, inboundCounts } from './lib.mjs';
 
 for (const codec of ['VP8', 'H264']) test(`WHIP publisher (${codec} + Opus) from a plain page is seen in the web app and played through WHEP`, async () => {
   const server = await startServer();
@@ -12,29 +12,7 @@ for (const codec of ['VP8', 'H264']) test(`WHIP publisher (${codec} + Opus) from
   const pub = await openParticipant(`${server.base}/`);
   const viewer = await openParticipant(`${server.base}/?room=${room}&name=viewer&autojoin=1&quality=low`);
   try {
-    const { location, status } = await pub.page.evaluate(async ({ room, token, codec }) => {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360, frameRate: 15 } });
-      const pc = new RTCPeerConnection();
-      for (const t of stream.getTracks()) {
-        const tr = pc.addTransceiver(t, { direction: 'sendonly' });
-        if (t.kind === 'video') tr.setCodecPreferences(RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType === `video/${codec}`));
-      }
-      await pc.setLocalDescription(await pc.createOffer());
-      await new Promise((resolve) => {
-        if (pc.iceGatheringState === 'complete') return resolve();
-        pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
-        setTimeout(resolve, 2000);
-      });
-      const res = await fetch(`/whip/${room}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
-        body: pc.localDescription.sdp,
-      });
-      if (res.status !== 201) return { status: res.status, error: await res.text() };
-      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-      window.whipPc = pc;
-      return { status: res.status, location: res.headers.get('location') };
-    }, { room, token, codec });
+    const { location, status } = await whipPublish(pub.page, `/whip/${room}`, token, codec);
     assert.equal(status, 201);
     assert.match(location, new RegExp(`^/whip/${room}/`));
     // The viewer's page shows the WHIP publisher's tile, playing video.
@@ -59,36 +37,11 @@ for (const codec of ['VP8', 'H264']) test(`WHIP publisher (${codec} + Opus) from
     const player = await openParticipant(`${server.base}/`);
     try {
       const watch = devToken({ room, roomJoin: true, canSubscribe: true }, 600, 'whep-player');
-      const played = await player.page.evaluate(async ({ room, watch }) => {
-        const pc = new RTCPeerConnection();
-        pc.addTransceiver('audio', { direction: 'recvonly' });
-        pc.addTransceiver('video', { direction: 'recvonly' });
-        const video = document.createElement('video');
-        video.autoplay = true; video.muted = true; document.body.append(video);
-        const ms = new MediaStream();
-        pc.ontrack = (e) => { ms.addTrack(e.track); video.srcObject = ms; };
-        await pc.setLocalDescription(await pc.createOffer());
-        await new Promise((resolve) => {
-          if (pc.iceGatheringState === 'complete') return resolve();
-          pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
-          setTimeout(resolve, 2000);
-        });
-        // The WHIP publisher, by identity (the web-app viewer publishes too, so the
-        // active speaker could be either; speaker following is simulated in sfu-core).
-        const res = await fetch(`/whep/${room}/whip-publisher`, {
-          method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${watch}` }, body: pc.localDescription.sdp,
-        });
-        if (res.status !== 201) return { status: res.status, error: await res.text() };
-        await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-        window.whepPc = pc;
-        return { status: res.status, location: res.headers.get('location') };
-      }, { room, watch });
+      // The WHIP publisher, by identity (the web-app viewer publishes too, so the
+      // active speaker could be either; speaker following is simulated in sfu-core).
+      const played = await whepPlay(player.page, `/whep/${room}/whip-publisher`, watch);
       assert.equal(played.status, 201, JSON.stringify(played));
-      const decoded = () => player.page.evaluate(async () => {
-        let f = 0;
-        for (const s of (await window.whepPc.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') f += s.framesDecoded || 0;
-        return f;
-      });
+      const decoded = async () => (await inboundCounts(player.page, 'whepPc')).f;
       await waitFor(async () => (await decoded()) > 0, { what: 'WHEP frames decoded', timeout: 30000 });
       const played_codec = await player.page.evaluate(async () => {
         const stats = await window.whepPc.getStats();
