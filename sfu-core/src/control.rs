@@ -281,8 +281,8 @@ impl Shard {
             });
             api.set_remote_ice_credentials(str0m::IceCreds { ufrag, pass: pwd });
         });
-        self.by_ufrag.remove(&old);
-        self.by_ufrag.insert(local_ufrag.clone(), (id, kind));
+        self.routes
+            .bind_ufrag(Some(&old), local_ufrag.clone(), (id, kind));
         if let Err(f) = set {
             self.failures.report(id, f);
             return self.fail(id, CommandError::Internal("ICE restart failed".into()));
@@ -309,8 +309,7 @@ impl Shard {
         let ufrag = pc.rtc.direct_api().local_ice_credentials().ufrag;
         if ufrag != pc.ufrag {
             let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
-            self.by_ufrag.remove(&old);
-            self.by_ufrag.insert(ufrag, (id, kind));
+            self.routes.bind_ufrag(Some(&old), ufrag, (id, kind));
         }
     }
 }

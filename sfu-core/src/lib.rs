@@ -27,6 +27,7 @@ mod msid;
 mod pc;
 mod periodic;
 pub mod rewrite;
+mod routes;
 mod rtx;
 pub mod shard;
 pub mod speaker;

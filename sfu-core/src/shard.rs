@@ -34,13 +34,14 @@ use str0m::Candidate;
 use crate::api::{
     Command, CommandError, Event, GoneReason, Input, OfferedTrack, Output, ShardStats, Transport,
 };
-use crate::demux::{classify, stun_local_ufrag, DatagramKind};
+use crate::demux::{classify, DatagramKind};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::interruption::{Change, Interruptions};
 use crate::keyframe::KeyframeThrottle;
 use crate::pc::{Failures, Pc, PcFailure};
 use crate::periodic::{Job, Periodic};
+use crate::routes::{Routes, Unrouted};
 use crate::timers::{PcKey, Timers};
 use crate::whep::WhepTarget;
 
@@ -152,10 +153,10 @@ pub struct Shard {
     pub(crate) rooms: BTreeMap<RoomId, Room>,
     pub(crate) participants: BTreeMap<ParticipantId, Participant>,
     pub(crate) tracks: BTreeMap<TrackId, Track>,
-    by_addr: HashMap<(Transport, SocketAddr), (ParticipantId, PcKind)>,
     /// Connections whose ICE went quiet, within their grace period.
     pub(crate) interrupted: Interruptions,
-    pub(crate) by_ufrag: HashMap<String, (ParticipantId, PcKind)>,
+    /// Which connection a datagram belongs to ([`crate::routes`]).
+    pub(crate) routes: Routes,
     pub(crate) out: VecDeque<Output>,
     pub(crate) pending: VecDeque<(ParticipantId, PcKind, str0m::Event)>,
     /// Failed connections, removed at the next pump.
@@ -174,21 +175,9 @@ pub struct Shard {
     periodic: Periodic,
     /// The DTLS certificate every connection of this shard presents (made at first use).
     cert: Option<str0m::config::DtlsCert>,
-    /// STUN from unbound addresses this second, per source IP (see
-    /// [`NEW_SOURCE_STUN_PER_SEC`]).
-    new_source_stun: HashMap<std::net::IpAddr, u32>,
-    new_source_window: Instant,
 }
 
-/// STUN requests per second each source IP may send from addresses not yet bound to a
-/// peer (connectivity checks of new candidates). They cost a MESSAGE-INTEGRITY check
-/// each; beyond this budget they are dropped and counted.
-pub const NEW_SOURCE_STUN_PER_SEC: u32 = 50;
-/// Addresses remembered per connection (a client's candidates and NAT rebindings);
-/// the oldest is forgotten beyond this.
-const MAX_ADDRS_PER_PC: usize = 8;
-/// Source IPs whose STUN budget is tracked at once (the map is cleared every second).
-const MAX_TRACKED_SOURCES: usize = 4096;
+pub use crate::routes::NEW_SOURCE_STUN_PER_SEC;
 
 /// At most this many extra clock advances per connection and turn settle its pacer.
 const SETTLE_ROUNDS: usize = 128;
@@ -208,8 +197,7 @@ impl Shard {
             rooms: BTreeMap::new(),
             participants: BTreeMap::new(),
             tracks: BTreeMap::new(),
-            by_addr: HashMap::new(),
-            by_ufrag: HashMap::new(),
+            routes: Routes::new(now),
             out: VecDeque::new(),
             pending: VecDeque::new(),
             failures: Failures::default(),
@@ -222,8 +210,6 @@ impl Shard {
             last_now: now,
             periodic: Periodic::new(now),
             cert: None,
-            new_source_stun: HashMap::new(),
-            new_source_window: now,
         }
     }
 
@@ -241,7 +227,7 @@ impl Shard {
         let pc = self.participants.get_mut(&participant)?.pc_mut(kind)?;
         let known = pc.ufrag.clone();
         let used = pc.rtc.direct_api().local_ice_credentials().ufrag;
-        (self.by_ufrag.get(&known) == Some(&(participant, kind))).then_some((known, used))
+        (self.routes.ufrag_owner(&known) == Some((participant, kind))).then_some((known, used))
     }
 
     #[cfg(feature = "testkit")]
@@ -383,19 +369,6 @@ impl Shard {
         }
     }
 
-    /// Spend one unit of `source`'s IP budget for STUN from unbound addresses.
-    fn new_source_allowed(&mut self, now: Instant, source: SocketAddr) -> bool {
-        if now.saturating_duration_since(self.new_source_window) >= Duration::from_secs(1)
-            || self.new_source_stun.len() >= MAX_TRACKED_SOURCES
-        {
-            self.new_source_stun.clear();
-            self.new_source_window = now;
-        }
-        let n = self.new_source_stun.entry(source.ip()).or_insert(0);
-        *n += 1;
-        *n <= NEW_SOURCE_STUN_PER_SEC
-    }
-
     fn on_datagram(
         &mut self,
         now: Instant,
@@ -406,27 +379,16 @@ impl Shard {
         self.stats.datagrams_in += 1;
         let kind = classify(contents);
         let remote = (transport, source);
-        let who = match self.by_addr.get(&remote) {
-            Some(w) => *w,
-            None => {
-                let found = (kind == DatagramKind::Stun)
-                    .then(|| stun_local_ufrag(contents))
-                    .flatten()
-                    .and_then(|u| self.by_ufrag.get(u).copied());
-                match found {
-                    Some(w) => {
-                        if !self.new_source_allowed(now, source) {
-                            self.stats.dropped_rate_limited += 1;
-                            return;
-                        }
-                        w
-                    }
-                    None => {
-                        self.stats.dropped_unknown_source += 1;
-                        tracing::trace!("datagram from unknown source dropped");
-                        return;
-                    }
-                }
+        let who = match self.routes.route(now, remote, kind, contents) {
+            Ok(w) => w,
+            Err(Unrouted::RateLimited) => {
+                self.stats.dropped_rate_limited += 1;
+                return;
+            }
+            Err(Unrouted::UnknownSource) => {
+                self.stats.dropped_unknown_source += 1;
+                tracing::trace!("datagram from unknown source dropped");
+                return;
             }
         };
         if kind == DatagramKind::Unknown {
@@ -462,16 +424,7 @@ impl Shard {
             self.stats.rtp_in += 1;
         }
         match pc.guarded(|rtc| rtc.handle_input(input)) {
-            Ok(Ok(())) => {
-                if !pc.addrs.contains(&remote) {
-                    if pc.addrs.len() >= MAX_ADDRS_PER_PC {
-                        let old = pc.addrs.remove(0);
-                        self.by_addr.remove(&old);
-                    }
-                    pc.addrs.push(remote);
-                    self.by_addr.insert(remote, who);
-                }
-            }
+            Ok(Ok(())) => self.routes.bind_addr(&mut pc.addrs, remote, who),
             Ok(Err(e)) => {
                 self.stats.dropped_malformed += 1;
                 tracing::trace!(error = %e, "datagram refused by peer connection");
@@ -875,7 +828,7 @@ impl Shard {
             kind == PcKind::Subscriber,
             self.cert.as_ref(),
         );
-        self.by_ufrag.insert(pc.ufrag.clone(), (id, kind));
+        self.routes.bind_ufrag(None, pc.ufrag.clone(), (id, kind));
         pc
     }
 
@@ -957,10 +910,7 @@ impl Shard {
     /// A connection that is gone: datagrams are no longer routed to it, and its timer
     /// is dropped.
     fn forget_pc(&mut self, who: PcKey, pc: &Pc) {
-        self.by_ufrag.remove(&pc.ufrag);
-        for a in &pc.addrs {
-            self.by_addr.remove(a);
-        }
+        self.routes.forget(&pc.ufrag, &pc.addrs);
         self.timers.remove(who, pc.timeout);
     }
 

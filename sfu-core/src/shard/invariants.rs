@@ -75,12 +75,13 @@ impl Shard {
                 PcKind::Subscriber => p.subscriber.is_some(),
             })
         };
-        for (addr, (id, kind)) in &self.by_addr {
+        let (addrs, ufrags) = self.routes.bindings();
+        for (addr, (id, kind)) in addrs {
             if !live(id, *kind) {
                 return Err(format!("address {addr:?} left behind for {id} {kind:?}"));
             }
         }
-        for (ufrag, (id, kind)) in &self.by_ufrag {
+        for (ufrag, (id, kind)) in ufrags {
             if !live(id, *kind) {
                 return Err(format!("ufrag {ufrag} left behind for {id} {kind:?}"));
             }
@@ -92,7 +93,7 @@ impl Shard {
                 (PcKind::Subscriber, p.subscriber.as_ref()),
             ] {
                 let Some(pc) = pc else { continue };
-                if self.by_ufrag.get(&pc.ufrag) != Some(&(*id, kind)) {
+                if self.routes.ufrag_owner(&pc.ufrag) != Some((*id, kind)) {
                     return Err(format!(
                         "{id} {kind:?}: ufrag {} not demultiplexed",
                         pc.ufrag
