@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the per-packet hot path (see docs/benchmarks.md):
-//! parse (VP8 descriptor + keyframe detection), layer choice, header rewrite, and a whole
-//! simulated call (shard + simulated str0m clients) per forwarded packet.
+//! parse (VP8 descriptor + keyframe detection), layer choice, header rewrite, a whole
+//! simulated call (shard + simulated str0m clients) per forwarded packet, and the heap
+//! allocations the shard makes per forwarded packet (a counting allocator, counting only
+//! inside calls into the shard).
 #![allow(clippy::disallowed_methods)] // Instant::now: a benchmark's clock origin
 
 use std::hint::black_box;
@@ -14,6 +16,48 @@ use sfu_core::str0m::rtp::Vp8Descriptor;
 use sfu_core::testkit::media::{video_payload, Stamp};
 use sfu_core::testkit::{ClientSpec, Sim};
 use sfu_core::TrackKind;
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations made inside calls into the shard, and the count when the current call
+/// began.
+static IN_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static AT_ENTRY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn shard_hook(entering: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = GLOBAL.stats().allocations;
+    if entering {
+        AT_ENTRY.store(now, Relaxed);
+    } else {
+        IN_SHARD.fetch_add(now - AT_ENTRY.load(Relaxed), Relaxed);
+    }
+}
+
+/// Heap allocations by the shard per forwarded packet, in a webinar of one simulcast
+/// publisher and N viewers after 2 s of warm-up (printed; criterion times nothing here).
+fn allocations(_: &mut Criterion) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for n in [1usize, 4, 16] {
+        let mut sim = Sim::new(Instant::now(), 7);
+        sim.join("r", ClientSpec::simulcast());
+        for _ in 0..n {
+            sim.join("r", ClientSpec::viewer());
+        }
+        sim.run_for(Duration::from_secs(2));
+        sim.shard_hook = Some(shard_hook);
+        let before = (sim.shard.stats().rtp_forwarded, IN_SHARD.load(Relaxed));
+        sim.run_for(Duration::from_secs(2));
+        let forwarded = (sim.shard.stats().rtp_forwarded - before.0).max(1);
+        let allocs = IN_SHARD.load(Relaxed) - before.1;
+        println!(
+            "allocations in the shard, 1 publisher -> {n} subscribers: {:.2} per forwarded packet ({allocs} for {forwarded})",
+            allocs as f64 / forwarded as f64
+        );
+    }
+}
 
 fn parse(c: &mut Criterion) {
     let p = video_payload(
@@ -98,5 +142,5 @@ fn call(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, rewrite, call);
+criterion_group!(benches, parse, rewrite, allocations, call);
 criterion_main!(benches);

@@ -32,6 +32,9 @@ pub struct Sim {
     pub dynacast: bool,
     /// Transmits over ICE-TCP (to nobody: the simulated network is UDP).
     pub tcp_transmits: u64,
+    /// Called with true before and false after every call into the shard (a benchmark
+    /// counts the allocations in between, the clients' own left out).
+    pub shard_hook: Option<fn(bool)>,
 }
 
 impl Sim {
@@ -56,6 +59,7 @@ impl Sim {
             next_id: 1,
             dynacast: true,
             tcp_transmits: 0,
+            shard_hook: None,
         }
     }
 
@@ -175,7 +179,7 @@ impl Sim {
     }
 
     pub fn command(&mut self, c: Command) {
-        self.shard.handle_input(self.now, Input::Command(c));
+        self.shard_input(self.now, Input::Command(c));
         self.drain_shard();
     }
 
@@ -195,7 +199,7 @@ impl Sim {
                 self.deliver(at, p);
             }
             if self.shard_timeout <= self.now {
-                self.shard.handle_input(self.now, Input::Timeout);
+                self.shard_input(self.now, Input::Timeout);
                 self.drain_shard();
             }
             let now = self.now;
@@ -235,7 +239,7 @@ impl Sim {
 
     fn deliver(&mut self, at: Instant, p: Packet) {
         if p.destination == self.server {
-            self.shard.handle_input(
+            self.shard_input(
                 at,
                 Input::Datagram {
                     source: p.source,
@@ -273,9 +277,27 @@ impl Sim {
         });
     }
 
+    /// One input to the shard, inside [`Sim::shard_hook`].
+    fn shard_input(&mut self, at: Instant, input: Input<'_>) {
+        if let Some(h) = self.shard_hook {
+            h(true);
+        }
+        self.shard.handle_input(at, input);
+        if let Some(h) = self.shard_hook {
+            h(false);
+        }
+    }
+
     fn drain_shard(&mut self) {
         loop {
-            match self.shard.poll_output() {
+            if let Some(h) = self.shard_hook {
+                h(true);
+            }
+            let out = self.shard.poll_output();
+            if let Some(h) = self.shard_hook {
+                h(false);
+            }
+            match out {
                 Output::Timeout(t) => {
                     self.shard_timeout = t;
                     break;
@@ -329,7 +351,7 @@ impl Sim {
                         .and_then(|c| c.accept_subscribe_offer(&sdp, tracks));
                     self.drain_client(i);
                     if let Some(sdp) = answer {
-                        self.shard.handle_input(
+                        self.shard_input(
                             self.now,
                             Input::Command(Command::SubscribeAnswer { participant, sdp }),
                         );
