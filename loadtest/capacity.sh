@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Capacity of Switchboard and Janus on one core each, in one command (as root):
+# Capacity of Switchboard, Janus and mediasoup on one core each, in one command (as root):
 #   bash loadtest/capacity.sh [extra capacity flags, e.g. --step-rooms 2]
 # The servers run in a network namespace pinned to core 0 (Switchboard with one worker),
 # the harness in a second namespace pinned to core 1, joined by a veth pair (Janus's ICE
 # does not use loopback); conference rooms of 4 are added step by step (10 s each) until
 # loss > 1 % or p99 > 50 ms. Each step line shows the share of its core that the server
 # and the harness used in the measured window: a harness near 100 % means the harness,
-# not the server, was what saturated. Results: target/capacity/.
+# not the server, was what saturated. mediasoup (one worker, its Node bridge on the same
+# core) is measured when its worker builds (loadtest/mediasoup/build.sh, as compare.sh
+# does). Results: target/capacity/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(nproc)" -ge 2 ] || { echo "capacity.sh needs two cores (server and harness apart)"; exit 1; }
@@ -25,6 +27,7 @@ NS_S=sbltA78; NS_C=sbltB78; SIP=10.99.78.1; CIP=10.99.78.2
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "bridge.mjs --ip $SIP" 2>/dev/null || true
   ip netns del "$NS_S" 2>/dev/null || true
   ip netns del "$NS_C" 2>/dev/null || true
 }
@@ -59,12 +62,30 @@ for _ in $(seq 200); do grep -q "HTTP webserver started" "$OUT/janus.log" 2>/dev
 sleep 0.5
 JA=$(pgrep -f "janus -C $OUT/janus-config" | head -1)
 harness --url "http://$SIP:8088" --server janus --server-pid "$JA" "${@}" | tee "$OUT/janus.txt"
+kill "$JA" 2>/dev/null || true
+servers=(switchboard janus)
+
+if bash loadtest/mediasoup/build.sh >"$OUT/mediasoup-build.log" 2>&1; then
+  echo "== mediasoup (one worker and its Node bridge) on core 0" >&2
+  rm -f "$OUT/mediasoup.log"
+  (cd loadtest/mediasoup && exec ip netns exec "$NS_S" taskset -c 0 node bridge.mjs --ip "$SIP" \
+    --port 3000 --workers 1 >"$OUT/mediasoup.log" 2>&1) &
+  pids+=($!)
+  for _ in $(seq 200); do grep -q "mediasoup bridge listening" "$OUT/mediasoup.log" 2>/dev/null && break; sleep 0.1; done
+  # Node and its worker, counted together (the harness reports each alone too).
+  MS=$(sed -nE 's/^pids node=([0-9]+) workers=([0-9,]+).*/\1,\2/p' "$OUT/mediasoup.log" | head -1)
+  harness --url "http://$SIP:3000" --server mediasoup --server-pid "$MS" "${@}" | tee "$OUT/mediasoup.txt"
+  pkill -f "bridge.mjs --ip $SIP" 2>/dev/null || true
+  servers+=(mediasoup)
+else
+  echo "mediasoup could not be built (see $OUT/mediasoup-build.log): measured without it" >&2
+fi
 
 last() { grep -E '^step .* held$' "$1" | tail -1 | sed -E 's/^step [0-9]+: ([0-9]+) rooms.*/\1/'; }
 {
   echo "| server (one core) | rooms of 4 held | the last step that held |"
   echo "|---|---:|---|"
-  for s in switchboard janus; do
+  for s in "${servers[@]}"; do
     echo "| $s | $(last "$OUT/$s.txt") | $(grep -E ' held$' "$OUT/$s.txt" | tail -1 | sed 's/ -> held//') |"
   done
 } | tee "$OUT/summary.md"
