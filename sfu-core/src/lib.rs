@@ -24,12 +24,14 @@ pub mod ids;
 mod interruption;
 pub mod keyframe;
 mod msid;
+mod participant;
 mod pc;
 mod periodic;
 pub mod rewrite;
 mod routes;
 mod rtx;
 pub mod shard;
+mod shard_config;
 pub mod speaker;
 #[cfg(test)]
 mod test_clock;

@@ -1,0 +1,82 @@
+//! A participant of a shard (its two connections, what it publishes and receives, its
+//! negotiation and estimate state) and a room (who is in it, its tracks, its speaker).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use str0m::media::Mid;
+
+use crate::forward::Subscription;
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+use crate::pc::Pc;
+use crate::whep::WhepTarget;
+
+pub(crate) struct Room {
+    pub participants: Vec<ParticipantId>,
+    pub tracks: Vec<TrackId>,
+    pub speaker: crate::speaker::SpeakerDetector,
+}
+
+pub(crate) struct Participant {
+    pub room: RoomId,
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub publisher: Option<Pc>,
+    pub subscriber: Option<Pc>,
+    /// Publisher m-lines → tracks.
+    pub published: BTreeMap<Mid, TrackId>,
+    /// Publisher SSRCs → (track, layer index): a cache of str0m's stream lookup.
+    pub ssrcs: HashMap<u32, (TrackId, usize)>,
+    /// What this participant receives.
+    pub subs: BTreeMap<TrackId, Subscription>,
+    /// Subscriber-side negotiation: an offer out, changes waiting, m-lines to stop.
+    pub pending_offer: Option<str0m::change::SdpPendingOffer>,
+    pub renegotiate: bool,
+    pub to_stop: Vec<Mid>,
+    /// The subscriber connection's first m-line, which tags its BUNDLE group: never
+    /// stopped, made inactive instead. Chromium closes the whole transport (DTLS
+    /// close_notify) when an offer stops the BUNDLE-tag m-line — as when the first
+    /// publisher a subscriber received leaves, and with it the last one of a room of two.
+    pub bundle_tag: Option<Mid>,
+    /// The next subscriber offer restarts ICE ([`Command::RestartSubscriberIce`]).
+    pub restart_ice: bool,
+    /// WHEP viewers: whose tracks the client-offered m-lines carry.
+    pub whep_target: Option<WhepTarget>,
+    /// WHEP viewers: the client-offered m-lines, by kind.
+    pub whep_slots: Vec<(Mid, TrackKind)>,
+    /// The subscriber connection's latest bandwidth estimate (bits per second).
+    pub estimate: Option<u64>,
+    /// How many estimates in a row have fallen (a falling trend is met early).
+    pub falling: u32,
+    /// What the publisher's m-lines carry, as declared ([`Command::SetSources`]).
+    pub sources: HashMap<Mid, crate::ids::TrackSource>,
+    /// The subscriber connection's last cumulative (NACK, PLI, FIR) counts per stream.
+    pub feedback: HashMap<Mid, [u64; 3]>,
+    /// The subscriber connection's round-trip time, from its receiver reports.
+    pub rtt: Option<Duration>,
+}
+
+impl Participant {
+    pub fn pc_mut(&mut self, kind: PcKind) -> Option<&mut Pc> {
+        match kind {
+            PcKind::Publisher => self.publisher.as_mut(),
+            PcKind::Subscriber => self.subscriber.as_mut(),
+        }
+    }
+
+    /// The subscriber connection's bandwidth estimation starts again from the initial
+    /// estimate (as at join).
+    pub fn restart_estimate(&mut self) {
+        let Some(pc) = self.subscriber.as_mut() else {
+            return;
+        };
+        let initial = crate::pc::INITIAL_ESTIMATE_KBPS;
+        if pc
+            .guarded(|rtc| rtc.bwe().reset(str0m::bwe::Bitrate::kbps(initial)))
+            .is_ok()
+        {
+            self.estimate = Some(initial * 1_000);
+            self.falling = 0;
+        }
+    }
+}
