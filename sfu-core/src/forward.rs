@@ -353,6 +353,19 @@ impl Subscription {
         } else {
             track.target_layer(now)
         };
+        self.step(track, facts, inh, target, now)
+    }
+
+    /// [`Subscription::on_packet`] with the layer to take already chosen: the forwarding
+    /// loop chooses an audio track's once per packet, not once per subscriber.
+    pub(crate) fn step(
+        &mut self,
+        track: &Track,
+        facts: &Facts,
+        inh: &InHeader,
+        target: Option<usize>,
+        now: Instant,
+    ) -> (Step, Option<usize>) {
         let r = route(track, self.view(), facts, target);
         self.epoch = r.epoch;
         self.tid_cap = r.tid_cap;
@@ -480,6 +493,12 @@ impl Shard {
             ..Default::default()
         };
         let mut want_keyframe: Vec<usize> = Vec::new();
+        // Audio has one target for every subscriber; video's depends on each allocation.
+        let audio_target = if ing.facts.video {
+            None
+        } else {
+            track.target_layer(now)
+        };
         for &sid in &track.subscribers {
             let Some(sp) = self.participants.get_mut(&sid) else {
                 continue;
@@ -490,7 +509,11 @@ impl Shard {
             if !sub.ready || !spc.connected || spc.is_failed() {
                 continue;
             }
-            let (step, keyframe_of) = sub.on_packet(track, &ing.facts, &ing.inh, now);
+            let (step, keyframe_of) = if ing.facts.video {
+                sub.on_packet(track, &ing.facts, &ing.inh, now)
+            } else {
+                sub.step(track, &ing.facts, &ing.inh, audio_target, now)
+            };
             if let Some(t) = keyframe_of.filter(|t| !want_keyframe.contains(t)) {
                 want_keyframe.push(t);
             }
