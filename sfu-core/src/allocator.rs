@@ -14,6 +14,12 @@
 //!    subscriber flap between layers; a downgrade happens as soon as the current layer no
 //!    longer fits.
 
+use std::time::Instant;
+
+use crate::api::Event;
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+use crate::peers::Peers;
+
 /// Reserved per audio track (Opus with headers).
 pub const AUDIO_BPS: u64 = 48_000;
 /// Extra room an upgrade needs above the layer's measured rate.
@@ -240,6 +246,81 @@ pub(crate) fn settle(
         };
     }
     paused
+}
+
+impl crate::router::Router {
+    /// Divide subscriber `sid`'s bandwidth estimate among its tracks
+    /// ([`crate::allocator`]), apply it to its subscriptions, and steer its probing
+    /// toward what it would take.
+    pub(crate) fn allocate(&mut self, peers: &mut Peers, now: Instant, sid: ParticipantId) {
+        use crate::allocator::{self, VideoDemand};
+        let Some(p) = self.participants.get(&sid) else {
+            return;
+        };
+        let Some(estimate) = p.estimate else { return };
+        let speaker = |room: &RoomId| self.rooms.get(room).and_then(|r| r.speaker.current());
+        let mut audio = 0;
+        let (mut keys, mut demands): (Vec<TrackId>, Vec<VideoDemand>) = (Vec::new(), Vec::new());
+        for (tid, sub) in &p.subs {
+            let Some(track) = self.tracks.get(tid) else {
+                continue;
+            };
+            match track.kind {
+                TrackKind::Audio => audio += 1,
+                TrackKind::Video => {
+                    let mut d =
+                        track.demand(now, sub.current_rank(track), sub.viewport, sub.preferred);
+                    d.priority = allocator::priority(
+                        track.source == crate::ids::TrackSource::ScreenShare,
+                        speaker(&track.room) == Some(track.publisher),
+                        sub.viewport,
+                    );
+                    keys.push(*tid);
+                    demands.push(d);
+                }
+            }
+        }
+        let budget = allocator::budget(estimate, p.falling >= 2, audio, &demands);
+        let a = allocator::allocate(budget, audio, &demands);
+        let Some(p) = self.participants.get_mut(&sid) else {
+            return;
+        };
+        let mut paused = Vec::new();
+        for ((tid, d), allocated) in keys.iter().zip(&demands).zip(&a.video) {
+            let Some(sub) = p.subs.get_mut(tid) else {
+                continue;
+            };
+            let measured = self
+                .tracks
+                .get(tid)
+                .is_some_and(|t| t.layers.iter().any(|l| l.bps > 0));
+            if allocator::settle(sub, *allocated, d, measured, now) {
+                peers.stats.subscription_pauses += 1;
+                paused.push(*tid);
+            }
+        }
+        if let Some(pc) = p.subscriber.as_mut() {
+            let (min, desired) = allocator::probe_bounds(&a, budget, estimate);
+            let set = pc.guarded(|rtc| {
+                rtc.bwe().set_bitrate(
+                    str0m::bwe::Bitrate::bps(min),
+                    str0m::bwe::Bitrate::bps(desired),
+                )
+            });
+            if let Err(f) = set {
+                peers.failures.report(sid, f);
+            }
+        }
+        for track in paused {
+            peers.emit(Event::SubscriptionChanged {
+                participant: sid,
+                track,
+                layer: None,
+                paused: true,
+            });
+        }
+        self.drain_pc(peers, sid, PcKind::Subscriber);
+    }
 }
 
 #[cfg(test)]

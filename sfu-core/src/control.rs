@@ -11,19 +11,21 @@ use crate::api::{CommandError, Event};
 use crate::forward::Subscription;
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
 use crate::msid;
-use crate::shard::Shard;
+use crate::peers::Peers;
+use crate::router::Router;
 use crate::whep::{Answered, WhepTarget};
 
-impl Shard {
+impl Router {
     pub(crate) fn set_permissions(
         &mut self,
+        peers: &mut Peers,
         now: Instant,
         id: ParticipantId,
         can_publish: bool,
         can_subscribe: bool,
     ) {
         let Some(p) = self.participants.get_mut(&id) else {
-            return self.fail(id, CommandError::UnknownParticipant);
+            return peers.fail(id, CommandError::UnknownParticipant);
         };
         p.can_publish = can_publish;
         let was_subscribing = p.can_subscribe;
@@ -31,7 +33,7 @@ impl Shard {
         if !can_publish {
             let tracks: Vec<TrackId> = p.published.values().copied().collect();
             for t in tracks {
-                self.unpublish(t);
+                self.unpublish(peers, t);
             }
         }
         let Some(p) = self.participants.get_mut(&id) else {
@@ -45,19 +47,19 @@ impl Shard {
                     t.subscribers.retain(|s| *s != id);
                 }
             }
-            self.sync_subscriptions(id);
+            self.sync_subscriptions(peers, id);
         } else if can_subscribe && !was_subscribing {
             if p.subscriber.is_none() {
-                let pc = self.new_pc(now, id, PcKind::Subscriber);
+                let pc = peers.new_pc(now, id, PcKind::Subscriber, &mut self.rng);
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.subscriber = Some(pc);
                 }
             }
-            self.sync_subscriptions(id);
+            self.sync_subscriptions(peers, id);
         }
     }
 
-    pub(crate) fn update_speakers(&mut self, now: Instant) {
+    pub(crate) fn update_speakers(&mut self, peers: &mut Peers, now: Instant) {
         let mut changed = Vec::new();
         for (name, room) in self.rooms.iter_mut() {
             if let Some(p) = room.speaker.update(now) {
@@ -65,7 +67,7 @@ impl Shard {
             }
         }
         for (room, participant) in changed {
-            self.emit(Event::ActiveSpeaker {
+            peers.emit(Event::ActiveSpeaker {
                 room: room.clone(),
                 participant,
             });
@@ -75,7 +77,7 @@ impl Shard {
                 .map(|r| crate::whep::speaker_viewers(r, &self.participants))
                 .unwrap_or_default();
             for v in viewers {
-                self.retarget_whep(now, v, participant);
+                self.retarget_whep(peers, now, v, participant);
             }
         }
     }
@@ -84,6 +86,7 @@ impl Shard {
     /// restarts on a keyframe, continuing its sequence numbers.
     pub(crate) fn retarget_whep(
         &mut self,
+        peers: &mut Peers,
         now: Instant,
         id: ParticipantId,
         speaker: ParticipantId,
@@ -115,7 +118,7 @@ impl Shard {
                 t.target_layer(now)
             });
             if let Some(Some(li)) = layer {
-                self.request_keyframe(now, new, li);
+                self.request_keyframe(peers, now, new, li);
             }
         }
         self.bind_whep(id);
@@ -123,6 +126,7 @@ impl Shard {
 
     pub(crate) fn on_whep_offer(
         &mut self,
+        peers: &mut Peers,
         now: Instant,
         id: ParticipantId,
         target: Option<ParticipantId>,
@@ -134,13 +138,13 @@ impl Shard {
         };
         let offer = match SdpOffer::from_sdp_string(&msid::with_stream_id(sdp, &stream)) {
             Ok(o) => o,
-            Err(e) => return self.fail(id, CommandError::BadSdp(e.to_string())),
+            Err(e) => return peers.fail(id, CommandError::BadSdp(e.to_string())),
         };
         let Some(p) = self.participants.get(&id) else {
-            return self.fail(id, CommandError::UnknownParticipant);
+            return peers.fail(id, CommandError::UnknownParticipant);
         };
         if p.subscriber.is_none() {
-            let pc = self.new_pc(now, id, PcKind::Subscriber);
+            let pc = peers.new_pc(now, id, PcKind::Subscriber, &mut self.rng);
             if let Some(p) = self.participants.get_mut(&id) {
                 p.subscriber = Some(pc);
             }
@@ -157,18 +161,18 @@ impl Shard {
         };
         let answer = match pc.guarded(|rtc| rtc.sdp_api().accept_offer(offer)) {
             Ok(Ok(a)) => a,
-            Ok(Err(e)) => return self.fail(id, CommandError::BadSdp(e.to_string())),
+            Ok(Err(e)) => return peers.fail(id, CommandError::BadSdp(e.to_string())),
             Err(f) => {
-                self.failures.report(id, f);
-                return self.fail(id, CommandError::Internal("offer handling panicked".into()));
+                peers.failures.report(id, f);
+                return peers.fail(id, CommandError::Internal("offer handling panicked".into()));
             }
         };
         let sdp = answer.to_sdp_string();
         match crate::whep::answered_media(&sdp) {
             Answered::Sends => {}
-            Answered::NoCodec => return self.fail(id, CommandError::NoCommonCodec),
+            Answered::NoCodec => return peers.fail(id, CommandError::NoCommonCodec),
             Answered::Inactive => {
-                return self.fail(
+                return peers.fail(
                     id,
                     CommandError::BadSdp(
                         "the offer has no active audio or video m-line to receive on".into(),
@@ -176,11 +180,11 @@ impl Shard {
                 )
             }
         }
-        self.emit(Event::PublishAnswer {
+        peers.emit(Event::PublishAnswer {
             participant: id,
             sdp,
         });
-        self.drain_pc(id, PcKind::Subscriber);
+        self.drain_pc(peers, id, PcKind::Subscriber);
     }
 
     /// WHEP: put the target's tracks on free client-offered m-lines of the same kind.
@@ -215,13 +219,14 @@ impl Shard {
 
     pub(crate) fn set_muted(
         &mut self,
+        peers: &mut Peers,
         now: Instant,
         id: ParticipantId,
         kind: TrackKind,
         muted: bool,
     ) {
         let Some(p) = self.participants.get(&id) else {
-            return self.fail(id, CommandError::UnknownParticipant);
+            return peers.fail(id, CommandError::UnknownParticipant);
         };
         let tracks: Vec<TrackId> = p.published.values().copied().collect();
         for t in tracks {
@@ -238,78 +243,9 @@ impl Shard {
             if !muted && kind == TrackKind::Video {
                 // Subscribers restart on a keyframe of the best layer.
                 if let Some(li) = track.target_layer(now) {
-                    self.request_keyframe(now, t, li);
+                    self.request_keyframe(peers, now, t, li);
                 }
             }
-        }
-    }
-
-    /// ICE restart of one connection ([`crate::Command::IceRestart`]): the client's new
-    /// credentials, new local ones, demux by the new ufrag.
-    pub(crate) fn ice_restart(
-        &mut self,
-        id: ParticipantId,
-        kind: PcKind,
-        ufrag: String,
-        pwd: String,
-    ) {
-        // RFC 8445 §5.3: ufrag at least 4 characters, password at least 22, ice-chars.
-        let ice_chars = |s: &str, min: usize| {
-            s.len() >= min
-                && s.len() <= 256
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-        };
-        if !ice_chars(&ufrag, 4) || !ice_chars(&pwd, 22) {
-            return self.fail(
-                id,
-                CommandError::BadCandidate(
-                    "ICE credentials: a ufrag of 4+ and a password of 22+ ice-chars".into(),
-                ),
-            );
-        }
-        let (local_ufrag, local_pass) = crate::pc::new_credentials(&mut self.rng);
-        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
-            return self.fail(id, CommandError::UnknownParticipant);
-        };
-        let old = std::mem::replace(&mut pc.ufrag, local_ufrag.clone());
-        let set = pc.guarded(|rtc| {
-            let mut api = rtc.direct_api();
-            api.set_local_ice_credentials(str0m::IceCreds {
-                ufrag: local_ufrag.clone(),
-                pass: local_pass.clone(),
-            });
-            api.set_remote_ice_credentials(str0m::IceCreds { ufrag, pass: pwd });
-        });
-        self.routes
-            .bind_ufrag(Some(&old), local_ufrag.clone(), (id, kind));
-        if let Err(f) = set {
-            self.failures.report(id, f);
-            return self.fail(id, CommandError::Internal("ICE restart failed".into()));
-        }
-        let candidates = crate::pc::local_candidates(self.cfg.public_addr, self.cfg.tcp_addr)
-            .iter()
-            .map(|c| c.to_sdp_string())
-            .collect();
-        self.emit(Event::IceRestarted {
-            participant: id,
-            pc: kind,
-            ufrag: local_ufrag,
-            pwd: local_pass,
-            candidates,
-        });
-    }
-
-    /// After a negotiation that may have restarted ICE: new paths' STUN is demultiplexed
-    /// by the connection's current local ufrag.
-    pub(crate) fn sync_ufrag(&mut self, id: ParticipantId, kind: PcKind) {
-        let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) else {
-            return;
-        };
-        let ufrag = pc.rtc.direct_api().local_ice_credentials().ufrag;
-        if ufrag != pc.ufrag {
-            let old = std::mem::replace(&mut pc.ufrag, ufrag.clone());
-            self.routes.bind_ufrag(Some(&old), ufrag, (id, kind));
         }
     }
 }

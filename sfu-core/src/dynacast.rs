@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use crate::api::Output;
 use crate::api::{Event, LayerState, SubscriptionStat};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, TrackId, TrackKind};
+use crate::peers::Peers;
 
 /// How long a layer must be unneeded before its publisher is told to stop it.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(3);
@@ -156,6 +158,51 @@ pub(crate) fn subscription_stats(
         estimate_bps,
         subscriptions,
     })
+}
+
+impl crate::router::Router {
+    /// Dynacast: which simulcast layers each track's subscribers need
+    /// ([`crate::dynacast::evaluate`]); the changes go to the publishers.
+    pub(crate) fn dynacast(&mut self, peers: &mut Peers, now: Instant) {
+        use crate::dynacast::{evaluate, Demand};
+        let mut demands = Vec::new();
+        for (tid, track) in self.tracks.iter_mut() {
+            demands.clear();
+            demands.extend(
+                track
+                    .subscribers
+                    .iter()
+                    .filter_map(|sid| self.participants.get(sid)?.subs.get(tid))
+                    .map(Demand::of),
+            );
+            if let Some(e) = evaluate(*tid, track, &demands, now) {
+                peers.out.push_back(Output::Event(e));
+            }
+        }
+    }
+
+    /// Every subscriber's [`Event::SubscriptionStats`]
+    /// ([`crate::dynacast::subscription_stats`]).
+    pub(crate) fn report_subscriptions(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        period: Duration,
+    ) {
+        for (id, p) in self.participants.iter_mut() {
+            let stats = crate::dynacast::subscription_stats(
+                *id,
+                &mut p.subs,
+                p.estimate,
+                &self.tracks,
+                now,
+                period,
+            );
+            if let Some(e) = stats {
+                peers.out.push_back(Output::Event(e));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,10 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
 use crate::keyframe::starts_keyframe;
 use crate::pc::{Pc, PcFailure};
+use crate::peers::Peers;
 use crate::rewrite::{InHeader, OutHeader, Rewriter};
+use crate::router::Router;
 use crate::rtx::RtxCache;
-use crate::shard::Shard;
 pub(crate) use crate::track::Track;
 use crate::track::{compose, spatial_of, temporal_of, ALL_FRAMES};
 
@@ -478,10 +479,16 @@ fn write(
     Ok(wrote)
 }
 
-impl Shard {
+impl Router {
     /// One packet from a publisher, to every subscriber of its track.
-    pub(crate) fn forward(&mut self, now: Instant, pid: ParticipantId, pkt: RtpPacket) {
-        let Some(ing) = self.ingest(now, pid, &pkt) else {
+    pub(crate) fn forward(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        pid: ParticipantId,
+        pkt: RtpPacket,
+    ) {
+        let Some(ing) = self.ingest(peers, now, pid, &pkt) else {
             return;
         };
         let Some(track) = self.tracks.get(&ing.tid) else {
@@ -520,8 +527,8 @@ impl Shard {
             let out = match step {
                 Step::Send { out, switched } => {
                     if let Some(was_on_a_layer) = switched {
-                        self.stats.layer_switches += u64::from(was_on_a_layer);
-                        self.out.push_back(crate::api::Output::Event(
+                        peers.stats.layer_switches += u64::from(was_on_a_layer);
+                        peers.out.push_back(crate::api::Output::Event(
                             crate::api::Event::SubscriptionChanged {
                                 participant: sid,
                                 track: ing.tid,
@@ -538,12 +545,12 @@ impl Shard {
                     out
                 }
                 other => {
-                    self.stats.count_not_forwarded(&other);
+                    peers.stats.count_not_forwarded(&other);
                     continue;
                 }
             };
             let Some(out_pt) = sub.out_pt(spc, ing.pt, &ing.params) else {
-                self.stats.rtp_not_forwarded += 1;
+                peers.stats.rtp_not_forwarded += 1;
                 continue;
             };
             let w = rtp_write(out_pt, &out, &pkt, &ext, ing.facts.video, ing.vp8.as_ref());
@@ -554,27 +561,30 @@ impl Shard {
                 Ok(true) => {
                     let len = pkt.payload.len() as u64;
                     sub.sent_bytes += len;
-                    self.stats.count_forwarded(ing.facts.video, len);
-                    if spc.written == 0 {
-                        self.dirty.push((sid, PcKind::Subscriber));
-                    }
-                    spc.written += 1;
+                    peers.stats.count_forwarded(ing.facts.video, len);
+                    peers.written((sid, PcKind::Subscriber), spc);
                 }
-                Ok(false) => self.stats.rtp_not_forwarded += 1,
+                Ok(false) => peers.stats.rtp_not_forwarded += 1,
                 Err(f) => {
-                    self.stats.rtp_not_forwarded += 1;
-                    self.failures.report(sid, f);
+                    peers.stats.rtp_not_forwarded += 1;
+                    peers.failures.report(sid, f);
                 }
             }
         }
         for li in want_keyframe {
-            self.request_keyframe(now, ing.tid, li);
+            self.request_keyframe(peers, now, ing.tid, li);
         }
     }
 
     /// Track ingest: find the packet's track and layer, measure it, and read what the
     /// per-subscription decisions need. None: the packet goes nowhere (counted).
-    fn ingest(&mut self, now: Instant, pid: ParticipantId, pkt: &RtpPacket) -> Option<Ingested> {
+    fn ingest(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        pid: ParticipantId,
+        pkt: &RtpPacket,
+    ) -> Option<Ingested> {
         let ssrc: u32 = *pkt.header.ssrc;
         let publisher = self.participants.get_mut(&pid)?;
         let (tid, li) = match publisher.ssrcs.get(&ssrc) {
@@ -587,11 +597,11 @@ impl Shard {
                     .stream_rx(&pkt.header.ssrc)
                     .map(|s| (s.mid(), s.rid()))
                 else {
-                    self.stats.rtp_not_forwarded += 1;
+                    peers.stats.rtp_not_forwarded += 1;
                     return None;
                 };
                 let Some(tid) = publisher.published.get(&mid).copied() else {
-                    self.stats.rtp_not_forwarded += 1;
+                    peers.stats.rtp_not_forwarded += 1;
                     return None;
                 };
                 let li = self.tracks.get_mut(&tid)?.layer_index(rid, ssrc);
@@ -601,8 +611,8 @@ impl Shard {
         };
         let track = self.tracks.get_mut(&tid)?;
         if track.muted {
-            self.stats.rtp_not_forwarded += 1;
-            self.stats.dropped_muted += 1;
+            peers.stats.rtp_not_forwarded += 1;
+            peers.stats.dropped_muted += 1;
             return None;
         }
         let pt = pkt.header.payload_type;
@@ -611,7 +621,7 @@ impl Shard {
             None => {
                 let pc = publisher.publisher.as_ref()?;
                 let Some(params) = pc.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
-                    self.stats.rtp_not_forwarded += 1;
+                    peers.stats.rtp_not_forwarded += 1;
                     return None;
                 };
                 track.codecs.push((pt, params));
@@ -646,11 +656,11 @@ impl Shard {
         }
         let len = pkt.payload.len() as u64;
         if video {
-            self.stats.video_packets_in += 1;
-            self.stats.video_bytes_in += len;
+            peers.stats.video_packets_in += 1;
+            peers.stats.video_bytes_in += len;
         } else {
-            self.stats.audio_packets_in += 1;
-            self.stats.audio_bytes_in += len;
+            peers.stats.audio_packets_in += 1;
+            peers.stats.audio_bytes_in += len;
         }
         if let (TrackKind::Audio, Some(level)) = (track.kind, pkt.header.ext_vals.audio_level) {
             if let Some(r) = self.rooms.get_mut(&track.room) {
@@ -686,7 +696,7 @@ impl Shard {
 
     /// A subscriber's RTT changed (receiver reports): resize its streams' RTX caches
     /// where the size they need moved by more than a fifth.
-    pub(crate) fn resize_rtx(&mut self, sid: ParticipantId) {
+    pub(crate) fn resize_rtx(&mut self, peers: &mut Peers, sid: ParticipantId) {
         let Some(p) = self.participants.get_mut(&sid) else {
             return;
         };
@@ -711,7 +721,7 @@ impl Shard {
             match done {
                 Ok(true) => sub.rtx = Some(want),
                 Ok(false) => {}
-                Err(f) => return self.failures.report(sid, f),
+                Err(f) => return peers.failures.report(sid, f),
             }
         }
     }

@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::api::Event;
 use crate::forward::Track;
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
+use crate::peers::Peers;
 use crate::shard::Participant;
 use crate::timers::PcKey;
 
@@ -161,6 +163,48 @@ pub(crate) fn keyframes_after_resume(
             })
             .flat_map(|(t, tr)| (0..tr.layers.len()).map(move |li| (t, li)))
             .collect(),
+    }
+}
+
+impl crate::router::Router {
+    /// ICE of one connection went quiet or came back ([`crate::interruption`]). A
+    /// connection that came back restarts its media: keyframes for what crossed the gap,
+    /// and a subscriber's estimate from the initial one (the one it fell to while no
+    /// feedback came says nothing about the path now), then its allocation.
+    pub(crate) fn on_ice_state(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        id: ParticipantId,
+        kind: PcKind,
+        state: str0m::IceConnectionState,
+    ) {
+        let Some(ice) = peers.interrupted.on_ice((id, kind), state, now) else {
+            return;
+        };
+        if ice.resumed {
+            let subscriber = kind == PcKind::Subscriber;
+            let asks = match self.participants.get_mut(&id) {
+                Some(p) => {
+                    if subscriber {
+                        p.restart_estimate();
+                    }
+                    crate::interruption::keyframes_after_resume(kind, p, &self.tracks)
+                }
+                None => Vec::new(),
+            };
+            for (tid, li) in asks {
+                self.request_keyframe(peers, now, tid, li);
+            }
+            if subscriber {
+                self.allocate(peers, now, id);
+            }
+        }
+        match ice.change {
+            Change::Began => peers.emit(Event::MediaInterrupted { participant: id }),
+            Change::Ended => peers.emit(Event::MediaRestored { participant: id }),
+            Change::Same => {}
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::testkit::stun_binding_request;
+use crate::{Command, RoomId};
 
 fn stun(user: &str, id: u8) -> Vec<u8> {
     stun_binding_request(user, u16::from(id))
@@ -21,7 +22,7 @@ fn stun_from_new_addresses_is_budgeted_per_source_ip() {
             can_subscribe: true,
         }),
     );
-    let ufrag = shard.routes.bindings().1.next().unwrap().0.clone();
+    let ufrag = shard.peers.routes.bindings().1.next().unwrap().0.clone();
     // An attacker who learned the ufrag sprays checks from many ports of one IP.
     for port in 0..200u16 {
         let src: SocketAddr = format!("10.9.9.9:{}", 10_000 + port).parse().unwrap();
@@ -72,5 +73,5 @@ fn stun_from_new_addresses_is_budgeted_per_source_ip() {
         s.dropped_unknown_source + 1
     );
     // No address was bound by any of it (none passed the integrity check).
-    assert_eq!(shard.routes.bindings().0.count(), 0);
+    assert_eq!(shard.peers.routes.bindings().0.count(), 0);
 }

@@ -1,0 +1,481 @@
+//! The rooms of one shard: who is in each, what each participant publishes and
+//! receives, and what happens to them — commands from the control plane, events of their
+//! connections, tracks published and gone, keyframe requests. The per-packet path is in
+//! [`crate::forward`], negotiation in [`crate::negotiation`], live control and WHEP in
+//! [`crate::control`], allocation in [`crate::allocator`], dynacast in
+//! [`crate::dynacast`], interruptions in [`crate::interruption`]: each an `impl Router`
+//! block next to the concept it serves.
+//!
+//! The router owns the participants and with them their connections; the endpoint
+//! ([`Peers`]) is handed in for what goes out (events, failures, connections written to).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use str0m::media::{KeyframeRequestKind, Mid};
+use str0m::Candidate;
+
+use crate::api::{Command, CommandError, Event, GoneReason};
+use crate::forward::Track;
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+use crate::keyframe::KeyframeThrottle;
+use crate::participant::{Participant, Room};
+use crate::pc::Pc;
+use crate::peers::Peers;
+use crate::shard_config::ShardConfig;
+use crate::timers::PcKey;
+
+/// See the module docs.
+pub(crate) struct Router {
+    pub rooms: BTreeMap<RoomId, Room>,
+    pub participants: BTreeMap<ParticipantId, Participant>,
+    pub tracks: BTreeMap<TrackId, Track>,
+    next_track: u64,
+    pub throttle: KeyframeThrottle<(TrackId, usize)>,
+    /// Seeded by the config: connection credentials, first sequence numbers.
+    pub rng: ChaCha8Rng,
+}
+
+impl Router {
+    pub fn new(cfg: &ShardConfig) -> Self {
+        Self {
+            rooms: BTreeMap::new(),
+            participants: BTreeMap::new(),
+            tracks: BTreeMap::new(),
+            next_track: 1,
+            throttle: KeyframeThrottle::new(cfg.keyframe_interval),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+        }
+    }
+
+    /// One connection of a participant.
+    pub fn pc_mut(&mut self, (id, kind): PcKey) -> Option<&mut Pc> {
+        self.participants.get_mut(&id)?.pc_mut(kind)
+    }
+
+    /// A control-plane command.
+    pub(crate) fn on_command(&mut self, peers: &mut Peers, now: Instant, c: Command) {
+        match c {
+            Command::Join {
+                room,
+                participant,
+                can_publish,
+                can_subscribe,
+            } => {
+                if self.participants.contains_key(&participant) {
+                    return peers.fail(participant, CommandError::AlreadyJoined);
+                }
+                let subscriber = can_subscribe
+                    .then(|| peers.new_pc(now, participant, PcKind::Subscriber, &mut self.rng));
+                self.participants.insert(
+                    participant,
+                    Participant {
+                        room: room.clone(),
+                        can_publish,
+                        can_subscribe,
+                        publisher: None,
+                        subscriber,
+                        published: BTreeMap::new(),
+                        ssrcs: HashMap::new(),
+                        subs: BTreeMap::new(),
+                        pending_offer: None,
+                        renegotiate: false,
+                        restart_ice: false,
+                        to_stop: Vec::new(),
+                        bundle_tag: None,
+                        whep_target: None,
+                        whep_slots: Vec::new(),
+                        estimate: None,
+                        falling: 0,
+                        sources: HashMap::new(),
+                        feedback: HashMap::new(),
+                        rtt: None,
+                    },
+                );
+                let r = self.rooms.entry(room).or_insert_with(|| Room {
+                    participants: vec![],
+                    tracks: vec![],
+                    speaker: Default::default(),
+                });
+                r.participants.push(participant);
+                self.sync_subscriptions(peers, participant);
+            }
+            Command::PublishOffer { participant, sdp } => {
+                self.on_publish_offer(peers, now, participant, &sdp)
+            }
+            Command::SubscribeAnswer { participant, sdp } => {
+                self.on_subscribe_answer(peers, participant, &sdp)
+            }
+            Command::Candidate {
+                participant,
+                pc,
+                candidate,
+            } => {
+                let line = candidate.trim().trim_start_matches("a=");
+                let parsed = Candidate::from_sdp_string(line);
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return peers.fail(participant, CommandError::UnknownParticipant);
+                };
+                match (parsed, p.pc_mut(pc)) {
+                    (Ok(c), Some(pc_ref)) => {
+                        let _ = pc_ref.guarded(|rtc| rtc.add_remote_candidate(c));
+                        self.drain_pc(peers, participant, pc);
+                    }
+                    // A candidate for a connection that does not exist yet is harmless.
+                    (Ok(_), None) => {}
+                    (Err(e), _) => {
+                        peers.fail(participant, CommandError::BadCandidate(e.to_string()))
+                    }
+                }
+            }
+            Command::SetPermissions {
+                participant,
+                can_publish,
+                can_subscribe,
+            } => self.set_permissions(peers, now, participant, can_publish, can_subscribe),
+            Command::SetMuted {
+                participant,
+                kind,
+                muted,
+            } => self.set_muted(peers, now, participant, kind, muted),
+            Command::SetViewport {
+                participant,
+                track,
+                width,
+                height,
+                visible,
+            } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return peers.fail(participant, CommandError::UnknownParticipant);
+                };
+                if let Some(sub) = p.subs.get_mut(&track) {
+                    sub.viewport = Some((width.min(16_384), height.min(16_384), visible));
+                }
+                self.allocate(peers, now, participant);
+            }
+            Command::SetSources {
+                participant,
+                sources,
+            } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return peers.fail(participant, CommandError::UnknownParticipant);
+                };
+                for (mid, source) in sources.into_iter().take(64) {
+                    let mid = Mid::from(mid.as_str());
+                    p.sources.insert(mid, source);
+                    if let Some(t) = p.published.get(&mid).and_then(|t| self.tracks.get_mut(t)) {
+                        t.source = source;
+                    }
+                }
+            }
+            Command::SetPreferredLayer {
+                participant,
+                track,
+                max_rank,
+            } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return peers.fail(participant, CommandError::UnknownParticipant);
+                };
+                if let Some(sub) = p.subs.get_mut(&track) {
+                    sub.preferred = max_rank;
+                }
+                self.allocate(peers, now, participant);
+            }
+            Command::IceRestart {
+                participant,
+                pc,
+                ufrag,
+                pwd,
+            } => self.ice_restart(peers, participant, pc, ufrag, pwd),
+            Command::RestartSubscriberIce { participant } => {
+                match self.participants.get_mut(&participant) {
+                    Some(p) if p.subscriber.is_some() && p.whep_target.is_none() => {
+                        p.restart_ice = true;
+                        self.sync_subscriptions(peers, participant);
+                    }
+                    _ => peers.fail(participant, CommandError::UnknownParticipant),
+                }
+            }
+            Command::WhepOffer {
+                participant,
+                target,
+                sdp,
+            } => self.on_whep_offer(peers, now, participant, target, &sdp),
+            Command::Leave { participant } => {
+                if self.participants.contains_key(&participant) {
+                    self.remove_participant(peers, now, participant, GoneReason::Left);
+                } else {
+                    peers.fail(participant, CommandError::UnknownParticipant);
+                }
+            }
+        }
+    }
+
+    /// One event of a connection, drained from str0m.
+    pub(crate) fn on_rtc_event(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        id: ParticipantId,
+        kind: PcKind,
+        ev: str0m::Event,
+    ) {
+        use str0m::Event as E;
+        match ev {
+            E::IceConnectionStateChange(state) => self.on_ice_state(peers, now, id, kind, state),
+            E::Connected => {
+                if let Some(pc) = self.participants.get_mut(&id).and_then(|p| p.pc_mut(kind)) {
+                    pc.connected = true;
+                }
+                peers.emit(Event::Connected {
+                    participant: id,
+                    pc: kind,
+                });
+            }
+            E::MediaAdded(m)
+                if kind == PcKind::Publisher
+                    && m.direction.is_receiving()
+                    && self.participants.get(&id).is_some_and(|p| p.can_publish) =>
+            {
+                let rids: Vec<String> = m
+                    .simulcast
+                    .iter()
+                    .flat_map(|s| s.recv.iter().chain(s.send.iter()))
+                    .map(|l| l.rid.to_string())
+                    .collect();
+                self.publish(peers, id, m.mid, m.kind.into(), rids);
+            }
+            E::MediaAdded(m) if kind == PcKind::Subscriber && m.direction.is_sending() => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    if p.whep_target.is_some() {
+                        p.whep_slots.push((m.mid, m.kind.into()));
+                    }
+                }
+                self.bind_whep(id);
+            }
+            E::MediaChanged(m) if kind == PcKind::Publisher && !m.direction.is_receiving() => {
+                let tid = self
+                    .participants
+                    .get(&id)
+                    .and_then(|p| p.published.get(&m.mid).copied());
+                if let Some(tid) = tid {
+                    self.unpublish(peers, tid);
+                }
+            }
+            E::RtpPacket(pkt) if kind == PcKind::Publisher => self.forward(peers, now, id, pkt),
+            E::StreamPaused(sp) if kind == PcKind::Publisher => {
+                let tid = self
+                    .participants
+                    .get(&id)
+                    .and_then(|p| p.published.get(&sp.mid).copied());
+                if let Some(track) = tid.and_then(|t| self.tracks.get_mut(&t)) {
+                    track.set_paused(sp.rid, sp.paused);
+                }
+            }
+            E::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. })
+                if kind == PcKind::Subscriber =>
+            {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    let e = estimate.as_u64();
+                    p.falling = match p.estimate {
+                        Some(prev) if e < prev => p.falling + 1,
+                        _ => 0,
+                    };
+                    p.estimate = Some(e);
+                }
+                self.allocate(peers, now, id);
+            }
+            E::MediaEgressStats(st) if kind == PcKind::Subscriber => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    let now_counts = [st.nacks, st.plis, st.firs];
+                    let last = p.feedback.insert(st.mid, now_counts).unwrap_or([0; 3]);
+                    let d = |i: usize| now_counts[i].saturating_sub(last[i]);
+                    peers.stats.nacks_received += d(0);
+                    peers.stats.plis_received += d(1);
+                    peers.stats.firs_received += d(2);
+                    if st.rtt.is_some() && st.rtt != p.rtt {
+                        p.rtt = st.rtt;
+                        self.resize_rtx(peers, id);
+                    }
+                }
+            }
+            E::KeyframeRequest(req) if kind == PcKind::Subscriber => {
+                let found = self.participants.get(&id).and_then(|p| {
+                    p.subs
+                        .values()
+                        .find(|s| s.mid == req.mid)
+                        .map(|s| (s.track, s.source_layer()))
+                });
+                if let Some((tid, Some(ssrc))) = found {
+                    let layer = self.tracks.get(&tid).and_then(|t| t.layer_of_ssrc(ssrc));
+                    if let Some(li) = layer {
+                        self.request_keyframe(peers, now, tid, li);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn publish(
+        &mut self,
+        peers: &mut Peers,
+        id: ParticipantId,
+        mid: Mid,
+        kind: TrackKind,
+        rids: Vec<String>,
+    ) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.published.contains_key(&mid) {
+            return;
+        }
+        let tid = TrackId(self.next_track);
+        self.next_track += 1;
+        p.published.insert(mid, tid);
+        let room = p.room.clone();
+        let mut track = Track::new(tid, room.clone(), id, mid, kind, &rids);
+        track.source = p.sources.get(&mid).copied().unwrap_or_default();
+        self.tracks.insert(tid, track);
+        let others = match self.rooms.get_mut(&room) {
+            Some(r) => {
+                r.tracks.push(tid);
+                r.participants.clone()
+            }
+            None => vec![],
+        };
+        peers.emit(Event::TrackPublished {
+            room,
+            participant: id,
+            track: tid,
+            kind,
+            mid: mid.to_string(),
+            rids,
+        });
+        for o in others.into_iter().filter(|o| *o != id) {
+            self.sync_subscriptions(peers, o);
+            self.bind_whep(o);
+        }
+    }
+
+    pub(crate) fn unpublish(&mut self, peers: &mut Peers, tid: TrackId) {
+        let Some(track) = self.tracks.remove(&tid) else {
+            return;
+        };
+        if let Some(r) = self.rooms.get_mut(&track.room) {
+            r.tracks.retain(|t| *t != tid);
+        }
+        if let Some(p) = self.participants.get_mut(&track.publisher) {
+            p.published.remove(&track.mid);
+            p.ssrcs.retain(|_, (t, _)| *t != tid);
+        }
+        self.throttle.forget(|(t, _)| *t == tid);
+        if let Some(r) = self.rooms.get_mut(&track.room) {
+            r.speaker.forget(tid);
+        }
+        for sid in &track.subscribers {
+            if let Some(sp) = self.participants.get_mut(sid) {
+                if let Some(sub) = sp.subs.remove(&tid) {
+                    if sp.whep_target.is_none() {
+                        sp.to_stop.push(sub.mid);
+                    }
+                }
+            }
+            self.sync_subscriptions(peers, *sid);
+        }
+        peers.emit(Event::TrackUnpublished {
+            room: track.room,
+            participant: track.publisher,
+            track: tid,
+        });
+    }
+
+    pub(crate) fn remove_participant(
+        &mut self,
+        peers: &mut Peers,
+        _now: Instant,
+        id: ParticipantId,
+        reason: GoneReason,
+    ) {
+        let Some(p) = self.participants.remove(&id) else {
+            return;
+        };
+        peers.interrupted.forget(id);
+        if let Some(pc) = &p.publisher {
+            peers.forget((id, PcKind::Publisher), pc);
+        }
+        if let Some(pc) = &p.subscriber {
+            peers.forget((id, PcKind::Subscriber), pc);
+        }
+        for tid in p.published.values() {
+            self.unpublish(peers, *tid);
+        }
+        for tid in p.subs.keys() {
+            if let Some(t) = self.tracks.get_mut(tid) {
+                t.subscribers.retain(|s| *s != id);
+            }
+        }
+        if let Some(r) = self.rooms.get_mut(&p.room) {
+            r.participants.retain(|x| *x != id);
+            if r.participants.is_empty() {
+                self.rooms.remove(&p.room);
+            }
+        }
+        peers.failures.forget(id);
+        peers.emit(Event::ParticipantGone {
+            room: p.room,
+            participant: id,
+            reason,
+        });
+    }
+
+    /// Ask a publisher for a keyframe on one layer, at most once per throttle interval.
+    pub(crate) fn request_keyframe(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        tid: TrackId,
+        layer: usize,
+    ) {
+        if !self.throttle.allow((tid, layer), now) {
+            return;
+        }
+        let Some(track) = self.tracks.get(&tid) else {
+            return;
+        };
+        let (pid, mid, rid) = (
+            track.publisher,
+            track.mid,
+            track.layers.get(layer).and_then(|l| l.rid),
+        );
+        let Some(pc) = self
+            .participants
+            .get_mut(&pid)
+            .and_then(|p| p.publisher.as_mut())
+        else {
+            return;
+        };
+        let sent = pc
+            .guarded(|rtc| {
+                rtc.direct_api()
+                    .stream_rx_by_mid(mid, rid)
+                    .map(|s| s.request_keyframe(KeyframeRequestKind::Pli))
+                    .is_some()
+            })
+            .unwrap_or(false);
+        if sent {
+            peers.stats.keyframe_requests += 1;
+            self.drain_pc(peers, pid, PcKind::Publisher);
+        }
+    }
+
+    /// Take what one connection has to send and say.
+    pub(crate) fn drain_pc(&mut self, peers: &mut Peers, id: ParticipantId, kind: PcKind) {
+        if let Some(pc) = self.pc_mut((id, kind)) {
+            peers.drain((id, kind), pc);
+        }
+    }
+}
