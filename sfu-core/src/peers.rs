@@ -286,3 +286,81 @@ impl Peers {
         self.drain(who, pc);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn peers() -> (Peers, Instant, rand_chacha::ChaCha8Rng) {
+        let t0 = crate::test_clock::origin();
+        let cfg = ShardConfig::new("127.0.0.1:5000".parse().unwrap());
+        (Peers::new(&cfg, t0), t0, rand_chacha::ChaCha8Rng::seed_from_u64(7))
+    }
+
+    #[test]
+    fn a_datagram_nobody_owns_is_counted_and_dropped() {
+        let (mut p, t0, _) = peers();
+        // RTP from an address no connection has used, and bytes that are no protocol.
+        let mut rtp = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
+        rtp.extend([0; 20]);
+        let from = "10.0.0.9:4000".parse().unwrap();
+        assert!(p.route(t0, Transport::Udp, from, &rtp).is_none());
+        assert!(p.route(t0, Transport::Udp, from, &[0xff; 3]).is_none());
+        assert_eq!(p.stats.datagrams_in, 2);
+        assert_eq!(p.stats.dropped_unknown_source, 2);
+        // TCP frames on a shard without an ICE-TCP address go nowhere either.
+        assert!(p.route(t0, Transport::Tcp, from, &rtp).is_none());
+        assert_eq!(p.stats.dropped_unknown_source, 3);
+    }
+
+    #[test]
+    fn a_connection_is_routed_by_its_ufrag_until_forgotten() {
+        let (mut p, t0, mut rng) = peers();
+        let who = (ParticipantId(1), PcKind::Subscriber);
+        let pc = p.new_pc(t0, who.0, who.1, &mut rng);
+        assert_eq!(p.routes.ufrag_owner(&pc.ufrag), Some(who));
+        p.forget(who, &pc);
+        assert_eq!(p.routes.ufrag_owner(&pc.ufrag), None);
+    }
+
+    #[test]
+    fn a_connection_written_to_twice_is_advanced_once_in_the_turn() {
+        let (mut p, t0, mut rng) = peers();
+        let who = (ParticipantId(1), PcKind::Subscriber);
+        let mut pc = p.new_pc(t0, who.0, who.1, &mut rng);
+        p.written(who, &mut pc);
+        p.written(who, &mut pc);
+        let mut dirty = p.take_dirty();
+        assert_eq!(dirty, vec![who]);
+        for w in dirty.drain(..) {
+            p.advance(t0, w, &mut pc, false);
+        }
+        p.restore_dirty(dirty);
+        assert_eq!(pc.written, 0);
+        // Drained: it wants its clock again, and the endpoint knows when.
+        let next = pc.timeout.expect("a deadline after the drain");
+        assert_eq!(p.deadline(), Some(next));
+        // Advanced by its timer, it is not advanced again as written.
+        let due = p.take_due(next);
+        assert_eq!(due, vec![who]);
+        p.restore_due(due);
+    }
+
+    #[test]
+    fn commands_that_fail_say_so_in_order() {
+        let (mut p, _, _) = peers();
+        p.fail(ParticipantId(3), CommandError::UnknownParticipant);
+        p.emit(Event::MediaRestored {
+            participant: ParticipantId(3),
+        });
+        assert!(matches!(
+            p.out.pop_front(),
+            Some(Output::Event(Event::CommandFailed { .. }))
+        ));
+        assert!(matches!(
+            p.out.pop_front(),
+            Some(Output::Event(Event::MediaRestored { .. }))
+        ));
+    }
+}

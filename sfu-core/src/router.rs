@@ -479,3 +479,153 @@ impl Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Output;
+
+    fn parts() -> (Router, Peers, Instant) {
+        let t0 = crate::test_clock::origin();
+        let cfg = ShardConfig::new("127.0.0.1:5000".parse().unwrap());
+        (Router::new(&cfg), Peers::new(&cfg, t0), t0)
+    }
+
+    fn join(r: &mut Router, peers: &mut Peers, now: Instant, id: u64, subscribe: bool) {
+        r.on_command(
+            peers,
+            now,
+            Command::Join {
+                room: RoomId::from("r"),
+                participant: ParticipantId(id),
+                can_publish: true,
+                can_subscribe: subscribe,
+            },
+        );
+    }
+
+    fn events(peers: &mut Peers) -> Vec<Event> {
+        peers
+            .out
+            .drain(..)
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_join_makes_a_member_with_a_routed_subscriber_connection() {
+        let (mut r, mut peers, t0) = parts();
+        join(&mut r, &mut peers, t0, 1, true);
+        join(&mut r, &mut peers, t0, 2, false);
+        assert_eq!(r.rooms[&RoomId::from("r")].participants.len(), 2);
+        let ufrag = r.participants[&ParticipantId(1)]
+            .subscriber
+            .as_ref()
+            .map(|pc| pc.ufrag.clone())
+            .expect("a subscriber connection");
+        assert_eq!(
+            peers.routes.ufrag_owner(&ufrag),
+            Some((ParticipantId(1), PcKind::Subscriber))
+        );
+        assert!(r.participants[&ParticipantId(2)].subscriber.is_none());
+        // A second join of the same participant is refused; the first stays.
+        join(&mut r, &mut peers, t0, 1, true);
+        assert!(events(&mut peers).iter().any(|e| matches!(
+            e,
+            Event::CommandFailed {
+                error: CommandError::AlreadyJoined,
+                ..
+            }
+        )));
+        assert_eq!(r.participants.len(), 2);
+    }
+
+    #[test]
+    fn a_leave_removes_the_member_its_routes_and_an_empty_room() {
+        let (mut r, mut peers, t0) = parts();
+        join(&mut r, &mut peers, t0, 1, true);
+        let ufrag = r.participants[&ParticipantId(1)]
+            .subscriber
+            .as_ref()
+            .unwrap()
+            .ufrag
+            .clone();
+        r.on_command(
+            &mut peers,
+            t0,
+            Command::Leave {
+                participant: ParticipantId(1),
+            },
+        );
+        assert!(r.participants.is_empty() && r.rooms.is_empty());
+        assert_eq!(peers.routes.ufrag_owner(&ufrag), None);
+        assert!(events(&mut peers).iter().any(|e| matches!(
+            e,
+            Event::ParticipantGone {
+                reason: GoneReason::Left,
+                ..
+            }
+        )));
+        // Leaving again, or muting a stranger, is an error for the caller alone.
+        r.on_command(
+            &mut peers,
+            t0,
+            Command::Leave {
+                participant: ParticipantId(1),
+            },
+        );
+        r.on_command(
+            &mut peers,
+            t0,
+            Command::SetMuted {
+                participant: ParticipantId(9),
+                kind: TrackKind::Audio,
+                muted: true,
+            },
+        );
+        let e = events(&mut peers);
+        assert_eq!(e.len(), 2);
+        assert!(e.iter().all(|e| matches!(
+            e,
+            Event::CommandFailed {
+                error: CommandError::UnknownParticipant,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn an_offer_from_a_member_without_the_right_to_publish_is_refused() {
+        let (mut r, mut peers, t0) = parts();
+        join(&mut r, &mut peers, t0, 1, true);
+        r.on_command(
+            &mut peers,
+            t0,
+            Command::SetPermissions {
+                participant: ParticipantId(1),
+                can_publish: false,
+                can_subscribe: true,
+            },
+        );
+        events(&mut peers);
+        r.on_command(
+            &mut peers,
+            t0,
+            Command::PublishOffer {
+                participant: ParticipantId(1),
+                sdp: "v=0\r\n".into(),
+            },
+        );
+        assert!(matches!(
+            events(&mut peers).as_slice(),
+            [Event::CommandFailed {
+                error: CommandError::PublishNotAllowed,
+                ..
+            }]
+        ));
+        assert!(r.participants[&ParticipantId(1)].publisher.is_none());
+    }
+}
