@@ -295,7 +295,11 @@ mod tests {
     fn peers() -> (Peers, Instant, rand_chacha::ChaCha8Rng) {
         let t0 = crate::test_clock::origin();
         let cfg = ShardConfig::new("127.0.0.1:5000".parse().unwrap());
-        (Peers::new(&cfg, t0), t0, rand_chacha::ChaCha8Rng::seed_from_u64(7))
+        (
+            Peers::new(&cfg, t0),
+            t0,
+            rand_chacha::ChaCha8Rng::seed_from_u64(7),
+        )
     }
 
     #[test]
