@@ -24,7 +24,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::api::{Input, Output, ShardStats, Transport};
-use crate::ids::{ParticipantId, PcKind};
+use crate::ids::ParticipantId;
+#[cfg(feature = "testkit")]
+use crate::ids::PcKind;
 use crate::peers::Peers;
 use crate::periodic::{Job, Periodic};
 use crate::router::Router;

@@ -13,7 +13,7 @@ use sfu_core::{Command, ParticipantId, RoomId, TrackKind, TrackSource};
 
 use crate::auth::{unix_now, Claims, KeyStore};
 use crate::error::Error;
-use crate::outbound::{self, OutboundRx, OutboundTx};
+use crate::outbound::{self, OutboundRx};
 use crate::plane::MediaPlane;
 use crate::protocol::{
     close_code, ClientMessage, ErrorCode, ParticipantInfo, Permissions, Quality, ServerMessage,
@@ -95,51 +95,18 @@ pub struct RoomInfo {
     pub num_participants: usize,
 }
 
-struct Member {
-    info: ParticipantInfo,
-    hidden: bool,
-    /// A WHEP viewer (see [`Takeover::Coexist`]).
-    viewer: bool,
-    /// `canPublishSources` of the token (empty: any).
-    allowed_sources: Vec<TrackSource>,
-    /// Declared source per publisher m-line.
-    sources: HashMap<String, TrackSource>,
-    admin_muted: [bool; 2],
-    tx: OutboundTx,
-    /// Its `resume` token (none when sessions are not kept for resuming).
-    resume_token: Option<String>,
-    /// Grows with each resume: a socket of an older epoch no longer owns the session.
-    epoch: u64,
-    /// Its socket dropped: since when, and its queue meanwhile.
-    parked: Option<resume::Parked>,
-    /// Its media path broke (ICE went quiet) and has not come back yet.
-    media_interrupted: bool,
-    /// When it joined, until its first connection is up (join latency).
-    joined_at: Option<Instant>,
-}
-
-struct Room {
-    info: RoomInfo,
-    members: BTreeMap<ParticipantId, Member>,
-    /// Since when the room has been empty, as the first sweep ([`Hub::reap`]) that found
-    /// it empty saw it; `None` while anyone is in it (or no sweep has seen it empty yet).
-    empty_since: Option<Instant>,
-}
-
-#[derive(Default)]
-struct Directory {
-    rooms: HashMap<RoomName, Room>,
-    room_of: HashMap<ParticipantId, String>,
-}
-
 /// Decides whether the node takes one more participant (`publishing`: it may publish);
 /// `Some(reason)` refuses. Set by the server from its limits and worker load.
 pub type Admission = Arc<dyn Fn(bool) -> Option<String> + Send + Sync>;
 
 /// The REST API's operations on rooms and participants.
 mod admin;
+mod directory;
 mod media_events;
 mod resume;
+use directory::{
+    announce_update, broadcast, kind_index, set_muted_flag, Directory, Member, Room, Takeover,
+};
 pub use resume::{Parking, ResumeError, Resumed};
 
 /// The room-name rule ([`crate::RoomName`]), as a test.
@@ -148,25 +115,6 @@ pub fn valid_room_name(s: &str) -> bool {
 }
 
 pub use crate::participant_names::clean_name;
-
-fn kind_index(k: TrackKind) -> usize {
-    match k {
-        TrackKind::Audio => 0,
-        TrackKind::Video => 1,
-    }
-}
-
-/// What a join does to a session of the same identity in the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Takeover {
-    /// One session per identity and room: the new one replaces the old (a reconnect).
-    Replace,
-    /// The join is refused.
-    Refuse,
-    /// WHEP viewers: any number share one identity (one viewing token handed to every
-    /// player); they replace nobody and nobody replaces them.
-    Coexist,
-}
 
 pub struct Hub {
     keys: KeyStore,
@@ -465,87 +413,39 @@ impl Hub {
             joined_at: now.unix,
         };
         // Registered before the media plane hears of it, so that no event for it is lost.
-        let replaced = {
-            let mut guard = self.dir.lock();
-            let dir = &mut *guard;
-            if !dir.rooms.contains_key(room.0.as_str()) {
-                if !self.config.auto_create {
-                    return Err(Error::NoSuchRoom);
-                }
-                let r = self.new_room(&room.0, None, None, String::new(), now.unix);
-                dir.rooms.insert(name, r);
-            }
-            let r = dir.rooms.get_mut(room.0.as_str()).expect("inserted above");
-            // One session per identity and room: a new join replaces the old session
-            // (WHEP viewers aside: they coexist).
-            let replaced = match takeover {
-                Takeover::Coexist => None,
-                Takeover::Replace | Takeover::Refuse => r
-                    .members
-                    .values()
-                    .find(|m| !m.viewer && m.info.identity == info.identity)
-                    .map(|m| m.info.id),
-            };
-            if replaced.is_some() && takeover == Takeover::Refuse {
-                return Err(Error::Conflict(format!(
-                    "identity {} is already in room {}",
-                    info.identity, room.0
-                )));
-            }
-            let max = r.info.max_participants;
-            let counted = r.members.len() - usize::from(replaced.is_some());
-            if max > 0 && counted >= max as usize {
-                return Err(Error::RoomFull(max));
-            }
-            let others: Vec<ParticipantInfo> = r
-                .members
-                .values()
-                .filter(|m| Some(m.info.id) != replaced && !m.hidden)
-                .map(|m| m.info.clone())
-                .collect();
-            let joined = ServerMessage::Joined {
-                version: PROTOCOL_VERSION,
-                room: room.0.clone(),
-                participant: info.clone(),
-                others,
-                resume_token: resume_token.clone(),
-                ice_servers: self.ice_servers(&info.identity, now.unix),
-            };
-            tx.send(joined);
-            if !g.hidden {
-                broadcast(
-                    &r.members,
-                    None,
-                    ServerMessage::ParticipantJoined {
-                        participant: info.clone(),
-                    },
-                );
-            }
-            r.members.insert(
-                id,
-                Member {
-                    info: info.clone(),
-                    hidden: g.hidden,
-                    viewer,
-                    allowed_sources: g.can_publish_sources.clone(),
-                    sources: HashMap::new(),
-                    admin_muted: [false; 2],
-                    tx,
-                    resume_token,
-                    epoch: 0,
-                    parked: None,
-                    media_interrupted: false,
-                    joined_at: Some(now.at),
-                },
-            );
-            r.empty_since = None;
-            r.info.num_participants = r.members.len();
-            dir.room_of.insert(id, room.0.clone());
-            let event = WebhookEvent::participant("participant_joined", &r.info, &info);
-            drop(guard);
-            self.hook(event);
-            replaced
+        let member = Member {
+            info: info.clone(),
+            hidden: g.hidden,
+            viewer,
+            allowed_sources: g.can_publish_sources.clone(),
+            sources: HashMap::new(),
+            admin_muted: [false; 2],
+            tx,
+            resume_token: resume_token.clone(),
+            epoch: 0,
+            parked: None,
+            media_interrupted: false,
+            joined_at: Some(now.at),
         };
+        let joined = |others| ServerMessage::Joined {
+            version: PROTOCOL_VERSION,
+            room: room.0.clone(),
+            participant: info.clone(),
+            others,
+            resume_token,
+            ice_servers: self.ice_servers(&info.identity, now.unix),
+        };
+        let create = || {
+            self.config
+                .auto_create
+                .then(|| self.new_room(&room.0, None, None, String::new(), now.unix))
+        };
+        let admitted = self
+            .dir
+            .lock()
+            .admit(name, create, member, takeover, joined)?;
+        self.hook(admitted.hook);
+        let replaced = admitted.replaced;
         if let Some(old) = replaced {
             self.remove(
                 old,
@@ -698,13 +598,7 @@ impl Hub {
     }
 
     fn with_member<T>(&self, id: ParticipantId, f: impl FnOnce(&mut Member) -> T) -> Option<T> {
-        let mut dir = self.dir.lock();
-        let room = dir.room_of.get(&id)?.clone();
-        dir.rooms
-            .get_mut(room.as_str())?
-            .members
-            .get_mut(&id)
-            .map(f)
+        self.dir.lock().member_mut(id).map(f)
     }
 
     fn client_mute(&self, id: ParticipantId, room: &RoomId, kind: TrackKind, muted: bool) {
@@ -742,32 +636,10 @@ impl Hub {
 
     /// Remove `id`; with `close`, tell its client why and close its socket with that code.
     fn remove(&self, id: ParticipantId, reason: &str, close: Option<u16>) {
-        let (room, member, hook) = {
-            let mut guard = self.dir.lock();
-            let dir = &mut *guard;
-            let Some(room) = dir.room_of.remove(&id) else {
-                return;
-            };
-            let Some(r) = dir.rooms.get_mut(room.as_str()) else {
-                return;
-            };
-            let member = r.members.remove(&id);
-            if member.as_ref().is_some_and(|m| !m.hidden) {
-                broadcast(
-                    &r.members,
-                    None,
-                    ServerMessage::ParticipantLeft {
-                        participant: id,
-                        reason: reason.to_string(),
-                    },
-                );
-            }
-            r.info.num_participants = r.members.len();
-            let hook = member
-                .as_ref()
-                .map(|m| WebhookEvent::participant("participant_left", &r.info, &m.info));
-            (RoomId(room), member, hook)
+        let Some(removed) = self.dir.lock().remove(id, reason) else {
+            return;
         };
+        let (room, member, hook) = (RoomId(removed.room), removed.member, removed.hook);
         if let Some(h) = hook {
             self.hook(h);
         }
@@ -805,33 +677,7 @@ impl Hub {
     /// period. Call periodically (the server: every second).
     pub fn reap(&self, now: Instant) -> usize {
         self.expire_parked(now);
-        let gone: Vec<RoomInfo> = {
-            let mut dir = self.dir.lock();
-            for r in dir.rooms.values_mut() {
-                r.empty_since = match r.empty_since {
-                    _ if !r.members.is_empty() => None,
-                    None => Some(now),
-                    since => since,
-                };
-            }
-            let expired: Vec<RoomName> = dir
-                .rooms
-                .iter()
-                .filter(|(_, r)| {
-                    r.members.is_empty()
-                        && r.empty_since.is_some_and(|t| {
-                            now.saturating_duration_since(t)
-                                >= Duration::from_secs(r.info.empty_timeout)
-                        })
-                })
-                .map(|(n, _)| n.clone())
-                .collect();
-            expired
-                .iter()
-                .filter_map(|n| dir.rooms.remove(n.as_str()))
-                .map(|r| r.info)
-                .collect()
-        };
+        let gone = self.dir.lock().sweep(now);
         for info in &gone {
             self.plane.room_closed(&RoomId(info.name.clone()));
             self.hook(WebhookEvent::room("room_finished", info));
@@ -882,38 +728,4 @@ fn check_sources(
         }
     }
     Ok(())
-}
-
-fn set_muted_flag(info: &mut ParticipantInfo, kind: TrackKind, muted: bool) {
-    match kind {
-        TrackKind::Audio => info.audio_muted = muted,
-        TrackKind::Video => info.video_muted = muted,
-    }
-}
-
-/// Tell the others of a room that `id` changed (unless it is hidden).
-fn announce_update(
-    members: &BTreeMap<ParticipantId, Member>,
-    id: ParticipantId,
-    hidden: bool,
-    info: ParticipantInfo,
-) {
-    if !hidden {
-        broadcast(
-            members,
-            Some(id),
-            ServerMessage::ParticipantUpdated { participant: info },
-        );
-    }
-}
-
-fn broadcast(
-    members: &BTreeMap<ParticipantId, Member>,
-    except: Option<ParticipantId>,
-    msg: ServerMessage,
-) {
-    let bytes = outbound::weigh(&msg);
-    for m in members.values().filter(|m| Some(m.info.id) != except) {
-        m.tx.send_weighed(msg.clone(), bytes);
-    }
 }
