@@ -75,6 +75,8 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>, prometheus: Prometheu
                 .absolute(w.tel.datagrams_out.load(Relaxed));
             metrics::counter!("switchboard_udp_send_errors_total", &l)
                 .absolute(w.tel.send_errors.load(Relaxed));
+            metrics::counter!("switchboard_udp_send_syscalls_total", &l)
+                .absolute(w.tel.send_calls.load(Relaxed));
             metrics::counter!("switchboard_udp_receive_truncated_total", &l)
                 .absolute(w.tel.recv_truncated.load(Relaxed));
             metrics::gauge!("switchboard_ice_tcp_connections", &l)

@@ -1,11 +1,17 @@
-//! The worker's socket layer: batched receive (recvmmsg, GRO) and batched send with GSO
-//! (one syscall for several packets to one destination), through `quinn-udp`, which
-//! keeps the unsafe socket code out of this crate.
+//! The worker's socket layer: batched receive (recvmmsg, GRO) and batched send. A
+//! flush's packets are cut into runs per destination: the runs of one packet — a fan-out
+//! to many subscribers — leave in one `sendmmsg` (through `rustix`), the runs of several
+//! packets to one destination each in one GSO send (through `quinn-udp`). Neither lets
+//! unsafe socket code into this crate. (One `sendmmsg` for the GSO runs too would need a
+//! `UDP_SEGMENT` control message per message: `rustix` has no such message, and `nix`'s
+//! `sendmmsg` does not say how many messages went without reading uninitialised memory;
+//! ADR 0010.)
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
 
 /// Datagrams (or GRO batches of datagrams) read per receive call (recvmmsg batch).
 pub const RECV_BATCH: usize = 32;
@@ -17,6 +23,8 @@ const GRO_BUF: usize = 1 << 16;
 /// The most bytes one GSO send may carry: a UDP datagram's maximum payload (65,507 over
 /// IPv4), rounded down for headroom. A run over it fails as a whole with EMSGSIZE.
 pub const MAX_GSO_BYTES: usize = 65_000;
+/// Messages per `sendmmsg` call (the kernel takes at most `UIO_MAXIOV`, 1,024).
+const MMSG_BATCH: usize = 256;
 
 /// One outgoing datagram waiting for the next flush.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +95,15 @@ pub struct BatchSocket {
     scratch: Vec<u8>,
     order: Vec<usize>,
     runs: Vec<Run>,
+    /// The datagrams sent alone (runs of one), for `sendmmsg`.
+    singles: Vec<usize>,
+    /// The socket is IPv6 (IPv4 destinations are sent to as mapped addresses).
+    v6: bool,
     /// Datagrams lost to failed sends.
     pub send_errors: u64,
+    /// Send syscalls made: one per GSO run, and one per `MMSG_BATCH` single datagrams
+    /// (more when one fails midway).
+    pub send_calls: u64,
     /// Receives that filled a whole buffer (possibly truncated: counted, and the
     /// datagrams in it passed on as they are).
     pub recv_truncated: u64,
@@ -104,6 +119,7 @@ impl BatchSocket {
         // quinn-udp turns GRO on where the kernel has it: then one buffer may carry up
         // to `gro_segments` datagrams, and must be sized for them. (Zeroed memory is
         // mapped lazily: only the pages a burst fills become resident.)
+        let v6 = socket.local_addr()?.is_ipv6();
         let buf_len = if state.gro_segments() > 1 {
             GRO_BUF
         } else {
@@ -118,7 +134,10 @@ impl BatchSocket {
             scratch: Vec::with_capacity(MAX_GSO_BYTES),
             order: Vec::with_capacity(1024),
             runs: Vec::with_capacity(1024),
+            singles: Vec::with_capacity(1024),
+            v6,
             send_errors: 0,
+            send_calls: 0,
             recv_truncated: 0,
         })
     }
@@ -158,36 +177,97 @@ impl BatchSocket {
         Ok(count)
     }
 
-    /// Send a batch, one syscall per GSO run. Failed sends are counted and dropped.
+    /// Send a batch: the runs of one packet together in `sendmmsg` calls (a fan-out to
+    /// many subscribers is one syscall, not one per destination), each run of several
+    /// packets to one destination in one GSO send. A datagram whose send fails is counted
+    /// and dropped; the rest still go.
     pub fn send_batch(&mut self, batch: &mut Vec<Pending>) {
         let max = self.state.max_gso_segments();
         plan_runs(batch, max, MAX_GSO_BYTES, &mut self.order, &mut self.runs);
+        self.singles.clear();
         for run in &self.runs {
             let items = &self.order[run.start..run.start + run.count];
-            let first = &batch[items[0]];
-            let (contents, segment_size) = if run.count == 1 {
-                (&first.contents[..], None)
-            } else {
-                self.scratch.clear();
-                for &i in items {
-                    self.scratch.extend_from_slice(&batch[i].contents);
-                }
-                (&self.scratch[..], Some(run.segment))
-            };
+            if run.count == 1 {
+                self.singles.push(items[0]);
+                continue;
+            }
+            self.scratch.clear();
+            for &i in items {
+                self.scratch.extend_from_slice(&batch[i].contents);
+            }
             let t = Transmit {
-                destination: first.destination,
+                destination: batch[items[0]].destination,
                 ecn: None,
-                contents,
-                segment_size,
+                contents: &self.scratch,
+                segment_size: Some(run.segment),
                 src_ip: None,
             };
+            self.send_calls += 1;
             if let Err(e) = self.state.try_send(UdpSockRef::from(&self.socket), &t) {
                 tracing::debug!(error = %e, packets = run.count, "send failed");
                 self.send_errors += run.count as u64;
             }
         }
+        for chunk in self.singles.chunks(MMSG_BATCH) {
+            let sent = send_singles(&self.socket, self.v6, batch, chunk);
+            self.send_calls += sent.calls;
+            self.send_errors += sent.lost;
+        }
         batch.clear();
     }
+}
+
+/// What the `sendmmsg` calls for one group of datagrams did.
+struct Sent {
+    calls: u64,
+    /// Datagrams whose send failed.
+    lost: u64,
+}
+
+/// Send `items` of `batch`, one datagram each, in as few `sendmmsg` calls as the kernel
+/// allows: a datagram that fails is skipped (counted) and the next call resumes after it.
+fn send_singles(socket: &UdpSocket, v6: bool, batch: &[Pending], items: &[usize]) -> Sent {
+    let addrs: Vec<SocketAddrAny> = items
+        .iter()
+        .map(|&i| match batch[i].destination {
+            SocketAddr::V4(a) if v6 => {
+                SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()).into()
+            }
+            d => d.into(),
+        })
+        .collect();
+    let iovs: Vec<[IoSlice<'_>; 1]> = items
+        .iter()
+        .map(|&i| [IoSlice::new(&batch[i].contents)])
+        .collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = items
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut msgs: Vec<MMsgHdr<'_>> = addrs
+        .iter()
+        .zip(&iovs)
+        .zip(controls.iter_mut())
+        .map(|((a, iov), c)| MMsgHdr::new_with_addr(a, iov, c))
+        .collect();
+    let mut out = Sent { calls: 0, lost: 0 };
+    let mut start = 0;
+    while start < msgs.len() {
+        out.calls += 1;
+        match sendmmsg(socket, &mut msgs[start..], SendFlags::empty()) {
+            Ok(k) if k > 0 => start += k,
+            // The datagram at `start` failed (a `sendmmsg` that sent some returns their
+            // count and leaves the error to the next call).
+            other => {
+                if let Err(e) = other {
+                    tracing::debug!(error = %e, to = %batch[items[start]].destination, "send failed");
+                }
+                out.lost += 1;
+                start += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -294,6 +374,127 @@ mod tests {
         assert_eq!(got[4], vec![4; 300]);
         assert_eq!(got[5], vec![9; 100]);
         assert_eq!(a.send_errors, 0);
+    }
+
+    #[test]
+    fn a_fan_out_to_sixteen_destinations_is_one_syscall() {
+        let mut a = BatchSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let mut subs: Vec<BatchSocket> = (0..16)
+            .map(|_| BatchSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap())
+            .collect();
+        let mut batch: Vec<Pending> = subs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Pending {
+                destination: s.socket.local_addr().unwrap(),
+                contents: vec![i as u8; 200],
+            })
+            .collect();
+        a.send_batch(&mut batch);
+        assert_eq!((a.send_calls, a.send_errors), (1, 0));
+        for (i, s) in subs.iter_mut().enumerate() {
+            assert_eq!(drain(s), vec![vec![i as u8; 200]], "subscriber {i}");
+        }
+    }
+
+    #[test]
+    fn a_destination_that_fails_costs_only_its_own_datagram() {
+        // Port 0 is refused by the kernel (EINVAL): once first in the sorted batch (the
+        // call fails at once), once between two good ones (the call sends one, stops).
+        let mut a = BatchSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let mut b = BatchSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let mut c = BatchSocket::new(UdpSocket::bind("127.0.0.3:0").unwrap()).unwrap();
+        let (to_b, to_c) = (
+            b.socket.local_addr().unwrap(),
+            c.socket.local_addr().unwrap(),
+        );
+        let bad = |ip: [u8; 4]| Pending {
+            destination: SocketAddr::from((ip, 0)),
+            contents: vec![0; 50],
+        };
+        let good = |d: SocketAddr, v: u8| Pending {
+            destination: d,
+            contents: vec![v; 50],
+        };
+        let mut batch = vec![
+            good(to_c, 3),
+            bad([127, 0, 0, 2]),
+            good(to_b, 2),
+            bad([0, 0, 0, 0]),
+        ];
+        a.send_batch(&mut batch);
+        assert_eq!(a.send_errors, 2, "the two bad datagrams");
+        // 0.0.0.0:0 fails alone; b's goes, 127.0.0.2:0 fails; c's goes.
+        assert_eq!(a.send_calls, 4);
+        assert_eq!(drain(&mut b), vec![vec![2; 50]]);
+        assert_eq!(drain(&mut c), vec![vec![3; 50]]);
+    }
+
+    /// Not a test: the cost of a fan-out flush, one `sendmmsg` against one send per
+    /// destination (as before), alternated, medians. Figures in docs/benchmarks.md:
+    /// `cargo test --release -p server --bin switchboard fan_out_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn fan_out_cost() {
+        use std::time::Instant;
+        let a = BatchSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let mut a = a;
+        for fan in [4usize, 16, 64] {
+            // Receivers that never read: the kernel drops what overflows their buffers,
+            // which costs the sender the same either way.
+            let subs: Vec<UdpSocket> = (0..fan)
+                .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let dests: Vec<SocketAddr> = subs.iter().map(|s| s.local_addr().unwrap()).collect();
+            let (mut one, mut each) = (Vec::new(), Vec::new());
+            let flushes = 2_000;
+            for round in 0..10 {
+                let start = Instant::now();
+                if round % 2 == 0 {
+                    for _ in 0..flushes {
+                        let mut batch: Vec<Pending> = dests
+                            .iter()
+                            .map(|&d| Pending {
+                                destination: d,
+                                contents: vec![7; 160],
+                            })
+                            .collect();
+                        a.send_batch(&mut batch);
+                    }
+                    one.push(start.elapsed().as_nanos() as f64 / (flushes * fan) as f64);
+                } else {
+                    for _ in 0..flushes {
+                        let batch: Vec<Pending> = dests
+                            .iter()
+                            .map(|&d| Pending {
+                                destination: d,
+                                contents: vec![7; 160],
+                            })
+                            .collect();
+                        for p in &batch {
+                            let t = Transmit {
+                                destination: p.destination,
+                                ecn: None,
+                                contents: &p.contents,
+                                segment_size: None,
+                                src_ip: None,
+                            };
+                            let _ = a.state.try_send(UdpSockRef::from(&a.socket), &t);
+                        }
+                    }
+                    each.push(start.elapsed().as_nanos() as f64 / (flushes * fan) as f64);
+                }
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                v[v.len() / 2]
+            };
+            let (m1, me) = (median(&mut one), median(&mut each));
+            println!(
+                "fan-out to {fan}: sendmmsg {m1:.0} ns per datagram, one send each {me:.0} ns ({:.2}x)",
+                m1 / me
+            );
+        }
     }
 
     /// Everything queued on `b` within a short wait, as datagrams.

@@ -52,6 +52,9 @@ pub struct WorkerTelemetry {
     pub packet_rate: AtomicU64,
     /// Datagrams lost to failed sends (EMSGSIZE, ENOBUFS...).
     pub send_errors: AtomicU64,
+    /// Send syscalls (`sendmmsg` and GSO sends): datagrams sent per syscall is
+    /// `datagrams_out / send_calls`.
+    pub send_calls: AtomicU64,
     /// Receives that filled a whole buffer (possibly truncated).
     pub recv_truncated: AtomicU64,
     /// ICE-TCP: connections open, closed for bad framing, frames dropped to a full
@@ -374,6 +377,7 @@ fn run(
                 .store(tcp.stats.backlog_drops, Ordering::Relaxed);
             *stats.lock() = shard.stats();
             tel.send_errors.store(sock.send_errors, Ordering::Relaxed);
+            tel.send_calls.store(sock.send_calls, Ordering::Relaxed);
             tel.recv_truncated
                 .store(sock.recv_truncated, Ordering::Relaxed);
         }
