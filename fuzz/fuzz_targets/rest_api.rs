@@ -52,10 +52,12 @@ fuzz_target!(|calls: Vec<Call>| {
         kind: Default::default(),
         metadata: None,
         name: None,
+        attributes: Default::default(),
+        sip: Default::default(),
         video: VideoGrant { room_admin: true, room_create: true, room_list: true, room_join: false, ..VideoGrant::default() },
     };
     let admin = keys.mint("k", &admin).unwrap();
-    let joiner = Claims { iss: "k".into(), sub: "alice".into(), exp: now.unix + 60, nbf: None, kind: Default::default(), metadata: None, name: None, video: VideoGrant::join("r") };
+    let joiner = Claims { iss: "k".into(), sub: "alice".into(), exp: now.unix + 60, nbf: None, kind: Default::default(), attributes: Default::default(), sip: Default::default(), metadata: None, name: None, video: VideoGrant::join("r") };
     let _alice = hub.join(&keys.mint("k", &joiner).unwrap(), None, now);
     let app = signaling::router(AppState { hub, dev_key: None, rate: (1e9, 1e9), sip: None });
     for c in calls.into_iter().take(16) {

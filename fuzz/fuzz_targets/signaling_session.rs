@@ -24,7 +24,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let keys = KeyStore::new([("k".to_string(), "fuzzing-secret-0123456789".to_string())]);
         let now = signaling::auth::unix_now();
-        let claims = Claims { iss: "k".into(), sub: "fuzzer".into(), exp: now + 86_400, nbf: None, kind: Default::default(), metadata: None, name: None, video: VideoGrant::join("room") };
+        let claims = Claims { iss: "k".into(), sub: "fuzzer".into(), exp: now + 86_400, nbf: None, kind: Default::default(), attributes: Default::default(), sip: Default::default(), metadata: None, name: None, video: VideoGrant::join("room") };
         let token = keys.mint("k", &claims).unwrap();
         let other = keys.mint("k", &Claims { sub: "other".into(), ..claims }).unwrap();
         Fixture { keys, token, other }

@@ -158,6 +158,8 @@ fn token(keys: &KeyStore, key: &str, room: &str, identity: &str) -> Option<Strin
         kind: Default::default(),
         metadata: None,
         name: Some(identity.to_string()),
+        attributes: Default::default(),
+        sip: Default::default(),
         video: VideoGrant::join(room),
     };
     keys.mint(key, &claims)

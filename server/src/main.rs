@@ -124,6 +124,8 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
         kind: Default::default(),
         metadata: None,
         name: t.name.clone(),
+        attributes: Default::default(),
+        sip: Default::default(),
         video: VideoGrant {
             room: t.room.clone(),
             room_join: !t.no_join,

@@ -28,7 +28,9 @@ fn mint_as(sub: &str, video: VideoGrant, exp_in: i64, secret: &str) -> String {
         kind: Default::default(),
         metadata: None,
         name: None,
+        attributes: Default::default(),
         video,
+        sip: Default::default(),
     };
     ks.mint(KEY, &claims).unwrap()
 }

@@ -197,6 +197,8 @@ async fn bad_tokens_are_refused_with_an_error_and_close_code() {
                 kind: Default::default(),
                 metadata: None,
                 name: None,
+                attributes: Default::default(),
+                sip: Default::default(),
                 video: VideoGrant::join("r"),
             },
         )

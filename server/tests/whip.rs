@@ -28,7 +28,9 @@ fn tok(video: VideoGrant, secret: &str) -> String {
                 kind: Default::default(),
                 metadata: None,
                 name: Some("OBS".into()),
+                attributes: Default::default(),
                 video,
+                sip: Default::default(),
             },
         )
         .unwrap()

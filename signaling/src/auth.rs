@@ -2,7 +2,7 @@
 //! secret pairs. The key is named by the `iss` claim; the grants follow LiveKit's shape
 //! so that tools written for it map over easily.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::protocol::ParticipantKind;
@@ -109,7 +109,39 @@ pub struct Claims {
     /// The participant's initial metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
+    /// The participant's initial attributes (LiveKit's `attributes`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
     pub video: VideoGrant,
+    /// LiveKit's SIP grants (`sip`), beside the video grant's `sipCall`.
+    #[serde(default, skip_serializing_if = "SipGrant::is_empty")]
+    pub sip: SipGrant,
+}
+
+/// LiveKit's `sip` claim: `call` places and controls SIP calls (as the video grant's
+/// `sipCall`, for the token's room or every room); `admin` manages trunks and dispatch
+/// rules, which this server configures from its file, so it grants nothing here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipGrant {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub admin: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub call: bool,
+}
+
+impl SipGrant {
+    fn is_empty(&self) -> bool {
+        !self.admin && !self.call
+    }
+}
+
+impl Claims {
+    /// May place and control SIP calls for `room` (`sipCall` in the video grant, or
+    /// `sip.call`), the token's room or, without one, any.
+    pub fn may_call(&self, room: &str) -> bool {
+        let v = &self.video;
+        (v.sip_call || self.sip.call) && (v.room.is_empty() || v.room == room)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -262,6 +294,8 @@ mod tests {
             kind: Default::default(),
             metadata: None,
             name: Some("Alice".into()),
+            attributes: Default::default(),
+            sip: Default::default(),
             video: VideoGrant::join("r"),
         }
     }
@@ -315,6 +349,8 @@ mod tests {
                 ks.mint(
                     "k1",
                     &Claims {
+                        attributes: Default::default(),
+                        sip: Default::default(),
                         video: VideoGrant {
                             room_join: false,
                             ..claims(0).video
@@ -377,5 +413,51 @@ mod tests {
             .mint("k1", &claims(now + 60))
             .unwrap();
         assert_eq!(ks.verify(&forged, now), Err(AuthError::BadSignature));
+    }
+
+    /// The claims livekit-server-sdk 2.19's `AccessToken` writes (identity, name,
+    /// metadata, attributes, a video grant with sources, a SIP grant, kind `agent`): a
+    /// token minted by LiveKit's tooling with one of our key pairs is ours.
+    #[test]
+    fn a_livekit_access_token_maps_onto_our_grants() {
+        let ks = KeyStore::new([("devkey".to_string(), "s".repeat(32))]);
+        let now = 1_796_601_770;
+        let payload = serde_json::json!({
+            "metadata": "m", "attributes": {"a": "b"}, "name": "Alice",
+            "video": {"roomJoin": true, "room": "r1", "canPublish": false,
+                      "canPublishSources": ["camera", "microphone"], "canUpdateOwnMetadata": true},
+            "sip": {"call": true}, "kind": "agent",
+            "iss": "devkey", "exp": now + 600, "nbf": now, "sub": "alice"
+        });
+        let token = ks.mint_json("devkey", &payload).unwrap();
+        let c = ks.verify(&token, now).unwrap();
+        assert_eq!(
+            (c.sub.as_str(), c.name.as_deref()),
+            ("alice", Some("Alice"))
+        );
+        assert_eq!(c.kind, ParticipantKind::Agent);
+        assert_eq!(c.attributes.get("a").map(String::as_str), Some("b"));
+        assert!(!c.video.can_publish && c.video.can_subscribe);
+        assert_eq!(
+            c.video.can_publish_sources,
+            [
+                sfu_core::TrackSource::Camera,
+                sfu_core::TrackSource::Microphone
+            ]
+        );
+        assert!(c.may_call("r1") && !c.may_call("other"));
+        // Without the SIP grant, no calls; `sip.admin` alone grants none here.
+        let mut p = payload.clone();
+        p["sip"] = serde_json::json!({"admin": true});
+        let c = ks
+            .verify(&ks.mint_json("devkey", &p).unwrap(), now)
+            .unwrap();
+        assert!(!c.may_call("r1"));
+        // A kind nobody defined is a malformed token, not a standard participant.
+        p["kind"] = serde_json::json!("robot");
+        assert_eq!(
+            ks.verify(&ks.mint_json("devkey", &p).unwrap(), now),
+            Err(AuthError::Malformed)
+        );
     }
 }

@@ -111,6 +111,8 @@ async fn dev_token(State(s): State<AppState>, Query(q): Query<DevTokenQuery>) ->
         kind: Default::default(),
         metadata: None,
         name: Some(name),
+        attributes: Default::default(),
+        sip: Default::default(),
         video: VideoGrant::join(&room),
     };
     match s.hub.keys().mint(key, &claims) {

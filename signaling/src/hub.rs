@@ -43,6 +43,9 @@ impl Now {
 }
 
 /// What a session's writer task sends on the WebSocket.
+// Nearly every value is a `Message` (a `Close` ends a session): boxing the message to
+// shrink the rare variant would cost an allocation per message instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     Message(ServerMessage),
@@ -405,6 +408,7 @@ impl Hub {
             audio_muted: false,
             video_muted: false,
             metadata: claims.metadata.clone().unwrap_or_default(),
+            attributes: claims.attributes.clone(),
             permissions: Permissions {
                 can_publish: g.can_publish,
                 can_subscribe: g.can_subscribe,

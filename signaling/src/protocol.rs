@@ -126,6 +126,11 @@ pub enum ParticipantKind {
     Standard,
     /// A phone call through the SIP gateway: audio only.
     Sip,
+    /// LiveKit's other kinds, as access tokens name them (`kind`): a stream brought in,
+    /// a recorder, an agent (voice AI). Shown as the token says; treated as standard.
+    Ingress,
+    Egress,
+    Agent,
 }
 
 impl ParticipantKind {
@@ -151,6 +156,10 @@ pub struct ParticipantInfo {
     pub audio_muted: bool,
     pub video_muted: bool,
     pub metadata: String,
+    /// Key/value attributes from the access token (LiveKit's `attributes` claim).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub attributes: std::collections::BTreeMap<String, String>,
     pub permissions: Permissions,
     /// Unix seconds.
     pub joined_at: u64,

@@ -158,11 +158,7 @@ fn gateway(s: &ApiState) -> Result<&Arc<dyn SipCalls>, Error> {
 
 impl Caller {
     fn sip(&self, room: &str) -> Result<(), Error> {
-        let v = &self.0.video;
-        self.need(
-            v.sip_call && (v.room.is_empty() || v.room == room),
-            "sipCall for this room",
-        )
+        self.need(self.0.may_call(room), "sipCall (or sip.call) for this room")
     }
 }
 

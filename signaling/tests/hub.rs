@@ -56,6 +56,8 @@ fn tok(keys: &KeyStore, room: &str, who: &str) -> String {
             kind: Default::default(),
             metadata: None,
             name: Some(format!("  {who}  ")),
+            attributes: Default::default(),
+            sip: Default::default(),
             video: VideoGrant::join(room),
         },
     )
@@ -298,6 +300,8 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
                 kind: Default::default(),
                 metadata: None,
                 name: None,
+                attributes: Default::default(),
+                sip: Default::default(),
                 video: VideoGrant {
                     can_publish_sources: vec![sfu_core::TrackSource::Microphone],
                     ..VideoGrant::join("r")

@@ -183,6 +183,8 @@ fn join(
         kind: signaling::protocol::ParticipantKind::Sip,
         metadata: Some(who.metadata.clone()),
         name: Some(who.name.clone()),
+        attributes: Default::default(),
+        sip: Default::default(),
         video: VideoGrant {
             can_publish_sources: vec![sfu_core::TrackSource::Microphone],
             ..VideoGrant::join(room)

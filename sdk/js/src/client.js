@@ -24,11 +24,12 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} identity
  * @property {string} name
  * @property {boolean} reconnecting
- * @property {string} kind  `standard`, `sip`, …
+ * @property {string} kind  `standard`, `sip`, `ingress`, `egress`, `agent`
  * @property {TrackInfo[]} tracks
  * @property {boolean} audio_muted
  * @property {boolean} video_muted
  * @property {string} metadata
+ * @property {Record<string, string>} [attributes]  from the access token (LiveKit's `attributes` claim)
  * @property {number} joined_at  Unix seconds
  */
 

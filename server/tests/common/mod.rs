@@ -90,6 +90,8 @@ pub fn token(room: &str, identity: &str, exp_in: i64) -> String {
         kind: Default::default(),
         metadata: None,
         name: Some(identity.into()),
+        attributes: Default::default(),
+        sip: Default::default(),
         video: VideoGrant::join(room),
     };
     ks.mint(KEY, &claims).unwrap()
@@ -140,7 +142,9 @@ pub fn admin_token() -> String {
         kind: Default::default(),
         metadata: None,
         name: None,
+        attributes: Default::default(),
         video,
+        sip: Default::default(),
     };
     ks.mint(KEY, &claims).unwrap()
 }

@@ -267,6 +267,7 @@ mod tests {
             audio_muted: false,
             video_muted: false,
             metadata: String::new(),
+            attributes: Default::default(),
             permissions: Permissions {
                 can_publish: true,
                 can_subscribe: true,
