@@ -146,15 +146,9 @@ impl Router {
                 width,
                 height,
                 visible,
-            } => {
-                let Some(p) = self.participants.get_mut(&participant) else {
-                    return peers.fail(participant, CommandError::UnknownParticipant);
-                };
-                if let Some(sub) = p.subs.get_mut(&track) {
-                    sub.viewport = Some((width.min(16_384), height.min(16_384), visible));
-                }
-                self.allocate(peers, now, participant);
-            }
+            } => self.resubscribe(peers, now, participant, track, |sub| {
+                sub.viewport = Some((width.min(16_384), height.min(16_384), visible));
+            }),
             Command::SetSources {
                 participant,
                 sources,
@@ -174,15 +168,9 @@ impl Router {
                 participant,
                 track,
                 max_rank,
-            } => {
-                let Some(p) = self.participants.get_mut(&participant) else {
-                    return peers.fail(participant, CommandError::UnknownParticipant);
-                };
-                if let Some(sub) = p.subs.get_mut(&track) {
-                    sub.preferred = max_rank;
-                }
-                self.allocate(peers, now, participant);
-            }
+            } => self.resubscribe(peers, now, participant, track, |sub| {
+                sub.preferred = max_rank
+            }),
             Command::IceRestart {
                 participant,
                 pc,
@@ -211,6 +199,25 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Change what `participant` asks of its subscription to `track` (its tile, its
+    /// preferred layer), then divide its estimate again.
+    fn resubscribe(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        participant: ParticipantId,
+        track: TrackId,
+        change: impl FnOnce(&mut crate::forward::Subscription),
+    ) {
+        let Some(p) = self.participants.get_mut(&participant) else {
+            return peers.fail(participant, CommandError::UnknownParticipant);
+        };
+        if let Some(sub) = p.subs.get_mut(&track) {
+            change(sub);
+        }
+        self.allocate(peers, now, participant);
     }
 
     /// One event of a connection, drained from str0m.

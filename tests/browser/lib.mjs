@@ -162,6 +162,19 @@ export function devToken(video, ttl = 600, sub = 'test-admin') {
   return `${body}.${sig}`;
 }
 
+// Join over the signaling WebSocket from a page (`page`: a Playwright page): resolves with
+// the first `joined` or `error` message, `{type: 'closed', code, reason}` or `{type:
+// 'timeout'}`. The socket stays open (window.keep) for the rest of the test.
+export function wsJoin(page, url, token) {
+  return page.evaluate(({ url, token }) => new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'join', token }));
+    ws.onmessage = (m) => { const msg = JSON.parse(m.data); if (msg.type === 'joined' || msg.type === 'error') { window.keep = ws; resolve(msg); } };
+    ws.onclose = (e) => resolve({ type: 'closed', code: e.code, reason: e.reason });
+    setTimeout(() => resolve({ type: 'timeout' }), 10000);
+  }), { url, token });
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Can this process create network namespaces and shape links (root, iproute2, tbf)?

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AccessToken } from 'livekit-server-sdk';
-import { startServer, openParticipant, freePort, TEST_SECRET } from './lib.mjs';
+import { startServer, openParticipant, freePort, TEST_SECRET, wsJoin } from './lib.mjs';
 
 const mint = async (identity, grant, extra = {}, sip = null) => {
   const at = new AccessToken('devkey', TEST_SECRET, { identity, ttl: '10m', ...extra });
@@ -31,13 +31,7 @@ test("livekit-server-sdk's access tokens join rooms and call the API", async () 
     // A participant token: an agent that may not publish, with attributes and a SIP grant.
     const token = await mint('alice', { roomJoin: true, room, canPublish: false }, { name: 'Alice', metadata: 'hello', attributes: { team: 'blue' }, kind: 'agent' }, { call: true });
     page = await openParticipant(`${server.base}/`);
-    const joined = await page.page.evaluate(({ url, token }) => new Promise((resolve) => {
-      const ws = new WebSocket(url);
-      ws.onopen = () => ws.send(JSON.stringify({ type: 'join', token }));
-      ws.onmessage = (m) => { const msg = JSON.parse(m.data); if (msg.type === 'joined' || msg.type === 'error') { window.keep = ws; resolve(msg); } };
-      ws.onclose = (e) => resolve({ type: 'closed', code: e.code, reason: e.reason });
-      setTimeout(() => resolve({ type: 'timeout' }), 10000);
-    }), { url: `${server.base.replace('http', 'ws')}/ws`, token });
+    const joined = await wsJoin(page.page, `${server.base.replace('http', 'ws')}/ws`, token);
     assert.equal(joined.type, 'joined', JSON.stringify(joined));
     const p = joined.participant;
     console.log('joined as', JSON.stringify({ identity: p.identity, name: p.name, kind: p.kind, metadata: p.metadata, attributes: p.attributes, permissions: p.permissions }));

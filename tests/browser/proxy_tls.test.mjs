@@ -10,7 +10,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, openParticipant, waitForTileVideo, waitFor, sleep, devToken, metricsText, redisServer, freePort, waitForPort, have, whipPublish, whepPlay, inboundCounts } from './lib.mjs';
+import { startServer, openParticipant, waitForTileVideo, waitFor, sleep, devToken, metricsText, redisServer, freePort, waitForPort, have, whipPublish, whepPlay, inboundCounts, wsJoin } from './lib.mjs';
 
 const missing = ['redis-server', 'nginx', 'openssl'].filter((c) => !have(c));
 
@@ -171,13 +171,7 @@ test('nodes reach each other over TLS (cluster_url https://, a private CA in SSL
     // A participant joins through the other node: relayed to the home over wss://.
     page = await openParticipant(`${other.base}/`);
     const token = devToken({ room, roomJoin: true, canPublish: true, canSubscribe: true }, 600, 'over-tls');
-    const joined = await page.page.evaluate(({ url, token }) => new Promise((resolve) => {
-      const ws = new WebSocket(url);
-      ws.onopen = () => ws.send(JSON.stringify({ type: 'join', token }));
-      ws.onmessage = (m) => { const msg = JSON.parse(m.data); if (msg.type === 'joined' || msg.type === 'error') { window.keep = ws; resolve(msg); } };
-      ws.onclose = (e) => resolve({ type: 'closed', code: e.code, reason: e.reason });
-      setTimeout(() => resolve({ type: 'timeout' }), 10000);
-    }), { url: `${other.base.replace('http', 'ws')}/ws`, token });
+    const joined = await wsJoin(page.page, `${other.base.replace('http', 'ws')}/ws`, token);
     assert.equal(joined.type, 'joined', JSON.stringify(joined));
     const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
     assert.equal(await relayed(other), 1, 'the session was relayed by the node it reached');
