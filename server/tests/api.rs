@@ -909,3 +909,127 @@ async fn sip_calls_need_the_gateway_the_grant_and_good_requests() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// LiveKit's RoomService over Twirp with protobuf bodies (LiveKit's Python and Go SDKs
+/// speak protobuf; livekit-server-sdk's JSON is tested in the browser suite), and the
+/// Twirp errors for what is wrong with a call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twirp_room_service_over_protobuf() {
+    use livekit_protocol as lk;
+    use prost::Message;
+    let server = start_server();
+    let http = reqwest::Client::new();
+    let url = |m: &str| format!("http://{}/twirp/livekit.RoomService/{m}", server.http);
+    let create = grant(|g| g.room_create = true);
+    let list = grant(|g| g.room_list = true);
+    let call = |m: &str, token: &str, ct: &str, body: Vec<u8>| {
+        http.post(url(m))
+            .bearer_auth(token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let pb = "application/protobuf";
+    let req = lk::CreateRoomRequest {
+        name: "twirp-pb".into(),
+        max_participants: 7,
+        metadata: "m".into(),
+        ..Default::default()
+    };
+    let r = call("CreateRoom", &create, pb, req.encode_to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], pb);
+    let room = lk::Room::decode(r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (
+            room.name.as_str(),
+            room.max_participants,
+            room.metadata.as_str()
+        ),
+        ("twirp-pb", 7, "m")
+    );
+    let r = call(
+        "ListRooms",
+        &list,
+        pb,
+        lk::ListRoomsRequest::default().encode_to_vec(),
+    )
+    .await
+    .unwrap();
+    let rooms = lk::ListRoomsResponse::decode(r.bytes().await.unwrap())
+        .unwrap()
+        .rooms;
+    assert!(rooms.iter().any(|r| r.sid == room.sid));
+    // What is wrong with a call, as Twirp says it.
+    let twirp = |r: reqwest::Response| async move {
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        (status, v["code"].as_str().unwrap_or("").to_string())
+    };
+    // (method, token, content type, body, status, Twirp code)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "ListRooms",
+            &create,
+            pb,
+            vec![],
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+        ),
+        (
+            "ListRooms",
+            "not-a-token",
+            pb,
+            vec![],
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+        (
+            "CreateRoom",
+            &create,
+            pb,
+            vec![0xff, 0xff, 0xff],
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            "CreateRoom",
+            &create,
+            "text/plain",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            "CreateRoom",
+            &create,
+            "application/json",
+            b"{\"name\": \"bad name!\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+        ),
+        (
+            "Frobnicate",
+            &create,
+            pb,
+            vec![],
+            StatusCode::NOT_FOUND,
+            "bad_route",
+        ),
+        (
+            "UpdateSubscriptions",
+            &create,
+            pb,
+            vec![],
+            StatusCode::NOT_IMPLEMENTED,
+            "unimplemented",
+        ),
+    ];
+    for (m, token, ct, body, status, code) in cases {
+        let got = twirp(call(m, token, ct, body).await.unwrap()).await;
+        assert_eq!(got, (status, code.to_string()), "{m} with {ct}");
+    }
+}

@@ -341,12 +341,12 @@ async fn update_participant(
     room_name(&room)?;
     identity(&id)?;
     c.admin(&room)?;
-    Ok(Json(s.hub.update_participant(
-        &room,
-        &id,
-        b.metadata,
-        b.permissions,
-    )?))
+    let update = crate::hub::ParticipantUpdate {
+        metadata: b.metadata,
+        permissions: b.permissions,
+        ..Default::default()
+    };
+    Ok(Json(s.hub.update_participant(&room, &id, update)?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/rooms/{room}/participants/{identity}", params(("room" = String, Path, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]{1,128}$"), ("identity" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f]{1,256}$")), security(("bearer" = [])),
@@ -461,6 +461,10 @@ pub fn router(state: ApiState) -> Router {
             get(crate::sip_calls::get_call).delete(crate::sip_calls::hang_up),
         )
         .route("/api/v1/sip/calls/{id}/dtmf", post(crate::sip_calls::dtmf))
+        .route(
+            "/twirp/livekit.RoomService/{method}",
+            post(crate::twirp::room_service),
+        )
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

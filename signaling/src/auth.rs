@@ -94,7 +94,9 @@ fn yes() -> bool {
 pub struct Claims {
     /// The API key that signed the token.
     pub iss: String,
-    /// The participant identity.
+    /// The participant identity. Server-side tokens (LiveKit's SDKs mint them for API
+    /// calls) may leave it out; joining needs one.
+    #[serde(default)]
     pub sub: String,
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +162,8 @@ pub enum AuthError {
     NotYetValid,
     #[error("the access token does not grant joining a room")]
     NoJoinGrant,
+    #[error("the access token names no identity (`sub`)")]
+    NoIdentity,
 }
 
 /// Seconds of clock difference allowed between the server that minted a token and this
@@ -240,6 +244,9 @@ impl KeyStore {
         let c = self.verify_any(token, now)?;
         if !c.video.room_join || c.video.room.is_empty() {
             return Err(AuthError::NoJoinGrant);
+        }
+        if c.sub.is_empty() {
+            return Err(AuthError::NoIdentity);
         }
         Ok(c)
     }

@@ -84,6 +84,18 @@ impl Default for HubConfig {
     }
 }
 
+/// What an administrator changes of a participant ([`Hub::update_participant`]); `None`
+/// and an empty map leave things as they are.
+#[derive(Debug, Clone, Default)]
+pub struct ParticipantUpdate {
+    pub metadata: Option<String>,
+    pub permissions: Option<Permissions>,
+    /// The display name.
+    pub name: Option<String>,
+    /// Merged into the participant's attributes; an empty value removes its key.
+    pub attributes: BTreeMap<String, String>,
+}
+
 /// A room's settings and state, as the API shows it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct RoomInfo {

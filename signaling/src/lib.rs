@@ -31,6 +31,7 @@ pub mod sdp_limits;
 pub mod sip_calls;
 pub mod token_bucket;
 pub mod turn;
+mod twirp;
 pub mod webhook;
 pub mod whip;
 pub mod ws;

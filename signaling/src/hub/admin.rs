@@ -160,9 +160,20 @@ impl Hub {
         &self,
         room: &str,
         identity: &str,
-        metadata: Option<String>,
-        permissions: Option<Permissions>,
+        update: ParticipantUpdate,
     ) -> Result<ParticipantInfo, Error> {
+        let ParticipantUpdate {
+            metadata,
+            permissions,
+            name,
+            attributes,
+        } = update;
+        let attributes_size: usize = attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if attributes_size > MAX_METADATA {
+            return Err(Error::Invalid(format!(
+                "attributes: at most {MAX_METADATA} bytes"
+            )));
+        }
         if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA) {
             return Err(Error::Invalid(format!(
                 "metadata: at most {MAX_METADATA} bytes"
@@ -187,6 +198,17 @@ impl Hub {
             .ok_or(Error::not_found("participant"))?;
         if let Some(md) = metadata {
             m.info.metadata = md;
+        }
+        if let Some(n) = name {
+            m.info.name = clean_name(&n, &m.info.identity);
+        }
+        // LiveKit's rule: attributes are merged; an empty value removes its key.
+        for (k, v) in attributes {
+            if v.is_empty() {
+                m.info.attributes.remove(&k);
+            } else {
+                m.info.attributes.insert(k, v);
+            }
         }
         if let Some(p) = permissions {
             // Tracks leave `info.tracks` as the media plane unpublishes them (and everyone

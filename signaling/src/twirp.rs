@@ -1,0 +1,385 @@
+//! LiveKit's RoomService over Twirp (`POST /twirp/livekit.RoomService/<Method>`), so that
+//! LiveKit's server SDKs (`livekit-server-sdk`, `livekit-api`, …) manage this server's
+//! rooms unchanged. Bodies are protobuf (`application/protobuf`) or protobuf's JSON
+//! mapping (`application/json`), answered in the same encoding; the message types are
+//! the `livekit-protocol` crate's. Each method is the REST API's operation on the hub,
+//! behind the same grants; errors are Twirp's (`{"code", "msg"}` with the matching HTTP
+//! status).
+//!
+//! Identifiers: a participant's `sid` is `PA_<id>`, a track's `TR_<id>`, a room's its
+//! `sid` (`RM_<n>`). Not served: `UpdateSubscriptions` (server-side subscription control
+//! does not exist here yet: Twirp `unimplemented`). `MutePublishedTrack` mutes every track
+//! of that track's kind (the hub's admin mute is per kind).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use livekit_protocol as lk;
+use prost::Message;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::api::{room_name, ApiState, Caller};
+use crate::error::Error;
+use crate::hub::{Now, ParticipantUpdate, RoomInfo};
+use crate::protocol::{ParticipantInfo, ParticipantKind, Permissions};
+
+/// How a request came, and so how its answer goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// A Twirp error: its code and message, with the HTTP status Twirp gives that code.
+struct TwirpError {
+    status: StatusCode,
+    code: &'static str,
+    msg: String,
+}
+
+impl From<Error> for TwirpError {
+    fn from(e: Error) -> Self {
+        let (status, _) = e.http();
+        let code = match status {
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "invalid_argument",
+            StatusCode::UNAUTHORIZED => "unauthenticated",
+            StatusCode::FORBIDDEN => "permission_denied",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "already_exists",
+            StatusCode::PRECONDITION_FAILED => "failed_precondition",
+            StatusCode::TOO_MANY_REQUESTS => "resource_exhausted",
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => "unavailable",
+            _ => "internal",
+        };
+        Self {
+            status,
+            code,
+            msg: e.to_string(),
+        }
+    }
+}
+
+impl TwirpError {
+    fn new(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl IntoResponse for TwirpError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.code, "msg": self.msg });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type R = Result<Response, TwirpError>;
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding, TwirpError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    match ct {
+        "application/protobuf" | "application/x-protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        _ => Err(TwirpError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "Content-Type: application/json or application/protobuf",
+        )),
+    }
+}
+
+fn decode<T: Message + Default + DeserializeOwned>(
+    enc: Encoding,
+    body: &[u8],
+) -> Result<T, TwirpError> {
+    let bad = |e: String| TwirpError::new(StatusCode::BAD_REQUEST, "malformed", e);
+    match enc {
+        Encoding::Protobuf => T::decode(body).map_err(|e| bad(e.to_string())),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| bad(e.to_string())),
+    }
+}
+
+fn encode<T: Message + Serialize>(enc: Encoding, msg: &T) -> Response {
+    match enc {
+        Encoding::Protobuf => (
+            [(header::CONTENT_TYPE, "application/protobuf")],
+            msg.encode_to_vec(),
+        )
+            .into_response(),
+        Encoding::Json => axum::Json(msg).into_response(),
+    }
+}
+
+/// `POST /twirp/livekit.RoomService/{method}`.
+pub(crate) async fn room_service(
+    State(s): State<ApiState>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match call(&s, &method, &headers, &body) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
+    let enc = encoding(headers)?;
+    let c = Caller::from(s, headers)?;
+    let hub = &s.hub;
+    let v = &c.0.video;
+    match method {
+        "CreateRoom" => {
+            let req: lk::CreateRoomRequest = decode(enc, body)?;
+            c.need(v.room_create, "roomCreate")?;
+            let name = crate::RoomName::parse(&req.name).map_err(Error::from)?;
+            let created = hub.create_room(
+                name,
+                (req.empty_timeout > 0).then_some(u64::from(req.empty_timeout)),
+                (req.max_participants > 0).then_some(req.max_participants),
+                req.metadata,
+                Now::read(),
+            );
+            // LiveKit's CreateRoom returns a room that already exists.
+            let info = match created {
+                Err(Error::Conflict(_)) => hub.get_room(&req.name)?,
+                other => other?,
+            };
+            Ok(encode(enc, &room(&info)))
+        }
+        "ListRooms" => {
+            let req: lk::ListRoomsRequest = decode(enc, body)?;
+            c.need(v.room_list, "roomList")?;
+            let rooms = hub
+                .list_rooms()
+                .iter()
+                .filter(|r| req.names.is_empty() || req.names.contains(&r.name))
+                .map(room)
+                .collect();
+            Ok(encode(enc, &lk::ListRoomsResponse { rooms }))
+        }
+        "DeleteRoom" => {
+            let req: lk::DeleteRoomRequest = decode(enc, body)?;
+            room_name(&req.room)?;
+            c.need(
+                v.room_create || v.admin_of(&req.room),
+                "roomCreate or roomAdmin",
+            )?;
+            hub.delete_room(&req.room, "the room was closed")?;
+            Ok(encode(enc, &lk::DeleteRoomResponse {}))
+        }
+        "ListParticipants" => {
+            let req: lk::ListParticipantsRequest = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            let participants = hub
+                .list_participants(&req.room)?
+                .iter()
+                .map(participant)
+                .collect();
+            Ok(encode(enc, &lk::ListParticipantsResponse { participants }))
+        }
+        "GetParticipant" => {
+            let req: lk::RoomParticipantIdentity = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            Ok(encode(
+                enc,
+                &participant(&hub.get_participant(&req.room, &req.identity)?),
+            ))
+        }
+        "RemoveParticipant" => {
+            let req: lk::RoomParticipantIdentity = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            hub.remove_participant(
+                &req.room,
+                &req.identity,
+                "removed by the room's administrator",
+            )?;
+            Ok(encode(enc, &lk::RemoveParticipantResponse {}))
+        }
+        "MutePublishedTrack" => {
+            let req: lk::MuteRoomTrackRequest = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            let p = hub.get_participant(&req.room, &req.identity)?;
+            let kind = p
+                .tracks
+                .iter()
+                .find(|t| track_sid(t.id) == req.track_sid)
+                .map(|t| t.kind)
+                .ok_or_else(|| Error::not_found("track"))?;
+            let p = hub.admin_mute(&req.room, &req.identity, kind, req.muted)?;
+            let track = participant(&p)
+                .tracks
+                .into_iter()
+                .find(|t| t.sid == req.track_sid);
+            Ok(encode(enc, &lk::MuteRoomTrackResponse { track }))
+        }
+        "UpdateParticipant" => {
+            let req: lk::UpdateParticipantRequest = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            let permissions = req.permission.map(|p| Permissions {
+                can_publish: p.can_publish,
+                can_subscribe: p.can_subscribe,
+                can_publish_data: p.can_publish_data,
+            });
+            // LiveKit leaves the metadata as it is when the request's is empty.
+            let metadata = Some(req.metadata).filter(|m| !m.is_empty());
+            let name = Some(req.name).filter(|n| !n.is_empty());
+            let update = ParticipantUpdate {
+                metadata,
+                permissions,
+                name,
+                attributes: req.attributes.into_iter().collect(),
+            };
+            let p = hub.update_participant(&req.room, &req.identity, update)?;
+            Ok(encode(enc, &participant(&p)))
+        }
+        // `destination_sids` is deprecated in favour of identities, and still sent by
+        // older SDKs: both are honoured.
+        #[allow(deprecated)]
+        "SendData" => {
+            let req: lk::SendDataRequest = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            let payload = String::from_utf8(req.data)
+                .map_err(|_| Error::Invalid("data: this server carries UTF-8 text only".into()))?;
+            let mut to = req.destination_identities;
+            if !req.destination_sids.is_empty() {
+                let members = hub.list_participants(&req.room)?;
+                to.extend(
+                    members
+                        .iter()
+                        .filter(|m| req.destination_sids.contains(&participant_sid(m)))
+                        .map(|m| m.identity.clone()),
+                );
+                if to.is_empty() {
+                    // Only unknown sids: nobody is to get it (not everybody).
+                    return Ok(encode(enc, &lk::SendDataResponse {}));
+                }
+            }
+            hub.send_data(&req.room, payload, req.topic, &to)?;
+            Ok(encode(enc, &lk::SendDataResponse {}))
+        }
+        "UpdateRoomMetadata" => {
+            let req: lk::UpdateRoomMetadataRequest = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            Ok(encode(
+                enc,
+                &room(&hub.update_room(&req.room, req.metadata)?),
+            ))
+        }
+        "UpdateSubscriptions" => Err(TwirpError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "unimplemented",
+            "UpdateSubscriptions: server-side subscription control is not available on this server",
+        )),
+        _ => Err(TwirpError::new(
+            StatusCode::NOT_FOUND,
+            "bad_route",
+            format!("no method {method} in livekit.RoomService"),
+        )),
+    }
+}
+
+fn admin(c: &Caller, room: &str) -> Result<(), Error> {
+    room_name(room)?;
+    c.need(c.0.video.admin_of(room), "roomAdmin for this room")
+}
+
+fn participant_sid(p: &ParticipantInfo) -> String {
+    format!("PA_{}", p.id.0)
+}
+
+fn track_sid(id: sfu_core::TrackId) -> String {
+    format!("TR_{}", id.0)
+}
+
+fn room(r: &RoomInfo) -> lk::Room {
+    lk::Room {
+        sid: r.sid.clone(),
+        name: r.name.clone(),
+        empty_timeout: u32::try_from(r.empty_timeout).unwrap_or(u32::MAX),
+        max_participants: r.max_participants,
+        creation_time: i64::try_from(r.created_at).unwrap_or(0),
+        creation_time_ms: i64::try_from(r.created_at.saturating_mul(1000)).unwrap_or(0),
+        metadata: r.metadata.clone(),
+        num_participants: u32::try_from(r.num_participants).unwrap_or(u32::MAX),
+        ..Default::default()
+    }
+}
+
+fn participant(p: &ParticipantInfo) -> lk::ParticipantInfo {
+    use lk::participant_info::{Kind, State};
+    let kind = match p.kind {
+        ParticipantKind::Standard => Kind::Standard,
+        ParticipantKind::Ingress => Kind::Ingress,
+        ParticipantKind::Egress => Kind::Egress,
+        ParticipantKind::Sip => Kind::Sip,
+        ParticipantKind::Agent => Kind::Agent,
+    };
+    let tracks: Vec<lk::TrackInfo> = p
+        .tracks
+        .iter()
+        .map(|t| {
+            let (ty, muted) = match t.kind {
+                sfu_core::TrackKind::Audio => (lk::TrackType::Audio, p.audio_muted),
+                sfu_core::TrackKind::Video => (lk::TrackType::Video, p.video_muted),
+            };
+            // `simulcast` is deprecated in favour of `layers`, which the SDKs read alongside.
+            #[allow(deprecated)]
+            lk::TrackInfo {
+                sid: track_sid(t.id),
+                r#type: ty as i32,
+                muted,
+                simulcast: t.simulcast.len() > 1,
+                source: source(t.source) as i32,
+                ..Default::default()
+            }
+        })
+        .collect();
+    lk::ParticipantInfo {
+        sid: participant_sid(p),
+        identity: p.identity.clone(),
+        state: if p.reconnecting {
+            State::Disconnected
+        } else {
+            State::Active
+        } as i32,
+        is_publisher: !tracks.is_empty(),
+        tracks,
+        metadata: p.metadata.clone(),
+        joined_at: i64::try_from(p.joined_at).unwrap_or(0),
+        joined_at_ms: i64::try_from(p.joined_at.saturating_mul(1000)).unwrap_or(0),
+        name: p.name.clone(),
+        permission: Some(lk::ParticipantPermission {
+            can_publish: p.permissions.can_publish,
+            can_subscribe: p.permissions.can_subscribe,
+            can_publish_data: p.permissions.can_publish_data,
+            ..Default::default()
+        }),
+        kind: kind as i32,
+        attributes: p
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn source(s: sfu_core::TrackSource) -> lk::TrackSource {
+    use sfu_core::TrackSource as S;
+    match s {
+        S::Camera => lk::TrackSource::Camera,
+        S::Microphone => lk::TrackSource::Microphone,
+        S::ScreenShare => lk::TrackSource::ScreenShare,
+        S::ScreenShareAudio => lk::TrackSource::ScreenShareAudio,
+        S::Unknown => lk::TrackSource::Unknown,
+    }
+}
