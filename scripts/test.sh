@@ -76,6 +76,9 @@ python3 tests/tls/redis.py "$PWD/target/debug/switchboard"
 phase "WHIP/WHEP with a second WebRTC stack (aiortc; H.264 and VP8)"
 bash tests/interop/run.sh "$PWD/target/debug/switchboard"
 
+phase "LiveKit's SDKs from PyPI (livekit-api: RoomService over protobuf Twirp, AccessToken)"
+bash tests/livekit/run.sh "$PWD/target/debug/switchboard"
+
 phase "SIP gateway with real phones (baresip: tones through rooms, the mix, hang-ups, 404)"
 bash tests/sip/run.sh "$PWD/target/debug/switchboard"
 
