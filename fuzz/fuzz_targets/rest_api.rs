@@ -1,5 +1,5 @@
-//! The REST API through its real router: arbitrary methods, paths, content types and
-//! bodies with an admin token. Bad input must get a 4xx JSON error, never a 500 or a
+//! The REST API (and LiveKit's RoomService over Twirp, protobuf and JSON) through its real
+//! router: arbitrary methods, paths, content types and bodies with an admin token. Bad input must get a 4xx JSON error, never a 500 or a
 //! panic. A forwarding mark a client sends never verifies.
 #![no_main]
 
@@ -65,7 +65,10 @@ fuzz_target!(|calls: Vec<Call>| {
         let room: String = c.room.chars().filter(|ch| ch.is_ascii_graphic() && *ch != '/' && *ch != '?' && *ch != '#' && *ch != '%').take(40).collect();
         let who: String = c.identity.chars().filter(|ch| ch.is_ascii_alphanumeric()).take(20).collect();
         let room = if room.is_empty() { "r".to_string() } else { room };
-        let path = match c.path % 8 {
+        const TWIRP: [&str; 12] = ["CreateRoom", "ListRooms", "DeleteRoom", "ListParticipants", "GetParticipant", "RemoveParticipant",
+            "MutePublishedTrack", "UpdateParticipant", "UpdateSubscriptions", "SendData", "UpdateRoomMetadata", "Nope"];
+        let path = match c.path % 10 {
+            8 | 9 => format!("/twirp/livekit.RoomService/{}", TWIRP[c.method as usize % TWIRP.len()]),
             0 => "/api/v1/rooms".to_string(),
             1 => format!("/api/v1/rooms/{room}"),
             2 => format!("/api/v1/rooms/{room}/participants"),
@@ -79,7 +82,7 @@ fuzz_target!(|calls: Vec<Call>| {
             let key = hub_mark();
             assert!(key.verify(m, now.unix, method, &path).is_err(), "a forged mark verified: {m:?}");
         }
-        let ctype = ["application/json", "application/sdp", "text/plain", "application/trickle-ice-sdpfrag"][c.ctype as usize % 4];
+        let ctype = ["application/json", "application/sdp", "text/plain", "application/trickle-ice-sdpfrag", "application/protobuf"][c.ctype as usize % 5];
         let mut req = Request::builder().method(method).uri(&path).header("content-type", ctype);
         req = match c.auth % 3 {
             0 => req.header("authorization", format!("Bearer {admin}")),
