@@ -128,7 +128,7 @@ impl Caller {
         }
     }
 
-    fn admin(&self, room: &str) -> Result<(), Error> {
+    pub(crate) fn admin(&self, room: &str) -> Result<(), Error> {
         self.need(self.0.video.admin_of(room), "roomAdmin for this room")
     }
 }

@@ -287,9 +287,10 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
     }
 }
 
+/// The REST API's check for a room's administrator, on a room name from a body.
 fn admin(c: &Caller, room: &str) -> Result<(), Error> {
     room_name(room)?;
-    c.need(c.0.video.admin_of(room), "roomAdmin for this room")
+    c.admin(room)
 }
 
 fn participant_sid(p: &ParticipantInfo) -> String {
