@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use crate::api::Output;
 use crate::api::{Event, LayerState, SubscriptionStat};
 use crate::forward::{Subscription, Track};
 use crate::ids::{ParticipantId, TrackId, TrackKind};
@@ -176,7 +175,7 @@ impl crate::router::Router {
                     .map(Demand::of),
             );
             if let Some(e) = evaluate(*tid, track, &demands, now) {
-                peers.out.push_back(Output::Event(e));
+                peers.emit(e);
             }
         }
     }
@@ -199,7 +198,7 @@ impl crate::router::Router {
                 period,
             );
             if let Some(e) = stats {
-                peers.out.push_back(Output::Event(e));
+                peers.emit(e);
             }
         }
     }

@@ -528,19 +528,17 @@ impl Router {
                 Step::Send { out, switched } => {
                     if let Some(was_on_a_layer) = switched {
                         peers.stats.layer_switches += u64::from(was_on_a_layer);
-                        peers.out.push_back(crate::api::Output::Event(
-                            crate::api::Event::SubscriptionChanged {
-                                participant: sid,
-                                track: ing.tid,
-                                layer: Some(
-                                    track.layers[ing.facts.li]
-                                        .rid
-                                        .map(|r| r.to_string())
-                                        .unwrap_or_default(),
-                                ),
-                                paused: false,
-                            },
-                        ));
+                        peers.emit(crate::api::Event::SubscriptionChanged {
+                            participant: sid,
+                            track: ing.tid,
+                            layer: Some(
+                                track.layers[ing.facts.li]
+                                    .rid
+                                    .map(|r| r.to_string())
+                                    .unwrap_or_default(),
+                            ),
+                            paused: false,
+                        });
                     }
                     out
                 }
