@@ -12,9 +12,11 @@
 
 use crate::ids::ParticipantId;
 
-/// The stream id of a publisher's tracks, on every subscriber connection.
+/// The stream id of a publisher's tracks, on every subscriber connection: its LiveKit
+/// participant sid (`PA_<id>`), which LiveKit's client SDKs read from the stream id to
+/// know whose track arrived (the part before a `|`, and there is none here).
 pub(crate) fn publisher_stream(publisher: ParticipantId) -> String {
-    format!("p{publisher}")
+    format!("PA_{publisher}")
 }
 
 /// The stream id of a WHEP speaker view: one for the whole session, whoever speaks.

@@ -791,7 +791,7 @@ fn a_publishers_tracks_share_one_stream_id_across_renegotiations_and_in_whep() {
         assert_eq!(streams[0].1, streams[1].1, "{answer}");
     }
     let fixed_answer = &sim.client(fixed).sdps_received[0];
-    assert_eq!(msid_streams(fixed_answer)[0].1, format!("p{}", ids[1]));
+    assert_eq!(msid_streams(fixed_answer)[0].1, format!("PA_{}", ids[1]));
 }
 
 #[test]

@@ -463,7 +463,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/sip/calls/{id}/dtmf", post(crate::sip_calls::dtmf))
         .route(
             "/twirp/livekit.RoomService/{method}",
-            post(crate::twirp::room_service),
+            post(crate::livekit::twirp::room_service),
         )
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .merge(api)
         .merge(whip)
+        .merge(crate::livekit::rtc::router(hub.clone()))
         // In a cluster: requests about rooms homed elsewhere go there.
         .layer(axum::middleware::from_fn_with_state(
             hub,

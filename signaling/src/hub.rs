@@ -435,6 +435,7 @@ impl Hub {
             viewer,
             allowed_sources: g.can_publish_sources.clone(),
             sources: HashMap::new(),
+            sids: HashMap::new(),
             admin_muted: [false; 2],
             tx,
             resume_token: resume_token.clone(),
@@ -643,6 +644,42 @@ impl Hub {
                 by_admin: false,
             },
         );
+    }
+
+    /// The LiveKit sids a client chose for the tracks of its next publisher offer, by
+    /// m-line (`TR_<its id>_<1–16 letters or digits>`): the tracks published from those
+    /// m-lines carry them ([`TrackInfo::sid`](crate::protocol::TrackInfo)). A sid of
+    /// another form, or one already on another m-line, is refused.
+    pub fn name_tracks(
+        &self,
+        id: ParticipantId,
+        sids: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let prefix = format!("TR_{}_", id.0);
+        for sid in sids.values() {
+            let rest = sid.strip_prefix(&prefix).unwrap_or("");
+            if rest.is_empty()
+                || rest.len() > 16
+                || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return Err(format!(
+                    "track sid {sid:.40} is not {prefix}<1-16 letters or digits>"
+                ));
+            }
+        }
+        self.with_member(id, |m| {
+            if m.sids.len() + sids.len() > 128 {
+                return Err("more than 128 named m-lines".to_string());
+            }
+            for (mid, sid) in &sids {
+                if m.sids.iter().any(|(other, s)| s == sid && other != mid) {
+                    return Err(format!("track sid {sid} is already another m-line's"));
+                }
+            }
+            m.sids.extend(sids);
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
     }
 
     /// The client left or its WebSocket closed.

@@ -185,6 +185,10 @@ pub struct TrackInfo {
     #[serde(default)]
     #[schema(value_type = String, example = "camera")]
     pub source: TrackSource,
+    /// The id a LiveKit client gave the track when it announced it (`TR_<participant>_<n>`);
+    /// absent for tracks published otherwise, whose LiveKit sid is `TR_<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Messages from the server.

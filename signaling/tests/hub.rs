@@ -785,3 +785,57 @@ fn whep_viewers_with_one_token_coexist_and_replace_nobody() {
         .iter()
         .all(|m| !matches!(m, ServerMessage::Error { .. })));
 }
+
+#[test]
+fn livekit_track_sids_are_the_publishers_own_and_reach_the_others() {
+    let (_plane, hub, keys) = setup();
+    let (a, _ra) = hub.join(&tok(&keys, "r", "alice"), None, at()).unwrap();
+    let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
+    let named = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(m, s)| (m.to_string(), s.to_string()))
+            .collect()
+    };
+    // Another participant's prefix, junk, an empty or overlong suffix: refused.
+    for bad in [
+        format!("TR_{}_1", b.0),
+        "TR_x".to_string(),
+        format!("TR_{}_", a.0),
+        format!("TR_{}_a-b", a.0),
+        format!("TR_{}_{}", a.0, "9".repeat(17)),
+    ] {
+        assert!(hub.name_tracks(a, named(&[("1", &bad)])).is_err(), "{bad}");
+    }
+    let sid = format!("TR_{}_1", a.0);
+    hub.name_tracks(a, named(&[("1", &sid)])).unwrap();
+    // The same sid on another m-line is refused; the same pair again is fine.
+    assert!(hub.name_tracks(a, named(&[("2", &sid)])).is_err());
+    hub.name_tracks(a, named(&[("1", &sid)])).unwrap();
+    msgs(&mut rb);
+    for (mid, track) in [("1", 7), ("2", 8)] {
+        hub.on_media_event(
+            Event::TrackPublished {
+                room: RoomId::from("r"),
+                participant: a,
+                track: TrackId(track),
+                kind: TrackKind::Video,
+                mid: mid.into(),
+                rids: vec![],
+            },
+            at().at,
+        );
+    }
+    let sids: Vec<Option<String>> = msgs(&mut rb)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::TrackPublished { track, .. } => Some(track.sid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sids,
+        [Some(sid), None],
+        "a named m-line's track carries its sid"
+    );
+}

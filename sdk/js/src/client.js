@@ -535,7 +535,7 @@ export class SwitchboardClient extends EventTarget {
       };
       this.subPc.ontrack = (e) => {
         const info = this.tracksByMid.get(e.transceiver.mid);
-        const publisher = info ? info.publisher : Number((e.streams[0]?.id || 'p0').slice(1));
+        const publisher = info ? info.publisher : Number((e.streams[0]?.id || 'PA_0').replace(/^PA_/, ''));
         const trackId = info?.track;
         this.emit('track', {
           publisher, kind: e.track.kind, track: e.track, stream: e.streams[0], mid: e.transceiver.mid,

@@ -46,6 +46,8 @@ pub(super) struct Member {
     pub(super) allowed_sources: Vec<TrackSource>,
     /// Declared source per publisher m-line.
     pub(super) sources: HashMap<String, TrackSource>,
+    /// LiveKit track sids per publisher m-line (see [`Hub::name_tracks`]).
+    pub(super) sids: HashMap<String, String>,
     pub(super) admin_muted: [bool; 2],
     pub(super) tx: OutboundTx,
     /// Its `resume` token (none when sessions are not kept for resuming).
@@ -281,6 +283,7 @@ mod tests {
             viewer: false,
             allowed_sources: vec![],
             sources: HashMap::new(),
+            sids: HashMap::new(),
             admin_muted: [false; 2],
             tx,
             resume_token: None,

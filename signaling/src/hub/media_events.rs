@@ -221,6 +221,7 @@ impl Hub {
             kind,
             simulcast: rids,
             source,
+            sid: m.sids.get(mid).cloned(),
         };
         m.info.tracks.push(info.clone());
         let hidden = m.hidden;

@@ -6,8 +6,7 @@
 //! behind the same grants; errors are Twirp's (`{"code", "msg"}` with the matching HTTP
 //! status).
 //!
-//! Identifiers: a participant's `sid` is `PA_<id>`, a track's `TR_<id>`, a room's its
-//! `sid` (`RM_<n>`). Not served: `UpdateSubscriptions` (server-side subscription control
+//! Identifiers are `model`'s. Not served: `UpdateSubscriptions` (server-side subscription control
 //! does not exist here yet: Twirp `unimplemented`). `MutePublishedTrack` mutes every track
 //! of that track's kind (the hub's admin mute is per kind).
 
@@ -19,10 +18,11 @@ use livekit_protocol as lk;
 use prost::Message;
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::model::{participant, participant_sid, room, track_sid};
 use crate::api::{room_name, ApiState, Caller};
 use crate::error::Error;
-use crate::hub::{Now, ParticipantUpdate, RoomInfo};
-use crate::protocol::{ParticipantInfo, ParticipantKind, Permissions};
+use crate::hub::{Now, ParticipantUpdate};
+use crate::protocol::Permissions;
 
 /// How a request came, and so how its answer goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -211,7 +211,7 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
             let kind = p
                 .tracks
                 .iter()
-                .find(|t| track_sid(t.id) == req.track_sid)
+                .find(|t| track_sid(t) == req.track_sid)
                 .map(|t| t.kind)
                 .ok_or_else(|| Error::not_found("track"))?;
             let p = hub.admin_mute(&req.room, &req.identity, kind, req.muted)?;
@@ -255,7 +255,7 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
                 to.extend(
                     members
                         .iter()
-                        .filter(|m| req.destination_sids.contains(&participant_sid(m)))
+                        .filter(|m| req.destination_sids.contains(&participant_sid(m.id)))
                         .map(|m| m.identity.clone()),
                 );
                 if to.is_empty() {
@@ -291,96 +291,4 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
 fn admin(c: &Caller, room: &str) -> Result<(), Error> {
     room_name(room)?;
     c.admin(room)
-}
-
-fn participant_sid(p: &ParticipantInfo) -> String {
-    format!("PA_{}", p.id.0)
-}
-
-fn track_sid(id: sfu_core::TrackId) -> String {
-    format!("TR_{}", id.0)
-}
-
-fn room(r: &RoomInfo) -> lk::Room {
-    lk::Room {
-        sid: r.sid.clone(),
-        name: r.name.clone(),
-        empty_timeout: u32::try_from(r.empty_timeout).unwrap_or(u32::MAX),
-        max_participants: r.max_participants,
-        creation_time: i64::try_from(r.created_at).unwrap_or(0),
-        creation_time_ms: i64::try_from(r.created_at.saturating_mul(1000)).unwrap_or(0),
-        metadata: r.metadata.clone(),
-        num_participants: u32::try_from(r.num_participants).unwrap_or(u32::MAX),
-        ..Default::default()
-    }
-}
-
-fn participant(p: &ParticipantInfo) -> lk::ParticipantInfo {
-    use lk::participant_info::{Kind, State};
-    let kind = match p.kind {
-        ParticipantKind::Standard => Kind::Standard,
-        ParticipantKind::Ingress => Kind::Ingress,
-        ParticipantKind::Egress => Kind::Egress,
-        ParticipantKind::Sip => Kind::Sip,
-        ParticipantKind::Agent => Kind::Agent,
-    };
-    let tracks: Vec<lk::TrackInfo> = p
-        .tracks
-        .iter()
-        .map(|t| {
-            let (ty, muted) = match t.kind {
-                sfu_core::TrackKind::Audio => (lk::TrackType::Audio, p.audio_muted),
-                sfu_core::TrackKind::Video => (lk::TrackType::Video, p.video_muted),
-            };
-            // `simulcast` is deprecated in favour of `layers`, which the SDKs read alongside.
-            #[allow(deprecated)]
-            lk::TrackInfo {
-                sid: track_sid(t.id),
-                r#type: ty as i32,
-                muted,
-                simulcast: t.simulcast.len() > 1,
-                source: source(t.source) as i32,
-                ..Default::default()
-            }
-        })
-        .collect();
-    lk::ParticipantInfo {
-        sid: participant_sid(p),
-        identity: p.identity.clone(),
-        state: if p.reconnecting {
-            State::Disconnected
-        } else {
-            State::Active
-        } as i32,
-        is_publisher: !tracks.is_empty(),
-        tracks,
-        metadata: p.metadata.clone(),
-        joined_at: i64::try_from(p.joined_at).unwrap_or(0),
-        joined_at_ms: i64::try_from(p.joined_at.saturating_mul(1000)).unwrap_or(0),
-        name: p.name.clone(),
-        permission: Some(lk::ParticipantPermission {
-            can_publish: p.permissions.can_publish,
-            can_subscribe: p.permissions.can_subscribe,
-            can_publish_data: p.permissions.can_publish_data,
-            ..Default::default()
-        }),
-        kind: kind as i32,
-        attributes: p
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn source(s: sfu_core::TrackSource) -> lk::TrackSource {
-    use sfu_core::TrackSource as S;
-    match s {
-        S::Camera => lk::TrackSource::Camera,
-        S::Microphone => lk::TrackSource::Microphone,
-        S::ScreenShare => lk::TrackSource::ScreenShare,
-        S::ScreenShareAudio => lk::TrackSource::ScreenShareAudio,
-        S::Unknown => lk::TrackSource::Unknown,
-    }
 }

@@ -1,0 +1,587 @@
+//! LiveKit's signal protocol for one session, without I/O: what a LiveKit client's
+//! `SignalRequest` means in our protocol, and what each of the hub's messages means to it.
+//! `rtc.rs` carries the frames; this keeps what the mapping needs to remember (who is in
+//! the room, the sids of the client's own tracks, the offer ids).
+//!
+//! The session runs LiveKit's two-connection protocol (`/rtc`, as livekit-client falls back
+//! to it): the client offers on its publisher connection — at once, with its data channels,
+//! since the join says the publisher is primary — and the server offers on the subscriber
+//! connection, which is our own protocol's shape. A track is announced first
+//! (`AddTrackRequest`): it is given its sid (`TR_<participant>_<n>`) then, and is matched to
+//! its m-line in the next offer by the `a=msid` track id (the `cid`), or else by kind.
+
+use std::collections::BTreeMap;
+
+use livekit_protocol as lk;
+use lk::signal_request::Message as Req;
+use lk::signal_response::Message as Resp;
+use sfu_core::{ParticipantId, PcKind, TrackId, TrackKind, TrackSource};
+
+use super::model;
+use crate::protocol::{ClientMessage, ParticipantInfo, Quality, ServerMessage};
+use crate::turn::IceServer;
+
+/// The most tracks a client may announce and not yet offer.
+const MAX_ANNOUNCED: usize = 32;
+
+/// What one client request comes to.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// To the hub, as our protocol's message.
+    Hub(ClientMessage),
+    /// A publisher offer: name its tracks ([`Hub::name_tracks`](crate::hub::Hub)), then
+    /// hand the offer to the hub.
+    Publish {
+        sids: BTreeMap<String, String>,
+        offer: ClientMessage,
+    },
+    /// Straight back to the client.
+    Reply(Resp),
+    /// The client leaves.
+    Leave,
+    /// Not served here: counted under this label, and dropped.
+    Dropped(&'static str),
+}
+
+/// A track of the client's own: announced, then (with its m-line) offered.
+#[derive(Debug, Clone)]
+struct Own {
+    sid: String,
+    kind: TrackKind,
+    source: TrackSource,
+}
+
+/// One session's memory of the conversation.
+pub struct Signal {
+    me: ParticipantId,
+    room: lk::Room,
+    /// Everyone in the room (this client too), as the hub last described them.
+    people: BTreeMap<ParticipantId, ParticipantInfo>,
+    /// Announced and not yet in an offer, in order: by `cid`.
+    announced: Vec<(String, Own)>,
+    /// Offered: by the publisher m-line's mid.
+    own: BTreeMap<String, Own>,
+    next_track: u32,
+    /// The id of the client's latest publisher offer, which its answer carries back.
+    publisher_offer: u32,
+    next_offer: u32,
+    speaker: Option<ParticipantId>,
+}
+
+impl Signal {
+    /// The session after the hub's `joined`, and the `JoinResponse` that says so.
+    pub fn joined(
+        room: lk::Room,
+        me: ParticipantInfo,
+        others: Vec<ParticipantInfo>,
+        ice_servers: Vec<IceServer>,
+    ) -> (Self, lk::JoinResponse) {
+        let codec = |mime: &str| lk::Codec {
+            mime: mime.to_string(),
+            fmtp_line: String::new(),
+        };
+        let response = lk::JoinResponse {
+            room: Some(room.clone()),
+            participant: Some(model::participant(&me)),
+            other_participants: others.iter().map(model::participant).collect(),
+            server_version: model::SERVER_VERSION.to_string(),
+            ice_servers: ice_servers
+                .into_iter()
+                .map(|s| lk::IceServer {
+                    urls: s.urls,
+                    username: s.username,
+                    credential: s.credential,
+                })
+                .collect(),
+            // The client offers its publisher connection at once (with its data
+            // channels); the server offers the subscriber connection when there is
+            // something to receive.
+            subscriber_primary: false,
+            ping_timeout: 15,
+            ping_interval: 5,
+            server_info: Some(lk::ServerInfo {
+                edition: lk::server_info::Edition::Standard as i32,
+                version: model::SERVER_VERSION.to_string(),
+                protocol: model::PROTOCOL,
+                node_id: "switchboard".to_string(),
+                ..Default::default()
+            }),
+            // Simulcast is forwarded for VP8 and H.264; VP9 and AV1 SVC layers are not
+            // selected per subscriber yet, so clients are steered to VP8.
+            enabled_publish_codecs: vec![
+                codec("video/VP8"),
+                codec("video/H264"),
+                codec("audio/opus"),
+            ],
+            ..Default::default()
+        };
+        let me_id = me.id;
+        let mut people: BTreeMap<ParticipantId, ParticipantInfo> =
+            others.into_iter().map(|p| (p.id, p)).collect();
+        people.insert(me_id, me);
+        let signal = Self {
+            me: me_id,
+            room,
+            people,
+            announced: Vec::new(),
+            own: BTreeMap::new(),
+            next_track: 1,
+            publisher_offer: 0,
+            next_offer: 1,
+            speaker: None,
+        };
+        (signal, response)
+    }
+
+    pub fn me(&self) -> ParticipantId {
+        self.me
+    }
+
+    /// A client request; `now_ms` (unix milliseconds) stamps pong replies.
+    pub fn on_request(&mut self, req: Req, now_ms: i64) -> Vec<Step> {
+        match req {
+            Req::Offer(sd) => vec![self.publish(sd)],
+            Req::Answer(sd) => vec![Step::Hub(ClientMessage::SubscribeAnswer { sdp: sd.sdp })],
+            Req::Trickle(t) => trickle(&t).map(Step::Hub).into_iter().collect(),
+            Req::AddTrack(add) => vec![self.announce(add)],
+            Req::Mute(m) => match self.own_track(&m.sid) {
+                Some(own) => vec![Step::Hub(ClientMessage::Mute {
+                    kind: own.kind,
+                    muted: m.muted,
+                })],
+                None => vec![Step::Dropped("mute_unknown_track")],
+            },
+            Req::TrackSetting(s) => self.track_settings(&s),
+            Req::Leave(_) => vec![Step::Leave],
+            Req::Ping(t) => vec![Step::Reply(Resp::Pong(t))],
+            Req::PingReq(p) => vec![Step::Reply(Resp::PongResp(lk::Pong {
+                last_ping_timestamp: p.timestamp,
+                timestamp: now_ms,
+            }))],
+            Req::Subscription(_) => vec![Step::Dropped("update_subscription")],
+            #[allow(deprecated)]
+            Req::UpdateLayers(_) => vec![Step::Dropped("update_layers")],
+            Req::SubscriptionPermission(_) => vec![Step::Dropped("subscription_permission")],
+            Req::SyncState(_) => vec![Step::Dropped("sync_state")],
+            Req::Simulate(_) => vec![Step::Dropped("simulate")],
+            Req::UpdateMetadata(_) => vec![Step::Dropped("update_metadata")],
+            Req::UpdateAudioTrack(_) | Req::UpdateVideoTrack(_) => {
+                vec![Step::Dropped("update_local_track")]
+            }
+            _ => vec![Step::Dropped("other")],
+        }
+    }
+
+    /// `AddTrackRequest`: the track's sid, answered at once (the client waits for it
+    /// before it offers the m-line).
+    fn announce(&mut self, add: lk::AddTrackRequest) -> Step {
+        let kind = match lk::TrackType::try_from(add.r#type) {
+            Ok(lk::TrackType::Audio) => TrackKind::Audio,
+            Ok(lk::TrackType::Video) => TrackKind::Video,
+            _ => return Step::Dropped("add_track_bad_type"),
+        };
+        let existing = self.announced.iter().find(|(cid, _)| *cid == add.cid);
+        let own = match existing {
+            Some((_, own)) => own.clone(),
+            None if self.announced.len() >= MAX_ANNOUNCED => {
+                return Step::Dropped("add_track_too_many")
+            }
+            None => {
+                let own = Own {
+                    sid: format!("TR_{}_{}", self.me.0, self.next_track),
+                    kind,
+                    source: model::our_source(add.source),
+                };
+                self.next_track += 1;
+                self.announced.push((add.cid.clone(), own.clone()));
+                own
+            }
+        };
+        let info = crate::protocol::TrackInfo {
+            id: TrackId(0),
+            kind,
+            simulcast: add.layers.iter().map(|l| l.rid.clone()).collect(),
+            source: own.source,
+            sid: Some(own.sid.clone()),
+        };
+        let mut track = model::track(&info, add.muted);
+        // `layers` and `simulcast` are deprecated for `codecs`, which the SDKs read alongside.
+        #[allow(deprecated)]
+        {
+            track.layers = add.layers;
+            track.simulcast = track.layers.len() > 1;
+        }
+        track.name = add.name;
+        track.width = add.width;
+        track.height = add.height;
+        Step::Reply(Resp::TrackPublished(lk::TrackPublishedResponse {
+            cid: add.cid,
+            track: Some(track),
+        }))
+    }
+
+    /// A publisher offer: its announced tracks are matched to their m-lines.
+    fn publish(&mut self, sd: lk::SessionDescription) -> Step {
+        self.publisher_offer = sd.id;
+        for line in media_lines(&sd.sdp) {
+            if self.own.contains_key(&line.mid) {
+                continue;
+            }
+            let by_cid = line
+                .track_id
+                .as_ref()
+                .and_then(|t| self.announced.iter().position(|(cid, _)| cid == t));
+            let by_kind = || self.announced.iter().position(|(_, o)| o.kind == line.kind);
+            if let Some(i) = by_cid.or_else(by_kind) {
+                let (_, own) = self.announced.remove(i);
+                self.own.insert(line.mid, own);
+            }
+        }
+        let sids = self
+            .own
+            .iter()
+            .map(|(mid, o)| (mid.clone(), o.sid.clone()))
+            .collect();
+        let sources = self
+            .own
+            .iter()
+            .map(|(mid, o)| (mid.clone(), o.source))
+            .collect();
+        Step::Publish {
+            sids,
+            offer: ClientMessage::PublishOffer {
+                sdp: sd.sdp,
+                sources,
+            },
+        }
+    }
+
+    fn own_track(&self, sid: &str) -> Option<&Own> {
+        self.own
+            .values()
+            .chain(self.announced.iter().map(|(_, o)| o))
+            .find(|o| o.sid == sid)
+    }
+
+    /// Someone else's track by its sid: its owner and id.
+    fn track_by_sid(&self, sid: &str) -> Option<(ParticipantId, TrackId)> {
+        self.people.values().find_map(|p| {
+            p.tracks
+                .iter()
+                .find(|t| model::track_sid(t) == sid)
+                .map(|t| (p.id, t.id))
+        })
+    }
+
+    fn track_sid_of(&self, id: TrackId) -> Option<(ParticipantId, String)> {
+        self.people.values().find_map(|p| {
+            p.tracks
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| (p.id, model::track_sid(t)))
+        })
+    }
+
+    /// `UpdateTrackSettings` (adaptive stream, `setVideoQuality`, `setEnabled`): our
+    /// viewport (size and visibility) and quality cap, per track.
+    fn track_settings(&self, s: &lk::UpdateTrackSettings) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for sid in s.track_sids.iter().take(64) {
+            let Some((_, track)) = self.track_by_sid(sid) else {
+                steps.push(Step::Dropped("track_setting_unknown_track"));
+                continue;
+            };
+            // A size that covers every layer when the client gives none.
+            let (width, height) = if s.width > 0 && s.height > 0 {
+                (s.width, s.height)
+            } else {
+                (u32::from(u16::MAX), u32::from(u16::MAX))
+            };
+            steps.push(Step::Hub(ClientMessage::Viewport {
+                track,
+                width,
+                height,
+                visible: !s.disabled,
+            }));
+            let quality = match lk::VideoQuality::try_from(s.quality) {
+                Ok(lk::VideoQuality::Low) => Some(Quality::Low),
+                Ok(lk::VideoQuality::Medium) => Some(Quality::Medium),
+                _ => None,
+            };
+            steps.push(Step::Hub(ClientMessage::PreferredQuality {
+                track,
+                quality,
+            }));
+        }
+        steps
+    }
+
+    /// A message of the hub's, as this client should hear it (often nothing).
+    pub fn on_server(&mut self, msg: ServerMessage) -> Vec<Resp> {
+        match msg {
+            ServerMessage::PublishAnswer { sdp } => {
+                vec![Resp::Answer(lk::SessionDescription {
+                    r#type: "answer".into(),
+                    sdp,
+                    id: self.publisher_offer,
+                    mid_to_track_id: Default::default(),
+                })]
+            }
+            ServerMessage::SubscribeOffer { sdp, tracks } => {
+                let mid_to_track_id = tracks
+                    .iter()
+                    .map(|t| {
+                        let sid = self
+                            .track_sid_of(t.track)
+                            .map(|(_, sid)| sid)
+                            .unwrap_or_else(|| format!("TR_{}", t.track.0));
+                        (t.mid.clone(), sid)
+                    })
+                    .collect();
+                let id = self.next_offer;
+                self.next_offer += 1;
+                vec![Resp::Offer(lk::SessionDescription {
+                    r#type: "offer".into(),
+                    sdp,
+                    id,
+                    mid_to_track_id,
+                })]
+            }
+            ServerMessage::ParticipantJoined { participant }
+            | ServerMessage::ParticipantUpdated { participant } => {
+                let update = self.update(&participant);
+                self.people.insert(participant.id, participant);
+                vec![update]
+            }
+            ServerMessage::ParticipantLeft { participant, .. } => {
+                if self.speaker == Some(participant) {
+                    self.speaker = None;
+                }
+                match self.people.remove(&participant) {
+                    Some(p) => {
+                        let mut info = model::participant(&p);
+                        info.state = lk::participant_info::State::Disconnected as i32;
+                        vec![Resp::Update(lk::ParticipantUpdate {
+                            participants: vec![info],
+                        })]
+                    }
+                    None => vec![],
+                }
+            }
+            ServerMessage::TrackPublished { participant, track } => self.change(participant, |p| {
+                p.tracks.retain(|t| t.id != track.id);
+                p.tracks.push(track);
+            }),
+            ServerMessage::TrackUnpublished { participant, track } => {
+                self.change(participant, |p| p.tracks.retain(|t| t.id != track))
+            }
+            ServerMessage::MuteChanged {
+                participant,
+                kind,
+                muted,
+                by_admin,
+            } => {
+                let mut out = Vec::new();
+                if participant == self.me && by_admin {
+                    // The room's administrator muted this client: it mutes its tracks.
+                    out.extend(self.own.values().filter(|o| o.kind == kind).map(|o| {
+                        Resp::Mute(lk::MuteTrackRequest {
+                            sid: o.sid.clone(),
+                            muted,
+                        })
+                    }));
+                }
+                out.extend(self.change(participant, |p| match kind {
+                    TrackKind::Audio => p.audio_muted = muted,
+                    TrackKind::Video => p.video_muted = muted,
+                }));
+                out
+            }
+            ServerMessage::RoomUpdated { metadata } => {
+                self.room.metadata = metadata;
+                vec![Resp::RoomUpdate(lk::RoomUpdate {
+                    room: Some(self.room.clone()),
+                })]
+            }
+            ServerMessage::ActiveSpeaker { participant } => {
+                let mut speakers = vec![lk::SpeakerInfo {
+                    sid: model::participant_sid(participant),
+                    level: 1.0,
+                    active: true,
+                }];
+                if let Some(before) = self.speaker.filter(|b| *b != participant) {
+                    speakers.push(lk::SpeakerInfo {
+                        sid: model::participant_sid(before),
+                        level: 0.0,
+                        active: false,
+                    });
+                }
+                self.speaker = Some(participant);
+                vec![Resp::SpeakersChanged(lk::SpeakersChanged { speakers })]
+            }
+            ServerMessage::SubscriptionChanged { track, paused, .. } => {
+                let Some((owner, sid)) = self.track_sid_of(track) else {
+                    return vec![];
+                };
+                let state = if paused {
+                    lk::StreamState::Paused
+                } else {
+                    lk::StreamState::Active
+                };
+                vec![Resp::StreamStateUpdate(lk::StreamStateUpdate {
+                    stream_states: vec![lk::StreamStateInfo {
+                        participant_sid: model::participant_sid(owner),
+                        track_sid: sid,
+                        state: state as i32,
+                    }],
+                })]
+            }
+            ServerMessage::PublisherLayers { mid, layers, .. } => {
+                let Some(own) = self.own.get(&mid) else {
+                    return vec![];
+                };
+                vec![Resp::SubscribedQualityUpdate(quality_update(
+                    own.sid.clone(),
+                    &layers,
+                ))]
+            }
+            // Answered by the session itself (pings), not this protocol's (statistics,
+            // our resume and cluster moves), or carried elsewhere (data: the data
+            // channels); errors are logged by the session.
+            ServerMessage::Joined { .. }
+            | ServerMessage::Resumed { .. }
+            | ServerMessage::Pong
+            | ServerMessage::SubscriptionStats { .. }
+            | ServerMessage::Data { .. }
+            | ServerMessage::Error { .. }
+            | ServerMessage::Moved { .. }
+            | ServerMessage::IceRestarted { .. } => vec![],
+        }
+    }
+
+    /// Change what we know of `id` and tell the client the participant as it is now.
+    fn change(&mut self, id: ParticipantId, f: impl FnOnce(&mut ParticipantInfo)) -> Vec<Resp> {
+        let Some(p) = self.people.get_mut(&id) else {
+            return vec![];
+        };
+        f(p);
+        let p = p.clone();
+        vec![self.update(&p)]
+    }
+
+    fn update(&self, p: &ParticipantInfo) -> Resp {
+        let mut info = model::participant(p);
+        if p.id == self.me {
+            // Its own tracks as it knows them (the hub's list has them too, by the same
+            // sids; the client matches publications by sid).
+            info.is_publisher = !self.own.is_empty();
+        }
+        Resp::Update(lk::ParticipantUpdate {
+            participants: vec![info],
+        })
+    }
+}
+
+/// Dynacast to a publisher: which of its layers anyone receives. (`subscribed_qualities`
+/// is deprecated for per-codec lists, which need the codec's name; livekit-client reads
+/// either.)
+#[allow(deprecated)]
+fn quality_update(
+    track_sid: String,
+    layers: &[sfu_core::LayerState],
+) -> lk::SubscribedQualityUpdate {
+    lk::SubscribedQualityUpdate {
+        track_sid,
+        subscribed_qualities: layers
+            .iter()
+            .map(|l| lk::SubscribedQuality {
+                quality: model::quality_of_rid(&l.rid) as i32,
+                enabled: l.active,
+            })
+            .collect(),
+        subscribed_codecs: vec![],
+    }
+}
+
+/// The session's end, as LiveKit says it: a `LeaveRequest` with the reason.
+pub fn leave(code: u16, reason: &str) -> Resp {
+    use crate::protocol::close_code as c;
+    use lk::DisconnectReason as R;
+    let why = match code {
+        c::REMOVED if reason.contains("room") => R::RoomDeleted,
+        c::REMOVED => R::ParticipantRemoved,
+        c::SHUTTING_DOWN | c::DRAINING => R::ServerShutdown,
+        c::CONNECTION_LOST => R::ConnectionTimeout,
+        c::UNAUTHORIZED | c::ROOM_FULL | c::NO_SUCH_ROOM | c::SERVER_FULL => R::JoinFailure,
+        _ if reason.contains("replaced") || reason.contains("another session") => {
+            R::DuplicateIdentity
+        }
+        _ => R::UnknownReason,
+    };
+    #[allow(deprecated)]
+    Resp::Leave(lk::LeaveRequest {
+        can_reconnect: code == c::CONNECTION_LOST,
+        reason: why as i32,
+        action: lk::leave_request::Action::Disconnect as i32,
+        regions: None,
+    })
+}
+
+/// A trickled candidate (`candidateInit` is the browser's `RTCIceCandidateInit` as JSON).
+fn trickle(t: &lk::TrickleRequest) -> Option<ClientMessage> {
+    let init: serde_json::Value = serde_json::from_str(&t.candidate_init).ok()?;
+    let candidate = init.get("candidate")?.as_str()?.trim().to_string();
+    if candidate.is_empty() {
+        return None; // end of candidates
+    }
+    let pc = match lk::SignalTarget::try_from(t.target) {
+        Ok(lk::SignalTarget::Subscriber) => PcKind::Subscriber,
+        _ => PcKind::Publisher,
+    };
+    Some(ClientMessage::Candidate { pc, candidate })
+}
+
+/// An audio or video m-line of an offer: its mid and the track id of its `a=msid`.
+struct MediaLine {
+    mid: String,
+    kind: TrackKind,
+    track_id: Option<String>,
+}
+
+fn media_lines(sdp: &str) -> Vec<MediaLine> {
+    let mut out = Vec::new();
+    let mut current: Option<(TrackKind, Option<String>, Option<String>)> = None;
+    let mut flush = |c: Option<(TrackKind, Option<String>, Option<String>)>| {
+        if let Some((kind, Some(mid), track_id)) = c {
+            out.push(MediaLine {
+                mid,
+                kind,
+                track_id,
+            });
+        }
+    };
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if let Some(m) = line.strip_prefix("m=") {
+            flush(current.take());
+            current = if m.starts_with("audio ") {
+                Some((TrackKind::Audio, None, None))
+            } else if m.starts_with("video ") {
+                Some((TrackKind::Video, None, None))
+            } else {
+                None
+            };
+        } else if let Some((_, mid, track)) = current.as_mut() {
+            if let Some(v) = line.strip_prefix("a=mid:") {
+                *mid = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("a=msid:") {
+                *track = v.split_whitespace().nth(1).map(str::to_string);
+            }
+        }
+    }
+    flush(current);
+    out
+}
+
+#[cfg(test)]
+mod tests;
