@@ -311,6 +311,7 @@ impl Hub {
             info,
             members: BTreeMap::new(),
             empty_since: None,
+            speaker: None,
         }
     }
 

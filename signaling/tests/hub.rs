@@ -839,3 +839,26 @@ fn livekit_track_sids_are_the_publishers_own_and_reach_the_others() {
         "a named m-line's track carries its sid"
     );
 }
+
+#[test]
+fn a_newcomer_hears_who_is_speaking_right_after_joined() {
+    let (_plane, hub, keys) = setup();
+    let (a, _ra) = hub.join(&tok(&keys, "r", "alice"), None, at()).unwrap();
+    hub.on_media_event(
+        Event::ActiveSpeaker {
+            room: RoomId::from("r"),
+            participant: a,
+        },
+        at().at,
+    );
+    let (_b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
+    let m = msgs(&mut rb);
+    assert!(matches!(m[0], ServerMessage::Joined { .. }), "{m:?}");
+    assert_eq!(m[1], ServerMessage::ActiveSpeaker { participant: a });
+    // Once the speaker has left, nobody is named.
+    hub.leave(a);
+    let (_c, mut rc) = hub.join(&tok(&keys, "r", "carol"), None, at()).unwrap();
+    assert!(!msgs(&mut rc)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::ActiveSpeaker { .. })));
+}

@@ -5,9 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, dirname } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AccessToken } from 'livekit-server-sdk';
-import { startServer, openParticipant, TEST_SECRET, waitFor, wsJoin } from './lib.mjs';
+import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // The package's `exports` hide the UMD build from `require.resolve`: read it by path.
@@ -21,20 +23,23 @@ const token = async (identity, room, grant = {}) => {
 
 // A page with livekit-client in it, connected to the room and publishing camera and
 // microphone with the SDK's defaults. `window.lk` keeps what the page saw.
-async function lkParticipant(base, jwt, { publish = true } = {}) {
-  const p = await openParticipant(`${base}/healthz`);
+// `options` are the Room's (livekit-client's own defaults otherwise); `width` is the CSS
+// width of the video elements it shows.
+async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [] } = {}) {
+  const p = await openParticipant(`${base}/healthz`, { args });
   await p.page.addScriptTag({ path: UMD });
   const url = base.replace('http', 'ws');
   const started = Date.now();
-  await p.page.evaluate(async ({ url, jwt, publish }) => {
+  await p.page.evaluate(async ({ url, jwt, publish, options, width }) => {
     const { Room, RoomEvent } = window.LivekitClient;
-    const room = new Room();
+    const room = new Room(options);
     const lk = { room, subscribed: [], speakers: [], muted: [], errors: [], data: [] };
     window.lk = lk;
     room.on(RoomEvent.TrackSubscribed, (track, pub, participant) => {
       const el = track.attach();
       el.muted = true;
       el.id = `${participant.identity}-${track.kind}`;
+      if (track.kind === 'video') el.style.width = `${width}px`;
       document.body.appendChild(el);
       lk.subscribed.push({ identity: participant.identity, kind: track.kind, sid: pub.trackSid, source: pub.source });
     });
@@ -43,8 +48,22 @@ async function lkParticipant(base, jwt, { publish = true } = {}) {
     room.on(RoomEvent.TrackUnmuted, (pub, participant) => lk.muted.push({ identity: participant.identity, kind: pub.kind, muted: false }));
     await room.connect(url, jwt);
     if (publish) await room.localParticipant.enableCameraAndMicrophone();
-  }, { url, jwt, publish });
+  }, { url, jwt, publish, options, width });
   return { ...p, joinMs: Date.now() - started };
+}
+
+// A 440 Hz tone at half scale, 4 s of 48 kHz 16-bit mono (Chromium loops the file).
+function toneFile() {
+  const path = join(tmpdir(), 'sb-lk-tone.wav');
+  const rate = 48000; const n = rate * 4;
+  const b = Buffer.alloc(44 + 2 * n);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + 2 * n, 4); b.write('WAVEfmt ', 8);
+  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(2 * rate, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
+  b.write('data', 36); b.writeUInt32LE(2 * n, 40);
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(16000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + 2 * i);
+  writeFileSync(path, b);
+  return path;
 }
 
 // What the page's subscriber connection receives, per kind.
@@ -66,10 +85,11 @@ const received = (page) => page.evaluate(async () => {
 test('livekit-client participants see and hear each other', async () => {
   const server = await startServer();
   const room = `lk${Date.now()}`;
-  let a; let b;
+  let a; let b; let carol;
   try {
-    a = await lkParticipant(server.base, await token('alice', room));
-    b = await lkParticipant(server.base, await token('bob', room));
+    const tone = { args: [`--use-file-for-fake-audio-capture=${toneFile()}`], options: { audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } } };
+    a = await lkParticipant(server.base, await token('alice', room), tone);
+    b = await lkParticipant(server.base, await token('bob', room), tone);
     console.log(`joined and published in ${a.joinMs} ms and ${b.joinMs} ms`);
     for (const [me, other] of [[a, 'bob'], [b, 'alice']]) {
       await waitFor(async () => {
@@ -83,6 +103,65 @@ test('livekit-client participants see and hear each other', async () => {
     }
     const r = await received(a.page);
     console.log('alice receives', JSON.stringify(r));
+
+    // Alice mutes her microphone, then unmutes: Bob's SDK sees both.
+    await a.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(false));
+    await waitFor(() => b.page.evaluate(() => window.lk.muted.some((m) => m.identity === 'alice' && m.kind === 'audio' && m.muted)), { what: 'mute seen', timeout: 10000 });
+    await a.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(true));
+    await waitFor(() => b.page.evaluate(() => window.lk.muted.some((m) => m.identity === 'alice' && m.kind === 'audio' && !m.muted)), { what: 'unmute seen', timeout: 10000 });
+    // Who speaks: a steady tone from each microphone (a file, audio processing off so
+    // that noise suppression keeps it), one at a time. Bob goes quiet: Alice is the active
+    // speaker at Bob's; then the other way round, as each SDK has it (`activeSpeakers`:
+    // a speaker named before the room is connected is not an event, only the state).
+    await b.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(false));
+    const speaker = (p) => p.page.evaluate(() => window.lk.room.activeSpeakers[0]?.identity);
+    await waitFor(async () => (await speaker(b)) === 'alice', { what: 'alice speaking, at bob', timeout: 15000 });
+    await a.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(false));
+    await b.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(true));
+    await waitFor(async () => (await speaker(a)) === 'bob', { what: 'bob speaking, at alice', timeout: 15000 });
+    await waitFor(async () => (await speaker(b)) === 'bob', { what: 'bob speaking, at bob', timeout: 15000 });
+    console.log('speakers seen by alice', JSON.stringify(await a.page.evaluate(() => window.lk.speakers.slice(-3))));
+    await a.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(true));
+
+    // Our own web app in the same room: it sees the LiveKit participants, and they see it.
+    carol = await openParticipant(`${server.base}/?room=${room}&name=carol&autojoin=1&quality=low`);
+    await waitForTileVideo(carol.page, 'alice');
+    await waitFor(async () => (await a.page.evaluate(() => window.lk.subscribed)).filter((t) => t.identity.startsWith('carol')).length === 2,
+      { what: "carol's tracks at alice", timeout: 30000 });
+    await waitFor(async () => {
+      const frames = await a.page.evaluate(async () => {
+        const v = [...document.querySelectorAll('video')].find((e) => e.id.startsWith('carol'));
+        return v ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
+      });
+      return frames > 30;
+    }, { what: "carol's video plays at alice", timeout: 30000 });
+  } finally {
+    await a?.close();
+    await b?.close();
+    await carol?.close();
+    await server.stop();
+  }
+});
+
+test("adaptive stream: the layer follows the size of the subscriber's video element", async () => {
+  const server = await startServer();
+  const room = `lk${Date.now()}`;
+  let a; let b;
+  try {
+    a = await lkParticipant(server.base, await token('alice', room));
+    b = await lkParticipant(server.base, await token('bob', room), { publish: false, width: 160, options: { adaptiveStream: true } });
+    const width = () => b.page.evaluate(async () => {
+      const pc = window.lk.room.engine.pcManager.subscriber.pc;
+      const s = [...(await pc.getStats()).values()].find((x) => x.type === 'inbound-rtp' && x.kind === 'video');
+      return s?.frameWidth || 0;
+    });
+    // A 160 px element: the lowest layer (320 wide) is enough.
+    await waitFor(async () => { const w = await width(); return w > 0 && w <= 320; }, { what: 'the low layer for a small element', timeout: 30000 });
+    const small = await width();
+    // The element grows to 1280 px: a higher layer follows.
+    await b.page.evaluate(() => { for (const v of document.querySelectorAll('video')) v.style.width = '1280px'; });
+    await waitFor(async () => (await width()) > 320, { what: 'a higher layer for a large element', timeout: 40000 });
+    console.log(`frame width at bob: ${small} with a 160 px element, ${await width()} with 1280 px`);
   } finally {
     await a?.close();
     await b?.close();

@@ -68,6 +68,9 @@ pub(super) struct Room {
     /// Since when the room has been empty, as the first sweep ([`Hub::reap`]) that found
     /// it empty saw it; `None` while anyone is in it (or no sweep has seen it empty yet).
     pub(super) empty_since: Option<Instant>,
+    /// The active speaker the media plane last named, told to each newcomer after its
+    /// `joined` (otherwise it would hear of one only at the next change).
+    pub(super) speaker: Option<ParticipantId>,
 }
 
 #[derive(Default)]
@@ -140,6 +143,14 @@ impl Directory {
             .map(|m| m.info.clone())
             .collect();
         member.tx.send(joined(others));
+        if let Some(s) = r
+            .speaker
+            .filter(|s| Some(*s) != replaced && r.members.contains_key(s))
+        {
+            member
+                .tx
+                .send(ServerMessage::ActiveSpeaker { participant: s });
+        }
         if !member.hidden {
             broadcast(
                 &r.members,
@@ -305,6 +316,7 @@ mod tests {
             },
             members: BTreeMap::new(),
             empty_since: None,
+            speaker: None,
         })
     }
 

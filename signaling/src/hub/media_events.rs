@@ -182,9 +182,10 @@ impl Hub {
                 track,
             } => self.track_unpublished(&room, participant, track),
             Effect::Speaker { room, participant } => {
-                let dir = self.dir.lock();
-                if let Some(r) = dir.rooms.get(room.0.as_str()) {
+                let mut dir = self.dir.lock();
+                if let Some(r) = dir.rooms.get_mut(room.0.as_str()) {
                     if r.members.get(&participant).is_some_and(|m| !m.hidden) {
+                        r.speaker = Some(participant);
                         broadcast(
                             &r.members,
                             None,

@@ -25,6 +25,7 @@ use crate::turn::IceServer;
 const MAX_ANNOUNCED: usize = 32;
 
 /// What one client request comes to.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub enum Step {
     /// To the hub, as our protocol's message.
@@ -291,8 +292,11 @@ impl Signal {
                 steps.push(Step::Dropped("track_setting_unknown_track"));
                 continue;
             };
-            // A size that covers every layer when the client gives none.
-            let (width, height) = if s.width > 0 && s.height > 0 {
+            // A size when the client gives one (adaptive stream); else its quality
+            // (`setVideoQuality`), with a size that covers every layer. (`quality` reads
+            // LOW when absent: protobuf's default.)
+            let sized = s.width > 0 && s.height > 0;
+            let (width, height) = if sized {
                 (s.width, s.height)
             } else {
                 (u32::from(u16::MAX), u32::from(u16::MAX))
@@ -304,6 +308,7 @@ impl Signal {
                 visible: !s.disabled,
             }));
             let quality = match lk::VideoQuality::try_from(s.quality) {
+                _ if sized => None,
                 Ok(lk::VideoQuality::Low) => Some(Quality::Low),
                 Ok(lk::VideoQuality::Medium) => Some(Quality::Medium),
                 _ => None,

@@ -182,12 +182,34 @@ fn others_tracks_are_known_by_their_sids_in_updates_offers_and_settings() {
         0,
     );
     assert_eq!(
-        steps[0],
-        Step::Hub(ClientMessage::Viewport {
+        steps,
+        [
+            Step::Hub(ClientMessage::Viewport {
+                track: TrackId(40),
+                width: 320,
+                height: 180,
+                visible: true
+            }),
+            // With a size, the quality field (LOW when absent) caps nothing.
+            Step::Hub(ClientMessage::PreferredQuality {
+                track: TrackId(40),
+                quality: None
+            })
+        ]
+    );
+    let steps = s.on_request(
+        Req::TrackSetting(lk::UpdateTrackSettings {
+            track_sids: vec!["TR_8_1".into()],
+            quality: lk::VideoQuality::Medium as i32,
+            ..Default::default()
+        }),
+        0,
+    );
+    assert_eq!(
+        steps[1],
+        Step::Hub(ClientMessage::PreferredQuality {
             track: TrackId(40),
-            width: 320,
-            height: 180,
-            visible: true
+            quality: Some(Quality::Medium)
         })
     );
     let steps = s.on_request(
