@@ -167,6 +167,17 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>, prometheus: Prometheu
             metrics::counter!("switchboard_subscription_pauses_total", &l)
                 .absolute(s.subscription_pauses);
             metrics::counter!("switchboard_peer_panics_total", &l).absolute(s.peer_panics);
+            for (dir, v) in [
+                ("in", s.data_in),
+                ("out", s.data_out),
+                ("dropped", s.data_dropped),
+            ] {
+                metrics::counter!(
+                    "switchboard_data_channel_messages_total",
+                    &with("direction", dir)
+                )
+                .absolute(v);
+            }
             metrics::gauge!("switchboard_worker_participants", &l).set(w.load.load(Relaxed) as f64);
             metrics::gauge!("switchboard_worker_command_queue", &l)
                 .set(w.tel.queued.load(Relaxed) as f64);

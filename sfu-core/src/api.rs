@@ -84,6 +84,14 @@ pub enum Command {
     Leave {
         participant: ParticipantId,
     },
+    /// Write `data` on the data channel labelled `channel` of each of `to` (those without
+    /// one open, or whose send buffer is full, miss it: counted as dropped).
+    SendData {
+        to: Vec<ParticipantId>,
+        channel: String,
+        binary: bool,
+        data: std::sync::Arc<[u8]>,
+    },
     /// Grants changed live: revoking publish unpublishes the participant's tracks and
     /// refuses new ones; revoking subscribe removes its subscriptions; granting again
     /// restores them.
@@ -267,6 +275,14 @@ pub enum Event {
     MediaInterrupted { participant: ParticipantId },
     /// Every connection of an interrupted participant is connected again.
     MediaRestored { participant: ParticipantId },
+    /// A message on one of the participant's data channels (`channel`: its label), as
+    /// received; at most [`crate::data::MAX_DATA_MESSAGE`] bytes.
+    Data {
+        participant: ParticipantId,
+        channel: String,
+        binary: bool,
+        data: Vec<u8>,
+    },
     /// The participant no longer exists in the shard.
     ParticipantGone {
         room: RoomId,
@@ -345,6 +361,11 @@ pub struct ShardStats {
     /// Simulcast layer switches and allocator pauses across all subscriptions.
     pub layer_switches: u64,
     pub subscription_pauses: u64,
+    /// Data channel messages received, written, and dropped (unknown channel, too large,
+    /// a recipient without that channel or with a full send buffer).
+    pub data_in: u64,
+    pub data_out: u64,
+    pub data_dropped: u64,
     /// Now (gauges, not monotonic): published tracks and subscriptions in the shard.
     pub tracks: u64,
     pub subscriptions: u64,

@@ -17,6 +17,7 @@
 pub mod allocator;
 pub mod api;
 mod control;
+pub mod data;
 pub mod demux;
 mod dynacast;
 mod forward;

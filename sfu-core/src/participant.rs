@@ -23,6 +23,8 @@ pub(crate) struct Participant {
     pub can_subscribe: bool,
     pub publisher: Option<Pc>,
     pub subscriber: Option<Pc>,
+    /// The publisher connection's data channels.
+    pub channels: crate::data::Channels,
     /// Publisher m-lines → tracks.
     pub published: BTreeMap<Mid, TrackId>,
     /// Publisher SSRCs → (track, layer index): a cache of str0m's stream lookup.

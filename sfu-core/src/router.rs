@@ -77,6 +77,7 @@ impl Router {
                         can_subscribe,
                         publisher: None,
                         subscriber,
+                        channels: Default::default(),
                         published: BTreeMap::new(),
                         ssrcs: HashMap::new(),
                         subs: BTreeMap::new(),
@@ -191,6 +192,12 @@ impl Router {
                 target,
                 sdp,
             } => self.on_whep_offer(peers, now, participant, target, &sdp),
+            Command::SendData {
+                to,
+                channel,
+                binary,
+                data,
+            } => self.send_data(peers, &to, &channel, binary, &data),
             Command::Leave { participant } => {
                 if self.participants.contains_key(&participant) {
                     self.remove_participant(peers, now, participant, GoneReason::Left);
@@ -272,6 +279,11 @@ impl Router {
                 }
             }
             E::RtpPacket(pkt) if kind == PcKind::Publisher => self.forward(peers, now, id, pkt),
+            E::ChannelOpen(..) | E::ChannelData(_) | E::ChannelClose(_)
+                if kind == PcKind::Publisher =>
+            {
+                self.on_channel(peers, id, ev)
+            }
             E::StreamPaused(sp) if kind == PcKind::Publisher => {
                 let tid = self
                     .participants

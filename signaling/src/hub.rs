@@ -116,6 +116,7 @@ pub type Admission = Arc<dyn Fn(bool) -> Option<String> + Send + Sync>;
 
 /// The REST API's operations on rooms and participants.
 mod admin;
+mod data;
 mod directory;
 mod media_events;
 mod resume;
@@ -437,6 +438,7 @@ impl Hub {
             allowed_sources: g.can_publish_sources.clone(),
             sources: HashMap::new(),
             sids: HashMap::new(),
+            data_channels: false,
             admin_muted: [false; 2],
             tx,
             resume_token: resume_token.clone(),
@@ -521,7 +523,14 @@ impl Hub {
                         format!("data payload over {MAX_DATA} bytes"),
                     );
                 }
-                return self.deliver_data(&room.0, Some(id), topic, payload, |p| {
+                let out = data::Outgoing {
+                    from: Some(id),
+                    topic,
+                    payload: Some(payload.into_bytes()),
+                    packet: None,
+                    lossy: false,
+                };
+                return self.deliver_data(&room.0, out, |p| {
                     destination.is_empty() || destination.contains(&p.id)
                 });
             }

@@ -3,6 +3,7 @@
 //! `rtc` + `signal` are the client signal protocol (`/rtc`), `twirp` is RoomService.
 //! See `docs/livekit.md`.
 
+pub mod data;
 pub mod model;
 pub mod rtc;
 pub mod signal;

@@ -44,6 +44,7 @@ async function lkParticipant(base, jwt, { publish = true, options = {}, width = 
       lk.subscribed.push({ identity: participant.identity, kind: track.kind, sid: pub.trackSid, source: pub.source });
     });
     room.on(RoomEvent.ActiveSpeakersChanged, (s) => lk.speakers.push(s.map((p) => p.identity)));
+    room.on(RoomEvent.DataReceived, (payload, participant, kind, topic) => lk.data.push({ from: participant?.identity, kind, topic, text: new TextDecoder().decode(payload) }));
     room.on(RoomEvent.TrackMuted, (pub, participant) => lk.muted.push({ identity: participant.identity, kind: pub.kind, muted: true }));
     room.on(RoomEvent.TrackUnmuted, (pub, participant) => lk.muted.push({ identity: participant.identity, kind: pub.kind, muted: false }));
     await room.connect(url, jwt);
@@ -123,6 +124,22 @@ test('livekit-client participants see and hear each other', async () => {
     console.log('speakers seen by alice', JSON.stringify(await a.page.evaluate(() => window.lk.speakers.slice(-3))));
     await a.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(true));
 
+    // Data over the data channels: reliable and lossy with topics, to the room and to one
+    // identity; the sender is who the server says, whatever the packet claimed.
+    await a.page.evaluate(async () => {
+      const enc = new TextEncoder();
+      const lp = window.lk.room.localParticipant;
+      await lp.publishData(enc.encode('hello reliable'), { reliable: true, topic: 'greetings' });
+      await lp.publishData(enc.encode('hello lossy'), { reliable: false, topic: 'fast' });
+      await lp.publishData(enc.encode('just for bob'), { reliable: true, destinationIdentities: ['bob'] });
+    });
+    await waitFor(() => b.page.evaluate(() => window.lk.data.length >= 3), { what: 'three data packets at bob', timeout: 10000 });
+    const got = await b.page.evaluate(() => window.lk.data);
+    console.log('data at bob', JSON.stringify(got));
+    assert.deepEqual(got.find((d) => d.text === 'hello reliable'), { from: 'alice', kind: 0, topic: 'greetings', text: 'hello reliable' });
+    assert.equal(got.find((d) => d.text === 'hello lossy')?.topic, 'fast');
+    assert.ok(got.some((d) => d.text === 'just for bob' && d.from === 'alice'));
+
     // Our own web app in the same room: it sees the LiveKit participants, and they see it.
     carol = await openParticipant(`${server.base}/?room=${room}&name=carol&autojoin=1&quality=low`);
     await waitForTileVideo(carol.page, 'alice');
@@ -135,6 +152,22 @@ test('livekit-client participants see and hear each other', async () => {
       });
       return frames > 30;
     }, { what: "carol's video plays at alice", timeout: 30000 });
+    // Data across the two protocols: Carol's data message reaches Alice's SDK as a user
+    // packet with its topic, and Alice's reaches Carol's client; Alice's packet for Bob
+    // alone does not.
+    await carol.page.evaluate(() => {
+      window.carolData = [];
+      window.sb.client.on('data', (m) => window.carolData.push(m));
+      window.sb.client.sendData('from carol', 'chat-x');
+    });
+    await waitFor(() => a.page.evaluate(() => window.lk.data.some((d) => d.text === 'from carol' && d.topic === 'chat-x' && d.from.startsWith('carol'))), { what: "carol's data at alice", timeout: 10000 });
+    await a.page.evaluate(async () => {
+      const lp = window.lk.room.localParticipant;
+      await lp.publishData(new TextEncoder().encode('private'), { reliable: true, destinationIdentities: ['bob'] });
+      await lp.publishData(new TextEncoder().encode('to everyone'), { reliable: true, topic: 'all' });
+    });
+    await waitFor(() => carol.page.evaluate(() => window.carolData.some((m) => m.payload === 'to everyone' && m.topic === 'all')), { what: "alice's data at carol", timeout: 10000 });
+    assert.ok(!(await carol.page.evaluate(() => window.carolData.some((m) => m.payload === 'private'))), 'a packet for bob alone is not at carol');
   } finally {
     await a?.close();
     await b?.close();

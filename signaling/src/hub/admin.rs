@@ -251,34 +251,16 @@ impl Hub {
         if !self.dir.lock().rooms.contains_key(room) {
             return Err(Error::not_found("room"));
         }
-        self.deliver_data(room, None, topic, payload, |p| {
+        let out = data::Outgoing {
+            from: None,
+            topic,
+            payload: Some(payload.into_bytes()),
+            packet: None,
+            lossy: false,
+        };
+        self.deliver_data(room, out, |p| {
             identities.is_empty() || identities.contains(&p.identity)
         });
         Ok(())
-    }
-
-    pub(super) fn deliver_data(
-        &self,
-        room: &str,
-        from: Option<ParticipantId>,
-        topic: Option<String>,
-        payload: String,
-        to: impl Fn(&ParticipantInfo) -> bool,
-    ) {
-        let dir = self.dir.lock();
-        let Some(r) = dir.rooms.get(room) else { return };
-        let msg = ServerMessage::Data {
-            from,
-            topic,
-            payload,
-        };
-        let bytes = outbound::weigh(&msg);
-        for m in r
-            .members
-            .values()
-            .filter(|m| Some(m.info.id) != from && to(&m.info))
-        {
-            m.tx.send_weighed(msg.clone(), bytes);
-        }
     }
 }

@@ -48,6 +48,8 @@ pub(super) struct Member {
     pub(super) sources: HashMap<String, TrackSource>,
     /// LiveKit track sids per publisher m-line (see [`Hub::name_tracks`]).
     pub(super) sids: HashMap<String, String>,
+    /// It takes data messages over its data channels, not its socket (LiveKit clients).
+    pub(super) data_channels: bool,
     pub(super) admin_muted: [bool; 2],
     pub(super) tx: OutboundTx,
     /// Its `resume` token (none when sessions are not kept for resuming).
@@ -295,6 +297,7 @@ mod tests {
             allowed_sources: vec![],
             sources: HashMap::new(),
             sids: HashMap::new(),
+            data_channels: false,
             admin_muted: [false; 2],
             tx,
             resume_token: None,

@@ -44,6 +44,12 @@ pub(super) enum Effect {
     /// The media plane lost the participant (not its own doing): it is removed and may
     /// join again.
     Lost(ParticipantId, &'static str),
+    /// A message from a participant's data channel, to pass on.
+    Data {
+        participant: ParticipantId,
+        channel: String,
+        data: Vec<u8>,
+    },
     /// Nothing for the control plane.
     Nothing,
 }
@@ -143,6 +149,16 @@ pub(super) fn effect_of(ev: Event) -> Effect {
             track,
         },
         Event::ActiveSpeaker { room, participant } => Effect::Speaker { room, participant },
+        Event::Data {
+            participant,
+            channel,
+            data,
+            ..
+        } => Effect::Data {
+            participant,
+            channel,
+            data,
+        },
         Event::ParticipantGone {
             participant,
             reason,
@@ -196,6 +212,11 @@ impl Hub {
             }
             // Not the client's doing: it may join again (and the web client does).
             Effect::Lost(id, why) => self.remove(id, why, Some(close_code::CONNECTION_LOST)),
+            Effect::Data {
+                participant,
+                channel,
+                data,
+            } => self.channel_data(participant, &channel, &data),
             Effect::Nothing => {}
         }
     }

@@ -198,6 +198,8 @@ async fn session(socket: WebSocket, mut admitted: Admitted) {
             name: room,
             ..Default::default()
         });
+    // Data reaches this client over its data channels, as LiveKit's packets.
+    hub.take_data_on_channels(id);
     let (mut signal, join) = Signal::joined(room, participant, others, ice_servers);
     if !send(&mut sink, wire.frame(Resp::Join(join))).await {
         hub.leave_session(id, 0);
