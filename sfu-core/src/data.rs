@@ -65,7 +65,8 @@ impl Router {
         };
         match ev {
             str0m::Event::ChannelOpen(c, label) => {
-                if !p.channels.opened(c, label) {
+                let kept = p.channels.opened(c, label);
+                if !kept {
                     tracing::debug!(participant = %id, "too many data channels: one is ignored");
                 }
             }

@@ -391,7 +391,8 @@ async fn send_data(
     let c = Caller::from(&s, &headers)?;
     room_name(&room)?;
     c.admin(&room)?;
-    s.hub.send_data(&room, b.payload, b.topic, &b.identities)?;
+    s.hub
+        .send_data(&room, b.payload.into_bytes(), b.topic, &b.identities)?;
     Ok(StatusCode::ACCEPTED)
 }
 

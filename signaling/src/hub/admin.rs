@@ -241,7 +241,7 @@ impl Hub {
     pub fn send_data(
         &self,
         room: &str,
-        payload: String,
+        payload: Vec<u8>,
         topic: Option<String>,
         identities: &[String],
     ) -> Result<(), Error> {
@@ -254,7 +254,7 @@ impl Hub {
         let out = data::Outgoing {
             from: None,
             topic,
-            payload: Some(payload.into_bytes()),
+            payload: Some(payload),
             packet: None,
             lossy: false,
         };

@@ -54,7 +54,7 @@ pub fn inbound(from: ParticipantId, identity: &str, data: &[u8]) -> Result<Inbou
         Some(lk::data_packet::Value::User(u)) => {
             u.participant_identity = identity.to_string();
             u.participant_sid = participant_sid(from);
-            destinations.extend(u.destination_identities.drain(..));
+            destinations.append(&mut u.destination_identities);
             u.destination_sids.clear();
             Some((u.topic.clone(), u.payload.clone()))
         }

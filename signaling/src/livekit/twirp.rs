@@ -247,8 +247,6 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
         "SendData" => {
             let req: lk::SendDataRequest = decode(enc, body)?;
             admin(&c, &req.room)?;
-            let payload = String::from_utf8(req.data)
-                .map_err(|_| Error::Invalid("data: this server carries UTF-8 text only".into()))?;
             let mut to = req.destination_identities;
             if !req.destination_sids.is_empty() {
                 let members = hub.list_participants(&req.room)?;
@@ -263,7 +261,8 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
                     return Ok(encode(enc, &lk::SendDataResponse {}));
                 }
             }
-            hub.send_data(&req.room, payload, req.topic, &to)?;
+            // Binary payloads reach LiveKit clients; our protocol's clients get UTF-8 text.
+            hub.send_data(&req.room, req.data, req.topic, &to)?;
             Ok(encode(enc, &lk::SendDataResponse {}))
         }
         "UpdateRoomMetadata" => {
