@@ -9,7 +9,8 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AccessToken } from 'livekit-server-sdk';
-import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo } from './lib.mjs';
+import { execFileSync } from 'node:child_process';
+import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // The package's `exports` hide the UMD build from `require.resolve`: read it by path.
@@ -25,8 +26,8 @@ const token = async (identity, room, grant = {}) => {
 // microphone with the SDK's defaults. `window.lk` keeps what the page saw.
 // `options` are the Room's (livekit-client's own defaults otherwise); `width` is the CSS
 // width of the video elements it shows.
-async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [] } = {}) {
-  const p = await openParticipant(`${base}/healthz`, { args });
+async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [], open = {} } = {}) {
+  const p = await openParticipant(`${base}/healthz`, { args, ...open });
   await p.page.addScriptTag({ path: UMD });
   const url = base.replace('http', 'ws');
   const started = Date.now();
@@ -43,6 +44,9 @@ async function lkParticipant(base, jwt, { publish = true, options = {}, width = 
       document.body.appendChild(el);
       lk.subscribed.push({ identity: participant.identity, kind: track.kind, sid: pub.trackSid, source: pub.source });
     });
+    room.on(RoomEvent.Reconnecting, () => lk.errors.push(['reconnecting', Date.now()]));
+    room.on(RoomEvent.Reconnected, () => lk.errors.push(['reconnected', Date.now()]));
+    room.on(RoomEvent.Disconnected, (why) => lk.errors.push(['disconnected', why, Date.now()]));
     room.on(RoomEvent.ActiveSpeakersChanged, (s) => lk.speakers.push(s.map((p) => p.identity)));
     room.on(RoomEvent.DataReceived, (payload, participant, kind, topic) => lk.data.push({ from: participant?.identity, kind, topic, text: new TextDecoder().decode(payload) }));
     room.on(RoomEvent.TrackMuted, (pub, participant) => lk.muted.push({ identity: participant.identity, kind: pub.kind, muted: true }));
@@ -199,5 +203,51 @@ test("adaptive stream: the layer follows the size of the subscriber's video elem
     await a?.close();
     await b?.close();
     await server.stop();
+  }
+});
+
+// A 20 s cut of one participant's link (its own network namespace drops every packet to
+// and from the server's): the SDK's own reconnect brings it back — a new session (this
+// server does not resume LiveKit sessions; the join response tells the SDK so, and it
+// rejoins at once), republishing — and both sides decode each other again.
+const shaping = canShapeLinks();
+test("a 20 s network cut is ridden out by the SDK's own reconnect", { skip: !shaping && 'needs root and iproute2/nftables to create namespaces' }, async () => {
+  const net = shapedNet(String((process.pid + 11) % 10000));
+  const nft = (...a) => execFileSync('ip', ['netns', 'exec', net.view, 'nft', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const restore = () => { try { nft('delete', 'table', 'inet', 'sblkcut'); } catch {} };
+  let server; let a; let b;
+  try {
+    server = await startServer([], {}, { netns: net.srv, addr: net.addr });
+    const room = `lkcut${Date.now()}`;
+    const open = { secureOrigin: server.base };
+    a = await lkParticipant(server.base, await token('alice', room), { open });
+    b = await lkParticipant(server.base, await token('bob', room), { open: { ...open, netns: net.view } });
+    const frames = async (p, from) => p.page.evaluate(async (from) => {
+      const v = [...document.querySelectorAll('video')].filter((e) => e.id === `${from}-video`).pop();
+      return v ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
+    }, from);
+    await waitFor(async () => (await frames(a, 'bob')) > 30 && (await frames(b, 'alice')) > 30, { what: 'video both ways', timeout: 30000 });
+    nft('add', 'table', 'inet', 'sblkcut');
+    nft('add', 'chain', 'inet', 'sblkcut', 'in', '{ type filter hook input priority 0 ; }');
+    nft('add', 'chain', 'inet', 'sblkcut', 'out', '{ type filter hook output priority 0 ; }');
+    nft('add', 'rule', 'inet', 'sblkcut', 'in', 'ip', 'saddr', '10.201.1.0/24', 'drop');
+    nft('add', 'rule', 'inet', 'sblkcut', 'out', 'ip', 'daddr', '10.201.1.0/24', 'drop');
+    await new Promise((r) => setTimeout(r, 20000));
+    restore();
+    const restored = Date.now();
+    // Bob's SDK reconnects by itself; then each side plays the other's video again
+    // (new elements for the new session's tracks: their frame counts start at 0).
+    await waitFor(async () => (await b.page.evaluate(() => window.lk.room.state)) === 'connected'
+      && (await frames(a, 'bob')) > 30 && (await frames(b, 'alice')) > 30, { what: 'video both ways after the cut', timeout: 60000, interval: 500 });
+    const events = await b.page.evaluate(() => window.lk.errors);
+    console.log(`after a 20 s cut: video both ways again ${Date.now() - restored} ms after restoration; bob's room events ${JSON.stringify(events.map((e) => e.map((x) => (typeof x === 'number' && x > 1e12 ? x - restored : x))))}`);
+    assert.ok(events.some((e) => e[0] === 'reconnecting'), 'the SDK noticed and reconnected');
+    assert.ok(!events.some((e) => e[0] === 'disconnected'), 'it did not give up');
+  } finally {
+    restore();
+    await a?.close();
+    await b?.close();
+    await server?.stop();
+    net.cleanup();
   }
 });

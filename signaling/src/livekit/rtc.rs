@@ -24,7 +24,7 @@ use serde::Deserialize;
 use sfu_core::ParticipantId;
 
 use super::model;
-use super::signal::{leave, Signal, Step};
+use super::signal::{leave, rejoin, Signal, Step};
 use crate::auth::unix_now;
 use crate::hub::{Hub, Now, Outbound};
 use crate::message_budget::MessageBudget;
@@ -45,6 +45,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
 #[derive(Deserialize)]
 struct RtcQuery {
     access_token: Option<String>,
+    /// `1`: the SDK tries to resume a session (not served: it is told to rejoin).
+    #[serde(default)]
+    reconnect: Option<String>,
 }
 
 /// The token from `?access_token=` or `Authorization: Bearer`.
@@ -105,6 +108,14 @@ async fn rtc(
     let Some(token) = token(&q, &headers) else {
         return refused(StatusCode::UNAUTHORIZED, "no access token");
     };
+    if q.reconnect.as_deref() == Some("1") {
+        return up.on_upgrade(|socket| async move {
+            let (mut sink, _) = socket.split();
+            let wire = Wire { json: false };
+            let _ = send(&mut sink, wire.frame(rejoin())).await;
+            let _ = sink.close().await;
+        });
+    }
     let admitted = match hub.join(&token, None, Now::read()) {
         Ok((id, rx)) => Admitted {
             hub: hub.clone(),

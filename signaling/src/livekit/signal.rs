@@ -109,6 +109,12 @@ impl Signal {
             }),
             // Simulcast is forwarded for VP8 and H.264; VP9 and AV1 SVC layers are not
             // selected per subscriber yet, so clients are steered to VP8.
+            // A dropped signal connection is not resumed here (the session ends with its
+            // socket): the SDKs rejoin at once ("full reconnect") instead of trying.
+            client_configuration: Some(lk::ClientConfiguration {
+                resume_connection: lk::ClientConfigSetting::Disabled as i32,
+                ..Default::default()
+            }),
             enabled_publish_codecs: vec![
                 codec("video/VP8"),
                 codec("video/H264"),
@@ -528,6 +534,17 @@ pub fn leave(code: u16, reason: &str) -> Resp {
         can_reconnect: code == c::CONNECTION_LOST,
         reason: why as i32,
         action: lk::leave_request::Action::Disconnect as i32,
+        regions: None,
+    })
+}
+
+/// The answer to a resume attempt (`reconnect=1`), which this server does not take: rejoin.
+#[allow(deprecated)]
+pub fn rejoin() -> Resp {
+    Resp::Leave(lk::LeaveRequest {
+        can_reconnect: true,
+        reason: lk::DisconnectReason::StateMismatch as i32,
+        action: lk::leave_request::Action::Reconnect as i32,
         regions: None,
     })
 }
