@@ -64,6 +64,11 @@ pub enum Command {
         participant: ParticipantId,
         can_publish: bool,
         can_subscribe: bool,
+        /// Each track it receives in a stream of its own, `PA_<publisher>|<track sid>`
+        /// (LiveKit's SDKs read whose track it is, and which, from the stream id), rather
+        /// than one stream per publisher (`PA_<publisher>`, which keeps a publisher's
+        /// audio and video in sync for players that take `streams[0]`).
+        track_streams: bool,
     },
     /// An SDP offer for the participant's publisher connection (first or renegotiation).
     PublishOffer {
@@ -83,6 +88,12 @@ pub enum Command {
     },
     Leave {
         participant: ParticipantId,
+    },
+    /// The sids its client gave the tracks of its publisher m-lines (LiveKit's), by mid:
+    /// the stream ids of those tracks at subscribers that take a stream per track.
+    NameTracks {
+        participant: ParticipantId,
+        sids: Vec<(String, String)>,
     },
     /// Write `data` on the data channel labelled `channel` of each of `to` (those without
     /// one open, or whose send buffer is full, miss it: counted as dropped).

@@ -10,13 +10,23 @@
 //! viewer's offer is given the stream id before str0m reads it: str0m then answers with
 //! it, and keeps it for the session.
 
-use crate::ids::ParticipantId;
+use crate::ids::{ParticipantId, TrackId};
 
 /// The stream id of a publisher's tracks, on every subscriber connection: its LiveKit
 /// participant sid (`PA_<id>`), which LiveKit's client SDKs read from the stream id to
 /// know whose track arrived (the part before a `|`, and there is none here).
 pub(crate) fn publisher_stream(publisher: ParticipantId) -> String {
     format!("PA_{publisher}")
+}
+
+/// The stream id of one track, for a subscriber that takes a stream per track (LiveKit's
+/// SDKs): `PA_<publisher>|<track sid>`, the sid being the publisher's client's, or else
+/// `TR_<track>`.
+pub(crate) fn track_stream(publisher: ParticipantId, track: TrackId, sid: Option<&str>) -> String {
+    match sid {
+        Some(sid) => format!("PA_{publisher}|{sid}"),
+        None => format!("PA_{publisher}|TR_{track}"),
+    }
 }
 
 /// The stream id of a WHEP speaker view: one for the whole session, whoever speaks.

@@ -180,10 +180,15 @@ impl Router {
             let Some(track) = self.tracks.get_mut(&t) else {
                 continue;
             };
+            let stream = if p.track_streams {
+                crate::msid::track_stream(track.publisher, t, track.sid.as_deref())
+            } else {
+                crate::msid::publisher_stream(track.publisher)
+            };
             let mid = api.add_media(
                 track.kind.into(),
                 Direction::SendOnly,
-                Some(crate::msid::publisher_stream(track.publisher)),
+                Some(stream),
                 Some(format!("t{t}")),
                 None,
             );

@@ -25,6 +25,10 @@ pub(crate) struct Participant {
     pub subscriber: Option<Pc>,
     /// The publisher connection's data channels.
     pub channels: crate::data::Channels,
+    /// It receives each track in a stream of its own ([`crate::Command::Join`]).
+    pub track_streams: bool,
+    /// Its client's sids of its publisher m-lines ([`crate::Command::NameTracks`]).
+    pub sids: HashMap<Mid, String>,
     /// Publisher m-lines → tracks.
     pub published: BTreeMap<Mid, TrackId>,
     /// Publisher SSRCs → (track, layer index): a cache of str0m's stream lookup.

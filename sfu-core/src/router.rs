@@ -63,6 +63,7 @@ impl Router {
                 participant,
                 can_publish,
                 can_subscribe,
+                track_streams,
             } => {
                 if self.participants.contains_key(&participant) {
                     return peers.fail(participant, CommandError::AlreadyJoined);
@@ -78,6 +79,8 @@ impl Router {
                         publisher: None,
                         subscriber,
                         channels: Default::default(),
+                        track_streams,
+                        sids: HashMap::new(),
                         published: BTreeMap::new(),
                         ssrcs: HashMap::new(),
                         subs: BTreeMap::new(),
@@ -163,6 +166,18 @@ impl Router {
                     if let Some(t) = p.published.get(&mid).and_then(|t| self.tracks.get_mut(t)) {
                         t.source = source;
                     }
+                }
+            }
+            Command::NameTracks { participant, sids } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return peers.fail(participant, CommandError::UnknownParticipant);
+                };
+                for (mid, sid) in sids.into_iter().take(128) {
+                    let mid = Mid::from(mid.as_str());
+                    if let Some(t) = p.published.get(&mid).and_then(|t| self.tracks.get_mut(t)) {
+                        t.sid = Some(sid.clone());
+                    }
+                    p.sids.insert(mid, sid);
                 }
             }
             Command::SetPreferredLayer {
@@ -358,6 +373,7 @@ impl Router {
         let room = p.room.clone();
         let mut track = Track::new(tid, room.clone(), id, mid, kind, &rids);
         track.source = p.sources.get(&mid).copied().unwrap_or_default();
+        track.sid = p.sids.get(&mid).cloned();
         self.tracks.insert(tid, track);
         let others = match self.rooms.get_mut(&room) {
             Some(r) => {
@@ -519,6 +535,7 @@ mod tests {
                 participant: ParticipantId(id),
                 can_publish: true,
                 can_subscribe: subscribe,
+                track_streams: false,
             },
         );
     }

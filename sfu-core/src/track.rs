@@ -146,6 +146,8 @@ pub(crate) struct Track {
     pub kind: TrackKind,
     /// What the publisher says it is (sets its allocation priority).
     pub source: crate::ids::TrackSource,
+    /// The sid its publisher's client gave it (LiveKit's), if any.
+    pub sid: Option<String>,
     pub layers: Vec<Layer>,
     /// The publisher's payload types seen so far, with their parameters.
     pub codecs: Vec<(Pt, PayloadParams)>,
@@ -198,6 +200,7 @@ impl Track {
             mid,
             kind,
             source: crate::ids::TrackSource::Unknown,
+            sid: None,
             layers,
             codecs: Vec::new(),
             subscribers: Vec::new(),

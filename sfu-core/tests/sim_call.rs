@@ -877,3 +877,66 @@ fn a_whep_viewer_that_arrives_first_plays_the_publisher_that_comes_later() {
     assert_eq!(au.codec, Some(Codec::Opus));
     assert!(au.packets > 100);
 }
+
+#[test]
+fn a_subscriber_that_takes_a_stream_per_track_gets_the_publishers_sids_as_stream_ids() {
+    use sfu_core::Command;
+    let mut sim = Sim::new(Instant::now(), 37);
+    let a = sim.join("room", ClientSpec::av());
+    let a_id = sim.client(a).id;
+    sim.run_for(secs(1));
+    // a's client names its m-lines' tracks (a LiveKit client does so before its offer;
+    // named after publishing, the tracks take the names too).
+    let mut mids: Vec<String> = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            sfu_core::Event::TrackPublished { mid, .. } => Some(mid.clone()),
+            _ => None,
+        })
+        .collect();
+    mids.sort();
+    assert_eq!(mids.len(), 2);
+    sim.command(Command::NameTracks {
+        participant: a_id,
+        sids: mids
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.clone(), format!("TR_{}_{}", a_id.0, i + 1)))
+            .collect(),
+    });
+    let per_track = sim.join(
+        "room",
+        ClientSpec {
+            track_streams: true,
+            ..ClientSpec::viewer()
+        },
+    );
+    let per_publisher = sim.join("room", ClientSpec::viewer());
+    sim.run_for(secs(2));
+    let streams = |c| {
+        let mut s: Vec<String> = sim
+            .client(c)
+            .sdps_received
+            .iter()
+            .flat_map(|sdp| msid_streams(sdp))
+            .map(|(_, s)| s)
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    assert_eq!(
+        streams(per_track),
+        [
+            format!("PA_{}|TR_{}_1", a_id.0, a_id.0),
+            format!("PA_{}|TR_{}_2", a_id.0, a_id.0)
+        ]
+    );
+    assert_eq!(streams(per_publisher), [format!("PA_{}", a_id.0)]);
+    // Both receive the media.
+    for c in [per_track, per_publisher] {
+        let packets: u64 = sim.client(c).received.values().map(|r| r.packets).sum();
+        assert!(packets > 50, "media at {c:?}: {packets} packets");
+    }
+}

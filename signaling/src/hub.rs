@@ -52,6 +52,17 @@ pub enum Outbound {
     Close { code: u16, reason: String },
 }
 
+/// Which kind of client a session is, as far as the directory and media plane care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    /// Our protocol (WebSocket), or the SIP gateway, or a WHIP publisher.
+    Ours,
+    /// A WHEP viewer (see [`Takeover::Coexist`]).
+    WhepViewer,
+    /// LiveKit's protocol (`/rtc`).
+    LiveKit,
+}
+
 /// Largest data message payload, in bytes.
 pub const MAX_DATA: usize = 15 * 1024;
 /// Largest metadata string, in bytes.
@@ -323,14 +334,14 @@ impl Hub {
         version: Option<u32>,
         now: Now,
     ) -> Result<(ParticipantId, OutboundRx), Error> {
-        self.join_inner(token, version, now, false, Takeover::Replace)
+        self.join_inner(token, version, now, Client::Ours, Takeover::Replace)
     }
 
     /// Join without replacing anyone: an identity already in the room is
     /// [`Error::Conflict`] (a phone dialled in through the API must not take over a
     /// participant's session).
     pub fn join_new(&self, token: &str, now: Now) -> Result<(ParticipantId, OutboundRx), Error> {
-        self.join_inner(token, None, now, false, Takeover::Refuse)
+        self.join_inner(token, None, now, Client::Ours, Takeover::Refuse)
     }
 
     /// Whether `identity` is in `room` now.
@@ -342,10 +353,20 @@ impl Hub {
             .is_some_and(|r| r.members.values().any(|m| m.info.identity == identity))
     }
 
+    /// A LiveKit client (`/rtc`): it takes a stream per track and its data over its
+    /// data channels.
+    pub fn join_livekit(
+        &self,
+        token: &str,
+        now: Now,
+    ) -> Result<(ParticipantId, OutboundRx), Error> {
+        self.join_inner(token, None, now, Client::LiveKit, Takeover::Replace)
+    }
+
     /// A WHEP viewer: hidden, publishes nothing, and receives over m-lines it offers
     /// itself (see [`Hub::whep_offer`]).
     pub fn join_viewer(&self, token: &str, now: Now) -> Result<(ParticipantId, OutboundRx), Error> {
-        self.join_inner(token, None, now, true, Takeover::Coexist)
+        self.join_inner(token, None, now, Client::WhepViewer, Takeover::Coexist)
     }
 
     /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`, or
@@ -383,9 +404,10 @@ impl Hub {
         token: &str,
         version: Option<u32>,
         now: Now,
-        viewer: bool,
+        client: Client,
         takeover: Takeover,
     ) -> Result<(ParticipantId, OutboundRx), Error> {
+        let viewer = client == Client::WhepViewer;
         if let Some(v) = version {
             if v != PROTOCOL_VERSION {
                 return Err(Error::UnsupportedVersion(v));
@@ -438,7 +460,7 @@ impl Hub {
             allowed_sources: g.can_publish_sources.clone(),
             sources: HashMap::new(),
             sids: HashMap::new(),
-            data_channels: false,
+            data_channels: client == Client::LiveKit,
             admin_muted: [false; 2],
             tx,
             resume_token: resume_token.clone(),
@@ -480,6 +502,7 @@ impl Hub {
             participant: id,
             can_publish: g.can_publish,
             can_subscribe,
+            track_streams: client == Client::LiveKit,
         };
         if let Err(e) = self.plane.send(&room, join) {
             self.remove(id, "the media plane is busy", None);
@@ -686,10 +709,21 @@ impl Hub {
                     return Err(format!("track sid {sid} is already another m-line's"));
                 }
             }
-            m.sids.extend(sids);
+            m.sids.extend(sids.clone());
             Ok(())
         })
-        .unwrap_or(Ok(()))
+        .unwrap_or(Ok(()))?;
+        let room = self.dir.lock().room_of.get(&id).cloned();
+        if let Some(room) = room {
+            let named = Command::NameTracks {
+                participant: id,
+                sids: sids.into_iter().collect(),
+            };
+            self.plane
+                .send(&RoomId(room), named)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// The client left or its WebSocket closed.

@@ -38,6 +38,8 @@ pub struct ClientSpec {
     pub audio_level: i8,
     /// VP8 temporal layers per encoding: 1 (none) or 3 (L1T3, as browsers send).
     pub temporal_layers: u8,
+    /// It takes a stream per track, as LiveKit's SDKs do ([`crate::Command::Join`]).
+    pub track_streams: bool,
 }
 
 impl ClientSpec {
@@ -55,6 +57,7 @@ impl ClientSpec {
             codec: Codec::Vp8,
             audio_level: -30,
             temporal_layers: 1,
+            track_streams: false,
         }
     }
 

@@ -115,6 +115,7 @@ impl Sim {
     pub fn join(&mut self, room: &str, spec: ClientSpec) -> ClientIdx {
         let can_publish = spec.publishes();
         let can_subscribe = spec.subscribe;
+        let track_streams = spec.track_streams;
         let (idx, id, mut c) = self.new_client(spec);
         let offer = c.make_offer();
         self.clients.push(Some(c));
@@ -123,6 +124,7 @@ impl Sim {
             participant: id,
             can_publish,
             can_subscribe,
+            track_streams,
         });
         if let Some(sdp) = offer {
             self.command(Command::PublishOffer {
@@ -145,6 +147,7 @@ impl Sim {
             participant: id,
             can_publish: false,
             can_subscribe: false,
+            track_streams: false,
         });
         if let Some(sdp) = offer {
             self.command(Command::WhepOffer {

@@ -24,11 +24,6 @@ fn dropped(reason: &'static str) {
 }
 
 impl Hub {
-    /// From now on `id` takes data over its data channels (a LiveKit client).
-    pub fn take_data_on_channels(&self, id: ParticipantId) {
-        self.with_member(id, |m| m.data_channels = true);
-    }
-
     pub(super) fn deliver_data(
         &self,
         room: &str,

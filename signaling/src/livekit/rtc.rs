@@ -116,7 +116,7 @@ async fn rtc(
             let _ = sink.close().await;
         });
     }
-    let admitted = match hub.join(&token, None, Now::read()) {
+    let admitted = match hub.join_livekit(&token, Now::read()) {
         Ok((id, rx)) => Admitted {
             hub: hub.clone(),
             id,
@@ -209,8 +209,6 @@ async fn session(socket: WebSocket, mut admitted: Admitted) {
             name: room,
             ..Default::default()
         });
-    // Data reaches this client over its data channels, as LiveKit's packets.
-    hub.take_data_on_channels(id);
     let (mut signal, join) = Signal::joined(room, participant, others, ice_servers);
     if !send(&mut sink, wire.frame(Resp::Join(join))).await {
         hub.leave_session(id, 0);
