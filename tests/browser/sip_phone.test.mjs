@@ -9,7 +9,9 @@ import { connect } from 'node:net';
 import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, openParticipant, waitFor, sleep } from './lib.mjs';
+import { AccessToken } from 'livekit-server-sdk';
+import { Room, RoomEvent, AudioSource, AudioStream, AudioFrame, LocalAudioTrack, TrackPublishOptions, TrackSource, TrackKind, dispose } from '@livekit/rtc-node';
+import { startServer, openParticipant, waitFor, sleep, TEST_SECRET } from './lib.mjs';
 
 const hasBaresip = (() => { try { execFileSync('sh', ['-c', 'command -v baresip'], { stdio: 'ignore' }); return true; } catch { return false; } })();
 
@@ -42,13 +44,13 @@ async function typeKeys(port, keys) {
 }
 
 // 100 ms blocks of a 16-bit mono WAV (baresip's sndfile recording): RMS, and the share
-// of the block's energy at 440 Hz (Goertzel).
-function blocks(path) {
+// of the block's energy at `hz` (Goertzel).
+function blocks(path, hz = 440) {
   const b = readFileSync(path);
   const data = b.subarray(44);
   const rate = b.readUInt32LE(24);
   const n = rate / 10;
-  const c = 2 * Math.cos((2 * Math.PI * 440) / rate);
+  const c = 2 * Math.cos((2 * Math.PI * hz) / rate);
   const out = [];
   for (let i = 0; i + n * 2 <= data.length; i += n * 2) {
     let e = 0, s1 = 0, s2 = 0;
@@ -133,4 +135,65 @@ test('a SIP phone and a browser in one room hear each other; the phone\'s keys r
   // small share comes from is not pinned down: the browser's fake microphone is the only
   // other sound); a phone that heard its own tone back would have it dominate its blocks.
   assert.ok(own < 0.15, `the phone does not hear itself: 440 Hz share up to ${own}`);
+});
+
+// A LiveKit participant (LiveKit's native SDK, `@livekit/rtc-node`) and a SIP phone in one
+// room: the SDK hears the phone's 440 Hz (measured from its decoded frames), and the phone
+// hears the SDK's 880 Hz tone (Goertzel on baresip's recording).
+test('a SIP phone and a LiveKit participant hear each other', { skip: !hasBaresip && 'baresip is not installed' }, async () => {
+  const sipPort = 5261;
+  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25200-25299']);
+  const roomName = `siplk${Date.now()}`;
+  const at = new AccessToken('devkey', TEST_SECRET, { identity: 'lk', ttl: '10m' });
+  at.addGrant({ roomJoin: true, room: roomName, canPublish: true, canSubscribe: true });
+  const room = new Room();
+  const dir = mkdtempSync(join(tmpdir(), 'sb-phone-lk-'));
+  const received = [];
+  let rate = 48000;
+  let ph;
+  try {
+    room.on(RoomEvent.TrackSubscribed, async (track, pub, participant) => {
+      if (track.kind !== TrackKind.KIND_AUDIO) return;
+      for await (const frame of new AudioStream(track, 48000, 1)) {
+        rate = frame.sampleRate;
+        received.push(...frame.data);
+        if (received.length > rate * 20) break;
+      }
+    });
+    await room.connect(server.base.replace('http', 'ws'), await at.toJwt(), { autoSubscribe: true });
+    const source = new AudioSource(48000, 1);
+    const track = LocalAudioTrack.createAudioTrack('tone', source);
+    const options = new TrackPublishOptions();
+    options.source = TrackSource.SOURCE_MICROPHONE;
+    await room.localParticipant.publishTrack(track, options);
+    ph = phone(dir, { port: 5271, rtp: '10120-10139', tone: 440, dial: `sip:${roomName}@127.0.0.1:${sipPort}`, seconds: 25 });
+    // 10 s of the tone, in 10 ms frames at real time.
+    let n = 0;
+    const until = Date.now() + 10000;
+    while (Date.now() < until) {
+      const b = new Int16Array(480);
+      for (let i = 0; i < 480; i++) b[i] = Math.round(12000 * Math.sin((2 * Math.PI * 880 * (n * 480 + i)) / 48000));
+      n++;
+      await source.captureFrame(new AudioFrame(b, 48000, 1, 480));
+    }
+    const tail = received.slice(-rate * 2);
+    let crossings = 0;
+    for (let i = 1; i < tail.length; i++) if (tail[i - 1] < 0 && tail[i] >= 0) crossings++;
+    const hz = tail.length ? (crossings * rate) / tail.length : 0;
+    console.log(`the LiveKit SDK received ${received.length} samples from the phone: ${hz.toFixed(1)} Hz`);
+    assert.ok(tail.length >= rate, `the LiveKit participant receives the phone (${received.length} samples)`);
+    assert.ok(Math.abs(hz - 440) < 15, `the phone's 440 Hz at the LiveKit participant: ${hz} Hz`);
+  } finally {
+    ph?.proc.kill('SIGINT');
+    await ph?.done;
+    await room.disconnect().catch(() => {});
+    await dispose().catch(() => {});
+    server.stop();
+  }
+  const rec = readdirSync(dir).filter((f) => f.endsWith('-dec.wav')).map((f) => join(dir, f)).sort((a, b) => statSync(b).size - statSync(a).size)[0];
+  assert.ok(rec, 'the phone recorded what it heard');
+  const all = blocks(rec, 880);
+  const tone = all.filter((b) => b.rms > 300 && b.own > 0.5);
+  console.log(`phone recording: ${all.length} blocks, ${tone.length} loud and mostly 880 Hz`);
+  assert.ok(tone.length >= 10, `the phone hears the LiveKit participant's 880 Hz: ${tone.length} blocks of ${all.length}`);
 });
