@@ -298,7 +298,11 @@ async fn session(socket: WebSocket, mut admitted: Admitted) {
                         }
                         Step::Leave => {
                             hub.leave_session(id, 0);
-                            let _ = sink.close().await;
+                            let bye = Message::Close(Some(axum::extract::ws::CloseFrame {
+                                code: 1000,
+                                reason: "left".into(),
+                            }));
+                            let _ = send(&mut sink, bye).await;
                             return;
                         }
                         Step::Dropped(kind) => dropped(kind),
