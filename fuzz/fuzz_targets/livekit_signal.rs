@@ -56,6 +56,9 @@ fuzz_target!(|data: &[u8]| {
                 Step::Reply(r) => {
                     let _ = lk::SignalResponse { message: Some(r) }.encode_to_vec();
                 }
+                Step::UpdateSelf { update, .. } => {
+                    let _ = hub.update_own(id, update);
+                }
                 Step::Leave | Step::Dropped(_) => {}
             }
         }

@@ -138,6 +138,7 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
             room_list: t.room_list,
             room_admin: t.admin,
             sip_call: t.sip_call,
+            can_update_own_metadata: false,
         },
     };
     println!("{}", keys.mint(&key, &claims).context("signing failed")?);

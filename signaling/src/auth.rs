@@ -46,6 +46,10 @@ pub struct VideoGrant {
     /// empty `room`, every room.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sip_call: bool,
+    /// Its own client may change its metadata, name and attributes (LiveKit's
+    /// `canUpdateOwnMetadata`; LiveKit's client protocol carries such updates).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub can_update_own_metadata: bool,
 }
 
 impl Default for VideoGrant {
@@ -62,6 +66,7 @@ impl Default for VideoGrant {
             room_list: false,
             room_admin: false,
             sip_call: false,
+            can_update_own_metadata: false,
         }
     }
 }

@@ -97,7 +97,7 @@ impl Default for HubConfig {
 
 /// What an administrator changes of a participant ([`Hub::update_participant`]); `None`
 /// and an empty map leave things as they are.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParticipantUpdate {
     pub metadata: Option<String>,
     pub permissions: Option<Permissions>,
@@ -461,6 +461,7 @@ impl Hub {
             sources: HashMap::new(),
             sids: HashMap::new(),
             data_channels: client == Client::LiveKit,
+            may_update_self: g.can_update_own_metadata,
             admin_muted: [false; 2],
             tx,
             resume_token: resume_token.clone(),
@@ -553,9 +554,10 @@ impl Hub {
                     packet: None,
                     lossy: false,
                 };
-                return self.deliver_data(&room.0, out, |p| {
+                self.deliver_data(&room.0, out, |p| {
                     destination.is_empty() || destination.contains(&p.id)
                 });
+                return;
             }
             ClientMessage::PublishOffer { sdp, sources } => {
                 if let Err(why) = crate::sdp_limits::check_media_sections(&sdp) {

@@ -93,7 +93,7 @@ test('livekit-client participants see and hear each other', async () => {
   let a; let b; let carol;
   try {
     const tone = { args: [`--use-file-for-fake-audio-capture=${toneFile()}`], options: { audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } } };
-    a = await lkParticipant(server.base, await token('alice', room), tone);
+    a = await lkParticipant(server.base, await token('alice', room, { canUpdateOwnMetadata: true }), tone);
     b = await lkParticipant(server.base, await token('bob', room), tone);
     console.log(`joined and published in ${a.joinMs} ms and ${b.joinMs} ms`);
     for (const [me, other] of [[a, 'bob'], [b, 'alice']]) {
@@ -128,6 +128,24 @@ test('livekit-client participants see and hear each other', async () => {
     console.log('speakers seen by alice', JSON.stringify(await a.page.evaluate(() => window.lk.speakers.slice(-3))));
     await a.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(true));
 
+    // Alice may change her own metadata and name (her token grants it): Bob sees both;
+    // Bob may not, and his SDK is told so.
+    await b.page.evaluate(() => {
+      window.lk.changed = [];
+      window.lk.room.on(window.LivekitClient.RoomEvent.ParticipantMetadataChanged, (m, p) => window.lk.changed.push(['metadata', p.identity, p.metadata]));
+      window.lk.room.on(window.LivekitClient.RoomEvent.ParticipantNameChanged, (n, p) => window.lk.changed.push(['name', p.identity, n]));
+    });
+    await a.page.evaluate(async () => {
+      await window.lk.room.localParticipant.setMetadata('{"hand":"up"}');
+      await window.lk.room.localParticipant.setName('Alice L.');
+    });
+    await waitFor(() => b.page.evaluate(() => window.lk.changed.some((c) => c[0] === 'name' && c[2] === 'Alice L.')
+      && window.lk.changed.some((c) => c[0] === 'metadata' && c[2] === '{"hand":"up"}')), { what: "alice's metadata and name at bob", timeout: 10000 });
+    const refused = await b.page.evaluate(() => window.lk.room.localParticipant.setMetadata('mine').then(() => 'accepted', (e) => String(e.message || e)));
+    console.log('bob setting his own metadata without the grant:', refused);
+    assert.notEqual(refused, 'accepted');
+    assert.match(refused, /canUpdateOwnMetadata/);
+
     // Data over the data channels: reliable and lossy with topics, to the room and to one
     // identity; the sender is who the server says, whatever the packet claimed.
     await a.page.evaluate(async () => {
@@ -146,7 +164,7 @@ test('livekit-client participants see and hear each other', async () => {
 
     // Our own web app in the same room: it sees the LiveKit participants, and they see it.
     carol = await openParticipant(`${server.base}/?room=${room}&name=carol&autojoin=1&quality=low`);
-    await waitForTileVideo(carol.page, 'alice');
+    await waitForTileVideo(carol.page, 'Alice L.'); // her new name
     await waitFor(async () => (await a.page.evaluate(() => window.lk.subscribed)).filter((t) => t.identity.startsWith('carol')).length === 2,
       { what: "carol's tracks at alice", timeout: 30000 });
     await waitFor(async () => {

@@ -156,6 +156,30 @@ impl Hub {
         Ok(info)
     }
 
+    /// A participant's own client changes its metadata, name or attributes (when its
+    /// token grants `canUpdateOwnMetadata`; never its permissions).
+    pub fn update_own(
+        &self,
+        id: ParticipantId,
+        mut update: ParticipantUpdate,
+    ) -> Result<ParticipantInfo, Error> {
+        update.permissions = None;
+        let who = {
+            let dir = self.dir.lock();
+            dir.room_of.get(&id).cloned().and_then(|room| {
+                let m = dir.rooms.get(room.as_str())?.members.get(&id)?;
+                Some((room, m.info.identity.clone(), m.may_update_self))
+            })
+        };
+        match who {
+            None => Err(Error::not_found("participant")),
+            Some((_, _, false)) => Err(Error::Forbidden(
+                "the token does not grant canUpdateOwnMetadata".into(),
+            )),
+            Some((room, identity, true)) => self.update_participant(&room, &identity, update),
+        }
+    }
+
     pub fn update_participant(
         &self,
         room: &str,

@@ -24,14 +24,17 @@ fn dropped(reason: &'static str) {
 }
 
 impl Hub {
+    /// Returns how many members it was for.
     pub(super) fn deliver_data(
         &self,
         room: &str,
         out: Outgoing,
         to: impl Fn(&ParticipantInfo) -> bool,
-    ) {
+    ) -> usize {
         let dir = self.dir.lock();
-        let Some(r) = dir.rooms.get(room) else { return };
+        let Some(r) = dir.rooms.get(room) else {
+            return 0;
+        };
         let sender = out
             .from
             .and_then(|f| r.members.get(&f))
@@ -47,11 +50,13 @@ impl Hub {
         });
         let bytes = msg.as_ref().map(outbound::weigh).unwrap_or(0);
         let mut on_channels = Vec::new();
+        let mut count = 0;
         for m in r
             .members
             .values()
             .filter(|m| Some(m.info.id) != out.from && to(&m.info))
         {
+            count += 1;
             if m.data_channels {
                 on_channels.push(m.info.id);
             } else if let Some(msg) = &msg {
@@ -60,14 +65,14 @@ impl Hub {
         }
         drop(dir);
         if on_channels.is_empty() {
-            return;
+            return count;
         }
         let packet = match (out.packet, &out.payload) {
             (Some(p), _) => p,
             (None, Some(payload)) => {
                 lkdata::user_packet(out.from.zip(sender.as_deref()), out.topic.clone(), payload)
             }
-            (None, None) => return,
+            (None, None) => return count,
         };
         let send = Command::SendData {
             to: on_channels,
@@ -78,6 +83,7 @@ impl Hub {
         if self.plane.send(&RoomId(room.to_string()), send).is_err() {
             dropped("media_plane_busy");
         }
+        count
     }
 
     /// A message from one of `id`'s data channels (media plane): LiveKit's packets on
@@ -114,7 +120,7 @@ impl Hub {
             None => (None, None),
         };
         let destinations = inbound.destinations;
-        self.deliver_data(
+        let reached = self.deliver_data(
             &room,
             Outgoing {
                 from: Some(id),
@@ -125,5 +131,8 @@ impl Hub {
             },
             |p| destinations.is_empty() || destinations.contains(&p.identity),
         );
+        if reached == 0 && !destinations.is_empty() {
+            dropped("unknown_destination");
+        }
     }
 }

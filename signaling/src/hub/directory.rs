@@ -50,6 +50,8 @@ pub(super) struct Member {
     pub(super) sids: HashMap<String, String>,
     /// It takes data messages over its data channels, not its socket (LiveKit clients).
     pub(super) data_channels: bool,
+    /// Its token grants `canUpdateOwnMetadata`.
+    pub(super) may_update_self: bool,
     pub(super) admin_muted: [bool; 2],
     pub(super) tx: OutboundTx,
     /// Its `resume` token (none when sessions are not kept for resuming).
@@ -298,6 +300,7 @@ mod tests {
             sources: HashMap::new(),
             sids: HashMap::new(),
             data_channels: false,
+            may_update_self: false,
             admin_muted: [false; 2],
             tx,
             resume_token: None,

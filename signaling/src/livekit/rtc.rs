@@ -24,7 +24,7 @@ use serde::Deserialize;
 use sfu_core::ParticipantId;
 
 use super::model;
-use super::signal::{leave, rejoin, Signal, Step};
+use super::signal::{leave, rejoin, request_refused, Signal, Step};
 use crate::auth::unix_now;
 use crate::hub::{Hub, Now, Outbound};
 use crate::message_budget::MessageBudget;
@@ -290,6 +290,14 @@ async fn session(socket: WebSocket, mut admitted: Admitted) {
                                     .increment(1);
                             }
                         },
+                        Step::UpdateSelf { request_id, update } => {
+                            if let Err(e) = hub.update_own(id, update) {
+                                if !send(&mut sink, wire.frame(request_refused(request_id, &e))).await {
+                                    hub.leave_session(id, 0);
+                                    return;
+                                }
+                            }
+                        }
                         Step::Reply(r) => {
                             if !send(&mut sink, wire.frame(r)).await {
                                 hub.leave_session(id, 0);

@@ -36,6 +36,13 @@ pub enum Step {
         sids: BTreeMap<String, String>,
         offer: ClientMessage,
     },
+    /// The client changes its own metadata, name or attributes
+    /// ([`Hub::update_own`](crate::hub::Hub)); a refusal is answered with a
+    /// `RequestResponse` for `request_id`.
+    UpdateSelf {
+        request_id: u32,
+        update: crate::hub::ParticipantUpdate,
+    },
     /// Straight back to the client.
     Reply(Resp),
     /// The client leaves.
@@ -171,7 +178,15 @@ impl Signal {
             Req::SubscriptionPermission(_) => vec![Step::Dropped("subscription_permission")],
             Req::SyncState(_) => vec![Step::Dropped("sync_state")],
             Req::Simulate(_) => vec![Step::Dropped("simulate")],
-            Req::UpdateMetadata(_) => vec![Step::Dropped("update_metadata")],
+            Req::UpdateMetadata(u) => vec![Step::UpdateSelf {
+                request_id: u.request_id,
+                update: crate::hub::ParticipantUpdate {
+                    metadata: Some(u.metadata),
+                    permissions: None,
+                    name: (!u.name.is_empty()).then_some(u.name),
+                    attributes: u.attributes.into_iter().collect(),
+                },
+            }],
             Req::UpdateAudioTrack(_) | Req::UpdateVideoTrack(_) => {
                 vec![Step::Dropped("update_local_track")]
             }
@@ -535,6 +550,23 @@ pub fn leave(code: u16, reason: &str) -> Resp {
         reason: why as i32,
         action: lk::leave_request::Action::Disconnect as i32,
         regions: None,
+    })
+}
+
+/// A refused request (`request_id`), as LiveKit's SDKs expect to hear of it.
+pub fn request_refused(request_id: u32, e: &crate::error::Error) -> Resp {
+    use lk::request_response::Reason;
+    let reason = match e {
+        crate::error::Error::Forbidden(_) => Reason::NotAllowed,
+        crate::error::Error::Invalid(_) => Reason::LimitExceeded,
+        crate::error::Error::NotFound(_) => Reason::NotFound,
+        _ => Reason::UnclassifiedError,
+    };
+    Resp::RequestResponse(lk::RequestResponse {
+        request_id,
+        reason: reason as i32,
+        message: e.to_string(),
+        request: None,
     })
 }
 
