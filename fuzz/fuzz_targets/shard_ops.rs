@@ -63,6 +63,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 can_publish: publish,
                 can_subscribe: subscribe,
                 track_streams: room % 2 == 0,
+                auto_subscribe: room % 3 != 1,
             }),
             Op::Publish { who, offer } => Some(Command::PublishOffer { participant: pid(who), sdp: offers()[offer as usize % 3].clone() }),
             Op::Answer { who, sdp } => Some(Command::SubscribeAnswer { participant: pid(who), sdp }),

@@ -1020,12 +1020,13 @@ async fn twirp_room_service_over_protobuf() {
             "bad_route",
         ),
         (
+            // No room named: refused as any other method is.
             "UpdateSubscriptions",
             &create,
             pb,
             vec![],
-            StatusCode::NOT_IMPLEMENTED,
-            "unimplemented",
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
         ),
     ];
     for (m, token, ct, body, status, code) in cases {

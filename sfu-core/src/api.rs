@@ -69,6 +69,9 @@ pub enum Command {
         /// than one stream per publisher (`PA_<publisher>`, which keeps a publisher's
         /// audio and video in sync for players that take `streams[0]`).
         track_streams: bool,
+        /// It receives every other track of the room unless it turns one down; false:
+        /// only those it asks for ([`Command::Subscribe`]).
+        auto_subscribe: bool,
     },
     /// An SDP offer for the participant's publisher connection (first or renegotiation).
     PublishOffer {
@@ -88,6 +91,13 @@ pub enum Command {
     },
     Leave {
         participant: ParticipantId,
+    },
+    /// Subscribe the participant to these tracks, or unsubscribe it (tracks that do not
+    /// exist, or are its own, are ignored).
+    Subscribe {
+        participant: ParticipantId,
+        tracks: Vec<TrackId>,
+        subscribe: bool,
     },
     /// The sids its client gave the tracks of its publisher m-lines (LiveKit's), by mid:
     /// the stream ids of those tracks at subscribers that take a stream per track.

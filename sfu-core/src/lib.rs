@@ -34,6 +34,7 @@ pub mod rewrite;
 mod router;
 mod routes;
 mod rtx;
+mod selection;
 pub mod shard;
 mod shard_config;
 pub mod speaker;

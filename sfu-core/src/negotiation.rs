@@ -151,6 +151,7 @@ impl Router {
             .copied()
             .filter(|t| {
                 p.can_subscribe
+                    && p.selection.wants(*t)
                     && !p.subs.contains_key(t)
                     && self.tracks.get(t).is_some_and(|tr| tr.publisher != id)
             })

@@ -27,6 +27,8 @@ pub(crate) struct Participant {
     pub channels: crate::data::Channels,
     /// It receives each track in a stream of its own ([`crate::Command::Join`]).
     pub track_streams: bool,
+    /// Which of the room's tracks it receives.
+    pub selection: crate::selection::Selection,
     /// Its client's sids of its publisher m-lines ([`crate::Command::NameTracks`]).
     pub sids: HashMap<Mid, String>,
     /// Publisher m-lines → tracks.

@@ -64,6 +64,7 @@ impl Router {
                 can_publish,
                 can_subscribe,
                 track_streams,
+                auto_subscribe,
             } => {
                 if self.participants.contains_key(&participant) {
                     return peers.fail(participant, CommandError::AlreadyJoined);
@@ -80,6 +81,7 @@ impl Router {
                         subscriber,
                         channels: Default::default(),
                         track_streams,
+                        selection: crate::selection::Selection::manual(!auto_subscribe),
                         sids: HashMap::new(),
                         published: BTreeMap::new(),
                         ssrcs: HashMap::new(),
@@ -168,6 +170,11 @@ impl Router {
                     }
                 }
             }
+            Command::Subscribe {
+                participant,
+                tracks,
+                subscribe,
+            } => self.select(peers, participant, &tracks, subscribe),
             Command::NameTracks { participant, sids } => {
                 let Some(p) = self.participants.get_mut(&participant) else {
                     return peers.fail(participant, CommandError::UnknownParticipant);
@@ -411,6 +418,9 @@ impl Router {
         if let Some(r) = self.rooms.get_mut(&track.room) {
             r.speaker.forget(tid);
         }
+        for p in self.participants.values_mut() {
+            p.selection.forget(tid);
+        }
         for sid in &track.subscribers {
             if let Some(sp) = self.participants.get_mut(sid) {
                 if let Some(sub) = sp.subs.remove(&tid) {
@@ -536,6 +546,7 @@ mod tests {
                 can_publish: true,
                 can_subscribe: subscribe,
                 track_streams: false,
+                auto_subscribe: true,
             },
         );
     }

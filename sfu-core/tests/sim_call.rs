@@ -940,3 +940,71 @@ fn a_subscriber_that_takes_a_stream_per_track_gets_the_publishers_sids_as_stream
         assert!(packets > 50, "media at {c:?}: {packets} packets");
     }
 }
+
+#[test]
+fn without_auto_subscribe_a_participant_receives_only_the_tracks_it_asks_for() {
+    use sfu_core::{Command, Event, TrackKind};
+    let mut sim = Sim::new(Instant::now(), 41);
+    let a = sim.join("room", ClientSpec::av());
+    let picky = sim.join(
+        "room",
+        ClientSpec {
+            auto_subscribe: false,
+            ..ClientSpec::viewer()
+        },
+    );
+    let all = sim.join("room", ClientSpec::viewer());
+    sim.run_for(secs(2));
+    let packets =
+        |sim: &Sim, c| -> u64 { sim.client(c).received.values().map(|r| r.packets).sum() };
+    assert_eq!(
+        packets(&sim, picky),
+        0,
+        "nothing asked for, nothing received"
+    );
+    assert!(packets(&sim, all) > 50);
+    let a_id = sim.client(a).id;
+    let tracks: Vec<(sfu_core::TrackId, TrackKind)> = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::TrackPublished {
+                participant,
+                track,
+                kind,
+                ..
+            } if *participant == a_id => Some((*track, *kind)),
+            _ => None,
+        })
+        .collect();
+    let video = tracks
+        .iter()
+        .find(|(_, k)| *k == TrackKind::Video)
+        .unwrap()
+        .0;
+    let picky_id = sim.client(picky).id;
+    sim.command(Command::Subscribe {
+        participant: picky_id,
+        tracks: vec![video],
+        subscribe: true,
+    });
+    sim.run_for(secs(2));
+    let kinds: Vec<TrackKind> = sim.client(picky).offered.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TrackKind::Video], "only the video it asked for");
+    let before = packets(&sim, picky);
+    assert!(before > 20, "video arrives: {before}");
+    // Unsubscribed: the flow stops (the m-line is stopped at the next negotiation).
+    sim.command(Command::Subscribe {
+        participant: picky_id,
+        tracks: vec![video],
+        subscribe: false,
+    });
+    sim.run_for(secs(1));
+    let settled = packets(&sim, picky);
+    sim.run_for(secs(2));
+    assert_eq!(
+        packets(&sim, picky),
+        settled,
+        "nothing more after unsubscribing"
+    );
+}

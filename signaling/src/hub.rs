@@ -60,7 +60,13 @@ enum Client {
     /// A WHEP viewer (see [`Takeover::Coexist`]).
     WhepViewer,
     /// LiveKit's protocol (`/rtc`).
-    LiveKit,
+    LiveKit { auto_subscribe: bool },
+}
+
+impl Client {
+    fn is_livekit(self) -> bool {
+        matches!(self, Client::LiveKit { .. })
+    }
 }
 
 /// Largest data message payload, in bytes.
@@ -355,12 +361,15 @@ impl Hub {
 
     /// A LiveKit client (`/rtc`): it takes a stream per track and its data over its
     /// data channels.
+    /// `auto_subscribe`: false, it receives only the tracks it asks for.
     pub fn join_livekit(
         &self,
         token: &str,
         now: Now,
+        auto_subscribe: bool,
     ) -> Result<(ParticipantId, OutboundRx), Error> {
-        self.join_inner(token, None, now, Client::LiveKit, Takeover::Replace)
+        let client = Client::LiveKit { auto_subscribe };
+        self.join_inner(token, None, now, client, Takeover::Replace)
     }
 
     /// A WHEP viewer: hidden, publishes nothing, and receives over m-lines it offers
@@ -460,7 +469,7 @@ impl Hub {
             allowed_sources: g.can_publish_sources.clone(),
             sources: HashMap::new(),
             sids: HashMap::new(),
-            data_channels: client == Client::LiveKit,
+            data_channels: client.is_livekit(),
             may_update_self: g.can_update_own_metadata,
             admin_muted: [false; 2],
             tx,
@@ -503,7 +512,13 @@ impl Hub {
             participant: id,
             can_publish: g.can_publish,
             can_subscribe,
-            track_streams: client == Client::LiveKit,
+            track_streams: client.is_livekit(),
+            auto_subscribe: !matches!(
+                client,
+                Client::LiveKit {
+                    auto_subscribe: false
+                }
+            ),
         };
         if let Err(e) = self.plane.send(&room, join) {
             self.remove(id, "the media plane is busy", None);
@@ -609,6 +624,11 @@ impl Hub {
                 width,
                 height,
                 visible,
+            },
+            ClientMessage::Subscribe { tracks, subscribe } => Command::Subscribe {
+                participant: id,
+                tracks: tracks.into_iter().take(256).collect(),
+                subscribe,
             },
             ClientMessage::PreferredQuality { track, quality } => Command::SetPreferredLayer {
                 participant: id,

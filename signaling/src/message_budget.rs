@@ -34,7 +34,7 @@ impl Kind {
             Mute { .. } => Kind::Mute,
             PublishOffer { .. } | SubscribeAnswer { .. } | IceRestart { .. } => Kind::Negotiation,
             Candidate { .. } => Kind::Candidate,
-            Viewport { .. } | PreferredQuality { .. } => Kind::View,
+            Viewport { .. } | PreferredQuality { .. } | Subscribe { .. } => Kind::View,
             _ => Kind::Other,
         }
     }

@@ -85,6 +85,13 @@ pub enum ClientMessage {
         #[serde(default)]
         quality: Option<Quality>,
     },
+    /// Receive these tracks (`subscribe: true`) or stop receiving them. Every track of
+    /// the room is received unless turned down this way (LiveKit clients may join with
+    /// auto-subscribe off: then only those asked for).
+    Subscribe {
+        tracks: Vec<TrackId>,
+        subscribe: bool,
+    },
     /// A data message to the room, or to the listed participants.
     Data {
         payload: String,

@@ -8,7 +8,7 @@ import { join, dirname } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { AccessToken } from 'livekit-server-sdk';
+import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import { execFileSync } from 'node:child_process';
 import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet } from './lib.mjs';
 
@@ -26,12 +26,12 @@ const token = async (identity, room, grant = {}) => {
 // microphone with the SDK's defaults. `window.lk` keeps what the page saw.
 // `options` are the Room's (livekit-client's own defaults otherwise); `width` is the CSS
 // width of the video elements it shows.
-async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [], open = {} } = {}) {
+async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [], open = {}, connect = {} } = {}) {
   const p = await openParticipant(`${base}/healthz`, { args, ...open });
   await p.page.addScriptTag({ path: UMD });
   const url = base.replace('http', 'ws');
   const started = Date.now();
-  await p.page.evaluate(async ({ url, jwt, publish, options, width }) => {
+  await p.page.evaluate(async ({ url, jwt, publish, options, width, connect }) => {
     const { Room, RoomEvent } = window.LivekitClient;
     const room = new Room(options);
     const lk = { room, subscribed: [], speakers: [], muted: [], errors: [], data: [] };
@@ -51,9 +51,9 @@ async function lkParticipant(base, jwt, { publish = true, options = {}, width = 
     room.on(RoomEvent.DataReceived, (payload, participant, kind, topic) => lk.data.push({ from: participant?.identity, kind, topic, text: new TextDecoder().decode(payload) }));
     room.on(RoomEvent.TrackMuted, (pub, participant) => lk.muted.push({ identity: participant.identity, kind: pub.kind, muted: true }));
     room.on(RoomEvent.TrackUnmuted, (pub, participant) => lk.muted.push({ identity: participant.identity, kind: pub.kind, muted: false }));
-    await room.connect(url, jwt);
+    await room.connect(url, jwt, connect);
     if (publish) await room.localParticipant.enableCameraAndMicrophone();
-  }, { url, jwt, publish, options, width });
+  }, { url, jwt, publish, options, width, connect });
   return { ...p, joinMs: Date.now() - started };
 }
 
@@ -267,5 +267,53 @@ test("a 20 s network cut is ridden out by the SDK's own reconnect", { skip: !sha
     await b?.close();
     await server?.stop();
     net.cleanup();
+  }
+});
+
+test('subscriptions: with autoSubscribe off only what is asked for arrives, from the SDK or the server API', async () => {
+  const server = await startServer();
+  const room = `lksub${Date.now()}`;
+  let a; let b;
+  try {
+    a = await lkParticipant(server.base, await token('alice', room));
+    b = await lkParticipant(server.base, await token('bob', room), { publish: false, connect: { autoSubscribe: false } });
+    const inbound = () => b.page.evaluate(async () => {
+      const pc = window.lk.room.engine.pcManager?.subscriber?.pc;
+      // Audio packets, and video frames decoded (a subscriber's estimate may be probed
+      // with padding on a video m-line, which counts as packets but decodes nothing).
+      const out = { audio: 0, video: 0 };
+      for (const s of pc ? (await pc.getStats()).values() : []) {
+        if (s.type === 'inbound-rtp') out[s.kind] += (s.kind === 'video' ? s.framesDecoded : s.packetsReceived) || 0;
+      }
+      return out;
+    });
+    await waitFor(() => b.page.evaluate(() => window.lk.room.remoteParticipants.get('alice')?.trackPublications.size === 2), { what: "alice's two tracks announced to bob", timeout: 15000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.deepEqual(await inbound(), { audio: 0, video: 0 }, 'nothing arrives unasked');
+    // Bob's SDK asks for Alice's video.
+    await b.page.evaluate(() => [...window.lk.room.remoteParticipants.get('alice').videoTrackPublications.values()][0].setSubscribed(true));
+    await waitFor(async () => (await inbound()).video > 30, { what: 'the video bob asked for', timeout: 15000 });
+    assert.equal((await inbound()).audio, 0, 'not the audio');
+    // The server API subscribes him to her audio too (RoomService UpdateSubscriptions).
+    const audioSid = await b.page.evaluate(() => [...window.lk.room.remoteParticipants.get('alice').audioTrackPublications.values()][0].trackSid);
+    await new RoomServiceClient(server.base, 'devkey', TEST_SECRET).updateSubscriptions(room, 'bob', [audioSid], true);
+    await waitFor(async () => (await inbound()).audio > 50, { what: 'the audio the API subscribed bob to', timeout: 15000 });
+    // He turns the video down: it stops.
+    await b.page.evaluate(() => [...window.lk.room.remoteParticipants.get('alice').videoTrackPublications.values()][0].setSubscribed(false));
+    // (The server stops forwarding at once; the m-line is made inactive at the next
+    // negotiation.) Within 10 s, a 2 s window with no new video frame.
+    let settled; let later;
+    await waitFor(async () => {
+      settled = await inbound();
+      await new Promise((r) => setTimeout(r, 2000));
+      later = await inbound();
+      return later.video === settled.video;
+    }, { what: 'the video stopped', timeout: 10000, interval: 0 });
+    console.log(`bob's inbound (audio packets, video frames) after unsubscribing the video: ${JSON.stringify(settled)} -> ${JSON.stringify(later)}`);
+    assert.ok(later.audio > settled.audio + 50, 'the audio goes on');
+  } finally {
+    await a?.close();
+    await b?.close();
+    await server.stop();
   }
 });

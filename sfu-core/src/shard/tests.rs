@@ -21,6 +21,7 @@ fn stun_from_new_addresses_is_budgeted_per_source_ip() {
             can_publish: true,
             can_subscribe: true,
             track_streams: false,
+            auto_subscribe: true,
         }),
     );
     let ufrag = shard.peers.routes.bindings().1.next().unwrap().0.clone();

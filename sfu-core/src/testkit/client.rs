@@ -40,6 +40,8 @@ pub struct ClientSpec {
     pub temporal_layers: u8,
     /// It takes a stream per track, as LiveKit's SDKs do ([`crate::Command::Join`]).
     pub track_streams: bool,
+    /// It receives every track unless it turns one down (false: only those it asks for).
+    pub auto_subscribe: bool,
 }
 
 impl ClientSpec {
@@ -58,6 +60,7 @@ impl ClientSpec {
             audio_level: -30,
             temporal_layers: 1,
             track_streams: false,
+            auto_subscribe: true,
         }
     }
 

@@ -116,6 +116,7 @@ impl Sim {
         let can_publish = spec.publishes();
         let can_subscribe = spec.subscribe;
         let track_streams = spec.track_streams;
+        let auto_subscribe = spec.auto_subscribe;
         let (idx, id, mut c) = self.new_client(spec);
         let offer = c.make_offer();
         self.clients.push(Some(c));
@@ -125,6 +126,7 @@ impl Sim {
             can_publish,
             can_subscribe,
             track_streams,
+            auto_subscribe,
         });
         if let Some(sdp) = offer {
             self.command(Command::PublishOffer {
@@ -148,6 +150,7 @@ impl Sim {
             can_publish: false,
             can_subscribe: false,
             track_streams: false,
+            auto_subscribe: true,
         });
         if let Some(sdp) = offer {
             self.command(Command::WhepOffer {

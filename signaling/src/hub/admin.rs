@@ -156,6 +156,25 @@ impl Hub {
         Ok(info)
     }
 
+    /// Subscribe a participant to tracks of its room, or unsubscribe it (RoomService's
+    /// `UpdateSubscriptions`).
+    pub fn subscribe(
+        &self,
+        room: &str,
+        identity: &str,
+        tracks: Vec<sfu_core::TrackId>,
+        subscribe: bool,
+    ) -> Result<(), Error> {
+        let id = self.find(room, identity)?;
+        let cmd = Command::Subscribe {
+            participant: id,
+            tracks: tracks.into_iter().take(256).collect(),
+            subscribe,
+        };
+        self.plane.send(&RoomId(room.to_string()), cmd)?;
+        Ok(())
+    }
+
     /// A participant's own client changes its metadata, name or attributes (when its
     /// token grants `canUpdateOwnMetadata`; never its permissions).
     pub fn update_own(

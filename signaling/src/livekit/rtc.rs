@@ -48,6 +48,9 @@ struct RtcQuery {
     /// `1`: the SDK tries to resume a session (not served: it is told to rejoin).
     #[serde(default)]
     reconnect: Option<String>,
+    /// `0`: receive only the tracks asked for (`UpdateSubscription`).
+    #[serde(default)]
+    auto_subscribe: Option<String>,
 }
 
 /// The token from `?access_token=` or `Authorization: Bearer`.
@@ -116,7 +119,8 @@ async fn rtc(
             let _ = sink.close().await;
         });
     }
-    let admitted = match hub.join_livekit(&token, Now::read()) {
+    let auto_subscribe = q.auto_subscribe.as_deref() != Some("0");
+    let admitted = match hub.join_livekit(&token, Now::read(), auto_subscribe) {
         Ok((id, rx)) => Admitted {
             hub: hub.clone(),
             id,

@@ -172,7 +172,24 @@ impl Signal {
                 last_ping_timestamp: p.timestamp,
                 timestamp: now_ms,
             }))],
-            Req::Subscription(_) => vec![Step::Dropped("update_subscription")],
+            Req::Subscription(u) => {
+                let sids = u.track_sids.iter().chain(
+                    u.participant_tracks
+                        .iter()
+                        .flat_map(|p| p.track_sids.iter()),
+                );
+                let tracks: Vec<TrackId> = sids
+                    .take(256)
+                    .filter_map(|sid| self.track_by_sid(sid).map(|(_, t)| t))
+                    .collect();
+                if tracks.is_empty() {
+                    return vec![Step::Dropped("update_subscription_unknown_track")];
+                }
+                vec![Step::Hub(ClientMessage::Subscribe {
+                    tracks,
+                    subscribe: u.subscribe,
+                })]
+            }
             #[allow(deprecated)]
             Req::UpdateLayers(_) => vec![Step::Dropped("update_layers")],
             Req::SubscriptionPermission(_) => vec![Step::Dropped("subscription_permission")],

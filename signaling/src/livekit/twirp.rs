@@ -6,8 +6,7 @@
 //! behind the same grants; errors are Twirp's (`{"code", "msg"}` with the matching HTTP
 //! status).
 //!
-//! Identifiers are `model`'s. Not served: `UpdateSubscriptions` (server-side subscription control
-//! does not exist here yet: Twirp `unimplemented`). `MutePublishedTrack` mutes every track
+//! Identifiers are `model`'s. `MutePublishedTrack` mutes every track
 //! of that track's kind (the hub's admin mute is per kind).
 
 use axum::body::Bytes;
@@ -273,11 +272,28 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
                 &room(&hub.update_room(&req.room, req.metadata)?),
             ))
         }
-        "UpdateSubscriptions" => Err(TwirpError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "unimplemented",
-            "UpdateSubscriptions: server-side subscription control is not available on this server",
-        )),
+        "UpdateSubscriptions" => {
+            let req: lk::UpdateSubscriptionsRequest = decode(enc, body)?;
+            admin(&c, &req.room)?;
+            let sids: Vec<&String> = req
+                .track_sids
+                .iter()
+                .chain(
+                    req.participant_tracks
+                        .iter()
+                        .flat_map(|p| p.track_sids.iter()),
+                )
+                .collect();
+            let tracks = hub
+                .list_participants(&req.room)?
+                .iter()
+                .flat_map(|p| p.tracks.iter())
+                .filter(|t| sids.contains(&&track_sid(t)))
+                .map(|t| t.id)
+                .collect();
+            hub.subscribe(&req.room, &req.identity, tracks, req.subscribe)?;
+            Ok(encode(enc, &lk::UpdateSubscriptionsResponse {}))
+        }
         _ => Err(TwirpError::new(
             StatusCode::NOT_FOUND,
             "bad_route",
