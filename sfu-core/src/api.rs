@@ -247,6 +247,9 @@ pub enum Event {
         kind: TrackKind,
         mid: String,
         rids: Vec<String>,
+        /// The publisher's preferred codec on that m-line, as a MIME type
+        /// (`audio/opus`, `video/VP8`, `video/H264`, `video/VP9`, `video/AV1`).
+        mime: Option<String>,
     },
     TrackUnpublished {
         room: RoomId,

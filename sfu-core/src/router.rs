@@ -381,6 +381,10 @@ impl Router {
         let mut track = Track::new(tid, room.clone(), id, mid, kind, &rids);
         track.source = p.sources.get(&mid).copied().unwrap_or_default();
         track.sid = p.sids.get(&mid).cloned();
+        let mime = p
+            .publisher
+            .as_ref()
+            .and_then(|pc| preferred_mime(&pc.rtc, mid));
         self.tracks.insert(tid, track);
         let others = match self.rooms.get_mut(&room) {
             Some(r) => {
@@ -396,6 +400,7 @@ impl Router {
             kind,
             mid: mid.to_string(),
             rids,
+            mime,
         });
         for o in others.into_iter().filter(|o| *o != id) {
             self.sync_subscriptions(peers, o);
@@ -523,6 +528,26 @@ impl Router {
             peers.drain((id, kind), pc);
         }
     }
+}
+
+/// The codec a publisher lists first on `mid` (what it sends unless it switches), as a
+/// MIME type.
+fn preferred_mime(rtc: &str0m::Rtc, mid: Mid) -> Option<String> {
+    use str0m::format::Codec;
+    let pt = *rtc.media(mid)?.remote_pts().first()?;
+    let codec = rtc.codec_config().find(|c| c.pt() == pt)?.spec().codec;
+    let mime = match codec {
+        Codec::Opus => "audio/opus",
+        Codec::PCMU => "audio/PCMU",
+        Codec::PCMA => "audio/PCMA",
+        Codec::G722 => "audio/G722",
+        Codec::Vp8 => "video/VP8",
+        Codec::Vp9 => "video/VP9",
+        Codec::H264 => "video/H264",
+        Codec::Av1 => "video/AV1",
+        _ => return None,
+    };
+    Some(mime.to_string())
 }
 
 #[cfg(test)]

@@ -52,6 +52,15 @@ pub enum Outbound {
     Close { code: u16, reason: String },
 }
 
+/// What a LiveKit client said of one of its tracks before offering it ([`Hub::name_tracks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedTrack {
+    /// `TR_<participant>_<n>`.
+    pub sid: String,
+    /// Its frames are end-to-end encrypted.
+    pub encrypted: bool,
+}
+
 /// Which kind of client a session is, as far as the directory and media plane care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Client {
@@ -708,10 +717,10 @@ impl Hub {
     pub fn name_tracks(
         &self,
         id: ParticipantId,
-        sids: std::collections::BTreeMap<String, String>,
+        named: std::collections::BTreeMap<String, NamedTrack>,
     ) -> Result<(), String> {
         let prefix = format!("TR_{}_", id.0);
-        for sid in sids.values() {
+        for sid in named.values().map(|n| &n.sid) {
             let rest = sid.strip_prefix(&prefix).unwrap_or("");
             if rest.is_empty()
                 || rest.len() > 16
@@ -723,15 +732,18 @@ impl Hub {
             }
         }
         self.with_member(id, |m| {
-            if m.sids.len() + sids.len() > 128 {
+            if m.sids.len() + named.len() > 128 {
                 return Err("more than 128 named m-lines".to_string());
             }
-            for (mid, sid) in &sids {
-                if m.sids.iter().any(|(other, s)| s == sid && other != mid) {
-                    return Err(format!("track sid {sid} is already another m-line's"));
+            for (mid, n) in &named {
+                if m.sids
+                    .iter()
+                    .any(|(other, s)| s.sid == n.sid && other != mid)
+                {
+                    return Err(format!("track sid {} is already another m-line's", n.sid));
                 }
             }
-            m.sids.extend(sids.clone());
+            m.sids.extend(named.clone());
             Ok(())
         })
         .unwrap_or(Ok(()))?;
@@ -739,7 +751,7 @@ impl Hub {
         if let Some(room) = room {
             let named = Command::NameTracks {
                 participant: id,
-                sids: sids.into_iter().collect(),
+                sids: named.into_iter().map(|(mid, n)| (mid, n.sid)).collect(),
             };
             self.plane
                 .send(&RoomId(room), named)

@@ -196,6 +196,14 @@ pub struct TrackInfo {
     /// absent for tracks published otherwise, whose LiveKit sid is `TR_<id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The codec its publisher prefers on its m-line, as a MIME type (`audio/opus`,
+    /// `video/VP8`, `video/H264`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// Its frames are end-to-end encrypted by the publisher (the server forwards them as
+    /// they are): a subscriber needs the key to decode them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 /// Messages from the server.

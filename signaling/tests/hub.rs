@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sfu_core::{Command, Event, GoneReason, ParticipantId, PcKind, RoomId, TrackId, TrackKind};
-use signaling::hub::{Now, Outbound};
+use signaling::hub::{NamedTrack, Now, Outbound};
 use signaling::outbound::OutboundRx;
 use signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use signaling::Error;
@@ -133,6 +133,7 @@ fn join_announces_and_routes_media_events() {
             kind: TrackKind::Video,
             mid: "1".into(),
             rids: vec!["q".into()],
+            mime: Some("video/VP8".into()),
         },
         at().at,
     );
@@ -365,6 +366,7 @@ fn publish_sources_are_enforced_when_the_token_limits_them() {
             kind: TrackKind::Audio,
             mid: "0".into(),
             rids: vec![],
+            mime: Some("audio/opus".into()),
         },
         at().at,
     );
@@ -791,10 +793,16 @@ fn livekit_track_sids_are_the_publishers_own_and_reach_the_others() {
     let (_plane, hub, keys) = setup();
     let (a, _ra) = hub.join(&tok(&keys, "r", "alice"), None, at()).unwrap();
     let (b, mut rb) = hub.join(&tok(&keys, "r", "bob"), None, at()).unwrap();
-    let named = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+    let named = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, NamedTrack> {
         pairs
             .iter()
-            .map(|(m, s)| (m.to_string(), s.to_string()))
+            .map(|(m, s)| {
+                let n = NamedTrack {
+                    sid: s.to_string(),
+                    encrypted: true,
+                };
+                (m.to_string(), n)
+            })
             .collect()
     };
     // Another participant's prefix, junk, an empty or overlong suffix: refused.
@@ -822,21 +830,22 @@ fn livekit_track_sids_are_the_publishers_own_and_reach_the_others() {
                 kind: TrackKind::Video,
                 mid: mid.into(),
                 rids: vec![],
+                mime: None,
             },
             at().at,
         );
     }
-    let sids: Vec<Option<String>> = msgs(&mut rb)
+    let sids: Vec<(Option<String>, bool)> = msgs(&mut rb)
         .into_iter()
         .filter_map(|m| match m {
-            ServerMessage::TrackPublished { track, .. } => Some(track.sid),
+            ServerMessage::TrackPublished { track, .. } => Some((track.sid, track.encrypted)),
             _ => None,
         })
         .collect();
     assert_eq!(
         sids,
-        [Some(sid), None],
-        "a named m-line's track carries its sid"
+        [(Some(sid), true), (None, false)],
+        "a named m-line's track carries its sid and whether it is encrypted"
     );
 }
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, dirname } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
@@ -15,6 +15,7 @@ import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, c
 const here = dirname(fileURLToPath(import.meta.url));
 // The package's `exports` hide the UMD build from `require.resolve`: read it by path.
 const UMD = join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js');
+const WORKER = join(here, 'node_modules/livekit-client/dist/livekit-client.e2ee.worker.js');
 
 const token = async (identity, room, grant = {}) => {
   const at = new AccessToken('devkey', TEST_SECRET, { identity, name: identity, ttl: '10m' });
@@ -26,14 +27,25 @@ const token = async (identity, room, grant = {}) => {
 // microphone with the SDK's defaults. `window.lk` keeps what the page saw.
 // `options` are the Room's (livekit-client's own defaults otherwise); `width` is the CSS
 // width of the video elements it shows.
-async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [], open = {}, connect = {} } = {}) {
+// `e2ee`: a shared key: the SDK's end-to-end encryption with it (its worker from the
+// package, loaded from a blob URL).
+async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [], open = {}, connect = {}, e2ee = null } = {}) {
   const p = await openParticipant(`${base}/healthz`, { args, ...open });
   await p.page.addScriptTag({ path: UMD });
+  if (e2ee) {
+    await p.page.evaluate(async ({ key, code }) => {
+      const keyProvider = new window.LivekitClient.ExternalE2EEKeyProvider();
+      await keyProvider.setKey(key);
+      const worker = new Worker(URL.createObjectURL(new Blob([code], { type: 'text/javascript' })));
+      window.e2eeOptions = { keyProvider, worker };
+    }, { key: e2ee, code: readFileSync(WORKER, 'utf8') });
+  }
   const url = base.replace('http', 'ws');
   const started = Date.now();
   await p.page.evaluate(async ({ url, jwt, publish, options, width, connect }) => {
     const { Room, RoomEvent } = window.LivekitClient;
-    const room = new Room(options);
+    const room = new Room(window.e2eeOptions ? { ...options, e2ee: window.e2eeOptions } : options);
+    if (window.e2eeOptions) await room.setE2EEEnabled(true);
     const lk = { room, subscribed: [], speakers: [], muted: [], errors: [], data: [] };
     window.lk = lk;
     room.on(RoomEvent.TrackSubscribed, (track, pub, participant) => {
@@ -314,6 +326,43 @@ test('subscriptions: with autoSubscribe off only what is asked for arrives, from
   } finally {
     await a?.close();
     await b?.close();
+    await server.stop();
+  }
+});
+
+test('end-to-end encryption: two participants with the key decode each other, a third with another key does not', async () => {
+  const server = await startServer();
+  const room = `lke2ee${Date.now()}`;
+  let a; let b; let c;
+  try {
+    a = await lkParticipant(server.base, await token('alice', room), { e2ee: 'our shared secret' });
+    b = await lkParticipant(server.base, await token('bob', room), { e2ee: 'our shared secret' });
+    c = await lkParticipant(server.base, await token('carol', room), { e2ee: 'a different key', publish: false });
+    c.page.removeAllListeners('console'); // its SDK logs every frame it cannot decrypt
+    // Frames decoded and shown of `from`'s video at `p` (the video element's count).
+    const frames = (p, from) => p.page.evaluate((from) => {
+      const v = document.getElementById(`${from}-video`);
+      return v ? v.getVideoPlaybackQuality().totalVideoFrames : -1;
+    }, from);
+    await waitFor(async () => (await frames(a, 'bob')) > 30 && (await frames(b, 'alice')) > 30, { what: 'alice and bob decode each other', timeout: 30000 });
+    const encrypted = await b.page.evaluate(() => [...window.lk.room.remoteParticipants.get('alice').trackPublications.values()].map((p) => [p.kind, p.isEncrypted]));
+    console.log("alice's tracks at bob (kind, isEncrypted):", JSON.stringify(encrypted));
+    assert.ok(encrypted.length === 2 && encrypted.every(([, e]) => e), 'shown as encrypted');
+    // Carol receives the same packets (the server forwards them untouched) but cannot
+    // decrypt them.
+    await waitFor(() => c.page.evaluate(async () => {
+      const pc = window.lk.room.engine.pcManager.subscriber?.pc;
+      const s = pc ? [...(await pc.getStats()).values()].filter((x) => x.type === 'inbound-rtp' && x.kind === 'video') : [];
+      return s.reduce((n, x) => n + (x.packetsReceived || 0), 0) > 200;
+    }), { what: 'encrypted video packets at carol', timeout: 20000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    const carol = [await frames(c, 'alice'), await frames(c, 'bob')];
+    console.log(`frames shown at carol (another key): alice ${carol[0]}, bob ${carol[1]}; at bob from alice: ${await frames(b, 'alice')}`);
+    assert.ok(carol.every((n) => n <= 1), `carol decodes nothing: ${carol}`);
+  } finally {
+    await a?.close();
+    await b?.close();
+    await c?.close();
     await server.stop();
   }
 });

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use sfu_core::{ParticipantId, TrackKind, TrackSource};
 
 use super::resume;
+use super::NamedTrack;
 use super::RoomInfo;
 use crate::error::Error;
 use crate::outbound::{self, OutboundTx};
@@ -47,7 +48,7 @@ pub(super) struct Member {
     /// Declared source per publisher m-line.
     pub(super) sources: HashMap<String, TrackSource>,
     /// LiveKit track sids per publisher m-line (see [`Hub::name_tracks`]).
-    pub(super) sids: HashMap<String, String>,
+    pub(super) sids: HashMap<String, NamedTrack>,
     /// It takes data messages over its data channels, not its socket (LiveKit clients).
     pub(super) data_channels: bool,
     /// Its token grants `canUpdateOwnMetadata`.

@@ -20,16 +20,8 @@ pub(super) enum Effect {
     Interrupted(ParticipantId, bool),
     /// The participant's first connection is up (its join latency ends).
     Connected(ParticipantId),
-    /// A track to add to the participant's record and announce (with the m-line whose
-    /// declared source it takes).
-    Published {
-        room: RoomId,
-        participant: ParticipantId,
-        track: TrackId,
-        kind: TrackKind,
-        rids: Vec<String>,
-        mid: String,
-    },
+    /// A track to add to the participant's record and announce.
+    Published(Published),
     /// A track to take off the participant's record and announce.
     Unpublished {
         room: RoomId,
@@ -52,6 +44,19 @@ pub(super) enum Effect {
     },
     /// Nothing for the control plane.
     Nothing,
+}
+
+/// A track the media plane published (with the m-line whose declared source and sid it
+/// takes).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Published {
+    room: RoomId,
+    participant: ParticipantId,
+    track: TrackId,
+    kind: TrackKind,
+    rids: Vec<String>,
+    mid: String,
+    mime: Option<String>,
 }
 
 /// The control plane's reading of a media-plane event.
@@ -131,14 +136,16 @@ pub(super) fn effect_of(ev: Event) -> Effect {
             kind,
             rids,
             mid,
-        } => Effect::Published {
+            mime,
+        } => Effect::Published(Published {
             room,
             participant,
             track,
             kind,
             rids,
             mid,
-        },
+            mime,
+        }),
         Event::TrackUnpublished {
             room,
             participant,
@@ -184,14 +191,7 @@ impl Hub {
                         .record(now.saturating_duration_since(t).as_secs_f64());
                 }
             }
-            Effect::Published {
-                room,
-                participant,
-                track,
-                kind,
-                rids,
-                mid,
-            } => self.track_published(&room, participant, track, kind, rids, &mid),
+            Effect::Published(p) => self.track_published(p),
             Effect::Unpublished {
                 room,
                 participant,
@@ -221,15 +221,16 @@ impl Hub {
         }
     }
 
-    fn track_published(
-        &self,
-        room: &RoomId,
-        participant: ParticipantId,
-        track: TrackId,
-        kind: TrackKind,
-        rids: Vec<String>,
-        mid: &str,
-    ) {
+    fn track_published(&self, p: Published) {
+        let Published {
+            room,
+            participant,
+            track,
+            kind,
+            rids,
+            mid,
+            mime,
+        } = p;
         let mut dir = self.dir.lock();
         let Some(r) = dir.rooms.get_mut(room.0.as_str()) else {
             return;
@@ -237,13 +238,16 @@ impl Hub {
         let Some(m) = r.members.get_mut(&participant) else {
             return;
         };
-        let source = m.sources.get(mid).copied().unwrap_or_default();
+        let source = m.sources.get(&mid).copied().unwrap_or_default();
+        let named = m.sids.get(&mid);
         let info = TrackInfo {
             id: track,
             kind,
             simulcast: rids,
             source,
-            sid: m.sids.get(mid).cloned(),
+            sid: named.map(|n| n.sid.clone()),
+            mime,
+            encrypted: named.is_some_and(|n| n.encrypted),
         };
         m.info.tracks.push(info.clone());
         let hidden = m.hidden;

@@ -58,6 +58,12 @@ pub fn track(t: &TrackInfo, muted: bool) -> lk::TrackInfo {
         muted,
         simulcast: t.simulcast.len() > 1,
         source: source(t.source) as i32,
+        mime_type: t.mime.clone().unwrap_or_default(),
+        encryption: if t.encrypted {
+            lk::encryption::Type::Gcm
+        } else {
+            lk::encryption::Type::None
+        } as i32,
         ..Default::default()
     }
 }

@@ -33,7 +33,7 @@ pub enum Step {
     /// A publisher offer: name its tracks ([`Hub::name_tracks`](crate::hub::Hub)), then
     /// hand the offer to the hub.
     Publish {
-        sids: BTreeMap<String, String>,
+        sids: BTreeMap<String, crate::hub::NamedTrack>,
         offer: ClientMessage,
     },
     /// The client changes its own metadata, name or attributes
@@ -57,6 +57,8 @@ struct Own {
     sid: String,
     kind: TrackKind,
     source: TrackSource,
+    /// Its frames are end-to-end encrypted (the SDK's `e2ee`).
+    encrypted: bool,
 }
 
 /// One session's memory of the conversation.
@@ -230,6 +232,7 @@ impl Signal {
                     sid: format!("TR_{}_{}", self.me.0, self.next_track),
                     kind,
                     source: model::our_source(add.source),
+                    encrypted: add.encryption != lk::encryption::Type::None as i32,
                 };
                 self.next_track += 1;
                 self.announced.push((add.cid.clone(), own.clone()));
@@ -242,6 +245,16 @@ impl Signal {
             simulcast: add.layers.iter().map(|l| l.rid.clone()).collect(),
             source: own.source,
             sid: Some(own.sid.clone()),
+            // What it will be sent as: Opus, or the first codec the SDK names.
+            mime: match kind {
+                TrackKind::Audio => Some("audio/opus".to_string()),
+                TrackKind::Video => add
+                    .simulcast_codecs
+                    .first()
+                    .filter(|c| !c.codec.is_empty())
+                    .map(|c| format!("video/{}", c.codec)),
+            },
+            encrypted: own.encrypted,
         };
         let mut track = model::track(&info, add.muted);
         // `layers` and `simulcast` are deprecated for `codecs`, which the SDKs read alongside.
@@ -279,7 +292,13 @@ impl Signal {
         let sids = self
             .own
             .iter()
-            .map(|(mid, o)| (mid.clone(), o.sid.clone()))
+            .map(|(mid, o)| {
+                let named = crate::hub::NamedTrack {
+                    sid: o.sid.clone(),
+                    encrypted: o.encrypted,
+                };
+                (mid.clone(), named)
+            })
             .collect();
         let sources = self
             .own

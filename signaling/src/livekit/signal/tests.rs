@@ -88,7 +88,7 @@ fn announced_tracks_get_sids_at_once_and_their_m_lines_in_the_next_offer() {
     };
     assert_eq!(
         sids.iter()
-            .map(|(m, s)| (m.as_str(), s.as_str()))
+            .map(|(m, n)| (m.as_str(), n.sid.as_str()))
             .collect::<Vec<_>>(),
         [("1", "TR_7_2"), ("2", "TR_7_1")]
     );
@@ -134,6 +134,8 @@ fn others_tracks_are_known_by_their_sids_in_updates_offers_and_settings() {
         simulcast: vec!["q".into(), "h".into(), "f".into()],
         source: TrackSource::Camera,
         sid: Some("TR_8_1".into()),
+        mime: Some("video/VP8".into()),
+        encrypted: true,
     };
     let plain = TrackInfo {
         id: TrackId(41),
@@ -141,6 +143,8 @@ fn others_tracks_are_known_by_their_sids_in_updates_offers_and_settings() {
         simulcast: vec![],
         source: TrackSource::Microphone,
         sid: None,
+        mime: None,
+        encrypted: false,
     };
     for t in [named, plain] {
         let out = s.on_server(ServerMessage::TrackPublished {
@@ -149,6 +153,18 @@ fn others_tracks_are_known_by_their_sids_in_updates_offers_and_settings() {
         });
         assert!(matches!(&out[..], [Resp::Update(_)]), "{out:?}");
     }
+    let shown = s.update(&s.people[&ParticipantId(8)].clone());
+    let Resp::Update(u) = shown else { panic!() };
+    let t = &u.participants[0].tracks[0];
+    assert_eq!(
+        (t.sid.as_str(), t.mime_type.as_str()),
+        ("TR_8_1", "video/VP8")
+    );
+    assert_eq!(
+        t.encryption,
+        lk::encryption::Type::Gcm as i32,
+        "e2ee is shown"
+    );
     let offer = s.on_server(ServerMessage::SubscribeOffer {
         sdp: "v=0".into(),
         tracks: [(40, "0"), (41, "1")]
