@@ -98,9 +98,9 @@ fi
 # Its smoke test (also part of `cargo test` above), shown uncaptured so that a skip says why.
 cargo test -q -p switchboard-loadtest --test mediasoup_smoke -- --nocapture
 
-# A smoke run (unoptimized build, 10 s a target: CI's budget); fuzz/run.sh documents long runs.
-phase "fuzz targets: regression inputs, then ${FUZZ_SECONDS:-10} s each (cargo-fuzz --dev, libFuzzer + ASan)"
-FUZZ_DEV="${FUZZ_DEV:-1}" bash fuzz/run.sh "${FUZZ_SECONDS:-10}"
+# A smoke run (unoptimized build, 6 s a target: CI's budget); fuzz/run.sh documents long runs.
+phase "fuzz targets: regression inputs, then ${FUZZ_SECONDS:-6} s each (cargo-fuzz --dev, libFuzzer + ASan)"
+FUZZ_DEV="${FUZZ_DEV:-1}" bash fuzz/run.sh "${FUZZ_SECONDS:-6}"
 
 phase "browser end-to-end tests (headless Chromium and Firefox ESR; Eyevinn's WHIP/WHEP clients)"
 # Inside a private network namespace with only loopback when we may create one, so that
