@@ -36,8 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let now = signaling::hub::Now::read();
     let Ok((id, mut rx)) = hub.join(a, None, now) else { return };
     let _other = hub.join(b, None, now);
-    let Some(Outbound::Message(ServerMessage::Joined { participant, others, ice_servers, .. })) = rx.try_recv() else { return };
-    let (mut signal, _join) = Signal::joined(lk::Room::default(), participant, others, ice_servers);
+    let Some(Outbound::Message(ServerMessage::Joined { participant, others, ice_servers, resume_token, .. })) = rx.try_recv() else { return };
+    let (mut signal, _join) = Signal::joined(lk::Room::default(), participant, others, ice_servers, resume_token);
     let mut rest = data;
     while rest.len() >= 2 {
         let len = usize::from(u16::from_be_bytes([rest[0], rest[1]])).min(rest.len() - 2);

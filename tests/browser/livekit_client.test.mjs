@@ -237,9 +237,9 @@ test("adaptive stream: the layer follows the size of the subscriber's video elem
 });
 
 // A 20 s cut of one participant's link (its own network namespace drops every packet to
-// and from the server's): the SDK's own reconnect brings it back — a new session (this
-// server does not resume LiveKit sessions; the join response tells the SDK so, and it
-// rejoins at once), republishing — and both sides decode each other again.
+// and from the server's): the SDK's own reconnect resumes its session (`reconnect=1`,
+// then ICE restarts), and both sides decode each other again; the same participant
+// throughout, never seen leaving.
 const shaping = canShapeLinks();
 test("a 20 s network cut is ridden out by the SDK's own reconnect", { skip: !shaping && 'needs root and iproute2/nftables to create namespaces' }, async () => {
   const net = shapedNet(String((process.pid + 11) % 10000));
@@ -257,6 +257,11 @@ test("a 20 s network cut is ridden out by the SDK's own reconnect", { skip: !sha
       return v ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
     }, from);
     await waitFor(async () => (await frames(a, 'bob')) > 30 && (await frames(b, 'alice')) > 30, { what: 'video both ways', timeout: 30000 });
+    const sid = await b.page.evaluate(() => window.lk.room.localParticipant.sid);
+    await a.page.evaluate(() => {
+      window.lk.left = [];
+      window.lk.room.on(window.LivekitClient.RoomEvent.ParticipantDisconnected, (p) => window.lk.left.push(p.identity));
+    });
     nft('add', 'table', 'inet', 'sblkcut');
     nft('add', 'chain', 'inet', 'sblkcut', 'in', '{ type filter hook input priority 0 ; }');
     nft('add', 'chain', 'inet', 'sblkcut', 'out', '{ type filter hook output priority 0 ; }');
@@ -269,10 +274,16 @@ test("a 20 s network cut is ridden out by the SDK's own reconnect", { skip: !sha
     // (new elements for the new session's tracks: their frame counts start at 0).
     await waitFor(async () => (await b.page.evaluate(() => window.lk.room.state)) === 'connected'
       && (await frames(a, 'bob')) > 30 && (await frames(b, 'alice')) > 30, { what: 'video both ways after the cut', timeout: 60000, interval: 500 });
+    const back = Date.now() - restored;
     const events = await b.page.evaluate(() => window.lk.errors);
-    console.log(`after a 20 s cut: video both ways again ${Date.now() - restored} ms after restoration; bob's room events ${JSON.stringify(events.map((e) => e.map((x) => (typeof x === 'number' && x > 1e12 ? x - restored : x))))}`);
+    const after = await b.page.evaluate(() => window.lk.room.localParticipant.sid);
+    const left = await a.page.evaluate(() => window.lk.left);
+    console.log(`after a 20 s cut: video both ways again ${back} ms after restoration; bob ${sid} -> ${after}; alice saw leave: ${JSON.stringify(left)}; bob's room events ${JSON.stringify(events.map((e) => e.map((x) => (typeof x === 'number' && x > 1e12 ? x - restored : x))))}`);
     assert.ok(events.some((e) => e[0] === 'reconnecting'), 'the SDK noticed and reconnected');
     assert.ok(!events.some((e) => e[0] === 'disconnected'), 'it did not give up');
+    // The session was resumed: the same participant, and Alice never saw Bob leave.
+    assert.equal(after, sid, 'the same participant');
+    assert.deepEqual(left, [], 'alice never saw bob leave');
   } finally {
     restore();
     await a?.close();

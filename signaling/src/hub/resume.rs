@@ -162,6 +162,11 @@ impl Hub {
         Ok(Resumed { id, rx, epoch })
     }
 
+    /// Whether `id` is still a member of a room (parked or not).
+    pub fn is_present(&self, id: ParticipantId) -> bool {
+        self.with_member(id, |_| ()).is_some()
+    }
+
     /// Leave, unless a newer socket has resumed the session (its epoch is no longer
     /// `epoch`).
     pub fn leave_session(&self, id: ParticipantId, epoch: u64) {

@@ -91,11 +91,9 @@ pub fn participant(p: &ParticipantInfo) -> lk::ParticipantInfo {
     lk::ParticipantInfo {
         sid: participant_sid(p.id),
         identity: p.identity.clone(),
-        state: if p.reconnecting {
-            State::Disconnected
-        } else {
-            State::Active
-        } as i32,
+        // LiveKit has no "reconnecting" state: a participant whose connection dropped is
+        // still there (DISCONNECTED would make the SDKs drop it and its tracks).
+        state: State::Active as i32,
         is_publisher: !tracks.is_empty(),
         tracks,
         metadata: p.metadata.clone(),

@@ -76,6 +76,10 @@ pub struct Signal {
     publisher_offer: u32,
     next_offer: u32,
     speaker: Option<ParticipantId>,
+    /// The hub's token to resume this session (when the server keeps sessions).
+    resume_token: Option<String>,
+    /// The ICE servers of the join, given again on a resume.
+    ice_servers: Vec<lk::IceServer>,
 }
 
 impl Signal {
@@ -85,7 +89,16 @@ impl Signal {
         me: ParticipantInfo,
         others: Vec<ParticipantInfo>,
         ice_servers: Vec<IceServer>,
+        resume_token: Option<String>,
     ) -> (Self, lk::JoinResponse) {
+        let ice_servers: Vec<lk::IceServer> = ice_servers
+            .into_iter()
+            .map(|s| lk::IceServer {
+                urls: s.urls,
+                username: s.username,
+                credential: s.credential,
+            })
+            .collect();
         let codec = |mime: &str| lk::Codec {
             mime: mime.to_string(),
             fmtp_line: String::new(),
@@ -95,35 +108,17 @@ impl Signal {
             participant: Some(model::participant(&me)),
             other_participants: others.iter().map(model::participant).collect(),
             server_version: model::SERVER_VERSION.to_string(),
-            ice_servers: ice_servers
-                .into_iter()
-                .map(|s| lk::IceServer {
-                    urls: s.urls,
-                    username: s.username,
-                    credential: s.credential,
-                })
-                .collect(),
+            ice_servers: ice_servers.clone(),
             // The client offers its publisher connection at once (with its data
             // channels); the server offers the subscriber connection when there is
             // something to receive.
             subscriber_primary: false,
             ping_timeout: 15,
             ping_interval: 5,
-            server_info: Some(lk::ServerInfo {
-                edition: lk::server_info::Edition::Standard as i32,
-                version: model::SERVER_VERSION.to_string(),
-                protocol: model::PROTOCOL,
-                node_id: "switchboard".to_string(),
-                ..Default::default()
-            }),
+            server_info: Some(server_info()),
             // Simulcast is forwarded for VP8 and H.264; VP9 and AV1 SVC layers are not
             // selected per subscriber yet, so clients are steered to VP8.
-            // A dropped signal connection is not resumed here (the session ends with its
-            // socket): the SDKs rejoin at once ("full reconnect") instead of trying.
-            client_configuration: Some(lk::ClientConfiguration {
-                resume_connection: lk::ClientConfigSetting::Disabled as i32,
-                ..Default::default()
-            }),
+            client_configuration: Some(client_configuration(resume_token.is_some())),
             enabled_publish_codecs: vec![
                 codec("video/VP8"),
                 codec("video/H264"),
@@ -145,12 +140,29 @@ impl Signal {
             publisher_offer: 0,
             next_offer: 1,
             speaker: None,
+            resume_token,
+            ice_servers,
         };
         (signal, response)
     }
 
     pub fn me(&self) -> ParticipantId {
         self.me
+    }
+
+    /// The hub's token to resume this session, if it keeps sessions.
+    pub fn resume_token(&self) -> Option<&str> {
+        self.resume_token.as_deref()
+    }
+
+    /// The first message of a resumed session.
+    pub fn reconnect_response(&self) -> lk::ReconnectResponse {
+        lk::ReconnectResponse {
+            ice_servers: self.ice_servers.clone(),
+            client_configuration: Some(client_configuration(true)),
+            server_info: Some(server_info()),
+            last_message_seq: 0,
+        }
     }
 
     /// A client request; `now_ms` (unix milliseconds) stamps pong replies.
@@ -507,11 +519,23 @@ impl Signal {
                     &layers,
                 ))]
             }
+            // After a resume: the session as it is now (what was queued meanwhile came
+            // first), and the next resume token.
+            ServerMessage::Resumed {
+                participant,
+                others,
+                resume_token,
+            } => {
+                self.resume_token = Some(resume_token);
+                self.people = others.into_iter().map(|p| (p.id, p)).collect();
+                self.people.insert(participant.id, participant);
+                let participants = self.people.values().map(model::participant).collect();
+                vec![Resp::Update(lk::ParticipantUpdate { participants })]
+            }
             // Answered by the session itself (pings), not this protocol's (statistics,
-            // our resume and cluster moves), or carried elsewhere (data: the data
-            // channels); errors are logged by the session.
+            // cluster moves), or carried elsewhere (data: the data channels); errors are
+            // logged by the session.
             ServerMessage::Joined { .. }
-            | ServerMessage::Resumed { .. }
             | ServerMessage::Pong
             | ServerMessage::SubscriptionStats { .. }
             | ServerMessage::Data { .. }
@@ -541,6 +565,30 @@ impl Signal {
         Resp::Update(lk::ParticipantUpdate {
             participants: vec![info],
         })
+    }
+}
+
+fn server_info() -> lk::ServerInfo {
+    lk::ServerInfo {
+        edition: lk::server_info::Edition::Standard as i32,
+        version: model::SERVER_VERSION.to_string(),
+        protocol: model::PROTOCOL,
+        node_id: "switchboard".to_string(),
+        ..Default::default()
+    }
+}
+
+/// Whether the SDK may resume a dropped session (`reconnect=1`): when the server keeps
+/// sessions for resuming. Otherwise it rejoins at once ("full reconnect").
+fn client_configuration(resumable: bool) -> lk::ClientConfiguration {
+    let resume = if resumable {
+        lk::ClientConfigSetting::Enabled
+    } else {
+        lk::ClientConfigSetting::Disabled
+    };
+    lk::ClientConfiguration {
+        resume_connection: resume as i32,
+        ..Default::default()
     }
 }
 

@@ -28,7 +28,13 @@ fn session() -> Signal {
         name: "r".into(),
         ..Default::default()
     };
-    let (s, join) = Signal::joined(room, person(7, "me"), vec![person(8, "bob")], vec![]);
+    let (s, join) = Signal::joined(
+        room,
+        person(7, "me"),
+        vec![person(8, "bob")],
+        vec![],
+        Some("RT_1".into()),
+    );
     assert_eq!(join.participant.unwrap().sid, "PA_7");
     assert_eq!(join.other_participants[0].sid, "PA_8");
     assert!(
