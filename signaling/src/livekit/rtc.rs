@@ -300,7 +300,7 @@ async fn session(socket: WebSocket, mut admitted: Admitted) {
     match conn.run(stream, signal, rx).await {
         End::Left | End::Failed => hub.leave_session(id, epoch),
         End::Closed => {}
-        End::Dropped(rx, signal) => rtc.park(id, epoch, rx, signal),
+        End::Dropped(rx, signal) => rtc.park(id, epoch, rx, *signal),
     }
 }
 
@@ -343,7 +343,7 @@ enum End {
     /// Writing failed (a client that does not read): the session ends.
     Failed,
     /// The socket dropped: the queue and the mapping, to park for a resume.
-    Dropped(OutboundRx, Signal),
+    Dropped(OutboundRx, Box<Signal>),
 }
 
 /// One session on one socket.
@@ -372,7 +372,7 @@ impl Conn<'_> {
             tokio::select! {
                 _ = tokio::time::sleep_until(heard + SILENCE) => {
                     tracing::info!(participant = %self.id, "LiveKit client silent: parked for a resume");
-                    return End::Dropped(rx, signal);
+                    return End::Dropped(rx, Box::new(signal));
                 }
                 out = rx.recv() => match out {
                     Some(Outbound::Message(m)) => {
@@ -395,11 +395,11 @@ impl Conn<'_> {
                 },
                 msg = stream.next() => {
                     let Some(Ok(msg)) = msg else {
-                        return End::Dropped(rx, signal);
+                        return End::Dropped(rx, Box::new(signal));
                     };
                     heard = tokio::time::Instant::now();
                     if matches!(msg, Message::Close(_)) {
-                        return End::Dropped(rx, signal);
+                        return End::Dropped(rx, Box::new(signal));
                     }
                     let Some(req) = self.read(&msg) else { continue };
                     let len = match &msg {
