@@ -47,6 +47,9 @@ enum Op {
     Whep { who: u8, target: Option<u8> },
     Candidate { who: u8, sub: bool, line: String },
     Datagram { port: u16, bytes: Vec<u8> },
+    Subscribe { who: u8, tracks: Vec<u8>, subscribe: bool },
+    Name { who: u8, mid: String, sid: String },
+    Data { to: Vec<u8>, lossy: bool, bytes: Vec<u8> },
     Tick { ms: u16 },
 }
 
@@ -81,6 +84,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 shard.handle_input(now, Input::Datagram { source, contents: &bytes });
                 None
             }
+            Op::Subscribe { who, tracks, subscribe } => Some(Command::Subscribe { participant: pid(who), tracks: tracks.iter().map(|t| TrackId(u64::from(t % 16))).collect(), subscribe }),
+            Op::Name { who, mid, sid } => Some(Command::NameTracks { participant: pid(who), sids: vec![(mid, sid)] }),
+            Op::Data { to, lossy, bytes } => Some(Command::SendData { to: to.iter().map(|w| pid(*w)).collect(), channel: if lossy { "_lossy" } else { "_reliable" }.to_string(), binary: true, data: bytes.into() }),
             Op::Tick { ms } => {
                 now += Duration::from_millis(u64::from(ms));
                 shard.handle_input(now, Input::Timeout);
