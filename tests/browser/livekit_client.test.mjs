@@ -120,6 +120,8 @@ test('livekit-client participants see and hear each other', async () => {
     }
     const r = await received(a.page);
     console.log('alice receives', JSON.stringify(r));
+    // The server's view of each one's connection, as the SDK reports it.
+    await waitFor(() => b.page.evaluate(() => ['excellent', 'good'].includes(window.lk.room.localParticipant.connectionQuality)), { what: "bob's connection quality", timeout: 15000 });
 
     // Alice mutes her microphone, then unmutes: Bob's SDK sees both.
     await a.page.evaluate(() => window.lk.room.localParticipant.setMicrophoneEnabled(false));

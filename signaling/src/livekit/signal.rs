@@ -532,12 +532,22 @@ impl Signal {
                 let participants = self.people.values().map(model::participant).collect();
                 vec![Resp::Update(lk::ParticipantUpdate { participants })]
             }
-            // Answered by the session itself (pings), not this protocol's (statistics,
-            // cluster moves), or carried elsewhere (data: the data channels); errors are
-            // logged by the session.
+            // Every few seconds: this client's connection quality, as the server sees it.
+            ServerMessage::SubscriptionStats { subscriptions, .. } => {
+                let (quality, score) = downstream_quality(&subscriptions);
+                vec![Resp::ConnectionQuality(lk::ConnectionQualityUpdate {
+                    updates: vec![lk::ConnectionQualityInfo {
+                        participant_sid: model::participant_sid(self.me),
+                        quality: quality as i32,
+                        score,
+                    }],
+                })]
+            }
+            // Answered by the session itself (pings), not this protocol's (cluster
+            // moves), or carried elsewhere (data: the data channels); errors are logged
+            // by the session.
             ServerMessage::Joined { .. }
             | ServerMessage::Pong
-            | ServerMessage::SubscriptionStats { .. }
             | ServerMessage::Data { .. }
             | ServerMessage::Error { .. }
             | ServerMessage::Moved { .. }
@@ -565,6 +575,23 @@ impl Signal {
         Resp::Update(lk::ParticipantUpdate {
             participants: vec![info],
         })
+    }
+}
+
+/// This client's connection quality, as its video subscriptions fare (the server's view,
+/// every few seconds): one paused for bandwidth is POOR, one still moving to the layer
+/// the allocation gives it GOOD, else EXCELLENT. (Score: LiveKit's MOS-like 1–5.)
+fn downstream_quality(subs: &[sfu_core::SubscriptionStat]) -> (lk::ConnectionQuality, f32) {
+    let paused = subs
+        .iter()
+        .any(|s| s.target.is_none() && !s.available.is_empty());
+    let held = subs.iter().any(|s| s.current != s.target);
+    if paused {
+        (lk::ConnectionQuality::Poor, 2.0)
+    } else if held {
+        (lk::ConnectionQuality::Good, 3.5)
+    } else {
+        (lk::ConnectionQuality::Excellent, 4.5)
     }
 }
 

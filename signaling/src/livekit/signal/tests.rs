@@ -347,3 +347,43 @@ fn pings_trickle_speakers_and_the_end() {
     assert_eq!(l.reason, lk::DisconnectReason::ParticipantRemoved as i32);
     assert!(!l.can_reconnect);
 }
+
+#[test]
+fn the_servers_view_of_a_subscribers_video_is_its_connection_quality() {
+    let stat = |current: Option<&str>, target: Option<&str>| sfu_core::SubscriptionStat {
+        track: TrackId(1),
+        publisher: ParticipantId(8),
+        current: current.map(Into::into),
+        target: target.map(Into::into),
+        available: vec!["q".into(), "h".into()],
+        allocated_bps: 0,
+        used_bps: 0,
+        switches: 0,
+        pauses: 0,
+    };
+    let mut s = session();
+    let quality = |s: &mut Signal, subs| {
+        let out = s.on_server(ServerMessage::SubscriptionStats {
+            estimate_bps: None,
+            subscriptions: subs,
+        });
+        let [Resp::ConnectionQuality(u)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(u.updates[0].participant_sid, "PA_7");
+        lk::ConnectionQuality::try_from(u.updates[0].quality).unwrap()
+    };
+    assert_eq!(quality(&mut s, vec![]), lk::ConnectionQuality::Excellent);
+    assert_eq!(
+        quality(&mut s, vec![stat(Some("h"), Some("h"))]),
+        lk::ConnectionQuality::Excellent
+    );
+    assert_eq!(
+        quality(&mut s, vec![stat(Some("q"), Some("h"))]),
+        lk::ConnectionQuality::Good
+    );
+    assert_eq!(
+        quality(&mut s, vec![stat(Some("h"), Some("h")), stat(None, None)]),
+        lk::ConnectionQuality::Poor
+    );
+}
