@@ -20,9 +20,6 @@ use tokio_tungstenite::tungstenite::Message as TMessage;
 use crate::forwarding_mark::{MarkKey, FORWARDED};
 use crate::placement::ws_url;
 
-/// The path the relay connects to, and the one its mark is signed over.
-const WS_PATH: &str = "/ws";
-
 /// How long the home has to accept the relay's connection.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -37,27 +34,38 @@ pub enum RelayError {
 pub type HomeSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A socket to the room's home, marked, with `first` already sent.
+/// A socket to the room's home (our protocol's `/ws`), marked, with `first` already sent.
 pub async fn connect(mark: &MarkKey, home: &str, first: &str) -> Result<HomeSocket, RelayError> {
-    let url = ws_url(home);
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| RelayError::Unreachable(e.to_string()))?;
-    let signed = mark.sign(crate::auth::unix_now(), "GET", WS_PATH);
-    let value = signed
-        .parse()
-        .map_err(|_| RelayError::Unreachable("unusable mark".into()))?;
-    req.headers_mut().insert(FORWARDED, value);
-    let (mut home_ws, _) =
-        tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req))
-            .await
-            .map_err(|_| RelayError::Unreachable(format!("{url}: no answer in 5 s")))?
-            .map_err(|e| RelayError::Unreachable(format!("{url}: {e}")))?;
+    let mut home_ws = connect_to(mark, home, "/ws").await?;
     home_ws
         .send(TMessage::text(first.to_string()))
         .await
         .map_err(|e| RelayError::Unreachable(e.to_string()))?;
+    Ok(home_ws)
+}
+
+/// A socket to `target` (a path with its query: LiveKit's `/rtc?access_token=…`) on the
+/// room's home at `home` (its HTTP base URL), marked.
+pub async fn connect_to(
+    mark: &MarkKey,
+    home: &str,
+    target: &str,
+) -> Result<HomeSocket, RelayError> {
+    let url = format!("{}{target}", ws_url(home).trim_end_matches("/ws"));
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| RelayError::Unreachable(e.to_string()))?;
+    let signed = mark.sign(crate::auth::unix_now(), "GET", target);
+    let value = signed
+        .parse()
+        .map_err(|_| RelayError::Unreachable("unusable mark".into()))?;
+    req.headers_mut().insert(FORWARDED, value);
+    // The URL may carry an access token: errors name the home, not the URL.
+    let (home_ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req))
+        .await
+        .map_err(|_| RelayError::Unreachable(format!("{home}: no answer in 5 s")))?
+        .map_err(|e| RelayError::Unreachable(format!("{home}: {e}")))?;
     metrics::counter!("switchboard_cluster_relayed_sessions_total").increment(1);
     Ok(home_ws)
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import { execFileSync } from 'node:child_process';
-import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet } from './lib.mjs';
+import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet, redisServer, have, metricsText } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // The package's `exports` hide the UMD build from `require.resolve`: read it by path.
@@ -377,5 +377,34 @@ test('end-to-end encryption: two participants with the key decode each other, a 
     await b?.close();
     await c?.close();
     await server.stop();
+  }
+});
+
+// Two nodes of a cluster on one redis-server: LiveKit clients connect to different nodes
+// for one room; the node that is not the room's home relays its client's /rtc socket
+// there (the client stays on the node it reached), and they see each other.
+test('livekit-client participants entering through two nodes of a cluster see each other', { skip: !have('redis-server') && 'redis-server is not installed' }, async () => {
+  const redis = await redisServer();
+  const na = await startServer(['--redis-url', redis.url, '--node-id', 'a']);
+  const nb = await startServer(['--redis-url', redis.url, '--node-id', 'b']);
+  const room = `lkcluster${Date.now()}`;
+  let a; let b;
+  try {
+    a = await lkParticipant(na.base, await token('alice', room));
+    b = await lkParticipant(nb.base, await token('bob', room));
+    for (const [me, other] of [[a, 'bob'], [b, 'alice']]) {
+      await waitFor(async () => {
+        const r = await received(me.page);
+        return r.framesDecoded > 30 && r.audio > 50;
+      }, { timeout: 30000, what: `frames and audio of ${other} received` });
+    }
+    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
+    assert.equal((await relayed(na)) + (await relayed(nb)), 1, 'one session relayed to the home');
+  } finally {
+    await a?.close();
+    await b?.close();
+    na.stop();
+    nb.stop();
+    redis.stop();
   }
 });

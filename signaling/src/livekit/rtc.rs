@@ -139,6 +139,7 @@ async fn rtc(
     State(rtc): State<Arc<Rtc>>,
     Query(q): Query<RtcQuery>,
     headers: HeaderMap,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     up: WebSocketUpgrade,
 ) -> Response {
     let Some(token) = token(&q, &headers) else {
@@ -148,6 +149,19 @@ async fn rtc(
         .max_message_size(MAX_MESSAGE)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0);
+    // In a cluster: a room homed on another node is served there, through this node.
+    if !headers.contains_key(crate::cluster_http::FORWARDED) {
+        let target = uri.path_and_query().map_or("/rtc", |p| p.as_str());
+        if let Some(home) = rtc.home_elsewhere(&token, target).await {
+            return match home {
+                Ok(home) => up.on_upgrade(move |socket| async move {
+                    let (sink, stream) = socket.split();
+                    crate::ws_relay::pipe(sink, stream, *home).await
+                }),
+                Err(why) => refused(StatusCode::SERVICE_UNAVAILABLE, why),
+            };
+        }
+    }
     if q.reconnect.as_deref() == Some("1") {
         return match rtc.resume(q.sid.as_deref(), &token) {
             Some(admitted) => up.on_upgrade(move |socket| session(socket, admitted)),
@@ -177,6 +191,32 @@ async fn rtc(
 }
 
 impl Rtc {
+    /// In a cluster, when `token`'s room lives on another node: a socket to the same
+    /// request there (or why there is none). None: served here.
+    async fn home_elsewhere(
+        &self,
+        token: &str,
+        target: &str,
+    ) -> Option<Result<Box<crate::ws_relay::HomeSocket>, String>> {
+        let placement = self.hub.placement()?;
+        let room = self.hub.token_room(token, unix_now())?;
+        let home = match placement.place(&room).await {
+            Ok(crate::placement::Placed::Here) => return None,
+            Ok(crate::placement::Placed::Elsewhere { url, .. }) => url,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let Some(mark) = self.hub.forwarding_mark() else {
+            return Some(Err("a cluster node needs API keys".into()));
+        };
+        // The same request (query and all) at the home: it checks the token itself.
+        Some(
+            crate::ws_relay::connect_to(mark, &home, target)
+                .await
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     /// Take back the parked session `sid` with an access token for its identity and room.
     fn resume(self: &Arc<Self>, sid: Option<&str>, access: &str) -> Option<Admitted> {
         let id = model::participant_id(sid?)?;
