@@ -176,6 +176,17 @@ test('livekit-client participants see and hear each other', async () => {
     assert.equal(got.find((d) => d.text === 'hello lossy')?.topic, 'fast');
     assert.ok(got.some((d) => d.text === 'just for bob' && d.from === 'alice'));
 
+    // A screen share (Chromium's fake capture; it has no audio to share here): Bob's SDK
+    // gets it as a third track of Alice's, with its source, and decodes it.
+    await a.page.evaluate(() => window.lk.room.localParticipant.setScreenShareEnabled(true, { audio: true }));
+    await waitFor(() => b.page.evaluate(() => window.lk.subscribed.some((t) => t.identity === 'alice' && t.source === 'screen_share')), { what: 'the screen share at bob', timeout: 15000 });
+    await waitFor(() => b.page.evaluate(() => {
+      const pub = [...window.lk.room.remoteParticipants.get('alice').videoTrackPublications.values()].find((p) => p.source === 'screen_share');
+      const el = pub?.track?.attachedElements[0];
+      return el ? el.getVideoPlaybackQuality().totalVideoFrames > 5 : false;
+    }), { what: 'the screen share decoded at bob', timeout: 15000 });
+    await a.page.evaluate(() => window.lk.room.localParticipant.setScreenShareEnabled(false));
+
     // Our own web app in the same room: it sees the LiveKit participants, and they see it.
     carol = await openParticipant(`${server.base}/?room=${room}&name=carol&autojoin=1&quality=low`);
     await waitForTileVideo(carol.page, 'Alice L.'); // her new name
