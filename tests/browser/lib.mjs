@@ -346,3 +346,19 @@ export function inboundCounts(page, name) {
     return { f, a };
   }, name);
 }
+
+// A sine tone of `hz` at half scale, 4 s of 48 kHz 16-bit mono WAV in the temporary
+// directory, for Chromium's fake microphone (`--use-file-for-fake-audio-capture=`; it
+// loops the file). Returns its path.
+export function toneFile(hz) {
+  const path = join(tmpdir(), `sb-tone-${hz}.wav`);
+  const rate = 48000; const n = rate * 4;
+  const b = Buffer.alloc(44 + 2 * n);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + 2 * n, 4); b.write('WAVEfmt ', 8);
+  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(2 * rate, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
+  b.write('data', 36); b.writeUInt32LE(2 * n, 40);
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(16000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + 2 * i);
+  writeFileSync(path, b);
+  return path;
+}

@@ -5,12 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, dirname } from 'node:path';
-import { writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import { execFileSync } from 'node:child_process';
-import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet, redisServer, have, metricsText } from './lib.mjs';
+import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet, redisServer, have, metricsText, toneFile } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // The package's `exports` hide the UMD build from `require.resolve`: read it by path.
@@ -69,19 +68,6 @@ async function lkParticipant(base, jwt, { publish = true, options = {}, width = 
   return { ...p, joinMs: Date.now() - started };
 }
 
-// A 440 Hz tone at half scale, 4 s of 48 kHz 16-bit mono (Chromium loops the file).
-function toneFile() {
-  const path = join(tmpdir(), 'sb-lk-tone.wav');
-  const rate = 48000; const n = rate * 4;
-  const b = Buffer.alloc(44 + 2 * n);
-  b.write('RIFF', 0); b.writeUInt32LE(36 + 2 * n, 4); b.write('WAVEfmt ', 8);
-  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
-  b.writeUInt32LE(rate, 24); b.writeUInt32LE(2 * rate, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
-  b.write('data', 36); b.writeUInt32LE(2 * n, 40);
-  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(16000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + 2 * i);
-  writeFileSync(path, b);
-  return path;
-}
 
 // What the page's subscriber connection receives, per kind.
 const received = (page) => page.evaluate(async () => {
@@ -104,7 +90,7 @@ test('livekit-client participants see and hear each other', async () => {
   const room = `lk${Date.now()}`;
   let a; let b; let carol;
   try {
-    const tone = { args: [`--use-file-for-fake-audio-capture=${toneFile()}`], options: { audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } } };
+    const tone = { args: [`--use-file-for-fake-audio-capture=${toneFile(440)}`], options: { audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } } };
     a = await lkParticipant(server.base, await token('alice', room, { canUpdateOwnMetadata: true }), tone);
     b = await lkParticipant(server.base, await token('bob', room), tone);
     console.log(`joined and published in ${a.joinMs} ms and ${b.joinMs} ms`);

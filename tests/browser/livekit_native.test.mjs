@@ -6,12 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, dirname } from 'node:path';
-import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AccessToken } from 'livekit-server-sdk';
 import { Room, RoomEvent, AudioSource, AudioStream, AudioFrame, LocalAudioTrack, TrackPublishOptions, TrackSource, TrackKind, dispose } from '@livekit/rtc-node';
-import { startServer, openParticipant, TEST_SECRET, waitFor } from './lib.mjs';
+import { startServer, openParticipant, TEST_SECRET, waitFor, toneFile } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const UMD = join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js');
@@ -22,19 +20,6 @@ const token = async (identity, room) => {
   return at.toJwt();
 };
 
-// A 440 Hz tone at half scale, 4 s of 48 kHz 16-bit mono, for Chromium's fake microphone.
-function toneFile(hz) {
-  const path = join(tmpdir(), `sb-lk-tone-${hz}.wav`);
-  const rate = 48000; const n = rate * 4;
-  const b = Buffer.alloc(44 + 2 * n);
-  b.write('RIFF', 0); b.writeUInt32LE(36 + 2 * n, 4); b.write('WAVEfmt ', 8);
-  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
-  b.writeUInt32LE(rate, 24); b.writeUInt32LE(2 * rate, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
-  b.write('data', 36); b.writeUInt32LE(2 * n, 40);
-  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(16000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + 2 * i);
-  writeFileSync(path, b);
-  return path;
-}
 
 // The frequency of a run of samples: rising zero crossings per second.
 function frequency(samples, rate) {
