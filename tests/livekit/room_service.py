@@ -88,7 +88,10 @@ async def main(base):
                 assert data and data[0]["payload"] == "ping" and data[0]["topic"] == "py", seen
 
                 await expect_error(lk.room.get_participant(api.RoomParticipantIdentity(room=room, identity="nobody")), "not_found")
-                await expect_error(lk.room.send_data(api.SendDataRequest(room=room, data=b"\xff\xfe", kind=api.DataPacket.Kind.RELIABLE)),
+                # Binary payloads are taken (LiveKit clients get them; our protocol's clients
+                # only UTF-8 text); one over the 15 KiB limit is refused.
+                await lk.room.send_data(api.SendDataRequest(room=room, data=b"\xff\xfe", kind=api.DataPacket.Kind.RELIABLE))
+                await expect_error(lk.room.send_data(api.SendDataRequest(room=room, data=b"x" * (16 * 1024), kind=api.DataPacket.Kind.RELIABLE)),
                                    "invalid_argument")
                 await lk.room.remove_participant(api.RoomParticipantIdentity(room=room, identity="pybot"))
                 closed = False
