@@ -362,3 +362,20 @@ export function toneFile(hz) {
   writeFileSync(path, b);
   return path;
 }
+
+// In a page (`page.addScriptTag({ content: LOUDEST_SCRIPT })`): `sbLoudest(track, into)`
+// pushes the loudest frequency bin of an audio track onto `into` once a second,
+// `{hz, db}` (WebAudio, 8192-point FFT).
+export const LOUDEST_SCRIPT = `window.sbLoudest = (track, into) => {
+  const ctx = new AudioContext();
+  const an = ctx.createAnalyser();
+  an.fftSize = 8192;
+  ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
+  const bins = new Float32Array(an.frequencyBinCount);
+  setInterval(() => {
+    an.getFloatFrequencyData(bins);
+    let top = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[top]) top = i;
+    into.push({ hz: (top * ctx.sampleRate) / an.fftSize, db: bins[top] });
+  }, 1000);
+};`;

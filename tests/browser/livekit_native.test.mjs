@@ -9,7 +9,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AccessToken } from 'livekit-server-sdk';
 import { spawn, execFileSync } from 'node:child_process';
-import { startServer, openParticipant, TEST_SECRET, toneFile, canShapeLinks } from './lib.mjs';
+import { startServer, openParticipant, TEST_SECRET, toneFile, canShapeLinks, LOUDEST_SCRIPT } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const UMD = join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js');
@@ -62,6 +62,7 @@ test('a native LiveKit SDK (@livekit/rtc-node) and a browser hear each other', {
     // processing off so that the tone stays a tone).
     page = await openParticipant(`${server.base}/healthz`, { netns: net.ns, secureOrigin: server.base, args: [`--use-file-for-fake-audio-capture=${toneFile(440)}`] });
     await page.page.addScriptTag({ path: UMD });
+    await page.page.addScriptTag({ content: LOUDEST_SCRIPT });
     await page.page.evaluate(async ({ url, jwt }) => {
       const { Room, RoomEvent } = window.LivekitClient;
       const room = new Room({ audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } });
@@ -70,18 +71,7 @@ test('a native LiveKit SDK (@livekit/rtc-node) and a browser hear each other', {
         if (track.kind !== 'audio' || participant.identity !== 'native') return;
         const el = track.attach();
         document.body.appendChild(el);
-        // The received track's spectrum: its loudest bin, once a second.
-        const ctx = new AudioContext();
-        const an = ctx.createAnalyser();
-        an.fftSize = 8192;
-        ctx.createMediaStreamSource(new MediaStream([track.mediaStreamTrack])).connect(an);
-        const bins = new Float32Array(an.frequencyBinCount);
-        setInterval(() => {
-          an.getFloatFrequencyData(bins);
-          let top = 0;
-          for (let i = 1; i < bins.length; i++) if (bins[i] > bins[top]) top = i;
-          window.heard.push({ hz: (top * ctx.sampleRate) / an.fftSize, db: bins[top] });
-        }, 1000);
+        window.sbLoudest(track.mediaStreamTrack, window.heard); // its loudest bin, once a second
       });
       await room.connect(url, jwt);
       await room.localParticipant.setMicrophoneEnabled(true);

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessToken } from 'livekit-server-sdk';
 import { fileURLToPath } from 'node:url';
-import { startServer, openParticipant, waitFor, sleep, TEST_SECRET, toneFile } from './lib.mjs';
+import { startServer, openParticipant, waitFor, sleep, TEST_SECRET, toneFile, LOUDEST_SCRIPT } from './lib.mjs';
 
 const LK_UMD = join(fileURLToPath(new URL('.', import.meta.url)), 'node_modules/livekit-client/dist/livekit-client.umd.js');
 
@@ -153,6 +153,7 @@ test('a SIP phone and a LiveKit participant hear each other', { skip: !hasBaresi
   let ph;
   try {
     await page.page.addScriptTag({ path: LK_UMD });
+    await page.page.addScriptTag({ content: LOUDEST_SCRIPT });
     await page.page.evaluate(async ({ url, jwt }) => {
       const { Room, RoomEvent } = window.LivekitClient;
       const room = new Room({ audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } });
@@ -160,17 +161,7 @@ test('a SIP phone and a LiveKit participant hear each other', { skip: !hasBaresi
       room.on(RoomEvent.TrackSubscribed, (track) => {
         if (track.kind !== 'audio') return;
         document.body.appendChild(track.attach());
-        const ctx = new AudioContext();
-        const an = ctx.createAnalyser();
-        an.fftSize = 8192;
-        ctx.createMediaStreamSource(new MediaStream([track.mediaStreamTrack])).connect(an);
-        const bins = new Float32Array(an.frequencyBinCount);
-        setInterval(() => {
-          an.getFloatFrequencyData(bins);
-          let top = 0;
-          for (let i = 1; i < bins.length; i++) if (bins[i] > bins[top]) top = i;
-          window.heard.push({ hz: (top * ctx.sampleRate) / an.fftSize, db: bins[top] });
-        }, 1000);
+        window.sbLoudest(track.mediaStreamTrack, window.heard);
       });
       await room.connect(url, jwt);
       await room.localParticipant.setMicrophoneEnabled(true);
