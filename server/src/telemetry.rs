@@ -167,6 +167,8 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>, prometheus: Prometheu
             metrics::counter!("switchboard_subscription_pauses_total", &l)
                 .absolute(s.subscription_pauses);
             metrics::counter!("switchboard_peer_panics_total", &l).absolute(s.peer_panics);
+            metrics::counter!("switchboard_peer_clock_advances_total", &l)
+                .absolute(s.clock_advances);
             for (dir, v) in [
                 ("in", s.data_in),
                 ("out", s.data_out),

@@ -97,6 +97,8 @@ async fn two_clients_exchange_media_over_udp_and_garbage_is_dropped() {
             .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
     };
     assert!(value("switchboard_rtp_forwarded_total{worker=\"0\"}") > 400.0);
+    // A connection's clock is advanced at least once per turn it is written to.
+    assert!(value("switchboard_peer_clock_advances_total{worker=\"0\"}") > 400.0);
     assert!(
         value("switchboard_datagrams_dropped_total{worker=\"0\",reason=\"unknown_source\"}")
             >= 200.0

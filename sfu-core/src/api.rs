@@ -390,6 +390,9 @@ pub struct ShardStats {
     pub data_in: u64,
     pub data_out: u64,
     pub data_dropped: u64,
+    /// Clock advances of peer connections (str0m's `handle_timeout`, a whole session's
+    /// timers each): the per-connection cost a turn pays besides the packets themselves.
+    pub clock_advances: u64,
     /// Now (gauges, not monotonic): published tracks and subscriptions in the shard.
     pub tracks: u64,
     pub subscriptions: u64,

@@ -167,6 +167,7 @@ impl Peers {
                 .advance(t)
                 .and_then(|_| pc.drain(who, &mut self.out, &mut self.pending, &mut self.timers));
         }
+        self.stats.clock_advances += rounds as u64;
         if let Err(f) = r {
             self.failures.report(who.0, f);
         }
@@ -342,6 +343,7 @@ mod tests {
         }
         p.restore_dirty(dirty);
         assert_eq!(pc.written, 0);
+        assert_eq!(p.stats.clock_advances, 1);
         // Drained: it wants its clock again, and the endpoint knows when.
         let next = pc.timeout.expect("a deadline after the drain");
         assert_eq!(p.deadline(), Some(next));
