@@ -267,6 +267,57 @@ async fn one_home_per_room_across_three_nodes_and_rooms_spread_by_load() {
         made += usize::from(rooms_of(n).await.contains(&"made".to_string()));
     }
     assert_eq!(made, 1, "created on its home only");
+    // LiveKit's RoomService (Twirp, its JSON mapping) through any node, as LiveKit's server
+    // SDKs call it: the room named in the body is served by its home; ListRooms is the
+    // cluster's; CreateRoom lands on one node.
+    let twirp = |n: &Server, method: &str, body: Value| {
+        api.post(format!(
+            "http://{}/twirp/livekit.RoomService/{method}",
+            n.http
+        ))
+        .bearer_auth(admin_token())
+        .json(&body)
+        .send()
+    };
+    let people = twirp(&ns[elsewhere], "ListParticipants", json!({"room": "big"}))
+        .await
+        .unwrap();
+    assert!(people.status().is_success(), "{}", people.status());
+    let people: Value = people.json().await.unwrap();
+    assert_eq!(
+        people["participants"].as_array().map(Vec::len),
+        Some(120),
+        "Twirp through another node: {people}"
+    );
+    let listed: Value = twirp(&ns[elsewhere], "ListRooms", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["rooms"].as_array().map(Vec::len),
+        Some(total + 1),
+        "every node's rooms and the one made above, once"
+    );
+    let made = twirp(&ns[0], "CreateRoom", json!({"name": "made-by-twirp"}))
+        .await
+        .unwrap();
+    let (status, body) = (made.status(), made.text().await.unwrap());
+    assert!(status.is_success(), "{status} {body}");
+    let mut homes = 0;
+    for n in &ns {
+        homes += usize::from(rooms_of(n).await.contains(&"made-by-twirp".to_string()));
+    }
+    assert_eq!(homes, 1, "created on its home only");
+    let gone = twirp(
+        &ns[elsewhere],
+        "GetParticipant",
+        json!({"room": "big", "identity": "nobody"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(gone.status(), 404, "the home's answer, relayed");
     // WHIP to a node that is not the room's home: forwarded there, the home's answer
     // relayed (the same as asking the home).
     let whip = |n: &Server| {

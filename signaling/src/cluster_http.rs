@@ -7,7 +7,9 @@
 //! forwarded twice; a request with a mark that does not verify is refused (403). The home
 //! checks the caller's token as for any request: forwarding grants nothing. A token may
 //! come as `Authorization: Bearer` or `?access_token=` (WHIP/WHEP players): either is
-//! placed. Without a placement (one node) requests pass through untouched.
+//! placed. LiveKit's RoomService (Twirp) names its room in the body: it is read (64 KiB at
+//! most) to route the call the same way. Without a placement (one node) requests pass
+//! through untouched.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::livekit::twirp;
 use crate::placement::{Placed, Placement};
 
 /// The largest body read here: the API's and WHIP's own limit (an SDP offer).
@@ -132,6 +135,10 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
             return create_at_home(&*placement, mark, req, next).await;
         }
     }
+    if let Some(m) = path.strip_prefix(twirp::ROOM_SERVICE) {
+        let m = m.to_string();
+        return twirp_to_home(&hub, &*placement, mark, &m, req, next).await;
+    }
     let Some((room, creates)) = room_of(&method, &path) else {
         return next.run(req).await;
     };
@@ -158,12 +165,118 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
     }
 }
 
+/// LiveKit's RoomService (Twirp), whose room is named in the body: `ListRooms` is every
+/// node's; `CreateRoom` is placed first, for a token that may create rooms (anyone else
+/// gets this node's answer and claims nothing); every other call goes to its room's home.
+async fn twirp_to_home(
+    hub: &Hub,
+    placement: &dyn Placement,
+    mark: &MarkKey,
+    method: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return twirp::error(Error::TooLarge("body over 64 KiB".into()));
+    };
+    if method == "ListRooms" {
+        return twirp_list_everywhere(placement, mark, &parts, bytes).await;
+    }
+    let about = twirp::room_of(method, &parts.headers, &bytes);
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let Some((room, creates)) = about else {
+        return next.run(req).await; // the handler says what is wrong
+    };
+    if creates && !may_create_rooms(hub, &req) {
+        return next.run(req).await;
+    }
+    let placed = if creates {
+        placement.place(&room).await
+    } else {
+        placement.locate(&room).await
+    };
+    match placed {
+        Ok(Placed::Here) => next.run(req).await,
+        Ok(Placed::Elsewhere { url, .. }) => forward(mark, &url, req).await,
+        Err(e) if creates => twirp::error(Error::from(e)),
+        // Not in the directory: this node answers (not_found for a room it lacks).
+        Err(_) => next.run(req).await,
+    }
+}
+
+/// Whether the request's token is valid and grants `roomCreate`.
+fn may_create_rooms(hub: &Hub, req: &Request) -> bool {
+    token(req)
+        .and_then(|t| {
+            hub.keys()
+                .verify_any(t.trim(), crate::auth::unix_now())
+                .ok()
+        })
+        .is_some_and(|claims| claims.video.room_create)
+}
+
+/// `ListRooms`: asked of every node (marked, so each answers with its own rooms) and
+/// merged. A node that does not answer is left out (and logged); a refusal (401, 403,
+/// 429) is the caller's, relayed as it came.
+async fn twirp_list_everywhere(
+    placement: &dyn Placement,
+    mark: &MarkKey,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> Response {
+    let peers = match placement.peers().await {
+        Ok(p) => p,
+        Err(e) => return twirp::error(Error::from(e)),
+    };
+    let mut answers = Vec::new();
+    for peer in peers {
+        let mut ask = Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone());
+        for (k, v) in &parts.headers {
+            ask = ask.header(k, v);
+        }
+        let Ok(ask) = ask.body(Body::from(body.clone())) else {
+            continue;
+        };
+        let answer = forward(mark, &peer, ask).await;
+        let status = answer.status();
+        let Ok(bytes) = to_bytes(answer.into_body(), usize::MAX).await else {
+            continue;
+        };
+        if status.is_success() {
+            answers.push(bytes);
+        } else if status.is_client_error() {
+            return (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+        } else {
+            tracing::warn!(peer, %status, "a node did not answer ListRooms");
+        }
+    }
+    twirp::merge_room_lists(&parts.headers, &answers)
+}
+
 /// A request another node forwarded here because the directory names this node the
 /// room's home. When it may create the room (WHIP/WHEP `POST`), the node that forwarded
 /// it made the claim, so this node takes it up first (placing a room claimed for this
 /// node records it here); otherwise the room would be refused as not homed here.
 async fn adopt_then_run(placement: &dyn Placement, req: Request, next: Next) -> Response {
-    if let Some((room, true)) = room_of(req.method(), req.uri().path()) {
+    // RoomService's CreateRoom names its room in the body.
+    let (req, created) = match req.uri().path().strip_prefix(twirp::ROOM_SERVICE) {
+        Some("CreateRoom") => {
+            let (parts, body) = req.into_parts();
+            let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+                return twirp::error(Error::TooLarge("body over 64 KiB".into()));
+            };
+            let about = twirp::room_of("CreateRoom", &parts.headers, &bytes);
+            (Request::from_parts(parts, Body::from(bytes)), about)
+        }
+        _ => {
+            let about = room_of(req.method(), req.uri().path());
+            (req, about)
+        }
+    };
+    if let Some((room, true)) = created {
         match placement.place(&room).await {
             Ok(Placed::Here) => {}
             Ok(Placed::Elsewhere { .. }) => {

@@ -117,6 +117,63 @@ fn encode<T: Message + Serialize>(enc: Encoding, msg: &T) -> Response {
     }
 }
 
+/// The path prefix of RoomService's methods.
+pub(crate) const ROOM_SERVICE: &str = "/twirp/livekit.RoomService/";
+
+/// The room a RoomService call is about, for the cluster's routing (`cluster_http`):
+/// `(room, creates)`. None for `ListRooms` (every node's), an unknown method, or a body
+/// that does not decode (the handler answers those).
+pub(crate) fn room_of(method: &str, headers: &HeaderMap, body: &[u8]) -> Option<(String, bool)> {
+    fn field<T: Message + Default + DeserializeOwned>(
+        enc: Encoding,
+        body: &[u8],
+        room: impl Fn(T) -> String,
+    ) -> Option<String> {
+        decode::<T>(enc, body).ok().map(room)
+    }
+    let enc = encoding(headers).ok()?;
+    let room = match method {
+        "CreateRoom" => {
+            return field(enc, body, |r: lk::CreateRoomRequest| r.name).map(|n| (n, true))
+        }
+        "DeleteRoom" => field(enc, body, |r: lk::DeleteRoomRequest| r.room),
+        "ListParticipants" => field(enc, body, |r: lk::ListParticipantsRequest| r.room),
+        "GetParticipant" | "RemoveParticipant" => {
+            field(enc, body, |r: lk::RoomParticipantIdentity| r.room)
+        }
+        "MutePublishedTrack" => field(enc, body, |r: lk::MuteRoomTrackRequest| r.room),
+        "UpdateParticipant" => field(enc, body, |r: lk::UpdateParticipantRequest| r.room),
+        "SendData" => field(enc, body, |r: lk::SendDataRequest| r.room),
+        "UpdateRoomMetadata" => field(enc, body, |r: lk::UpdateRoomMetadataRequest| r.room),
+        "UpdateSubscriptions" => field(enc, body, |r: lk::UpdateSubscriptionsRequest| r.room),
+        _ => None,
+    }?;
+    Some((room, false))
+}
+
+/// `ListRooms` across a cluster: every node's answer (in the request's encoding) merged,
+/// each room once.
+pub(crate) fn merge_room_lists(headers: &HeaderMap, answers: &[Bytes]) -> Response {
+    let merged = encoding(headers).and_then(|enc| {
+        let mut rooms = Vec::new();
+        for a in answers {
+            let answer = decode::<lk::ListRoomsResponse>(enc, a).map_err(|e| {
+                TwirpError::from(Error::Upstream(format!("a node's room list: {}", e.msg)))
+            })?;
+            rooms.extend(answer.rooms);
+        }
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms.dedup_by(|a, b| a.name == b.name);
+        Ok(encode(enc, &lk::ListRoomsResponse { rooms }))
+    });
+    merged.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// An error of the cluster's routing, as Twirp answers it.
+pub(crate) fn error(e: Error) -> Response {
+    TwirpError::from(e).into_response()
+}
+
 /// `POST /twirp/livekit.RoomService/{method}`.
 pub(crate) async fn room_service(
     State(s): State<ApiState>,
@@ -306,4 +363,86 @@ fn call(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> R {
 fn admin(c: &Caller, room: &str) -> Result<(), Error> {
     room_name(room)?;
     c.admin(room)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_call_names_its_room_in_either_encoding() {
+        let pb = headers("application/protobuf");
+        let body = lk::ListParticipantsRequest { room: "r1".into() }.encode_to_vec();
+        assert_eq!(
+            room_of("ListParticipants", &pb, &body),
+            Some(("r1".into(), false))
+        );
+        let body = lk::RoomParticipantIdentity {
+            room: "r2".into(),
+            identity: "x".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(
+            room_of("RemoveParticipant", &pb, &body),
+            Some(("r2".into(), false))
+        );
+        let json = headers("application/json");
+        assert_eq!(
+            room_of("CreateRoom", &json, br#"{"name":"new"}"#),
+            Some(("new".into(), true))
+        );
+        assert_eq!(
+            room_of("SendData", &json, br#"{"room":"r3"}"#),
+            Some(("r3".into(), false))
+        );
+        // Every node's, unknown, or not decodable: the handler answers.
+        assert_eq!(room_of("ListRooms", &json, b"{}"), None);
+        assert_eq!(room_of("Nope", &json, br#"{"room":"r"}"#), None);
+        assert_eq!(room_of("DeleteRoom", &json, b"{not json"), None);
+        assert_eq!(room_of("DeleteRoom", &headers("text/plain"), b"{}"), None);
+    }
+
+    #[test]
+    fn room_lists_merge_once_each_in_the_callers_encoding() {
+        let r = |n: &str| lk::Room {
+            name: n.into(),
+            ..Default::default()
+        };
+        let a = lk::ListRoomsResponse {
+            rooms: vec![r("b"), r("a")],
+        }
+        .encode_to_vec();
+        let b = lk::ListRoomsResponse {
+            rooms: vec![r("a"), r("c")],
+        }
+        .encode_to_vec();
+        let resp = merge_room_lists(&headers("application/protobuf"), &[a.into(), b.into()]);
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            resp.into_body(),
+            usize::MAX,
+        ))
+        .unwrap()
+        .unwrap();
+        let names: Vec<String> = lk::ListRoomsResponse::decode(body)
+            .unwrap()
+            .rooms
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        // A node's answer that does not decode is an error, not a shorter list.
+        let resp = merge_room_lists(
+            &headers("application/protobuf"),
+            &[Bytes::from_static(b"\xff")],
+        );
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    }
 }
