@@ -196,7 +196,23 @@ pub(crate) fn budget(
 /// its layer on an idle 3 Mbps link), so `desired` is at least the estimate: str0m keeps
 /// probing upward as the estimate grows. That probing costs padding; see
 /// docs/simulcast-and-bwe.md.
-pub(crate) fn probe_bounds(a: &Allocation, budget: u64, estimate: u64) -> (u64, u64) {
+///
+///
+/// A subscriber that declines the room's video (`declines_video`: there is video it does
+/// not take — unsubscribed, or never asked for) has nothing to grow into: it asks for what
+/// it receives, so that it gets its audio and not the padding that would hold a video
+/// rate (a viewer who turned video off to save a mobile plan). Its estimate is found
+/// again by probing when it takes video. (A room with no video yet keeps probing: the
+/// first video then starts on a warm estimate.)
+pub(crate) fn probe_bounds(
+    a: &Allocation,
+    budget: u64,
+    estimate: u64,
+    declines_video: bool,
+) -> (u64, u64) {
+    if declines_video && a.video.is_empty() {
+        return (a.used.min(budget), a.desired * 5 / 4);
+    }
     (
         a.next.min(budget),
         (a.desired * 5 / 4).max(a.next).max(estimate),
@@ -280,6 +296,12 @@ impl crate::router::Router {
                 }
             }
         }
+        let declines_video = self.tracks.iter().any(|(tid, t)| {
+            t.kind == TrackKind::Video
+                && t.room == p.room
+                && t.publisher != sid
+                && !p.subs.contains_key(tid)
+        });
         let budget = allocator::budget(estimate, p.falling >= 2, audio, &demands);
         let a = allocator::allocate(budget, audio, &demands);
         let Some(p) = self.participants.get_mut(&sid) else {
@@ -300,7 +322,7 @@ impl crate::router::Router {
             }
         }
         if let Some(pc) = p.subscriber.as_mut() {
-            let (min, desired) = allocator::probe_bounds(&a, budget, estimate);
+            let (min, desired) = allocator::probe_bounds(&a, budget, estimate, declines_video);
             let set = pc.guarded(|rtc| {
                 rtc.bwe().set_bitrate(
                     str0m::bwe::Bitrate::bps(min),
@@ -423,6 +445,33 @@ mod tests {
            // paused: the lowest layer is the next step
         let a = allocate(100_000, 1, &[sim(None, 0)]);
         assert_eq!((a.used, a.next), (48_000, 48_000 + 172_500));
+    }
+
+    /// What the estimator is asked to probe for: up to the estimate while video could use
+    /// it (on its top layer, or paused for bandwidth), only the audio without video.
+    #[test]
+    fn only_a_subscriber_with_video_keeps_its_estimate_up() {
+        let estimate = 3_000_000;
+        let top = allocate(estimate, 1, &[sim(Some(2), 0)]);
+        assert_eq!(probe_bounds(&top, estimate, estimate, false).1, estimate);
+        let paused = allocate(100_000, 1, &[sim(None, 0)]);
+        assert!(paused.video[0].is_none());
+        assert_eq!(probe_bounds(&paused, 100_000, estimate, false).1, estimate);
+        let muted = VideoDemand {
+            layers: vec![],
+            current: None,
+            priority: 0,
+        };
+        let muted = allocate(estimate, 1, &[muted]);
+        assert_eq!(probe_bounds(&muted, estimate, estimate, false).1, estimate);
+        // No video taken: with the room's video declined, only the audio; in a room with
+        // no video yet, the estimate is kept warm.
+        let none = allocate(estimate, 1, &[]);
+        assert_eq!(
+            probe_bounds(&none, estimate, estimate, true),
+            (AUDIO_BPS, AUDIO_BPS * 5 / 4)
+        );
+        assert_eq!(probe_bounds(&none, estimate, estimate, false).1, estimate);
     }
 
     /// Applying an allocation to a subscription: down at once, up only after the hold

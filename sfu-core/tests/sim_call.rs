@@ -415,6 +415,50 @@ fn one_way_latency_is_the_path_delay() {
 }
 
 #[test]
+fn a_subscriber_without_video_gets_no_padding() {
+    // A viewer that turns the room's video off (to save a mobile plan, say) receives the
+    // audio and its control traffic, not the estimator's padding toward a video rate.
+    use sfu_core::{Command, Event};
+    let mut sim = Sim::new(Instant::now(), 43);
+    let a = sim.join("room", ClientSpec::av());
+    let v = sim.join("room", ClientSpec::viewer());
+    sim.run_for(secs(8));
+    let kbps = |sim: &mut Sim, d: u64| {
+        let before = sim.downlink_bytes(v);
+        sim.run_for(secs(d));
+        (sim.downlink_bytes(v) - before) * 8 / 1000 / d
+    };
+    let with_video = kbps(&mut sim, 2);
+    let a_id = sim.client(a).id;
+    let video = sim
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::TrackPublished {
+                participant,
+                track,
+                kind: TrackKind::Video,
+                ..
+            } if *participant == a_id => Some(*track),
+            _ => None,
+        })
+        .unwrap();
+    let v_id = sim.client(v).id;
+    sim.command(Command::Subscribe {
+        participant: v_id,
+        tracks: vec![video],
+        subscribe: false,
+    });
+    sim.run_for(secs(3));
+    let audio_only = kbps(&mut sim, 3);
+    println!("downlink with video {with_video} kbps, audio only {audio_only} kbps");
+    assert!(with_video > 500, "video flowed: {with_video} kbps");
+    // Opus and its RTP/RTCP come to ~90 kbps here; padding toward the video rate made
+    // it 335 before.
+    assert!(audio_only < 150, "audio only: {audio_only} kbps");
+}
+
+#[test]
 fn synthetic_media_rates_match_the_configuration() {
     let mut sim = Sim::new(Instant::now(), 10);
     sim.dynacast = false; // alone in its room, the publisher would be told to stop

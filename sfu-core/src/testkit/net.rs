@@ -79,6 +79,8 @@ pub struct SimNet {
     counter: u64,
     pub sent: u64,
     pub lost: u64,
+    /// Bytes the server sent to each host (its downlink), lost ones included.
+    pub down_bytes: HashMap<IpAddr, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,6 +98,7 @@ impl SimNet {
             counter: 0,
             sent: 0,
             lost: 0,
+            down_bytes: HashMap::new(),
         }
     }
 
@@ -119,6 +122,9 @@ impl SimNet {
 
     pub fn send(&mut self, now: Instant, p: Packet) {
         self.sent += 1;
+        if p.source.ip() == self.server {
+            *self.down_bytes.entry(p.destination.ip()).or_default() += p.contents.len() as u64;
+        }
         let link = if p.source.ip() == self.server {
             self.down.entry(p.destination.ip())
         } else {

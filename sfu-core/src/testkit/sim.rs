@@ -76,6 +76,15 @@ impl Sim {
         self.net.set_link(Self::host_of(c.0), up, down);
     }
 
+    /// Bytes the server has sent to a client so far.
+    pub fn downlink_bytes(&self, c: ClientIdx) -> u64 {
+        self.net
+            .down_bytes
+            .get(&Self::host_of(c.0))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Cap a client's downlink like `tbf`: `kbps`, with a 200 ms queue; uplink open.
     pub fn cap_downlink(&mut self, c: ClientIdx, kbps: u64) {
         let down = LinkConfig {
