@@ -418,9 +418,9 @@ fn one_way_latency_is_the_path_delay() {
 fn a_subscriber_without_video_gets_no_padding() {
     // A viewer that turns the room's video off (to save a mobile plan, say) receives the
     // audio and its control traffic, not the estimator's padding toward a video rate.
-    use sfu_core::{Command, Event};
+    use sfu_core::Command;
     let mut sim = Sim::new(Instant::now(), 43);
-    let a = sim.join("room", ClientSpec::av());
+    sim.join("room", ClientSpec::av());
     let v = sim.join("room", ClientSpec::viewer());
     sim.run_for(secs(8));
     let kbps = |sim: &mut Sim, d: u64| {
@@ -429,20 +429,7 @@ fn a_subscriber_without_video_gets_no_padding() {
         (sim.downlink_bytes(v) - before) * 8 / 1000 / d
     };
     let with_video = kbps(&mut sim, 2);
-    let a_id = sim.client(a).id;
-    let video = sim
-        .events
-        .iter()
-        .find_map(|(_, e)| match e {
-            Event::TrackPublished {
-                participant,
-                track,
-                kind: TrackKind::Video,
-                ..
-            } if *participant == a_id => Some(*track),
-            _ => None,
-        })
-        .unwrap();
+    let video = sim.client(v).offered_track(TrackKind::Video);
     let v_id = sim.client(v).id;
     sim.command(Command::Subscribe {
         participant: v_id,

@@ -151,16 +151,40 @@ pub async fn route_to_home(State(hub): State<Arc<Hub>>, req: Request, next: Next
     {
         return next.run(req).await;
     }
+    to_home(
+        &*placement,
+        mark,
+        &room,
+        creates,
+        req,
+        next,
+        IntoResponse::into_response,
+    )
+    .await
+}
+
+/// Run `req` at `room`'s home: here, or forwarded there. A new room (`creates`) is placed
+/// first, and a failure to place it is answered by `refuse` (in the caller's protocol's
+/// error format); a room the directory does not know is answered here (404 for a room
+/// this node lacks).
+async fn to_home(
+    placement: &dyn Placement,
+    mark: &MarkKey,
+    room: &str,
+    creates: bool,
+    req: Request,
+    next: Next,
+    refuse: fn(Error) -> Response,
+) -> Response {
     let placed = if creates {
-        placement.place(&room).await
+        placement.place(room).await
     } else {
-        placement.locate(&room).await
+        placement.locate(room).await
     };
     match placed {
         Ok(Placed::Here) => next.run(req).await,
         Ok(Placed::Elsewhere { url, .. }) => forward(mark, &url, req).await,
-        Err(e) if creates => Error::from(e).into_response(),
-        // Not found in the directory: this node answers (404 for a room it lacks).
+        Err(e) if creates => refuse(Error::from(e)),
         Err(_) => next.run(req).await,
     }
 }
@@ -191,18 +215,7 @@ async fn twirp_to_home(
     if creates && !may_create_rooms(hub, &req) {
         return next.run(req).await;
     }
-    let placed = if creates {
-        placement.place(&room).await
-    } else {
-        placement.locate(&room).await
-    };
-    match placed {
-        Ok(Placed::Here) => next.run(req).await,
-        Ok(Placed::Elsewhere { url, .. }) => forward(mark, &url, req).await,
-        Err(e) if creates => twirp::error(Error::from(e)),
-        // Not in the directory: this node answers (not_found for a room it lacks).
-        Err(_) => next.run(req).await,
-    }
+    to_home(placement, mark, &room, creates, req, next, twirp::error).await
 }
 
 /// Whether the request's token is valid and grants `roomCreate`.
