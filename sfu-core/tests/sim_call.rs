@@ -418,7 +418,6 @@ fn one_way_latency_is_the_path_delay() {
 fn a_subscriber_without_video_gets_no_padding() {
     // A viewer that turns the room's video off (to save a mobile plan, say) receives the
     // audio and its control traffic, not the estimator's padding toward a video rate.
-    use sfu_core::Command;
     let mut sim = Sim::new(Instant::now(), 43);
     sim.join("room", ClientSpec::av());
     let v = sim.join("room", ClientSpec::viewer());
@@ -430,12 +429,7 @@ fn a_subscriber_without_video_gets_no_padding() {
     };
     let with_video = kbps(&mut sim, 2);
     let video = sim.client(v).offered_track(TrackKind::Video);
-    let v_id = sim.client(v).id;
-    sim.command(Command::Subscribe {
-        participant: v_id,
-        tracks: vec![video],
-        subscribe: false,
-    });
+    sim.subscribe(v, video, false);
     sim.run_for(secs(3));
     let audio_only = kbps(&mut sim, 3);
     println!("downlink with video {with_video} kbps, audio only {audio_only} kbps");
@@ -974,7 +968,7 @@ fn a_subscriber_that_takes_a_stream_per_track_gets_the_publishers_sids_as_stream
 
 #[test]
 fn without_auto_subscribe_a_participant_receives_only_the_tracks_it_asks_for() {
-    use sfu_core::{Command, Event, TrackKind};
+    use sfu_core::{Event, TrackKind};
     let mut sim = Sim::new(Instant::now(), 41);
     let a = sim.join("room", ClientSpec::av());
     let picky = sim.join(
@@ -1013,23 +1007,14 @@ fn without_auto_subscribe_a_participant_receives_only_the_tracks_it_asks_for() {
         .find(|(_, k)| *k == TrackKind::Video)
         .unwrap()
         .0;
-    let picky_id = sim.client(picky).id;
-    sim.command(Command::Subscribe {
-        participant: picky_id,
-        tracks: vec![video],
-        subscribe: true,
-    });
+    sim.subscribe(picky, video, true);
     sim.run_for(secs(2));
     let kinds: Vec<TrackKind> = sim.client(picky).offered.iter().map(|t| t.kind).collect();
     assert_eq!(kinds, [TrackKind::Video], "only the video it asked for");
     let before = packets(&sim, picky);
     assert!(before > 20, "video arrives: {before}");
     // Unsubscribed: the flow stops (the m-line is stopped at the next negotiation).
-    sim.command(Command::Subscribe {
-        participant: picky_id,
-        tracks: vec![video],
-        subscribe: false,
-    });
+    sim.subscribe(picky, video, false);
     sim.run_for(secs(1));
     let settled = packets(&sim, picky);
     sim.run_for(secs(2));

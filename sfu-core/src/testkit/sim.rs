@@ -198,6 +198,16 @@ impl Sim {
         self.drain_shard();
     }
 
+    /// A client subscribes to (`on`) or unsubscribes from a track.
+    pub fn subscribe(&mut self, c: ClientIdx, track: crate::TrackId, on: bool) {
+        let participant = self.client(c).id;
+        self.command(Command::Subscribe {
+            participant,
+            tracks: vec![track],
+            subscribe: on,
+        });
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.now - self.start
     }
