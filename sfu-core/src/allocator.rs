@@ -197,7 +197,6 @@ pub(crate) fn budget(
 /// probing upward as the estimate grows. That probing costs padding; see
 /// docs/simulcast-and-bwe.md.
 ///
-///
 /// A subscriber that declines the room's video (`declines_video`: there is video it does
 /// not take — unsubscribed, or never asked for) has nothing to grow into: it asks for what
 /// it receives, so that it gets its audio and not the padding that would hold a video
@@ -296,11 +295,13 @@ impl crate::router::Router {
                 }
             }
         }
-        let declines_video = self.tracks.iter().any(|(tid, t)| {
-            t.kind == TrackKind::Video
-                && t.room == p.room
-                && t.publisher != sid
-                && !p.subs.contains_key(tid)
+        let room_tracks = self.rooms.get(&p.room).map_or(&[][..], |r| &r.tracks[..]);
+        let declines_video = room_tracks.iter().any(|tid| {
+            !p.subs.contains_key(tid)
+                && self
+                    .tracks
+                    .get(tid)
+                    .is_some_and(|t| t.kind == TrackKind::Video && t.publisher != sid)
         });
         let budget = allocator::budget(estimate, p.falling >= 2, audio, &demands);
         let a = allocator::allocate(budget, audio, &demands);

@@ -195,10 +195,18 @@ impl std::fmt::Debug for KeyStore {
 }
 
 pub fn unix_now() -> u64 {
+    since_epoch().as_secs()
+}
+
+/// Unix time in milliseconds (LiveKit's pongs carry it).
+pub fn unix_now_ms() -> i64 {
+    i64::try_from(since_epoch().as_millis()).unwrap_or(0)
+}
+
+fn since_epoch() -> std::time::Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 impl KeyStore {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -38,11 +39,24 @@ static PEERS: LazyLock<reqwest::Client> = LazyLock::new(|| {
         .unwrap_or_default()
 });
 
+/// A request's body read whole (at most [`MAX_BODY`]), or the refusal in the caller's
+/// protocol's error format.
+async fn buffered(
+    req: Request,
+    refuse: fn(Error) -> Response,
+) -> Result<(Parts, axum::body::Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    match to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => Ok((parts, bytes)),
+        Err(_) => Err(refuse(Error::TooLarge("body over 64 KiB".into()))),
+    }
+}
+
 /// Send `req` to the node at `base`, marked, and relay its answer.
 async fn forward(mark: &MarkKey, base: &str, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return Error::TooLarge("body over 64 KiB".into()).into_response();
+    let (parts, bytes) = match buffered(req, IntoResponse::into_response).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = PEERS.request(parts.method.clone(), format!("{base}{target}"));
@@ -200,9 +214,9 @@ async fn twirp_to_home(
     req: Request,
     next: Next,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return twirp::error(Error::TooLarge("body over 64 KiB".into()));
+    let (parts, bytes) = match buffered(req, twirp::error).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
     if method == "ListRooms" {
         return twirp_list_everywhere(placement, mark, &parts, bytes).await;
@@ -235,7 +249,7 @@ fn may_create_rooms(hub: &Hub, req: &Request) -> bool {
 async fn twirp_list_everywhere(
     placement: &dyn Placement,
     mark: &MarkKey,
-    parts: &axum::http::request::Parts,
+    parts: &Parts,
     body: axum::body::Bytes,
 ) -> Response {
     let peers = match placement.peers().await {
@@ -277,9 +291,9 @@ async fn adopt_then_run(placement: &dyn Placement, req: Request, next: Next) -> 
     // RoomService's CreateRoom names its room in the body.
     let (req, created) = match req.uri().path().strip_prefix(twirp::ROOM_SERVICE) {
         Some("CreateRoom") => {
-            let (parts, body) = req.into_parts();
-            let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-                return twirp::error(Error::TooLarge("body over 64 KiB".into()));
+            let (parts, bytes) = match buffered(req, twirp::error).await {
+                Ok(b) => b,
+                Err(refused) => return refused,
             };
             let about = twirp::room_of("CreateRoom", &parts.headers, &bytes);
             (Request::from_parts(parts, Body::from(bytes)), about)
@@ -309,9 +323,9 @@ async fn create_at_home(
     req: Request,
     next: Next,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return Error::TooLarge("body over 64 KiB".into()).into_response();
+    let (parts, bytes) = match buffered(req, IntoResponse::into_response).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
     let name = serde_json::from_slice::<Value>(&bytes)
         .ok()

@@ -20,15 +20,18 @@ pub enum Placed {
     },
 }
 
-/// A node's WebSocket URL from its HTTP base URL.
-pub fn ws_url(http: &str) -> String {
+/// A node's WebSocket base (`ws://` or `wss://`, no trailing slash) from its HTTP base URL.
+pub fn ws_base(http: &str) -> String {
     let base = http.trim_end_matches('/');
-    let ws = base
-        .strip_prefix("https://")
+    base.strip_prefix("https://")
         .map(|h| format!("wss://{h}"))
         .or_else(|| base.strip_prefix("http://").map(|h| format!("ws://{h}")))
-        .unwrap_or_else(|| base.to_string());
-    format!("{ws}/ws")
+        .unwrap_or_else(|| base.to_string())
+}
+
+/// A node's WebSocket URL (our protocol's `/ws`) from its HTTP base URL.
+pub fn ws_url(http: &str) -> String {
+    format!("{}/ws", ws_base(http))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 
 use crate::forwarding_mark::{MarkKey, FORWARDED};
-use crate::placement::ws_url;
+use crate::placement::ws_base;
 
 /// How long the home has to accept the relay's connection.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -51,7 +51,7 @@ pub async fn connect_to(
     home: &str,
     target: &str,
 ) -> Result<HomeSocket, RelayError> {
-    let url = format!("{}{target}", ws_url(home).trim_end_matches("/ws"));
+    let url = format!("{}{target}", ws_base(home));
     let mut req = url
         .as_str()
         .into_client_request()

@@ -4,7 +4,7 @@
 // and they see each other.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openParticipant, waitForTileVideo, metricsText, redisServer, have } from './lib.mjs';
+import { startServer, openParticipant, waitForTileVideo, relayedSessions, redisServer, have } from './lib.mjs';
 
 test('participants entering through two nodes of a cluster see each other', { skip: !have('redis-server') && 'redis-server is not installed' }, async () => {
   const redis = await redisServer();
@@ -21,8 +21,7 @@ test('participants entering through two nodes of a cluster see each other', { sk
     // that is not the home relayed one session.
     const urls = await Promise.all([pa, pb].map((p) => p.page.evaluate(() => window.sb.client.wsUrl)));
     assert.deepEqual(urls, [a, b].map((n) => `${n.base.replace('http', 'ws')}/ws`), `each on its own node: ${urls}`);
-    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
-    assert.equal((await relayed(a)) + (await relayed(b)), 1, 'one session relayed to the home');
+    assert.equal((await relayedSessions(a.base)) + (await relayedSessions(b.base)), 1, 'one session relayed to the home');
   } finally {
     await pa?.close();
     await pb?.close();

@@ -6,13 +6,9 @@
 //               then /rtc (the fallback this server relies on)
 //   lk-v0       livekit-client with singlePeerConnection: false: straight to /rtc
 // Usage: node join_time.mjs [rounds]   (needs `cargo build -p server`; loopback only)
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { AccessToken } from 'livekit-server-sdk';
-import { startServer, openParticipant, TEST_SECRET, devToken } from './lib.mjs';
+import { startServer, openParticipant, TEST_SECRET, devToken, LIVEKIT_UMD } from './lib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const UMD = join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js');
 const ROUNDS = Number(process.argv[2] || 7);
 
 const lkToken = async (identity, room) => {
@@ -23,7 +19,7 @@ const lkToken = async (identity, room) => {
 
 async function lkJoin(page, url, jwt, options) {
   await page.goto(page.url());
-  await page.addScriptTag({ path: UMD });
+  await page.addScriptTag({ path: LIVEKIT_UMD });
   return page.evaluate(async ({ url, jwt, options }) => {
     const room = new window.LivekitClient.Room(options);
     const t0 = performance.now();

@@ -155,6 +155,9 @@ export const TEST_SECRET = 'browser-tests-only-secret-0123456789';
 export const METRICS_TOKEN = 'browser-tests-metrics-token';
 export const metricsText = async (origin) =>
   (await fetch(`${origin}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
+// Signaling sessions a cluster node relayed to a room's home.
+export const relayedSessions = async (origin) =>
+  Number((await metricsText(origin)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
 export function devToken(video, ttl = 600, sub = 'test-admin') {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ iss: 'devkey', sub, exp: Math.floor(Date.now() / 1000) + ttl, video })}`;
@@ -361,6 +364,19 @@ export function toneFile(hz) {
   for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(16000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + 2 * i);
   writeFileSync(path, b);
   return path;
+}
+
+// The UMD build of livekit-client (the package's `exports` hide it from
+// `require.resolve`: read by path), for `page.addScriptTag({ path: LIVEKIT_UMD })`.
+export const LIVEKIT_UMD = join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js');
+
+// A page with livekit-client and `sbLoudest` in it, its fake microphone playing `hz`
+// (`open`: openParticipant's options).
+export async function openLiveKitTonePage(base, hz, open = {}) {
+  const page = await openParticipant(`${base}/healthz`, { ...open, args: [`--use-file-for-fake-audio-capture=${toneFile(hz)}`] });
+  await page.page.addScriptTag({ path: LIVEKIT_UMD });
+  await page.page.addScriptTag({ content: LOUDEST_SCRIPT });
+  return page;
 }
 
 // In a page (`page.addScriptTag({ content: LOUDEST_SCRIPT })`): `sbLoudest(track, into)`

@@ -9,11 +9,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import { execFileSync } from 'node:child_process';
-import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet, redisServer, have, metricsText, toneFile } from './lib.mjs';
+import { startServer, openParticipant, TEST_SECRET, waitFor, waitForTileVideo, canShapeLinks, shapedNet, redisServer, have, toneFile, relayedSessions, LIVEKIT_UMD } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-// The package's `exports` hide the UMD build from `require.resolve`: read it by path.
-const UMD = join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js');
 const WORKER = join(here, 'node_modules/livekit-client/dist/livekit-client.e2ee.worker.js');
 
 const token = async (identity, room, grant = {}) => {
@@ -30,7 +28,7 @@ const token = async (identity, room, grant = {}) => {
 // package, loaded from a blob URL).
 async function lkParticipant(base, jwt, { publish = true, options = {}, width = 640, args = [], open = {}, connect = {}, e2ee = null } = {}) {
   const p = await openParticipant(`${base}/healthz`, { args, ...open });
-  await p.page.addScriptTag({ path: UMD });
+  await p.page.addScriptTag({ path: LIVEKIT_UMD });
   if (e2ee) {
     await p.page.evaluate(async ({ key, code }) => {
       const keyProvider = new window.LivekitClient.ExternalE2EEKeyProvider();
@@ -395,8 +393,7 @@ test('livekit-client participants entering through two nodes of a cluster see ea
         return r.framesDecoded > 30 && r.audio > 50;
       }, { timeout: 30000, what: `frames and audio of ${other} received` });
     }
-    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
-    assert.equal((await relayed(na)) + (await relayed(nb)), 1, 'one session relayed to the home');
+    assert.equal((await relayedSessions(na.base)) + (await relayedSessions(nb.base)), 1, 'one session relayed to the home');
   } finally {
     await a?.close();
     await b?.close();

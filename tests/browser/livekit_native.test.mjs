@@ -9,10 +9,9 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AccessToken } from 'livekit-server-sdk';
 import { spawn, execFileSync } from 'node:child_process';
-import { startServer, openParticipant, TEST_SECRET, toneFile, canShapeLinks, LOUDEST_SCRIPT } from './lib.mjs';
+import { startServer, openLiveKitTonePage, TEST_SECRET, canShapeLinks } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const UMD = join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js');
 
 const token = async (identity, room) => {
   const at = new AccessToken('devkey', TEST_SECRET, { identity, ttl: '10m' });
@@ -60,9 +59,7 @@ test('a native LiveKit SDK (@livekit/rtc-node) and a browser hear each other', {
     const url = server.base.replace('http', 'ws');
     // The browser: livekit-client, publishing its fake microphone (a 440 Hz tone, audio
     // processing off so that the tone stays a tone).
-    page = await openParticipant(`${server.base}/healthz`, { netns: net.ns, secureOrigin: server.base, args: [`--use-file-for-fake-audio-capture=${toneFile(440)}`] });
-    await page.page.addScriptTag({ path: UMD });
-    await page.page.addScriptTag({ content: LOUDEST_SCRIPT });
+    page = await openLiveKitTonePage(server.base, 440, { netns: net.ns, secureOrigin: server.base });
     await page.page.evaluate(async ({ url, jwt }) => {
       const { Room, RoomEvent } = window.LivekitClient;
       const room = new Room({ audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } });

@@ -10,7 +10,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, openParticipant, waitForTileVideo, waitFor, sleep, devToken, metricsText, redisServer, freePort, waitForPort, have, whipPublish, whepPlay, inboundCounts, wsJoin } from './lib.mjs';
+import { startServer, openParticipant, waitForTileVideo, waitFor, sleep, devToken, metricsText, redisServer, freePort, waitForPort, have, whipPublish, whepPlay, inboundCounts, wsJoin, relayedSessions } from './lib.mjs';
 
 const missing = ['redis-server', 'nginx', 'openssl'].filter((c) => !have(c));
 
@@ -86,8 +86,7 @@ test('two browsers through nginx (TLS, least_conn) to a two-node cluster see eac
     assert.deepEqual(urls, [`wss://127.0.0.1:${port}/ws`, `wss://127.0.0.1:${port}/ws`], `both stay on the public name: ${urls}`);
     // least_conn put the two sockets on different nodes: the one that is not the home
     // relayed its session.
-    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
-    assert.equal((await relayed(a)) + (await relayed(b)), 1, 'one session relayed to the home');
+    assert.equal((await relayedSessions(a.base)) + (await relayedSessions(b.base)), 1, 'one session relayed to the home');
   } finally {
     await pa?.close();
     await pb?.close();
@@ -173,8 +172,7 @@ test('nodes reach each other over TLS (cluster_url https://, a private CA in SSL
     const token = devToken({ room, roomJoin: true, canPublish: true, canSubscribe: true }, 600, 'over-tls');
     const joined = await wsJoin(page.page, `${other.base.replace('http', 'ws')}/ws`, token);
     assert.equal(joined.type, 'joined', JSON.stringify(joined));
-    const relayed = async (n) => Number((await metricsText(n.base)).match(/^switchboard_cluster_relayed_sessions_total (\d+)/m)?.[1] ?? 0);
-    assert.equal(await relayed(other), 1, 'the session was relayed by the node it reached');
+    assert.equal(await relayedSessions(other.base), 1, 'the session was relayed by the node it reached');
     // REST through the other node, forwarded to the home over https://: the participant is there.
     const people = await fetch(`${other.base}/api/v1/rooms/${room}/participants`, { headers: { authorization: `Bearer ${admin}` } });
     assert.equal(people.status, 200);

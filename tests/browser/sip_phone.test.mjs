@@ -10,10 +10,7 @@ import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, readFileSync, statS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessToken } from 'livekit-server-sdk';
-import { fileURLToPath } from 'node:url';
-import { startServer, openParticipant, waitFor, sleep, TEST_SECRET, toneFile, LOUDEST_SCRIPT } from './lib.mjs';
-
-const LK_UMD = join(fileURLToPath(new URL('.', import.meta.url)), 'node_modules/livekit-client/dist/livekit-client.umd.js');
+import { startServer, openParticipant, openLiveKitTonePage, waitFor, sleep, TEST_SECRET } from './lib.mjs';
 
 const hasBaresip = (() => { try { execFileSync('sh', ['-c', 'command -v baresip'], { stdio: 'ignore' }); return true; } catch { return false; } })();
 
@@ -149,11 +146,9 @@ test('a SIP phone and a LiveKit participant hear each other', { skip: !hasBaresi
   const at = new AccessToken('devkey', TEST_SECRET, { identity: 'lk', ttl: '10m' });
   at.addGrant({ roomJoin: true, room: roomName, canPublish: true, canSubscribe: true });
   const dir = mkdtempSync(join(tmpdir(), 'sb-phone-lk-'));
-  const page = await openParticipant(`${server.base}/healthz`, { args: [`--use-file-for-fake-audio-capture=${toneFile(880)}`] });
+  const page = await openLiveKitTonePage(server.base, 880);
   let ph;
   try {
-    await page.page.addScriptTag({ path: LK_UMD });
-    await page.page.addScriptTag({ content: LOUDEST_SCRIPT });
     await page.page.evaluate(async ({ url, jwt }) => {
       const { Room, RoomEvent } = window.LivekitClient;
       const room = new Room({ audioCaptureDefaults: { noiseSuppression: false, echoCancellation: false, autoGainControl: false } });

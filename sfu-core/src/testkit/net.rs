@@ -122,10 +122,8 @@ impl SimNet {
 
     pub fn send(&mut self, now: Instant, p: Packet) {
         self.sent += 1;
-        if p.source.ip() == self.server {
-            *self.down_bytes.entry(p.destination.ip()).or_default() += p.contents.len() as u64;
-        }
         let link = if p.source.ip() == self.server {
+            *self.down_bytes.entry(p.destination.ip()).or_default() += p.contents.len() as u64;
             self.down.entry(p.destination.ip())
         } else {
             self.up.entry(p.source.ip())

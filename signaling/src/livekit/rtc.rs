@@ -447,7 +447,7 @@ impl Conn<'_> {
                         Message::Text(t) => t.len(),
                         _ => 0,
                     };
-                    for step in signal.on_request(req, unix_ms()) {
+                    for step in signal.on_request(req, crate::auth::unix_now_ms()) {
                         match self.step(step, len, &mut budget).await {
                             Ok(()) => {}
                             Err(end) => return end,
@@ -535,12 +535,4 @@ impl Conn<'_> {
         }
         Ok(())
     }
-}
-
-fn unix_ms() -> i64 {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    i64::try_from(ms).unwrap_or(0)
 }
