@@ -124,10 +124,13 @@ pub enum Command {
     /// WHEP: the client offers receive-only m-lines for its subscriber connection; the
     /// answer comes back as [`Event::PublishAnswer`]. The m-lines carry `target`'s tracks
     /// (one per kind, bound as they are published) and are never renegotiated. Without a
-    /// target they follow the room's active speaker, switching on keyframes.
+    /// target they follow the room's active speaker, switching on keyframes; `except`
+    /// is never shown as the speaker (a SIP video endpoint's own participant: it sees the
+    /// last other speaker while it speaks itself).
     WhepOffer {
         participant: ParticipantId,
         target: Option<ParticipantId>,
+        except: Option<ParticipantId>,
         sdp: String,
     },
     /// How big the subscriber shows a video track (CSS pixels × device pixel ratio), and

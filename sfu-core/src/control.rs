@@ -74,7 +74,7 @@ impl Router {
             let viewers = self
                 .rooms
                 .get(&room)
-                .map(|r| crate::whep::speaker_viewers(r, &self.participants))
+                .map(|r| crate::whep::speaker_viewers(r, &self.participants, participant))
                 .unwrap_or_default();
             for v in viewers {
                 self.retarget_whep(peers, now, v, participant);
@@ -129,12 +129,12 @@ impl Router {
         peers: &mut Peers,
         now: Instant,
         id: ParticipantId,
-        target: Option<ParticipantId>,
+        target: WhepTarget,
         sdp: &str,
     ) {
         let stream = match target {
-            Some(t) => msid::publisher_stream(t),
-            None => msid::SPEAKER_STREAM.to_string(),
+            WhepTarget::Participant(t) => msid::publisher_stream(t),
+            WhepTarget::Speaker { .. } => msid::SPEAKER_STREAM.to_string(),
         };
         let offer = match SdpOffer::from_sdp_string(&msid::with_stream_id(sdp, &stream)) {
             Ok(o) => o,
@@ -152,10 +152,7 @@ impl Router {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        p.whep_target = Some(match target {
-            Some(t) => WhepTarget::Participant(t),
-            None => WhepTarget::Speaker,
-        });
+        p.whep_target = Some(target);
         let Some(pc) = p.subscriber.as_mut() else {
             return;
         };

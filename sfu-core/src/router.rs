@@ -21,6 +21,7 @@ use crate::api::{Command, CommandError, Event, GoneReason};
 use crate::forward::Track;
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::keyframe::KeyframeThrottle;
+use crate::whep::WhepTarget;
 use crate::participant::{Participant, Room};
 use crate::pc::Pc;
 use crate::peers::Peers;
@@ -212,8 +213,15 @@ impl Router {
             Command::WhepOffer {
                 participant,
                 target,
+                except,
                 sdp,
-            } => self.on_whep_offer(peers, now, participant, target, &sdp),
+            } => {
+                let target = match target {
+                    Some(t) => WhepTarget::Participant(t),
+                    None => WhepTarget::Speaker { except },
+                };
+                self.on_whep_offer(peers, now, participant, target, &sdp)
+            }
             Command::SendData {
                 to,
                 channel,

@@ -15,12 +15,21 @@ use crate::shard::{Participant, Room};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WhepTarget {
     Participant(ParticipantId),
-    /// Whoever is the room's active speaker.
-    Speaker,
+    /// Whoever is the room's active speaker, but never `except` (a SIP video endpoint's
+    /// own participant).
+    Speaker { except: Option<ParticipantId> },
+}
+
+impl WhepTarget {
+    /// Whether a speaker change to `speaker` moves this viewer's m-lines.
+    pub(crate) fn follows(self, speaker: ParticipantId) -> bool {
+        matches!(self, WhepTarget::Speaker { except } if except != Some(speaker))
+    }
 }
 
 /// Whose tracks a viewer's m-lines carry now: its participant, or the room's speaker
-/// (before anyone spoke: the first participant who publishes).
+/// (before anyone spoke, or while the excepted participant speaks: the first other
+/// participant who publishes).
 pub(crate) fn source(
     target: WhepTarget,
     room: &Room,
@@ -28,12 +37,17 @@ pub(crate) fn source(
 ) -> Option<ParticipantId> {
     match target {
         WhepTarget::Participant(t) => Some(t),
-        WhepTarget::Speaker => room.speaker.current().or_else(|| {
-            room.tracks
-                .first()
-                .and_then(|t| tracks.get(t))
-                .map(|t| t.publisher)
-        }),
+        WhepTarget::Speaker { except } => room
+            .speaker
+            .current()
+            .filter(|s| Some(*s) != except)
+            .or_else(|| {
+                room.tracks
+                    .iter()
+                    .filter_map(|t| tracks.get(t))
+                    .map(|t| t.publisher)
+                    .find(|p| Some(*p) != except)
+            }),
     }
 }
 
@@ -89,10 +103,11 @@ pub(crate) fn moves(
         .collect()
 }
 
-/// The room's speaker-following viewers.
+/// The room's viewers whose m-lines move to `speaker` now that it speaks.
 pub(crate) fn speaker_viewers(
     room: &Room,
     participants: &BTreeMap<ParticipantId, Participant>,
+    speaker: ParticipantId,
 ) -> Vec<ParticipantId> {
     room.participants
         .iter()
@@ -100,7 +115,8 @@ pub(crate) fn speaker_viewers(
         .filter(|v| {
             participants
                 .get(v)
-                .is_some_and(|p| p.whep_target == Some(WhepTarget::Speaker))
+                .and_then(|p| p.whep_target)
+                .is_some_and(|t| t.follows(speaker))
         })
         .collect()
 }
@@ -204,8 +220,17 @@ mod tests {
         ];
         let mut subs = BTreeMap::new();
         // Before anyone spoke, the speaker view shows the first publisher.
-        let first = source(WhepTarget::Speaker, &room, &tracks);
+        let speaker = WhepTarget::Speaker { except: None };
+        let first = source(speaker, &room, &tracks);
         assert_eq!(first, Some(ParticipantId(1)));
+        // A SIP video endpoint's view leaves its own participant out.
+        let not_1 = WhepTarget::Speaker {
+            except: Some(ParticipantId(1)),
+        };
+        assert_eq!(source(not_1, &room, &tracks), Some(ParticipantId(2)));
+        assert!(speaker.follows(ParticipantId(1)) && not_1.follows(ParticipantId(2)));
+        assert!(!not_1.follows(ParticipantId(1)), "its own speech moves nothing");
+        assert!(!WhepTarget::Participant(ParticipantId(2)).follows(ParticipantId(2)));
         assert_eq!(
             source(WhepTarget::Participant(ParticipantId(2)), &room, &tracks),
             Some(ParticipantId(2))

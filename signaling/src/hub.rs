@@ -388,11 +388,13 @@ impl Hub {
     }
 
     /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`, or
-    /// the room's active speaker when None.
+    /// the room's active speaker when None — never showing `except` as the speaker (a SIP
+    /// video endpoint's own participant).
     pub fn whep_offer(
         &self,
         id: ParticipantId,
         target_identity: Option<&str>,
+        except: Option<ParticipantId>,
         sdp: String,
     ) -> Result<(), Error> {
         let room = self
@@ -411,6 +413,7 @@ impl Hub {
             Command::WhepOffer {
                 participant: id,
                 target,
+                except,
                 sdp,
             },
         )?;

@@ -26,6 +26,9 @@ use crate::media::{CallMedia, PhonePacket};
 use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
 use crate::sdp::{Codec, Direction, LocalMedia, PhoneMedia};
+use crate::video::{FromPhone, VideoDrop};
+use crate::video_leg::VideoLeg;
+use crate::video_sdp::VideoCodec;
 
 /// The call's quality figures are updated every this many frames (5 s).
 const QUALITY_EVERY: u64 = 250;
@@ -104,6 +107,8 @@ pub(crate) struct PhoneLeg {
     pub remote: PhoneMedia,
     pub codec: (Codec, u8),
     pub local: LocalMedia,
+    /// Its video, when it offered video we forward.
+    pub video: Option<VideoLeg>,
 }
 
 impl PhoneLeg {
@@ -142,6 +147,7 @@ impl PhoneLeg {
             remote,
             codec,
             local,
+            video: None,
         }
     }
 }
@@ -156,28 +162,47 @@ pub(crate) struct InRoom<'a> {
     sub_socket: UdpSocket,
     pub_addr: SocketAddr,
     sub_addr: SocketAddr,
+    /// A video endpoint's speaker view: a hidden viewer of its own, and its messages.
+    view: Option<View>,
+    view_rx: Option<signaling::outbound::OutboundRx>,
+}
+
+/// The speaker view's participant (hidden, publishes nothing) and socket.
+struct View {
+    id: ParticipantId,
+    socket: UdpSocket,
+    addr: SocketAddr,
 }
 
 impl Drop for InRoom<'_> {
     fn drop(&mut self) {
         self.gw.hub.leave(self.id);
+        if let Some(v) = &self.view {
+            self.gw.hub.leave(v.id);
+        }
     }
 }
 
-/// Join `room` as a phone participant: its id and message queue.
-fn join(
-    gw: &Gateway,
-    room: &str,
-    who: &Who,
-) -> Result<(ParticipantId, signaling::outbound::OutboundRx), Refusal> {
+/// A token for the phone in `room`, minted with the gateway's first key: the phone's
+/// participant (publishing its microphone, and its camera when `video`), or its speaker
+/// view (`viewer`: the hub makes it hidden and receive-only).
+fn token(gw: &Gateway, room: &str, who: &Who, video: bool, viewer: bool) -> Result<String, Refusal> {
     let internal = |m: &str| (StatusCode::ServerInternalError, m.to_string());
     let keys = gw.hub.keys();
     let key = keys
         .first_key()
         .ok_or_else(|| internal("no API key to mint a token with"))?;
+    let mut sources = vec![sfu_core::TrackSource::Microphone];
+    if video {
+        sources.push(sfu_core::TrackSource::Camera);
+    }
     let claims = Claims {
         iss: key.to_string(),
-        sub: who.identity.clone(),
+        sub: if viewer {
+            format!("{}.view", who.identity)
+        } else {
+            who.identity.clone()
+        },
         exp: signaling::auth::unix_now() + 24 * 3_600,
         nbf: None,
         kind: signaling::protocol::ParticipantKind::Sip,
@@ -186,16 +211,12 @@ fn join(
         attributes: Default::default(),
         sip: Default::default(),
         video: VideoGrant {
-            can_publish_sources: vec![sfu_core::TrackSource::Microphone],
+            can_publish_sources: sources,
             ..VideoGrant::join(room)
         },
     };
-    let token = keys
-        .mint(key, &claims)
-        .ok_or_else(|| internal("could not mint a token"))?;
-    gw.hub
-        .join_new(&token, signaling::hub::Now::read())
-        .map_err(refusal)
+    keys.mint(key, &claims)
+        .ok_or_else(|| internal("could not mint a token"))
 }
 
 /// Join the room and publish the phone's track: done when the media plane has answered
@@ -204,6 +225,7 @@ pub(crate) async fn enter_room<'a>(
     gw: &'a Gateway,
     room: &str,
     who: &Who,
+    video: Option<VideoCodec>,
 ) -> Result<InRoom<'a>, Refusal> {
     let unavailable = |e: String| (StatusCode::ServiceUnavailable, e);
     // In a cluster the room is placed first (claimed here when new); a room homed on
@@ -226,18 +248,46 @@ pub(crate) async fn enter_room<'a>(
     let sub_addr = sub_socket
         .local_addr()
         .map_err(|e| unavailable(e.to_string()))?;
-    let (id, rx) = join(gw, room, who)?;
+    let view_socket = match video {
+        Some(_) => Some(bind().await.map_err(|e| unavailable(e.to_string()))?),
+        None => None,
+    };
+    let view_addr = match &view_socket {
+        Some(s) => Some(s.local_addr().map_err(|e| unavailable(e.to_string()))?),
+        None => None,
+    };
+    let now = signaling::hub::Now::read();
+    let (id, rx) = gw
+        .hub
+        .join_new(&token(gw, room, who, video.is_some(), false)?, now)
+        .map_err(refusal)?;
+    let leg_video = video.zip(view_addr);
     let mut r = InRoom {
         gw,
         id,
         rx,
-        leg: RoomLeg::new(Instant::now(), pub_addr, sub_addr),
+        leg: RoomLeg::new(Instant::now(), pub_addr, sub_addr, leg_video),
         pub_socket,
         sub_socket,
         pub_addr,
         sub_addr,
+        view: None,
+        view_rx: None,
     };
     r.publish().await.map_err(unavailable)?;
+    if let (Some(socket), Some(addr)) = (view_socket, view_addr) {
+        let (vid, vrx) = gw
+            .hub
+            .join_viewer(&token(gw, room, who, false, true)?, now)
+            .map_err(refusal)?;
+        r.view = Some(View {
+            id: vid,
+            socket,
+            addr,
+        });
+        r.view_rx = Some(vrx);
+        r.watch_speaker().await.map_err(unavailable)?;
+    }
     Ok(r)
 }
 
@@ -249,6 +299,9 @@ impl InRoom<'_> {
         let mut sources = std::collections::BTreeMap::new();
         if let Some(mid) = self.leg.mic_mid() {
             sources.insert(mid, sfu_core::TrackSource::Microphone);
+        }
+        if let Some(mid) = self.leg.camera_mid() {
+            sources.insert(mid, sfu_core::TrackSource::Camera);
         }
         self.gw.hub.handle(
             self.id,
@@ -272,6 +325,36 @@ impl InRoom<'_> {
                 }
                 Outbound::Message(ServerMessage::SubscribeOffer { sdp, .. }) => {
                     self.answer_subscribe(&sdp)
+                }
+                Outbound::Message(ServerMessage::Error { message, .. }) => return Err(message),
+                Outbound::Close { reason, .. } => return Err(reason),
+                Outbound::Message(_) => {}
+            }
+        }
+    }
+
+    /// Offer the speaker view (one receive-only video m-line following the room's active
+    /// speaker, never the phone itself) and wait for the media plane's answer.
+    async fn watch_speaker(&mut self) -> Result<(), String> {
+        let offer = self.leg.view_offer().ok_or("no speaker view offer")?;
+        let view = self.view.as_ref().ok_or("no speaker view")?;
+        let rx = self.view_rx.as_mut().ok_or("no speaker view")?;
+        self.gw
+            .hub
+            .whep_offer(view.id, None, Some(self.id), offer)
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .map_err(|_| "the media plane did not answer the speaker view".to_string())?
+                .ok_or("the speaker view ended")?;
+            match msg {
+                Outbound::Message(ServerMessage::PublishAnswer { sdp }) => {
+                    return self
+                        .leg
+                        .view_answer(Instant::now(), &sdp)
+                        .map_err(|e| e.to_string());
                 }
                 Outbound::Message(ServerMessage::Error { message, .. }) => return Err(message),
                 Outbound::Close { reason, .. } => return Err(reason),
@@ -306,10 +389,10 @@ impl InRoom<'_> {
     /// Send what the leg has to send.
     async fn flush(&mut self) {
         for d in self.leg.take_datagrams() {
-            let socket = if d.from == self.sub_addr {
-                &self.sub_socket
-            } else {
-                &self.pub_socket
+            let socket = match &self.view {
+                Some(v) if d.from == v.addr => &v.socket,
+                _ if d.from == self.sub_addr => &self.sub_socket,
+                _ => &self.pub_socket,
             };
             let _ = socket.send_to(&d.data, d.to).await;
         }
@@ -378,6 +461,7 @@ impl Conversation<'_, '_> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut leg_wake = self.room.leg.timeout(Instant::now());
         let (mut pbuf, mut lbuf, mut sbuf) = (vec![0u8; 2_048], vec![0u8; 2_048], vec![0u8; 2_048]);
+        let (mut vbuf, mut cbuf, mut wbuf) = (vec![0u8; 2_048], vec![0u8; 2_048], vec![0u8; 2_048]);
         let end = loop {
             let wake = tokio::time::Instant::from_std(leg_wake);
             let step = tokio::select! {
@@ -402,11 +486,37 @@ impl Conversation<'_, '_> {
                     }
                     None
                 }
+                r = recv_on(self.phone.video.as_ref().map(|v| &v.rtp), &mut vbuf) => {
+                    if let Ok((n, from)) = r {
+                        self.on_phone_video(&vbuf[..n], from, false);
+                    }
+                    None
+                }
+                r = recv_on(self.phone.video.as_ref().and_then(|v| v.rtcp.as_ref()), &mut cbuf) => {
+                    if let Ok((n, from)) = r {
+                        self.on_phone_video(&cbuf[..n], from, true);
+                    }
+                    None
+                }
+                r = recv_on(self.room.view.as_ref().map(|v| &v.socket), &mut wbuf) => {
+                    if let (Ok((n, from)), Some(local)) = (r, self.room.view.as_ref().map(|v| v.addr)) {
+                        self.room.leg.receive(Instant::now(), local, from, &wbuf[..n]);
+                    }
+                    None
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     self.room.leg.timeout(Instant::now());
                     None
                 }
                 m = self.room.rx.recv() => self.on_room_message(m),
+                m = view_message(self.room.view_rx.as_mut()) => {
+                    // The speaker view's queue carries nothing to act on; its removal
+                    // (the room deleted, the node draining) ends the call with the phone's.
+                    if m.is_none() {
+                        self.room.view_rx = None;
+                    }
+                    None
+                }
                 s = states.recv() => self.on_dialog(&mut talk, s).await,
                 c = commands.recv() => match c {
                     Some(Command::HangUp) => Some(End::Api),
@@ -423,6 +533,7 @@ impl Conversation<'_, '_> {
                 break end;
             }
             // Every input above drained the leg: advance its clocks only when a timer is due.
+            self.pump_video(&talk).await;
             leg_wake = self.room.leg.next_wake();
             self.room.flush().await;
         };
@@ -506,6 +617,72 @@ impl Conversation<'_, '_> {
         }
     }
 
+    /// A datagram on the phone's video RTP socket (or its RTCP socket, `rtcp`).
+    fn on_phone_video(&mut self, data: &[u8], from: SocketAddr, rtcp: bool) {
+        let Some(v) = self.phone.video.as_mut() else {
+            return;
+        };
+        let ours = if rtcp {
+            v.rtcp_source.accept(from, None)
+        } else {
+            v.source.accept(from, crate::rtp_source::rtp_seq(data))
+        };
+        if !ours {
+            video_dropped("source");
+            return;
+        }
+        let now = Instant::now();
+        match v.relay.from_phone(data) {
+            Ok(FromPhone::Media(p)) => {
+                if self.room.leg.publishing() {
+                    self.room.leg.write_video(now, &p);
+                }
+            }
+            Ok(FromPhone::KeyframeRequest) => self.room.leg.request_view_keyframe(now),
+            Ok(FromPhone::Report) => {}
+            Err(e) => {
+                debug!(call = %self.call.id, "phone video dropped: {e}");
+                video_dropped(match e {
+                    VideoDrop::Malformed(_) | VideoDrop::BadRtcp => "malformed",
+                    VideoDrop::PayloadType(_) => "payload_type",
+                    VideoDrop::TooLarge(_) => "too_large",
+                });
+            }
+        }
+    }
+
+    /// The speaker view's packets to the phone, and the media plane's keyframe requests
+    /// for the phone's video (RTCP, or SIP INFO to a phone that offered no feedback).
+    async fn pump_video(&mut self, talk: &Talk) {
+        let Some(v) = self.phone.video.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let packets = self.room.leg.take_video();
+        let to = v.source.latched().or(v.remote.rtp);
+        let receives = !matches!(v.remote.direction, Direction::SendOnly | Direction::Inactive);
+        if let (Some(to), true, false) = (to, receives, talk.on_hold) {
+            let mut out = Vec::with_capacity(1_500);
+            for p in &packets {
+                v.relay.to_phone(p, &mut out);
+                let _ = v.rtp.send_to(&out, to).await;
+            }
+        }
+        if !self.room.leg.take_keyframe_request() {
+            return;
+        }
+        if let Some(rtcp) = v.relay.keyframe_request(now) {
+            v.send_rtcp(&rtcp).await;
+        } else if v.relay.wants_info(now) {
+            let dialog = self.dialog.clone();
+            tokio::spawn(async move {
+                let body = crate::video::PICTURE_FAST_UPDATE.as_bytes().to_vec();
+                let ct = Header::ContentType("application/media_control+xml".into());
+                let _ = dialog.info(Some(vec![ct]), Some(body)).await;
+            });
+        }
+    }
+
     fn digit(&self, d: Digit) {
         metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
         self.room.send_digit(d);
@@ -536,8 +713,14 @@ impl Conversation<'_, '_> {
                 None
             }
             Some(DialogState::Info(_, req, handle)) => {
-                // DTMF as SIP INFO (application/dtmf-relay: `Signal=5`).
                 let body = String::from_utf8_lossy(&req.body).to_string();
+                // A video endpoint asking for a keyframe (RFC 5168).
+                if crate::video::is_picture_fast_update(&body) {
+                    self.room.leg.request_view_keyframe(Instant::now());
+                    let _ = handle.reply(StatusCode::OK).await;
+                    return None;
+                }
+                // DTMF as SIP INFO (application/dtmf-relay: `Signal=5`).
                 let digit = body
                     .lines()
                     .find_map(|l| l.trim().strip_prefix("Signal="))
@@ -611,6 +794,29 @@ impl Conversation<'_, '_> {
             .await;
         info!(call = %self.call.id, on_hold = talk.on_hold, "re-INVITE answered");
     }
+}
+
+/// A datagram on `socket`, or never when there is none (a call without video).
+async fn recv_on(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The speaker view's next message, or never without one.
+async fn view_message(rx: Option<&mut signaling::outbound::OutboundRx>) -> Option<Outbound> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn video_dropped(reason: &'static str) {
+    metrics::counter!("switchboard_sip_video_dropped_total", "reason" => reason).increment(1);
 }
 
 #[cfg(test)]

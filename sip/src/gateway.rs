@@ -28,6 +28,8 @@ use crate::dispatch::{Decision, Dispatcher, Rule};
 use crate::inbound::{self, Incoming, PhoneSide, Route};
 use crate::registrar::{Binding, Registrar};
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
+use crate::video_leg::VideoLeg;
+use crate::video_sdp::{PhoneVideo, VideoAnswer};
 use crate::stranger_budget::StrangerBudget;
 use crate::tcp_guard::{ClosedConnections, TcpGuard};
 use crate::transport_source::{source, SourceStamp};
@@ -200,6 +202,7 @@ impl Gateway {
             telephone_event: Some((EVENT_PT, 8_000)),
             ptime_ms: 20,
             direction: crate::sdp::Direction::SendRecv,
+            video: None,
         }
     }
 
@@ -249,6 +252,41 @@ impl Gateway {
             }
         }
         None
+    }
+
+    /// Our answer to a phone's video m-line: accepted with sockets of our own when we
+    /// forward one of its codecs and have the ports, else rejected (audio goes on).
+    async fn answer_video(&self, v: PhoneVideo) -> (Option<VideoAnswer>, Option<VideoLeg>) {
+        let rejected = (Some(VideoAnswer::Rejected { pt: v.first_pt }), None);
+        let Some(chosen) = v.choose() else {
+            metrics::counter!("switchboard_sip_video_refused_total", "reason" => "codec")
+                .increment(1);
+            return rejected;
+        };
+        let Some(rtp) = self.rtp_socket().await else {
+            return rejected;
+        };
+        let rtcp = if v.rtcp_mux {
+            None
+        } else {
+            match self.rtp_socket().await {
+                Some(s) => Some(s),
+                None => return rejected,
+            }
+        };
+        let port = |s: &UdpSocket| s.local_addr().map(|a| a.port()).unwrap_or_default();
+        let ours = SocketAddr::new(self.advertised, port(&rtp));
+        let answer = VideoAnswer::Accepted {
+            rtp: ours,
+            rtcp: rtcp
+                .as_ref()
+                .map_or(ours, |s| SocketAddr::new(self.advertised, port(s))),
+            rtcp_mux: v.rtcp_mux,
+            chosen,
+            direction: v.direction.reversed(),
+        };
+        let leg = VideoLeg::new(rtp, rtcp, v, chosen);
+        (Some(answer), Some(leg))
     }
 
     /// Bind the SIP socket and serve until `cancel`, in a task of its own. Errors are the
@@ -579,7 +617,7 @@ impl Gateway {
                     .reject(&mut tx, StatusCode::NotAcceptableHere, None)
                     .await;
             };
-            Some((remote, codec))
+            Some((remote, codec, PhoneVideo::parse(&sdp)))
         };
         let Some((call, rtp)) = self.admit_call().await else {
             return self.unavailable(&mut tx).await;
@@ -607,15 +645,22 @@ impl Gateway {
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
         let ours = SocketAddr::new(self.advertised, port);
         let phone = match offer {
-            Some((remote, codec)) => {
+            Some((remote, codec, video)) => {
+                let (answer, video) = match video {
+                    Some(v) => self.answer_video(v).await,
+                    None => (None, None),
+                };
                 let local = LocalMedia {
                     rtp: ours,
                     codecs: vec![codec],
                     telephone_event: remote.telephone_event,
                     ptime_ms: 20,
                     direction: remote.direction.reversed(),
+                    video: answer,
                 };
-                PhoneSide::Answered(PhoneLeg::new(rtp, signaling, remote, codec, local))
+                let mut leg = PhoneLeg::new(rtp, signaling, remote, codec, local);
+                leg.video = video;
+                PhoneSide::Answered(leg)
             }
             None => PhoneSide::Offer {
                 rtp,

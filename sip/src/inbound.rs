@@ -115,9 +115,16 @@ async fn talk(
         format!("☎ {}", masked(&inc.caller)),
         handle,
     );
+    // A video endpoint publishes its video and receives the speaker view.
+    let video = match (&answered, &side) {
+        (Some((p, _)), _) | (None, Some(PhoneSide::Answered(p))) => {
+            p.video.as_ref().map(|v| v.chosen.codec)
+        }
+        _ => None,
+    };
     // The phone may CANCEL (or hang up) while the room is being entered.
     let entered = tokio::select! {
-        r = enter_room(gw, &room, &who) => r,
+        r = enter_room(gw, &room, &who, video) => r,
         () = ended(states) => return "cancelled".into(),
     };
     let in_room = match entered {

@@ -24,7 +24,9 @@
 //! - [`registrar`]: where registered phones can be reached;
 //! - [`call_limits`]: how many calls one API key may place;
 //! - [`rtp`]: plain RTP on the phone leg, [`rtp_source`]: which addresses it may come from;
-//! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP).
+//! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP);
+//! - [`video_sdp`]: a video endpoint's video m-line, [`video`]: its video both ways,
+//!   forwarded without decoding, and keyframe requests (RTCP PLI/FIR, SIP INFO).
 
 #![forbid(unsafe_code)]
 
@@ -54,3 +56,6 @@ pub mod sdp;
 pub mod stranger_budget;
 pub mod tcp_guard;
 pub mod transport_source;
+pub mod video;
+pub mod video_leg;
+pub mod video_sdp;

@@ -340,7 +340,7 @@ impl Placing {
                 .unwrap_or_else(|| format!("☎ {}", masked(&req.to))),
             &self.handle,
         );
-        let in_room = match enter_room(gw, &req.room, &who).await {
+        let in_room = match enter_room(gw, &req.room, &who, None).await {
             Ok(r) => r,
             Err((status, e)) => {
                 let _ = dialog.bye().await;

@@ -1,6 +1,7 @@
 //! The phone side's SDP (RFC 4566, offer/answer per RFC 3264): one audio m-line, plain
 //! RTP/AVP. Reads what a phone offers (address, port, codecs, telephone-event, ptime,
-//! direction) and writes the gateway's answer or offer. The WebRTC side is str0m's.
+//! direction) and writes the gateway's answer or offer; a video m-line is
+//! [`crate::video_sdp`]'s. The WebRTC side is str0m's.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -62,7 +63,7 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn attr(self) -> &'static str {
+    pub(crate) fn attr(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",
             Direction::SendOnly => "sendonly",
@@ -246,6 +247,9 @@ pub struct LocalMedia {
     pub telephone_event: Option<(u8, u32)>,
     pub ptime_ms: u32,
     pub direction: Direction,
+    /// The video m-line of an answer to a phone that offered video (accepted or
+    /// rejected); None when the phone offered none.
+    pub video: Option<crate::video_sdp::VideoAnswer>,
 }
 
 impl LocalMedia {
@@ -281,6 +285,9 @@ impl LocalMedia {
             self.ptime_ms,
             self.direction.attr()
         ));
+        if let Some(v) = &self.video {
+            s.push_str(&v.to_sdp());
+        }
         s
     }
 }
@@ -371,6 +378,7 @@ mod tests {
             telephone_event: Some((101, 8_000)),
             ptime_ms: 20,
             direction: Direction::SendRecv,
+            video: None,
         };
         let sdp = local.to_sdp(7, 1);
         assert!(sdp.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{sdp}");

@@ -165,6 +165,7 @@ impl Sim {
             self.command(Command::WhepOffer {
                 participant: id,
                 target,
+                except: None,
                 sdp,
             });
         }

@@ -1,0 +1,42 @@
+//! A video endpoint's video on the phone side of a call: its sockets, where its packets
+//! may come from (the same latching as the audio's, [`crate::rtp_source`]), and the
+//! [`crate::video`] relay between them and the room leg.
+
+use tokio::net::UdpSocket;
+
+use crate::rtp_source::RtpSource;
+use crate::video::VideoRelay;
+use crate::video_sdp::{Chosen, PhoneVideo};
+
+/// A video endpoint's video on the phone side: its sockets (RTCP on the RTP socket with
+/// rtcp-mux), where its packets may come from, and the relay.
+pub(crate) struct VideoLeg {
+    pub rtp: UdpSocket,
+    pub rtcp: Option<UdpSocket>,
+    pub remote: PhoneVideo,
+    pub chosen: Chosen,
+    pub relay: VideoRelay,
+    pub source: RtpSource,
+    pub rtcp_source: RtpSource,
+}
+
+impl VideoLeg {
+    pub fn new(rtp: UdpSocket, rtcp: Option<UdpSocket>, remote: PhoneVideo, chosen: Chosen) -> Self {
+        VideoLeg {
+            rtp,
+            rtcp,
+            source: RtpSource::new(remote.rtp, None),
+            rtcp_source: RtpSource::new(remote.rtcp, None),
+            relay: VideoRelay::new(chosen, rand::random()),
+            remote,
+            chosen,
+        }
+    }
+
+    /// Send RTCP to the phone: on the RTP socket with rtcp-mux, else from ours.
+    pub async fn send_rtcp(&self, packet: &[u8]) {
+        let Some(to) = self.remote.rtcp else { return };
+        let socket = self.rtcp.as_ref().unwrap_or(&self.rtp);
+        let _ = socket.send_to(packet, to).await;
+    }
+}
