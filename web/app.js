@@ -217,6 +217,8 @@ function listen(client) {
     if (remote.trackId !== undefined && remote.kind === 'video') tile.dataset.track = String(remote.trackId);
     client.attach(remote, tile.querySelector('video'));
     if (remote.kind === 'video') remotes.set(tile, remote);
+    // A SIP video system shows its picture; a phone without one keeps its icon.
+    if (remote.kind === 'video') tile.classList.add('has-video');
     if (remote.source === 'screen_share') {
       notice(`${nameOf(publisher)} is sharing their screen`);
       layout();

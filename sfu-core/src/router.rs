@@ -21,12 +21,12 @@ use crate::api::{Command, CommandError, Event, GoneReason};
 use crate::forward::Track;
 use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::keyframe::KeyframeThrottle;
-use crate::whep::WhepTarget;
 use crate::participant::{Participant, Room};
 use crate::pc::Pc;
 use crate::peers::Peers;
 use crate::shard_config::ShardConfig;
 use crate::timers::PcKey;
+use crate::whep::WhepTarget;
 
 /// See the module docs.
 pub(crate) struct Router {

@@ -17,7 +17,9 @@ pub(crate) enum WhepTarget {
     Participant(ParticipantId),
     /// Whoever is the room's active speaker, but never `except` (a SIP video endpoint's
     /// own participant).
-    Speaker { except: Option<ParticipantId> },
+    Speaker {
+        except: Option<ParticipantId>,
+    },
 }
 
 impl WhepTarget {
@@ -229,7 +231,10 @@ mod tests {
         };
         assert_eq!(source(not_1, &room, &tracks), Some(ParticipantId(2)));
         assert!(speaker.follows(ParticipantId(1)) && not_1.follows(ParticipantId(2)));
-        assert!(!not_1.follows(ParticipantId(1)), "its own speech moves nothing");
+        assert!(
+            !not_1.follows(ParticipantId(1)),
+            "its own speech moves nothing"
+        );
         assert!(!WhepTarget::Participant(ParticipantId(2)).follows(ParticipantId(2)));
         assert_eq!(
             source(WhepTarget::Participant(ParticipantId(2)), &room, &tracks),

@@ -682,6 +682,83 @@ fn whep_viewers_play_a_participant_or_follow_the_speaker() {
     let _ = ida;
 }
 
+/// A SIP video endpoint's speaker view (a WHEP viewer that leaves out the endpoint's own
+/// participant): never its own picture, and it follows the others within 500 ms of the
+/// speaker change (the keyframe request and the switch on the new speaker's keyframe).
+#[test]
+fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms() {
+    use sfu_core::str0m::format::Codec;
+    let mut sim = Sim::new(Instant::now(), 33);
+    // The codec tells whose picture the view carries: p (the endpoint) VP8, b H.264, a VP9.
+    let spec = |codec, level| ClientSpec {
+        codec,
+        ..ClientSpec::av().speaking(level)
+    };
+    let p = sim.join("room", spec(Codec::Vp8, -20));
+    let b = sim.join("room", spec(Codec::H264, -90));
+    let a = sim.join("room", spec(Codec::Vp9, -90));
+    sim.run_for(secs(2));
+    let (idp, ida) = (sim.client(p).id, sim.client(a).id);
+    let view = sim.join_speaker_view_except("room", idp);
+    sim.run_for(secs(3));
+    let video = |sim: &Sim| {
+        sim.client(view)
+            .received
+            .values()
+            .find(|r| r.kind == Some(TrackKind::Video))
+            .cloned()
+    };
+    let v = video(&sim).expect("the view receives video");
+    assert_eq!(
+        v.codec,
+        Some(Codec::H264),
+        "p speaks, but its own view shows the first other publisher (b)"
+    );
+    // a speaks: the view switches to a's picture.
+    sim.client_mut(p).spec.audio_level = -100;
+    sim.client_mut(a).spec.audio_level = -20;
+    let spoke = sim.now;
+    let mut switched = None;
+    for _ in 0..250 {
+        sim.run_for(Duration::from_millis(20));
+        if video(&sim).and_then(|v| v.codec) == Some(Codec::Vp9) {
+            switched = Some(sim.now);
+            break;
+        }
+    }
+    let switched = switched.expect("the view follows a");
+    let changed = sim
+        .events
+        .iter()
+        .find(|(at, e)| {
+            *at >= spoke
+                && matches!(e, Event::ActiveSpeaker { participant, .. } if *participant == ida)
+        })
+        .map(|(at, _)| *at)
+        .expect("a becomes the speaker");
+    let latency = switched.saturating_duration_since(changed);
+    println!(
+        "speaker change → the view on the new speaker: {} ms (speech onset → view: {} ms)",
+        latency.as_millis(),
+        switched.duration_since(spoke).as_millis()
+    );
+    assert!(latency <= Duration::from_millis(500), "{latency:?}");
+    // p speaks again: its view stays on a.
+    sim.client_mut(a).spec.audio_level = -100;
+    sim.client_mut(p).spec.audio_level = -20;
+    sim.run_for(secs(3));
+    assert!(!sim
+        .events_matching(
+            |e| matches!(e, Event::ActiveSpeaker { participant, .. } if *participant == idp)
+        )
+        .is_empty());
+    let v = video(&sim).unwrap();
+    assert_eq!(v.codec, Some(Codec::Vp9), "still a, never p itself");
+    assert_eq!(v.ssrcs.len(), 1, "one outgoing stream");
+    assert_eq!(v.gaps(), 0, "sequence numbers continue across the switches");
+    let _ = b;
+}
+
 #[test]
 fn a_panicking_peer_is_removed_and_nobody_else_notices() {
     use sfu_core::{GoneReason, PcKind};

@@ -186,7 +186,13 @@ impl Drop for InRoom<'_> {
 /// A token for the phone in `room`, minted with the gateway's first key: the phone's
 /// participant (publishing its microphone, and its camera when `video`), or its speaker
 /// view (`viewer`: the hub makes it hidden and receive-only).
-fn token(gw: &Gateway, room: &str, who: &Who, video: bool, viewer: bool) -> Result<String, Refusal> {
+fn token(
+    gw: &Gateway,
+    room: &str,
+    who: &Who,
+    video: bool,
+    viewer: bool,
+) -> Result<String, Refusal> {
     let internal = |m: &str| (StatusCode::ServerInternalError, m.to_string());
     let keys = gw.hub.keys();
     let key = keys
@@ -660,7 +666,10 @@ impl Conversation<'_, '_> {
         let now = Instant::now();
         let packets = self.room.leg.take_video();
         let to = v.source.latched().or(v.remote.rtp);
-        let receives = !matches!(v.remote.direction, Direction::SendOnly | Direction::Inactive);
+        let receives = !matches!(
+            v.remote.direction,
+            Direction::SendOnly | Direction::Inactive
+        );
         if let (Some(to), true, false) = (to, receives, talk.on_hold) {
             let mut out = Vec::with_capacity(1_500);
             for p in &packets {

@@ -28,11 +28,11 @@ use crate::dispatch::{Decision, Dispatcher, Rule};
 use crate::inbound::{self, Incoming, PhoneSide, Route};
 use crate::registrar::{Binding, Registrar};
 use crate::sdp::{Codec, LocalMedia, PhoneMedia};
-use crate::video_leg::VideoLeg;
-use crate::video_sdp::{PhoneVideo, VideoAnswer};
 use crate::stranger_budget::StrangerBudget;
 use crate::tcp_guard::{ClosedConnections, TcpGuard};
 use crate::transport_source::{source, SourceStamp};
+use crate::video_leg::VideoLeg;
+use crate::video_sdp::{PhoneVideo, VideoAnswer};
 use parking_lot::Mutex;
 use signaling::auth::unix_now;
 use signaling::sip_calls::{DialRequest, SipCallInfo, SipCalls, SipFuture};
@@ -241,17 +241,28 @@ impl Gateway {
     }
 
     /// Bind a phone RTP socket from the configured range (next free port, round robin).
+    /// RTP takes even ports and leaves the odd one above for RTCP (RFC 3550 §11): a
+    /// phone's RTCP to its RTP port + 1 never lands on another stream's socket.
     async fn rtp_socket(&self) -> Option<UdpSocket> {
         let (lo, hi) = self.cfg.rtp_ports;
-        let n = usize::from(hi.saturating_sub(lo)) + 1;
+        let first = lo + lo % 2;
+        let n = usize::from(hi.saturating_sub(first)) / 2 + 1;
         for _ in 0..n {
             let i = self.next_port.fetch_add(1, Ordering::Relaxed) % n;
-            let port = lo + i as u16;
+            let port = first + 2 * i as u16;
             if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.cfg.listen.ip(), port)).await {
                 return Some(s);
             }
         }
         None
+    }
+
+    /// The RTCP socket beside an RTP socket of [`Gateway::rtp_socket`]: its port + 1.
+    async fn rtcp_socket(&self, rtp: &UdpSocket) -> Option<UdpSocket> {
+        let port = rtp.local_addr().ok()?.port().checked_add(1)?;
+        UdpSocket::bind(SocketAddr::new(self.cfg.listen.ip(), port))
+            .await
+            .ok()
     }
 
     /// Our answer to a phone's video m-line: accepted with sockets of our own when we
@@ -269,7 +280,7 @@ impl Gateway {
         let rtcp = if v.rtcp_mux {
             None
         } else {
-            match self.rtp_socket().await {
+            match self.rtcp_socket(&rtp).await {
                 Some(s) => Some(s),
                 None => return rejected,
             }

@@ -213,7 +213,8 @@ impl RoomLeg {
     pub fn view_offer(&mut self) -> Option<String> {
         let viewer = self.viewer.as_mut()?;
         let mut api = viewer.sdp_api();
-        self.view_mid = Some(api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None));
+        self.view_mid =
+            Some(api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None));
         let (offer, pending) = api.apply()?;
         self.view_pending = Some(pending);
         Some(offer.to_sdp_string())

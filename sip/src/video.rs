@@ -240,7 +240,10 @@ mod tests {
         let FromPhone::Media(p) = r.from_phone(&packet(100, 65_535, 7)).unwrap() else {
             panic!("media")
         };
-        assert_eq!((p.seq, p.timestamp, p.marker), (65_535, 3_000 * 65_535, false));
+        assert_eq!(
+            (p.seq, p.timestamp, p.marker),
+            (65_535, 3_000 * 65_535, false)
+        );
         assert_eq!(p.payload, [0x90, 0xe0, 1, 2]);
         // The phone restarts with another SSRC and sequence number: the room's numbers
         // go on from the last one.
@@ -273,9 +276,15 @@ mod tests {
         );
         let mut huge = packet(100, 1, 7);
         huge.resize(MAX_PACKET + 1, 0);
-        assert_eq!(r.from_phone(&huge), Err(VideoDrop::TooLarge(MAX_PACKET + 1)));
+        assert_eq!(
+            r.from_phone(&huge),
+            Err(VideoDrop::TooLarge(MAX_PACKET + 1))
+        );
         // RTCP whose length runs past the datagram, or of a wrong version.
-        assert_eq!(r.from_phone(&[0x81, 206, 0, 9, 0, 0, 0, 1]), Err(VideoDrop::BadRtcp));
+        assert_eq!(
+            r.from_phone(&[0x81, 206, 0, 9, 0, 0, 0, 1]),
+            Err(VideoDrop::BadRtcp)
+        );
         assert_eq!(r.from_phone(&[0x41, 206, 0, 0]), Err(VideoDrop::BadRtcp));
     }
 
@@ -289,7 +298,9 @@ mod tests {
             r.from_phone(&[&rr[..], &pli].concat()),
             Ok(FromPhone::KeyframeRequest)
         );
-        let fir = [0x84, 206, 0, 4, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x5b, 1, 0, 0, 0];
+        let fir = [
+            0x84, 206, 0, 4, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x5b, 1, 0, 0, 0,
+        ];
         assert_eq!(r.from_phone(&fir), Ok(FromPhone::KeyframeRequest));
         // A NACK (transport feedback) is not a keyframe request.
         let nack = [0x81, 205, 0, 3, 0, 0, 0, 9, 0, 0, 0, 0x5b, 0, 1, 0, 0];

@@ -21,7 +21,12 @@ pub(crate) struct VideoLeg {
 }
 
 impl VideoLeg {
-    pub fn new(rtp: UdpSocket, rtcp: Option<UdpSocket>, remote: PhoneVideo, chosen: Chosen) -> Self {
+    pub fn new(
+        rtp: UdpSocket,
+        rtcp: Option<UdpSocket>,
+        remote: PhoneVideo,
+        chosen: Chosen,
+    ) -> Self {
         VideoLeg {
             rtp,
             rtcp,

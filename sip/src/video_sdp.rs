@@ -14,7 +14,10 @@ pub enum VideoCodec {
     Vp8,
     /// H.264 with its packetization mode (RFC 6184: 0 single NAL unit, 1 non-interleaved)
     /// and profile-level-id.
-    H264 { mode: u8, profile_level_id: u32 },
+    H264 {
+        mode: u8,
+        profile_level_id: u32,
+    },
 }
 
 impl VideoCodec {
@@ -149,7 +152,10 @@ impl PhoneVideo {
             .iter()
             .filter_map(|&pt| {
                 let (_, map) = rtpmaps.iter().find(|(p, _)| *p == pt)?;
-                let fmtp = fmtps.iter().find(|(p, _)| *p == pt).map(|(_, f)| f.as_str());
+                let fmtp = fmtps
+                    .iter()
+                    .find(|(p, _)| *p == pt)
+                    .map(|(_, f)| f.as_str());
                 let codec = codec_of(map, fmtp.unwrap_or(""))?;
                 let mut feedback = Feedback::default();
                 for (_, kind) in fbs.iter().filter(|(p, _)| p.is_none_or(|p| p == pt)) {
@@ -247,7 +253,9 @@ fn codec_of(rtpmap: &str, fmtp: &str) -> Option<VideoCodec> {
     // Without one, RFC 6184 §8.1 means Constrained Baseline level 1.0 (0x42000a).
     let profile_level_id = match param("profile-level-id") {
         None => 0x42000a,
-        Some(p) => u32::from_str_radix(p, 16).ok().filter(|p| *p <= 0xff_ffff)?,
+        Some(p) => u32::from_str_radix(p, 16)
+            .ok()
+            .filter(|p| *p <= 0xff_ffff)?,
     };
     Some(VideoCodec::H264 {
         mode,
@@ -400,7 +408,10 @@ mod tests {
         .unwrap();
         assert_eq!(v.rtp, Some("1.2.3.4:6000".parse().unwrap()));
         assert_eq!(v.rtcp, Some("1.2.3.4:6100".parse().unwrap()));
-        assert_eq!((v.max_kbps, v.direction), (Some(1_500), Direction::RecvOnly));
+        assert_eq!(
+            (v.max_kbps, v.direction),
+            (Some(1_500), Direction::RecvOnly)
+        );
         let mux = PhoneVideo::parse(
             "v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 6000 RTP/AVP 96\r\n\
              a=rtpmap:96 VP8/90000\r\na=rtcp-mux\r\n",
@@ -439,7 +450,10 @@ mod tests {
         );
         // It reads back as the same choice.
         let back = PhoneVideo::parse(&format!("v=0\r\nc=IN IP4 10.0.0.1\r\n{a}")).unwrap();
-        assert_eq!(back.choose().map(|c| (c.codec, c.pt)), Some((chosen.codec, 101)));
+        assert_eq!(
+            back.choose().map(|c| (c.codec, c.pt)),
+            Some((chosen.codec, 101))
+        );
         assert_eq!(
             VideoAnswer::Rejected { pt: 34 }.to_sdp(),
             "m=video 0 RTP/AVP 34\r\n"
