@@ -2,14 +2,43 @@
 //! judged by the access rules (trunks, users, digest answers in its Authorization
 //! headers); the SDP of an INVITE (parsed, a codec chosen, an answer written and read
 //! back); RTP datagrams into a call's media pump (jitter buffer, G.711, RFC 4733, digits
-//! typed to the phone), with frames ticked in between. Nothing may panic; an answer we
-//! write must parse.
+//! typed to the phone), with frames ticked in between; a video endpoint's video m-line
+//! (parsed, a codec chosen, our answer read back) and datagrams on its video socket (RTP,
+//! RTCP keyframe requests, rewritten for the room and back). Nothing may panic; an answer
+//! we write must parse.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sip::g711::Law;
 use sip::media::CallMedia;
 use sip::sdp::{Codec, LocalMedia, PhoneMedia};
+use sip::video::{FromPhone, VideoRelay};
+use sip::video_sdp::{Chosen, Feedback, PhoneVideo, VideoAnswer, VideoCodec};
+
+/// Datagrams on a video endpoint's socket (chunks prefixed by a one-byte length; a zero
+/// length asks the phone for a keyframe): what passes is rewritten back for the phone.
+fn video_datagrams(data: &[u8]) {
+    let chosen = Chosen { codec: VideoCodec::Vp8, pt: 100, feedback: Feedback { nack: true, pli: true, fir: true } };
+    let mut relay = VideoRelay::new(chosen, 9);
+    let t0 = std::time::Instant::now();
+    let (mut i, mut out) = (0, Vec::new());
+    while i < data.len() {
+        let n = usize::from(data[i]);
+        i += 1;
+        if n == 0 {
+            if let Some(rtcp) = relay.keyframe_request(t0 + std::time::Duration::from_secs(i as u64)) {
+                assert!(rtcp.len() >= 20 && rtcp[1] == 201);
+            }
+            continue;
+        }
+        let end = (i + n).min(data.len());
+        if let Ok(FromPhone::Media(p)) = relay.from_phone(&data[i..end]) {
+            relay.to_phone(&p, &mut out);
+            assert_eq!(sip::rtp::parse(&out).map(|(_, payload)| payload.len()), Ok(p.payload.len()));
+        }
+        i = end;
+    }
+}
 
 /// A SIP request through the parser, the transport-source stamp (whatever its headers
 /// claim, the source is the transport's) and the access rules.
@@ -58,22 +87,41 @@ fn request(bytes: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    if mode % 3 == 2 {
+    if mode % 4 == 2 {
         return request(rest);
     }
-    if mode % 3 == 0 {
+    if mode % 4 == 3 {
+        return video_datagrams(rest);
+    }
+    if mode % 4 == 0 {
         let text = String::from_utf8_lossy(rest);
         if let Ok(m) = PhoneMedia::parse(&text) {
             if let Some(codec) = m.choose(&[Codec::Pcmu, Codec::Pcma]) {
+                let video = PhoneVideo::parse(&text).map(|v| match v.choose() {
+                    Some(chosen) => VideoAnswer::Accepted {
+                        rtp: "127.0.0.1:30002".parse().unwrap(),
+                        rtcp: "127.0.0.1:30003".parse().unwrap(),
+                        rtcp_mux: v.rtcp_mux,
+                        chosen,
+                        direction: v.direction.reversed(),
+                    },
+                    None => VideoAnswer::Rejected { pt: v.first_pt },
+                });
                 let local = LocalMedia {
                     rtp: "127.0.0.1:30000".parse().unwrap(),
                     codecs: vec![codec],
                     telephone_event: m.telephone_event,
                     ptime_ms: m.ptime_ms,
                     direction: m.direction.reversed(),
+                    video: video.clone(),
                 };
-                let back = PhoneMedia::parse(&local.to_sdp(1, 1)).expect("our answer parses");
+                let answer = local.to_sdp(1, 1);
+                let back = PhoneMedia::parse(&answer).expect("our answer parses");
                 assert_eq!(back.codecs, vec![codec]);
+                if let Some(VideoAnswer::Accepted { chosen, .. }) = video {
+                    let v = PhoneVideo::parse(&answer).expect("our video m-line parses");
+                    assert_eq!(v.choose().map(|c| (c.codec, c.pt)), Some((chosen.codec, chosen.pt)));
+                }
             }
         }
         return;
