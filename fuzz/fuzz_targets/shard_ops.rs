@@ -77,7 +77,7 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Permissions { who, publish, subscribe } => Some(Command::SetPermissions { participant: pid(who), can_publish: publish, can_subscribe: subscribe }),
             Op::Sources { who, mid, screen } => Some(Command::SetSources { participant: pid(who), sources: vec![(mid, if screen { TrackSource::ScreenShare } else { TrackSource::Camera })] }),
             Op::IceRestart { who, sub, ufrag, pwd } => Some(Command::IceRestart { participant: pid(who), pc: if sub { PcKind::Subscriber } else { PcKind::Publisher }, ufrag, pwd }),
-            Op::Whep { who, target } => Some(Command::WhepOffer { participant: pid(who), target: target.map(pid), except: None, sdp: offers()[3].clone() }),
+            Op::Whep { who, target } => Some(Command::WhepOffer { participant: pid(who), target: target.map(pid), options: Default::default(), sdp: offers()[3].clone() }),
             Op::Candidate { who, sub, line } => Some(Command::Candidate { participant: pid(who), pc: if sub { PcKind::Subscriber } else { PcKind::Publisher }, candidate: line }),
             Op::Datagram { port, bytes } => {
                 let source = SocketAddr::from(([127, 0, 0, 1], port));

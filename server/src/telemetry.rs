@@ -32,6 +32,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             &join,
         )?
         .set_buckets_for_metric(
+            Matcher::Full("switchboard_speaker_view_switch_seconds".into()),
+            &join,
+        )?
+        .set_buckets_for_metric(
             Matcher::Full("switchboard_bandwidth_estimate_bps".into()),
             &bps,
         )?

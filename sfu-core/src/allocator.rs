@@ -273,6 +273,10 @@ impl crate::router::Router {
             return;
         };
         let Some(estimate) = p.estimate else { return };
+        // A viewer that cannot take more (a SIP endpoint's b=AS, which counts the packets'
+        // headers too) is allocated and probed as if its link ended at nine tenths of it.
+        let cap = p.max_bitrate.map(|c| c * 9 / 10);
+        let estimate = cap.map_or(estimate, |cap| estimate.min(cap));
         let speaker = |room: &RoomId| self.rooms.get(room).and_then(|r| r.speaker.current());
         let mut audio = 0;
         let (mut keys, mut demands): (Vec<TrackId>, Vec<VideoDemand>) = (Vec::new(), Vec::new());
@@ -324,6 +328,13 @@ impl crate::router::Router {
         }
         if let Some(pc) = p.subscriber.as_mut() {
             let (min, desired) = allocator::probe_bounds(&a, budget, estimate, declines_video);
+            // Under a cap, padding toward the next layer only while that layer fits under
+            // it; never probing past it.
+            let (min, desired) = match cap {
+                Some(cap) if a.next > cap => (a.used.min(min), desired.min(cap).max(a.used)),
+                Some(cap) => (min, desired.min(cap).max(min)),
+                None => (min, desired),
+            };
             let set = pc.guarded(|rtc| {
                 rtc.bwe().set_bitrate(
                     str0m::bwe::Bitrate::bps(min),

@@ -55,6 +55,17 @@ pub struct Transmit {
     pub contents: Vec<u8>,
 }
 
+/// What a SIP video endpoint's speaker view adds to a WHEP viewer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewerOptions {
+    /// Never shown as the speaker (the endpoint's own participant: it sees the last other
+    /// speaker while it speaks itself).
+    pub except: Option<ParticipantId>,
+    /// The most the viewer can receive (the endpoint's `b=TIAS`/`b=AS`), bits per second:
+    /// the allocator's budget and the probing stay under it.
+    pub max_bitrate: Option<u64>,
+}
+
 /// Requests from the control plane. Each names the participant it is about; failures
 /// come back as [`Event::CommandFailed`].
 #[derive(Debug, Clone)]
@@ -124,13 +135,11 @@ pub enum Command {
     /// WHEP: the client offers receive-only m-lines for its subscriber connection; the
     /// answer comes back as [`Event::PublishAnswer`]. The m-lines carry `target`'s tracks
     /// (one per kind, bound as they are published) and are never renegotiated. Without a
-    /// target they follow the room's active speaker, switching on keyframes; `except`
-    /// is never shown as the speaker (a SIP video endpoint's own participant: it sees the
-    /// last other speaker while it speaks itself).
+    /// target they follow the room's active speaker, switching on keyframes.
     WhepOffer {
         participant: ParticipantId,
         target: Option<ParticipantId>,
-        except: Option<ParticipantId>,
+        options: ViewerOptions,
         sdp: String,
     },
     /// How big the subscriber shows a video track (CSS pixels × device pixel ratio), and
@@ -290,6 +299,12 @@ pub enum Event {
         ufrag: String,
         pwd: String,
         candidates: Vec<String>,
+    },
+    /// A speaker view (WHEP, a SIP video endpoint) sent the new speaker's first packet,
+    /// `after` the speaker changed (the keyframe request and the switch on it).
+    SpeakerViewSwitched {
+        participant: ParticipantId,
+        after: std::time::Duration,
     },
     /// The room's active speaker changed (RFC 6464 audio levels, smoothed).
     ActiveSpeaker {

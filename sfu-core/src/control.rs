@@ -111,7 +111,7 @@ impl Router {
             let Some(mut sub) = p.subs.remove(&old) else {
                 continue;
             };
-            sub.retarget(new, epoch);
+            sub.retarget(new, epoch, now);
             p.subs.insert(new, sub);
             let layer = self.tracks.get_mut(&new).map(|t| {
                 t.subscribers.push(id);

@@ -57,6 +57,9 @@ pub(crate) struct Subscription {
     pub pauses: u32,
     pub allocated_bps: u64,
     pub sent_bytes: u64,
+    /// When a speaker view last moved this stream to another track, until the new
+    /// track's first packet goes out ([`crate::Event::SpeakerViewSwitched`]).
+    pub retargeted_at: Option<Instant>,
 }
 
 impl Subscription {
@@ -88,12 +91,14 @@ impl Subscription {
             pauses: 0,
             allocated_bps: 0,
             sent_bytes: 0,
+            retargeted_at: None,
         }
     }
 
     /// Feed this outgoing stream from another track (WHEP speaker following): the next
     /// packet it takes starts a new source (on a keyframe), continuing the numbering.
-    pub fn retarget(&mut self, track: TrackId, track_epoch: u32) {
+    pub fn retarget(&mut self, track: TrackId, track_epoch: u32, now: Instant) {
+        self.retargeted_at = Some(now);
         self.track = track;
         self.epoch = track_epoch.wrapping_sub(1);
         self.pt_map.clear();
@@ -526,6 +531,12 @@ impl Router {
             }
             let out = match step {
                 Step::Send { out, switched } => {
+                    if let Some(at) = sub.retargeted_at.take().filter(|_| switched.is_some()) {
+                        peers.emit(crate::api::Event::SpeakerViewSwitched {
+                            participant: sid,
+                            after: now.saturating_duration_since(at),
+                        });
+                    }
                     if let Some(was_on_a_layer) = switched {
                         peers.stats.layer_switches += u64::from(was_on_a_layer);
                         peers.emit(crate::api::Event::SubscriptionChanged {

@@ -50,7 +50,7 @@ pub mod testkit;
 
 pub use api::{
     Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output, ShardStats,
-    SubscriptionStat, Transmit, Transport,
+    SubscriptionStat, Transmit, Transport, ViewerOptions,
 };
 pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 pub use shard::{Shard, ShardConfig};

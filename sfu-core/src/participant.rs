@@ -54,6 +54,8 @@ pub(crate) struct Participant {
     pub whep_slots: Vec<(Mid, TrackKind)>,
     /// The subscriber connection's latest bandwidth estimate (bits per second).
     pub estimate: Option<u64>,
+    /// The most it can receive, whatever the estimate ([`crate::ViewerOptions`]).
+    pub max_bitrate: Option<u64>,
     /// How many estimates in a row have fallen (a falling trend is met early).
     pub falling: u32,
     /// What the publisher's m-lines carry, as declared ([`Command::SetSources`]).

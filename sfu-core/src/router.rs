@@ -95,6 +95,7 @@ impl Router {
                         whep_target: None,
                         whep_slots: Vec::new(),
                         estimate: None,
+                        max_bitrate: None,
                         falling: 0,
                         sources: HashMap::new(),
                         feedback: HashMap::new(),
@@ -213,13 +214,18 @@ impl Router {
             Command::WhepOffer {
                 participant,
                 target,
-                except,
+                options,
                 sdp,
             } => {
                 let target = match target {
                     Some(t) => WhepTarget::Participant(t),
-                    None => WhepTarget::Speaker { except },
+                    None => WhepTarget::Speaker {
+                        except: options.except,
+                    },
                 };
+                if let Some(p) = self.participants.get_mut(&participant) {
+                    p.max_bitrate = options.max_bitrate;
+                }
                 self.on_whep_offer(peers, now, participant, target, &sdp)
             }
             Command::SendData {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use sfu_core::testkit::{ClientIdx, ClientSpec, LinkConfig, Sim};
-use sfu_core::{Event, GoneReason, TrackKind};
+use sfu_core::{Event, GoneReason, TrackKind, ViewerOptions};
 
 mod common;
 use common::secs;
@@ -699,7 +699,13 @@ fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms()
     let a = sim.join("room", spec(Codec::Vp9, -90));
     sim.run_for(secs(2));
     let (idp, ida) = (sim.client(p).id, sim.client(a).id);
-    let view = sim.join_speaker_view_except("room", idp);
+    let view = sim.join_speaker_view(
+        "room",
+        ViewerOptions {
+            except: Some(idp),
+            ..Default::default()
+        },
+    );
     sim.run_for(secs(3));
     let video = |sim: &Sim| {
         sim.client(view)
@@ -743,6 +749,23 @@ fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms()
         switched.duration_since(spoke).as_millis()
     );
     assert!(latency <= Duration::from_millis(500), "{latency:?}");
+    // The shard measures the same: the change to the new speaker's first packet.
+    let idv = sim.client(view).id;
+    let measured: Vec<Duration> = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::SpeakerViewSwitched { participant, after } if *participant == idv => {
+                Some(*after)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(measured.len(), 1, "one switch so far: {measured:?}");
+    assert!(
+        measured[0] <= latency,
+        "{measured:?} within the {latency:?} seen"
+    );
     // p speaks again: its view stays on a.
     sim.client_mut(a).spec.audio_level = -100;
     sim.client_mut(p).spec.audio_level = -20;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use sfu_core::testkit::{ClientIdx, ClientSpec, Sim};
-use sfu_core::{Event, TrackKind};
+use sfu_core::{Event, TrackKind, ViewerOptions};
 
 mod common;
 use common::secs;
@@ -256,6 +256,48 @@ fn the_speakers_video_gets_the_bandwidth_first() {
     );
     assert_eq!(layer(&sim, quiet), Some(2));
     assert!(layer(&sim, loud) < Some(2));
+}
+
+/// A SIP video endpoint's `b=AS` caps its speaker view: on a free link it gets the layer
+/// that fits (h, 500 kbps, under an 800 kbps cap) and no more bytes than the cap, where an
+/// uncapped view reaches the top layer.
+#[test]
+fn a_video_endpoints_bandwidth_caps_its_speaker_view() {
+    let mut sim = Sim::new(Instant::now(), 35);
+    let _speaker = sim.join("room", ClientSpec::simulcast().speaking(-20));
+    sim.run_for(secs(1));
+    let cap = 800_000;
+    let capped = sim.join_speaker_view(
+        "room",
+        ViewerOptions {
+            max_bitrate: Some(cap),
+            ..Default::default()
+        },
+    );
+    let free = sim.join_speaker_view("room", ViewerOptions::default());
+    sim.run_for(secs(12));
+    let layer = |sim: &Sim, v: ClientIdx| {
+        sim.client(v)
+            .received
+            .values()
+            .find(|r| r.kind == Some(TrackKind::Video))
+            .and_then(|r| r.layer_at(sim.now))
+    };
+    let before = sim.downlink_bytes(capped);
+    sim.run_for(secs(5));
+    let kbps = (sim.downlink_bytes(capped) - before) * 8 / 5 / 1_000;
+    eprintln!(
+        "capped view: layer {:?}, {kbps} kbps; free view: layer {:?}",
+        layer(&sim, capped),
+        layer(&sim, free)
+    );
+    assert_eq!(layer(&sim, capped), Some(1), "the layer under the cap");
+    assert_eq!(layer(&sim, free), Some(2), "without a cap, the top layer");
+    assert!(
+        kbps <= cap / 1_000,
+        "{kbps} kbps under a {} kbps cap",
+        cap / 1_000
+    );
 }
 
 /// Frames the publisher sent per layer during `d`.

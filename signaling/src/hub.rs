@@ -388,13 +388,12 @@ impl Hub {
     }
 
     /// Send a WHEP viewer's offer to the media plane, to receive `target_identity`, or
-    /// the room's active speaker when None — never showing `except` as the speaker (a SIP
-    /// video endpoint's own participant).
+    /// the room's active speaker when None (with a SIP video endpoint's `options`).
     pub fn whep_offer(
         &self,
         id: ParticipantId,
         target_identity: Option<&str>,
-        except: Option<ParticipantId>,
+        options: sfu_core::ViewerOptions,
         sdp: String,
     ) -> Result<(), Error> {
         let room = self
@@ -413,7 +412,7 @@ impl Hub {
             Command::WhepOffer {
                 participant: id,
                 target,
-                except,
+                options,
                 sdp,
             },
         )?;

@@ -282,7 +282,10 @@ async fn whep(
         Err(e) => return err(e),
     };
     let ufrag = sdp_attr(&sdp, "ice-ufrag").unwrap_or_default().to_string();
-    if let Err(e) = s.hub.whep_offer(id, target.as_deref(), None, sdp) {
+    if let Err(e) = s
+        .hub
+        .whep_offer(id, target.as_deref(), Default::default(), sdp)
+    {
         s.hub.leave(id);
         return err(e);
     }

@@ -108,7 +108,7 @@ pub(crate) struct PhoneLeg {
     pub codec: (Codec, u8),
     pub local: LocalMedia,
     /// Its video, when it offered video we forward.
-    pub video: Option<VideoLeg>,
+    pub video: Option<Box<VideoLeg>>,
 }
 
 impl PhoneLeg {
@@ -231,7 +231,7 @@ pub(crate) async fn enter_room<'a>(
     gw: &'a Gateway,
     room: &str,
     who: &Who,
-    video: Option<VideoCodec>,
+    video: Option<(VideoCodec, Option<u32>)>,
 ) -> Result<InRoom<'a>, Refusal> {
     let unavailable = |e: String| (StatusCode::ServiceUnavailable, e);
     // In a cluster the room is placed first (claimed here when new); a room homed on
@@ -267,7 +267,7 @@ pub(crate) async fn enter_room<'a>(
         .hub
         .join_new(&token(gw, room, who, video.is_some(), false)?, now)
         .map_err(refusal)?;
-    let leg_video = video.zip(view_addr);
+    let leg_video = video.map(|(codec, _)| codec).zip(view_addr);
     let mut r = InRoom {
         gw,
         id,
@@ -292,7 +292,8 @@ pub(crate) async fn enter_room<'a>(
             addr,
         });
         r.view_rx = Some(vrx);
-        r.watch_speaker().await.map_err(unavailable)?;
+        let max_kbps = video.and_then(|(_, kbps)| kbps);
+        r.watch_speaker(max_kbps).await.map_err(unavailable)?;
     }
     Ok(r)
 }
@@ -340,14 +341,23 @@ impl InRoom<'_> {
     }
 
     /// Offer the speaker view (one receive-only video m-line following the room's active
-    /// speaker, never the phone itself) and wait for the media plane's answer.
-    async fn watch_speaker(&mut self) -> Result<(), String> {
+    /// speaker, never the phone itself, within the phone's bandwidth) and wait for the
+    /// media plane's answer.
+    async fn watch_speaker(&mut self, max_kbps: Option<u32>) -> Result<(), String> {
         let offer = self.leg.view_offer().ok_or("no speaker view offer")?;
         let view = self.view.as_ref().ok_or("no speaker view")?;
         let rx = self.view_rx.as_mut().ok_or("no speaker view")?;
         self.gw
             .hub
-            .whep_offer(view.id, None, Some(self.id), offer)
+            .whep_offer(
+                view.id,
+                None,
+                sfu_core::ViewerOptions {
+                    except: Some(self.id),
+                    max_bitrate: max_kbps.map(|k| u64::from(k) * 1_000),
+                },
+                offer,
+            )
             .map_err(|e| e.to_string())?;
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         loop {
@@ -640,6 +650,11 @@ impl Conversation<'_, '_> {
         let now = Instant::now();
         match v.relay.from_phone(data) {
             Ok(FromPhone::Media(p)) => {
+                // The endpoint's video runs: its decoder is ready for a fresh keyframe of
+                // the speaker view (what was sent before may have found it not yet).
+                if !std::mem::replace(&mut v.sending, true) {
+                    self.room.leg.request_view_keyframe(now);
+                }
                 if self.room.leg.publishing() {
                     self.room.leg.write_video(now, &p);
                 }

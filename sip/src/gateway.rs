@@ -267,7 +267,7 @@ impl Gateway {
 
     /// Our answer to a phone's video m-line: accepted with sockets of our own when we
     /// forward one of its codecs and have the ports, else rejected (audio goes on).
-    async fn answer_video(&self, v: PhoneVideo) -> (Option<VideoAnswer>, Option<VideoLeg>) {
+    async fn answer_video(&self, v: PhoneVideo) -> (Option<VideoAnswer>, Option<Box<VideoLeg>>) {
         let rejected = (Some(VideoAnswer::Rejected { pt: v.first_pt }), None);
         let Some(chosen) = v.choose() else {
             metrics::counter!("switchboard_sip_video_refused_total", "reason" => "codec")
@@ -296,7 +296,7 @@ impl Gateway {
             chosen,
             direction: v.direction.reversed(),
         };
-        let leg = VideoLeg::new(rtp, rtcp, v, chosen);
+        let leg = Box::new(VideoLeg::new(rtp, rtcp, v, chosen));
         (Some(answer), Some(leg))
     }
 

@@ -223,7 +223,7 @@ mod tests {
 
     fn packet(pt: u8, seq: u16, ssrc: u32) -> Vec<u8> {
         let h = RtpHeader {
-            marker: seq % 2 == 0,
+            marker: seq.is_multiple_of(2),
             payload_type: pt,
             seq,
             timestamp: 3_000 * u32::from(seq),

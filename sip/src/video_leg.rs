@@ -18,6 +18,8 @@ pub(crate) struct VideoLeg {
     pub relay: VideoRelay,
     pub source: RtpSource,
     pub rtcp_source: RtpSource,
+    /// Whether the endpoint's video has arrived yet.
+    pub sending: bool,
 }
 
 impl VideoLeg {
@@ -35,6 +37,7 @@ impl VideoLeg {
             relay: VideoRelay::new(chosen, rand::random()),
             remote,
             chosen,
+            sending: false,
         }
     }
 

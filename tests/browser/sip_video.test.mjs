@@ -8,29 +8,46 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, openParticipant, waitFor, sleep, tileVideo, metricsText, have } from './lib.mjs';
+import { startServer, openParticipant, waitFor, sleep, tileVideo, metricsText, have, toneFile } from './lib.mjs';
 
 const hasVideoPhone = have('baresip') && (() => {
   try { readFileSync('/usr/lib/baresip/modules/fakevideo.so'); readFileSync('/usr/lib/baresip/modules/vp8.so'); return true; } catch { return false; }
 })();
 
 // A baresip video endpoint dialing `dial`; its log (stdout) in `dir/log`.
-function videoPhone(dir, { port, rtp, dial, seconds }) {
+// `tone`: its microphone's sine (Hz), or null for silence (a WAV of zeros, baresip's
+// aufile: its sine cannot go below 10 Hz).
+function videoPhone(dir, { port, rtp, dial, seconds, tone = 440 }) {
   mkdirSync(dir, { recursive: true });
+  const silence = join(dir, 'silence.wav');
+  if (tone === null) writeFileSync(silence, wav(48000, seconds + 5));
   writeFileSync(join(dir, 'config'), [
     'poll_method epoll', `sip_listen 127.0.0.1:${port}`, 'net_interface 127.0.0.1',
-    'audio_player alsa,null', 'audio_alert alsa,null', 'audio_source ausine,440',
+    'audio_player alsa,null', 'audio_alert alsa,null',
+    tone === null ? `audio_source aufile,${silence}` : `audio_source ausine,${tone}`,
     'ausrc_srate 48000', 'ausrc_channels 2', 'auplay_srate 48000', 'audio_level no',
     'video_source fakevideo,nil', 'video_display fakevideo,nil', 'video_size 640x360',
     'video_fps 15', 'video_bitrate 500000',
     `rtp_ports ${rtp}`, 'module_path /usr/lib/baresip/modules', 'module g711.so',
-    'module ausine.so', 'module alsa.so', 'module vp8.so', 'module fakevideo.so',
+    'module ausine.so', 'module aufile.so', 'module alsa.so', 'module vp8.so', 'module fakevideo.so',
     'module_app account.so', 'module_app menu.so', '',
   ].join('\n'));
   writeFileSync(join(dir, 'accounts'), `<sip:vtc@127.0.0.1:${port}>;regint=0;audio_codecs=PCMU;video_codecs=VP8\n`);
   const log = openSync(join(dir, 'log'), 'w');
   const p = spawn('baresip', ['-v', '-f', dir, '-t', String(seconds), '-e', `/dial ${dial}`], { stdio: ['ignore', log, log] });
   return { proc: p, done: new Promise((r) => p.on('exit', r)), log: () => readFileSync(join(dir, 'log'), 'utf8') };
+}
+
+// A stereo 16-bit WAV of `seconds` of silence at `rate` (what baresip's aufile takes:
+// 48 kHz, the channels of ausrc_channels).
+function wav(rate, seconds) {
+  const data = rate * seconds * 4;
+  const b = Buffer.alloc(44 + data);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + data, 4); b.write('WAVEfmt ', 8);
+  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(2, 22);
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 4, 28); b.writeUInt16LE(4, 32);
+  b.writeUInt16LE(16, 34); b.write('data', 36); b.writeUInt32LE(data, 40);
+  return b;
 }
 
 const phoneTile = '#grid .tile.phone';
@@ -74,4 +91,67 @@ test('a SIP video endpoint and a browser in one room see each other', { skip: !h
   }
   const log = ph.log();
   assert.doesNotMatch(log, /vp8: decode error|corrupt/i, 'no decode errors at the endpoint');
+});
+
+// Two browsers speaking in turn (each unmuted while the other is muted): the endpoint's
+// one video stream follows each speaker change; the server measures every switch
+// (speaker change → the new speaker's first packet to the endpoint) within 500 ms.
+test("a SIP video endpoint's picture follows the speaker", { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
+  const sipPort = 5263;
+  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25400-25499']);
+  const room = `sipsw${Date.now()}`;
+  // Each browser's microphone a steady tone (Chromium's default beeps are too short to
+  // make a speaker).
+  const tone = (hz) => ({ args: [`--use-file-for-fake-audio-capture=${toneFile(hz)}`] });
+  const a = await openParticipant(`${server.base}/?room=${room}&name=a&autojoin=1`, tone(500));
+  const b = await openParticipant(`${server.base}/?room=${room}&name=b&autojoin=1&quality=low`, tone(700));
+  const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-sw-'));
+  const switches = async () => {
+    const m = await metricsText(server.base);
+    const get = (re) => Number((m.match(re) || [0, 0])[1]);
+    return {
+      count: get(/^switchboard_speaker_view_switch_seconds_count (\d+)/m),
+      within: get(/^switchboard_speaker_view_switch_seconds_bucket\{le="0.5"\} (\d+)/m),
+      sum: Number((m.match(/^switchboard_speaker_view_switch_seconds_sum ([\d.e-]+)/m) || [0, 0])[1]),
+    };
+  };
+  const mic = (p, on) => p.page.evaluate(async (on) => {
+    const btn = document.querySelector('#mic');
+    if ((btn.getAttribute('aria-pressed') === 'true') === on) btn.click();
+  }, on);
+  let ph;
+  try {
+    for (const p of [a, b]) await waitFor(() => p.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    await mic(b, false);
+    // The endpoint is silent: the browsers take turns as the speaker.
+    ph = videoPhone(dir, { port: 5290, rtp: '10240-10279', dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 45, tone: null });
+    await waitFor(() => /video: receiving with resolution/.test(ph.log()), { what: 'the endpoint decoding the speaker view', timeout: 30000, interval: 500 });
+    const start = await switches();
+    // b speaks, then a again, then b: three speaker changes.
+    for (const [speaker, quiet] of [[b, a], [a, b], [b, a]]) {
+      const before = (await switches()).count;
+      await mic(quiet, false);
+      await mic(speaker, true);
+      await waitFor(async () => (await switches()).count > before, { what: 'the speaker view switching', timeout: 15000, interval: 250 });
+      await sleep(2000);
+    }
+    const end = await switches();
+    console.log('speaker view switches:', JSON.stringify({ start, end }),
+      `mean ${((1000 * (end.sum - start.sum)) / Math.max(1, end.count - start.count)).toFixed(0)} ms`);
+    assert.ok(end.count - start.count >= 3, `three switches: ${JSON.stringify({ start, end })}`);
+    assert.equal(end.within, end.count, 'every switch within 500 ms of the speaker change');
+  } finally {
+    ph?.proc.kill('SIGINT');
+    await ph?.done;
+    await a.close();
+    await b.close();
+    server.stop();
+  }
+  // Decode errors before the first picture (frames that reached the endpoint before its
+  // decoder took the first keyframe) are the endpoint's start; none may follow a switch.
+  const log = ph.log();
+  const first = log.indexOf('video: receiving with resolution');
+  const before = (log.slice(0, first).match(/vp8: decode error/g) || []).length;
+  console.log(`endpoint decode errors before its first picture: ${before}`);
+  assert.doesNotMatch(log.slice(first), /vp8: decode error|corrupt/i, 'no decode errors across the switches');
 });

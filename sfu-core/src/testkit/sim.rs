@@ -149,19 +149,20 @@ impl Sim {
     /// A WHEP viewer: joins without a subscriber offer from the server and offers its own
     /// receive-only m-lines, for `target` (None: the active speaker).
     pub fn join_whep(&mut self, room: &str, target: Option<ParticipantId>) -> ClientIdx {
-        self.join_viewer(room, target, None)
+        self.join_viewer(room, target, Default::default())
     }
 
-    /// A speaker view that never shows `except` (a SIP video endpoint's own picture).
-    pub fn join_speaker_view_except(&mut self, room: &str, except: ParticipantId) -> ClientIdx {
-        self.join_viewer(room, None, Some(except))
+    /// A SIP video endpoint's speaker view: never showing `options.except`, receiving at
+    /// most `options.max_bitrate`.
+    pub fn join_speaker_view(&mut self, room: &str, options: crate::ViewerOptions) -> ClientIdx {
+        self.join_viewer(room, None, options)
     }
 
     fn join_viewer(
         &mut self,
         room: &str,
         target: Option<ParticipantId>,
-        except: Option<ParticipantId>,
+        options: crate::ViewerOptions,
     ) -> ClientIdx {
         let (idx, id, mut c) = self.new_client(ClientSpec::viewer());
         let offer = c.make_recv_offer(target.unwrap_or(ParticipantId(0)));
@@ -179,7 +180,7 @@ impl Sim {
             self.command(Command::WhepOffer {
                 participant: id,
                 target,
-                except,
+                options,
                 sdp,
             });
         }

@@ -42,6 +42,8 @@ pub(super) enum Effect {
         channel: String,
         data: Vec<u8>,
     },
+    /// A speaker view switched to the new speaker this long after the change (measured).
+    SpeakerViewSwitched(std::time::Duration),
     /// Nothing for the control plane.
     Nothing,
 }
@@ -104,6 +106,7 @@ pub(super) fn effect_of(ev: Event) -> Effect {
                 subscriptions,
             },
         ),
+        Event::SpeakerViewSwitched { after, .. } => Effect::SpeakerViewSwitched(after),
         Event::IceRestarted {
             participant,
             pc,
@@ -217,6 +220,10 @@ impl Hub {
                 channel,
                 data,
             } => self.channel_data(participant, &channel, &data),
+            Effect::SpeakerViewSwitched(after) => {
+                metrics::histogram!("switchboard_speaker_view_switch_seconds")
+                    .record(after.as_secs_f64())
+            }
             Effect::Nothing => {}
         }
     }
