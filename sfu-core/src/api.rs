@@ -64,6 +64,9 @@ pub struct ViewerOptions {
     /// The most the viewer can receive (the endpoint's `b=TIAS`/`b=AS`), bits per second:
     /// the allocator's budget and the probing stay under it.
     pub max_bitrate: Option<u64>,
+    /// A screen share in the room takes the video m-line while it is on (an endpoint
+    /// without a content channel sees the shared screen in place of the speaker).
+    pub content: bool,
 }
 
 /// Requests from the control plane. Each names the participant it is about; failures

@@ -9,7 +9,7 @@ use str0m::change::SdpOffer;
 
 use crate::api::{CommandError, Event};
 use crate::forward::Subscription;
-use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
 use crate::msid;
 use crate::peers::Peers;
 use crate::router::Router;
@@ -33,7 +33,7 @@ impl Router {
         if !can_publish {
             let tracks: Vec<TrackId> = p.published.values().copied().collect();
             for t in tracks {
-                self.unpublish(peers, t);
+                self.unpublish(peers, now, t);
             }
         }
         let Some(p) = self.participants.get_mut(&id) else {
@@ -74,54 +74,81 @@ impl Router {
             let viewers = self
                 .rooms
                 .get(&room)
-                .map(|r| crate::whep::speaker_viewers(r, &self.participants, participant))
+                .map(|r| r.participants.clone())
                 .unwrap_or_default();
             for v in viewers {
-                self.retarget_whep(peers, now, v, participant);
+                let view = self.participants.get_mut(&v).and_then(|p| p.whep.as_mut());
+                if view.is_some_and(|view| view.follow(participant)) {
+                    self.reconcile_whep(peers, now, v);
+                }
             }
         }
     }
 
-    /// A speaker-following WHEP viewer: move its m-lines to `speaker`'s tracks; each
-    /// restarts on a keyframe, continuing its sequence numbers.
-    pub(crate) fn retarget_whep(
-        &mut self,
-        peers: &mut Peers,
-        now: Instant,
-        id: ParticipantId,
-        speaker: ParticipantId,
-    ) {
+    /// Every WHEP viewer of `room` to what it should carry now.
+    pub(crate) fn reconcile_room_views(&mut self, peers: &mut Peers, now: Instant, room: &RoomId) {
+        let members = self
+            .rooms
+            .get(room)
+            .map(|r| r.participants.clone())
+            .unwrap_or_default();
+        for v in members {
+            self.reconcile_whep(peers, now, v);
+        }
+    }
+
+    /// A WHEP viewer's m-lines to the tracks they should carry now
+    /// ([`crate::whep::WhepView::wanted`]): a stream that changes track restarts on a
+    /// keyframe of the new one, continuing its sequence numbers; a free m-line takes its
+    /// parked stream (its track went away) or a new one.
+    pub(crate) fn reconcile_whep(&mut self, peers: &mut Peers, now: Instant, id: ParticipantId) {
         let Some(p) = self.participants.get(&id) else {
             return;
         };
-        let Some(room) = self.rooms.get(&p.room) else {
+        let (Some(view), Some(room)) = (p.whep.as_ref(), self.rooms.get(&p.room)) else {
             return;
         };
-        let moves = crate::whep::moves(&p.subs, room, &self.tracks, speaker);
-        for (old, new) in moves {
-            if let Some(t) = self.tracks.get_mut(&old) {
-                t.subscribers.retain(|s| *s != id);
-            }
-            let Some(epoch) = self.tracks.get(&new).map(|t| t.epoch) else {
-                continue;
-            };
+        for (mid, want) in view.wanted(room, &self.tracks) {
+            let Some(want) = want else { continue };
             let Some(p) = self.participants.get_mut(&id) else {
                 return;
             };
-            let Some(mut sub) = p.subs.remove(&old) else {
+            if p.subs.contains_key(&want) {
+                continue; // on this m-line already (or, for now, on another)
+            }
+            let current = p.subs.iter().find(|(_, s)| s.mid == mid).map(|(t, _)| *t);
+            let parked = p.whep.as_mut().and_then(|v| v.unpark(mid));
+            let sub = match current {
+                Some(old) => {
+                    if let Some(t) = self.tracks.get_mut(&old) {
+                        t.subscribers.retain(|s| *s != id);
+                    }
+                    p.subs.remove(&old)
+                }
+                None => parked,
+            };
+            let Some(track) = self.tracks.get_mut(&want) else {
                 continue;
             };
-            sub.retarget(new, epoch, now);
-            p.subs.insert(new, sub);
-            let layer = self.tracks.get_mut(&new).map(|t| {
-                t.subscribers.push(id);
-                t.target_layer(now)
-            });
-            if let Some(Some(li)) = layer {
-                self.request_keyframe(peers, now, new, li);
+            let sub = match sub {
+                Some(mut sub) => {
+                    sub.retarget(want, track.epoch, now);
+                    sub
+                }
+                None => {
+                    let seq: u16 = self.rng.gen_range(0..16_384);
+                    let mut sub = Subscription::new(want, mid, track.kind, seq, self.rng.gen());
+                    sub.ready = true;
+                    sub
+                }
+            };
+            track.subscribers.push(id);
+            let layer = track.target_layer(now);
+            p.subs.insert(want, sub);
+            if let Some(li) = layer {
+                self.request_keyframe(peers, now, want, li);
             }
         }
-        self.bind_whep(id);
     }
 
     pub(crate) fn on_whep_offer(
@@ -152,7 +179,7 @@ impl Router {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        p.whep_target = Some(target);
+        p.whep = Some(crate::whep::WhepView::new(target));
         let Some(pc) = p.subscriber.as_mut() else {
             return;
         };
@@ -182,36 +209,6 @@ impl Router {
             sdp,
         });
         self.drain_pc(peers, id, PcKind::Subscriber);
-    }
-
-    /// WHEP: put the target's tracks on free client-offered m-lines of the same kind.
-    pub(crate) fn bind_whep(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else {
-            return;
-        };
-        let Some(room) = self.rooms.get(&p.room) else {
-            return;
-        };
-        let Some(source) = p
-            .whep_target
-            .and_then(|t| crate::whep::source(t, room, &self.tracks))
-        else {
-            return;
-        };
-        let binds = crate::whep::binds(&p.whep_slots, &p.subs, room, &self.tracks, source);
-        for (t, mid) in binds {
-            let seq: u16 = self.rng.gen_range(0..16_384);
-            let ts: u32 = self.rng.gen();
-            let Some(track) = self.tracks.get_mut(&t) else {
-                continue;
-            };
-            track.subscribers.push(id);
-            let mut sub = Subscription::new(t, mid, track.kind, seq, ts);
-            sub.ready = true;
-            if let Some(p) = self.participants.get_mut(&id) {
-                p.subs.insert(t, sub);
-            }
-        }
     }
 
     pub(crate) fn set_muted(

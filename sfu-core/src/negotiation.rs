@@ -135,7 +135,7 @@ impl Router {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        if p.subscriber.is_none() || p.whep_target.is_some() {
+        if p.subscriber.is_none() || p.whep.is_some() {
             return;
         }
         if p.pending_offer.is_some() {

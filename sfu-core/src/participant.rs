@@ -7,9 +7,9 @@ use std::time::Duration;
 use str0m::media::Mid;
 
 use crate::forward::Subscription;
-use crate::ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind};
+use crate::ids::{ParticipantId, PcKind, RoomId, TrackId};
 use crate::pc::Pc;
-use crate::whep::WhepTarget;
+use crate::whep::WhepView;
 
 pub(crate) struct Room {
     pub participants: Vec<ParticipantId>,
@@ -48,10 +48,8 @@ pub(crate) struct Participant {
     pub bundle_tag: Option<Mid>,
     /// The next subscriber offer restarts ICE ([`Command::RestartSubscriberIce`]).
     pub restart_ice: bool,
-    /// WHEP viewers: whose tracks the client-offered m-lines carry.
-    pub whep_target: Option<WhepTarget>,
-    /// WHEP viewers: the client-offered m-lines, by kind.
-    pub whep_slots: Vec<(Mid, TrackKind)>,
+    /// WHEP viewers: what their client-offered m-lines carry.
+    pub whep: Option<WhepView>,
     /// The subscriber connection's latest bandwidth estimate (bits per second).
     pub estimate: Option<u64>,
     /// The most it can receive, whatever the estimate ([`crate::ViewerOptions`]).

@@ -92,8 +92,7 @@ impl Router {
                         restart_ice: false,
                         to_stop: Vec::new(),
                         bundle_tag: None,
-                        whep_target: None,
-                        whep_slots: Vec::new(),
+                        whep: None,
                         estimate: None,
                         max_bitrate: None,
                         falling: 0,
@@ -171,6 +170,9 @@ impl Router {
                         t.source = source;
                     }
                 }
+                // A track declared a screen share late moves content views to it.
+                let room = p.room.clone();
+                self.reconcile_room_views(peers, now, &room);
             }
             Command::Subscribe {
                 participant,
@@ -204,7 +206,7 @@ impl Router {
             } => self.ice_restart(peers, participant, pc, ufrag, pwd),
             Command::RestartSubscriberIce { participant } => {
                 match self.participants.get_mut(&participant) {
-                    Some(p) if p.subscriber.is_some() && p.whep_target.is_none() => {
+                    Some(p) if p.subscriber.is_some() && p.whep.is_none() => {
                         p.restart_ice = true;
                         self.sync_subscriptions(peers, participant);
                     }
@@ -221,6 +223,7 @@ impl Router {
                     Some(t) => WhepTarget::Participant(t),
                     None => WhepTarget::Speaker {
                         except: options.except,
+                        content: options.content,
                     },
                 };
                 if let Some(p) = self.participants.get_mut(&participant) {
@@ -295,15 +298,13 @@ impl Router {
                     .flat_map(|s| s.recv.iter().chain(s.send.iter()))
                     .map(|l| l.rid.to_string())
                     .collect();
-                self.publish(peers, id, m.mid, m.kind.into(), rids);
+                self.publish(peers, now, id, m.mid, m.kind.into(), rids);
             }
             E::MediaAdded(m) if kind == PcKind::Subscriber && m.direction.is_sending() => {
-                if let Some(p) = self.participants.get_mut(&id) {
-                    if p.whep_target.is_some() {
-                        p.whep_slots.push((m.mid, m.kind.into()));
-                    }
+                if let Some(view) = self.participants.get_mut(&id).and_then(|p| p.whep.as_mut()) {
+                    view.slots.push((m.mid, m.kind.into()));
                 }
-                self.bind_whep(id);
+                self.reconcile_whep(peers, now, id);
             }
             E::MediaChanged(m) if kind == PcKind::Publisher && !m.direction.is_receiving() => {
                 let tid = self
@@ -311,7 +312,7 @@ impl Router {
                     .get(&id)
                     .and_then(|p| p.published.get(&m.mid).copied());
                 if let Some(tid) = tid {
-                    self.unpublish(peers, tid);
+                    self.unpublish(peers, now, tid);
                 }
             }
             E::RtpPacket(pkt) if kind == PcKind::Publisher => self.forward(peers, now, id, pkt),
@@ -377,6 +378,7 @@ impl Router {
     fn publish(
         &mut self,
         peers: &mut Peers,
+        now: Instant,
         id: ParticipantId,
         mid: Mid,
         kind: TrackKind,
@@ -418,11 +420,11 @@ impl Router {
         });
         for o in others.into_iter().filter(|o| *o != id) {
             self.sync_subscriptions(peers, o);
-            self.bind_whep(o);
+            self.reconcile_whep(peers, now, o);
         }
     }
 
-    pub(crate) fn unpublish(&mut self, peers: &mut Peers, tid: TrackId) {
+    pub(crate) fn unpublish(&mut self, peers: &mut Peers, now: Instant, tid: TrackId) {
         let Some(track) = self.tracks.remove(&tid) else {
             return;
         };
@@ -443,12 +445,16 @@ impl Router {
         for sid in &track.subscribers {
             if let Some(sp) = self.participants.get_mut(sid) {
                 if let Some(sub) = sp.subs.remove(&tid) {
-                    if sp.whep_target.is_none() {
-                        sp.to_stop.push(sub.mid);
+                    match sp.whep.as_mut() {
+                        // A viewer's m-line takes the next track it should carry, its
+                        // numbering continued.
+                        Some(view) => view.parked.push(sub),
+                        None => sp.to_stop.push(sub.mid),
                     }
                 }
             }
             self.sync_subscriptions(peers, *sid);
+            self.reconcile_whep(peers, now, *sid);
         }
         peers.emit(Event::TrackUnpublished {
             room: track.room,
@@ -460,7 +466,7 @@ impl Router {
     pub(crate) fn remove_participant(
         &mut self,
         peers: &mut Peers,
-        _now: Instant,
+        now: Instant,
         id: ParticipantId,
         reason: GoneReason,
     ) {
@@ -475,7 +481,7 @@ impl Router {
             peers.forget((id, PcKind::Subscriber), pc);
         }
         for tid in p.published.values() {
-            self.unpublish(peers, *tid);
+            self.unpublish(peers, now, *tid);
         }
         for tid in p.subs.keys() {
             if let Some(t) = self.tracks.get_mut(tid) {

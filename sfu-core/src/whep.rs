@@ -8,119 +8,143 @@ use std::collections::BTreeMap;
 use str0m::media::Mid;
 
 use crate::forward::{Subscription, Track};
-use crate::ids::{ParticipantId, TrackId, TrackKind};
-use crate::shard::{Participant, Room};
+use crate::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
+use crate::shard::Room;
 
 /// What a WHEP viewer's m-lines carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WhepTarget {
     Participant(ParticipantId),
     /// Whoever is the room's active speaker, but never `except` (a SIP video endpoint's
-    /// own participant).
+    /// own participant); with `content`, a screen share in the room takes the video m-line
+    /// while it is on (a video endpoint without a content channel).
     Speaker {
         except: Option<ParticipantId>,
+        content: bool,
     },
 }
 
 impl WhepTarget {
     /// Whether a speaker change to `speaker` moves this viewer's m-lines.
     pub(crate) fn follows(self, speaker: ParticipantId) -> bool {
-        matches!(self, WhepTarget::Speaker { except } if except != Some(speaker))
+        matches!(self, WhepTarget::Speaker { except, .. } if except != Some(speaker))
     }
 }
 
-/// Whose tracks a viewer's m-lines carry now: its participant, or the room's speaker
-/// (before anyone spoke, or while the excepted participant speaks: the first other
-/// participant who publishes).
-pub(crate) fn source(
-    target: WhepTarget,
-    room: &Room,
-    tracks: &BTreeMap<TrackId, Track>,
-) -> Option<ParticipantId> {
-    match target {
-        WhepTarget::Participant(t) => Some(t),
-        WhepTarget::Speaker { except } => room
-            .speaker
-            .current()
-            .filter(|s| Some(*s) != except)
+/// A WHEP viewer: what it follows, its client-offered m-lines, whom it shows now, and the
+/// outgoing streams of m-lines whose track went away (kept, so that the next track on
+/// the m-line continues their numbering).
+pub(crate) struct WhepView {
+    pub target: WhepTarget,
+    pub slots: Vec<(Mid, TrackKind)>,
+    /// The speaker a speaker view last moved to ([`WhepView::follow`]).
+    showing: Option<ParticipantId>,
+    pub parked: Vec<Subscription>,
+}
+
+impl WhepView {
+    pub(crate) fn new(target: WhepTarget) -> Self {
+        WhepView {
+            target,
+            slots: Vec::new(),
+            showing: None,
+            parked: Vec::new(),
+        }
+    }
+
+    /// The room's speaker changed to `speaker`: whether the view now shows it.
+    pub(crate) fn follow(&mut self, speaker: ParticipantId) -> bool {
+        let follows = self.target.follows(speaker);
+        if follows {
+            self.showing = Some(speaker);
+        }
+        follows
+    }
+
+    /// Whose tracks the view shows: its participant; for a speaker view the speaker it
+    /// last followed while that one publishes, else the room's speaker (not `except`),
+    /// else the first other participant who publishes.
+    pub(crate) fn source(
+        &self,
+        room: &Room,
+        tracks: &BTreeMap<TrackId, Track>,
+    ) -> Option<ParticipantId> {
+        let except = match self.target {
+            WhepTarget::Participant(t) => return Some(t),
+            WhepTarget::Speaker { except, .. } => except,
+        };
+        let publishers = || {
+            room.tracks
+                .iter()
+                .filter_map(|t| tracks.get(t))
+                .map(|t| t.publisher)
+        };
+        let publishes = |p: ParticipantId| publishers().any(|q| q == p);
+        self.showing
+            .filter(|p| publishes(*p))
             .or_else(|| {
-                room.tracks
-                    .iter()
-                    .filter_map(|t| tracks.get(t))
-                    .map(|t| t.publisher)
-                    .find(|p| Some(*p) != except)
-            }),
+                room.speaker
+                    .current()
+                    .filter(|s| Some(*s) != except && publishes(*s))
+            })
+            .or_else(|| publishers().find(|p| Some(*p) != except))
     }
-}
 
-/// The viewer's free m-lines (`slots`, none of `subs` on them), each with a track of
-/// `source` of its kind that the viewer does not receive yet: (track, m-line).
-pub(crate) fn binds(
-    slots: &[(Mid, TrackKind)],
-    subs: &BTreeMap<TrackId, Subscription>,
-    room: &Room,
-    tracks: &BTreeMap<TrackId, Track>,
-    source: ParticipantId,
-) -> Vec<(TrackId, Mid)> {
-    let mut binds: Vec<(TrackId, Mid)> = Vec::new();
-    for (mid, kind) in slots {
-        if subs.values().any(|s| s.mid == *mid) || binds.iter().any(|(_, m)| m == mid) {
-            continue;
-        }
-        let t = room.tracks.iter().copied().find(|t| {
-            tracks
-                .get(t)
-                .is_some_and(|tr| tr.publisher == source && tr.kind == *kind)
-                && !subs.contains_key(t)
-                && !binds.iter().any(|(b, _)| b == t)
-        });
-        if let Some(t) = t {
-            binds.push((t, *mid));
-        }
+    /// The screen share a content view shows in place of the speaker: the room's newest,
+    /// not the excepted participant's own.
+    fn content(&self, room: &Room, tracks: &BTreeMap<TrackId, Track>) -> Option<TrackId> {
+        let WhepTarget::Speaker {
+            except,
+            content: true,
+        } = self.target
+        else {
+            return None;
+        };
+        room.tracks.iter().rev().copied().find(|t| {
+            tracks.get(t).is_some_and(|tr| {
+                tr.source == TrackSource::ScreenShare && Some(tr.publisher) != except
+            })
+        })
     }
-    binds
-}
 
-/// A speaker-following viewer's subscriptions to move to `speaker`'s track of the same
-/// kind: (from, to). Those already on the speaker stay.
-pub(crate) fn moves(
-    subs: &BTreeMap<TrackId, Subscription>,
-    room: &Room,
-    tracks: &BTreeMap<TrackId, Track>,
-    speaker: ParticipantId,
-) -> Vec<(TrackId, TrackId)> {
-    subs.keys()
-        .filter_map(|old| {
-            let from = tracks.get(old)?;
-            if from.publisher == speaker {
-                return None;
-            }
-            let new = room.tracks.iter().copied().find(|t| {
-                tracks
-                    .get(t)
-                    .is_some_and(|tr| tr.publisher == speaker && tr.kind == from.kind)
-            })?;
-            Some((*old, new))
-        })
-        .collect()
-}
+    /// The track each m-line should carry now (None: nothing to show on it; whatever it
+    /// carries stays): the content share on a content view's video m-line, else the
+    /// source's track of the m-line's kind — its camera before its screen share — each
+    /// track on one m-line at most.
+    pub(crate) fn wanted(
+        &self,
+        room: &Room,
+        tracks: &BTreeMap<TrackId, Track>,
+    ) -> Vec<(Mid, Option<TrackId>)> {
+        let source = self.source(room, tracks);
+        let content = self.content(room, tracks);
+        let mut taken: Vec<TrackId> = Vec::new();
+        let mut out = Vec::with_capacity(self.slots.len());
+        for (mid, kind) in &self.slots {
+            let of_source = |screen: bool| {
+                room.tracks.iter().copied().find(|t| {
+                    tracks.get(t).is_some_and(|tr| {
+                        Some(tr.publisher) == source
+                            && tr.kind == *kind
+                            && (tr.source == TrackSource::ScreenShare) == screen
+                    }) && !taken.contains(t)
+                })
+            };
+            let pick = content
+                .filter(|c| *kind == TrackKind::Video && !taken.contains(c))
+                .or_else(|| of_source(false))
+                .or_else(|| of_source(true));
+            taken.extend(pick);
+            out.push((*mid, pick));
+        }
+        out
+    }
 
-/// The room's viewers whose m-lines move to `speaker` now that it speaks.
-pub(crate) fn speaker_viewers(
-    room: &Room,
-    participants: &BTreeMap<ParticipantId, Participant>,
-    speaker: ParticipantId,
-) -> Vec<ParticipantId> {
-    room.participants
-        .iter()
-        .copied()
-        .filter(|v| {
-            participants
-                .get(v)
-                .and_then(|p| p.whep_target)
-                .is_some_and(|t| t.follows(speaker))
-        })
-        .collect()
+    /// The parked stream of m-line `mid`, if its track went away.
+    pub(crate) fn unpark(&mut self, mid: Mid) -> Option<Subscription> {
+        let i = self.parked.iter().position(|s| s.mid == mid)?;
+        Some(self.parked.swap_remove(i))
+    }
 }
 
 /// What an answer to a WHEP offer does with its audio and video m-lines.
@@ -214,55 +238,66 @@ mod tests {
     }
 
     #[test]
-    fn a_viewer_binds_its_source_tracks_to_free_slots_and_follows_the_speaker() {
-        let (room, tracks) = room_of_two();
-        let slots = [
-            (Mid::from("a"), TrackKind::Audio),
-            (Mid::from("v"), TrackKind::Video),
-        ];
-        let mut subs = BTreeMap::new();
-        // Before anyone spoke, the speaker view shows the first publisher.
-        let speaker = WhepTarget::Speaker { except: None };
-        let first = source(speaker, &room, &tracks);
-        assert_eq!(first, Some(ParticipantId(1)));
-        // A SIP video endpoint's view leaves its own participant out.
-        let not_1 = WhepTarget::Speaker {
-            except: Some(ParticipantId(1)),
+    fn a_viewer_shows_its_source_follows_the_speaker_and_leaves_out_its_own() {
+        let (mut room, mut tracks) = room_of_two();
+        let slot = |mid: &str, kind| (Mid::from(mid), kind);
+        let mut view = WhepView::new(WhepTarget::Speaker {
+            except: None,
+            content: false,
+        });
+        view.slots = vec![slot("a", TrackKind::Audio), slot("v", TrackKind::Video)];
+        let want = |view: &WhepView, room: &Room, tracks: &BTreeMap<TrackId, Track>| {
+            view.wanted(room, tracks)
+                .into_iter()
+                .map(|(_, t)| t.map(|t| t.0))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(source(not_1, &room, &tracks), Some(ParticipantId(2)));
-        assert!(speaker.follows(ParticipantId(1)) && not_1.follows(ParticipantId(2)));
+        // Before anyone spoke, the speaker view shows the first publisher.
+        assert_eq!(want(&view, &room, &tracks), [Some(1), Some(2)]);
+        assert!(view.follow(ParticipantId(2)));
+        assert_eq!(want(&view, &room, &tracks), [Some(3), Some(4)]);
+        // A fixed view shows its participant whoever speaks.
+        let mut fixed = WhepView::new(WhepTarget::Participant(ParticipantId(1)));
+        fixed.slots = view.slots.clone();
+        assert!(!fixed.follow(ParticipantId(2)));
+        assert_eq!(want(&fixed, &room, &tracks), [Some(1), Some(2)]);
+        // A SIP video endpoint's view (one video m-line) leaves its own participant out:
+        // it speaks, and the view stays on the last other speaker.
+        let mut own = WhepView::new(WhepTarget::Speaker {
+            except: Some(ParticipantId(1)),
+            content: true,
+        });
+        own.slots = vec![slot("v", TrackKind::Video)];
+        assert_eq!(want(&own, &room, &tracks), [Some(4)]);
         assert!(
-            !not_1.follows(ParticipantId(1)),
+            !own.follow(ParticipantId(1)),
             "its own speech moves nothing"
         );
-        assert!(!WhepTarget::Participant(ParticipantId(2)).follows(ParticipantId(2)));
-        assert_eq!(
-            source(WhepTarget::Participant(ParticipantId(2)), &room, &tracks),
-            Some(ParticipantId(2))
-        );
-        let b = binds(&slots, &subs, &room, &tracks, ParticipantId(1));
-        assert_eq!(
-            b,
-            vec![(TrackId(1), Mid::from("a")), (TrackId(2), Mid::from("v"))]
-        );
-        for (t, mid) in &b {
-            let kind = tracks[t].kind;
-            subs.insert(*t, Subscription::new(*t, *mid, kind, 0, 0));
-        }
-        assert_eq!(
-            binds(&slots, &subs, &room, &tracks, ParticipantId(1)),
-            vec![],
-            "every slot is taken"
-        );
-        // The speaker changes to 2: each m-line moves to 2's track of its kind.
-        assert_eq!(
-            moves(&subs, &room, &tracks, ParticipantId(2)),
-            vec![(TrackId(1), TrackId(3)), (TrackId(2), TrackId(4))]
-        );
-        assert_eq!(
-            moves(&subs, &room, &tracks, ParticipantId(1)),
-            vec![],
-            "already on the speaker"
-        );
+        assert_eq!(want(&own, &room, &tracks), [Some(4)]);
+        // 1 shares its screen: not shown to its own endpoint. 2 shares: shown in place
+        // of the speaker while it is on, and the camera comes back after.
+        let share = |id, publisher| {
+            let mut t = Track::new(
+                TrackId(id),
+                RoomId::from("r"),
+                ParticipantId(publisher),
+                Mid::from(id.to_string().as_str()),
+                TrackKind::Video,
+                &[],
+            );
+            t.source = TrackSource::ScreenShare;
+            t
+        };
+        tracks.insert(TrackId(5), share(5, 1));
+        room.tracks.push(TrackId(5));
+        assert_eq!(want(&own, &room, &tracks), [Some(4)]);
+        tracks.insert(TrackId(6), share(6, 2));
+        room.tracks.push(TrackId(6));
+        assert_eq!(want(&own, &room, &tracks), [Some(6)]);
+        // A plain speaker view shows the speaker's camera, not its share.
+        assert_eq!(want(&view, &room, &tracks), [Some(3), Some(4)]);
+        tracks.remove(&TrackId(6));
+        room.tracks.retain(|t| *t != TrackId(6));
+        assert_eq!(want(&own, &room, &tracks), [Some(4)]);
     }
 }

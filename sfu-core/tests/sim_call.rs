@@ -782,6 +782,71 @@ fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms()
     let _ = b;
 }
 
+/// A video endpoint without a content channel sees a screen share in place of the speaker
+/// while it is on, and the speaker again after — one stream, its numbering continuous
+/// through both changes (the sharer's leaving included).
+#[test]
+fn a_video_endpoints_view_shows_a_screen_share_while_it_is_on() {
+    use sfu_core::str0m::format::Codec;
+    use sfu_core::{Command, TrackSource};
+    let mut sim = Sim::new(Instant::now(), 34);
+    let spec = |codec, level| ClientSpec {
+        codec,
+        ..ClientSpec::av().speaking(level)
+    };
+    let p = sim.join("room", spec(Codec::Vp8, -90));
+    let a = sim.join("room", spec(Codec::Vp9, -20));
+    let s = sim.join("room", spec(Codec::H264, -90));
+    sim.run_for(secs(2));
+    let (idp, ids) = (sim.client(p).id, sim.client(s).id);
+    let view = sim.join_speaker_view(
+        "room",
+        ViewerOptions {
+            except: Some(idp),
+            content: true,
+            ..Default::default()
+        },
+    );
+    sim.run_for(secs(3));
+    let video = |sim: &Sim| {
+        sim.client(view)
+            .received
+            .values()
+            .find(|r| r.kind == Some(TrackKind::Video))
+            .cloned()
+            .expect("video")
+    };
+    assert_eq!(video(&sim).codec, Some(Codec::Vp9), "the speaker, a");
+    // s's video is declared a screen share: the view shows it.
+    let mid = sim
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::TrackPublished {
+                participant,
+                kind: TrackKind::Video,
+                mid,
+                ..
+            } if *participant == ids => Some(mid.clone()),
+            _ => None,
+        })
+        .unwrap();
+    sim.command(Command::SetSources {
+        participant: ids,
+        sources: vec![(mid, TrackSource::ScreenShare)],
+    });
+    sim.run_for(secs(2));
+    assert_eq!(video(&sim).codec, Some(Codec::H264), "the share");
+    // The sharer leaves: back to the speaker on the same stream.
+    sim.leave(s);
+    sim.run_for(secs(2));
+    let v = video(&sim);
+    assert_eq!(v.codec, Some(Codec::Vp9), "the speaker again");
+    assert_eq!(v.ssrcs.len(), 1, "one outgoing stream");
+    assert_eq!(v.gaps(), 0, "numbering continuous through both changes");
+    let _ = a;
+}
+
 #[test]
 fn a_panicking_peer_is_removed_and_nobody_else_notices() {
     use sfu_core::{GoneReason, PcKind};

@@ -355,6 +355,8 @@ impl InRoom<'_> {
                 sfu_core::ViewerOptions {
                     except: Some(self.id),
                     max_bitrate: max_kbps.map(|k| u64::from(k) * 1_000),
+                    // No content channel (BFCP) yet: a share takes the speaker's place.
+                    content: true,
                 },
                 offer,
             )
