@@ -52,6 +52,23 @@ function wav(rate, seconds) {
 
 const phoneTile = '#grid .tile.phone';
 
+// The server's speaker-view switches so far: how many, how many within 500 ms, their sum.
+async function viewSwitches(base) {
+  const m = await metricsText(base);
+  const get = (re) => Number((m.match(re) || [0, 0])[1]);
+  return {
+    count: get(/^switchboard_speaker_view_switch_seconds_count (\d+)/m),
+    within: get(/^switchboard_speaker_view_switch_seconds_bucket\{le="0.5"\} (\d+)/m),
+    sum: Number((m.match(/^switchboard_speaker_view_switch_seconds_sum ([\d.e-]+)/m) || [0, 0])[1]),
+  };
+}
+
+// Decode errors in a baresip log after its first decoded picture (none may follow a switch).
+function errorsAfterFirstPicture(log) {
+  const first = log.indexOf('video: receiving with resolution');
+  return first < 0 ? null : (log.slice(first).match(/vp8: decode error|corrupt/gi) || []).length;
+}
+
 test('a SIP video endpoint and a browser in one room see each other', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
   const sipPort = 5262;
   const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25300-25399']);
@@ -106,15 +123,7 @@ test("a SIP video endpoint's picture follows the speaker", { skip: !hasVideoPhon
   const a = await openParticipant(`${server.base}/?room=${room}&name=a&autojoin=1`, tone(500));
   const b = await openParticipant(`${server.base}/?room=${room}&name=b&autojoin=1&quality=low`, tone(700));
   const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-sw-'));
-  const switches = async () => {
-    const m = await metricsText(server.base);
-    const get = (re) => Number((m.match(re) || [0, 0])[1]);
-    return {
-      count: get(/^switchboard_speaker_view_switch_seconds_count (\d+)/m),
-      within: get(/^switchboard_speaker_view_switch_seconds_bucket\{le="0.5"\} (\d+)/m),
-      sum: Number((m.match(/^switchboard_speaker_view_switch_seconds_sum ([\d.e-]+)/m) || [0, 0])[1]),
-    };
-  };
+  const switches = () => viewSwitches(server.base);
   const mic = (p, on) => p.page.evaluate(async (on) => {
     const btn = document.querySelector('#mic');
     if ((btn.getAttribute('aria-pressed') === 'true') === on) btn.click();
@@ -147,11 +156,40 @@ test("a SIP video endpoint's picture follows the speaker", { skip: !hasVideoPhon
     await b.close();
     server.stop();
   }
-  // Decode errors before the first picture (frames that reached the endpoint before its
-  // decoder took the first keyframe) are the endpoint's start; none may follow a switch.
-  const log = ph.log();
-  const first = log.indexOf('video: receiving with resolution');
-  const before = (log.slice(0, first).match(/vp8: decode error/g) || []).length;
-  console.log(`endpoint decode errors before its first picture: ${before}`);
-  assert.doesNotMatch(log.slice(first), /vp8: decode error|corrupt/i, 'no decode errors across the switches');
+  assert.equal(errorsAfterFirstPicture(ph.log()), 0, 'no decode errors across the switches');
+});
+
+// A browser shares its screen: the endpoint (no BFCP content channel) sees the share in
+// place of the speaker while it is on, and the speaker's camera after — two switches of
+// its one stream, the speaker unchanged.
+test('a screen share reaches a SIP video endpoint in place of the speaker', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
+  const sipPort = 5264;
+  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25500-25599']);
+  const room = `sipshare${Date.now()}`;
+  const a = await openParticipant(`${server.base}/?room=${room}&name=a&autojoin=1`);
+  const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-share-'));
+  let ph;
+  try {
+    await waitFor(() => a.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    ph = videoPhone(dir, { port: 5300, rtp: '10280-10319', dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 40, tone: null });
+    await waitFor(() => /video: receiving with resolution/.test(ph.log()), { what: 'the endpoint decoding the speaker view', timeout: 30000, interval: 500 });
+    const start = await viewSwitches(server.base);
+    await a.page.click('#share');
+    await waitFor(async () => (await viewSwitches(server.base)).count > start.count, { what: 'the view switching to the share', timeout: 15000, interval: 250 });
+    await sleep(3000);
+    const shared = await viewSwitches(server.base);
+    await a.page.click('#share');
+    await waitFor(async () => (await viewSwitches(server.base)).count > shared.count, { what: 'the view back on the camera', timeout: 15000, interval: 250 });
+    await sleep(2000);
+    const end = await viewSwitches(server.base);
+    console.log('switches for the share:', JSON.stringify({ start, shared, end }));
+    assert.equal(end.count - start.count, 2, 'to the share and back');
+    assert.equal(end.within, end.count, 'each within 500 ms');
+  } finally {
+    ph?.proc.kill('SIGINT');
+    await ph?.done;
+    await a.close();
+    server.stop();
+  }
+  assert.equal(errorsAfterFirstPicture(ph.log()), 0, 'no decode errors across the switches');
 });
