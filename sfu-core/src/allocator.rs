@@ -273,10 +273,10 @@ impl crate::router::Router {
             return;
         };
         let Some(estimate) = p.estimate else { return };
-        // A viewer that cannot take more (a SIP endpoint's b=AS, which counts the packets'
-        // headers too) is allocated and probed as if its link ended at nine tenths of it.
-        let cap = p.max_bitrate.map(|c| c * 9 / 10);
-        let estimate = cap.map_or(estimate, |cap| estimate.min(cap));
+        // A viewer that cannot take more (a SIP endpoint's b=AS) is allocated and probed
+        // as if its link ended at its cap.
+        let cap = p.max_bitrate.map(|c| p.within_cap(c));
+        let estimate = p.within_cap(estimate);
         let speaker = |room: &RoomId| self.rooms.get(room).and_then(|r| r.speaker.current());
         let mut audio = 0;
         let (mut keys, mut demands): (Vec<TrackId>, Vec<VideoDemand>) = (Vec::new(), Vec::new());

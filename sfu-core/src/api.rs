@@ -175,6 +175,12 @@ pub enum Command {
         track: TrackId,
         max_rank: Option<u8>,
     },
+    /// The most a viewer can receive changed (a SIP video endpoint's TMMBR or REMB):
+    /// [`ViewerOptions::max_bitrate`] from now on.
+    SetMaxBitrate {
+        participant: ParticipantId,
+        max_bitrate: Option<u64>,
+    },
     /// An ICE restart (RFC 8445 §2.4; WHIP/WHEP `PATCH`, RFC 9725 §4.3.2): the client's
     /// new credentials for one connection. The shard takes new local credentials and
     /// answers with [`Event::IceRestarted`].

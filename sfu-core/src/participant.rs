@@ -87,4 +87,11 @@ impl Participant {
             self.falling = 0;
         }
     }
+
+    /// A bitrate as far as this participant can take it: under a viewer's cap
+    /// ([`crate::ViewerOptions::max_bitrate`], a SIP endpoint's b=AS or TMMBR, which
+    /// counts packet headers too) only nine tenths of the cap are media.
+    pub fn within_cap(&self, bps: u64) -> u64 {
+        self.max_bitrate.map_or(bps, |cap| bps.min(cap * 9 / 10))
+    }
 }

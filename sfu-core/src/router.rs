@@ -204,6 +204,16 @@ impl Router {
                 ufrag,
                 pwd,
             } => self.ice_restart(peers, participant, pc, ufrag, pwd),
+            Command::SetMaxBitrate {
+                participant,
+                max_bitrate,
+            } => {
+                let Some(p) = self.participants.get_mut(&participant) else {
+                    return peers.fail(participant, CommandError::UnknownParticipant);
+                };
+                p.max_bitrate = max_bitrate;
+                self.allocate(peers, now, participant);
+            }
             Command::RestartSubscriberIce { participant } => {
                 match self.participants.get_mut(&participant) {
                     Some(p) if p.subscriber.is_some() && p.whep.is_none() => {
@@ -334,7 +344,8 @@ impl Router {
                 if kind == PcKind::Subscriber =>
             {
                 if let Some(p) = self.participants.get_mut(&id) {
-                    let e = estimate.as_u64();
+                    // Under a cap, an estimate falling toward it is no congestion.
+                    let e = p.within_cap(estimate.as_u64());
                     p.falling = match p.estimate {
                         Some(prev) if e < prev => p.falling + 1,
                         _ => 0,

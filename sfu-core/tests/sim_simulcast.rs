@@ -298,6 +298,18 @@ fn a_video_endpoints_bandwidth_caps_its_speaker_view() {
         "{kbps} kbps under a {} kbps cap",
         cap / 1_000
     );
+    // The free one's endpoint limits it later (TMMBR/REMB): down to the layer that fits.
+    let idfree = sim.client(free).id;
+    sim.command(sfu_core::Command::SetMaxBitrate {
+        participant: idfree,
+        max_bitrate: Some(cap),
+    });
+    sim.run_for(secs(8));
+    assert_eq!(
+        layer(&sim, free),
+        Some(1),
+        "capped later: the layer under the cap"
+    );
 }
 
 /// Frames the publisher sent per layer during `d`.

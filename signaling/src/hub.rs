@@ -762,6 +762,19 @@ impl Hub {
         Ok(())
     }
 
+    /// The most viewer `id` can receive, bits per second (a SIP video endpoint's RTCP
+    /// bandwidth limit; None lifts it).
+    pub fn set_max_bitrate(&self, id: ParticipantId, max_bitrate: Option<u64>) {
+        let room = self.dir.lock().room_of.get(&id).cloned();
+        if let Some(room) = room {
+            let cmd = Command::SetMaxBitrate {
+                participant: id,
+                max_bitrate,
+            };
+            let _ = self.plane.send(&RoomId(room), cmd);
+        }
+    }
+
     /// The client left or its WebSocket closed.
     pub fn leave(&self, id: ParticipantId) {
         self.remove(id, "left", None);

@@ -662,6 +662,11 @@ impl Conversation<'_, '_> {
                 }
             }
             Ok(FromPhone::KeyframeRequest) => self.room.leg.request_view_keyframe(now),
+            Ok(FromPhone::MaxBitrate(bps)) => {
+                if let (Some(cap), Some(view)) = (v.limit(bps), self.room.view.as_ref()) {
+                    self.gw.hub.set_max_bitrate(view.id, Some(cap));
+                }
+            }
             Ok(FromPhone::Report) => {}
             Err(e) => {
                 debug!(call = %self.call.id, "phone video dropped: {e}");

@@ -3,7 +3,8 @@
 //!
 //! - phone → room: its RTP checked (version, payload type, size) and handed on as
 //!   [`VideoPacket`]s with sequence numbers that stay continuous when the phone changes
-//!   its SSRC; its RTCP read for keyframe requests (PLI, FIR);
+//!   its SSRC; its RTCP read for keyframe requests (PLI, FIR) and bandwidth limits
+//!   (TMMBR, REMB);
 //! - room → phone: the speaker view's packets rewritten to the negotiated payload type and
 //!   one SSRC of ours;
 //! - keyframe requests to the phone as RTCP PLI or FIR (RFC 4585, RFC 5104), whichever it
@@ -32,6 +33,8 @@ pub enum FromPhone {
     Media(VideoPacket),
     /// RTCP asking for a keyframe of what the phone receives (PLI or FIR).
     KeyframeRequest,
+    /// RTCP limiting what the phone receives (TMMBR, RFC 5104; or REMB): bits per second.
+    MaxBitrate(u64),
     /// Other RTCP (reports, NACKs): read, nothing to do.
     Report,
 }
@@ -87,12 +90,14 @@ impl VideoRelay {
     pub fn from_phone(&mut self, data: &[u8]) -> Result<FromPhone, VideoDrop> {
         // RFC 5761 §4: RTCP packet types 192–223 where RTP has its marker and payload type.
         if data.len() >= 2 && (192..=223).contains(&data[1]) {
-            return keyframe_requested(data).map(|k| {
-                if k {
-                    FromPhone::KeyframeRequest
-                } else {
-                    FromPhone::Report
-                }
+            let feedback = read_feedback(data)?;
+            return Ok(match feedback {
+                RtcpAsks { keyframe: true, .. } => FromPhone::KeyframeRequest,
+                RtcpAsks {
+                    max_bitrate: Some(bps),
+                    ..
+                } => FromPhone::MaxBitrate(bps),
+                _ => FromPhone::Report,
             });
         }
         if data.len() > MAX_PACKET {
@@ -176,10 +181,18 @@ impl VideoRelay {
     }
 }
 
-/// Whether a compound RTCP packet holds a PLI or FIR (RFC 4585 §6.3.1, RFC 5104 §4.3.1).
-fn keyframe_requested(data: &[u8]) -> Result<bool, VideoDrop> {
+/// What a compound RTCP packet from the phone asks of its video.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RtcpAsks {
+    /// A PLI or FIR (RFC 4585 §6.3.1, RFC 5104 §4.3.1).
+    keyframe: bool,
+    /// The lowest TMMBR (RFC 5104 §4.2.1) or REMB bitrate in it.
+    max_bitrate: Option<u64>,
+}
+
+fn read_feedback(data: &[u8]) -> Result<RtcpAsks, VideoDrop> {
     let mut rest = data;
-    let mut found = false;
+    let mut f = RtcpAsks::default();
     while !rest.is_empty() {
         if rest.len() < 4 || rest[0] >> 6 != 2 {
             return Err(VideoDrop::BadRtcp);
@@ -188,11 +201,43 @@ fn keyframe_requested(data: &[u8]) -> Result<bool, VideoDrop> {
         if size > rest.len() {
             return Err(VideoDrop::BadRtcp);
         }
-        let fmt = rest[0] & 0x1f;
-        found |= rest[1] == 206 && (fmt == 1 || fmt == 4);
+        let (fmt, packet) = (rest[0] & 0x1f, &rest[..size]);
+        let rate = match (packet[1], fmt) {
+            (206, 1 | 4) => {
+                f.keyframe = true;
+                None
+            }
+            // TMMBR: FCI of SSRC, then exponent (6 bits) and mantissa (17 bits).
+            (205, 3) if size >= 20 => {
+                let v = u32::from_be_bytes([packet[16], packet[17], packet[18], packet[19]]);
+                Some(u64::from((v >> 9) & 0x1_ffff) << (v >> 26))
+            }
+            // REMB: "REMB", the number of SSRCs, exponent (6 bits) and mantissa (18 bits).
+            (206, 15) if size >= 20 && &packet[12..16] == b"REMB" => {
+                let v = u32::from_be_bytes([packet[16], packet[17], packet[18], packet[19]]);
+                Some(u64::from(v & 0x3_ffff) << ((v >> 18) & 0x3f))
+            }
+            _ => None,
+        };
+        if let Some(r) = rate {
+            f.max_bitrate = Some(f.max_bitrate.map_or(r, |m| m.min(r)));
+        }
         rest = &rest[size..];
     }
-    Ok(found)
+    Ok(f)
+}
+
+/// The lowest cap put on a speaker view: a limit below it would starve the picture.
+const MIN_VIEW_BPS: u64 = 64_000;
+
+/// A speaker view's new cap after the endpoint limited what it receives to `limit` (TMMBR
+/// or REMB), bits per second: never above its SDP bandwidth `sdp` nor below
+/// [`MIN_VIEW_BPS`]; None while it stays within a tenth of the `current` one (no churn).
+pub fn next_view_cap(sdp: Option<u64>, current: Option<u64>, limit: u64) -> Option<u64> {
+    let cap = sdp.map_or(limit, |s| s.min(limit)).max(MIN_VIEW_BPS);
+    current
+        .is_none_or(|c| cap.abs_diff(c) * 10 >= c)
+        .then_some(cap)
 }
 
 /// The SIP INFO body that asks for a keyframe (RFC 5168), and whether a body is one.
@@ -308,6 +353,51 @@ mod tests {
     }
 
     #[test]
+    fn the_view_cap_follows_the_limits_within_the_sdp() {
+        let k = |n: u64| n * 1_000;
+        // No SDP bandwidth: the limit itself, not below the floor.
+        assert_eq!(next_view_cap(None, None, k(500)), Some(k(500)));
+        assert_eq!(next_view_cap(None, None, k(10)), Some(MIN_VIEW_BPS));
+        // Never above b=AS; a change under a tenth is no change.
+        assert_eq!(next_view_cap(Some(k(800)), Some(k(800)), k(2_000)), None);
+        assert_eq!(next_view_cap(Some(k(800)), Some(k(800)), k(750)), None);
+        assert_eq!(
+            next_view_cap(Some(k(800)), Some(k(800)), k(400)),
+            Some(k(400))
+        );
+        assert_eq!(
+            next_view_cap(Some(k(800)), Some(k(400)), k(5_000)),
+            Some(k(800))
+        );
+    }
+
+    #[test]
+    fn bandwidth_limits_from_the_phone() {
+        let mut r = relay(true, true);
+        // TMMBR: 1,000,000 bps as mantissa 15625 × 2^6, overhead 40.
+        let v: u32 = (6 << 26) | (15_625 << 9) | 40;
+        let mut tmmbr = vec![0x83, 205, 0, 4, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x5b];
+        tmmbr.extend_from_slice(&v.to_be_bytes());
+        assert_eq!(r.from_phone(&tmmbr), Ok(FromPhone::MaxBitrate(1_000_000)));
+        // REMB: 512,000 bps as mantissa 128000 × 2^2, one SSRC.
+        let v: u32 = (1 << 24) | (2 << 18) | 128_000;
+        let mut remb = vec![0x8f, 206, 0, 5, 0, 0, 0, 9, 0, 0, 0, 0];
+        remb.extend_from_slice(b"REMB");
+        remb.extend_from_slice(&v.to_be_bytes());
+        remb.extend_from_slice(&[0, 0, 0, 0x5b]);
+        assert_eq!(r.from_phone(&remb), Ok(FromPhone::MaxBitrate(512_000)));
+        // Both in one compound packet: the lower one.
+        assert_eq!(
+            r.from_phone(&[&tmmbr[..], &remb].concat()),
+            Ok(FromPhone::MaxBitrate(512_000))
+        );
+        // A REMB without its identifier is not one.
+        let mut fake = remb.clone();
+        fake[12] = b'X';
+        assert_eq!(r.from_phone(&fake), Ok(FromPhone::Report));
+    }
+
+    #[test]
     fn keyframe_requests_to_the_phone_are_throttled_and_fit_what_it_offered() {
         let t0 = Instant::now();
         let mut r = relay(true, true);
@@ -317,7 +407,7 @@ mod tests {
         assert_eq!(pli.len(), 8 + 12);
         assert_eq!(&pli[8..10], &[0x81, 206]);
         assert_eq!(&pli[16..20], &0x77u32.to_be_bytes());
-        assert_eq!(keyframe_requested(&pli), Ok(true));
+        assert!(read_feedback(&pli).unwrap().keyframe);
         assert_eq!(r.keyframe_request(t0 + Duration::from_millis(100)), None);
         assert!(r.keyframe_request(t0 + REQUEST_EVERY).is_some());
         // FIR only: the FCI names the phone's SSRC, its sequence number grows.

@@ -20,6 +20,8 @@ pub(crate) struct VideoLeg {
     pub rtcp_source: RtpSource,
     /// Whether the endpoint's video has arrived yet.
     pub sending: bool,
+    /// The cap on its speaker view last given to the media plane (bits per second).
+    pub view_cap: Option<u64>,
 }
 
 impl VideoLeg {
@@ -29,6 +31,7 @@ impl VideoLeg {
         remote: PhoneVideo,
         chosen: Chosen,
     ) -> Self {
+        let view_cap = remote.max_kbps.map(|k| u64::from(k) * 1_000);
         VideoLeg {
             rtp,
             rtcp,
@@ -38,7 +41,17 @@ impl VideoLeg {
             remote,
             chosen,
             sending: false,
+            view_cap,
         }
+    }
+
+    /// The endpoint limits what it receives to `bps` (TMMBR/REMB): the new cap of its
+    /// speaker view — never above its SDP bandwidth — when it moved by a tenth or more.
+    pub fn limit(&mut self, bps: u64) -> Option<u64> {
+        let sdp = self.remote.max_kbps.map(|k| u64::from(k) * 1_000);
+        let cap = crate::video::next_view_cap(sdp, self.view_cap, bps)?;
+        self.view_cap = Some(cap);
+        Some(cap)
     }
 
     /// Send RTCP to the phone: on the RTP socket with rtcp-mux, else from ours.
