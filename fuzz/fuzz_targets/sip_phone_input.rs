@@ -13,7 +13,7 @@ use sip::g711::Law;
 use sip::media::CallMedia;
 use sip::sdp::{Codec, LocalMedia, PhoneMedia};
 use sip::video::{FromPhone, VideoRelay};
-use sip::video_sdp::{Chosen, Feedback, PhoneVideo, VideoAnswer, VideoCodec};
+use sip::video_sdp::{Chosen, Feedback, PhoneVideo, VideoLine, VideoCodec};
 
 /// Datagrams on a video endpoint's socket (chunks prefixed by a one-byte length; a zero
 /// length asks the phone for a keyframe): what passes is rewritten back for the phone.
@@ -98,14 +98,14 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(m) = PhoneMedia::parse(&text) {
             if let Some(codec) = m.choose(&[Codec::Pcmu, Codec::Pcma]) {
                 let video = PhoneVideo::parse(&text).map(|v| match v.choose() {
-                    Some(chosen) => VideoAnswer::Accepted {
+                    Some(chosen) => VideoLine::Accepted {
                         rtp: "127.0.0.1:30002".parse().unwrap(),
                         rtcp: "127.0.0.1:30003".parse().unwrap(),
                         rtcp_mux: v.rtcp_mux,
                         chosen,
                         direction: v.direction.reversed(),
                     },
-                    None => VideoAnswer::Rejected { pt: v.first_pt },
+                    None => VideoLine::Rejected { pt: v.first_pt },
                 });
                 let local = LocalMedia {
                     rtp: "127.0.0.1:30000".parse().unwrap(),
@@ -118,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
                 let answer = local.to_sdp(1, 1);
                 let back = PhoneMedia::parse(&answer).expect("our answer parses");
                 assert_eq!(back.codecs, vec![codec]);
-                if let Some(VideoAnswer::Accepted { chosen, .. }) = video {
+                if let Some(VideoLine::Accepted { chosen, .. }) = video {
                     let v = PhoneVideo::parse(&answer).expect("our video m-line parses");
                     assert_eq!(v.choose().map(|c| (c.codec, c.pt)), Some((chosen.codec, chosen.pt)));
                 }

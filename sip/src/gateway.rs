@@ -31,8 +31,8 @@ use crate::sdp::{Codec, LocalMedia, PhoneMedia};
 use crate::stranger_budget::StrangerBudget;
 use crate::tcp_guard::{ClosedConnections, TcpGuard};
 use crate::transport_source::{source, SourceStamp};
-use crate::video_leg::VideoLeg;
-use crate::video_sdp::{PhoneVideo, VideoAnswer};
+use crate::video_leg::{VideoLeg, VideoSockets};
+use crate::video_sdp::{PhoneVideo, VideoLine};
 use parking_lot::Mutex;
 use signaling::auth::unix_now;
 use signaling::sip_calls::{DialRequest, SipCallInfo, SipCalls, SipFuture};
@@ -267,37 +267,40 @@ impl Gateway {
 
     /// Our answer to a phone's video m-line: accepted with sockets of our own when we
     /// forward one of its codecs and have the ports, else rejected (audio goes on).
-    async fn answer_video(&self, v: PhoneVideo) -> (Option<VideoAnswer>, Option<Box<VideoLeg>>) {
-        let rejected = (Some(VideoAnswer::Rejected { pt: v.first_pt }), None);
+    async fn answer_video(&self, v: PhoneVideo) -> (Option<VideoLine>, Option<Box<VideoLeg>>) {
+        let rejected = (Some(VideoLine::Rejected { pt: v.first_pt }), None);
         let Some(chosen) = v.choose() else {
             metrics::counter!("switchboard_sip_video_refused_total", "reason" => "codec")
                 .increment(1);
             return rejected;
         };
-        let Some(rtp) = self.rtp_socket().await else {
+        let Some(sockets) = self.video_sockets(v.rtcp_mux).await else {
             return rejected;
         };
-        let rtcp = if v.rtcp_mux {
-            None
-        } else {
-            match self.rtcp_socket(&rtp).await {
-                Some(s) => Some(s),
-                None => return rejected,
-            }
+        let direction = v.direction.reversed();
+        let (line, leg) = VideoLeg::accept(sockets, v, chosen, direction);
+        (Some(line), Some(leg))
+    }
+
+    /// A video endpoint's sockets: RTP on the next even port, RTCP on the one above it
+    /// (none with rtcp-mux); None when the range has no free pair.
+    pub(crate) async fn video_sockets(&self, rtcp_mux: bool) -> Option<VideoSockets> {
+        let rtp = self.rtp_socket().await?;
+        let rtcp = match rtcp_mux {
+            true => None,
+            false => Some(self.rtcp_socket(&rtp).await?),
         };
         let port = |s: &UdpSocket| s.local_addr().map(|a| a.port()).unwrap_or_default();
-        let ours = SocketAddr::new(self.advertised, port(&rtp));
-        let answer = VideoAnswer::Accepted {
-            rtp: ours,
-            rtcp: rtcp
-                .as_ref()
-                .map_or(ours, |s| SocketAddr::new(self.advertised, port(s))),
-            rtcp_mux: v.rtcp_mux,
-            chosen,
-            direction: v.direction.reversed(),
-        };
-        let leg = Box::new(VideoLeg::new(rtp, rtcp, v, chosen));
-        (Some(answer), Some(leg))
+        let rtp_addr = SocketAddr::new(self.advertised, port(&rtp));
+        let rtcp_addr = rtcp
+            .as_ref()
+            .map_or(rtp_addr, |s| SocketAddr::new(self.advertised, port(s)));
+        Some(VideoSockets {
+            rtp,
+            rtcp,
+            rtp_addr,
+            rtcp_addr,
+        })
     }
 
     /// Bind the SIP socket and serve until `cancel`, in a task of its own. Errors are the

@@ -23,7 +23,9 @@ use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
 use crate::call_book::{CallHandle, Command};
 use crate::call_limits::{KeySlot, LimitHit};
 use crate::gateway::{call_result, Gateway};
-use crate::sdp::{LocalMedia, PhoneMedia};
+use crate::sdp::{Direction, LocalMedia, PhoneMedia};
+use crate::video_leg::{VideoLeg, VideoSockets};
+use crate::video_sdp::PhoneVideo;
 
 /// Ring timeouts: the default and the longest allowed (seconds).
 const RING_DEFAULT: u64 = 30;
@@ -170,7 +172,10 @@ pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallIn
         .local_addr()
         .map_err(|e| Error::Unavailable(e.to_string()))?
         .port();
-    let local = gw.offer(SocketAddr::new(gw.advertised, port));
+    let mut local = gw.offer(SocketAddr::new(gw.advertised, port));
+    // Video is offered too (a video system answers it; a phone rejects it with port 0).
+    let video = gw.video_sockets(false).await;
+    local.video = video.as_ref().map(VideoSockets::offer);
     let (handle, commands) = gw.book.open(
         format!("SC_{call}"),
         &req.room,
@@ -186,6 +191,7 @@ pub(crate) async fn dial(gw: Arc<Gateway>, req: DialRequest) -> Result<SipCallIn
         target: t,
         destination,
         local,
+        video,
         ring,
         req,
         handle,
@@ -211,6 +217,8 @@ struct Placing {
     target: Target,
     destination: SocketAddr,
     local: LocalMedia,
+    /// The sockets of our video offer, until the answer says whether video is on.
+    video: Option<VideoSockets>,
     ring: Duration,
     req: DialRequest,
     handle: CallHandle,
@@ -317,12 +325,25 @@ impl Placing {
             let _ = dialog.bye().await;
             return "failed: no common codec in the answer".into();
         };
+        // Video when the answer accepted it with one of our codecs.
+        let answered_video = PhoneVideo::parse(&String::from_utf8_lossy(answer))
+            .and_then(|v| v.choose().map(|c| (v, c)));
+        let (video_line, video) = match (self.video.take(), answered_video) {
+            (Some(sockets), Some((v, chosen))) => {
+                let (line, leg) = VideoLeg::accept(sockets, v, chosen, Direction::SendRecv);
+                (Some(line), Some(leg))
+            }
+            _ => (None, None),
+        };
         let local = LocalMedia {
             codecs: vec![codec],
             telephone_event: remote.telephone_event.and(self.local.telephone_event),
+            video: video_line,
             ..self.local.clone()
         };
-        let phone = PhoneLeg::new(rtp, Some(self.destination.ip()), remote, codec, local);
+        let mut phone = PhoneLeg::new(rtp, Some(self.destination.ip()), remote, codec, local);
+        let room_video = video.as_ref().map(|v| (v.chosen.codec, v.remote.max_kbps));
+        phone.video = video;
         let mut media = match phone.media() {
             Ok(m) => m,
             Err(e) => {
@@ -340,7 +361,7 @@ impl Placing {
                 .unwrap_or_else(|| format!("☎ {}", masked(&req.to))),
             &self.handle,
         );
-        let in_room = match enter_room(gw, &req.room, &who, None).await {
+        let in_room = match enter_room(gw, &req.room, &who, room_video).await {
             Ok(r) => r,
             Err((status, e)) => {
                 let _ = dialog.bye().await;

@@ -249,7 +249,7 @@ pub struct LocalMedia {
     pub direction: Direction,
     /// The video m-line of an answer to a phone that offered video (accepted or
     /// rejected); None when the phone offered none.
-    pub video: Option<crate::video_sdp::VideoAnswer>,
+    pub video: Option<crate::video_sdp::VideoLine>,
 }
 
 impl LocalMedia {

@@ -2,11 +2,14 @@
 //! may come from (the same latching as the audio's, [`crate::rtp_source`]), and the
 //! [`crate::video`] relay between them and the room leg.
 
+use std::net::SocketAddr;
+
 use tokio::net::UdpSocket;
 
 use crate::rtp_source::RtpSource;
+use crate::sdp::Direction;
 use crate::video::VideoRelay;
-use crate::video_sdp::{Chosen, PhoneVideo};
+use crate::video_sdp::{Chosen, PhoneVideo, VideoLine};
 
 /// A video endpoint's video on the phone side: its sockets (RTCP on the RTP socket with
 /// rtcp-mux), where its packets may come from, and the relay.
@@ -24,7 +27,45 @@ pub(crate) struct VideoLeg {
     pub view_cap: Option<u64>,
 }
 
+/// A video endpoint's sockets and the addresses we announce for them.
+pub(crate) struct VideoSockets {
+    pub rtp: UdpSocket,
+    pub rtcp: Option<UdpSocket>,
+    pub rtp_addr: SocketAddr,
+    /// The RTP address with rtcp-mux.
+    pub rtcp_addr: SocketAddr,
+}
+
+impl VideoSockets {
+    /// Our offer's video m-line on these sockets.
+    pub fn offer(&self) -> VideoLine {
+        VideoLine::Offer {
+            rtp: self.rtp_addr,
+            rtcp: self.rtcp_addr,
+        }
+    }
+}
+
 impl VideoLeg {
+    /// Video with `remote` in `chosen` on `sockets`: our m-line (in an answer, or the
+    /// state of our offer once answered) and the leg.
+    pub fn accept(
+        sockets: VideoSockets,
+        remote: PhoneVideo,
+        chosen: Chosen,
+        direction: Direction,
+    ) -> (VideoLine, Box<VideoLeg>) {
+        let line = VideoLine::Accepted {
+            rtp: sockets.rtp_addr,
+            rtcp: sockets.rtcp_addr,
+            rtcp_mux: sockets.rtcp.is_none(),
+            chosen,
+            direction,
+        };
+        let leg = VideoLeg::new(sockets.rtp, sockets.rtcp, remote, chosen);
+        (line, Box::new(leg))
+    }
+
     pub fn new(
         rtp: UdpSocket,
         rtcp: Option<UdpSocket>,

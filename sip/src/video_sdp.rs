@@ -263,9 +263,30 @@ fn codec_of(rtpmap: &str, fmtp: &str) -> Option<VideoCodec> {
     })
 }
 
-/// The gateway's video m-line in an answer.
+/// What our offers carry: payload type and codec (H.264 Constrained Baseline 3.1).
+const OFFERED: [(u8, VideoCodec); 3] = [
+    (96, VideoCodec::Vp8),
+    (
+        97,
+        VideoCodec::H264 {
+            mode: 1,
+            profile_level_id: 0x42e01f,
+        },
+    ),
+    (
+        98,
+        VideoCodec::H264 {
+            mode: 0,
+            profile_level_id: 0x42e01f,
+        },
+    ),
+];
+
+/// The gateway's video m-line: in an offer (every codec we forward), or in an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VideoAnswer {
+pub enum VideoLine {
+    /// Our offer (outbound calls): VP8, H.264 modes 1 and 0, keyframe feedback, sendrecv.
+    Offer { rtp: SocketAddr, rtcp: SocketAddr },
     /// Port 0: no video on this call (the offer's first payload type keeps it valid).
     Rejected { pt: u8 },
     Accepted {
@@ -278,12 +299,24 @@ pub enum VideoAnswer {
     },
 }
 
-impl VideoAnswer {
+impl VideoLine {
     /// The m-line and its attributes (after the audio's, in the offer's order).
     pub fn to_sdp(&self) -> String {
         match self {
-            VideoAnswer::Rejected { pt } => format!("m=video 0 RTP/AVP {pt}\r\n"),
-            VideoAnswer::Accepted {
+            VideoLine::Offer { rtp, rtcp } => {
+                let mut s = format!("m=video {} RTP/AVP 96 97 98\r\n", rtp.port());
+                for (pt, codec) in OFFERED {
+                    s.push_str(&format!("a=rtpmap:{pt} {}/90000\r\n", codec.name()));
+                    if let Some(f) = codec.fmtp() {
+                        s.push_str(&format!("a=fmtp:{pt} {f}\r\n"));
+                    }
+                }
+                s.push_str("a=rtcp-fb:* nack pli\r\na=rtcp-fb:* ccm fir\r\n");
+                s.push_str(&format!("a=rtcp:{}\r\na=sendrecv\r\n", rtcp.port()));
+                s
+            }
+            VideoLine::Rejected { pt } => format!("m=video 0 RTP/AVP {pt}\r\n"),
+            VideoLine::Accepted {
                 rtp,
                 rtcp,
                 rtcp_mux,
@@ -434,7 +467,7 @@ mod tests {
                 fir: false,
             },
         };
-        let a = VideoAnswer::Accepted {
+        let a = VideoLine::Accepted {
             rtp: "10.0.0.1:30002".parse().unwrap(),
             rtcp: "10.0.0.1:30003".parse().unwrap(),
             rtcp_mux: false,
@@ -455,8 +488,23 @@ mod tests {
             Some((chosen.codec, 101))
         );
         assert_eq!(
-            VideoAnswer::Rejected { pt: 34 }.to_sdp(),
+            VideoLine::Rejected { pt: 34 }.to_sdp(),
             "m=video 0 RTP/AVP 34\r\n"
         );
+    }
+
+    #[test]
+    fn our_offer_reads_back_with_every_codec() {
+        let offer = VideoLine::Offer {
+            rtp: "10.0.0.1:30004".parse().unwrap(),
+            rtcp: "10.0.0.1:30005".parse().unwrap(),
+        }
+        .to_sdp();
+        let v = PhoneVideo::parse(&format!("v=0\r\nc=IN IP4 10.0.0.1\r\n{offer}")).unwrap();
+        assert_eq!(v.rtcp, Some("10.0.0.1:30005".parse().unwrap()));
+        let codecs: Vec<_> = v.codecs.iter().map(|(c, pt, _)| (*pt, *c)).collect();
+        assert_eq!(codecs, OFFERED);
+        assert!(v.codecs.iter().all(|(_, _, f)| f.pli && f.fir));
+        assert_eq!(v.choose().map(|c| c.pt), Some(96));
     }
 }

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, openParticipant, waitFor, sleep, tileVideo, metricsText, have, toneFile } from './lib.mjs';
+import { startServer, openParticipant, waitFor, sleep, tileVideo, metricsText, have, toneFile, devToken } from './lib.mjs';
 
 const hasVideoPhone = have('baresip') && (() => {
   try { readFileSync('/usr/lib/baresip/modules/fakevideo.so'); readFileSync('/usr/lib/baresip/modules/vp8.so'); return true; } catch { return false; }
@@ -18,6 +18,7 @@ const hasVideoPhone = have('baresip') && (() => {
 // `tone`: its microphone's sine (Hz), or null for silence (a WAV of zeros, baresip's
 // aufile: its sine cannot go below 10 Hz).
 function videoPhone(dir, { port, rtp, dial, seconds, tone = 440 }) {
+  // Without `dial`: it waits and answers (answermode=auto).
   mkdirSync(dir, { recursive: true });
   const silence = join(dir, 'silence.wav');
   if (tone === null) writeFileSync(silence, wav(48000, seconds + 5));
@@ -32,9 +33,10 @@ function videoPhone(dir, { port, rtp, dial, seconds, tone = 440 }) {
     'module ausine.so', 'module aufile.so', 'module alsa.so', 'module vp8.so', 'module fakevideo.so',
     'module_app account.so', 'module_app menu.so', '',
   ].join('\n'));
-  writeFileSync(join(dir, 'accounts'), `<sip:vtc@127.0.0.1:${port}>;regint=0;audio_codecs=PCMU;video_codecs=VP8\n`);
+  writeFileSync(join(dir, 'accounts'), `<sip:vtc@127.0.0.1:${port}>;regint=0;answermode=auto;audio_codecs=PCMU;video_codecs=VP8\n`);
   const log = openSync(join(dir, 'log'), 'w');
-  const p = spawn('baresip', ['-v', '-f', dir, '-t', String(seconds), '-e', `/dial ${dial}`], { stdio: ['ignore', log, log] });
+  const dialing = dial ? ['-e', `/dial ${dial}`] : [];
+  const p = spawn('baresip', ['-v', '-f', dir, '-t', String(seconds), ...dialing], { stdio: ['ignore', log, log] });
   return { proc: p, done: new Promise((r) => p.on('exit', r)), log: () => readFileSync(join(dir, 'log'), 'utf8') };
 }
 
@@ -192,4 +194,40 @@ test('a screen share reaches a SIP video endpoint in place of the speaker', { sk
     server.stop();
   }
   assert.equal(errorsAfterFirstPicture(ph.log()), 0, 'no decode errors across the switches');
+});
+
+// The room calls a video system (REST, POST /api/v1/sip/calls): our offer carries video,
+// the endpoint answers it, and both pictures flow as for a call in.
+test('a call out to a SIP video endpoint carries video both ways', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
+  const sipPort = 5265;
+  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25600-25699', '--sip-outbound-hosts', '127.0.0.1:5310']);
+  const room = `sipout${Date.now()}`;
+  const browser = await openParticipant(`${server.base}/?room=${room}&name=web&autojoin=1`);
+  const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-out-'));
+  let ph;
+  try {
+    await waitFor(() => browser.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    ph = videoPhone(dir, { port: 5310, rtp: '10320-10359', seconds: 30 });
+    await waitFor(() => /baresip is ready/.test(ph.log()), { what: 'the endpoint ready', timeout: 10000 });
+    const r = await fetch(`${server.base}/api/v1/sip/calls`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${devToken({ room, sipCall: true })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ room, to: 'sip:vtc@127.0.0.1:5310', wait_until_answered: true }),
+    });
+    const call = await r.json();
+    assert.equal(r.status, 201, JSON.stringify(call));
+    const seen = await waitFor(async () => {
+      const v = await tileVideo(browser.page, phoneTile);
+      return v.width === 640 && v.framesDecoded > 30 ? v : null;
+    }, { what: "the called endpoint's video in the browser", timeout: 30000, interval: 500 });
+    console.log("the browser decodes the called endpoint's video:", JSON.stringify(seen));
+    const decoded = await waitFor(() => ph.log().match(/video: receiving with resolution (\d+ x \d+)/)?.[1],
+      { what: 'the called endpoint decoding the speaker view', timeout: 30000, interval: 500 });
+    console.log('the called endpoint decodes the room at', decoded);
+  } finally {
+    ph?.proc.kill('SIGINT');
+    await ph?.done;
+    await browser.close();
+    server.stop();
+  }
 });
