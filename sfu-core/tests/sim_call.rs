@@ -682,41 +682,57 @@ fn whep_viewers_play_a_participant_or_follow_the_speaker() {
     let _ = ida;
 }
 
+/// A room of a SIP video endpoint `p` and two others, each publishing a codec of its own
+/// so that the codec tells whose picture a view carries (p VP8, then H.264, then VP9, at
+/// the given levels), and the endpoint's speaker view (with `content`) after 2 s.
+fn endpoint_room(seed: u64, levels: [i8; 3], content: bool) -> (Sim, [ClientIdx; 3], ClientIdx) {
+    use sfu_core::str0m::format::Codec;
+    let mut sim = Sim::new(Instant::now(), seed);
+    let mut who = [ClientIdx(0); 3];
+    for (i, codec) in [Codec::Vp8, Codec::H264, Codec::Vp9]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = ClientSpec {
+            codec,
+            ..ClientSpec::av().speaking(levels[i])
+        };
+        who[i] = sim.join("room", spec);
+    }
+    sim.run_for(secs(2));
+    let except = Some(sim.client(who[0]).id);
+    let view = sim.join_speaker_view(
+        "room",
+        ViewerOptions {
+            except,
+            content,
+            ..Default::default()
+        },
+    );
+    (sim, who, view)
+}
+
+/// The video a viewer receives.
+fn view_video(sim: &Sim, view: ClientIdx) -> sfu_core::testkit::RecvStream {
+    sim.client(view)
+        .received
+        .values()
+        .find(|r| r.kind == Some(TrackKind::Video))
+        .cloned()
+        .expect("the view receives video")
+}
+
 /// A SIP video endpoint's speaker view (a WHEP viewer that leaves out the endpoint's own
 /// participant): never its own picture, and it follows the others within 500 ms of the
 /// speaker change (the keyframe request and the switch on the new speaker's keyframe).
 #[test]
 fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms() {
     use sfu_core::str0m::format::Codec;
-    let mut sim = Sim::new(Instant::now(), 33);
-    // The codec tells whose picture the view carries: p (the endpoint) VP8, b H.264, a VP9.
-    let spec = |codec, level| ClientSpec {
-        codec,
-        ..ClientSpec::av().speaking(level)
-    };
-    let p = sim.join("room", spec(Codec::Vp8, -20));
-    let b = sim.join("room", spec(Codec::H264, -90));
-    let a = sim.join("room", spec(Codec::Vp9, -90));
-    sim.run_for(secs(2));
+    let (mut sim, [p, _b, a], view) = endpoint_room(33, [-20, -90, -90], false);
     let (idp, ida) = (sim.client(p).id, sim.client(a).id);
-    let view = sim.join_speaker_view(
-        "room",
-        ViewerOptions {
-            except: Some(idp),
-            ..Default::default()
-        },
-    );
     sim.run_for(secs(3));
-    let video = |sim: &Sim| {
-        sim.client(view)
-            .received
-            .values()
-            .find(|r| r.kind == Some(TrackKind::Video))
-            .cloned()
-    };
-    let v = video(&sim).expect("the view receives video");
     assert_eq!(
-        v.codec,
+        view_video(&sim, view).codec,
         Some(Codec::H264),
         "p speaks, but its own view shows the first other publisher (b)"
     );
@@ -727,7 +743,7 @@ fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms()
     let mut switched = None;
     for _ in 0..250 {
         sim.run_for(Duration::from_millis(20));
-        if video(&sim).and_then(|v| v.codec) == Some(Codec::Vp9) {
+        if view_video(&sim, view).codec == Some(Codec::Vp9) {
             switched = Some(sim.now);
             break;
         }
@@ -775,11 +791,10 @@ fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms()
             |e| matches!(e, Event::ActiveSpeaker { participant, .. } if *participant == idp)
         )
         .is_empty());
-    let v = video(&sim).unwrap();
+    let v = view_video(&sim, view);
     assert_eq!(v.codec, Some(Codec::Vp9), "still a, never p itself");
     assert_eq!(v.ssrcs.len(), 1, "one outgoing stream");
     assert_eq!(v.gaps(), 0, "sequence numbers continue across the switches");
-    let _ = b;
 }
 
 /// A video endpoint without a content channel sees a screen share in place of the speaker
@@ -788,63 +803,24 @@ fn a_video_endpoints_speaker_view_never_shows_itself_and_follows_within_500_ms()
 #[test]
 fn a_video_endpoints_view_shows_a_screen_share_while_it_is_on() {
     use sfu_core::str0m::format::Codec;
-    use sfu_core::{Command, TrackSource};
-    let mut sim = Sim::new(Instant::now(), 34);
-    let spec = |codec, level| ClientSpec {
-        codec,
-        ..ClientSpec::av().speaking(level)
-    };
-    let p = sim.join("room", spec(Codec::Vp8, -90));
-    let a = sim.join("room", spec(Codec::Vp9, -20));
-    let s = sim.join("room", spec(Codec::H264, -90));
-    sim.run_for(secs(2));
-    let (idp, ids) = (sim.client(p).id, sim.client(s).id);
-    let view = sim.join_speaker_view(
-        "room",
-        ViewerOptions {
-            except: Some(idp),
-            content: true,
-            ..Default::default()
-        },
-    );
+    // s (H.264) will share; a (VP9) speaks.
+    let (mut sim, [_p, s, _a], view) = endpoint_room(34, [-90, -90, -20], true);
     sim.run_for(secs(3));
-    let video = |sim: &Sim| {
-        sim.client(view)
-            .received
-            .values()
-            .find(|r| r.kind == Some(TrackKind::Video))
-            .cloned()
-            .expect("video")
-    };
-    assert_eq!(video(&sim).codec, Some(Codec::Vp9), "the speaker, a");
-    // s's video is declared a screen share: the view shows it.
-    let mid = sim
-        .events
-        .iter()
-        .find_map(|(_, e)| match e {
-            Event::TrackPublished {
-                participant,
-                kind: TrackKind::Video,
-                mid,
-                ..
-            } if *participant == ids => Some(mid.clone()),
-            _ => None,
-        })
-        .unwrap();
-    sim.command(Command::SetSources {
-        participant: ids,
-        sources: vec![(mid, TrackSource::ScreenShare)],
-    });
+    assert_eq!(
+        view_video(&sim, view).codec,
+        Some(Codec::Vp9),
+        "the speaker, a"
+    );
+    sim.declare_screen_share(s);
     sim.run_for(secs(2));
-    assert_eq!(video(&sim).codec, Some(Codec::H264), "the share");
+    assert_eq!(view_video(&sim, view).codec, Some(Codec::H264), "the share");
     // The sharer leaves: back to the speaker on the same stream.
     sim.leave(s);
     sim.run_for(secs(2));
-    let v = video(&sim);
+    let v = view_video(&sim, view);
     assert_eq!(v.codec, Some(Codec::Vp9), "the speaker again");
     assert_eq!(v.ssrcs.len(), 1, "one outgoing stream");
     assert_eq!(v.gaps(), 0, "numbering continuous through both changes");
-    let _ = a;
 }
 
 #[test]

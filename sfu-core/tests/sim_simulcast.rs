@@ -446,30 +446,12 @@ fn a_preferred_layer_caps_what_the_subscriber_gets() {
 
 #[test]
 fn a_screen_share_goes_before_the_speakers_camera() {
-    use sfu_core::{Command, TrackSource};
     let mut sim = Sim::new(Instant::now(), 22);
     let cam = sim.join("room", ClientSpec::simulcast().speaking(-20));
     let screen = sim.join("room", ClientSpec::simulcast().speaking(-90));
-    let idscreen = sim.client(screen).id;
     sim.run_for(secs(1));
     // The screen sharer declares its video m-line.
-    let mid = sim
-        .events
-        .iter()
-        .find_map(|(_, e)| match e {
-            Event::TrackPublished {
-                participant,
-                kind: TrackKind::Video,
-                mid,
-                ..
-            } if *participant == idscreen => Some(mid.clone()),
-            _ => None,
-        })
-        .unwrap();
-    sim.command(Command::SetSources {
-        participant: idscreen,
-        sources: vec![(mid, TrackSource::ScreenShare)],
-    });
+    sim.declare_screen_share(screen);
     let v = sim.join("room", ClientSpec::viewer());
     sim.cap_downlink(v, 2_600);
     sim.run_for(secs(14));

@@ -26,7 +26,6 @@ use crate::media::{CallMedia, PhonePacket};
 use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
 use crate::sdp::{Codec, Direction, LocalMedia, PhoneMedia};
-use crate::video::{FromPhone, VideoDrop};
 use crate::video_leg::VideoLeg;
 use crate::video_sdp::VideoCodec;
 
@@ -319,23 +318,14 @@ impl InRoom<'_> {
         );
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.rx.recv())
-                .await
-                .map_err(|_| "the media plane did not answer".to_string())?
-                .ok_or("the session ended")?;
-            match msg {
-                Outbound::Message(ServerMessage::PublishAnswer { sdp }) => {
+            match setup_step(&mut self.rx, deadline).await? {
+                Setup::Answer(sdp) => {
                     return self
                         .leg
                         .publish_answer(Instant::now(), &sdp)
                         .map_err(|e| e.to_string());
                 }
-                Outbound::Message(ServerMessage::SubscribeOffer { sdp, .. }) => {
-                    self.answer_subscribe(&sdp)
-                }
-                Outbound::Message(ServerMessage::Error { message, .. }) => return Err(message),
-                Outbound::Close { reason, .. } => return Err(reason),
-                Outbound::Message(_) => {}
+                Setup::SubscribeOffer(sdp) => self.answer_subscribe(&sdp),
             }
         }
     }
@@ -363,20 +353,12 @@ impl InRoom<'_> {
             .map_err(|e| e.to_string())?;
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         loop {
-            let msg = tokio::time::timeout_at(deadline, rx.recv())
-                .await
-                .map_err(|_| "the media plane did not answer the speaker view".to_string())?
-                .ok_or("the speaker view ended")?;
-            match msg {
-                Outbound::Message(ServerMessage::PublishAnswer { sdp }) => {
-                    return self
-                        .leg
-                        .view_answer(Instant::now(), &sdp)
-                        .map_err(|e| e.to_string());
-                }
-                Outbound::Message(ServerMessage::Error { message, .. }) => return Err(message),
-                Outbound::Close { reason, .. } => return Err(reason),
-                Outbound::Message(_) => {}
+            // A viewer gets no subscriber offers: its m-lines are its own.
+            if let Setup::Answer(sdp) = setup_step(rx, deadline).await? {
+                return self
+                    .leg
+                    .view_answer(Instant::now(), &sdp)
+                    .map_err(|e| e.to_string());
             }
         }
     }
@@ -640,71 +622,30 @@ impl Conversation<'_, '_> {
         let Some(v) = self.phone.video.as_mut() else {
             return;
         };
-        let ours = if rtcp {
-            v.rtcp_source.accept(from, None)
-        } else {
-            v.source.accept(from, crate::rtp_source::rtp_seq(data))
-        };
-        if !ours {
-            video_dropped("source");
-            return;
-        }
-        let now = Instant::now();
-        match v.relay.from_phone(data) {
-            Ok(FromPhone::Media(p)) => {
-                // The endpoint's video runs: its decoder is ready for a fresh keyframe of
-                // the speaker view (what was sent before may have found it not yet).
-                if !std::mem::replace(&mut v.sending, true) {
-                    self.room.leg.request_view_keyframe(now);
-                }
-                if self.room.leg.publishing() {
-                    self.room.leg.write_video(now, &p);
-                }
-            }
-            Ok(FromPhone::KeyframeRequest) => self.room.leg.request_view_keyframe(now),
-            Ok(FromPhone::MaxBitrate(bps)) => {
-                if let (Some(cap), Some(view)) = (v.limit(bps), self.room.view.as_ref()) {
+        match v.on_datagram(data, from, rtcp, &mut self.room.leg, Instant::now()) {
+            Ok(Some(cap)) => {
+                if let Some(view) = self.room.view.as_ref() {
                     self.gw.hub.set_max_bitrate(view.id, Some(cap));
                 }
             }
-            Ok(FromPhone::Report) => {}
-            Err(e) => {
-                debug!(call = %self.call.id, "phone video dropped: {e}");
-                video_dropped(match e {
-                    VideoDrop::Malformed(_) | VideoDrop::BadRtcp => "malformed",
-                    VideoDrop::PayloadType(_) => "payload_type",
-                    VideoDrop::TooLarge(_) => "too_large",
-                });
+            Ok(None) => {}
+            Err(reason) => {
+                debug!(call = %self.call.id, "phone video dropped: {reason}");
+                metrics::counter!("switchboard_sip_video_dropped_total", "reason" => reason)
+                    .increment(1);
             }
         }
     }
 
     /// The speaker view's packets to the phone, and the media plane's keyframe requests
-    /// for the phone's video (RTCP, or SIP INFO to a phone that offered no feedback).
+    /// for the phone's video: RTCP, or SIP INFO to a phone that offered no feedback.
     async fn pump_video(&mut self, talk: &Talk) {
         let Some(v) = self.phone.video.as_mut() else {
             return;
         };
-        let now = Instant::now();
-        let packets = self.room.leg.take_video();
-        let to = v.source.latched().or(v.remote.rtp);
-        let receives = !matches!(
-            v.remote.direction,
-            Direction::SendOnly | Direction::Inactive
-        );
-        if let (Some(to), true, false) = (to, receives, talk.on_hold) {
-            let mut out = Vec::with_capacity(1_500);
-            for p in &packets {
-                v.relay.to_phone(p, &mut out);
-                let _ = v.rtp.send_to(&out, to).await;
-            }
-        }
-        if !self.room.leg.take_keyframe_request() {
-            return;
-        }
-        if let Some(rtcp) = v.relay.keyframe_request(now) {
-            v.send_rtcp(&rtcp).await;
-        } else if v.relay.wants_info(now) {
+        if v.pump(&mut self.room.leg, talk.on_hold, Instant::now())
+            .await
+        {
             let dialog = self.dialog.clone();
             tokio::spawn(async move {
                 let body = crate::video::PICTURE_FAST_UPDATE.as_bytes().to_vec();
@@ -827,6 +768,39 @@ impl Conversation<'_, '_> {
     }
 }
 
+/// What the media plane says while a connection of the room leg is set up.
+enum Setup {
+    /// Its answer to our offer.
+    Answer(String),
+    /// An offer for the subscriber connection, to answer on the way.
+    SubscribeOffer(String),
+}
+
+/// The next setup message on a participant's queue (others skipped), or why setup failed:
+/// the media plane's error, the session's end, or no answer by `deadline`.
+async fn setup_step(
+    rx: &mut signaling::outbound::OutboundRx,
+    deadline: tokio::time::Instant,
+) -> Result<Setup, String> {
+    loop {
+        let msg = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| "the media plane did not answer".to_string())?
+            .ok_or("the session ended")?;
+        match msg {
+            Outbound::Message(ServerMessage::PublishAnswer { sdp }) => {
+                return Ok(Setup::Answer(sdp))
+            }
+            Outbound::Message(ServerMessage::SubscribeOffer { sdp, .. }) => {
+                return Ok(Setup::SubscribeOffer(sdp))
+            }
+            Outbound::Message(ServerMessage::Error { message, .. }) => return Err(message),
+            Outbound::Close { reason, .. } => return Err(reason),
+            Outbound::Message(_) => {}
+        }
+    }
+}
+
 /// A datagram on `socket`, or never when there is none (a call without video).
 async fn recv_on(
     socket: Option<&UdpSocket>,
@@ -844,10 +818,6 @@ async fn view_message(rx: Option<&mut signaling::outbound::OutboundRx>) -> Optio
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
-}
-
-fn video_dropped(reason: &'static str) {
-    metrics::counter!("switchboard_sip_video_dropped_total", "reason" => reason).increment(1);
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! [`crate::video`] relay between them and the room leg.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
+use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
 use crate::sdp::Direction;
-use crate::video::VideoRelay;
+use crate::video::{FromPhone, VideoDrop, VideoRelay};
 use crate::video_sdp::{Chosen, PhoneVideo, VideoLine};
 
 /// A video endpoint's video on the phone side: its sockets (RTCP on the RTP socket with
@@ -88,15 +90,87 @@ impl VideoLeg {
 
     /// The endpoint limits what it receives to `bps` (TMMBR/REMB): the new cap of its
     /// speaker view — never above its SDP bandwidth — when it moved by a tenth or more.
-    pub fn limit(&mut self, bps: u64) -> Option<u64> {
+    fn limit(&mut self, bps: u64) -> Option<u64> {
         let sdp = self.remote.max_kbps.map(|k| u64::from(k) * 1_000);
         let cap = crate::video::next_view_cap(sdp, self.view_cap, bps)?;
         self.view_cap = Some(cap);
         Some(cap)
     }
 
+    /// A datagram on the endpoint's video RTP socket (or its RTCP socket, `rtcp`): media
+    /// to the room leg, keyframe requests to the speaker view; a new cap for the view
+    /// when the endpoint limited its bandwidth; why it was dropped (a metric's reason).
+    pub fn on_datagram(
+        &mut self,
+        data: &[u8],
+        from: SocketAddr,
+        rtcp: bool,
+        leg: &mut RoomLeg,
+        now: Instant,
+    ) -> Result<Option<u64>, &'static str> {
+        let ours = if rtcp {
+            self.rtcp_source.accept(from, None)
+        } else {
+            self.source.accept(from, crate::rtp_source::rtp_seq(data))
+        };
+        if !ours {
+            return Err("source");
+        }
+        match self.relay.from_phone(data) {
+            Ok(FromPhone::Media(p)) => {
+                // The endpoint's video runs: its decoder is ready for a fresh keyframe of
+                // the speaker view (what was sent before may have found it not yet).
+                if !std::mem::replace(&mut self.sending, true) {
+                    leg.request_view_keyframe(now);
+                }
+                if leg.publishing() {
+                    leg.write_video(now, &p);
+                }
+                Ok(None)
+            }
+            Ok(FromPhone::KeyframeRequest) => {
+                leg.request_view_keyframe(now);
+                Ok(None)
+            }
+            Ok(FromPhone::MaxBitrate(bps)) => Ok(self.limit(bps)),
+            Ok(FromPhone::Report) => Ok(None),
+            Err(VideoDrop::Malformed(_) | VideoDrop::BadRtcp) => Err("malformed"),
+            Err(VideoDrop::PayloadType(_)) => Err("payload_type"),
+            Err(VideoDrop::TooLarge(_)) => Err("too_large"),
+        }
+    }
+
+    /// The speaker view's packets to the endpoint (unless it is on hold or only sends),
+    /// and the media plane's keyframe request for its picture as RTCP; true when that
+    /// request should go as SIP INFO instead (the caller's dialog).
+    pub async fn pump(&mut self, leg: &mut RoomLeg, on_hold: bool, now: Instant) -> bool {
+        let packets = leg.take_video();
+        let to = self.source.latched().or(self.remote.rtp);
+        let receives = !matches!(
+            self.remote.direction,
+            Direction::SendOnly | Direction::Inactive
+        );
+        if let (Some(to), true, false) = (to, receives, on_hold) {
+            let mut out = Vec::with_capacity(1_500);
+            for p in &packets {
+                self.relay.to_phone(p, &mut out);
+                let _ = self.rtp.send_to(&out, to).await;
+            }
+        }
+        if !leg.take_keyframe_request() {
+            return false;
+        }
+        match self.relay.keyframe_request(now) {
+            Some(rtcp) => {
+                self.send_rtcp(&rtcp).await;
+                false
+            }
+            None => self.relay.wants_info(now),
+        }
+    }
+
     /// Send RTCP to the phone: on the RTP socket with rtcp-mux, else from ours.
-    pub async fn send_rtcp(&self, packet: &[u8]) {
+    async fn send_rtcp(&self, packet: &[u8]) {
         let Some(to) = self.remote.rtcp else { return };
         let socket = self.rtcp.as_ref().unwrap_or(&self.rtp);
         let _ = socket.send_to(packet, to).await;

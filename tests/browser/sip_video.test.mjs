@@ -54,6 +54,14 @@ function wav(rate, seconds) {
 
 const phoneTile = '#grid .tile.phone';
 
+// A server with the SIP gateway on `sipPort`, its RTP on `rtp` (a range), and `more` flags.
+const gateway = (sipPort, rtp, more = []) => startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', rtp, ...more]);
+// Until the web app on `p` has joined its room.
+const joined = (p) => waitFor(() => p.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+// Until the endpoint's log shows its first decoded picture of the room: its size.
+const endpointDecodes = (ph) => waitFor(() => ph.log().match(/video: receiving with resolution (\d+ x \d+)/)?.[1],
+  { what: 'the endpoint decoding the speaker view', timeout: 30000, interval: 500 });
+
 // The server's speaker-view switches so far: how many, how many within 500 ms, their sum.
 async function viewSwitches(base) {
   const m = await metricsText(base);
@@ -73,13 +81,13 @@ function errorsAfterFirstPicture(log) {
 
 test('a SIP video endpoint and a browser in one room see each other', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
   const sipPort = 5262;
-  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25300-25399']);
+  const server = await gateway(sipPort, '25300-25399');
   const room = `sipv${Date.now()}`;
   const browser = await openParticipant(`${server.base}/?room=${room}&name=web&autojoin=1`);
   const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-'));
   let ph;
   try {
-    await waitFor(() => browser.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    await joined(browser);
     ph = videoPhone(dir, { port: 5280, rtp: '10200-10239', dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 30 });
     // The browser decodes the endpoint's video at the endpoint's resolution.
     const seen = await waitFor(async () => {
@@ -90,12 +98,9 @@ test('a SIP video endpoint and a browser in one room see each other', { skip: !h
     const shown = await browser.page.evaluate((sel) => getComputedStyle(document.querySelector(`${sel} video`)).visibility, phoneTile);
     assert.equal(shown, 'visible', "the endpoint's tile shows its picture, not the phone icon");
     // The endpoint receives the room's speaker view (the browser's camera) and decodes it.
-    const decoded = await waitFor(() => {
-      const m = ph.log().match(/video: receiving with resolution (\d+) x (\d+)/);
-      return m ? [Number(m[1]), Number(m[2])] : null;
-    }, { what: 'the endpoint decoding the speaker view', timeout: 30000, interval: 500 });
-    console.log('the endpoint decodes the room at', decoded.join(' x '));
-    assert.ok(decoded[0] >= 160, `a real picture: ${decoded}`);
+    const decoded = await endpointDecodes(ph);
+    console.log('the endpoint decodes the room at', decoded);
+    assert.ok(Number(decoded.split(' x ')[0]) >= 160, `a real picture: ${decoded}`);
     await sleep(3000);
     const metrics = await metricsText(server.base);
     const dropped = metrics.split('\n').filter((l) => l.startsWith('switchboard_sip_video_dropped_total'));
@@ -117,7 +122,7 @@ test('a SIP video endpoint and a browser in one room see each other', { skip: !h
 // (speaker change → the new speaker's first packet to the endpoint) within 500 ms.
 test("a SIP video endpoint's picture follows the speaker", { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
   const sipPort = 5263;
-  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25400-25499']);
+  const server = await gateway(sipPort, '25400-25499');
   const room = `sipsw${Date.now()}`;
   // Each browser's microphone a steady tone (Chromium's default beeps are too short to
   // make a speaker).
@@ -132,11 +137,11 @@ test("a SIP video endpoint's picture follows the speaker", { skip: !hasVideoPhon
   }, on);
   let ph;
   try {
-    for (const p of [a, b]) await waitFor(() => p.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    for (const p of [a, b]) await joined(p);
     await mic(b, false);
     // The endpoint is silent: the browsers take turns as the speaker.
     ph = videoPhone(dir, { port: 5290, rtp: '10240-10279', dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 45, tone: null });
-    await waitFor(() => /video: receiving with resolution/.test(ph.log()), { what: 'the endpoint decoding the speaker view', timeout: 30000, interval: 500 });
+    await endpointDecodes(ph);
     const start = await switches();
     // b speaks, then a again, then b: three speaker changes.
     for (const [speaker, quiet] of [[b, a], [a, b], [b, a]]) {
@@ -166,15 +171,15 @@ test("a SIP video endpoint's picture follows the speaker", { skip: !hasVideoPhon
 // its one stream, the speaker unchanged.
 test('a screen share reaches a SIP video endpoint in place of the speaker', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
   const sipPort = 5264;
-  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25500-25599']);
+  const server = await gateway(sipPort, '25500-25599');
   const room = `sipshare${Date.now()}`;
   const a = await openParticipant(`${server.base}/?room=${room}&name=a&autojoin=1`);
   const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-share-'));
   let ph;
   try {
-    await waitFor(() => a.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    await joined(a);
     ph = videoPhone(dir, { port: 5300, rtp: '10280-10319', dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 40, tone: null });
-    await waitFor(() => /video: receiving with resolution/.test(ph.log()), { what: 'the endpoint decoding the speaker view', timeout: 30000, interval: 500 });
+    await endpointDecodes(ph);
     const start = await viewSwitches(server.base);
     await a.page.click('#share');
     await waitFor(async () => (await viewSwitches(server.base)).count > start.count, { what: 'the view switching to the share', timeout: 15000, interval: 250 });
@@ -200,13 +205,13 @@ test('a screen share reaches a SIP video endpoint in place of the speaker', { sk
 // the endpoint answers it, and both pictures flow as for a call in.
 test('a call out to a SIP video endpoint carries video both ways', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
   const sipPort = 5265;
-  const server = await startServer(['--sip-listen', `127.0.0.1:${sipPort}`, '--sip-rtp-ports', '25600-25699', '--sip-outbound-hosts', '127.0.0.1:5310']);
+  const server = await gateway(sipPort, '25600-25699', ['--sip-outbound-hosts', '127.0.0.1:5310']);
   const room = `sipout${Date.now()}`;
   const browser = await openParticipant(`${server.base}/?room=${room}&name=web&autojoin=1`);
   const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-out-'));
   let ph;
   try {
-    await waitFor(() => browser.page.evaluate(() => !!window.sb.client?.me), { what: 'browser joined', timeout: 20000 });
+    await joined(browser);
     ph = videoPhone(dir, { port: 5310, rtp: '10320-10359', seconds: 30 });
     await waitFor(() => /baresip is ready/.test(ph.log()), { what: 'the endpoint ready', timeout: 10000 });
     const r = await fetch(`${server.base}/api/v1/sip/calls`, {
@@ -221,8 +226,7 @@ test('a call out to a SIP video endpoint carries video both ways', { skip: !hasV
       return v.width === 640 && v.framesDecoded > 30 ? v : null;
     }, { what: "the called endpoint's video in the browser", timeout: 30000, interval: 500 });
     console.log("the browser decodes the called endpoint's video:", JSON.stringify(seen));
-    const decoded = await waitFor(() => ph.log().match(/video: receiving with resolution (\d+ x \d+)/)?.[1],
-      { what: 'the called endpoint decoding the speaker view', timeout: 30000, interval: 500 });
+    const decoded = await endpointDecodes(ph);
     console.log('the called endpoint decodes the room at', decoded);
   } finally {
     ph?.proc.kill('SIGINT');

@@ -187,6 +187,27 @@ impl Sim {
         ClientIdx(idx)
     }
 
+    /// The client declares its (published) video m-line a screen share, as a client's
+    /// `SetSources` does.
+    pub fn declare_screen_share(&mut self, c: ClientIdx) {
+        let id = self.client(c).id;
+        let mid = self.events.iter().find_map(|(_, e)| match e {
+            Event::TrackPublished {
+                participant,
+                kind: crate::TrackKind::Video,
+                mid,
+                ..
+            } if *participant == id => Some(mid.clone()),
+            _ => None,
+        });
+        if let Some(mid) = mid {
+            self.command(Command::SetSources {
+                participant: id,
+                sources: vec![(mid, crate::TrackSource::ScreenShare)],
+            });
+        }
+    }
+
     /// The participant leaves cleanly (the control plane sends Leave).
     pub fn leave(&mut self, c: ClientIdx) {
         if let Some(client) = self.clients[c.0].take() {
