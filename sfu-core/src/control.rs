@@ -117,7 +117,6 @@ impl Router {
                 continue; // on this m-line already (or, for now, on another)
             }
             let current = p.subs.iter().find(|(_, s)| s.mid == mid).map(|(t, _)| *t);
-            let parked = p.whep.as_mut().and_then(|v| v.unpark(mid));
             let sub = match current {
                 Some(old) => {
                     if let Some(t) = self.tracks.get_mut(&old) {
@@ -125,7 +124,7 @@ impl Router {
                     }
                     p.subs.remove(&old)
                 }
-                None => parked,
+                None => p.whep.as_mut().and_then(|v| v.unpark(mid)),
             };
             let Some(track) = self.tracks.get_mut(&want) else {
                 continue;
