@@ -4,31 +4,13 @@
 // by baresip), and keys typed on the phone (RFC 4733) reach the browser as data messages.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
-import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessToken } from 'livekit-server-sdk';
 import { startServer, openParticipant, openLiveKitTonePage, waitFor, sleep, TEST_SECRET } from './lib.mjs';
-
-const hasBaresip = (() => { try { execFileSync('sh', ['-c', 'command -v baresip'], { stdio: 'ignore' }); return true; } catch { return false; } })();
-
-function phone(dir, { port, rtp, tone, dial, seconds }) {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config'), [
-    'poll_method epoll', `sip_listen 127.0.0.1:${port}`, 'net_interface 127.0.0.1',
-    'audio_player alsa,null', 'audio_alert alsa,null', `audio_source ausine,${tone}`,
-    'ausrc_srate 48000', 'ausrc_channels 2', 'auplay_srate 48000', 'audio_level no',
-    `rtp_ports ${rtp}`, 'module_path /usr/lib/baresip/modules', 'module g711.so',
-    'module ausine.so', 'module alsa.so', 'module sndfile.so', 'module_app account.so',
-    'module_app menu.so', 'module_app ctrl_tcp.so', `ctrl_tcp_listen 127.0.0.1:${port + 1000}`,
-    `snd_path ${dir}`, '',
-  ].join('\n'));
-  writeFileSync(join(dir, 'accounts'), `<sip:phone@127.0.0.1:${port}>;regint=0;audio_codecs=PCMU\n`);
-  const p = spawn('baresip', ['-f', dir, '-t', String(seconds), '-e', `/dial ${dial}`], { stdio: ['ignore', 'ignore', 'ignore'] });
-  return { proc: p, done: new Promise((r) => p.on('exit', r)) };
-}
+import { hasBaresip, phone, blocks, recording } from './baresip.mjs';
 
 // Type `keys` on a baresip phone through its ctrl_tcp module (netstring-framed JSON).
 async function typeKeys(port, keys) {
@@ -40,27 +22,6 @@ async function typeKeys(port, keys) {
     await sleep(300);
   }
   sock.end();
-}
-
-// 100 ms blocks of a 16-bit mono WAV (baresip's sndfile recording): RMS, and the share
-// of the block's energy at `hz` (Goertzel).
-function blocks(path, hz = 440) {
-  const b = readFileSync(path);
-  const data = b.subarray(44);
-  const rate = b.readUInt32LE(24);
-  const n = rate / 10;
-  const c = 2 * Math.cos((2 * Math.PI * hz) / rate);
-  const out = [];
-  for (let i = 0; i + n * 2 <= data.length; i += n * 2) {
-    let e = 0, s1 = 0, s2 = 0;
-    for (let j = 0; j < n; j++) {
-      const v = data.readInt16LE(i + j * 2);
-      e += v * v;
-      [s1, s2] = [v + c * s1 - s2, s1];
-    }
-    out.push({ rms: Math.sqrt(e / n), own: e ? (2 * (s1 * s1 + s2 * s2 - c * s1 * s2)) / (n * e) : 0 });
-  }
-  return out;
 }
 
 test('a SIP phone and a browser in one room hear each other; the phone\'s keys reach the browser', { skip: !hasBaresip && 'baresip is not installed' }, async () => {
@@ -123,7 +84,7 @@ test('a SIP phone and a browser in one room hear each other; the phone\'s keys r
     await browser.close();
     server.stop();
   }
-  const rec = readdirSync(dir).filter((f) => f.endsWith('-dec.wav')).map((f) => join(dir, f)).sort((a, b) => statSync(b).size - statSync(a).size)[0];
+  const rec = recording(dir);
   assert.ok(rec, 'the phone recorded what it heard');
   const all = blocks(rec);
   const loud = all.filter((b) => b.rms > 300);
@@ -172,7 +133,7 @@ test('a SIP phone and a LiveKit participant hear each other', { skip: !hasBaresi
     await page.close();
     server.stop();
   }
-  const rec = readdirSync(dir).filter((f) => f.endsWith('-dec.wav')).map((f) => join(dir, f)).sort((a, b) => statSync(b).size - statSync(a).size)[0];
+  const rec = recording(dir);
   assert.ok(rec, 'the phone recorded what it heard');
   const all = blocks(rec, 880);
   const tone = all.filter((b) => b.rms > 300 && b.own > 0.5);

@@ -4,53 +4,11 @@
 // speaker — never itself — and decodes it; when the speaker changes, its picture follows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, openSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, openParticipant, waitFor, sleep, tileVideo, metricsText, have, toneFile, devToken } from './lib.mjs';
-
-const hasVideoPhone = have('baresip') && (() => {
-  try { readFileSync('/usr/lib/baresip/modules/fakevideo.so'); readFileSync('/usr/lib/baresip/modules/vp8.so'); return true; } catch { return false; }
-})();
-
-// A baresip video endpoint dialing `dial`; its log (stdout) in `dir/log`.
-// `tone`: its microphone's sine (Hz), or null for silence (a WAV of zeros, baresip's
-// aufile: its sine cannot go below 10 Hz).
-function videoPhone(dir, { port, rtp, dial, seconds, tone = 440 }) {
-  // Without `dial`: it waits and answers (answermode=auto).
-  mkdirSync(dir, { recursive: true });
-  const silence = join(dir, 'silence.wav');
-  if (tone === null) writeFileSync(silence, wav(48000, seconds + 5));
-  writeFileSync(join(dir, 'config'), [
-    'poll_method epoll', `sip_listen 127.0.0.1:${port}`, 'net_interface 127.0.0.1',
-    'audio_player alsa,null', 'audio_alert alsa,null',
-    tone === null ? `audio_source aufile,${silence}` : `audio_source ausine,${tone}`,
-    'ausrc_srate 48000', 'ausrc_channels 2', 'auplay_srate 48000', 'audio_level no',
-    'video_source fakevideo,nil', 'video_display fakevideo,nil', 'video_size 640x360',
-    'video_fps 15', 'video_bitrate 500000',
-    `rtp_ports ${rtp}`, 'module_path /usr/lib/baresip/modules', 'module g711.so',
-    'module ausine.so', 'module aufile.so', 'module alsa.so', 'module vp8.so', 'module fakevideo.so',
-    'module_app account.so', 'module_app menu.so', '',
-  ].join('\n'));
-  writeFileSync(join(dir, 'accounts'), `<sip:vtc@127.0.0.1:${port}>;regint=0;answermode=auto;audio_codecs=PCMU;video_codecs=VP8\n`);
-  const log = openSync(join(dir, 'log'), 'w');
-  const dialing = dial ? ['-e', `/dial ${dial}`] : [];
-  const p = spawn('baresip', ['-v', '-f', dir, '-t', String(seconds), ...dialing], { stdio: ['ignore', log, log] });
-  return { proc: p, done: new Promise((r) => p.on('exit', r)), log: () => readFileSync(join(dir, 'log'), 'utf8') };
-}
-
-// A stereo 16-bit WAV of `seconds` of silence at `rate` (what baresip's aufile takes:
-// 48 kHz, the channels of ausrc_channels).
-function wav(rate, seconds) {
-  const data = rate * seconds * 4;
-  const b = Buffer.alloc(44 + data);
-  b.write('RIFF', 0); b.writeUInt32LE(36 + data, 4); b.write('WAVEfmt ', 8);
-  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(2, 22);
-  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 4, 28); b.writeUInt16LE(4, 32);
-  b.writeUInt16LE(16, 34); b.write('data', 36); b.writeUInt32LE(data, 40);
-  return b;
-}
+import { startServer, openParticipant, waitFor, sleep, tileVideo, metricsText, toneFile, devToken } from './lib.mjs';
+import { hasVideoPhone, videoPhone, phone, blocks, recording } from './baresip.mjs';
 
 const phoneTile = '#grid .tile.phone';
 
@@ -234,4 +192,40 @@ test('a call out to a SIP video endpoint carries video both ways', { skip: !hasV
     await browser.close();
     server.stop();
   }
+});
+
+// An audio-only phone in the same room as a video endpoint keeps working: it hears the
+// endpoint (its 440 Hz), and the browser still sees the endpoint's picture.
+test('an audio-only phone beside a video endpoint hears it', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
+  const sipPort = 5266;
+  const server = await gateway(sipPort, '25700-25799');
+  const room = `sipmix${Date.now()}`;
+  const browser = await openParticipant(`${server.base}/?room=${room}&name=web&autojoin=1`);
+  const vdir = mkdtempSync(join(tmpdir(), 'sb-vtc-mix-'));
+  const adir = mkdtempSync(join(tmpdir(), 'sb-phone-mix-'));
+  const dial = `sip:${room}@127.0.0.1:${sipPort}`;
+  let vtc, ph;
+  try {
+    await joined(browser);
+    vtc = videoPhone(vdir, { port: 5320, rtp: '10360-10399', dial, seconds: 30 });
+    ph = phone(adir, { port: 5330, rtp: '10400-10419', tone: 1000, dial, seconds: 25 });
+    const seen = await waitFor(async () => {
+      const v = await tileVideo(browser.page, `${phoneTile}.has-video`);
+      return v.width === 640 && v.framesDecoded > 30 ? v : null;
+    }, { what: "the endpoint's picture beside the audio phone", timeout: 30000, interval: 500 });
+    console.log("the browser decodes the endpoint's video:", JSON.stringify(seen));
+    await sleep(8000);
+  } finally {
+    ph?.proc.kill('SIGINT');
+    await ph?.done;
+    vtc?.proc.kill('SIGINT');
+    await vtc?.done;
+    await browser.close();
+    server.stop();
+  }
+  const rec = recording(adir);
+  assert.ok(rec, 'the audio phone recorded what it heard');
+  const heard = blocks(rec, 440).filter((b) => b.rms > 300 && b.own > 0.5);
+  console.log(`the audio phone: ${heard.length} loud blocks mostly the endpoint's 440 Hz`);
+  assert.ok(heard.length >= 10, `the audio phone hears the video endpoint: ${heard.length} blocks`);
 });
