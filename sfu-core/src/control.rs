@@ -131,7 +131,8 @@ impl Router {
             };
             let sub = match sub {
                 Some(mut sub) => {
-                    sub.retarget(want, track.epoch, now);
+                    let video = track.kind == TrackKind::Video;
+                    sub.retarget(want, track.epoch, video.then_some(now));
                     sub
                 }
                 None => {

@@ -57,8 +57,8 @@ pub(crate) struct Subscription {
     pub pauses: u32,
     pub allocated_bps: u64,
     pub sent_bytes: u64,
-    /// When a speaker view last moved this stream to another track, until the new
-    /// track's first packet goes out ([`crate::Event::SpeakerViewSwitched`]).
+    /// When a speaker view last moved this (video) stream to another track, until the
+    /// new track's first packet goes out ([`crate::Event::SpeakerViewSwitched`]).
     pub retargeted_at: Option<Instant>,
 }
 
@@ -97,8 +97,9 @@ impl Subscription {
 
     /// Feed this outgoing stream from another track (WHEP speaker following): the next
     /// packet it takes starts a new source (on a keyframe), continuing the numbering.
-    pub fn retarget(&mut self, track: TrackId, track_epoch: u32, now: Instant) {
-        self.retargeted_at = Some(now);
+    /// `now` for a video stream: its switch is measured.
+    pub fn retarget(&mut self, track: TrackId, track_epoch: u32, now: Option<Instant>) {
+        self.retargeted_at = now;
         self.track = track;
         self.epoch = track_epoch.wrapping_sub(1);
         self.pt_map.clear();
@@ -531,13 +532,13 @@ impl Router {
             }
             let out = match step {
                 Step::Send { out, switched } => {
-                    if let Some(at) = sub.retargeted_at.take().filter(|_| switched.is_some()) {
-                        peers.emit(crate::api::Event::SpeakerViewSwitched {
-                            participant: sid,
-                            after: now.saturating_duration_since(at),
-                        });
-                    }
                     if let Some(was_on_a_layer) = switched {
+                        if let Some(at) = sub.retargeted_at.take() {
+                            peers.emit(crate::api::Event::SpeakerViewSwitched {
+                                participant: sid,
+                                after: now.saturating_duration_since(at),
+                            });
+                        }
                         peers.stats.layer_switches += u64::from(was_on_a_layer);
                         peers.emit(crate::api::Event::SubscriptionChanged {
                             participant: sid,

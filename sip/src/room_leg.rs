@@ -66,6 +66,8 @@ pub struct RoomLeg {
     view_mid: Option<Mid>,
     /// The video endpoint's codec: what it publishes and what its speaker view receives.
     video_codec: Option<VideoCodec>,
+    /// Its payload type toward the media plane, once the publisher offer is answered.
+    camera_pt: Option<Pt>,
     seq: u64,
     ts: u32,
     /// The last extended sequence number of the endpoint's video written.
@@ -162,6 +164,7 @@ impl RoomLeg {
             camera: None,
             view_mid: None,
             video_codec: codec,
+            camera_pt: None,
             seq: 1,
             ts: 0,
             video_seq: None,
@@ -239,6 +242,7 @@ impl RoomLeg {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| LegError::Sdp(e.to_string()))?;
+        self.camera_pt = self.video_codec.and_then(|c| video_pt(&self.publisher, c));
         self.drain(now);
         Ok(())
     }
@@ -287,13 +291,11 @@ impl RoomLeg {
     /// One packet of the endpoint's video, as it sent it (its sequence numbers extended,
     /// kept for the media plane's NACKs).
     pub fn write_video(&mut self, now: Instant, p: &VideoPacket) {
-        let (Some(mid), Some(codec)) = (self.camera, self.video_codec) else {
+        let (Some(mid), Some(pt)) = (self.camera, self.camera_pt) else {
             return;
         };
         let seq = extend_seq(self.video_seq, p.seq);
-        let pt = video_pt(&self.publisher, codec);
-        if let (Some(pt), Some(tx)) = (pt, self.publisher.direct_api().stream_tx_by_mid(mid, None))
-        {
+        if let Some(tx) = self.publisher.direct_api().stream_tx_by_mid(mid, None) {
             tx.write_rtp(
                 RtpWrite::new(pt, SeqNo::from(seq), p.timestamp, now, p.payload.clone())
                     .marker(p.marker)

@@ -72,6 +72,17 @@ impl Direction {
         }
     }
 
+    /// The direction an attribute line (`a=sendonly`, …) states, if it is one.
+    pub(crate) fn of_attribute(line: &str) -> Option<Direction> {
+        match line {
+            "a=sendrecv" => Some(Direction::SendRecv),
+            "a=sendonly" => Some(Direction::SendOnly),
+            "a=recvonly" => Some(Direction::RecvOnly),
+            "a=inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+
     /// What the other side answers to this direction.
     pub fn reversed(self) -> Direction {
         match self {
@@ -86,6 +97,14 @@ impl Direction {
     pub fn is_hold(self) -> bool {
         matches!(self, Direction::SendOnly | Direction::Inactive)
     }
+}
+
+/// The address of a `c=` line's value (`IN IP4 192.0.2.1`, a multicast `/ttl` dropped).
+pub(crate) fn connection_addr(c: &str) -> Option<IpAddr> {
+    c.split_whitespace()
+        .nth(2)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
 }
 
 /// What the phone's SDP says about its audio.
@@ -154,20 +173,9 @@ impl PhoneMedia {
             if section == 2 {
                 continue;
             }
-            let attr_dir = match line {
-                "a=sendrecv" => Some(Direction::SendRecv),
-                "a=sendonly" => Some(Direction::SendOnly),
-                "a=recvonly" => Some(Direction::RecvOnly),
-                "a=inactive" => Some(Direction::Inactive),
-                _ => None,
-            };
+            let attr_dir = Direction::of_attribute(line);
             if let Some(c) = line.strip_prefix("c=") {
-                let addr = c
-                    .split_whitespace()
-                    .nth(2)
-                    .and_then(|a| a.split('/').next())
-                    .and_then(|a| a.parse().ok())
-                    .ok_or(SdpError::Bad("c="))?;
+                let addr = connection_addr(c).ok_or(SdpError::Bad("c="))?;
                 if section == 0 {
                     session_addr = Some(addr);
                 } else {

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::sdp::Direction;
+use crate::sdp::{connection_addr, Direction};
 
 /// The video codecs the gateway forwards, in its order of preference: VP8 is what
 /// browsers publish by default, so a VP8 endpoint is forwarded both ways untouched.
@@ -104,7 +104,7 @@ impl PhoneVideo {
             }
             if let Some(c) = l.strip_prefix("c=") {
                 session_addr = session_addr.or_else(|| connection_addr(c));
-            } else if let Some(d) = direction_attr(l) {
+            } else if let Some(d) = Direction::of_attribute(l) {
                 session_dir = d;
             }
         }
@@ -129,7 +129,7 @@ impl PhoneVideo {
         for l in lines.take_while(|l| !l.starts_with("m=")) {
             if let Some(c) = l.strip_prefix("c=") {
                 addr = connection_addr(c);
-            } else if let Some(d) = direction_attr(l) {
+            } else if let Some(d) = Direction::of_attribute(l) {
                 dir = Some(d);
             } else if l == "a=rtcp-mux" {
                 mux = true;
@@ -202,23 +202,6 @@ impl PhoneVideo {
                 pt,
                 feedback,
             })
-    }
-}
-
-fn connection_addr(c: &str) -> Option<IpAddr> {
-    c.split_whitespace()
-        .nth(2)
-        .and_then(|a| a.split('/').next())
-        .and_then(|a| a.parse().ok())
-}
-
-fn direction_attr(l: &str) -> Option<Direction> {
-    match l {
-        "a=sendrecv" => Some(Direction::SendRecv),
-        "a=sendonly" => Some(Direction::SendOnly),
-        "a=recvonly" => Some(Direction::RecvOnly),
-        "a=inactive" => Some(Direction::Inactive),
-        _ => None,
     }
 }
 
