@@ -24,7 +24,8 @@
 //! - [`registrar`]: where registered phones can be reached;
 //! - [`call_limits`]: how many calls one API key may place;
 //! - [`rtp`]: plain RTP on the phone leg, [`rtp_source`]: which addresses it may come from;
-//! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line, RTP/AVP);
+//! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line);
+//! - [`sdes`]: how an m-line is keyed (RFC 4568), [`srtp`]: SRTP/SRTCP for keyed m-lines;
 //! - [`video_sdp`]: a video endpoint's video m-line, [`video`]: its video both ways,
 //!   forwarded without decoding, and keyframe requests (RTCP PLI/FIR, SIP INFO).
 
@@ -52,7 +53,9 @@ pub mod registrar;
 pub mod room_leg;
 pub mod rtp;
 pub mod rtp_source;
+pub mod sdes;
 pub mod sdp;
+pub mod srtp;
 pub mod stranger_budget;
 pub mod tcp_guard;
 pub mod transport_source;
