@@ -4,20 +4,25 @@
 //! back); RTP datagrams into a call's media pump (jitter buffer, G.711, RFC 4733, digits
 //! typed to the phone), with frames ticked in between; a video endpoint's video m-line
 //! (parsed, a codec chosen, our answer read back) and datagrams on its video socket (RTP,
-//! RTCP keyframe requests, rewritten for the room and back). Nothing may panic; an answer
-//! we write must parse.
+//! RTCP keyframe requests, rewritten for the room and back), SDES-keyed or not (with the
+//! mode's top bit: every datagram is also sealed and opened again, and opened as it came).
+//! Nothing may panic; an answer we write must parse, keys included; what we seal opens.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sip::g711::Law;
 use sip::media::CallMedia;
 use sip::sdp::{Codec, LocalMedia, PhoneMedia};
+use sip::srtp::{KeySalt, Protection, Srtp, SrtpError, Suite};
 use sip::video::{FromPhone, VideoRelay};
 use sip::video_sdp::{Chosen, Feedback, PhoneVideo, VideoLine, VideoCodec};
 
 /// Datagrams on a video endpoint's socket (chunks prefixed by a one-byte length; a zero
 /// length asks the phone for a keyframe): what passes is rewritten back for the phone.
-fn video_datagrams(data: &[u8]) {
+fn video_datagrams(data: &[u8], keyed: bool) {
+    let suite = if data.first().is_some_and(|b| b & 1 == 1) { Suite::AesCm128HmacSha1_32 } else { Suite::AesCm128HmacSha1_80 };
+    let (a, b) = (KeySalt([1; 30]), KeySalt([2; 30]));
+    let (mut us, mut them) = (Protection::keyed(Srtp::new(suite, &a, &b)), Protection::keyed(Srtp::new(suite, &b, &a)));
     let chosen = Chosen { codec: VideoCodec::Vp8, pt: 100, feedback: Feedback { nack: true, pli: true, fir: true } };
     let mut relay = VideoRelay::new(chosen, 9);
     let t0 = std::time::Instant::now();
@@ -32,6 +37,15 @@ fn video_datagrams(data: &[u8]) {
             continue;
         }
         let end = (i + n).min(data.len());
+        if keyed {
+            let _ = them.open(&data[i..end]);
+            if let Ok(wire) = us.seal(&data[i..end]).map(<[u8]>::to_vec) {
+                match them.open(&wire) {
+                    Ok(plain) => assert_eq!(plain, &data[i..end], "what we seal opens as it was"),
+                    Err(e) => assert_eq!(e, SrtpError::Replay),
+                }
+            }
+        }
         if let Ok(FromPhone::Media(p)) = relay.from_phone(&data[i..end]) {
             relay.to_phone(&p, &mut out);
             assert_eq!(sip::rtp::parse(&out).map(|(_, payload)| payload.len()), Ok(p.payload.len()));
@@ -91,21 +105,23 @@ fuzz_target!(|data: &[u8]| {
         return request(rest);
     }
     if mode % 4 == 3 {
-        return video_datagrams(rest);
+        return video_datagrams(rest, mode & 0x80 != 0);
     }
     if mode % 4 == 0 {
         let text = String::from_utf8_lossy(rest);
         if let Ok(m) = PhoneMedia::parse(&text) {
-            if let Some(codec) = m.choose(&[Codec::Pcmu, Codec::Pcma]) {
-                let video = PhoneVideo::parse(&text).map(|v| match v.choose() {
-                    Some(chosen) => VideoLine::Accepted {
+            let sdes = m.keying.answer(KeySalt([3; 30]));
+            if let (Some(codec), Ok(sdes)) = (m.choose(&[Codec::Pcmu, Codec::Pcma]), sdes) {
+                let video = PhoneVideo::parse(&text).map(|v| match (v.choose(), v.keying.answer(KeySalt([4; 30]))) {
+                    (Some(chosen), Ok(sdes)) => VideoLine::Accepted {
                         rtp: "127.0.0.1:30002".parse().unwrap(),
                         rtcp: "127.0.0.1:30003".parse().unwrap(),
                         rtcp_mux: v.rtcp_mux,
                         chosen,
                         direction: v.direction.reversed(),
+                        sdes,
                     },
-                    None => VideoLine::Rejected { pt: v.first_pt },
+                    _ => VideoLine::Rejected { pt: v.first_pt },
                 });
                 let local = LocalMedia {
                     rtp: "127.0.0.1:30000".parse().unwrap(),
@@ -114,13 +130,17 @@ fuzz_target!(|data: &[u8]| {
                     ptime_ms: m.ptime_ms,
                     direction: m.direction.reversed(),
                     video: video.clone(),
+                    sdes: sdes.clone(),
                 };
                 let answer = local.to_sdp(1, 1);
                 let back = PhoneMedia::parse(&answer).expect("our answer parses");
                 assert_eq!(back.codecs, vec![codec]);
-                if let Some(VideoLine::Accepted { chosen, .. }) = video {
+                let ours = back.keying.crypto.first().map(|c| (c.tag, c.suite, c.key.clone()));
+                assert_eq!(ours, sdes.map(|a| (a.tag, a.suite, a.ours)), "our key reads back");
+                if let Some(VideoLine::Accepted { chosen, sdes, .. }) = video {
                     let v = PhoneVideo::parse(&answer).expect("our video m-line parses");
                     assert_eq!(v.choose().map(|c| (c.codec, c.pt)), Some((chosen.codec, chosen.pt)));
+                    assert_eq!(v.keying.crypto.first().map(|c| c.key.clone()), sdes.map(|a| a.ours));
                 }
             }
         }

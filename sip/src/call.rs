@@ -25,6 +25,7 @@ use crate::gateway::Gateway;
 use crate::media::{CallMedia, PhonePacket};
 use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
+use crate::srtp::Protection;
 use crate::sdp::{Codec, Direction, LocalMedia, PhoneMedia};
 use crate::video_leg::VideoLeg;
 use crate::video_sdp::VideoCodec;
@@ -108,6 +109,8 @@ pub(crate) struct PhoneLeg {
     pub local: LocalMedia,
     /// Its video, when it offered video we forward.
     pub video: Option<Box<VideoLeg>>,
+    /// SRTP when the audio m-line is SDES-keyed.
+    pub protection: Protection,
 }
 
 impl PhoneLeg {
@@ -139,8 +142,13 @@ impl PhoneLeg {
         codec: (Codec, u8),
         local: LocalMedia,
     ) -> Self {
+        let protection = match &local.sdes {
+            Some(a) => Protection::keyed(a.srtp()),
+            None => Protection::default(),
+        };
         PhoneLeg {
             rtp,
+            protection,
             epoch: Instant::now(),
             source: RtpSource::new(remote.rtp, signaling),
             remote,
@@ -571,7 +579,9 @@ impl Conversation<'_, '_> {
         }
         if let (Some(to), false) = (talk.phone_to, talk.on_hold) {
             for p in &t.to_phone {
-                let _ = self.phone.rtp.send_to(p, to).await;
+                if let Ok(wire) = self.phone.protection.seal(p) {
+                    let _ = self.phone.rtp.send_to(wire, to).await;
+                }
             }
         }
         if talk.on_hold {
@@ -585,6 +595,16 @@ impl Conversation<'_, '_> {
     }
 
     fn on_phone_packet(&mut self, talk: &mut Talk, data: &[u8], from: SocketAddr) {
+        let clock = self.phone.clock();
+        // A keyed call's packets are used (and latched to) only once authenticated.
+        let data = match self.phone.protection.open(data) {
+            Ok(d) => d,
+            Err(e) => {
+                debug!(call = %self.call.id, %from, "SRTP packet dropped: {e}");
+                crate::gateway::rtp_dropped("srtp");
+                return;
+            }
+        };
         if !self
             .phone
             .source
@@ -594,7 +614,7 @@ impl Conversation<'_, '_> {
             crate::gateway::rtp_dropped("source");
             return;
         }
-        match self.media.phone_packet(data, self.phone.clock()) {
+        match self.media.phone_packet(data, clock) {
             Ok(PhonePacket::Audio) => {
                 // Symmetric RTP: answer where the phone's packets come from.
                 talk.phone_to = Some(from);
@@ -729,6 +749,7 @@ impl Conversation<'_, '_> {
         };
         let offer = match offer {
             Ok(Some(m)) if m.choose(&[self.phone.codec.0]).is_none() => None,
+            Ok(Some(m)) if self.rekey(&m).is_err() => None,
             Ok(o) => Some(o),
             Err(e) => {
                 debug!(call = %self.call.id, "re-INVITE with bad SDP: {e}");
@@ -765,6 +786,26 @@ impl Conversation<'_, '_> {
             )
             .await;
         info!(call = %self.call.id, on_hold = talk.on_hold, "re-INVITE answered");
+    }
+
+    /// A re-offer's keys for the audio: a keyed call stays keyed in its suite (the
+    /// endpoint's new key, if any, rekeys what we receive; ours stays), a plain one plain.
+    fn rekey(&mut self, offer: &PhoneMedia) -> Result<(), &'static str> {
+        let Some(current) = self.phone.local.sdes.as_mut() else {
+            return match offer.keying.is_keyed() {
+                true => Err("keyed re-offer of a plain call"),
+                false => Ok(()),
+            };
+        };
+        let line = offer.keying.reoffer(current)?;
+        current.tag = line.tag;
+        if line.key != current.theirs {
+            current.theirs = line.key.clone();
+            if let Some(srtp) = self.phone.protection.srtp_mut() {
+                srtp.rekey_receive(&line.key);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -203,6 +203,7 @@ impl Gateway {
             ptime_ms: 20,
             direction: crate::sdp::Direction::SendRecv,
             video: None,
+            sdes: None,
         }
     }
 
@@ -269,6 +270,15 @@ impl Gateway {
     /// forward one of its codecs and have the ports, else rejected (audio goes on).
     async fn answer_video(&self, v: PhoneVideo) -> (Option<VideoLine>, Option<Box<VideoLeg>>) {
         let rejected = (Some(VideoLine::Rejected { pt: v.first_pt }), None);
+        let sdes = match v.keying.answer(crate::sdes::fresh_key()) {
+            Ok(s) => s,
+            Err(why) => {
+                debug!("video m-line cannot be keyed: {why}");
+                metrics::counter!("switchboard_sip_video_refused_total", "reason" => "keying")
+                    .increment(1);
+                return rejected;
+            }
+        };
         let Some(chosen) = v.choose() else {
             metrics::counter!("switchboard_sip_video_refused_total", "reason" => "codec")
                 .increment(1);
@@ -278,7 +288,7 @@ impl Gateway {
             return rejected;
         };
         let direction = v.direction.reversed();
-        let (line, leg) = VideoLeg::accept(sockets, v, chosen, direction);
+        let (line, leg) = VideoLeg::accept(sockets, v, chosen, direction, sdes);
         (Some(line), Some(leg))
     }
 
@@ -631,7 +641,18 @@ impl Gateway {
                     .reject(&mut tx, StatusCode::NotAcceptableHere, None)
                     .await;
             };
-            Some((remote, codec, PhoneVideo::parse(&sdp)))
+            let sdes = match remote.keying.answer(crate::sdes::fresh_key()) {
+                Ok(s) => s,
+                Err(why) => {
+                    debug!(%called, "INVITE's audio cannot be keyed: {why}");
+                    metrics::counter!("switchboard_sip_srtp_refused_total", "reason" => why)
+                        .increment(1);
+                    return self
+                        .reject(&mut tx, StatusCode::NotAcceptableHere, None)
+                        .await;
+                }
+            };
+            Some((remote, codec, sdes, PhoneVideo::parse(&sdp)))
         };
         let Some((call, rtp)) = self.admit_call().await else {
             return self.unavailable(&mut tx).await;
@@ -659,7 +680,7 @@ impl Gateway {
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
         let ours = SocketAddr::new(self.advertised, port);
         let phone = match offer {
-            Some((remote, codec, video)) => {
+            Some((remote, codec, sdes, video)) => {
                 let (answer, video) = match video {
                     Some(v) => self.answer_video(v).await,
                     None => (None, None),
@@ -671,6 +692,7 @@ impl Gateway {
                     ptime_ms: 20,
                     direction: remote.direction.reversed(),
                     video: answer,
+                    sdes,
                 };
                 let mut leg = PhoneLeg::new(rtp, signaling, remote, codec, local);
                 leg.video = video;

@@ -284,18 +284,23 @@ async fn read_pin(
                     _ => [0i16; FRAME],
                 };
                 let packet = media.tick_prompt(&pcm);
-                if let Some(to) = to {
-                    let _ = phone.rtp.send_to(&packet, to).await;
+                if let (Some(to), Ok(wire)) = (to, phone.protection.seal(&packet)) {
+                    let _ = phone.rtp.send_to(wire, to).await;
                 }
             }
             r = phone.rtp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
-                if !phone.source.accept(from, crate::rtp_source::rtp_seq(&buf[..n])) {
+                let clock = phone.clock();
+                let Ok(data) = phone.protection.open(&buf[..n]) else {
+                    rtp_dropped("srtp");
+                    continue;
+                };
+                if !phone.source.accept(from, crate::rtp_source::rtp_seq(data)) {
                     rtp_dropped("source");
                     continue;
                 }
                 to = Some(from);
-                if let Ok(PhonePacket::Digit(d)) = media.phone_packet(&buf[..n], phone.clock()) {
+                if let Ok(PhonePacket::Digit(d)) = media.phone_packet(data, clock) {
                     metrics::counter!("switchboard_sip_dtmf_digits_total").increment(1);
                     let step = entry.digit(d);
                     // Every wrong PIN counts against the caller's address, across calls.

@@ -325,12 +325,18 @@ impl Placing {
             let _ = dialog.bye().await;
             return "failed: no common codec in the answer".into();
         };
-        // Video when the answer accepted it with one of our codecs.
+        // Our offer is plain RTP: an answer that keys its audio is no answer to it.
+        if remote.keying.is_keyed() {
+            let _ = dialog.bye().await;
+            return "failed: the answer asks for SRTP we did not offer".into();
+        }
+        // Video when the answer accepted it, plain, with one of our codecs.
         let answered_video = PhoneVideo::parse(&String::from_utf8_lossy(answer))
+            .filter(|v| !v.keying.is_keyed())
             .and_then(|v| v.choose().map(|c| (v, c)));
         let (video_line, video) = match (self.video.take(), answered_video) {
             (Some(sockets), Some((v, chosen))) => {
-                let (line, leg) = VideoLeg::accept(sockets, v, chosen, Direction::SendRecv);
+                let (line, leg) = VideoLeg::accept(sockets, v, chosen, Direction::SendRecv, None);
                 (Some(line), Some(leg))
             }
             _ => (None, None),

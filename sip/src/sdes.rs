@@ -148,6 +148,11 @@ impl Keying {
         }
     }
 
+    /// Whether the m-line asks for SRTP.
+    pub fn is_keyed(&self) -> bool {
+        self.profile.is_some_and(Profile::secure)
+    }
+
     /// Whether the m-line can be answered at all.
     pub fn acceptable(&self) -> Result<(), &'static str> {
         match self.profile {
@@ -181,7 +186,7 @@ impl Keying {
     /// key too), or why the re-offer cannot keep the call keyed.
     pub fn reoffer(&self, current: &SdesAnswer) -> Result<&Crypto, &'static str> {
         self.acceptable()?;
-        if !self.profile.is_some_and(Profile::secure) {
+        if !self.is_keyed() {
             return Err("plain re-offer of a keyed call");
         }
         self.crypto

@@ -1,11 +1,13 @@
 //! The phone side's SDP (RFC 4566, offer/answer per RFC 3264): one audio m-line, plain
-//! RTP/AVP. Reads what a phone offers (address, port, codecs, telephone-event, ptime,
-//! direction) and writes the gateway's answer or offer; a video m-line is
-//! [`crate::video_sdp`]'s. The WebRTC side is str0m's.
+//! RTP/AVP or SDES-keyed RTP/SAVP ([`crate::sdes`]). Reads what a phone offers (address,
+//! port, codecs, telephone-event, ptime, direction, keys) and writes the gateway's answer
+//! or offer; a video m-line is [`crate::video_sdp`]'s. The WebRTC side is str0m's.
 
 use std::net::{IpAddr, SocketAddr};
 
 use thiserror::Error;
+
+use crate::sdes::{Keying, SdesAnswer};
 
 /// The audio codecs a call can use, in the gateway's order of preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +120,8 @@ pub struct PhoneMedia {
     pub telephone_event: Option<(u8, u32)>,
     pub ptime_ms: u32,
     pub direction: Direction,
+    /// Its profile and keys (RFC 4568).
+    pub keying: Keying,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -149,6 +153,7 @@ impl PhoneMedia {
         let mut dir: Option<Direction> = None;
         let mut rtpmaps: Vec<(u8, String, u32)> = Vec::new();
         let mut ptime = 20;
+        let mut keying = Keying::default();
         let mut section = 0; // 0: session, 1: the audio m-line, 2: another m-line after it
         for line in sdp.lines().map(str::trim) {
             if let Some(m) = line.strip_prefix("m=") {
@@ -164,6 +169,7 @@ impl PhoneMedia {
                         .ok_or(SdpError::Bad("m="))?;
                     let pts = f.iter().skip(3).filter_map(|p| p.parse().ok()).collect();
                     audio = Some((port, pts));
+                    keying = Keying::with_profile(f.get(2).copied().unwrap_or_default());
                     section = 1;
                 } else {
                     section = 2;
@@ -202,6 +208,8 @@ impl PhoneMedia {
                 rtpmaps.push((pt, name, rate));
             } else if let Some(p) = line.strip_prefix("a=ptime:") {
                 ptime = p.trim().parse().map_err(|_| SdpError::Bad("a=ptime"))?;
+            } else if section == 1 {
+                keying.read(line);
             }
         }
         let (port, pts) = audio.ok_or(SdpError::NoAudio)?;
@@ -235,6 +243,7 @@ impl PhoneMedia {
             telephone_event,
             ptime_ms: ptime.clamp(10, 60),
             direction: dir.unwrap_or(session_dir),
+            keying,
         })
     }
 
@@ -258,6 +267,8 @@ pub struct LocalMedia {
     /// The video m-line of an answer to a phone that offered video (accepted or
     /// rejected); None when the phone offered none.
     pub video: Option<crate::video_sdp::VideoLine>,
+    /// Our key for an SDES-keyed audio m-line (RTP/SAVP); None: plain RTP/AVP.
+    pub sdes: Option<SdesAnswer>,
 }
 
 impl LocalMedia {
@@ -272,8 +283,9 @@ impl LocalMedia {
         }
         let mut s = format!(
             "v=0\r\no=switchboard {session_id} {version} IN {fam} {ip}\r\ns=switchboard\r\n\
-             c=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP {}\r\n",
+             c=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} {} {}\r\n",
             self.rtp.port(),
+            self.sdes.as_ref().map_or("RTP/AVP", |a| a.profile.name()),
             pts.join(" ")
         );
         for (c, pt) in &self.codecs {
@@ -293,6 +305,9 @@ impl LocalMedia {
             self.ptime_ms,
             self.direction.attr()
         ));
+        if let Some(a) = &self.sdes {
+            s.push_str(&a.attribute());
+        }
         if let Some(v) = &self.video {
             s.push_str(&v.to_sdp());
         }
@@ -387,6 +402,7 @@ mod tests {
             ptime_ms: 20,
             direction: Direction::SendRecv,
             video: None,
+            sdes: None,
         };
         let sdp = local.to_sdp(7, 1);
         assert!(sdp.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{sdp}");
@@ -399,5 +415,36 @@ mod tests {
             ..local
         };
         assert!(opus.to_sdp(7, 2).contains("a=rtpmap:111 opus/48000/2\r\n"));
+    }
+
+    /// baresip with `mediaenc=srtp-mand`: RTP/SAVP, its suites in order of preference.
+    #[test]
+    fn a_keyed_offer_is_answered_in_its_profile_with_our_key() {
+        let offer = "v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 10002 RTP/SAVP 0 101\r\n\
+            a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+            a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:aGVsbG8=\r\n\
+            a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n\
+            a=sendrecv\r\n";
+        let m = PhoneMedia::parse(offer).unwrap();
+        assert_eq!(m.keying.profile, Some(crate::sdes::Profile::Savp));
+        assert_eq!(m.keying.crypto.len(), 1);
+        let sdes = m.keying.answer(crate::srtp::KeySalt([4; 30])).unwrap();
+        let local = LocalMedia {
+            rtp: "127.0.0.1:30000".parse().unwrap(),
+            codecs: vec![(Codec::Pcmu, 0)],
+            telephone_event: None,
+            ptime_ms: 20,
+            direction: Direction::SendRecv,
+            video: None,
+            sdes,
+        };
+        let sdp = local.to_sdp(7, 1);
+        assert!(sdp.contains("m=audio 30000 RTP/SAVP 0\r\n"), "{sdp}");
+        assert!(sdp.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"), "{sdp}");
+        let back = PhoneMedia::parse(&sdp).unwrap();
+        assert_eq!(back.keying.crypto[0].key.0, [4; 30]);
+        // The same offer in plain RTP/AVP is answered plain, its crypto lines ignored.
+        let plain = PhoneMedia::parse(&offer.replace("RTP/SAVP", "RTP/AVP")).unwrap();
+        assert_eq!(plain.keying.answer(crate::sdes::fresh_key()), Ok(None));
     }
 }

@@ -9,7 +9,9 @@ use tokio::net::UdpSocket;
 
 use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
+use crate::sdes::SdesAnswer;
 use crate::sdp::Direction;
+use crate::srtp::Protection;
 use crate::video::{FromPhone, VideoDrop, VideoRelay};
 use crate::video_sdp::{Chosen, PhoneVideo, VideoLine};
 
@@ -27,6 +29,8 @@ pub(crate) struct VideoLeg {
     pub sending: bool,
     /// The cap on its speaker view last given to the media plane (bits per second).
     pub view_cap: Option<u64>,
+    /// SRTP when the m-line is SDES-keyed.
+    pub protection: Protection,
 }
 
 /// A video endpoint's sockets and the addresses we announce for them.
@@ -49,22 +53,28 @@ impl VideoSockets {
 }
 
 impl VideoLeg {
-    /// Video with `remote` in `chosen` on `sockets`: our m-line (in an answer, or the
-    /// state of our offer once answered) and the leg.
+    /// Video with `remote` in `chosen` on `sockets`, keyed by `sdes` or plain: our m-line
+    /// (in an answer, or the state of our offer once answered) and the leg.
     pub fn accept(
         sockets: VideoSockets,
         remote: PhoneVideo,
         chosen: Chosen,
         direction: Direction,
+        sdes: Option<SdesAnswer>,
     ) -> (VideoLine, Box<VideoLeg>) {
+        let rtcp_mux = sockets.rtcp.is_none();
+        let mut leg = VideoLeg::new(sockets.rtp, sockets.rtcp, remote, chosen);
+        if let Some(a) = &sdes {
+            leg.protection = Protection::keyed(a.srtp());
+        }
         let line = VideoLine::Accepted {
             rtp: sockets.rtp_addr,
             rtcp: sockets.rtcp_addr,
-            rtcp_mux: sockets.rtcp.is_none(),
+            rtcp_mux,
             chosen,
             direction,
+            sdes,
         };
-        let leg = VideoLeg::new(sockets.rtp, sockets.rtcp, remote, chosen);
         (line, Box::new(leg))
     }
 
@@ -85,6 +95,7 @@ impl VideoLeg {
             chosen,
             sending: false,
             view_cap,
+            protection: Protection::default(),
         }
     }
 
@@ -108,6 +119,9 @@ impl VideoLeg {
         leg: &mut RoomLeg,
         now: Instant,
     ) -> Result<Option<u64>, &'static str> {
+        // Nothing of a keyed m-line's packets is used (not even to latch) unless it
+        // authenticates.
+        let data = self.protection.open(data).map_err(|_| "srtp")?;
         let ours = if rtcp {
             self.rtcp_source.accept(from, None)
         } else {
@@ -154,7 +168,9 @@ impl VideoLeg {
             let mut out = Vec::with_capacity(1_500);
             for p in &packets {
                 self.relay.to_phone(p, &mut out);
-                let _ = self.rtp.send_to(&out, to).await;
+                if let Ok(wire) = self.protection.seal(&out) {
+                    let _ = self.rtp.send_to(wire, to).await;
+                }
             }
         }
         if !leg.take_keyframe_request() {
@@ -170,9 +186,11 @@ impl VideoLeg {
     }
 
     /// Send RTCP to the phone: on the RTP socket with rtcp-mux, else from ours.
-    async fn send_rtcp(&self, packet: &[u8]) {
+    async fn send_rtcp(&mut self, packet: &[u8]) {
         let Some(to) = self.remote.rtcp else { return };
         let socket = self.rtcp.as_ref().unwrap_or(&self.rtp);
-        let _ = socket.send_to(packet, to).await;
+        if let Ok(wire) = self.protection.seal(packet) {
+            let _ = socket.send_to(wire, to).await;
+        }
     }
 }

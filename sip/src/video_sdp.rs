@@ -1,10 +1,12 @@
 //! The phone side's video m-line (a SIP video system or desk video phone): what its offer
 //! says (codecs with their payload types and H.264 parameters, RTCP feedback, where its
-//! RTP and RTCP go, direction, bandwidth) and the gateway's answer — one codec, plain
-//! RTP/AVP, or the m-line rejected (port 0) so that audio goes on alone.
+//! RTP and RTCP go, direction, bandwidth, keys) and the gateway's answer — one codec,
+//! plain RTP/AVP or SDES-keyed RTP/SAVP, or the m-line rejected (port 0) so that audio
+//! goes on alone.
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::sdes::{Keying, SdesAnswer};
 use crate::sdp::{connection_addr, Direction};
 
 /// The video codecs the gateway forwards, in its order of preference: VP8 is what
@@ -67,8 +69,8 @@ pub struct PhoneVideo {
     /// RTP port + 1.
     pub rtcp: Option<SocketAddr>,
     pub rtcp_mux: bool,
-    /// The profile: only plain `RTP/AVP` and `RTP/AVPF` are answered with video.
-    pub profile: String,
+    /// Its profile and keys: plain `RTP/AVP(F)`, or `RTP/SAVP(F)` keyed by SDES.
+    pub keying: Keying,
     /// Codecs we can forward, with their payload types and feedback, in the phone's order.
     pub codecs: Vec<(VideoCodec, u8, Feedback)>,
     /// The first payload type of the m-line (for a rejection that keeps the line valid).
@@ -119,7 +121,7 @@ impl PhoneVideo {
     ) -> Option<PhoneVideo> {
         let f: Vec<&str> = mline["m=".len()..].split_whitespace().collect();
         let port: u16 = f.get(1)?.parse().ok()?;
-        let profile = f.get(2)?.to_string();
+        let mut keying = Keying::with_profile(f.get(2)?);
         let pts: Vec<u8> = f.iter().skip(3).filter_map(|p| p.parse().ok()).collect();
         let (mut addr, mut dir, mut mux, mut rtcp_port, mut max_kbps) =
             (None, None, false, None, None);
@@ -146,6 +148,8 @@ impl PhoneVideo {
             } else if let Some(r) = l.strip_prefix("a=rtcp-fb:") {
                 let (pt, kind) = r.split_once(' ').unwrap_or((r, ""));
                 fbs.push((pt.parse().ok(), kind.trim().to_ascii_lowercase()));
+            } else {
+                keying.read(l);
             }
         }
         let codecs = pts
@@ -180,7 +184,7 @@ impl PhoneVideo {
             rtp,
             rtcp,
             rtcp_mux: mux,
-            profile,
+            keying,
             codecs,
             first_pt: pts.first().copied().unwrap_or(96),
             direction: dir.unwrap_or(session_dir),
@@ -189,9 +193,9 @@ impl PhoneVideo {
     }
 
     /// The codec to use, by our preference; None when the m-line cannot be answered with
-    /// video (port 0, a secure profile, no codec we forward).
+    /// video (port 0, a profile or keys we cannot answer, no codec we forward).
     pub fn choose(&self) -> Option<Chosen> {
-        if self.rtp.is_none() || !matches!(self.profile.as_str(), "RTP/AVP" | "RTP/AVPF") {
+        if self.rtp.is_none() || self.keying.acceptable().is_err() {
             return None;
         }
         self.codecs
@@ -279,6 +283,8 @@ pub enum VideoLine {
         rtcp_mux: bool,
         chosen: Chosen,
         direction: Direction,
+        /// Our key when the m-line is SDES-keyed.
+        sdes: Option<SdesAnswer>,
     },
 }
 
@@ -305,11 +311,13 @@ impl VideoLine {
                 rtcp_mux,
                 chosen,
                 direction,
+                sdes,
             } => {
                 let pt = chosen.pt;
                 let mut s = format!(
-                    "m=video {} RTP/AVP {pt}\r\na=rtpmap:{pt} {}/90000\r\n",
+                    "m=video {} {} {pt}\r\na=rtpmap:{pt} {}/90000\r\n",
                     rtp.port(),
+                    sdes.as_ref().map_or("RTP/AVP", |a| a.profile.name()),
                     chosen.codec.name()
                 );
                 if let Some(f) = chosen.codec.fmtp() {
@@ -330,6 +338,9 @@ impl VideoLine {
                     s.push_str(&format!("a=rtcp:{}\r\n", rtcp.port()));
                 }
                 s.push_str(&format!("a={}\r\n", direction.attr()));
+                if let Some(a) = sdes {
+                    s.push_str(&a.attribute());
+                }
                 s
             }
         }
@@ -387,7 +398,16 @@ mod tests {
             ("m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", "port 0"),
             (
                 "m=video 5 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n",
-                "SDES-SRTP is not answered yet",
+                "RTP/SAVP without a crypto line",
+            ),
+            (
+                "m=video 5 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n",
+                "DTLS-SRTP",
+            ),
+            (
+                "m=video 5 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n\
+                 a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=\r\n",
+                "a malformed SDES key",
             ),
             ("m=video 5 RTP/AVP 31\r\n", "H.261 (static, no rtpmap)"),
             (
@@ -456,6 +476,7 @@ mod tests {
             rtcp_mux: false,
             chosen,
             direction: Direction::SendRecv,
+            sdes: None,
         }
         .to_sdp();
         assert_eq!(
@@ -474,6 +495,28 @@ mod tests {
             VideoLine::Rejected { pt: 34 }.to_sdp(),
             "m=video 0 RTP/AVP 34\r\n"
         );
+    }
+
+    #[test]
+    fn a_keyed_video_offer_is_chosen_and_answered_keyed() {
+        let offer = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4 RTP/SAVP 0\r\n\
+            m=video 5 RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\r\n\
+            a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+        let v = PhoneVideo::parse(offer).unwrap();
+        let chosen = v.choose().unwrap();
+        let sdes = v.keying.answer(crate::srtp::KeySalt([6; 30])).unwrap();
+        assert!(sdes.is_some());
+        let a = VideoLine::Accepted {
+            rtp: "10.0.0.1:30002".parse().unwrap(),
+            rtcp: "10.0.0.1:30002".parse().unwrap(),
+            rtcp_mux: true,
+            chosen,
+            direction: Direction::SendRecv,
+            sdes,
+        }
+        .to_sdp();
+        assert!(a.starts_with("m=video 30002 RTP/SAVPF 96\r\n"), "{a}");
+        assert!(a.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:"), "{a}");
     }
 
     #[test]
