@@ -10,7 +10,8 @@ sndfile module). Run inside a network namespace with only loopback (run.sh).
   right one joins, three wrong ones hang up);
   a call put on hold and resumed (re-INVITEs) stays in its room and hears it again;
   a call to an invalid room is refused (404), one to a full room is busy (486);
-  sipsak's flood and random-junk modes leave the gateway answering OPTIONS.
+  sipsak's flood and random-junk modes leave the gateway answering OPTIONS;
+  a phone that insists on SRTP (SDES, RTP/SAVP) and a plain one hear each other.
 """
 import glob
 import os
@@ -84,6 +85,33 @@ def connection_floods(server, failures):
         failures.append(f"memory under a connection flood: {rss0} -> {rss1} KiB")
     if not (nx > 10 and hx[1000] > 0.5 and ny > 10 and hy[440] > 0.5):
         failures.append(f"the call during the flood: x {hx} ({nx}), y {hy} ({ny})")
+
+
+def srtp_calls(base, failures):
+    """SDES-SRTP (RFC 4568): baresip with mediaenc=srtp-mand offers RTP/SAVP and refuses a
+    plain answer; it and a plain phone in one room hear each other, and none of the keyed
+    call's packets fails to authenticate."""
+    uri = f"sip:secure@127.0.0.1:{SIP}"
+    before = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="srtp"}')
+    s, ds = phone("srtp", 5270, "10440-10459", 440, uri, 10,
+                  account="<sip:srtp@127.0.0.1:5270>;regint=0;audio_codecs=PCMU;mediaenc=srtp-mand")
+    p, dp = phone("plain", 5280, "10460-10479", 1000, uri, 10)
+    s.wait(timeout=30)
+    p.wait(timeout=30)
+    hs, ns = heard(ds, (440, 1000), 2.0, 7.0)
+    hp, np_ = heard(dp, (440, 1000), 2.0, 7.0)
+    slog = open(os.path.join(T, "srtp.log"), errors="replace").read()
+    keyed = [l for l in slog.splitlines() if "srtp" in l.lower() or "crypto" in l.lower()]
+    print("SRTP phone's log on keys:", keyed[:6])
+    show("the SRTP phone (sends 440 Hz)", hs, ns)
+    show("the plain phone (sends 1000 Hz)", hp, np_)
+    dropped = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="srtp"}') - before
+    if not (ns > 10 and hs[1000] > 0.5 and hs[440] < 0.05):
+        failures.append(f"the SRTP phone should hear the plain one: {hs}\n" + slog[-1500:])
+    if not (np_ > 10 and hp[440] > 0.5 and hp[1000] < 0.05):
+        failures.append(f"the plain phone should hear the SRTP one: {hp}\n" + slog[-1500:])
+    if dropped:
+        failures.append(f"{dropped} of the SRTP phone's packets failed to authenticate")
 
 
 def main():
@@ -291,6 +319,7 @@ def main():
             failures.append(f"another address still gets in with the right PIN: {answered} {board}")
         if SipMetrics(base)("switchboard_sip_pin_lockouts_total") != 1:
             failures.append("the lockout is counted")
+        srtp_calls(base, failures)
         connection_floods(server, failures)
     finally:
         server.terminate()

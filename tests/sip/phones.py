@@ -37,6 +37,7 @@ module g711.so
 module ausine.so
 module alsa.so
 module sndfile.so
+module srtp.so
 module_app account.so
 module_app menu.so
 snd_path {d}
