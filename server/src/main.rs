@@ -97,8 +97,8 @@ fn init_logs(default: &str, format: config::LogFormat) {
 }
 
 /// rsipstack logs every SIP message whole at INFO, digest answers (`Authorization`,
-/// `Proxy-Authorization`) included. Its messages are logged only when the filter names it
-/// (`rsipstack=info`), never by a plain level.
+/// `Proxy-Authorization`) and SDES media keys (`a=crypto` lines) included. Its messages
+/// are logged only when the filter names it (`rsipstack=info`), never by a plain level.
 fn quiet_sip_messages(filter: &str) -> tracing_subscriber::EnvFilter {
     let filter = if filter.contains("rsipstack") {
         filter.to_string()

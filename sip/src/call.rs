@@ -25,8 +25,8 @@ use crate::gateway::Gateway;
 use crate::media::{CallMedia, PhonePacket};
 use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
-use crate::srtp::Protection;
 use crate::sdp::{Codec, Direction, LocalMedia, PhoneMedia};
+use crate::srtp::Protection;
 use crate::video_leg::VideoLeg;
 use crate::video_sdp::VideoCodec;
 

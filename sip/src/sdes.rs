@@ -229,22 +229,38 @@ mod tests {
         assert_eq!((a.tag, a.suite), (2, Suite::AesCm128HmacSha1_32));
         assert_eq!(a.theirs.0.to_vec(), STANDARD.decode(KEY).unwrap());
         let line = a.attribute();
-        assert!(line.starts_with("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"), "{line}");
-        let ours = line.trim_end().strip_prefix("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:");
+        assert!(
+            line.starts_with("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"),
+            "{line}"
+        );
+        let ours = line
+            .trim_end()
+            .strip_prefix("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:");
         assert_eq!(STANDARD.decode(ours.unwrap()).unwrap(), [5; 30]);
     }
 
     #[test]
     fn plain_profiles_ignore_crypto_and_others_are_refused() {
         let line = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}");
-        assert_eq!(keying("RTP/AVP", &[&line]).answer(KeySalt([0; 30])), Ok(None));
+        assert_eq!(
+            keying("RTP/AVP", &[&line]).answer(KeySalt([0; 30])),
+            Ok(None)
+        );
         assert_eq!(keying("RTP/AVPF", &[]).answer(KeySalt([0; 30])), Ok(None));
         for (profile, lines, why) in [
             ("UDP/TLS/RTP/SAVP", &[][..], "profile"),
             ("RTP/SAVP", &[][..], "no crypto"),
-            ("RTP/SAVPF", &["a=crypto:1 F8_128_HMAC_SHA1_80 inline:x"][..], "suite"),
+            (
+                "RTP/SAVPF",
+                &["a=crypto:1 F8_128_HMAC_SHA1_80 inline:x"][..],
+                "suite",
+            ),
         ] {
-            assert_eq!(keying(profile, lines).answer(KeySalt([0; 30])), Err(why), "{profile}");
+            assert_eq!(
+                keying(profile, lines).answer(KeySalt([0; 30])),
+                Err(why),
+                "{profile}"
+            );
         }
     }
 
@@ -256,11 +272,26 @@ mod tests {
             ("1234567890 AES_CM_128_HMAC_SHA1_80 inline:a", "bad tag"),
             ("1 AES_CM_128_HMAC_SHA1_80", "no key"),
             ("1 AES_CM_128_HMAC_SHA1_80 inline:!!!!", "bad base64"),
-            (&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{short}"), "key length"),
-            (&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4"), "MKI"),
-            (&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY};inline:{KEY}"), "several keys"),
-            (&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} KDR=1"), "session parameters"),
-            (&format!("1 AES_CM_128_HMAC_SHA1_80 uri:{KEY}"), "not inline"),
+            (
+                &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{short}"),
+                "key length",
+            ),
+            (
+                &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4"),
+                "MKI",
+            ),
+            (
+                &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY};inline:{KEY}"),
+                "several keys",
+            ),
+            (
+                &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} KDR=1"),
+                "session parameters",
+            ),
+            (
+                &format!("1 AES_CM_128_HMAC_SHA1_80 uri:{KEY}"),
+                "not inline",
+            ),
         ] {
             assert_eq!(Crypto::parse(value), Err(why), "{value}");
             let k = keying("RTP/SAVP", &[&format!("a=crypto:{value}")]);
@@ -270,23 +301,40 @@ mod tests {
 
     #[test]
     fn a_reoffer_keeps_the_suite_and_may_change_tag_and_key() {
-        let first = keying("RTP/SAVP", &[&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}")]);
+        let first = keying(
+            "RTP/SAVP",
+            &[&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}")],
+        );
         let current = first.answer(fresh_key()).unwrap().unwrap();
         let other = STANDARD.encode([3u8; 30]);
-        let again = keying("RTP/SAVP", &[&format!("a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:{other}")]);
+        let again = keying(
+            "RTP/SAVP",
+            &[&format!(
+                "a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:{other}"
+            )],
+        );
         let c = again.reoffer(&current).unwrap();
         assert_eq!((c.tag, c.key.0), (7, [3u8; 30]));
         let plain = keying("RTP/AVP", &[]);
         assert!(plain.reoffer(&current).is_err());
-        let other_suite = keying("RTP/SAVP", &[&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{KEY}")]);
+        let other_suite = keying(
+            "RTP/SAVP",
+            &[&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{KEY}")],
+        );
         assert_eq!(other_suite.reoffer(&current), Err("suite changed"));
     }
 
     #[test]
     fn keys_are_redacted_in_debug_output() {
-        let k = keying("RTP/SAVP", &[&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}")]);
+        let k = keying(
+            "RTP/SAVP",
+            &[&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}")],
+        );
         let a = k.answer(fresh_key()).unwrap().unwrap();
         let printed = format!("{k:?} {a:?}");
-        assert!(!printed.contains(KEY) && printed.contains("<redacted>"), "{printed}");
+        assert!(
+            !printed.contains(KEY) && printed.contains("<redacted>"),
+            "{printed}"
+        );
     }
 }

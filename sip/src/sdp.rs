@@ -440,7 +440,10 @@ mod tests {
         };
         let sdp = local.to_sdp(7, 1);
         assert!(sdp.contains("m=audio 30000 RTP/SAVP 0\r\n"), "{sdp}");
-        assert!(sdp.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"), "{sdp}");
+        assert!(
+            sdp.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{sdp}"
+        );
         let back = PhoneMedia::parse(&sdp).unwrap();
         assert_eq!(back.keying.crypto[0].key.0, [4; 30]);
         // The same offer in plain RTP/AVP is answered plain, its crypto lines ignored.

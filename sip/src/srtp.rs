@@ -169,7 +169,11 @@ impl Received {
     fn mark(&mut self, index: u64) {
         if index > self.highest {
             let shift = index - self.highest;
-            self.seen = if shift >= WINDOW { 0 } else { self.seen << shift };
+            self.seen = if shift >= WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
             self.seen |= 1;
             self.highest = index;
         } else {
@@ -211,12 +215,23 @@ impl Sources {
 
     fn put(&mut self, ssrc: u32, r: Received) {
         if !self.by_ssrc.contains_key(&ssrc) && self.by_ssrc.len() >= MAX_SOURCES {
-            if let Some(oldest) = self.by_ssrc.iter().min_by_key(|(_, r)| r.order).map(|(s, _)| *s) {
+            if let Some(oldest) = self
+                .by_ssrc
+                .iter()
+                .min_by_key(|(_, r)| r.order)
+                .map(|(s, _)| *s)
+            {
                 self.by_ssrc.remove(&oldest);
             }
         }
         self.next_order += 1;
-        self.by_ssrc.insert(ssrc, Received { order: self.next_order, ..r });
+        self.by_ssrc.insert(
+            ssrc,
+            Received {
+                order: self.next_order,
+                ..r
+            },
+        );
     }
 }
 
@@ -237,7 +252,9 @@ pub struct Srtp {
 
 impl std::fmt::Debug for Srtp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Srtp").field("suite", &self.suite).finish_non_exhaustive()
+        f.debug_struct("Srtp")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
     }
 }
 
@@ -307,7 +324,11 @@ impl Srtp {
         let roc = ((index >> 16) as u32).to_be_bytes();
         let want = self.recv_rtp.tag(&[body, &roc]);
         verify_slices_are_equal(&want[..tag_len], tag).map_err(|_| SrtpError::Auth)?;
-        let mut state = known.unwrap_or(Received { highest: index, seen: 0, order: 0 });
+        let mut state = known.unwrap_or(Received {
+            highest: index,
+            seen: 0,
+            order: 0,
+        });
         if known.is_some() && !state.fresh(index) {
             return Err(SrtpError::Replay);
         }
@@ -351,7 +372,11 @@ impl Srtp {
         let index = u64::from(e_index & 0x7fff_ffff);
         let ssrc = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
         let known = self.received_rtcp.get(ssrc);
-        let mut state = known.unwrap_or(Received { highest: index, seen: 0, order: 0 });
+        let mut state = known.unwrap_or(Received {
+            highest: index,
+            seen: 0,
+            order: 0,
+        });
         if known.is_some() && !state.fresh(index) {
             return Err(SrtpError::Replay);
         }
@@ -484,8 +509,10 @@ mod tests {
         apply(&key, iv, &mut out);
         assert_eq!(
             out,
-            hex("E03EAD0935C95E80E166B16DD92B4EB4 D23513162B02D0F72A43A2FE4A5F97AB \
-                 41E95B3BB0A2E8DD477901E4FCA894C0")
+            hex(
+                "E03EAD0935C95E80E166B16DD92B4EB4 D23513162B02D0F72A43A2FE4A5F97AB \
+                 41E95B3BB0A2E8DD477901E4FCA894C0"
+            )
         );
     }
 
@@ -498,14 +525,15 @@ mod tests {
         ks[16..].copy_from_slice(&hex("0EC675AD498AFEEBB6960B3AABE6"));
         let ks = KeySalt(ks);
         let rtp_plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
-        let rtp_80 = hex(
-            "800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb",
-        );
+        let rtp_80 =
+            hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb");
         let rtcp_plain = hex("81c8000bcafebabe abababababababababababababababab");
-        let rtcp_wire = hex(
-            "81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798",
-        );
-        for (suite, tag) in [(Suite::AesCm128HmacSha1_80, 10), (Suite::AesCm128HmacSha1_32, 4)] {
+        let rtcp_wire =
+            hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798");
+        for (suite, tag) in [
+            (Suite::AesCm128HmacSha1_80, 10),
+            (Suite::AesCm128HmacSha1_32, 4),
+        ] {
             let mut send = Srtp::new(suite, &ks, &ks);
             let mut out = Vec::new();
             send.protect_rtp(&rtp_plain, &mut out).unwrap();
@@ -577,7 +605,9 @@ mod tests {
         // Keyed by someone else (an attacker who knows the header, not the key).
         let (mut stranger, _) = pair(Suite::AesCm128HmacSha1_80);
         stranger.send_rtp = SessionKeys::derive(&KeySalt([1u8; 30]), 0);
-        stranger.protect_rtp(&rtp(200, 42, b"forged"), &mut wire).unwrap();
+        stranger
+            .protect_rtp(&rtp(200, 42, b"forged"), &mut wire)
+            .unwrap();
         assert_eq!(them.unprotect_rtp(&wire, &mut back), Err(SrtpError::Auth));
         for short in [&[][..], &[0x80; 11][..], &wire[..14]] {
             assert!(them.unprotect_rtp(short, &mut back).is_err());
@@ -593,13 +623,20 @@ mod tests {
         let (mut wire, mut back) = (Vec::new(), Vec::new());
         for i in 0..3u32 {
             us.protect_rtcp(&pli, &mut wire).unwrap();
-            assert_eq!(wire.len(), pli.len() + 4 + 10, "80-bit tag for SRTCP in both suites");
+            assert_eq!(
+                wire.len(),
+                pli.len() + 4 + 10,
+                "80-bit tag for SRTCP in both suites"
+            );
             assert_eq!(wire[12..16], (0x8000_0000 | i).to_be_bytes());
             assert_ne!(wire[8..12], pli[8..12]);
             them.unprotect_rtcp(&wire, &mut back).unwrap();
             assert_eq!(back, pli);
         }
-        assert_eq!(them.unprotect_rtcp(&wire, &mut back), Err(SrtpError::Replay));
+        assert_eq!(
+            them.unprotect_rtcp(&wire, &mut back),
+            Err(SrtpError::Replay)
+        );
         wire[9] ^= 0x40;
         assert_eq!(them.unprotect_rtcp(&wire, &mut back), Err(SrtpError::Auth));
     }
@@ -625,7 +662,11 @@ mod tests {
         assert_eq!(estimate(0x1_fffe, 1), 0x2_0001);
         assert_eq!(estimate(0x2_0001, 0xfffe), 0x1_fffe);
         assert_eq!(estimate(0x2_0010, 0x0011), 0x2_0011);
-        assert_eq!(estimate(0x0_0005, 0xfff0), 0xfff0, "the rollover counter starts at 0");
+        assert_eq!(
+            estimate(0x0_0005, 0xfff0),
+            0xfff0,
+            "the rollover counter starts at 0"
+        );
     }
 
     #[test]

@@ -516,7 +516,10 @@ mod tests {
         }
         .to_sdp();
         assert!(a.starts_with("m=video 30002 RTP/SAVPF 96\r\n"), "{a}");
-        assert!(a.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:"), "{a}");
+        assert!(
+            a.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:"),
+            "{a}"
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@ export function phone(dir, { port, rtp, tone, dial, seconds }) {
 // A baresip video endpoint dialing `dial`; its log (stdout) in `dir/log`.
 // `tone`: its microphone's sine (Hz), or null for silence (a WAV of zeros, baresip's
 // aufile: its sine cannot go below 10 Hz).
-export function videoPhone(dir, { port, rtp, dial, seconds, tone = 440 }) {
+// `srtp`: it insists on SDES-SRTP (mediaenc=srtp-mand: RTP/SAVP with a=crypto lines).
+export function videoPhone(dir, { port, rtp, dial, seconds, tone = 440, srtp = false }) {
   // Without `dial`: it waits and answers (answermode=auto).
   mkdirSync(dir, { recursive: true });
   const silence = join(dir, 'silence.wav');
@@ -44,9 +45,10 @@ export function videoPhone(dir, { port, rtp, dial, seconds, tone = 440 }) {
     'video_fps 15', 'video_bitrate 500000',
     `rtp_ports ${rtp}`, 'module_path /usr/lib/baresip/modules', 'module g711.so',
     'module ausine.so', 'module aufile.so', 'module alsa.so', 'module vp8.so', 'module fakevideo.so',
-    'module_app account.so', 'module_app menu.so', '',
+    'module srtp.so', 'module_app account.so', 'module_app menu.so', '',
   ].join('\n'));
-  writeFileSync(join(dir, 'accounts'), `<sip:vtc@127.0.0.1:${port}>;regint=0;answermode=auto;audio_codecs=PCMU;video_codecs=VP8\n`);
+  const keyed = srtp ? ';mediaenc=srtp-mand' : '';
+  writeFileSync(join(dir, 'accounts'), `<sip:vtc@127.0.0.1:${port}>;regint=0;answermode=auto;audio_codecs=PCMU;video_codecs=VP8${keyed}\n`);
   const log = openSync(join(dir, 'log'), 'w');
   const dialing = dial ? ['-e', `/dial ${dial}`] : [];
   const p = spawn('baresip', ['-v', '-f', dir, '-t', String(seconds), ...dialing], { stdio: ['ignore', log, log] });

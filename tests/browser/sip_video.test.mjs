@@ -37,16 +37,18 @@ function errorsAfterFirstPicture(log) {
   return first < 0 ? null : (log.slice(first).match(/vp8: decode error|corrupt/gi) || []).length;
 }
 
-test('a SIP video endpoint and a browser in one room see each other', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
-  const sipPort = 5262;
-  const server = await gateway(sipPort, '25300-25399');
+// A video endpoint dials a browser's room: the browser decodes the endpoint's video at its
+// resolution, the endpoint decodes the room's speaker view, nothing of the endpoint's is
+// dropped (with `srtp`, keyed by SDES: every packet authenticates both ways).
+async function seeEachOther({ sipPort, rtpRange, port, rtp, srtp = false }) {
+  const server = await gateway(sipPort, rtpRange);
   const room = `sipv${Date.now()}`;
   const browser = await openParticipant(`${server.base}/?room=${room}&name=web&autojoin=1`);
   const dir = mkdtempSync(join(tmpdir(), 'sb-vtc-'));
   let ph;
   try {
     await joined(browser);
-    ph = videoPhone(dir, { port: 5280, rtp: '10200-10239', dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 30 });
+    ph = videoPhone(dir, { port, rtp, dial: `sip:${room}@127.0.0.1:${sipPort}`, seconds: 30, srtp });
     // The browser decodes the endpoint's video at the endpoint's resolution.
     const seen = await waitFor(async () => {
       const v = await tileVideo(browser.page, phoneTile);
@@ -61,10 +63,16 @@ test('a SIP video endpoint and a browser in one room see each other', { skip: !h
     assert.ok(Number(decoded.split(' x ')[0]) >= 160, `a real picture: ${decoded}`);
     await sleep(3000);
     const metrics = await metricsText(server.base);
-    const dropped = metrics.split('\n').filter((l) => l.startsWith('switchboard_sip_video_dropped_total'));
-    console.log('video dropped at the gateway:', dropped.length ? dropped.join('; ') : 'none');
+    const dropped = metrics.split('\n').filter((l) => l.startsWith('switchboard_sip_video_dropped_total')
+      || l.startsWith('switchboard_sip_rtp_dropped_total{reason="srtp"}'));
+    console.log('dropped at the gateway:', dropped.length ? dropped.join('; ') : 'none');
     // RTP and RTCP ports come in pairs: nothing of the endpoint's lands on a wrong socket.
-    assert.deepEqual(dropped, [], 'no video packet of the endpoint dropped');
+    // Keyed, baresip also sends one plain RTCP APP packet ("PING"/"PONG", 16 bytes) that
+    // is rightly dropped; any of its media failing to authenticate would be more.
+    const srtpDrops = dropped.filter((l) => l.startsWith('switchboard_sip_video_dropped_total{reason="srtp"}'));
+    const unkeyed = Number(srtpDrops[0]?.split(' ')[1] ?? 0);
+    assert.deepEqual(dropped.filter((l) => !srtpDrops.includes(l)), [], 'no packet of the endpoint dropped');
+    assert.ok(srtp ? unkeyed <= 2 : unkeyed === 0, `packets failing SRTP: ${unkeyed}`);
   } finally {
     ph?.proc.kill('SIGINT');
     await ph?.done;
@@ -73,6 +81,18 @@ test('a SIP video endpoint and a browser in one room see each other', { skip: !h
   }
   const log = ph.log();
   assert.doesNotMatch(log, /vp8: decode error|corrupt/i, 'no decode errors at the endpoint');
+  return log;
+}
+
+test('a SIP video endpoint and a browser in one room see each other', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
+  await seeEachOther({ sipPort: 5262, rtpRange: '25300-25399', port: 5280, rtp: '10200-10239' });
+});
+
+// baresip with mediaenc=srtp-mand offers RTP/SAVP for audio and video and hangs up on a
+// plain answer: pictures both ways mean our SRTP and SRTCP are the endpoint's.
+test('a SIP video endpoint that insists on SRTP (SDES) and a browser see each other', { skip: !hasVideoPhone && 'baresip with vp8.so and fakevideo.so is not installed' }, async () => {
+  const log = await seeEachOther({ sipPort: 5267, rtpRange: '25800-25899', port: 5340, rtp: '10440-10479', srtp: true });
+  assert.match(log, /mediaenc 'srtp-mand'/, 'the endpoint keyed its media');
 });
 
 // Two browsers speaking in turn (each unmuted while the other is muted): the endpoint's
