@@ -27,7 +27,8 @@
 //! - [`sdp`]: the phone side's SDP offers and answers (one audio m-line);
 //! - [`sdes`]: how an m-line is keyed (RFC 4568), [`srtp`]: SRTP/SRTCP for keyed m-lines;
 //! - [`video_sdp`]: a video endpoint's video m-line, [`video`]: its video both ways,
-//!   forwarded without decoding, and keyframe requests (RTCP PLI/FIR, SIP INFO).
+//!   forwarded without decoding, and keyframe requests (RTCP PLI/FIR, SIP INFO);
+//!   [`resend_store`]: what it was sent lately, for its NACKs.
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +51,7 @@ pub mod outbound;
 pub mod pin_lockout;
 pub mod quality;
 pub mod registrar;
+pub mod resend_store;
 pub mod room_leg;
 pub mod rtp;
 pub mod rtp_source;

@@ -35,7 +35,9 @@ pub enum FromPhone {
     KeyframeRequest,
     /// RTCP limiting what the phone receives (TMMBR, RFC 5104; or REMB): bits per second.
     MaxBitrate(u64),
-    /// Other RTCP (reports, NACKs): read, nothing to do.
+    /// Generic NACKs (RFC 4585) for what we sent it: the sequence numbers to send again.
+    Nack(Vec<u16>),
+    /// Other RTCP (reports, NACKs for another stream): read, nothing to do.
     Report,
 }
 
@@ -90,13 +92,14 @@ impl VideoRelay {
     pub fn from_phone(&mut self, data: &[u8]) -> Result<FromPhone, VideoDrop> {
         // RFC 5761 §4: RTCP packet types 192–223 where RTP has its marker and payload type.
         if data.len() >= 2 && (192..=223).contains(&data[1]) {
-            let feedback = read_feedback(data)?;
+            let feedback = read_feedback(data, self.out_ssrc)?;
             return Ok(match feedback {
                 RtcpAsks { keyframe: true, .. } => FromPhone::KeyframeRequest,
                 RtcpAsks {
                     max_bitrate: Some(bps),
                     ..
                 } => FromPhone::MaxBitrate(bps),
+                RtcpAsks { nacked, .. } if !nacked.is_empty() => FromPhone::Nack(nacked),
                 _ => FromPhone::Report,
             });
         }
@@ -188,9 +191,12 @@ struct RtcpAsks {
     keyframe: bool,
     /// The lowest TMMBR (RFC 5104 §4.2.1) or REMB bitrate in it.
     max_bitrate: Option<u64>,
+    /// Sequence numbers of ours its generic NACKs name.
+    nacked: Vec<u16>,
 }
 
-fn read_feedback(data: &[u8]) -> Result<RtcpAsks, VideoDrop> {
+/// `ours`: our SSRC toward the phone (NACKs for another stream are not ours to answer).
+fn read_feedback(data: &[u8], ours: u32) -> Result<RtcpAsks, VideoDrop> {
     let mut rest = data;
     let mut f = RtcpAsks::default();
     while !rest.is_empty() {
@@ -205,6 +211,12 @@ fn read_feedback(data: &[u8]) -> Result<RtcpAsks, VideoDrop> {
         let rate = match (packet[1], fmt) {
             (206, 1 | 4) => {
                 f.keyframe = true;
+                None
+            }
+            (205, 1) if size >= 12 && packet[8..12] == ours.to_be_bytes() => {
+                if f.nacked.len() < crate::resend_store::MAX_PER_NACK {
+                    f.nacked.extend(crate::resend_store::nacked(&packet[12..]));
+                }
                 None
             }
             // TMMBR: FCI of SSRC, then exponent (6 bits) and mantissa (17 bits).
@@ -347,9 +359,17 @@ mod tests {
             0x84, 206, 0, 4, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x5b, 1, 0, 0, 0,
         ];
         assert_eq!(r.from_phone(&fir), Ok(FromPhone::KeyframeRequest));
-        // A NACK (transport feedback) is not a keyframe request.
-        let nack = [0x81, 205, 0, 3, 0, 0, 0, 9, 0, 0, 0, 0x5b, 0, 1, 0, 0];
-        assert_eq!(r.from_phone(&nack), Ok(FromPhone::Report));
+        // A NACK (transport feedback) is not a keyframe request: the packets to resend,
+        // when it names our stream (0x5b), nothing otherwise.
+        let nack = [0x81, 205, 0, 3, 0, 0, 0, 9, 0, 0, 0, 0x5b, 0, 1, 0, 2];
+        assert_eq!(
+            r.from_phone(&[&rr[..], &nack].concat()),
+            Ok(FromPhone::Nack(vec![1, 3]))
+        );
+        let other = [0x81, 205, 0, 3, 0, 0, 0, 9, 0, 0, 0, 0x5c, 0, 1, 0, 2];
+        assert_eq!(r.from_phone(&other), Ok(FromPhone::Report));
+        let short = [0x81, 205, 0, 1, 0, 0, 0, 9];
+        assert_eq!(r.from_phone(&short), Ok(FromPhone::Report));
     }
 
     #[test]
@@ -407,7 +427,7 @@ mod tests {
         assert_eq!(pli.len(), 8 + 12);
         assert_eq!(&pli[8..10], &[0x81, 206]);
         assert_eq!(&pli[16..20], &0x77u32.to_be_bytes());
-        assert!(read_feedback(&pli).unwrap().keyframe);
+        assert!(read_feedback(&pli, 0x5b).unwrap().keyframe);
         assert_eq!(r.keyframe_request(t0 + Duration::from_millis(100)), None);
         assert!(r.keyframe_request(t0 + REQUEST_EVERY).is_some());
         // FIR only: the FCI names the phone's SSRC, its sequence number grows.

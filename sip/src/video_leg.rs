@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
+use crate::resend_store::{ResendStore, MAX_PER_NACK};
 use crate::room_leg::RoomLeg;
 use crate::rtp_source::RtpSource;
 use crate::sdes::SdesAnswer;
@@ -31,6 +32,9 @@ pub(crate) struct VideoLeg {
     pub view_cap: Option<u64>,
     /// SRTP when the m-line is SDES-keyed.
     pub protection: Protection,
+    /// What it was sent lately, and the sequence numbers its NACKs asked for since.
+    store: ResendStore,
+    resends: Vec<u16>,
 }
 
 /// A video endpoint's sockets and the addresses we announce for them.
@@ -96,6 +100,8 @@ impl VideoLeg {
             sending: false,
             view_cap,
             protection: Protection::default(),
+            store: ResendStore::default(),
+            resends: Vec::new(),
         }
     }
 
@@ -147,6 +153,12 @@ impl VideoLeg {
                 Ok(None)
             }
             Ok(FromPhone::MaxBitrate(bps)) => Ok(self.limit(bps)),
+            Ok(FromPhone::Nack(seqs)) => {
+                // Answered at the next pump; a flood beyond two NACKs' worth waits for it.
+                let room = (2 * MAX_PER_NACK).saturating_sub(self.resends.len());
+                self.resends.extend(seqs.into_iter().take(room));
+                Ok(None)
+            }
             Ok(FromPhone::Report) => Ok(None),
             Err(VideoDrop::Malformed(_) | VideoDrop::BadRtcp) => Err("malformed"),
             Err(VideoDrop::PayloadType(_)) => Err("payload_type"),
@@ -168,11 +180,14 @@ impl VideoLeg {
             let mut out = Vec::with_capacity(1_500);
             for p in &packets {
                 self.relay.to_phone(p, &mut out);
+                self.store.remember(p.seq, &out);
                 if let Ok(wire) = self.protection.seal(&out) {
                     let _ = self.rtp.send_to(wire, to).await;
                 }
             }
+            self.resend(to).await;
         }
+        self.resends.clear();
         if !leg.take_keyframe_request() {
             return false;
         }
@@ -182,6 +197,23 @@ impl VideoLeg {
                 false
             }
             None => self.relay.wants_info(now),
+        }
+    }
+
+    /// The packets its NACKs asked for, again, while still kept (RFC 4585: the same
+    /// packet, sequence number and all; no RTX stream is negotiated with endpoints).
+    async fn resend(&mut self, to: SocketAddr) {
+        for seq in std::mem::take(&mut self.resends) {
+            let Some(p) = self.store.get(seq) else {
+                metrics::counter!("switchboard_sip_video_nacked_total", "result" => "gone")
+                    .increment(1);
+                continue;
+            };
+            if let Ok(wire) = self.protection.seal(p) {
+                let _ = self.rtp.send_to(wire, to).await;
+                metrics::counter!("switchboard_sip_video_nacked_total", "result" => "resent")
+                    .increment(1);
+            }
         }
     }
 

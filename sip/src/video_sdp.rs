@@ -300,7 +300,7 @@ impl VideoLine {
                         s.push_str(&format!("a=fmtp:{pt} {f}\r\n"));
                     }
                 }
-                s.push_str("a=rtcp-fb:* nack pli\r\na=rtcp-fb:* ccm fir\r\n");
+                s.push_str("a=rtcp-fb:* nack\r\na=rtcp-fb:* nack pli\r\na=rtcp-fb:* ccm fir\r\n");
                 s.push_str(&format!("a=rtcp:{}\r\na=sendrecv\r\n", rtcp.port()));
                 s
             }
@@ -323,9 +323,12 @@ impl VideoLine {
                 if let Some(f) = chosen.codec.fmtp() {
                     s.push_str(&format!("a=fmtp:{pt} {f}\r\n"));
                 }
-                // What we act on: NACK is not answered (no retransmission store on this
-                // leg yet), keyframe requests both ways are.
+                // What we act on: its NACKs (answered from what we sent it lately) and
+                // keyframe requests both ways.
                 let fb = chosen.feedback;
+                if fb.nack {
+                    s.push_str(&format!("a=rtcp-fb:{pt} nack\r\n"));
+                }
                 if fb.pli {
                     s.push_str(&format!("a=rtcp-fb:{pt} nack pli\r\n"));
                 }
@@ -483,7 +486,7 @@ mod tests {
             a,
             "m=video 30002 RTP/AVP 101\r\na=rtpmap:101 H264/90000\r\n\
              a=fmtp:101 profile-level-id=42e01f;packetization-mode=1\r\n\
-             a=rtcp-fb:101 nack pli\r\na=rtcp:30003\r\na=sendrecv\r\n"
+             a=rtcp-fb:101 nack\r\na=rtcp-fb:101 nack pli\r\na=rtcp:30003\r\na=sendrecv\r\n"
         );
         // It reads back as the same choice.
         let back = PhoneVideo::parse(&format!("v=0\r\nc=IN IP4 10.0.0.1\r\n{a}")).unwrap();
