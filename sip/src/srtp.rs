@@ -213,6 +213,23 @@ impl Sources {
         self.by_ssrc.get(&ssrc).copied()
     }
 
+    /// Record `index` of `ssrc`, authenticated: an error when it was seen already or is
+    /// older than the window.
+    fn admit(&mut self, ssrc: u32, index: u64) -> Result<(), SrtpError> {
+        let known = self.get(ssrc);
+        let mut state = known.unwrap_or(Received {
+            highest: index,
+            seen: 0,
+            order: 0,
+        });
+        if known.is_some() && !state.fresh(index) {
+            return Err(SrtpError::Replay);
+        }
+        state.mark(index);
+        self.put(ssrc, state);
+        Ok(())
+    }
+
     fn put(&mut self, ssrc: u32, r: Received) {
         if !self.by_ssrc.contains_key(&ssrc) && self.by_ssrc.len() >= MAX_SOURCES {
             if let Some(oldest) = self
@@ -316,24 +333,14 @@ impl Srtp {
         }
         let (body, tag) = packet.split_at(packet.len() - tag_len);
         let (ssrc, seq) = ssrc_seq(packet);
-        let known = self.received.get(ssrc);
-        let index = match known {
+        let index = match self.received.get(ssrc) {
             Some(r) => estimate(r.highest, seq),
             None => u64::from(seq),
         };
         let roc = ((index >> 16) as u32).to_be_bytes();
         let want = self.recv_rtp.tag(&[body, &roc]);
         verify_slices_are_equal(&want[..tag_len], tag).map_err(|_| SrtpError::Auth)?;
-        let mut state = known.unwrap_or(Received {
-            highest: index,
-            seen: 0,
-            order: 0,
-        });
-        if known.is_some() && !state.fresh(index) {
-            return Err(SrtpError::Replay);
-        }
-        state.mark(index);
-        self.received.put(ssrc, state);
+        self.received.admit(ssrc, index)?;
         out.clear();
         out.extend_from_slice(body);
         let iv = self.recv_rtp.iv(ssrc, index);
@@ -371,17 +378,7 @@ impl Srtp {
         let e_index = u32::from_be_bytes([e_index[0], e_index[1], e_index[2], e_index[3]]);
         let index = u64::from(e_index & 0x7fff_ffff);
         let ssrc = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
-        let known = self.received_rtcp.get(ssrc);
-        let mut state = known.unwrap_or(Received {
-            highest: index,
-            seen: 0,
-            order: 0,
-        });
-        if known.is_some() && !state.fresh(index) {
-            return Err(SrtpError::Replay);
-        }
-        state.mark(index);
-        self.received_rtcp.put(ssrc, state);
+        self.received_rtcp.admit(ssrc, index)?;
         out.clear();
         out.extend_from_slice(body);
         if e_index & 0x8000_0000 != 0 {
