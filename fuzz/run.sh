@@ -13,7 +13,7 @@ shift || true
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz@0.13.2
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(demux media_payloads signaling_message signaling_session livekit_signal rest_api rewriter_ops allocator shard_ops shard_datagrams sip_phone_input)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(demux media_payloads signaling_message signaling_session livekit_signal rest_api rewriter_ops allocator shard_ops shard_datagrams sip_phone_input relay_input)
 PROFILE=()
 [ "${FUZZ_DEV:-0}" = 1 ] && PROFILE=(--dev)
 cargo fuzz build ${PROFILE[@]+"${PROFILE[@]}"} >/dev/null
