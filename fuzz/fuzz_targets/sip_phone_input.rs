@@ -23,7 +23,7 @@ fn video_datagrams(data: &[u8], keyed: bool) {
     let suite = if data.first().is_some_and(|b| b & 1 == 1) { Suite::AesCm128HmacSha1_32 } else { Suite::AesCm128HmacSha1_80 };
     let (a, b) = (KeySalt([1; 30]), KeySalt([2; 30]));
     let (mut us, mut them) = (Protection::keyed(Srtp::new(suite, &a, &b)), Protection::keyed(Srtp::new(suite, &b, &a)));
-    let chosen = Chosen { codec: VideoCodec::Vp8, pt: 100, feedback: Feedback { nack: true, pli: true, fir: true } };
+    let chosen = Chosen { codec: VideoCodec::Vp8, pt: 100, feedback: Feedback { nack: true, pli: true, fir: true, tmmbr: true } };
     let mut relay = VideoRelay::new(chosen, 9);
     let t0 = std::time::Instant::now();
     let (mut i, mut out) = (0, Vec::new());

@@ -71,6 +71,8 @@ pub struct VideoRelay {
     out_ssrc: u32,
     fir_seq: u8,
     last_request: Option<Instant>,
+    /// The last TMMBR's sender and bound, owed a TMMBN (RFC 5104 §4.2.2).
+    tmmbn_owed: Option<(u32, u32)>,
 }
 
 impl VideoRelay {
@@ -85,6 +87,7 @@ impl VideoRelay {
             out_ssrc,
             fir_seq: 0,
             last_request: None,
+            tmmbn_owed: None,
         }
     }
 
@@ -93,6 +96,9 @@ impl VideoRelay {
         // RFC 5761 §4: RTCP packet types 192–223 where RTP has its marker and payload type.
         if data.len() >= 2 && (192..=223).contains(&data[1]) {
             let feedback = read_feedback(data, self.out_ssrc)?;
+            if feedback.tmmbr.is_some() {
+                self.tmmbn_owed = feedback.tmmbr;
+            }
             return Ok(match feedback {
                 RtcpAsks { keyframe: true, .. } => FromPhone::KeyframeRequest,
                 RtcpAsks {
@@ -168,6 +174,21 @@ impl VideoRelay {
         Some(p)
     }
 
+    /// The TMMBN owed to the phone's last TMMBR, once (RFC 5104 §4.2.2.2: the bounding
+    /// set, here its one tuple — the phone's SSRC and the bound it asked for), after an
+    /// empty receiver report as a compound packet starts.
+    pub fn take_tmmbn(&mut self) -> Option<Vec<u8>> {
+        let (owner, bound) = self.tmmbn_owed.take()?;
+        let mut p = vec![0x80, 201, 0, 1];
+        p.extend_from_slice(&self.out_ssrc.to_be_bytes());
+        p.extend_from_slice(&[0x84, 205, 0, 4]);
+        p.extend_from_slice(&self.out_ssrc.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&owner.to_be_bytes());
+        p.extend_from_slice(&bound.to_be_bytes());
+        Some(p)
+    }
+
     /// Whether a keyframe request to a phone without RTCP feedback should go as SIP INFO
     /// `picture_fast_update` now (throttled like the RTCP ones).
     pub fn wants_info(&mut self, now: Instant) -> bool {
@@ -193,6 +214,8 @@ struct RtcpAsks {
     max_bitrate: Option<u64>,
     /// Sequence numbers of ours its generic NACKs name.
     nacked: Vec<u16>,
+    /// Its last TMMBR: sender SSRC and the bound as written (exponent, mantissa, overhead).
+    tmmbr: Option<(u32, u32)>,
 }
 
 /// `ours`: our SSRC toward the phone (NACKs for another stream are not ours to answer).
@@ -222,6 +245,8 @@ fn read_feedback(data: &[u8], ours: u32) -> Result<RtcpAsks, VideoDrop> {
             // TMMBR: FCI of SSRC, then exponent (6 bits) and mantissa (17 bits).
             (205, 3) if size >= 20 => {
                 let v = u32::from_be_bytes([packet[16], packet[17], packet[18], packet[19]]);
+                let sender = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+                f.tmmbr = Some((sender, v));
                 Some(u64::from((v >> 9) & 0x1_ffff) << (v >> 26))
             }
             // REMB: "REMB", the number of SSRCs, exponent (6 bits) and mantissa (18 bits).
@@ -273,6 +298,7 @@ mod tests {
                 nack: false,
                 pli,
                 fir,
+                tmmbr: true,
             },
         };
         VideoRelay::new(chosen, 0x5b)
@@ -398,7 +424,16 @@ mod tests {
         let v: u32 = (6 << 26) | (15_625 << 9) | 40;
         let mut tmmbr = vec![0x83, 205, 0, 4, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x5b];
         tmmbr.extend_from_slice(&v.to_be_bytes());
+        assert_eq!(r.take_tmmbn(), None, "nothing owed before a TMMBR");
         assert_eq!(r.from_phone(&tmmbr), Ok(FromPhone::MaxBitrate(1_000_000)));
+        // Its TMMBN: after an empty RR, from our SSRC (0x5b), the phone's tuple (SSRC 9,
+        // the same bound), once.
+        let n = r.take_tmmbn().unwrap();
+        assert_eq!(n[..8], [0x80, 201, 0, 1, 0, 0, 0, 0x5b]);
+        assert_eq!(n[8..20], [0x84, 205, 0, 4, 0, 0, 0, 0x5b, 0, 0, 0, 0]);
+        assert_eq!(n[20..24], [0, 0, 0, 9]);
+        assert_eq!(n[24..28], v.to_be_bytes());
+        assert_eq!(r.take_tmmbn(), None);
         // REMB: 512,000 bps as mantissa 128000 × 2^2, one SSRC.
         let v: u32 = (1 << 24) | (2 << 18) | 128_000;
         let mut remb = vec![0x8f, 206, 0, 5, 0, 0, 0, 9, 0, 0, 0, 0];

@@ -188,6 +188,9 @@ impl VideoLeg {
             self.resend(to).await;
         }
         self.resends.clear();
+        if let Some(tmmbn) = self.relay.take_tmmbn() {
+            self.send_rtcp(&tmmbn).await;
+        }
         if !leg.take_keyframe_request() {
             return false;
         }

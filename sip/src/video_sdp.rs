@@ -58,6 +58,9 @@ pub struct Feedback {
     pub nack: bool,
     pub pli: bool,
     pub fir: bool,
+    /// `ccm tmmbr` (RFC 5104 §7.1): it limits what it receives with TMMBR (and we
+    /// answer with TMMBN).
+    pub tmmbr: bool,
 }
 
 /// What the phone's SDP says about its video.
@@ -167,6 +170,7 @@ impl PhoneVideo {
                         "nack" => feedback.nack = true,
                         "nack pli" => feedback.pli = true,
                         "ccm fir" => feedback.fir = true,
+                        "ccm tmmbr" => feedback.tmmbr = true,
                         _ => {}
                     }
                 }
@@ -301,6 +305,7 @@ impl VideoLine {
                     }
                 }
                 s.push_str("a=rtcp-fb:* nack\r\na=rtcp-fb:* nack pli\r\na=rtcp-fb:* ccm fir\r\n");
+                s.push_str("a=rtcp-fb:* ccm tmmbr\r\n");
                 s.push_str(&format!("a=rtcp:{}\r\na=sendrecv\r\n", rtcp.port()));
                 s
             }
@@ -334,6 +339,9 @@ impl VideoLine {
                 }
                 if fb.fir {
                     s.push_str(&format!("a=rtcp-fb:{pt} ccm fir\r\n"));
+                }
+                if fb.tmmbr {
+                    s.push_str(&format!("a=rtcp-fb:{pt} ccm tmmbr\r\n"));
                 }
                 if *rtcp_mux {
                     s.push_str("a=rtcp-mux\r\n");
@@ -379,6 +387,7 @@ mod tests {
             nack: false,
             pli: true,
             fir: true,
+            tmmbr: false,
         };
         assert_eq!(
             v.codecs,
@@ -471,6 +480,7 @@ mod tests {
                 nack: true,
                 pli: true,
                 fir: false,
+                tmmbr: true,
             },
         };
         let a = VideoLine::Accepted {
@@ -486,7 +496,8 @@ mod tests {
             a,
             "m=video 30002 RTP/AVP 101\r\na=rtpmap:101 H264/90000\r\n\
              a=fmtp:101 profile-level-id=42e01f;packetization-mode=1\r\n\
-             a=rtcp-fb:101 nack\r\na=rtcp-fb:101 nack pli\r\na=rtcp:30003\r\na=sendrecv\r\n"
+             a=rtcp-fb:101 nack\r\na=rtcp-fb:101 nack pli\r\na=rtcp-fb:101 ccm tmmbr\r\n\
+             a=rtcp:30003\r\na=sendrecv\r\n"
         );
         // It reads back as the same choice.
         let back = PhoneVideo::parse(&format!("v=0\r\nc=IN IP4 10.0.0.1\r\n{a}")).unwrap();
