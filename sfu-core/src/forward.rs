@@ -12,10 +12,11 @@ use std::time::Instant;
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Mid, Pt};
 use str0m::rtp::Vp8Descriptor;
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpWrite};
 
 use crate::ids::{ParticipantId, PcKind, TrackId, TrackKind};
 use crate::keyframe::starts_keyframe;
+use crate::packet::InPacket;
 use crate::pc::{Pc, PcFailure};
 use crate::peers::Peers;
 use crate::rewrite::{InHeader, OutHeader, Rewriter};
@@ -433,21 +434,15 @@ impl crate::api::ShardStats {
 fn rtp_write(
     pt: Pt,
     out: &OutHeader,
-    pkt: &RtpPacket,
+    pkt: &InPacket,
     ext: &ExtensionValues,
     video: bool,
     vp8: Option<&Vp8Descriptor>,
 ) -> RtpWrite {
-    let w = RtpWrite::new(
-        pt,
-        out.seq.into(),
-        out.ts,
-        pkt.timestamp,
-        pkt.payload.clone(),
-    )
-    .marker(pkt.header.marker)
-    .nackable(video)
-    .ext_vals(ext.clone());
+    let w = RtpWrite::new(pt, out.seq.into(), out.ts, pkt.arrival, pkt.payload.clone())
+        .marker(pkt.marker)
+        .nackable(video)
+        .ext_vals(ext.clone());
     match vp8.and_then(|d| crate::vp8::continuity_patch(d, out.pic, out.tl0)) {
         Some(patch) => w.vp8_patch(patch),
         None => w,
@@ -492,7 +487,7 @@ impl Router {
         peers: &mut Peers,
         now: Instant,
         pid: ParticipantId,
-        pkt: RtpPacket,
+        pkt: InPacket,
     ) {
         let Some(ing) = self.ingest(peers, now, pid, &pkt) else {
             return;
@@ -501,8 +496,8 @@ impl Router {
             return;
         };
         let ext = ExtensionValues {
-            audio_level: pkt.header.ext_vals.audio_level,
-            voice_activity: pkt.header.ext_vals.voice_activity,
+            audio_level: pkt.audio_level,
+            voice_activity: pkt.voice_activity,
             ..Default::default()
         };
         let mut want_keyframe: Vec<usize> = Vec::new();
@@ -593,9 +588,9 @@ impl Router {
         peers: &mut Peers,
         now: Instant,
         pid: ParticipantId,
-        pkt: &RtpPacket,
+        pkt: &InPacket,
     ) -> Option<Ingested> {
-        let ssrc: u32 = *pkt.header.ssrc;
+        let ssrc = pkt.ssrc;
         let publisher = self.participants.get_mut(&pid)?;
         let (tid, li) = match publisher.ssrcs.get(&ssrc) {
             Some(x) => *x,
@@ -604,7 +599,7 @@ impl Router {
                 let Some((mid, rid)) = pc
                     .rtc
                     .direct_api()
-                    .stream_rx(&pkt.header.ssrc)
+                    .stream_rx(&ssrc.into())
                     .map(|s| (s.mid(), s.rid()))
                 else {
                     peers.stats.rtp_not_forwarded += 1;
@@ -625,7 +620,7 @@ impl Router {
             peers.stats.dropped_muted += 1;
             return None;
         }
-        let pt = pkt.header.payload_type;
+        let pt = pkt.pt;
         let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
             Some((_, params)) => *params,
             None => {
@@ -642,7 +637,7 @@ impl Router {
         if track.layers[li].ssrc != Some(ssrc) {
             track.layer_index(track.layers[li].rid, ssrc);
         }
-        let seq: u64 = *pkt.seq_no;
+        let seq = pkt.seq;
         let vp8 = codec == Codec::Vp8;
         let temporal = if vp8 {
             crate::vp8::vp8_temporal(&pkt.payload)
@@ -672,7 +667,7 @@ impl Router {
             peers.stats.audio_packets_in += 1;
             peers.stats.audio_bytes_in += len;
         }
-        if let (TrackKind::Audio, Some(level)) = (track.kind, pkt.header.ext_vals.audio_level) {
+        if let (TrackKind::Audio, Some(level)) = (track.kind, pkt.audio_level) {
             if let Some(r) = self.rooms.get_mut(&track.room) {
                 r.speaker.observe(tid, track.publisher, level, now);
             }
@@ -696,7 +691,7 @@ impl Router {
             inh: InHeader {
                 ssrc,
                 seq,
-                ts: pkt.header.timestamp,
+                ts: pkt.ts,
                 pic: desc.and_then(|d| d.picture_id()),
                 tl0: desc.and_then(|d| d.tl0_pic_idx()),
             },

@@ -26,6 +26,7 @@ mod interruption;
 pub mod keyframe;
 mod msid;
 mod negotiation;
+mod packet;
 mod participant;
 mod pc;
 mod peers;

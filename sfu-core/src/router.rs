@@ -325,7 +325,9 @@ impl Router {
                     self.unpublish(peers, now, tid);
                 }
             }
-            E::RtpPacket(pkt) if kind == PcKind::Publisher => self.forward(peers, now, id, pkt),
+            E::RtpPacket(pkt) if kind == PcKind::Publisher => {
+                self.forward(peers, now, id, pkt.into())
+            }
             E::ChannelOpen(..) | E::ChannelData(_) | E::ChannelClose(_)
                 if kind == PcKind::Publisher =>
             {
