@@ -1,6 +1,7 @@
 //! The whole shard as a state machine: arbitrary interleavings of control-plane commands
 //! (join, publish, answer, leave, viewport, preferred layer, mute, permissions, sources,
-//! ICE restart, WHEP, candidates), datagrams and time steps. After every step the
+//! ICE restart, WHEP, candidates, relay taps and relayed tracks), datagrams, relayed
+//! packets and time steps. After every step the
 //! shard's invariants must hold: no subscription to a vanished track, no track of a
 //! vanished publisher, no demux entry left behind after a leave, no empty room kept.
 #![no_main]
@@ -51,6 +52,15 @@ enum Op {
     Name { who: u8, mid: String, sid: String },
     Data { to: Vec<u8>, lossy: bool, bytes: Vec<u8> },
     Tick { ms: u16 },
+    RelayPublish { room: u8, who: u8, video: bool, layers: u8 },
+    RelayIn { flow: u8, bytes: Vec<u8> },
+    RelayTap { track: u8, rids: Vec<String> },
+    RelayKeyframe { flow: u16 },
+}
+
+/// The flows of a relayed track in this target: few, so that packets find them.
+fn relay_flow(track: u8, layer: u8) -> u32 {
+    sfu_core::relay::flow_of(TrackId(u64::from(track % 8)), usize::from(layer % 4))
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -84,6 +94,27 @@ fuzz_target!(|ops: Vec<Op>| {
                 shard.handle_input(now, Input::Datagram { source, contents: &bytes });
                 None
             }
+            Op::RelayIn { flow, bytes } => {
+                let contents = &bytes;
+                shard.handle_input(now, Input::Relay { link: 1, flow: relay_flow(flow, flow / 8), contents });
+                None
+            }
+            Op::RelayPublish { room, who, video, layers } => {
+                let rids: Vec<String> = ["q", "h", "f"].iter().take(usize::from(layers % 4)).map(|r| r.to_string()).collect();
+                let flows = (0..rids.len().max(1) as u8).map(|l| relay_flow(who, l)).collect();
+                Some(Command::RelayPublish {
+                    room: RoomId::from(format!("r{}", room % 3).as_str()),
+                    participant: pid(who),
+                    link: 1,
+                    kind: if video { TrackKind::Video } else { TrackKind::Audio },
+                    source: TrackSource::Camera,
+                    mime: if video { "video/VP8" } else { "audio/opus" }.into(),
+                    rids,
+                    flows,
+                })
+            }
+            Op::RelayTap { track, rids } => Some(Command::RelayTap { track: TrackId(u64::from(track % 16)), link: 1, rids }),
+            Op::RelayKeyframe { flow } => Some(Command::RelayKeyframe { flow: u32::from(flow) }),
             Op::Subscribe { who, tracks, subscribe } => Some(Command::Subscribe { participant: pid(who), tracks: tracks.iter().map(|t| TrackId(u64::from(t % 16))).collect(), subscribe }),
             Op::Name { who, mid, sid } => Some(Command::NameTracks { participant: pid(who), sids: vec![(mid, sid)] }),
             Op::Data { to, lossy, bytes } => Some(Command::SendData { to: to.iter().map(|w| pid(*w)).collect(), channel: if lossy { "_lossy" } else { "_reliable" }.to_string(), binary: true, data: bytes.into() }),
@@ -101,6 +132,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 Output::Timeout(_) => break,
                 Output::Transmit(t) => assert!(!t.contents.is_empty()),
                 Output::Event(_) => {}
+                Output::Relay(r) => assert!(r.contents.len() >= 12),
             }
         }
         if let Err(e) = shard.check_invariants() {

@@ -32,6 +32,13 @@ pub enum Input<'a> {
     },
     /// A request from the control plane.
     Command(Command),
+    /// A packet of a relayed track's flow, from another node over relay link `link`
+    /// ([`crate::relay`]).
+    Relay {
+        link: u32,
+        flow: u32,
+        contents: &'a [u8],
+    },
     /// Time passed; no other input.
     Timeout,
 }
@@ -44,6 +51,8 @@ pub enum Output {
     Transmit(Transmit),
     /// Something for the control plane.
     Event(Event),
+    /// A packet for another node: the flow of a tapped layer ([`crate::relay`]).
+    Relay(RelayTransmit),
     /// Call `handle_input(_, Input::Timeout)` at this instant at the latest.
     Timeout(Instant),
 }
@@ -52,6 +61,14 @@ pub enum Output {
 pub struct Transmit {
     pub transport: Transport,
     pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// A packet of one flow for relay link `link` (the control plane's id of the link).
+#[derive(Debug)]
+pub struct RelayTransmit {
+    pub link: u32,
+    pub flow: u32,
     pub contents: Vec<u8>,
 }
 
@@ -194,6 +211,32 @@ pub enum Command {
     /// [`Event::SubscribeOffer`] carries new credentials (and the same tracks).
     RestartSubscriberIce {
         participant: ParticipantId,
+    },
+    /// Origin: relay link `link` takes these layers of `track` (rids; an empty rid for a
+    /// track without simulcast) from now on; none stops it ([`crate::relay`]).
+    RelayTap {
+        track: TrackId,
+        link: u32,
+        rids: Vec<String>,
+    },
+    /// Origin: another node asks for a keyframe of a flow it takes.
+    RelayKeyframe {
+        flow: u32,
+    },
+    /// Far node: a track of another node, published here by `participant` (a remote
+    /// participant, made by its first track, gone with [`Command::Leave`]), its layers
+    /// (`rids`, in the origin's order) carried by `flows` over `link`. Its subscribers
+    /// get it like a local track; [`Event::TrackPublished`] follows.
+    RelayPublish {
+        room: RoomId,
+        participant: ParticipantId,
+        link: u32,
+        kind: TrackKind,
+        source: TrackSource,
+        /// `audio/opus`, `video/VP8`, `video/H264`, `video/VP9`, `video/AV1`.
+        mime: String,
+        rids: Vec<String>,
+        flows: Vec<u32>,
     },
 }
 
@@ -344,6 +387,9 @@ pub enum Event {
         participant: ParticipantId,
         error: CommandError,
     },
+    /// Far node: a relayed track's subscriber needs a keyframe of `flow`: for its origin
+    /// ([`Command::RelayKeyframe`] there), throttled here already.
+    RelayKeyframe { link: u32, flow: u32 },
 }
 
 /// Why a command failed, sorted by who is at fault.
@@ -420,6 +466,11 @@ pub struct ShardStats {
     /// Clock advances of peer connections (str0m's `handle_timeout`, a whole session's
     /// timers each): the per-connection cost a turn pays besides the packets themselves.
     pub clock_advances: u64,
+    /// Relayed packets: sent to other nodes (per tap), received from them, and received
+    /// but dropped (an unknown flow, not RTP).
+    pub relay_packets_out: u64,
+    pub relay_packets_in: u64,
+    pub relay_dropped: u64,
     /// Now (gauges, not monotonic): published tracks and subscriptions in the shard.
     pub tracks: u64,
     pub subscriptions: u64,

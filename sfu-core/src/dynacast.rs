@@ -174,6 +174,17 @@ impl crate::router::Router {
                     .filter_map(|sid| self.participants.get(sid)?.subs.get(tid))
                     .map(Demand::of),
             );
+            // A relay tap needs exactly the layers it takes.
+            demands.extend(
+                track
+                    .taps
+                    .iter()
+                    .flat_map(|tap| tap.layers.iter())
+                    .map(|&li| Demand {
+                        source: track.layers[li].ssrc,
+                        max_rank: None,
+                    }),
+            );
             if let Some(e) = evaluate(*tid, track, &demands, now) {
                 peers.emit(e);
             }

@@ -576,6 +576,7 @@ impl Router {
                 }
             }
         }
+        self.tap(peers, ing.tid, ing.facts.li, &pkt);
         for li in want_keyframe {
             self.request_keyframe(peers, now, ing.tid, li);
         }
@@ -624,8 +625,13 @@ impl Router {
         let params = match track.codecs.iter().find(|(p, _)| *p == pt) {
             Some((_, params)) => *params,
             None => {
-                let pc = publisher.publisher.as_ref()?;
-                let Some(params) = pc.rtc.codec_config().find(|p| p.pt() == pt).cloned() else {
+                // A relayed track's codec is the announced one, whatever its payload type.
+                let found = match (&track.remote, publisher.publisher.as_ref()) {
+                    (Some(r), _) => crate::relay::params_of(&r.mime, *pt),
+                    (None, Some(pc)) => pc.rtc.codec_config().find(|p| p.pt() == pt).cloned(),
+                    (None, None) => None,
+                };
+                let Some(params) = found else {
                     peers.stats.rtp_not_forwarded += 1;
                     return None;
                 };

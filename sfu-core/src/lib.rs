@@ -31,6 +31,7 @@ mod participant;
 mod pc;
 mod peers;
 mod periodic;
+pub mod relay;
 pub mod rewrite;
 mod router;
 mod routes;
@@ -50,8 +51,8 @@ mod whep;
 pub mod testkit;
 
 pub use api::{
-    Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output, ShardStats,
-    SubscriptionStat, Transmit, Transport, ViewerOptions,
+    Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output,
+    RelayTransmit, ShardStats, SubscriptionStat, Transmit, Transport, ViewerOptions,
 };
 pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 pub use shard::{Shard, ShardConfig};

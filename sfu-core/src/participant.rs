@@ -11,6 +11,7 @@ use crate::ids::{ParticipantId, PcKind, RoomId, TrackId};
 use crate::pc::Pc;
 use crate::whep::WhepView;
 
+#[derive(Default)]
 pub(crate) struct Room {
     pub participants: Vec<ParticipantId>,
     pub tracks: Vec<TrackId>,
@@ -65,6 +66,50 @@ pub(crate) struct Participant {
 }
 
 impl Participant {
+    /// A member of `room` with the grants it joined with and its subscriber connection
+    /// (None: it does not subscribe).
+    pub fn new(
+        room: RoomId,
+        can_publish: bool,
+        can_subscribe: bool,
+        subscriber: Option<Pc>,
+        track_streams: bool,
+        auto_subscribe: bool,
+    ) -> Self {
+        Participant {
+            room,
+            can_publish,
+            can_subscribe,
+            publisher: None,
+            subscriber,
+            channels: Default::default(),
+            track_streams,
+            selection: crate::selection::Selection::manual(!auto_subscribe),
+            sids: HashMap::new(),
+            published: BTreeMap::new(),
+            ssrcs: HashMap::new(),
+            subs: BTreeMap::new(),
+            pending_offer: None,
+            renegotiate: false,
+            restart_ice: false,
+            to_stop: Vec::new(),
+            bundle_tag: None,
+            whep: None,
+            estimate: None,
+            max_bitrate: None,
+            falling: 0,
+            sources: HashMap::new(),
+            feedback: HashMap::new(),
+            rtt: None,
+        }
+    }
+
+    /// A participant of another node whose tracks are relayed here: it publishes, has no
+    /// connection, receives nothing ([`crate::relay`]).
+    pub fn remote(room: RoomId) -> Self {
+        Self::new(room, true, false, None, false, false)
+    }
+
     pub fn pc_mut(&mut self, kind: PcKind) -> Option<&mut Pc> {
         match kind {
             PcKind::Publisher => self.publisher.as_mut(),

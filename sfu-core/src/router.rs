@@ -34,6 +34,8 @@ pub(crate) struct Router {
     pub participants: BTreeMap<ParticipantId, Participant>,
     pub tracks: BTreeMap<TrackId, Track>,
     next_track: u64,
+    /// Relayed tracks' flows: (link, flow) → (track, layer) ([`crate::relay`]).
+    pub relay_flows: HashMap<(u32, u32), (TrackId, usize)>,
     pub throttle: KeyframeThrottle<(TrackId, usize)>,
     /// Seeded by the config: connection credentials, first sequence numbers.
     pub rng: ChaCha8Rng,
@@ -46,6 +48,7 @@ impl Router {
             participants: BTreeMap::new(),
             tracks: BTreeMap::new(),
             next_track: 1,
+            relay_flows: HashMap::new(),
             throttle: KeyframeThrottle::new(cfg.keyframe_interval),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
         }
@@ -74,39 +77,20 @@ impl Router {
                     .then(|| peers.new_pc(now, participant, PcKind::Subscriber, &mut self.rng));
                 self.participants.insert(
                     participant,
-                    Participant {
-                        room: room.clone(),
+                    Participant::new(
+                        room.clone(),
                         can_publish,
                         can_subscribe,
-                        publisher: None,
                         subscriber,
-                        channels: Default::default(),
                         track_streams,
-                        selection: crate::selection::Selection::manual(!auto_subscribe),
-                        sids: HashMap::new(),
-                        published: BTreeMap::new(),
-                        ssrcs: HashMap::new(),
-                        subs: BTreeMap::new(),
-                        pending_offer: None,
-                        renegotiate: false,
-                        restart_ice: false,
-                        to_stop: Vec::new(),
-                        bundle_tag: None,
-                        whep: None,
-                        estimate: None,
-                        max_bitrate: None,
-                        falling: 0,
-                        sources: HashMap::new(),
-                        feedback: HashMap::new(),
-                        rtt: None,
-                    },
+                        auto_subscribe,
+                    ),
                 );
-                let r = self.rooms.entry(room).or_insert_with(|| Room {
-                    participants: vec![],
-                    tracks: vec![],
-                    speaker: Default::default(),
-                });
-                r.participants.push(participant);
+                self.rooms
+                    .entry(room)
+                    .or_default()
+                    .participants
+                    .push(participant);
                 self.sync_subscriptions(peers, participant);
             }
             Command::PublishOffer { participant, sdp } => {
@@ -247,6 +231,31 @@ impl Router {
                 binary,
                 data,
             } => self.send_data(peers, &to, &channel, binary, &data),
+            Command::RelayTap { track, link, rids } => self.relay_tap(track, link, &rids),
+            Command::RelayKeyframe { flow } => self.relay_keyframe(peers, now, flow),
+            Command::RelayPublish {
+                room,
+                participant,
+                link,
+                kind,
+                source,
+                mime,
+                rids,
+                flows,
+            } => self.relay_publish(
+                peers,
+                now,
+                crate::relay::RemotePublish {
+                    room,
+                    participant,
+                    link,
+                    kind,
+                    source,
+                    mime,
+                    rids,
+                    flows,
+                },
+            ),
             Command::Leave { participant } => {
                 if self.participants.contains_key(&participant) {
                     self.remove_participant(peers, now, participant, GoneReason::Left);
@@ -308,7 +317,7 @@ impl Router {
                     .flat_map(|s| s.recv.iter().chain(s.send.iter()))
                     .map(|l| l.rid.to_string())
                     .collect();
-                self.publish(peers, now, id, m.mid, m.kind.into(), rids);
+                self.publish_track(peers, now, id, m.mid, m.kind.into(), rids, None);
             }
             E::MediaAdded(m) if kind == PcKind::Subscriber && m.direction.is_sending() => {
                 if let Some(view) = self.participants.get_mut(&id).and_then(|p| p.whep.as_mut()) {
@@ -388,7 +397,10 @@ impl Router {
         }
     }
 
-    fn publish(
+    /// A new track of `id` on its m-line `mid` (`mime`: its codec, read from the
+    /// publisher connection when None); every other member's subscriptions follow.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn publish_track(
         &mut self,
         peers: &mut Peers,
         now: Instant,
@@ -396,6 +408,7 @@ impl Router {
         mid: Mid,
         kind: TrackKind,
         rids: Vec<String>,
+        mime: Option<String>,
     ) {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
@@ -410,10 +423,11 @@ impl Router {
         let mut track = Track::new(tid, room.clone(), id, mid, kind, &rids);
         track.source = p.sources.get(&mid).copied().unwrap_or_default();
         track.sid = p.sids.get(&mid).cloned();
-        let mime = p
-            .publisher
-            .as_ref()
-            .and_then(|pc| preferred_mime(&pc.rtc, mid));
+        let mime = mime.or_else(|| {
+            p.publisher
+                .as_ref()
+                .and_then(|pc| preferred_mime(&pc.rtc, mid))
+        });
         self.tracks.insert(tid, track);
         let others = match self.rooms.get_mut(&room) {
             Some(r) => {
@@ -448,6 +462,7 @@ impl Router {
             p.published.remove(&track.mid);
             p.ssrcs.retain(|_, (t, _)| *t != tid);
         }
+        self.relay_flows.retain(|_, (t, _)| *t != tid);
         self.throttle.forget(|(t, _)| *t == tid);
         if let Some(r) = self.rooms.get_mut(&track.room) {
             r.speaker.forget(tid);
@@ -534,6 +549,9 @@ impl Router {
             track.mid,
             track.layers.get(layer).and_then(|l| l.rid),
         );
+        if self.remote_keyframe(peers, tid, layer) {
+            return;
+        }
         let Some(pc) = self
             .participants
             .get_mut(&pid)

@@ -117,6 +117,13 @@ impl Shard {
                 self.on_datagram(now, Transport::Tcp, source, contents)
             }
             Input::Command(c) => self.router.on_command(&mut self.peers, now, c),
+            Input::Relay {
+                link,
+                flow,
+                contents,
+            } => self
+                .router
+                .on_relay(&mut self.peers, now, link, flow, contents),
             Input::Timeout => self.on_timeout(now),
         }
         for (job, since) in self.periodic.take_due(now).into_iter().flatten() {

@@ -158,6 +158,10 @@ pub(crate) struct Track {
     /// switch afresh (keyframe for video), so that the dropped stretch leaves no
     /// sequence-number gap.
     pub epoch: u32,
+    /// Origin: the relay links that take layers of it ([`crate::relay`]).
+    pub taps: Vec<crate::relay::Tap>,
+    /// Far node: where a relayed track comes from.
+    pub remote: Option<crate::relay::RemoteTrack>,
 }
 
 /// Width assumed for a layer whose size is unknown (no VP8 keyframe seen): browsers'
@@ -206,6 +210,8 @@ impl Track {
             subscribers: Vec::new(),
             muted: false,
             epoch: 0,
+            taps: Vec::new(),
+            remote: None,
         }
     }
 

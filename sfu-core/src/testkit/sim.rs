@@ -35,6 +35,8 @@ pub struct Sim {
     /// Called with true before and false after every call into the shard (a benchmark
     /// counts the allocations in between, the clients' own left out).
     pub shard_hook: Option<fn(bool)>,
+    /// Packets the shard sent other nodes (relay taps), not yet taken by the test.
+    pub relayed: Vec<crate::api::RelayTransmit>,
 }
 
 impl Sim {
@@ -60,7 +62,14 @@ impl Sim {
             dynacast: true,
             tcp_transmits: 0,
             shard_hook: None,
+            relayed: Vec::new(),
         }
+    }
+
+    /// Participant ids of this simulation's clients start at `first` (two simulated nodes
+    /// of one cluster never reuse an id, as the cluster's own ids do not).
+    pub fn ids_from(&mut self, first: u64) {
+        self.next_id = first;
     }
 
     fn host_of(i: usize) -> IpAddr {
@@ -235,6 +244,19 @@ impl Sim {
         self.drain_shard();
     }
 
+    /// A packet of a relayed flow arrives from another node (the test carries it).
+    pub fn relay_in(&mut self, link: u32, flow: u32, contents: &[u8]) {
+        self.shard_input(
+            self.now,
+            Input::Relay {
+                link,
+                flow,
+                contents,
+            },
+        );
+        self.drain_shard();
+    }
+
     /// A client subscribes to (`on`) or unsubscribes from a track.
     pub fn subscribe(&mut self, c: ClientIdx, track: crate::TrackId, on: bool) {
         let participant = self.client(c).id;
@@ -379,6 +401,7 @@ impl Sim {
                     self.events.push((self.now, e.clone()));
                     self.route(e);
                 }
+                Output::Relay(r) => self.relayed.push(r),
             }
         }
     }

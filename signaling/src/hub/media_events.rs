@@ -169,6 +169,9 @@ pub(super) fn effect_of(ev: Event) -> Effect {
             channel,
             data,
         },
+        // The relay between nodes is not wired to the control plane yet (issue 34): no
+        // relayed track exists whose origin it could ask.
+        Event::RelayKeyframe { .. } => Effect::Nothing,
         Event::ParticipantGone {
             participant,
             reason,
