@@ -102,7 +102,7 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::RelayPublish { room, who, video, layers } => {
                 let rids: Vec<String> = ["q", "h", "f"].iter().take(usize::from(layers % 4)).map(|r| r.to_string()).collect();
                 let flows = (0..rids.len().max(1) as u8).map(|l| relay_flow(who, l)).collect();
-                Some(Command::RelayPublish {
+                Some(Command::RelayPublish(sfu_core::RelayedTrack {
                     room: RoomId::from(format!("r{}", room % 3).as_str()),
                     participant: pid(who),
                     link: 1,
@@ -111,7 +111,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     mime: if video { "video/VP8" } else { "audio/opus" }.into(),
                     rids,
                     flows,
-                })
+                }))
             }
             Op::RelayTap { track, rids } => Some(Command::RelayTap { track: TrackId(u64::from(track % 16)), link: 1, rids }),
             Op::RelayKeyframe { flow } => Some(Command::RelayKeyframe { flow: u32::from(flow) }),

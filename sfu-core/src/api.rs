@@ -72,6 +72,23 @@ pub struct RelayTransmit {
     pub contents: Vec<u8>,
 }
 
+/// A track of another node, as [`Command::RelayPublish`] announces it ([`crate::relay`]).
+#[derive(Debug, Clone)]
+pub struct RelayedTrack {
+    pub room: RoomId,
+    /// Its publisher's id (cluster-wide), a remote participant here.
+    pub participant: ParticipantId,
+    pub link: u32,
+    pub kind: TrackKind,
+    pub source: TrackSource,
+    /// `audio/opus`, `video/VP8`, `video/H264`, `video/VP9`, `video/AV1`.
+    pub mime: String,
+    /// Its layers (rids, in the origin's order; none without simulcast) and the flow
+    /// that carries each over `link`.
+    pub rids: Vec<String>,
+    pub flows: Vec<u32>,
+}
+
 /// What a SIP video endpoint's speaker view adds to a WHEP viewer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ViewerOptions {
@@ -223,21 +240,10 @@ pub enum Command {
     RelayKeyframe {
         flow: u32,
     },
-    /// Far node: a track of another node, published here by `participant` (a remote
-    /// participant, made by its first track, gone with [`Command::Leave`]), its layers
-    /// (`rids`, in the origin's order) carried by `flows` over `link`. Its subscribers
-    /// get it like a local track; [`Event::TrackPublished`] follows.
-    RelayPublish {
-        room: RoomId,
-        participant: ParticipantId,
-        link: u32,
-        kind: TrackKind,
-        source: TrackSource,
-        /// `audio/opus`, `video/VP8`, `video/H264`, `video/VP9`, `video/AV1`.
-        mime: String,
-        rids: Vec<String>,
-        flows: Vec<u32>,
-    },
+    /// Far node: a track of another node, published here by a remote participant (made
+    /// by its first track, gone with [`Command::Leave`]); its subscribers get it like a
+    /// local track; [`Event::TrackPublished`] follows.
+    RelayPublish(RelayedTrack),
 }
 
 /// A track as offered to a subscriber: which m-line carries whose media.

@@ -52,7 +52,7 @@ pub mod testkit;
 
 pub use api::{
     Command, CommandError, Event, GoneReason, Input, LayerState, OfferedTrack, Output,
-    RelayTransmit, ShardStats, SubscriptionStat, Transmit, Transport, ViewerOptions,
+    RelayTransmit, RelayedTrack, ShardStats, SubscriptionStat, Transmit, Transport, ViewerOptions,
 };
 pub use ids::{ParticipantId, PcKind, RoomId, TrackId, TrackKind, TrackSource};
 pub use shard::{Shard, ShardConfig};

@@ -22,8 +22,8 @@ use std::time::Instant;
 use str0m::format::{Codec, CodecSpec, FormatParams, PayloadParams};
 use str0m::media::{Frequency, Mid, Pt};
 
-use crate::api::{Event, Output, RelayTransmit};
-use crate::ids::{ParticipantId, RoomId, TrackId, TrackKind, TrackSource};
+use crate::api::{Event, Output, RelayTransmit, RelayedTrack};
+use crate::ids::TrackId;
 use crate::packet::InPacket;
 use crate::participant::Participant;
 use crate::peers::Peers;
@@ -204,18 +204,6 @@ pub(crate) fn params_of(mime: &str, pt: u8) -> Option<PayloadParams> {
     Some(PayloadParams::new(Pt::from(pt), None, spec))
 }
 
-/// What [`crate::Command::RelayPublish`] says of a track another node has.
-pub(crate) struct RemotePublish {
-    pub room: RoomId,
-    pub participant: ParticipantId,
-    pub link: u32,
-    pub kind: TrackKind,
-    pub source: TrackSource,
-    pub mime: String,
-    pub rids: Vec<String>,
-    pub flows: Vec<u32>,
-}
-
 impl Router {
     /// Origin: the layers (`rids`; an empty rid for a track without simulcast) of `track`
     /// that `link` takes from now on; none removes the tap.
@@ -270,7 +258,7 @@ impl Router {
 
     /// Far node: a track of another node's participant, published here by a remote
     /// participant (made on its first track), fed by the link's flows.
-    pub(crate) fn relay_publish(&mut self, peers: &mut Peers, now: Instant, r: RemotePublish) {
+    pub(crate) fn relay_publish(&mut self, peers: &mut Peers, now: Instant, r: RelayedTrack) {
         if params_of(&r.mime, 96).is_none() {
             return peers.fail(
                 r.participant,

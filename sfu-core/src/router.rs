@@ -233,29 +233,7 @@ impl Router {
             } => self.send_data(peers, &to, &channel, binary, &data),
             Command::RelayTap { track, link, rids } => self.relay_tap(track, link, &rids),
             Command::RelayKeyframe { flow } => self.relay_keyframe(peers, now, flow),
-            Command::RelayPublish {
-                room,
-                participant,
-                link,
-                kind,
-                source,
-                mime,
-                rids,
-                flows,
-            } => self.relay_publish(
-                peers,
-                now,
-                crate::relay::RemotePublish {
-                    room,
-                    participant,
-                    link,
-                    kind,
-                    source,
-                    mime,
-                    rids,
-                    flows,
-                },
-            ),
+            Command::RelayPublish(t) => self.relay_publish(peers, now, t),
             Command::Leave { participant } => {
                 if self.participants.contains_key(&participant) {
                     self.remove_participant(peers, now, participant, GoneReason::Left);

@@ -80,23 +80,24 @@ impl Cascade {
             {
                 let flows: Vec<u32> = (0..rids.len().max(1)).map(|i| flow_of(track, i)).collect();
                 let before = self.b.events.len();
-                self.b.command(Command::RelayPublish {
-                    room,
-                    participant,
-                    link: LINK,
-                    kind,
-                    source: TrackSource::Camera,
-                    mime: mime.unwrap_or_else(|| {
-                        if kind == TrackKind::Audio {
-                            "audio/opus"
-                        } else {
-                            "video/VP8"
-                        }
-                        .into()
-                    }),
-                    rids: rids.clone(),
-                    flows,
-                });
+                self.b
+                    .command(Command::RelayPublish(sfu_core::RelayedTrack {
+                        room,
+                        participant,
+                        link: LINK,
+                        kind,
+                        source: TrackSource::Camera,
+                        mime: mime.unwrap_or_else(|| {
+                            if kind == TrackKind::Audio {
+                                "audio/opus"
+                            } else {
+                                "video/VP8"
+                            }
+                            .into()
+                        }),
+                        rids: rids.clone(),
+                        flows,
+                    }));
                 let far = self.b.events[before..].iter().find_map(|(_, e)| match e {
                     Event::TrackPublished {
                         track: far,
@@ -302,7 +303,7 @@ fn relay_packets_of_unknown_flows_or_not_rtp_are_dropped_and_counted() {
     let before = c.b.shard.stats().relay_dropped;
     c.b.relay_in(LINK, 12345, &[0x80; 40]);
     c.b.relay_in(LINK, 12345, &[]);
-    c.b.command(Command::RelayPublish {
+    c.b.command(Command::RelayPublish(sfu_core::RelayedTrack {
         room: RoomId::from("room"),
         participant: ParticipantId(77),
         link: LINK,
@@ -311,11 +312,11 @@ fn relay_packets_of_unknown_flows_or_not_rtp_are_dropped_and_counted() {
         mime: "audio/opus".into(),
         rids: vec![],
         flows: vec![flow_of(TrackId(1), 0)],
-    });
+    }));
     c.b.relay_in(LINK, flow_of(TrackId(1), 0), &[0x40, 1, 2]);
     assert_eq!(c.b.shard.stats().relay_dropped - before, 3);
     // A codec the relay does not carry, or flows that do not match the layers: refused.
-    c.b.command(Command::RelayPublish {
+    c.b.command(Command::RelayPublish(sfu_core::RelayedTrack {
         room: RoomId::from("room"),
         participant: ParticipantId(78),
         link: LINK,
@@ -324,7 +325,7 @@ fn relay_packets_of_unknown_flows_or_not_rtp_are_dropped_and_counted() {
         mime: "video/theora".into(),
         rids: vec![],
         flows: vec![1],
-    });
+    }));
     let failed = c.b.events_matching(|e| {
         matches!(
             e,
