@@ -576,7 +576,7 @@ impl Router {
                 }
             }
         }
-        self.tap(peers, ing.tid, ing.facts.li, &pkt);
+        crate::relay::tap(peers, track, ing.tid, ing.facts.li, &pkt);
         for li in want_keyframe {
             self.request_keyframe(peers, now, ing.tid, li);
         }

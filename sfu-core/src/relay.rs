@@ -28,6 +28,7 @@ use crate::packet::InPacket;
 use crate::participant::Participant;
 use crate::peers::Peers;
 use crate::router::Router;
+use crate::track::Track;
 
 /// The header extension id that carries the audio level on a relay.
 pub const LEVEL_EXT_ID: u8 = 1;
@@ -47,15 +48,13 @@ pub fn flow_track(flow: u32) -> (TrackId, usize) {
     )
 }
 
-/// A relayed track at the far node: the link it comes over and each layer's flow, with
-/// the highest sequence number seen per layer (to extend the 16-bit ones).
+/// A relayed track at the far node: the link it comes over and each layer's flow.
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteTrack {
     pub link: u32,
     pub flows: Vec<u32>,
     /// Its codec as announced: the parameters of whatever payload type its packets carry.
     pub mime: String,
-    highest: Vec<Option<u64>>,
 }
 
 /// An origin's tap: the link and the layers it takes.
@@ -82,6 +81,21 @@ pub(crate) fn encode(pkt: &InPacket, out: &mut Vec<u8>) {
         out.extend_from_slice(&[0xbe, 0xde, 0, 1, LEVEL_EXT_ID << 4, v | level, 0, 0]);
     }
     out.extend_from_slice(&pkt.payload);
+}
+
+/// Origin: the taps of `track` (`tid`) that take layer `li` get `pkt` (nothing to do, and
+/// nothing looked up, for a track without taps: the per-packet path calls this).
+pub(crate) fn tap(peers: &mut Peers, track: &Track, tid: TrackId, li: usize, pkt: &InPacket) {
+    for tap in track.taps.iter().filter(|t| t.layers.contains(&li)) {
+        let mut contents = Vec::with_capacity(pkt.payload.len() + 20);
+        encode(pkt, &mut contents);
+        peers.stats.relay_packets_out += 1;
+        peers.out.push_back(Output::Relay(RelayTransmit {
+            link: tap.link,
+            flow: flow_of(tid, li),
+            contents,
+        }));
+    }
 }
 
 /// What a relayed packet carries (its sequence number not yet extended).
@@ -134,21 +148,6 @@ pub(crate) fn decode(p: &[u8]) -> Option<Relayed> {
         level,
         payload: payload.into(),
     })
-}
-
-/// A 16-bit sequence number extended next to the highest so far.
-fn extend(highest: Option<u64>, seq: u16) -> u64 {
-    let Some(h) = highest else {
-        return u64::from(seq);
-    };
-    let base = h & !0xffff;
-    let candidates = [base.wrapping_sub(0x1_0000), base, base + 0x1_0000];
-    candidates
-        .into_iter()
-        .map(|b| b | u64::from(seq))
-        .filter(|c| *c < u64::MAX / 2)
-        .min_by_key(|c| c.abs_diff(h))
-        .unwrap_or(u64::from(seq))
 }
 
 /// The payload parameters of a relayed track's codec (its MIME type as announced).
@@ -231,23 +230,6 @@ impl Router {
         }
     }
 
-    /// Origin: the taps of `tid` that take layer `li` get `pkt`.
-    pub(crate) fn tap(&self, peers: &mut Peers, tid: TrackId, li: usize, pkt: &InPacket) {
-        let Some(track) = self.tracks.get(&tid) else {
-            return;
-        };
-        for tap in track.taps.iter().filter(|t| t.layers.contains(&li)) {
-            let mut contents = Vec::with_capacity(pkt.payload.len() + 20);
-            encode(pkt, &mut contents);
-            peers.stats.relay_packets_out += 1;
-            peers.out.push_back(Output::Relay(RelayTransmit {
-                link: tap.link,
-                flow: flow_of(tid, li),
-                contents,
-            }));
-        }
-    }
-
     /// Origin: another node asks for a keyframe of a flow it takes.
     pub(crate) fn relay_keyframe(&mut self, peers: &mut Peers, now: Instant, flow: u32) {
         let (tid, li) = flow_track(flow);
@@ -299,7 +281,6 @@ impl Router {
         if let Some(t) = self.tracks.get_mut(&tid) {
             t.remote = Some(RemoteTrack {
                 link: r.link,
-                highest: vec![None; r.flows.len()],
                 flows: r.flows,
                 mime: r.mime,
             });
@@ -320,22 +301,23 @@ impl Router {
             peers.stats.relay_dropped += 1;
             return;
         };
-        let Some(track) = self.tracks.get_mut(&tid) else {
+        let Some(track) = self.tracks.get_mut(&tid).filter(|t| t.remote.is_some()) else {
             peers.stats.relay_dropped += 1;
             return;
         };
-        let Some(remote) = track.remote.as_mut() else {
-            peers.stats.relay_dropped += 1;
-            return;
-        };
-        let seq = extend(remote.highest[li], r.seq);
-        remote.highest[li] = Some(remote.highest[li].map_or(seq, |h| h.max(seq)));
-        let rid = track.layers.get(li).and_then(|l| l.rid);
-        let li = track.layer_index(rid, r.ssrc);
-        let publisher = track.publisher;
-        if let Some(p) = self.participants.get_mut(&publisher) {
-            p.ssrcs.insert(r.ssrc, (tid, li));
+        // A layer's first packet, or a new SSRC on it (an encoder restart): its layer and
+        // the publisher's SSRC cache learn it; its sequence space starts afresh.
+        let mut li = li;
+        if track.layers.get(li).and_then(|l| l.ssrc) != Some(r.ssrc) {
+            let rid = track.layers.get(li).and_then(|l| l.rid);
+            li = track.layer_index(rid, r.ssrc);
+            if let Some(p) = self.participants.get_mut(&track.publisher) {
+                p.ssrcs.insert(r.ssrc, (tid, li));
+            }
         }
+        // Extended next to the highest in-order number of the layer (ingest keeps it).
+        let seq = crate::rewrite::extend_seq(track.layers[li].highest_seq, r.seq);
+        let publisher = track.publisher;
         peers.stats.relay_packets_in += 1;
         let pkt = InPacket {
             ssrc: r.ssrc,
@@ -409,6 +391,7 @@ mod tests {
     fn flows_name_track_and_layer_and_sequence_numbers_extend() {
         let f = flow_of(TrackId(12), 2);
         assert_eq!(flow_track(f), (TrackId(12), 2));
+        let extend = crate::rewrite::extend_seq;
         assert_eq!(extend(None, 7), 7);
         assert_eq!(extend(Some(0xfffe), 1), 0x1_0001);
         assert_eq!(extend(Some(0x1_0001), 0xfffe), 0xfffe);

@@ -244,6 +244,22 @@ impl Rewriter {
     }
 }
 
+/// A 16-bit RTP sequence number extended to 64 bits next to the previous extended one
+/// (None: the first of its stream).
+pub fn extend_seq(prev: Option<u64>, seq: u16) -> u64 {
+    let Some(prev) = prev else {
+        return u64::from(seq);
+    };
+    let base = prev & !0xffff;
+    let candidates = [base.wrapping_sub(0x1_0000), base, base + 0x1_0000];
+    candidates
+        .into_iter()
+        .map(|b| b | u64::from(seq))
+        .filter(|c| *c < (1 << 48))
+        .min_by_key(|c| c.abs_diff(prev))
+        .unwrap_or(u64::from(seq))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

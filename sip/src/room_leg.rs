@@ -125,21 +125,6 @@ fn video_pt(rtc: &Rtc, codec: VideoCodec) -> Option<Pt> {
         .map(|p| p.pt())
 }
 
-/// `seq` extended to 64 bits next to the previous extended number.
-fn extend_seq(prev: Option<u64>, seq: u16) -> u64 {
-    let Some(prev) = prev else {
-        return u64::from(seq);
-    };
-    let base = prev & !0xffff;
-    let candidates = [base.wrapping_sub(0x1_0000), base, base + 0x1_0000];
-    candidates
-        .into_iter()
-        .map(|b| b | u64::from(seq))
-        .filter(|c| *c < (1 << 48))
-        .min_by_key(|c| c.abs_diff(prev))
-        .unwrap_or(u64::from(seq))
-}
-
 impl RoomLeg {
     /// `pub_local`, `sub_local`: the addresses of the leg's two UDP sockets (their host
     /// candidates), for the publisher and the subscriber connection; `video`: a video
@@ -294,7 +279,7 @@ impl RoomLeg {
         let (Some(mid), Some(pt)) = (self.camera, self.camera_pt) else {
             return;
         };
-        let seq = extend_seq(self.video_seq, p.seq);
+        let seq = sfu_core::rewrite::extend_seq(self.video_seq, p.seq);
         if let Some(tx) = self.publisher.direct_api().stream_tx_by_mid(mid, None) {
             tx.write_rtp(
                 RtpWrite::new(pt, SeqNo::from(seq), p.timestamp, now, p.payload.clone())

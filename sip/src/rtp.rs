@@ -26,6 +26,12 @@ pub enum RtpError {
     Truncated,
 }
 
+/// RTCP rather than RTP on a shared port (RFC 5761 §4: RTCP's packet types 192–223 where
+/// RTP has its marker and payload type).
+pub fn is_rtcp(packet: &[u8]) -> bool {
+    packet.len() >= 2 && (192..=223).contains(&packet[1])
+}
+
 /// The header and payload of one packet.
 pub fn parse(packet: &[u8]) -> Result<(RtpHeader, &[u8]), RtpError> {
     if packet.len() < 12 {

@@ -415,7 +415,7 @@ impl Protection {
         let Some(srtp) = self.srtp.as_mut() else {
             return Ok(p);
         };
-        match is_rtcp(p) {
+        match crate::rtp::is_rtcp(p) {
             true => srtp.protect_rtcp(p, &mut self.buf)?,
             false => srtp.protect_rtp(p, &mut self.buf)?,
         }
@@ -427,17 +427,12 @@ impl Protection {
         let Some(srtp) = self.srtp.as_mut() else {
             return Ok(p);
         };
-        match is_rtcp(p) {
+        match crate::rtp::is_rtcp(p) {
             true => srtp.unprotect_rtcp(p, &mut self.buf)?,
             false => srtp.unprotect_rtp(p, &mut self.buf)?,
         }
         Ok(&self.buf)
     }
-}
-
-/// RTCP rather than RTP (RFC 5761 §4).
-fn is_rtcp(p: &[u8]) -> bool {
-    p.len() >= 2 && (192..=223).contains(&p[1])
 }
 
 /// The length of an RTP packet's header (fixed part, CSRCs, extension): what SRTP leaves

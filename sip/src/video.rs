@@ -93,8 +93,7 @@ impl VideoRelay {
 
     /// A datagram from the phone's video RTP (or RTCP) socket.
     pub fn from_phone(&mut self, data: &[u8]) -> Result<FromPhone, VideoDrop> {
-        // RFC 5761 §4: RTCP packet types 192–223 where RTP has its marker and payload type.
-        if data.len() >= 2 && (192..=223).contains(&data[1]) {
+        if rtp::is_rtcp(data) {
             let feedback = read_feedback(data, self.out_ssrc)?;
             if feedback.tmmbr.is_some() {
                 self.tmmbn_owed = feedback.tmmbr;
