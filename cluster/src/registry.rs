@@ -37,6 +37,19 @@ pub struct NodeRecord {
     /// redirected; none without `sip_listen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip: Option<String>,
+    /// Its relay endpoint (issue 34, ADR 0013): where the other nodes open their link to
+    /// it, and the certificate they pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayRecord>,
+}
+
+/// A node's relay endpoint as the registry publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRecord {
+    /// `ip:port` (UDP, QUIC).
+    pub addr: String,
+    /// SHA-256 of its certificate, hex.
+    pub fingerprint: String,
 }
 
 pub fn node_key(id: &str) -> String {

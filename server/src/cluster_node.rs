@@ -23,6 +23,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::plane::WorkerPool;
+use crate::relay_links::RelayLinks;
 use crate::secret;
 
 pub struct ClusterNode {
@@ -37,6 +38,8 @@ pub struct ClusterNode {
     pub peer_ips: crate::conn_slots::Exempt,
     /// Its SIP gateway's advertised address, if it has one.
     sip: Option<String>,
+    /// Its relay endpoint and links to the other nodes.
+    pub relay: Arc<RelayLinks>,
     /// The last heartbeat reached Redis.
     pub healthy: AtomicBool,
     /// Shutting down: the heartbeat stops, the record is withdrawn.
@@ -50,6 +53,7 @@ impl ClusterNode {
         url: String,
         media: Vec<String>,
         sip: Option<String>,
+        relay: Arc<RelayLinks>,
     ) -> Self {
         Self {
             redis,
@@ -57,6 +61,7 @@ impl ClusterNode {
             url,
             media,
             sip,
+            relay,
             homes: DashMap::new(),
             peer_ips: Default::default(),
             healthy: AtomicBool::new(false),
@@ -88,6 +93,7 @@ impl ClusterNode {
                 .sum(),
             version: env!("CARGO_PKG_VERSION").into(),
             sip: self.sip.clone(),
+            relay: Some(self.relay.record()),
         }
     }
 
@@ -111,16 +117,16 @@ impl ClusterNode {
                 continue;
             }
             self.reconcile(&hub).await;
-            self.refresh_peer_ips().await;
+            if let Ok(nodes) = registry::nodes(&self.redis).await {
+                self.refresh_peer_ips(&nodes);
+                self.relay.reconcile(&nodes);
+            }
         }
     }
 
     /// The nodes' addresses, for the HTTP listener: a node's relays carry many clients'
     /// sessions, so the per-address connection limit does not apply to it.
-    async fn refresh_peer_ips(&self) {
-        let Ok(nodes) = registry::nodes(&self.redis).await else {
-            return;
-        };
+    fn refresh_peer_ips(&self, nodes: &[NodeRecord]) {
         let ips = nodes
             .iter()
             .filter_map(|n| n.url.parse::<axum::http::Uri>().ok())
@@ -147,6 +153,7 @@ impl ClusterNode {
         }
         self.homes.clear();
         let _ = registry::withdraw(&self.redis, &self.id).await;
+        self.relay.close();
     }
 
     async fn reconcile(&self, hub: &Hub) {
@@ -306,12 +313,33 @@ pub async fn join(
         });
         std::net::SocketAddr::new(ip, l.port()).to_string()
     });
+    // The relay's secret: every node of a cluster shares the first API key.
+    let keys = hub.keys();
+    let api_secret = keys
+        .first_key()
+        .and_then(|k| keys.secret(k))
+        .context("cluster mode needs an API key (the relay's secret derives from it)")?;
+    // The relay is reached where the other nodes reach this node: `cluster_url`'s host
+    // when it is an address, else the media's advertised one.
+    let relay_ip = http
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|u| u.host()?.trim_matches(['[', ']']).parse().ok())
+        .unwrap_or_else(|| args.advertise_ip());
+    let relay = RelayLinks::start(
+        std::net::SocketAddr::new(args.rtc_bind, args.relay_port),
+        relay_ip,
+        &id,
+        &relay::cluster_secret(api_secret),
+    )
+    .context("relay_port")?;
     let node = Arc::new(ClusterNode::new(
         redis,
         id.clone(),
         http.clone(),
         media,
         sip,
+        relay,
     ));
     let base = node
         .id_base()

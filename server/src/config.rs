@@ -212,6 +212,9 @@ config_keys! {
         node_id: Option<String> = None, shown "(random at start)",
             flag #[arg(long)] String,
             "Cluster mode: this node's name in the registry.";
+        relay_port: u16 = 0, shown "0",
+            flag #[arg(long)] u16,
+            "Cluster mode: the UDP port of this node's relay endpoint (QUIC; on `rtc_bind`; 0: a free one), where the other nodes keep their authenticated links to it. The address (`cluster_url`'s host when it is an IP, else `rtc_advertise`) and the certificate's fingerprint are published in the registry, so any port works; set one when a firewall stands between the nodes.";
         pin: bool = true, shown "true",
             flag #[arg(long)] bool,
             "Pin each worker thread to a core.";

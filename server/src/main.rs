@@ -13,6 +13,7 @@ mod media_events;
 mod node;
 mod operations;
 mod plane;
+mod relay_links;
 mod secret;
 mod sip_config;
 mod tcp_accept;

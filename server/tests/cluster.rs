@@ -816,3 +816,56 @@ async fn a_client_reaching_any_node_is_served_there_through_the_relay() {
         assert_eq!(rooms_of(n).await.contains(&"relay".to_string()), i == home);
     }
 }
+
+/// A node's `switchboard_relay_links` gauge (links up to other nodes).
+async fn relay_links(s: &Server) -> Option<u64> {
+    let text = reqwest::get(format!("http://{}/metrics", s.http))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchboard_relay_links "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// Waits until every node in `ns` (by index in `which`) reports `want` relay links.
+async fn wait_links(ns: &[Server], which: &[usize], want: u64, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let mut now = Vec::new();
+        for &i in which {
+            now.push(relay_links(&ns[i]).await);
+        }
+        if now.iter().all(|n| *n == Some(want)) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "relay links {now:?}, wanted {want} on each of nodes {which:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_keep_authenticated_relay_links_to_each_other_and_re_establish_them() {
+    let redis = RedisServer::start();
+    let mut ns = nodes(&redis, &[]);
+    // Each node pins the others' certificates from the registry and the lower id dials:
+    // one link per pair, so two per node.
+    let up = wait_links(&ns, &[0, 1, 2], 2, Duration::from_secs(15)).await;
+    println!("three nodes: every pair linked {up:?} after start");
+    // kill -9 of n2: the others' links to it end (QUIC's idle timeout or the registry
+    // key's expiry, whichever first) and are not re-dialed while it is gone.
+    let _ = ns[1].child.kill();
+    let _ = ns[1].child.wait();
+    let down = wait_links(&ns, &[0, 2], 1, Duration::from_secs(20)).await;
+    println!("n2 killed: its links gone after {down:?}");
+    // n2 back (a new process, a new certificate): the links come back.
+    ns[1] = start_server_with(&["--redis-url", redis.url.as_str(), "--node-id", "n2"]);
+    let again = wait_links(&ns, &[0, 1, 2], 2, Duration::from_secs(20)).await;
+    println!("n2 restarted: linked again after {again:?}");
+}

@@ -24,5 +24,6 @@ pub fn node(id: &str) -> NodeRecord {
         packet_rate: 0,
         version: "test".into(),
         sip: None,
+        relay: None,
     }
 }
