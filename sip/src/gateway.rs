@@ -698,11 +698,20 @@ impl Gateway {
                 leg.video = video;
                 PhoneSide::Answered(leg)
             }
-            None => PhoneSide::Offer {
-                rtp,
-                signaling,
-                local: self.offer(ours),
-            },
+            None => {
+                // Video is offered too: a video system answers it (a delayed offer, as
+                // Cisco and Poly endpoints and CUCM trunks send), a phone leaves it out or
+                // at port 0.
+                let video = self.video_sockets(false).await;
+                let mut local = self.offer(ours);
+                local.video = video.as_ref().map(VideoSockets::offer);
+                PhoneSide::Offer {
+                    rtp,
+                    signaling,
+                    local,
+                    video,
+                }
+            }
         };
         let inc = Incoming {
             route,

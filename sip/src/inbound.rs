@@ -16,6 +16,7 @@ use crate::dispatch::{PinEntry, PinStep};
 use crate::gateway::{call_result, rtp_dropped, Gateway};
 use crate::media::{tone_frame, CallMedia, PhonePacket, FRAME};
 use crate::sdp::{LocalMedia, PhoneMedia};
+use crate::video_leg::VideoSockets;
 
 /// Where an incoming call goes.
 pub enum Route {
@@ -43,6 +44,8 @@ pub(crate) enum PhoneSide {
         rtp: tokio::net::UdpSocket,
         signaling: Option<std::net::IpAddr>,
         local: LocalMedia,
+        /// The sockets of the video in our offer.
+        video: Option<VideoSockets>,
     },
 }
 
@@ -89,12 +92,21 @@ async fn talk(
     handle: &crate::call_book::CallHandle,
     inc: Incoming,
 ) -> String {
+    let offerless = matches!(inc.phone, PhoneSide::Offer { .. });
     let mut side = Some(inc.phone);
     // With a PIN: answer first, read the PIN, and a failure from here on is a BYE.
     let (room, mut answered) = match inc.route {
-        Route::Room(r) => (r, None),
+        Route::Room(r) if !offerless => (r, None),
+        // An offerless INVITE is answered first too: its answer (in the ACK) says whether
+        // the endpoint sends video, which its participant declares as it enters. (Each
+        // answer is boxed: a call's future holds its legs, too large for a task's stack
+        // three times over.)
+        Route::Room(r) => match Box::pin(answer(dialog, states, side.take(), call)).await {
+            Ok(pm) => (r, Some(pm)),
+            Err(e) => return e,
+        },
         Route::Pin(entry) => {
-            let (mut phone, mut media) = match answer(dialog, states, side.take(), call).await {
+            let (mut phone, mut media) = match Box::pin(answer(dialog, states, side.take(), call)).await {
                 Ok(pm) => pm,
                 Err(e) => return e,
             };
@@ -143,7 +155,7 @@ async fn talk(
     };
     let (phone, media) = match answered.take() {
         Some(pm) => pm,
-        None => match answer(dialog, states, side.take(), call).await {
+        None => match Box::pin(answer(dialog, states, side.take(), call)).await {
             Ok(pm) => pm,
             Err(e) => return e,
         },
@@ -192,10 +204,11 @@ async fn answer(
             rtp,
             signaling,
             local,
+            video,
         } => {
             let settled = match tokio::time::timeout(ACK_TIMEOUT, ack_answer(states, dialog)).await
             {
-                Ok(Ok(remote)) => settle(rtp, signaling, local, remote),
+                Ok(Ok((remote, sdp))) => settle(rtp, signaling, local, video, remote, &sdp),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err("failed: no ACK".into()),
             };
@@ -212,17 +225,19 @@ async fn answer(
     Ok((phone, media))
 }
 
-/// The phone's answer to our offer, from the ACK of our 200.
+/// The phone's answer to our offer, from the ACK of our 200: its audio, and the SDP.
 async fn ack_answer(
     states: &mut DialogStateReceiver,
     dialog: &InviteDialog,
-) -> Result<PhoneMedia, String> {
+) -> Result<(PhoneMedia, String), String> {
     loop {
         match states.recv().await {
             Some(DialogState::Confirmed(..)) => {
                 let ack = dialog.last_remote_ack().ok_or("failed: no ACK")?;
-                return PhoneMedia::parse(&String::from_utf8_lossy(&ack.body))
-                    .map_err(|e| format!("failed: the answer in the ACK: {e}"));
+                let sdp = String::from_utf8_lossy(&ack.body).to_string();
+                let audio = PhoneMedia::parse(&sdp)
+                    .map_err(|e| format!("failed: the answer in the ACK: {e}"))?;
+                return Ok((audio, sdp));
             }
             Some(DialogState::Terminated(..)) | None => return Err("hangup".into()),
             Some(_) => {}
@@ -230,23 +245,34 @@ async fn ack_answer(
     }
 }
 
-/// Our offer and the phone's answer: the phone's side of the call.
+/// Our offer and the phone's answer (`sdp`; its audio, `remote`): the phone's side of
+/// the call, with video when the answer accepted ours.
 fn settle(
     rtp: tokio::net::UdpSocket,
     signaling: Option<std::net::IpAddr>,
     offer: LocalMedia,
+    video: Option<VideoSockets>,
     remote: PhoneMedia,
+    sdp: &str,
 ) -> Result<PhoneLeg, String> {
     let ours: Vec<_> = offer.codecs.iter().map(|(c, _)| *c).collect();
     let codec = remote
         .choose(&ours)
         .ok_or("failed: no codec of our offer in the answer")?;
+    // Our offer is plain RTP: an answer that keys its audio is no answer to it.
+    if remote.keying.is_keyed() {
+        return Err("failed: the answer asks for SRTP we did not offer".into());
+    }
+    let (video_line, video) = video.and_then(|s| s.answered(sdp)).unzip();
     let local = LocalMedia {
         codecs: vec![codec],
         telephone_event: remote.telephone_event.and(offer.telephone_event),
+        video: video_line,
         ..offer
     };
-    Ok(PhoneLeg::new(rtp, signaling, remote, codec, local))
+    let mut leg = PhoneLeg::new(rtp, signaling, remote, codec, local);
+    leg.video = video;
+    Ok(leg)
 }
 
 /// Resolves when the dialog ends (a CANCEL or BYE), never otherwise.

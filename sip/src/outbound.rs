@@ -23,9 +23,8 @@ use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
 use crate::call_book::{CallHandle, Command};
 use crate::call_limits::{KeySlot, LimitHit};
 use crate::gateway::{call_result, Gateway};
-use crate::sdp::{Direction, LocalMedia, PhoneMedia};
-use crate::video_leg::{VideoLeg, VideoSockets};
-use crate::video_sdp::PhoneVideo;
+use crate::sdp::{LocalMedia, PhoneMedia};
+use crate::video_leg::VideoSockets;
 
 /// Ring timeouts: the default and the longest allowed (seconds).
 const RING_DEFAULT: u64 = 30;
@@ -331,16 +330,11 @@ impl Placing {
             return "failed: the answer asks for SRTP we did not offer".into();
         }
         // Video when the answer accepted it, plain, with one of our codecs.
-        let answered_video = PhoneVideo::parse(&String::from_utf8_lossy(answer))
-            .filter(|v| !v.keying.is_keyed())
-            .and_then(|v| v.choose().map(|c| (v, c)));
-        let (video_line, video) = match (self.video.take(), answered_video) {
-            (Some(sockets), Some((v, chosen))) => {
-                let (line, leg) = VideoLeg::accept(sockets, v, chosen, Direction::SendRecv, None);
-                (Some(line), Some(leg))
-            }
-            _ => (None, None),
-        };
+        let (video_line, video) = self
+            .video
+            .take()
+            .and_then(|sockets| sockets.answered(&String::from_utf8_lossy(answer)))
+            .unzip();
         let local = LocalMedia {
             codecs: vec![codec],
             telephone_event: remote.telephone_event.and(self.local.telephone_event),

@@ -54,6 +54,15 @@ impl VideoSockets {
             rtcp: self.rtcp_addr,
         }
     }
+
+    /// The other side's `answer` (SDP) to our offer of video on these sockets: video when
+    /// it accepted it, plain, with one of our codecs — our m-line's state and the leg —
+    /// else none (its video m-line missing, at port 0, keyed or in another codec).
+    pub fn answered(self, answer: &str) -> Option<(VideoLine, Box<VideoLeg>)> {
+        let v = PhoneVideo::parse(answer).filter(|v| !v.keying.is_keyed())?;
+        let chosen = v.choose()?;
+        Some(VideoLeg::accept(self, v, chosen, Direction::SendRecv, None))
+    }
 }
 
 impl VideoLeg {

@@ -137,12 +137,14 @@ def raw_invite(src, to, caller, proxy_auth=None, wait=2.0, via_params=";rport", 
     return got
 
 
-def offerless_call(base):
+def offerless_call(base, video=False):
     """An INVITE without SDP from the carrier trunk: our offer comes in the 200, the
-    answer goes in the ACK (PCMA only). Then RTP injection: the phone sends from its SDP
-    address, and an injector on the phone's own IP (another port: a shared NAT) sprays
-    packets with consecutive sequence numbers. What the test saw: (offer, members, codec,
-    bye, packets the phone heard during the injection, packets the injector heard)."""
+    answer goes in the ACK (PCMA only; with `video`, VP8 too, as a video system with a
+    delayed offer answers). Then RTP injection: the phone sends from its SDP address, and
+    an injector on the phone's own IP (another port: a shared NAT) sprays packets with
+    consecutive sequence numbers; with `video` the endpoint sends VP8 keyframes as well.
+    What the test saw: (offer, members, codec, bye, packets the phone heard during the
+    injection, packets the injector heard, the kinds of the caller's tracks in the room)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.2", 0))
     port = s.getsockname()[1]
@@ -172,14 +174,24 @@ def offerless_call(base):
     send("INVITE", 1, f"<{uri}>")
     ok = final()
     if not ok.startswith("SIP/2.0 200"):
-        return ok[:200], [], None, None, 0, 0
+        return ok[:200], [], None, None, 0, 0, []
     to = re.search(r"^To: (.*)\r$", ok, re.M).group(1)
     contact = re.search(r"^Contact: <([^>]+)>", ok, re.M).group(1)
     offer = ok.split("\r\n\r\n", 1)[1]
     answer = ("v=0\r\no=- 7 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
               "m=audio 40002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+    vp8 = re.search(r"^a=rtpmap:(\d+) VP8/90000", offer, re.M)
+    ours_video = re.search(r"^m=video (\d+)", offer, re.M)
+    if video and vp8 and ours_video:
+        answer += (f"m=video 40004 RTP/AVP {vp8.group(1)}\r\na=rtpmap:{vp8.group(1)} VP8/90000\r\n"
+                   "a=rtcp-fb:* nack pli\r\na=sendrecv\r\n")
     send("ACK", 1, to, answer, contact)
     ours = int(re.search(r"^m=audio (\d+)", offer, re.M).group(1))
+    camera = None
+    if video and vp8 and ours_video:
+        camera = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        camera.bind(("127.0.0.2", 40004))
+        camera.setblocking(False)
     phone_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone_rtp.bind(("127.0.0.2", 40002))
     injector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -200,9 +212,19 @@ def offerless_call(base):
             except BlockingIOError:
                 return n
 
+    def keyframe(i):
+        # VP8 (RFC 7741): descriptor S=1; a key frame's tag, start code and 640 x 360.
+        frame = bytes([0x10, 0x50, 0x01, 0x00, 0x9d, 0x01, 0x2a]) + (640).to_bytes(2, "little") \
+            + (360).to_bytes(2, "little") + bytes(200)
+        return bytes([0x80, 0x80 | int(vp8.group(1))]) + (i & 0xFFFF).to_bytes(2, "big") \
+            + (i * 3000).to_bytes(4, "big") + (0x2222).to_bytes(4, "big") + frame
+
     heard = injected_heard = 0
     for i in range(100):  # 2 s: the phone alone for 1 s, then the injector too
         phone_rtp.sendto(rtp(i, 0x1111), ("127.0.0.1", ours))
+        if camera and i % 3 == 0:
+            camera.sendto(keyframe(i // 3), ("127.0.0.1", int(ours_video.group(1))))
+            drain(camera)
         if i >= 50:
             injector.sendto(rtp(30000 + i, 0x6666), ("127.0.0.1", ours))
         time.sleep(0.02)
@@ -212,13 +234,17 @@ def offerless_call(base):
             injected_heard += drain(injector)
     phone_rtp.close()
     injector.close()
-    members = sorted(m["name"] for m in participants(base, "trunkroom"))
+    if camera:
+        camera.close()
+    everyone = participants(base, "trunkroom")
+    members = sorted(m["name"] for m in everyone)
+    kinds = sorted(t["kind"] for m in everyone if m["name"].endswith("4321") for t in m.get("tracks", []))
     calls = rest(base, "GET", "/sip/calls?room=trunkroom")[1]["calls"]
     codec = next((c.get("codec") for c in calls if c["from"].endswith("4321") and c["state"] == "answered"), None)
     send("BYE", 2, to, "", contact)
     bye = final()
     s.close()
-    return offer, members, codec, bye[:20], heard, injected_heard
+    return offer, members, codec, bye[:20], heard, injected_heard, kinds
 
 
 def raw_out_of_dialog(src, method):
@@ -418,7 +444,7 @@ def main():
 
         # An offerless INVITE: we offer (PCMU, PCMA, telephone-event), the ACK answers PCMA.
         dropped = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="source"}')
-        offer, members, codec, bye, phone_heard, injected = offerless_call(base)
+        offer, members, codec, bye, phone_heard, injected, kinds = offerless_call(base)
         now_dropped = SipMetrics(base)('switchboard_sip_rtp_dropped_total{reason="source"}')
         check(phone_heard >= 30 and injected == 0 and now_dropped - dropped >= 45,
               f"RTP injected from another port of the phone's IP: the phone keeps hearing the room "
@@ -428,6 +454,14 @@ def main():
               and bye.startswith("SIP/2.0 200"),
               f"an offerless INVITE gets our offer in the 200, the ACK's answer (PCMA) is used: "
               f"{members} {codec} {bye!r} {offer[:120]!r}")
+        check("m=video" in offer and kinds == ["audio"],
+              f"our offer has video too; a phone that answers audio only publishes audio: {kinds}")
+        # A video system with a delayed offer: its ACK answers our video (VP8), and its
+        # participant publishes the video it sends.
+        offer, members, codec, bye, _, _, kinds = offerless_call(base, video=True)
+        check(codec == "PCMA" and kinds == ["audio", "video"] and bye.startswith("SIP/2.0 200"),
+              f"an offerless INVITE whose ACK answers our video: the endpoint's video is a track "
+              f"in the room ({kinds}, {codec}, {bye!r})")
         # A SIP user registers: a wrong password first (403), then the right one.
         bad, _ = phone("wrongpw", 5350, "10350-10359", 440, None, 4,
                        account=f"<sip:alice@127.0.0.1:{SIP}>;auth_pass=nope;regint=60;audio_codecs=PCMU")
