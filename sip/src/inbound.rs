@@ -106,10 +106,11 @@ async fn talk(
             Err(e) => return e,
         },
         Route::Pin(entry) => {
-            let (mut phone, mut media) = match Box::pin(answer(dialog, states, side.take(), call)).await {
-                Ok(pm) => pm,
-                Err(e) => return e,
-            };
+            let (mut phone, mut media) =
+                match Box::pin(answer(dialog, states, side.take(), call)).await {
+                    Ok(pm) => pm,
+                    Err(e) => return e,
+                };
             info!(call, "call answered for PIN entry");
             match read_pin(gw, states, &mut phone, &mut media, entry).await {
                 Ok(r) => {
