@@ -179,7 +179,7 @@ impl RelayEndpoint {
         role: Role,
     ) -> Result<Link, RelayError> {
         let result = async {
-            let peer = peer_node(&conn, &self.peers)?;
+            let (peer, fingerprint) = peer_node(&conn, &self.peers)?;
             let mut exported = [0u8; 32];
             conn.export_keying_material(&mut exported, EXPORTER_LABEL, b"")
                 .map_err(|_| tls("no keying material to export"))?;
@@ -201,16 +201,17 @@ impl RelayEndpoint {
             let proof = hex::decode(proof).map_err(|_| RelayError::Hello("bad proof"))?;
             verify_slices_are_equal(&self.proof(&exported, role.other()), &proof)
                 .map_err(|_| RelayError::Hello("wrong proof of the cluster secret"))?;
-            Ok((peer, reader))
+            Ok((peer, fingerprint, reader))
         }
         .await;
         match result {
-            Ok((peer, reader)) => Ok(Link {
+            Ok((peer, fingerprint, reader)) => Ok(Link {
                 conn,
                 send,
                 recv,
                 reader,
                 peer,
+                fingerprint,
             }),
             Err(e) => {
                 conn.close(1u32.into(), b"relay hello refused");
@@ -249,15 +250,16 @@ impl Role {
 }
 
 /// The registry's name for the certificate the peer showed.
-fn peer_node(conn: &quinn::Connection, peers: &Peers) -> Result<String, RelayError> {
+/// The node at the other end and its certificate's fingerprint.
+fn peer_node(conn: &quinn::Connection, peers: &Peers) -> Result<(String, Fingerprint), RelayError> {
     let certs = conn
         .peer_identity()
         .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or(RelayError::UnknownPeer)?;
     let cert = certs.first().ok_or(RelayError::UnknownPeer)?;
-    peers
-        .node(&Fingerprint::of(cert))
-        .ok_or(RelayError::UnknownPeer)
+    let fingerprint = Fingerprint::of(cert);
+    let node = peers.node(&fingerprint).ok_or(RelayError::UnknownPeer)?;
+    Ok((node, fingerprint))
 }
 
 /// The next control message of a stream (None: the peer finished it).
@@ -284,12 +286,18 @@ pub struct Link {
     recv: quinn::RecvStream,
     reader: ControlReader,
     peer: String,
+    fingerprint: Fingerprint,
 }
 
 impl Link {
     /// The node at the other end.
     pub fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// Its certificate's fingerprint (a node restarted under the same id has a new one).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
     }
 
     /// The link's media side, for a task of its own.

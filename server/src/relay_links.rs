@@ -21,10 +21,14 @@ use dashmap::DashMap;
 use relay::{Fingerprint, Identity, Link, Peers, RelayEndpoint, RelayError};
 use tokio::sync::Notify;
 
-/// One peer node's link: being dialed, or up (`close` asks its task to end it).
+/// One peer node's link: being dialed, or up with a node of that certificate (`close`
+/// asks its task to end it).
 enum State {
     Dialing,
-    Up { close: Arc<Notify> },
+    Up {
+        close: Arc<Notify>,
+        fingerprint: Fingerprint,
+    },
 }
 
 pub struct RelayLinks {
@@ -89,14 +93,18 @@ impl RelayLinks {
             .collect();
         self.peers
             .set(others.iter().map(|(n, _, f)| (*f, n.id.clone())));
+        // Links to nodes that left, or to an earlier process of a node that restarted
+        // under the same id (the registry names a new certificate), are closed.
         self.links.retain(|id, state| {
-            let listed = others.iter().any(|(n, _, _)| &n.id == id);
-            if !listed {
-                if let State::Up { close } = state {
+            let current = others.iter().any(|(n, _, f)| {
+                &n.id == id && !matches!(state, State::Up { fingerprint, .. } if fingerprint != f)
+            });
+            if !current {
+                if let State::Up { close, .. } = state {
                     close.notify_one();
                 }
             }
-            listed
+            current
         });
         for (n, addr, fingerprint) in others {
             if self.node < n.id && !self.links.contains_key(&n.id) {
@@ -133,10 +141,11 @@ impl RelayLinks {
     async fn hold(self: Arc<Self>, mut link: Link) {
         let peer = link.peer().to_string();
         let close = Arc::new(Notify::new());
-        if let Some(State::Up { close: old }) = self.links.insert(
+        if let Some(State::Up { close: old, .. }) = self.links.insert(
             peer.clone(),
             State::Up {
                 close: close.clone(),
+                fingerprint: link.fingerprint(),
             },
         ) {
             // The peer dialed again (it lost the link before this node noticed).
@@ -164,7 +173,7 @@ impl RelayLinks {
         tracing::info!(%peer, %why, "relay link down");
         self.links.remove_if(
             &peer,
-            |_, s| matches!(s, State::Up { close: c } if Arc::ptr_eq(c, &close)),
+            |_, s| matches!(s, State::Up { close: c, .. } if Arc::ptr_eq(c, &close)),
         );
         self.count();
     }
