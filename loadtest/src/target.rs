@@ -56,8 +56,15 @@ pub fn spawn_switchboard(
     ])
     .env("SWITCHBOARD_KEYS", format!("{SPAWN_KEY}:{SPAWN_SECRET}"))
     .env("RUST_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    .stdout(Stdio::piped());
+    // Its warnings go to a file, read back when it fails to start (a port taken, say).
+    let log_path = std::env::temp_dir().join(format!(
+        "switchboard-loadtest-server-{}-{rtc_port}.log",
+        std::process::id()
+    ));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    cmd.stderr(log);
     if let Some(w) = workers {
         cmd.args(["--workers", &w.to_string()]);
     }
@@ -78,6 +85,16 @@ pub fn spawn_switchboard(
         .split("open http://")
         .nth(1)
         .map(|s| s.trim().trim_end_matches('/').to_string())
-        .with_context(|| format!("unexpected start line: {line:?}"))?;
+        .with_context(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            let errors = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let from = (errors.len().saturating_sub(2_000)..errors.len())
+                .find(|i| errors.is_char_boundary(*i))
+                .unwrap_or(errors.len());
+            let tail = &errors[from..];
+            format!("unexpected start line: {line:?}; the server's log: {tail}")
+        })?;
+    let _ = std::fs::remove_file(&log_path);
     Ok(Spawned { child, http })
 }

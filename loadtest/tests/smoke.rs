@@ -1,7 +1,29 @@
 //! A short run of the harness against the real server: media reaches every subscriber
 //! and the JSON report is complete.
 
+use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
+
+/// A first RTC port whose UDP ports (one per worker: two cores here) and TCP port (ICE-TCP)
+/// are free now: a fixed or pid-derived port can be some other process's ephemeral one.
+fn free_rtc_port() -> u16 {
+    for _ in 0..50 {
+        let Ok(first) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = first.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        let rest = (1..4).all(|i| {
+            port.checked_add(i)
+                .is_some_and(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        });
+        if rest && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    40_000 + (std::process::id() % 5_000) as u16
+}
 
 #[test]
 fn smoke_conference_against_the_real_server() {
@@ -29,10 +51,7 @@ fn smoke_conference_against_the_real_server() {
             "4",
             "--quiet",
         ])
-        .args([
-            "--rtc-port",
-            &(40_000 + std::process::id() % 5_000).to_string(),
-        ])
+        .args(["--rtc-port", &free_rtc_port().to_string()])
         .arg("--json")
         .arg(&json)
         .arg("--svg")
