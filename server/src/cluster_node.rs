@@ -127,11 +127,7 @@ impl ClusterNode {
     /// The nodes' addresses, for the HTTP listener: a node's relays carry many clients'
     /// sessions, so the per-address connection limit does not apply to it.
     fn refresh_peer_ips(&self, nodes: &[NodeRecord]) {
-        let ips = nodes
-            .iter()
-            .filter_map(|n| n.url.parse::<axum::http::Uri>().ok())
-            .filter_map(|u| u.host()?.trim_matches(['[', ']']).parse().ok())
-            .collect();
+        let ips = nodes.iter().filter_map(|n| url_ip(&n.url)).collect();
         *self.peer_ips.write() = ips;
     }
 
@@ -279,6 +275,12 @@ impl Placement for ClusterNode {
     }
 }
 
+/// The IP of a node's URL, when its host is one (not a name).
+fn url_ip(url: &str) -> Option<std::net::IpAddr> {
+    let uri = url.parse::<axum::http::Uri>().ok()?;
+    uri.host()?.trim_matches(['[', ']']).parse().ok()
+}
+
 /// Cluster mode: register this node, take its id slot, and place rooms through Redis.
 pub async fn join(
     args: &Config,
@@ -321,11 +323,7 @@ pub async fn join(
         .context("cluster mode needs an API key (the relay's secret derives from it)")?;
     // The relay is reached where the other nodes reach this node: `cluster_url`'s host
     // when it is an address, else the media's advertised one.
-    let relay_ip = http
-        .parse::<axum::http::Uri>()
-        .ok()
-        .and_then(|u| u.host()?.trim_matches(['[', ']']).parse().ok())
-        .unwrap_or_else(|| args.advertise_ip());
+    let relay_ip = url_ip(&http).unwrap_or_else(|| args.advertise_ip());
     let relay = RelayLinks::start(
         std::net::SocketAddr::new(args.rtc_bind, args.relay_port),
         relay_ip,
