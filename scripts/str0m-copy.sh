@@ -4,11 +4,12 @@
 #   bash scripts/str0m-copy.sh generate [PATCH ...]   # write third_party/str0m-0.25.0
 #   bash scripts/str0m-copy.sh check [PATCH ...]      # rebuild it from the registry's crate, diff
 #
-# PATCH defaults to third_party/str0m-patches/NNNN-*.patch (the set carried, none today).
-# To try a patch: generate with it, add `[patch.crates-io] str0m = { path =
-# "third_party/str0m-0.25.0" }` and `exclude = ["third_party"]` to the workspace's
-# Cargo.toml, build two servers and compare them with loadtest/ab.sh; a patch that pays is
-# carried under third_party/str0m-patches and `check` joins scripts/test.sh (the ADR's rule).
+# PATCH defaults to third_party/str0m-patches/NNNN-*.patch (the set carried; scripts/test.sh
+# runs `check`).
+# The workspace (and fuzz/, tools/memprobe) build str0m from the copy through
+# `[patch.crates-io]`. To try another patch: generate with the carried ones plus it, build
+# two servers and compare them with loadtest/ab.sh; a patch that pays joins
+# third_party/str0m-patches (the ADR's rule).
 # Measured and not kept so far: docs/adr/0009/*.patch.
 #
 # The registry's crate is fetched by cargo (checksum from the crates.io index) into a

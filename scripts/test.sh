@@ -55,6 +55,9 @@ if [ ! -f tests/browser/node_modules/.package-lock.json ] \
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
+phase "str0m: the carried copy is the registry's release plus its patches (ADR 0009)"
+bash scripts/str0m-copy.sh check
+
 phase "cargo test (unit, simulation, loopback integration)"
 cargo build --workspace --all-targets
 cargo test --workspace

@@ -155,6 +155,8 @@ pub async fn publish(pool: Arc<WorkerPool>, hub: Arc<Hub>, prometheus: Prometheu
                 .absolute(v);
             }
             metrics::counter!("switchboard_nacks_received_total", &l).absolute(s.nacks_received);
+            metrics::counter!("switchboard_nack_resends_total", &l).absolute(s.nack_resends);
+            metrics::counter!("switchboard_nack_unknown_total", &l).absolute(s.nack_unknown);
             metrics::counter!(
                 "switchboard_keyframe_requests_received_total",
                 &with("type", "pli")

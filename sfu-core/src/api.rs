@@ -456,9 +456,13 @@ pub struct ShardStats {
     pub dropped_layer: u64,
     pub dropped_temporal: u64,
     pub dropped_muted: u64,
-    /// Feedback from subscribers (from str0m's egress stats, every 2 s): NACKs (answered
-    /// from the resend cache), PLIs and FIRs.
+    /// Feedback from subscribers (from str0m's egress stats, every 2 s): NACKs, PLIs and
+    /// FIRs.
     pub nacks_received: u64,
+    /// NACKed packets written again (from the layers' stores), and NACKed packets no
+    /// longer (or never) known.
+    pub nack_resends: u64,
+    pub nack_unknown: u64,
     pub plis_received: u64,
     pub firs_received: u64,
     /// Simulcast layer switches and allocator pauses across all subscriptions.

@@ -3,9 +3,9 @@
 //!
 //! Per packet: find its track and layer from the SSRC, decide per subscriber (forward,
 //! drop, or switch to this layer on a keyframe), rewrite the header for continuity
-//! ([`crate::rewrite`]) and write it into the subscriber's str0m send stream, which keeps
-//! it for answering NACKs (RFC 4585) from its RTX cache. The payload is shared (`Arc`),
-//! never copied per subscriber.
+//! ([`crate::rewrite`]) and write it into the subscriber's str0m send stream, noting
+//! what it wrote in the subscription's log for NACK repair ([`crate::rtx`]). The payload
+//! is shared (`Arc`), never copied per subscriber.
 
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ use crate::pc::{Pc, PcFailure};
 use crate::peers::Peers;
 use crate::rewrite::{InHeader, OutHeader, Rewriter};
 use crate::router::Router;
-use crate::rtx::RtxCache;
+use crate::rtx::{Sent, SentLog};
 pub(crate) use crate::track::Track;
 use crate::track::{compose, spatial_of, temporal_of, ALL_FRAMES};
 
@@ -39,9 +39,10 @@ pub(crate) struct Subscription {
     /// When the allocator last lowered `max_rank` (upgrades wait
     /// [`crate::allocator::UPGRADE_HOLD`] after).
     pub lowered_at: Option<Instant>,
-    /// The outgoing str0m stream's RTX cache, once the stream is set up (at the first
-    /// write).
-    pub rtx: Option<crate::rtx::RtxCache>,
+    /// The outgoing str0m stream is set up (at the first write).
+    pub set_up: bool,
+    /// What this (video) stream wrote, for answering NACKs.
+    pub sent: SentLog,
     /// The subscriber's tile for this track: (width, height, visible).
     pub viewport: Option<(u32, u32, bool)>,
     /// Publisher payload type → subscriber payload type (None: subscriber lacks the codec).
@@ -83,7 +84,8 @@ impl Subscription {
             epoch: 0,
             max_rank: Some(u8::MAX),
             lowered_at: None,
-            rtx: None,
+            set_up: false,
+            sent: crate::rtx::sent_log(None),
             viewport: None,
             pt_map: Vec::new(),
             preferred: None,
@@ -452,32 +454,58 @@ fn rtp_write(
 /// Write one packet into a subscriber's outgoing stream (setting the stream up at the
 /// first write). The packet leaves when the shard advances the connection's clock at
 /// the end of the turn.
-fn write(
-    pc: &mut Pc,
-    sub: &mut Subscription,
-    w: RtpWrite,
-    cache: impl FnOnce() -> RtxCache,
-) -> Result<bool, PcFailure> {
+fn write(pc: &mut Pc, sub: &mut Subscription, w: RtpWrite) -> Result<bool, PcFailure> {
     let mid = sub.mid;
-    let cache = sub.rtx.is_none().then(cache);
+    let set_up = !sub.set_up;
     let wrote = pc.guarded(|rtc| {
         rtc.direct_api()
             .stream_tx_by_mid(mid, None)
             .map(|tx| {
-                if let Some(cache) = cache {
+                if set_up {
                     // Forwarded media keeps the publisher's pacing; the allocator, not a
                     // queue, keeps it within the estimate.
                     tx.set_unpaced(true);
-                    cache.apply(tx);
+                    crate::rtx::set_up(tx);
                 }
                 tx.write_rtp(w)
             })
             .is_some()
     })?;
-    if wrote && cache.is_some() {
-        sub.rtx = cache;
-    }
+    sub.set_up |= wrote;
     Ok(wrote)
+}
+
+/// Answer a subscriber's NACKs on one stream (`mid`) from its log and the layers'
+/// stores; returns how many packets were written again and how many were no longer
+/// known.
+fn resend(
+    pc: &mut Pc,
+    sub: &Subscription,
+    track: &Track,
+    seq_nos: &[str0m::rtp::SeqNo],
+    now: Instant,
+) -> Result<(u64, u64), PcFailure> {
+    let writes: Vec<RtpWrite> = seq_nos
+        .iter()
+        .filter_map(|&seq| {
+            let sent = sub.sent.get(*seq, now)?;
+            let li = track.layer_of_ssrc(sent.ssrc)?;
+            let stored = track.layers[li].store.get(sent.src_seq, now)?;
+            Some(crate::rtx::resend_write(*seq, sent, stored, now))
+        })
+        .collect();
+    let found = writes.len() as u64;
+    let missed = seq_nos.len() as u64 - found;
+    if found == 0 {
+        return Ok((0, missed));
+    }
+    let mid = sub.mid;
+    pc.guarded(|rtc| {
+        if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+            writes.into_iter().for_each(|w| tx.write_resend(w));
+        }
+    })?;
+    Ok((found, missed))
 }
 
 impl Router {
@@ -501,6 +529,8 @@ impl Router {
             ..Default::default()
         };
         let mut want_keyframe: Vec<usize> = Vec::new();
+        // The longest a new stream's subscriber may ask for a packet back.
+        let mut keep_for = None;
         // Audio has one target for every subscriber; video's depends on each allocation.
         let audio_target = if ing.facts.video {
             None
@@ -559,11 +589,24 @@ impl Router {
                 continue;
             };
             let w = rtp_write(out_pt, &out, &pkt, &ext, ing.facts.video, ing.vp8.as_ref());
-            let rtt = sp.rtt;
-            // Sized once, at the stream's first write (see `resize_rtx` for later).
-            let cache = || RtxCache::for_stream(track.kind, track.peak_pps(), rtt);
-            match write(spc, sub, w, cache) {
+            if !sub.set_up && ing.facts.video {
+                let age = crate::rtx::age_for(sp.rtt);
+                sub.sent.set_age(age);
+                keep_for = keep_for.max(Some(age));
+            }
+            match write(spc, sub, w) {
                 Ok(true) => {
+                    if ing.facts.video {
+                        let sent = Sent {
+                            ssrc: ing.facts.ssrc,
+                            src_seq: pkt.seq,
+                            pt: out_pt,
+                            ts: out.ts,
+                            pic: out.pic,
+                            tl0: out.tl0,
+                        };
+                        sub.sent.push(out.seq, now, sent);
+                    }
                     let len = pkt.payload.len() as u64;
                     sub.sent_bytes += len;
                     peers.stats.count_forwarded(ing.facts.video, len);
@@ -577,6 +620,11 @@ impl Router {
             }
         }
         crate::relay::tap(peers, track, ing.tid, ing.facts.li, &pkt);
+        if let Some(age) = keep_for {
+            if let Some(t) = self.tracks.get_mut(&ing.tid) {
+                t.keep_for(age);
+            }
+        }
         for li in want_keyframe {
             self.request_keyframe(peers, now, ing.tid, li);
         }
@@ -660,6 +708,13 @@ impl Router {
         layer.last_seen = Some(now);
         layer.paused = false;
         layer.measure(now, pkt.payload.len(), temporal.map(|t| t.0));
+        if video {
+            let stored = crate::rtx::Stored {
+                payload: pkt.payload.clone(),
+                marker: pkt.marker,
+            };
+            layer.store.push(seq, now, stored);
+        }
         if keyframe && vp8 {
             if let Some(size) = crate::vp8::vp8_keyframe_size(&pkt.payload) {
                 layer.size = Some(size);
@@ -705,35 +760,52 @@ impl Router {
         })
     }
 
-    /// A subscriber's RTT changed (receiver reports): resize its streams' RTX caches
-    /// where the size they need moved by more than a fifth.
-    pub(crate) fn resize_rtx(&mut self, peers: &mut Peers, sid: ParticipantId) {
+    /// A subscriber's RTT changed (receiver reports): its streams keep what they wrote
+    /// for as long as it may still ask, and the layers they take keep their packets at
+    /// least as long.
+    pub(crate) fn follow_rtt(&mut self, sid: ParticipantId) {
         let Some(p) = self.participants.get_mut(&sid) else {
             return;
         };
-        let Some(pc) = p.subscriber.as_mut() else {
+        let age = crate::rtx::age_for(p.rtt);
+        for sub in p.subs.values_mut() {
+            sub.sent.set_age(age);
+            if let Some(track) = self.tracks.get_mut(&sub.track) {
+                track.keep_for(age);
+            }
+        }
+    }
+
+    /// A subscriber's NACKs on its stream `mid`.
+    pub(crate) fn on_resend_request(
+        &mut self,
+        peers: &mut Peers,
+        now: Instant,
+        sid: ParticipantId,
+        mid: Mid,
+        seq_nos: &[str0m::rtp::SeqNo],
+    ) {
+        let Some(p) = self.participants.get_mut(&sid) else {
             return;
         };
-        for sub in p.subs.values_mut() {
-            let (Some(cur), Some(track)) = (sub.rtx, self.tracks.get(&sub.track)) else {
-                continue;
-            };
-            let want = RtxCache::for_stream(track.kind, track.peak_pps(), p.rtt);
-            if !cur.must_grow_to(&want) {
-                continue;
+        let (Some(sub), Some(pc)) = (
+            p.subs.values().find(|s| s.mid == mid),
+            p.subscriber.as_mut(),
+        ) else {
+            return;
+        };
+        let Some(track) = self.tracks.get(&sub.track) else {
+            return;
+        };
+        match resend(pc, sub, track, seq_nos, now) {
+            Ok((found, missed)) => {
+                peers.stats.nack_resends += found;
+                peers.stats.nack_unknown += missed;
+                if found > 0 {
+                    peers.written((sid, PcKind::Subscriber), pc);
+                }
             }
-            let mid = sub.mid;
-            let done = pc.guarded(|rtc| {
-                rtc.direct_api()
-                    .stream_tx_by_mid(mid, None)
-                    .map(|tx| want.apply(tx))
-                    .is_some()
-            });
-            match done {
-                Ok(true) => sub.rtx = Some(want),
-                Ok(false) => {}
-                Err(f) => return peers.failures.report(sid, f),
-            }
+            Err(f) => peers.failures.report(sid, f),
         }
     }
 }

@@ -37,6 +37,7 @@ mod router;
 mod routes;
 mod rtx;
 mod selection;
+mod seq_ring;
 pub mod shard;
 mod shard_config;
 pub mod speaker;

@@ -353,9 +353,12 @@ impl Router {
                     peers.stats.firs_received += d(2);
                     if st.rtt.is_some() && st.rtt != p.rtt {
                         p.rtt = st.rtt;
-                        self.resize_rtx(peers, id);
+                        self.follow_rtt(id);
                     }
                 }
+            }
+            E::ResendRequest(req) if kind == PcKind::Subscriber => {
+                self.on_resend_request(peers, now, id, req.mid, &req.seq_nos);
             }
             E::KeyframeRequest(req) if kind == PcKind::Subscriber => {
                 let found = self.participants.get(&id).and_then(|p| {

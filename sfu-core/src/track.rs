@@ -52,6 +52,8 @@ pub(crate) struct Layer {
     pub tid_bps: [u64; 3],
     /// Measured packet rate (EWMA like `bps`), packets per second.
     pub pps: u32,
+    /// Recent packets (video), for answering subscribers' NACKs ([`crate::rtx`]).
+    pub store: crate::rtx::LayerStore,
     tid_window: [u64; 3],
     window_bytes: u64,
     window_packets: u32,
@@ -74,6 +76,7 @@ impl Layer {
             max_tid: None,
             tid_bps: [0; 3],
             pps: 0,
+            store: crate::rtx::layer_store(),
             tid_window: [0; 3],
             window_bytes: 0,
             window_packets: 0,
@@ -224,20 +227,30 @@ impl Track {
         let i = found.unwrap_or_else(|| {
             let index = self.layers.len();
             let rank = rid.map_or(0, |r| rid_rank(&r, index));
-            self.layers.push(Layer::new(rid, rank));
+            let mut layer = Layer::new(rid, rank);
+            // As long as the track's other layers keep theirs (`keep_for`).
+            if let Some(age) = self.layers.iter().map(|l| l.store.age()).max() {
+                layer.store.set_age(age);
+            }
+            self.layers.push(layer);
             index
         });
         if self.layers[i].ssrc != Some(ssrc) {
             // A new SSRC on the layer (encoder restart): its sequence space starts afresh.
             self.layers[i].ssrc = Some(ssrc);
             self.layers[i].highest_seq = None;
+            self.layers[i].store.clear();
         }
         i
     }
 
-    /// The packet rate of the track's busiest layer (0: not measured yet).
-    pub fn peak_pps(&self) -> u32 {
-        self.layers.iter().map(|l| l.pps).max().unwrap_or(0)
+    /// Keep each layer's packets for at least `age` (a subscriber that far away).
+    pub fn keep_for(&mut self, age: std::time::Duration) {
+        for l in &mut self.layers {
+            if l.store.age() < age {
+                l.store.set_age(age);
+            }
+        }
     }
 
     pub fn layer_of_ssrc(&self, ssrc: u32) -> Option<usize> {
