@@ -247,8 +247,9 @@ async fn ack_answer(
 }
 
 /// Our offer and the phone's answer (`sdp`; its audio, `remote`): the phone's side of
-/// the call, with video when the answer accepted ours.
-fn settle(
+/// the call, with video when the answer accepted ours. Shared by offerless inbound calls
+/// (the answer in the ACK) and outbound calls (the answer in the 200).
+pub(crate) fn settle(
     rtp: tokio::net::UdpSocket,
     signaling: Option<std::net::IpAddr>,
     offer: LocalMedia,

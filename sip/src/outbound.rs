@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
+use crate::call::{enter_room, masked, Conversation, Who};
 use crate::call_book::{CallHandle, Command};
 use crate::call_limits::{KeySlot, LimitHit};
 use crate::gateway::{call_result, Gateway};
@@ -319,31 +319,27 @@ impl Placing {
                 return format!("failed: bad SDP answer: {e}");
             }
         };
-        let ours: Vec<_> = self.local.codecs.iter().map(|(c, _)| *c).collect();
-        let Some(codec) = remote.choose(&ours) else {
-            let _ = dialog.bye().await;
-            return "failed: no common codec in the answer".into();
-        };
-        // Our offer is plain RTP: an answer that keys its audio is no answer to it.
-        if remote.keying.is_keyed() {
-            let _ = dialog.bye().await;
-            return "failed: the answer asks for SRTP we did not offer".into();
-        }
         // Video when the answer accepted it, plain, with one of our codecs.
-        let (video_line, video) = self
-            .video
-            .take()
-            .and_then(|sockets| sockets.answered(&String::from_utf8_lossy(answer)))
-            .unzip();
-        let local = LocalMedia {
-            codecs: vec![codec],
-            telephone_event: remote.telephone_event.and(self.local.telephone_event),
-            video: video_line,
-            ..self.local.clone()
+        let settled = crate::inbound::settle(
+            rtp,
+            Some(self.destination.ip()),
+            self.local.clone(),
+            self.video.take(),
+            remote,
+            &String::from_utf8_lossy(answer),
+        );
+        let phone = match settled {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = dialog.bye().await;
+                return e;
+            }
         };
-        let mut phone = PhoneLeg::new(rtp, Some(self.destination.ip()), remote, codec, local);
-        let room_video = video.as_ref().map(|v| (v.chosen.codec, v.remote.max_kbps));
-        phone.video = video;
+        let codec = phone.codec;
+        let room_video = phone
+            .video
+            .as_ref()
+            .map(|v| (v.chosen.codec, v.remote.max_kbps));
         let mut media = match phone.media() {
             Ok(m) => m,
             Err(e) => {
