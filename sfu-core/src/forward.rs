@@ -485,27 +485,23 @@ fn resend(
     seq_nos: &[str0m::rtp::SeqNo],
     now: Instant,
 ) -> Result<(u64, u64), PcFailure> {
-    let writes: Vec<RtpWrite> = seq_nos
-        .iter()
-        .filter_map(|&seq| {
-            let sent = sub.sent.get(*seq, now)?;
-            let li = track.layer_of_ssrc(sent.ssrc)?;
-            let stored = track.layers[li].store.get(sent.src_seq, now)?;
-            Some(crate::rtx::resend_write(*seq, sent, stored, now))
-        })
-        .collect();
-    let found = writes.len() as u64;
-    let missed = seq_nos.len() as u64 - found;
-    if found == 0 {
-        return Ok((0, missed));
-    }
     let mid = sub.mid;
     pc.guarded(|rtc| {
-        if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-            writes.into_iter().for_each(|w| tx.write_resend(w));
+        let mut api = rtc.direct_api();
+        let mut tx = api.stream_tx_by_mid(mid, None);
+        let mut found = 0;
+        for &seq in seq_nos {
+            let known = sub.sent.get(*seq, now).and_then(|sent| {
+                let li = track.layer_of_ssrc(sent.ssrc)?;
+                Some((sent, track.layers[li].store.get(sent.src_seq, now)?))
+            });
+            if let (Some((sent, stored)), Some(tx)) = (known, tx.as_deref_mut()) {
+                tx.write_resend(crate::rtx::resend_write(*seq, sent, stored, now));
+                found += 1;
+            }
         }
-    })?;
-    Ok((found, missed))
+        (found, seq_nos.len() as u64 - found)
+    })
 }
 
 impl Router {

@@ -114,6 +114,37 @@ pub(crate) struct PhoneLeg {
 }
 
 impl PhoneLeg {
+    /// Our offer and the phone's answer (`sdp`; its audio, `remote`): the phone's side of
+    /// the call, with video when the answer accepted ours. Shared by offerless inbound calls
+    /// (the answer in the ACK) and outbound calls (the answer in the 200).
+    pub fn settle(
+        rtp: UdpSocket,
+        signaling: Option<std::net::IpAddr>,
+        offer: LocalMedia,
+        video: Option<crate::video_leg::VideoSockets>,
+        remote: PhoneMedia,
+        sdp: &str,
+    ) -> Result<Self, String> {
+        let ours: Vec<_> = offer.codecs.iter().map(|(c, _)| *c).collect();
+        let codec = remote
+            .choose(&ours)
+            .ok_or("failed: no codec of our offer in the answer")?;
+        // Our offer is plain RTP: an answer that keys its audio is no answer to it.
+        if remote.keying.is_keyed() {
+            return Err("failed: the answer asks for SRTP we did not offer".into());
+        }
+        let (video_line, video) = video.and_then(|s| s.answered(sdp)).unzip();
+        let local = LocalMedia {
+            codecs: vec![codec],
+            telephone_event: remote.telephone_event.and(offer.telephone_event),
+            video: video_line,
+            ..offer
+        };
+        let mut leg = Self::new(rtp, signaling, remote, codec, local);
+        leg.video = video;
+        Ok(leg)
+    }
+
     pub fn media(&self) -> Result<CallMedia, String> {
         let law = match self.codec.0 {
             Codec::Pcma => crate::g711::Law::Alaw,

@@ -209,7 +209,9 @@ async fn answer(
         } => {
             let settled = match tokio::time::timeout(ACK_TIMEOUT, ack_answer(states, dialog)).await
             {
-                Ok(Ok((remote, sdp))) => settle(rtp, signaling, local, video, remote, &sdp),
+                Ok(Ok((remote, sdp))) => {
+                    PhoneLeg::settle(rtp, signaling, local, video, remote, &sdp)
+                }
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err("failed: no ACK".into()),
             };
@@ -244,37 +246,6 @@ async fn ack_answer(
             Some(_) => {}
         }
     }
-}
-
-/// Our offer and the phone's answer (`sdp`; its audio, `remote`): the phone's side of
-/// the call, with video when the answer accepted ours. Shared by offerless inbound calls
-/// (the answer in the ACK) and outbound calls (the answer in the 200).
-pub(crate) fn settle(
-    rtp: tokio::net::UdpSocket,
-    signaling: Option<std::net::IpAddr>,
-    offer: LocalMedia,
-    video: Option<VideoSockets>,
-    remote: PhoneMedia,
-    sdp: &str,
-) -> Result<PhoneLeg, String> {
-    let ours: Vec<_> = offer.codecs.iter().map(|(c, _)| *c).collect();
-    let codec = remote
-        .choose(&ours)
-        .ok_or("failed: no codec of our offer in the answer")?;
-    // Our offer is plain RTP: an answer that keys its audio is no answer to it.
-    if remote.keying.is_keyed() {
-        return Err("failed: the answer asks for SRTP we did not offer".into());
-    }
-    let (video_line, video) = video.and_then(|s| s.answered(sdp)).unzip();
-    let local = LocalMedia {
-        codecs: vec![codec],
-        telephone_event: remote.telephone_event.and(offer.telephone_event),
-        video: video_line,
-        ..offer
-    };
-    let mut leg = PhoneLeg::new(rtp, signaling, remote, codec, local);
-    leg.video = video;
-    Ok(leg)
 }
 
 /// Resolves when the dialog ends (a CANCEL or BYE), never otherwise.

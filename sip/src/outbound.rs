@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::call::{enter_room, masked, Conversation, Who};
+use crate::call::{enter_room, masked, Conversation, PhoneLeg, Who};
 use crate::call_book::{CallHandle, Command};
 use crate::call_limits::{KeySlot, LimitHit};
 use crate::gateway::{call_result, Gateway};
@@ -320,7 +320,7 @@ impl Placing {
             }
         };
         // Video when the answer accepted it, plain, with one of our codecs.
-        let settled = crate::inbound::settle(
+        let settled = PhoneLeg::settle(
             rtp,
             Some(self.destination.ip()),
             self.local.clone(),
